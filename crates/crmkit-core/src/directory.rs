@@ -1,0 +1,364 @@
+//! The per-tenant directory of users and teams.
+//!
+//! The host keeps it in step with its own authentication (crmkit does no login). Owners
+//! and assignees must be active users of the tenant; record-level access reads roles and
+//! team memberships from here through [`Directory::ctx_for`].
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::Store;
+use crate::ctx::{Actor, Ctx, Role};
+use crate::error::{Error, Result, ValidationErrors};
+use crate::event::{AuditChange, NewEvent};
+use crate::id::{RecordKind, RecordRef, TeamId, TenantId, UserId};
+use crate::store::{
+    Changeset, ColumnDef, ColumnType, Cond, OrderKey, Select, TableDef, Value, Write,
+};
+use crate::text::{check_text, parse_email};
+
+/// The users table.
+pub const USERS_TABLE: &str = "crm_users";
+/// The teams table.
+pub const TEAMS_TABLE: &str = "crm_teams";
+
+/// A user of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// The user's id (the host's id for the user, or a new one).
+    pub id: UserId,
+    /// Display name.
+    pub name: String,
+    /// Email address.
+    pub email: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Team memberships.
+    pub teams: Vec<TeamId>,
+    /// Whether the user may own and be assigned work.
+    pub active: bool,
+    /// IANA time zone name (`Europe/Berlin`).
+    pub time_zone: String,
+    /// Version for optimistic concurrency.
+    pub version: u64,
+}
+
+impl User {
+    /// The actor this user acts as.
+    pub fn actor(&self) -> Actor {
+        Actor::new(self.id, self.roles.clone(), self.teams.clone())
+    }
+}
+
+/// A team (also a work queue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Team {
+    /// The team's id.
+    pub id: TeamId,
+    /// Its name.
+    pub name: String,
+    /// Version for optimistic concurrency.
+    pub version: u64,
+}
+
+/// Input for creating or replacing a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInput {
+    /// The id (the host's).
+    pub id: UserId,
+    /// Display name.
+    pub name: String,
+    /// Email.
+    pub email: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Teams; each must exist.
+    pub teams: Vec<TeamId>,
+    /// Active or not.
+    pub active: bool,
+    /// IANA time zone.
+    pub time_zone: String,
+}
+
+pub(crate) fn tables() -> Vec<TableDef> {
+    use ColumnType::*;
+    vec![
+        TableDef::new(
+            USERS_TABLE,
+            [
+                ColumnDef::required("id", Uuid),
+                ColumnDef::required("name", Text(200)),
+                ColumnDef::required("email", Text(254)),
+                ColumnDef::required("roles", Text(100)),
+                ColumnDef::required("teams", LongText),
+                ColumnDef::required("active", Bool),
+                ColumnDef::required("time_zone", Text(64)),
+                ColumnDef::required("version", Int),
+            ],
+            ["id"],
+        ),
+        TableDef::new(
+            TEAMS_TABLE,
+            [
+                ColumnDef::required("id", Uuid),
+                ColumnDef::required("name", Text(200)),
+                ColumnDef::required("version", Int),
+            ],
+            ["id"],
+        ),
+    ]
+}
+
+fn decode_user(row: &[Value]) -> Result<User> {
+    let bad = || Error::storage("malformed user row");
+    let roles = row[3]
+        .as_text()
+        .ok_or_else(bad)?
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(Role::parse)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(User {
+        id: UserId::from_uuid(row[0].as_uuid().ok_or_else(bad)?),
+        name: row[1].as_text().ok_or_else(bad)?.to_owned(),
+        email: row[2].as_text().ok_or_else(bad)?.to_owned(),
+        roles,
+        teams: serde_json::from_str(row[4].as_text().ok_or_else(bad)?)
+            .map_err(|e| Error::storage_from("user", e))?,
+        active: row[5].as_int() == Some(1),
+        time_zone: row[6].as_text().ok_or_else(bad)?.to_owned(),
+        version: row[7].as_int().ok_or_else(bad)? as u64,
+    })
+}
+
+/// Validates an IANA time zone name.
+pub fn parse_time_zone(field: &str, s: &str) -> Result<Tz> {
+    s.parse::<Tz>()
+        .map_err(|_| Error::validation(field, format!("{s:?} is not an IANA time zone name")))
+}
+
+/// The directory API.
+#[derive(Clone)]
+pub struct Directory {
+    store: Store,
+}
+
+impl Directory {
+    pub(crate) fn new(store: Store) -> Self {
+        Directory { store }
+    }
+
+    /// Creates or replaces a user (Admin only). Teams must exist; the time zone must be an
+    /// IANA name.
+    pub async fn put_user(&self, ctx: &Ctx, input: UserInput) -> Result<User> {
+        ctx.actor().require_admin("put user")?;
+        let mut errs = ValidationErrors::new();
+        errs.check(check_text("name", &input.name, 200, true));
+        errs.check(parse_email("email", &input.email));
+        errs.check(parse_time_zone("time_zone", &input.time_zone));
+        if input.roles.is_empty() {
+            errs.push("roles", "needs at least one role");
+        }
+        for (i, t) in input.teams.iter().enumerate() {
+            if self.team(ctx, *t).await.is_err() {
+                errs.push(format!("teams[{i}]"), "is not a team of this tenant");
+            }
+        }
+        errs.into_result()?;
+        let existing = self.user(ctx, input.id).await.ok();
+        let version = existing.as_ref().map(|u| u.version + 1).unwrap_or(1);
+        let user = User {
+            id: input.id,
+            name: input.name,
+            email: input.email.trim().to_owned(),
+            roles: input.roles,
+            teams: input.teams,
+            active: input.active,
+            time_zone: input.time_zone,
+            version,
+        };
+        let row = vec![
+            Value::Uuid(user.id.as_uuid()),
+            Value::Text(user.name.clone()),
+            Value::Text(user.email.clone()),
+            Value::Text(
+                user.roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            Value::Text(serde_json::to_string(&user.teams).expect("ids serialize")),
+            Value::from(user.active),
+            Value::Text(user.time_zone.clone()),
+            Value::Int(version as i64),
+        ];
+        let record = RecordRef::new(RecordKind::USER, user.id.as_uuid());
+        let mut cs = Changeset::new(ctx);
+        match &existing {
+            Some(old) => {
+                let t = self.store.backend().schema().table(USERS_TABLE)?;
+                let set = t
+                    .columns
+                    .iter()
+                    .zip(row)
+                    .skip(1)
+                    .filter(|(c, _)| c.name != "version")
+                    .map(|(c, v)| (c.name, v))
+                    .collect();
+                cs.writes.push(Write::Update {
+                    table: USERS_TABLE,
+                    key: vec![Value::Uuid(user.id.as_uuid())],
+                    set,
+                    expect_version: Some(old.version),
+                    record: record.clone(),
+                });
+            }
+            None => cs.writes.push(Write::Insert {
+                table: USERS_TABLE,
+                row,
+            }),
+        }
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "*".into(),
+            old: existing
+                .as_ref()
+                .map(|u| serde_json::to_string(u).expect("serializes")),
+            new: Some(serde_json::to_string(&user).expect("serializes")),
+        });
+        cs.events.push(NewEvent::new(
+            if existing.is_some() {
+                "user.updated"
+            } else {
+                "user.created"
+            },
+            record,
+            vec![],
+            serde_json::to_value(&user).expect("serializes"),
+        ));
+        self.store.commit(cs).await?;
+        Ok(user)
+    }
+
+    /// Creates or renames a team (Admin only).
+    pub async fn put_team(&self, ctx: &Ctx, id: TeamId, name: &str) -> Result<Team> {
+        ctx.actor().require_admin("put team")?;
+        check_text("name", name, 200, true)?;
+        let existing = self.team(ctx, id).await.ok();
+        let record = RecordRef::new(RecordKind::TEAM, id.as_uuid());
+        let mut cs = Changeset::new(ctx);
+        let team = Team {
+            id,
+            name: name.to_owned(),
+            version: existing.as_ref().map(|t| t.version + 1).unwrap_or(1),
+        };
+        match &existing {
+            Some(old) => cs.writes.push(Write::Update {
+                table: TEAMS_TABLE,
+                key: vec![Value::Uuid(id.as_uuid())],
+                set: vec![("name", Value::Text(name.to_owned()))],
+                expect_version: Some(old.version),
+                record: record.clone(),
+            }),
+            None => cs.writes.push(Write::Insert {
+                table: TEAMS_TABLE,
+                row: vec![
+                    Value::Uuid(id.as_uuid()),
+                    Value::Text(name.to_owned()),
+                    Value::Int(1),
+                ],
+            }),
+        }
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "name".into(),
+            old: existing
+                .as_ref()
+                .map(|t| serde_json::to_string(&t.name).expect("serializes")),
+            new: Some(serde_json::to_string(name).expect("serializes")),
+        });
+        cs.events.push(NewEvent::new(
+            "team.saved",
+            record,
+            vec!["name".into()],
+            serde_json::to_value(&team).expect("serializes"),
+        ));
+        self.store.commit(cs).await?;
+        Ok(team)
+    }
+
+    /// A user of the context's tenant.
+    pub async fn user(&self, ctx: &Ctx, id: UserId) -> Result<User> {
+        self.user_of(ctx.tenant(), id).await
+    }
+
+    async fn user_of(&self, tenant: TenantId, id: UserId) -> Result<User> {
+        let row = self
+            .store
+            .backend()
+            .get(tenant, USERS_TABLE, &[Value::Uuid(id.as_uuid())])
+            .await?;
+        row.map(|r| decode_user(&r))
+            .transpose()?
+            .ok_or_else(|| Error::not_found(RecordKind::USER, id))
+    }
+
+    /// A team of the context's tenant.
+    pub async fn team(&self, ctx: &Ctx, id: TeamId) -> Result<Team> {
+        let row = self
+            .store
+            .backend()
+            .get(ctx.tenant(), TEAMS_TABLE, &[Value::Uuid(id.as_uuid())])
+            .await?;
+        let bad = || Error::storage("malformed team row");
+        match row {
+            None => Err(Error::not_found(RecordKind::TEAM, id)),
+            Some(r) => Ok(Team {
+                id,
+                name: r[1].as_text().ok_or_else(bad)?.to_owned(),
+                version: r[2].as_int().ok_or_else(bad)? as u64,
+            }),
+        }
+    }
+
+    /// Every user of the tenant, by id.
+    pub async fn users(&self, ctx: &Ctx) -> Result<Vec<User>> {
+        let mut s = Select::new(USERS_TABLE, Cond::True);
+        s.order = vec![OrderKey {
+            column: "id".into(),
+            desc: false,
+            null_as: None,
+            custom: None,
+        }];
+        let rows = self.store.backend().select(ctx.tenant(), &s).await?;
+        rows.iter().map(|r| decode_user(r)).collect()
+    }
+
+    /// The user `id` if active in the tenant; otherwise a Validation error on `field`.
+    pub async fn require_active_user(&self, ctx: &Ctx, field: &str, id: UserId) -> Result<User> {
+        match self.user(ctx, id).await {
+            Ok(u) if u.active => Ok(u),
+            Ok(_) => Err(Error::validation(
+                field,
+                "is not an active user of this tenant",
+            )),
+            Err(Error::NotFound { .. }) => {
+                Err(Error::validation(field, "is not a user of this tenant"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A context for `user` of `tenant`, with the roles and teams the directory holds. An
+    /// unknown or inactive user is PermissionDenied.
+    pub async fn ctx_for(&self, tenant: TenantId, user: UserId) -> Result<Ctx> {
+        match self.user_of(tenant, user).await {
+            Ok(u) if u.active => Ctx::new(tenant, u.actor()),
+            Ok(_) | Err(Error::NotFound { .. }) => Err(Error::PermissionDenied(
+                "the user is not an active user of this tenant".into(),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+}

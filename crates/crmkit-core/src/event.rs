@@ -1,0 +1,228 @@
+//! Domain events (the outbox and change feed) and audit entries.
+//!
+//! Events are written in the same transaction as the change they describe, numbered by a
+//! per-tenant gap-free sequence. A reader at cursor N has seen every event up to N: the
+//! sequence is allocated under a per-tenant lock held until commit, so numbers commit in
+//! order. Read them with [`crate::Store::events_since`].
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::id::{RecordKind, RecordRef, TenantId, UserId};
+use crate::store::{Changeset, ColumnDef, ColumnType, IndexDef, Row, TableDef, Value, Write};
+
+/// The outbox table.
+pub const EVENTS_TABLE: &str = "crm_events";
+/// The audit table.
+pub const AUDIT_TABLE: &str = "crm_audit";
+/// Per-tenant named counters (event sequence, ticket numbers, ...).
+pub const SEQUENCES_TABLE: &str = "crm_sequences";
+/// The name of the event sequence in [`SEQUENCES_TABLE`].
+pub const EVENT_SEQUENCE: &str = "events";
+
+/// An event a command emits; the backend numbers it at commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// What happened, as `module_record.verb` (`contact.created`).
+    pub kind: String,
+    /// The record it happened to.
+    pub record: RecordRef,
+    /// Names of the fields that changed.
+    pub changed: Vec<String>,
+    /// The record's state or the change, as JSON.
+    pub payload: serde_json::Value,
+}
+
+impl NewEvent {
+    /// An event.
+    pub fn new(
+        kind: impl Into<String>,
+        record: RecordRef,
+        changed: Vec<String>,
+        payload: serde_json::Value,
+    ) -> Self {
+        NewEvent {
+            kind: kind.into(),
+            record,
+            changed,
+            payload,
+        }
+    }
+}
+
+/// A committed event, as read from the change feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Position in the tenant's feed (1, 2, 3, ... without gaps).
+    pub seq: u64,
+    /// What happened.
+    pub kind: String,
+    /// The record.
+    pub record: RecordRef,
+    /// Changed fields.
+    pub changed: Vec<String>,
+    /// Payload.
+    pub payload: serde_json::Value,
+    /// Who did it.
+    pub actor: Option<UserId>,
+    /// Through which channel (`api`, `import`, `automation`, ...).
+    pub origin: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// One audited field change of a command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditChange {
+    /// The record.
+    pub record: RecordRef,
+    /// The field (`*` for the record as a whole: created, deleted, restored).
+    pub field: String,
+    /// The old value, as JSON text.
+    pub old: Option<String>,
+    /// The new value, as JSON text.
+    pub new: Option<String>,
+}
+
+/// A stored audit entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Who.
+    pub actor: Option<UserId>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The change.
+    pub change: AuditChange,
+}
+
+pub(crate) fn tables() -> Vec<TableDef> {
+    use ColumnType::*;
+    vec![
+        TableDef::new(
+            EVENTS_TABLE,
+            [
+                ColumnDef::required("seq", Int),
+                ColumnDef::required("kind", Text(64)),
+                ColumnDef::required("record_kind", Text(64)),
+                ColumnDef::required("record_id", Uuid),
+                ColumnDef::required("changed", LongText),
+                ColumnDef::required("payload", LongText),
+                ColumnDef::optional("actor", Uuid),
+                ColumnDef::required("origin", Text(32)),
+                ColumnDef::required("at", Timestamp),
+            ],
+            ["seq"],
+        )
+        .index(IndexDef::new(
+            "crm_events_record",
+            ["record_kind", "record_id", "seq"],
+        )),
+        TableDef::new(
+            AUDIT_TABLE,
+            [
+                ColumnDef::required("id", Uuid),
+                ColumnDef::required("at", Timestamp),
+                ColumnDef::optional("actor", Uuid),
+                ColumnDef::required("record_kind", Text(64)),
+                ColumnDef::required("record_id", Uuid),
+                ColumnDef::required("field", Text(128)),
+                ColumnDef::optional("old_value", LongText),
+                ColumnDef::optional("new_value", LongText),
+            ],
+            ["id"],
+        )
+        .index(IndexDef::new(
+            "crm_audit_record",
+            ["record_kind", "record_id", "id"],
+        )),
+        TableDef::new(
+            SEQUENCES_TABLE,
+            [
+                ColumnDef::required("name", Text(64)),
+                ColumnDef::required("last_value", Int),
+            ],
+            ["name"],
+        ),
+    ]
+}
+
+pub(crate) fn event_row(cs: &Changeset, e: &NewEvent, seq: u64) -> Write {
+    Write::Insert {
+        table: EVENTS_TABLE,
+        row: vec![
+            Value::Int(seq as i64),
+            Value::Text(e.kind.clone()),
+            Value::Text(e.record.kind.as_str().to_owned()),
+            Value::Uuid(e.record.id),
+            Value::Text(serde_json::to_string(&e.changed).unwrap_or_else(|_| "[]".into())),
+            Value::Text(e.payload.to_string()),
+            Value::opt_uuid(cs.actor),
+            Value::Text(cs.origin.clone()),
+            Value::timestamp(cs.at),
+        ],
+    }
+}
+
+pub(crate) fn audit_row(cs: &Changeset, a: &AuditChange) -> Write {
+    Write::Insert {
+        table: AUDIT_TABLE,
+        row: vec![
+            Value::Uuid(Uuid::now_v7()),
+            Value::timestamp(cs.at),
+            Value::opt_uuid(cs.actor),
+            Value::Text(a.record.kind.as_str().to_owned()),
+            Value::Uuid(a.record.id),
+            Value::Text(a.field.clone()),
+            Value::opt_text(a.old.clone()),
+            Value::opt_text(a.new.clone()),
+        ],
+    }
+}
+
+/// Reads a timestamp stored as microseconds.
+pub fn decode_timestamp(v: &Value) -> Result<DateTime<Utc>> {
+    v.as_int()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| Error::storage(format!("bad timestamp value {v:?}")))
+}
+
+pub(crate) fn decode_event(tenant: TenantId, row: &Row) -> Result<Event> {
+    let bad = || Error::storage("malformed event row");
+    Ok(Event {
+        tenant,
+        seq: row[0].as_int().ok_or_else(bad)? as u64,
+        kind: row[1].as_text().ok_or_else(bad)?.to_owned(),
+        record: RecordRef::new(
+            RecordKind::parse(row[2].as_text().ok_or_else(bad)?)?,
+            row[3].as_uuid().ok_or_else(bad)?,
+        ),
+        changed: serde_json::from_str(row[4].as_text().ok_or_else(bad)?)
+            .map_err(|e| Error::storage_from("event", e))?,
+        payload: serde_json::from_str(row[5].as_text().ok_or_else(bad)?)
+            .map_err(|e| Error::storage_from("event", e))?,
+        actor: row[6].as_uuid().map(UserId::from_uuid),
+        origin: row[7].as_text().ok_or_else(bad)?.to_owned(),
+        at: decode_timestamp(&row[8])?,
+    })
+}
+
+pub(crate) fn decode_audit(row: &Row) -> Result<AuditEntry> {
+    let bad = || Error::storage("malformed audit row");
+    Ok(AuditEntry {
+        at: decode_timestamp(&row[1])?,
+        actor: row[2].as_uuid().map(UserId::from_uuid),
+        change: AuditChange {
+            record: RecordRef::new(
+                RecordKind::parse(row[3].as_text().ok_or_else(bad)?)?,
+                row[4].as_uuid().ok_or_else(bad)?,
+            ),
+            field: row[5].as_text().ok_or_else(bad)?.to_owned(),
+            old: row[6].as_text().map(str::to_owned),
+            new: row[7].as_text().map(str::to_owned),
+        },
+    })
+}

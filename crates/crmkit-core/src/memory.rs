@@ -1,0 +1,624 @@
+//! The in-memory backend: the reference model of the storage contract and a real backend
+//! for tests, demos and small apps.
+//!
+//! Rows live in ordered maps keyed by `(tenant, primary key)`, with unique indexes kept as
+//! hash maps. A commit takes the lock once, applies the changeset and keeps an undo log;
+//! if any write fails, the undo log restores every row and index it touched, so a failed
+//! command leaves no trace.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::event::{EVENT_SEQUENCE, SEQUENCES_TABLE};
+use crate::id::{RecordKind, TenantId};
+use crate::store::{
+    Aggregate, Backend, BackendKind, BoxFuture, Changeset, Commit, Cond, Fault, Measure, Row,
+    Schema, Select, TableDef, Value, Write,
+};
+
+type Key = (TenantId, Vec<Value>);
+
+struct UniqueIndex {
+    name: &'static str,
+    columns: Vec<usize>,
+    entries: HashMap<Key, Vec<Value>>,
+}
+
+struct MemTable {
+    def: TableDef,
+    key_pos: Vec<usize>,
+    version_pos: Option<usize>,
+    rows: BTreeMap<Key, Row>,
+    uniques: Vec<UniqueIndex>,
+}
+
+impl MemTable {
+    fn new(def: &TableDef) -> Self {
+        MemTable {
+            key_pos: def.key_positions(),
+            version_pos: def.position("version"),
+            uniques: def
+                .indexes
+                .iter()
+                .filter(|i| i.unique)
+                .map(|i| UniqueIndex {
+                    name: i.name,
+                    columns: i
+                        .columns
+                        .iter()
+                        .map(|c| def.position(c).expect("validated schema"))
+                        .collect(),
+                    entries: HashMap::new(),
+                })
+                .collect(),
+            rows: BTreeMap::new(),
+            def: def.clone(),
+        }
+    }
+
+    fn key_of(&self, row: &Row) -> Vec<Value> {
+        self.key_pos.iter().map(|&p| row[p].clone()).collect()
+    }
+
+    fn unique_key(tenant: TenantId, ix: &UniqueIndex, row: &Row) -> Option<Key> {
+        let vals: Vec<Value> = ix.columns.iter().map(|&p| row[p].clone()).collect();
+        if vals.iter().any(Value::is_null) {
+            None
+        } else {
+            Some((tenant, vals))
+        }
+    }
+
+    fn duplicate(&self, field: &str) -> Error {
+        Error::Duplicate {
+            kind: RecordKind::parse(self.def.name).unwrap_or(RecordKind::new("row")),
+            field: field.to_owned(),
+            existing: None,
+        }
+    }
+
+    /// Inserts a row that is known not to exist, checking unique indexes.
+    fn insert(&mut self, tenant: TenantId, row: Row) -> Result<()> {
+        let key = (tenant, self.key_of(&row));
+        if self.rows.contains_key(&key) {
+            return Err(self.duplicate("id"));
+        }
+        for ix in &self.uniques {
+            if let Some(k) = Self::unique_key(tenant, ix, &row) {
+                if ix.entries.contains_key(&k) {
+                    return Err(self.duplicate(ix.name));
+                }
+            }
+        }
+        for ix in &mut self.uniques {
+            if let Some(k) = Self::unique_key(tenant, ix, &row) {
+                ix.entries.insert(k, key.1.clone());
+            }
+        }
+        self.rows.insert(key, row);
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<Row> {
+        let row = self.rows.remove(key)?;
+        for ix in &mut self.uniques {
+            if let Some(k) = Self::unique_key(key.0, ix, &row) {
+                ix.entries.remove(&k);
+            }
+        }
+        Some(row)
+    }
+
+    fn tenant_rows(&self, tenant: TenantId) -> impl Iterator<Item = &Row> {
+        self.rows
+            .range((Bound::Included((tenant, Vec::new())), Bound::Unbounded))
+            .take_while(move |((t, _), _)| *t == tenant)
+            .map(|(_, r)| r)
+    }
+}
+
+enum Undo {
+    Inserted(&'static str, Key),
+    Removed(&'static str, Row, TenantId),
+}
+
+#[derive(Default)]
+struct State {
+    tables: HashMap<&'static str, MemTable>,
+}
+
+impl State {
+    fn table(&self, name: &str) -> Result<&MemTable> {
+        self.tables
+            .get(name)
+            .ok_or_else(|| Error::Config(format!("unknown table {name}")))
+    }
+
+    fn table_mut(&mut self, name: &str) -> Result<&mut MemTable> {
+        self.tables
+            .get_mut(name)
+            .ok_or_else(|| Error::Config(format!("unknown table {name}")))
+    }
+
+    fn eval(&self, tenant: TenantId, t: &MemTable, cond: &Cond, row: &Row) -> Result<Option<bool>> {
+        let col = |name: &str| -> Result<&Value> {
+            t.def
+                .position(name)
+                .map(|p| &row[p])
+                .ok_or_else(|| Error::Config(format!("unknown column {}.{name}", t.def.name)))
+        };
+        Ok(match cond {
+            Cond::True => Some(true),
+            Cond::False => Some(false),
+            Cond::Cmp(c, op, v) => {
+                let a = col(c)?;
+                if a.is_null() || v.is_null() {
+                    None
+                } else {
+                    Some(op.holds(a.cmp(v)))
+                }
+            }
+            Cond::In(c, vs) => {
+                let a = col(c)?;
+                if vs.is_empty() {
+                    Some(false)
+                } else if a.is_null() {
+                    None
+                } else if vs.iter().any(|v| !v.is_null() && v.cmp(a).is_eq()) {
+                    Some(true)
+                } else if vs.iter().any(Value::is_null) {
+                    None
+                } else {
+                    Some(false)
+                }
+            }
+            Cond::IsNull(c) => Some(col(c)?.is_null()),
+            Cond::Contains(c, needle) => match col(c)? {
+                Value::Null => None,
+                Value::Text(s) => Some(s.contains(needle.as_str())),
+                other => Some(format_value(other).contains(needle.as_str())),
+            },
+            Cond::StartsWith(c, prefix) => match col(c)? {
+                Value::Null => None,
+                Value::Text(s) => Some(s.starts_with(prefix.as_str())),
+                other => Some(format_value(other).starts_with(prefix.as_str())),
+            },
+            Cond::And(cs) => {
+                let mut acc = Some(true);
+                for c in cs {
+                    match self.eval(tenant, t, c, row)? {
+                        Some(false) => return Ok(Some(false)),
+                        None => acc = None,
+                        Some(true) => {}
+                    }
+                }
+                acc
+            }
+            Cond::Or(cs) => {
+                let mut acc = Some(false);
+                for c in cs {
+                    match self.eval(tenant, t, c, row)? {
+                        Some(true) => return Ok(Some(true)),
+                        None => acc = None,
+                        Some(false) => {}
+                    }
+                }
+                acc
+            }
+            Cond::Not(c) => self.eval(tenant, t, c, row)?.map(|b| !b),
+            Cond::Custom { field, cond } => {
+                let id = col("id")?.clone();
+                let cv = self.table(crate::custom::VALUES_TABLE)?;
+                let prefix = vec![
+                    Value::Text(field.record_kind.clone()),
+                    Value::Text(field.key.clone()),
+                    id,
+                ];
+                let mut found = false;
+                for ((tt, k), r) in cv
+                    .rows
+                    .range((Bound::Included((tenant, prefix.clone())), Bound::Unbounded))
+                {
+                    if *tt != tenant || k.len() < 3 || k[..3] != prefix[..] {
+                        break;
+                    }
+                    let ok = match cond {
+                        None => true,
+                        Some(c) => self.eval(tenant, cv, c, r)? == Some(true),
+                    };
+                    if ok {
+                        found = true;
+                        break;
+                    }
+                }
+                Some(found)
+            }
+        })
+    }
+
+    fn apply(&mut self, tenant: TenantId, w: Write, undo: &mut Vec<Undo>) -> Result<()> {
+        match w {
+            Write::Insert { table, row } => {
+                let t = self.table_mut(table)?;
+                if row.len() != t.def.columns.len() {
+                    return Err(Error::storage(format!(
+                        "row for {table} has {} values, expected {}",
+                        row.len(),
+                        t.def.columns.len()
+                    )));
+                }
+                let key = (tenant, t.key_of(&row));
+                t.insert(tenant, row)?;
+                undo.push(Undo::Inserted(table, key));
+            }
+            Write::Update {
+                table,
+                key,
+                set,
+                expect_version,
+                record,
+            } => {
+                let t = self.table_mut(table)?;
+                let k = (tenant, key);
+                let Some(old) = t.rows.get(&k) else {
+                    return Err(Error::NotFound {
+                        kind: record.kind.clone(),
+                        id: record.id.to_string(),
+                    });
+                };
+                let mut new = old.clone();
+                if let Some(expected) = expect_version {
+                    let vp = t
+                        .version_pos
+                        .ok_or_else(|| Error::Config(format!("{table} has no version column")))?;
+                    let actual = old[vp].as_int().unwrap_or(0) as u64;
+                    if actual != expected {
+                        return Err(Error::Conflict {
+                            record,
+                            expected,
+                            actual,
+                        });
+                    }
+                    new[vp] = Value::Int(expected as i64 + 1);
+                }
+                for (c, v) in set {
+                    let p = t
+                        .def
+                        .position(c)
+                        .ok_or_else(|| Error::Config(format!("unknown column {table}.{c}")))?;
+                    new[p] = v;
+                }
+                let old = t.remove(&k).expect("present");
+                if let Err(e) = t.insert(tenant, new) {
+                    t.insert(tenant, old)
+                        .expect("restoring the row that was there");
+                    return Err(e);
+                }
+                undo.push(Undo::Removed(table, old, tenant));
+                undo.push(Undo::Inserted(table, k));
+            }
+            Write::Delete { table, key } => {
+                let t = self.table_mut(table)?;
+                if let Some(old) = t.remove(&(tenant, key)) {
+                    undo.push(Undo::Removed(table, old, tenant));
+                }
+            }
+            Write::DeleteWhere { table, cond } => {
+                let t = self.table(table)?;
+                let mut doomed = vec![];
+                for row in t.tenant_rows(tenant) {
+                    if self.eval(tenant, t, &cond, row)? == Some(true) {
+                        doomed.push((tenant, t.key_of(row)));
+                    }
+                }
+                let t = self.table_mut(table)?;
+                for k in doomed {
+                    if let Some(old) = t.remove(&k) {
+                        undo.push(Undo::Removed(table, old, tenant));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self, undo: Vec<Undo>) {
+        for u in undo.into_iter().rev() {
+            match u {
+                Undo::Inserted(table, key) => {
+                    if let Some(t) = self.tables.get_mut(table) {
+                        t.remove(&key);
+                    }
+                }
+                Undo::Removed(table, row, tenant) => {
+                    if let Some(t) = self.tables.get_mut(table) {
+                        let _ = t.insert(tenant, row);
+                    }
+                }
+            }
+        }
+    }
+
+    fn alloc_seq(
+        &mut self,
+        tenant: TenantId,
+        name: &str,
+        n: u64,
+        undo: &mut Vec<Undo>,
+    ) -> Result<u64> {
+        let t = self.table_mut(SEQUENCES_TABLE)?;
+        let key = (tenant, vec![Value::Text(name.to_owned())]);
+        let last = match t.remove(&key) {
+            Some(old) => {
+                let last = old[1].as_int().unwrap_or(0) as u64;
+                undo.push(Undo::Removed(SEQUENCES_TABLE, old, tenant));
+                last
+            }
+            None => 0,
+        };
+        t.insert(
+            tenant,
+            vec![Value::Text(name.to_owned()), Value::Int((last + n) as i64)],
+        )?;
+        undo.push(Undo::Inserted(SEQUENCES_TABLE, key));
+        Ok(last + 1)
+    }
+
+    fn sorted(&self, tenant: TenantId, s: &Select) -> Result<Vec<(Vec<Value>, Row)>> {
+        let t = self.table(s.table)?;
+        let cv = self.table(crate::custom::VALUES_TABLE)?;
+        let id_pos = t.def.position("id");
+        let mut positions = vec![];
+        for o in &s.order {
+            let p = match &o.custom {
+                None => t.def.position(&o.column),
+                Some(_) => cv.def.position(&o.column).and(id_pos),
+            };
+            positions
+                .push(p.ok_or_else(|| Error::Config(format!("unknown sort column {}", o.column)))?);
+        }
+        let mut out = vec![];
+        for row in t.tenant_rows(tenant) {
+            if self.eval(tenant, t, &s.cond, row)? == Some(true) {
+                let mut sk = Vec::with_capacity(s.order.len());
+                for (o, &p) in s.order.iter().zip(&positions) {
+                    let v = match &o.custom {
+                        None => row[p].clone(),
+                        Some(f) => {
+                            let key = vec![
+                                Value::Text(f.record_kind.clone()),
+                                Value::Text(f.key.clone()),
+                                row[p].clone(),
+                                Value::Int(0),
+                            ];
+                            let vp = cv.def.position(&o.column).expect("checked above");
+                            cv.rows
+                                .get(&(tenant, key))
+                                .map(|r| r[vp].clone())
+                                .unwrap_or(Value::Null)
+                        }
+                    };
+                    sk.push(match (v, &o.null_as) {
+                        (Value::Null, Some(sub)) => sub.clone(),
+                        (v, _) => v,
+                    });
+                }
+                out.push((sk, row.clone()));
+            }
+        }
+        let cmp = |a: &[Value], b: &[Value]| {
+            for ((x, y), o) in a.iter().zip(b).zip(&s.order) {
+                let c = x.cmp(y);
+                let c = if o.desc { c.reverse() } else { c };
+                if c.is_ne() {
+                    return c;
+                }
+            }
+            std::cmp::Ordering::Equal
+        };
+        out.sort_by(|a, b| cmp(&a.0, &b.0));
+        if let Some(after) = &s.after {
+            out.retain(|(sk, _)| cmp(sk, after).is_gt());
+        }
+        if let Some(l) = s.limit {
+            out.truncate(l as usize);
+        }
+        Ok(out)
+    }
+}
+
+fn format_value(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::Int(i) => i.to_string(),
+        Value::Text(s) => s.clone(),
+        Value::Uuid(u) => u.hyphenated().to_string(),
+    }
+}
+
+/// The in-memory backend.
+pub struct MemoryBackend {
+    schema: Schema,
+    state: Mutex<State>,
+    fault: Mutex<Option<Fault>>,
+}
+
+impl MemoryBackend {
+    /// An empty backend for a schema.
+    pub fn new(schema: Schema) -> Self {
+        let mut state = State::default();
+        for t in schema.tables() {
+            state.tables.insert(t.name, MemTable::new(t));
+        }
+        MemoryBackend {
+            schema,
+            state: Mutex::new(state),
+            fault: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn commit_now(&self, cs: Changeset) -> Result<Commit> {
+        let fault = *self.fault.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
+        let mut undo = Vec::new();
+        let mut n = 0usize;
+        let step = |n: &mut usize| -> Result<()> {
+            let here = *n;
+            *n += 1;
+            match fault {
+                Some(Fault::FailAtWrite(at)) if at == here => {
+                    Err(Error::storage(format!("injected fault at write {here}")))
+                }
+                _ => Ok(()),
+            }
+        };
+        let tenant = cs.tenant;
+        let result = (|| -> Result<Commit> {
+            let audit = cs.audit_writes();
+            let event_count = cs.events.len() as u64;
+            for w in cs.writes.iter().cloned().chain(audit) {
+                step(&mut n)?;
+                state.apply(tenant, w, &mut undo)?;
+            }
+            if event_count == 0 {
+                return Ok(Commit { events: None });
+            }
+            step(&mut n)?;
+            let first = state.alloc_seq(tenant, EVENT_SEQUENCE, event_count, &mut undo)?;
+            for w in cs.event_writes(first) {
+                step(&mut n)?;
+                state.apply(tenant, w, &mut undo)?;
+            }
+            Ok(Commit {
+                events: Some((first, first + event_count - 1)),
+            })
+        })();
+        if result.is_err() {
+            state.rollback(undo);
+        }
+        result
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Memory
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn get<'a>(
+        &'a self,
+        tenant: TenantId,
+        table: &'a str,
+        key: &'a [Value],
+    ) -> BoxFuture<'a, Result<Option<Row>>> {
+        let r = (|| {
+            let st = self.lock();
+            Ok(st.table(table)?.rows.get(&(tenant, key.to_vec())).cloned())
+        })();
+        Box::pin(async move { r })
+    }
+
+    fn select<'a>(
+        &'a self,
+        tenant: TenantId,
+        select: &'a Select,
+    ) -> BoxFuture<'a, Result<Vec<Row>>> {
+        let r = self
+            .lock()
+            .sorted(tenant, select)
+            .map(|v| v.into_iter().map(|(_, r)| r).collect());
+        Box::pin(async move { r })
+    }
+
+    fn count<'a>(
+        &'a self,
+        tenant: TenantId,
+        table: &'a str,
+        cond: &'a Cond,
+    ) -> BoxFuture<'a, Result<u64>> {
+        let r = (|| {
+            let st = self.lock();
+            let t = st.table(table)?;
+            let mut n = 0;
+            for row in t.tenant_rows(tenant) {
+                if st.eval(tenant, t, cond, row)? == Some(true) {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })();
+        Box::pin(async move { r })
+    }
+
+    fn aggregate<'a>(
+        &'a self,
+        tenant: TenantId,
+        agg: &'a Aggregate,
+    ) -> BoxFuture<'a, Result<Vec<Row>>> {
+        let r = (|| {
+            let st = self.lock();
+            let t = st.table(agg.table)?;
+            let pos = |c: &str| {
+                t.def
+                    .position(c)
+                    .ok_or_else(|| Error::Config(format!("unknown column {c}")))
+            };
+            let group_pos = agg
+                .group_by
+                .iter()
+                .map(|c| pos(c))
+                .collect::<Result<Vec<_>>>()?;
+            let mut groups: BTreeMap<Vec<Value>, Vec<i128>> = BTreeMap::new();
+            for row in t.tenant_rows(tenant) {
+                if st.eval(tenant, t, &agg.cond, row)? != Some(true) {
+                    continue;
+                }
+                let g: Vec<Value> = group_pos.iter().map(|&p| row[p].clone()).collect();
+                let acc = groups
+                    .entry(g)
+                    .or_insert_with(|| vec![0; agg.measures.len()]);
+                for (i, m) in agg.measures.iter().enumerate() {
+                    match m {
+                        Measure::Count => acc[i] += 1,
+                        Measure::Sum(c) => acc[i] += i128::from(row[pos(c)?].as_int().unwrap_or(0)),
+                    }
+                }
+            }
+            if agg.group_by.is_empty() && groups.is_empty() {
+                groups.insert(vec![], vec![0; agg.measures.len()]);
+            }
+            groups
+                .into_iter()
+                .map(|(mut g, acc)| {
+                    for a in acc {
+                        g.push(Value::Int(
+                            i64::try_from(a)
+                                .map_err(|_| Error::storage("aggregate overflows 64 bits"))?,
+                        ));
+                    }
+                    Ok(g)
+                })
+                .collect()
+        })();
+        Box::pin(async move { r })
+    }
+
+    fn commit(&self, changeset: Changeset) -> BoxFuture<'_, Result<Commit>> {
+        let r = self.commit_now(changeset);
+        Box::pin(async move { r })
+    }
+
+    fn inject_fault(&self, fault: Option<Fault>) {
+        *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+}

@@ -1,0 +1,219 @@
+//! Modules: how functionality plugs into a crmkit host.
+//!
+//! A module has a name, declares the modules it depends on, and brings versioned
+//! migrations (its tables) and the event kinds it emits. The host composes modules with
+//! [`Modules::builder`]; a duplicate module or a missing dependency is an error from
+//! [`ModulesBuilder::build`], never a panic. The core module is always present, first.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::store::{Migration, ModuleMigrations, Schema, SchemaStep};
+
+/// A module (a plugin). Built-in modules and third-party ones implement it the same way.
+pub trait Module: Send + Sync + 'static {
+    /// The module's unique name (a lowercase identifier).
+    fn name(&self) -> &'static str;
+
+    /// Names of the modules this one needs (they must be composed too).
+    fn dependencies(&self) -> Vec<&'static str> {
+        vec![]
+    }
+
+    /// The module's migrations, versions 1, 2, 3, ... in order.
+    fn migrations(&self) -> Vec<Migration>;
+
+    /// The event kinds the module emits (documentation and discovery for consumers).
+    fn event_kinds(&self) -> Vec<&'static str> {
+        vec![]
+    }
+}
+
+/// The kernel's own tables: events, audit, sequences, lookup index, custom fields and the
+/// directory of users and teams.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoreModule;
+
+impl Module for CoreModule {
+    fn name(&self) -> &'static str {
+        "core"
+    }
+
+    fn migrations(&self) -> Vec<Migration> {
+        let mut tables = crate::event::tables();
+        tables.extend(crate::lookup::tables());
+        tables.extend(crate::custom::tables());
+        tables.extend(crate::directory::tables());
+        vec![Migration {
+            version: 1,
+            description: "events, audit, sequences, lookup index, custom fields, directory",
+            steps: tables.into_iter().map(SchemaStep::CreateTable).collect(),
+        }]
+    }
+
+    fn event_kinds(&self) -> Vec<&'static str> {
+        vec![
+            "user.created",
+            "user.updated",
+            "team.saved",
+            "custom_field.defined",
+        ]
+    }
+}
+
+/// A validated composition of modules, in dependency order, with the schema they make.
+#[derive(Clone)]
+pub struct Modules {
+    list: Vec<Arc<dyn Module>>,
+    schema: Arc<Schema>,
+}
+
+impl std::fmt::Debug for Modules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.list.iter().map(|m| m.name()))
+            .finish()
+    }
+}
+
+impl Modules {
+    /// A builder with the core module.
+    pub fn builder() -> ModulesBuilder {
+        ModulesBuilder {
+            list: vec![Arc::new(CoreModule)],
+        }
+    }
+
+    /// The composed modules, in dependency order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Module>> {
+        self.list.iter()
+    }
+
+    /// Whether a module of this name is composed.
+    pub fn contains(&self, name: &str) -> bool {
+        self.list.iter().any(|m| m.name() == name)
+    }
+
+    /// The schema the modules' migrations make.
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.schema
+    }
+}
+
+/// Builds a [`Modules`].
+pub struct ModulesBuilder {
+    list: Vec<Arc<dyn Module>>,
+}
+
+impl ModulesBuilder {
+    /// Adds a module.
+    pub fn add(mut self, module: impl Module) -> Self {
+        self.list.push(Arc::new(module));
+        self
+    }
+
+    /// Adds a shared module.
+    pub fn add_arc(mut self, module: Arc<dyn Module>) -> Self {
+        self.list.push(module);
+        self
+    }
+
+    /// Checks the composition: names unique, every dependency present, no cycle; orders the
+    /// modules so that each comes after its dependencies, and builds the schema.
+    pub fn build(self) -> Result<Modules> {
+        let mut names = HashSet::new();
+        for m in &self.list {
+            if !names.insert(m.name()) {
+                return Err(Error::Config(format!("module {} is added twice", m.name())));
+            }
+        }
+        for m in &self.list {
+            for d in m.dependencies() {
+                if !names.contains(d) {
+                    return Err(Error::Config(format!(
+                        "module {} depends on {d}, which is not added",
+                        m.name()
+                    )));
+                }
+            }
+        }
+        let mut ordered: Vec<Arc<dyn Module>> = vec![];
+        let mut placed: HashSet<&'static str> = HashSet::new();
+        let mut rest = self.list;
+        while !rest.is_empty() {
+            let before = rest.len();
+            let mut i = 0;
+            while i < rest.len() {
+                if rest[i].dependencies().iter().all(|d| placed.contains(d)) {
+                    let m = rest.remove(i);
+                    placed.insert(m.name());
+                    ordered.push(m);
+                } else {
+                    i += 1;
+                }
+            }
+            if rest.len() == before {
+                let names: Vec<_> = rest.iter().map(|m| m.name()).collect();
+                return Err(Error::Config(format!(
+                    "modules depend on each other in a cycle: {}",
+                    names.join(", ")
+                )));
+            }
+        }
+        let schema = Schema::build(
+            ordered
+                .iter()
+                .map(|m| ModuleMigrations {
+                    module: m.name(),
+                    migrations: m.migrations(),
+                })
+                .collect(),
+        )?;
+        Ok(Modules {
+            list: ordered,
+            schema: Arc::new(schema),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct M(&'static str, Vec<&'static str>);
+    impl Module for M {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn dependencies(&self) -> Vec<&'static str> {
+            self.1.clone()
+        }
+        fn migrations(&self) -> Vec<Migration> {
+            vec![]
+        }
+    }
+
+    #[test]
+    fn composition_errors_are_errors() {
+        let dup = Modules::builder()
+            .add(M("a", vec![]))
+            .add(M("a", vec![]))
+            .build();
+        assert!(matches!(dup, Err(Error::Config(m)) if m.contains("twice")));
+        let missing = Modules::builder().add(M("b", vec!["a"])).build();
+        assert!(matches!(missing, Err(Error::Config(m)) if m.contains("depends on a")));
+        let cycle = Modules::builder()
+            .add(M("a", vec!["b"]))
+            .add(M("b", vec!["a"]))
+            .build();
+        assert!(matches!(cycle, Err(Error::Config(m)) if m.contains("cycle")));
+        let ok = Modules::builder()
+            .add(M("b", vec!["a"]))
+            .add(M("a", vec!["core"]))
+            .build()
+            .unwrap();
+        let order: Vec<_> = ok.iter().map(|m| m.name()).collect();
+        assert_eq!(order, ["core", "a", "b"]);
+    }
+}

@@ -1,0 +1,380 @@
+//! Money: an exact decimal amount in an ISO 4217 currency.
+//!
+//! There are no arithmetic operators across currencies: [`Money::checked_add`] and friends
+//! return [`Error::CurrencyMismatch`]. Rounding always names its strategy. Amounts are
+//! stored as an integer count of 1/10 000 of the currency unit ([`Money::STORAGE_SCALE`]),
+//! so that sums computed by any SQL backend are exact.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// An ISO 4217 currency code, validated against the standard's list.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency(iso_currency::Currency);
+
+impl Currency {
+    /// Parses a three-letter code (`"EUR"`); anything not in ISO 4217 is a Validation error.
+    pub fn parse(code: &str) -> Result<Self> {
+        iso_currency::Currency::from_code(code)
+            .map(Currency)
+            .ok_or_else(|| {
+                Error::validation(
+                    "currency",
+                    format!("{code:?} is not an ISO 4217 currency code"),
+                )
+            })
+    }
+
+    /// The three-letter code.
+    pub fn code(&self) -> &'static str {
+        self.0.code()
+    }
+
+    /// Digits after the decimal point in the currency's minor unit (2 for EUR, 0 for JPY).
+    pub fn minor_digits(&self) -> u32 {
+        self.0.exponent().map(u32::from).unwrap_or(0)
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl fmt::Debug for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl FromStr for Currency {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Currency::parse(s)
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Currency::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How to round to a currency's minor unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rounding {
+    /// Half to even (banker's rounding).
+    HalfEven,
+    /// Half away from zero (commercial rounding).
+    HalfUp,
+    /// Towards zero.
+    Down,
+    /// Away from zero.
+    Up,
+}
+
+impl From<Rounding> for RoundingStrategy {
+    fn from(r: Rounding) -> Self {
+        match r {
+            Rounding::HalfEven => RoundingStrategy::MidpointNearestEven,
+            Rounding::HalfUp => RoundingStrategy::MidpointAwayFromZero,
+            Rounding::Down => RoundingStrategy::ToZero,
+            Rounding::Up => RoundingStrategy::AwayFromZero,
+        }
+    }
+}
+
+/// An exact amount of one currency.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Money {
+    amount: Decimal,
+    currency: Currency,
+}
+
+impl Money {
+    /// Digits after the decimal point that storage keeps (amounts are stored as an integer
+    /// count of 10^-4 units).
+    pub const STORAGE_SCALE: u32 = 4;
+
+    /// Money from an amount and a currency. The amount may carry at most
+    /// [`Self::STORAGE_SCALE`] fractional digits and must fit storage.
+    pub fn new(amount: Decimal, currency: Currency) -> Result<Self> {
+        let m = Money {
+            amount: amount.normalize(),
+            currency,
+        };
+        m.to_storage_units()?;
+        Ok(m)
+    }
+
+    /// Parses an amount and a currency code (`Money::parse("1250.50", "EUR")`).
+    pub fn parse(amount: &str, currency: &str) -> Result<Self> {
+        let c = Currency::parse(currency)?;
+        let a = Decimal::from_str_exact(amount.trim()).map_err(|_| {
+            Error::validation("amount", format!("{amount:?} is not a decimal number"))
+        })?;
+        Money::new(a, c)
+    }
+
+    /// Zero in `currency`.
+    pub fn zero(currency: Currency) -> Self {
+        Money {
+            amount: Decimal::ZERO,
+            currency,
+        }
+    }
+
+    /// The amount.
+    pub fn amount(&self) -> Decimal {
+        self.amount
+    }
+
+    /// The currency.
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+
+    /// Whether the amount is below zero.
+    pub fn is_negative(&self) -> bool {
+        self.amount.is_sign_negative() && !self.amount.is_zero()
+    }
+
+    fn same_currency(&self, other: &Money) -> Result<()> {
+        if self.currency == other.currency {
+            Ok(())
+        } else {
+            Err(Error::CurrencyMismatch {
+                left: self.currency.code().into(),
+                right: other.currency.code().into(),
+            })
+        }
+    }
+
+    /// `self + other`; different currencies are a CurrencyMismatch error.
+    pub fn checked_add(&self, other: &Money) -> Result<Money> {
+        self.same_currency(other)?;
+        let sum = self
+            .amount
+            .checked_add(other.amount)
+            .ok_or_else(|| Error::validation("amount", "sum overflows"))?;
+        Money::new(sum, self.currency)
+    }
+
+    /// `self - other`; different currencies are a CurrencyMismatch error.
+    pub fn checked_sub(&self, other: &Money) -> Result<Money> {
+        self.same_currency(other)?;
+        let d = self
+            .amount
+            .checked_sub(other.amount)
+            .ok_or_else(|| Error::validation("amount", "difference overflows"))?;
+        Money::new(d, self.currency)
+    }
+
+    /// `self * factor`, rounded to storage scale with `rounding`.
+    pub fn checked_mul(&self, factor: Decimal, rounding: Rounding) -> Result<Money> {
+        let p = self
+            .amount
+            .checked_mul(factor)
+            .ok_or_else(|| Error::validation("amount", "product overflows"))?
+            .round_dp_with_strategy(Self::STORAGE_SCALE, rounding.into());
+        Money::new(p, self.currency)
+    }
+
+    /// Compares two amounts of the same currency.
+    pub fn checked_cmp(&self, other: &Money) -> Result<std::cmp::Ordering> {
+        self.same_currency(other)?;
+        Ok(self.amount.cmp(&other.amount))
+    }
+
+    /// Rounds to the currency's minor unit with `rounding`.
+    pub fn round(&self, rounding: Rounding) -> Money {
+        Money {
+            amount: self
+                .amount
+                .round_dp_with_strategy(self.currency.minor_digits(), rounding.into())
+                .normalize(),
+            currency: self.currency,
+        }
+    }
+
+    /// Sums amounts; an empty slice sums to zero in `currency`; any other currency is a
+    /// CurrencyMismatch error.
+    pub fn sum<'a>(
+        currency: Currency,
+        items: impl IntoIterator<Item = &'a Money>,
+    ) -> Result<Money> {
+        items
+            .into_iter()
+            .try_fold(Money::zero(currency), |acc, m| acc.checked_add(m))
+    }
+
+    /// Splits the amount (rounded to minor units) by `ratios` without losing a cent: the
+    /// remainder goes one minor unit at a time to the first parts.
+    pub fn allocate(&self, ratios: &[u32]) -> Result<Vec<Money>> {
+        let total: u64 = ratios.iter().map(|&r| u64::from(r)).sum();
+        if ratios.is_empty() || total == 0 {
+            return Err(Error::validation(
+                "ratios",
+                "need at least one ratio above zero",
+            ));
+        }
+        let digits = self.currency.minor_digits();
+        let unit = Decimal::new(1, digits);
+        let whole = self.round(Rounding::HalfEven).amount;
+        let mut parts: Vec<Decimal> = ratios
+            .iter()
+            .map(|&r| {
+                (whole * Decimal::from(r) / Decimal::from(total))
+                    .round_dp_with_strategy(digits, RoundingStrategy::ToZero)
+            })
+            .collect();
+        let mut rest = whole - parts.iter().copied().sum::<Decimal>();
+        let step = if rest.is_sign_negative() { -unit } else { unit };
+        let mut i = 0;
+        let n = parts.len();
+        while !rest.is_zero() {
+            parts[i % n] += step;
+            rest -= step;
+            i += 1;
+        }
+        parts
+            .into_iter()
+            .map(|a| Money::new(a, self.currency))
+            .collect()
+    }
+
+    /// The amount as an integer count of 10^-4 units (how storage keeps it).
+    pub fn to_storage_units(&self) -> Result<i64> {
+        decimal_to_units(self.amount, "amount")
+    }
+
+    /// Money from storage units.
+    pub fn from_storage_units(units: i64, currency: Currency) -> Money {
+        Money {
+            amount: Decimal::new(units, Self::STORAGE_SCALE).normalize(),
+            currency,
+        }
+    }
+}
+
+/// A decimal as an integer count of 10^-4 (the storage form of decimals and money).
+/// More fractional digits, or a value beyond ±922 337 203 685 477, is a Validation error.
+pub fn decimal_to_units(d: Decimal, field: &str) -> Result<i64> {
+    let d = d.normalize();
+    if d.scale() > Money::STORAGE_SCALE {
+        return Err(Error::validation(
+            field,
+            format!(
+                "has more than {} digits after the decimal point",
+                Money::STORAGE_SCALE
+            ),
+        ));
+    }
+    let scaled = d
+        .checked_mul(Decimal::from(10_000))
+        .ok_or_else(|| Error::validation(field, "is too large"))?;
+    i64::try_from(scaled).map_err(|_| Error::validation(field, "is too large"))
+}
+
+/// A decimal from storage units.
+pub fn units_to_decimal(units: i64) -> Decimal {
+    Decimal::new(units, Money::STORAGE_SCALE).normalize()
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.amount, self.currency)
+    }
+}
+
+impl fmt::Debug for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.amount, self.currency)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rust_decimal::prelude::*;
+
+    fn eur(s: &str) -> Money {
+        Money::parse(s, "EUR").unwrap()
+    }
+
+    #[test]
+    fn currencies_are_iso_4217() {
+        assert_eq!(Currency::parse("EUR").unwrap().minor_digits(), 2);
+        assert_eq!(Currency::parse("JPY").unwrap().minor_digits(), 0);
+        assert!(Currency::parse("XXY").is_err());
+        assert!(Currency::parse("eur'; --").is_err());
+    }
+
+    #[test]
+    fn no_cross_currency_arithmetic() {
+        let usd = Money::parse("1", "USD").unwrap();
+        assert!(matches!(
+            eur("1").checked_add(&usd),
+            Err(Error::CurrencyMismatch { .. })
+        ));
+        assert_eq!(
+            eur("1.10").checked_add(&eur("2.205")).unwrap(),
+            eur("3.305")
+        );
+    }
+
+    #[test]
+    fn rejects_what_storage_cannot_keep() {
+        assert!(Money::parse("1.00001", "EUR").is_err());
+        assert!(Money::parse("1e40", "EUR").is_err());
+        assert!(Money::parse("NaN", "EUR").is_err());
+        assert!(Money::parse("99999999999999999999999999", "EUR").is_err());
+    }
+
+    #[test]
+    fn rounding_names_its_strategy() {
+        assert_eq!(eur("2.345").round(Rounding::HalfEven), eur("2.34"));
+        assert_eq!(eur("2.345").round(Rounding::HalfUp), eur("2.35"));
+        assert_eq!(eur("2.349").round(Rounding::Down), eur("2.34"));
+    }
+
+    #[test]
+    fn allocate_keeps_every_cent() {
+        let parts = eur("100").allocate(&[1, 1, 1]).unwrap();
+        assert_eq!(parts, vec![eur("33.34"), eur("33.33"), eur("33.33")]);
+    }
+
+    proptest! {
+        #[test]
+        fn storage_units_round_trip(units in -1_000_000_000_000i64..1_000_000_000_000) {
+            let c = Currency::parse("USD").unwrap();
+            let m = Money::from_storage_units(units, c);
+            prop_assert_eq!(m.to_storage_units().unwrap(), units);
+        }
+
+        #[test]
+        fn allocation_sums_to_the_rounded_whole(cents in -10_000_000i64..10_000_000, ratios in proptest::collection::vec(0u32..10, 1..6)) {
+            prop_assume!(ratios.iter().any(|&r| r > 0));
+            let m = Money::new(Decimal::new(cents, 2), Currency::parse("EUR").unwrap()).unwrap();
+            let parts = m.allocate(&ratios).unwrap();
+            let sum = Money::sum(m.currency(), parts.iter()).unwrap();
+            prop_assert_eq!(sum.amount(), m.amount());
+            prop_assert!(parts.iter().all(|p| p.amount().scale() <= 2));
+            let _ = Decimal::from_i64(0);
+        }
+    }
+}

@@ -1,0 +1,857 @@
+//! The storage contract: tables, rows, conditions, changesets and the [`Backend`] trait.
+//!
+//! Domain modules describe their tables with [`TableDef`] (inside versioned
+//! [`Migration`]s), read with [`Backend::get`] / [`Backend::select`], and write by
+//! committing a [`Changeset`]: every row written by a command, across modules, plus its
+//! audit entries and domain events. A backend applies a changeset atomically (all of it or
+//! nothing) and assigns the events their per-tenant sequence numbers inside the same
+//! transaction. This is what makes a command that spans modules atomic on every backend,
+//! and it keeps backends generic: a third-party module's tables are stored exactly like the
+//! built-in ones.
+//!
+//! Every table is keyed by tenant: `tenant_id` is an implicit first column, the first
+//! column of the primary key and of every index, and every backend call takes the tenant.
+//! A [`Row`] holds the declared columns only, without `tenant_id`.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::event::{AuditChange, NewEvent};
+use crate::id::{RecordRef, TenantId, UserId};
+
+/// A boxed, sendable future (what [`Backend`]'s methods return, so it can be a trait object).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A stored value. Richer domain types map onto these four: booleans, timestamps
+/// (microseconds since the Unix epoch, UTC), decimals and money (10^-4 units) are `Int`;
+/// dates (`YYYY-MM-DD`) and JSON are `Text`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// A 64-bit integer.
+    Int(i64),
+    /// UTF-8 text, stored byte-exact.
+    Text(String),
+    /// A UUID (stored as its lowercase hyphenated text, so it sorts the same everywhere).
+    Uuid(Uuid),
+}
+
+impl Value {
+    fn rank(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Int(_) => 1,
+            Value::Text(_) => 2,
+            Value::Uuid(_) => 3,
+        }
+    }
+
+    /// Whether this is NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The integer, if this is one.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The text, if this is text.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The UUID, if this is one.
+    pub fn as_uuid(&self) -> Option<Uuid> {
+        match self {
+            Value::Uuid(u) => Some(*u),
+            _ => None,
+        }
+    }
+
+    /// A text value or NULL.
+    pub fn opt_text(s: Option<impl Into<String>>) -> Value {
+        s.map(|s| Value::Text(s.into())).unwrap_or(Value::Null)
+    }
+
+    /// A UUID value or NULL.
+    pub fn opt_uuid(u: Option<impl Into<Uuid>>) -> Value {
+        u.map(|u| Value::Uuid(u.into())).unwrap_or(Value::Null)
+    }
+
+    /// An integer value or NULL.
+    pub fn opt_int(i: Option<i64>) -> Value {
+        i.map(Value::Int).unwrap_or(Value::Null)
+    }
+
+    /// A timestamp as microseconds since the epoch.
+    pub fn timestamp(t: DateTime<Utc>) -> Value {
+        Value::Int(t.timestamp_micros())
+    }
+
+    /// An optional timestamp.
+    pub fn opt_timestamp(t: Option<DateTime<Utc>>) -> Value {
+        t.map(Value::timestamp).unwrap_or(Value::Null)
+    }
+}
+
+/// Total order used by the in-memory backend; it matches SQL ordering for values of one
+/// column type (integers numerically, text by bytes, UUIDs by their text).
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) => a.cmp(b),
+            (Value::Text(a), Value::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (Value::Uuid(a), Value::Uuid(b)) => a.cmp(b),
+            (Value::Text(a), Value::Uuid(b)) => a.as_str().cmp(b.hyphenated().to_string().as_str()),
+            (Value::Uuid(a), Value::Text(b)) => a.hyphenated().to_string().as_str().cmp(b.as_str()),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Int(v as i64)
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+impl From<Uuid> for Value {
+    fn from(v: Uuid) -> Self {
+        Value::Uuid(v)
+    }
+}
+
+/// The values of a table's declared columns, in declaration order (no `tenant_id`).
+pub type Row = Vec<Value>;
+
+/// The type of a column. Backends map each to a type that round-trips the same values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// A UUID (VARCHAR(36) text).
+    Uuid,
+    /// Text of at most this many characters (at most 255 for indexed columns).
+    Text(u32),
+    /// Unbounded text (JSON, long bodies); cannot be indexed.
+    LongText,
+    /// A 64-bit integer.
+    Int,
+    /// A boolean, stored as 0/1.
+    Bool,
+    /// An instant, as microseconds since the Unix epoch (UTC).
+    Timestamp,
+    /// A decimal or money amount, as an integer count of 10^-4.
+    Decimal,
+    /// A calendar date as `YYYY-MM-DD` text.
+    Date,
+}
+
+/// A column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnDef {
+    /// The column's name (a lowercase identifier).
+    pub name: &'static str,
+    /// Its type.
+    pub ty: ColumnType,
+    /// Whether NULL is allowed.
+    pub nullable: bool,
+    /// The value existing rows get when the column is added by a later migration.
+    pub default: Option<Value>,
+}
+
+impl ColumnDef {
+    /// A NOT NULL column.
+    pub const fn required(name: &'static str, ty: ColumnType) -> Self {
+        ColumnDef {
+            name,
+            ty,
+            nullable: false,
+            default: None,
+        }
+    }
+
+    /// A nullable column.
+    pub const fn optional(name: &'static str, ty: ColumnType) -> Self {
+        ColumnDef {
+            name,
+            ty,
+            nullable: true,
+            default: None,
+        }
+    }
+
+    /// The same column with a default for rows that exist when it is added.
+    pub fn with_default(mut self, v: Value) -> Self {
+        self.default = Some(v);
+        self
+    }
+}
+
+/// An index; `tenant_id` is implicitly its first column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexDef {
+    /// The index's name, unique in the database (prefix it with the table's name).
+    pub name: &'static str,
+    /// The indexed columns after `tenant_id`.
+    pub columns: Vec<&'static str>,
+    /// Whether the indexed values are unique per tenant (NULLs never collide).
+    pub unique: bool,
+}
+
+impl IndexDef {
+    /// A plain index.
+    pub fn new(name: &'static str, columns: impl Into<Vec<&'static str>>) -> Self {
+        IndexDef {
+            name,
+            columns: columns.into(),
+            unique: false,
+        }
+    }
+
+    /// A unique index.
+    pub fn unique(name: &'static str, columns: impl Into<Vec<&'static str>>) -> Self {
+        IndexDef {
+            name,
+            columns: columns.into(),
+            unique: true,
+        }
+    }
+}
+
+/// A table; `tenant_id` is implicitly its first column and the first primary-key column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDef {
+    /// The table's name (a lowercase identifier, prefixed by the module: `contacts_person`).
+    pub name: &'static str,
+    /// Declared columns, in row order.
+    pub columns: Vec<ColumnDef>,
+    /// Primary-key columns after `tenant_id`.
+    pub primary_key: Vec<&'static str>,
+    /// Secondary indexes.
+    pub indexes: Vec<IndexDef>,
+}
+
+impl TableDef {
+    /// A table with columns and a primary key.
+    pub fn new(
+        name: &'static str,
+        columns: impl Into<Vec<ColumnDef>>,
+        primary_key: impl Into<Vec<&'static str>>,
+    ) -> Self {
+        TableDef {
+            name,
+            columns: columns.into(),
+            primary_key: primary_key.into(),
+            indexes: vec![],
+        }
+    }
+
+    /// Adds an index.
+    pub fn index(mut self, index: IndexDef) -> Self {
+        self.indexes.push(index);
+        self
+    }
+
+    /// The position of a column in a [`Row`].
+    pub fn position(&self, column: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == column)
+    }
+
+    /// The column named `column`.
+    pub fn column(&self, column: &str) -> Option<&ColumnDef> {
+        self.columns.iter().find(|c| c.name == column)
+    }
+
+    /// Positions of the primary-key columns in a row.
+    pub fn key_positions(&self) -> Vec<usize> {
+        self.primary_key
+            .iter()
+            .map(|c| self.position(c).expect("validated schema"))
+            .collect()
+    }
+
+    /// The primary-key values of a row.
+    pub fn key_of(&self, row: &Row) -> Vec<Value> {
+        self.primary_key
+            .iter()
+            .map(|c| row[self.position(c).expect("validated schema")].clone())
+            .collect()
+    }
+}
+
+/// One step of a migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaStep {
+    /// Creates a table with its indexes.
+    CreateTable(TableDef),
+    /// Adds a column (nullable, or with a default) at the end of a table's rows.
+    AddColumn {
+        /// The table.
+        table: &'static str,
+        /// The new column.
+        column: ColumnDef,
+    },
+    /// Adds an index to a table.
+    CreateIndex {
+        /// The table.
+        table: &'static str,
+        /// The index.
+        index: IndexDef,
+    },
+}
+
+/// A versioned schema change of one module. Versions start at 1 and increase by one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    /// The version this migration brings the module to.
+    pub version: u32,
+    /// What it does, in words.
+    pub description: &'static str,
+    /// Its steps.
+    pub steps: Vec<SchemaStep>,
+}
+
+/// The migrations of one module.
+#[derive(Debug, Clone)]
+pub struct ModuleMigrations {
+    /// The module's name.
+    pub module: &'static str,
+    /// Its migrations, by increasing version.
+    pub migrations: Vec<Migration>,
+}
+
+/// The tables of every composed module at their latest version.
+#[derive(Debug, Clone, Default)]
+pub struct Schema {
+    tables: HashMap<&'static str, TableDef>,
+    modules: Vec<ModuleMigrations>,
+}
+
+fn valid_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 60
+        && s.as_bytes()[0].is_ascii_lowercase()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+impl Schema {
+    /// Replays the migrations of `modules` (in order) into the resulting tables, checking
+    /// names, versions and references; a bad schema is a Config error.
+    pub fn build(modules: Vec<ModuleMigrations>) -> Result<Schema> {
+        let mut tables: HashMap<&'static str, TableDef> = HashMap::new();
+        let mut index_names = std::collections::HashSet::new();
+        for m in &modules {
+            for (i, mig) in m.migrations.iter().enumerate() {
+                if mig.version as usize != i + 1 {
+                    return Err(Error::Config(format!(
+                        "module {}: migration versions must be 1, 2, 3, ...; found {} at position {}",
+                        m.module,
+                        mig.version,
+                        i + 1
+                    )));
+                }
+                for step in &mig.steps {
+                    let mut check_index = |t: &TableDef, ix: &IndexDef| -> Result<()> {
+                        if !valid_ident(ix.name) || !index_names.insert(ix.name) {
+                            return Err(Error::Config(format!(
+                                "index name {} is invalid or used twice",
+                                ix.name
+                            )));
+                        }
+                        for c in &ix.columns {
+                            let col = t.column(c).ok_or_else(|| {
+                                Error::Config(format!("index {} names unknown column {c}", ix.name))
+                            })?;
+                            if col.ty == ColumnType::LongText
+                                || matches!(col.ty, ColumnType::Text(n) if n > 255)
+                            {
+                                return Err(Error::Config(format!(
+                                    "index {} covers {c}, a text column longer than 255",
+                                    ix.name
+                                )));
+                            }
+                        }
+                        Ok(())
+                    };
+                    match step {
+                        SchemaStep::CreateTable(t) => {
+                            if !valid_ident(t.name) || tables.contains_key(t.name) {
+                                return Err(Error::Config(format!(
+                                    "table {} is invalid or defined twice",
+                                    t.name
+                                )));
+                            }
+                            let mut seen = std::collections::HashSet::new();
+                            for c in &t.columns {
+                                if !valid_ident(c.name)
+                                    || c.name == "tenant_id"
+                                    || !seen.insert(c.name)
+                                {
+                                    return Err(Error::Config(format!(
+                                        "table {}: column {} is invalid, reserved or repeated",
+                                        t.name, c.name
+                                    )));
+                                }
+                            }
+                            if t.primary_key.is_empty() {
+                                return Err(Error::Config(format!(
+                                    "table {} has no primary key",
+                                    t.name
+                                )));
+                            }
+                            for k in &t.primary_key {
+                                if t.column(k).is_none_or(|c| c.nullable) {
+                                    return Err(Error::Config(format!(
+                                        "table {}: key column {k} is unknown or nullable",
+                                        t.name
+                                    )));
+                                }
+                            }
+                            for ix in &t.indexes {
+                                check_index(t, ix)?;
+                            }
+                            tables.insert(t.name, t.clone());
+                        }
+                        SchemaStep::AddColumn { table, column } => {
+                            let t = tables.get_mut(table).ok_or_else(|| {
+                                Error::Config(format!("add column to unknown table {table}"))
+                            })?;
+                            if !valid_ident(column.name) || t.column(column.name).is_some() {
+                                return Err(Error::Config(format!(
+                                    "column {} is invalid or exists",
+                                    column.name
+                                )));
+                            }
+                            if !column.nullable && column.default.is_none() {
+                                return Err(Error::Config(format!(
+                                    "added column {}.{} needs to be nullable or have a default",
+                                    table, column.name
+                                )));
+                            }
+                            t.columns.push(column.clone());
+                        }
+                        SchemaStep::CreateIndex { table, index } => {
+                            let t = tables
+                                .get(table)
+                                .ok_or_else(|| {
+                                    Error::Config(format!("index on unknown table {table}"))
+                                })?
+                                .clone();
+                            check_index(&t, index)?;
+                            tables
+                                .get_mut(table)
+                                .expect("checked")
+                                .indexes
+                                .push(index.clone());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Schema { tables, modules })
+    }
+
+    /// The table named `name`.
+    pub fn table(&self, name: &str) -> Result<&TableDef> {
+        self.tables
+            .get(name)
+            .ok_or_else(|| Error::Config(format!("unknown table {name}")))
+    }
+
+    /// Every table.
+    pub fn tables(&self) -> impl Iterator<Item = &TableDef> {
+        self.tables.values()
+    }
+
+    /// The migrations the schema was built from, per module.
+    pub fn modules(&self) -> &[ModuleMigrations] {
+        &self.modules
+    }
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    /// `=`
+    Eq,
+    /// `<>`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Lte,
+    /// `>`
+    Gt,
+    /// `>=`
+    Gte,
+}
+
+impl CmpOp {
+    /// Whether `ord` (left compared to right) satisfies the operator.
+    pub fn holds(self, ord: Ordering) -> bool {
+        match self {
+            CmpOp::Eq => ord == Ordering::Equal,
+            CmpOp::Ne => ord != Ordering::Equal,
+            CmpOp::Lt => ord == Ordering::Less,
+            CmpOp::Lte => ord != Ordering::Greater,
+            CmpOp::Gt => ord == Ordering::Greater,
+            CmpOp::Gte => ord != Ordering::Less,
+        }
+    }
+}
+
+/// A condition on a table's rows, with SQL's three-valued logic (a comparison with NULL is
+/// unknown, and `Not(unknown)` is unknown) on every backend.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+    /// Always true.
+    True,
+    /// Always false.
+    False,
+    /// `column op value`.
+    Cmp(String, CmpOp, Value),
+    /// `column IN (values)`; an empty list is false.
+    In(String, Vec<Value>),
+    /// `column IS NULL`.
+    IsNull(String),
+    /// `column` contains the text (byte-exact; callers fold case beforehand).
+    Contains(String, String),
+    /// `column` starts with the text (byte-exact).
+    StartsWith(String, String),
+    /// All of them (empty: true).
+    And(Vec<Cond>),
+    /// Any of them (empty: false).
+    Or(Vec<Cond>),
+    /// Negation.
+    Not(Box<Cond>),
+    /// Whether the row (whose key column `id` is a UUID) has a matching value of a custom
+    /// field in the core custom-value table. Never unknown.
+    Custom {
+        /// The field.
+        field: CustomRef,
+        /// The condition on the custom-value row (columns `int_val`, `text_val`), or `None`
+        /// for "has any value".
+        cond: Option<Box<Cond>>,
+    },
+}
+
+impl Cond {
+    /// `a AND b`, flattening.
+    pub fn and(self, other: Cond) -> Cond {
+        match (self, other) {
+            (Cond::True, c) | (c, Cond::True) => c,
+            (Cond::And(mut a), Cond::And(b)) => {
+                a.extend(b);
+                Cond::And(a)
+            }
+            (Cond::And(mut a), c) => {
+                a.push(c);
+                Cond::And(a)
+            }
+            (a, b) => Cond::And(vec![a, b]),
+        }
+    }
+
+    /// `column = value`.
+    pub fn eq(column: impl Into<String>, value: impl Into<Value>) -> Cond {
+        Cond::Cmp(column.into(), CmpOp::Eq, value.into())
+    }
+}
+
+/// One sort key of a [`Select`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderKey {
+    /// The column.
+    pub column: String,
+    /// Descending instead of ascending.
+    pub desc: bool,
+    /// What NULL sorts as (rendered as `COALESCE(column, value)`); required for nullable
+    /// columns so that every backend orders NULLs the same way.
+    pub null_as: Option<Value>,
+    /// When set, the key is not a column of the table but the value column `column`
+    /// (`int_val` or `text_val`) of this custom field's first value (`ord = 0`) in the core
+    /// custom-value table, joined on the row's `id`.
+    pub custom: Option<CustomRef>,
+}
+
+/// A custom field of a record kind, as referenced by conditions and sort keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CustomRef {
+    /// The record kind.
+    pub record_kind: String,
+    /// The field's key.
+    pub key: String,
+}
+
+/// A query on one table: condition, order, keyset position and limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Select {
+    /// The table.
+    pub table: &'static str,
+    /// The condition.
+    pub cond: Cond,
+    /// The order; it must end with a unique column (the key) for keyset paging.
+    pub order: Vec<OrderKey>,
+    /// Keyset position: the order-key values (NULLs replaced) of the last row seen; rows
+    /// strictly after it are returned.
+    pub after: Option<Vec<Value>>,
+    /// At most this many rows.
+    pub limit: Option<u32>,
+}
+
+impl Select {
+    /// All rows of `table` matching `cond`, unordered.
+    pub fn new(table: &'static str, cond: Cond) -> Self {
+        Select {
+            table,
+            cond,
+            order: vec![],
+            after: None,
+            limit: None,
+        }
+    }
+}
+
+/// An aggregate over a table's rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregate {
+    /// The table.
+    pub table: &'static str,
+    /// Which rows.
+    pub cond: Cond,
+    /// Group-by columns.
+    pub group_by: Vec<String>,
+    /// What to compute per group.
+    pub measures: Vec<Measure>,
+}
+
+/// One aggregate measure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Measure {
+    /// Number of rows.
+    Count,
+    /// Exact sum of an integer column (NULLs ignored; an empty group sums to 0).
+    Sum(String),
+}
+
+/// One row written by a command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Inserts a row; a primary-key or unique-index collision is [`Error::Duplicate`].
+    Insert {
+        /// The table.
+        table: &'static str,
+        /// The row.
+        row: Row,
+    },
+    /// Updates columns of the row with this primary key.
+    Update {
+        /// The table.
+        table: &'static str,
+        /// Primary-key values (after `tenant_id`).
+        key: Vec<Value>,
+        /// Columns and their new values.
+        set: Vec<(&'static str, Value)>,
+        /// Optimistic concurrency: when set, the row's `version` column must equal it and
+        /// becomes `expect_version + 1`; otherwise the write fails with a Conflict.
+        expect_version: Option<u64>,
+        /// The record, for the Conflict or NotFound error.
+        record: RecordRef,
+    },
+    /// Deletes the row with this primary key (no error if absent).
+    Delete {
+        /// The table.
+        table: &'static str,
+        /// Primary-key values.
+        key: Vec<Value>,
+    },
+    /// Deletes every row matching a condition.
+    DeleteWhere {
+        /// The table.
+        table: &'static str,
+        /// Which rows.
+        cond: Cond,
+    },
+}
+
+/// Everything one command writes, applied atomically by [`Backend::commit`].
+#[derive(Debug, Clone)]
+pub struct Changeset {
+    /// The tenant every write belongs to.
+    pub tenant: TenantId,
+    /// Who made the change.
+    pub actor: Option<UserId>,
+    /// Where the call came from.
+    pub origin: String,
+    /// When (stored on events and audit entries).
+    pub at: DateTime<Utc>,
+    /// Row writes, applied in order.
+    pub writes: Vec<Write>,
+    /// Audit entries.
+    pub audit: Vec<AuditChange>,
+    /// Domain events; they get consecutive sequence numbers at commit.
+    pub events: Vec<NewEvent>,
+}
+
+impl Changeset {
+    /// An empty changeset for the context's tenant, actor, origin and time.
+    pub fn new(ctx: &crate::ctx::Ctx) -> Self {
+        Changeset {
+            tenant: ctx.tenant(),
+            actor: Some(ctx.actor().user),
+            origin: ctx.origin().to_owned(),
+            at: ctx.now(),
+            writes: vec![],
+            audit: vec![],
+            events: vec![],
+        }
+    }
+
+    /// Whether nothing would be written.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.audit.is_empty() && self.events.is_empty()
+    }
+
+    /// Every write of the changeset, in the order a backend applies them: the row writes,
+    /// then audit rows, then the events numbered from `first_seq` (allocated by the backend
+    /// inside its transaction, just before the events are written).
+    pub fn audit_writes(&self) -> Vec<Write> {
+        self.audit
+            .iter()
+            .map(|a| crate::event::audit_row(self, a))
+            .collect()
+    }
+
+    /// The event rows, numbered from `first_seq`.
+    pub fn event_writes(&self, first_seq: u64) -> Vec<Write> {
+        self.events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| crate::event::event_row(self, e, first_seq + i as u64))
+            .collect()
+    }
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Commit {
+    /// Sequence numbers given to the changeset's events (`first..=last`), if it had any.
+    pub events: Option<(u64, u64)>,
+}
+
+/// A fault to inject into the next commits (for atomicity tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Fail with a Storage error just before the n-th write (0-based) of each commit,
+    /// counting row writes, audit rows, the sequence allocation and event rows.
+    FailAtWrite(usize),
+}
+
+/// Which kind of backend this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// The in-memory reference backend.
+    Memory,
+    /// SQLite through rusqlite.
+    Sqlite,
+    /// PostgreSQL through sqlx.
+    Postgres,
+    /// MySQL or MariaDB through sqlx.
+    Mysql,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Memory => "memory",
+            BackendKind::Sqlite => "sqlite",
+            BackendKind::Postgres => "postgres",
+            BackendKind::Mysql => "mysql",
+        })
+    }
+}
+
+/// A storage backend. Implemented by [`crate::memory::MemoryBackend`] and by crmkit-sql;
+/// a third-party backend implements it too and runs crmkit-testkit's conformance suite.
+///
+/// Every method is scoped by a tenant; a backend never reads or writes a row of another
+/// tenant. Tables and columns are checked against the [`Schema`]; rows are trusted to have
+/// the schema's shape (the domain layer builds them).
+pub trait Backend: Send + Sync + 'static {
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+
+    /// The schema the backend was opened with.
+    fn schema(&self) -> &Schema;
+
+    /// The row of `table` with this primary key.
+    fn get<'a>(
+        &'a self,
+        tenant: TenantId,
+        table: &'a str,
+        key: &'a [Value],
+    ) -> BoxFuture<'a, Result<Option<Row>>>;
+
+    /// Rows matching a select.
+    fn select<'a>(
+        &'a self,
+        tenant: TenantId,
+        select: &'a Select,
+    ) -> BoxFuture<'a, Result<Vec<Row>>>;
+
+    /// The number of rows of `table` matching `cond`.
+    fn count<'a>(
+        &'a self,
+        tenant: TenantId,
+        table: &'a str,
+        cond: &'a Cond,
+    ) -> BoxFuture<'a, Result<u64>>;
+
+    /// Grouped aggregates: one row per group, the group values then the measures (`Int`).
+    fn aggregate<'a>(
+        &'a self,
+        tenant: TenantId,
+        agg: &'a Aggregate,
+    ) -> BoxFuture<'a, Result<Vec<Row>>>;
+
+    /// Applies a changeset atomically: all its writes, audit rows and events, or nothing.
+    fn commit(&self, changeset: Changeset) -> BoxFuture<'_, Result<Commit>>;
+
+    /// Injects (or clears) a fault into subsequent commits. For tests.
+    fn inject_fault(&self, fault: Option<Fault>);
+}
