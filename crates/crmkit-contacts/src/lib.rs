@@ -1,1 +1,1378 @@
-//! placeholder
+//! # crmkit-contacts
+//!
+//! People ([`Contact`]) and companies ([`Organization`]): the first crmkit module, and the
+//! pattern every other module follows.
+//!
+//! A command validates its input (every bad field at once), checks record-level access,
+//! builds a [`Changeset`] with the record's row, its lookup-index rows (emails and phones,
+//! in core), its custom-field index rows, an audit entry per changed field and a domain
+//! event, and commits it atomically. Reads are scoped by tenant in the backend and by
+//! visibility here: Admin and Manager see every record, a Rep and a ReadOnly user the
+//! records they own or their team owns. Anything not visible is [`Error::NotFound`], the
+//! same as a record that does not exist.
+//!
+//! A second contact with an email that a live contact already has is an
+//! [`Error::Duplicate`] naming that contact, unless the input allows it. Concurrent creates
+//! of one email give exactly one contact: emails are claimed in a unique index.
+//!
+//! ```
+//! use crmkit_contacts::{Contacts, ContactsModule, NewContact};
+//! use crmkit_core::{Actor, Ctx, Modules, Role, Store, TenantId, UserId, UserInput};
+//! use crmkit_core::memory::MemoryBackend;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let modules = Modules::builder().add(ContactsModule).build()?;
+//! let store = Store::new(MemoryBackend::new((**modules.schema()).clone()), modules);
+//! let tenant = TenantId::new();
+//! let me = UserId::new();
+//! let admin = Ctx::new(tenant, Actor::new(me, [Role::Admin], []))?;
+//! store.directory().put_user(&admin, UserInput {
+//!     id: me, name: "Ada".into(), email: "ada@example.com".into(), roles: vec![Role::Admin],
+//!     teams: vec![], active: true, time_zone: "Europe/London".into(),
+//! }).await?;
+//!
+//! let contacts = Contacts::new(&store)?;
+//! let grace = contacts.create_contact(&admin, NewContact::named("Grace", "Hopper").email("grace@navy.mil")).await?;
+//! let again = contacts.create_contact(&admin, NewContact::named("G.", "Hopper").email("GRACE@navy.mil")).await;
+//! assert!(matches!(again, Err(crmkit_core::Error::Duplicate { .. })));
+//! assert_eq!(contacts.get_contact(&admin, grace.id).await?.full_name(), "Grace Hopper");
+//! # Ok::<(), crmkit_core::Error>(()) })?;
+//! # Ok::<(), crmkit_core::Error>(())
+//! ```
+
+pub mod model;
+pub mod rows;
+mod validate;
+
+use std::collections::{BTreeMap, HashMap};
+
+use crmkit_core::lookup::{self, LookupKind};
+use crmkit_core::query::{Compiled, RecordFields};
+use crmkit_core::store::{Cond, Select, Value, Write};
+use crmkit_core::{
+    AuditChange, AuditEntry, Changeset, ContactId, Ctx, CustomSchema, CustomValue, CustomValues,
+    Error, Filter, Migration, Module, NewEvent, OrganizationId, Page, Query, RecordKind, RecordRef,
+    Result, Role, Store, TeamId, UserId, ValidationErrors, Visibility,
+};
+use serde::Serialize;
+
+pub use model::*;
+pub use validate::{MAX_CONTACT_POINTS, MAX_TAGS};
+
+use rows::{CONTACT_FIELDS, ORG_TABLE, ORGANIZATION_FIELDS, PERSON_TABLE};
+
+/// The contacts module: tables for contacts and organizations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContactsModule;
+
+impl Module for ContactsModule {
+    fn name(&self) -> &'static str {
+        "contacts"
+    }
+
+    fn dependencies(&self) -> Vec<&'static str> {
+        vec!["core"]
+    }
+
+    fn migrations(&self) -> Vec<Migration> {
+        vec![Migration {
+            version: 1,
+            description: "contacts and organizations",
+            steps: rows::tables()
+                .into_iter()
+                .map(crmkit_core::store::SchemaStep::CreateTable)
+                .collect(),
+        }]
+    }
+
+    fn event_kinds(&self) -> Vec<&'static str> {
+        vec![
+            "contact.created",
+            "contact.updated",
+            "contact.deleted",
+            "contact.restored",
+            "organization.created",
+            "organization.updated",
+            "organization.deleted",
+            "organization.restored",
+        ]
+    }
+}
+
+/// Owner checks already made during one command: (owner, team) -> failing fields.
+type OwnerCache = HashMap<(UserId, Option<TeamId>), Vec<(String, String)>>;
+
+/// Rows per changeset in [`Contacts::import_contacts`]: each chunk commits atomically.
+pub const IMPORT_CHUNK: usize = 1000;
+/// Most rows one import call takes.
+pub const MAX_IMPORT_ROWS: usize = 1_000_000;
+
+/// The contacts API.
+#[derive(Clone, Debug)]
+pub struct Contacts {
+    store: Store,
+}
+
+fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).expect("contact data serializes")
+}
+
+fn json_text<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("contact data serializes")
+}
+
+/// Per-field audit entries and changed field names between two JSON snapshots.
+fn diff(
+    record: &RecordRef,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    skip: &[&str],
+) -> (Vec<AuditChange>, Vec<String>) {
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        return (vec![], vec![]);
+    };
+    let mut audit = vec![];
+    let mut changed = vec![];
+    for (k, nv) in n {
+        if skip.contains(&k.as_str()) {
+            continue;
+        }
+        let ov = o.get(k).unwrap_or(&serde_json::Value::Null);
+        if ov != nv {
+            changed.push(k.clone());
+            audit.push(AuditChange {
+                record: record.clone(),
+                field: k.clone(),
+                old: (!ov.is_null()).then(|| ov.to_string()),
+                new: (!nv.is_null()).then(|| nv.to_string()),
+            });
+        }
+    }
+    (audit, changed)
+}
+
+/// The column updates that turn `old` into `new` (both full rows of `table`).
+fn row_update(
+    store: &Store,
+    table: &'static str,
+    old: &[Value],
+    new: &[Value],
+) -> Result<Vec<(&'static str, Value)>> {
+    let def = store.backend().schema().table(table)?;
+    Ok(def
+        .columns
+        .iter()
+        .zip(old.iter().zip(new))
+        .filter(|(c, (o, n))| o != n && c.name != "version" && c.name != "id")
+        .map(|(c, (_, n))| (c.name, n.clone()))
+        .collect())
+}
+
+fn apply_custom_patch(
+    current: &CustomValues,
+    patch: &BTreeMap<String, Option<CustomValue>>,
+) -> CustomValues {
+    let mut out = current.clone();
+    for (k, v) in patch {
+        match v {
+            Some(v) => {
+                out.insert(k.clone(), v.clone());
+            }
+            None => {
+                out.remove(k);
+            }
+        }
+    }
+    out
+}
+
+impl Contacts {
+    /// The API over a store composed with [`ContactsModule`].
+    pub fn new(store: &Store) -> Result<Self> {
+        store.require_module("contacts")?;
+        Ok(Contacts {
+            store: store.clone(),
+        })
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    // ----- shared checks -----
+
+    fn scope(ctx: &Ctx, include_deleted: bool) -> Cond {
+        let mut c = Cond::True;
+        if !include_deleted {
+            c = c.and(Cond::IsNull("deleted_at".into()));
+        }
+        if let Visibility::Owned { user, teams } = ctx.actor().visibility() {
+            let mut any = vec![Cond::eq("owner_id", user.as_uuid())];
+            if !teams.is_empty() {
+                any.push(Cond::In(
+                    "team_id".into(),
+                    teams.iter().map(|t| Value::Uuid(t.as_uuid())).collect(),
+                ));
+            }
+            c = c.and(Cond::Or(any));
+        }
+        c
+    }
+
+    /// Owner and team rules: the owner is an active user; a Rep may only make records
+    /// owned by themselves, in one of their teams; a team must exist.
+    async fn check_owner(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        owner: UserId,
+        team: Option<TeamId>,
+        cache: &mut OwnerCache,
+    ) -> Result<()> {
+        let manages = ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager);
+        if !manages && owner != ctx.actor().user {
+            return Err(Error::PermissionDenied(
+                "a rep may only give records to themselves".into(),
+            ));
+        }
+        if let Some(t) = team
+            && !manages
+            && !ctx.actor().teams.contains(&t)
+        {
+            return Err(Error::PermissionDenied(
+                "a rep may only give records to their own teams".into(),
+            ));
+        }
+        if let Some(found) = cache.get(&(owner, team)) {
+            for (f, r) in found {
+                errs.push(f.clone(), r.clone());
+            }
+            return Ok(());
+        }
+        let mut found = vec![];
+        let dir = self.store.directory();
+        match dir.require_active_user(ctx, "owner", owner).await {
+            Ok(_) => {}
+            Err(Error::Validation(v)) => {
+                found.extend(v.errors.into_iter().map(|e| (e.field, e.reason)))
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(t) = team {
+            match dir.team(ctx, t).await {
+                Ok(_) => {}
+                Err(Error::NotFound { .. }) => {
+                    found.push(("team".into(), "is not a team of this tenant".into()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for (f, r) in &found {
+            errs.push(f.clone(), r.clone());
+        }
+        cache.insert((owner, team), found);
+        Ok(())
+    }
+
+    async fn custom_schema(&self, ctx: &Ctx, kind: &RecordKind) -> Result<CustomSchema> {
+        self.store.custom_fields().of_kind(ctx, kind).await
+    }
+
+    async fn org_exists(&self, ctx: &Ctx, id: OrganizationId) -> Result<bool> {
+        let row = self
+            .store
+            .backend()
+            .get(ctx.tenant(), ORG_TABLE, &[Value::Uuid(id.as_uuid())])
+            .await?;
+        Ok(row.is_some_and(|r| r[19].is_null()))
+    }
+
+    /// Lookup holders of email keys among contacts, other than `except`.
+    async fn email_holders(
+        &self,
+        ctx: &Ctx,
+        keys: &[String],
+        except: Option<ContactId>,
+    ) -> Result<HashMap<String, RecordRef>> {
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(500) {
+            let cond = Cond::eq("kind", "email")
+                .and(Cond::eq("record_kind", RecordKind::CONTACT.as_str()))
+                .and(Cond::In(
+                    "value".into(),
+                    chunk.iter().map(|k| Value::Text(k.clone())).collect(),
+                ));
+            let rows = self
+                .store
+                .backend()
+                .select(ctx.tenant(), &Select::new(lookup::TABLE, cond))
+                .await?;
+            for r in rows {
+                let (Some(v), Some(id)) = (r[1].as_text(), r[3].as_uuid()) else {
+                    continue;
+                };
+                if Some(id) == except.map(|e| e.as_uuid()) {
+                    continue;
+                }
+                out.entry(v.to_owned())
+                    .or_insert_with(|| RecordRef::new(RecordKind::CONTACT, id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Email lookup writes for a contact: exclusive claims where nobody else holds the key.
+    fn email_writes(
+        record: &RecordRef,
+        keys: &[String],
+        holders: &HashMap<String, RecordRef>,
+        replace: bool,
+    ) -> Vec<Write> {
+        let (shared, own): (Vec<String>, Vec<String>) =
+            keys.iter().cloned().partition(|k| holders.contains_key(k));
+        let mut w = lookup::index_writes(record, LookupKind::Email, &own, true, replace);
+        w.extend(lookup::index_writes(
+            record,
+            LookupKind::Email,
+            &shared,
+            false,
+            false,
+        ));
+        w
+    }
+
+    fn duplicate_email(existing: RecordRef) -> Error {
+        Error::Duplicate {
+            kind: RecordKind::CONTACT,
+            field: "emails".into(),
+            existing: Some(existing),
+        }
+    }
+
+    /// Commits, turning a lost email-claim race into a Duplicate naming the winner.
+    async fn commit_contact(
+        &self,
+        ctx: &Ctx,
+        cs: Changeset,
+        keys: &[String],
+        me: ContactId,
+    ) -> Result<()> {
+        match self.store.commit(cs).await {
+            Err(Error::Duplicate { field, .. }) if field == "crm_lookup_claim" => {
+                let holders = self.email_holders(ctx, keys, Some(me)).await?;
+                Err(match holders.into_values().next() {
+                    Some(existing) => Self::duplicate_email(existing),
+                    None => Error::Duplicate {
+                        kind: RecordKind::CONTACT,
+                        field: "emails".into(),
+                        existing: None,
+                    },
+                })
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    // ----- contacts -----
+
+    /// Validates a new contact and builds it (without checking email duplicates).
+    async fn build_contact(
+        &self,
+        ctx: &Ctx,
+        input: &NewContact,
+        custom: &CustomSchema,
+        owners: &mut OwnerCache,
+        orgs: &mut HashMap<OrganizationId, bool>,
+    ) -> Result<(Contact, Vec<String>)> {
+        let mut errs = ValidationErrors::new();
+        validate::names(&mut errs, &input.first_name, &input.last_name);
+        let (emails, keys) = validate::emails(&mut errs, &input.emails);
+        let phones = validate::phones(&mut errs, &input.phones);
+        validate::opt_text(&mut errs, "job_title", &input.job_title, 200);
+        validate::tags(&mut errs, &input.tags);
+        validate::consent(&mut errs, &input.consent);
+        errs.check(custom.validate(&input.custom));
+        let owner = input.owner.unwrap_or(ctx.actor().user);
+        self.check_owner(ctx, &mut errs, owner, input.team, owners)
+            .await?;
+        if let Some(org) = input.organization {
+            let ok = match orgs.get(&org) {
+                Some(ok) => *ok,
+                None => {
+                    let ok = self.org_exists(ctx, org).await?;
+                    orgs.insert(org, ok);
+                    ok
+                }
+            };
+            if !ok {
+                errs.push("organization", "is not an organization of this tenant");
+            }
+        }
+        errs.into_result()?;
+        let now = ctx.now();
+        Ok((
+            Contact {
+                id: ContactId::new(),
+                first_name: input.first_name.clone(),
+                last_name: input.last_name.clone(),
+                emails,
+                phones,
+                job_title: input.job_title.clone(),
+                organization: input.organization,
+                owner,
+                team: input.team,
+                lifecycle_stage: input.lifecycle_stage,
+                consent: input.consent.clone(),
+                tags: input.tags.clone(),
+                custom: input.custom.clone(),
+                created_at: now,
+                updated_at: now,
+                deleted_at: None,
+                version: 1,
+            },
+            keys,
+        ))
+    }
+
+    fn create_writes(
+        cs: &mut Changeset,
+        c: &Contact,
+        keys: &[String],
+        holders: &HashMap<String, RecordRef>,
+        custom: &CustomSchema,
+    ) {
+        let record = RecordRef::from(c.id);
+        cs.writes.push(Write::Insert {
+            table: PERSON_TABLE,
+            row: rows::contact_row(c),
+        });
+        cs.writes
+            .extend(Self::email_writes(&record, keys, holders, false));
+        let numbers: Vec<String> = c.phones.iter().map(|p| p.number.clone()).collect();
+        cs.writes.extend(lookup::index_writes(
+            &record,
+            LookupKind::Phone,
+            &numbers,
+            false,
+            false,
+        ));
+        cs.writes
+            .extend(custom.index_writes(&record, &c.custom, false));
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "*".into(),
+            old: None,
+            new: Some(json_text(c)),
+        });
+        cs.events
+            .push(NewEvent::new("contact.created", record, vec![], to_json(c)));
+    }
+
+    /// Creates a contact.
+    pub async fn create_contact(&self, ctx: &Ctx, input: NewContact) -> Result<Contact> {
+        ctx.actor().require_write("create contact")?;
+        let custom = self.custom_schema(ctx, &RecordKind::CONTACT).await?;
+        let (contact, keys) = self
+            .build_contact(
+                ctx,
+                &input,
+                &custom,
+                &mut HashMap::new(),
+                &mut HashMap::new(),
+            )
+            .await?;
+        let holders = self.email_holders(ctx, &keys, None).await?;
+        if !input.allow_duplicate_email
+            && let Some(existing) = keys.iter().find_map(|k| holders.get(k))
+        {
+            return Err(Self::duplicate_email(existing.clone()));
+        }
+        let mut cs = Changeset::new(ctx);
+        Self::create_writes(&mut cs, &contact, &keys, &holders, &custom);
+        self.commit_contact(ctx, cs, &keys, contact.id).await?;
+        Ok(contact)
+    }
+
+    async fn load_contact(
+        &self,
+        ctx: &Ctx,
+        id: ContactId,
+        deleted: Option<bool>,
+    ) -> Result<(Contact, Vec<Value>)> {
+        let row = self
+            .store
+            .backend()
+            .get(ctx.tenant(), PERSON_TABLE, &[Value::Uuid(id.as_uuid())])
+            .await?;
+        let not_found = || Error::not_found(RecordKind::CONTACT, id);
+        let row = row.ok_or_else(not_found)?;
+        let c = rows::decode_contact(&row)?;
+        if !ctx.actor().can_see(Some(c.owner), c.team)
+            || deleted.is_some_and(|d| d != c.deleted_at.is_some())
+        {
+            return Err(not_found());
+        }
+        Ok((c, row))
+    }
+
+    /// A contact that is visible to the actor and not deleted.
+    pub async fn get_contact(&self, ctx: &Ctx, id: ContactId) -> Result<Contact> {
+        Ok(self.load_contact(ctx, id, Some(false)).await?.0)
+    }
+
+    /// Changes a contact whose current version is `expected_version`.
+    pub async fn update_contact(
+        &self,
+        ctx: &Ctx,
+        id: ContactId,
+        expected_version: u64,
+        patch: ContactPatch,
+    ) -> Result<Contact> {
+        ctx.actor().require_write("update contact")?;
+        let (old, old_row) = self.load_contact(ctx, id, Some(false)).await?;
+        let custom = self.custom_schema(ctx, &RecordKind::CONTACT).await?;
+        let mut errs = ValidationErrors::new();
+        let mut new = old.clone();
+        if let Some(v) = &patch.first_name {
+            new.first_name = v.clone();
+        }
+        if let Some(v) = &patch.last_name {
+            new.last_name = v.clone();
+        }
+        validate::names(&mut errs, &new.first_name, &new.last_name);
+        let mut keys = None;
+        if let Some(v) = &patch.emails {
+            let (e, k) = validate::emails(&mut errs, v);
+            new.emails = e;
+            keys = Some(k);
+        }
+        if let Some(v) = &patch.phones {
+            new.phones = validate::phones(&mut errs, v);
+        }
+        if let Some(v) = &patch.job_title {
+            validate::opt_text(&mut errs, "job_title", v, 200);
+            new.job_title = v.clone();
+        }
+        if let Some(v) = &patch.tags {
+            validate::tags(&mut errs, v);
+            new.tags = v.clone();
+        }
+        if let Some(v) = &patch.consent {
+            validate::consent(&mut errs, v);
+            new.consent = v.clone();
+        }
+        if let Some(v) = patch.lifecycle_stage {
+            new.lifecycle_stage = v;
+        }
+        if let Some(org) = patch.organization {
+            if let Some(o) = org
+                && !self.org_exists(ctx, o).await?
+            {
+                errs.push("organization", "is not an organization of this tenant");
+            }
+            new.organization = org;
+        }
+        if patch.owner.is_some() || patch.team.is_some() {
+            new.owner = patch.owner.unwrap_or(old.owner);
+            new.team = patch.team.unwrap_or(old.team);
+            self.check_owner(ctx, &mut errs, new.owner, new.team, &mut HashMap::new())
+                .await?;
+        }
+        if !patch.custom.is_empty() {
+            new.custom = apply_custom_patch(&old.custom, &patch.custom);
+            errs.check(custom.validate(&new.custom));
+        }
+        errs.into_result()?;
+        if old.version != expected_version {
+            return Err(Error::Conflict {
+                record: RecordRef::from(id),
+                expected: expected_version,
+                actual: old.version,
+            });
+        }
+        new.updated_at = ctx.now();
+        new.version = old.version + 1;
+        let record = RecordRef::from(id);
+        let (audit, changed) = diff(
+            &record,
+            &to_json(&old),
+            &to_json(&new),
+            &["updated_at", "version"],
+        );
+        if changed.is_empty() {
+            return Ok(old);
+        }
+        let mut cs = Changeset::new(ctx);
+        let new_row = rows::contact_row(&new);
+        cs.writes.push(Write::Update {
+            table: PERSON_TABLE,
+            key: vec![Value::Uuid(id.as_uuid())],
+            set: row_update(&self.store, PERSON_TABLE, &old_row, &new_row)?,
+            expect_version: Some(expected_version),
+            record: record.clone(),
+        });
+        let email_keys = match &keys {
+            Some(k) if new.emails != old.emails => {
+                let holders = self.email_holders(ctx, k, Some(id)).await?;
+                if !patch.allow_duplicate_email
+                    && let Some(existing) = k.iter().find_map(|k| holders.get(k))
+                {
+                    return Err(Self::duplicate_email(existing.clone()));
+                }
+                cs.writes
+                    .extend(Self::email_writes(&record, k, &holders, true));
+                k.clone()
+            }
+            _ => vec![],
+        };
+        if new.phones != old.phones {
+            let numbers: Vec<String> = new.phones.iter().map(|p| p.number.clone()).collect();
+            cs.writes.extend(lookup::index_writes(
+                &record,
+                LookupKind::Phone,
+                &numbers,
+                false,
+                true,
+            ));
+        }
+        if new.custom != old.custom {
+            cs.writes
+                .extend(custom.index_writes(&record, &new.custom, true));
+        }
+        cs.audit = audit;
+        cs.events.push(NewEvent::new(
+            "contact.updated",
+            record,
+            changed,
+            to_json(&new),
+        ));
+        self.commit_contact(ctx, cs, &email_keys, id).await?;
+        Ok(new)
+    }
+
+    /// Soft-deletes a contact (restorable). Its emails and phones leave the lookup index.
+    pub async fn delete_contact(
+        &self,
+        ctx: &Ctx,
+        id: ContactId,
+        expected_version: u64,
+    ) -> Result<Contact> {
+        self.set_contact_deleted(ctx, id, expected_version, true)
+            .await
+    }
+
+    /// Restores a soft-deleted contact. Its emails are claimed again where no other live
+    /// contact holds them, and shared otherwise.
+    pub async fn restore_contact(
+        &self,
+        ctx: &Ctx,
+        id: ContactId,
+        expected_version: u64,
+    ) -> Result<Contact> {
+        self.set_contact_deleted(ctx, id, expected_version, false)
+            .await
+    }
+
+    async fn set_contact_deleted(
+        &self,
+        ctx: &Ctx,
+        id: ContactId,
+        expected_version: u64,
+        delete: bool,
+    ) -> Result<Contact> {
+        ctx.actor().require_write(if delete {
+            "delete contact"
+        } else {
+            "restore contact"
+        })?;
+        let (old, _) = self.load_contact(ctx, id, Some(!delete)).await?;
+        if old.version != expected_version {
+            return Err(Error::Conflict {
+                record: RecordRef::from(id),
+                expected: expected_version,
+                actual: old.version,
+            });
+        }
+        let mut new = old.clone();
+        let now = ctx.now();
+        new.deleted_at = delete.then_some(now);
+        new.updated_at = now;
+        new.version += 1;
+        let record = RecordRef::from(id);
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Update {
+            table: PERSON_TABLE,
+            key: vec![Value::Uuid(id.as_uuid())],
+            set: vec![
+                ("deleted_at", Value::opt_timestamp(new.deleted_at)),
+                ("updated_at", Value::timestamp(now)),
+            ],
+            expect_version: Some(expected_version),
+            record: record.clone(),
+        });
+        let mut keys = vec![];
+        if delete {
+            cs.writes.push(lookup::remove_writes(&record));
+        } else {
+            keys = new
+                .emails
+                .iter()
+                .map(|e| crmkit_core::text::fold(&e.address))
+                .collect();
+            let holders = self.email_holders(ctx, &keys, Some(id)).await?;
+            cs.writes
+                .extend(Self::email_writes(&record, &keys, &holders, true));
+            let numbers: Vec<String> = new.phones.iter().map(|p| p.number.clone()).collect();
+            cs.writes.extend(lookup::index_writes(
+                &record,
+                LookupKind::Phone,
+                &numbers,
+                false,
+                true,
+            ));
+        }
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "deleted_at".into(),
+            old: old.deleted_at.map(|t| json_text(&t)),
+            new: new.deleted_at.map(|t| json_text(&t)),
+        });
+        cs.events.push(NewEvent::new(
+            if delete {
+                "contact.deleted"
+            } else {
+                "contact.restored"
+            },
+            record,
+            vec!["deleted_at".into()],
+            to_json(&new),
+        ));
+        self.commit_contact(ctx, cs, &keys, id).await?;
+        Ok(new)
+    }
+
+    async fn list<T>(
+        &self,
+        ctx: &Ctx,
+        q: &Query,
+        fields: &RecordFields,
+        decode: impl Fn(&[Value]) -> Result<(T, CustomValues)>,
+    ) -> Result<Page<T>> {
+        let custom = self.custom_schema(ctx, &fields.kind).await?;
+        let table = self.store.backend().schema().table(fields.table)?;
+        let compiled: Compiled = fields.compile(
+            table,
+            ctx.tenant(),
+            q,
+            &custom,
+            Self::scope(ctx, q.include_deleted),
+        )?;
+        let mut rows = self
+            .store
+            .backend()
+            .select(ctx.tenant(), &compiled.select)
+            .await?;
+        let more = rows.len() > compiled.limit as usize;
+        rows.truncate(compiled.limit as usize);
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last_custom = CustomValues::new();
+        for r in &rows {
+            let (item, custom) = decode(r)?;
+            items.push(item);
+            last_custom = custom;
+        }
+        let next_cursor = match (more, rows.last()) {
+            (true, Some(last)) => Some(fields.cursor_after(&compiled, last, &last_custom)),
+            _ => None,
+        };
+        let total = if q.with_total {
+            Some(
+                self.store
+                    .backend()
+                    .count(ctx.tenant(), fields.table, &compiled.select.cond)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(Page {
+            items,
+            next_cursor,
+            total,
+        })
+    }
+
+    /// Lists contacts: filter, sort, keyset page. Only visible contacts; deleted ones only
+    /// with [`Query::include_deleted`]. Filterable fields: see [`rows::CONTACT_FIELDS`]
+    /// and `custom.<key>`.
+    pub async fn list_contacts(&self, ctx: &Ctx, q: &Query) -> Result<Page<Contact>> {
+        self.list(ctx, q, &CONTACT_FIELDS, |r| {
+            let c = rows::decode_contact(r)?;
+            let custom = c.custom.clone();
+            Ok((c, custom))
+        })
+        .await
+    }
+
+    /// Contacts whose name, last name or primary email starts with `text` (ignoring case),
+    /// by name.
+    pub async fn search_contacts(&self, ctx: &Ctx, text: &str, limit: u32) -> Result<Vec<Contact>> {
+        let f = Filter::starts_with("name", text)
+            .or(Filter::starts_with("last_name", text))
+            .or(Filter::starts_with("email", text));
+        Ok(self
+            .list_contacts(ctx, &Query::new().filter(f).sort_asc("name").limit(limit))
+            .await?
+            .items)
+    }
+
+    /// The audit trail of a visible contact.
+    pub async fn contact_audit(&self, ctx: &Ctx, id: ContactId) -> Result<Vec<AuditEntry>> {
+        self.load_contact(ctx, id, None).await?;
+        self.store.audit_of(ctx, &RecordRef::from(id)).await
+    }
+
+    /// Creates many contacts at once (an import). Every row is validated first (including
+    /// emails repeated within the batch or held by existing contacts); the report lists
+    /// every bad row. If any row is bad, nothing is written unless `options.partial`, in
+    /// which case the valid rows are. Rows are written in atomic chunks of
+    /// [`IMPORT_CHUNK`].
+    pub async fn import_contacts(
+        &self,
+        ctx: &Ctx,
+        rows: Vec<NewContact>,
+        options: ImportOptions,
+    ) -> Result<ImportReport> {
+        ctx.actor().require_write("import contacts")?;
+        if rows.len() > MAX_IMPORT_ROWS {
+            return Err(Error::validation(
+                "rows",
+                format!("at most {MAX_IMPORT_ROWS} rows per import"),
+            ));
+        }
+        let custom = self.custom_schema(ctx, &RecordKind::CONTACT).await?;
+        let mut report = ImportReport::default();
+        let mut owners = HashMap::new();
+        let mut orgs = HashMap::new();
+        let mut built: Vec<Option<(Contact, Vec<String>)>> = Vec::with_capacity(rows.len());
+        let push_err = |report: &mut ImportReport, row: usize, e: Error| match e {
+            Error::Validation(v) => {
+                for fe in v.errors {
+                    report.errors.push(RowError {
+                        row,
+                        field: fe.field,
+                        reason: fe.reason,
+                    });
+                }
+            }
+            other => report.errors.push(RowError {
+                row,
+                field: "_".into(),
+                reason: other.to_string(),
+            }),
+        };
+        for (i, input) in rows.iter().enumerate() {
+            match self
+                .build_contact(ctx, input, &custom, &mut owners, &mut orgs)
+                .await
+            {
+                Ok(b) => built.push(Some(b)),
+                Err(e @ Error::Validation(_)) => {
+                    push_err(&mut report, i, e);
+                    built.push(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // Emails repeated within the batch, then emails held by existing contacts.
+        let allow = options.allow_duplicate_emails;
+        let mut first_holder: HashMap<String, usize> = HashMap::new();
+        let mut all_keys = vec![];
+        for (i, b) in built.iter_mut().enumerate() {
+            let Some((_, keys)) = b else { continue };
+            let mut bad = None;
+            for k in keys.iter() {
+                if let Some(&j) = first_holder.get(k)
+                    && !allow
+                    && !rows[i].allow_duplicate_email
+                {
+                    bad = Some(format!("repeats the email of row {j}"));
+                }
+            }
+            match bad {
+                Some(reason) => {
+                    report.errors.push(RowError {
+                        row: i,
+                        field: "emails".into(),
+                        reason,
+                    });
+                    *b = None;
+                }
+                None => {
+                    for k in keys.iter() {
+                        first_holder.entry(k.clone()).or_insert(i);
+                        all_keys.push(k.clone());
+                    }
+                }
+            }
+        }
+        let holders = self.email_holders(ctx, &all_keys, None).await?;
+        if !holders.is_empty() {
+            for (i, b) in built.iter_mut().enumerate() {
+                let Some((_, keys)) = b else { continue };
+                if allow || rows[i].allow_duplicate_email {
+                    continue;
+                }
+                if let Some(h) = keys.iter().find_map(|k| holders.get(k)) {
+                    report.errors.push(RowError {
+                        row: i,
+                        field: "emails".into(),
+                        reason: format!("already used by {h}"),
+                    });
+                    *b = None;
+                }
+            }
+        }
+        report.errors.sort_by_key(|e| e.row);
+        if !report.errors.is_empty() && !options.partial {
+            return Ok(report);
+        }
+        let valid: Vec<(Contact, Vec<String>)> = built.into_iter().flatten().collect();
+        let mut claimed: HashMap<String, RecordRef> = holders;
+        for chunk in valid.chunks(IMPORT_CHUNK) {
+            let mut cs = Changeset::new(ctx);
+            for (c, keys) in chunk {
+                Self::create_writes(&mut cs, c, keys, &claimed, &custom);
+                for k in keys {
+                    claimed
+                        .entry(k.clone())
+                        .or_insert_with(|| RecordRef::from(c.id));
+                }
+            }
+            self.store.commit(cs).await?;
+            report.created.extend(chunk.iter().map(|(c, _)| c.id));
+            report.committed = true;
+        }
+        Ok(report)
+    }
+
+    // ----- organizations -----
+
+    async fn build_org_fields(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        o: &mut Organization,
+        phone: Option<&PhoneInput>,
+        custom: &CustomSchema,
+    ) -> Result<()> {
+        errs.check(crmkit_core::text::check_text("name", &o.name, 200, true));
+        if let Some(d) = &o.domain {
+            o.domain = errs.check(validate::domain("domain", d));
+        }
+        validate::opt_text(errs, "industry", &o.industry, 100);
+        if o.employee_count.is_some_and(|n| n < 0) {
+            errs.push("employee_count", "must not be negative");
+        }
+        if o.annual_revenue.is_some_and(|m| m.is_negative()) {
+            errs.push("annual_revenue", "must not be negative");
+        }
+        if let Some(p) = phone {
+            o.phone = validate::phone(errs, "phone", p).map(|p| p.number);
+        }
+        if let Some(w) = &o.website {
+            validate::website(errs, w);
+        }
+        if let Some(a) = &o.address {
+            validate::address(errs, a);
+        }
+        validate::tags(errs, &o.tags);
+        errs.check(custom.validate(&o.custom));
+        if let Some(p) = o.parent {
+            if p == o.id {
+                errs.push("parent", "an organization cannot be its own parent");
+            } else if !self.org_exists(ctx, p).await? {
+                errs.push("parent", "is not an organization of this tenant");
+            } else {
+                // Walk up from the new parent: reaching `o` again would make a cycle.
+                let mut cur = Some(p);
+                let mut depth = 0;
+                while let Some(c) = cur {
+                    if c == o.id || depth > 64 {
+                        errs.push("parent", "would make a cycle of parents");
+                        break;
+                    }
+                    let row = self
+                        .store
+                        .backend()
+                        .get(ctx.tenant(), ORG_TABLE, &[Value::Uuid(c.as_uuid())])
+                        .await?;
+                    cur = row
+                        .and_then(|r| r[12].as_uuid())
+                        .map(OrganizationId::from_uuid);
+                    depth += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn org_index_writes(cs: &mut Changeset, o: &Organization, replace: bool) {
+        let record = RecordRef::from(o.id);
+        let numbers: Vec<String> = o.phone.iter().cloned().collect();
+        cs.writes.extend(lookup::index_writes(
+            &record,
+            LookupKind::Phone,
+            &numbers,
+            false,
+            replace,
+        ));
+    }
+
+    /// Creates an organization.
+    pub async fn create_organization(
+        &self,
+        ctx: &Ctx,
+        input: NewOrganization,
+    ) -> Result<Organization> {
+        ctx.actor().require_write("create organization")?;
+        let custom = self.custom_schema(ctx, &RecordKind::ORGANIZATION).await?;
+        let now = ctx.now();
+        let mut o = Organization {
+            id: OrganizationId::new(),
+            name: input.name,
+            domain: input.domain,
+            industry: input.industry,
+            employee_count: input.employee_count,
+            annual_revenue: input.annual_revenue,
+            phone: None,
+            website: input.website,
+            address: input.address,
+            parent: input.parent,
+            owner: input.owner.unwrap_or(ctx.actor().user),
+            team: input.team,
+            tags: input.tags,
+            custom: input.custom,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            version: 1,
+        };
+        let mut errs = ValidationErrors::new();
+        self.build_org_fields(ctx, &mut errs, &mut o, input.phone.as_ref(), &custom)
+            .await?;
+        self.check_owner(ctx, &mut errs, o.owner, o.team, &mut HashMap::new())
+            .await?;
+        errs.into_result()?;
+        let record = RecordRef::from(o.id);
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Insert {
+            table: ORG_TABLE,
+            row: rows::org_row(&o)?,
+        });
+        Self::org_index_writes(&mut cs, &o, false);
+        cs.writes
+            .extend(custom.index_writes(&record, &o.custom, false));
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "*".into(),
+            old: None,
+            new: Some(json_text(&o)),
+        });
+        cs.events.push(NewEvent::new(
+            "organization.created",
+            record,
+            vec![],
+            to_json(&o),
+        ));
+        self.store.commit(cs).await?;
+        Ok(o)
+    }
+
+    async fn load_org(
+        &self,
+        ctx: &Ctx,
+        id: OrganizationId,
+        deleted: Option<bool>,
+    ) -> Result<(Organization, Vec<Value>)> {
+        let row = self
+            .store
+            .backend()
+            .get(ctx.tenant(), ORG_TABLE, &[Value::Uuid(id.as_uuid())])
+            .await?;
+        let not_found = || Error::not_found(RecordKind::ORGANIZATION, id);
+        let row = row.ok_or_else(not_found)?;
+        let o = rows::decode_org(&row)?;
+        if !ctx.actor().can_see(Some(o.owner), o.team)
+            || deleted.is_some_and(|d| d != o.deleted_at.is_some())
+        {
+            return Err(not_found());
+        }
+        Ok((o, row))
+    }
+
+    /// An organization visible to the actor and not deleted.
+    pub async fn get_organization(&self, ctx: &Ctx, id: OrganizationId) -> Result<Organization> {
+        Ok(self.load_org(ctx, id, Some(false)).await?.0)
+    }
+
+    /// Changes an organization whose current version is `expected_version`.
+    pub async fn update_organization(
+        &self,
+        ctx: &Ctx,
+        id: OrganizationId,
+        expected_version: u64,
+        patch: OrganizationPatch,
+    ) -> Result<Organization> {
+        ctx.actor().require_write("update organization")?;
+        let (old, old_row) = self.load_org(ctx, id, Some(false)).await?;
+        let custom = self.custom_schema(ctx, &RecordKind::ORGANIZATION).await?;
+        let mut new = old.clone();
+        if let Some(v) = patch.name {
+            new.name = v;
+        }
+        if let Some(v) = patch.domain {
+            new.domain = v;
+        }
+        if let Some(v) = patch.industry {
+            new.industry = v;
+        }
+        if let Some(v) = patch.employee_count {
+            new.employee_count = v;
+        }
+        if let Some(v) = patch.annual_revenue {
+            new.annual_revenue = v;
+        }
+        if let Some(v) = patch.website {
+            new.website = v;
+        }
+        if let Some(v) = patch.address {
+            new.address = v;
+        }
+        if let Some(v) = patch.parent {
+            new.parent = v;
+        }
+        if let Some(v) = patch.tags {
+            new.tags = v;
+        }
+        if !patch.custom.is_empty() {
+            new.custom = apply_custom_patch(&old.custom, &patch.custom);
+        }
+        let phone_input = match &patch.phone {
+            Some(Some(p)) => Some(p),
+            Some(None) => {
+                new.phone = None;
+                None
+            }
+            None => None,
+        };
+        let mut errs = ValidationErrors::new();
+        self.build_org_fields(ctx, &mut errs, &mut new, phone_input, &custom)
+            .await?;
+        if patch.owner.is_some() || patch.team.is_some() {
+            new.owner = patch.owner.unwrap_or(old.owner);
+            new.team = patch.team.unwrap_or(old.team);
+            self.check_owner(ctx, &mut errs, new.owner, new.team, &mut HashMap::new())
+                .await?;
+        }
+        errs.into_result()?;
+        if old.version != expected_version {
+            return Err(Error::Conflict {
+                record: RecordRef::from(id),
+                expected: expected_version,
+                actual: old.version,
+            });
+        }
+        new.updated_at = ctx.now();
+        new.version = old.version + 1;
+        let record = RecordRef::from(id);
+        let (audit, changed) = diff(
+            &record,
+            &to_json(&old),
+            &to_json(&new),
+            &["updated_at", "version"],
+        );
+        if changed.is_empty() {
+            return Ok(old);
+        }
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Update {
+            table: ORG_TABLE,
+            key: vec![Value::Uuid(id.as_uuid())],
+            set: row_update(&self.store, ORG_TABLE, &old_row, &rows::org_row(&new)?)?,
+            expect_version: Some(expected_version),
+            record: record.clone(),
+        });
+        if new.phone != old.phone {
+            Self::org_index_writes(&mut cs, &new, true);
+        }
+        if new.custom != old.custom {
+            cs.writes
+                .extend(custom.index_writes(&record, &new.custom, true));
+        }
+        cs.audit = audit;
+        cs.events.push(NewEvent::new(
+            "organization.updated",
+            record,
+            changed,
+            to_json(&new),
+        ));
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    /// Soft-deletes an organization.
+    pub async fn delete_organization(
+        &self,
+        ctx: &Ctx,
+        id: OrganizationId,
+        expected_version: u64,
+    ) -> Result<Organization> {
+        self.set_org_deleted(ctx, id, expected_version, true).await
+    }
+
+    /// Restores a soft-deleted organization.
+    pub async fn restore_organization(
+        &self,
+        ctx: &Ctx,
+        id: OrganizationId,
+        expected_version: u64,
+    ) -> Result<Organization> {
+        self.set_org_deleted(ctx, id, expected_version, false).await
+    }
+
+    async fn set_org_deleted(
+        &self,
+        ctx: &Ctx,
+        id: OrganizationId,
+        expected_version: u64,
+        delete: bool,
+    ) -> Result<Organization> {
+        ctx.actor().require_write(if delete {
+            "delete organization"
+        } else {
+            "restore organization"
+        })?;
+        let (old, _) = self.load_org(ctx, id, Some(!delete)).await?;
+        if old.version != expected_version {
+            return Err(Error::Conflict {
+                record: RecordRef::from(id),
+                expected: expected_version,
+                actual: old.version,
+            });
+        }
+        let now = ctx.now();
+        let mut new = old.clone();
+        new.deleted_at = delete.then_some(now);
+        new.updated_at = now;
+        new.version += 1;
+        let record = RecordRef::from(id);
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Update {
+            table: ORG_TABLE,
+            key: vec![Value::Uuid(id.as_uuid())],
+            set: vec![
+                ("deleted_at", Value::opt_timestamp(new.deleted_at)),
+                ("updated_at", Value::timestamp(now)),
+            ],
+            expect_version: Some(expected_version),
+            record: record.clone(),
+        });
+        if delete {
+            cs.writes.push(lookup::remove_writes(&record));
+        } else {
+            Self::org_index_writes(&mut cs, &new, true);
+        }
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "deleted_at".into(),
+            old: old.deleted_at.map(|t| json_text(&t)),
+            new: new.deleted_at.map(|t| json_text(&t)),
+        });
+        cs.events.push(NewEvent::new(
+            if delete {
+                "organization.deleted"
+            } else {
+                "organization.restored"
+            },
+            record,
+            vec!["deleted_at".into()],
+            to_json(&new),
+        ));
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    /// Lists organizations (see [`rows::ORGANIZATION_FIELDS`] and `custom.<key>`).
+    pub async fn list_organizations(&self, ctx: &Ctx, q: &Query) -> Result<Page<Organization>> {
+        self.list(ctx, q, &ORGANIZATION_FIELDS, |r| {
+            let o = rows::decode_org(r)?;
+            let custom = o.custom.clone();
+            Ok((o, custom))
+        })
+        .await
+    }
+
+    /// The audit trail of a visible organization.
+    pub async fn organization_audit(
+        &self,
+        ctx: &Ctx,
+        id: OrganizationId,
+    ) -> Result<Vec<AuditEntry>> {
+        self.load_org(ctx, id, None).await?;
+        self.store.audit_of(ctx, &RecordRef::from(id)).await
+    }
+
+    /// Live contacts and organizations (visible to the actor) with this phone number in
+    /// E.164, through the core lookup index.
+    pub async fn find_by_phone(&self, ctx: &Ctx, e164: &str) -> Result<Vec<RecordRef>> {
+        let refs = lookup::find(
+            self.store.backend(),
+            ctx.tenant(),
+            LookupKind::Phone,
+            e164,
+            None,
+            100,
+        )
+        .await?;
+        let mut out = vec![];
+        for r in refs {
+            let visible = if r.kind == RecordKind::CONTACT {
+                self.get_contact(ctx, ContactId::from_uuid(r.id))
+                    .await
+                    .is_ok()
+            } else if r.kind == RecordKind::ORGANIZATION {
+                self.get_organization(ctx, OrganizationId::from_uuid(r.id))
+                    .await
+                    .is_ok()
+            } else {
+                true
+            };
+            if visible {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The live contact (visible to the actor) holding this email, if any.
+    pub async fn find_by_email(&self, ctx: &Ctx, email: &str) -> Result<Option<Contact>> {
+        let key = crmkit_core::text::parse_email("email", email)?.key;
+        let refs = lookup::find(
+            self.store.backend(),
+            ctx.tenant(),
+            LookupKind::Email,
+            &key,
+            Some(&RecordKind::CONTACT),
+            10,
+        )
+        .await?;
+        for r in refs {
+            if let Ok(c) = self.get_contact(ctx, ContactId::from_uuid(r.id)).await {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+}

@@ -58,7 +58,7 @@ pub use id::*;
 pub use module::{CoreModule, Module, Modules, ModulesBuilder};
 pub use money::{Currency, Money, Rounding};
 pub use query::{Filter, Page, Query, Sort};
-pub use store::{Backend, BackendKind, Changeset, Commit, Fault};
+pub use store::{Backend, BackendKind, Changeset, Commit, Fault, Migration};
 
 use store::{Cond, OrderKey, Select, Value, Write};
 
@@ -182,7 +182,7 @@ impl Store {
             custom: None,
         }];
         let rows = self.backend.select(ctx.tenant(), &s).await?;
-        rows.iter().map(|r| event::decode_audit(r)).collect()
+        rows.iter().map(event::decode_audit).collect()
     }
 }
 

@@ -86,10 +86,10 @@ impl MemTable {
             return Err(self.duplicate("id"));
         }
         for ix in &self.uniques {
-            if let Some(k) = Self::unique_key(tenant, ix, &row) {
-                if ix.entries.contains_key(&k) {
-                    return Err(self.duplicate(ix.name));
-                }
+            if let Some(k) = Self::unique_key(tenant, ix, &row)
+                && ix.entries.contains_key(&k)
+            {
+                return Err(self.duplicate(ix.name));
             }
         }
         for ix in &mut self.uniques {

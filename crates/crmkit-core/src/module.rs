@@ -108,6 +108,7 @@ pub struct ModulesBuilder {
 
 impl ModulesBuilder {
     /// Adds a module.
+    #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, module: impl Module) -> Self {
         self.list.push(Arc::new(module));
         self

@@ -737,14 +737,13 @@ fn convert_custom(name: &str, ty: &CustomFieldType, v: &FieldValue) -> Result<Va
         }
     };
     if let (T::SingleChoice { choices } | T::MultiChoice { choices }, FieldValue::Text(s)) = (ty, v)
+        && !choices.contains(s)
     {
-        if !choices.contains(s) {
-            return Err(bad_field(
-                "filter",
-                name,
-                format!("{s:?} is not one of the choices"),
-            ));
-        }
+        return Err(bad_field(
+            "filter",
+            name,
+            format!("{s:?} is not one of the choices"),
+        ));
     }
     convert(name, ft, v)
 }
