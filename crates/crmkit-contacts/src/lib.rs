@@ -195,6 +195,13 @@ impl Contacts {
         })
     }
 
+    /// The API over a store the caller has checked composes [`ContactsModule`] (the
+    /// facade does so when it opens); using it on another store fails at the first call
+    /// with a Config error for the missing tables.
+    pub fn from_checked(store: &Store) -> Self {
+        Contacts { store: store.clone() }
+    }
+
     /// The underlying store.
     pub fn store(&self) -> &Store {
         &self.store
