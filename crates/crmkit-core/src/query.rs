@@ -21,7 +21,7 @@ use crate::custom::{CustomFieldType, CustomSchema, CustomValue, CustomValues, va
 use crate::error::{Error, Result};
 use crate::id::{RecordKind, TenantId};
 use crate::money::{Money, decimal_to_units};
-use crate::store::{CmpOp, Cond, OrderKey, Row, Select, TableDef, Value};
+use crate::store::{CmpOp, ColumnType, Cond, OrderKey, Row, Select, TableDef, Value};
 use crate::text::fold;
 
 /// The largest page.
@@ -505,7 +505,33 @@ impl RecordFields {
         .as_bytes());
         let after = match &q.cursor {
             None => None,
-            Some(c) => Some(decode_cursor(c, fingerprint, &order)?),
+            Some(c) => {
+                let vals = decode_cursor(c, fingerprint, &order)?;
+                // Each key must have its column's type: a retyped value would otherwise
+                // reach the backend (a SQL type error, or a silent cross-type compare).
+                for (v, s) in vals.iter().zip(&sources) {
+                    let text = match s {
+                        OrderSource::Column(p, _) => match table.columns[*p].ty {
+                            ColumnType::Uuid => None,
+                            ColumnType::Text(_) | ColumnType::LongText | ColumnType::Date => {
+                                Some(true)
+                            }
+                            _ => Some(false),
+                        },
+                        OrderSource::Custom(_, col, _) => Some(*col == "text_val"),
+                    };
+                    let ok = matches!(
+                        (text, v),
+                        (None, Value::Uuid(_))
+                            | (Some(true), Value::Text(_))
+                            | (Some(false), Value::Int(_))
+                    );
+                    if !ok {
+                        return Err(Error::validation("cursor", "is not a cursor of this query"));
+                    }
+                }
+                Some(vals)
+            }
         };
         Ok(Compiled {
             select: Select {
