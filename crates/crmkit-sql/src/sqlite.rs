@@ -438,6 +438,10 @@ impl Backend for SqliteBackend {
         Box::pin(async move {
             let fault = *self.fault.lock().unwrap_or_else(|e| e.into_inner());
             let conn = self.writer.lock().await;
+            if !conn.is_autocommit() {
+                // A transaction left open by an interrupted commit: discard it.
+                conn.execute_batch("ROLLBACK").map_err(storage)?;
+            }
             conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
             let r = self.commit_in(&conn, &changeset, fault);
             finish(&conn, r)

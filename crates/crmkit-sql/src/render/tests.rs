@@ -348,3 +348,27 @@ fn helpers() {
         Value::Int(i64::MIN)
     );
 }
+
+#[test]
+fn lock_calls_bind_their_arguments() {
+    let r = renderer(Dialect::Postgres);
+    let s = r
+        .call("pg_advisory_lock", vec![super::int_arg(42)])
+        .unwrap();
+    check(Dialect::Postgres, &s.sql, "SELECT pg_advisory_lock($1)");
+    assert_eq!(s.binds, vec![Bind::Int(Some(42))]);
+    let r = renderer(Dialect::Mysql);
+    let s = r
+        .call(
+            "GET_LOCK",
+            vec![super::text_arg("crmkit"), super::int_arg(5)],
+        )
+        .unwrap();
+    check(Dialect::Mysql, &s.sql, "SELECT GET_LOCK(?, ?)");
+    let m = r.create_migrations_table();
+    check(
+        Dialect::Mysql,
+        &m,
+        "CREATE TABLE IF NOT EXISTS `crm_migrations` ( `module` varchar(64) NOT NULL PRIMARY KEY, `version` bigint NOT NULL, `applied_at` bigint NOT NULL ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin",
+    );
+}

@@ -613,6 +613,7 @@ fn dataset() -> (Vec<Write>, Vec<Uuid>) {
         "",
         "apple pie",
         "appl",
+        "ab ",
     ];
     let mut writes = vec![];
     let mut ids = vec![];
