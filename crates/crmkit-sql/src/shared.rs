@@ -1,0 +1,92 @@
+//! Pieces every backend shares: error shapes, fault counting, group sorting, URLs.
+
+use crmkit_core::id::RecordKind;
+use crmkit_core::store::{Fault, Row, TableDef, Value};
+use crmkit_core::{Error, Result};
+
+/// The Duplicate error the in-memory backend gives for `table`: the table's name as kind,
+/// and the unique index's name as field (`id` for the primary key).
+pub(crate) fn duplicate(table: &TableDef, index: Option<&str>) -> Error {
+    Error::Duplicate {
+        kind: RecordKind::parse(table.name).unwrap_or(RecordKind::new("row")),
+        field: index.unwrap_or("id").to_owned(),
+        existing: None,
+    }
+}
+
+/// Finds which unique index of `table` a driver's message names (by index name), if any.
+pub(crate) fn index_named_in(table: &TableDef, message: &str) -> Option<&'static str> {
+    table
+        .indexes
+        .iter()
+        .filter(|i| i.unique)
+        .find(|i| {
+            message.contains(&format!("'{}'", i.name))
+                || message.contains(&format!(".{}'", i.name))
+                || message.contains(&format!("\"{}\"", i.name))
+        })
+        .map(|i| i.name)
+}
+
+/// Counts the steps of a commit and fails just before the injected one.
+pub(crate) struct Steps {
+    fault: Option<Fault>,
+    n: usize,
+}
+
+impl Steps {
+    /// A counter for one commit.
+    pub(crate) fn new(fault: Option<Fault>) -> Self {
+        Steps { fault, n: 0 }
+    }
+
+    /// Accounts for the next step; an error if the fault is injected here.
+    pub(crate) fn step(&mut self) -> Result<()> {
+        let here = self.n;
+        self.n += 1;
+        match self.fault {
+            Some(Fault::FailAtWrite(at)) if at == here => {
+                Err(Error::storage(format!("injected fault at write {here}")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Sorts aggregate groups by their group values, like the in-memory backend's ordered map.
+pub(crate) fn sort_groups(rows: &mut [Row], groups: usize) {
+    rows.sort_by(|a, b| a[..groups].cmp(&b[..groups]));
+}
+
+/// The current time in microseconds since the epoch.
+pub(crate) fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The recorded version of a module and the number of migrations the code has: what to
+/// apply, or SchemaTooNew.
+pub(crate) fn pending(
+    module: &str,
+    found: u32,
+    supported: usize,
+) -> Result<std::ops::Range<usize>> {
+    let supported_u32 = u32::try_from(supported).unwrap_or(u32::MAX);
+    if found > supported_u32 {
+        return Err(Error::SchemaTooNew {
+            module: module.to_owned(),
+            found,
+            supported: supported_u32,
+        });
+    }
+    Ok(found as usize..supported)
+}
+
+/// Converts a stored version to u32.
+pub(crate) fn version_of(v: &Value) -> Result<u32> {
+    v.as_int()
+        .and_then(|i| u32::try_from(i).ok())
+        .ok_or_else(|| Error::storage(format!("bad migration version {v:?}")))
+}

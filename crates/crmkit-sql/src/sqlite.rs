@@ -1,0 +1,473 @@
+//! SQLite through rusqlite.
+//!
+//! One writer connection behind an async mutex: a commit takes it, runs every statement
+//! inline inside `BEGIN IMMEDIATE ... COMMIT` (ROLLBACK on any error) and releases it, so
+//! writers queue without blocking the runtime and there is no thread hop per statement.
+//! A file database also gets a few WAL reader connections; `sqlite::memory:` has only the
+//! one connection, which reads use too.
+
+use std::sync::Arc;
+use std::sync::Mutex as StdMutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crmkit_core::event::EVENT_SEQUENCE;
+use crmkit_core::id::TenantId;
+use crmkit_core::store::{
+    Aggregate, Backend, BackendKind, BoxFuture, Changeset, Commit, Cond, Fault, Row, Schema,
+    Select, Value, Write,
+};
+use crmkit_core::{Error, Modules, Result};
+use rusqlite::Connection;
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use tokio::sync::Mutex;
+
+use crate::dialect::Dialect;
+use crate::render::{Bind, Fetch, Kind, Renderer, Stmt, decode_text};
+use crate::shared::{
+    Steps, duplicate, index_named_in, now_micros, pending, sort_groups, version_of,
+};
+
+const READERS: usize = 4;
+
+/// The SQLite backend (a file or an in-memory database).
+pub struct SqliteBackend {
+    render: Renderer,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    fault: StdMutex<Option<Fault>>,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBackend")
+            .field("readers", &self.readers.len())
+            .finish()
+    }
+}
+
+fn storage(e: rusqlite::Error) -> Error {
+    Error::storage_from("sqlite", e)
+}
+
+fn configure(conn: &Connection, file: bool) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(storage)?;
+    if file {
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .map_err(storage)?;
+    }
+    conn.execute_batch("PRAGMA case_sensitive_like = ON;")
+        .map_err(storage)?;
+    Ok(())
+}
+
+fn to_sql(b: &Bind) -> SqlValue {
+    match b {
+        Bind::Int(Some(i)) => SqlValue::Integer(*i),
+        Bind::Text(Some(s)) => SqlValue::Text(s.clone()),
+        Bind::Int(None) | Bind::Text(None) => SqlValue::Null,
+    }
+}
+
+fn decode(kind: Kind, v: ValueRef<'_>) -> Result<Value> {
+    match v {
+        ValueRef::Null => Ok(if kind == Kind::Sum {
+            Value::Int(0)
+        } else {
+            Value::Null
+        }),
+        ValueRef::Integer(i) => match kind {
+            Kind::Int | Kind::Sum => Ok(Value::Int(i)),
+            _ => Ok(Value::Text(i.to_string())),
+        },
+        ValueRef::Text(t) => {
+            let s = std::str::from_utf8(t)
+                .map_err(|e| Error::storage_from("invalid UTF-8 in database", e))?;
+            decode_text(kind, s.to_owned())
+        }
+        ValueRef::Real(_) | ValueRef::Blob(_) => {
+            Err(Error::storage("unexpected REAL or BLOB value in database"))
+        }
+    }
+}
+
+fn exec(conn: &Connection, s: &Stmt) -> rusqlite::Result<usize> {
+    let mut st = conn.prepare_cached(&s.sql)?;
+    st.execute(rusqlite::params_from_iter(s.binds.iter().map(to_sql)))
+}
+
+fn fetch(conn: &Connection, f: &Fetch) -> Result<Vec<Row>> {
+    let mut st = conn.prepare_cached(&f.stmt.sql).map_err(storage)?;
+    let mut rows = st
+        .query(rusqlite::params_from_iter(f.stmt.binds.iter().map(to_sql)))
+        .map_err(storage)?;
+    let mut out = vec![];
+    while let Some(r) = rows.next().map_err(storage)? {
+        let mut row = Vec::with_capacity(f.kinds.len());
+        for (i, k) in f.kinds.iter().enumerate() {
+            row.push(decode(*k, r.get_ref(i).map_err(storage)?)?);
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
+/// Maps a write's driver error: a uniqueness violation becomes Duplicate.
+fn write_error(table: &crmkit_core::store::TableDef, e: rusqlite::Error) -> Error {
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        match f.extended_code {
+            rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => return duplicate(table, None),
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => {
+                let msg = msg.as_deref().unwrap_or("");
+                // "UNIQUE constraint failed: t.tenant_id, t.a, t.b": match the columns.
+                let cols: Vec<&str> = msg
+                    .split_once(':')
+                    .map(|(_, rest)| {
+                        rest.split(',')
+                            .filter_map(|c| c.trim().rsplit('.').next())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let ix = table.indexes.iter().filter(|i| i.unique).find(|i| {
+                    cols.len() == i.columns.len() + 1
+                        && cols[1..].iter().zip(&i.columns).all(|(a, b)| a == b)
+                });
+                return duplicate(
+                    table,
+                    Some(
+                        ix.map(|i| i.name)
+                            .or_else(|| index_named_in(table, msg))
+                            .unwrap_or("id"),
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
+    storage(e)
+}
+
+impl SqliteBackend {
+    /// Opens `sqlite://path` (created if missing) or `sqlite::memory:` and applies every
+    /// composed module's pending migrations.
+    pub async fn open(url: &str, modules: &Modules) -> Result<Self> {
+        let target = parse_url(url)?;
+        let schema: Arc<Schema> = modules.schema().clone();
+        let render = Renderer::new(Dialect::Sqlite, schema, "");
+        let (writer, readers) = match &target {
+            None => {
+                let c = Connection::open_in_memory().map_err(storage)?;
+                configure(&c, false)?;
+                (c, vec![])
+            }
+            Some(path) => {
+                let c = Connection::open(path).map_err(storage)?;
+                configure(&c, true)?;
+                let mut readers = Vec::with_capacity(READERS);
+                for _ in 0..READERS {
+                    let r = Connection::open_with_flags(
+                        path,
+                        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+                            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(storage)?;
+                    configure(&r, false)?;
+                    readers.push(Mutex::new(r));
+                }
+                (c, readers)
+            }
+        };
+        let backend = SqliteBackend {
+            render,
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            fault: StdMutex::new(None),
+        };
+        backend.migrate().await?;
+        Ok(backend)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let conn = self.writer.lock().await;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+        let r = self.migrate_in(&conn);
+        finish(&conn, r)
+    }
+
+    fn migrate_in(&self, conn: &Connection) -> Result<()> {
+        let r = &self.render;
+        conn.execute_batch(&r.create_migrations_table())
+            .map_err(storage)?;
+        let recorded = fetch(conn, &r.read_migrations()?)?;
+        for m in r.schema().modules() {
+            let found = recorded
+                .iter()
+                .find(|row| row[0].as_text() == Some(m.module))
+                .map(|row| version_of(&row[1]))
+                .transpose()?
+                .unwrap_or(0);
+            let todo = pending(m.module, found, m.migrations.len())?;
+            if todo.is_empty() {
+                continue;
+            }
+            for mig in &m.migrations[todo] {
+                for step in &mig.steps {
+                    for sql in r.step_sql(step) {
+                        conn.execute_batch(&sql).map_err(storage)?;
+                    }
+                }
+                exec(
+                    conn,
+                    &r.record_migration(m.module, mig.version, now_micros())?,
+                )
+                .map_err(storage)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if self.readers.is_empty() {
+            let conn = self.writer.lock().await;
+            return f(&conn);
+        }
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let conn = self.readers[i].lock().await;
+        f(&conn)
+    }
+
+    fn apply(&self, conn: &Connection, tenant: TenantId, w: &Write) -> Result<()> {
+        let r = &self.render;
+        let t = r.write_table(w)?;
+        match w {
+            Write::Insert { table, row } => {
+                let s = r.insert(tenant, table, row)?;
+                exec(conn, &s).map_err(|e| write_error(t, e))?;
+            }
+            Write::Update {
+                table,
+                key,
+                set,
+                expect_version,
+                record,
+            } => {
+                let not_found = || Error::NotFound {
+                    kind: record.kind.clone(),
+                    id: record.id.to_string(),
+                };
+                let Some(s) = r.update(tenant, table, key, set, *expect_version)? else {
+                    return Err(not_found());
+                };
+                let n = exec(conn, &s).map_err(|e| write_error(t, e))?;
+                if n == 0 {
+                    let current = match r.get(tenant, table, key)? {
+                        Some(f) => fetch(conn, &f)?.into_iter().next(),
+                        None => None,
+                    };
+                    return Err(match (current, expect_version) {
+                        (Some(row), Some(expected)) => {
+                            let vp = t.position("version").unwrap_or(0);
+                            Error::Conflict {
+                                record: record.clone(),
+                                expected: *expected,
+                                actual: row[vp].as_int().unwrap_or(0) as u64,
+                            }
+                        }
+                        _ => not_found(),
+                    });
+                }
+            }
+            Write::Delete { table, key } => {
+                if let Some(s) = r.delete(tenant, table, key)? {
+                    exec(conn, &s).map_err(|e| write_error(t, e))?;
+                }
+            }
+            Write::DeleteWhere { table, cond } => {
+                let s = r.delete_where(tenant, table, cond)?;
+                exec(conn, &s).map_err(|e| write_error(t, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_in(&self, conn: &Connection, cs: &Changeset, fault: Option<Fault>) -> Result<Commit> {
+        let mut steps = Steps::new(fault);
+        let tenant = cs.tenant;
+        for w in &cs.writes {
+            steps.step()?;
+            self.apply(conn, tenant, w)?;
+        }
+        for w in cs.audit_writes() {
+            steps.step()?;
+            self.apply(conn, tenant, &w)?;
+        }
+        let n = cs.events.len() as u64;
+        if n == 0 {
+            return Ok(Commit { events: None });
+        }
+        steps.step()?;
+        let r = &self.render;
+        exec(conn, &r.seq_ensure(tenant, EVENT_SEQUENCE)?).map_err(storage)?;
+        exec(conn, &r.seq_bump(tenant, EVENT_SEQUENCE, n as i64)?).map_err(storage)?;
+        let last = fetch(conn, &r.seq_read(tenant, EVENT_SEQUENCE)?)?
+            .first()
+            .and_then(|row| row[0].as_int())
+            .ok_or_else(|| Error::storage("event sequence row missing"))? as u64;
+        let first = last + 1 - n;
+        for w in cs.event_writes(first) {
+            steps.step()?;
+            self.apply(conn, tenant, &w)?;
+        }
+        Ok(Commit {
+            events: Some((first, last)),
+        })
+    }
+}
+
+/// Commits on success, rolls back on error.
+fn finish<T>(conn: &Connection, r: Result<T>) -> Result<T> {
+    match r {
+        Ok(v) => match conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(v),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(storage(e))
+            }
+        },
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// `None` for an in-memory database, else the file path.
+fn parse_url(url: &str) -> Result<Option<String>> {
+    let rest = url
+        .strip_prefix("sqlite:")
+        .ok_or_else(|| Error::Config(format!("not a sqlite URL: {url}")))?;
+    if rest == ":memory:" || rest == "//:memory:" {
+        return Ok(None);
+    }
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() {
+        return Err(Error::Config(format!("sqlite URL without a path: {url}")));
+    }
+    Ok(Some(path.to_owned()))
+}
+
+impl Backend for SqliteBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Sqlite
+    }
+
+    fn schema(&self) -> &Schema {
+        self.render.schema()
+    }
+
+    fn get<'a>(
+        &'a self,
+        tenant: TenantId,
+        table: &'a str,
+        key: &'a [Value],
+    ) -> BoxFuture<'a, Result<Option<Row>>> {
+        Box::pin(async move {
+            let Some(f) = self.render.get(tenant, table, key)? else {
+                return Ok(None);
+            };
+            self.read(|c| fetch(c, &f))
+                .await
+                .map(|rows| rows.into_iter().next())
+        })
+    }
+
+    fn select<'a>(
+        &'a self,
+        tenant: TenantId,
+        select: &'a Select,
+    ) -> BoxFuture<'a, Result<Vec<Row>>> {
+        Box::pin(async move {
+            let f = self.render.select(tenant, select)?;
+            self.read(|c| fetch(c, &f)).await
+        })
+    }
+
+    fn count<'a>(
+        &'a self,
+        tenant: TenantId,
+        table: &'a str,
+        cond: &'a Cond,
+    ) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let f = self.render.count(tenant, table, cond)?;
+            let rows = self.read(|c| fetch(c, &f)).await?;
+            Ok(rows.first().and_then(|r| r[0].as_int()).unwrap_or(0).max(0) as u64)
+        })
+    }
+
+    fn aggregate<'a>(
+        &'a self,
+        tenant: TenantId,
+        agg: &'a Aggregate,
+    ) -> BoxFuture<'a, Result<Vec<Row>>> {
+        Box::pin(async move {
+            let f = self.render.aggregate(tenant, agg)?;
+            let mut rows = self.read(|c| fetch(c, &f)).await.map_err(|e| match e {
+                Error::Storage { message, source }
+                    if source
+                        .as_ref()
+                        .is_some_and(|s| s.to_string().contains("integer overflow")) =>
+                {
+                    Error::Storage {
+                        message: format!("{message}: aggregate overflows 64 bits"),
+                        source,
+                    }
+                }
+                other => other,
+            })?;
+            sort_groups(&mut rows, agg.group_by.len());
+            Ok(rows)
+        })
+    }
+
+    fn commit(&self, changeset: Changeset) -> BoxFuture<'_, Result<Commit>> {
+        Box::pin(async move {
+            let fault = *self.fault.lock().unwrap_or_else(|e| e.into_inner());
+            let conn = self.writer.lock().await;
+            if !conn.is_autocommit() {
+                // A transaction left open by an interrupted commit: discard it.
+                conn.execute_batch("ROLLBACK").map_err(storage)?;
+            }
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+            let r = self.commit_in(&conn, &changeset, fault);
+            finish(&conn, r)
+        })
+    }
+
+    fn inject_fault(&self, fault: Option<Fault>) {
+        *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_url;
+
+    #[test]
+    fn urls() {
+        assert_eq!(parse_url("sqlite::memory:").unwrap(), None);
+        assert_eq!(
+            parse_url("sqlite://a/b.db").unwrap().as_deref(),
+            Some("a/b.db")
+        );
+        assert_eq!(
+            parse_url("sqlite:///tmp/x.db").unwrap().as_deref(),
+            Some("/tmp/x.db")
+        );
+        assert!(parse_url("sqlite://").is_err());
+    }
+}
