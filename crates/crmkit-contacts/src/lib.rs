@@ -363,11 +363,11 @@ impl Contacts {
         ctx: &Ctx,
         cs: Changeset,
         keys: &[String],
-        me: ContactId,
+        me: Option<ContactId>,
     ) -> Result<()> {
         match self.store.commit(cs).await {
             Err(Error::Duplicate { field, .. }) if field == "crm_lookup_claim" => {
-                let holders = self.email_holders(ctx, keys, Some(me)).await?;
+                let holders = self.email_holders(ctx, keys, me).await?;
                 Err(match holders.into_values().next() {
                     Some(existing) => Self::duplicate_email(existing),
                     None => Error::Duplicate {
@@ -497,7 +497,7 @@ impl Contacts {
         }
         let mut cs = Changeset::new(ctx);
         Self::create_writes(&mut cs, &contact, &keys, &holders, &custom);
-        self.commit_contact(ctx, cs, &keys, contact.id).await?;
+        self.commit_contact(ctx, cs, &keys, Some(contact.id)).await?;
         Ok(contact)
     }
 
@@ -654,7 +654,7 @@ impl Contacts {
             changed,
             to_json(&new),
         ));
-        self.commit_contact(ctx, cs, &email_keys, id).await?;
+        self.commit_contact(ctx, cs, &email_keys, Some(id)).await?;
         Ok(new)
     }
 
@@ -755,7 +755,7 @@ impl Contacts {
             vec!["deleted_at".into()],
             to_json(&new),
         ));
-        self.commit_contact(ctx, cs, &keys, id).await?;
+        self.commit_contact(ctx, cs, &keys, Some(id)).await?;
         Ok(new)
     }
 
@@ -957,7 +957,8 @@ impl Contacts {
                         .or_insert_with(|| RecordRef::from(c.id));
                 }
             }
-            self.store.commit(cs).await?;
+            let keys: Vec<String> = chunk.iter().flat_map(|(_, k)| k.iter().cloned()).collect();
+            self.commit_contact(ctx, cs, &keys, None).await?;
             report.created.extend(chunk.iter().map(|(c, _)| c.id));
             report.committed = true;
         }

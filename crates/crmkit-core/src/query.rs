@@ -684,7 +684,13 @@ impl RecordFields {
         let f = *self
             .field(name)
             .ok_or_else(|| bad_field("filter", name, "is not a field of this record kind"))?;
-        let conv = |v: &FieldValue| convert(name, f.ty, v);
+        // A field stored only in folded form (its column is its fold column) compares
+        // folded values, so `eq("name", "Grace Hopper")` matches.
+        let folded = f.fold_column == Some(f.column);
+        let conv = |v: &FieldValue| match convert(name, f.ty, v)? {
+            Value::Text(t) if folded => Ok(Value::Text(fold(&t))),
+            other => Ok(other),
+        };
         build(f.column, &conv)
     }
 }
