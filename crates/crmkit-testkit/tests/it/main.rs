@@ -2,4 +2,5 @@
 //! memory and SQLite always, PostgreSQL and MySQL when their URL variables are set.
 //! `CRMKIT_TESTKIT_ONLY=memory` (comma-separated backend names) restricts a run.
 
+mod self_test;
 mod storage;

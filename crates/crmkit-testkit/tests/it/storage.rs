@@ -1,7 +1,7 @@
 //! The storage-contract checks and the model-based differential test, on every backend.
 
 use crmkit_testkit::storage::{self, Check};
-use crmkit_testkit::{open, run_on_all, run_sync_on_all};
+use crmkit_testkit::{TestBackend, open, run_on_all, run_sync_on_all};
 
 fn run_check(name: &str) {
     let check: Check = storage::checks()
@@ -55,6 +55,11 @@ checks![
 #[test]
 fn model_differential() {
     run_sync_on_all("model_differential", |b| {
-        storage::model_differential(|| async move { open(b, &storage::modules()?).await }, 32)
+        // Modest on servers (every case is a few dozen round trips); more where it is cheap.
+        let cases = match b {
+            TestBackend::Postgres | TestBackend::Mysql => 32,
+            _ => 128,
+        };
+        storage::model_differential(|| async move { open(b, &storage::modules()?).await }, cases)
     });
 }
