@@ -199,7 +199,9 @@ impl Contacts {
     /// facade does so when it opens); using it on another store fails at the first call
     /// with a Config error for the missing tables.
     pub fn from_checked(store: &Store) -> Self {
-        Contacts { store: store.clone() }
+        Contacts {
+            store: store.clone(),
+        }
     }
 
     /// The underlying store.
@@ -497,7 +499,8 @@ impl Contacts {
         }
         let mut cs = Changeset::new(ctx);
         Self::create_writes(&mut cs, &contact, &keys, &holders, &custom);
-        self.commit_contact(ctx, cs, &keys, Some(contact.id)).await?;
+        self.commit_contact(ctx, cs, &keys, Some(contact.id))
+            .await?;
         Ok(contact)
     }
 

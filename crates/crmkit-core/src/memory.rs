@@ -142,6 +142,34 @@ impl State {
             .ok_or_else(|| Error::Config(format!("unknown table {name}")))
     }
 
+    /// Checks every column a condition names, so that an unknown column is a Config error
+    /// whatever the data (not only once a row reaches it).
+    fn check_cond(&self, t: &MemTable, cond: &Cond) -> Result<()> {
+        let known = |name: &str| -> Result<()> {
+            t.def
+                .position(name)
+                .map(|_| ())
+                .ok_or_else(|| Error::Config(format!("unknown column {}.{name}", t.def.name)))
+        };
+        match cond {
+            Cond::True | Cond::False => Ok(()),
+            Cond::Cmp(c, _, _)
+            | Cond::In(c, _)
+            | Cond::IsNull(c)
+            | Cond::Contains(c, _)
+            | Cond::StartsWith(c, _) => known(c),
+            Cond::And(cs) | Cond::Or(cs) => cs.iter().try_for_each(|c| self.check_cond(t, c)),
+            Cond::Not(c) => self.check_cond(t, c),
+            Cond::Custom { cond, .. } => {
+                known("id")?;
+                match cond {
+                    Some(c) => self.check_cond(self.table(crate::custom::VALUES_TABLE)?, c),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
     fn eval(&self, tenant: TenantId, t: &MemTable, cond: &Cond, row: &Row) -> Result<Option<bool>> {
         let col = |name: &str| -> Result<&Value> {
             t.def
@@ -290,6 +318,7 @@ impl State {
                         .ok_or_else(|| Error::Config(format!("unknown column {table}.{c}")))?;
                     new[p] = v;
                 }
+                let new_key = (tenant, t.key_of(&new));
                 let old = t.remove(&k).expect("present");
                 if let Err(e) = t.insert(tenant, new) {
                     t.insert(tenant, old)
@@ -297,7 +326,8 @@ impl State {
                     return Err(e);
                 }
                 undo.push(Undo::Removed(table, old, tenant));
-                undo.push(Undo::Inserted(table, k));
+                // The update may have changed the key: undo removes the row where it is now.
+                undo.push(Undo::Inserted(table, new_key));
             }
             Write::Delete { table, key } => {
                 let t = self.table_mut(table)?;
@@ -307,6 +337,7 @@ impl State {
             }
             Write::DeleteWhere { table, cond } => {
                 let t = self.table(table)?;
+                self.check_cond(t, &cond)?;
                 let mut doomed = vec![];
                 for row in t.tenant_rows(tenant) {
                     if self.eval(tenant, t, &cond, row)? == Some(true) {
@@ -379,6 +410,7 @@ impl State {
             positions
                 .push(p.ok_or_else(|| Error::Config(format!("unknown sort column {}", o.column)))?);
         }
+        self.check_cond(t, &s.cond)?;
         let mut out = vec![];
         for row in t.tenant_rows(tenant) {
             if self.eval(tenant, t, &s.cond, row)? == Some(true) {
@@ -549,6 +581,7 @@ impl Backend for MemoryBackend {
         let r = (|| {
             let st = self.lock();
             let t = st.table(table)?;
+            st.check_cond(t, cond)?;
             let mut n = 0;
             for row in t.tenant_rows(tenant) {
                 if st.eval(tenant, t, cond, row)? == Some(true) {
@@ -578,6 +611,12 @@ impl Backend for MemoryBackend {
                 .iter()
                 .map(|c| pos(c))
                 .collect::<Result<Vec<_>>>()?;
+            for m in &agg.measures {
+                if let Measure::Sum(c) = m {
+                    pos(c)?;
+                }
+            }
+            st.check_cond(t, &agg.cond)?;
             let mut groups: BTreeMap<Vec<Value>, Vec<i128>> = BTreeMap::new();
             for row in t.tenant_rows(tenant) {
                 if st.eval(tenant, t, &agg.cond, row)? != Some(true) {
@@ -620,5 +659,113 @@ impl Backend for MemoryBackend {
 
     fn inject_fault(&self, fault: Option<Fault>) {
         *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{RecordKind, RecordRef};
+    use crate::store::{CmpOp, Migration, ModuleMigrations, SchemaStep};
+    use crate::store::{ColumnDef, ColumnType};
+
+    fn backend() -> MemoryBackend {
+        let t = TableDef::new(
+            "t_items",
+            [
+                ColumnDef::required("id", ColumnType::Int),
+                ColumnDef::optional("n", ColumnType::Int),
+            ],
+            ["id"],
+        );
+        let mut modules = vec![ModuleMigrations {
+            module: "core",
+            migrations: crate::module::Module::migrations(&crate::module::CoreModule),
+        }];
+        modules.push(ModuleMigrations {
+            module: "t",
+            migrations: vec![Migration {
+                version: 1,
+                description: "t",
+                steps: vec![SchemaStep::CreateTable(t)],
+            }],
+        });
+        MemoryBackend::new(Schema::build(modules).unwrap())
+    }
+
+    fn cs(tenant: TenantId, writes: Vec<Write>) -> Changeset {
+        Changeset {
+            tenant,
+            actor: None,
+            origin: "test".into(),
+            at: chrono::Utc::now(),
+            writes,
+            audit: vec![],
+            events: vec![],
+        }
+    }
+
+    fn run<T>(f: BoxFuture<'_, T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn unknown_columns_are_errors_without_rows() {
+        let b = backend();
+        let t = TenantId::new();
+        let bad = Cond::Or(vec![Cond::True, Cond::IsNull("nope".into())]);
+        assert!(matches!(
+            run(b.count(t, "t_items", &bad)),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            run(b.select(t, &Select::new("t_items", bad.clone()))),
+            Err(Error::Config(_))
+        ));
+        let agg = Aggregate {
+            table: "t_items",
+            cond: Cond::True,
+            group_by: vec![],
+            measures: vec![Measure::Sum("nope".into())],
+        };
+        assert!(matches!(run(b.aggregate(t, &agg)), Err(Error::Config(_))));
+        let del = Write::DeleteWhere {
+            table: "t_items",
+            cond: bad,
+        };
+        assert!(matches!(
+            run(b.commit(cs(t, vec![del]))),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn a_failed_commit_undoes_an_update_of_the_key() {
+        let b = backend();
+        let t = TenantId::new();
+        let insert = |id: i64| Write::Insert {
+            table: "t_items",
+            row: vec![Value::Int(id), Value::Null],
+        };
+        run(b.commit(cs(t, vec![insert(1)]))).unwrap();
+        let move_key = Write::Update {
+            table: "t_items",
+            key: vec![Value::Int(1)],
+            set: vec![("id", Value::Int(2))],
+            expect_version: None,
+            record: RecordRef::new(RecordKind::new("t_item"), uuid::Uuid::nil()),
+        };
+        // The update moves row 1 to key 2; the duplicate insert then fails the commit.
+        let r = run(b.commit(cs(t, vec![move_key, insert(3), insert(3)])));
+        assert!(matches!(r, Err(Error::Duplicate { .. })), "{r:?}");
+        let rows = run(b.select(
+            t,
+            &Select::new("t_items", Cond::Cmp("id".into(), CmpOp::Gte, Value::Int(0))),
+        ))
+        .unwrap();
+        assert_eq!(rows, vec![vec![Value::Int(1), Value::Null]]);
     }
 }

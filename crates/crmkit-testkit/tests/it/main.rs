@@ -1,0 +1,7 @@
+//! The conformance suite on every configured backend (see `crmkit_testkit::backends`):
+//! memory and SQLite always, PostgreSQL and MySQL when their URL variables are set.
+//! `CRMKIT_TESTKIT_ONLY=memory` (comma-separated backend names) restricts a run.
+
+mod contacts;
+mod self_test;
+mod storage;
