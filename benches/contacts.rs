@@ -18,14 +18,17 @@ use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn temp_db(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("crmkit-bench-{tag}-{}.db", Uuid::now_v7()))
 }
 
-fn remove_db(path: &PathBuf) {
+fn remove_db(path: &std::path::Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
@@ -44,11 +47,27 @@ struct Row {
 }
 
 fn print(rows: &[Row]) {
-    println!("\n{:<58} {:>12} {:>12} {:>7}  target", "workload", "crmkit", "baseline", "ratio");
+    println!(
+        "\n{:<58} {:>12} {:>12} {:>7}  target",
+        "workload", "crmkit", "baseline", "ratio"
+    );
     for r in rows {
-        let raw = r.raw.map(|d| format!("{d:.2?}")).unwrap_or_else(|| "-".into());
-        let ratio = r.raw.map(|d| format!("{:.2}", r.crmkit.as_secs_f64() / d.as_secs_f64())).unwrap_or_else(|| "-".into());
-        println!("{:<58} {:>12} {:>12} {:>7}  {}", r.workload, format!("{:.2?}", r.crmkit), raw, ratio, r.target);
+        let raw = r
+            .raw
+            .map(|d| format!("{d:.2?}"))
+            .unwrap_or_else(|| "-".into());
+        let ratio = r
+            .raw
+            .map(|d| format!("{:.2}", r.crmkit.as_secs_f64() / d.as_secs_f64()))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<58} {:>12} {:>12} {:>7}  {}",
+            r.workload,
+            format!("{:.2?}", r.crmkit),
+            raw,
+            ratio,
+            r.target
+        );
     }
 }
 
@@ -74,15 +93,18 @@ async fn setup(crm: &Crm, owners: usize) -> (Ctx, Vec<UserId>) {
     for i in 0..owners {
         let id = if i == 0 { admin_id } else { UserId::new() };
         crm.directory()
-            .put_user(&ctx, UserInput {
-                id,
-                name: format!("User {i}"),
-                email: format!("user{i}@example.com"),
-                roles: vec![if i == 0 { Role::Admin } else { Role::Rep }],
-                teams: vec![],
-                active: true,
-                time_zone: "UTC".into(),
-            })
+            .put_user(
+                &ctx,
+                UserInput {
+                    id,
+                    name: format!("User {i}"),
+                    email: format!("user{i}@example.com"),
+                    roles: vec![if i == 0 { Role::Admin } else { Role::Rep }],
+                    teams: vec![],
+                    active: true,
+                    time_zone: "UTC".into(),
+                },
+            )
             .await
             .unwrap();
         ids.push(id);
@@ -112,13 +134,18 @@ fn raw_import(conn: &mut Connection, tenant: TenantId, actor: UserId, rows: &[Ne
         let a = actor.to_string();
         let now = chrono::Utc::now().timestamp_micros();
         let mut seq: i64 = tx
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM crm_events WHERE tenant_id = ?", [&t], |r| r.get(0))
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM crm_events WHERE tenant_id = ?",
+                [&t],
+                |r| r.get(0),
+            )
             .unwrap();
         for r in rows {
             let email = parse_email("email", &r.emails[0]).unwrap();
             let id = Uuid::now_v7().to_string();
             let name_fold = format!("{} {}", r.first_name, r.last_name).to_lowercase();
-            let emails = serde_json::json!([{ "address": email.address, "label": null }]).to_string();
+            let emails =
+                serde_json::json!([{ "address": email.address, "label": null }]).to_string();
             let owner = r.owner.unwrap().to_string();
             let payload = serde_json::json!({
                 "id": id, "first_name": r.first_name, "last_name": r.last_name,
@@ -128,14 +155,32 @@ fn raw_import(conn: &mut Connection, tenant: TenantId, actor: UserId, rows: &[Ne
             .to_string();
             ins_person
                 .execute(params![
-                    t, id, r.first_name, r.first_name.to_lowercase(), r.last_name, r.last_name.to_lowercase(),
-                    name_fold, email.address, email.key, emails, owner, r.lifecycle_stage.as_str(), now, now
+                    t,
+                    id,
+                    r.first_name,
+                    r.first_name.to_lowercase(),
+                    r.last_name,
+                    r.last_name.to_lowercase(),
+                    name_fold,
+                    email.address,
+                    email.key,
+                    emails,
+                    owner,
+                    r.lifecycle_stage.as_str(),
+                    now,
+                    now
                 ])
                 .unwrap();
-            ins_lookup.execute(params![t, email.key, id, email.key]).unwrap();
-            ins_audit.execute(params![t, Uuid::now_v7().to_string(), now, a, id, payload]).unwrap();
+            ins_lookup
+                .execute(params![t, email.key, id, email.key])
+                .unwrap();
+            ins_audit
+                .execute(params![t, Uuid::now_v7().to_string(), now, a, id, payload])
+                .unwrap();
             seq += 1;
-            ins_event.execute(params![t, seq, id, payload, a, now]).unwrap();
+            ins_event
+                .execute(params![t, seq, id, payload, a, now])
+                .unwrap();
         }
         tx.execute(
             "INSERT INTO crm_sequences (tenant_id, name, last_value) VALUES (?, 'events', ?) ON CONFLICT (tenant_id, name) DO UPDATE SET last_value = excluded.last_value",
@@ -161,7 +206,8 @@ struct RawContact {
     version: i64,
 }
 
-const RAW_COLUMNS: &str = "id, first_name, last_name, emails, phones, owner_id, lifecycle_stage, tags, custom, version";
+const RAW_COLUMNS: &str =
+    "id, first_name, last_name, emails, phones, owner_id, lifecycle_stage, tags, custom, version";
 
 fn raw_decode(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawContact> {
     let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
@@ -181,7 +227,7 @@ fn raw_decode(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawContact> {
     })
 }
 
-fn raw_conn(path: &PathBuf) -> Connection {
+fn raw_conn(path: &std::path::Path) -> Connection {
     let c = Connection::open(path).unwrap();
     c.pragma_update(None, "journal_mode", "WAL").unwrap();
     c.pragma_update(None, "synchronous", "NORMAL").unwrap();
@@ -196,16 +242,24 @@ async fn sqlite_benches(out: &mut Vec<Row>) {
     let mut kept: Option<(Crm, Ctx, Vec<UserId>, PathBuf)> = None;
     for round in 0..2 {
         let path = temp_db("import");
-        let crm = Crm::open(&format!("sqlite://{}", path.display())).await.unwrap();
+        let crm = Crm::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
         let (ctx, owners) = setup(&crm, 10).await;
         let rows = inputs(n, &owners, &format!("r{round}"));
         let t = Instant::now();
-        let report = crm.contacts().import_contacts(&ctx, rows, ImportOptions::default()).await.unwrap();
+        let report = crm
+            .contacts()
+            .import_contacts(&ctx, rows, ImportOptions::default())
+            .await
+            .unwrap();
         ours.push(t.elapsed());
         assert_eq!(report.created.len(), n);
 
         let raw_path = temp_db("raw");
-        let raw_crm = Crm::open(&format!("sqlite://{}", raw_path.display())).await.unwrap();
+        let raw_crm = Crm::open(&format!("sqlite://{}", raw_path.display()))
+            .await
+            .unwrap();
         let (raw_ctx, raw_owners) = setup(&raw_crm, 10).await;
         drop(raw_crm);
         let rows = inputs(n, &raw_owners, &format!("r{round}"));
@@ -234,9 +288,17 @@ async fn sqlite_benches(out: &mut Vec<Row>) {
     let conn = raw_conn(&path);
     let tenant = ctx.tenant().to_string();
     let ids: Vec<Uuid> = {
-        let mut st = conn.prepare("SELECT id FROM contacts_person WHERE tenant_id = ? ORDER BY id").unwrap();
-        let all: Vec<String> = st.query_map([&tenant], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
-        (0..1000).map(|i| Uuid::parse_str(&all[(i * 7919) % all.len()]).unwrap()).collect()
+        let mut st = conn
+            .prepare("SELECT id FROM contacts_person WHERE tenant_id = ? ORDER BY id")
+            .unwrap();
+        let all: Vec<String> = st
+            .query_map([&tenant], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        (0..1000)
+            .map(|i| Uuid::parse_str(&all[(i * 7919) % all.len()]).unwrap())
+            .collect()
     };
 
     // get by id
@@ -245,21 +307,33 @@ async fn sqlite_benches(out: &mut Vec<Row>) {
     for _ in 0..7 {
         let t = Instant::now();
         for id in &ids {
-            let c: Contact = contacts.get_contact(&ctx, crmkit::ContactId::from_uuid(*id)).await.unwrap();
+            let c: Contact = contacts
+                .get_contact(&ctx, crmkit::ContactId::from_uuid(*id))
+                .await
+                .unwrap();
             std::hint::black_box(c);
         }
         ours.push(t.elapsed() / ids.len() as u32);
         let t = Instant::now();
         let mut st = conn
-            .prepare_cached(&format!("SELECT {RAW_COLUMNS} FROM contacts_person WHERE tenant_id = ? AND id = ?"))
+            .prepare_cached(&format!(
+                "SELECT {RAW_COLUMNS} FROM contacts_person WHERE tenant_id = ? AND id = ?"
+            ))
             .unwrap();
         for id in &ids {
-            let c = st.query_row(params![tenant, id.to_string()], raw_decode).unwrap();
+            let c = st
+                .query_row(params![tenant, id.to_string()], raw_decode)
+                .unwrap();
             std::hint::black_box(c);
         }
         theirs.push(t.elapsed() / ids.len() as u32);
     }
-    out.push(Row { workload: "get contact by id (per call)".into(), crmkit: median(ours), raw: Some(median(theirs)), target: "<= 1.3" });
+    out.push(Row {
+        workload: "get contact by id (per call)".into(),
+        crmkit: median(ours),
+        raw: Some(median(theirs)),
+        target: "<= 1.3",
+    });
 
     // keyset-paged filtered list: owner + lifecycle stage, 50 per page
     let owner = owners[3];
@@ -309,7 +383,10 @@ async fn sqlite_benches(out: &mut Vec<Row>) {
                     ))
                     .unwrap();
                 let rows: Vec<RawContact> = st
-                    .query_map(params![tenant, owner.to_string(), raw_after[idx]], raw_decode)
+                    .query_map(
+                        params![tenant, owner.to_string(), raw_after[idx]],
+                        raw_decode,
+                    )
                     .unwrap()
                     .map(Result::unwrap)
                     .collect();
@@ -344,15 +421,31 @@ async fn memory_benches(out: &mut Vec<Row>) {
     let (ctx, owners) = setup(&crm, 10).await;
     let rows = inputs(n, &owners, "m");
     let t = Instant::now();
-    let report = crm.contacts().import_contacts(&ctx, rows, ImportOptions::default()).await.unwrap();
+    let report = crm
+        .contacts()
+        .import_contacts(&ctx, rows, ImportOptions::default())
+        .await
+        .unwrap();
     let d = t.elapsed();
     assert_eq!(report.created.len(), n);
-    println!("memory import: {n} contacts in {d:.2?} = {:.0} contacts/s (target >= 1 000 000/s)", n as f64 / d.as_secs_f64());
-    out.push(Row { workload: format!("import {n} contacts, in-memory backend"), crmkit: d, raw: None, target: ">= 1M/s" });
+    println!(
+        "memory import: {n} contacts in {d:.2?} = {:.0} contacts/s (target >= 1 000 000/s)",
+        n as f64 / d.as_secs_f64()
+    );
+    out.push(Row {
+        workload: format!("import {n} contacts, in-memory backend"),
+        crmkit: d,
+        raw: None,
+        target: ">= 1M/s",
+    });
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut out = vec![];
     rt.block_on(async {
         sqlite_benches(&mut out).await;
