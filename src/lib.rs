@@ -38,9 +38,10 @@ pub use crmkit_core as core;
 pub use crmkit_sql as sql;
 
 pub use crmkit_core::{
-    Actor, AuditEntry, Backend, BackendKind, ContactId, Ctx, Currency, CustomFieldDef, CustomFieldType, CustomValue,
-    Error, Event, Filter, ManualClock, Module, Money, OrganizationId, Page, Query, RecordKind, RecordRef, Result,
-    Role, Store, TeamId, TenantId, User, UserId, UserInput,
+    Actor, AuditEntry, Backend, BackendKind, ContactId, Ctx, Currency, CustomFieldDef,
+    CustomFieldType, CustomValue, Error, Event, Filter, ManualClock, Module, Money, OrganizationId,
+    Page, Query, RecordKind, RecordRef, Result, Role, Store, TeamId, TenantId, User, UserId,
+    UserInput,
 };
 
 use crmkit_contacts::{Contacts, ContactsModule};
@@ -71,7 +72,10 @@ impl CrmBuilder {
     pub async fn open(self, url: &str) -> Result<Crm> {
         let modules = self.modules.build()?;
         if url == "memory:" {
-            return Crm::from_store(Store::new(MemoryBackend::new((**modules.schema()).clone()), modules));
+            return Crm::from_store(Store::new(
+                MemoryBackend::new((**modules.schema()).clone()),
+                modules,
+            ));
         }
         let backend = crmkit_sql::open(url, &modules).await?;
         Crm::from_store(Store::from_arc(backend, modules))
@@ -80,14 +84,19 @@ impl CrmBuilder {
     /// Opens the CRM in memory.
     pub fn in_memory(self) -> Result<Crm> {
         let modules = self.modules.build()?;
-        Crm::from_store(Store::new(MemoryBackend::new((**modules.schema()).clone()), modules))
+        Crm::from_store(Store::new(
+            MemoryBackend::new((**modules.schema()).clone()),
+            modules,
+        ))
     }
 }
 
 impl Crm {
     /// A builder with the built-in modules (core, contacts).
     pub fn builder() -> CrmBuilder {
-        CrmBuilder { modules: Modules::builder().add(ContactsModule) }
+        CrmBuilder {
+            modules: Modules::builder().add(ContactsModule),
+        }
     }
 
     /// Opens the built-in modules on a backend chosen by URL (see [`CrmBuilder::open`]).

@@ -468,14 +468,19 @@ impl Contacts {
         ));
         cs.writes
             .extend(custom.index_writes(&record, &c.custom, false));
+        let snapshot = json_text(c);
         cs.audit.push(AuditChange {
             record: record.clone(),
             field: "*".into(),
             old: None,
-            new: Some(json_text(c)),
+            new: Some(snapshot.clone()),
         });
-        cs.events
-            .push(NewEvent::new("contact.created", record, vec![], to_json(c)));
+        cs.events.push(NewEvent::from_json(
+            "contact.created",
+            record,
+            vec![],
+            snapshot,
+        ));
     }
 
     /// Creates a contact.

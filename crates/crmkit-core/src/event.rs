@@ -31,8 +31,9 @@ pub struct NewEvent {
     pub record: RecordRef,
     /// Names of the fields that changed.
     pub changed: Vec<String>,
-    /// The record's state or the change, as JSON.
-    pub payload: serde_json::Value,
+    /// The record's state or the change, as JSON text (kept as text so that a command
+    /// serialises its record once for the audit entry and the event).
+    pub payload: String,
 }
 
 impl NewEvent {
@@ -47,7 +48,22 @@ impl NewEvent {
             kind: kind.into(),
             record,
             changed,
-            payload,
+            payload: payload.to_string(),
+        }
+    }
+
+    /// An event whose payload is already JSON text (it must be valid JSON).
+    pub fn from_json(
+        kind: impl Into<String>,
+        record: RecordRef,
+        changed: Vec<String>,
+        payload_json: String,
+    ) -> Self {
+        NewEvent {
+            kind: kind.into(),
+            record,
+            changed,
+            payload: payload_json,
         }
     }
 }
@@ -159,7 +175,7 @@ pub(crate) fn event_row(cs: &Changeset, e: &NewEvent, seq: u64) -> Write {
             Value::Text(e.record.kind.as_str().to_owned()),
             Value::Uuid(e.record.id),
             Value::Text(serde_json::to_string(&e.changed).unwrap_or_else(|_| "[]".into())),
-            Value::Text(e.payload.to_string()),
+            Value::Text(e.payload.clone()),
             Value::opt_uuid(cs.actor),
             Value::Text(cs.origin.clone()),
             Value::timestamp(cs.at),

@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 use crate::event::{EVENT_SEQUENCE, SEQUENCES_TABLE};
 use crate::id::{RecordKind, TenantId};
 use crate::store::{
-    Aggregate, Backend, BackendKind, BoxFuture, Changeset, Commit, Cond, Fault, Measure, Row,
-    Schema, Select, TableDef, Value, Write,
+    Aggregate, Backend, BackendKind, BoxFuture, Changeset, CmpOp, ColumnType, Commit, Cond, Fault,
+    Measure, Row, Schema, Select, TableDef, Value, Write,
 };
 
 type Key = (TenantId, Vec<Value>);
@@ -116,6 +116,88 @@ impl MemTable {
             .range((Bound::Included((tenant, Vec::new())), Bound::Unbounded))
             .take_while(move |((t, _), _)| *t == tenant)
             .map(|(_, r)| r)
+    }
+
+    /// The rows of `tenant` that may match `cond`, in key order: a range scan per key
+    /// prefix when the condition fixes leading primary-key columns (`=` or `IN` at the top
+    /// level), otherwise every row of the tenant. Callers still evaluate `cond` on each.
+    fn candidates(&self, tenant: TenantId, cond: &Cond) -> Vec<&Row> {
+        let Some(prefixes) = self.key_prefixes(cond) else {
+            return self.tenant_rows(tenant).collect();
+        };
+        let mut out = vec![];
+        for p in prefixes {
+            let n = p.len();
+            let start = (tenant, p);
+            for ((t, k), r) in self
+                .rows
+                .range((Bound::Included(start.clone()), Bound::Unbounded))
+            {
+                if *t != tenant || k.len() < n || k[..n] != start.1[..] {
+                    break;
+                }
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// Distinct, sorted key prefixes fixed by a condition, if any.
+    fn key_prefixes(&self, cond: &Cond) -> Option<Vec<Vec<Value>>> {
+        let leaves: Vec<&Cond> = match cond {
+            Cond::And(v) => v.iter().collect(),
+            c => vec![c],
+        };
+        let mut prefixes: Vec<Vec<Value>> = vec![vec![]];
+        for (i, col) in self.def.primary_key.iter().enumerate() {
+            let ty = self.def.columns[self.key_pos[i]].ty;
+            // Only values of the column's own stored variant: a mixed-variant comparison
+            // is left to the full scan, where `eval` decides it.
+            let same_variant = |v: &Value| match v {
+                Value::Uuid(_) => ty == ColumnType::Uuid,
+                Value::Int(_) => matches!(
+                    ty,
+                    ColumnType::Int
+                        | ColumnType::Bool
+                        | ColumnType::Timestamp
+                        | ColumnType::Decimal
+                ),
+                Value::Text(_) => matches!(
+                    ty,
+                    ColumnType::Text(_) | ColumnType::LongText | ColumnType::Date
+                ),
+                Value::Null => false,
+            };
+            let vals: Option<Vec<Value>> = leaves.iter().find_map(|l| match l {
+                Cond::Cmp(c, CmpOp::Eq, v) if c == col => Some(vec![v.clone()]),
+                Cond::In(c, vs) if c == col => Some(vs.clone()),
+                _ => None,
+            });
+            let Some(mut vals) = vals else { break };
+            if vals.is_empty() {
+                return Some(vec![]);
+            }
+            if !vals.iter().all(same_variant) || prefixes.len() * vals.len() > 10_000 {
+                break;
+            }
+            vals.sort();
+            vals.dedup();
+            prefixes = prefixes
+                .into_iter()
+                .flat_map(|p| {
+                    vals.iter().map(move |v| {
+                        let mut q = p.clone();
+                        q.push(v.clone());
+                        q
+                    })
+                })
+                .collect();
+        }
+        if prefixes.first().is_none_or(|p| p.is_empty()) {
+            None
+        } else {
+            Some(prefixes)
+        }
     }
 }
 
@@ -339,7 +421,7 @@ impl State {
                 let t = self.table(table)?;
                 self.check_cond(t, &cond)?;
                 let mut doomed = vec![];
-                for row in t.tenant_rows(tenant) {
+                for row in t.candidates(tenant, &cond) {
                     if self.eval(tenant, t, &cond, row)? == Some(true) {
                         doomed.push((tenant, t.key_of(row)));
                     }
@@ -412,7 +494,7 @@ impl State {
         }
         self.check_cond(t, &s.cond)?;
         let mut out = vec![];
-        for row in t.tenant_rows(tenant) {
+        for row in t.candidates(tenant, &s.cond) {
             if self.eval(tenant, t, &s.cond, row)? == Some(true) {
                 let mut sk = Vec::with_capacity(s.order.len());
                 for (o, &p) in s.order.iter().zip(&positions) {
@@ -583,7 +665,7 @@ impl Backend for MemoryBackend {
             let t = st.table(table)?;
             st.check_cond(t, cond)?;
             let mut n = 0;
-            for row in t.tenant_rows(tenant) {
+            for row in t.candidates(tenant, cond) {
                 if st.eval(tenant, t, cond, row)? == Some(true) {
                     n += 1;
                 }
@@ -618,7 +700,7 @@ impl Backend for MemoryBackend {
             }
             st.check_cond(t, &agg.cond)?;
             let mut groups: BTreeMap<Vec<Value>, Vec<i128>> = BTreeMap::new();
-            for row in t.tenant_rows(tenant) {
+            for row in t.candidates(tenant, &agg.cond) {
                 if st.eval(tenant, t, &agg.cond, row)? != Some(true) {
                     continue;
                 }
