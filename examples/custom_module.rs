@@ -8,10 +8,16 @@
 use chrono::{DateTime, Utc};
 use crmkit::contacts::{Contacts, NewOrganization};
 use crmkit::core::event::decode_timestamp;
-use crmkit::core::store::{ColumnDef, ColumnType, Cond, IndexDef, Migration, OrderKey, SchemaStep, Select, TableDef, Value, Write};
+use crmkit::core::store::{
+    ColumnDef, ColumnType, Cond, IndexDef, Migration, OrderKey, SchemaStep, Select, TableDef,
+    Value, Write,
+};
 use crmkit::core::text::check_text;
 use crmkit::core::{AuditChange, Changeset, NewEvent};
-use crmkit::{Actor, Crm, Ctx, Error, Module, OrganizationId, RecordKind, RecordRef, Result, Role, Store, TenantId, UserId, UserInput};
+use crmkit::{
+    Actor, Crm, Ctx, Error, Module, OrganizationId, RecordKind, RecordRef, Result, Role, Store,
+    TenantId, UserId, UserInput,
+};
 use uuid::Uuid;
 
 const NOTES: &str = "orgnotes_note";
@@ -45,7 +51,10 @@ impl Module for OrgNotesModule {
                         ],
                         ["id"],
                     )
-                    .index(IndexDef::new("orgnotes_note_org", ["organization_id", "id"])),
+                    .index(IndexDef::new(
+                        "orgnotes_note_org",
+                        ["organization_id", "id"],
+                    )),
                 )],
             },
             Migration {
@@ -79,7 +88,10 @@ struct OrgNotes {
 impl OrgNotes {
     fn new(store: &Store) -> Result<Self> {
         store.require_module("org_notes")?;
-        Ok(OrgNotes { store: store.clone(), contacts: Contacts::new(store)? })
+        Ok(OrgNotes {
+            store: store.clone(),
+            contacts: Contacts::new(store)?,
+        })
     }
 
     async fn add(&self, ctx: &Ctx, org: OrganizationId, body: &str, pinned: bool) -> Result<Uuid> {
@@ -101,8 +113,18 @@ impl OrgNotes {
                 Value::from(pinned),
             ],
         });
-        cs.audit.push(AuditChange { record: record.clone(), field: "*".into(), old: None, new: Some(serde_json::json!(body).to_string()) });
-        cs.events.push(NewEvent::new("org_note.added", record, vec![], serde_json::json!({ "organization": org, "body": body })));
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "*".into(),
+            old: None,
+            new: Some(serde_json::json!(body).to_string()),
+        });
+        cs.events.push(NewEvent::new(
+            "org_note.added",
+            record,
+            vec![],
+            serde_json::json!({ "organization": org, "body": body }),
+        ));
         self.store.commit(cs).await?;
         Ok(id)
     }
@@ -110,7 +132,12 @@ impl OrgNotes {
     async fn of(&self, ctx: &Ctx, org: OrganizationId) -> Result<Vec<Note>> {
         self.contacts.get_organization(ctx, org).await?;
         let mut s = Select::new(NOTES, Cond::eq("organization_id", org.as_uuid()));
-        s.order = vec![OrderKey { column: "id".into(), desc: true, null_as: None, custom: None }];
+        s.order = vec![OrderKey {
+            column: "id".into(),
+            desc: true,
+            null_as: None,
+            custom: None,
+        }];
         let rows = self.store.backend().select(ctx.tenant(), &s).await?;
         rows.iter()
             .map(|r| {
@@ -131,28 +158,51 @@ async fn demo(url: &str) -> Result<()> {
     let (tenant, me) = (TenantId::new(), UserId::new());
     let ctx = Ctx::new(tenant, Actor::new(me, [Role::Admin], []))?;
     crm.directory()
-        .put_user(&ctx, UserInput {
-            id: me,
-            name: "Ada".into(),
-            email: "ada@example.com".into(),
-            roles: vec![Role::Admin],
-            teams: vec![],
-            active: true,
-            time_zone: "UTC".into(),
-        })
+        .put_user(
+            &ctx,
+            UserInput {
+                id: me,
+                name: "Ada".into(),
+                email: "ada@example.com".into(),
+                roles: vec![Role::Admin],
+                teams: vec![],
+                active: true,
+                time_zone: "UTC".into(),
+            },
+        )
         .await?;
-    let org = crm.contacts().create_organization(&ctx, NewOrganization::named("Initech")).await?;
-    notes.add(&ctx, org.id, "Renewal talks start in March.", false).await?;
-    notes.add(&ctx, org.id, "Prefers email; never call before 10:00.", true).await?;
+    let org = crm
+        .contacts()
+        .create_organization(&ctx, NewOrganization::named("Initech"))
+        .await?;
+    notes
+        .add(&ctx, org.id, "Renewal talks start in March.", false)
+        .await?;
+    notes
+        .add(
+            &ctx,
+            org.id,
+            "Prefers email; never call before 10:00.",
+            true,
+        )
+        .await?;
     match notes.add(&ctx, OrganizationId::new(), "lost", false).await {
         Err(Error::NotFound { .. }) => println!("a note on an unknown organization is NotFound"),
         other => panic!("expected NotFound, got {other:?}"),
     }
     for n in notes.of(&ctx, org.id).await? {
-        println!("  [{}] {} {}", if n.pinned { "pinned" } else { "      " }, n.at.format("%H:%M:%S"), n.body);
+        println!(
+            "  [{}] {} {}",
+            if n.pinned { "pinned" } else { "      " },
+            n.at.format("%H:%M:%S"),
+            n.body
+        );
     }
     let feed = crm.events_since(&ctx, 0, 100).await?;
-    println!("  feed: {:?}", feed.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>());
+    println!(
+        "  feed: {:?}",
+        feed.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>()
+    );
     Ok(())
 }
 

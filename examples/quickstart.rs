@@ -4,7 +4,9 @@
 //! Run with `cargo run --example quickstart`.
 
 use crmkit::contacts::{ContactPatch, LifecycleStage, NewContact, NewOrganization, PhoneInput};
-use crmkit::{Actor, Crm, Ctx, Error, Filter, Money, Query, Role, TeamId, TenantId, UserId, UserInput};
+use crmkit::{
+    Actor, Crm, Ctx, Error, Filter, Money, Query, Role, TeamId, TenantId, UserId, UserInput,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -21,51 +23,91 @@ async fn main() -> Result<(), Error> {
     let (admin_id, rep_id, team) = (UserId::new(), UserId::new(), TeamId::new());
     let admin = Ctx::new(tenant, Actor::new(admin_id, [Role::Admin], []))?;
     crm.directory().put_team(&admin, team, "EMEA sales").await?;
-    for (id, name, role) in [(admin_id, "Ada Admin", Role::Admin), (rep_id, "Rhea Rep", Role::Rep)] {
+    for (id, name, role) in [
+        (admin_id, "Ada Admin", Role::Admin),
+        (rep_id, "Rhea Rep", Role::Rep),
+    ] {
         crm.directory()
-            .put_user(&admin, UserInput {
-                id,
-                name: name.into(),
-                email: format!("{}@example.com", name.split(' ').next().unwrap().to_lowercase()),
-                roles: vec![role],
-                teams: vec![team],
-                active: true,
-                time_zone: "Europe/Berlin".into(),
-            })
+            .put_user(
+                &admin,
+                UserInput {
+                    id,
+                    name: name.into(),
+                    email: format!(
+                        "{}@example.com",
+                        name.split(' ').next().unwrap().to_lowercase()
+                    ),
+                    roles: vec![role],
+                    teams: vec![team],
+                    active: true,
+                    time_zone: "Europe/Berlin".into(),
+                },
+            )
             .await?;
     }
     let rep = crm.directory().ctx_for(tenant, rep_id).await?;
 
     let contacts = crm.contacts();
     let acme = contacts
-        .create_organization(&rep, NewOrganization {
-            domain: Some("https://www.acme.example/about".into()),
-            employee_count: Some(250),
-            annual_revenue: Some(Money::parse("12500000.00", "EUR")?),
-            team: Some(team),
-            ..NewOrganization::named("ACME GmbH")
-        })
+        .create_organization(
+            &rep,
+            NewOrganization {
+                domain: Some("https://www.acme.example/about".into()),
+                employee_count: Some(250),
+                annual_revenue: Some(Money::parse("12500000.00", "EUR")?),
+                team: Some(team),
+                ..NewOrganization::named("ACME GmbH")
+            },
+        )
         .await?;
-    println!("organization {} ({:?}) owned by {}", acme.name, acme.domain, acme.owner);
+    println!(
+        "organization {} ({:?}) owned by {}",
+        acme.name, acme.domain, acme.owner
+    );
 
     for (first, last, email, stage) in [
-        ("Grace", "Hopper", "grace@acme.example", LifecycleStage::Customer),
-        ("Alan", "Turing", "alan@acme.example", LifecycleStage::SalesQualified),
-        ("Émilie", "du Châtelet", "emilie@acme.example", LifecycleStage::Lead),
+        (
+            "Grace",
+            "Hopper",
+            "grace@acme.example",
+            LifecycleStage::Customer,
+        ),
+        (
+            "Alan",
+            "Turing",
+            "alan@acme.example",
+            LifecycleStage::SalesQualified,
+        ),
+        (
+            "Émilie",
+            "du Châtelet",
+            "emilie@acme.example",
+            LifecycleStage::Lead,
+        ),
     ] {
-        let mut c = NewContact::named(first, last).email(email).phone(PhoneInput::national("030 901820", "DE"));
+        let mut c = NewContact::named(first, last)
+            .email(email)
+            .phone(PhoneInput::national("030 901820", "DE"));
         c.organization = Some(acme.id);
         c.lifecycle_stage = stage;
         c.team = Some(team);
         let c = contacts.create_contact(&rep, c).await?;
-        println!("contact {} <{}> {:?}", c.full_name(), c.primary_email().unwrap_or("-"), c.phones[0].number);
+        println!(
+            "contact {} <{}> {:?}",
+            c.full_name(),
+            c.primary_email().unwrap_or("-"),
+            c.phones[0].number
+        );
     }
 
     let qualified = contacts
         .list_contacts(
             &rep,
             &Query::new()
-                .filter(Filter::is_in("lifecycle_stage", ["customer", "sales_qualified"]))
+                .filter(Filter::is_in(
+                    "lifecycle_stage",
+                    ["customer", "sales_qualified"],
+                ))
                 .sort_asc("last_name")
                 .with_total(),
         )
@@ -75,15 +117,35 @@ async fn main() -> Result<(), Error> {
         println!("  {} ({:?})", c.full_name(), c.lifecycle_stage);
     }
     let search = contacts.search_contacts(&rep, "émi", 10).await?;
-    println!("search \"émi\": {:?}", search.iter().map(|c| c.full_name()).collect::<Vec<_>>());
+    println!(
+        "search \"émi\": {:?}",
+        search.iter().map(|c| c.full_name()).collect::<Vec<_>>()
+    );
 
     // Two people edit the same contact; the second one's version is stale.
-    let grace = contacts.find_by_email(&rep, "GRACE@acme.example").await?.expect("just created");
-    let patch = ContactPatch { job_title: Some(Some("Rear Admiral".into())), ..Default::default() };
-    let updated = contacts.update_contact(&rep, grace.id, grace.version, patch.clone()).await?;
-    println!("updated {} to version {}", updated.full_name(), updated.version);
-    match contacts.update_contact(&rep, grace.id, grace.version, patch).await {
-        Err(Error::Conflict { expected, actual, .. }) => {
+    let grace = contacts
+        .find_by_email(&rep, "GRACE@acme.example")
+        .await?
+        .expect("just created");
+    let patch = ContactPatch {
+        job_title: Some(Some("Rear Admiral".into())),
+        ..Default::default()
+    };
+    let updated = contacts
+        .update_contact(&rep, grace.id, grace.version, patch.clone())
+        .await?;
+    println!(
+        "updated {} to version {}",
+        updated.full_name(),
+        updated.version
+    );
+    match contacts
+        .update_contact(&rep, grace.id, grace.version, patch)
+        .await
+    {
+        Err(Error::Conflict {
+            expected, actual, ..
+        }) => {
             println!("stale update refused: expected version {expected}, found {actual}")
         }
         other => panic!("expected a conflict, got {other:?}"),
@@ -91,7 +153,13 @@ async fn main() -> Result<(), Error> {
 
     println!("change feed:");
     for e in crm.events_since(&admin, 0, 100).await? {
-        println!("  #{:<3} {:<22} {} by {:?}", e.seq, e.kind, e.record, e.actor.map(|a| a.to_string()));
+        println!(
+            "  #{:<3} {:<22} {} by {:?}",
+            e.seq,
+            e.kind,
+            e.record,
+            e.actor.map(|a| a.to_string())
+        );
     }
     Ok(())
 }

@@ -31,7 +31,10 @@ fn crates_follow_the_layering() {
         ("crmkit-core", &[][..]),
         ("crmkit-contacts", &["crmkit-core"][..]),
         ("crmkit-sql", &["crmkit-core"][..]),
-        ("crmkit-testkit", &["crmkit-core", "crmkit-contacts", "crmkit-sql"][..]),
+        (
+            "crmkit-testkit",
+            &["crmkit-core", "crmkit-contacts", "crmkit-sql"][..],
+        ),
     ]);
     let sql_stack = ["sea-query", "rusqlite", "sqlx"];
     let mut seen = 0;
@@ -39,13 +42,18 @@ fn crates_follow_the_layering() {
         let dir = entry.unwrap().path();
         let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
         let deps = dependencies(&dir.join("Cargo.toml"));
-        let ok = allowed.get(name.as_str()).unwrap_or_else(|| panic!("{name} is missing from the layering table"));
+        let ok = allowed
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("{name} is missing from the layering table"));
         for d in deps.iter().filter(|d| d.starts_with("crmkit")) {
             assert!(ok.contains(&d.as_str()), "{name} must not depend on {d}");
         }
         if name != "crmkit-sql" && name != "crmkit-testkit" {
             for d in &deps {
-                assert!(!sql_stack.contains(&d.as_str()), "{name} must not know SQL, but depends on {d}");
+                assert!(
+                    !sql_stack.contains(&d.as_str()),
+                    "{name} must not know SQL, but depends on {d}"
+                );
             }
         }
         seen += 1;
