@@ -141,3 +141,8 @@ impl Crm {
         self.store.events_since(ctx, cursor, limit).await
     }
 }
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
