@@ -11,9 +11,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crmkit::contacts::{Contact, ImportOptions, LifecycleStage, NewContact};
+use crmkit::contacts::{
+    Consent, ConsentStatus, Contact, EmailAddress, ImportOptions, LifecycleStage, NewContact,
+};
 use crmkit::core::text::parse_email;
-use crmkit::{Actor, Crm, Ctx, Filter, Query, Role, TenantId, UserId, UserInput};
+use crmkit::{Actor, ContactId, Crm, Ctx, Filter, Query, Role, TenantId, UserId, UserInput};
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 
@@ -132,7 +134,9 @@ fn raw_import(conn: &mut Connection, tenant: TenantId, actor: UserId, rows: &[Ne
             .unwrap();
         let t = tenant.to_string();
         let a = actor.to_string();
-        let now = chrono::Utc::now().timestamp_micros();
+        let now_ts =
+            chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros()).unwrap();
+        let now = now_ts.timestamp_micros();
         let mut seq: i64 = tx
             .query_row(
                 "SELECT COALESCE(MAX(seq), 0) FROM crm_events WHERE tenant_id = ?",
@@ -142,17 +146,35 @@ fn raw_import(conn: &mut Connection, tenant: TenantId, actor: UserId, rows: &[Ne
             .unwrap();
         for r in rows {
             let email = parse_email("email", &r.emails[0]).unwrap();
-            let id = Uuid::now_v7().to_string();
+            let id = ContactId::new();
+            let owner = r.owner.unwrap();
+            let contact = Contact {
+                id,
+                first_name: r.first_name.clone(),
+                last_name: r.last_name.clone(),
+                emails: vec![EmailAddress {
+                    address: email.address.clone(),
+                    label: None,
+                }],
+                phones: vec![],
+                job_title: None,
+                organization: None,
+                owner,
+                team: None,
+                lifecycle_stage: r.lifecycle_stage,
+                consent: Consent::default(),
+                tags: vec![],
+                custom: Default::default(),
+                created_at: now_ts,
+                updated_at: now_ts,
+                deleted_at: None,
+                version: 1,
+            };
+            let payload = serde_json::to_string(&contact).unwrap();
+            let emails = serde_json::to_string(&contact.emails).unwrap();
+            let id = id.to_string();
+            let owner = owner.to_string();
             let name_fold = format!("{} {}", r.first_name, r.last_name).to_lowercase();
-            let emails =
-                serde_json::json!([{ "address": email.address, "label": null }]).to_string();
-            let owner = r.owner.unwrap().to_string();
-            let payload = serde_json::json!({
-                "id": id, "first_name": r.first_name, "last_name": r.last_name,
-                "emails": [{ "address": email.address, "label": null }], "phones": [],
-                "owner": owner, "lifecycle_stage": r.lifecycle_stage.as_str(),
-            })
-            .to_string();
             ins_person
                 .execute(params![
                     t,
@@ -191,39 +213,48 @@ fn raw_import(conn: &mut Connection, tenant: TenantId, actor: UserId, rows: &[Ne
     tx.commit().unwrap();
 }
 
-#[derive(Debug)]
-#[allow(dead_code)] // fields are read only to make the decode real work
-struct RawContact {
-    id: String,
-    first_name: String,
-    last_name: String,
-    emails: serde_json::Value,
-    phones: serde_json::Value,
-    owner: String,
-    stage: String,
-    tags: serde_json::Value,
-    custom: serde_json::Value,
-    version: i64,
-}
+/// The columns a `Contact` is built from, and the raw decoding of them.
+const RAW_COLUMNS: &str = "id, first_name, last_name, emails, phones, job_title, organization_id, owner_id, team_id, \
+     lifecycle_stage, consent_status, consent_source, consent_at, tags, custom, created_at, updated_at, deleted_at, version";
 
-const RAW_COLUMNS: &str =
-    "id, first_name, last_name, emails, phones, owner_id, lifecycle_stage, tags, custom, version";
-
-fn raw_decode(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawContact> {
-    let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
-        Ok(serde_json::from_str(&r.get::<_, String>(i)?).unwrap())
+fn raw_decode(r: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
+    fn json<T: serde::de::DeserializeOwned>(
+        r: &rusqlite::Row<'_>,
+        i: usize,
+    ) -> rusqlite::Result<T> {
+        Ok(serde_json::from_str(r.get_ref(i)?.as_str()?).unwrap())
+    }
+    fn id(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Uuid>> {
+        Ok(r.get_ref(i)?
+            .as_str_or_null()?
+            .map(|s| Uuid::parse_str(s).unwrap()))
+    }
+    let ts = |i: usize| -> rusqlite::Result<Option<chrono::DateTime<chrono::Utc>>> {
+        Ok(r.get::<_, Option<i64>>(i)?
+            .and_then(chrono::DateTime::from_timestamp_micros))
     };
-    Ok(RawContact {
-        id: r.get(0)?,
+    Ok(Contact {
+        id: ContactId::from_uuid(id(r, 0)?.unwrap()),
         first_name: r.get(1)?,
         last_name: r.get(2)?,
-        emails: json(3)?,
-        phones: json(4)?,
-        owner: r.get(5)?,
-        stage: r.get(6)?,
-        tags: json(7)?,
-        custom: json(8)?,
-        version: r.get(9)?,
+        emails: json(r, 3)?,
+        phones: json(r, 4)?,
+        job_title: r.get(5)?,
+        organization: id(r, 6)?.map(crmkit::OrganizationId::from_uuid),
+        owner: UserId::from_uuid(id(r, 7)?.unwrap()),
+        team: id(r, 8)?.map(crmkit::TeamId::from_uuid),
+        lifecycle_stage: LifecycleStage::parse(r.get_ref(9)?.as_str()?).unwrap(),
+        consent: Consent {
+            status: ConsentStatus::parse(r.get_ref(10)?.as_str()?).unwrap(),
+            source: r.get(11)?,
+            at: ts(12)?,
+        },
+        tags: json(r, 13)?,
+        custom: json(r, 14)?,
+        created_at: ts(15)?.unwrap(),
+        updated_at: ts(16)?.unwrap(),
+        deleted_at: ts(17)?,
+        version: r.get::<_, i64>(18)? as u64,
     })
 }
 
@@ -377,19 +408,30 @@ async fn sqlite_benches(out: &mut Vec<Row>) {
             ours.push(t.elapsed() / 20);
             let t = Instant::now();
             for _ in 0..20 {
-                let mut st = conn
-                    .prepare_cached(&format!(
-                        "SELECT {RAW_COLUMNS} FROM contacts_person WHERE tenant_id = ?1 AND owner_id = ?2 AND lifecycle_stage = 'customer' AND deleted_at IS NULL AND (?3 IS NULL OR id > ?3) ORDER BY id LIMIT 51"
-                    ))
-                    .unwrap();
-                let rows: Vec<RawContact> = st
-                    .query_map(
-                        params![tenant, owner.to_string(), raw_after[idx]],
-                        raw_decode,
-                    )
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect();
+                let base = format!(
+                    "SELECT {RAW_COLUMNS} FROM contacts_person WHERE tenant_id = ?1 AND owner_id = ?2 \
+                     AND lifecycle_stage = 'customer' AND deleted_at IS NULL"
+                );
+                let rows: Vec<Contact> = match &raw_after[idx] {
+                    None => {
+                        let mut st = conn
+                            .prepare_cached(&format!("{base} ORDER BY id LIMIT 51"))
+                            .unwrap();
+                        st.query_map(params![tenant, owner.to_string()], raw_decode)
+                            .unwrap()
+                            .map(Result::unwrap)
+                            .collect()
+                    }
+                    Some(after) => {
+                        let mut st = conn
+                            .prepare_cached(&format!("{base} AND id > ?3 ORDER BY id LIMIT 51"))
+                            .unwrap();
+                        st.query_map(params![tenant, owner.to_string(), after], raw_decode)
+                            .unwrap()
+                            .map(Result::unwrap)
+                            .collect()
+                    }
+                };
                 std::hint::black_box(rows);
             }
             theirs.push(t.elapsed() / 20);

@@ -514,7 +514,7 @@ impl Contacts {
         ctx: &Ctx,
         id: ContactId,
         deleted: Option<bool>,
-    ) -> Result<(Contact, Vec<Value>)> {
+    ) -> Result<Contact> {
         let row = self
             .store
             .backend()
@@ -522,18 +522,18 @@ impl Contacts {
             .await?;
         let not_found = || Error::not_found(RecordKind::CONTACT, id);
         let row = row.ok_or_else(not_found)?;
-        let c = rows::decode_contact(&row)?;
+        let c = rows::decode_contact(row)?;
         if !ctx.actor().can_see(Some(c.owner), c.team)
             || deleted.is_some_and(|d| d != c.deleted_at.is_some())
         {
             return Err(not_found());
         }
-        Ok((c, row))
+        Ok(c)
     }
 
     /// A contact that is visible to the actor and not deleted.
     pub async fn get_contact(&self, ctx: &Ctx, id: ContactId) -> Result<Contact> {
-        Ok(self.load_contact(ctx, id, Some(false)).await?.0)
+        self.load_contact(ctx, id, Some(false)).await
     }
 
     /// Changes a contact whose current version is `expected_version`.
@@ -545,7 +545,7 @@ impl Contacts {
         patch: ContactPatch,
     ) -> Result<Contact> {
         ctx.actor().require_write("update contact")?;
-        let (old, old_row) = self.load_contact(ctx, id, Some(false)).await?;
+        let old = self.load_contact(ctx, id, Some(false)).await?;
         let custom = self.custom_schema(ctx, &RecordKind::CONTACT).await?;
         let mut errs = ValidationErrors::new();
         let mut new = old.clone();
@@ -623,7 +623,12 @@ impl Contacts {
         cs.writes.push(Write::Update {
             table: PERSON_TABLE,
             key: vec![Value::Uuid(id.as_uuid())],
-            set: row_update(&self.store, PERSON_TABLE, &old_row, &new_row)?,
+            set: row_update(
+                &self.store,
+                PERSON_TABLE,
+                &rows::contact_row(&old),
+                &new_row,
+            )?,
             expect_version: Some(expected_version),
             record: record.clone(),
         });
@@ -701,7 +706,7 @@ impl Contacts {
         } else {
             "restore contact"
         })?;
-        let (old, _) = self.load_contact(ctx, id, Some(!delete)).await?;
+        let old = self.load_contact(ctx, id, Some(!delete)).await?;
         if old.version != expected_version {
             return Err(Error::Conflict {
                 record: RecordRef::from(id),
@@ -772,9 +777,15 @@ impl Contacts {
         ctx: &Ctx,
         q: &Query,
         fields: &RecordFields,
-        decode: impl Fn(&[Value]) -> Result<(T, CustomValues)>,
+        decode: impl Fn(Vec<Value>) -> Result<T>,
+        custom_of: impl Fn(&T) -> &CustomValues,
     ) -> Result<Page<T>> {
-        let custom = self.custom_schema(ctx, &fields.kind).await?;
+        // Definitions are only needed to compile a query on custom fields.
+        let custom = if q.mentions_custom() {
+            self.custom_schema(ctx, &fields.kind).await?
+        } else {
+            CustomSchema::new(fields.kind.clone(), [])
+        };
         let table = self.store.backend().schema().table(fields.table)?;
         let compiled: Compiled = fields.compile(
             table,
@@ -790,15 +801,10 @@ impl Contacts {
             .await?;
         let more = rows.len() > compiled.limit as usize;
         rows.truncate(compiled.limit as usize);
-        let mut items = Vec::with_capacity(rows.len());
-        let mut last_custom = CustomValues::new();
-        for r in &rows {
-            let (item, custom) = decode(r)?;
-            items.push(item);
-            last_custom = custom;
-        }
-        let next_cursor = match (more, rows.last()) {
-            (true, Some(last)) => Some(fields.cursor_after(&compiled, last, &last_custom)),
+        let last_row = if more { rows.last().cloned() } else { None };
+        let items = rows.into_iter().map(decode).collect::<Result<Vec<T>>>()?;
+        let next_cursor = match (last_row, items.last()) {
+            (Some(row), Some(last)) => Some(fields.cursor_after(&compiled, &row, custom_of(last))),
             _ => None,
         };
         let total = if q.with_total {
@@ -822,12 +828,8 @@ impl Contacts {
     /// with [`Query::include_deleted`]. Filterable fields: see [`rows::CONTACT_FIELDS`]
     /// and `custom.<key>`.
     pub async fn list_contacts(&self, ctx: &Ctx, q: &Query) -> Result<Page<Contact>> {
-        self.list(ctx, q, &CONTACT_FIELDS, |r| {
-            let c = rows::decode_contact(r)?;
-            let custom = c.custom.clone();
-            Ok((c, custom))
-        })
-        .await
+        self.list(ctx, q, &CONTACT_FIELDS, rows::decode_contact, |c| &c.custom)
+            .await
     }
 
     /// Contacts whose name, last name or primary email starts with `text` (ignoring case),
@@ -1111,7 +1113,7 @@ impl Contacts {
         ctx: &Ctx,
         id: OrganizationId,
         deleted: Option<bool>,
-    ) -> Result<(Organization, Vec<Value>)> {
+    ) -> Result<Organization> {
         let row = self
             .store
             .backend()
@@ -1119,18 +1121,18 @@ impl Contacts {
             .await?;
         let not_found = || Error::not_found(RecordKind::ORGANIZATION, id);
         let row = row.ok_or_else(not_found)?;
-        let o = rows::decode_org(&row)?;
+        let o = rows::decode_org(row)?;
         if !ctx.actor().can_see(Some(o.owner), o.team)
             || deleted.is_some_and(|d| d != o.deleted_at.is_some())
         {
             return Err(not_found());
         }
-        Ok((o, row))
+        Ok(o)
     }
 
     /// An organization visible to the actor and not deleted.
     pub async fn get_organization(&self, ctx: &Ctx, id: OrganizationId) -> Result<Organization> {
-        Ok(self.load_org(ctx, id, Some(false)).await?.0)
+        self.load_org(ctx, id, Some(false)).await
     }
 
     /// Changes an organization whose current version is `expected_version`.
@@ -1142,7 +1144,7 @@ impl Contacts {
         patch: OrganizationPatch,
     ) -> Result<Organization> {
         ctx.actor().require_write("update organization")?;
-        let (old, old_row) = self.load_org(ctx, id, Some(false)).await?;
+        let old = self.load_org(ctx, id, Some(false)).await?;
         let custom = self.custom_schema(ctx, &RecordKind::ORGANIZATION).await?;
         let mut new = old.clone();
         if let Some(v) = patch.name {
@@ -1216,7 +1218,12 @@ impl Contacts {
         cs.writes.push(Write::Update {
             table: ORG_TABLE,
             key: vec![Value::Uuid(id.as_uuid())],
-            set: row_update(&self.store, ORG_TABLE, &old_row, &rows::org_row(&new)?)?,
+            set: row_update(
+                &self.store,
+                ORG_TABLE,
+                &rows::org_row(&old)?,
+                &rows::org_row(&new)?,
+            )?,
             expect_version: Some(expected_version),
             record: record.clone(),
         });
@@ -1270,7 +1277,7 @@ impl Contacts {
         } else {
             "restore organization"
         })?;
-        let (old, _) = self.load_org(ctx, id, Some(!delete)).await?;
+        let old = self.load_org(ctx, id, Some(!delete)).await?;
         if old.version != expected_version {
             return Err(Error::Conflict {
                 record: RecordRef::from(id),
@@ -1322,10 +1329,8 @@ impl Contacts {
 
     /// Lists organizations (see [`rows::ORGANIZATION_FIELDS`] and `custom.<key>`).
     pub async fn list_organizations(&self, ctx: &Ctx, q: &Query) -> Result<Page<Organization>> {
-        self.list(ctx, q, &ORGANIZATION_FIELDS, |r| {
-            let o = rows::decode_org(r)?;
-            let custom = o.custom.clone();
-            Ok((o, custom))
+        self.list(ctx, q, &ORGANIZATION_FIELDS, rows::decode_org, |o| {
+            &o.custom
         })
         .await
     }

@@ -179,14 +179,19 @@ fn from_json<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T> {
     .map_err(|e| Error::storage_from("malformed JSON column", e))
 }
 
-fn text(v: &Value) -> Result<String> {
-    v.as_text()
-        .map(str::to_owned)
-        .ok_or_else(|| Error::storage("expected text"))
+/// Moves text out of a row cell (rows are decoded once, so nothing is copied).
+fn text(v: &mut Value) -> Result<String> {
+    match std::mem::replace(v, Value::Null) {
+        Value::Text(s) => Ok(s),
+        _ => Err(Error::storage("expected text")),
+    }
 }
 
-fn opt_text(v: &Value) -> Option<String> {
-    v.as_text().map(str::to_owned)
+fn opt_text(v: &mut Value) -> Option<String> {
+    match std::mem::replace(v, Value::Null) {
+        Value::Text(s) => Some(s),
+        _ => None,
+    }
 }
 
 fn uuid(v: &Value) -> Result<uuid::Uuid> {
@@ -238,23 +243,24 @@ pub(crate) fn contact_row(c: &Contact) -> Row {
     ]
 }
 
-pub(crate) fn decode_contact(r: &[Value]) -> Result<Contact> {
+pub(crate) fn decode_contact(mut r: Vec<Value>) -> Result<Contact> {
     let bad = |what: &str| Error::storage(format!("malformed contact row: {what}"));
     Ok(Contact {
         id: ContactId::from_uuid(uuid(&r[0])?),
-        first_name: text(&r[1])?,
-        last_name: text(&r[3])?,
+        first_name: text(&mut r[1])?,
+        last_name: text(&mut r[3])?,
         emails: from_json(&r[8])?,
         phones: from_json(&r[10])?,
-        job_title: opt_text(&r[11]),
+        job_title: opt_text(&mut r[11]),
         organization: r[13].as_uuid().map(OrganizationId::from_uuid),
         owner: UserId::from_uuid(uuid(&r[14])?),
         team: r[15].as_uuid().map(TeamId::from_uuid),
-        lifecycle_stage: LifecycleStage::parse(&text(&r[16])?)
+        lifecycle_stage: LifecycleStage::parse(&text(&mut r[16])?)
             .ok_or_else(|| bad("lifecycle_stage"))?,
         consent: Consent {
-            status: ConsentStatus::parse(&text(&r[17])?).ok_or_else(|| bad("consent_status"))?,
-            source: opt_text(&r[18]),
+            status: ConsentStatus::parse(&text(&mut r[17])?)
+                .ok_or_else(|| bad("consent_status"))?,
+            source: opt_text(&mut r[18]),
             at: opt_ts(&r[19])?,
         },
         tags: from_json(&r[20])?,
@@ -298,7 +304,7 @@ pub(crate) fn org_row(o: &Organization) -> Result<Row> {
     ])
 }
 
-pub(crate) fn decode_org(r: &[Value]) -> Result<Organization> {
+pub(crate) fn decode_org(mut r: Vec<Value>) -> Result<Organization> {
     let revenue = match (&r[7], &r[8]) {
         (Value::Int(units), Value::Text(code)) => Some(Money::new(
             units_to_decimal(*units),
@@ -308,13 +314,13 @@ pub(crate) fn decode_org(r: &[Value]) -> Result<Organization> {
     };
     Ok(Organization {
         id: OrganizationId::from_uuid(uuid(&r[0])?),
-        name: text(&r[1])?,
-        domain: opt_text(&r[3]),
-        industry: opt_text(&r[4]),
+        name: text(&mut r[1])?,
+        domain: opt_text(&mut r[3]),
+        industry: opt_text(&mut r[4]),
         employee_count: r[6].as_int(),
         annual_revenue: revenue,
-        phone: opt_text(&r[9]),
-        website: opt_text(&r[10]),
+        phone: opt_text(&mut r[9]),
+        website: opt_text(&mut r[10]),
         address: if r[11].is_null() {
             None
         } else {

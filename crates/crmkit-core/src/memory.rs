@@ -577,7 +577,7 @@ impl MemoryBackend {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn commit_now(&self, cs: Changeset) -> Result<Commit> {
+    fn commit_now(&self, mut cs: Changeset) -> Result<Commit> {
         let fault = *self.fault.lock().unwrap_or_else(|e| e.into_inner());
         let mut state = self.lock();
         let mut undo = Vec::new();
@@ -596,7 +596,7 @@ impl MemoryBackend {
         let result = (|| -> Result<Commit> {
             let audit = cs.audit_writes();
             let event_count = cs.events.len() as u64;
-            for w in cs.writes.iter().cloned().chain(audit) {
+            for w in std::mem::take(&mut cs.writes).into_iter().chain(audit) {
                 step(&mut n)?;
                 state.apply(tenant, w, &mut undo)?;
             }

@@ -291,6 +291,24 @@ impl Query {
         self.include_deleted = true;
         self
     }
+
+    /// Whether the filter or sort names a custom field (`custom.<key>`), so that the
+    /// custom field definitions are needed to compile it.
+    pub fn mentions_custom(&self) -> bool {
+        fn walk(f: &Filter) -> bool {
+            match f {
+                Filter::Cmp(n, ..)
+                | Filter::In(n, _)
+                | Filter::IsNull(n)
+                | Filter::Contains(n, _)
+                | Filter::StartsWith(n, _) => n.starts_with("custom."),
+                Filter::And(fs) | Filter::Or(fs) => fs.iter().any(walk),
+                Filter::Not(f) => walk(f),
+            }
+        }
+        self.sort.iter().any(|s| s.field.starts_with("custom."))
+            || self.filter.as_ref().is_some_and(walk)
+    }
 }
 
 /// A page of results.

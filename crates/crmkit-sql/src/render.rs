@@ -87,18 +87,19 @@ pub(crate) struct Fetch {
     pub kinds: Vec<Kind>,
 }
 
-/// Decodes a raw text cell of a column of kind `kind`.
-pub(crate) fn decode_text(kind: Kind, s: String) -> Result<Value> {
+/// Decodes a text column; only `Text` keeps (and so allocates) the string.
+pub(crate) fn decode_text<S: AsRef<str> + Into<String>>(kind: Kind, s: S) -> Result<Value> {
+    let s_ref = s.as_ref();
     match kind {
-        Kind::Uuid => uuid::Uuid::parse_str(&s)
+        Kind::Uuid => uuid::Uuid::parse_str(s_ref)
             .map(Value::Uuid)
-            .map_err(|e| Error::storage_from(format!("bad uuid {s:?} in database"), e)),
-        Kind::Sum => parse_sum(&s),
-        Kind::Text => Ok(Value::Text(s)),
-        Kind::Int => s
+            .map_err(|e| Error::storage_from(format!("bad uuid {s_ref:?} in database"), e)),
+        Kind::Sum => parse_sum(s_ref),
+        Kind::Int => s_ref
             .parse::<i64>()
             .map(Value::Int)
-            .map_err(|e| Error::storage_from(format!("bad integer {s:?} in database"), e)),
+            .map_err(|e| Error::storage_from(format!("bad integer {s_ref:?} in database"), e)),
+        Kind::Text => Ok(Value::Text(s.into())),
     }
 }
 
