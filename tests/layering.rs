@@ -30,10 +30,16 @@ fn crates_follow_the_layering() {
     let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
         ("crmkit-core", &[][..]),
         ("crmkit-contacts", &["crmkit-core"][..]),
+        ("crmkit-pipeline", &["crmkit-core", "crmkit-contacts"][..]),
         ("crmkit-sql", &["crmkit-core"][..]),
         (
             "crmkit-testkit",
-            &["crmkit-core", "crmkit-contacts", "crmkit-sql"][..],
+            &[
+                "crmkit-core",
+                "crmkit-contacts",
+                "crmkit-pipeline",
+                "crmkit-sql",
+            ][..],
         ),
     ]);
     let sql_stack = ["sea-query", "rusqlite", "sqlx"];

@@ -366,7 +366,7 @@ impl Contacts {
         cs: Changeset,
         keys: &[String],
         me: Option<ContactId>,
-    ) -> Result<()> {
+    ) -> Result<crmkit_core::Commit> {
         match self.store.commit(cs).await {
             Err(Error::Duplicate { field, .. }) if field == "crm_lookup_claim" => {
                 let holders = self.email_holders(ctx, keys, me).await?;
@@ -379,7 +379,7 @@ impl Contacts {
                     },
                 })
             }
-            other => other.map(|_| ()),
+            other => other,
         }
     }
 
@@ -485,12 +485,28 @@ impl Contacts {
 
     /// Creates a contact.
     pub async fn create_contact(&self, ctx: &Ctx, input: NewContact) -> Result<Contact> {
+        let mut cs = Changeset::new(ctx);
+        let contact = self.stage_contact(ctx, &input, &mut cs).await?;
+        self.commit(ctx, cs).await?;
+        Ok(contact)
+    }
+
+    /// Validates a new contact and adds its writes (row, lookup and custom-value index
+    /// rows, audit entry, event) to `cs` without committing, so that a command of another
+    /// module (lead conversion) can create it atomically with its own writes. Commit with
+    /// [`Contacts::commit`] (or [`Store::commit`]).
+    pub async fn stage_contact(
+        &self,
+        ctx: &Ctx,
+        input: &NewContact,
+        cs: &mut Changeset,
+    ) -> Result<Contact> {
         ctx.actor().require_write("create contact")?;
         let custom = self.custom_schema(ctx, &RecordKind::CONTACT).await?;
         let (contact, keys) = self
             .build_contact(
                 ctx,
-                &input,
+                input,
                 &custom,
                 &mut HashMap::new(),
                 &mut HashMap::new(),
@@ -502,11 +518,26 @@ impl Contacts {
         {
             return Err(Self::duplicate_email(existing.clone()));
         }
-        let mut cs = Changeset::new(ctx);
-        Self::create_writes(&mut cs, &contact, &keys, &holders, &custom);
-        self.commit_contact(ctx, cs, &keys, Some(contact.id))
-            .await?;
+        Self::create_writes(cs, &contact, &keys, &holders, &custom);
         Ok(contact)
+    }
+
+    /// Commits a changeset that may claim contact emails (from [`Contacts::stage_contact`]):
+    /// losing a concurrent claim is a Duplicate naming the contact that won it.
+    pub async fn commit(&self, ctx: &Ctx, cs: Changeset) -> Result<crmkit_core::Commit> {
+        let keys: Vec<String> = cs
+            .writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Insert { table, row }
+                    if *table == lookup::TABLE && row[0].as_text() == Some("email") =>
+                {
+                    row[4].as_text().map(str::to_owned)
+                }
+                _ => None,
+            })
+            .collect();
+        self.commit_contact(ctx, cs, &keys, None).await
     }
 
     async fn load_contact(
@@ -1054,6 +1085,20 @@ impl Contacts {
         ctx: &Ctx,
         input: NewOrganization,
     ) -> Result<Organization> {
+        let mut cs = Changeset::new(ctx);
+        let o = self.stage_organization(ctx, input, &mut cs).await?;
+        self.store.commit(cs).await?;
+        Ok(o)
+    }
+
+    /// Validates a new organization and adds its writes to `cs` without committing (see
+    /// [`Contacts::stage_contact`]).
+    pub async fn stage_organization(
+        &self,
+        ctx: &Ctx,
+        input: NewOrganization,
+        cs: &mut Changeset,
+    ) -> Result<Organization> {
         ctx.actor().require_write("create organization")?;
         let custom = self.custom_schema(ctx, &RecordKind::ORGANIZATION).await?;
         let now = ctx.now();
@@ -1084,28 +1129,41 @@ impl Contacts {
             .await?;
         errs.into_result()?;
         let record = RecordRef::from(o.id);
-        let mut cs = Changeset::new(ctx);
         cs.writes.push(Write::Insert {
             table: ORG_TABLE,
             row: rows::org_row(&o)?,
         });
-        Self::org_index_writes(&mut cs, &o, false);
+        Self::org_index_writes(cs, &o, false);
         cs.writes
             .extend(custom.index_writes(&record, &o.custom, false));
+        let snapshot = json_text(&o);
         cs.audit.push(AuditChange {
             record: record.clone(),
             field: "*".into(),
             old: None,
-            new: Some(json_text(&o)),
+            new: Some(snapshot.clone()),
         });
-        cs.events.push(NewEvent::new(
+        cs.events.push(NewEvent::from_json(
             "organization.created",
             record,
             vec![],
-            to_json(&o),
+            snapshot,
         ));
-        self.store.commit(cs).await?;
         Ok(o)
+    }
+
+    /// The live organization (visible to the actor) with this web domain, oldest first.
+    /// The domain is normalised as on input (`https://www.Example.com/x` is `example.com`).
+    pub async fn find_organization_by_domain(
+        &self,
+        ctx: &Ctx,
+        domain: &str,
+    ) -> Result<Option<Organization>> {
+        let d = validate::domain("domain", domain)?;
+        let page = self
+            .list_organizations(ctx, &Query::new().filter(Filter::eq("domain", d)).limit(1))
+            .await?;
+        Ok(page.items.into_iter().next())
     }
 
     async fn load_org(

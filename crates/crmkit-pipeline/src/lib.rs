@@ -1,0 +1,52 @@
+//! # crmkit-pipeline
+//!
+//! The sales module: leads and their conversion ([`lead`]), pipelines with ordered stages
+//! and deals with an append-only stage history ([`deal`]), campaigns and attribution
+//! ([`campaign`]), and the tenant's base currency with exchange rates ([`currency`]).
+//!
+//! It follows the pattern of crmkit-contacts: every command validates its input, checks
+//! record-level access, and writes one changeset (rows, audit entries, events). Lead
+//! conversion stages the contact, the organization and the deal it creates into one
+//! changeset with the lead's own update, so it is atomic on every backend.
+
+pub mod campaign;
+pub mod currency;
+pub mod deal;
+pub mod lead;
+
+use crmkit_core::store::SchemaStep;
+use crmkit_core::{Migration, Module};
+
+/// The sales module.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PipelineModule;
+
+impl Module for PipelineModule {
+    fn name(&self) -> &'static str {
+        "pipeline"
+    }
+
+    fn dependencies(&self) -> Vec<&'static str> {
+        vec!["contacts"]
+    }
+
+    fn migrations(&self) -> Vec<Migration> {
+        let mut tables = deal::tables();
+        tables.extend(lead::tables());
+        tables.extend(campaign::tables());
+        tables.extend(currency::tables());
+        vec![Migration {
+            version: 1,
+            description: "pipelines, stages, deals, stage history, leads, campaigns, exchange rates",
+            steps: tables.into_iter().map(SchemaStep::CreateTable).collect(),
+        }]
+    }
+
+    fn event_kinds(&self) -> Vec<&'static str> {
+        let mut k = deal::EVENT_KINDS.to_vec();
+        k.extend_from_slice(lead::EVENT_KINDS);
+        k.extend_from_slice(campaign::EVENT_KINDS);
+        k.extend_from_slice(currency::EVENT_KINDS);
+        k
+    }
+}
