@@ -666,6 +666,24 @@ mod tests {
         assert!(e.is_empty());
     }
 
+    fn memory_ctx() -> (Currencies, Ctx) {
+        let modules = crmkit_core::Modules::builder()
+            .add(crmkit_contacts::ContactsModule)
+            .add(crate::PipelineModule)
+            .build()
+            .unwrap();
+        let store = Store::new(
+            crmkit_core::memory::MemoryBackend::new((**modules.schema()).clone()),
+            modules,
+        );
+        let ctx = Ctx::new(
+            crmkit_core::TenantId::new(),
+            crmkit_core::Actor::new(crmkit_core::UserId::new(), [Role::Admin], []),
+        )
+        .unwrap();
+        (Currencies::new(&store).unwrap(), ctx)
+    }
+
     proptest! {
         #[test]
         fn conversion_is_deterministic_and_equals_decimal(
@@ -688,6 +706,36 @@ mod tests {
                     Err(_) => prop_assert!(Money::new(reference, b).is_err()),
                 }
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn rate_for_a_date_is_the_latest_before_it(
+            rates in proptest::collection::btree_map(0i64..60, 1i64..1_000_000, 0..8),
+            probes in proptest::collection::vec(-5i64..70, 1..20),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let (x, ctx) = memory_ctx();
+                let usd = cur("USD");
+                x.set_base_currency(&ctx, cur("EUR")).await.unwrap();
+                let start = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+                let day = |n: i64| start + chrono::Duration::days(n);
+                for (d, r) in &rates {
+                    x.set_rate(&ctx, usd, day(*d), Decimal::new(*r, 4)).await.unwrap();
+                }
+                for p in probes {
+                    let brute = rates
+                        .iter()
+                        .filter(|(d, _)| **d <= p)
+                        .max_by_key(|(d, _)| **d)
+                        .map(|(_, r)| Decimal::new(*r, 4).normalize());
+                    let got = x.rate_at(&ctx, usd, day(p)).await.ok().map(|r| r.rate);
+                    assert_eq!(got, brute, "rate on day {p}");
+                }
+            });
         }
     }
 }
