@@ -4,5 +4,6 @@
 
 mod contacts;
 mod pipeline_deals;
+mod pipeline_campaigns;
 mod self_test;
 mod storage;
