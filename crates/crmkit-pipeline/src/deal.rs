@@ -20,6 +20,7 @@
 //! Admin and Manager change them.
 
 mod pipelines;
+pub use pipelines::REQUIRABLE_FIELDS;
 pub mod rows;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
