@@ -76,7 +76,7 @@ pub const EVENT_KINDS: &[&str] = &[
 ];
 
 /// The deal table the ROI inputs aggregate (built by the deals part of this module).
-pub const DEAL_TABLE: &str = "pipeline_deal";
+pub const DEAL_TABLE: &str = crate::deal::rows::DEAL_TABLE;
 /// The lead table the ROI inputs aggregate and lead members are checked against.
 pub const LEAD_TABLE: &str = "pipeline_lead";
 
