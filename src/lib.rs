@@ -35,6 +35,7 @@
 
 pub use crmkit_contacts as contacts;
 pub use crmkit_core as core;
+pub use crmkit_pipeline as pipeline;
 pub use crmkit_sql as sql;
 
 pub use crmkit_core::{
@@ -47,6 +48,10 @@ pub use crmkit_core::{
 use crmkit_contacts::{Contacts, ContactsModule};
 use crmkit_core::memory::MemoryBackend;
 use crmkit_core::{Directory, Modules, ModulesBuilder};
+use crmkit_pipeline::PipelineModule;
+use crmkit_pipeline::campaign::Campaigns;
+use crmkit_pipeline::currency::Currencies;
+use crmkit_pipeline::deal::Deals;
 
 /// A CRM: a store (backend + composed modules) and the modules' APIs.
 #[derive(Clone, Debug)]
@@ -92,10 +97,10 @@ impl CrmBuilder {
 }
 
 impl Crm {
-    /// A builder with the built-in modules (core, contacts).
+    /// A builder with the built-in modules (core, contacts, pipeline).
     pub fn builder() -> CrmBuilder {
         CrmBuilder {
-            modules: Modules::builder().add(ContactsModule),
+            modules: Modules::builder().add(ContactsModule).add(PipelineModule),
         }
     }
 
@@ -109,10 +114,11 @@ impl Crm {
         Self::builder().in_memory()
     }
 
-    /// A CRM over an existing store; it must compose the contacts module (a Config error
+    /// A CRM over an existing store; it must compose the built-in modules (a Config error
     /// otherwise).
     pub fn from_store(store: Store) -> Result<Crm> {
         store.require_module("contacts")?;
+        store.require_module("pipeline")?;
         Ok(Crm { store })
     }
 
@@ -134,6 +140,21 @@ impl Crm {
     /// Contacts and organizations.
     pub fn contacts(&self) -> Contacts {
         Contacts::from_checked(&self.store)
+    }
+
+    /// Pipelines, stages and deals.
+    pub fn deals(&self) -> Deals {
+        Deals::new(&self.store).expect("Crm composes the pipeline module")
+    }
+
+    /// Campaigns, members and ROI inputs.
+    pub fn campaigns(&self) -> Campaigns {
+        Campaigns::new(&self.store).expect("Crm composes the pipeline module")
+    }
+
+    /// The base currency and exchange rates.
+    pub fn currencies(&self) -> Currencies {
+        Currencies::new(&self.store).expect("Crm composes the pipeline module")
     }
 
     /// The change feed: events after `cursor` (see [`Store::events_since`]).

@@ -3,7 +3,7 @@
 //! `CRMKIT_TESTKIT_ONLY=memory` (comma-separated backend names) restricts a run.
 
 mod contacts;
-mod pipeline_deals;
 mod pipeline_campaigns;
+mod pipeline_deals;
 mod self_test;
 mod storage;
