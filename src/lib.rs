@@ -39,7 +39,7 @@ pub use crmkit_pipeline as pipeline;
 pub use crmkit_sql as sql;
 
 pub use crmkit_core::{
-    Actor, AuditEntry, Backend, BackendKind, ContactId, Ctx, Currency, CustomFieldDef,
+    Actor, AuditEntry, Backend, BackendKind, CampaignId, ContactId, Ctx, DealId, LeadId, PipelineId, StageId, Currency, CustomFieldDef,
     CustomFieldType, CustomValue, Error, Event, Filter, ManualClock, Module, Money, OrganizationId,
     Page, Query, RecordKind, RecordRef, Result, Role, Store, TeamId, TenantId, User, UserId,
     UserInput,
