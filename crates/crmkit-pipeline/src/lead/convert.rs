@@ -59,10 +59,28 @@ impl Leads {
         expected_version: u64,
         input: ConvertLead,
     ) -> Result<Conversion> {
-        let (cs, plan) = self
+        let staged = match self
             .stage_conversion(ctx, id, Some(expected_version), &input)
-            .await?;
-        self.contacts.commit(ctx, cs).await?;
+            .await
+        {
+            Ok((cs, plan)) => self.contacts.commit(ctx, cs).await.map(|_| plan),
+            Err(e) => Err(e),
+        };
+        let plan = match staged {
+            Ok(plan) => plan,
+            // A concurrent conversion of this lead may have created the contact between
+            // this one's lookups: report the lead's change, not its side effect.
+            Err(e @ Error::Duplicate { .. }) => {
+                return Err(match self.load(ctx, id, None).await {
+                    Ok(now) if now.status == LeadStatus::Converted => converted_is_final(id),
+                    Ok(now) if now.version != expected_version => {
+                        conflict(id, expected_version, now.version)
+                    }
+                    _ => e,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Conversion {
             lead: plan.lead,
             contact: plan.contact,

@@ -3,5 +3,6 @@
 //! `CRMKIT_TESTKIT_ONLY=memory` (comma-separated backend names) restricts a run.
 
 mod contacts;
+mod pipeline_leads;
 mod self_test;
 mod storage;
