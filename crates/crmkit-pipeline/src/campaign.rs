@@ -1,10 +1,1299 @@
-//! (being written)
+//! Marketing campaigns, their members (leads and contacts), and the inputs of a campaign
+//! ROI report.
+//!
+//! A campaign has a name, a [`CampaignKind`], a [`CampaignStatus`], optional start and end
+//! dates (the end on or after the start), a budget and an actual cost (not negative, in
+//! one currency), an expected revenue (not negative), an owner and team (the directory
+//! rules of crmkit-contacts: a Rep only gives campaigns to themselves and their teams),
+//! custom fields (record kind `campaign`), a version and soft delete. Visibility is the
+//! contacts rule (Admin and Manager see all; Rep and ReadOnly see their own and their
+//! teams'), pushed into list queries; anything not visible is NotFound.
+//!
+//! ## Status transitions
+//!
+//! ```text
+//! planned ──► active ◄──► paused
+//!    │          │           │
+//!    │          ├──► completed ◄┘
+//!    └──────────┴──► cancelled ◄ (from planned, active or paused)
+//! ```
+//!
+//! `completed` and `cancelled` are final. Any other change of status is an
+//! [`Error::InvalidTransition`]. A new campaign may start in any status (so that past
+//! campaigns can be recorded).
+//!
+//! ## Members
+//!
+//! Leads and contacts join a campaign with a [`MemberStatus`] (targeted, sent, responded,
+//! converted; any status may be set at any time, so a host can correct one). A member must
+//! exist in the tenant and be visible to the actor: contacts are checked through
+//! [`crmkit_contacts::Contacts`]; leads are read from the lead table `pipeline_lead`
+//! (while that table is not part of the composed schema, lead members are accepted
+//! unchecked). Adding a member twice is a Duplicate. Removing a member deletes the
+//! membership row; its audit entry keeps what it was.
+//!
+//! ## ROI inputs
+//!
+//! [`Campaigns::roi_inputs`] reads the campaign's cost and budget, and aggregates in the
+//! database (one grouped SUM/COUNT per table) the deals (`pipeline_deal`: columns
+//! `campaign_id`, `amount` in 10^-4 units, `currency`, `status` open/won/lost,
+//! `deleted_at`) and leads (`pipeline_lead`: `campaign_id`, `deleted_at`) attributed to it.
+//! Deleted deals and leads do not count; for a Rep or ReadOnly actor only the deals and
+//! leads they could see count (`owner_id` / `team_id`, when the table has them). While a
+//! table is not part of the composed schema, its part of the inputs is zero / empty.
 
-use crmkit_core::store::TableDef;
+mod rows;
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use crmkit_contacts::Contacts;
+use crmkit_core::query::{Compiled, RecordFields};
+use crmkit_core::store::{Aggregate, Cond, Measure, Select, TableDef, Value, Write};
+use crmkit_core::{
+    AuditChange, AuditEntry, CampaignId, Changeset, ContactId, Ctx, Currency, CustomSchema,
+    CustomValue, CustomValues, Error, Money, NewEvent, Page, Query, RecordKind, RecordRef, Result,
+    Role, Store, TeamId, UserId, ValidationErrors, Visibility,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use rows::{
+    CAMPAIGN, CAMPAIGN_FIELDS, CAMPAIGN_MEMBER, CAMPAIGN_TABLE, MEMBER_FIELDS, MEMBER_TABLE,
+};
+
+pub(crate) use rows::tables;
 
 /// Event kinds this part emits.
-pub const EVENT_KINDS: &[&str] = &[];
+pub const EVENT_KINDS: &[&str] = &[
+    "campaign.created",
+    "campaign.updated",
+    "campaign.deleted",
+    "campaign.restored",
+    "campaign.member_added",
+    "campaign.member_updated",
+    "campaign.member_removed",
+];
 
-pub(crate) fn tables() -> Vec<TableDef> {
-    vec![]
+/// The deal table the ROI inputs aggregate (built by the deals part of this module).
+pub const DEAL_TABLE: &str = "pipeline_deal";
+/// The lead table the ROI inputs aggregate and lead members are checked against.
+pub const LEAD_TABLE: &str = "pipeline_lead";
+
+/// Longest campaign name.
+pub const MAX_NAME: usize = 200;
+/// Longest description.
+pub const MAX_DESCRIPTION: usize = 5000;
+
+macro_rules! named_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),*
+        }
+
+        impl $name {
+            /// Every value, in order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+            /// Stored names, in the order of [`Self::ALL`].
+            pub const NAMES: &'static [&'static str] = &[$($text),*];
+
+            /// The stored name.
+            pub fn as_str(self) -> &'static str {
+                Self::NAMES[self as usize]
+            }
+
+            /// From a stored name.
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::NAMES.iter().position(|n| *n == s).map(|i| Self::ALL[i])
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// The type of a campaign.
+    CampaignKind {
+        /// Email marketing.
+        Email = "email",
+        /// An event (trade show, conference).
+        Event = "event",
+        /// A webinar.
+        Webinar = "webinar",
+        /// Paid advertising.
+        Advertising = "advertising",
+        /// A referral programme.
+        Referral = "referral",
+        /// A partner programme.
+        Partner = "partner",
+        /// Anything else.
+        #[default]
+        Other = "other",
+    }
+);
+
+named_enum!(
+    /// The status of a campaign (see the module docs for the transitions).
+    CampaignStatus {
+        /// Being prepared.
+        #[default]
+        Planned = "planned",
+        /// Running.
+        Active = "active",
+        /// Stopped for now.
+        Paused = "paused",
+        /// Finished (final).
+        Completed = "completed",
+        /// Called off (final).
+        Cancelled = "cancelled",
+    }
+);
+
+named_enum!(
+    /// Where a member stands in a campaign.
+    MemberStatus {
+        /// Chosen as an audience.
+        #[default]
+        Targeted = "targeted",
+        /// Reached (mail sent, invitation out).
+        Sent = "sent",
+        /// Responded (opened, registered, replied).
+        Responded = "responded",
+        /// Converted (became an opportunity or customer).
+        Converted = "converted",
+    }
+);
+
+impl CampaignStatus {
+    /// Whether a campaign in this status may move to `next` (the same status is allowed:
+    /// it changes nothing).
+    pub fn can_become(self, next: CampaignStatus) -> bool {
+        use CampaignStatus::*;
+        self == next
+            || matches!(
+                (self, next),
+                (Planned, Active)
+                    | (Planned, Cancelled)
+                    | (Active, Paused)
+                    | (Active, Completed)
+                    | (Active, Cancelled)
+                    | (Paused, Active)
+                    | (Paused, Completed)
+                    | (Paused, Cancelled)
+            )
+    }
+
+    /// Whether no transition leaves this status.
+    pub fn is_final(self) -> bool {
+        matches!(self, CampaignStatus::Completed | CampaignStatus::Cancelled)
+    }
+}
+
+/// A campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Campaign {
+    /// Id.
+    pub id: CampaignId,
+    /// Name (1 to [`MAX_NAME`] characters).
+    pub name: String,
+    /// Type.
+    pub kind: CampaignKind,
+    /// Status.
+    pub status: CampaignStatus,
+    /// First day.
+    pub start_date: Option<NaiveDate>,
+    /// Last day (not before the first).
+    pub end_date: Option<NaiveDate>,
+    /// Budget (not negative).
+    pub budget: Option<Money>,
+    /// Actual cost so far (not negative; in the budget's currency when both are set).
+    pub actual_cost: Option<Money>,
+    /// Expected revenue (not negative).
+    pub expected_revenue: Option<Money>,
+    /// Description (at most [`MAX_DESCRIPTION`] characters).
+    pub description: Option<String>,
+    /// Owner.
+    pub owner: UserId,
+    /// Owning team.
+    pub team: Option<TeamId>,
+    /// Custom values (record kind `campaign`).
+    pub custom: CustomValues,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Soft-deleted.
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Version (1 when created, +1 per change).
+    pub version: u64,
+}
+
+/// Input for a new campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NewCampaign {
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub kind: CampaignKind,
+    /// Initial status (any; planned by default).
+    pub status: CampaignStatus,
+    /// First day.
+    pub start_date: Option<NaiveDate>,
+    /// Last day.
+    pub end_date: Option<NaiveDate>,
+    /// Budget.
+    pub budget: Option<Money>,
+    /// Actual cost.
+    pub actual_cost: Option<Money>,
+    /// Expected revenue.
+    pub expected_revenue: Option<Money>,
+    /// Description.
+    pub description: Option<String>,
+    /// Owner; the actor when absent.
+    pub owner: Option<UserId>,
+    /// Owning team.
+    pub team: Option<TeamId>,
+    /// Custom values.
+    pub custom: CustomValues,
+}
+
+impl NewCampaign {
+    /// A planned campaign of a kind with a name.
+    pub fn named(name: impl Into<String>, kind: CampaignKind) -> Self {
+        NewCampaign {
+            name: name.into(),
+            kind,
+            ..Default::default()
+        }
+    }
+}
+
+/// A change to a campaign: `None` leaves a field alone; `Some(None)` clears an optional one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CampaignPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New type.
+    pub kind: Option<CampaignKind>,
+    /// New status (see the transitions in the module docs).
+    pub status: Option<CampaignStatus>,
+    /// New first day.
+    pub start_date: Option<Option<NaiveDate>>,
+    /// New last day.
+    pub end_date: Option<Option<NaiveDate>>,
+    /// New budget.
+    pub budget: Option<Option<Money>>,
+    /// New actual cost.
+    pub actual_cost: Option<Option<Money>>,
+    /// New expected revenue.
+    pub expected_revenue: Option<Option<Money>>,
+    /// New description.
+    pub description: Option<Option<String>>,
+    /// New owner.
+    pub owner: Option<UserId>,
+    /// New team.
+    pub team: Option<Option<TeamId>>,
+    /// Custom values to set (`Some`) or remove (`None`), by key.
+    pub custom: BTreeMap<String, Option<CustomValue>>,
+}
+
+/// A lead or contact in a campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignMember {
+    /// The membership's id.
+    pub id: Uuid,
+    /// The campaign.
+    pub campaign: CampaignId,
+    /// The lead or contact.
+    pub member: RecordRef,
+    /// Its status in the campaign.
+    pub status: MemberStatus,
+    /// When it was added.
+    pub added_at: DateTime<Utc>,
+    /// When its status last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Version (1 when added, +1 per change).
+    pub version: u64,
+}
+
+/// Counts of attributed deals by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AttributedDeals {
+    /// Open deals.
+    pub open: u64,
+    /// Won deals.
+    pub won: u64,
+    /// Lost deals.
+    pub lost: u64,
+}
+
+/// What a campaign ROI report needs, computed in the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoiInputs {
+    /// The campaign.
+    pub campaign: CampaignId,
+    /// Actual cost (when recorded).
+    pub cost: Option<Money>,
+    /// Budget (when set).
+    pub budget: Option<Money>,
+    /// Expected revenue (when set).
+    pub expected_revenue: Option<Money>,
+    /// Sum of the amounts of open attributed deals, one entry per currency (by code).
+    pub attributed_pipeline: Vec<Money>,
+    /// Sum of the amounts of won attributed deals, one entry per currency (by code).
+    pub attributed_won: Vec<Money>,
+    /// Attributed deals by state.
+    pub attributed_deals: AttributedDeals,
+    /// Attributed leads.
+    pub attributed_leads: u64,
+    /// Members by status (every status, in order).
+    pub members: Vec<(MemberStatus, u64)>,
+}
+
+/// Owner checks already made during one command.
+type OwnerCache = HashMap<(UserId, Option<TeamId>), Vec<(String, String)>>;
+
+fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).expect("campaign data serializes")
+}
+
+fn json_text<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("campaign data serializes")
+}
+
+/// Per-field audit entries and changed field names between two JSON snapshots.
+fn diff(
+    record: &RecordRef,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    skip: &[&str],
+) -> (Vec<AuditChange>, Vec<String>) {
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        return (vec![], vec![]);
+    };
+    let mut audit = vec![];
+    let mut changed = vec![];
+    for (k, nv) in n {
+        if skip.contains(&k.as_str()) {
+            continue;
+        }
+        let ov = o.get(k).unwrap_or(&serde_json::Value::Null);
+        if ov != nv {
+            changed.push(k.clone());
+            audit.push(AuditChange {
+                record: record.clone(),
+                field: k.clone(),
+                old: (!ov.is_null()).then(|| ov.to_string()),
+                new: (!nv.is_null()).then(|| nv.to_string()),
+            });
+        }
+    }
+    (audit, changed)
+}
+
+fn conflict(id: CampaignId, expected: u64, actual: u64) -> Error {
+    Error::Conflict {
+        record: RecordRef::from(id),
+        expected,
+        actual,
+    }
+}
+
+/// Field checks shared by create and update; every bad field is reported.
+fn check_fields(errs: &mut ValidationErrors, c: &Campaign, custom: &CustomSchema) {
+    errs.check(crmkit_core::text::check_text(
+        "name", &c.name, MAX_NAME, true,
+    ));
+    if let Some(d) = &c.description {
+        errs.check(crmkit_core::text::check_text(
+            "description",
+            d,
+            MAX_DESCRIPTION,
+            false,
+        ));
+    }
+    for (field, d) in [("start_date", c.start_date), ("end_date", c.end_date)] {
+        if let Some(d) = d
+            && let Err(reason) = crmkit_core::text::check_date(d)
+        {
+            errs.push(field, reason);
+        }
+    }
+    if let (Some(s), Some(e)) = (c.start_date, c.end_date)
+        && e < s
+    {
+        errs.push("end_date", format!("{e} is before the start date {s}"));
+    }
+    for (field, m) in [
+        ("budget", &c.budget),
+        ("actual_cost", &c.actual_cost),
+        ("expected_revenue", &c.expected_revenue),
+    ] {
+        if let Some(m) = m {
+            if m.is_negative() {
+                errs.push(field, "must not be negative");
+            } else if m.to_storage_units().is_err() {
+                errs.push(
+                    field,
+                    "does not fit storage (at most 4 fractional digits and 922337203685477)",
+                );
+            }
+        }
+    }
+    if let (Some(b), Some(a)) = (&c.budget, &c.actual_cost)
+        && b.currency() != a.currency()
+    {
+        errs.push(
+            "actual_cost",
+            format!(
+                "is in {} but the budget is in {}; they must be in one currency",
+                a.currency(),
+                b.currency()
+            ),
+        );
+    }
+    errs.check(custom.validate(&c.custom));
+}
+
+/// The campaigns API.
+#[derive(Clone, Debug)]
+pub struct Campaigns {
+    store: Store,
+}
+
+impl Campaigns {
+    /// The API over a store composed with the pipeline module.
+    pub fn new(store: &Store) -> Result<Self> {
+        store.require_module("pipeline")?;
+        Ok(Campaigns {
+            store: store.clone(),
+        })
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Visibility of rows with `owner_id` / `team_id` columns for the actor.
+    fn visibility_cond(ctx: &Ctx) -> Cond {
+        match ctx.actor().visibility() {
+            Visibility::All => Cond::True,
+            Visibility::Owned { user, teams } => {
+                let mut any = vec![Cond::eq("owner_id", user.as_uuid())];
+                if !teams.is_empty() {
+                    any.push(Cond::In(
+                        "team_id".into(),
+                        teams.iter().map(|t| Value::Uuid(t.as_uuid())).collect(),
+                    ));
+                }
+                Cond::Or(any)
+            }
+        }
+    }
+
+    fn scope(ctx: &Ctx, include_deleted: bool) -> Cond {
+        let mut c = Cond::True;
+        if !include_deleted {
+            c = c.and(Cond::IsNull("deleted_at".into()));
+        }
+        c.and(Self::visibility_cond(ctx))
+    }
+
+    /// The visibility condition for another module's table: applied only when the actor
+    /// is restricted and the table has an `owner_id` column.
+    fn foreign_visibility(ctx: &Ctx, table: &TableDef) -> Cond {
+        match ctx.actor().visibility() {
+            Visibility::All => Cond::True,
+            Visibility::Owned { user, teams } => {
+                if table.column("owner_id").is_none() {
+                    return Cond::True;
+                }
+                let mut any = vec![Cond::eq("owner_id", user.as_uuid())];
+                if !teams.is_empty() && table.column("team_id").is_some() {
+                    any.push(Cond::In(
+                        "team_id".into(),
+                        teams.iter().map(|t| Value::Uuid(t.as_uuid())).collect(),
+                    ));
+                }
+                Cond::Or(any)
+            }
+        }
+    }
+
+    /// Owner and team rules (as in crmkit-contacts).
+    async fn check_owner(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        owner: UserId,
+        team: Option<TeamId>,
+        cache: &mut OwnerCache,
+    ) -> Result<()> {
+        let manages = ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager);
+        if !manages && owner != ctx.actor().user {
+            return Err(Error::PermissionDenied(
+                "a rep may only give records to themselves".into(),
+            ));
+        }
+        if let Some(t) = team
+            && !manages
+            && !ctx.actor().teams.contains(&t)
+        {
+            return Err(Error::PermissionDenied(
+                "a rep may only give records to their own teams".into(),
+            ));
+        }
+        if let Some(found) = cache.get(&(owner, team)) {
+            for (f, r) in found {
+                errs.push(f.clone(), r.clone());
+            }
+            return Ok(());
+        }
+        let mut found = vec![];
+        let dir = self.store.directory();
+        match dir.require_active_user(ctx, "owner", owner).await {
+            Ok(_) => {}
+            Err(Error::Validation(v)) => {
+                found.extend(v.errors.into_iter().map(|e| (e.field, e.reason)))
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(t) = team {
+            match dir.team(ctx, t).await {
+                Ok(_) => {}
+                Err(Error::NotFound { .. }) => {
+                    found.push(("team".into(), "is not a team of this tenant".into()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for (f, r) in &found {
+            errs.push(f.clone(), r.clone());
+        }
+        cache.insert((owner, team), found);
+        Ok(())
+    }
+
+    async fn custom_schema(&self, ctx: &Ctx) -> Result<CustomSchema> {
+        self.store.custom_fields().of_kind(ctx, &CAMPAIGN).await
+    }
+
+    // ----- campaigns -----
+
+    /// Creates a campaign. Bad input is a Validation error naming every bad field
+    /// (`name`, `description`, `start_date`, `end_date` before the start, `budget` /
+    /// `actual_cost` / `expected_revenue` negative, `actual_cost` in another currency
+    /// than `budget`, `owner`, `team`, `custom.<key>`), and nothing is written.
+    pub async fn create(&self, ctx: &Ctx, input: NewCampaign) -> Result<Campaign> {
+        ctx.actor().require_write("create campaign")?;
+        let custom = self.custom_schema(ctx).await?;
+        let now = ctx.now();
+        let c = Campaign {
+            id: CampaignId::new(),
+            name: input.name,
+            kind: input.kind,
+            status: input.status,
+            start_date: input.start_date,
+            end_date: input.end_date,
+            budget: input.budget,
+            actual_cost: input.actual_cost,
+            expected_revenue: input.expected_revenue,
+            description: input.description,
+            owner: input.owner.unwrap_or(ctx.actor().user),
+            team: input.team,
+            custom: input.custom,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            version: 1,
+        };
+        let mut errs = ValidationErrors::new();
+        check_fields(&mut errs, &c, &custom);
+        self.check_owner(ctx, &mut errs, c.owner, c.team, &mut HashMap::new())
+            .await?;
+        errs.into_result()?;
+        let record = RecordRef::from(c.id);
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Insert {
+            table: CAMPAIGN_TABLE,
+            row: rows::campaign_row(&c)?,
+        });
+        cs.writes
+            .extend(custom.index_writes(&record, &c.custom, false));
+        let snapshot = json_text(&c);
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "*".into(),
+            old: None,
+            new: Some(snapshot.clone()),
+        });
+        cs.events.push(NewEvent::from_json(
+            "campaign.created",
+            record,
+            vec![],
+            snapshot,
+        ));
+        self.store.commit(cs).await?;
+        Ok(c)
+    }
+
+    async fn load(&self, ctx: &Ctx, id: CampaignId, deleted: Option<bool>) -> Result<Campaign> {
+        let row = self
+            .store
+            .backend()
+            .get(ctx.tenant(), CAMPAIGN_TABLE, &[Value::Uuid(id.as_uuid())])
+            .await?;
+        let not_found = || Error::not_found(CAMPAIGN, id);
+        let c = rows::decode_campaign(row.ok_or_else(not_found)?)?;
+        if !ctx.actor().can_see(Some(c.owner), c.team)
+            || deleted.is_some_and(|d| d != c.deleted_at.is_some())
+        {
+            return Err(not_found());
+        }
+        Ok(c)
+    }
+
+    /// A campaign that is visible to the actor and not deleted.
+    pub async fn get(&self, ctx: &Ctx, id: CampaignId) -> Result<Campaign> {
+        self.load(ctx, id, Some(false)).await
+    }
+
+    /// Changes a campaign whose current version is `expected_version` (else Conflict). A
+    /// status change must follow the transitions (else InvalidTransition); bad fields are
+    /// reported as by [`Campaigns::create`]. An audit entry per changed field and one
+    /// `campaign.updated` event; a patch that changes nothing writes nothing.
+    pub async fn update(
+        &self,
+        ctx: &Ctx,
+        id: CampaignId,
+        expected_version: u64,
+        patch: CampaignPatch,
+    ) -> Result<Campaign> {
+        ctx.actor().require_write("update campaign")?;
+        let old = self.load(ctx, id, Some(false)).await?;
+        let custom = self.custom_schema(ctx).await?;
+        let mut new = old.clone();
+        if let Some(v) = patch.name {
+            new.name = v;
+        }
+        if let Some(v) = patch.kind {
+            new.kind = v;
+        }
+        if let Some(v) = patch.status {
+            new.status = v;
+        }
+        if let Some(v) = patch.start_date {
+            new.start_date = v;
+        }
+        if let Some(v) = patch.end_date {
+            new.end_date = v;
+        }
+        if let Some(v) = patch.budget {
+            new.budget = v;
+        }
+        if let Some(v) = patch.actual_cost {
+            new.actual_cost = v;
+        }
+        if let Some(v) = patch.expected_revenue {
+            new.expected_revenue = v;
+        }
+        if let Some(v) = patch.description {
+            new.description = v;
+        }
+        for (k, v) in &patch.custom {
+            match v {
+                Some(v) => {
+                    new.custom.insert(k.clone(), v.clone());
+                }
+                None => {
+                    new.custom.remove(k);
+                }
+            }
+        }
+        let mut errs = ValidationErrors::new();
+        check_fields(&mut errs, &new, &custom);
+        if patch.owner.is_some() || patch.team.is_some() {
+            new.owner = patch.owner.unwrap_or(old.owner);
+            new.team = patch.team.unwrap_or(old.team);
+            self.check_owner(ctx, &mut errs, new.owner, new.team, &mut HashMap::new())
+                .await?;
+        }
+        errs.into_result()?;
+        if old.version != expected_version {
+            return Err(conflict(id, expected_version, old.version));
+        }
+        if !old.status.can_become(new.status) {
+            return Err(Error::InvalidTransition {
+                record: RecordRef::from(id),
+                reason: format!(
+                    "a {} campaign cannot become {}",
+                    old.status.as_str(),
+                    new.status.as_str()
+                ),
+            });
+        }
+        new.updated_at = ctx.now();
+        new.version = old.version + 1;
+        let record = RecordRef::from(id);
+        let (audit, changed) = diff(
+            &record,
+            &to_json(&old),
+            &to_json(&new),
+            &["updated_at", "version"],
+        );
+        if changed.is_empty() {
+            return Ok(old);
+        }
+        let def = self.store.backend().schema().table(CAMPAIGN_TABLE)?;
+        let old_row = rows::campaign_row(&old)?;
+        let new_row = rows::campaign_row(&new)?;
+        let set = def
+            .columns
+            .iter()
+            .zip(old_row.iter().zip(new_row))
+            .filter(|(c, (o, n))| *o != n && c.name != "version" && c.name != "id")
+            .map(|(c, (_, n))| (c.name, n))
+            .collect();
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Update {
+            table: CAMPAIGN_TABLE,
+            key: vec![Value::Uuid(id.as_uuid())],
+            set,
+            expect_version: Some(expected_version),
+            record: record.clone(),
+        });
+        if new.custom != old.custom {
+            cs.writes
+                .extend(custom.index_writes(&record, &new.custom, true));
+        }
+        cs.audit = audit;
+        cs.events.push(NewEvent::new(
+            "campaign.updated",
+            record,
+            changed,
+            to_json(&new),
+        ));
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    /// Soft-deletes a campaign (restorable; its members stay).
+    pub async fn delete(
+        &self,
+        ctx: &Ctx,
+        id: CampaignId,
+        expected_version: u64,
+    ) -> Result<Campaign> {
+        self.set_deleted(ctx, id, expected_version, true).await
+    }
+
+    /// Restores a soft-deleted campaign.
+    pub async fn restore(
+        &self,
+        ctx: &Ctx,
+        id: CampaignId,
+        expected_version: u64,
+    ) -> Result<Campaign> {
+        self.set_deleted(ctx, id, expected_version, false).await
+    }
+
+    async fn set_deleted(
+        &self,
+        ctx: &Ctx,
+        id: CampaignId,
+        expected_version: u64,
+        delete: bool,
+    ) -> Result<Campaign> {
+        ctx.actor().require_write(if delete {
+            "delete campaign"
+        } else {
+            "restore campaign"
+        })?;
+        let old = self.load(ctx, id, Some(!delete)).await?;
+        if old.version != expected_version {
+            return Err(conflict(id, expected_version, old.version));
+        }
+        let now = ctx.now();
+        let mut new = old.clone();
+        new.deleted_at = delete.then_some(now);
+        new.updated_at = now;
+        new.version += 1;
+        let record = RecordRef::from(id);
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Update {
+            table: CAMPAIGN_TABLE,
+            key: vec![Value::Uuid(id.as_uuid())],
+            set: vec![
+                ("deleted_at", Value::opt_timestamp(new.deleted_at)),
+                ("updated_at", Value::timestamp(now)),
+            ],
+            expect_version: Some(expected_version),
+            record: record.clone(),
+        });
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "deleted_at".into(),
+            old: old.deleted_at.map(|t| json_text(&t)),
+            new: new.deleted_at.map(|t| json_text(&t)),
+        });
+        cs.events.push(NewEvent::new(
+            if delete {
+                "campaign.deleted"
+            } else {
+                "campaign.restored"
+            },
+            record,
+            vec!["deleted_at".into()],
+            to_json(&new),
+        ));
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    async fn list_rows<T>(
+        &self,
+        ctx: &Ctx,
+        q: &Query,
+        fields: &RecordFields,
+        scope: Cond,
+        decode: impl Fn(Vec<Value>) -> Result<T>,
+        custom_of: impl Fn(&T) -> CustomValues,
+    ) -> Result<Page<T>> {
+        let custom = if q.mentions_custom() && fields.custom_column.is_some() {
+            self.store
+                .custom_fields()
+                .of_kind(ctx, &fields.kind)
+                .await?
+        } else {
+            CustomSchema::new(fields.kind.clone(), [])
+        };
+        let table = self.store.backend().schema().table(fields.table)?;
+        let compiled: Compiled = fields.compile(table, ctx.tenant(), q, &custom, scope)?;
+        let mut rows = self
+            .store
+            .backend()
+            .select(ctx.tenant(), &compiled.select)
+            .await?;
+        let more = rows.len() > compiled.limit as usize;
+        rows.truncate(compiled.limit as usize);
+        let last_row = if more { rows.last().cloned() } else { None };
+        let items = rows.into_iter().map(decode).collect::<Result<Vec<T>>>()?;
+        let next_cursor = match (last_row, items.last()) {
+            (Some(row), Some(last)) => Some(fields.cursor_after(&compiled, &row, &custom_of(last))),
+            _ => None,
+        };
+        let total = if q.with_total {
+            Some(
+                self.store
+                    .backend()
+                    .count(ctx.tenant(), fields.table, &compiled.select.cond)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(Page {
+            items,
+            next_cursor,
+            total,
+        })
+    }
+
+    /// Lists campaigns visible to the actor: filter, sort, keyset page (fields:
+    /// [`CAMPAIGN_FIELDS`] and `custom.<key>`). Deleted ones only with
+    /// [`Query::include_deleted`].
+    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Campaign>> {
+        self.list_rows(
+            ctx,
+            q,
+            &CAMPAIGN_FIELDS,
+            Self::scope(ctx, q.include_deleted),
+            rows::decode_campaign,
+            |c: &Campaign| c.custom.clone(),
+        )
+        .await
+    }
+
+    /// The audit trail of a visible campaign (deleted or not).
+    pub async fn audit(&self, ctx: &Ctx, id: CampaignId) -> Result<Vec<AuditEntry>> {
+        self.load(ctx, id, None).await?;
+        self.store.audit_of(ctx, &RecordRef::from(id)).await
+    }
+
+    // ----- members -----
+
+    /// Checks that `member` is a live lead or contact of the tenant visible to the actor;
+    /// pushes a Validation error on `member` otherwise.
+    async fn check_member(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        member: &RecordRef,
+    ) -> Result<()> {
+        if member.kind == RecordKind::CONTACT {
+            match Contacts::from_checked(&self.store)
+                .get_contact(ctx, ContactId::from_uuid(member.id))
+                .await
+            {
+                Ok(_) => {}
+                Err(Error::NotFound { .. }) => {
+                    errs.push("member", "is not a contact of this tenant")
+                }
+                Err(e) => return Err(e),
+            }
+        } else if member.kind == RecordKind::LEAD {
+            let schema = self.store.backend().schema();
+            // Until the lead table is composed, lead members cannot be checked.
+            let Ok(table) = schema.table(LEAD_TABLE) else {
+                return Ok(());
+            };
+            let row = self
+                .store
+                .backend()
+                .get(ctx.tenant(), LEAD_TABLE, &[Value::Uuid(member.id)])
+                .await?;
+            let at = |r: &Vec<Value>, c: &str| table.position(c).map(|p| r[p].clone());
+            let ok = row.is_some_and(|r| {
+                let live = at(&r, "deleted_at").is_none_or(|v| v.is_null());
+                let owner = at(&r, "owner_id").and_then(|v| v.as_uuid());
+                let team = at(&r, "team_id").and_then(|v| v.as_uuid());
+                let visible = owner.is_none()
+                    || ctx
+                        .actor()
+                        .can_see(owner.map(UserId::from_uuid), team.map(TeamId::from_uuid));
+                live && visible
+            });
+            if !ok {
+                errs.push("member", "is not a lead of this tenant");
+            }
+        } else {
+            errs.push(
+                "member",
+                format!("must be a lead or a contact, not a {}", member.kind),
+            );
+        }
+        Ok(())
+    }
+
+    async fn find_member(
+        &self,
+        ctx: &Ctx,
+        campaign: CampaignId,
+        member: &RecordRef,
+    ) -> Result<Option<CampaignMember>> {
+        let cond = Cond::eq("campaign_id", campaign.as_uuid())
+            .and(Cond::eq("member_kind", member.kind.as_str()))
+            .and(Cond::eq("member_id", member.id));
+        let rows = self
+            .store
+            .backend()
+            .select(ctx.tenant(), &Select::new(MEMBER_TABLE, cond))
+            .await?;
+        rows.into_iter().next().map(rows::decode_member).transpose()
+    }
+
+    /// The campaign for a member command: visible, not deleted, and the actor may write.
+    async fn campaign_for_members(&self, ctx: &Ctx, id: CampaignId, action: &str) -> Result<()> {
+        ctx.actor().require_write(action)?;
+        self.load(ctx, id, Some(false)).await.map(|_| ())
+    }
+
+    /// Adds a lead or contact (`RecordRef` of kind `lead` or `contact`) to a campaign. A
+    /// member that is not a live lead or contact of the tenant visible to the actor is a
+    /// Validation error on `member`; one already in the campaign is a Duplicate (field
+    /// `member`, naming the membership).
+    pub async fn add_member(
+        &self,
+        ctx: &Ctx,
+        campaign: CampaignId,
+        member: RecordRef,
+        status: MemberStatus,
+    ) -> Result<CampaignMember> {
+        self.campaign_for_members(ctx, campaign, "add campaign member")
+            .await?;
+        let mut errs = ValidationErrors::new();
+        self.check_member(ctx, &mut errs, &member).await?;
+        errs.into_result()?;
+        let duplicate = |existing: Option<Uuid>| Error::Duplicate {
+            kind: CAMPAIGN_MEMBER,
+            field: "member".into(),
+            existing: existing.map(|id| RecordRef::new(CAMPAIGN_MEMBER, id)),
+        };
+        if let Some(m) = self.find_member(ctx, campaign, &member).await? {
+            return Err(duplicate(Some(m.id)));
+        }
+        let now = ctx.now();
+        let m = CampaignMember {
+            id: Uuid::now_v7(),
+            campaign,
+            member,
+            status,
+            added_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let record = RecordRef::new(CAMPAIGN_MEMBER, m.id);
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Insert {
+            table: MEMBER_TABLE,
+            row: rows::member_row(&m),
+        });
+        let snapshot = json_text(&m);
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "*".into(),
+            old: None,
+            new: Some(snapshot.clone()),
+        });
+        cs.events.push(NewEvent::from_json(
+            "campaign.member_added",
+            record,
+            vec![],
+            snapshot,
+        ));
+        match self.store.commit(cs).await {
+            Err(Error::Duplicate { .. }) => {
+                let existing = self.find_member(ctx, campaign, &m.member).await?;
+                Err(duplicate(existing.map(|e| e.id)))
+            }
+            other => other.map(|_| m),
+        }
+    }
+
+    /// A member of a visible campaign; NotFound (`campaign_member`) when it is not one.
+    pub async fn get_member(
+        &self,
+        ctx: &Ctx,
+        campaign: CampaignId,
+        member: &RecordRef,
+    ) -> Result<CampaignMember> {
+        self.load(ctx, campaign, Some(false)).await?;
+        self.find_member(ctx, campaign, member)
+            .await?
+            .ok_or_else(|| Error::not_found(CAMPAIGN_MEMBER, member))
+    }
+
+    /// Sets a member's status (NotFound when it is not a member). Guarded by the
+    /// membership's version, so a concurrent change is a Conflict, not a lost update.
+    pub async fn update_member(
+        &self,
+        ctx: &Ctx,
+        campaign: CampaignId,
+        member: &RecordRef,
+        status: MemberStatus,
+    ) -> Result<CampaignMember> {
+        self.campaign_for_members(ctx, campaign, "update campaign member")
+            .await?;
+        let old = self
+            .find_member(ctx, campaign, member)
+            .await?
+            .ok_or_else(|| Error::not_found(CAMPAIGN_MEMBER, member))?;
+        if old.status == status {
+            return Ok(old);
+        }
+        let now = ctx.now();
+        let new = CampaignMember {
+            status,
+            updated_at: now,
+            version: old.version + 1,
+            ..old.clone()
+        };
+        let record = RecordRef::new(CAMPAIGN_MEMBER, old.id);
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Update {
+            table: MEMBER_TABLE,
+            key: vec![Value::Uuid(old.id)],
+            set: vec![
+                ("status", Value::Text(status.as_str().into())),
+                ("updated_at", Value::timestamp(now)),
+            ],
+            expect_version: Some(old.version),
+            record: record.clone(),
+        });
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "status".into(),
+            old: Some(json_text(&old.status)),
+            new: Some(json_text(&new.status)),
+        });
+        cs.events.push(NewEvent::new(
+            "campaign.member_updated",
+            record,
+            vec!["status".into()],
+            to_json(&new),
+        ));
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    /// Removes a member from a campaign (NotFound when it is not one). The membership row
+    /// is deleted; its audit entry and event keep what it was.
+    pub async fn remove_member(
+        &self,
+        ctx: &Ctx,
+        campaign: CampaignId,
+        member: &RecordRef,
+    ) -> Result<CampaignMember> {
+        self.campaign_for_members(ctx, campaign, "remove campaign member")
+            .await?;
+        let old = self
+            .find_member(ctx, campaign, member)
+            .await?
+            .ok_or_else(|| Error::not_found(CAMPAIGN_MEMBER, member))?;
+        let record = RecordRef::new(CAMPAIGN_MEMBER, old.id);
+        let mut cs = Changeset::new(ctx);
+        // The version-guarded update makes a concurrent change a Conflict before the delete.
+        cs.writes.push(Write::Update {
+            table: MEMBER_TABLE,
+            key: vec![Value::Uuid(old.id)],
+            set: vec![("updated_at", Value::timestamp(ctx.now()))],
+            expect_version: Some(old.version),
+            record: record.clone(),
+        });
+        cs.writes.push(Write::Delete {
+            table: MEMBER_TABLE,
+            key: vec![Value::Uuid(old.id)],
+        });
+        let snapshot = json_text(&old);
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "*".into(),
+            old: Some(snapshot.clone()),
+            new: None,
+        });
+        cs.events.push(NewEvent::from_json(
+            "campaign.member_removed",
+            record,
+            vec![],
+            snapshot,
+        ));
+        self.store.commit(cs).await?;
+        Ok(old)
+    }
+
+    /// The members of a visible campaign, keyset paged (fields: [`MEMBER_FIELDS`]; in the
+    /// order they were added unless sorted). A cursor of another campaign's list is a
+    /// Validation error on `cursor`.
+    pub async fn list_members(
+        &self,
+        ctx: &Ctx,
+        campaign: CampaignId,
+        q: &Query,
+    ) -> Result<Page<CampaignMember>> {
+        self.load(ctx, campaign, Some(false)).await?;
+        self.list_rows(
+            ctx,
+            q,
+            &MEMBER_FIELDS,
+            Cond::eq("campaign_id", campaign.as_uuid()),
+            rows::decode_member,
+            |_| CustomValues::new(),
+        )
+        .await
+    }
+
+    // ----- ROI inputs -----
+
+    /// The inputs of a campaign's ROI report (see the module docs): the campaign's cost,
+    /// budget and expected revenue, and, aggregated in the database, the open and won
+    /// amounts per currency and the counts of attributed deals and leads, and the members
+    /// by status.
+    pub async fn roi_inputs(&self, ctx: &Ctx, id: CampaignId) -> Result<RoiInputs> {
+        let c = self.load(ctx, id, Some(false)).await?;
+        let backend = self.store.backend();
+        let schema = backend.schema();
+        let mut out = RoiInputs {
+            campaign: id,
+            cost: c.actual_cost,
+            budget: c.budget,
+            expected_revenue: c.expected_revenue,
+            attributed_pipeline: vec![],
+            attributed_won: vec![],
+            attributed_deals: AttributedDeals::default(),
+            attributed_leads: 0,
+            members: vec![],
+        };
+        let live = Cond::eq("campaign_id", id.as_uuid()).and(Cond::IsNull("deleted_at".into()));
+        if let Ok(deals) = schema.table(DEAL_TABLE) {
+            let agg = Aggregate {
+                table: DEAL_TABLE,
+                cond: live.clone().and(Self::foreign_visibility(ctx, deals)),
+                group_by: vec!["currency".into(), "status".into()],
+                measures: vec![Measure::Sum("amount".into()), Measure::Count],
+            };
+            let mut open: BTreeMap<Currency, i64> = BTreeMap::new();
+            let mut won: BTreeMap<Currency, i64> = BTreeMap::new();
+            for r in backend.aggregate(ctx.tenant(), &agg).await? {
+                let bad = || Error::storage("malformed deal aggregate row");
+                let status = r[1].as_text().ok_or_else(bad)?;
+                let sum = r[2].as_int().ok_or_else(bad)?;
+                let n = r[3].as_int().ok_or_else(bad)? as u64;
+                let currency = match &r[0] {
+                    Value::Text(code) => Some(Currency::parse(code).map_err(|_| {
+                        Error::storage(format!("deal currency {code:?} is not ISO 4217"))
+                    })?),
+                    _ => None,
+                };
+                let target = match status {
+                    "open" => {
+                        out.attributed_deals.open += n;
+                        Some(&mut open)
+                    }
+                    "won" => {
+                        out.attributed_deals.won += n;
+                        Some(&mut won)
+                    }
+                    "lost" => {
+                        out.attributed_deals.lost += n;
+                        None
+                    }
+                    other => {
+                        return Err(Error::storage(format!("unknown deal status {other:?}")));
+                    }
+                };
+                if let (Some(t), Some(cur)) = (target, currency) {
+                    let e = t.entry(cur).or_insert(0);
+                    *e = e
+                        .checked_add(sum)
+                        .ok_or_else(|| Error::storage("attributed amount overflows"))?;
+                }
+            }
+            let money = |m: BTreeMap<Currency, i64>| {
+                m.into_iter()
+                    .map(|(c, u)| Money::from_storage_units(u, c))
+                    .collect::<Vec<_>>()
+            };
+            out.attributed_pipeline = money(open);
+            out.attributed_won = money(won);
+        }
+        if let Ok(leads) = schema.table(LEAD_TABLE) {
+            out.attributed_leads = backend
+                .count(
+                    ctx.tenant(),
+                    LEAD_TABLE,
+                    &live.clone().and(Self::foreign_visibility(ctx, leads)),
+                )
+                .await?;
+        }
+        let agg = Aggregate {
+            table: MEMBER_TABLE,
+            cond: Cond::eq("campaign_id", id.as_uuid()),
+            group_by: vec!["status".into()],
+            measures: vec![Measure::Count],
+        };
+        let mut by_status: BTreeMap<MemberStatus, u64> =
+            MemberStatus::ALL.iter().map(|s| (*s, 0)).collect();
+        for r in backend.aggregate(ctx.tenant(), &agg).await? {
+            let s = r[0]
+                .as_text()
+                .and_then(MemberStatus::parse)
+                .ok_or_else(|| Error::storage("malformed member aggregate row"))?;
+            by_status.insert(s, r[1].as_int().unwrap_or(0) as u64);
+        }
+        out.members = by_status.into_iter().collect();
+        Ok(out)
+    }
 }

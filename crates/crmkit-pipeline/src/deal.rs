@@ -1,19 +1,76 @@
 //! Pipelines, stages and deals with their stage history.
+//!
+//! A tenant has one or more [`Pipeline`]s, each with ordered [`Stage`]s (a win probability
+//! 0-100, a kind open / won / lost, an optional "rotting" threshold in days, and fields a
+//! deal must have before it may enter). A [`Deal`] sits in one stage of one pipeline;
+//! every move appends a [`StageChange`] to its append-only stage history, in the same
+//! changeset as the deal's update, its audit entries and its event.
+//!
+//! Money stays exact: a deal's amount is stored as an integer count of 10^-4 units, and a
+//! denormalised `weighted_x100` column holds amount units × effective probability, kept in
+//! step in every changeset that changes either. So the open and weighted values of
+//! [`Deals::pipeline_summary`] are plain SQL sums of integers, exact on every backend:
+//! the weighted value is `Σ weighted_x100 / 10^6`, with no rounding at all (it has at most
+//! six digits after the decimal point; round it to the currency with
+//! [`crmkit_core::Money::round`] for display).
+//!
+//! Reads follow the contacts rules: Admin and Manager see every deal, a Rep and a ReadOnly
+//! user the deals they own or their team owns, in lists and summaries too; anything not
+//! visible is [`Error::NotFound`]. Pipelines are tenant settings: everybody reads them,
+//! Admin and Manager change them.
+
+mod pipelines;
+pub mod rows;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use crmkit_core::store::TableDef;
+use crmkit_contacts::rows::{ORG_TABLE, PERSON_TABLE};
+use crmkit_core::query::Compiled;
+use crmkit_core::store::{Cond, OrderKey, Select, TableDef, Value, Write};
 use crmkit_core::{
-    CampaignId, Changeset, ContactId, Ctx, CustomValues, DealId, Error, Money, OrganizationId,
-    PipelineId, Result, StageId, Store, TeamId, UserId,
+    AuditChange, AuditEntry, CampaignId, Changeset, ContactId, Ctx, CustomSchema, CustomValue,
+    CustomValues, DealId, Error, Filter, Money, NewEvent, OrganizationId, Page, PipelineId, Query,
+    RecordKind, RecordRef, Result, Role, StageId, Store, TeamId, UserId, ValidationErrors,
+    Visibility,
 };
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use rows::{DEAL_CONTACT_TABLE, DEAL_FIELDS, DEAL_TABLE, HISTORY_TABLE, LOST_REASON_TABLE};
 
 /// Event kinds this part emits.
-pub const EVENT_KINDS: &[&str] = &[];
+pub const EVENT_KINDS: &[&str] = &[
+    "deal.created",
+    "deal.updated",
+    "deal.moved",
+    "deal.deleted",
+    "deal.restored",
+    "pipeline.created",
+    "pipeline.updated",
+    "lost_reason.added",
+    "lost_reason.removed",
+];
 
 pub(crate) fn tables() -> Vec<TableDef> {
-    vec![]
+    rows::tables()
 }
+
+/// The record kind of pipelines (their ids are [`PipelineId`]s).
+pub const PIPELINE_KIND: RecordKind = RecordKind::new("pipeline");
+/// The record kind of stages.
+pub const STAGE_KIND: RecordKind = RecordKind::new("stage");
+/// The record kind of managed lost reasons.
+pub const LOST_REASON_KIND: RecordKind = RecordKind::new("lost_reason");
+
+/// The largest deal amount (below 10^12 units of its currency), so that amount × 100 in
+/// storage units fits a 64-bit integer.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+/// Longest deal title.
+pub const MAX_TITLE: usize = 200;
+/// Most stages a pipeline may have.
+pub const MAX_STAGES: usize = 50;
 
 /// The role a contact plays in a deal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -27,6 +84,73 @@ pub enum DealRole {
     Influencer,
     /// Anything else.
     Other,
+}
+
+impl DealRole {
+    /// Every role's name.
+    pub const NAMES: &'static [&'static str] =
+        &["decision_maker", "champion", "influencer", "other"];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DealRole::DecisionMaker => "decision_maker",
+            DealRole::Champion => "champion",
+            DealRole::Influencer => "influencer",
+            DealRole::Other => "other",
+        }
+    }
+
+    /// Parses a role name; anything else is a Validation error on `role`.
+    pub fn parse(s: &str) -> Result<DealRole> {
+        Ok(match s {
+            "decision_maker" => DealRole::DecisionMaker,
+            "champion" => DealRole::Champion,
+            "influencer" => DealRole::Influencer,
+            "other" => DealRole::Other,
+            _ => {
+                return Err(Error::validation(
+                    "role",
+                    format!("{s:?} is not one of {}", Self::NAMES.join(", ")),
+                ));
+            }
+        })
+    }
+
+    /// Reads contact roles from JSON (`[["<contact id>", "champion"], ...]`, as
+    /// [`NewDeal::contacts`] serialises); an unknown role or malformed id is a Validation
+    /// error naming the entry.
+    pub fn contacts_from_json(json: &str) -> Result<Vec<(ContactId, DealRole)>> {
+        let raw: Vec<(String, String)> = serde_json::from_str(json)
+            .map_err(|e| Error::validation("contacts", format!("is not a list of pairs: {e}")))?;
+        let mut errs = ValidationErrors::new();
+        let mut out = vec![];
+        for (i, (c, r)) in raw.iter().enumerate() {
+            let id = errs.check(ContactId::parse(&format!("contacts[{i}].contact"), c));
+            let role = match DealRole::parse(r) {
+                Ok(r) => Some(r),
+                Err(_) => {
+                    errs.push(
+                        format!("contacts[{i}].role"),
+                        format!("{r:?} is not a role"),
+                    );
+                    None
+                }
+            };
+            if let (Some(id), Some(role)) = (id, role) {
+                out.push((id, role));
+            }
+        }
+        errs.into_result()?;
+        Ok(out)
+    }
+}
+
+impl std::str::FromStr for DealRole {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        DealRole::parse(s)
+    }
 }
 
 /// Where a deal or lead came from.
@@ -50,6 +174,49 @@ pub enum Source {
     /// Anything else.
     #[default]
     Other,
+}
+
+impl Source {
+    /// Every source's stored name.
+    pub const NAMES: &'static [&'static str] = &[
+        "web_form",
+        "campaign",
+        "referral",
+        "import",
+        "inbound_call",
+        "event",
+        "partner",
+        "other",
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::WebForm => "web_form",
+            Source::Campaign => "campaign",
+            Source::Referral => "referral",
+            Source::Import => "import",
+            Source::InboundCall => "inbound_call",
+            Source::Event => "event",
+            Source::Partner => "partner",
+            Source::Other => "other",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Source> {
+        Some(match s {
+            "web_form" => Source::WebForm,
+            "campaign" => Source::Campaign,
+            "referral" => Source::Referral,
+            "import" => Source::Import,
+            "inbound_call" => Source::InboundCall,
+            "event" => Source::Event,
+            "partner" => Source::Partner,
+            "other" => Source::Other,
+            _ => return None,
+        })
+    }
 }
 
 /// Input for a new deal.
@@ -83,6 +250,28 @@ pub struct NewDeal {
     pub next_step: Option<String>,
     /// Custom values.
     pub custom: CustomValues,
+}
+
+impl NewDeal {
+    /// A deal with a title in a pipeline's first stage, everything else empty.
+    pub fn new(title: impl Into<String>, pipeline: PipelineId) -> Self {
+        NewDeal {
+            title: title.into(),
+            amount: None,
+            expected_close: None,
+            pipeline,
+            stage: None,
+            owner: None,
+            team: None,
+            organization: None,
+            contacts: vec![],
+            source: Source::Other,
+            campaign: None,
+            probability: None,
+            next_step: None,
+            custom: CustomValues::new(),
+        }
+    }
 }
 
 /// A deal.
@@ -120,6 +309,8 @@ pub struct Deal {
     pub next_step: Option<String>,
     /// Lost reason (when lost).
     pub lost_reason: Option<String>,
+    /// The managed lost reason it was lost for, when one was picked from the list.
+    pub lost_reason_id: Option<Uuid>,
     /// When it was won.
     pub won_at: Option<DateTime<Utc>>,
     /// When it was lost.
@@ -138,10 +329,360 @@ pub struct Deal {
     pub version: u64,
 }
 
-/// The deals API.
+impl Deal {
+    /// Open, won or lost.
+    pub fn status(&self) -> StageKind {
+        if self.won_at.is_some() {
+            StageKind::Won
+        } else if self.lost_at.is_some() {
+            StageKind::Lost
+        } else {
+            StageKind::Open
+        }
+    }
+}
+
+/// The kind of a stage, and so the status of the deals in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    /// The deal is being worked on.
+    Open,
+    /// The deal is won (closed).
+    Won,
+    /// The deal is lost (closed).
+    Lost,
+}
+
+impl StageKind {
+    /// Every kind's name.
+    pub const NAMES: &'static [&'static str] = &["open", "won", "lost"];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageKind::Open => "open",
+            StageKind::Won => "won",
+            StageKind::Lost => "lost",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<StageKind> {
+        Some(match s {
+            "open" => StageKind::Open,
+            "won" => StageKind::Won,
+            "lost" => StageKind::Lost,
+            _ => return None,
+        })
+    }
+}
+
+/// A stage of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stage {
+    /// Id.
+    pub id: StageId,
+    /// The pipeline.
+    pub pipeline: PipelineId,
+    /// Name (unique within the pipeline).
+    pub name: String,
+    /// Position in the pipeline, 0 first.
+    pub position: u32,
+    /// Win probability, 0-100.
+    pub probability: u8,
+    /// Open, won or lost.
+    pub kind: StageKind,
+    /// Days after which a deal in this stage counts as idle.
+    pub rotting_days: Option<u32>,
+    /// Deal fields a deal must have to enter this stage: `amount`, `expected_close`,
+    /// `organization`, `contacts`, `next_step`, `campaign` or `custom.<key>`.
+    pub required_fields: Vec<String>,
+}
+
+/// A pipeline and its live stages in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pipeline {
+    /// Id.
+    pub id: PipelineId,
+    /// Name.
+    pub name: String,
+    /// The currency every deal amount in it must have, if fixed.
+    pub currency: Option<crmkit_core::Currency>,
+    /// Whether this is the tenant's default pipeline.
+    pub is_default: bool,
+    /// Its stages, by position.
+    pub stages: Vec<Stage>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Changed (also by a change of its stages).
+    pub updated_at: DateTime<Utc>,
+    /// Version (bumped by every change of the pipeline or its stages).
+    pub version: u64,
+}
+
+impl Pipeline {
+    /// The live stage with this id.
+    pub fn stage(&self, id: StageId) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.id == id)
+    }
+}
+
+/// Input for a new stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewStage {
+    /// Name.
+    pub name: String,
+    /// Win probability, 0-100.
+    pub probability: u8,
+    /// Kind.
+    pub kind: StageKind,
+    /// Rotting threshold in days (1 to 3650).
+    pub rotting_days: Option<u32>,
+    /// Required fields (see [`Stage::required_fields`]).
+    pub required_fields: Vec<String>,
+}
+
+impl NewStage {
+    /// An open stage.
+    pub fn open(name: impl Into<String>, probability: u8) -> Self {
+        NewStage {
+            name: name.into(),
+            probability,
+            kind: StageKind::Open,
+            rotting_days: None,
+            required_fields: vec![],
+        }
+    }
+
+    /// A won stage (probability 100).
+    pub fn won(name: impl Into<String>) -> Self {
+        NewStage {
+            kind: StageKind::Won,
+            ..NewStage::open(name, 100)
+        }
+    }
+
+    /// A lost stage (probability 0).
+    pub fn lost(name: impl Into<String>) -> Self {
+        NewStage {
+            kind: StageKind::Lost,
+            ..NewStage::open(name, 0)
+        }
+    }
+
+    /// With a rotting threshold.
+    pub fn rotting(mut self, days: u32) -> Self {
+        self.rotting_days = Some(days);
+        self
+    }
+
+    /// With required fields.
+    pub fn requires(mut self, fields: &[&str]) -> Self {
+        self.required_fields = fields.iter().map(|s| s.to_string()).collect();
+        self
+    }
+}
+
+/// Input for a new pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewPipeline {
+    /// Name.
+    pub name: String,
+    /// A currency every deal amount must have, if any.
+    pub currency: Option<crmkit_core::Currency>,
+    /// Stages in order (at least one open stage).
+    pub stages: Vec<NewStage>,
+}
+
+/// Changes to a stage (`None`: unchanged).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagePatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New probability (0-100); deals in the stage without an override follow it.
+    pub probability: Option<u8>,
+    /// New kind (only for a stage that holds no deals).
+    pub kind: Option<StageKind>,
+    /// New rotting threshold.
+    pub rotting_days: Option<Option<u32>>,
+    /// New required fields.
+    pub required_fields: Option<Vec<String>>,
+}
+
+/// Changes to a deal (`None`: unchanged; `Some(None)`: cleared).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealPatch {
+    /// Title.
+    pub title: Option<String>,
+    /// Amount.
+    pub amount: Option<Option<Money>>,
+    /// Expected close date.
+    pub expected_close: Option<Option<NaiveDate>>,
+    /// Owner.
+    pub owner: Option<UserId>,
+    /// Team.
+    pub team: Option<Option<TeamId>>,
+    /// Organization.
+    pub organization: Option<Option<OrganizationId>>,
+    /// Contacts and roles (replacing the list).
+    pub contacts: Option<Vec<(ContactId, DealRole)>>,
+    /// Source.
+    pub source: Option<Source>,
+    /// Campaign.
+    pub campaign: Option<Option<CampaignId>>,
+    /// Probability override (0-100).
+    pub probability: Option<Option<u8>>,
+    /// Next step.
+    pub next_step: Option<Option<String>>,
+    /// Custom values to set (`Some`) or remove (`None`).
+    pub custom: BTreeMap<String, Option<CustomValue>>,
+}
+
+/// Why a deal was lost: one of the tenant's managed reasons, or free text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LostReasonInput {
+    /// A reason of [`Deals::lost_reasons`].
+    Listed(Uuid),
+    /// Free text (1 to 500 characters).
+    Text(String),
+}
+
+/// A managed lost reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostReason {
+    /// Id.
+    pub id: Uuid,
+    /// Name (unique per tenant, ignoring case).
+    pub name: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One entry of a deal's append-only stage history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageChange {
+    /// The deal.
+    pub deal: DealId,
+    /// Position in the deal's history, 1 first (its creation).
+    pub seq: u64,
+    /// The pipeline of `to_stage`.
+    pub pipeline: PipelineId,
+    /// The stage it left (none for the creation).
+    pub from_stage: Option<StageId>,
+    /// The stage it entered.
+    pub to_stage: StageId,
+    /// The kind of `to_stage` at the time.
+    pub to_kind: StageKind,
+    /// The amount at the time.
+    pub amount: Option<Money>,
+    /// The expected close date at the time.
+    pub expected_close: Option<NaiveDate>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// By whom.
+    pub by: Option<UserId>,
+    /// Whole seconds spent in `from_stage` (none for the creation).
+    pub seconds_in_previous: Option<i64>,
+}
+
+/// Open deals of one stage in one currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryLine {
+    /// The stage.
+    pub stage: StageId,
+    /// The currency (none for deals without an amount).
+    pub currency: Option<crmkit_core::Currency>,
+    /// Number of open deals.
+    pub open_deals: u64,
+    /// Exact sum of their amounts.
+    pub open_value: Decimal,
+    /// Exact sum of amount × probability / 100 (at most 6 decimal places, unrounded).
+    pub weighted_value: Decimal,
+}
+
+/// Open value and weighted value of a pipeline per stage and currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineSummary {
+    /// The pipeline.
+    pub pipeline: PipelineId,
+    /// Lines by stage position, then currency code (deals without amount first).
+    pub lines: Vec<SummaryLine>,
+}
+
+/// Parses an expected close date (`YYYY-MM-DD`, years 1 to 9999); anything else is a
+/// Validation error on `expected_close`.
+pub fn parse_close_date(s: &str) -> Result<NaiveDate> {
+    let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+        Error::validation(
+            "expected_close",
+            format!("{s:?} is not a date (YYYY-MM-DD)"),
+        )
+    })?;
+    crmkit_core::text::check_date(d).map_err(|r| Error::validation("expected_close", r))?;
+    Ok(d)
+}
+
+/// Owner checks already made during one command.
+type OwnerCache = HashMap<(UserId, Option<TeamId>), Vec<(String, String)>>;
+
+fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).expect("deal data serializes")
+}
+
+fn json_text<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("deal data serializes")
+}
+
+fn diff(
+    record: &RecordRef,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    skip: &[&str],
+) -> (Vec<AuditChange>, Vec<String>) {
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        return (vec![], vec![]);
+    };
+    let mut audit = vec![];
+    let mut changed = vec![];
+    for (k, nv) in n {
+        if skip.contains(&k.as_str()) {
+            continue;
+        }
+        let ov = o.get(k).unwrap_or(&serde_json::Value::Null);
+        if ov != nv {
+            changed.push(k.clone());
+            audit.push(AuditChange {
+                record: record.clone(),
+                field: k.clone(),
+                old: (!ov.is_null()).then(|| ov.to_string()),
+                new: (!nv.is_null()).then(|| nv.to_string()),
+            });
+        }
+    }
+    (audit, changed)
+}
+
+fn order_by(column: &str) -> OrderKey {
+    OrderKey {
+        column: column.into(),
+        desc: false,
+        null_as: None,
+        custom: None,
+    }
+}
+
+/// The deals API (pipelines, stages, deals, stage history, lost reasons).
 #[derive(Clone, Debug)]
 pub struct Deals {
     store: Store,
+}
+
+/// A deal as loaded, with the sequence of its last history entry.
+struct Loaded {
+    deal: Deal,
+    seq: i64,
 }
 
 impl Deals {
@@ -153,6 +694,233 @@ impl Deals {
         })
     }
 
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn scope(ctx: &Ctx, include_deleted: bool) -> Cond {
+        let mut c = Cond::True;
+        if !include_deleted {
+            c = c.and(Cond::IsNull("deleted_at".into()));
+        }
+        if let Visibility::Owned { user, teams } = ctx.actor().visibility() {
+            let mut any = vec![Cond::eq("owner_id", user.as_uuid())];
+            if !teams.is_empty() {
+                any.push(Cond::In(
+                    "team_id".into(),
+                    teams.iter().map(|t| Value::Uuid(t.as_uuid())).collect(),
+                ));
+            }
+            c = c.and(Cond::Or(any));
+        }
+        c
+    }
+
+    /// Owner and team rules, as in contacts: the owner is an active user; a Rep gives
+    /// deals only to themselves and their own teams; a team must exist.
+    async fn check_owner(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        owner: UserId,
+        team: Option<TeamId>,
+        cache: &mut OwnerCache,
+    ) -> Result<()> {
+        let manages = ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager);
+        if !manages && owner != ctx.actor().user {
+            return Err(Error::PermissionDenied(
+                "a rep may only give records to themselves".into(),
+            ));
+        }
+        if let Some(t) = team
+            && !manages
+            && !ctx.actor().teams.contains(&t)
+        {
+            return Err(Error::PermissionDenied(
+                "a rep may only give records to their own teams".into(),
+            ));
+        }
+        if let Some(found) = cache.get(&(owner, team)) {
+            for (f, r) in found {
+                errs.push(f.clone(), r.clone());
+            }
+            return Ok(());
+        }
+        let mut found = vec![];
+        let dir = self.store.directory();
+        match dir.require_active_user(ctx, "owner", owner).await {
+            Ok(_) => {}
+            Err(Error::Validation(v)) => {
+                found.extend(v.errors.into_iter().map(|e| (e.field, e.reason)))
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(t) = team {
+            match dir.team(ctx, t).await {
+                Ok(_) => {}
+                Err(Error::NotFound { .. }) => {
+                    found.push(("team".into(), "is not a team of this tenant".into()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for (f, r) in &found {
+            errs.push(f.clone(), r.clone());
+        }
+        cache.insert((owner, team), found);
+        Ok(())
+    }
+
+    async fn custom_schema(&self, ctx: &Ctx) -> Result<CustomSchema> {
+        self.store
+            .custom_fields()
+            .of_kind(ctx, &RecordKind::DEAL)
+            .await
+    }
+
+    /// Whether a live row with this id exists in a contacts table (`deleted_at` at `del`).
+    async fn live_in(&self, ctx: &Ctx, table: &str, id: Uuid, del: usize) -> Result<bool> {
+        let row = self
+            .store
+            .backend()
+            .get(ctx.tenant(), table, &[Value::Uuid(id)])
+            .await?;
+        Ok(row.is_some_and(|r| r[del].is_null()))
+    }
+
+    /// Checks the organization and contacts of a deal (existence in the tenant, unless
+    /// staged in the same changeset; no contact twice).
+    async fn check_links(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        organization: Option<OrganizationId>,
+        contacts: &[(ContactId, DealRole)],
+        staged: &[RecordRef],
+    ) -> Result<()> {
+        if let Some(o) = organization {
+            let r = RecordRef::from(o);
+            if !staged.contains(&r) && !self.live_in(ctx, ORG_TABLE, o.as_uuid(), 19).await? {
+                errs.push("organization", "is not an organization of this tenant");
+            }
+        }
+        if contacts.len() > 100 {
+            errs.push("contacts", "at most 100 contacts per deal");
+            return Ok(());
+        }
+        let mut seen = HashSet::new();
+        for (i, (c, _)) in contacts.iter().enumerate() {
+            if !seen.insert(*c) {
+                errs.push(format!("contacts[{i}]"), "is listed twice");
+                continue;
+            }
+            let r = RecordRef::from(*c);
+            if !staged.contains(&r) && !self.live_in(ctx, PERSON_TABLE, c.as_uuid(), 24).await? {
+                errs.push(format!("contacts[{i}]"), "is not a contact of this tenant");
+            }
+        }
+        Ok(())
+    }
+
+    /// Title, amount, probability, next step and custom values of a deal in `pipeline`.
+    fn check_fields(
+        errs: &mut ValidationErrors,
+        d: &Deal,
+        pipeline: &Pipeline,
+        custom: &CustomSchema,
+    ) {
+        errs.check(crmkit_core::text::check_text(
+            "title", &d.title, MAX_TITLE, true,
+        ));
+        if let Some(m) = &d.amount {
+            if m.is_negative() {
+                errs.push("amount", "must not be negative");
+            } else if m.amount() >= Decimal::from(MAX_AMOUNT) {
+                errs.push("amount", format!("must be below {MAX_AMOUNT}"));
+            }
+            if let Some(c) = pipeline.currency
+                && m.currency() != c
+            {
+                errs.push(
+                    "amount",
+                    format!(
+                        "must be in {c}, the currency of pipeline {:?}, not {}",
+                        pipeline.name,
+                        m.currency()
+                    ),
+                );
+            }
+        }
+        if let Some(p) = d.probability_override
+            && p > 100
+        {
+            errs.push("probability", "must be 0 to 100");
+        }
+        if let Some(s) = &d.next_step {
+            errs.check(crmkit_core::text::check_text("next_step", s, 500, true));
+        }
+        if let Some(dt) = d.expected_close
+            && let Err(r) = crmkit_core::text::check_date(dt)
+        {
+            errs.push("expected_close", r);
+        }
+        errs.check(custom.validate(&d.custom));
+    }
+
+    /// The fields a stage requires that the deal lacks, as Validation errors.
+    fn check_required(errs: &mut ValidationErrors, d: &Deal, stage: &Stage) {
+        for f in &stage.required_fields {
+            let has = match f.as_str() {
+                "amount" => d.amount.is_some(),
+                "expected_close" => d.expected_close.is_some(),
+                "organization" => d.organization.is_some(),
+                "contacts" => !d.contacts.is_empty(),
+                "next_step" => d.next_step.is_some(),
+                "campaign" => d.campaign.is_some(),
+                other => match other.strip_prefix("custom.") {
+                    Some(k) => d.custom.contains_key(k),
+                    None => true,
+                },
+            };
+            if !has {
+                errs.push(
+                    f.clone(),
+                    format!("is required to enter stage {:?}", stage.name),
+                );
+            }
+        }
+    }
+
+    fn effective_probability(d: &Deal, stage: &Stage) -> u8 {
+        d.probability_override.unwrap_or(stage.probability)
+    }
+
+    fn history_entry(
+        ctx: &Ctx,
+        d: &Deal,
+        seq: i64,
+        from: Option<(StageId, DateTime<Utc>)>,
+        to: &Stage,
+    ) -> StageChange {
+        let now = ctx.now();
+        StageChange {
+            deal: d.id,
+            seq: seq as u64,
+            pipeline: to.pipeline,
+            from_stage: from.map(|f| f.0),
+            to_stage: to.id,
+            to_kind: to.kind,
+            amount: d.amount,
+            expected_close: d.expected_close,
+            at: now,
+            by: Some(ctx.actor().user),
+            seconds_in_previous: from.map(|f| (now - f.1).num_seconds().max(0)),
+        }
+    }
+
+    // ----- deals -----
+
     /// Validates a new deal and adds its writes to `cs` without committing (lead
     /// conversion uses it). Contacts and the organization may be staged in the same
     /// changeset: pass their ids, and list them in `staged` so that existence checks
@@ -161,10 +929,817 @@ impl Deals {
         &self,
         ctx: &Ctx,
         input: &NewDeal,
-        staged: &[crmkit_core::RecordRef],
+        staged: &[RecordRef],
         cs: &mut Changeset,
     ) -> Result<Deal> {
-        let _ = (ctx, input, staged, cs, &self.store);
-        Err(Error::Config("deals are being written".into()))
+        ctx.actor().require_write("create deal")?;
+        let custom = self.custom_schema(ctx).await?;
+        let mut errs = ValidationErrors::new();
+        let pipeline = match self.load_pipeline(ctx, input.pipeline).await {
+            Ok(p) => Some(p),
+            Err(Error::NotFound { .. }) => {
+                errs.push("pipeline", "is not a pipeline of this tenant");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let stage = pipeline.as_ref().and_then(|p| match input.stage {
+            Some(s) => {
+                let st = p.stage(s).cloned();
+                if st.is_none() {
+                    errs.push("stage", "is not a stage of the pipeline");
+                }
+                st
+            }
+            None => p.stages.first().cloned(),
+        });
+        if let Some(s) = &stage
+            && s.kind == StageKind::Lost
+        {
+            errs.push(
+                "stage",
+                "a deal cannot be created lost; create it open and move it with a lost reason",
+            );
+        }
+        let now = ctx.now();
+        let owner = input.owner.unwrap_or(ctx.actor().user);
+        let mut deal = Deal {
+            id: DealId::new(),
+            title: input.title.clone(),
+            amount: input.amount,
+            expected_close: input.expected_close,
+            pipeline: input.pipeline,
+            stage: stage
+                .as_ref()
+                .map(|s| s.id)
+                .unwrap_or(StageId::from_uuid(Uuid::nil())),
+            owner,
+            team: input.team,
+            organization: input.organization,
+            contacts: input.contacts.clone(),
+            source: input.source,
+            campaign: input.campaign,
+            probability_override: input.probability,
+            probability: 0,
+            next_step: input.next_step.clone(),
+            lost_reason: None,
+            lost_reason_id: None,
+            won_at: None,
+            lost_at: None,
+            stage_entered_at: now,
+            custom: input.custom.clone(),
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            version: 1,
+        };
+        if let Some(p) = &pipeline {
+            Self::check_fields(&mut errs, &deal, p, &custom);
+        }
+        if let Some(s) = &stage {
+            Self::check_required(&mut errs, &deal, s);
+        }
+        self.check_owner(ctx, &mut errs, owner, input.team, &mut HashMap::new())
+            .await?;
+        self.check_links(ctx, &mut errs, deal.organization, &deal.contacts, staged)
+            .await?;
+        errs.into_result()?;
+        let stage = stage.expect("validated");
+        deal.probability = Self::effective_probability(&deal, &stage);
+        if stage.kind == StageKind::Won {
+            deal.won_at = Some(now);
+        }
+        let record = RecordRef::from(deal.id);
+        cs.writes.push(Write::Insert {
+            table: DEAL_TABLE,
+            row: rows::deal_row(&deal, 1)?,
+        });
+        for (c, role) in &deal.contacts {
+            cs.writes.push(Write::Insert {
+                table: DEAL_CONTACT_TABLE,
+                row: rows::contact_link_row(deal.id, *c, *role),
+            });
+        }
+        cs.writes.push(Write::Insert {
+            table: HISTORY_TABLE,
+            row: rows::history_row(&Self::history_entry(ctx, &deal, 1, None, &stage))?,
+        });
+        cs.writes
+            .extend(custom.index_writes(&record, &deal.custom, false));
+        let snapshot = json_text(&deal);
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "*".into(),
+            old: None,
+            new: Some(snapshot.clone()),
+        });
+        cs.events.push(NewEvent::from_json(
+            "deal.created",
+            record,
+            vec![],
+            snapshot,
+        ));
+        Ok(deal)
+    }
+
+    /// Creates a deal.
+    pub async fn create_deal(&self, ctx: &Ctx, input: NewDeal) -> Result<Deal> {
+        let mut cs = Changeset::new(ctx);
+        let deal = self.stage_deal(ctx, &input, &[], &mut cs).await?;
+        self.store.commit(cs).await?;
+        Ok(deal)
+    }
+
+    async fn load_deal(&self, ctx: &Ctx, id: DealId, deleted: Option<bool>) -> Result<Loaded> {
+        let row = self
+            .store
+            .backend()
+            .get(ctx.tenant(), DEAL_TABLE, &[Value::Uuid(id.as_uuid())])
+            .await?;
+        let not_found = || Error::not_found(RecordKind::DEAL, id);
+        let (deal, seq) = rows::decode_deal(row.ok_or_else(not_found)?)?;
+        if !ctx.actor().can_see(Some(deal.owner), deal.team)
+            || deleted.is_some_and(|d| d != deal.deleted_at.is_some())
+        {
+            return Err(not_found());
+        }
+        Ok(Loaded { deal, seq })
+    }
+
+    /// A deal visible to the actor and not deleted.
+    pub async fn get_deal(&self, ctx: &Ctx, id: DealId) -> Result<Deal> {
+        Ok(self.load_deal(ctx, id, Some(false)).await?.deal)
+    }
+
+    fn conflict(id: DealId, expected: u64, actual: u64) -> Error {
+        Error::Conflict {
+            record: RecordRef::from(id),
+            expected,
+            actual,
+        }
+    }
+
+    /// Writes the change from `old` to `new` (rows, links, custom index, audit, event).
+    #[allow(clippy::too_many_arguments)]
+    fn update_writes(
+        &self,
+        cs: &mut Changeset,
+        old: &Deal,
+        new: &Deal,
+        old_seq: i64,
+        new_seq: i64,
+        custom: Option<&CustomSchema>,
+        kind: &str,
+    ) -> Result<bool> {
+        let record = RecordRef::from(new.id);
+        let (audit, changed) = diff(
+            &record,
+            &to_json(old),
+            &to_json(new),
+            &["updated_at", "version"],
+        );
+        if changed.is_empty() {
+            return Ok(false);
+        }
+        let def = self.store.backend().schema().table(DEAL_TABLE)?;
+        let (o, n) = (rows::deal_row(old, old_seq)?, rows::deal_row(new, new_seq)?);
+        let set = def
+            .columns
+            .iter()
+            .zip(o.iter().zip(n))
+            .filter(|(c, (o, n))| *o != n && c.name != "version" && c.name != "id")
+            .map(|(c, (_, n))| (c.name, n))
+            .collect();
+        cs.writes.push(Write::Update {
+            table: DEAL_TABLE,
+            key: vec![Value::Uuid(new.id.as_uuid())],
+            set,
+            expect_version: Some(old.version),
+            record: record.clone(),
+        });
+        if new.contacts != old.contacts {
+            cs.writes.push(Write::DeleteWhere {
+                table: DEAL_CONTACT_TABLE,
+                cond: Cond::eq("deal_id", new.id.as_uuid()),
+            });
+            for (c, role) in &new.contacts {
+                cs.writes.push(Write::Insert {
+                    table: DEAL_CONTACT_TABLE,
+                    row: rows::contact_link_row(new.id, *c, *role),
+                });
+            }
+        }
+        if let Some(custom) = custom
+            && new.custom != old.custom
+        {
+            cs.writes
+                .extend(custom.index_writes(&record, &new.custom, true));
+        }
+        cs.audit.extend(audit);
+        cs.events
+            .push(NewEvent::new(kind, record, changed, to_json(new)));
+        Ok(true)
+    }
+
+    /// Changes a deal whose current version is `expected_version`. The fields its current
+    /// stage requires must stay set.
+    pub async fn update_deal(
+        &self,
+        ctx: &Ctx,
+        id: DealId,
+        expected_version: u64,
+        patch: DealPatch,
+    ) -> Result<Deal> {
+        ctx.actor().require_write("update deal")?;
+        let Loaded { deal: old, seq } = self.load_deal(ctx, id, Some(false)).await?;
+        let custom = self.custom_schema(ctx).await?;
+        let pipeline = self.load_pipeline(ctx, old.pipeline).await?;
+        let stage = self.stage_by_id(ctx, old.stage).await?;
+        let mut new = old.clone();
+        if let Some(v) = &patch.title {
+            new.title = v.clone();
+        }
+        if let Some(v) = patch.amount {
+            new.amount = v;
+        }
+        if let Some(v) = patch.expected_close {
+            new.expected_close = v;
+        }
+        if let Some(v) = patch.organization {
+            new.organization = v;
+        }
+        if let Some(v) = &patch.contacts {
+            new.contacts = v.clone();
+        }
+        if let Some(v) = patch.source {
+            new.source = v;
+        }
+        if let Some(v) = patch.campaign {
+            new.campaign = v;
+        }
+        if let Some(v) = patch.probability {
+            new.probability_override = v;
+        }
+        if let Some(v) = &patch.next_step {
+            new.next_step = v.clone();
+        }
+        for (k, v) in &patch.custom {
+            match v {
+                Some(v) => {
+                    new.custom.insert(k.clone(), v.clone());
+                }
+                None => {
+                    new.custom.remove(k);
+                }
+            }
+        }
+        let mut errs = ValidationErrors::new();
+        Self::check_fields(&mut errs, &new, &pipeline, &custom);
+        Self::check_required(&mut errs, &new, &stage);
+        if patch.owner.is_some() || patch.team.is_some() {
+            new.owner = patch.owner.unwrap_or(old.owner);
+            new.team = patch.team.unwrap_or(old.team);
+            self.check_owner(ctx, &mut errs, new.owner, new.team, &mut HashMap::new())
+                .await?;
+        }
+        if patch.organization.is_some() || patch.contacts.is_some() {
+            let orgs = if new.organization != old.organization {
+                new.organization
+            } else {
+                None
+            };
+            let contacts: Vec<_> = new
+                .contacts
+                .iter()
+                .filter(|(c, _)| !old.contacts.iter().any(|(o, _)| o == c))
+                .copied()
+                .collect();
+            let mut dup = HashSet::new();
+            for (i, (c, _)) in new.contacts.iter().enumerate() {
+                if !dup.insert(*c) {
+                    errs.push(format!("contacts[{i}]"), "is listed twice");
+                }
+            }
+            self.check_links(ctx, &mut errs, orgs, &contacts, &[])
+                .await?;
+        }
+        errs.into_result()?;
+        if old.version != expected_version {
+            return Err(Self::conflict(id, expected_version, old.version));
+        }
+        new.probability = Self::effective_probability(&new, &stage);
+        new.updated_at = ctx.now();
+        new.version = old.version + 1;
+        let mut cs = Changeset::new(ctx);
+        if !self.update_writes(&mut cs, &old, &new, seq, seq, Some(&custom), "deal.updated")? {
+            return Ok(old);
+        }
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    async fn lost_reason_of(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        r: &LostReasonInput,
+    ) -> Result<Option<(String, Option<Uuid>)>> {
+        match r {
+            LostReasonInput::Text(t) => {
+                if errs
+                    .check(crmkit_core::text::check_text("lost_reason", t, 500, true))
+                    .is_some()
+                {
+                    Ok(Some((t.clone(), None)))
+                } else {
+                    Ok(None)
+                }
+            }
+            LostReasonInput::Listed(id) => {
+                let row = self
+                    .store
+                    .backend()
+                    .get(ctx.tenant(), LOST_REASON_TABLE, &[Value::Uuid(*id)])
+                    .await?;
+                match row {
+                    Some(r) => {
+                        let l = rows::decode_lost_reason(r)?;
+                        Ok(Some((l.name, Some(l.id))))
+                    }
+                    None => {
+                        errs.push("lost_reason", "is not a lost reason of this tenant");
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves `old` into `to` (of `pipeline`), appending a history entry. Shared by
+    /// [`Deals::move_deal`], [`Deals::move_to_pipeline`] and stage removal.
+    #[allow(clippy::too_many_arguments)]
+    async fn transition(
+        &self,
+        ctx: &Ctx,
+        cs: &mut Changeset,
+        old: &Deal,
+        seq: i64,
+        pipeline: &Pipeline,
+        to: &Stage,
+        lost_reason: Option<&LostReasonInput>,
+        check: bool,
+    ) -> Result<Deal> {
+        let mut errs = ValidationErrors::new();
+        let mut new = old.clone();
+        new.pipeline = pipeline.id;
+        new.stage = to.id;
+        let now = ctx.now();
+        match (to.kind, lost_reason) {
+            (StageKind::Lost, Some(r)) => {
+                if let Some((text, id)) = self.lost_reason_of(ctx, &mut errs, r).await? {
+                    new.lost_reason = Some(text);
+                    new.lost_reason_id = id;
+                }
+            }
+            (StageKind::Lost, None) => {
+                // A lost deal moving between lost stages keeps its reason.
+                if check && old.lost_reason.is_none() {
+                    errs.push("lost_reason", "is required to move a deal to a lost stage");
+                }
+            }
+            (_, Some(_)) => errs.push(
+                "lost_reason",
+                "may only be given when moving to a lost stage",
+            ),
+            (_, None) => {
+                new.lost_reason = None;
+                new.lost_reason_id = None;
+            }
+        }
+        if check {
+            if let Some(c) = pipeline.currency
+                && let Some(m) = &new.amount
+                && m.currency() != c
+            {
+                errs.push(
+                    "amount",
+                    format!(
+                        "must be in {c}, the currency of pipeline {:?}",
+                        pipeline.name
+                    ),
+                );
+            }
+            Self::check_required(&mut errs, &new, to);
+        }
+        errs.into_result()?;
+        let entered_old = old.stage_entered_at;
+        // A closed deal moving between stages of its kind keeps the time it closed.
+        if old.status() != to.kind {
+            new.won_at = None;
+            new.lost_at = None;
+            match to.kind {
+                StageKind::Won => new.won_at = Some(now),
+                StageKind::Lost => new.lost_at = Some(now),
+                StageKind::Open => {}
+            }
+        }
+        new.probability = Self::effective_probability(&new, to);
+        new.stage_entered_at = now;
+        new.updated_at = now;
+        new.version = old.version + 1;
+        let entry = Self::history_entry(ctx, &new, seq + 1, Some((old.stage, entered_old)), to);
+        self.update_writes(cs, old, &new, seq, seq + 1, None, "deal.moved")?;
+        cs.writes.push(Write::Insert {
+            table: HISTORY_TABLE,
+            row: rows::history_row(&entry)?,
+        });
+        Ok(new)
+    }
+
+    /// Moves a deal to another stage of its pipeline. Moving to a won or lost stage closes
+    /// it (sets `won_at` / `lost_at`); a lost stage needs a lost reason; moving a closed
+    /// deal to an open stage reopens it. The target stage's required fields must be set.
+    /// Appends a stage-history entry.
+    pub async fn move_deal(
+        &self,
+        ctx: &Ctx,
+        id: DealId,
+        expected_version: u64,
+        to_stage: StageId,
+        lost_reason: Option<LostReasonInput>,
+    ) -> Result<Deal> {
+        ctx.actor().require_write("move deal")?;
+        let Loaded { deal: old, seq } = self.load_deal(ctx, id, Some(false)).await?;
+        let pipeline = self.load_pipeline(ctx, old.pipeline).await?;
+        let Some(to) = pipeline.stage(to_stage).cloned() else {
+            return Err(Error::validation(
+                "stage",
+                "is not a stage of the deal's pipeline",
+            ));
+        };
+        if to.id == old.stage {
+            return Err(Error::InvalidTransition {
+                record: RecordRef::from(id),
+                reason: "the deal is already in this stage".into(),
+            });
+        }
+        if old.version != expected_version {
+            return Err(Self::conflict(id, expected_version, old.version));
+        }
+        let mut cs = Changeset::new(ctx);
+        let new = self
+            .transition(
+                ctx,
+                &mut cs,
+                &old,
+                seq,
+                &pipeline,
+                &to,
+                lost_reason.as_ref(),
+                true,
+            )
+            .await?;
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    /// Moves a deal to another pipeline, into `stage` of it, or when `None` into its
+    /// first stage of the deal's current kind (open, won or lost). Its amount must suit
+    /// the pipeline's currency and the stage's required fields. Appends a history entry.
+    pub async fn move_to_pipeline(
+        &self,
+        ctx: &Ctx,
+        id: DealId,
+        expected_version: u64,
+        pipeline: PipelineId,
+        stage: Option<StageId>,
+    ) -> Result<Deal> {
+        ctx.actor().require_write("move deal")?;
+        let Loaded { deal: old, seq } = self.load_deal(ctx, id, Some(false)).await?;
+        let target = match self.load_pipeline(ctx, pipeline).await {
+            Ok(p) => p,
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::validation(
+                    "pipeline",
+                    "is not a pipeline of this tenant",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let to = match stage {
+            Some(s) => target.stage(s).cloned().ok_or_else(|| {
+                Error::validation("stage", "is not a stage of the target pipeline")
+            })?,
+            None => {
+                let kind = old.status();
+                target
+                    .stages
+                    .iter()
+                    .find(|s| s.kind == kind)
+                    .cloned()
+                    .ok_or_else(|| {
+                        Error::validation(
+                            "stage",
+                            format!("the target pipeline has no {} stage", kind.as_str()),
+                        )
+                    })?
+            }
+        };
+        if to.id == old.stage {
+            return Err(Error::InvalidTransition {
+                record: RecordRef::from(id),
+                reason: "the deal is already in this stage".into(),
+            });
+        }
+        if old.version != expected_version {
+            return Err(Self::conflict(id, expected_version, old.version));
+        }
+        let mut cs = Changeset::new(ctx);
+        let new = self
+            .transition(ctx, &mut cs, &old, seq, &target, &to, None, true)
+            .await?;
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    /// Soft-deletes a deal (restorable; it leaves lists and summaries).
+    pub async fn delete_deal(&self, ctx: &Ctx, id: DealId, expected_version: u64) -> Result<Deal> {
+        self.set_deleted(ctx, id, expected_version, true).await
+    }
+
+    /// Restores a soft-deleted deal.
+    pub async fn restore_deal(&self, ctx: &Ctx, id: DealId, expected_version: u64) -> Result<Deal> {
+        self.set_deleted(ctx, id, expected_version, false).await
+    }
+
+    async fn set_deleted(
+        &self,
+        ctx: &Ctx,
+        id: DealId,
+        expected_version: u64,
+        delete: bool,
+    ) -> Result<Deal> {
+        ctx.actor().require_write(if delete {
+            "delete deal"
+        } else {
+            "restore deal"
+        })?;
+        let Loaded { deal: old, seq } = self.load_deal(ctx, id, Some(!delete)).await?;
+        if old.version != expected_version {
+            return Err(Self::conflict(id, expected_version, old.version));
+        }
+        let now = ctx.now();
+        let mut new = old.clone();
+        new.deleted_at = delete.then_some(now);
+        new.updated_at = now;
+        new.version += 1;
+        let mut cs = Changeset::new(ctx);
+        let kind = if delete {
+            "deal.deleted"
+        } else {
+            "deal.restored"
+        };
+        self.update_writes(&mut cs, &old, &new, seq, seq, None, kind)?;
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    /// Lists deals: filter, sort, keyset page over [`rows::DEAL_FIELDS`] and
+    /// `custom.<key>`. Only visible deals; deleted ones only with
+    /// [`Query::include_deleted`].
+    pub async fn list_deals(&self, ctx: &Ctx, q: &Query) -> Result<Page<Deal>> {
+        let custom = if q.mentions_custom() {
+            self.custom_schema(ctx).await?
+        } else {
+            CustomSchema::new(RecordKind::DEAL, [])
+        };
+        let table = self.store.backend().schema().table(DEAL_TABLE)?;
+        let compiled: Compiled = DEAL_FIELDS.compile(
+            table,
+            ctx.tenant(),
+            q,
+            &custom,
+            Self::scope(ctx, q.include_deleted),
+        )?;
+        let mut rows = self
+            .store
+            .backend()
+            .select(ctx.tenant(), &compiled.select)
+            .await?;
+        let more = rows.len() > compiled.limit as usize;
+        rows.truncate(compiled.limit as usize);
+        let last_row = if more { rows.last().cloned() } else { None };
+        let items = rows
+            .into_iter()
+            .map(|r| rows::decode_deal(r).map(|(d, _)| d))
+            .collect::<Result<Vec<Deal>>>()?;
+        let next_cursor = match (last_row, items.last()) {
+            (Some(row), Some(last)) => {
+                Some(DEAL_FIELDS.cursor_after(&compiled, &row, &last.custom))
+            }
+            _ => None,
+        };
+        let total = if q.with_total {
+            Some(
+                self.store
+                    .backend()
+                    .count(ctx.tenant(), DEAL_TABLE, &compiled.select.cond)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(Page {
+            items,
+            next_cursor,
+            total,
+        })
+    }
+
+    /// The stage history of a visible deal, oldest first.
+    pub async fn stage_history(&self, ctx: &Ctx, id: DealId) -> Result<Vec<StageChange>> {
+        self.load_deal(ctx, id, None).await?;
+        let mut s = Select::new(HISTORY_TABLE, Cond::eq("deal_id", id.as_uuid()));
+        s.order = vec![order_by("seq")];
+        let rows = self.store.backend().select(ctx.tenant(), &s).await?;
+        rows.into_iter().map(rows::decode_history).collect()
+    }
+
+    /// The audit trail of a visible deal.
+    pub async fn deal_audit(&self, ctx: &Ctx, id: DealId) -> Result<Vec<AuditEntry>> {
+        self.load_deal(ctx, id, None).await?;
+        self.store.audit_of(ctx, &RecordRef::from(id)).await
+    }
+
+    // ----- queries for analytics -----
+
+    /// Open deals (visible, not deleted) of a pipeline per stage and currency: count,
+    /// exact open value and exact weighted value, computed by one grouped SQL aggregate.
+    pub async fn pipeline_summary(
+        &self,
+        ctx: &Ctx,
+        pipeline: PipelineId,
+    ) -> Result<PipelineSummary> {
+        let p = self.load_pipeline(ctx, pipeline).await?;
+        let agg = crmkit_core::store::Aggregate {
+            table: DEAL_TABLE,
+            cond: Cond::eq("pipeline_id", pipeline.as_uuid())
+                .and(Cond::eq("status", "open"))
+                .and(Self::scope(ctx, false)),
+            group_by: vec!["stage_id".into(), "currency".into()],
+            measures: vec![
+                crmkit_core::store::Measure::Count,
+                crmkit_core::store::Measure::Sum("amount".into()),
+                crmkit_core::store::Measure::Sum("weighted_x100".into()),
+            ],
+        };
+        let rows = self.store.backend().aggregate(ctx.tenant(), &agg).await?;
+        let mut lines = vec![];
+        for r in rows {
+            let bad = || Error::storage("malformed aggregate row");
+            let stage = StageId::from_uuid(r[0].as_uuid().ok_or_else(bad)?);
+            let currency = match r[1].as_text() {
+                Some(c) => Some(crmkit_core::Currency::parse(c)?),
+                None => None,
+            };
+            lines.push(SummaryLine {
+                stage,
+                currency,
+                open_deals: r[2].as_int().ok_or_else(bad)? as u64,
+                open_value: rows::units(r[3].as_int().unwrap_or(0)),
+                weighted_value: Decimal::new(r[4].as_int().unwrap_or(0), 6).normalize(),
+            });
+        }
+        let pos = |s: StageId| {
+            p.stages
+                .iter()
+                .find(|x| x.id == s)
+                .map(|x| x.position)
+                .unwrap_or(u32::MAX)
+        };
+        lines.sort_by(|a, b| {
+            (pos(a.stage), a.currency.map(|c| c.code()))
+                .cmp(&(pos(b.stage), b.currency.map(|c| c.code())))
+        });
+        Ok(PipelineSummary { pipeline, lines })
+    }
+
+    /// Open deals (visible, not deleted) expected to close between `from` and `to`
+    /// (inclusive), and-ed with `q` (its filter, sort and page).
+    pub async fn closing_between(
+        &self,
+        ctx: &Ctx,
+        from: NaiveDate,
+        to: NaiveDate,
+        q: &Query,
+    ) -> Result<Page<Deal>> {
+        let f = Filter::eq("status", "open")
+            .and(Filter::gte("expected_close", from))
+            .and(Filter::lte("expected_close", to));
+        self.list_deals(ctx, &q.clone().filter(f)).await
+    }
+
+    /// Open deals (visible, not deleted) that have been in their current stage longer
+    /// than its rotting threshold at `now`, and-ed with `q`: one condition per stage with
+    /// a threshold, pushed down into the query.
+    pub async fn idle_deals(&self, ctx: &Ctx, now: DateTime<Utc>, q: &Query) -> Result<Page<Deal>> {
+        let stages = self.all_stages(ctx).await?;
+        let mut any = vec![];
+        for s in stages {
+            if let (Some(days), StageKind::Open) = (s.rotting_days, s.kind) {
+                let cutoff = now - chrono::Duration::days(i64::from(days));
+                any.push(Filter::eq("stage", s.id).and(Filter::lt("stage_entered_at", cutoff)));
+            }
+        }
+        let f = Filter::eq("status", "open").and(Filter::Or(any));
+        self.list_deals(ctx, &q.clone().filter(f)).await
+    }
+
+    // ----- lost reasons -----
+
+    /// Adds a managed lost reason (Admin or Manager). A name already used (ignoring case)
+    /// is a Duplicate.
+    pub async fn add_lost_reason(&self, ctx: &Ctx, name: &str) -> Result<LostReason> {
+        pipelines::require_manage(ctx, "add lost reason")?;
+        crmkit_core::text::check_text("name", name, 200, true)?;
+        let l = LostReason {
+            id: Uuid::now_v7(),
+            name: name.trim().to_owned(),
+            created_at: ctx.now(),
+        };
+        let record = RecordRef::new(LOST_REASON_KIND, l.id);
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Insert {
+            table: LOST_REASON_TABLE,
+            row: rows::lost_reason_row(&l),
+        });
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "*".into(),
+            old: None,
+            new: Some(json_text(&l)),
+        });
+        cs.events.push(NewEvent::new(
+            "lost_reason.added",
+            record,
+            vec![],
+            to_json(&l),
+        ));
+        match self.store.commit(cs).await {
+            Err(Error::Duplicate { .. }) => {
+                let existing = self
+                    .lost_reasons(ctx)
+                    .await?
+                    .into_iter()
+                    .find(|x| crmkit_core::text::fold(&x.name) == crmkit_core::text::fold(&l.name))
+                    .map(|x| RecordRef::new(LOST_REASON_KIND, x.id));
+                Err(Error::Duplicate {
+                    kind: LOST_REASON_KIND,
+                    field: "name".into(),
+                    existing,
+                })
+            }
+            other => other.map(|_| l),
+        }
+    }
+
+    /// The tenant's managed lost reasons, by name.
+    pub async fn lost_reasons(&self, ctx: &Ctx) -> Result<Vec<LostReason>> {
+        let mut s = Select::new(LOST_REASON_TABLE, Cond::True);
+        s.order = vec![order_by("name_fold"), order_by("id")];
+        let rows = self.store.backend().select(ctx.tenant(), &s).await?;
+        rows.into_iter().map(rows::decode_lost_reason).collect()
+    }
+
+    /// Removes a managed lost reason (Admin or Manager). Deals lost for it keep its text.
+    pub async fn remove_lost_reason(&self, ctx: &Ctx, id: Uuid) -> Result<()> {
+        pipelines::require_manage(ctx, "remove lost reason")?;
+        let row = self
+            .store
+            .backend()
+            .get(ctx.tenant(), LOST_REASON_TABLE, &[Value::Uuid(id)])
+            .await?
+            .ok_or_else(|| Error::not_found(LOST_REASON_KIND, id))?;
+        let l = rows::decode_lost_reason(row)?;
+        let record = RecordRef::new(LOST_REASON_KIND, id);
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Delete {
+            table: LOST_REASON_TABLE,
+            key: vec![Value::Uuid(id)],
+        });
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "*".into(),
+            old: Some(json_text(&l)),
+            new: None,
+        });
+        cs.events.push(NewEvent::new(
+            "lost_reason.removed",
+            record,
+            vec![],
+            to_json(&l),
+        ));
+        self.store.commit(cs).await?;
+        Ok(())
     }
 }
