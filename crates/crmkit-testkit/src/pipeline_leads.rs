@@ -26,10 +26,10 @@ use crmkit_core::{
     Filter, LeadId, Modules, OrganizationId, Query, RecordKind, RecordRef, Store, TeamId, UserId,
 };
 use crmkit_pipeline::PipelineModule;
-use crmkit_pipeline::deal::Source;
+use crmkit_pipeline::deal::{DealRole, Deals, Source};
 use crmkit_pipeline::lead::{
-    ContactChoice, ConversionPlan, ConvertLead, Lead, LeadPatch, LeadStatus, Leads, NewLead,
-    OrganizationChoice, Outcome,
+    ContactChoice, ConversionPlan, ConvertDeal, ConvertLead, Lead, LeadPatch, LeadStatus, Leads,
+    NewLead, OrganizationChoice, Outcome,
 };
 
 pub use crate::contacts::{CheckResult, Failure};
@@ -2199,6 +2199,215 @@ pub async fn conversion_transitions(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// A deal input in the tenant's default pipeline (its second stage, "Proposal", which
+/// requires an amount), with an amount.
+async fn deal_input(f: &Fixture, title: &str) -> CheckResult<ConvertDeal> {
+    let deals = Deals::new(&f.store).at("Deals::new")?;
+    let p = deals
+        .ensure_default_pipeline(&f.admin)
+        .await
+        .at("default pipeline")?;
+    let stage = p
+        .stages
+        .get(1)
+        .ok_or_else(|| Failure::new("a second stage"))?;
+    Ok(ConvertDeal {
+        stage: Some(stage.id),
+        amount: Some(crmkit_core::Money::parse("12500.50", "EUR").at("money")?),
+        expected_close: chrono::NaiveDate::from_ymd_opt(2030, 2, 28),
+        next_step: Some("send the proposal".into()),
+        ..ConvertDeal::new(title, p.id)
+    })
+}
+
+/// Conversion with a deal creates it in the chosen pipeline and stage with the new
+/// organization and the contact as decision maker, the lead's source and campaign; the
+/// dry run plans the same deal; the lead links it; `deal.created` is among the
+/// conversion's events; a bad deal (unknown pipeline, a stage's required field missing,
+/// a negative amount) is a Validation error naming `deal.<field>` and writes nothing.
+pub async fn conversion_with_deal(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let l = &f.leads;
+    let a = &f.admin;
+    let deals = Deals::new(store).at("Deals::new")?;
+    let input = full_lead(&f, 4);
+    let lead = l.create(a, input.clone()).await.at("create")?;
+    let deal = deal_input(&f, "Acme 4 rollout").await?;
+    let convert = ConvertLead {
+        deal: Some(deal.clone()),
+        ..Default::default()
+    };
+    // Bad deals first.
+    for (field, bad) in [
+        (
+            "deal.pipeline",
+            ConvertDeal {
+                pipeline: crmkit_core::PipelineId::new(),
+                stage: None,
+                ..deal.clone()
+            },
+        ),
+        (
+            "deal.amount",
+            ConvertDeal {
+                amount: None,
+                ..deal.clone()
+            },
+        ),
+        (
+            "deal.amount",
+            ConvertDeal {
+                amount: Some(crmkit_core::Money::parse("-1", "EUR").at("money")?),
+                ..deal.clone()
+            },
+        ),
+        (
+            "deal.title",
+            ConvertDeal {
+                title: " ".into(),
+                ..deal.clone()
+            },
+        ),
+    ] {
+        let c = ConvertLead {
+            deal: Some(bad),
+            ..Default::default()
+        };
+        let e = fails_clean(&f, &format!("convert with a bad {field}"), async || {
+            l.convert(a, lead.id, 1, c.clone()).await
+        })
+        .await?;
+        expect_validation::<()>(Err(e), field, &format!("convert with a bad {field}"))?;
+        expect_validation(
+            l.convert_dry_run(a, lead.id, &c).await,
+            field,
+            &format!("dry run with a bad {field}"),
+        )?;
+    }
+    let plan = l
+        .convert_dry_run(a, lead.id, &convert)
+        .await
+        .at("dry run")?;
+    let seq = last_seq(&f).await?;
+    let conv = l
+        .convert(a, lead.id, 1, convert)
+        .await
+        .at("convert with a deal")?;
+    same_plan(&plan, &conv.lead, &conv.contact, &conv.organization)?;
+    let d = conv.deal.clone().ok_or_else(|| Failure::new("a deal"))?;
+    let pd = plan
+        .deal
+        .clone()
+        .ok_or_else(|| Failure::new("a planned deal"))?;
+    ensure_eq!(
+        (
+            &pd.title,
+            pd.amount,
+            pd.stage,
+            pd.pipeline,
+            pd.source,
+            pd.campaign
+        ),
+        (
+            &d.title, d.amount, d.stage, d.pipeline, d.source, d.campaign
+        ),
+        "the planned deal"
+    );
+    let contact = conv.contact.record();
+    let org = conv
+        .organization
+        .as_ref()
+        .ok_or_else(|| Failure::new("an organization"))?
+        .record();
+    ensure_eq!(d.title, "Acme 4 rollout", "deal title");
+    ensure_eq!(d.pipeline, deal.pipeline, "deal pipeline");
+    ensure_eq!(Some(d.stage), deal.stage, "deal stage");
+    ensure_eq!(d.amount, deal.amount, "deal amount");
+    ensure_eq!(d.organization, Some(org.id), "deal organization");
+    ensure_eq!(
+        d.contacts,
+        vec![(contact.id, DealRole::DecisionMaker)],
+        "the contact is the decision maker"
+    );
+    ensure_eq!(d.source, lead.source, "deal source from the lead");
+    ensure_eq!(d.campaign, lead.campaign, "deal campaign from the lead");
+    ensure_eq!(d.owner, lead.owner, "deal owner");
+    ensure_eq!(
+        conv.lead.converted_deal,
+        Some(d.id),
+        "the lead links the deal"
+    );
+    ensure_eq!(
+        contact.lifecycle_stage,
+        crmkit_contacts::LifecycleStage::Opportunity,
+        "a contact with a deal is an opportunity"
+    );
+    ensure_eq!(
+        deals.get_deal(a, d.id).await.at("get deal")?,
+        d,
+        "the stored deal"
+    );
+    ensure_eq!(
+        l.get(a, lead.id).await.at("get lead")?.converted_deal,
+        Some(d.id),
+        "stored deal link"
+    );
+    ensure_eq!(
+        deals.deal_audit(a, d.id).await.at("deal audit")?.len(),
+        1,
+        "the deal's audit entry"
+    );
+    let events = all_events(&f, seq).await?;
+    ensure_eq!(
+        events
+            .iter()
+            .map(|e| (e.kind.as_str(), e.record.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("organization.created", RecordRef::from(org.id)),
+            ("contact.created", RecordRef::from(contact.id)),
+            ("deal.created", RecordRef::from(d.id)),
+            ("lead.converted", RecordRef::from(lead.id)),
+        ],
+        "the conversion's events"
+    );
+    // A deal with a linked contact and organization.
+    let lead2 = l
+        .create(
+            a,
+            NewLead::named("Second", "Deal")
+                .email("bob.obrien+4@acme4.example")
+                .company("Acme", Some("acme4.example")),
+        )
+        .await
+        .at("create 2")?;
+    let conv2 = l
+        .convert(
+            a,
+            lead2.id,
+            1,
+            ConvertLead {
+                deal: Some(deal_input(&f, "Upsell").await?),
+                ..Default::default()
+            },
+        )
+        .await
+        .at("convert 2")?;
+    ensure_eq!(
+        conv2.contact,
+        Outcome::Linked(contact.clone()),
+        "linked contact"
+    );
+    let d2 = conv2.deal.ok_or_else(|| Failure::new("a second deal"))?;
+    ensure_eq!(d2.organization, Some(org.id), "the linked org on the deal");
+    ensure_eq!(
+        d2.contacts,
+        vec![(contact.id, DealRole::DecisionMaker)],
+        "the linked contact on the deal"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Faults and concurrency
 // ---------------------------------------------------------------------------------------
@@ -2215,6 +2424,10 @@ pub async fn conversion_atomicity(store: &Store) -> CheckResult {
     let l = &f.leads;
     let a = &f.admin;
     let lead = l.create(a, full_lead(&f, 9)).await.at("create")?;
+    let input = ConvertLead {
+        deal: Some(deal_input(&f, "Atomic deal").await?),
+        ..Default::default()
+    };
     let before = snapshot(&f).await?;
     let seq0 = before.last_seq;
     let mut steps = None;
@@ -2222,7 +2435,7 @@ pub async fn conversion_atomicity(store: &Store) -> CheckResult {
         f.store
             .backend()
             .inject_fault(Some(crmkit_core::Fault::FailAtWrite(n)));
-        let r = l.convert(a, lead.id, 1, ConvertLead::default()).await;
+        let r = l.convert(a, lead.id, 1, input.clone()).await;
         f.store.backend().inject_fault(None);
         match r {
             Ok(conv) => {
@@ -2250,12 +2463,18 @@ pub async fn conversion_atomicity(store: &Store) -> CheckResult {
             "conversion still failed after {MAX_FAULT_STEPS} faults"
         )));
     };
-    // Rows (lead, org, contact, 2 emails + 2 phones lookup), audit (4+), sequence, 3 events.
-    ensure!(n >= 12, "a conversion made only {n} writes");
+    // Rows (lead, org, contact, 2 emails + 2 phones lookup, deal, its contact link and
+    // history), audit (5+), sequence, 4 events.
+    ensure!(n >= 18, "a conversion made only {n} writes");
     let events = all_events(&f, seq0).await?;
     ensure_eq!(
         events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
-        vec!["organization.created", "contact.created", "lead.converted"],
+        vec![
+            "organization.created",
+            "contact.created",
+            "deal.created",
+            "lead.converted"
+        ],
         "exactly the successful conversion's events"
     );
     ensure_eq!(
@@ -2270,9 +2489,9 @@ pub async fn conversion_atomicity(store: &Store) -> CheckResult {
     Ok(())
 }
 
-/// Eight tasks convert one lead at once: exactly one succeeds; the others get a Conflict
-/// or an InvalidTransition; exactly one contact and organization are created and one
-/// `lead.converted` event is written.
+/// Eight tasks convert one lead (with a deal) at once: exactly one succeeds; the others
+/// get a Conflict or an InvalidTransition; exactly one contact, organization and deal are
+/// created and one `lead.converted` event is written.
 pub async fn concurrent_conversion(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     let a = &f.admin;
@@ -2286,6 +2505,10 @@ pub async fn concurrent_conversion(store: &Store) -> CheckResult {
         )
         .await
         .at("create")?;
+    let input = ConvertLead {
+        deal: Some(deal_input(&f, "Race deal").await?),
+        ..Default::default()
+    };
     let seq = last_seq(&f).await?;
     let mut tasks = vec![];
     for i in 0..8 {
@@ -2296,9 +2519,10 @@ pub async fn concurrent_conversion(store: &Store) -> CheckResult {
             f.manager.clone()
         };
         let id = lead.id;
-        tasks.push(tokio::spawn(async move {
-            l.convert(&ctx, id, 1, ConvertLead::default()).await
-        }));
+        let input = input.clone();
+        tasks.push(tokio::spawn(
+            async move { l.convert(&ctx, id, 1, input).await },
+        ));
     }
     let mut winners = vec![];
     for t in tasks {
@@ -2329,6 +2553,12 @@ pub async fn concurrent_conversion(store: &Store) -> CheckResult {
         1,
         "exactly one organization"
     );
+    let deals = Deals::new(store)
+        .at("Deals::new")?
+        .list_deals(a, &Query::new().include_deleted().with_total())
+        .await
+        .at("list deals")?;
+    ensure_eq!(deals.total, Some(1), "exactly one deal");
     let kinds: Vec<String> = all_events(&f, seq)
         .await?
         .into_iter()
@@ -2336,7 +2566,12 @@ pub async fn concurrent_conversion(store: &Store) -> CheckResult {
         .collect();
     ensure_eq!(
         kinds,
-        vec!["organization.created", "contact.created", "lead.converted"],
+        vec![
+            "organization.created",
+            "contact.created",
+            "deal.created",
+            "lead.converted"
+        ],
         "one conversion's events"
     );
     Ok(())
@@ -2376,6 +2611,7 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         conversion_links,
         dry_run,
         conversion_transitions,
+        conversion_with_deal,
         conversion_atomicity,
         concurrent_conversion,
     ]

@@ -53,6 +53,7 @@ checks![
     conversion_links,
     dry_run,
     conversion_transitions,
+    conversion_with_deal,
     conversion_atomicity,
     concurrent_conversion,
 ];
