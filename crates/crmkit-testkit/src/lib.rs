@@ -61,8 +61,8 @@ use crmkit_core::store::{
 use crmkit_core::{Backend, Error, Modules, Result, TenantId};
 
 pub mod contacts;
-pub mod pipeline_deals;
 pub mod pipeline_campaigns;
+pub mod pipeline_deals;
 pub mod pipeline_leads;
 pub mod storage;
 

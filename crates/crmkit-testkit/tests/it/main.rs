@@ -3,8 +3,8 @@
 //! `CRMKIT_TESTKIT_ONLY=memory` (comma-separated backend names) restricts a run.
 
 mod contacts;
-mod pipeline_deals;
 mod pipeline_campaigns;
+mod pipeline_deals;
 mod pipeline_leads;
 mod self_test;
 mod storage;
