@@ -1,10 +1,734 @@
-//! (being written)
+//! Leads: prospects captured before qualification, and their conversion.
+//!
+//! A lead carries person fields (name, job title), company fields (company name, domain,
+//! website, size), emails and phones (validated and normalised exactly as a contact's, and
+//! indexed in core's lookup index under the record kind `lead`, without claiming them, so
+//! the call-centre path finds leads by phone), a [`Source`](crate::deal::Source), a
+//! [`LeadStatus`], an owner and team (the directory rules of contacts), a campaign, a
+//! score and custom fields (record kind `lead`).
+//!
+//! Every command follows crmkit-contacts: it validates every field at once (a Validation
+//! error naming each bad field, nothing written), checks record-level access (Admin and
+//! Manager see every lead; a Rep or ReadOnly user the leads they or their teams own;
+//! anything else is NotFound), and commits one changeset with the row, its index rows, an
+//! audit entry per changed field and one event. Updates carry the version they are based
+//! on; a stale one is a Conflict.
+//!
+//! Status rules are documented on [`LeadStatus`]. A converted lead is final: updating it,
+//! changing its status or its score is an InvalidTransition (it can still be deleted and
+//! restored).
+//!
+//! [`Leads::convert`] turns a lead into a contact (linked when one with the lead's email
+//! exists), an organization (linked by domain when one exists) and optionally a deal, and
+//! marks the lead converted — one atomic changeset with every record's events and audit
+//! entries. [`Leads::convert_dry_run`] returns the same plan without writing.
+//!
+//! ```
+//! use crmkit_contacts::ContactsModule;
+//! use crmkit_core::memory::MemoryBackend;
+//! use crmkit_core::{Actor, Ctx, Modules, Role, Store, TenantId, UserId, UserInput};
+//! use crmkit_pipeline::PipelineModule;
+//! use crmkit_pipeline::lead::{ConvertLead, LeadStatus, Leads, NewLead};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let modules = Modules::builder().add(ContactsModule).add(PipelineModule).build()?;
+//! let store = Store::new(MemoryBackend::new((**modules.schema()).clone()), modules);
+//! let me = UserId::new();
+//! let admin = Ctx::new(TenantId::new(), Actor::new(me, [Role::Admin], []))?;
+//! store.directory().put_user(&admin, UserInput {
+//!     id: me, name: "Ada".into(), email: "ada@example.com".into(), roles: vec![Role::Admin],
+//!     teams: vec![], active: true, time_zone: "Europe/London".into(),
+//! }).await?;
+//!
+//! let leads = Leads::new(&store)?;
+//! let lead = leads
+//!     .create(&admin, NewLead::named("Grace", "Hopper").email("grace@navy.mil").company("Navy", Some("navy.mil")))
+//!     .await?;
+//! let plan = leads.convert_dry_run(&admin, lead.id, &ConvertLead::default()).await?;
+//! assert!(plan.contact.is_created());
+//! let done = leads.convert(&admin, lead.id, lead.version, ConvertLead::default()).await?;
+//! assert_eq!(done.lead.status, LeadStatus::Converted);
+//! assert_eq!(done.lead.converted_contact, Some(done.contact.record().id));
+//! # Ok::<(), crmkit_core::Error>(()) })?;
+//! # Ok::<(), crmkit_core::Error>(())
+//! ```
 
-use crmkit_core::store::TableDef;
+mod convert;
+pub mod model;
+pub mod rows;
+mod validate;
+
+use std::collections::BTreeMap;
+
+use crmkit_contacts::Contacts;
+use crmkit_core::lookup::{self, LookupKind};
+use crmkit_core::query::Compiled;
+use crmkit_core::store::{Cond, TableDef, Value, Write};
+use crmkit_core::text::{check_text, fold};
+use crmkit_core::{
+    AuditChange, AuditEntry, Changeset, Ctx, CustomSchema, CustomValue, CustomValues, Error,
+    LeadId, NewEvent, Page, Query, RecordKind, RecordRef, Result, Role, Store, TeamId, UserId,
+    ValidationErrors, Visibility,
+};
+use serde::Serialize;
+
+pub use model::*;
+pub use rows::{LEAD_FIELDS, LEAD_TABLE};
 
 /// Event kinds this part emits.
-pub const EVENT_KINDS: &[&str] = &[];
+pub const EVENT_KINDS: &[&str] = &[
+    "lead.created",
+    "lead.updated",
+    "lead.status_changed",
+    "lead.score_changed",
+    "lead.deleted",
+    "lead.restored",
+    "lead.converted",
+];
+
+/// Longest disqualification reason.
+pub const MAX_REASON: usize = 500;
 
 pub(crate) fn tables() -> Vec<TableDef> {
-    vec![]
+    rows::tables()
+}
+
+fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).expect("lead data serializes")
+}
+
+fn json_text<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("lead data serializes")
+}
+
+/// Per-field audit entries and changed field names between two JSON snapshots.
+fn diff(
+    record: &RecordRef,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    skip: &[&str],
+) -> (Vec<AuditChange>, Vec<String>) {
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        return (vec![], vec![]);
+    };
+    let mut audit = vec![];
+    let mut changed = vec![];
+    for (k, nv) in n {
+        if skip.contains(&k.as_str()) {
+            continue;
+        }
+        let ov = o.get(k).unwrap_or(&serde_json::Value::Null);
+        if ov != nv {
+            changed.push(k.clone());
+            audit.push(AuditChange {
+                record: record.clone(),
+                field: k.clone(),
+                old: (!ov.is_null()).then(|| ov.to_string()),
+                new: (!nv.is_null()).then(|| nv.to_string()),
+            });
+        }
+    }
+    (audit, changed)
+}
+
+fn apply_custom_patch(
+    current: &CustomValues,
+    patch: &BTreeMap<String, Option<CustomValue>>,
+) -> CustomValues {
+    let mut out = current.clone();
+    for (k, v) in patch {
+        match v {
+            Some(v) => {
+                out.insert(k.clone(), v.clone());
+            }
+            None => {
+                out.remove(k);
+            }
+        }
+    }
+    out
+}
+
+fn conflict(id: LeadId, expected: u64, actual: u64) -> Error {
+    Error::Conflict {
+        record: RecordRef::from(id),
+        expected,
+        actual,
+    }
+}
+
+fn converted_is_final(id: LeadId) -> Error {
+    Error::InvalidTransition {
+        record: RecordRef::from(id),
+        reason: "the lead is converted, which is final".into(),
+    }
+}
+
+/// The fields every lead command validates: names, job title, company fields (the domain
+/// is normalised in place) and the disqualification reason against the status.
+fn check_fields(errs: &mut ValidationErrors, l: &mut Lead) {
+    validate::names(errs, &l.first_name, &l.last_name);
+    validate::opt_text(errs, "job_title", &l.job_title, 200);
+    validate::opt_text(errs, "company", &l.company, 200);
+    if let Some(d) = &l.domain {
+        l.domain = errs.check(validate::domain("domain", d));
+    }
+    if let Some(w) = &l.website {
+        validate::website(errs, w);
+    }
+    if l.employee_count.is_some_and(|n| n < 0) {
+        errs.push("employee_count", "must not be negative");
+    }
+    check_reason(errs, l.status, &l.disqualified_reason);
+}
+
+fn check_reason(errs: &mut ValidationErrors, status: LeadStatus, reason: &Option<String>) {
+    match (status, reason) {
+        (LeadStatus::Disqualified, None) => {
+            errs.push("disqualified_reason", "a disqualified lead needs a reason")
+        }
+        (LeadStatus::Disqualified, Some(r)) => {
+            errs.check(check_text("disqualified_reason", r, MAX_REASON, true));
+        }
+        (_, Some(_)) => errs.push(
+            "disqualified_reason",
+            "only a disqualified lead has a reason",
+        ),
+        (_, None) => {}
+    }
+}
+
+/// The lookup-index writes of a lead's emails and phones (shared, never claimed).
+fn index_writes(l: &Lead, replace: bool) -> Vec<Write> {
+    let record = RecordRef::from(l.id);
+    let keys: Vec<String> = l.emails.iter().map(|e| fold(&e.address)).collect();
+    let numbers: Vec<String> = l.phones.iter().map(|p| p.number.clone()).collect();
+    let mut w = lookup::index_writes(&record, LookupKind::Email, &keys, false, replace);
+    w.extend(lookup::index_writes(
+        &record,
+        LookupKind::Phone,
+        &numbers,
+        false,
+        replace,
+    ));
+    w
+}
+
+/// The leads API.
+#[derive(Clone, Debug)]
+pub struct Leads {
+    store: Store,
+    contacts: Contacts,
+}
+
+impl Leads {
+    /// The API over a store composed with [`crate::PipelineModule`] (and so with
+    /// crmkit-contacts' module).
+    pub fn new(store: &Store) -> Result<Self> {
+        store.require_module("pipeline")?;
+        Ok(Leads {
+            store: store.clone(),
+            contacts: Contacts::new(store)?,
+        })
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    // ----- shared checks -----
+
+    fn scope(ctx: &Ctx, include_deleted: bool) -> Cond {
+        let mut c = Cond::True;
+        if !include_deleted {
+            c = c.and(Cond::IsNull("deleted_at".into()));
+        }
+        if let Visibility::Owned { user, teams } = ctx.actor().visibility() {
+            let mut any = vec![Cond::eq("owner_id", user.as_uuid())];
+            if !teams.is_empty() {
+                any.push(Cond::In(
+                    "team_id".into(),
+                    teams.iter().map(|t| Value::Uuid(t.as_uuid())).collect(),
+                ));
+            }
+            c = c.and(Cond::Or(any));
+        }
+        c
+    }
+
+    /// Owner and team rules (as contacts'): the owner is an active user; a Rep may only
+    /// give leads to themselves, in one of their teams; a team must exist.
+    async fn check_owner(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        owner: UserId,
+        team: Option<TeamId>,
+    ) -> Result<()> {
+        let manages = ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager);
+        if !manages && owner != ctx.actor().user {
+            return Err(Error::PermissionDenied(
+                "a rep may only give records to themselves".into(),
+            ));
+        }
+        if let Some(t) = team
+            && !manages
+            && !ctx.actor().teams.contains(&t)
+        {
+            return Err(Error::PermissionDenied(
+                "a rep may only give records to their own teams".into(),
+            ));
+        }
+        let dir = self.store.directory();
+        match dir.require_active_user(ctx, "owner", owner).await {
+            Ok(_) => {}
+            Err(Error::Validation(v)) => errs.errors.extend(v.errors),
+            Err(e) => return Err(e),
+        }
+        if let Some(t) = team {
+            match dir.team(ctx, t).await {
+                Ok(_) => {}
+                Err(Error::NotFound { .. }) => errs.push("team", "is not a team of this tenant"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn custom_schema(&self, ctx: &Ctx) -> Result<CustomSchema> {
+        self.store
+            .custom_fields()
+            .of_kind(ctx, &RecordKind::LEAD)
+            .await
+    }
+
+    /// The lead if the actor may see it; `deleted` selects live (`Some(false)`), deleted
+    /// (`Some(true)`) or either (`None`).
+    async fn load(&self, ctx: &Ctx, id: LeadId, deleted: Option<bool>) -> Result<Lead> {
+        let row = self
+            .store
+            .backend()
+            .get(ctx.tenant(), LEAD_TABLE, &[Value::Uuid(id.as_uuid())])
+            .await?;
+        let not_found = || Error::not_found(RecordKind::LEAD, id);
+        let l = rows::decode_lead(row.ok_or_else(not_found)?)?;
+        if !ctx.actor().can_see(Some(l.owner), l.team)
+            || deleted.is_some_and(|d| d != l.deleted_at.is_some())
+        {
+            return Err(not_found());
+        }
+        Ok(l)
+    }
+
+    /// The column updates that turn `old` into `new`.
+    fn row_update(&self, old: &Lead, new: &Lead) -> Result<Vec<(&'static str, Value)>> {
+        let def = self.store.backend().schema().table(LEAD_TABLE)?;
+        Ok(def
+            .columns
+            .iter()
+            .zip(rows::lead_row(old).into_iter().zip(rows::lead_row(new)))
+            .filter(|(c, (o, n))| o != n && c.name != "version" && c.name != "id")
+            .map(|(c, (_, n))| (c.name, n))
+            .collect())
+    }
+
+    /// The versioned update of `old` into `new` with an audit entry per changed field and
+    /// one event of `kind`, added to `cs`. Returns the changed field names (empty: nothing
+    /// to write).
+    fn change_writes(
+        &self,
+        cs: &mut Changeset,
+        old: &Lead,
+        new: &Lead,
+        kind: &str,
+        custom: Option<&CustomSchema>,
+    ) -> Result<Vec<String>> {
+        let record = RecordRef::from(old.id);
+        let (audit, changed) = diff(
+            &record,
+            &to_json(old),
+            &to_json(new),
+            &["updated_at", "version"],
+        );
+        if changed.is_empty() {
+            return Ok(changed);
+        }
+        cs.writes.push(Write::Update {
+            table: LEAD_TABLE,
+            key: vec![Value::Uuid(old.id.as_uuid())],
+            set: self.row_update(old, new)?,
+            expect_version: Some(old.version),
+            record: record.clone(),
+        });
+        if new.emails != old.emails || new.phones != old.phones {
+            cs.writes.extend(index_writes(new, true));
+        }
+        if let Some(custom) = custom
+            && new.custom != old.custom
+        {
+            cs.writes
+                .extend(custom.index_writes(&record, &new.custom, true));
+        }
+        cs.audit.extend(audit);
+        cs.events
+            .push(NewEvent::new(kind, record, changed.clone(), to_json(new)));
+        Ok(changed)
+    }
+
+    /// Commits the change of `old` into `new` (already validated) as of `expected_version`.
+    async fn commit_change(
+        &self,
+        ctx: &Ctx,
+        old: Lead,
+        mut new: Lead,
+        expected_version: u64,
+        kind: &str,
+        custom: Option<&CustomSchema>,
+    ) -> Result<Lead> {
+        if old.version != expected_version {
+            return Err(conflict(old.id, expected_version, old.version));
+        }
+        new.updated_at = ctx.now();
+        new.version = old.version + 1;
+        let mut cs = Changeset::new(ctx);
+        if self
+            .change_writes(&mut cs, &old, &new, kind, custom)?
+            .is_empty()
+        {
+            return Ok(old);
+        }
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    // ----- commands -----
+
+    /// Creates a lead. Every bad field is reported at once; a `converted` status is
+    /// refused (conversion is [`Leads::convert`]), a `disqualified` one needs a reason.
+    /// The campaign is stored as given.
+    pub async fn create(&self, ctx: &Ctx, input: NewLead) -> Result<Lead> {
+        ctx.actor().require_write("create lead")?;
+        let custom = self.custom_schema(ctx).await?;
+        let mut errs = ValidationErrors::new();
+        let (emails, _) = validate::emails(&mut errs, &input.emails);
+        let phones = validate::phones(&mut errs, &input.phones);
+        let now = ctx.now();
+        let mut lead = Lead {
+            id: LeadId::new(),
+            first_name: input.first_name,
+            last_name: input.last_name,
+            job_title: input.job_title,
+            company: input.company,
+            domain: input.domain,
+            website: input.website,
+            employee_count: input.employee_count,
+            emails,
+            phones,
+            source: input.source,
+            status: input.status,
+            disqualified_reason: input.disqualified_reason,
+            owner: input.owner.unwrap_or(ctx.actor().user),
+            team: input.team,
+            campaign: input.campaign,
+            score: input.score,
+            custom: input.custom,
+            converted_contact: None,
+            converted_organization: None,
+            converted_deal: None,
+            converted_at: None,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            version: 1,
+        };
+        check_fields(&mut errs, &mut lead);
+        if lead.status == LeadStatus::Converted {
+            errs.push("status", "a lead becomes converted only through conversion");
+        }
+        errs.check(custom.validate(&lead.custom));
+        self.check_owner(ctx, &mut errs, lead.owner, lead.team)
+            .await?;
+        errs.into_result()?;
+        let record = RecordRef::from(lead.id);
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Insert {
+            table: LEAD_TABLE,
+            row: rows::lead_row(&lead),
+        });
+        cs.writes.extend(index_writes(&lead, false));
+        cs.writes
+            .extend(custom.index_writes(&record, &lead.custom, false));
+        let snapshot = json_text(&lead);
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "*".into(),
+            old: None,
+            new: Some(snapshot.clone()),
+        });
+        cs.events.push(NewEvent::from_json(
+            "lead.created",
+            record,
+            vec![],
+            snapshot,
+        ));
+        self.store.commit(cs).await?;
+        Ok(lead)
+    }
+
+    /// A lead that is visible to the actor and not deleted.
+    pub async fn get(&self, ctx: &Ctx, id: LeadId) -> Result<Lead> {
+        self.load(ctx, id, Some(false)).await
+    }
+
+    /// Changes a lead whose current version is `expected_version`. A converted lead is
+    /// final (InvalidTransition).
+    pub async fn update(
+        &self,
+        ctx: &Ctx,
+        id: LeadId,
+        expected_version: u64,
+        patch: LeadPatch,
+    ) -> Result<Lead> {
+        ctx.actor().require_write("update lead")?;
+        let old = self.load(ctx, id, Some(false)).await?;
+        if old.status == LeadStatus::Converted {
+            return Err(converted_is_final(id));
+        }
+        let custom = self.custom_schema(ctx).await?;
+        let mut errs = ValidationErrors::new();
+        let mut new = old.clone();
+        if let Some(v) = patch.first_name {
+            new.first_name = v;
+        }
+        if let Some(v) = patch.last_name {
+            new.last_name = v;
+        }
+        if let Some(v) = patch.job_title {
+            new.job_title = v;
+        }
+        if let Some(v) = patch.company {
+            new.company = v;
+        }
+        if let Some(v) = patch.domain {
+            new.domain = v;
+        }
+        if let Some(v) = patch.website {
+            new.website = v;
+        }
+        if let Some(v) = patch.employee_count {
+            new.employee_count = v;
+        }
+        if let Some(v) = &patch.emails {
+            new.emails = validate::emails(&mut errs, v).0;
+        }
+        if let Some(v) = &patch.phones {
+            new.phones = validate::phones(&mut errs, v);
+        }
+        if let Some(v) = patch.source {
+            new.source = v;
+        }
+        if let Some(v) = patch.campaign {
+            new.campaign = v;
+        }
+        check_fields(&mut errs, &mut new);
+        if !patch.custom.is_empty() {
+            new.custom = apply_custom_patch(&old.custom, &patch.custom);
+            errs.check(custom.validate(&new.custom));
+        }
+        if patch.owner.is_some() || patch.team.is_some() {
+            new.owner = patch.owner.unwrap_or(old.owner);
+            new.team = patch.team.unwrap_or(old.team);
+            self.check_owner(ctx, &mut errs, new.owner, new.team)
+                .await?;
+        }
+        errs.into_result()?;
+        self.commit_change(
+            ctx,
+            old,
+            new,
+            expected_version,
+            "lead.updated",
+            Some(&custom),
+        )
+        .await
+    }
+
+    /// Moves a lead to another status (see [`LeadStatus`] for the rules): `reason` is
+    /// required for `disqualified` and refused otherwise. Setting the status it has (and
+    /// the same reason) changes nothing.
+    pub async fn set_status(
+        &self,
+        ctx: &Ctx,
+        id: LeadId,
+        expected_version: u64,
+        status: LeadStatus,
+        reason: Option<String>,
+    ) -> Result<Lead> {
+        ctx.actor().require_write("set lead status")?;
+        let old = self.load(ctx, id, Some(false)).await?;
+        if old.status == LeadStatus::Converted {
+            return Err(converted_is_final(id));
+        }
+        if status == LeadStatus::Converted {
+            return Err(Error::InvalidTransition {
+                record: RecordRef::from(id),
+                reason: "a lead becomes converted only through conversion (Leads::convert)".into(),
+            });
+        }
+        let mut errs = ValidationErrors::new();
+        check_reason(&mut errs, status, &reason);
+        errs.into_result()?;
+        let mut new = old.clone();
+        new.status = status;
+        new.disqualified_reason = reason;
+        self.commit_change(ctx, old, new, expected_version, "lead.status_changed", None)
+            .await
+    }
+
+    /// Sets a lead's score (any integer; the host or automation decides what it means).
+    /// A converted lead is final (InvalidTransition).
+    pub async fn set_score(
+        &self,
+        ctx: &Ctx,
+        id: LeadId,
+        expected_version: u64,
+        score: i64,
+    ) -> Result<Lead> {
+        ctx.actor().require_write("set lead score")?;
+        let old = self.load(ctx, id, Some(false)).await?;
+        if old.status == LeadStatus::Converted {
+            return Err(converted_is_final(id));
+        }
+        let mut new = old.clone();
+        new.score = score;
+        self.commit_change(ctx, old, new, expected_version, "lead.score_changed", None)
+            .await
+    }
+
+    /// Soft-deletes a lead (restorable). Its emails and phones leave the lookup index.
+    pub async fn delete(&self, ctx: &Ctx, id: LeadId, expected_version: u64) -> Result<Lead> {
+        self.set_deleted(ctx, id, expected_version, true).await
+    }
+
+    /// Restores a soft-deleted lead (and its lookup entries).
+    pub async fn restore(&self, ctx: &Ctx, id: LeadId, expected_version: u64) -> Result<Lead> {
+        self.set_deleted(ctx, id, expected_version, false).await
+    }
+
+    async fn set_deleted(
+        &self,
+        ctx: &Ctx,
+        id: LeadId,
+        expected_version: u64,
+        delete: bool,
+    ) -> Result<Lead> {
+        ctx.actor().require_write(if delete {
+            "delete lead"
+        } else {
+            "restore lead"
+        })?;
+        let old = self.load(ctx, id, Some(!delete)).await?;
+        if old.version != expected_version {
+            return Err(conflict(id, expected_version, old.version));
+        }
+        let now = ctx.now();
+        let mut new = old.clone();
+        new.deleted_at = delete.then_some(now);
+        new.updated_at = now;
+        new.version += 1;
+        let record = RecordRef::from(id);
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Update {
+            table: LEAD_TABLE,
+            key: vec![Value::Uuid(id.as_uuid())],
+            set: vec![
+                ("deleted_at", Value::opt_timestamp(new.deleted_at)),
+                ("updated_at", Value::timestamp(now)),
+            ],
+            expect_version: Some(expected_version),
+            record: record.clone(),
+        });
+        if delete {
+            cs.writes.push(lookup::remove_writes(&record));
+        } else {
+            cs.writes.extend(index_writes(&new, true));
+        }
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "deleted_at".into(),
+            old: old.deleted_at.map(|t| json_text(&t)),
+            new: new.deleted_at.map(|t| json_text(&t)),
+        });
+        cs.events.push(NewEvent::new(
+            if delete {
+                "lead.deleted"
+            } else {
+                "lead.restored"
+            },
+            record,
+            vec!["deleted_at".into()],
+            to_json(&new),
+        ));
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    /// Lists leads: filter, sort, keyset page. Only visible leads; deleted ones only with
+    /// [`Query::include_deleted`]. Fields: see [`LEAD_FIELDS`] (`name`, `email`,
+    /// `company`, `status`, `source`, `owner`, `team`, `campaign`, `score`, `created_at`,
+    /// `updated_at`, ...) and `custom.<key>`.
+    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Lead>> {
+        let fields = &LEAD_FIELDS;
+        let custom = if q.mentions_custom() {
+            self.custom_schema(ctx).await?
+        } else {
+            CustomSchema::new(RecordKind::LEAD, [])
+        };
+        let table = self.store.backend().schema().table(LEAD_TABLE)?;
+        let compiled: Compiled = fields.compile(
+            table,
+            ctx.tenant(),
+            q,
+            &custom,
+            Self::scope(ctx, q.include_deleted),
+        )?;
+        let mut rows = self
+            .store
+            .backend()
+            .select(ctx.tenant(), &compiled.select)
+            .await?;
+        let more = rows.len() > compiled.limit as usize;
+        rows.truncate(compiled.limit as usize);
+        let last_row = if more { rows.last().cloned() } else { None };
+        let items = rows
+            .into_iter()
+            .map(rows::decode_lead)
+            .collect::<Result<Vec<Lead>>>()?;
+        let next_cursor = match (last_row, items.last()) {
+            (Some(row), Some(last)) => Some(fields.cursor_after(&compiled, &row, &last.custom)),
+            _ => None,
+        };
+        let total = if q.with_total {
+            Some(
+                self.store
+                    .backend()
+                    .count(ctx.tenant(), LEAD_TABLE, &compiled.select.cond)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(Page {
+            items,
+            next_cursor,
+            total,
+        })
+    }
+
+    /// The audit trail of a visible lead (deleted or not), oldest first.
+    pub async fn audit(&self, ctx: &Ctx, id: LeadId) -> Result<Vec<AuditEntry>> {
+        self.load(ctx, id, None).await?;
+        self.store.audit_of(ctx, &RecordRef::from(id)).await
+    }
 }

@@ -63,6 +63,7 @@ use crmkit_core::{Backend, Error, Modules, Result, TenantId};
 pub mod contacts;
 pub mod pipeline_campaigns;
 pub mod pipeline_deals;
+pub mod pipeline_leads;
 pub mod storage;
 
 /// The environment variable naming a PostgreSQL server to test against.

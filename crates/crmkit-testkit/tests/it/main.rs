@@ -5,5 +5,6 @@
 mod contacts;
 mod pipeline_campaigns;
 mod pipeline_deals;
+mod pipeline_leads;
 mod self_test;
 mod storage;

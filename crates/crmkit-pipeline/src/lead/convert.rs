@@ -1,0 +1,380 @@
+//! Lead conversion: one changeset with the lead's update and every record it creates.
+
+use crmkit_contacts::rows::PERSON_TABLE;
+use crmkit_contacts::{Contact, LifecycleStage, NewContact, NewOrganization, PhoneInput};
+use crmkit_core::store::{Value, Write};
+use crmkit_core::{
+    Changeset, Ctx, Error, LeadId, RecordKind, RecordRef, Result, Role, ValidationErrors,
+};
+
+use super::{LEAD_TABLE, Leads, conflict, converted_is_final};
+use crate::deal::{DealRole, Deals, NewDeal};
+use crate::lead::model::{
+    ContactChoice, Conversion, ConversionPlan, ConvertLead, LeadStatus, OrganizationChoice, Outcome,
+};
+
+/// Records a validation error of a staged part under `prefix`, or passes other errors on.
+fn part_error(errs: &mut ValidationErrors, prefix: &str, e: Error) -> Result<()> {
+    match e {
+        Error::Validation(v) => {
+            errs.extend_prefixed(prefix, v);
+            Ok(())
+        }
+        other => Err(other),
+    }
+}
+
+impl Leads {
+    /// Converts a lead whose current version is `expected_version` into a contact, an
+    /// organization (optional) and a deal (optional), atomically.
+    ///
+    /// - Contact ([`ContactChoice`]): by default the live contact visible to the actor
+    ///   holding one of the lead's emails (ignoring case) is linked; otherwise a contact is
+    ///   created from the lead's name, emails, phones and job title, with lifecycle stage
+    ///   `opportunity` when a deal is created and `sales_qualified` otherwise.
+    /// - Organization ([`OrganizationChoice`]): by default the live organization visible
+    ///   to the actor with the lead's domain is linked; otherwise one is created from the
+    ///   lead's company (name, domain, website, size) when it has a company name. A new
+    ///   contact gets the organization.
+    /// - Deal: created in the given pipeline and stage with the organization and the
+    ///   contact (role decision maker), the lead's source and campaign.
+    /// - Records created are owned by `input.owner`, by default the lead's owner when the
+    ///   actor is an Admin or Manager or owns the lead, else the actor; they get the lead's
+    ///   team when the actor may give records to it.
+    ///
+    /// The lead becomes `converted` with links to the contact, organization and deal. All
+    /// of it — rows, index rows, audit entries and events (`organization.created`,
+    /// `contact.created`, the deal's, `lead.converted`) — is one changeset: a failure
+    /// leaves nothing behind.
+    ///
+    /// Errors: NotFound for a lead the actor cannot see; InvalidTransition when the lead is
+    /// already converted, or disqualified without `allow_disqualified`; Validation naming
+    /// every bad field (the parts' fields prefixed `contact.`, `organization.`, `deal.`);
+    /// Duplicate when a contact would be created with an email another contact holds;
+    /// Conflict on a stale version (also when a concurrent conversion won).
+    pub async fn convert(
+        &self,
+        ctx: &Ctx,
+        id: LeadId,
+        expected_version: u64,
+        input: ConvertLead,
+    ) -> Result<Conversion> {
+        let staged = match self
+            .stage_conversion(ctx, id, Some(expected_version), &input)
+            .await
+        {
+            Ok((cs, plan)) => self.contacts.commit(ctx, cs).await.map(|_| plan),
+            Err(e) => Err(e),
+        };
+        let plan = match staged {
+            Ok(plan) => plan,
+            // A concurrent conversion of this lead may have created the contact between
+            // this one's lookups: report the lead's change, not its side effect.
+            Err(e @ Error::Duplicate { .. }) => {
+                return Err(match self.load(ctx, id, None).await {
+                    Ok(now) if now.status == LeadStatus::Converted => converted_is_final(id),
+                    Ok(now) if now.version != expected_version => {
+                        conflict(id, expected_version, now.version)
+                    }
+                    _ => e,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Conversion {
+            lead: plan.lead,
+            contact: plan.contact,
+            organization: plan.organization,
+            deal: plan.deal,
+        })
+    }
+
+    /// What [`Leads::convert`] would do, without writing anything: which contact and
+    /// organization it would link (so an application can show "will merge into X") or
+    /// create, the deal it would create, and the lead as it would become. The same checks
+    /// and errors as `convert` (except the version). Ids of records it would create are not
+    /// kept: `convert` makes new ones.
+    pub async fn convert_dry_run(
+        &self,
+        ctx: &Ctx,
+        id: LeadId,
+        input: &ConvertLead,
+    ) -> Result<ConversionPlan> {
+        Ok(self.stage_conversion(ctx, id, None, input).await?.1)
+    }
+
+    async fn stage_conversion(
+        &self,
+        ctx: &Ctx,
+        id: LeadId,
+        expected_version: Option<u64>,
+        input: &ConvertLead,
+    ) -> Result<(Changeset, ConversionPlan)> {
+        ctx.actor().require_write("convert lead")?;
+        let old = self.load(ctx, id, Some(false)).await?;
+        match old.status {
+            LeadStatus::Converted => return Err(converted_is_final(id)),
+            LeadStatus::Disqualified if !input.allow_disqualified => {
+                return Err(Error::InvalidTransition {
+                    record: RecordRef::from(id),
+                    reason: "the lead is disqualified; convert it with allow_disqualified".into(),
+                });
+            }
+            _ => {}
+        }
+        let actor = ctx.actor();
+        let manages = actor.has(Role::Admin) || actor.has(Role::Manager);
+        let owner = input
+            .owner
+            .unwrap_or(if manages || old.owner == actor.user {
+                old.owner
+            } else {
+                actor.user
+            });
+        let team = old.team.filter(|t| manages || actor.teams.contains(t));
+
+        let mut errs = ValidationErrors::new();
+        let mut cs = Changeset::new(ctx);
+        let mut staged: Vec<RecordRef> = vec![];
+
+        // The organization.
+        let org_to_create = match input.organization {
+            OrganizationChoice::None => None,
+            OrganizationChoice::Link(oid) => match self.contacts.get_organization(ctx, oid).await {
+                Ok(o) => Some(Outcome::Linked(o)),
+                Err(Error::NotFound { .. }) => {
+                    errs.push("organization", "is not an organization of this tenant");
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            OrganizationChoice::Auto | OrganizationChoice::Create => {
+                let linked = match (&input.organization, &old.domain) {
+                    (OrganizationChoice::Auto, Some(d)) => {
+                        self.contacts.find_organization_by_domain(ctx, d).await?
+                    }
+                    _ => None,
+                };
+                match (linked, &old.company) {
+                    (Some(o), _) => Some(Outcome::Linked(o)),
+                    (None, Some(name)) => {
+                        let new_org = NewOrganization {
+                            name: name.clone(),
+                            domain: old.domain.clone(),
+                            website: old.website.clone(),
+                            employee_count: old.employee_count,
+                            owner: Some(owner),
+                            team,
+                            ..Default::default()
+                        };
+                        match self
+                            .contacts
+                            .stage_organization(ctx, new_org, &mut cs)
+                            .await
+                        {
+                            Ok(o) => {
+                                staged.push(RecordRef::from(o.id));
+                                Some(Outcome::Created(o))
+                            }
+                            Err(e) => {
+                                part_error(&mut errs, "organization.", e)?;
+                                None
+                            }
+                        }
+                    }
+                    (None, None) => {
+                        if input.organization == OrganizationChoice::Create {
+                            errs.push(
+                                "organization",
+                                "the lead has no company name to create an organization from",
+                            );
+                        }
+                        None
+                    }
+                }
+            }
+        };
+        let org_id = org_to_create.as_ref().map(|o| o.record().id);
+
+        // The contact.
+        let mut linked_contact = None;
+        match input.contact {
+            ContactChoice::Link(cid) => match self.contacts.get_contact(ctx, cid).await {
+                Ok(c) => linked_contact = Some(c),
+                Err(Error::NotFound { .. }) => {
+                    errs.push("contact", "is not a contact of this tenant")
+                }
+                Err(e) => return Err(e),
+            },
+            ContactChoice::Auto => {
+                for e in &old.emails {
+                    if let Some(c) = self.contacts.find_by_email(ctx, &e.address).await? {
+                        linked_contact = Some(c);
+                        break;
+                    }
+                }
+            }
+            ContactChoice::Create => {}
+        }
+        let contact = match (linked_contact, input.contact) {
+            (Some(c), _) => Some(Outcome::Linked(c)),
+            (None, ContactChoice::Link(_)) => None,
+            (None, _) => {
+                let org_created = org_to_create.as_ref().is_some_and(Outcome::is_created);
+                let new_contact = NewContact {
+                    first_name: old.first_name.clone(),
+                    last_name: old.last_name.clone(),
+                    emails: old.emails.iter().map(|e| e.address.clone()).collect(),
+                    phones: old
+                        .phones
+                        .iter()
+                        .map(|p| PhoneInput::new(p.number.clone()))
+                        .collect(),
+                    job_title: old.job_title.clone(),
+                    // A staged organization is not in storage yet, so contacts' existence
+                    // check would refuse it: it is set on the staged row below.
+                    organization: if org_created { None } else { org_id },
+                    owner: Some(owner),
+                    team,
+                    lifecycle_stage: if input.deal.is_some() {
+                        LifecycleStage::Opportunity
+                    } else {
+                        LifecycleStage::SalesQualified
+                    },
+                    ..Default::default()
+                };
+                match self
+                    .contacts
+                    .stage_contact(ctx, &new_contact, &mut cs)
+                    .await
+                {
+                    Ok(mut c) => {
+                        if org_created {
+                            c.organization = org_id;
+                            set_staged_contact_org(self, &mut cs, &c)?;
+                        }
+                        staged.push(RecordRef::from(c.id));
+                        Some(Outcome::Created(c))
+                    }
+                    Err(e) => {
+                        part_error(&mut errs, "contact.", e)?;
+                        None
+                    }
+                }
+            }
+        };
+
+        // The deal.
+        let deal = match &input.deal {
+            None => None,
+            Some(d) => {
+                let new_deal = NewDeal {
+                    title: d.title.clone(),
+                    amount: d.amount,
+                    expected_close: d.expected_close,
+                    pipeline: d.pipeline,
+                    stage: d.stage,
+                    owner: Some(owner),
+                    team,
+                    organization: org_id,
+                    contacts: contact
+                        .iter()
+                        .map(|c| (c.record().id, DealRole::DecisionMaker))
+                        .collect(),
+                    source: old.source,
+                    campaign: old.campaign,
+                    probability: d.probability,
+                    next_step: d.next_step.clone(),
+                    custom: d.custom.clone(),
+                };
+                match Deals::new(&self.store)?
+                    .stage_deal(ctx, &new_deal, &staged, &mut cs)
+                    .await
+                {
+                    Ok(deal) => Some(deal),
+                    Err(e) => {
+                        part_error(&mut errs, "deal.", e)?;
+                        None
+                    }
+                }
+            }
+        };
+        errs.into_result()?;
+        let contact = contact.ok_or_else(|| Error::storage("conversion staged no contact"))?;
+        if let Some(v) = expected_version
+            && v != old.version
+        {
+            return Err(conflict(id, v, old.version));
+        }
+
+        // The lead: its versioned update goes first, so that of concurrent conversions
+        // all but one fail on it (a Conflict) before touching anything else.
+        let now = ctx.now();
+        let mut new = old.clone();
+        new.status = LeadStatus::Converted;
+        new.disqualified_reason = None;
+        new.converted_contact = Some(contact.record().id);
+        new.converted_organization = org_id;
+        new.converted_deal = deal.as_ref().map(|d| d.id);
+        new.converted_at = Some(now);
+        new.updated_at = now;
+        new.version = old.version + 1;
+        let mut lead_cs = Changeset::new(ctx);
+        self.change_writes(&mut lead_cs, &old, &new, "lead.converted", None)?;
+        let mut writes = lead_cs.writes;
+        writes.append(&mut cs.writes);
+        cs.writes = writes;
+        cs.audit.append(&mut lead_cs.audit);
+        cs.events.append(&mut lead_cs.events);
+        debug_assert!(matches!(&cs.writes[0], Write::Update { table, .. } if *table == LEAD_TABLE));
+        Ok((
+            cs,
+            ConversionPlan {
+                lead: new,
+                contact,
+                organization: org_to_create,
+                deal,
+            },
+        ))
+    }
+}
+
+/// Sets the organization of a contact staged in `cs` (row, audit snapshot and event
+/// payload), as if it had been staged with it.
+fn set_staged_contact_org(leads: &Leads, cs: &mut Changeset, c: &Contact) -> Result<()> {
+    let pos = leads
+        .store
+        .backend()
+        .schema()
+        .table(PERSON_TABLE)?
+        .position("organization_id")
+        .ok_or_else(|| Error::Config(format!("{PERSON_TABLE} has no organization_id")))?;
+    let id = Value::Uuid(c.id.as_uuid());
+    let org = Value::opt_uuid(c.organization);
+    let mut found = false;
+    for w in &mut cs.writes {
+        if let Write::Insert { table, row } = w
+            && *table == PERSON_TABLE
+            && row.first() == Some(&id)
+        {
+            row[pos] = org.clone();
+            found = true;
+        }
+    }
+    if !found {
+        return Err(Error::storage("the staged contact row is missing"));
+    }
+    let record = RecordRef::new(RecordKind::CONTACT, c.id.as_uuid());
+    let snapshot = serde_json::to_string(c).expect("contact serializes");
+    for a in &mut cs.audit {
+        if a.record == record && a.field == "*" {
+            a.new = Some(snapshot.clone());
+        }
+    }
+    for e in &mut cs.events {
+        if e.record == record {
+            e.payload = snapshot.clone();
+        }
+    }
+    Ok(())
+}
