@@ -14,7 +14,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -30,14 +33,27 @@ struct Line {
 }
 
 fn print(rows: &[Line]) {
-    println!("\n{:<62} {:>12} {:>12} {:>7}  target", "workload", "crmkit", "baseline", "ratio");
+    println!(
+        "\n{:<62} {:>12} {:>12} {:>7}  target",
+        "workload", "crmkit", "baseline", "ratio"
+    );
     for r in rows {
-        let raw = r.raw.map(|d| format!("{d:.2?}")).unwrap_or_else(|| "-".into());
+        let raw = r
+            .raw
+            .map(|d| format!("{d:.2?}"))
+            .unwrap_or_else(|| "-".into());
         let ratio = r
             .raw
             .map(|d| format!("{:.2}", r.crmkit.as_secs_f64() / d.as_secs_f64()))
             .unwrap_or_else(|| "-".into());
-        println!("{:<62} {:>12} {:>12} {:>7}  {}", r.workload, format!("{:.2?}", r.crmkit), raw, ratio, r.target);
+        println!(
+            "{:<62} {:>12} {:>12} {:>7}  {}",
+            r.workload,
+            format!("{:.2?}", r.crmkit),
+            raw,
+            ratio,
+            r.target
+        );
     }
 }
 
@@ -64,15 +80,18 @@ async fn setup(crm: &Crm) -> (Ctx, Pipeline) {
     let me = UserId::new();
     let ctx = Ctx::new(TenantId::new(), Actor::new(me, [Role::Admin], [])).unwrap();
     crm.directory()
-        .put_user(&ctx, UserInput {
-            id: me,
-            name: "Bench".into(),
-            email: "bench@example.com".into(),
-            roles: vec![Role::Admin],
-            teams: vec![],
-            active: true,
-            time_zone: "UTC".into(),
-        })
+        .put_user(
+            &ctx,
+            UserInput {
+                id: me,
+                name: "Bench".into(),
+                email: "bench@example.com".into(),
+                roles: vec![Role::Admin],
+                teams: vec![],
+                active: true,
+                time_zone: "UTC".into(),
+            },
+        )
         .await
         .unwrap();
     let pipeline = crm.deals().ensure_default_pipeline(&ctx).await.unwrap();
@@ -81,7 +100,11 @@ async fn setup(crm: &Crm) -> (Ctx, Pipeline) {
 
 /// Creates `n` open deals spread over the open stages, 1000 per commit.
 async fn seed(deals: &Deals, ctx: &Ctx, pipeline: &Pipeline, n: usize) {
-    let open: Vec<_> = pipeline.stages.iter().filter(|s| s.kind == crmkit::pipeline::deal::StageKind::Open).collect();
+    let open: Vec<_> = pipeline
+        .stages
+        .iter()
+        .filter(|s| s.kind == crmkit::pipeline::deal::StageKind::Open)
+        .collect();
     let currencies = ["EUR", "USD"];
     let mut done = 0;
     while done < n {
@@ -89,7 +112,13 @@ async fn seed(deals: &Deals, ctx: &Ctx, pipeline: &Pipeline, n: usize) {
         for i in done..(done + 1000).min(n) {
             let mut d = NewDeal::new(format!("Deal {i}"), pipeline.id);
             d.stage = Some(open[i % open.len()].id);
-            d.amount = Some(Money::parse(&format!("{}.{:02}", 1000 + (i * 7919) % 90_000, i % 100), currencies[i % 2]).unwrap());
+            d.amount = Some(
+                Money::parse(
+                    &format!("{}.{:02}", 1000 + (i * 7919) % 90_000, i % 100),
+                    currencies[i % 2],
+                )
+                .unwrap(),
+            );
             deals.stage_deal(ctx, &d, &[], &mut cs).await.unwrap();
         }
         deals.store().commit(cs).await.unwrap();
@@ -115,8 +144,15 @@ async fn moves(out: &mut Vec<Line>) {
     conn.busy_timeout(Duration::from_secs(30)).unwrap();
     let tenant = ctx.tenant().to_string();
     let ids: Vec<String> = {
-        let mut st = conn.prepare("SELECT id FROM pipeline_deals WHERE tenant_id = ? AND stage_id = ? ORDER BY id").unwrap();
-        st.query_map(params![tenant, first.to_string()], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        let mut st = conn
+            .prepare(
+                "SELECT id FROM pipeline_deals WHERE tenant_id = ? AND stage_id = ? ORDER BY id",
+            )
+            .unwrap();
+        st.query_map(params![tenant, first.to_string()], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     };
     let (ours, theirs) = ids.split_at(n);
 
@@ -129,11 +165,19 @@ async fn moves(out: &mut Vec<Line>) {
 
     // What one crmkit move wrote, so that the baseline writes the same rows.
     let audit_per_move: i64 = conn
-        .query_row("SELECT COUNT(*) FROM crm_audit WHERE tenant_id = ? AND record_id = ?", params![tenant, ours[0]], |r| r.get::<_, i64>(0))
+        .query_row(
+            "SELECT COUNT(*) FROM crm_audit WHERE tenant_id = ? AND record_id = ?",
+            params![tenant, ours[0]],
+            |r| r.get::<_, i64>(0),
+        )
         .unwrap()
         - 1;
     let (to_prob, to_kind): (i64, String) = conn
-        .query_row("SELECT probability, kind FROM pipeline_stages WHERE tenant_id = ? AND id = ?", params![tenant, target.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT probability, kind FROM pipeline_stages WHERE tenant_id = ? AND id = ?",
+            params![tenant, target.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     let actor = ctx.actor().user.to_string();
     let t = Instant::now();
@@ -165,16 +209,20 @@ async fn moves(out: &mut Vec<Line>) {
                 .unwrap();
         }
         let last: Option<i64> = tx
-            .prepare_cached("SELECT last_value FROM crm_sequences WHERE tenant_id = ? AND name = 'events'")
+            .prepare_cached(
+                "SELECT last_value FROM crm_sequences WHERE tenant_id = ? AND name = 'events'",
+            )
             .unwrap()
             .query_row(params![tenant], |r| r.get(0))
             .optional()
             .unwrap();
         let next = last.unwrap_or(0) + 1;
-        tx.prepare_cached("UPDATE crm_sequences SET last_value = ? WHERE tenant_id = ? AND name = 'events'")
-            .unwrap()
-            .execute(params![next, tenant])
-            .unwrap();
+        tx.prepare_cached(
+            "UPDATE crm_sequences SET last_value = ? WHERE tenant_id = ? AND name = 'events'",
+        )
+        .unwrap()
+        .execute(params![next, tenant])
+        .unwrap();
         tx.prepare_cached("INSERT INTO crm_events (tenant_id, seq, kind, record_kind, record_id, changed, payload, actor, origin, at) VALUES (?, ?, 'deal.moved', 'deal', ?, '[\"stage\"]', ?, ?, 'api', ?)")
             .unwrap()
             .execute(params![tenant, next, id, payload, actor, now])
@@ -217,7 +265,9 @@ async fn summary(out: &mut Vec<Line>) {
             )
             .unwrap();
         let rows: Vec<(String, Option<String>, i64, i64, i64)> = st
-            .query_map(params![tenant, pipeline.id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .query_map(params![tenant, pipeline.id.to_string()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .unwrap()
             .map(Result::unwrap)
             .collect();
@@ -253,7 +303,11 @@ async fn memory_summary(out: &mut Vec<Line>) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut out = vec![];
     rt.block_on(async {
         moves(&mut out).await;

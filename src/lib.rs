@@ -39,10 +39,10 @@ pub use crmkit_pipeline as pipeline;
 pub use crmkit_sql as sql;
 
 pub use crmkit_core::{
-    Actor, AuditEntry, Backend, BackendKind, CampaignId, ContactId, Ctx, DealId, LeadId, PipelineId, StageId, Currency, CustomFieldDef,
-    CustomFieldType, CustomValue, Error, Event, Filter, ManualClock, Module, Money, OrganizationId,
-    Page, Query, RecordKind, RecordRef, Result, Role, Store, TeamId, TenantId, User, UserId,
-    UserInput,
+    Actor, AuditEntry, Backend, BackendKind, CampaignId, ContactId, Ctx, Currency, CustomFieldDef,
+    CustomFieldType, CustomValue, DealId, Error, Event, Filter, LeadId, ManualClock, Module, Money,
+    OrganizationId, Page, PipelineId, Query, RecordKind, RecordRef, Result, Role, StageId, Store,
+    TeamId, TenantId, User, UserId, UserInput,
 };
 
 use crmkit_contacts::{Contacts, ContactsModule};
@@ -52,6 +52,7 @@ use crmkit_pipeline::PipelineModule;
 use crmkit_pipeline::campaign::Campaigns;
 use crmkit_pipeline::currency::Currencies;
 use crmkit_pipeline::deal::Deals;
+use crmkit_pipeline::lead::Leads;
 
 /// A CRM: a store (backend + composed modules) and the modules' APIs.
 #[derive(Clone, Debug)]
@@ -140,6 +141,11 @@ impl Crm {
     /// Contacts and organizations.
     pub fn contacts(&self) -> Contacts {
         Contacts::from_checked(&self.store)
+    }
+
+    /// Leads and their conversion.
+    pub fn leads(&self) -> Leads {
+        Leads::new(&self.store).expect("Crm composes the pipeline module")
     }
 
     /// Pipelines, stages and deals.
