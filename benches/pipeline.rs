@@ -57,6 +57,20 @@ fn print(rows: &[Line]) {
     }
 }
 
+/// version, stage, amount, currency, close date, stage entered, history seq, probability
+/// override, pipeline: what a move reads of a deal.
+type DealState = (
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+    String,
+);
+
 struct TempDb(std::path::PathBuf);
 
 impl TempDb {
@@ -183,7 +197,7 @@ async fn moves(out: &mut Vec<Line>) {
     let t = Instant::now();
     for id in theirs {
         let tx = conn.unchecked_transaction().unwrap();
-        let (version, from, amount, currency, close, entered, seq, prob_override, pipeline_id): (i64, String, Option<i64>, Option<String>, Option<String>, i64, i64, Option<i64>, String) = tx
+        let (version, from, amount, currency, close, entered, seq, prob_override, pipeline_id): DealState = tx
             .prepare_cached("SELECT version, stage_id, amount, currency, expected_close, stage_entered_at, history_seq, probability_override, pipeline_id FROM pipeline_deals WHERE tenant_id = ? AND id = ?")
             .unwrap()
             .query_row(params![tenant, id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?)))
