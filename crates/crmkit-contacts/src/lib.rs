@@ -42,7 +42,7 @@
 
 pub mod model;
 pub mod rows;
-mod validate;
+pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -486,7 +486,7 @@ impl Contacts {
     /// Creates a contact.
     pub async fn create_contact(&self, ctx: &Ctx, input: NewContact) -> Result<Contact> {
         let mut cs = Changeset::new(ctx);
-        let contact = self.stage_contact(ctx, &input, &mut cs).await?;
+        let contact = self.stage_contact(ctx, &input, &[], &mut cs).await?;
         self.commit(ctx, cs).await?;
         Ok(contact)
     }
@@ -494,23 +494,25 @@ impl Contacts {
     /// Validates a new contact and adds its writes (row, lookup and custom-value index
     /// rows, audit entry, event) to `cs` without committing, so that a command of another
     /// module (lead conversion) can create it atomically with its own writes. Commit with
-    /// [`Contacts::commit`] (or [`Store::commit`]).
+    /// [`Contacts::commit`] (or [`Store::commit`]). `staged` lists records created earlier
+    /// in the same changeset (an organization the contact belongs to), which existence
+    /// checks then accept.
     pub async fn stage_contact(
         &self,
         ctx: &Ctx,
         input: &NewContact,
+        staged: &[RecordRef],
         cs: &mut Changeset,
     ) -> Result<Contact> {
         ctx.actor().require_write("create contact")?;
         let custom = self.custom_schema(ctx, &RecordKind::CONTACT).await?;
+        let mut orgs: HashMap<OrganizationId, bool> = staged
+            .iter()
+            .filter(|r| r.kind == RecordKind::ORGANIZATION)
+            .map(|r| (OrganizationId::from_uuid(r.id), true))
+            .collect();
         let (contact, keys) = self
-            .build_contact(
-                ctx,
-                input,
-                &custom,
-                &mut HashMap::new(),
-                &mut HashMap::new(),
-            )
+            .build_contact(ctx, input, &custom, &mut HashMap::new(), &mut orgs)
             .await?;
         let holders = self.email_holders(ctx, &keys, None).await?;
         if !input.allow_duplicate_email

@@ -1,4 +1,5 @@
-//! Input validation shared by create, update and import.
+//! Input validation of people and companies: one set of rules for contacts,
+//! organizations and every module with similar fields (leads use it too).
 
 use std::collections::BTreeSet;
 
@@ -12,13 +13,14 @@ pub const MAX_CONTACT_POINTS: usize = 10;
 /// Most tags one record may have.
 pub const MAX_TAGS: usize = 50;
 
-pub(crate) fn names(errs: &mut ValidationErrors, first: &str, last: &str) {
+/// First and last name: each at most 100 characters; at least one not blank.
+pub fn names(errs: &mut ValidationErrors, first: &str, last: &str) {
     errs.check(check_text("first_name", first, 100, false));
     errs.check(check_text("last_name", last, 100, false));
     if first.trim().is_empty() && last.trim().is_empty() {
         errs.push(
             "first_name",
-            "a contact needs a first or last name that is not empty or whitespace only",
+            "needs a first or last name that is not empty or whitespace only",
         );
     } else {
         for (field, v) in [("first_name", first), ("last_name", last)] {
@@ -29,11 +31,9 @@ pub(crate) fn names(errs: &mut ValidationErrors, first: &str, last: &str) {
     }
 }
 
-/// Validated emails and their match keys.
-pub(crate) fn emails(
-    errs: &mut ValidationErrors,
-    input: &[String],
-) -> (Vec<EmailAddress>, Vec<String>) {
+/// Emails (at most [`MAX_CONTACT_POINTS`], no repeats): the validated addresses and their
+/// match keys.
+pub fn emails(errs: &mut ValidationErrors, input: &[String]) -> (Vec<EmailAddress>, Vec<String>) {
     if input.len() > MAX_CONTACT_POINTS {
         errs.push("emails", format!("at most {MAX_CONTACT_POINTS} emails"));
         return (vec![], vec![]);
@@ -61,7 +61,8 @@ pub(crate) fn emails(
     (out, keys)
 }
 
-pub(crate) fn phone(errs: &mut ValidationErrors, field: &str, p: &PhoneInput) -> Option<Phone> {
+/// One phone number, normalised to E.164.
+pub fn phone(errs: &mut ValidationErrors, field: &str, p: &PhoneInput) -> Option<Phone> {
     if let Some(l) = &p.label {
         errs.check(check_text(&format!("{field}.label"), l, 32, false));
     }
@@ -72,7 +73,8 @@ pub(crate) fn phone(errs: &mut ValidationErrors, field: &str, p: &PhoneInput) ->
         })
 }
 
-pub(crate) fn phones(errs: &mut ValidationErrors, input: &[PhoneInput]) -> Vec<Phone> {
+/// Phone numbers (at most [`MAX_CONTACT_POINTS`], no repeats), normalised to E.164.
+pub fn phones(errs: &mut ValidationErrors, input: &[PhoneInput]) -> Vec<Phone> {
     if input.len() > MAX_CONTACT_POINTS {
         errs.push("phones", format!("at most {MAX_CONTACT_POINTS} phones"));
         return vec![];
@@ -90,7 +92,8 @@ pub(crate) fn phones(errs: &mut ValidationErrors, input: &[PhoneInput]) -> Vec<P
     out
 }
 
-pub(crate) fn tags(errs: &mut ValidationErrors, input: &[String]) {
+/// Tags: at most [`MAX_TAGS`], each 1 to 50 characters, no repeats.
+pub fn tags(errs: &mut ValidationErrors, input: &[String]) {
     if input.len() > MAX_TAGS {
         errs.push("tags", format!("at most {MAX_TAGS} tags"));
         return;
@@ -104,17 +107,20 @@ pub(crate) fn tags(errs: &mut ValidationErrors, input: &[String]) {
     }
 }
 
-pub(crate) fn opt_text(errs: &mut ValidationErrors, field: &str, v: &Option<String>, max: usize) {
+/// An optional text field: when present, not blank and at most `max` characters.
+pub fn opt_text(errs: &mut ValidationErrors, field: &str, v: &Option<String>, max: usize) {
     if let Some(v) = v {
         errs.check(check_text(field, v, max, true));
     }
 }
 
-pub(crate) fn consent(errs: &mut ValidationErrors, c: &Consent) {
+/// Marketing consent: its source at most 100 characters.
+pub fn consent(errs: &mut ValidationErrors, c: &Consent) {
     opt_text(errs, "consent.source", &c.source, 100);
 }
 
-pub(crate) fn address(errs: &mut ValidationErrors, a: &PostalAddress) {
+/// A postal address: each line at most 200 characters.
+pub fn address(errs: &mut ValidationErrors, a: &PostalAddress) {
     for (f, v) in [
         ("address.street", &a.street),
         ("address.city", &a.city),
@@ -128,7 +134,7 @@ pub(crate) fn address(errs: &mut ValidationErrors, a: &PostalAddress) {
 
 /// Normalises a web domain: trims, lowercases, strips a URL's scheme, path and `www.`.
 /// Only ASCII domains (IDNs in their `xn--` form) are accepted.
-pub(crate) fn domain(field: &str, s: &str) -> Result<String> {
+pub fn domain(field: &str, s: &str) -> Result<String> {
     let mut d = s.trim().to_ascii_lowercase();
     for scheme in ["https://", "http://"] {
         if let Some(rest) = d.strip_prefix(scheme) {
@@ -157,7 +163,8 @@ pub(crate) fn domain(field: &str, s: &str) -> Result<String> {
     Ok(d)
 }
 
-pub(crate) fn website(errs: &mut ValidationErrors, w: &str) {
+/// A website: an http or https URL without spaces, at most 500 characters.
+pub fn website(errs: &mut ValidationErrors, w: &str) {
     if errs.check(check_text("website", w, 500, true)).is_none() {
         return;
     }

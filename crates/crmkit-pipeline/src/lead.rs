@@ -56,7 +56,7 @@
 mod convert;
 pub mod model;
 pub mod rows;
-mod validate;
+use crmkit_contacts::validate;
 
 use std::collections::BTreeMap;
 

@@ -1,11 +1,8 @@
 //! Lead conversion: one changeset with the lead's update and every record it creates.
 
-use crmkit_contacts::rows::PERSON_TABLE;
-use crmkit_contacts::{Contact, LifecycleStage, NewContact, NewOrganization, PhoneInput};
-use crmkit_core::store::{Value, Write};
-use crmkit_core::{
-    Changeset, Ctx, Error, LeadId, RecordKind, RecordRef, Result, Role, ValidationErrors,
-};
+use crmkit_contacts::{LifecycleStage, NewContact, NewOrganization, PhoneInput};
+use crmkit_core::store::Write;
+use crmkit_core::{Changeset, Ctx, Error, LeadId, RecordRef, Result, Role, ValidationErrors};
 
 use super::{LEAD_TABLE, Leads, conflict, converted_is_final};
 use crate::deal::{DealRole, Deals, NewDeal};
@@ -220,7 +217,6 @@ impl Leads {
             (Some(c), _) => Some(Outcome::Linked(c)),
             (None, ContactChoice::Link(_)) => None,
             (None, _) => {
-                let org_created = org_to_create.as_ref().is_some_and(Outcome::is_created);
                 let new_contact = NewContact {
                     first_name: old.first_name.clone(),
                     last_name: old.last_name.clone(),
@@ -231,9 +227,7 @@ impl Leads {
                         .map(|p| PhoneInput::new(p.number.clone()))
                         .collect(),
                     job_title: old.job_title.clone(),
-                    // A staged organization is not in storage yet, so contacts' existence
-                    // check would refuse it: it is set on the staged row below.
-                    organization: if org_created { None } else { org_id },
+                    organization: org_id,
                     owner: Some(owner),
                     team,
                     lifecycle_stage: if input.deal.is_some() {
@@ -245,14 +239,10 @@ impl Leads {
                 };
                 match self
                     .contacts
-                    .stage_contact(ctx, &new_contact, &mut cs)
+                    .stage_contact(ctx, &new_contact, &staged, &mut cs)
                     .await
                 {
-                    Ok(mut c) => {
-                        if org_created {
-                            c.organization = org_id;
-                            set_staged_contact_org(self, &mut cs, &c)?;
-                        }
+                    Ok(c) => {
                         staged.push(RecordRef::from(c.id));
                         Some(Outcome::Created(c))
                     }
@@ -337,44 +327,4 @@ impl Leads {
             },
         ))
     }
-}
-
-/// Sets the organization of a contact staged in `cs` (row, audit snapshot and event
-/// payload), as if it had been staged with it.
-fn set_staged_contact_org(leads: &Leads, cs: &mut Changeset, c: &Contact) -> Result<()> {
-    let pos = leads
-        .store
-        .backend()
-        .schema()
-        .table(PERSON_TABLE)?
-        .position("organization_id")
-        .ok_or_else(|| Error::Config(format!("{PERSON_TABLE} has no organization_id")))?;
-    let id = Value::Uuid(c.id.as_uuid());
-    let org = Value::opt_uuid(c.organization);
-    let mut found = false;
-    for w in &mut cs.writes {
-        if let Write::Insert { table, row } = w
-            && *table == PERSON_TABLE
-            && row.first() == Some(&id)
-        {
-            row[pos] = org.clone();
-            found = true;
-        }
-    }
-    if !found {
-        return Err(Error::storage("the staged contact row is missing"));
-    }
-    let record = RecordRef::new(RecordKind::CONTACT, c.id.as_uuid());
-    let snapshot = serde_json::to_string(c).expect("contact serializes");
-    for a in &mut cs.audit {
-        if a.record == record && a.field == "*" {
-            a.new = Some(snapshot.clone());
-        }
-    }
-    for e in &mut cs.events {
-        if e.record == record {
-            e.payload = snapshot.clone();
-        }
-    }
-    Ok(())
 }
