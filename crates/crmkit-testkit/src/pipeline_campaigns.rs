@@ -6,12 +6,9 @@
 //! [`crate::contacts::setup`] (users in every role, two teams), so checks can share a
 //! database. [`checks`] lists them by name.
 //!
-//! The ROI check ([`roi_inputs`]) writes deal and lead rows straight into the tables
-//! `pipeline_deal` and `pipeline_lead` (filling the columns it relies on and neutral values
-//! elsewhere), because the ROI inputs are aggregates over those tables. While the pipeline
-//! module does not define those tables yet, [`modules`] adds [`AttributionStubModule`],
-//! which defines them with just the columns the aggregate uses; once the pipeline module
-//! defines them, the stub is left out and the check runs on the real tables.
+//! The ROI check ([`roi_inputs`]) writes deal and lead rows straight into the deal and lead
+//! tables (filling the columns it relies on and neutral values elsewhere), because the ROI
+//! inputs are aggregates over those tables.
 //!
 //! [`atomicity`] injects faults into the backend: do not run it concurrently with other
 //! checks on the same store.
@@ -23,10 +20,10 @@ use std::pin::Pin;
 
 use chrono::NaiveDate;
 use crmkit_contacts::NewContact;
-use crmkit_core::store::{ColumnDef, ColumnType, Cond, Row, SchemaStep, TableDef, Value, Write};
+use crmkit_core::store::{ColumnType, Cond, Row, TableDef, Value, Write};
 use crmkit_core::{
-    Changeset, Ctx, Currency, CustomFieldDef, CustomFieldType, CustomValue, Error, Filter,
-    Migration, Module, Modules, Money, Query, RecordKind, RecordRef, Store, TenantId,
+    Changeset, Ctx, Currency, CustomFieldDef, CustomFieldType, CustomValue, Error, Filter, Modules,
+    Money, Query, RecordKind, RecordRef, Store, TenantId,
 };
 use crmkit_pipeline::campaign::{
     AttributedDeals, Campaign, CampaignKind, CampaignMember, CampaignPatch, CampaignStatus,
@@ -106,79 +103,12 @@ fn expect_variant<T: fmt::Debug>(
 // Composition
 // ---------------------------------------------------------------------------------------
 
-/// Stands in for the deal and lead tables while the pipeline module does not define them:
-/// `pipeline_deal` and `pipeline_lead` with the columns the ROI aggregate reads.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AttributionStubModule;
-
-impl Module for AttributionStubModule {
-    fn name(&self) -> &'static str {
-        "pipeline_attribution_stub"
-    }
-
-    fn dependencies(&self) -> Vec<&'static str> {
-        vec!["pipeline"]
-    }
-
-    fn migrations(&self) -> Vec<Migration> {
-        use ColumnType::*;
-        let mut steps = vec![];
-        if !pipeline_defines(DEAL_TABLE) {
-            steps.push(SchemaStep::CreateTable(TableDef::new(
-                DEAL_TABLE,
-                vec![
-                    ColumnDef::required("id", Uuid),
-                    ColumnDef::optional("campaign_id", Uuid),
-                    ColumnDef::optional("amount", Decimal),
-                    ColumnDef::optional("currency", Text(3)),
-                    ColumnDef::required("status", Text(16)),
-                    ColumnDef::required("owner_id", Uuid),
-                    ColumnDef::optional("team_id", Uuid),
-                    ColumnDef::optional("deleted_at", Timestamp),
-                ],
-                ["id"],
-            )));
-        }
-        if !pipeline_defines(LEAD_TABLE) {
-            steps.push(SchemaStep::CreateTable(TableDef::new(
-                LEAD_TABLE,
-                vec![
-                    ColumnDef::required("id", Uuid),
-                    ColumnDef::optional("campaign_id", Uuid),
-                    ColumnDef::required("owner_id", Uuid),
-                    ColumnDef::optional("team_id", Uuid),
-                    ColumnDef::optional("deleted_at", Timestamp),
-                ],
-                ["id"],
-            )));
-        }
-        vec![Migration {
-            version: 1,
-            description: "stand-ins for the deal and lead tables",
-            steps,
-        }]
-    }
-}
-
-fn pipeline_defines(table: &str) -> bool {
-    crmkit_pipeline::PipelineModule
-        .migrations()
-        .iter()
-        .flat_map(|m| m.steps.iter())
-        .any(|s| matches!(s, SchemaStep::CreateTable(t) if t.name == table))
-}
-
-/// The composition the suite runs on: core, contacts and pipeline, plus
-/// [`AttributionStubModule`] while the pipeline module lacks the deal or lead table.
+/// The composition the suite runs on: core, contacts and pipeline.
 pub fn modules() -> crmkit_core::Result<Modules> {
-    let b = Modules::builder()
+    Modules::builder()
         .add(crmkit_contacts::ContactsModule)
-        .add(crmkit_pipeline::PipelineModule);
-    if pipeline_defines(DEAL_TABLE) && pipeline_defines(LEAD_TABLE) {
-        b.build()
-    } else {
-        b.add(AttributionStubModule).build()
-    }
+        .add(crmkit_pipeline::PipelineModule)
+        .build()
 }
 
 // ---------------------------------------------------------------------------------------
