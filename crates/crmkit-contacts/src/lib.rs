@@ -44,17 +44,19 @@ pub mod model;
 pub mod rows;
 pub mod validate;
 
-use std::collections::{BTreeMap, HashMap};
+use crmkit_core::service::{
+    OwnerChecks, apply_custom_patch, changed_columns, diff, json_text, to_json, visibility_scope,
+};
+use std::collections::HashMap;
 
 use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::query::{Compiled, RecordFields};
 use crmkit_core::store::{Cond, Select, Value, Write};
 use crmkit_core::{
-    AuditChange, AuditEntry, Changeset, ContactId, Ctx, CustomSchema, CustomValue, CustomValues,
-    Error, Filter, Migration, Module, NewEvent, OrganizationId, Page, Query, RecordKind, RecordRef,
-    Result, Role, Store, TeamId, UserId, ValidationErrors, Visibility,
+    AuditChange, AuditEntry, Changeset, ContactId, Ctx, CustomSchema, CustomValues, Error, Filter,
+    Migration, Module, NewEvent, OrganizationId, Page, Query, RecordKind, RecordRef, Result, Store,
+    ValidationErrors,
 };
-use serde::Serialize;
 
 pub use model::*;
 pub use validate::{MAX_CONTACT_POINTS, MAX_TAGS};
@@ -99,9 +101,6 @@ impl Module for ContactsModule {
     }
 }
 
-/// Owner checks already made during one command: (owner, team) -> failing fields.
-type OwnerCache = HashMap<(UserId, Option<TeamId>), Vec<(String, String)>>;
-
 /// Rows per changeset in [`Contacts::import_contacts`]: each chunk commits atomically.
 pub const IMPORT_CHUNK: usize = 1000;
 /// Most rows one import call takes.
@@ -111,79 +110,6 @@ pub const MAX_IMPORT_ROWS: usize = 1_000_000;
 #[derive(Clone, Debug)]
 pub struct Contacts {
     store: Store,
-}
-
-fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).expect("contact data serializes")
-}
-
-fn json_text<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("contact data serializes")
-}
-
-/// Per-field audit entries and changed field names between two JSON snapshots.
-fn diff(
-    record: &RecordRef,
-    old: &serde_json::Value,
-    new: &serde_json::Value,
-    skip: &[&str],
-) -> (Vec<AuditChange>, Vec<String>) {
-    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
-        return (vec![], vec![]);
-    };
-    let mut audit = vec![];
-    let mut changed = vec![];
-    for (k, nv) in n {
-        if skip.contains(&k.as_str()) {
-            continue;
-        }
-        let ov = o.get(k).unwrap_or(&serde_json::Value::Null);
-        if ov != nv {
-            changed.push(k.clone());
-            audit.push(AuditChange {
-                record: record.clone(),
-                field: k.clone(),
-                old: (!ov.is_null()).then(|| ov.to_string()),
-                new: (!nv.is_null()).then(|| nv.to_string()),
-            });
-        }
-    }
-    (audit, changed)
-}
-
-/// The column updates that turn `old` into `new` (both full rows of `table`).
-fn row_update(
-    store: &Store,
-    table: &'static str,
-    old: &[Value],
-    new: &[Value],
-) -> Result<Vec<(&'static str, Value)>> {
-    let def = store.backend().schema().table(table)?;
-    Ok(def
-        .columns
-        .iter()
-        .zip(old.iter().zip(new))
-        .filter(|(c, (o, n))| o != n && c.name != "version" && c.name != "id")
-        .map(|(c, (_, n))| (c.name, n.clone()))
-        .collect())
-}
-
-fn apply_custom_patch(
-    current: &CustomValues,
-    patch: &BTreeMap<String, Option<CustomValue>>,
-) -> CustomValues {
-    let mut out = current.clone();
-    for (k, v) in patch {
-        match v {
-            Some(v) => {
-                out.insert(k.clone(), v.clone());
-            }
-            None => {
-                out.remove(k);
-            }
-        }
-    }
-    out
 }
 
 impl Contacts {
@@ -210,79 +136,6 @@ impl Contacts {
     }
 
     // ----- shared checks -----
-
-    fn scope(ctx: &Ctx, include_deleted: bool) -> Cond {
-        let mut c = Cond::True;
-        if !include_deleted {
-            c = c.and(Cond::IsNull("deleted_at".into()));
-        }
-        if let Visibility::Owned { user, teams } = ctx.actor().visibility() {
-            let mut any = vec![Cond::eq("owner_id", user.as_uuid())];
-            if !teams.is_empty() {
-                any.push(Cond::In(
-                    "team_id".into(),
-                    teams.iter().map(|t| Value::Uuid(t.as_uuid())).collect(),
-                ));
-            }
-            c = c.and(Cond::Or(any));
-        }
-        c
-    }
-
-    /// Owner and team rules: the owner is an active user; a Rep may only make records
-    /// owned by themselves, in one of their teams; a team must exist.
-    async fn check_owner(
-        &self,
-        ctx: &Ctx,
-        errs: &mut ValidationErrors,
-        owner: UserId,
-        team: Option<TeamId>,
-        cache: &mut OwnerCache,
-    ) -> Result<()> {
-        let manages = ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager);
-        if !manages && owner != ctx.actor().user {
-            return Err(Error::PermissionDenied(
-                "a rep may only give records to themselves".into(),
-            ));
-        }
-        if let Some(t) = team
-            && !manages
-            && !ctx.actor().teams.contains(&t)
-        {
-            return Err(Error::PermissionDenied(
-                "a rep may only give records to their own teams".into(),
-            ));
-        }
-        if let Some(found) = cache.get(&(owner, team)) {
-            for (f, r) in found {
-                errs.push(f.clone(), r.clone());
-            }
-            return Ok(());
-        }
-        let mut found = vec![];
-        let dir = self.store.directory();
-        match dir.require_active_user(ctx, "owner", owner).await {
-            Ok(_) => {}
-            Err(Error::Validation(v)) => {
-                found.extend(v.errors.into_iter().map(|e| (e.field, e.reason)))
-            }
-            Err(e) => return Err(e),
-        }
-        if let Some(t) = team {
-            match dir.team(ctx, t).await {
-                Ok(_) => {}
-                Err(Error::NotFound { .. }) => {
-                    found.push(("team".into(), "is not a team of this tenant".into()))
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        for (f, r) in &found {
-            errs.push(f.clone(), r.clone());
-        }
-        cache.insert((owner, team), found);
-        Ok(())
-    }
 
     async fn custom_schema(&self, ctx: &Ctx, kind: &RecordKind) -> Result<CustomSchema> {
         self.store.custom_fields().of_kind(ctx, kind).await
@@ -391,7 +244,7 @@ impl Contacts {
         ctx: &Ctx,
         input: &NewContact,
         custom: &CustomSchema,
-        owners: &mut OwnerCache,
+        owners: &mut OwnerChecks,
         orgs: &mut HashMap<OrganizationId, bool>,
     ) -> Result<(Contact, Vec<String>)> {
         let mut errs = ValidationErrors::new();
@@ -403,7 +256,8 @@ impl Contacts {
         validate::consent(&mut errs, &input.consent);
         errs.check(custom.validate(&input.custom));
         let owner = input.owner.unwrap_or(ctx.actor().user);
-        self.check_owner(ctx, &mut errs, owner, input.team, owners)
+        owners
+            .check(&self.store, ctx, &mut errs, owner, input.team)
             .await?;
         if let Some(org) = input.organization {
             let ok = match orgs.get(&org) {
@@ -512,7 +366,7 @@ impl Contacts {
             .map(|r| (OrganizationId::from_uuid(r.id), true))
             .collect();
         let (contact, keys) = self
-            .build_contact(ctx, input, &custom, &mut HashMap::new(), &mut orgs)
+            .build_contact(ctx, input, &custom, &mut OwnerChecks::new(), &mut orgs)
             .await?;
         let holders = self.email_holders(ctx, &keys, None).await?;
         if !input.allow_duplicate_email
@@ -624,7 +478,8 @@ impl Contacts {
         if patch.owner.is_some() || patch.team.is_some() {
             new.owner = patch.owner.unwrap_or(old.owner);
             new.team = patch.team.unwrap_or(old.team);
-            self.check_owner(ctx, &mut errs, new.owner, new.team, &mut HashMap::new())
+            OwnerChecks::new()
+                .check(&self.store, ctx, &mut errs, new.owner, new.team)
                 .await?;
         }
         if !patch.custom.is_empty() {
@@ -656,12 +511,11 @@ impl Contacts {
         cs.writes.push(Write::Update {
             table: PERSON_TABLE,
             key: vec![Value::Uuid(id.as_uuid())],
-            set: row_update(
-                &self.store,
-                PERSON_TABLE,
+            set: changed_columns(
+                self.store.backend().schema().table(PERSON_TABLE)?,
                 &rows::contact_row(&old),
                 &new_row,
-            )?,
+            ),
             expect_version: Some(expected_version),
             record: record.clone(),
         });
@@ -825,7 +679,7 @@ impl Contacts {
             ctx.tenant(),
             q,
             &custom,
-            Self::scope(ctx, q.include_deleted),
+            visibility_scope(ctx, q.include_deleted),
         )?;
         let mut rows = self
             .store
@@ -903,7 +757,7 @@ impl Contacts {
         }
         let custom = self.custom_schema(ctx, &RecordKind::CONTACT).await?;
         let mut report = ImportReport::default();
-        let mut owners = HashMap::new();
+        let mut owners = OwnerChecks::new();
         let mut orgs = HashMap::new();
         let mut built: Vec<Option<(Contact, Vec<String>)>> = Vec::with_capacity(rows.len());
         let push_err = |report: &mut ImportReport, row: usize, e: Error| match e {
@@ -1127,7 +981,8 @@ impl Contacts {
         let mut errs = ValidationErrors::new();
         self.build_org_fields(ctx, &mut errs, &mut o, input.phone.as_ref(), &custom)
             .await?;
-        self.check_owner(ctx, &mut errs, o.owner, o.team, &mut HashMap::new())
+        OwnerChecks::new()
+            .check(&self.store, ctx, &mut errs, o.owner, o.team)
             .await?;
         errs.into_result()?;
         let record = RecordRef::from(o.id);
@@ -1251,7 +1106,8 @@ impl Contacts {
         if patch.owner.is_some() || patch.team.is_some() {
             new.owner = patch.owner.unwrap_or(old.owner);
             new.team = patch.team.unwrap_or(old.team);
-            self.check_owner(ctx, &mut errs, new.owner, new.team, &mut HashMap::new())
+            OwnerChecks::new()
+                .check(&self.store, ctx, &mut errs, new.owner, new.team)
                 .await?;
         }
         errs.into_result()?;
@@ -1278,12 +1134,11 @@ impl Contacts {
         cs.writes.push(Write::Update {
             table: ORG_TABLE,
             key: vec![Value::Uuid(id.as_uuid())],
-            set: row_update(
-                &self.store,
-                ORG_TABLE,
+            set: changed_columns(
+                self.store.backend().schema().table(ORG_TABLE)?,
                 &rows::org_row(&old)?,
                 &rows::org_row(&new)?,
-            )?,
+            ),
             expect_version: Some(expected_version),
             record: record.clone(),
         });

@@ -44,7 +44,8 @@
 
 mod rows;
 
-use std::collections::{BTreeMap, HashMap};
+use crmkit_core::service::{OwnerChecks, diff, json_text, to_json, visibility_scope};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use crmkit_contacts::Contacts;
@@ -53,7 +54,7 @@ use crmkit_core::store::{Aggregate, Cond, Measure, Select, TableDef, Value, Writ
 use crmkit_core::{
     AuditChange, AuditEntry, CampaignId, Changeset, ContactId, Ctx, Currency, CustomSchema,
     CustomValue, CustomValues, Error, Money, NewEvent, Page, Query, RecordKind, RecordRef, Result,
-    Role, Store, TeamId, UserId, ValidationErrors, Visibility,
+    Store, TeamId, UserId, ValidationErrors, Visibility,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -352,47 +353,6 @@ pub struct RoiInputs {
     pub members: Vec<(MemberStatus, u64)>,
 }
 
-/// Owner checks already made during one command.
-type OwnerCache = HashMap<(UserId, Option<TeamId>), Vec<(String, String)>>;
-
-fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).expect("campaign data serializes")
-}
-
-fn json_text<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("campaign data serializes")
-}
-
-/// Per-field audit entries and changed field names between two JSON snapshots.
-fn diff(
-    record: &RecordRef,
-    old: &serde_json::Value,
-    new: &serde_json::Value,
-    skip: &[&str],
-) -> (Vec<AuditChange>, Vec<String>) {
-    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
-        return (vec![], vec![]);
-    };
-    let mut audit = vec![];
-    let mut changed = vec![];
-    for (k, nv) in n {
-        if skip.contains(&k.as_str()) {
-            continue;
-        }
-        let ov = o.get(k).unwrap_or(&serde_json::Value::Null);
-        if ov != nv {
-            changed.push(k.clone());
-            audit.push(AuditChange {
-                record: record.clone(),
-                field: k.clone(),
-                old: (!ov.is_null()).then(|| ov.to_string()),
-                new: (!nv.is_null()).then(|| nv.to_string()),
-            });
-        }
-    }
-    (audit, changed)
-}
-
 fn conflict(id: CampaignId, expected: u64, actual: u64) -> Error {
     Error::Conflict {
         record: RecordRef::from(id),
@@ -477,31 +437,6 @@ impl Campaigns {
         &self.store
     }
 
-    /// Visibility of rows with `owner_id` / `team_id` columns for the actor.
-    fn visibility_cond(ctx: &Ctx) -> Cond {
-        match ctx.actor().visibility() {
-            Visibility::All => Cond::True,
-            Visibility::Owned { user, teams } => {
-                let mut any = vec![Cond::eq("owner_id", user.as_uuid())];
-                if !teams.is_empty() {
-                    any.push(Cond::In(
-                        "team_id".into(),
-                        teams.iter().map(|t| Value::Uuid(t.as_uuid())).collect(),
-                    ));
-                }
-                Cond::Or(any)
-            }
-        }
-    }
-
-    fn scope(ctx: &Ctx, include_deleted: bool) -> Cond {
-        let mut c = Cond::True;
-        if !include_deleted {
-            c = c.and(Cond::IsNull("deleted_at".into()));
-        }
-        c.and(Self::visibility_cond(ctx))
-    }
-
     /// The visibility condition for another module's table: applied only when the actor
     /// is restricted and the table has an `owner_id` column.
     fn foreign_visibility(ctx: &Ctx, table: &TableDef) -> Cond {
@@ -521,60 +456,6 @@ impl Campaigns {
                 Cond::Or(any)
             }
         }
-    }
-
-    /// Owner and team rules (as in crmkit-contacts).
-    async fn check_owner(
-        &self,
-        ctx: &Ctx,
-        errs: &mut ValidationErrors,
-        owner: UserId,
-        team: Option<TeamId>,
-        cache: &mut OwnerCache,
-    ) -> Result<()> {
-        let manages = ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager);
-        if !manages && owner != ctx.actor().user {
-            return Err(Error::PermissionDenied(
-                "a rep may only give records to themselves".into(),
-            ));
-        }
-        if let Some(t) = team
-            && !manages
-            && !ctx.actor().teams.contains(&t)
-        {
-            return Err(Error::PermissionDenied(
-                "a rep may only give records to their own teams".into(),
-            ));
-        }
-        if let Some(found) = cache.get(&(owner, team)) {
-            for (f, r) in found {
-                errs.push(f.clone(), r.clone());
-            }
-            return Ok(());
-        }
-        let mut found = vec![];
-        let dir = self.store.directory();
-        match dir.require_active_user(ctx, "owner", owner).await {
-            Ok(_) => {}
-            Err(Error::Validation(v)) => {
-                found.extend(v.errors.into_iter().map(|e| (e.field, e.reason)))
-            }
-            Err(e) => return Err(e),
-        }
-        if let Some(t) = team {
-            match dir.team(ctx, t).await {
-                Ok(_) => {}
-                Err(Error::NotFound { .. }) => {
-                    found.push(("team".into(), "is not a team of this tenant".into()))
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        for (f, r) in &found {
-            errs.push(f.clone(), r.clone());
-        }
-        cache.insert((owner, team), found);
-        Ok(())
     }
 
     async fn custom_schema(&self, ctx: &Ctx) -> Result<CustomSchema> {
@@ -612,7 +493,8 @@ impl Campaigns {
         };
         let mut errs = ValidationErrors::new();
         check_fields(&mut errs, &c, &custom);
-        self.check_owner(ctx, &mut errs, c.owner, c.team, &mut HashMap::new())
+        OwnerChecks::new()
+            .check(&self.store, ctx, &mut errs, c.owner, c.team)
             .await?;
         errs.into_result()?;
         let record = RecordRef::from(c.id);
@@ -718,7 +600,8 @@ impl Campaigns {
         if patch.owner.is_some() || patch.team.is_some() {
             new.owner = patch.owner.unwrap_or(old.owner);
             new.team = patch.team.unwrap_or(old.team);
-            self.check_owner(ctx, &mut errs, new.owner, new.team, &mut HashMap::new())
+            OwnerChecks::new()
+                .check(&self.store, ctx, &mut errs, new.owner, new.team)
                 .await?;
         }
         errs.into_result()?;
@@ -910,7 +793,7 @@ impl Campaigns {
             ctx,
             q,
             &CAMPAIGN_FIELDS,
-            Self::scope(ctx, q.include_deleted),
+            visibility_scope(ctx, q.include_deleted),
             rows::decode_campaign,
             |c: &Campaign| c.custom.clone(),
         )

@@ -23,7 +23,8 @@ mod pipelines;
 pub use pipelines::REQUIRABLE_FIELDS;
 pub mod rows;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crmkit_core::service::{OwnerChecks, diff, json_text, to_json, visibility_scope};
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use crmkit_contacts::rows::{ORG_TABLE, PERSON_TABLE};
@@ -32,8 +33,7 @@ use crmkit_core::store::{Cond, OrderKey, Select, TableDef, Value, Write};
 use crmkit_core::{
     AuditChange, AuditEntry, CampaignId, Changeset, ContactId, Ctx, CustomSchema, CustomValue,
     CustomValues, DealId, Error, Filter, Money, NewEvent, OrganizationId, Page, PipelineId, Query,
-    RecordKind, RecordRef, Result, Role, StageId, Store, TeamId, UserId, ValidationErrors,
-    Visibility,
+    RecordKind, RecordRef, Result, StageId, Store, TeamId, UserId, ValidationErrors,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -625,46 +625,6 @@ pub fn parse_close_date(s: &str) -> Result<NaiveDate> {
     Ok(d)
 }
 
-/// Owner checks already made during one command.
-type OwnerCache = HashMap<(UserId, Option<TeamId>), Vec<(String, String)>>;
-
-fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).expect("deal data serializes")
-}
-
-fn json_text<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("deal data serializes")
-}
-
-fn diff(
-    record: &RecordRef,
-    old: &serde_json::Value,
-    new: &serde_json::Value,
-    skip: &[&str],
-) -> (Vec<AuditChange>, Vec<String>) {
-    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
-        return (vec![], vec![]);
-    };
-    let mut audit = vec![];
-    let mut changed = vec![];
-    for (k, nv) in n {
-        if skip.contains(&k.as_str()) {
-            continue;
-        }
-        let ov = o.get(k).unwrap_or(&serde_json::Value::Null);
-        if ov != nv {
-            changed.push(k.clone());
-            audit.push(AuditChange {
-                record: record.clone(),
-                field: k.clone(),
-                old: (!ov.is_null()).then(|| ov.to_string()),
-                new: (!nv.is_null()).then(|| nv.to_string()),
-            });
-        }
-    }
-    (audit, changed)
-}
-
 fn order_by(column: &str) -> OrderKey {
     OrderKey {
         column: column.into(),
@@ -698,79 +658,6 @@ impl Deals {
     /// The underlying store.
     pub fn store(&self) -> &Store {
         &self.store
-    }
-
-    fn scope(ctx: &Ctx, include_deleted: bool) -> Cond {
-        let mut c = Cond::True;
-        if !include_deleted {
-            c = c.and(Cond::IsNull("deleted_at".into()));
-        }
-        if let Visibility::Owned { user, teams } = ctx.actor().visibility() {
-            let mut any = vec![Cond::eq("owner_id", user.as_uuid())];
-            if !teams.is_empty() {
-                any.push(Cond::In(
-                    "team_id".into(),
-                    teams.iter().map(|t| Value::Uuid(t.as_uuid())).collect(),
-                ));
-            }
-            c = c.and(Cond::Or(any));
-        }
-        c
-    }
-
-    /// Owner and team rules, as in contacts: the owner is an active user; a Rep gives
-    /// deals only to themselves and their own teams; a team must exist.
-    async fn check_owner(
-        &self,
-        ctx: &Ctx,
-        errs: &mut ValidationErrors,
-        owner: UserId,
-        team: Option<TeamId>,
-        cache: &mut OwnerCache,
-    ) -> Result<()> {
-        let manages = ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager);
-        if !manages && owner != ctx.actor().user {
-            return Err(Error::PermissionDenied(
-                "a rep may only give records to themselves".into(),
-            ));
-        }
-        if let Some(t) = team
-            && !manages
-            && !ctx.actor().teams.contains(&t)
-        {
-            return Err(Error::PermissionDenied(
-                "a rep may only give records to their own teams".into(),
-            ));
-        }
-        if let Some(found) = cache.get(&(owner, team)) {
-            for (f, r) in found {
-                errs.push(f.clone(), r.clone());
-            }
-            return Ok(());
-        }
-        let mut found = vec![];
-        let dir = self.store.directory();
-        match dir.require_active_user(ctx, "owner", owner).await {
-            Ok(_) => {}
-            Err(Error::Validation(v)) => {
-                found.extend(v.errors.into_iter().map(|e| (e.field, e.reason)))
-            }
-            Err(e) => return Err(e),
-        }
-        if let Some(t) = team {
-            match dir.team(ctx, t).await {
-                Ok(_) => {}
-                Err(Error::NotFound { .. }) => {
-                    found.push(("team".into(), "is not a team of this tenant".into()))
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        for (f, r) in &found {
-            errs.push(f.clone(), r.clone());
-        }
-        cache.insert((owner, team), found);
-        Ok(())
     }
 
     async fn custom_schema(&self, ctx: &Ctx) -> Result<CustomSchema> {
@@ -1000,7 +887,8 @@ impl Deals {
         if let Some(s) = &stage {
             Self::check_required(&mut errs, &deal, s);
         }
-        self.check_owner(ctx, &mut errs, owner, input.team, &mut HashMap::new())
+        OwnerChecks::new()
+            .check(&self.store, ctx, &mut errs, owner, input.team)
             .await?;
         self.check_links(ctx, &mut errs, deal.organization, &deal.contacts, staged)
             .await?;
@@ -1200,7 +1088,8 @@ impl Deals {
         if patch.owner.is_some() || patch.team.is_some() {
             new.owner = patch.owner.unwrap_or(old.owner);
             new.team = patch.team.unwrap_or(old.team);
-            self.check_owner(ctx, &mut errs, new.owner, new.team, &mut HashMap::new())
+            OwnerChecks::new()
+                .check(&self.store, ctx, &mut errs, new.owner, new.team)
                 .await?;
         }
         if patch.organization.is_some() || patch.contacts.is_some() {
@@ -1520,7 +1409,7 @@ impl Deals {
             ctx.tenant(),
             q,
             &custom,
-            Self::scope(ctx, q.include_deleted),
+            visibility_scope(ctx, q.include_deleted),
         )?;
         let mut rows = self
             .store
@@ -1586,7 +1475,7 @@ impl Deals {
             table: DEAL_TABLE,
             cond: Cond::eq("pipeline_id", pipeline.as_uuid())
                 .and(Cond::eq("status", "open"))
-                .and(Self::scope(ctx, false)),
+                .and(visibility_scope(ctx, false)),
             group_by: vec!["stage_id".into(), "currency".into()],
             measures: vec![
                 crmkit_core::store::Measure::Count,

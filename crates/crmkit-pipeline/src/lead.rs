@@ -57,20 +57,19 @@ mod convert;
 pub mod model;
 pub mod rows;
 use crmkit_contacts::validate;
-
-use std::collections::BTreeMap;
+use crmkit_core::service::{
+    OwnerChecks, apply_custom_patch, changed_columns, diff, json_text, to_json, visibility_scope,
+};
 
 use crmkit_contacts::Contacts;
 use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::query::Compiled;
-use crmkit_core::store::{Cond, TableDef, Value, Write};
+use crmkit_core::store::{TableDef, Value, Write};
 use crmkit_core::text::{check_text, fold};
 use crmkit_core::{
-    AuditChange, AuditEntry, Changeset, Ctx, CustomSchema, CustomValue, CustomValues, Error,
-    LeadId, NewEvent, Page, Query, RecordKind, RecordRef, Result, Role, Store, TeamId, UserId,
-    ValidationErrors, Visibility,
+    AuditChange, AuditEntry, Changeset, Ctx, CustomSchema, Error, LeadId, NewEvent, Page, Query,
+    RecordKind, RecordRef, Result, Store, ValidationErrors,
 };
-use serde::Serialize;
 
 pub use model::*;
 pub use rows::{LEAD_FIELDS, LEAD_TABLE};
@@ -91,62 +90,6 @@ pub const MAX_REASON: usize = 500;
 
 pub(crate) fn tables() -> Vec<TableDef> {
     rows::tables()
-}
-
-fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).expect("lead data serializes")
-}
-
-fn json_text<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("lead data serializes")
-}
-
-/// Per-field audit entries and changed field names between two JSON snapshots.
-fn diff(
-    record: &RecordRef,
-    old: &serde_json::Value,
-    new: &serde_json::Value,
-    skip: &[&str],
-) -> (Vec<AuditChange>, Vec<String>) {
-    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
-        return (vec![], vec![]);
-    };
-    let mut audit = vec![];
-    let mut changed = vec![];
-    for (k, nv) in n {
-        if skip.contains(&k.as_str()) {
-            continue;
-        }
-        let ov = o.get(k).unwrap_or(&serde_json::Value::Null);
-        if ov != nv {
-            changed.push(k.clone());
-            audit.push(AuditChange {
-                record: record.clone(),
-                field: k.clone(),
-                old: (!ov.is_null()).then(|| ov.to_string()),
-                new: (!nv.is_null()).then(|| nv.to_string()),
-            });
-        }
-    }
-    (audit, changed)
-}
-
-fn apply_custom_patch(
-    current: &CustomValues,
-    patch: &BTreeMap<String, Option<CustomValue>>,
-) -> CustomValues {
-    let mut out = current.clone();
-    for (k, v) in patch {
-        match v {
-            Some(v) => {
-                out.insert(k.clone(), v.clone());
-            }
-            None => {
-                out.remove(k);
-            }
-        }
-    }
-    out
 }
 
 fn conflict(id: LeadId, expected: u64, actual: u64) -> Error {
@@ -239,63 +182,6 @@ impl Leads {
 
     // ----- shared checks -----
 
-    fn scope(ctx: &Ctx, include_deleted: bool) -> Cond {
-        let mut c = Cond::True;
-        if !include_deleted {
-            c = c.and(Cond::IsNull("deleted_at".into()));
-        }
-        if let Visibility::Owned { user, teams } = ctx.actor().visibility() {
-            let mut any = vec![Cond::eq("owner_id", user.as_uuid())];
-            if !teams.is_empty() {
-                any.push(Cond::In(
-                    "team_id".into(),
-                    teams.iter().map(|t| Value::Uuid(t.as_uuid())).collect(),
-                ));
-            }
-            c = c.and(Cond::Or(any));
-        }
-        c
-    }
-
-    /// Owner and team rules (as contacts'): the owner is an active user; a Rep may only
-    /// give leads to themselves, in one of their teams; a team must exist.
-    async fn check_owner(
-        &self,
-        ctx: &Ctx,
-        errs: &mut ValidationErrors,
-        owner: UserId,
-        team: Option<TeamId>,
-    ) -> Result<()> {
-        let manages = ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager);
-        if !manages && owner != ctx.actor().user {
-            return Err(Error::PermissionDenied(
-                "a rep may only give records to themselves".into(),
-            ));
-        }
-        if let Some(t) = team
-            && !manages
-            && !ctx.actor().teams.contains(&t)
-        {
-            return Err(Error::PermissionDenied(
-                "a rep may only give records to their own teams".into(),
-            ));
-        }
-        let dir = self.store.directory();
-        match dir.require_active_user(ctx, "owner", owner).await {
-            Ok(_) => {}
-            Err(Error::Validation(v)) => errs.errors.extend(v.errors),
-            Err(e) => return Err(e),
-        }
-        if let Some(t) = team {
-            match dir.team(ctx, t).await {
-                Ok(_) => {}
-                Err(Error::NotFound { .. }) => errs.push("team", "is not a team of this tenant"),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
     async fn custom_schema(&self, ctx: &Ctx) -> Result<CustomSchema> {
         self.store
             .custom_fields()
@@ -324,13 +210,11 @@ impl Leads {
     /// The column updates that turn `old` into `new`.
     fn row_update(&self, old: &Lead, new: &Lead) -> Result<Vec<(&'static str, Value)>> {
         let def = self.store.backend().schema().table(LEAD_TABLE)?;
-        Ok(def
-            .columns
-            .iter()
-            .zip(rows::lead_row(old).into_iter().zip(rows::lead_row(new)))
-            .filter(|(c, (o, n))| o != n && c.name != "version" && c.name != "id")
-            .map(|(c, (_, n))| (c.name, n))
-            .collect())
+        Ok(changed_columns(
+            def,
+            &rows::lead_row(old),
+            &rows::lead_row(new),
+        ))
     }
 
     /// The versioned update of `old` into `new` with an audit entry per changed field and
@@ -447,7 +331,8 @@ impl Leads {
             errs.push("status", "a lead becomes converted only through conversion");
         }
         errs.check(custom.validate(&lead.custom));
-        self.check_owner(ctx, &mut errs, lead.owner, lead.team)
+        OwnerChecks::new()
+            .check(&self.store, ctx, &mut errs, lead.owner, lead.team)
             .await?;
         errs.into_result()?;
         let record = RecordRef::from(lead.id);
@@ -539,7 +424,8 @@ impl Leads {
         if patch.owner.is_some() || patch.team.is_some() {
             new.owner = patch.owner.unwrap_or(old.owner);
             new.team = patch.team.unwrap_or(old.team);
-            self.check_owner(ctx, &mut errs, new.owner, new.team)
+            OwnerChecks::new()
+                .check(&self.store, ctx, &mut errs, new.owner, new.team)
                 .await?;
         }
         errs.into_result()?;
@@ -691,7 +577,7 @@ impl Leads {
             ctx.tenant(),
             q,
             &custom,
-            Self::scope(ctx, q.include_deleted),
+            visibility_scope(ctx, q.include_deleted),
         )?;
         let mut rows = self
             .store

@@ -1,0 +1,189 @@
+//! Building blocks of a module's service layer, shared by every module so that the rules
+//! are the same everywhere: visibility pushed into queries, owner and team checks against
+//! the directory, per-field audit diffs, changed columns of an update, custom-value patches.
+//!
+//! They assume the record conventions of crmkit's tables: an `owner_id` (UUID) and a
+//! nullable `team_id` column for record-level access, and a nullable `deleted_at` for soft
+//! deletes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::Store;
+use crate::ctx::{Ctx, Role, Visibility};
+use crate::custom::{CustomValue, CustomValues};
+use crate::error::{Error, Result, ValidationErrors};
+use crate::event::AuditChange;
+use crate::id::{RecordRef, TeamId, UserId};
+use crate::store::{Cond, TableDef, Value};
+
+/// The condition a list query is and-ed with: not soft-deleted (unless asked), and
+/// visible to the actor (Admin and Manager see all; others their own and their teams').
+pub fn visibility_scope(ctx: &Ctx, include_deleted: bool) -> Cond {
+    let mut c = Cond::True;
+    if !include_deleted {
+        c = c.and(Cond::IsNull("deleted_at".into()));
+    }
+    if let Visibility::Owned { user, teams } = ctx.actor().visibility() {
+        let mut any = vec![Cond::eq("owner_id", user.as_uuid())];
+        if !teams.is_empty() {
+            any.push(Cond::In(
+                "team_id".into(),
+                teams.iter().map(|t| Value::Uuid(t.as_uuid())).collect(),
+            ));
+        }
+        c = c.and(Cond::Or(any));
+    }
+    c
+}
+
+/// Owner checks made during one command (an import checks many rows with few owners).
+#[derive(Debug, Default)]
+pub struct OwnerChecks {
+    done: HashMap<(UserId, Option<TeamId>), Vec<FieldProblem>>,
+}
+
+/// A field and what is wrong with it.
+type FieldProblem = (String, String);
+
+impl OwnerChecks {
+    /// No checks made yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks who a record is given to: a Rep (or ReadOnly) may only give records to
+    /// themselves and their own teams (PermissionDenied otherwise); the owner must be an
+    /// active user of the tenant and the team a team of the tenant (Validation errors on
+    /// `owner` / `team`, added to `errs`).
+    pub async fn check(
+        &mut self,
+        store: &Store,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        owner: UserId,
+        team: Option<TeamId>,
+    ) -> Result<()> {
+        let manages = ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager);
+        if !manages && owner != ctx.actor().user {
+            return Err(Error::PermissionDenied(
+                "a rep may only give records to themselves".into(),
+            ));
+        }
+        if let Some(t) = team
+            && !manages
+            && !ctx.actor().teams.contains(&t)
+        {
+            return Err(Error::PermissionDenied(
+                "a rep may only give records to their own teams".into(),
+            ));
+        }
+        if let Some(found) = self.done.get(&(owner, team)) {
+            for (f, r) in found {
+                errs.push(f.clone(), r.clone());
+            }
+            return Ok(());
+        }
+        let mut found = vec![];
+        let dir = store.directory();
+        match dir.require_active_user(ctx, "owner", owner).await {
+            Ok(_) => {}
+            Err(Error::Validation(v)) => {
+                found.extend(v.errors.into_iter().map(|e| (e.field, e.reason)))
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(t) = team {
+            match dir.team(ctx, t).await {
+                Ok(_) => {}
+                Err(Error::NotFound { .. }) => {
+                    found.push(("team".into(), "is not a team of this tenant".into()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for (f, r) in &found {
+            errs.push(f.clone(), r.clone());
+        }
+        self.done.insert((owner, team), found);
+        Ok(())
+    }
+}
+
+/// A record as JSON (event payloads, audit snapshots, diffs). Records are plain data, so
+/// serialisation cannot fail.
+pub fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).expect("records serialize to JSON")
+}
+
+/// A record as JSON text.
+pub fn json_text<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("records serialize to JSON")
+}
+
+/// Per-field audit entries and the changed field names between two JSON snapshots of a
+/// record (fields in `skip`, such as `updated_at` and `version`, are left out).
+pub fn diff(
+    record: &RecordRef,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    skip: &[&str],
+) -> (Vec<AuditChange>, Vec<String>) {
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        return (vec![], vec![]);
+    };
+    let mut audit = vec![];
+    let mut changed = vec![];
+    for (k, nv) in n {
+        if skip.contains(&k.as_str()) {
+            continue;
+        }
+        let ov = o.get(k).unwrap_or(&serde_json::Value::Null);
+        if ov != nv {
+            changed.push(k.clone());
+            audit.push(AuditChange {
+                record: record.clone(),
+                field: k.clone(),
+                old: (!ov.is_null()).then(|| ov.to_string()),
+                new: (!nv.is_null()).then(|| nv.to_string()),
+            });
+        }
+    }
+    (audit, changed)
+}
+
+/// The columns whose values differ between two full rows of `table` (the key and the
+/// `version` column excluded: a versioned update bumps the version itself).
+pub fn changed_columns(
+    table: &TableDef,
+    old: &[Value],
+    new: &[Value],
+) -> Vec<(&'static str, Value)> {
+    table
+        .columns
+        .iter()
+        .zip(old.iter().zip(new))
+        .filter(|(c, (o, n))| o != n && c.name != "version" && !table.primary_key.contains(&c.name))
+        .map(|(c, (_, n))| (c.name, n.clone()))
+        .collect()
+}
+
+/// Custom values after a patch: `Some` sets a key, `None` removes it.
+pub fn apply_custom_patch(
+    current: &CustomValues,
+    patch: &BTreeMap<String, Option<CustomValue>>,
+) -> CustomValues {
+    let mut out = current.clone();
+    for (k, v) in patch {
+        match v {
+            Some(v) => {
+                out.insert(k.clone(), v.clone());
+            }
+            None => {
+                out.remove(k);
+            }
+        }
+    }
+    out
+}
