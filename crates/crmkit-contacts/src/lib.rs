@@ -45,7 +45,8 @@ pub mod rows;
 pub mod validate;
 
 use crmkit_core::service::{
-    OwnerChecks, apply_custom_patch, changed_columns, diff, json_text, to_json, visibility_scope,
+    OwnerChecks, SoftDelete, apply_custom_patch, changed_columns, diff, json_text,
+    stage_soft_delete, to_json, visibility_scope,
 };
 use std::collections::HashMap;
 
@@ -608,16 +609,19 @@ impl Contacts {
         new.version += 1;
         let record = RecordRef::from(id);
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Update {
-            table: PERSON_TABLE,
-            key: vec![Value::Uuid(id.as_uuid())],
-            set: vec![
-                ("deleted_at", Value::opt_timestamp(new.deleted_at)),
-                ("updated_at", Value::timestamp(now)),
-            ],
-            expect_version: Some(expected_version),
-            record: record.clone(),
-        });
+        stage_soft_delete(
+            &mut cs,
+            SoftDelete {
+                table: PERSON_TABLE,
+                record: record.clone(),
+                expected_version,
+                was: old.deleted_at,
+                now: new.deleted_at,
+                at: now,
+                kind: "contact",
+                after: &new,
+            },
+        );
         let mut keys = vec![];
         if delete {
             cs.writes.push(lookup::remove_writes(&record));
@@ -639,22 +643,6 @@ impl Contacts {
                 true,
             ));
         }
-        cs.audit.push(AuditChange {
-            record: record.clone(),
-            field: "deleted_at".into(),
-            old: old.deleted_at.map(|t| json_text(&t)),
-            new: new.deleted_at.map(|t| json_text(&t)),
-        });
-        cs.events.push(NewEvent::new(
-            if delete {
-                "contact.deleted"
-            } else {
-                "contact.restored"
-            },
-            record,
-            vec!["deleted_at".into()],
-            to_json(&new),
-        ));
         self.commit_contact(ctx, cs, &keys, Some(id)).await?;
         Ok(new)
     }
@@ -1207,37 +1195,24 @@ impl Contacts {
         new.version += 1;
         let record = RecordRef::from(id);
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Update {
-            table: ORG_TABLE,
-            key: vec![Value::Uuid(id.as_uuid())],
-            set: vec![
-                ("deleted_at", Value::opt_timestamp(new.deleted_at)),
-                ("updated_at", Value::timestamp(now)),
-            ],
-            expect_version: Some(expected_version),
-            record: record.clone(),
-        });
+        stage_soft_delete(
+            &mut cs,
+            SoftDelete {
+                table: ORG_TABLE,
+                record: record.clone(),
+                expected_version,
+                was: old.deleted_at,
+                now: new.deleted_at,
+                at: now,
+                kind: "organization",
+                after: &new,
+            },
+        );
         if delete {
             cs.writes.push(lookup::remove_writes(&record));
         } else {
             Self::org_index_writes(&mut cs, &new, true);
         }
-        cs.audit.push(AuditChange {
-            record: record.clone(),
-            field: "deleted_at".into(),
-            old: old.deleted_at.map(|t| json_text(&t)),
-            new: new.deleted_at.map(|t| json_text(&t)),
-        });
-        cs.events.push(NewEvent::new(
-            if delete {
-                "organization.deleted"
-            } else {
-                "organization.restored"
-            },
-            record,
-            vec!["deleted_at".into()],
-            to_json(&new),
-        ));
         self.store.commit(cs).await?;
         Ok(new)
     }

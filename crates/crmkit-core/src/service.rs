@@ -187,3 +187,56 @@ pub fn apply_custom_patch(
     }
     out
 }
+
+/// A soft delete or restore of one record, for [`stage_soft_delete`].
+#[derive(Debug)]
+pub struct SoftDelete<'a, T: Serialize> {
+    /// The record's table (with `deleted_at`, `updated_at` and `version` columns).
+    pub table: &'static str,
+    /// The record (its id is the table's key).
+    pub record: RecordRef,
+    /// The version the caller based the change on.
+    pub expected_version: u64,
+    /// `deleted_at` before.
+    pub was: Option<chrono::DateTime<chrono::Utc>>,
+    /// `deleted_at` after (`Some` deletes, `None` restores).
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// When (the new `updated_at`).
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The record kind's event prefix: events are `<kind>.deleted` / `<kind>.restored`.
+    pub kind: &'a str,
+    /// The record after the change (the event's payload).
+    pub after: &'a T,
+}
+
+/// Adds a soft delete or restore to `cs`: the versioned update of `deleted_at` and
+/// `updated_at`, its audit entry and its event.
+pub fn stage_soft_delete<T: Serialize>(cs: &mut crate::Changeset, d: SoftDelete<'_, T>) {
+    cs.writes.push(crate::store::Write::Update {
+        table: d.table,
+        key: vec![Value::Uuid(d.record.id)],
+        set: vec![
+            ("deleted_at", Value::opt_timestamp(d.now)),
+            ("updated_at", Value::timestamp(d.at)),
+        ],
+        expect_version: Some(d.expected_version),
+        record: d.record.clone(),
+    });
+    cs.audit.push(AuditChange {
+        record: d.record.clone(),
+        field: "deleted_at".into(),
+        old: d.was.map(|t| json_text(&t)),
+        new: d.now.map(|t| json_text(&t)),
+    });
+    let verb = if d.now.is_some() {
+        "deleted"
+    } else {
+        "restored"
+    };
+    cs.events.push(crate::NewEvent::from_json(
+        format!("{}.{verb}", d.kind),
+        d.record,
+        vec!["deleted_at".into()],
+        json_text(d.after),
+    ));
+}

@@ -44,7 +44,9 @@
 
 mod rows;
 
-use crmkit_core::service::{OwnerChecks, diff, json_text, to_json, visibility_scope};
+use crmkit_core::service::{
+    OwnerChecks, SoftDelete, diff, json_text, stage_soft_delete, to_json, visibility_scope,
+};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -706,32 +708,19 @@ impl Campaigns {
         new.version += 1;
         let record = RecordRef::from(id);
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Update {
-            table: CAMPAIGN_TABLE,
-            key: vec![Value::Uuid(id.as_uuid())],
-            set: vec![
-                ("deleted_at", Value::opt_timestamp(new.deleted_at)),
-                ("updated_at", Value::timestamp(now)),
-            ],
-            expect_version: Some(expected_version),
-            record: record.clone(),
-        });
-        cs.audit.push(AuditChange {
-            record: record.clone(),
-            field: "deleted_at".into(),
-            old: old.deleted_at.map(|t| json_text(&t)),
-            new: new.deleted_at.map(|t| json_text(&t)),
-        });
-        cs.events.push(NewEvent::new(
-            if delete {
-                "campaign.deleted"
-            } else {
-                "campaign.restored"
+        stage_soft_delete(
+            &mut cs,
+            SoftDelete {
+                table: CAMPAIGN_TABLE,
+                record: record.clone(),
+                expected_version,
+                was: old.deleted_at,
+                now: new.deleted_at,
+                at: now,
+                kind: "campaign",
+                after: &new,
             },
-            record,
-            vec!["deleted_at".into()],
-            to_json(&new),
-        ));
+        );
         self.store.commit(cs).await?;
         Ok(new)
     }

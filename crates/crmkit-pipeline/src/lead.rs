@@ -58,7 +58,8 @@ pub mod model;
 pub mod rows;
 use crmkit_contacts::validate;
 use crmkit_core::service::{
-    OwnerChecks, apply_custom_patch, changed_columns, diff, json_text, to_json, visibility_scope,
+    OwnerChecks, SoftDelete, apply_custom_patch, changed_columns, diff, json_text,
+    stage_soft_delete, to_json, visibility_scope,
 };
 
 use crmkit_contacts::Contacts;
@@ -525,37 +526,24 @@ impl Leads {
         new.version += 1;
         let record = RecordRef::from(id);
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Update {
-            table: LEAD_TABLE,
-            key: vec![Value::Uuid(id.as_uuid())],
-            set: vec![
-                ("deleted_at", Value::opt_timestamp(new.deleted_at)),
-                ("updated_at", Value::timestamp(now)),
-            ],
-            expect_version: Some(expected_version),
-            record: record.clone(),
-        });
+        stage_soft_delete(
+            &mut cs,
+            SoftDelete {
+                table: LEAD_TABLE,
+                record: record.clone(),
+                expected_version,
+                was: old.deleted_at,
+                now: new.deleted_at,
+                at: now,
+                kind: "lead",
+                after: &new,
+            },
+        );
         if delete {
             cs.writes.push(lookup::remove_writes(&record));
         } else {
             cs.writes.extend(index_writes(&new, true));
         }
-        cs.audit.push(AuditChange {
-            record: record.clone(),
-            field: "deleted_at".into(),
-            old: old.deleted_at.map(|t| json_text(&t)),
-            new: new.deleted_at.map(|t| json_text(&t)),
-        });
-        cs.events.push(NewEvent::new(
-            if delete {
-                "lead.deleted"
-            } else {
-                "lead.restored"
-            },
-            record,
-            vec!["deleted_at".into()],
-            to_json(&new),
-        ));
         self.store.commit(cs).await?;
         Ok(new)
     }
