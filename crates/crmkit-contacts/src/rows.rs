@@ -1,8 +1,10 @@
 //! Tables, row encoding and queryable fields of the contacts module.
 
-use chrono::{DateTime, Utc};
 use crmkit_core::event::decode_timestamp;
 use crmkit_core::query::{FieldSpec, FieldType, RecordFields};
+use crmkit_core::row::{
+    from_json, json, opt_timestamp as opt_ts, take_opt_text as opt_text, take_text as text, uuid,
+};
 use crmkit_core::store::{ColumnDef, ColumnType, IndexDef, Row, TableDef, Value};
 use crmkit_core::text::fold;
 use crmkit_core::{
@@ -166,45 +168,6 @@ pub const ORGANIZATION_FIELDS: RecordFields = RecordFields {
     ],
     custom_column: Some("custom"),
 };
-
-fn json<T: serde::Serialize>(v: &T) -> Value {
-    Value::Text(serde_json::to_string(v).expect("contact data serializes"))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T> {
-    serde_json::from_str(
-        v.as_text()
-            .ok_or_else(|| Error::storage("expected JSON text"))?,
-    )
-    .map_err(|e| Error::storage_from("malformed JSON column", e))
-}
-
-/// Moves text out of a row cell (rows are decoded once, so nothing is copied).
-fn text(v: &mut Value) -> Result<String> {
-    match std::mem::replace(v, Value::Null) {
-        Value::Text(s) => Ok(s),
-        _ => Err(Error::storage("expected text")),
-    }
-}
-
-fn opt_text(v: &mut Value) -> Option<String> {
-    match std::mem::replace(v, Value::Null) {
-        Value::Text(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn uuid(v: &Value) -> Result<uuid::Uuid> {
-    v.as_uuid().ok_or_else(|| Error::storage("expected an id"))
-}
-
-fn opt_ts(v: &Value) -> Result<Option<DateTime<Utc>>> {
-    if v.is_null() {
-        Ok(None)
-    } else {
-        decode_timestamp(v).map(Some)
-    }
-}
 
 pub(crate) fn full_name_fold(first: &str, last: &str) -> String {
     fold(&format!("{first} {last}"))

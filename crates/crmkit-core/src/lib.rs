@@ -44,6 +44,7 @@ pub mod memory;
 pub mod module;
 pub mod money;
 pub mod query;
+pub mod row;
 pub mod service;
 pub mod store;
 pub mod text;

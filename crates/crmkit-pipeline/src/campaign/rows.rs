@@ -1,14 +1,14 @@
 //! Tables, row encoding and queryable fields of campaigns and campaign members.
 
-use chrono::{DateTime, NaiveDate, Utc};
 use crmkit_core::event::decode_timestamp;
-use crmkit_core::money::units_to_decimal;
 use crmkit_core::query::{FieldSpec, FieldType, RecordFields};
+use crmkit_core::row::{
+    date_value, json, money_cells, opt_date, opt_money, opt_timestamp as opt_ts,
+    take_opt_text as opt_text, take_text as text, uuid,
+};
 use crmkit_core::store::{ColumnDef, ColumnType, IndexDef, Row, TableDef, Value};
 use crmkit_core::text::fold;
-use crmkit_core::{
-    CampaignId, Currency, Error, Money, RecordKind, RecordRef, Result, TeamId, UserId,
-};
+use crmkit_core::{CampaignId, Error, RecordKind, RecordRef, Result, TeamId, UserId};
 
 use super::{Campaign, CampaignKind, CampaignMember, CampaignStatus, MemberStatus};
 
@@ -143,71 +143,6 @@ pub const MEMBER_FIELDS: RecordFields = RecordFields {
     ],
     custom_column: None,
 };
-
-fn json<T: serde::Serialize>(v: &T) -> Value {
-    Value::Text(serde_json::to_string(v).expect("campaign data serializes"))
-}
-
-fn text(v: &mut Value) -> Result<String> {
-    match std::mem::replace(v, Value::Null) {
-        Value::Text(s) => Ok(s),
-        _ => Err(Error::storage("malformed campaign row: expected text")),
-    }
-}
-
-fn opt_text(v: &mut Value) -> Option<String> {
-    match std::mem::replace(v, Value::Null) {
-        Value::Text(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn uuid(v: &Value) -> Result<uuid::Uuid> {
-    v.as_uuid()
-        .ok_or_else(|| Error::storage("malformed campaign row: expected an id"))
-}
-
-fn opt_ts(v: &Value) -> Result<Option<DateTime<Utc>>> {
-    if v.is_null() {
-        Ok(None)
-    } else {
-        decode_timestamp(v).map(Some)
-    }
-}
-
-pub(crate) fn date_value(d: Option<NaiveDate>) -> Value {
-    Value::opt_text(d.map(|d| d.format("%Y-%m-%d").to_string()))
-}
-
-fn opt_date(v: &Value) -> Result<Option<NaiveDate>> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Text(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map(Some)
-            .map_err(|e| Error::storage_from("malformed campaign row: date", e)),
-        _ => Err(Error::storage("malformed campaign row: date")),
-    }
-}
-
-fn money_cells(m: &Option<Money>) -> Result<(Value, Value)> {
-    Ok(match m {
-        Some(m) => (
-            Value::Int(m.to_storage_units()?),
-            Value::Text(m.currency().code().into()),
-        ),
-        None => (Value::Null, Value::Null),
-    })
-}
-
-fn opt_money(units: &Value, code: &Value) -> Result<Option<Money>> {
-    match (units, code) {
-        (Value::Int(u), Value::Text(c)) => Ok(Some(Money::new(
-            units_to_decimal(*u),
-            Currency::parse(c).map_err(|_| Error::storage("malformed campaign row: currency"))?,
-        )?)),
-        _ => Ok(None),
-    }
-}
 
 /// The row of a campaign, in `CAMPAIGN_COLUMNS` order.
 pub(crate) fn campaign_row(c: &Campaign) -> Result<Row> {

@@ -1,16 +1,18 @@
 //! Tables, row encoding and queryable fields of pipelines, stages and deals.
 
-use chrono::{DateTime, NaiveDate, Utc};
 use crmkit_core::event::decode_timestamp;
 use crmkit_core::money::units_to_decimal;
 use crmkit_core::query::{FieldSpec, FieldType, RecordFields};
+use crmkit_core::row::{
+    date_value, from_json, int, json, money_cells as amount_values, opt_date, opt_money as money,
+    opt_timestamp as opt_ts, take_opt_text as opt_text, take_text as text, uuid,
+};
 use crmkit_core::store::{ColumnDef, ColumnType, IndexDef, Row, TableDef, Value};
 use crmkit_core::text::fold;
 use crmkit_core::{
     CampaignId, ContactId, Currency, DealId, Error, Money, OrganizationId, PipelineId, RecordKind,
     Result, StageId, TeamId, UserId,
 };
-use uuid::Uuid;
 
 use super::{Deal, DealRole, LostReason, Pipeline, Source, Stage, StageChange, StageKind};
 
@@ -221,82 +223,6 @@ pub const DEAL_FIELDS: RecordFields = RecordFields {
     ],
     custom_column: Some("custom"),
 };
-
-fn json<T: serde::Serialize>(v: &T) -> Value {
-    Value::Text(serde_json::to_string(v).expect("deal data serializes"))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T> {
-    serde_json::from_str(
-        v.as_text()
-            .ok_or_else(|| Error::storage("expected JSON text"))?,
-    )
-    .map_err(|e| Error::storage_from("malformed JSON column", e))
-}
-
-fn text(v: &mut Value) -> Result<String> {
-    match std::mem::replace(v, Value::Null) {
-        Value::Text(s) => Ok(s),
-        _ => Err(Error::storage("expected text")),
-    }
-}
-
-fn opt_text(v: &mut Value) -> Option<String> {
-    match std::mem::replace(v, Value::Null) {
-        Value::Text(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn uuid(v: &Value) -> Result<Uuid> {
-    v.as_uuid().ok_or_else(|| Error::storage("expected an id"))
-}
-
-fn int(v: &Value) -> Result<i64> {
-    v.as_int()
-        .ok_or_else(|| Error::storage("expected an integer"))
-}
-
-fn opt_ts(v: &Value) -> Result<Option<DateTime<Utc>>> {
-    if v.is_null() {
-        Ok(None)
-    } else {
-        decode_timestamp(v).map(Some)
-    }
-}
-
-fn date_value(d: Option<NaiveDate>) -> Value {
-    Value::opt_text(d.map(|d| d.format("%Y-%m-%d").to_string()))
-}
-
-fn opt_date(v: &Value) -> Result<Option<NaiveDate>> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Text(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map(Some)
-            .map_err(|e| Error::storage_from("malformed date", e)),
-        _ => Err(Error::storage("expected a date")),
-    }
-}
-
-fn money(units: &Value, code: &Value) -> Result<Option<Money>> {
-    match (units, code) {
-        (Value::Int(u), Value::Text(c)) => {
-            Ok(Some(Money::from_storage_units(*u, Currency::parse(c)?)))
-        }
-        _ => Ok(None),
-    }
-}
-
-fn amount_values(m: &Option<Money>) -> Result<(Value, Value)> {
-    Ok(match m {
-        Some(m) => (
-            Value::Int(m.to_storage_units()?),
-            Value::Text(m.currency().code().into()),
-        ),
-        None => (Value::Null, Value::Null),
-    })
-}
 
 /// `weighted_x100` of a deal: its amount in storage units (10^-4) times its effective
 /// probability (0-100), so that the weighted value is `weighted_x100 / 10^6`, exactly.

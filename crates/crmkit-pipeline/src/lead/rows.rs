@@ -1,8 +1,10 @@
 //! The lead table, its row encoding and its queryable fields.
 
-use chrono::{DateTime, Utc};
 use crmkit_core::event::decode_timestamp;
 use crmkit_core::query::{FieldSpec, FieldType, RecordFields};
+use crmkit_core::row::{
+    from_json, json, opt_timestamp as opt_ts, take_opt_text as opt_text, take_text as text,
+};
 use crmkit_core::store::{ColumnDef, ColumnType, IndexDef, Row, TableDef, Value};
 use crmkit_core::text::fold;
 use crmkit_core::{
@@ -147,40 +149,6 @@ pub const LEAD_FIELDS: RecordFields = RecordFields {
     ],
     custom_column: Some("custom"),
 };
-
-fn json<T: serde::Serialize>(v: &T) -> Value {
-    Value::Text(serde_json::to_string(v).expect("lead data serializes"))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T> {
-    serde_json::from_str(
-        v.as_text()
-            .ok_or_else(|| Error::storage("expected JSON text"))?,
-    )
-    .map_err(|e| Error::storage_from("malformed JSON column", e))
-}
-
-fn text(v: &mut Value) -> Result<String> {
-    match std::mem::replace(v, Value::Null) {
-        Value::Text(s) => Ok(s),
-        _ => Err(Error::storage("expected text")),
-    }
-}
-
-fn opt_text(v: &mut Value) -> Option<String> {
-    match std::mem::replace(v, Value::Null) {
-        Value::Text(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn opt_ts(v: &Value) -> Result<Option<DateTime<Utc>>> {
-    if v.is_null() {
-        Ok(None)
-    } else {
-        decode_timestamp(v).map(Some)
-    }
-}
 
 /// The row of a lead, in the column order of the table.
 pub(crate) fn lead_row(l: &Lead) -> Row {
