@@ -45,13 +45,13 @@ pub mod rows;
 pub mod validate;
 
 use crmkit_core::service::{
-    OwnerChecks, SoftDelete, apply_custom_patch, changed_columns, diff, json_text,
+    OwnerChecks, SoftDelete, apply_custom_patch, changed_columns, diff, json_text, list_page,
     stage_soft_delete, to_json, visibility_scope,
 };
 use std::collections::HashMap;
 
 use crmkit_core::lookup::{self, LookupKind};
-use crmkit_core::query::{Compiled, RecordFields};
+use crmkit_core::query::RecordFields;
 use crmkit_core::store::{Cond, Select, Value, Write};
 use crmkit_core::{
     AuditChange, AuditEntry, Changeset, ContactId, Ctx, CustomSchema, CustomValues, Error, Filter,
@@ -655,48 +655,11 @@ impl Contacts {
         decode: impl Fn(Vec<Value>) -> Result<T>,
         custom_of: impl Fn(&T) -> &CustomValues,
     ) -> Result<Page<T>> {
-        // Definitions are only needed to compile a query on custom fields.
-        let custom = if q.mentions_custom() {
-            self.custom_schema(ctx, &fields.kind).await?
-        } else {
-            CustomSchema::new(fields.kind.clone(), [])
-        };
-        let table = self.store.backend().schema().table(fields.table)?;
-        let compiled: Compiled = fields.compile(
-            table,
-            ctx.tenant(),
-            q,
-            &custom,
-            visibility_scope(ctx, q.include_deleted),
-        )?;
-        let mut rows = self
-            .store
-            .backend()
-            .select(ctx.tenant(), &compiled.select)
-            .await?;
-        let more = rows.len() > compiled.limit as usize;
-        rows.truncate(compiled.limit as usize);
-        let last_row = if more { rows.last().cloned() } else { None };
-        let items = rows.into_iter().map(decode).collect::<Result<Vec<T>>>()?;
-        let next_cursor = match (last_row, items.last()) {
-            (Some(row), Some(last)) => Some(fields.cursor_after(&compiled, &row, custom_of(last))),
-            _ => None,
-        };
-        let total = if q.with_total {
-            Some(
-                self.store
-                    .backend()
-                    .count(ctx.tenant(), fields.table, &compiled.select.cond)
-                    .await?,
-            )
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_cursor,
-            total,
+        let scope = visibility_scope(ctx, q.include_deleted);
+        list_page(&self.store, ctx, q, fields, scope, decode, |t| {
+            Some(custom_of(t))
         })
+        .await
     }
 
     /// Lists contacts: filter, sort, keyset page. Only visible contacts; deleted ones only

@@ -240,3 +240,58 @@ pub fn stage_soft_delete<T: Serialize>(cs: &mut crate::Changeset, d: SoftDelete<
         json_text(d.after),
     ));
 }
+
+/// One keyset page of a record kind: compiles `q` against `fields` (loading the custom
+/// field definitions only when the query names a custom field), and-ed with `scope`
+/// (usually [`visibility_scope`]); runs it; decodes the rows; builds the next cursor from
+/// the last row; counts every match when the query asks for a total.
+///
+/// `custom_of` gives a decoded record's custom values (for cursors on custom sort keys);
+/// kinds without custom fields return `None`.
+pub async fn list_page<T>(
+    store: &Store,
+    ctx: &Ctx,
+    q: &crate::query::Query,
+    fields: &crate::query::RecordFields,
+    scope: Cond,
+    decode: impl Fn(Vec<Value>) -> Result<T>,
+    custom_of: impl Fn(&T) -> Option<&CustomValues>,
+) -> Result<crate::query::Page<T>> {
+    let custom = if q.mentions_custom() && fields.custom_column.is_some() {
+        store.custom_fields().of_kind(ctx, &fields.kind).await?
+    } else {
+        crate::custom::CustomSchema::new(fields.kind.clone(), [])
+    };
+    let table = store.backend().schema().table(fields.table)?;
+    let compiled = fields.compile(table, ctx.tenant(), q, &custom, scope)?;
+    let mut rows = store
+        .backend()
+        .select(ctx.tenant(), &compiled.select)
+        .await?;
+    let more = rows.len() > compiled.limit as usize;
+    rows.truncate(compiled.limit as usize);
+    let last_row = if more { rows.last().cloned() } else { None };
+    let items = rows.into_iter().map(decode).collect::<Result<Vec<T>>>()?;
+    let empty = CustomValues::new();
+    let next_cursor = match (last_row, items.last()) {
+        (Some(row), Some(last)) => {
+            Some(fields.cursor_after(&compiled, &row, custom_of(last).unwrap_or(&empty)))
+        }
+        _ => None,
+    };
+    let total = if q.with_total {
+        Some(
+            store
+                .backend()
+                .count(ctx.tenant(), fields.table, &compiled.select.cond)
+                .await?,
+        )
+    } else {
+        None
+    };
+    Ok(crate::query::Page {
+        items,
+        next_cursor,
+        total,
+    })
+}

@@ -45,13 +45,14 @@
 mod rows;
 
 use crmkit_core::service::{
-    OwnerChecks, SoftDelete, diff, json_text, stage_soft_delete, to_json, visibility_scope,
+    OwnerChecks, SoftDelete, diff, json_text, list_page, stage_soft_delete, to_json,
+    visibility_scope,
 };
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use crmkit_contacts::Contacts;
-use crmkit_core::query::{Compiled, RecordFields};
+use crmkit_core::query::RecordFields;
 use crmkit_core::store::{Aggregate, Cond, Measure, Select, TableDef, Value, Write};
 use crmkit_core::{
     AuditChange, AuditEntry, CampaignId, Changeset, ContactId, Ctx, Currency, CustomSchema,
@@ -732,46 +733,9 @@ impl Campaigns {
         fields: &RecordFields,
         scope: Cond,
         decode: impl Fn(Vec<Value>) -> Result<T>,
-        custom_of: impl Fn(&T) -> CustomValues,
+        custom_of: impl Fn(&T) -> Option<&CustomValues>,
     ) -> Result<Page<T>> {
-        let custom = if q.mentions_custom() && fields.custom_column.is_some() {
-            self.store
-                .custom_fields()
-                .of_kind(ctx, &fields.kind)
-                .await?
-        } else {
-            CustomSchema::new(fields.kind.clone(), [])
-        };
-        let table = self.store.backend().schema().table(fields.table)?;
-        let compiled: Compiled = fields.compile(table, ctx.tenant(), q, &custom, scope)?;
-        let mut rows = self
-            .store
-            .backend()
-            .select(ctx.tenant(), &compiled.select)
-            .await?;
-        let more = rows.len() > compiled.limit as usize;
-        rows.truncate(compiled.limit as usize);
-        let last_row = if more { rows.last().cloned() } else { None };
-        let items = rows.into_iter().map(decode).collect::<Result<Vec<T>>>()?;
-        let next_cursor = match (last_row, items.last()) {
-            (Some(row), Some(last)) => Some(fields.cursor_after(&compiled, &row, &custom_of(last))),
-            _ => None,
-        };
-        let total = if q.with_total {
-            Some(
-                self.store
-                    .backend()
-                    .count(ctx.tenant(), fields.table, &compiled.select.cond)
-                    .await?,
-            )
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_cursor,
-            total,
-        })
+        list_page(&self.store, ctx, q, fields, scope, decode, custom_of).await
     }
 
     /// Lists campaigns visible to the actor: filter, sort, keyset page (fields:
@@ -784,7 +748,7 @@ impl Campaigns {
             &CAMPAIGN_FIELDS,
             visibility_scope(ctx, q.include_deleted),
             rows::decode_campaign,
-            |c: &Campaign| c.custom.clone(),
+            |c: &Campaign| Some(&c.custom),
         )
         .await
     }
@@ -1062,7 +1026,7 @@ impl Campaigns {
             &MEMBER_FIELDS,
             Cond::eq("campaign_id", campaign.as_uuid()),
             rows::decode_member,
-            |_| CustomValues::new(),
+            |_| None,
         )
         .await
     }

@@ -23,12 +23,11 @@ mod pipelines;
 pub use pipelines::REQUIRABLE_FIELDS;
 pub mod rows;
 
-use crmkit_core::service::{OwnerChecks, diff, json_text, to_json, visibility_scope};
+use crmkit_core::service::{OwnerChecks, diff, json_text, list_page, to_json, visibility_scope};
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use crmkit_contacts::rows::{ORG_TABLE, PERSON_TABLE};
-use crmkit_core::query::Compiled;
 use crmkit_core::store::{Cond, OrderKey, Select, TableDef, Value, Write};
 use crmkit_core::{
     AuditChange, AuditEntry, CampaignId, Changeset, ContactId, Ctx, CustomSchema, CustomValue,
@@ -1398,52 +1397,18 @@ impl Deals {
     /// `custom.<key>`. Only visible deals; deleted ones only with
     /// [`Query::include_deleted`].
     pub async fn list_deals(&self, ctx: &Ctx, q: &Query) -> Result<Page<Deal>> {
-        let custom = if q.mentions_custom() {
-            self.custom_schema(ctx).await?
-        } else {
-            CustomSchema::new(RecordKind::DEAL, [])
-        };
-        let table = self.store.backend().schema().table(DEAL_TABLE)?;
-        let compiled: Compiled = DEAL_FIELDS.compile(
-            table,
-            ctx.tenant(),
+        let scope = visibility_scope(ctx, q.include_deleted);
+        let decode = |r| rows::decode_deal(r).map(|(d, _)| d);
+        list_page(
+            &self.store,
+            ctx,
             q,
-            &custom,
-            visibility_scope(ctx, q.include_deleted),
-        )?;
-        let mut rows = self
-            .store
-            .backend()
-            .select(ctx.tenant(), &compiled.select)
-            .await?;
-        let more = rows.len() > compiled.limit as usize;
-        rows.truncate(compiled.limit as usize);
-        let last_row = if more { rows.last().cloned() } else { None };
-        let items = rows
-            .into_iter()
-            .map(|r| rows::decode_deal(r).map(|(d, _)| d))
-            .collect::<Result<Vec<Deal>>>()?;
-        let next_cursor = match (last_row, items.last()) {
-            (Some(row), Some(last)) => {
-                Some(DEAL_FIELDS.cursor_after(&compiled, &row, &last.custom))
-            }
-            _ => None,
-        };
-        let total = if q.with_total {
-            Some(
-                self.store
-                    .backend()
-                    .count(ctx.tenant(), DEAL_TABLE, &compiled.select.cond)
-                    .await?,
-            )
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_cursor,
-            total,
-        })
+            &DEAL_FIELDS,
+            scope,
+            decode,
+            |d: &Deal| Some(&d.custom),
+        )
+        .await
     }
 
     /// The stage history of a visible deal, oldest first.

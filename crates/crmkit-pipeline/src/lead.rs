@@ -58,13 +58,12 @@ pub mod model;
 pub mod rows;
 use crmkit_contacts::validate;
 use crmkit_core::service::{
-    OwnerChecks, SoftDelete, apply_custom_patch, changed_columns, diff, json_text,
+    OwnerChecks, SoftDelete, apply_custom_patch, changed_columns, diff, json_text, list_page,
     stage_soft_delete, to_json, visibility_scope,
 };
 
 use crmkit_contacts::Contacts;
 use crmkit_core::lookup::{self, LookupKind};
-use crmkit_core::query::Compiled;
 use crmkit_core::store::{TableDef, Value, Write};
 use crmkit_core::text::{check_text, fold};
 use crmkit_core::{
@@ -553,51 +552,17 @@ impl Leads {
     /// `company`, `status`, `source`, `owner`, `team`, `campaign`, `score`, `created_at`,
     /// `updated_at`, ...) and `custom.<key>`.
     pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Lead>> {
-        let fields = &LEAD_FIELDS;
-        let custom = if q.mentions_custom() {
-            self.custom_schema(ctx).await?
-        } else {
-            CustomSchema::new(RecordKind::LEAD, [])
-        };
-        let table = self.store.backend().schema().table(LEAD_TABLE)?;
-        let compiled: Compiled = fields.compile(
-            table,
-            ctx.tenant(),
+        let scope = visibility_scope(ctx, q.include_deleted);
+        list_page(
+            &self.store,
+            ctx,
             q,
-            &custom,
-            visibility_scope(ctx, q.include_deleted),
-        )?;
-        let mut rows = self
-            .store
-            .backend()
-            .select(ctx.tenant(), &compiled.select)
-            .await?;
-        let more = rows.len() > compiled.limit as usize;
-        rows.truncate(compiled.limit as usize);
-        let last_row = if more { rows.last().cloned() } else { None };
-        let items = rows
-            .into_iter()
-            .map(rows::decode_lead)
-            .collect::<Result<Vec<Lead>>>()?;
-        let next_cursor = match (last_row, items.last()) {
-            (Some(row), Some(last)) => Some(fields.cursor_after(&compiled, &row, &last.custom)),
-            _ => None,
-        };
-        let total = if q.with_total {
-            Some(
-                self.store
-                    .backend()
-                    .count(ctx.tenant(), LEAD_TABLE, &compiled.select.cond)
-                    .await?,
-            )
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_cursor,
-            total,
-        })
+            &LEAD_FIELDS,
+            scope,
+            rows::decode_lead,
+            |l: &Lead| Some(&l.custom),
+        )
+        .await
     }
 
     /// The audit trail of a visible lead (deleted or not), oldest first.
