@@ -13,10 +13,11 @@
 //! store. The concurrency checks ([`unique_race`], [`lost_update`]) spawn tokio tasks, so
 //! run the suite on a multi-thread runtime.
 
+use crate::check::{At, expect_denied, expect_validation};
+pub use crate::check::{CheckResult, Failure};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
-use std::panic::Location;
 use std::pin::Pin;
 
 use chrono::{NaiveDate, TimeZone, Utc};
@@ -42,79 +43,6 @@ use uuid::Uuid;
 // Failures and assertions
 // ---------------------------------------------------------------------------------------
 
-/// A failed check: what differed, and where in this suite it was noticed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// What went wrong.
-    pub message: String,
-}
-
-impl Failure {
-    /// A failure with a message, located at the caller.
-    #[track_caller]
-    pub fn new(message: impl Into<String>) -> Self {
-        let l = Location::caller();
-        Failure {
-            message: format!("{}:{}: {}", l.file(), l.line(), message.into()),
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Failure {}
-
-impl From<Error> for Failure {
-    #[track_caller]
-    fn from(e: Error) -> Self {
-        Failure::new(format!("unexpected error: {e:?}"))
-    }
-}
-
-/// The result of a check.
-pub type CheckResult<T = ()> = Result<T, Failure>;
-
-/// Adds context to a crmkit result.
-trait At<T> {
-    fn at(self, what: &str) -> CheckResult<T>;
-}
-
-impl<T> At<T> for crmkit_core::Result<T> {
-    #[track_caller]
-    fn at(self, what: &str) -> CheckResult<T> {
-        let l = Location::caller();
-        self.map_err(|e| Failure {
-            message: format!("{}:{}: {what}: unexpected error: {e:?}", l.file(), l.line()),
-        })
-    }
-}
-
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(Failure::new(format!($($fmt)+)));
-        }
-    };
-}
-
-macro_rules! ensure_eq {
-    ($left:expr, $right:expr, $($fmt:tt)+) => {{
-        let (l, r) = (&$left, &$right);
-        if l != r {
-            return Err(Failure::new(format!(
-                "{}:\n  left:  {:?}\n  right: {:?}",
-                format!($($fmt)+),
-                l,
-                r
-            )));
-        }
-    }};
-}
-
 /// A short name of an error's variant (with the fields that are comparable across
 /// stores), for messages and for comparing outcomes.
 pub fn error_variant(e: &Error) -> String {
@@ -139,20 +67,6 @@ pub fn error_variant(e: &Error) -> String {
         Error::SchemaTooNew { .. } => "SchemaTooNew".into(),
         Error::Storage { .. } => "Storage".into(),
         _ => format!("{e:?}"),
-    }
-}
-
-#[track_caller]
-fn expect_validation<T: fmt::Debug>(
-    r: crmkit_core::Result<T>,
-    field: &str,
-    what: &str,
-) -> CheckResult {
-    match r {
-        Err(Error::Validation(v)) if v.has(field) => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected a Validation error naming {field:?}, got {other:?}"
-        ))),
     }
 }
 
@@ -185,16 +99,6 @@ fn expect_conflict<T: fmt::Debug>(
         }) if e == expected && a == actual => Ok(()),
         other => Err(Failure::new(format!(
             "{what}: expected Conflict {{ expected: {expected}, actual: {actual} }}, got {other:?}"
-        ))),
-    }
-}
-
-#[track_caller]
-fn expect_denied<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
-    match r {
-        Err(Error::PermissionDenied(_)) => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected PermissionDenied, got {other:?}"
         ))),
     }
 }

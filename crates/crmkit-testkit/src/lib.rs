@@ -60,6 +60,8 @@ use crmkit_core::store::{
 };
 use crmkit_core::{Backend, Error, Modules, Result, TenantId};
 
+#[macro_use]
+pub mod check;
 pub mod contacts;
 pub mod pipeline_campaigns;
 pub mod pipeline_deals;

@@ -13,6 +13,7 @@
 //! [`atomicity`] injects faults into the backend: do not run it concurrently with other
 //! checks on the same store.
 
+use crate::check::{At, CheckResult, Failure, expect_validation};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -33,57 +34,7 @@ use crmkit_pipeline::currency::{Currencies, EXCHANGE_RATE, convert_with};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-pub use crate::contacts::{CheckResult, Failure, Fixture, error_variant, setup};
-
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(Failure::new(format!($($fmt)+)));
-        }
-    };
-}
-
-macro_rules! ensure_eq {
-    ($left:expr, $right:expr, $($fmt:tt)+) => {{
-        let (l, r) = (&$left, &$right);
-        if l != r {
-            return Err(Failure::new(format!(
-                "{}:\n  left:  {:?}\n  right: {:?}",
-                format!($($fmt)+),
-                l,
-                r
-            )));
-        }
-    }};
-}
-
-trait At<T> {
-    fn at(self, what: &str) -> CheckResult<T>;
-}
-
-impl<T> At<T> for crmkit_core::Result<T> {
-    #[track_caller]
-    fn at(self, what: &str) -> CheckResult<T> {
-        let l = std::panic::Location::caller();
-        self.map_err(|e| Failure {
-            message: format!("{}:{}: {what}: unexpected error: {e:?}", l.file(), l.line()),
-        })
-    }
-}
-
-#[track_caller]
-fn expect_validation<T: fmt::Debug>(
-    r: crmkit_core::Result<T>,
-    field: &str,
-    what: &str,
-) -> CheckResult {
-    match r {
-        Err(Error::Validation(v)) if v.has(field) => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected a Validation error naming {field:?}, got {other:?}"
-        ))),
-    }
-}
+pub use crate::contacts::{Fixture, error_variant, setup};
 
 #[track_caller]
 fn expect_variant<T: fmt::Debug>(

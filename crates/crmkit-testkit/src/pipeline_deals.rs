@@ -7,6 +7,7 @@
 //! tests [`history_properties`] and [`weighted_totals`] are sync (they own a tokio
 //! runtime). [`atomicity`] injects faults into the backend: run it alone on its store.
 
+use crate::check::{At, CheckResult, Failure, expect_validation};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -27,54 +28,7 @@ use crmkit_pipeline::deal::{
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
-use crate::contacts::{CheckResult, Failure, Fixture};
-
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(Failure::new(format!($($fmt)+)));
-        }
-    };
-}
-
-macro_rules! ensure_eq {
-    ($left:expr, $right:expr, $($fmt:tt)+) => {{
-        let (l, r) = (&$left, &$right);
-        if l != r {
-            return Err(Failure::new(format!(
-                "{}:\n  left:  {:?}\n  right: {:?}",
-                format!($($fmt)+),
-                l,
-                r
-            )));
-        }
-    }};
-}
-
-trait At<T> {
-    fn at(self, what: &str) -> CheckResult<T>;
-}
-
-impl<T> At<T> for crmkit_core::Result<T> {
-    #[track_caller]
-    fn at(self, what: &str) -> CheckResult<T> {
-        self.map_err(|e| Failure::new(format!("{what}: unexpected error: {e:?}")))
-    }
-}
-
-#[track_caller]
-fn expect_validation<T: fmt::Debug>(
-    r: crmkit_core::Result<T>,
-    field: &str,
-    what: &str,
-) -> CheckResult {
-    match r {
-        Err(Error::Validation(v)) if v.has(field) => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected a Validation error naming {field:?}, got {other:?}"
-        ))),
-    }
-}
+use crate::contacts::Fixture;
 
 #[track_caller]
 fn expect_not_found<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {

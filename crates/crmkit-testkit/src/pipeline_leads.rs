@@ -10,10 +10,10 @@
 //! that backend: do not run it concurrently with other checks on the same store.
 //! [`concurrent_conversion`] spawns tokio tasks: run the suite on a multi-thread runtime.
 
+use crate::check::{At, expect_denied, expect_validation};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
-use std::panic::Location;
 use std::pin::Pin;
 
 use crmkit_contacts::{
@@ -32,61 +32,11 @@ use crmkit_pipeline::lead::{
     NewLead, OrganizationChoice, Outcome,
 };
 
-pub use crate::contacts::{CheckResult, Failure};
+pub use crate::check::{CheckResult, Failure};
 
 // ---------------------------------------------------------------------------------------
 // Assertions
 // ---------------------------------------------------------------------------------------
-
-trait At<T> {
-    fn at(self, what: &str) -> CheckResult<T>;
-}
-
-impl<T> At<T> for crmkit_core::Result<T> {
-    #[track_caller]
-    fn at(self, what: &str) -> CheckResult<T> {
-        let l = Location::caller();
-        self.map_err(|e| Failure {
-            message: format!("{}:{}: {what}: unexpected error: {e:?}", l.file(), l.line()),
-        })
-    }
-}
-
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(Failure::new(format!($($fmt)+)));
-        }
-    };
-}
-
-macro_rules! ensure_eq {
-    ($left:expr, $right:expr, $($fmt:tt)+) => {{
-        let (l, r) = (&$left, &$right);
-        if l != r {
-            return Err(Failure::new(format!(
-                "{}:\n  left:  {:?}\n  right: {:?}",
-                format!($($fmt)+),
-                l,
-                r
-            )));
-        }
-    }};
-}
-
-#[track_caller]
-fn expect_validation<T: fmt::Debug>(
-    r: crmkit_core::Result<T>,
-    field: &str,
-    what: &str,
-) -> CheckResult {
-    match r {
-        Err(Error::Validation(v)) if v.has(field) => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected a Validation error naming {field:?}, got {other:?}"
-        ))),
-    }
-}
 
 #[track_caller]
 fn expect_not_found<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
@@ -104,16 +54,6 @@ fn expect_transition<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> Ch
         Err(Error::InvalidTransition { record, .. }) if record.kind == RecordKind::LEAD => Ok(()),
         other => Err(Failure::new(format!(
             "{what}: expected InvalidTransition of the lead, got {other:?}"
-        ))),
-    }
-}
-
-#[track_caller]
-fn expect_denied<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
-    match r {
-        Err(Error::PermissionDenied(_)) => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected PermissionDenied, got {other:?}"
         ))),
     }
 }

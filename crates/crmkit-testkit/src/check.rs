@@ -1,0 +1,110 @@
+//! What the scenario suites share: the failure type a check returns, context for crmkit
+//! results, and the assertions (`ensure!`, `ensure_eq!`, expected error variants).
+
+use std::fmt;
+use std::panic::Location;
+
+use crmkit_core::Error;
+
+/// A failed check: what differed, and where in the suite it was noticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with a message, located at the caller.
+    #[track_caller]
+    pub fn new(message: impl Into<String>) -> Self {
+        let l = Location::caller();
+        Failure {
+            message: format!("{}:{}: {}", l.file(), l.line(), message.into()),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl From<Error> for Failure {
+    #[track_caller]
+    fn from(e: Error) -> Self {
+        Failure::new(format!("unexpected error: {e:?}"))
+    }
+}
+
+/// The result of a check.
+pub type CheckResult<T = ()> = Result<T, Failure>;
+
+/// Adds context to a crmkit result: an error becomes a [`Failure`] saying what was being
+/// done, located at the caller.
+pub trait At<T> {
+    /// The value, or a failure naming `what`.
+    fn at(self, what: &str) -> CheckResult<T>;
+}
+
+impl<T> At<T> for crmkit_core::Result<T> {
+    #[track_caller]
+    fn at(self, what: &str) -> CheckResult<T> {
+        let l = Location::caller();
+        self.map_err(|e| Failure {
+            message: format!("{}:{}: {what}: unexpected error: {e:?}", l.file(), l.line()),
+        })
+    }
+}
+
+/// Fails the check unless the condition holds.
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err($crate::check::Failure::new(format!($($fmt)+)));
+        }
+    };
+}
+
+/// Fails the check unless both sides are equal, showing both.
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr, $($fmt:tt)+) => {{
+        let (l, r) = (&$left, &$right);
+        if l != r {
+            return Err($crate::check::Failure::new(format!(
+                "{}:\n  left:  {:?}\n  right: {:?}",
+                format!($($fmt)+),
+                l,
+                r
+            )));
+        }
+    }};
+}
+
+/// Passes when `r` is a Validation error naming `field`.
+#[track_caller]
+pub fn expect_validation<T: fmt::Debug>(
+    r: crmkit_core::Result<T>,
+    field: &str,
+    what: &str,
+) -> CheckResult {
+    match r {
+        Err(Error::Validation(v)) if v.has(field) => Ok(()),
+        other => Err(Failure::new(format!(
+            "{what}: expected a Validation error naming {field:?}, got {other:?}"
+        ))),
+    }
+}
+
+/// Passes when `r` is PermissionDenied.
+#[track_caller]
+pub fn expect_denied<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
+    match r {
+        Err(Error::PermissionDenied(_)) => Ok(()),
+        other => Err(Failure::new(format!(
+            "{what}: expected PermissionDenied, got {other:?}"
+        ))),
+    }
+}
