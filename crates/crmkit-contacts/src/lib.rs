@@ -45,7 +45,7 @@ pub mod rows;
 pub mod validate;
 
 use crmkit_core::service::{
-    OwnerChecks, SoftDelete, apply_custom_patch, changed_columns, diff, json_text, list_page,
+    OwnerChecks, SoftDelete, apply_custom_patch, changed_columns, diff, list_page, stage_created,
     stage_soft_delete, to_json, visibility_scope,
 };
 use std::collections::HashMap;
@@ -54,8 +54,8 @@ use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::query::RecordFields;
 use crmkit_core::store::{Cond, Select, Value, Write};
 use crmkit_core::{
-    AuditChange, AuditEntry, Changeset, ContactId, Ctx, CustomSchema, CustomValues, Error, Filter,
-    Migration, Module, NewEvent, OrganizationId, Page, Query, RecordKind, RecordRef, Result, Store,
+    AuditEntry, Changeset, ContactId, Ctx, CustomSchema, CustomValues, Error, Filter, Migration,
+    Module, NewEvent, OrganizationId, Page, Query, RecordKind, RecordRef, Result, Store,
     ValidationErrors,
 };
 
@@ -323,19 +323,7 @@ impl Contacts {
         ));
         cs.writes
             .extend(custom.index_writes(&record, &c.custom, false));
-        let snapshot = json_text(c);
-        cs.audit.push(AuditChange {
-            record: record.clone(),
-            field: "*".into(),
-            old: None,
-            new: Some(snapshot.clone()),
-        });
-        cs.events.push(NewEvent::from_json(
-            "contact.created",
-            record,
-            vec![],
-            snapshot,
-        ));
+        stage_created(cs, record, "contact", c);
     }
 
     /// Creates a contact.
@@ -944,19 +932,7 @@ impl Contacts {
         Self::org_index_writes(cs, &o, false);
         cs.writes
             .extend(custom.index_writes(&record, &o.custom, false));
-        let snapshot = json_text(&o);
-        cs.audit.push(AuditChange {
-            record: record.clone(),
-            field: "*".into(),
-            old: None,
-            new: Some(snapshot.clone()),
-        });
-        cs.events.push(NewEvent::from_json(
-            "organization.created",
-            record,
-            vec![],
-            snapshot,
-        ));
+        stage_created(cs, record, "organization", &o);
         Ok(o)
     }
 

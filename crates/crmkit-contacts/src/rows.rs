@@ -5,7 +5,8 @@ use crmkit_core::query::{FieldSpec, FieldType, RecordFields};
 use crmkit_core::row::{
     from_json, json, opt_timestamp as opt_ts, take_opt_text as opt_text, take_text as text, uuid,
 };
-use crmkit_core::store::{ColumnDef, ColumnType, IndexDef, Row, TableDef, Value};
+use crmkit_core::store::columns;
+use crmkit_core::store::{ColumnType, IndexDef, Row, TableDef, Value};
 use crmkit_core::text::fold;
 use crmkit_core::{
     ContactId, Currency, Error, Money, OrganizationId, RecordKind, Result, TeamId, UserId,
@@ -77,18 +78,6 @@ const ORG_COLUMNS: &[(&str, ColumnType, bool)] = {
         ("version", Int, false),
     ]
 };
-
-fn columns(cols: &[(&'static str, ColumnType, bool)]) -> Vec<ColumnDef> {
-    cols.iter()
-        .map(|&(n, t, nullable)| {
-            if nullable {
-                ColumnDef::optional(n, t)
-            } else {
-                ColumnDef::required(n, t)
-            }
-        })
-        .collect()
-}
 
 pub(crate) fn tables() -> Vec<TableDef> {
     vec![

@@ -295,3 +295,26 @@ pub async fn list_page<T>(
         total,
     })
 }
+
+/// Adds the audit entry (`*`, the whole record as its new value) and the
+/// `<kind>.created` event of a new record to `cs`; the record is serialised once for both.
+pub fn stage_created<T: Serialize>(
+    cs: &mut crate::Changeset,
+    record: RecordRef,
+    kind: &str,
+    created: &T,
+) {
+    let snapshot = json_text(created);
+    cs.audit.push(AuditChange {
+        record: record.clone(),
+        field: "*".into(),
+        old: None,
+        new: Some(snapshot.clone()),
+    });
+    cs.events.push(crate::NewEvent::from_json(
+        format!("{kind}.created"),
+        record,
+        vec![],
+        snapshot,
+    ));
+}

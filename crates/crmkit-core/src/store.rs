@@ -221,6 +221,20 @@ impl ColumnDef {
     }
 }
 
+/// Columns from `(name, type, nullable)` triples, the compact form modules declare their
+/// tables in.
+pub fn columns(spec: &[(&'static str, ColumnType, bool)]) -> Vec<ColumnDef> {
+    spec.iter()
+        .map(|&(n, t, nullable)| {
+            if nullable {
+                ColumnDef::optional(n, t)
+            } else {
+                ColumnDef::required(n, t)
+            }
+        })
+        .collect()
+}
+
 /// An index; `tenant_id` is implicitly its first column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexDef {

@@ -45,7 +45,7 @@
 mod rows;
 
 use crmkit_core::service::{
-    OwnerChecks, SoftDelete, diff, json_text, list_page, stage_soft_delete, to_json,
+    OwnerChecks, SoftDelete, diff, json_text, list_page, stage_created, stage_soft_delete, to_json,
     visibility_scope,
 };
 use std::collections::BTreeMap;
@@ -508,19 +508,7 @@ impl Campaigns {
         });
         cs.writes
             .extend(custom.index_writes(&record, &c.custom, false));
-        let snapshot = json_text(&c);
-        cs.audit.push(AuditChange {
-            record: record.clone(),
-            field: "*".into(),
-            old: None,
-            new: Some(snapshot.clone()),
-        });
-        cs.events.push(NewEvent::from_json(
-            "campaign.created",
-            record,
-            vec![],
-            snapshot,
-        ));
+        stage_created(&mut cs, record, "campaign", &c);
         self.store.commit(cs).await?;
         Ok(c)
     }

@@ -23,7 +23,9 @@ mod pipelines;
 pub use pipelines::REQUIRABLE_FIELDS;
 pub mod rows;
 
-use crmkit_core::service::{OwnerChecks, diff, json_text, list_page, to_json, visibility_scope};
+use crmkit_core::service::{
+    OwnerChecks, diff, json_text, list_page, stage_created, to_json, visibility_scope,
+};
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -914,19 +916,7 @@ impl Deals {
         });
         cs.writes
             .extend(custom.index_writes(&record, &deal.custom, false));
-        let snapshot = json_text(&deal);
-        cs.audit.push(AuditChange {
-            record: record.clone(),
-            field: "*".into(),
-            old: None,
-            new: Some(snapshot.clone()),
-        });
-        cs.events.push(NewEvent::from_json(
-            "deal.created",
-            record,
-            vec![],
-            snapshot,
-        ));
+        stage_created(cs, record, "deal", &deal);
         Ok(deal)
     }
 

@@ -58,7 +58,7 @@ pub mod model;
 pub mod rows;
 use crmkit_contacts::validate;
 use crmkit_core::service::{
-    OwnerChecks, SoftDelete, apply_custom_patch, changed_columns, diff, json_text, list_page,
+    OwnerChecks, SoftDelete, apply_custom_patch, changed_columns, diff, list_page, stage_created,
     stage_soft_delete, to_json, visibility_scope,
 };
 
@@ -67,8 +67,8 @@ use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::store::{TableDef, Value, Write};
 use crmkit_core::text::{check_text, fold};
 use crmkit_core::{
-    AuditChange, AuditEntry, Changeset, Ctx, CustomSchema, Error, LeadId, NewEvent, Page, Query,
-    RecordKind, RecordRef, Result, Store, ValidationErrors,
+    AuditEntry, Changeset, Ctx, CustomSchema, Error, LeadId, NewEvent, Page, Query, RecordKind,
+    RecordRef, Result, Store, ValidationErrors,
 };
 
 pub use model::*;
@@ -344,19 +344,7 @@ impl Leads {
         cs.writes.extend(index_writes(&lead, false));
         cs.writes
             .extend(custom.index_writes(&record, &lead.custom, false));
-        let snapshot = json_text(&lead);
-        cs.audit.push(AuditChange {
-            record: record.clone(),
-            field: "*".into(),
-            old: None,
-            new: Some(snapshot.clone()),
-        });
-        cs.events.push(NewEvent::from_json(
-            "lead.created",
-            record,
-            vec![],
-            snapshot,
-        ));
+        stage_created(&mut cs, record, "lead", &lead);
         self.store.commit(cs).await?;
         Ok(lead)
     }

@@ -6,7 +6,8 @@ use crmkit_core::row::{
     date_value, json, money_cells, opt_date, opt_money, opt_timestamp as opt_ts,
     take_opt_text as opt_text, take_text as text, uuid,
 };
-use crmkit_core::store::{ColumnDef, ColumnType, IndexDef, Row, TableDef, Value};
+use crmkit_core::store::columns;
+use crmkit_core::store::{ColumnType, IndexDef, Row, TableDef, Value};
 use crmkit_core::text::fold;
 use crmkit_core::{CampaignId, Error, RecordKind, RecordRef, Result, TeamId, UserId};
 
@@ -62,18 +63,6 @@ const MEMBER_COLUMNS: &[(&str, ColumnType, bool)] = {
         ("version", Int, false),
     ]
 };
-
-fn columns(cols: &[(&'static str, ColumnType, bool)]) -> Vec<ColumnDef> {
-    cols.iter()
-        .map(|&(n, t, nullable)| {
-            if nullable {
-                ColumnDef::optional(n, t)
-            } else {
-                ColumnDef::required(n, t)
-            }
-        })
-        .collect()
-}
 
 pub(crate) fn tables() -> Vec<TableDef> {
     vec![

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use crmkit_core::service::stage_created;
 use crmkit_core::store::{Cond, Select, Value, Write};
 use crmkit_core::text::{check_text, fold};
 use crmkit_core::{
@@ -11,8 +12,8 @@ use crmkit_core::{
 
 use super::rows::{self, DEAL_TABLE, PIPELINE_TABLE, STAGE_TABLE};
 use super::{
-    Deals, MAX_STAGES, NewPipeline, NewStage, Pipeline, Stage, StageKind, StagePatch, json_text,
-    order_by, to_json,
+    Deals, MAX_STAGES, NewPipeline, NewStage, Pipeline, Stage, StageKind, StagePatch, order_by,
+    to_json,
 };
 
 /// Fails with PermissionDenied unless the actor is an Admin or a Manager.
@@ -268,19 +269,7 @@ impl Deals {
             });
         }
         let record = RecordRef::from(id);
-        let snapshot = json_text(&p);
-        cs.audit.push(AuditChange {
-            record: record.clone(),
-            field: "*".into(),
-            old: None,
-            new: Some(snapshot.clone()),
-        });
-        cs.events.push(NewEvent::from_json(
-            "pipeline.created",
-            record,
-            vec![],
-            snapshot,
-        ));
+        stage_created(&mut cs, record, "pipeline", &p);
         self.store.commit(cs).await?;
         Ok(p)
     }

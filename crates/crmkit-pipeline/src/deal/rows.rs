@@ -7,7 +7,8 @@ use crmkit_core::row::{
     date_value, from_json, int, json, money_cells as amount_values, opt_date, opt_money as money,
     opt_timestamp as opt_ts, take_opt_text as opt_text, take_text as text, uuid,
 };
-use crmkit_core::store::{ColumnDef, ColumnType, IndexDef, Row, TableDef, Value};
+use crmkit_core::store::columns;
+use crmkit_core::store::{ColumnType, IndexDef, Row, TableDef, Value};
 use crmkit_core::text::fold;
 use crmkit_core::{
     CampaignId, ContactId, Currency, DealId, Error, Money, OrganizationId, PipelineId, RecordKind,
@@ -135,18 +136,6 @@ const LOST_REASON_COLUMNS: Cols = {
         ("created_at", Timestamp, false),
     ]
 };
-
-fn columns(cols: Cols) -> Vec<ColumnDef> {
-    cols.iter()
-        .map(|&(n, t, nullable)| {
-            if nullable {
-                ColumnDef::optional(n, t)
-            } else {
-                ColumnDef::required(n, t)
-            }
-        })
-        .collect()
-}
 
 pub(crate) fn tables() -> Vec<TableDef> {
     vec![
