@@ -539,6 +539,14 @@ impl State {
         if let Some(l) = s.limit {
             out.truncate(l as usize);
         }
+        let omitted: Vec<usize> = s.omit.iter().filter_map(|c| t.def.position(c)).collect();
+        if !omitted.is_empty() {
+            for (_, row) in &mut out {
+                for &p in &omitted {
+                    row[p] = Value::Null;
+                }
+            }
+        }
         Ok(out)
     }
 }

@@ -558,11 +558,27 @@ impl RecordFields {
                 order,
                 after,
                 limit: Some(q.limit + 1),
+                omit: self.search_shadows(),
             },
             limit: q.limit,
             fingerprint,
             order_sources: sources,
         })
+    }
+
+    /// Fold columns that are only search shadows (no field is stored in them): list
+    /// queries do not read them, since records are decoded from their own columns.
+    pub fn search_shadows(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .fields
+            .iter()
+            .filter_map(|f| f.fold_column)
+            .filter(|c| !self.fields.iter().any(|f| f.column == *c))
+            .map(str::to_owned)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The cursor continuing after `row` (the last row of a page), given its custom values.

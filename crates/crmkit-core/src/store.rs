@@ -646,6 +646,9 @@ pub struct Select {
     pub after: Option<Vec<Value>>,
     /// At most this many rows.
     pub limit: Option<u32>,
+    /// Columns returned as NULL without being read (search shadows a list never decodes);
+    /// rows keep their shape.
+    pub omit: Vec<String>,
 }
 
 impl Select {
@@ -657,6 +660,7 @@ impl Select {
             order: vec![],
             after: None,
             limit: None,
+            omit: vec![],
         }
     }
 }

@@ -509,8 +509,15 @@ impl Renderer {
     pub(crate) fn select(&self, tenant: TenantId, s: &Select) -> Result<Fetch> {
         let t = self.table(s.table)?;
         let mut q = Query::select();
-        q.columns(t.columns.iter().map(|c| c.name))
-            .from(Alias::new(t.name))
+        for c in &t.columns {
+            if s.omit.iter().any(|o| o == c.name) {
+                // A constant: the column is not read (the row keeps its shape).
+                q.expr(Expr::cust("NULL"));
+            } else {
+                q.column(Alias::new(c.name));
+            }
+        }
+        q.from(Alias::new(t.name))
             .and_where(self.scoped(tenant, t, &s.cond)?);
         let mut keys = Vec::with_capacity(s.order.len());
         for o in &s.order {

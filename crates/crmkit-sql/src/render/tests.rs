@@ -169,6 +169,7 @@ fn select() -> Select {
         ],
         after: Some(vec![Value::Int(3), Value::from("b")]),
         limit: Some(10),
+        omit: vec![],
     }
 }
 
@@ -219,6 +220,7 @@ fn custom_cond_and_sort() {
         }],
         after: None,
         limit: None,
+        omit: vec![],
     };
     let f = renderer(Dialect::Postgres).select(tenant(), &s).unwrap();
     check(

@@ -781,6 +781,7 @@ async fn selects_match_the_memory_backend() {
                     order: order.clone(),
                     after: None,
                     limit: None,
+                    omit: vec![],
                 };
                 let want = memory.select(t, &s).await.unwrap();
                 let got = b
@@ -817,6 +818,7 @@ async fn selects_match_the_memory_backend() {
                     order: order.clone(),
                     after: after.clone(),
                     limit: Some(4),
+                    omit: vec![],
                 };
                 let want = memory.select(t, &s).await.unwrap();
                 let page = b.select(bt, &s).await.unwrap();
