@@ -152,7 +152,7 @@ impl OrgNotes {
 }
 
 async fn demo(url: &str) -> Result<()> {
-    println!("== {url}");
+    println!("-- backend {url}");
     let crm = Crm::builder().module(OrgNotesModule).open(url).await?;
     let notes = OrgNotes::new(crm.store())?;
     let (tenant, me) = (TenantId::new(), UserId::new());
