@@ -39,6 +39,7 @@ fn crates_follow_the_layering() {
                 "crmkit-core",
                 "crmkit-contacts",
                 "crmkit-pipeline",
+                "crmkit-activities",
                 "crmkit-sql",
             ][..],
         ),
