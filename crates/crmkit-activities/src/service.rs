@@ -65,6 +65,18 @@ fn record_cond(r: &RecordRef) -> Cond {
     Cond::eq("record_kind", r.kind.as_str()).and(Cond::eq("record_id", r.id))
 }
 
+/// The kind named in a Conflict or Duplicate of a follow-up row (its table's name).
+const FOLLOWUP_KIND: RecordKind = RecordKind::new(FOLLOWUP_TABLE);
+
+/// Whether a commit failed because a concurrent command changed a follow-up row first.
+fn followup_race(e: &Error) -> bool {
+    match e {
+        Error::Conflict { record, .. } => record.kind == FOLLOWUP_KIND,
+        Error::Duplicate { kind, .. } => *kind == FOLLOWUP_KIND,
+        _ => false,
+    }
+}
+
 /// What an activity contributes to its records' follow-up: when it was done (the last
 /// contact) or when it is planned (the next activity).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -431,6 +443,11 @@ impl Activities {
             .collect();
         let n = staged.len() as u32 + 1;
         for r in records {
+            // The follow-up row first: a change committed after this read makes the
+            // versioned update below fail (and the command retry), one committed before
+            // it is seen by the relation reads that follow.
+            let fkey = vec![Value::Text(r.kind.as_str().into()), Value::Uuid(r.id)];
+            let existing = b.get(ctx.tenant(), FOLLOWUP_TABLE, &fkey).await?;
             let base = record_cond(r).and(Cond::Not(Box::new(Cond::In(
                 "activity_id".into(),
                 excluded.clone(),
@@ -475,8 +492,6 @@ impl Activities {
                     }
                 }
             }
-            let fkey = vec![Value::Text(r.kind.as_str().into()), Value::Uuid(r.id)];
-            let existing = b.get(ctx.tenant(), FOLLOWUP_TABLE, &fkey).await?;
             let set = vec![
                 ("last_activity_at", Value::opt_timestamp(last)),
                 ("next_activity_at", Value::opt_timestamp(next.map(|x| x.0))),
@@ -492,7 +507,7 @@ impl Activities {
                             key: fkey,
                             set,
                             expect_version: Some(version),
-                            record: r.clone(),
+                            record: RecordRef::new(FOLLOWUP_KIND, r.id),
                         });
                     }
                 }
@@ -508,6 +523,27 @@ impl Activities {
             }
         }
         Ok(())
+    }
+
+    /// Commits `cs` with the follow-up writes of `records`; when a concurrent command
+    /// changed one of those follow-up rows first, the follow-up writes are recomputed and
+    /// the commit retried (a few times).
+    async fn commit_tracked(
+        &self,
+        ctx: &Ctx,
+        cs: Changeset,
+        records: &BTreeSet<RecordRef>,
+        staged: &[&Staged],
+    ) -> Result<()> {
+        let mut attempts = 0;
+        loop {
+            let mut c = cs.clone();
+            self.stage_followups(ctx, &mut c, records, staged).await?;
+            match self.store.commit(c).await {
+                Err(e) if followup_race(&e) && attempts < 10 => attempts += 1,
+                other => return other.map(|_| ()),
+            }
+        }
     }
 
     /// Builds the staged form of an activity.
@@ -639,17 +675,18 @@ impl Activities {
         let mut cs = Changeset::new(ctx);
         Self::insert_writes(&mut cs, &s);
         let records: BTreeSet<RecordRef> = s.activity.related.iter().cloned().collect();
-        self.stage_followups(ctx, &mut cs, &records, &[&s]).await?;
-        self.store.commit(cs).await.map_err(|e| match e {
-            Error::Duplicate { .. } if s.activity.kind() == ActivityKind::Email => {
-                Error::Duplicate {
-                    kind: ACTIVITY,
-                    field: "message_id".into(),
-                    existing: None,
+        self.commit_tracked(ctx, cs, &records, &[&s])
+            .await
+            .map_err(|e| match e {
+                Error::Duplicate { kind, .. } if kind.as_str() == ACTIVITY_TABLE => {
+                    Error::Duplicate {
+                        kind: ACTIVITY,
+                        field: "message_id".into(),
+                        existing: None,
+                    }
                 }
-            }
-            e => e,
-        })?;
+                e => e,
+            })?;
         Ok(s.activity)
     }
 
@@ -769,9 +806,7 @@ impl Activities {
         records.extend(s.activity.related.iter().cloned());
         let mut staged = vec![&s];
         staged.extend(next.as_ref());
-        self.stage_followups(ctx, &mut cs, &records, &staged)
-            .await?;
-        self.store.commit(cs).await?;
+        self.commit_tracked(ctx, cs, &records, &staged).await?;
         Ok(s.activity)
     }
 
@@ -879,8 +914,7 @@ impl Activities {
             cs.writes.extend(Self::relation_rows(&s));
         }
         let records: BTreeSet<RecordRef> = s.activity.related.iter().cloned().collect();
-        self.stage_followups(ctx, &mut cs, &records, &[&s]).await?;
-        self.store.commit(cs).await?;
+        self.commit_tracked(ctx, cs, &records, &[&s]).await?;
         Ok(s.activity)
     }
 

@@ -730,6 +730,36 @@ pub async fn follow_up_tracking(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// Concurrent activities on one record all succeed and its follow-up row sees them all.
+pub async fn concurrent_follow_up(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let c = contact(&f, &f.rep, None).await?;
+    let mut handles = vec![];
+    for i in 0..8u32 {
+        let (acts, ctx, c) = (f.activities.clone(), f.rep.clone(), c.clone());
+        handles.push(tokio::spawn(async move {
+            let mut d = call(Direction::Outbound, "+49 30 901820", "+44 20 7946 0958");
+            if let ActivityDetails::Call(x) = &mut d {
+                x.started_at = t(2027, 1, 1, 9) + Duration::minutes(i64::from(i));
+            }
+            acts.create(&ctx, NewActivity::new(format!("c{i}"), d).related_to(c))
+                .await
+        }));
+    }
+    for h in handles {
+        h.await
+            .map_err(|e| Failure::new(format!("join: {e}")))?
+            .at("concurrent create")?;
+    }
+    let fu = f.activities.follow_up(&f.rep, &c).await.at("follow up")?;
+    ensure_eq!(
+        fu.last_activity_at,
+        Some(t(2027, 1, 1, 9) + Duration::minutes(7)),
+        "the latest of the concurrent calls"
+    );
+    Ok(())
+}
+
 fn clock_now(ctx: &Ctx) -> DateTime<Utc> {
     ctx.now()
 }
@@ -1028,6 +1058,7 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         recurrence,
         reminder_delivered_once,
         follow_up_tracking,
+        concurrent_follow_up,
         timeline,
         work_lists,
         visibility_and_tenants,

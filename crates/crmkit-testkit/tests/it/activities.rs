@@ -49,6 +49,7 @@ checks![
     recurrence,
     reminder_delivered_once,
     follow_up_tracking,
+    concurrent_follow_up,
     timeline,
     work_lists,
     visibility_and_tenants,
