@@ -1181,8 +1181,10 @@ impl Activities {
 
     // ----- follow-up -----
 
-    /// The follow-up state of a record (nothing known: no last and no next activity).
+    /// The follow-up state of a record visible to the actor (NotFound otherwise); a record
+    /// without activities has no last and no next activity.
     pub async fn follow_up(&self, ctx: &Ctx, record: &RecordRef) -> Result<FollowUp> {
+        self.require_visible(ctx, record).await?;
         let key = vec![
             Value::Text(record.kind.as_str().into()),
             Value::Uuid(record.id),
@@ -1205,7 +1207,7 @@ impl Activities {
 
     /// Records of `kind` with at least one activity whose last done activity is before
     /// `since`, least recently contacted first (an index range). Records that were never
-    /// contacted are not listed.
+    /// contacted are not listed. Tenant-wide, so Admin or Manager only.
     pub async fn stale_records(
         &self,
         ctx: &Ctx,
@@ -1213,6 +1215,7 @@ impl Activities {
         since: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<FollowUp>> {
+        require_manager(ctx, "list stale records")?;
         let mut s = Select::new(
             FOLLOWUP_TABLE,
             Cond::eq("record_kind", kind.as_str()).and(Cond::Cmp(
@@ -1227,13 +1230,14 @@ impl Activities {
     }
 
     /// Records of `kind` with at least one activity and no next activity planned (an
-    /// index range), by id.
+    /// index range), by id. Tenant-wide, so Admin or Manager only.
     pub async fn without_next_activity(
         &self,
         ctx: &Ctx,
         kind: &RecordKind,
         limit: u32,
     ) -> Result<Vec<FollowUp>> {
+        require_manager(ctx, "list records without a next activity")?;
         let mut s = Select::new(
             FOLLOWUP_TABLE,
             Cond::eq("record_kind", kind.as_str()).and(Cond::IsNull("next_activity_at".into())),
@@ -1253,6 +1257,18 @@ impl Activities {
             .collect()
     }
 
+    /// NotFound unless `record` is a contact, organization, lead or deal the actor sees.
+    async fn require_visible(&self, ctx: &Ctx, record: &RecordRef) -> Result<()> {
+        let mut errs = ValidationErrors::new();
+        self.check_related(ctx, &mut errs, std::slice::from_ref(record))
+            .await?;
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::not_found(record.kind.clone(), record.id))
+        }
+    }
+
     // ----- timeline -----
 
     /// A record's timeline, newest first: its activities (at their creation) and its
@@ -1270,12 +1286,7 @@ impl Activities {
         if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
             return Err(Error::validation("limit", "must be 1 to 1000"));
         }
-        let mut errs = ValidationErrors::new();
-        self.check_related(ctx, &mut errs, std::slice::from_ref(record))
-            .await?;
-        if !errs.is_empty() {
-            return Err(Error::not_found(record.kind.clone(), record.id));
-        }
+        self.require_visible(ctx, record).await?;
         let cur = match cursor {
             Some(c) => TimelineCursor::decode(c)?,
             None => TimelineCursor::default(),
@@ -1356,6 +1367,16 @@ fn conflict(id: ActivityId, expected: u64, actual: u64) -> Error {
         record: RecordRef::from(id),
         expected,
         actual,
+    }
+}
+
+fn require_manager(ctx: &Ctx, action: &str) -> Result<()> {
+    if ctx.actor().has(crmkit_core::Role::Admin) || ctx.actor().has(crmkit_core::Role::Manager) {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(format!(
+            "{action} needs the admin or manager role"
+        )))
     }
 }
 

@@ -694,8 +694,20 @@ pub async fn follow_up_tracking(store: &Store) -> CheckResult {
         Some(t(2027, 1, 3, 9)),
         "next at its due"
     );
+    ensure!(
+        matches!(
+            a.without_next_activity(&rep, &RecordKind::CONTACT, 10)
+                .await,
+            Err(Error::PermissionDenied(_))
+        ),
+        "tenant-wide follow-up lists are for admins and managers"
+    );
+    ensure!(
+        matches!(a.follow_up(&f.rep_y, &c).await, Err(Error::NotFound { .. })),
+        "follow-up of an invisible record"
+    );
     let without = a
-        .without_next_activity(&rep, &RecordKind::CONTACT, 10)
+        .without_next_activity(&f.manager, &RecordKind::CONTACT, 10)
         .await
         .at("without next")?;
     ensure_eq!(
@@ -712,7 +724,12 @@ pub async fn follow_up_tracking(store: &Store) -> CheckResult {
     ensure_eq!(fu.last_activity_at, Some(done_at), "last is the completion");
     ensure!(fu.next_activity.is_none(), "no next after completion");
     let stale = a
-        .stale_records(&rep, &RecordKind::CONTACT, t0 + Duration::minutes(30), 10)
+        .stale_records(
+            &f.admin,
+            &RecordKind::CONTACT,
+            t0 + Duration::minutes(30),
+            10,
+        )
         .await
         .at("stale")?;
     ensure_eq!(
