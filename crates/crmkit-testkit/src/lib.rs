@@ -62,6 +62,7 @@ use crmkit_core::{Backend, Error, Modules, Result, TenantId};
 
 #[macro_use]
 pub mod check;
+pub mod activities;
 pub mod contacts;
 pub mod pipeline_campaigns;
 pub mod pipeline_deals;

@@ -2,6 +2,7 @@
 //! memory and SQLite always, PostgreSQL and MySQL when their URL variables are set.
 //! `CRMKIT_TESTKIT_ONLY=memory` (comma-separated backend names) restricts a run.
 
+mod activities;
 mod contacts;
 mod pipeline_campaigns;
 mod pipeline_deals;

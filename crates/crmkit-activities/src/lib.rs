@@ -1,0 +1,54 @@
+//! # crmkit-activities
+//!
+//! Tasks, calls, meetings, notes and logged emails related to contacts, organizations,
+//! leads and deals; reminders; follow-up tracking; the timeline of a record; calendar
+//! export.
+//!
+//! It follows the pattern of crmkit-contacts and crmkit-pipeline: every command validates
+//! every field at once (a Validation error naming each bad field, nothing written), checks
+//! record-level access (Admin and Manager see every activity; others the ones they or
+//! their teams own), and commits one changeset: the activity row, its relation rows, the
+//! follow-up rows of its records, the next occurrence of a completed recurring task, audit
+//! entries and events. See [`Activities`].
+
+pub mod inputs;
+pub mod model;
+pub mod recur;
+pub mod rows;
+mod service;
+
+pub use inputs::*;
+pub use model::*;
+pub use service::{Activities, EVENT_KINDS, MAX_AUTO_LINKS, MAX_RELATED, MAX_SUBJECT, MAX_TEXT};
+
+use crmkit_core::store::SchemaStep;
+use crmkit_core::{Migration, Module};
+
+/// The activities module.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ActivitiesModule;
+
+impl Module for ActivitiesModule {
+    fn name(&self) -> &'static str {
+        "activities"
+    }
+
+    fn dependencies(&self) -> Vec<&'static str> {
+        vec!["contacts", "pipeline"]
+    }
+
+    fn migrations(&self) -> Vec<Migration> {
+        vec![Migration {
+            version: 1,
+            description: "activities, relations, reminders, follow-up",
+            steps: rows::tables()
+                .into_iter()
+                .map(SchemaStep::CreateTable)
+                .collect(),
+        }]
+    }
+
+    fn event_kinds(&self) -> Vec<&'static str> {
+        EVENT_KINDS.to_vec()
+    }
+}

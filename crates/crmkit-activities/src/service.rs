@@ -1,0 +1,1410 @@
+//! The activities API: commands, reminders, follow-up tracking, work lists and the
+//! timeline.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use chrono_tz::Tz;
+use crmkit_contacts::Contacts;
+use crmkit_core::directory::parse_time_zone;
+use crmkit_core::event::{EVENTS_TABLE, decode_timestamp};
+use crmkit_core::lookup::{self, LookupKind};
+use crmkit_core::service::{
+    OwnerChecks, SoftDelete, changed_columns, diff, list_page, stage_created, stage_soft_delete,
+    to_json, visibility_scope,
+};
+use crmkit_core::store::{CmpOp, Cond, OrderKey, Row, Select, Value, Write};
+use crmkit_core::text::{check_text, parse_phone};
+use crmkit_core::{
+    ActivityId, Changeset, ContactId, Ctx, DealId, Error, Event, LeadId, NewEvent, OrganizationId,
+    Page, Query, RecordKind, RecordRef, Result, Store, UserId, ValidationErrors,
+};
+use crmkit_pipeline::deal::Deals;
+use crmkit_pipeline::lead::Leads;
+
+use crate::inputs::*;
+use crate::model::*;
+use crate::recur;
+use crate::rows::{
+    self, ACTIVITY, ACTIVITY_FIELDS, ACTIVITY_TABLE, FOLLOWUP_TABLE, RELATION_TABLE, REMINDER_TABLE,
+};
+
+/// Event kinds this module emits.
+pub const EVENT_KINDS: &[&str] = &[
+    "activity.created",
+    "activity.updated",
+    "activity.deleted",
+    "activity.restored",
+    "reminder.added",
+    "reminder.delivered",
+];
+
+/// Longest subject.
+pub const MAX_SUBJECT: usize = 500;
+/// Longest free text (descriptions, notes, bodies).
+pub const MAX_TEXT: usize = 20_000;
+/// Most related records of one activity.
+pub const MAX_RELATED: usize = 50;
+/// Most records a logged call is linked to automatically by its number.
+pub const MAX_AUTO_LINKS: u32 = 10;
+
+fn key(id: ActivityId) -> Vec<Value> {
+    vec![Value::Uuid(id.as_uuid())]
+}
+
+fn order(column: &str, desc: bool) -> OrderKey {
+    OrderKey {
+        column: column.into(),
+        desc,
+        null_as: None,
+        custom: None,
+    }
+}
+
+fn record_cond(r: &RecordRef) -> Cond {
+    Cond::eq("record_kind", r.kind.as_str()).and(Cond::eq("record_id", r.id))
+}
+
+/// The kind named in a Conflict or Duplicate of a follow-up row (its table's name).
+const FOLLOWUP_KIND: RecordKind = RecordKind::new(FOLLOWUP_TABLE);
+
+/// Whether a commit failed because a concurrent command changed a follow-up row first.
+fn followup_race(e: &Error) -> bool {
+    match e {
+        Error::Conflict { record, .. } => record.kind == FOLLOWUP_KIND,
+        Error::Duplicate { kind, .. } => *kind == FOLLOWUP_KIND,
+        _ => false,
+    }
+}
+
+/// What an activity contributes to its records' follow-up: when it was done (the last
+/// contact) or when it is planned (the next activity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Contribution {
+    done_at: Option<DateTime<Utc>>,
+    next_at: Option<DateTime<Utc>>,
+}
+
+/// A task done counts at its completion, a call at its start, a note or email at its
+/// creation; an open task with a due counts as next at its due instant; a meeting counts
+/// as next at its start while the start is after the time of the write, else as done.
+fn contribution(a: &Activity, due_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Contribution {
+    let none = Contribution {
+        done_at: None,
+        next_at: None,
+    };
+    if a.deleted_at.is_some() {
+        return none;
+    }
+    match &a.details {
+        ActivityDetails::Task(t) => match t.status {
+            TaskStatus::Done => Contribution {
+                done_at: t.completed_at.or(Some(a.updated_at)),
+                next_at: None,
+            },
+            TaskStatus::Cancelled => none,
+            TaskStatus::Open | TaskStatus::InProgress => Contribution {
+                done_at: None,
+                next_at: due_at,
+            },
+        },
+        ActivityDetails::Call(c) => Contribution {
+            done_at: Some(c.started_at),
+            next_at: None,
+        },
+        ActivityDetails::Meeting(m) if m.start > now => Contribution {
+            done_at: None,
+            next_at: Some(m.start),
+        },
+        ActivityDetails::Meeting(m) => Contribution {
+            done_at: Some(m.start),
+            next_at: None,
+        },
+        ActivityDetails::Note(_) | ActivityDetails::Email(_) => Contribution {
+            done_at: Some(a.created_at),
+            next_at: None,
+        },
+    }
+}
+
+/// An activity as the changeset writes it: its state, its `due_at` and contribution.
+struct Staged {
+    activity: Activity,
+    due_at: Option<DateTime<Utc>>,
+    contribution: Contribution,
+}
+
+/// The timeline cursor: the last activity (time, id) and the last event seq consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct TimelineCursor {
+    activity: Option<(i64, uuid::Uuid)>,
+    seq: Option<i64>,
+}
+
+impl TimelineCursor {
+    fn encode(&self) -> String {
+        let a = match self.activity {
+            Some((t, id)) => format!("{t}.{id}"),
+            None => "-".into(),
+        };
+        let s = self
+            .seq
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into());
+        format!("tl1:{a}:{s}")
+    }
+
+    fn decode(s: &str) -> Result<Self> {
+        let bad = || Error::validation("cursor", "is not a timeline cursor");
+        let rest = s.strip_prefix("tl1:").ok_or_else(bad)?;
+        let (a, seq) = rest.split_once(':').ok_or_else(bad)?;
+        let activity = if a == "-" {
+            None
+        } else {
+            let (t, id) = a.split_once('.').ok_or_else(bad)?;
+            Some((
+                t.parse().map_err(|_| bad())?,
+                id.parse().map_err(|_| bad())?,
+            ))
+        };
+        let seq = if seq == "-" {
+            None
+        } else {
+            Some(seq.parse().map_err(|_| bad())?)
+        };
+        Ok(TimelineCursor { activity, seq })
+    }
+}
+
+/// The activities API.
+#[derive(Clone, Debug)]
+pub struct Activities {
+    store: Store,
+    contacts: Contacts,
+    leads: Leads,
+    deals: Deals,
+}
+
+impl Activities {
+    /// The API over a store composed with [`crate::ActivitiesModule`].
+    pub fn new(store: &Store) -> Result<Self> {
+        store.require_module("activities")?;
+        Ok(Activities {
+            store: store.clone(),
+            contacts: Contacts::new(store)?,
+            leads: Leads::new(store)?,
+            deals: Deals::new(store)?,
+        })
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    // ----- loading -----
+
+    async fn load_row(&self, ctx: &Ctx, id: ActivityId) -> Result<(Activity, Row)> {
+        let row = self
+            .store
+            .backend()
+            .get(ctx.tenant(), ACTIVITY_TABLE, &key(id))
+            .await?
+            .ok_or_else(|| Error::not_found(ACTIVITY, id))?;
+        let a = rows::decode_activity(row.clone())?;
+        if !ctx.actor().can_see(Some(a.owner), a.team) {
+            return Err(Error::not_found(ACTIVITY, id));
+        }
+        Ok((a, row))
+    }
+
+    async fn load(
+        &self,
+        ctx: &Ctx,
+        id: ActivityId,
+        deleted: Option<bool>,
+    ) -> Result<(Activity, Option<DateTime<Utc>>)> {
+        let (a, row) = self.load_row(ctx, id).await?;
+        if deleted.is_some_and(|d| d != a.deleted_at.is_some()) {
+            return Err(Error::not_found(ACTIVITY, id));
+        }
+        let due_at = rows::row_due_at(&row)?;
+        Ok((a, due_at))
+    }
+
+    /// An activity visible to the actor and not deleted.
+    pub async fn get(&self, ctx: &Ctx, id: ActivityId) -> Result<Activity> {
+        Ok(self.load(ctx, id, Some(false)).await?.0)
+    }
+
+    /// The time zone of a user (UTC when the user is unknown or has a bad zone).
+    async fn user_tz(&self, ctx: &Ctx, user: UserId) -> Result<Tz> {
+        match self.store.directory().user(ctx, user).await {
+            Ok(u) => Ok(u.time_zone.parse().unwrap_or(Tz::UTC)),
+            Err(Error::NotFound { .. }) => Ok(Tz::UTC),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The stored `due_at` of an activity (an all-day task: the day's start in the
+    /// owner's time zone).
+    async fn due_at(&self, ctx: &Ctx, a: &Activity) -> Result<Option<DateTime<Utc>>> {
+        Ok(match &a.details {
+            ActivityDetails::Task(Task {
+                due: Some(Due::Date { date }),
+                ..
+            }) => {
+                let tz = self.user_tz(ctx, a.owner).await?;
+                recur::local_instant(tz, *date, NaiveTime::MIN)
+            }
+            ActivityDetails::Task(Task {
+                due: Some(Due::At { at, .. }),
+                ..
+            }) => Some(*at),
+            _ => None,
+        })
+    }
+
+    // ----- validation -----
+
+    /// Checks that every related record exists in the tenant and is visible to the actor
+    /// (`related[i]` otherwise); drops repeats.
+    async fn check_related(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        related: &[RecordRef],
+    ) -> Result<Vec<RecordRef>> {
+        if related.len() > MAX_RELATED {
+            errs.push("related", format!("at most {MAX_RELATED} records"));
+        }
+        let mut out: Vec<RecordRef> = vec![];
+        for (i, r) in related.iter().enumerate() {
+            let field = format!("related[{i}]");
+            let found = match r.kind.as_str() {
+                "contact" => self
+                    .contacts
+                    .get_contact(ctx, ContactId::from_uuid(r.id))
+                    .await
+                    .map(|_| ()),
+                "organization" => self
+                    .contacts
+                    .get_organization(ctx, OrganizationId::from_uuid(r.id))
+                    .await
+                    .map(|_| ()),
+                "lead" => self
+                    .leads
+                    .get(ctx, LeadId::from_uuid(r.id))
+                    .await
+                    .map(|_| ()),
+                "deal" => self
+                    .deals
+                    .get_deal(ctx, DealId::from_uuid(r.id))
+                    .await
+                    .map(|_| ()),
+                other => {
+                    errs.push(
+                        field,
+                        format!("an activity cannot relate to a record of kind {other}"),
+                    );
+                    continue;
+                }
+            };
+            match found {
+                Ok(()) => {
+                    if !out.contains(r) {
+                        out.push(r.clone());
+                    }
+                }
+                Err(Error::NotFound { .. }) => errs.push(field, "no such record"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Validates and normalises details: every bad field is added to `errs`.
+    fn check_details(errs: &mut ValidationErrors, d: &mut ActivityDetails, now: DateTime<Utc>) {
+        match d {
+            ActivityDetails::Task(t) => {
+                if let Some(s) = &t.description {
+                    errs.check(check_text("description", s, MAX_TEXT, false));
+                }
+                if let Some(Due::At { time_zone, .. }) = &t.due {
+                    errs.check(parse_time_zone("due.time_zone", time_zone));
+                }
+                if let Some(r) = &t.recurrence {
+                    recur::check(errs, "recurrence", r);
+                    if t.due.is_none() {
+                        errs.push("recurrence", "a recurring task needs a due date");
+                    }
+                }
+                match t.status {
+                    TaskStatus::Done => {
+                        t.completed_at.get_or_insert(now);
+                    }
+                    _ => t.completed_at = None,
+                }
+            }
+            ActivityDetails::Call(c) => {
+                for (field, n) in [("from", &mut c.from), ("to", &mut c.to)] {
+                    if check_text(field, n, 64, true).is_err() {
+                        errs.push(field, "must be 1 to 64 characters");
+                    } else if let Ok(e164) = parse_phone(field, n, None) {
+                        *n = e164;
+                    }
+                }
+                if let Some(s) = &c.notes {
+                    errs.check(check_text("notes", s, MAX_TEXT, false));
+                }
+                if let Some(s) = &c.recording_ref {
+                    errs.check(check_text("recording_ref", s, 500, true));
+                }
+            }
+            ActivityDetails::Meeting(m) => {
+                if m.end <= m.start {
+                    errs.push("end", "must be after the start");
+                }
+                errs.check(parse_time_zone("time_zone", &m.time_zone));
+                for (f, v) in [
+                    ("location", &m.location),
+                    ("link", &m.link),
+                    ("outcome_notes", &m.outcome_notes),
+                ] {
+                    if let Some(s) = v {
+                        errs.check(check_text(f, s, MAX_TEXT, false));
+                    }
+                }
+            }
+            ActivityDetails::Note(n) => {
+                errs.check(check_text("body", &n.body, MAX_TEXT, true));
+            }
+            ActivityDetails::Email(e) => {
+                let id = e.message_id.trim().to_owned();
+                if errs
+                    .check(check_text("message_id", &id, 255, true))
+                    .is_some()
+                {
+                    e.message_id = id;
+                }
+                errs.check(check_text("from", &e.from, 320, true));
+                if let Some(s) = &e.excerpt {
+                    errs.check(check_text("excerpt", s, MAX_TEXT, false));
+                }
+            }
+        }
+    }
+
+    /// A call's external number (from for inbound, to for outbound) when it is E.164.
+    fn external_number(d: &ActivityDetails) -> Option<&str> {
+        let ActivityDetails::Call(c) = d else {
+            return None;
+        };
+        let n = match c.direction {
+            Direction::Inbound => &c.from,
+            Direction::Outbound => &c.to,
+        };
+        n.starts_with('+').then_some(n.as_str())
+    }
+
+    // ----- staging -----
+
+    fn relation_rows(s: &Staged) -> Vec<Write> {
+        let a = &s.activity;
+        a.related
+            .iter()
+            .map(|r| Write::Insert {
+                table: RELATION_TABLE,
+                row: vec![
+                    Value::Uuid(a.id.as_uuid()),
+                    Value::Text(r.kind.as_str().into()),
+                    Value::Uuid(r.id),
+                    Value::timestamp(a.created_at),
+                    Value::opt_timestamp(s.contribution.done_at),
+                    Value::opt_timestamp(s.contribution.next_at),
+                ],
+            })
+            .collect()
+    }
+
+    /// Follow-up writes for every record in `records`, given the activities staged in
+    /// this changeset (their stored relation rows are ignored, their new state counts).
+    async fn stage_followups(
+        &self,
+        ctx: &Ctx,
+        cs: &mut Changeset,
+        records: &BTreeSet<RecordRef>,
+        staged: &[&Staged],
+    ) -> Result<()> {
+        let b = self.store.backend();
+        let excluded: Vec<Value> = staged
+            .iter()
+            .map(|s| Value::Uuid(s.activity.id.as_uuid()))
+            .collect();
+        let n = staged.len() as u32 + 1;
+        for r in records {
+            // The follow-up row first: a change committed after this read makes the
+            // versioned update below fail (and the command retry), one committed before
+            // it is seen by the relation reads that follow.
+            let fkey = vec![Value::Text(r.kind.as_str().into()), Value::Uuid(r.id)];
+            let existing = b.get(ctx.tenant(), FOLLOWUP_TABLE, &fkey).await?;
+            let base = record_cond(r).and(Cond::Not(Box::new(Cond::In(
+                "activity_id".into(),
+                excluded.clone(),
+            ))));
+            let mut s = Select::new(
+                RELATION_TABLE,
+                base.clone()
+                    .and(Cond::Not(Box::new(Cond::IsNull("done_at".into())))),
+            );
+            s.order = vec![order("done_at", true)];
+            s.limit = Some(n);
+            let mut last: Option<DateTime<Utc>> = match b.select(ctx.tenant(), &s).await?.first() {
+                Some(row) => Some(decode_timestamp(&row[4])?),
+                None => None,
+            };
+            let mut s = Select::new(
+                RELATION_TABLE,
+                base.and(Cond::Not(Box::new(Cond::IsNull("next_at".into())))),
+            );
+            s.order = vec![order("next_at", false), order("activity_id", false)];
+            s.limit = Some(n);
+            let mut next: Option<(DateTime<Utc>, uuid::Uuid)> =
+                match b.select(ctx.tenant(), &s).await?.first() {
+                    Some(row) => {
+                        Some((decode_timestamp(&row[5])?, crmkit_core::row::uuid(&row[0])?))
+                    }
+                    None => None,
+                };
+            for st in staged {
+                if !st.activity.related.contains(r) {
+                    continue;
+                }
+                if let Some(d) = st.contribution.done_at
+                    && last.is_none_or(|l| d > l)
+                {
+                    last = Some(d);
+                }
+                if let Some(t) = st.contribution.next_at {
+                    let cand = (t, st.activity.id.as_uuid());
+                    if next.is_none_or(|x| cand < x) {
+                        next = Some(cand);
+                    }
+                }
+            }
+            let set = vec![
+                ("last_activity_at", Value::opt_timestamp(last)),
+                ("next_activity_at", Value::opt_timestamp(next.map(|x| x.0))),
+                ("next_activity_id", Value::opt_uuid(next.map(|x| x.1))),
+            ];
+            match existing {
+                Some(row) => {
+                    let version = crmkit_core::row::int(&row[5])? as u64;
+                    let unchanged = set.iter().enumerate().all(|(i, (_, v))| row[i + 2] == *v);
+                    if !unchanged {
+                        cs.writes.push(Write::Update {
+                            table: FOLLOWUP_TABLE,
+                            key: fkey,
+                            set,
+                            expect_version: Some(version),
+                            record: RecordRef::new(FOLLOWUP_KIND, r.id),
+                        });
+                    }
+                }
+                None => {
+                    let mut row = fkey;
+                    row.extend(set.into_iter().map(|(_, v)| v));
+                    row.push(Value::Int(1));
+                    cs.writes.push(Write::Insert {
+                        table: FOLLOWUP_TABLE,
+                        row,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits `cs` with the follow-up writes of `records`; when a concurrent command
+    /// changed one of those follow-up rows first, the follow-up writes are recomputed and
+    /// the commit retried (a few times).
+    async fn commit_tracked(
+        &self,
+        ctx: &Ctx,
+        cs: Changeset,
+        records: &BTreeSet<RecordRef>,
+        staged: &[&Staged],
+    ) -> Result<()> {
+        let mut attempts = 0;
+        loop {
+            let mut c = cs.clone();
+            self.stage_followups(ctx, &mut c, records, staged).await?;
+            match self.store.commit(c).await {
+                Err(e) if followup_race(&e) && attempts < 10 => attempts += 1,
+                other => return other.map(|_| ()),
+            }
+        }
+    }
+
+    /// Builds the staged form of an activity.
+    async fn staged(&self, ctx: &Ctx, a: Activity) -> Result<Staged> {
+        let due_at = self.due_at(ctx, &a).await?;
+        let contribution = contribution(&a, due_at, ctx.now());
+        Ok(Staged {
+            activity: a,
+            due_at,
+            contribution,
+        })
+    }
+
+    /// The next occurrence of a recurring task completed by the change `old` -> `new`.
+    async fn next_occurrence(
+        &self,
+        ctx: &Ctx,
+        old: &Activity,
+        new: &Activity,
+    ) -> Result<Option<Staged>> {
+        let (ActivityDetails::Task(o), ActivityDetails::Task(n)) = (&old.details, &new.details)
+        else {
+            return Ok(None);
+        };
+        if o.status == TaskStatus::Done || n.status != TaskStatus::Done {
+            return Ok(None);
+        }
+        let (Some(due), Some(r)) = (&n.due, &n.recurrence) else {
+            return Ok(None);
+        };
+        let Some((due, recurrence)) = recur::next(due, r) else {
+            return Ok(None);
+        };
+        let now = ctx.now();
+        let next = Activity {
+            id: ActivityId::new(),
+            related: new.related.clone(),
+            subject: new.subject.clone(),
+            owner: new.owner,
+            team: new.team,
+            details: ActivityDetails::Task(Task {
+                description: n.description.clone(),
+                due: Some(due),
+                priority: n.priority,
+                status: TaskStatus::Open,
+                recurrence: Some(recurrence),
+                completed_at: None,
+            }),
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            version: 1,
+        };
+        Ok(Some(self.staged(ctx, next).await?))
+    }
+
+    fn insert_writes(cs: &mut Changeset, s: &Staged) {
+        cs.writes.push(Write::Insert {
+            table: ACTIVITY_TABLE,
+            row: rows::activity_row(&s.activity, s.due_at),
+        });
+        cs.writes.extend(Self::relation_rows(s));
+        stage_created(cs, RecordRef::from(s.activity.id), "activity", &s.activity);
+    }
+
+    // ----- commands -----
+
+    /// Creates an activity. Every bad field is reported at once and nothing is written:
+    /// a meeting ending at or before its start (`end`), an unknown IANA time zone
+    /// (`time_zone`, `due.time_zone`), a recurrence with interval or count 0 or a weekly
+    /// rule without weekdays (`recurrence.*`), a related record that does not exist, is
+    /// of another tenant or is invisible (`related[i]`), an owner who is not an active
+    /// user (`owner`). A call's duration is a `u32`, so it cannot be negative.
+    ///
+    /// A call's numbers are normalised to E.164 when they parse (the raw text is kept
+    /// otherwise); a call whose external number (from for inbound, to for outbound) is in
+    /// core's lookup index is related to those contacts, organizations and leads too.
+    ///
+    /// A logged email's Message-ID is logged once per tenant: logging it again is a
+    /// Duplicate error naming `message_id` (and the existing activity when it is
+    /// visible to the actor).
+    pub async fn create(&self, ctx: &Ctx, input: NewActivity) -> Result<Activity> {
+        ctx.actor().require_write("create activity")?;
+        let now = ctx.now();
+        let mut errs = ValidationErrors::new();
+        errs.check(check_text("subject", &input.subject, MAX_SUBJECT, false));
+        let mut details = input.details;
+        Self::check_details(&mut errs, &mut details, now);
+        let mut related = self.check_related(ctx, &mut errs, &input.related).await?;
+        let owner = input.owner.unwrap_or(ctx.actor().user);
+        OwnerChecks::new()
+            .check(&self.store, ctx, &mut errs, owner, input.team)
+            .await?;
+        errs.into_result()?;
+        if let ActivityDetails::Email(e) = &details {
+            self.refuse_logged_email(ctx, &e.message_id).await?;
+        }
+        if let Some(n) = Self::external_number(&details) {
+            for r in lookup::find(
+                self.store.backend(),
+                ctx.tenant(),
+                LookupKind::Phone,
+                n,
+                None,
+                MAX_AUTO_LINKS,
+            )
+            .await?
+            {
+                if matches!(r.kind.as_str(), "contact" | "organization" | "lead")
+                    && !related.contains(&r)
+                {
+                    related.push(r);
+                }
+            }
+        }
+        let a = Activity {
+            id: ActivityId::new(),
+            related,
+            subject: input.subject,
+            owner,
+            team: input.team,
+            details,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            version: 1,
+        };
+        let s = self.staged(ctx, a).await?;
+        let mut cs = Changeset::new(ctx);
+        Self::insert_writes(&mut cs, &s);
+        let records: BTreeSet<RecordRef> = s.activity.related.iter().cloned().collect();
+        self.commit_tracked(ctx, cs, &records, &[&s])
+            .await
+            .map_err(|e| match e {
+                Error::Duplicate { kind, .. } if kind.as_str() == ACTIVITY_TABLE => {
+                    Error::Duplicate {
+                        kind: ACTIVITY,
+                        field: "message_id".into(),
+                        existing: None,
+                    }
+                }
+                e => e,
+            })?;
+        Ok(s.activity)
+    }
+
+    async fn refuse_logged_email(&self, ctx: &Ctx, message_id: &str) -> Result<()> {
+        let mut s = Select::new(ACTIVITY_TABLE, Cond::eq("message_id", message_id));
+        s.limit = Some(1);
+        if let Some(row) = self.store.backend().select(ctx.tenant(), &s).await?.pop() {
+            let a = rows::decode_activity(row)?;
+            let visible = ctx.actor().can_see(Some(a.owner), a.team);
+            return Err(Error::Duplicate {
+                kind: ACTIVITY,
+                field: "message_id".into(),
+                existing: visible.then(|| RecordRef::from(a.id)),
+            });
+        }
+        Ok(())
+    }
+
+    /// Changes an activity whose current version is `expected_version` (a stale one is a
+    /// Conflict). Validation as in [`Activities::create`]; details must keep their kind.
+    /// A recurring task moved to `done` creates its next occurrence (daily, weekly on
+    /// the rule's weekdays, monthly on a day — the last day of shorter months — until
+    /// the count or the until-date is reached) in the same changeset.
+    pub async fn update(
+        &self,
+        ctx: &Ctx,
+        id: ActivityId,
+        expected_version: u64,
+        patch: ActivityPatch,
+    ) -> Result<Activity> {
+        ctx.actor().require_write("update activity")?;
+        let (old, _) = self.load(ctx, id, Some(false)).await?;
+        let now = ctx.now();
+        let mut errs = ValidationErrors::new();
+        let mut new = old.clone();
+        if let Some(s) = patch.subject {
+            errs.check(check_text("subject", &s, MAX_SUBJECT, false));
+            new.subject = s;
+        }
+        if let Some(mut d) = patch.details {
+            if std::mem::discriminant(&d) != std::mem::discriminant(&old.details) {
+                errs.push("details", "an activity keeps its kind");
+            }
+            if let (ActivityDetails::Task(t), ActivityDetails::Task(o)) = (&mut d, &old.details)
+                && t.status == TaskStatus::Done
+                && o.status == TaskStatus::Done
+                && t.completed_at.is_none()
+            {
+                t.completed_at = o.completed_at;
+            }
+            Self::check_details(&mut errs, &mut d, now);
+            if let (ActivityDetails::Email(e), ActivityDetails::Email(o)) = (&d, &old.details)
+                && e.message_id != o.message_id
+            {
+                errs.push("message_id", "a logged email keeps its Message-ID");
+            }
+            new.details = d;
+        }
+        if let Some(r) = &patch.related {
+            new.related = self.check_related(ctx, &mut errs, r).await?;
+        }
+        if patch.owner.is_some() || patch.team.is_some() {
+            new.owner = patch.owner.unwrap_or(old.owner);
+            new.team = patch.team.unwrap_or(old.team);
+            OwnerChecks::new()
+                .check(&self.store, ctx, &mut errs, new.owner, new.team)
+                .await?;
+        }
+        errs.into_result()?;
+        if old.version != expected_version {
+            return Err(conflict(id, expected_version, old.version));
+        }
+        new.updated_at = now;
+        new.version = old.version + 1;
+        let record = RecordRef::from(id);
+        let (audit, changed) = diff(
+            &record,
+            &to_json(&old),
+            &to_json(&new),
+            &["updated_at", "version"],
+        );
+        if changed.is_empty() {
+            return Ok(old);
+        }
+        let old_s = self.staged(ctx, old.clone()).await?;
+        let s = self.staged(ctx, new).await?;
+        let next = self.next_occurrence(ctx, &old, &s.activity).await?;
+        let mut cs = Changeset::new(ctx);
+        let def = self.store.backend().schema().table(ACTIVITY_TABLE)?;
+        cs.writes.push(Write::Update {
+            table: ACTIVITY_TABLE,
+            key: key(id),
+            set: changed_columns(
+                def,
+                &rows::activity_row(&old, old_s.due_at),
+                &rows::activity_row(&s.activity, s.due_at),
+            ),
+            expect_version: Some(expected_version),
+            record: record.clone(),
+        });
+        cs.writes.push(Write::DeleteWhere {
+            table: RELATION_TABLE,
+            cond: Cond::eq("activity_id", id.as_uuid()),
+        });
+        cs.writes.extend(Self::relation_rows(&s));
+        cs.audit.extend(audit);
+        cs.events.push(NewEvent::new(
+            "activity.updated",
+            record,
+            changed,
+            to_json(&s.activity),
+        ));
+        if let Some(n) = &next {
+            Self::insert_writes(&mut cs, n);
+        }
+        let mut records: BTreeSet<RecordRef> = old.related.iter().cloned().collect();
+        records.extend(s.activity.related.iter().cloned());
+        let mut staged = vec![&s];
+        staged.extend(next.as_ref());
+        self.commit_tracked(ctx, cs, &records, &staged).await?;
+        Ok(s.activity)
+    }
+
+    /// Sets a task's status (a convenience over [`Activities::update`]); `done` records
+    /// the completion time and, for a recurring task, creates the next occurrence.
+    pub async fn set_task_status(
+        &self,
+        ctx: &Ctx,
+        id: ActivityId,
+        expected_version: u64,
+        status: TaskStatus,
+    ) -> Result<Activity> {
+        let a = self.get(ctx, id).await?;
+        let ActivityDetails::Task(mut t) = a.details else {
+            return Err(Error::InvalidTransition {
+                record: RecordRef::from(id),
+                reason: "only a task has a status".into(),
+            });
+        };
+        if t.status != status {
+            t.completed_at = None;
+        }
+        t.status = status;
+        self.update(
+            ctx,
+            id,
+            expected_version,
+            ActivityPatch {
+                details: Some(ActivityDetails::Task(t)),
+                ..ActivityPatch::default()
+            },
+        )
+        .await
+    }
+
+    /// Soft-deletes an activity: it leaves its records' timelines and follow-up, and its
+    /// undelivered reminders are removed (a restore does not bring them back).
+    pub async fn delete(
+        &self,
+        ctx: &Ctx,
+        id: ActivityId,
+        expected_version: u64,
+    ) -> Result<Activity> {
+        self.set_deleted(ctx, id, expected_version, true).await
+    }
+
+    /// Restores a soft-deleted activity (and its place in timelines and follow-up).
+    pub async fn restore(
+        &self,
+        ctx: &Ctx,
+        id: ActivityId,
+        expected_version: u64,
+    ) -> Result<Activity> {
+        self.set_deleted(ctx, id, expected_version, false).await
+    }
+
+    async fn set_deleted(
+        &self,
+        ctx: &Ctx,
+        id: ActivityId,
+        expected_version: u64,
+        delete: bool,
+    ) -> Result<Activity> {
+        ctx.actor().require_write(if delete {
+            "delete activity"
+        } else {
+            "restore activity"
+        })?;
+        let (old, _) = self.load(ctx, id, Some(!delete)).await?;
+        if old.version != expected_version {
+            return Err(conflict(id, expected_version, old.version));
+        }
+        let now = ctx.now();
+        let mut new = old.clone();
+        new.deleted_at = delete.then_some(now);
+        new.updated_at = now;
+        new.version += 1;
+        let record = RecordRef::from(id);
+        let mut cs = Changeset::new(ctx);
+        stage_soft_delete(
+            &mut cs,
+            SoftDelete {
+                table: ACTIVITY_TABLE,
+                record,
+                expected_version,
+                was: old.deleted_at,
+                now: new.deleted_at,
+                at: now,
+                kind: "activity",
+                after: &new,
+            },
+        );
+        let s = self.staged(ctx, new).await?;
+        cs.writes.push(Write::DeleteWhere {
+            table: RELATION_TABLE,
+            cond: Cond::eq("activity_id", id.as_uuid()),
+        });
+        if delete {
+            cs.writes.push(Write::DeleteWhere {
+                table: REMINDER_TABLE,
+                cond: Cond::eq("activity_id", id.as_uuid())
+                    .and(Cond::IsNull("delivered_at".into())),
+            });
+        } else {
+            cs.writes.extend(Self::relation_rows(&s));
+        }
+        let records: BTreeSet<RecordRef> = s.activity.related.iter().cloned().collect();
+        self.commit_tracked(ctx, cs, &records, &[&s]).await?;
+        Ok(s.activity)
+    }
+
+    /// Lists activities: filter, sort, keyset page; only visible ones, deleted ones only
+    /// with [`Query::include_deleted`]. Fields: see [`ACTIVITY_FIELDS`] (`kind`,
+    /// `subject`, `owner`, `team`, `status`, `open`, `due_at`, `starts_at`, `ends_at`,
+    /// `message_id`, `created_at`, `updated_at`, `deleted_at`).
+    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Activity>> {
+        let scope = visibility_scope(ctx, q.include_deleted);
+        list_page(
+            &self.store,
+            ctx,
+            q,
+            &ACTIVITY_FIELDS,
+            scope,
+            rows::decode_activity,
+            |_: &Activity| None,
+        )
+        .await
+    }
+
+    // ----- work lists -----
+
+    /// A user's open (open or in-progress) tasks by due time (tasks without a due
+    /// first), keyset-paged; only what the actor may see.
+    pub async fn open_tasks(
+        &self,
+        ctx: &Ctx,
+        user: UserId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Activity>> {
+        let mut q = Query::new()
+            .filter(crmkit_core::Filter::eq("owner", user))
+            .filter(crmkit_core::Filter::eq("open", true))
+            .sort_asc("due_at")
+            .limit(limit);
+        q.cursor = cursor;
+        self.list(ctx, &q).await
+    }
+
+    /// A user's open tasks due before `now`, most overdue first, keyset-paged.
+    pub async fn overdue_tasks(
+        &self,
+        ctx: &Ctx,
+        user: UserId,
+        now: DateTime<Utc>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Activity>> {
+        let mut q = Query::new()
+            .filter(crmkit_core::Filter::eq("owner", user))
+            .filter(crmkit_core::Filter::eq("open", true))
+            .filter(crmkit_core::Filter::lt("due_at", now))
+            .sort_asc("due_at")
+            .limit(limit);
+        q.cursor = cursor;
+        self.list(ctx, &q).await
+    }
+
+    /// A user's agenda for `day` in the user's time zone: open tasks due that day (an
+    /// all-day task on that day included) and meetings starting that day, in time order
+    /// (two bounded index range reads, merged). Not paged: at most `limit` of each.
+    pub async fn agenda(
+        &self,
+        ctx: &Ctx,
+        user: UserId,
+        day: NaiveDate,
+        limit: u32,
+    ) -> Result<Vec<Activity>> {
+        let tz = self.user_tz(ctx, user).await?;
+        let start = recur::local_instant(tz, day, NaiveTime::MIN)
+            .ok_or_else(|| Error::validation("day", "is out of range"))?;
+        let end = day
+            .succ_opt()
+            .and_then(|d| recur::local_instant(tz, d, NaiveTime::MIN))
+            .unwrap_or(start + Duration::days(1));
+        let scope = visibility_scope(ctx, false).and(Cond::eq("owner_id", user.as_uuid()));
+        let range = |col: &str| {
+            Cond::Cmp(col.into(), CmpOp::Gte, Value::timestamp(start)).and(Cond::Cmp(
+                col.into(),
+                CmpOp::Lt,
+                Value::timestamp(end),
+            ))
+        };
+        let mut tasks = Select::new(
+            ACTIVITY_TABLE,
+            scope
+                .clone()
+                .and(Cond::eq("open", true))
+                .and(range("due_at")),
+        );
+        tasks.order = vec![order("due_at", false)];
+        tasks.limit = Some(limit);
+        let mut meetings = Select::new(
+            ACTIVITY_TABLE,
+            scope
+                .and(Cond::eq("kind", "meeting"))
+                .and(range("starts_at")),
+        );
+        meetings.order = vec![order("starts_at", false)];
+        meetings.limit = Some(limit);
+        let b = self.store.backend();
+        let mut out: Vec<(i64, Activity)> = vec![];
+        for (sel, col) in [(&tasks, 7), (&meetings, 8)] {
+            for row in b.select(ctx.tenant(), sel).await? {
+                let t = row[col].as_int().unwrap_or(0);
+                out.push((t, rows::decode_activity(row)?));
+            }
+        }
+        out.sort_by_key(|a| (a.0, a.1.id));
+        Ok(out.into_iter().map(|x| x.1).collect())
+    }
+
+    // ----- reminders -----
+
+    /// Adds a reminder of a task or meeting for `user` (the actor when `None`). The
+    /// reminder must not be after the due time: a task's due instant (an all-day task:
+    /// the end of that day in the owner's time zone), a meeting's start; otherwise it is
+    /// a Validation error on `remind_at`. Other kinds have no reminders (`activity`).
+    pub async fn add_reminder(
+        &self,
+        ctx: &Ctx,
+        activity: ActivityId,
+        user: Option<UserId>,
+        remind_at: DateTime<Utc>,
+    ) -> Result<Reminder> {
+        ctx.actor().require_write("add reminder")?;
+        let (a, due_at) = self.load(ctx, activity, Some(false)).await?;
+        let user = user.unwrap_or(ctx.actor().user);
+        let mut errs = ValidationErrors::new();
+        let limit = match &a.details {
+            ActivityDetails::Task(t) => match &t.due {
+                Some(Due::Date { .. }) => due_at.map(|d| d + Duration::days(1)),
+                Some(Due::At { at, .. }) => Some(*at),
+                None => None,
+            },
+            ActivityDetails::Meeting(m) => Some(m.start),
+            _ => {
+                errs.push("activity", "only tasks and meetings have reminders");
+                None
+            }
+        };
+        if limit.is_some_and(|l| remind_at > l) {
+            errs.push("remind_at", "must not be after the due time");
+        }
+        if let Err(e) = self
+            .store
+            .directory()
+            .require_active_user(ctx, "user", user)
+            .await
+        {
+            match e {
+                Error::Validation(v) => {
+                    for f in v.errors {
+                        errs.push(f.field, f.reason);
+                    }
+                }
+                e => return Err(e),
+            }
+        }
+        errs.into_result()?;
+        let r = Reminder {
+            id: uuid::Uuid::now_v7(),
+            activity,
+            user,
+            remind_at,
+            delivered_at: None,
+        };
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Insert {
+            table: REMINDER_TABLE,
+            row: rows::reminder_row(&r, 1),
+        });
+        cs.events.push(NewEvent::new(
+            "reminder.added",
+            RecordRef::from(activity),
+            vec![],
+            to_json(&r),
+        ));
+        self.store.commit(cs).await?;
+        Ok(r)
+    }
+
+    /// Undelivered reminders due at `now` or before, oldest first (an index range on
+    /// `(delivered_at, remind_at)`). Admins and managers see every user's; others their
+    /// own.
+    pub async fn due_reminders(
+        &self,
+        ctx: &Ctx,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Reminder>> {
+        let mut cond = Cond::IsNull("delivered_at".into()).and(Cond::Cmp(
+            "remind_at".into(),
+            CmpOp::Lte,
+            Value::timestamp(now),
+        ));
+        if let crmkit_core::Visibility::Owned { user, .. } = ctx.actor().visibility() {
+            cond = cond.and(Cond::eq("user_id", user.as_uuid()));
+        }
+        let mut s = Select::new(REMINDER_TABLE, cond);
+        s.order = vec![order("remind_at", false), order("id", false)];
+        s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
+        self.store
+            .backend()
+            .select(ctx.tenant(), &s)
+            .await?
+            .iter()
+            .map(|r| rows::decode_reminder(r).map(|x| x.0))
+            .collect()
+    }
+
+    /// Marks a reminder delivered, once: a conditional (versioned) update, so of any
+    /// number of calls — in sequence or by concurrent workers — exactly one delivers it
+    /// and emits `reminder.delivered`; the others get `first == false`.
+    pub async fn deliver_reminder(&self, ctx: &Ctx, id: uuid::Uuid) -> Result<Delivery> {
+        let b = self.store.backend();
+        let not_found = || Error::not_found(RecordKind::new("reminder"), id);
+        for _ in 0..3 {
+            let row = b
+                .get(ctx.tenant(), REMINDER_TABLE, &[Value::Uuid(id)])
+                .await?
+                .ok_or_else(not_found)?;
+            let (mut r, version) = rows::decode_reminder(&row)?;
+            if !ctx.actor().can_see(Some(r.user), None) {
+                return Err(not_found());
+            }
+            if r.delivered_at.is_some() {
+                return Ok(Delivery {
+                    reminder: r,
+                    first: false,
+                });
+            }
+            let now = ctx.now();
+            r.delivered_at = Some(now);
+            let mut cs = Changeset::new(ctx);
+            cs.writes.push(Write::Update {
+                table: REMINDER_TABLE,
+                key: vec![Value::Uuid(id)],
+                set: vec![("delivered_at", Value::timestamp(now))],
+                expect_version: Some(version),
+                record: RecordRef::new(RecordKind::new("reminder"), id),
+            });
+            cs.events.push(NewEvent::new(
+                "reminder.delivered",
+                RecordRef::from(r.activity),
+                vec!["delivered_at".into()],
+                to_json(&r),
+            ));
+            match self.store.commit(cs).await {
+                Ok(_) => {
+                    return Ok(Delivery {
+                        reminder: r,
+                        first: true,
+                    });
+                }
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::storage("reminder delivery kept conflicting"))
+    }
+
+    // ----- follow-up -----
+
+    /// The follow-up state of a record visible to the actor (NotFound otherwise); a record
+    /// without activities has no last and no next activity.
+    pub async fn follow_up(&self, ctx: &Ctx, record: &RecordRef) -> Result<FollowUp> {
+        self.require_visible(ctx, record).await?;
+        let key = vec![
+            Value::Text(record.kind.as_str().into()),
+            Value::Uuid(record.id),
+        ];
+        match self
+            .store
+            .backend()
+            .get(ctx.tenant(), FOLLOWUP_TABLE, &key)
+            .await?
+        {
+            Some(r) => decode_followup(&r),
+            None => Ok(FollowUp {
+                record: record.clone(),
+                last_activity_at: None,
+                next_activity_at: None,
+                next_activity: None,
+            }),
+        }
+    }
+
+    /// Records of `kind` with at least one activity whose last done activity is before
+    /// `since`, least recently contacted first (an index range). Records that were never
+    /// contacted are not listed. Tenant-wide, so Admin or Manager only.
+    pub async fn stale_records(
+        &self,
+        ctx: &Ctx,
+        kind: &RecordKind,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<FollowUp>> {
+        require_manager(ctx, "list stale records")?;
+        let mut s = Select::new(
+            FOLLOWUP_TABLE,
+            Cond::eq("record_kind", kind.as_str()).and(Cond::Cmp(
+                "last_activity_at".into(),
+                CmpOp::Lt,
+                Value::timestamp(since),
+            )),
+        );
+        s.order = vec![order("last_activity_at", false), order("record_id", false)];
+        s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
+        self.followups(ctx, &s).await
+    }
+
+    /// Records of `kind` with at least one activity and no next activity planned (an
+    /// index range), by id. Tenant-wide, so Admin or Manager only.
+    pub async fn without_next_activity(
+        &self,
+        ctx: &Ctx,
+        kind: &RecordKind,
+        limit: u32,
+    ) -> Result<Vec<FollowUp>> {
+        require_manager(ctx, "list records without a next activity")?;
+        let mut s = Select::new(
+            FOLLOWUP_TABLE,
+            Cond::eq("record_kind", kind.as_str()).and(Cond::IsNull("next_activity_at".into())),
+        );
+        s.order = vec![order("record_id", false)];
+        s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
+        self.followups(ctx, &s).await
+    }
+
+    async fn followups(&self, ctx: &Ctx, s: &Select) -> Result<Vec<FollowUp>> {
+        self.store
+            .backend()
+            .select(ctx.tenant(), s)
+            .await?
+            .iter()
+            .map(decode_followup)
+            .collect()
+    }
+
+    /// NotFound unless `record` is a contact, organization, lead or deal the actor sees.
+    async fn require_visible(&self, ctx: &Ctx, record: &RecordRef) -> Result<()> {
+        let mut errs = ValidationErrors::new();
+        self.check_related(ctx, &mut errs, std::slice::from_ref(record))
+            .await?;
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::not_found(record.kind.clone(), record.id))
+        }
+    }
+
+    // ----- timeline -----
+
+    /// A record's timeline, newest first: its activities (at their creation) and its
+    /// domain events, merged. Each page costs two bounded index range reads (relations by
+    /// `(record, at)`, events by `(record, seq)`) whatever the record's history size.
+    /// The record must be visible to the actor; activities the actor may not see are
+    /// left out of the page (so a page may be shorter than `limit`).
+    pub async fn timeline(
+        &self,
+        ctx: &Ctx,
+        record: &RecordRef,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<TimelinePage> {
+        if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
+            return Err(Error::validation("limit", "must be 1 to 1000"));
+        }
+        self.require_visible(ctx, record).await?;
+        let cur = match cursor {
+            Some(c) => TimelineCursor::decode(c)?,
+            None => TimelineCursor::default(),
+        };
+        let b = self.store.backend();
+        let mut rs = Select::new(RELATION_TABLE, record_cond(record));
+        rs.order = vec![order("at", true), order("activity_id", true)];
+        rs.after = cur
+            .activity
+            .map(|(t, id)| vec![Value::Int(t), Value::Uuid(id)]);
+        rs.limit = Some(limit);
+        let rels = b.select(ctx.tenant(), &rs).await?;
+        let mut es = Select::new(EVENTS_TABLE, record_cond(record));
+        es.order = vec![order("seq", true)];
+        es.after = cur.seq.map(|s| vec![Value::Int(s)]);
+        es.limit = Some(limit);
+        let evs = b.select(ctx.tenant(), &es).await?;
+        // The activities of the relation rows, in one read.
+        let ids: Vec<Value> = rels.iter().map(|r| r[0].clone()).collect();
+        let mut acts: BTreeMap<uuid::Uuid, Activity> = BTreeMap::new();
+        if !ids.is_empty() {
+            for row in b
+                .select(
+                    ctx.tenant(),
+                    &Select::new(ACTIVITY_TABLE, Cond::In("id".into(), ids)),
+                )
+                .await?
+            {
+                let a = rows::decode_activity(row)?;
+                acts.insert(a.id.as_uuid(), a);
+            }
+        }
+        let (mut i, mut j) = (0, 0);
+        let mut items = vec![];
+        let mut next = cur;
+        while items.len() < limit as usize && (i < rels.len() || j < evs.len()) {
+            let at_a = rels.get(i).map(|r| r[3].as_int().unwrap_or(0));
+            let at_e = evs.get(j).map(|r| r[8].as_int().unwrap_or(0));
+            let take_activity = match (at_a, at_e) {
+                (Some(a), Some(e)) => a > e,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if take_activity {
+                let r = &rels[i];
+                i += 1;
+                let id = crmkit_core::row::uuid(&r[0])?;
+                next.activity = Some((r[3].as_int().unwrap_or(0), id));
+                if let Some(a) = acts.remove(&id)
+                    && ctx.actor().can_see(Some(a.owner), a.team)
+                {
+                    items.push(TimelineEntry::Activity {
+                        activity: Box::new(a),
+                    });
+                }
+            } else {
+                let r = &evs[j];
+                j += 1;
+                next.seq = r[0].as_int();
+                items.push(TimelineEntry::Event {
+                    event: Box::new(decode_event(ctx, r)?),
+                });
+            }
+        }
+        let exhausted = rels.len() < limit as usize
+            && i == rels.len()
+            && evs.len() < limit as usize
+            && j == evs.len();
+        Ok(TimelinePage {
+            items,
+            next_cursor: (!exhausted).then(|| next.encode()),
+        })
+    }
+}
+
+fn conflict(id: ActivityId, expected: u64, actual: u64) -> Error {
+    Error::Conflict {
+        record: RecordRef::from(id),
+        expected,
+        actual,
+    }
+}
+
+fn require_manager(ctx: &Ctx, action: &str) -> Result<()> {
+    if ctx.actor().has(crmkit_core::Role::Admin) || ctx.actor().has(crmkit_core::Role::Manager) {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(format!(
+            "{action} needs the admin or manager role"
+        )))
+    }
+}
+
+fn decode_followup(r: &Row) -> Result<FollowUp> {
+    Ok(FollowUp {
+        record: rows::relation_record(&[Value::Null, r[0].clone(), r[1].clone()].to_vec())?,
+        last_activity_at: crmkit_core::row::opt_timestamp(&r[2])?,
+        next_activity_at: crmkit_core::row::opt_timestamp(&r[3])?,
+        next_activity: r[4].as_uuid().map(ActivityId::from_uuid),
+    })
+}
+
+fn decode_event(ctx: &Ctx, row: &Row) -> Result<Event> {
+    let bad = || Error::storage("malformed event row");
+    Ok(Event {
+        tenant: ctx.tenant(),
+        seq: row[0].as_int().ok_or_else(bad)? as u64,
+        kind: row[1].as_text().ok_or_else(bad)?.to_owned(),
+        record: RecordRef::new(
+            RecordKind::parse(row[2].as_text().ok_or_else(bad)?)?,
+            row[3].as_uuid().ok_or_else(bad)?,
+        ),
+        changed: serde_json::from_str(row[4].as_text().ok_or_else(bad)?)
+            .map_err(|e| Error::storage_from("event", e))?,
+        payload: serde_json::from_str(row[5].as_text().ok_or_else(bad)?)
+            .map_err(|e| Error::storage_from("event", e))?,
+        actor: row[6].as_uuid().map(UserId::from_uuid),
+        origin: row[7].as_text().ok_or_else(bad)?.to_owned(),
+        at: decode_timestamp(&row[8])?,
+    })
+}

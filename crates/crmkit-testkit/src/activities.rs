@@ -1,0 +1,1084 @@
+//! Conformance checks of activities (`crmkit_activities`) on any backend.
+//!
+//! Every check is an `async fn(&Store) -> CheckResult` over a store composed with core,
+//! contacts, pipeline and [`crmkit_activities::ActivitiesModule`] (see [`modules`]). Each
+//! check makes its own fresh random tenant(s) with [`setup`], so checks can share one
+//! database. [`checks`] lists them by name.
+//!
+//! [`atomicity`] injects faults into the backend, which affects every commit of that
+//! backend: do not run it concurrently with other checks on the same store.
+//! [`reminder_delivered_once`] spawns tokio tasks: run the suite on a multi-thread runtime.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc, Weekday};
+use crmkit_activities::rows::{ACTIVITY_TABLE, FOLLOWUP_TABLE, RELATION_TABLE, REMINDER_TABLE};
+use crmkit_activities::{
+    Activities, ActivitiesModule, Activity, ActivityDetails, ActivityKind, ActivityPatch, Call,
+    CallOutcome, Direction, Due, Frequency, LoggedEmail, Meeting, NewActivity, Note, Priority,
+    Recurrence, RecurrenceEnd, Task, TaskStatus, TimelineEntry,
+};
+use crmkit_contacts::{ContactsModule, NewContact, PhoneInput};
+use crmkit_core::store::{Cond, Fault};
+use crmkit_core::{
+    Ctx, Error, Filter, ManualClock, Modules, Query, RecordKind, RecordRef, Store, UserId,
+};
+use crmkit_pipeline::PipelineModule;
+
+use crate::check::{At, expect_validation};
+pub use crate::check::{CheckResult, Failure};
+
+/// The modules the checks need: core, contacts, pipeline and activities.
+pub fn modules() -> crmkit_core::Result<Modules> {
+    Modules::builder()
+        .add(ContactsModule)
+        .add(PipelineModule)
+        .add(ActivitiesModule)
+        .build()
+}
+
+/// A fresh tenant: the contacts fixture plus the activities API.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// The contacts fixture.
+    pub base: crate::contacts::Fixture,
+    /// The activities API.
+    pub activities: Activities,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = crate::contacts::Fixture;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
+}
+
+/// Makes a fresh tenant with the users and teams of the contacts fixture.
+pub async fn setup(store: &Store) -> CheckResult<Fixture> {
+    let base = crate::contacts::setup(store).await?;
+    Ok(Fixture {
+        activities: Activities::new(store).at("Activities::new")?,
+        base,
+    })
+}
+
+fn t(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+fn task(due: Option<Due>) -> ActivityDetails {
+    ActivityDetails::Task(Task {
+        description: Some("do it".into()),
+        due,
+        priority: Priority::High,
+        status: TaskStatus::Open,
+        recurrence: None,
+        completed_at: None,
+    })
+}
+
+fn at(when: DateTime<Utc>) -> Option<Due> {
+    Some(Due::At {
+        at: when,
+        time_zone: "Europe/Berlin".into(),
+    })
+}
+
+fn meeting(start: DateTime<Utc>, end: DateTime<Utc>) -> ActivityDetails {
+    ActivityDetails::Meeting(Meeting {
+        start,
+        end,
+        time_zone: "Europe/Berlin".into(),
+        location: Some("Room 1".into()),
+        link: None,
+        attendees: vec![],
+        outcome_notes: None,
+    })
+}
+
+fn call(direction: Direction, from: &str, to: &str) -> ActivityDetails {
+    ActivityDetails::Call(Call {
+        direction,
+        from: from.into(),
+        to: to.into(),
+        started_at: t(2027, 1, 5, 10),
+        duration_secs: 120,
+        outcome: CallOutcome::Connected,
+        agent: None,
+        recording_ref: None,
+        notes: Some("talked".into()),
+    })
+}
+
+fn note(author: UserId, body: &str) -> ActivityDetails {
+    ActivityDetails::Note(Note {
+        body: body.into(),
+        pinned: false,
+        author,
+    })
+}
+
+fn email(message_id: &str) -> ActivityDetails {
+    ActivityDetails::Email(LoggedEmail {
+        direction: Direction::Inbound,
+        from: "grace@example.com".into(),
+        to: vec!["sales@example.com".into()],
+        cc: vec![],
+        excerpt: Some("Hello".into()),
+        message_id: message_id.into(),
+    })
+}
+
+fn user(ctx: &Ctx) -> UserId {
+    ctx.actor().user
+}
+
+async fn count(store: &Store, ctx: &Ctx, table: &'static str) -> CheckResult<u64> {
+    store
+        .backend()
+        .count(ctx.tenant(), table, &Cond::True)
+        .await
+        .at("count rows")
+}
+
+async fn contact(f: &Fixture, ctx: &Ctx, phone: Option<&str>) -> CheckResult<RecordRef> {
+    let mut c = NewContact::named("Grace", "Hopper");
+    if let Some(p) = phone {
+        c = c.phone(PhoneInput::new(p));
+    }
+    let c = f
+        .contacts
+        .create_contact(ctx, c)
+        .await
+        .at("create contact")?;
+    Ok(RecordRef::from(c.id))
+}
+
+// ---------------------------------------------------------------------------------------
+// Checks
+// ---------------------------------------------------------------------------------------
+
+/// Every kind round-trips through create, get and list; update is versioned; delete and
+/// restore work.
+pub async fn crud_round_trip(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let a = &f.activities;
+    let c = contact(&f, &f.rep, None).await?;
+    let inputs = vec![
+        task(Some(Due::Date {
+            date: date(2027, 1, 10),
+        })),
+        call(Direction::Outbound, "+49 30 901820", "not a number"),
+        meeting(t(2027, 1, 6, 9), t(2027, 1, 6, 10)),
+        note(user(&f.rep), "émoji 🎉 ' OR 1=1--"),
+        email("<abc@example.com>"),
+    ];
+    let mut made = vec![];
+    for d in inputs {
+        let x = a
+            .create(&f.rep, NewActivity::new("subject", d).related_to(c.clone()))
+            .await
+            .at("create")?;
+        let got = a.get(&f.rep, x.id).await.at("get")?;
+        ensure_eq!(got, x, "get returns what create returned");
+        made.push(x);
+    }
+    if let ActivityDetails::Call(c) = &made[1].details {
+        ensure_eq!(c.from, "+4930901820", "a call's number is normalised");
+        ensure_eq!(c.to, "not a number", "an unparsable number is kept");
+    }
+    let kinds: Vec<ActivityKind> = made.iter().map(Activity::kind).collect();
+    let listed = a
+        .list(&f.rep, &Query::new().sort_asc("created_at"))
+        .await
+        .at("list")?;
+    ensure_eq!(
+        listed.items.iter().map(Activity::kind).collect::<Vec<_>>(),
+        kinds,
+        "list returns every kind"
+    );
+    let calls = a
+        .list(&f.rep, &Query::new().filter(Filter::eq("kind", "call")))
+        .await
+        .at("list calls")?;
+    ensure_eq!(calls.items.len(), 1, "filter by kind");
+    let note = &made[3];
+    let patch = ActivityPatch {
+        subject: Some("new subject".into()),
+        ..ActivityPatch::default()
+    };
+    let up = a
+        .update(&f.rep, note.id, note.version, patch.clone())
+        .await
+        .at("update")?;
+    ensure_eq!(up.version, note.version + 1, "version bumps");
+    ensure_eq!(up.subject, "new subject", "subject changed");
+    match a.update(&f.rep, note.id, note.version, patch).await {
+        Err(Error::Conflict { .. }) => {}
+        other => return Err(Failure::new(format!("stale update: {other:?}"))),
+    }
+    let del = a.delete(&f.rep, up.id, up.version).await.at("delete")?;
+    ensure!(
+        matches!(a.get(&f.rep, up.id).await, Err(Error::NotFound { .. })),
+        "a deleted activity is not found"
+    );
+    let back = a.restore(&f.rep, del.id, del.version).await.at("restore")?;
+    ensure!(back.deleted_at.is_none(), "restored");
+    let kind_change = a
+        .update(
+            &f.rep,
+            back.id,
+            back.version,
+            ActivityPatch {
+                details: Some(task(None)),
+                ..ActivityPatch::default()
+            },
+        )
+        .await;
+    expect_validation(kind_change, "details", "changing the kind")?;
+    Ok(())
+}
+
+/// Bad inputs are Validation errors naming the field, and nothing is written.
+pub async fn bad_input(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let a = &f.activities;
+    let other = setup(store).await?;
+    let foreign = contact(&other, &other.admin, None).await?;
+    let mine = contact(&f, &f.rep_y, None).await?;
+    let before = count(store, &f.admin, ACTIVITY_TABLE).await?;
+    let rec = |frequency, interval, count| {
+        ActivityDetails::Task(Task {
+            description: None,
+            due: Some(Due::Date {
+                date: date(2027, 1, 1),
+            }),
+            priority: Priority::Normal,
+            status: TaskStatus::Open,
+            recurrence: Some(Recurrence {
+                frequency,
+                interval,
+                end: RecurrenceEnd::Count { count },
+                occurrence: 1,
+            }),
+            completed_at: None,
+        })
+    };
+    let cases: Vec<(&str, NewActivity)> = vec![
+        (
+            "end",
+            NewActivity::new("m", meeting(t(2027, 1, 6, 10), t(2027, 1, 6, 9))),
+        ),
+        (
+            "time_zone",
+            NewActivity::new(
+                "m",
+                ActivityDetails::Meeting(Meeting {
+                    time_zone: "Mars/Olympus".into(),
+                    ..match meeting(t(2027, 1, 6, 9), t(2027, 1, 6, 10)) {
+                        ActivityDetails::Meeting(m) => m,
+                        _ => unreachable!(),
+                    }
+                }),
+            ),
+        ),
+        (
+            "due.time_zone",
+            NewActivity::new(
+                "t",
+                task(Some(Due::At {
+                    at: t(2027, 1, 1, 1),
+                    time_zone: "Nowhere/Town".into(),
+                })),
+            ),
+        ),
+        (
+            "recurrence.end.count",
+            NewActivity::new("t", rec(Frequency::Daily, 1, 0)),
+        ),
+        (
+            "recurrence.interval",
+            NewActivity::new("t", rec(Frequency::Daily, 0, 3)),
+        ),
+        (
+            "recurrence.frequency.weekdays",
+            NewActivity::new("t", rec(Frequency::Weekly { weekdays: vec![] }, 1, 3)),
+        ),
+        (
+            "related[0]",
+            NewActivity::new("t", task(None)).related_to(foreign.clone()),
+        ),
+        (
+            "related[1]",
+            NewActivity::new("t", task(None))
+                .related_to(mine.clone())
+                .related_to(RecordRef::new(RecordKind::DEAL, uuid::Uuid::now_v7())),
+        ),
+        (
+            "owner",
+            NewActivity::new("t", task(None)).owner(UserId::new()),
+        ),
+    ];
+    for (field, input) in cases {
+        expect_validation(a.create(&f.admin, input).await, field, field)?;
+    }
+    // A rep cannot relate to a contact they cannot see.
+    expect_validation(
+        a.create(&f.rep, NewActivity::new("t", task(None)).related_to(mine))
+            .await,
+        "related[0]",
+        "invisible related record",
+    )?;
+    // Several bad fields at once.
+    match a
+        .create(
+            &f.admin,
+            NewActivity::new("m", meeting(t(2027, 1, 6, 10), t(2027, 1, 6, 9)))
+                .related_to(foreign)
+                .owner(UserId::new()),
+        )
+        .await
+    {
+        Err(Error::Validation(v)) if v.has("end") && v.has("related[0]") && v.has("owner") => {}
+        other => return Err(Failure::new(format!("every bad field at once: {other:?}"))),
+    }
+    ensure_eq!(
+        count(store, &f.admin, ACTIVITY_TABLE).await?,
+        before,
+        "nothing written"
+    );
+    // A reminder after the due time is refused.
+    let tk = a
+        .create(&f.admin, NewActivity::new("t", task(at(t(2027, 1, 5, 9)))))
+        .await
+        .at("task")?;
+    expect_validation(
+        a.add_reminder(&f.admin, tk.id, None, t(2027, 1, 5, 10))
+            .await,
+        "remind_at",
+        "reminder after due",
+    )?;
+    a.add_reminder(&f.admin, tk.id, None, t(2027, 1, 5, 8))
+        .await
+        .at("reminder before due")?;
+    // An email is logged once.
+    a.create(&f.admin, NewActivity::new("e", email("<m1@example.com>")))
+        .await
+        .at("log email")?;
+    match a
+        .create(&f.rep, NewActivity::new("e", email(" <m1@example.com> ")))
+        .await
+    {
+        Err(Error::Duplicate { field, .. }) if field == "message_id" => {}
+        other => return Err(Failure::new(format!("second log: {other:?}"))),
+    }
+    // Another tenant may log the same message.
+    other
+        .activities
+        .create(
+            &other.admin,
+            NewActivity::new("e", email("<m1@example.com>")),
+        )
+        .await
+        .at("other tenant logs the same message")?;
+    Ok(())
+}
+
+/// A call is related to the contacts whose phone is its external number.
+pub async fn call_auto_linking(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let a = &f.activities;
+    let c1 = contact(&f, &f.rep, Some("+49 30 901820")).await?;
+    let c2 = contact(&f, &f.rep2, Some("+49 30 901820")).await?;
+    let other = contact(&f, &f.rep, Some("+44 20 7946 0958")).await?;
+    let inbound = a
+        .create(
+            &f.rep,
+            NewActivity::new(
+                "in",
+                call(Direction::Inbound, "030 901820x", "+4420 7946 0958"),
+            ),
+        )
+        .await
+        .at("inbound unparsable")?;
+    ensure!(
+        inbound.related.is_empty(),
+        "an unparsable number links nothing: {:?}",
+        inbound.related
+    );
+    let inbound = a
+        .create(
+            &f.rep,
+            NewActivity::new(
+                "in",
+                call(Direction::Inbound, "+49 30 901820", "+44 20 7946 0958"),
+            ),
+        )
+        .await
+        .at("inbound")?;
+    let mut got = inbound.related.clone();
+    got.sort();
+    let mut want = vec![c1.clone(), c2];
+    want.sort();
+    ensure_eq!(got, want, "inbound call linked by its from number");
+    let outbound = a
+        .create(
+            &f.rep,
+            NewActivity::new(
+                "out",
+                call(Direction::Outbound, "+49 30 901820", "+44 20 7946 0958"),
+            )
+            .related_to(other.clone()),
+        )
+        .await
+        .at("outbound")?;
+    ensure_eq!(
+        outbound.related,
+        vec![other.clone()],
+        "outbound linked by to, once"
+    );
+    let fu = a.follow_up(&f.rep, &c1).await.at("follow up")?;
+    ensure_eq!(
+        fu.last_activity_at,
+        Some(t(2027, 1, 5, 10)),
+        "auto-linked call counts for follow-up"
+    );
+    Ok(())
+}
+
+/// Completing a recurring task creates the next occurrence until the count ends.
+pub async fn recurrence(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let a = &f.activities;
+    let c = contact(&f, &f.rep, None).await?;
+    let first = a
+        .create(
+            &f.rep,
+            NewActivity::new(
+                "monthly",
+                ActivityDetails::Task(Task {
+                    description: None,
+                    due: Some(Due::Date {
+                        date: date(2027, 1, 31),
+                    }),
+                    priority: Priority::Normal,
+                    status: TaskStatus::Open,
+                    recurrence: Some(Recurrence {
+                        frequency: Frequency::Monthly { day: 31 },
+                        interval: 1,
+                        end: RecurrenceEnd::Count { count: 3 },
+                        occurrence: 1,
+                    }),
+                    completed_at: None,
+                }),
+            )
+            .related_to(c.clone()),
+        )
+        .await
+        .at("create")?;
+    let mut cur = first;
+    let mut dues = vec![];
+    for _ in 0..3 {
+        let done = a
+            .set_task_status(&f.rep, cur.id, cur.version, TaskStatus::Done)
+            .await
+            .at("complete")?;
+        let ActivityDetails::Task(t) = &done.details else {
+            return Err(Failure::new("not a task"));
+        };
+        ensure!(t.completed_at.is_some(), "completion time recorded");
+        let open = a
+            .open_tasks(&f.rep, user(&f.rep), None, 10)
+            .await
+            .at("open tasks")?;
+        match open.items.as_slice() {
+            [] => break,
+            [next] => {
+                let ActivityDetails::Task(nt) = &next.details else {
+                    return Err(Failure::new("not a task"));
+                };
+                dues.push((nt.due.clone(), nt.recurrence.as_ref().map(|r| r.occurrence)));
+                ensure_eq!(next.related, vec![c.clone()], "next keeps the relations");
+                cur = next.clone();
+            }
+            more => return Err(Failure::new(format!("{} open tasks", more.len()))),
+        }
+    }
+    ensure_eq!(
+        dues,
+        vec![
+            (
+                Some(Due::Date {
+                    date: date(2027, 2, 28)
+                }),
+                Some(2)
+            ),
+            (
+                Some(Due::Date {
+                    date: date(2027, 3, 31)
+                }),
+                Some(3)
+            ),
+        ],
+        "occurrences"
+    );
+    // Weekly on Mon and Thu until a date.
+    let weekly = a
+        .create(
+            &f.rep,
+            NewActivity::new(
+                "weekly",
+                ActivityDetails::Task(Task {
+                    description: None,
+                    due: at(t(2027, 3, 1, 8)),
+                    priority: Priority::Normal,
+                    status: TaskStatus::Open,
+                    recurrence: Some(Recurrence {
+                        frequency: Frequency::Weekly {
+                            weekdays: vec![Weekday::Mon, Weekday::Thu],
+                        },
+                        interval: 1,
+                        end: RecurrenceEnd::Until {
+                            date: date(2027, 3, 4),
+                        },
+                        occurrence: 1,
+                    }),
+                    completed_at: None,
+                }),
+            ),
+        )
+        .await
+        .at("weekly")?;
+    a.set_task_status(&f.rep, weekly.id, weekly.version, TaskStatus::Done)
+        .await
+        .at("complete weekly")?;
+    let open = a
+        .open_tasks(&f.rep, user(&f.rep), None, 10)
+        .await
+        .at("open")?;
+    ensure_eq!(open.items.len(), 1, "one next weekly occurrence");
+    let n = &open.items[0];
+    ensure_eq!(
+        match &n.details {
+            ActivityDetails::Task(t) => t.due.clone(),
+            _ => None,
+        },
+        at(t(2027, 3, 4, 8)),
+        "Thursday, same local time"
+    );
+    a.set_task_status(&f.rep, n.id, n.version, TaskStatus::Done)
+        .await
+        .at("complete thursday")?;
+    let open = a
+        .open_tasks(&f.rep, user(&f.rep), None, 10)
+        .await
+        .at("open")?;
+    ensure!(open.items.is_empty(), "until ends the rule");
+    Ok(())
+}
+
+/// Eight concurrent deliverers deliver a reminder exactly once, with one event.
+pub async fn reminder_delivered_once(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let a = &f.activities;
+    let m = a
+        .create(
+            &f.rep,
+            NewActivity::new("m", meeting(t(2027, 1, 6, 9), t(2027, 1, 6, 10))),
+        )
+        .await
+        .at("meeting")?;
+    let r = a
+        .add_reminder(&f.rep, m.id, None, t(2027, 1, 6, 8))
+        .await
+        .at("reminder")?;
+    let later = a
+        .add_reminder(&f.rep, m.id, None, t(2027, 1, 6, 9))
+        .await
+        .at("later reminder")?;
+    let due = a
+        .due_reminders(&f.admin, t(2027, 1, 6, 8), 10)
+        .await
+        .at("due")?;
+    ensure_eq!(
+        due.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![r.id],
+        "only the due one"
+    );
+    let mut handles = vec![];
+    for _ in 0..8 {
+        let (acts, ctx, id) = (a.clone(), f.admin.clone(), r.id);
+        handles.push(tokio::spawn(async move {
+            acts.deliver_reminder(&ctx, id).await
+        }));
+    }
+    let mut firsts = 0;
+    for h in handles {
+        let d = h
+            .await
+            .map_err(|e| Failure::new(format!("join: {e}")))?
+            .at("deliver")?;
+        ensure!(d.reminder.delivered_at.is_some(), "delivered");
+        firsts += usize::from(d.first);
+    }
+    ensure_eq!(firsts, 1, "exactly one delivery");
+    let again = a.deliver_reminder(&f.admin, r.id).await.at("again")?;
+    ensure!(!again.first, "asking again does not deliver again");
+    let events = store.events_since(&f.admin, 0, 1000).await.at("events")?;
+    ensure_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == "reminder.delivered")
+            .count(),
+        1,
+        "one reminder.delivered event"
+    );
+    let due = a
+        .due_reminders(&f.admin, t(2027, 1, 6, 9), 10)
+        .await
+        .at("due later")?;
+    ensure_eq!(
+        due.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![later.id],
+        "a delivered reminder is no longer due"
+    );
+    Ok(())
+}
+
+/// Follow-up rows follow create, complete and delete.
+pub async fn follow_up_tracking(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let a = &f.activities;
+    let t0 = t(2027, 1, 1, 9);
+    let clock = Arc::new(ManualClock::new(t0));
+    let rep = f.rep.clone().with_clock(clock.clone());
+    let c = contact(&f, &rep, None).await?;
+    let quiet = contact(&f, &rep, None).await?;
+    let fresh = a.follow_up(&rep, &c).await.at("fresh")?;
+    ensure!(
+        fresh.last_activity_at.is_none() && fresh.next_activity.is_none(),
+        "nothing yet"
+    );
+    let n = a
+        .create(
+            &rep,
+            NewActivity::new("n", note(user(&rep), "hi")).related_to(c.clone()),
+        )
+        .await
+        .at("note")?;
+    a.create(
+        &rep,
+        NewActivity::new("q", note(user(&rep), "hi")).related_to(quiet.clone()),
+    )
+    .await
+    .at("quiet note")?;
+    clock.advance(Duration::hours(1));
+    let tk = a
+        .create(
+            &rep,
+            NewActivity::new("call back", task(at(t(2027, 1, 3, 9)))).related_to(c.clone()),
+        )
+        .await
+        .at("task")?;
+    let fu = a.follow_up(&rep, &c).await.at("after task")?;
+    ensure_eq!(fu.last_activity_at, Some(t0), "last is the note");
+    ensure_eq!(fu.next_activity, Some(tk.id), "next is the task");
+    ensure_eq!(
+        fu.next_activity_at,
+        Some(t(2027, 1, 3, 9)),
+        "next at its due"
+    );
+    ensure!(
+        matches!(
+            a.without_next_activity(&rep, &RecordKind::CONTACT, 10)
+                .await,
+            Err(Error::PermissionDenied(_))
+        ),
+        "tenant-wide follow-up lists are for admins and managers"
+    );
+    ensure!(
+        matches!(a.follow_up(&f.rep_y, &c).await, Err(Error::NotFound { .. })),
+        "follow-up of an invisible record"
+    );
+    let without = a
+        .without_next_activity(&f.manager, &RecordKind::CONTACT, 10)
+        .await
+        .at("without next")?;
+    ensure_eq!(
+        without.iter().map(|x| x.record.clone()).collect::<Vec<_>>(),
+        vec![quiet.clone()],
+        "only the quiet contact has no next activity"
+    );
+    clock.advance(Duration::hours(1));
+    let done_at = clock_now(&rep);
+    a.set_task_status(&rep, tk.id, tk.version, TaskStatus::Done)
+        .await
+        .at("complete")?;
+    let fu = a.follow_up(&rep, &c).await.at("after complete")?;
+    ensure_eq!(fu.last_activity_at, Some(done_at), "last is the completion");
+    ensure!(fu.next_activity.is_none(), "no next after completion");
+    let stale = a
+        .stale_records(
+            &f.admin,
+            &RecordKind::CONTACT,
+            t0 + Duration::minutes(30),
+            10,
+        )
+        .await
+        .at("stale")?;
+    ensure_eq!(
+        stale.iter().map(|x| x.record.clone()).collect::<Vec<_>>(),
+        vec![quiet],
+        "only the quiet contact is stale"
+    );
+    let done = a.get(&rep, tk.id).await.at("get task")?;
+    a.delete(&rep, done.id, done.version).await.at("delete")?;
+    let fu = a.follow_up(&rep, &c).await.at("after delete")?;
+    ensure_eq!(fu.last_activity_at, Some(t0), "back to the note");
+    a.delete(&rep, n.id, n.version).await.at("delete note")?;
+    let fu = a.follow_up(&rep, &c).await.at("after deleting all")?;
+    ensure!(fu.last_activity_at.is_none(), "nothing left: {fu:?}");
+    Ok(())
+}
+
+/// Concurrent activities on one record all succeed and its follow-up row sees them all.
+pub async fn concurrent_follow_up(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let c = contact(&f, &f.rep, None).await?;
+    let mut handles = vec![];
+    for i in 0..8u32 {
+        let (acts, ctx, c) = (f.activities.clone(), f.rep.clone(), c.clone());
+        handles.push(tokio::spawn(async move {
+            let mut d = call(Direction::Outbound, "+49 30 901820", "+44 20 7946 0958");
+            if let ActivityDetails::Call(x) = &mut d {
+                x.started_at = t(2027, 1, 1, 9) + Duration::minutes(i64::from(i));
+            }
+            acts.create(&ctx, NewActivity::new(format!("c{i}"), d).related_to(c))
+                .await
+        }));
+    }
+    for h in handles {
+        h.await
+            .map_err(|e| Failure::new(format!("join: {e}")))?
+            .at("concurrent create")?;
+    }
+    let fu = f.activities.follow_up(&f.rep, &c).await.at("follow up")?;
+    ensure_eq!(
+        fu.last_activity_at,
+        Some(t(2027, 1, 1, 9) + Duration::minutes(7)),
+        "the latest of the concurrent calls"
+    );
+    Ok(())
+}
+
+fn clock_now(ctx: &Ctx) -> DateTime<Utc> {
+    ctx.now()
+}
+
+/// The timeline merges activities and events newest first and pages without gaps.
+pub async fn timeline(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let a = &f.activities;
+    let clock = Arc::new(ManualClock::new(t(2027, 1, 1, 9)));
+    let rep = f.rep.clone().with_clock(clock.clone());
+    let c = contact(&f, &rep, None).await?;
+    let id = crmkit_core::ContactId::from_uuid(c.id);
+    let mut expected: Vec<String> = vec!["event:contact.created".into()];
+    for i in 0..7 {
+        clock.advance(Duration::minutes(1));
+        let x = a
+            .create(
+                &rep,
+                NewActivity::new(format!("n{i}"), note(user(&rep), "hi")).related_to(c.clone()),
+            )
+            .await
+            .at("note")?;
+        expected.push(format!("activity:{}", x.id));
+        if i % 3 == 0 {
+            clock.advance(Duration::minutes(1));
+            let cur = f.contacts.get_contact(&rep, id).await.at("get contact")?;
+            f.contacts
+                .update_contact(
+                    &rep,
+                    id,
+                    cur.version,
+                    crmkit_contacts::ContactPatch {
+                        job_title: Some(Some(format!("title {i}"))),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .at("update contact")?;
+            expected.push("event:contact.updated".into());
+        }
+    }
+    expected.reverse();
+    // An activity of another rep on the same contact is invisible to this rep.
+    for limit in [1u32, 2, 3, 50] {
+        let mut got = vec![];
+        let mut cursor: Option<String> = None;
+        for _ in 0..100 {
+            let page = a
+                .timeline(&rep, &c, cursor.as_deref(), limit)
+                .await
+                .at("timeline")?;
+            ensure!(page.items.len() <= limit as usize, "page too long");
+            for e in &page.items {
+                got.push(match e {
+                    TimelineEntry::Activity { activity } => format!("activity:{}", activity.id),
+                    TimelineEntry::Event { event } => format!("event:{}", event.kind),
+                });
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        ensure_eq!(got, expected, "timeline with limit {limit}");
+    }
+    expect_validation(
+        a.timeline(&rep, &c, Some("garbage"), 5).await,
+        "cursor",
+        "bad cursor",
+    )?;
+    ensure!(
+        matches!(
+            a.timeline(&f.rep_y, &c, None, 5).await,
+            Err(Error::NotFound { .. })
+        ),
+        "an invisible record has no timeline"
+    );
+    Ok(())
+}
+
+/// Open tasks, overdue tasks and the agenda of a day.
+pub async fn work_lists(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let a = &f.activities;
+    let mk = |s: &str, d: ActivityDetails| NewActivity::new(s, d);
+    let late = a
+        .create(&f.rep, mk("late", task(at(t(2027, 1, 4, 9)))))
+        .await
+        .at("late")?;
+    let today = a
+        .create(&f.rep, mk("today", task(at(t(2027, 1, 5, 15)))))
+        .await
+        .at("today")?;
+    let allday = a
+        .create(
+            &f.rep,
+            mk(
+                "allday",
+                task(Some(Due::Date {
+                    date: date(2027, 1, 5),
+                })),
+            ),
+        )
+        .await
+        .at("allday")?;
+    let later = a
+        .create(&f.rep, mk("later", task(at(t(2027, 1, 9, 9)))))
+        .await
+        .at("later")?;
+    let meet = a
+        .create(
+            &f.rep,
+            mk("meet", meeting(t(2027, 1, 5, 10), t(2027, 1, 5, 11))),
+        )
+        .await
+        .at("meeting")?;
+    a.create(&f.rep2, mk("theirs", task(at(t(2027, 1, 5, 9)))))
+        .await
+        .at("someone else's")?;
+    let ids = |p: &[Activity]| p.iter().map(|x| x.id).collect::<Vec<_>>();
+    let mut all = vec![];
+    let mut cursor = None;
+    loop {
+        let p = a
+            .open_tasks(&f.rep, user(&f.rep), cursor, 2)
+            .await
+            .at("open tasks")?;
+        all.extend(p.items);
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    // The all-day task is due at the start of 2027-01-05 in Europe/Berlin (23:00 UTC).
+    ensure_eq!(
+        ids(&all),
+        vec![late.id, allday.id, today.id, later.id],
+        "open tasks by due"
+    );
+    let overdue = a
+        .overdue_tasks(&f.rep, user(&f.rep), t(2027, 1, 5, 12), None, 10)
+        .await
+        .at("overdue")?;
+    ensure_eq!(
+        ids(&overdue.items),
+        vec![late.id, allday.id],
+        "overdue tasks"
+    );
+    let agenda = a
+        .agenda(&f.rep, user(&f.rep), date(2027, 1, 5), 10)
+        .await
+        .at("agenda")?;
+    ensure_eq!(
+        ids(&agenda),
+        vec![allday.id, meet.id, today.id],
+        "the day's agenda"
+    );
+    let seen_by_y = a
+        .open_tasks(&f.rep_y, user(&f.rep), None, 10)
+        .await
+        .at("rep_y")?;
+    ensure!(seen_by_y.items.is_empty(), "rep_y sees none of rep's tasks");
+    Ok(())
+}
+
+/// Records are visible by owner and team, and never across tenants.
+pub async fn visibility_and_tenants(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let other = setup(store).await?;
+    let a = &f.activities;
+    let mine = a
+        .create(&f.rep, NewActivity::new("mine", task(None)))
+        .await
+        .at("mine")?;
+    let team = a
+        .create(&f.rep, NewActivity::new("team", task(None)).team(f.team_x))
+        .await
+        .at("team")?;
+    ensure!(a.get(&f.rep2, team.id).await.is_ok(), "team mate sees team");
+    ensure!(
+        matches!(a.get(&f.rep2, mine.id).await, Err(Error::NotFound { .. })),
+        "team mate does not see a teamless activity"
+    );
+    ensure!(
+        matches!(a.get(&f.rep_y, team.id).await, Err(Error::NotFound { .. })),
+        "other team sees nothing"
+    );
+    ensure!(a.get(&f.manager, mine.id).await.is_ok(), "manager sees all");
+    ensure!(
+        matches!(
+            other.activities.get(&other.admin, mine.id).await,
+            Err(Error::NotFound { .. })
+        ),
+        "other tenant sees nothing"
+    );
+    let listed = other
+        .activities
+        .list(&other.admin, &Query::new())
+        .await
+        .at("list other")?;
+    ensure!(listed.items.is_empty(), "other tenant lists nothing");
+    match a
+        .create(&f.readonly, NewActivity::new("x", task(None)))
+        .await
+    {
+        Err(Error::PermissionDenied(_)) => {}
+        other => return Err(Failure::new(format!("readonly create: {other:?}"))),
+    }
+    match a
+        .create(
+            &f.rep,
+            NewActivity::new("x", task(None)).owner(user(&f.rep2)),
+        )
+        .await
+    {
+        Err(Error::PermissionDenied(_)) => {}
+        other => return Err(Failure::new(format!("rep gives away: {other:?}"))),
+    }
+    Ok(())
+}
+
+/// A failure at any write of a command leaves nothing behind.
+pub async fn atomicity(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let a = &f.activities;
+    let c = contact(&f, &f.rep, None).await?;
+    let tables = [
+        ACTIVITY_TABLE,
+        RELATION_TABLE,
+        FOLLOWUP_TABLE,
+        REMINDER_TABLE,
+    ];
+    let snapshot = || async {
+        let mut v = vec![];
+        for t in tables {
+            v.push(count(store, &f.admin, t).await?);
+        }
+        CheckResult::Ok(v)
+    };
+    let before = snapshot().await?;
+    let mut n = 0;
+    loop {
+        store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
+        let r = a
+            .create(
+                &f.rep,
+                NewActivity::new("t", task(at(t(2027, 2, 1, 9)))).related_to(c.clone()),
+            )
+            .await;
+        store.backend().inject_fault(None);
+        match r {
+            Err(Error::Storage { .. }) => {
+                ensure_eq!(snapshot().await?, before, "nothing written at write {n}");
+                n += 1;
+            }
+            Ok(x) => {
+                ensure!(n > 3, "the create has several writes ({n})");
+                let fu = a.follow_up(&f.rep, &c).await.at("follow up")?;
+                ensure_eq!(fu.next_activity, Some(x.id), "written whole");
+                break;
+            }
+            Err(e) => return Err(Failure::new(format!("write {n}: {e:?}"))),
+        }
+        ensure!(n < 100, "too many writes");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The list
+// ---------------------------------------------------------------------------------------
+
+/// The future of a check (not `Send`: await it, do not spawn it).
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
+/// A check as a function pointer.
+pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
+
+macro_rules! check_list {
+    ($($name:ident),* $(,)?) => {
+        vec![$((stringify!($name), {
+            fn wrap(s: &Store) -> CheckFuture<'_> {
+                Box::pin($name(s))
+            }
+            wrap as CheckFn
+        })),*]
+    };
+}
+
+/// Every check of this module by name. [`atomicity`] injects faults into the backend:
+/// run it alone.
+pub fn checks() -> Vec<(&'static str, CheckFn)> {
+    check_list![
+        crud_round_trip,
+        bad_input,
+        call_auto_linking,
+        recurrence,
+        reminder_delivered_once,
+        follow_up_tracking,
+        concurrent_follow_up,
+        timeline,
+        work_lists,
+        visibility_and_tenants,
+        atomicity,
+    ]
+}
