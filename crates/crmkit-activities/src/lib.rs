@@ -4,6 +4,7 @@
 //! leads and deals; reminders; follow-up tracking; the timeline of a record; calendar
 //! export.
 
+pub mod ical;
 pub mod model;
 
 pub use model::*;
