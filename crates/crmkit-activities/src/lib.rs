@@ -11,6 +11,7 @@
 //! follow-up rows of its records, the next occurrence of a completed recurring task, audit
 //! entries and events. See [`Activities`].
 
+pub mod ical;
 pub mod inputs;
 pub mod model;
 pub mod recur;
