@@ -31,7 +31,10 @@ fn crates_follow_the_layering() {
         ("crmkit-core", &[][..]),
         ("crmkit-contacts", &["crmkit-core"][..]),
         ("crmkit-pipeline", &["crmkit-core", "crmkit-contacts"][..]),
-        ("crmkit-activities", &["crmkit-core", "crmkit-contacts", "crmkit-pipeline"][..]),
+        (
+            "crmkit-activities",
+            &["crmkit-core", "crmkit-contacts", "crmkit-pipeline"][..],
+        ),
         ("crmkit-sql", &["crmkit-core"][..]),
         (
             "crmkit-testkit",
