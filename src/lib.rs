@@ -33,6 +33,7 @@
 //! | `postgres` | no      | `postgres://...` (sqlx)                          |
 //! | `mysql`    | no      | `mysql://...` / `mariadb://...` (sqlx)           |
 
+pub use crmkit_activities as activities;
 pub use crmkit_contacts as contacts;
 pub use crmkit_core as core;
 pub use crmkit_pipeline as pipeline;
@@ -45,6 +46,7 @@ pub use crmkit_core::{
     TeamId, TenantId, User, UserId, UserInput,
 };
 
+use crmkit_activities::{Activities, ActivitiesModule};
 use crmkit_contacts::{Contacts, ContactsModule};
 use crmkit_core::memory::MemoryBackend;
 use crmkit_core::{Directory, Modules, ModulesBuilder};
@@ -98,10 +100,13 @@ impl CrmBuilder {
 }
 
 impl Crm {
-    /// A builder with the built-in modules (core, contacts, pipeline).
+    /// A builder with the built-in modules (core, contacts, pipeline, activities).
     pub fn builder() -> CrmBuilder {
         CrmBuilder {
-            modules: Modules::builder().add(ContactsModule).add(PipelineModule),
+            modules: Modules::builder()
+                .add(ContactsModule)
+                .add(PipelineModule)
+                .add(ActivitiesModule),
         }
     }
 
@@ -120,6 +125,7 @@ impl Crm {
     pub fn from_store(store: Store) -> Result<Crm> {
         store.require_module("contacts")?;
         store.require_module("pipeline")?;
+        store.require_module("activities")?;
         Ok(Crm { store })
     }
 
@@ -141,6 +147,11 @@ impl Crm {
     /// Contacts and organizations.
     pub fn contacts(&self) -> Contacts {
         Contacts::from_checked(&self.store)
+    }
+
+    /// Tasks, calls, meetings, notes, logged emails, reminders, follow-up, timeline.
+    pub fn activities(&self) -> Activities {
+        Activities::new(&self.store).expect("Crm composes the activities module")
     }
 
     /// Leads and their conversion.
