@@ -975,6 +975,115 @@ impl Activities {
         self.list(ctx, &q).await
     }
 
+    /// A team's open tasks by due time, for managers: the tasks of the team's members
+    /// and the tasks owned by the team, keyset-paged. Admin and Manager only (a Rep sees
+    /// their team's tasks through [`Activities::list`] and visibility).
+    pub async fn team_open_tasks(
+        &self,
+        ctx: &Ctx,
+        team: crmkit_core::TeamId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Activity>> {
+        if !(ctx.actor().has(crmkit_core::Role::Admin)
+            || ctx.actor().has(crmkit_core::Role::Manager))
+        {
+            return Err(Error::PermissionDenied(
+                "the team view needs the admin or manager role".into(),
+            ));
+        }
+        self.store.directory().team(ctx, team).await?;
+        let members: Vec<UserId> = self
+            .store
+            .directory()
+            .users(ctx)
+            .await?
+            .into_iter()
+            .filter(|u| u.teams.contains(&team))
+            .map(|u| u.id)
+            .collect();
+        let mut who = crmkit_core::Filter::eq("team", team);
+        if !members.is_empty() {
+            who = who.or(crmkit_core::Filter::is_in("owner", members));
+        }
+        let mut q = Query::new()
+            .filter(who)
+            .filter(crmkit_core::Filter::eq("open", true))
+            .sort_asc("due_at")
+            .limit(limit);
+        q.cursor = cursor;
+        self.list(ctx, &q).await
+    }
+
+    /// A user's tasks (due in the range, or open without a due time) and meetings
+    /// (starting in the range) as an RFC 5545 calendar, with their reminders as alarms,
+    /// for phone and desktop calendar apps. At most `limit` of each.
+    pub async fn calendar(
+        &self,
+        ctx: &Ctx,
+        user: UserId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<String> {
+        if to <= from {
+            return Err(Error::validation("to", "must be after from"));
+        }
+        let scope = visibility_scope(ctx, false).and(Cond::eq("owner_id", user.as_uuid()));
+        let range = |col: &str| {
+            Cond::Cmp(col.into(), CmpOp::Gte, Value::timestamp(from)).and(Cond::Cmp(
+                col.into(),
+                CmpOp::Lt,
+                Value::timestamp(to),
+            ))
+        };
+        let mut tasks = Select::new(
+            ACTIVITY_TABLE,
+            scope
+                .clone()
+                .and(Cond::eq("kind", "task"))
+                .and(Cond::Or(vec![
+                    range("due_at"),
+                    Cond::eq("open", true).and(Cond::IsNull("due_at".into())),
+                ])),
+        );
+        tasks.order = vec![order("id", false)];
+        tasks.limit = Some(limit);
+        let mut meetings = Select::new(
+            ACTIVITY_TABLE,
+            scope
+                .and(Cond::eq("kind", "meeting"))
+                .and(range("starts_at")),
+        );
+        meetings.order = vec![order("id", false)];
+        meetings.limit = Some(limit);
+        let b = self.store.backend();
+        let mut activities = vec![];
+        for sel in [&tasks, &meetings] {
+            for row in b.select(ctx.tenant(), sel).await? {
+                activities.push(rows::decode_activity(row)?);
+            }
+        }
+        let mut reminders = vec![];
+        for a in &activities {
+            reminders.extend(self.reminders_of(ctx, a.id).await?);
+        }
+        crate::ical::to_icalendar("crmkit", &activities, &reminders, ctx.now())
+    }
+
+    /// The reminders of an activity (index `activities_reminder_activity`).
+    async fn reminders_of(&self, ctx: &Ctx, activity: ActivityId) -> Result<Vec<Reminder>> {
+        let s = Select::new(
+            rows::REMINDER_TABLE,
+            Cond::eq("activity_id", activity.as_uuid()),
+        );
+        let found = self.store.backend().select(ctx.tenant(), &s).await?;
+        found
+            .iter()
+            .map(|r| rows::decode_reminder(r).map(|(m, _)| m))
+            .collect()
+    }
+
     /// A user's agenda for `day` in the user's time zone: open tasks due that day (an
     /// all-day task on that day included) and meetings starting that day, in time order
     /// (two bounded index range reads, merged). Not paged: at most `limit` of each.

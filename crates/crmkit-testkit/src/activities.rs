@@ -939,6 +939,74 @@ pub async fn work_lists(store: &Store) -> CheckResult {
         .await
         .at("rep_y")?;
     ensure!(seen_by_y.items.is_empty(), "rep_y sees none of rep's tasks");
+
+    // The team view: a manager sees the open tasks of team X's members.
+    let team = a
+        .team_open_tasks(&f.manager, f.team_x, None, 50)
+        .await
+        .at("team view")?;
+    let team_ids = ids(&team.items);
+    for id in [late.id, allday.id, today.id, later.id] {
+        ensure!(
+            team_ids.contains(&id),
+            "the team view lists rep's task {id}"
+        );
+    }
+    ensure!(
+        team.items.iter().any(|x| x.subject == "theirs"),
+        "the team view lists rep2's task"
+    );
+    ensure!(
+        matches!(
+            a.team_open_tasks(&f.rep, f.team_x, None, 50).await,
+            Err(Error::PermissionDenied(_))
+        ),
+        "a rep has no team view"
+    );
+
+    // The calendar export of the same days: four tasks and the meeting.
+    let ics = a
+        .calendar(
+            &f.rep,
+            user(&f.rep),
+            t(2027, 1, 4, 0),
+            t(2027, 1, 10, 0),
+            100,
+        )
+        .await
+        .at("calendar")?;
+    ensure!(
+        ics.starts_with("BEGIN:VCALENDAR\r\n"),
+        "an iCalendar document"
+    );
+    ensure_eq!(
+        ics.matches("BEGIN:VTODO").count(),
+        4,
+        "tasks in the calendar"
+    );
+    ensure_eq!(
+        ics.matches("BEGIN:VEVENT").count(),
+        1,
+        "meetings in the calendar"
+    );
+    for id in [late.id, allday.id, today.id, later.id, meet.id] {
+        ensure!(
+            ics.contains(&format!("UID:{id}@crmkit")),
+            "calendar has {id}"
+        );
+    }
+    ensure!(
+        a.calendar(
+            &f.rep,
+            user(&f.rep),
+            t(2027, 1, 10, 0),
+            t(2027, 1, 4, 0),
+            100
+        )
+        .await
+        .is_err(),
+        "an inverted range is refused"
+    );
     Ok(())
 }
 
