@@ -454,10 +454,16 @@ impl Activities {
             ))));
             let mut s = Select::new(
                 RELATION_TABLE,
-                base.clone()
-                    .and(Cond::Not(Box::new(Cond::IsNull("done_at".into())))),
+                // A range, not `IS NOT NULL`: the index can seek past the NULLs.
+                base.clone().and(Cond::Cmp(
+                    "done_at".into(),
+                    CmpOp::Gte,
+                    Value::Int(i64::MIN),
+                )),
             );
-            s.order = vec![order("done_at", true)];
+            // Ties by activity, in the index's direction, so the read walks
+            // `activities_relation_done` instead of sorting the record's relations.
+            s.order = vec![order("done_at", true), order("activity_id", true)];
             s.limit = Some(n);
             let mut last: Option<DateTime<Utc>> = match b.select(ctx.tenant(), &s).await?.first() {
                 Some(row) => Some(decode_timestamp(&row[4])?),
@@ -465,7 +471,11 @@ impl Activities {
             };
             let mut s = Select::new(
                 RELATION_TABLE,
-                base.and(Cond::Not(Box::new(Cond::IsNull("next_at".into())))),
+                base.and(Cond::Cmp(
+                    "next_at".into(),
+                    CmpOp::Gte,
+                    Value::Int(i64::MIN),
+                )),
             );
             s.order = vec![order("next_at", false), order("activity_id", false)];
             s.limit = Some(n);

@@ -537,8 +537,13 @@ impl Renderer {
                 q.order_by_expr(e.clone(), order);
             }
         }
+        // Ties in key order, as the in-memory backend returns them. A key column already
+        // ordered by is left out: repeating it (with another direction) would keep SQLite
+        // from walking an index that covers the order.
         for k in &t.primary_key {
-            q.order_by(Alias::new(*k), Order::Asc);
+            if !s.order.iter().any(|o| o.custom.is_none() && o.column == *k) {
+                q.order_by(Alias::new(*k), Order::Asc);
+            }
         }
         if let Some(after) = &s.after {
             q.and_where(Self::keyset(&keys, after));
