@@ -2,7 +2,7 @@
 //! same schema, and their ratio.
 //!
 //! `cargo bench --bench activities`. Sizes:
-//! - CRMKIT_BENCH_APPENDS, default 1 000 000 activities appended on SQLite. The activities
+//! - CRMKIT_BENCH_APPENDS, default 100 000 activities appended on SQLite. The activities
 //!   API has no staging (batch) entry point, so crmkit appends with one `create` (one
 //!   changeset) per activity; when the first 200 000 show that 1M would take more than two
 //!   minutes, the run stops at 200 000 and says so. The baseline inserts the same rows
@@ -219,7 +219,7 @@ fn raw_note(tx: &rusqlite::Transaction<'_>, tenant: &str, ctx: &Ctx, i: usize, r
 }
 
 async fn appends(out: &mut Vec<Line>) {
-    let asked = env_usize("CRMKIT_BENCH_APPENDS", 1_000_000);
+    let asked = env_usize("CRMKIT_BENCH_APPENDS", 100_000);
     let db = TempDb::new("appends");
     let crm = Crm::open(&db.url()).await.unwrap();
     let ctx = setup(&crm).await;
