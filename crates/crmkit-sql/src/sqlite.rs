@@ -33,10 +33,21 @@ const READERS: usize = 4;
 pub struct SqliteBackend {
     render: Renderer,
     writer: Mutex<Connection>,
-    readers: Vec<Mutex<Connection>>,
+    readers: Vec<Mutex<(Connection, usize)>>,
+    /// Bumped each time the writer refreshes statistics; a reader that saw an older
+    /// generation reloads them (`ANALYZE sqlite_schema`) before its next read.
+    stats_generation: AtomicUsize,
     next_reader: AtomicUsize,
     fault: StdMutex<Option<Fault>>,
+    commits: AtomicUsize,
 }
+
+/// Commits between two `PRAGMA optimize` runs on the writer. Without statistics SQLite's
+/// planner walks a table's primary key to satisfy an ORDER BY + LIMIT even where an index
+/// on the filtered columns is far cheaper (a record's newest events: a scan of every event
+/// of the tenant instead of an index range); `PRAGMA optimize` keeps `sqlite_stat1`
+/// current, with `analysis_limit` bounding its cost.
+const OPTIMIZE_EVERY: usize = 1000;
 
 impl std::fmt::Debug for SqliteBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,7 +81,7 @@ fn configure(conn: &Connection, file: bool) -> Result<()> {
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
             .map_err(storage)?;
     }
-    conn.execute_batch("PRAGMA case_sensitive_like = ON;")
+    conn.execute_batch("PRAGMA case_sensitive_like = ON; PRAGMA analysis_limit = 1000;")
         .map_err(storage)?;
     Ok(())
 }
@@ -191,7 +202,7 @@ impl SqliteBackend {
                     )
                     .map_err(storage)?;
                     configure(&r, false)?;
-                    readers.push(Mutex::new(r));
+                    readers.push(Mutex::new((r, 0)));
                 }
                 (c, readers)
             }
@@ -201,9 +212,17 @@ impl SqliteBackend {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
+            commits: AtomicUsize::new(0),
+            stats_generation: AtomicUsize::new(0),
             fault: StdMutex::new(None),
         };
         backend.migrate().await?;
+        // Statistics for a database that grew in an earlier process (advisory).
+        let _ = backend
+            .writer
+            .lock()
+            .await
+            .execute_batch("PRAGMA optimize;");
         Ok(backend)
     }
 
@@ -252,8 +271,14 @@ impl SqliteBackend {
             return f(&conn);
         }
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        let conn = self.readers[i].lock().await;
-        f(&conn)
+        let mut guard = self.readers[i].lock().await;
+        let generation = self.stats_generation.load(Ordering::Acquire);
+        if guard.1 != generation {
+            // Advisory: a reader with old statistics still answers correctly.
+            let _ = guard.0.execute_batch("ANALYZE sqlite_schema;");
+            guard.1 = generation;
+        }
+        f(&guard.0)
     }
 
     fn apply(&self, conn: &Connection, tenant: TenantId, w: &Write) -> Result<()> {
@@ -461,7 +486,17 @@ impl Backend for SqliteBackend {
             }
             conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
             let r = self.commit_in(&conn, &changeset, fault);
-            finish(&conn, r)
+            let r = finish(&conn, r);
+            if r.is_ok()
+                && self.commits.fetch_add(1, Ordering::Relaxed) % OPTIMIZE_EVERY
+                    == OPTIMIZE_EVERY - 1
+            {
+                // Statistics are advisory: a failure here does not fail the commit.
+                if conn.execute_batch("PRAGMA optimize;").is_ok() {
+                    self.stats_generation.fetch_add(1, Ordering::Release);
+                }
+            }
+            r
         })
     }
 
