@@ -35,8 +35,11 @@ pub struct SqliteBackend {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<(Connection, usize)>>,
     /// Bumped each time the writer refreshes statistics; a reader that saw an older
-    /// generation reloads them (`ANALYZE sqlite_schema`) before its next read.
+    /// generation is reopened before its next read (a connection loads statistics when it
+    /// reads the schema, and a read-only one cannot reload them in place).
     stats_generation: AtomicUsize,
+    /// The database file, for reopening readers.
+    path: Option<String>,
     next_reader: AtomicUsize,
     fault: StdMutex<Option<Fault>>,
     commits: AtomicUsize,
@@ -69,6 +72,19 @@ const WRITER_CACHE_KIB: i64 = 64 * 1024;
 /// chunks; checkpointing after every chunk rewrote the same hot index pages again and
 /// again, which was about half the cost of an import.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+
+/// A read-only WAL reader of a database file.
+fn open_reader(path: &str) -> Result<Connection> {
+    let r = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(storage)?;
+    configure(&r, false)?;
+    Ok(r)
+}
 
 fn configure(conn: &Connection, file: bool) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -194,15 +210,7 @@ impl SqliteBackend {
                 configure(&c, true)?;
                 let mut readers = Vec::with_capacity(READERS);
                 for _ in 0..READERS {
-                    let r = Connection::open_with_flags(
-                        path,
-                        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                            | rusqlite::OpenFlags::SQLITE_OPEN_URI
-                            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                    )
-                    .map_err(storage)?;
-                    configure(&r, false)?;
-                    readers.push(Mutex::new((r, 0)));
+                    readers.push(Mutex::new((open_reader(path)?, 0)));
                 }
                 (c, readers)
             }
@@ -214,6 +222,7 @@ impl SqliteBackend {
             next_reader: AtomicUsize::new(0),
             commits: AtomicUsize::new(0),
             stats_generation: AtomicUsize::new(0),
+            path: target.clone(),
             fault: StdMutex::new(None),
         };
         backend.migrate().await?;
@@ -273,9 +282,13 @@ impl SqliteBackend {
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         let mut guard = self.readers[i].lock().await;
         let generation = self.stats_generation.load(Ordering::Acquire);
-        if guard.1 != generation {
+        if guard.1 != generation
+            && let Some(path) = &self.path
+        {
             // Advisory: a reader with old statistics still answers correctly.
-            let _ = guard.0.execute_batch("ANALYZE sqlite_schema;");
+            if let Ok(fresh) = open_reader(path) {
+                guard.0 = fresh;
+            }
             guard.1 = generation;
         }
         f(&guard.0)
