@@ -116,8 +116,12 @@ impl Store {
         }
     }
 
-    /// Commits a changeset (see [`Backend::commit`]).
-    pub async fn commit(&self, changeset: Changeset) -> Result<Commit> {
+    /// Commits a changeset atomically (see [`Backend::commit`]), after each composed
+    /// module's [`Module::before_commit`] has added its derived writes.
+    pub async fn commit(&self, mut changeset: Changeset) -> Result<Commit> {
+        for m in self.modules.iter() {
+            m.before_commit(&mut changeset)?;
+        }
         self.backend.commit(changeset).await
     }
 

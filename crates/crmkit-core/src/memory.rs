@@ -417,6 +417,44 @@ impl State {
                     undo.push(Undo::Removed(table, old, tenant));
                 }
             }
+            Write::UpdateWhere { table, cond, set } => {
+                let t = self.table(table)?;
+                self.check_cond(t, &cond)?;
+                let mut positions = Vec::with_capacity(set.len());
+                for (c, v) in set {
+                    let p = t
+                        .def
+                        .position(c)
+                        .ok_or_else(|| Error::Config(format!("unknown column {table}.{c}")))?;
+                    if t.def.primary_key.contains(&c) {
+                        return Err(Error::Config(format!(
+                            "UpdateWhere cannot set key column {table}.{c}"
+                        )));
+                    }
+                    positions.push((p, v));
+                }
+                let mut hit = vec![];
+                for row in t.candidates(tenant, &cond) {
+                    if self.eval(tenant, t, &cond, row)? == Some(true) {
+                        hit.push((tenant, t.key_of(row)));
+                    }
+                }
+                let t = self.table_mut(table)?;
+                for k in hit {
+                    let Some(old) = t.remove(&k) else { continue };
+                    let mut new = old.clone();
+                    for (p, v) in &positions {
+                        new[*p] = v.clone();
+                    }
+                    if let Err(e) = t.insert(tenant, new) {
+                        t.insert(tenant, old)
+                            .expect("restoring the row that was there");
+                        return Err(e);
+                    }
+                    undo.push(Undo::Removed(table, old, tenant));
+                    undo.push(Undo::Inserted(table, k));
+                }
+            }
             Write::DeleteWhere { table, cond } => {
                 let t = self.table(table)?;
                 self.check_cond(t, &cond)?;

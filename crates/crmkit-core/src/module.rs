@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::store::{Migration, ModuleMigrations, Schema, SchemaStep};
+use crate::store::{Changeset, Migration, ModuleMigrations, Schema, SchemaStep};
 
 /// A module (a plugin). Built-in modules and third-party ones implement it the same way.
 pub trait Module: Send + Sync + 'static {
@@ -27,6 +27,19 @@ pub trait Module: Send + Sync + 'static {
     /// The event kinds the module emits (documentation and discovery for consumers).
     fn event_kinds(&self) -> Vec<&'static str> {
         vec![]
+    }
+
+    /// Called with every changeset committed through [`crate::Store::commit`], before the
+    /// backend applies it, in module order. A module may add writes derived from what the
+    /// changeset does to other modules' records (rows it keeps beside them, such as the
+    /// activities module's follow-up row of each contact, lead and deal); they commit
+    /// atomically with the rest, or not at all. It must not remove or change what others
+    /// staged. An error aborts the commit before anything is written.
+    ///
+    /// The default adds nothing.
+    fn before_commit(&self, changeset: &mut Changeset) -> Result<()> {
+        let _ = changeset;
+        Ok(())
     }
 }
 

@@ -725,6 +725,18 @@ pub enum Write {
         /// Which rows.
         cond: Cond,
     },
+    /// Sets columns of every row matching a condition (no error when none matches; a
+    /// `version` column is left as it is). For derived state that a module keeps beside
+    /// another module's records, where the row may not exist (see
+    /// [`crate::Module::before_commit`]). The set columns must not be key columns.
+    UpdateWhere {
+        /// The table.
+        table: &'static str,
+        /// Which rows.
+        cond: Cond,
+        /// Columns and their new values.
+        set: Vec<(&'static str, Value)>,
+    },
 }
 
 /// Everything one command writes, applied atomically by [`Backend::commit`].

@@ -708,13 +708,43 @@ impl Renderer {
         self.build(&q)
     }
 
+    /// `UPDATE ... SET ... WHERE cond` (never a key column, never the version).
+    pub(crate) fn update_where(
+        &self,
+        tenant: TenantId,
+        table: &str,
+        cond: &Cond,
+        set: &[(&'static str, Value)],
+    ) -> Result<Option<Stmt>> {
+        let t = self.table(table)?;
+        if set.is_empty() {
+            return Ok(None);
+        }
+        let mut values: Vec<(Alias, Expr)> = Vec::with_capacity(set.len());
+        for (c, v) in set {
+            let ty = self.column(t, c)?;
+            if t.primary_key.contains(c) {
+                return Err(Error::Config(format!(
+                    "UpdateWhere cannot set key column {table}.{c}"
+                )));
+            }
+            values.push((Alias::new(*c), val(Some(ty), v)));
+        }
+        let mut q = Query::update();
+        q.table(Alias::new(t.name))
+            .values(values)
+            .and_where(self.scoped(tenant, t, cond)?);
+        self.build(&q).map(Some)
+    }
+
     /// The table a write touches (checked against the schema).
     pub(crate) fn write_table(&self, w: &Write) -> Result<&TableDef> {
         self.table(match w {
             Write::Insert { table, .. }
             | Write::Update { table, .. }
             | Write::Delete { table, .. }
-            | Write::DeleteWhere { table, .. } => table,
+            | Write::DeleteWhere { table, .. }
+            | Write::UpdateWhere { table, .. } => table,
         })
     }
 

@@ -506,6 +506,13 @@ impl<D: Driver> ServerBackend<D> {
                     .await
                     .map_err(|e| classify(e, |e| write_error(t, e)))?;
             }
+            Write::UpdateWhere { table, cond, set } => {
+                if let Some(s) = r.update_where(tenant, table, cond, set)? {
+                    D::exec(conn, &s)
+                        .await
+                        .map_err(|e| classify(e, |e| write_error(t, e)))?;
+                }
+            }
         }
         Ok(())
     }

@@ -344,6 +344,11 @@ impl SqliteBackend {
                 let s = r.delete_where(tenant, table, cond)?;
                 exec(conn, &s).map_err(|e| write_error(t, e))?;
             }
+            Write::UpdateWhere { table, cond, set } => {
+                if let Some(s) = r.update_where(tenant, table, cond, set)? {
+                    exec(conn, &s).map_err(|e| write_error(t, e))?;
+                }
+            }
         }
         Ok(())
     }

@@ -702,7 +702,8 @@ pub async fn round_trip(backend: Arc<dyn Backend>) -> Result<()> {
 /// Updates with `expect_version` bump the version; a stale version is a Conflict naming
 /// expected and actual versions and changes nothing (not even the other writes of its
 /// changeset); an update of a missing row is NotFound; Delete of an absent row is no error;
-/// DeleteWhere deletes exactly the rows whose condition is true (not unknown).
+/// DeleteWhere deletes exactly the rows whose condition is true (not unknown); UpdateWhere
+/// sets exactly those rows, in the tenant only, keeps versions, and refuses key columns.
 pub async fn versions_and_deletes(backend: Arc<dyn Backend>) -> Result<()> {
     let b = &*backend;
     let t = TenantId::new();
@@ -868,6 +869,111 @@ pub async fn versions_and_deletes(backend: Arc<dyn Backend>) -> Result<()> {
         .map(|(i, q)| Item::new(Uuid::now_v7(), &format!("del-{i}")).qty(*q))
         .collect();
     insert_items(b, t, &del).await?;
+
+    // UpdateWhere: the rows whose condition is true, in this tenant only, version kept.
+    let other = TenantId::new();
+    let twin = Item::new(Uuid::now_v7(), "del-twin").qty(Some(9));
+    insert_items(b, other, std::slice::from_ref(&twin)).await?;
+    let big = Cond::StartsWith("name".into(), "del-".into()).and(cmp("qty", CmpOp::Gt, 1));
+    commit(
+        b,
+        changeset(
+            t,
+            vec![Write::UpdateWhere {
+                table: ITEMS,
+                cond: big.clone(),
+                set: vec![("note", "big".into())],
+            }],
+        ),
+    )
+    .await?;
+    expect_ids(
+        b,
+        t,
+        Cond::eq("note", "big"),
+        &[del[1].id, del[3].id],
+        "UpdateWhere sets the rows where the condition is true",
+    )
+    .await?;
+    let rows = b
+        .select(t, &Select::new(ITEMS, Cond::eq("note", "big")))
+        .await?;
+    let vp = b.schema().table(ITEMS)?.position("version").unwrap_or(0);
+    assert!(
+        rows.iter().all(|r| r[vp] == Value::Int(1)),
+        "UpdateWhere changed a version: {rows:?}"
+    );
+    assert_eq!(
+        b.count(other, ITEMS, &Cond::eq("note", "big")).await?,
+        0,
+        "UpdateWhere reached another tenant's row"
+    );
+    let r = commit(
+        b,
+        changeset(
+            t,
+            vec![Write::UpdateWhere {
+                table: ITEMS,
+                cond: Cond::False,
+                set: vec![("note", "none".into())],
+            }],
+        ),
+    )
+    .await;
+    assert!(
+        r.is_ok(),
+        "UpdateWhere matching nothing is not an error: {r:?}"
+    );
+    let r = commit(
+        b,
+        changeset(
+            t,
+            vec![Write::UpdateWhere {
+                table: ITEMS,
+                cond: big,
+                set: vec![("id", Value::Uuid(Uuid::now_v7()))],
+            }],
+        ),
+    )
+    .await;
+    assert!(
+        matches!(r, Err(Error::Config(_))),
+        "UpdateWhere of a key column is a Config error, got {r:?}"
+    );
+    let r = commit(
+        b,
+        changeset(
+            t,
+            vec![Write::UpdateWhere {
+                table: ITEMS,
+                cond: Cond::StartsWith("name".into(), "del-".into()),
+                set: vec![("tag", "same".into())],
+            }],
+        ),
+    )
+    .await;
+    assert!(
+        matches!(r, Err(Error::Duplicate { .. })),
+        "UpdateWhere giving two rows one unique tag is a Duplicate, got {r:?}"
+    );
+    assert_eq!(
+        b.count(t, ITEMS, &Cond::eq("tag", "same")).await?,
+        0,
+        "a failed UpdateWhere left changes"
+    );
+    commit(
+        b,
+        changeset(
+            t,
+            vec![Write::UpdateWhere {
+                table: ITEMS,
+                cond: Cond::True,
+                set: vec![("note", Value::Null)],
+            }],
+        ),
+    )
+    .await?;
+
     let r = commit(
         b,
         changeset(
@@ -2685,6 +2791,11 @@ enum Op {
         id: usize,
     },
     DeleteWhere(Cond),
+    UpdateWhere {
+        cond: Cond,
+        qty: Option<i64>,
+        tag: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -2803,6 +2914,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(id, expect, name, qty, tag)| Op::Update { id, expect, name, qty, tag }),
         1 => id().prop_map(|id| Op::Delete { id }),
         1 => cond().prop_map(Op::DeleteWhere),
+        1 => (cond(), prop::option::of(int()), tag())
+            .prop_map(|(cond, qty, tag)| Op::UpdateWhere { cond, qty, tag }),
     ]
 }
 
@@ -2866,6 +2979,14 @@ fn op_write(op: &Op) -> Write {
         Op::DeleteWhere(cond) => Write::DeleteWhere {
             table: ITEMS,
             cond: cond.clone(),
+        },
+        Op::UpdateWhere { cond, qty, tag } => Write::UpdateWhere {
+            table: ITEMS,
+            cond: cond.clone(),
+            set: vec![
+                ("qty", Value::opt_int(*qty)),
+                ("tag", Value::opt_text(tag.clone())),
+            ],
         },
     }
 }
