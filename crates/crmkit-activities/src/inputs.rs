@@ -89,6 +89,12 @@ pub struct FollowUp {
     pub next_activity_at: Option<DateTime<Utc>>,
     /// Its next planned activity.
     pub next_activity: Option<ActivityId>,
+    /// When the record was created, if it was created while the activities module was
+    /// composed.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Whether the record is live: not deleted, not a won or lost deal, not a
+    /// disqualified or converted lead. Follow-up lists only list live records.
+    pub active: bool,
 }
 
 /// One entry of a record's timeline.

@@ -11,6 +11,7 @@
 //! follow-up rows of its records, the next occurrence of a completed recurring task, audit
 //! entries and events. See [`Activities`].
 
+mod followup;
 pub mod ical;
 pub mod inputs;
 pub mod model;
@@ -23,7 +24,7 @@ pub use model::*;
 pub use service::{Activities, EVENT_KINDS, MAX_AUTO_LINKS, MAX_RELATED, MAX_SUBJECT, MAX_TEXT};
 
 use crmkit_core::store::SchemaStep;
-use crmkit_core::{Migration, Module};
+use crmkit_core::{Changeset, Migration, Module, Result};
 
 /// The activities module.
 #[derive(Debug, Clone, Copy, Default)]
@@ -39,14 +40,29 @@ impl Module for ActivitiesModule {
     }
 
     fn migrations(&self) -> Vec<Migration> {
-        vec![Migration {
-            version: 1,
-            description: "activities, relations, reminders, follow-up",
-            steps: rows::tables()
-                .into_iter()
-                .map(SchemaStep::CreateTable)
-                .collect(),
-        }]
+        vec![
+            Migration {
+                version: 1,
+                description: "activities, relations, reminders, follow-up",
+                steps: rows::tables()
+                    .into_iter()
+                    .map(SchemaStep::CreateTable)
+                    .collect(),
+            },
+            Migration {
+                version: 2,
+                description: "follow-up rows for every tracked record: creation time, \
+                              quiet-since, active flag and their indexes",
+                steps: followup::migration_v2(),
+            },
+        ]
+    }
+
+    /// Adds the follow-up row of every contact, organization, lead and deal the changeset
+    /// creates, and keeps its `active` flag in step with the record's lifecycle events, so
+    /// that follow-up lists include records that never had an activity.
+    fn before_commit(&self, changeset: &mut Changeset) -> Result<()> {
+        followup::derive(changeset)
     }
 
     fn event_kinds(&self) -> Vec<&'static str> {

@@ -22,6 +22,7 @@ use crmkit_core::{
 use crmkit_pipeline::deal::Deals;
 use crmkit_pipeline::lead::Leads;
 
+use crate::followup::col as fcol;
 use crate::inputs::*;
 use crate::model::*;
 use crate::recur;
@@ -502,15 +503,21 @@ impl Activities {
                     }
                 }
             }
+            let created = match &existing {
+                Some(row) => crmkit_core::row::opt_timestamp(&row[fcol::CREATED])?,
+                None => None,
+            };
             let set = vec![
                 ("last_activity_at", Value::opt_timestamp(last)),
                 ("next_activity_at", Value::opt_timestamp(next.map(|x| x.0))),
                 ("next_activity_id", Value::opt_uuid(next.map(|x| x.1))),
+                ("quiet_since", Value::opt_timestamp(last.or(created))),
             ];
             match existing {
                 Some(row) => {
-                    let version = crmkit_core::row::int(&row[5])? as u64;
-                    let unchanged = set.iter().enumerate().all(|(i, (_, v))| row[i + 2] == *v);
+                    let version = crmkit_core::row::int(&row[fcol::VERSION])? as u64;
+                    let cols = [fcol::LAST, fcol::NEXT, fcol::NEXT_ID, fcol::QUIET];
+                    let unchanged = set.iter().zip(cols).all(|((_, v), i)| row[i] == *v);
                     if !unchanged {
                         cs.writes.push(Write::Update {
                             table: FOLLOWUP_TABLE,
@@ -522,9 +529,14 @@ impl Activities {
                     }
                 }
                 None => {
+                    // A record created before the activities module was composed (or
+                    // before its migration 2): no creation time is known.
                     let mut row = fkey;
-                    row.extend(set.into_iter().map(|(_, v)| v));
-                    row.push(Value::Int(1));
+                    let mut values = set.into_iter().map(|(_, v)| v);
+                    row.extend(values.by_ref().take(3));
+                    row.extend([Value::Int(1), Value::Null]);
+                    row.extend(values);
+                    row.push(Value::from(true));
                     cs.writes.push(Write::Insert {
                         table: FOLLOWUP_TABLE,
                         row,
@@ -1320,50 +1332,132 @@ impl Activities {
                 last_activity_at: None,
                 next_activity_at: None,
                 next_activity: None,
+                created_at: None,
+                active: true,
             }),
         }
     }
 
-    /// Records of `kind` with at least one activity whose last done activity is before
-    /// `since`, least recently contacted first (an index range). Records that were never
-    /// contacted are not listed. Tenant-wide, so Admin or Manager only.
+    /// Live records of `kind` not contacted since `since`: their last done activity, or
+    /// their creation if they never had one, is before `since`. Least recently contacted
+    /// first, keyset-paged; one index range (`activities_followup_quiet`). Records created
+    /// before the activities module was composed appear once they have an activity.
+    /// Tenant-wide, so Admin or Manager only.
     pub async fn stale_records(
         &self,
         ctx: &Ctx,
         kind: &RecordKind,
         since: DateTime<Utc>,
+        cursor: Option<String>,
         limit: u32,
-    ) -> Result<Vec<FollowUp>> {
+    ) -> Result<Page<FollowUp>> {
         require_manager(ctx, "list stale records")?;
         let mut s = Select::new(
             FOLLOWUP_TABLE,
-            Cond::eq("record_kind", kind.as_str()).and(Cond::Cmp(
-                "last_activity_at".into(),
+            Self::live(kind)?.and(Cond::Cmp(
+                "quiet_since".into(),
                 CmpOp::Lt,
                 Value::timestamp(since),
             )),
         );
-        s.order = vec![order("last_activity_at", false), order("record_id", false)];
-        s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
-        self.followups(ctx, &s).await
+        s.order = vec![order("quiet_since", false), order("record_id", false)];
+        self.followup_page(ctx, s, "stale", kind, cursor, limit, |f| {
+            vec![
+                Value::opt_timestamp(f.last_activity_at.or(f.created_at)),
+                Value::Uuid(f.record.id),
+            ]
+        })
+        .await
     }
 
-    /// Records of `kind` with at least one activity and no next activity planned (an
-    /// index range), by id. Tenant-wide, so Admin or Manager only.
+    /// Live records of `kind` with no next activity planned, whether or not they ever
+    /// had one ("deals with no next step"), by id, keyset-paged; one index range
+    /// (`activities_followup_pending`). Tenant-wide, so Admin or Manager only.
     pub async fn without_next_activity(
         &self,
         ctx: &Ctx,
         kind: &RecordKind,
+        cursor: Option<String>,
         limit: u32,
-    ) -> Result<Vec<FollowUp>> {
+    ) -> Result<Page<FollowUp>> {
         require_manager(ctx, "list records without a next activity")?;
         let mut s = Select::new(
             FOLLOWUP_TABLE,
-            Cond::eq("record_kind", kind.as_str()).and(Cond::IsNull("next_activity_at".into())),
+            Self::live(kind)?.and(Cond::IsNull("next_activity_at".into())),
         );
         s.order = vec![order("record_id", false)];
-        s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
-        self.followups(ctx, &s).await
+        self.followup_page(ctx, s, "pending", kind, cursor, limit, |f| {
+            vec![Value::Uuid(f.record.id)]
+        })
+        .await
+    }
+
+    /// The live follow-up rows of a tracked kind (a Validation error on `kind` otherwise).
+    fn live(kind: &RecordKind) -> Result<Cond> {
+        if !crate::followup::TRACKED.contains(kind) {
+            return Err(Error::validation(
+                "kind",
+                format!("{kind} records have no follow-up tracking"),
+            ));
+        }
+        Ok(Cond::eq("record_kind", kind.as_str()).and(Cond::eq("active", true)))
+    }
+
+    /// One keyset page of follow-up rows; the cursor names the list and kind it belongs
+    /// to and the position (`position` of the last row).
+    #[allow(clippy::too_many_arguments)]
+    async fn followup_page(
+        &self,
+        ctx: &Ctx,
+        mut s: Select,
+        list: &str,
+        kind: &RecordKind,
+        cursor: Option<String>,
+        limit: u32,
+        position: impl Fn(&FollowUp) -> Vec<Value>,
+    ) -> Result<Page<FollowUp>> {
+        let limit = limit.clamp(1, crmkit_core::query::MAX_LIMIT);
+        let tag = format!("fu1:{list}:{kind}:");
+        if let Some(c) = cursor {
+            let bad = || Error::validation("cursor", "is not a cursor of this list");
+            let rest = c.strip_prefix(&tag).ok_or_else(bad)?;
+            let mut after = vec![];
+            for (i, part) in rest.split('.').enumerate() {
+                let last = i + 1 == s.order.len();
+                after.push(if last {
+                    Value::Uuid(part.parse().map_err(|_| bad())?)
+                } else {
+                    Value::Int(part.parse().map_err(|_| bad())?)
+                });
+            }
+            if after.len() != s.order.len() {
+                return Err(bad());
+            }
+            s.after = Some(after);
+        }
+        s.limit = Some(limit + 1);
+        let mut items = self.followups(ctx, &s).await?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor = match items.last() {
+            Some(last) if more => {
+                let parts: Vec<String> = position(last)
+                    .iter()
+                    .map(|v| match v {
+                        Value::Int(i) => i.to_string(),
+                        Value::Uuid(u) => u.to_string(),
+                        _ => String::new(),
+                    })
+                    .collect();
+                Some(format!("{tag}{}", parts.join(".")))
+            }
+            _ => None,
+        };
+        Ok(Page {
+            items,
+            next_cursor,
+            total: None,
+        })
     }
 
     async fn followups(&self, ctx: &Ctx, s: &Select) -> Result<Vec<FollowUp>> {
@@ -1502,9 +1596,11 @@ fn require_manager(ctx: &Ctx, action: &str) -> Result<()> {
 fn decode_followup(r: &Row) -> Result<FollowUp> {
     Ok(FollowUp {
         record: rows::relation_record(&[Value::Null, r[0].clone(), r[1].clone()].to_vec())?,
-        last_activity_at: crmkit_core::row::opt_timestamp(&r[2])?,
-        next_activity_at: crmkit_core::row::opt_timestamp(&r[3])?,
-        next_activity: r[4].as_uuid().map(ActivityId::from_uuid),
+        last_activity_at: crmkit_core::row::opt_timestamp(&r[fcol::LAST])?,
+        next_activity_at: crmkit_core::row::opt_timestamp(&r[fcol::NEXT])?,
+        next_activity: r[fcol::NEXT_ID].as_uuid().map(ActivityId::from_uuid),
+        created_at: crmkit_core::row::opt_timestamp(&r[fcol::CREATED])?,
+        active: r[fcol::ACTIVE].as_int() != Some(0),
     })
 }
 

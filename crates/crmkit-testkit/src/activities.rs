@@ -696,7 +696,7 @@ pub async fn follow_up_tracking(store: &Store) -> CheckResult {
     );
     ensure!(
         matches!(
-            a.without_next_activity(&rep, &RecordKind::CONTACT, 10)
+            a.without_next_activity(&rep, &RecordKind::CONTACT, None, 10)
                 .await,
             Err(Error::PermissionDenied(_))
         ),
@@ -707,11 +707,15 @@ pub async fn follow_up_tracking(store: &Store) -> CheckResult {
         "follow-up of an invisible record"
     );
     let without = a
-        .without_next_activity(&f.manager, &RecordKind::CONTACT, 10)
+        .without_next_activity(&f.manager, &RecordKind::CONTACT, None, 10)
         .await
         .at("without next")?;
     ensure_eq!(
-        without.iter().map(|x| x.record.clone()).collect::<Vec<_>>(),
+        without
+            .items
+            .iter()
+            .map(|x| x.record.clone())
+            .collect::<Vec<_>>(),
         vec![quiet.clone()],
         "only the quiet contact has no next activity"
     );
@@ -728,12 +732,17 @@ pub async fn follow_up_tracking(store: &Store) -> CheckResult {
             &f.admin,
             &RecordKind::CONTACT,
             t0 + Duration::minutes(30),
+            None,
             10,
         )
         .await
         .at("stale")?;
     ensure_eq!(
-        stale.iter().map(|x| x.record.clone()).collect::<Vec<_>>(),
+        stale
+            .items
+            .iter()
+            .map(|x| x.record.clone())
+            .collect::<Vec<_>>(),
         vec![quiet],
         "only the quiet contact is stale"
     );
@@ -744,6 +753,266 @@ pub async fn follow_up_tracking(store: &Store) -> CheckResult {
     a.delete(&rep, n.id, n.version).await.at("delete note")?;
     let fu = a.follow_up(&rep, &c).await.at("after deleting all")?;
     ensure!(fu.last_activity_at.is_none(), "nothing left: {fu:?}");
+    Ok(())
+}
+
+/// Follow-up lists include records that never had an activity (their row is created with
+/// them, by any module, lead conversion included), leave out deleted records, closed deals
+/// and finished leads, and page by keyset.
+pub async fn follow_up_lists(store: &Store) -> CheckResult {
+    use crmkit_pipeline::deal::{Deals, NewDeal};
+    use crmkit_pipeline::lead::{ConvertLead, LeadStatus, Leads, NewLead};
+    let f = setup(store).await?;
+    let a = &f.activities;
+    let t0 = t(2027, 3, 1, 9);
+    let clock = Arc::new(ManualClock::new(t0));
+    let admin = f.admin.clone().with_clock(clock.clone());
+    let deals = Deals::new(store).at("Deals::new")?;
+    let leads = Leads::new(store).at("Leads::new")?;
+    let p = deals.ensure_default_pipeline(&admin).await.at("pipeline")?;
+    let stage = |name: &str| {
+        p.stages
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.id)
+            .ok_or_else(|| Failure::new(format!("no stage {name}")))
+    };
+    let mut contacts = vec![];
+    for _ in 0..5 {
+        clock.advance(Duration::minutes(1));
+        contacts.push(contact(&f, &admin, None).await?);
+    }
+    let mut deal_ids = vec![];
+    for i in 0..4 {
+        clock.advance(Duration::minutes(1));
+        let d = deals
+            .create_deal(&admin, NewDeal::new(format!("Deal {i}"), p.id))
+            .await
+            .at("deal")?;
+        deal_ids.push(d);
+    }
+    let fu = a
+        .follow_up(&admin, &RecordRef::from(deal_ids[0].id))
+        .await
+        .at("fresh deal")?;
+    ensure!(
+        fu.active && fu.created_at == Some(t0 + Duration::minutes(6)),
+        "a new deal's follow-up row is live with its creation time: {fu:?}"
+    );
+
+    // Never touched: every contact and deal has no next step.
+    let all_pages = |kind: RecordKind| {
+        let (a, admin) = (a.clone(), admin.clone());
+        async move {
+            let mut out = vec![];
+            let mut cursor = None;
+            let mut pages = 0;
+            loop {
+                let page = a
+                    .without_next_activity(&admin, &kind, cursor, 2)
+                    .await
+                    .at("page")?;
+                pages += 1;
+                out.extend(page.items.into_iter().map(|x| x.record));
+                match page.next_cursor {
+                    Some(c) if pages < 20 => cursor = Some(c),
+                    _ => break,
+                }
+            }
+            CheckResult::Ok(out)
+        }
+    };
+    let mut expected: Vec<RecordRef> = contacts.clone();
+    expected.sort_by_key(|r| r.id);
+    ensure_eq!(
+        all_pages(RecordKind::CONTACT).await?,
+        expected,
+        "untouched contacts have no next step, paged by 2"
+    );
+
+    // A task on deal 0; deal 1 won, deal 2 lost, deal 3 deleted: none of them listed.
+    a.create(
+        &admin,
+        NewActivity::new("send quote", task(at(t(2027, 3, 9, 9))))
+            .related_to(RecordRef::from(deal_ids[0].id)),
+    )
+    .await
+    .at("task")?;
+    let d1 = &deal_ids[1];
+    deals
+        .move_deal(&admin, d1.id, d1.version, stage("Won")?, None)
+        .await
+        .at("win")?;
+    let d3 = &deal_ids[3];
+    deals
+        .delete_deal(&admin, d3.id, d3.version)
+        .await
+        .at("delete deal")?;
+    let open: Vec<RecordRef> = all_pages(RecordKind::DEAL).await?;
+    ensure_eq!(
+        open,
+        vec![RecordRef::from(deal_ids[2].id)],
+        "only the open deal without a task has no next step"
+    );
+    let d3 = deals
+        .restore_deal(&admin, d3.id, d3.version + 1)
+        .await
+        .at("restore deal")?;
+    ensure_eq!(
+        all_pages(RecordKind::DEAL).await?.len(),
+        2,
+        "a restored deal is listed again"
+    );
+    ensure!(
+        a.follow_up(&admin, &RecordRef::from(d3.id))
+            .await
+            .at("restored")?
+            .active,
+        "restored deal is live"
+    );
+
+    // Not contacted since: contact 0 had a call an hour after t0; the others never.
+    clock.set(t0 + Duration::hours(1));
+    a.create(
+        &admin,
+        NewActivity::new("n", note(user(&admin), "hi")).related_to(contacts[0].clone()),
+    )
+    .await
+    .at("note")?;
+    let stale = a
+        .stale_records(
+            &admin,
+            &RecordKind::CONTACT,
+            t0 + Duration::minutes(30),
+            None,
+            10,
+        )
+        .await
+        .at("stale")?;
+    ensure_eq!(
+        stale
+            .items
+            .iter()
+            .map(|x| x.record.clone())
+            .collect::<Vec<_>>(),
+        contacts[1..].to_vec(),
+        "never-contacted contacts created before the cutoff, oldest first"
+    );
+    let first = a
+        .stale_records(
+            &admin,
+            &RecordKind::CONTACT,
+            t0 + Duration::hours(2),
+            None,
+            3,
+        )
+        .await
+        .at("stale page 1")?;
+    let cursor = first
+        .next_cursor
+        .clone()
+        .ok_or_else(|| Failure::new("no cursor"))?;
+    let second = a
+        .stale_records(
+            &admin,
+            &RecordKind::CONTACT,
+            t0 + Duration::hours(2),
+            Some(cursor.clone()),
+            3,
+        )
+        .await
+        .at("stale page 2")?;
+    let mut both: Vec<RecordRef> = first.items.iter().map(|x| x.record.clone()).collect();
+    both.extend(second.items.iter().map(|x| x.record.clone()));
+    let mut want = contacts[1..].to_vec();
+    want.push(contacts[0].clone());
+    ensure_eq!(
+        both,
+        want,
+        "stale pages: never contacted by creation, then contacted"
+    );
+    ensure!(second.next_cursor.is_none(), "two pages");
+    expect_validation(
+        a.without_next_activity(&admin, &RecordKind::CONTACT, Some(cursor), 3)
+            .await,
+        "cursor",
+        "a stale-list cursor on the pending list",
+    )?;
+    expect_validation(
+        a.without_next_activity(&admin, &RecordKind::new("ticket"), None, 3)
+            .await,
+        "kind",
+        "an untracked kind",
+    )?;
+
+    // A deleted contact leaves the lists.
+    let c4 = f
+        .contacts
+        .get_contact(&admin, crmkit_core::ContactId::from_uuid(contacts[4].id))
+        .await
+        .at("get contact")?;
+    f.contacts
+        .delete_contact(&admin, c4.id, c4.version)
+        .await
+        .at("delete contact")?;
+    ensure!(
+        !all_pages(RecordKind::CONTACT).await?.contains(&contacts[4]),
+        "a deleted contact is not listed"
+    );
+
+    // Leads: a disqualified one leaves; a converted one leaves, and conversion's new
+    // contact and deal get their rows in the same commit.
+    let l1 = leads
+        .create(
+            &admin,
+            NewLead::named("Ada", "Lovelace").email("ada@example.org"),
+        )
+        .await
+        .at("lead 1")?;
+    let l2 = leads
+        .create(
+            &admin,
+            NewLead::named("Alan", "Turing").email("alan@example.org"),
+        )
+        .await
+        .at("lead 2")?;
+    let l3 = leads
+        .create(&admin, NewLead::named("Kurt", "Goedel"))
+        .await
+        .at("lead 3")?;
+    leads
+        .set_status(
+            &admin,
+            l1.id,
+            l1.version,
+            LeadStatus::Disqualified,
+            Some("no budget".into()),
+        )
+        .await
+        .at("disqualify")?;
+    let conv = leads
+        .convert(&admin, l2.id, l2.version, ConvertLead::default())
+        .await
+        .at("convert")?;
+    ensure_eq!(
+        all_pages(RecordKind::LEAD).await?,
+        vec![RecordRef::from(l3.id)],
+        "only the live lead is listed"
+    );
+    let new_contact = RecordRef::from(conv.contact.record().id);
+    ensure!(
+        all_pages(RecordKind::CONTACT).await?.contains(&new_contact),
+        "the converted contact has its follow-up row"
+    );
+    let fu = a
+        .follow_up(&admin, &new_contact)
+        .await
+        .at("converted contact")?;
+    ensure_eq!(
+        fu.created_at,
+        Some(clock_now(&admin)),
+        "created with the conversion"
+    );
     Ok(())
 }
 
@@ -1143,6 +1412,7 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         recurrence,
         reminder_delivered_once,
         follow_up_tracking,
+        follow_up_lists,
         concurrent_follow_up,
         timeline,
         work_lists,

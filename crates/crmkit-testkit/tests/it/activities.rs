@@ -49,6 +49,7 @@ checks![
     recurrence,
     reminder_delivered_once,
     follow_up_tracking,
+    follow_up_lists,
     concurrent_follow_up,
     timeline,
     work_lists,

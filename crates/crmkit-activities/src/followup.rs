@@ -1,0 +1,185 @@
+//! The follow-up row of every tracked record, kept from the record's creation.
+//!
+//! Follow-up lists ("deals with no next step", "leads not contacted for 7 days") must find
+//! records that never had an activity, so the row cannot wait for the first activity: the
+//! activities module's [`crmkit_core::Module::before_commit`] hook adds it to the changeset
+//! that creates the record (whichever module stages it), and keeps its `active` flag in
+//! step with the record's lifecycle events (deleted, restored, a deal won, lost or
+//! reopened, a lead disqualified or converted). Activity changes maintain the rest of the
+//! row (last and next activity) in their own changesets.
+//!
+//! Row layout (after migration 2): `record_kind, record_id, last_activity_at,
+//! next_activity_at, next_activity_id, version, created_at, quiet_since, active`.
+//! `quiet_since` is the last activity time, or the creation time for a record never
+//! contacted, so "not contacted since" is one index range.
+
+use crmkit_core::store::{Cond, SchemaStep, Value, Write, columns};
+use crmkit_core::{Changeset, RecordKind, Result};
+
+use crate::rows::FOLLOWUP_TABLE;
+
+/// Record kinds that have a follow-up row.
+pub const TRACKED: [RecordKind; 4] = [
+    RecordKind::CONTACT,
+    RecordKind::ORGANIZATION,
+    RecordKind::LEAD,
+    RecordKind::DEAL,
+];
+
+/// Event verbs whose payload (the record's snapshot) may change whether it is active.
+const LIFECYCLE: &[&str] = &[
+    "deleted",
+    "restored",
+    "moved",
+    "status_changed",
+    "converted",
+];
+
+/// Column positions in a follow-up row.
+pub(crate) mod col {
+    pub const LAST: usize = 2;
+    pub const NEXT: usize = 3;
+    pub const NEXT_ID: usize = 4;
+    pub const VERSION: usize = 5;
+    pub const CREATED: usize = 6;
+    pub const QUIET: usize = 7;
+    pub const ACTIVE: usize = 8;
+}
+
+/// Migration 2: creation time, quiet-since and active columns, and the indexes of the
+/// follow-up lists. Rows written by migration 1 get `active` true and no `quiet_since`
+/// until their record's next activity.
+pub(crate) fn migration_v2() -> Vec<SchemaStep> {
+    use crmkit_core::store::{ColumnType::*, IndexDef};
+    let mut cols = columns(&[
+        ("created_at", Timestamp, true),
+        ("quiet_since", Timestamp, true),
+        ("active", Bool, false),
+    ]);
+    let active = cols.pop().map(|c| c.with_default(Value::Int(1)));
+    let mut steps: Vec<SchemaStep> = cols
+        .into_iter()
+        .chain(active)
+        .map(|column| SchemaStep::AddColumn {
+            table: FOLLOWUP_TABLE,
+            column,
+        })
+        .collect();
+    steps.push(SchemaStep::CreateIndex {
+        table: FOLLOWUP_TABLE,
+        index: IndexDef::new(
+            "activities_followup_quiet",
+            ["record_kind", "active", "quiet_since", "record_id"],
+        ),
+    });
+    steps.push(SchemaStep::CreateIndex {
+        table: FOLLOWUP_TABLE,
+        index: IndexDef::new(
+            "activities_followup_pending",
+            ["record_kind", "active", "next_activity_at", "record_id"],
+        ),
+    });
+    steps
+}
+
+/// The primary key of a record's follow-up row.
+pub(crate) fn key(kind: &RecordKind, id: uuid::Uuid) -> Vec<Value> {
+    vec![Value::Text(kind.as_str().into()), Value::Uuid(id)]
+}
+
+fn key_cond(kind: &RecordKind, id: uuid::Uuid) -> Cond {
+    Cond::eq("record_kind", kind.as_str()).and(Cond::eq("record_id", id))
+}
+
+/// Whether a record snapshot (an event payload) is active: not deleted, not won or lost,
+/// not disqualified or converted. `None` when the payload is not a snapshot.
+fn active_of(payload: &str) -> Option<bool> {
+    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let o = v.as_object()?;
+    if !o.contains_key("deleted_at") {
+        return None;
+    }
+    let set = |k: &str| o.get(k).is_some_and(|x| !x.is_null());
+    let closed_status = matches!(
+        o.get("status").and_then(|s| s.as_str()),
+        Some("converted" | "disqualified" | "won" | "lost")
+    );
+    Some(!(set("deleted_at") || set("won_at") || set("lost_at") || closed_status))
+}
+
+/// Adds the follow-up writes that `cs`'s events call for: a row for each tracked record
+/// created (unless the changeset already writes one), and the `active` flag of each
+/// tracked record whose lifecycle changed.
+pub(crate) fn derive(cs: &mut Changeset) -> Result<()> {
+    let mut extra = vec![];
+    for e in &cs.events {
+        let Some((kind, verb)) = e.kind.split_once('.') else {
+            continue;
+        };
+        if e.record.kind.as_str() != kind || !TRACKED.iter().any(|k| k.as_str() == kind) {
+            continue;
+        }
+        if verb == "created" {
+            let key = key(&e.record.kind, e.record.id);
+            let staged = cs.writes.iter().chain(&extra).any(|w| {
+                matches!(w, Write::Insert { table, row }
+                    if *table == FOLLOWUP_TABLE && row[..2] == key[..])
+            });
+            if staged {
+                continue;
+            }
+            let mut row = key;
+            row.extend([
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Int(1),
+                Value::timestamp(cs.at),
+                Value::timestamp(cs.at),
+                Value::from(active_of(&e.payload).unwrap_or(true)),
+            ]);
+            extra.push(Write::Insert {
+                table: FOLLOWUP_TABLE,
+                row,
+            });
+        } else if LIFECYCLE.contains(&verb)
+            && let Some(active) = active_of(&e.payload)
+        {
+            extra.push(Write::UpdateWhere {
+                table: FOLLOWUP_TABLE,
+                cond: key_cond(&e.record.kind, e.record.id),
+                set: vec![("active", Value::from(active))],
+            });
+        }
+    }
+    cs.writes.extend(extra);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_decide_activeness() {
+        assert_eq!(active_of(r#"{"deleted_at":null}"#), Some(true));
+        assert_eq!(
+            active_of(r#"{"deleted_at":"2027-01-01T00:00:00Z"}"#),
+            Some(false)
+        );
+        assert_eq!(
+            active_of(r#"{"deleted_at":null,"won_at":"2027-01-01T00:00:00Z"}"#),
+            Some(false)
+        );
+        assert_eq!(
+            active_of(r#"{"deleted_at":null,"status":"converted"}"#),
+            Some(false)
+        );
+        assert_eq!(
+            active_of(r#"{"deleted_at":null,"status":"qualified"}"#),
+            Some(true)
+        );
+        assert_eq!(active_of(r#"{"status":"won"}"#), None, "not a snapshot");
+        assert_eq!(active_of("not json"), None);
+    }
+}
