@@ -824,3 +824,33 @@ proptest! {
         prop_assert_eq!(clock.is_breached(&cal, at(start, now)), breached);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Instants off the minute grid: adding and measuring stay consistent, and measuring
+    /// is additive.
+    #[test]
+    fn off_grid_instants_are_consistent(
+        (raw, start) in case_strategy(),
+        nanos in 0i64..3 * 86_400_000_000_000,
+        n in 0i64..5000,
+        split in 0i64..5 * 86_400_000_000_000,
+    ) {
+        let cal = raw.build();
+        let s = start + TimeDelta::nanoseconds(nanos);
+        let end = cal.add_minutes(s, n);
+        prop_assert_eq!(cal.minutes_between(s, end), n);
+        prop_assert_eq!(cal.duration_between(s, end), TimeDelta::minutes(n));
+        if n == 0 {
+            prop_assert!(cal.is_working(end));
+        }
+        let mid = s + TimeDelta::nanoseconds(split);
+        let later = mid + TimeDelta::nanoseconds(split / 3);
+        prop_assert_eq!(
+            cal.duration_between(s, mid) + cal.duration_between(mid, later),
+            cal.duration_between(s, later)
+        );
+        prop_assert!(cal.duration_between(s, mid) <= mid - s);
+    }
+}
