@@ -21,9 +21,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar::BusinessCalendar;
 
-/// Whether a clock is running or paused, and since when.
+/// Whether a clock is running or paused, and since when. Serialized as
+/// `{"status": "running", "since": "2026-06-08T07:00:00Z"}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum ClockState {
     /// Counting working time since `since` (the start of the current running segment).
     Running {
