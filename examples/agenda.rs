@@ -218,8 +218,17 @@ async fn main() -> Result<(), Error> {
     assert!(call.related.contains(&ada_ref));
 
     println!("\nagenda of Rei Tanaka for {today} ({TIME_ZONE}):");
-    for a in acts.agenda(&ctx, rep, today, 50).await? {
-        println!("  {}", describe(&a));
+    // The agenda is keyset-paged: follow the cursor until the day is exhausted.
+    let mut cursor = None;
+    loop {
+        let page = acts.agenda(&ctx, rep, today, cursor, 50).await?;
+        for a in &page.items {
+            println!("  {}", describe(a));
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
     }
 
     println!("\noverdue at {}:", local(ctx.now()));

@@ -177,6 +177,49 @@ impl TimelineCursor {
     }
 }
 
+/// The agenda cursor: which agenda it continues (a hash of the tenant, the user and the
+/// day) and the last item's (instant, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AgendaCursor {
+    fingerprint: u64,
+    position: (i64, uuid::Uuid),
+}
+
+impl AgendaCursor {
+    /// FNV-1a of what identifies an agenda: stable across processes and releases.
+    fn fingerprint(ctx: &Ctx, user: UserId, day: NaiveDate) -> u64 {
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in format!("agenda|{}|{user}|{day}", ctx.tenant()).bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h
+    }
+
+    fn encode(&self) -> String {
+        let (t, id) = self.position;
+        format!("ag1:{:016x}:{t}.{id}", self.fingerprint)
+    }
+
+    /// The cursor, when it is a cursor of the agenda with this fingerprint.
+    fn decode(s: &str, fingerprint: u64) -> Result<Self> {
+        let bad = || Error::validation("cursor", "is not a cursor of this agenda");
+        let rest = s.strip_prefix("ag1:").ok_or_else(bad)?;
+        let (f, pos) = rest.split_once(':').ok_or_else(bad)?;
+        if f.len() != 16 || u64::from_str_radix(f, 16).map_err(|_| bad())? != fingerprint {
+            return Err(bad());
+        }
+        let (t, id) = pos.split_once('.').ok_or_else(bad)?;
+        Ok(AgendaCursor {
+            fingerprint,
+            position: (
+                t.parse().map_err(|_| bad())?,
+                id.parse().map_err(|_| bad())?,
+            ),
+        })
+    }
+}
+
 /// The activities API.
 #[derive(Clone, Debug)]
 pub struct Activities {
@@ -1108,14 +1151,31 @@ impl Activities {
 
     /// A user's agenda for `day` in the user's time zone: open tasks due that day (an
     /// all-day task on that day included) and meetings starting that day, in time order
-    /// (two bounded index range reads, merged). Not paged: at most `limit` of each.
+    /// (a task by its due instant, a meeting by its start; ties by id), keyset-paged.
+    /// Each page costs two bounded index range reads (tasks by `(owner, open, due_at,
+    /// id)`, meetings by `(owner, kind, starts_at, id)`) after the cursor's position,
+    /// merged. The cursor is tied to the tenant, `user` and `day`: a cursor of another
+    /// agenda is a Validation error on `cursor`; `limit` is 1 to
+    /// [`crmkit_core::query::MAX_LIMIT`] (a Validation error on `limit` otherwise).
     pub async fn agenda(
         &self,
         ctx: &Ctx,
         user: UserId,
         day: NaiveDate,
+        cursor: Option<String>,
         limit: u32,
-    ) -> Result<Vec<Activity>> {
+    ) -> Result<Page<Activity>> {
+        if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
+            return Err(Error::validation(
+                "limit",
+                format!("must be 1 to {}", crmkit_core::query::MAX_LIMIT),
+            ));
+        }
+        let fingerprint = AgendaCursor::fingerprint(ctx, user, day);
+        let after = match &cursor {
+            Some(c) => Some(AgendaCursor::decode(c, fingerprint)?.position),
+            None => None,
+        };
         let tz = self.user_tz(ctx, user).await?;
         let start = recur::local_instant(tz, day, NaiveTime::MIN)
             .ok_or_else(|| Error::validation("day", "is out of range"))?;
@@ -1131,6 +1191,7 @@ impl Activities {
                 Value::timestamp(end),
             ))
         };
+        let position = after.map(|(t, id)| vec![Value::Int(t), Value::Uuid(id)]);
         let mut tasks = Select::new(
             ACTIVITY_TABLE,
             scope
@@ -1138,26 +1199,53 @@ impl Activities {
                 .and(Cond::eq("open", true))
                 .and(range("due_at")),
         );
-        tasks.order = vec![order("due_at", false)];
-        tasks.limit = Some(limit);
+        tasks.order = vec![order("due_at", false), order("id", false)];
+        tasks.after = position.clone();
+        tasks.limit = Some(limit + 1);
         let mut meetings = Select::new(
             ACTIVITY_TABLE,
             scope
                 .and(Cond::eq("kind", "meeting"))
                 .and(range("starts_at")),
         );
-        meetings.order = vec![order("starts_at", false)];
-        meetings.limit = Some(limit);
+        meetings.order = vec![order("starts_at", false), order("id", false)];
+        meetings.after = position;
+        meetings.limit = Some(limit + 1);
         let b = self.store.backend();
-        let mut out: Vec<(i64, Activity)> = vec![];
+        // (instant, id, row): both reads are in (instant, id) order, and an id is one
+        // activity of one kind, so the merge is a total order without repeats.
+        let mut out: Vec<(i64, uuid::Uuid, Row)> = vec![];
         for (sel, col) in [(&tasks, 7), (&meetings, 8)] {
             for row in b.select(ctx.tenant(), sel).await? {
-                let t = row[col].as_int().unwrap_or(0);
-                out.push((t, rows::decode_activity(row)?));
+                let t = row[col]
+                    .as_int()
+                    .ok_or_else(|| Error::storage("malformed activity row"))?;
+                let id = crmkit_core::row::uuid(&row[0])?;
+                out.push((t, id, row));
             }
         }
-        out.sort_by_key(|a| (a.0, a.1.id));
-        Ok(out.into_iter().map(|x| x.1).collect())
+        out.sort_by_key(|x| (x.0, x.1));
+        let more = out.len() > limit as usize;
+        out.truncate(limit as usize);
+        let next_cursor = match (more, out.last()) {
+            (true, Some((t, id, _))) => Some(
+                AgendaCursor {
+                    fingerprint,
+                    position: (*t, *id),
+                }
+                .encode(),
+            ),
+            _ => None,
+        };
+        let items = out
+            .into_iter()
+            .map(|(_, _, row)| rows::decode_activity(row))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page {
+            items,
+            next_cursor,
+            total: None,
+        })
     }
 
     // ----- reminders -----

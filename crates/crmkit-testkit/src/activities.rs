@@ -1195,11 +1195,12 @@ pub async fn work_lists(store: &Store) -> CheckResult {
         "overdue tasks"
     );
     let agenda = a
-        .agenda(&f.rep, user(&f.rep), date(2027, 1, 5), 10)
+        .agenda(&f.rep, user(&f.rep), date(2027, 1, 5), None, 10)
         .await
         .at("agenda")?;
+    ensure!(agenda.next_cursor.is_none(), "the whole agenda fits a page");
     ensure_eq!(
-        ids(&agenda),
+        ids(&agenda.items),
         vec![allday.id, meet.id, today.id],
         "the day's agenda"
     );
@@ -1276,6 +1277,251 @@ pub async fn work_lists(store: &Store) -> CheckResult {
         .is_err(),
         "an inverted range is refused"
     );
+    Ok(())
+}
+
+/// The agenda of a day is keyset-paged: 7 open tasks and 6 meetings of one day, several
+/// at the same instant (tasks with meetings, an all-day task with a meeting at the day's
+/// start), come back in (instant, id) order across pages of any size without repeats or
+/// gaps; other days, other users, done, cancelled and deleted tasks, and calls are left
+/// out; a cursor of another agenda and a bad limit are Validation errors.
+pub async fn agenda_paging(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let a = &f.activities;
+    let day = date(2027, 3, 9);
+    // The users' zone is Europe/Berlin (UTC+1 in March before the switch): the day is
+    // [2027-03-08 23:00 UTC, 2027-03-09 23:00 UTC).
+    let at_min = |h: u32, m: u32| Utc.with_ymd_and_hms(2027, 3, 9, h, m, 0).unwrap();
+    let day_start = Utc.with_ymd_and_hms(2027, 3, 8, 23, 0, 0).unwrap();
+    let task_dues = [
+        at(at_min(9, 0)),
+        at(at_min(9, 0)),
+        at(at_min(9, 0)),
+        at(at_min(10, 30)),
+        at(at_min(10, 30)),
+        Some(Due::Date { date: day }),
+        at(at_min(22, 59)),
+    ];
+    let meeting_starts = [
+        at_min(9, 0),
+        at_min(9, 0),
+        at_min(10, 30),
+        day_start,
+        at_min(12, 0),
+        at_min(22, 30),
+    ];
+    let n_tasks = task_dues.len();
+    let mut inputs: Vec<(DateTime<Utc>, NewActivity)> = vec![];
+    for (i, due) in task_dues.into_iter().enumerate() {
+        let instant = match &due {
+            Some(Due::At { at, .. }) => *at,
+            _ => day_start,
+        };
+        inputs.push((instant, NewActivity::new(format!("task {i}"), task(due))));
+    }
+    for (i, start) in meeting_starts.into_iter().enumerate() {
+        let m = meeting(start, start + Duration::minutes(30));
+        inputs.push((start, NewActivity::new(format!("meeting {i}"), m)));
+    }
+    // Created meetings and tasks interleaved, so that at a shared instant neither kind's
+    // ids all come first.
+    let (tasks, meetings) = inputs.split_at(n_tasks);
+    let mut order: Vec<&(DateTime<Utc>, NewActivity)> = vec![];
+    for i in 0..tasks.len().max(meetings.len()) {
+        order.extend(meetings.get(i));
+        order.extend(tasks.get(i));
+    }
+    let mut expected: Vec<(DateTime<Utc>, crmkit_core::ActivityId)> = vec![];
+    for (instant, input) in order {
+        let x = a.create(&f.rep, input.clone()).await.at("agenda item")?;
+        expected.push((*instant, x.id));
+    }
+    expected.sort_by_key(|(t, id)| (*t, id.as_uuid()));
+    let expected: Vec<_> = expected.into_iter().map(|x| x.1).collect();
+
+    // Left out: the days around, a done, a cancelled and a deleted task, a call, and
+    // another user's tasks and meetings of that day.
+    let mk = |s: &str, d: ActivityDetails| NewActivity::new(s, d);
+    for (s, d) in [
+        (
+            "day before",
+            task(at(at_min(0, 0) - Duration::hours(1) - Duration::seconds(1))),
+        ),
+        ("day after", task(at(at_min(23, 0)))),
+        (
+            "all day after",
+            task(Some(Due::Date {
+                date: date(2027, 3, 10),
+            })),
+        ),
+        (
+            "meeting before",
+            meeting(
+                day_start - Duration::minutes(30),
+                day_start + Duration::minutes(30),
+            ),
+        ),
+        ("meeting after", meeting(at_min(23, 0), at_min(23, 30))),
+    ] {
+        a.create(&f.rep, mk(s, d)).await.at(s)?;
+    }
+    for status in [TaskStatus::Done, TaskStatus::Cancelled] {
+        let x = a
+            .create(&f.rep, mk("closed", task(at(at_min(9, 0)))))
+            .await
+            .at("closed task")?;
+        a.set_task_status(&f.rep, x.id, x.version, status)
+            .await
+            .at("close task")?;
+    }
+    let gone = a
+        .create(&f.rep, mk("deleted", task(at(at_min(9, 0)))))
+        .await
+        .at("deleted task")?;
+    a.delete(&f.rep, gone.id, gone.version)
+        .await
+        .at("delete task")?;
+    let mut c = call(Direction::Outbound, "+49 30 901820", "+49 30 901821");
+    if let ActivityDetails::Call(c) = &mut c {
+        c.started_at = at_min(9, 0);
+    }
+    a.create(&f.rep, mk("call", c)).await.at("call")?;
+    for i in 0..4 {
+        a.create(&f.rep2, mk("theirs", task(at(at_min(9, i)))))
+            .await
+            .at("rep2 task")?;
+    }
+    a.create(
+        &f.rep2,
+        mk("their meeting", meeting(at_min(9, 0), at_min(10, 0))),
+    )
+    .await
+    .at("rep2 meeting")?;
+
+    // Every page size gives the same order; pages are full but the last, and the cursor
+    // is given only when more items follow.
+    for limit in [3u32, 1, 2, 4, 12, 13, 14, 1000] {
+        let mut got = vec![];
+        let mut cursor: Option<String> = None;
+        for _ in 0..100 {
+            let page = a
+                .agenda(&f.rep, user(&f.rep), day, cursor.take(), limit)
+                .await
+                .at("agenda page")?;
+            let more = page.next_cursor.is_some();
+            ensure!(
+                page.items.len() <= limit as usize,
+                "an agenda page of limit {limit} has {} items",
+                page.items.len()
+            );
+            ensure!(
+                !more || page.items.len() == limit as usize,
+                "a page with a next cursor is full (limit {limit})"
+            );
+            got.extend(page.items.iter().map(|x| x.id));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        ensure_eq!(got, expected, "the agenda paged by {limit}");
+        if expected.len() % limit as usize == 0 {
+            // No empty trailing page: the page that ends the agenda has no cursor.
+            let pages = a
+                .agenda(&f.rep, user(&f.rep), day, None, limit)
+                .await
+                .at("first page")?;
+            ensure_eq!(
+                pages.next_cursor.is_some(),
+                expected.len() > limit as usize,
+                "a next cursor only when more follow (limit {limit})"
+            );
+        }
+    }
+    // A manager sees the same agenda of the rep.
+    let mut by_manager = vec![];
+    let mut cursor = None;
+    loop {
+        let p = a
+            .agenda(&f.manager, user(&f.rep), day, cursor, 5)
+            .await
+            .at("manager agenda")?;
+        by_manager.extend(p.items.iter().map(|x| x.id));
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    ensure_eq!(by_manager, expected, "the manager's view of the agenda");
+
+    // Cursors are tied to the agenda: the user and the day.
+    let theirs = a
+        .agenda(&f.manager, user(&f.rep2), day, None, 3)
+        .await
+        .at("rep2 agenda")?;
+    ensure_eq!(theirs.items.len(), 3, "rep2's first page");
+    let their_cursor = theirs
+        .next_cursor
+        .ok_or_else(|| Failure::new("rep2's agenda has more"))?;
+    expect_validation(
+        a.agenda(&f.manager, user(&f.rep), day, Some(their_cursor.clone()), 3)
+            .await,
+        "cursor",
+        "a cursor of another user's agenda",
+    )?;
+    expect_validation(
+        a.agenda(&f.rep, user(&f.rep), day, Some(their_cursor), 3)
+            .await,
+        "cursor",
+        "a cursor of another user's agenda, as the rep",
+    )?;
+    let first = a
+        .agenda(&f.rep, user(&f.rep), day, None, 3)
+        .await
+        .at("first page")?;
+    let mine = first
+        .next_cursor
+        .ok_or_else(|| Failure::new("the agenda has more"))?;
+    expect_validation(
+        a.agenda(
+            &f.rep,
+            user(&f.rep),
+            date(2027, 3, 10),
+            Some(mine.clone()),
+            3,
+        )
+        .await,
+        "cursor",
+        "a cursor of another day's agenda",
+    )?;
+    let other = setup(store).await?;
+    expect_validation(
+        other
+            .activities
+            .agenda(&other.rep, user(&f.rep), day, Some(mine.clone()), 3)
+            .await,
+        "cursor",
+        "a cursor of another tenant's agenda",
+    )?;
+    expect_validation(
+        a.agenda(&f.rep, user(&f.rep), day, Some("garbage".into()), 3)
+            .await,
+        "cursor",
+        "a malformed cursor",
+    )?;
+    let tampered = format!("{}0", mine);
+    expect_validation(
+        a.agenda(&f.rep, user(&f.rep), day, Some(tampered), 3).await,
+        "cursor",
+        "a tampered cursor",
+    )?;
+    for limit in [0, crmkit_core::query::MAX_LIMIT + 1] {
+        expect_validation(
+            a.agenda(&f.rep, user(&f.rep), day, None, limit).await,
+            "limit",
+            "a bad limit",
+        )?;
+    }
     Ok(())
 }
 
@@ -1416,6 +1662,7 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         concurrent_follow_up,
         timeline,
         work_lists,
+        agenda_paging,
         visibility_and_tenants,
         atomicity,
     ]

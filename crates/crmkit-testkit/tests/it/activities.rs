@@ -53,6 +53,7 @@ checks![
     concurrent_follow_up,
     timeline,
     work_lists,
+    agenda_paging,
     visibility_and_tenants,
     atomicity,
 ];
