@@ -35,6 +35,15 @@ fn crates_follow_the_layering() {
             "crmkit-activities",
             &["crmkit-core", "crmkit-contacts", "crmkit-pipeline"][..],
         ),
+        (
+            "crmkit-tickets",
+            &[
+                "crmkit-core",
+                "crmkit-contacts",
+                "crmkit-pipeline",
+                "crmkit-activities",
+            ][..],
+        ),
         ("crmkit-sql", &["crmkit-core"][..]),
         (
             "crmkit-testkit",
@@ -43,6 +52,7 @@ fn crates_follow_the_layering() {
                 "crmkit-contacts",
                 "crmkit-pipeline",
                 "crmkit-activities",
+                "crmkit-tickets",
                 "crmkit-sql",
             ][..],
         ),
