@@ -21,7 +21,9 @@ mod service;
 
 pub use inputs::*;
 pub use model::*;
-pub use service::{Activities, EVENT_KINDS, MAX_AUTO_LINKS, MAX_RELATED, MAX_SUBJECT, MAX_TEXT};
+pub use service::{
+    Activities, EVENT_KINDS, MAX_AUTO_LINKS, MAX_BATCH, MAX_RELATED, MAX_SUBJECT, MAX_TEXT,
+};
 
 use crmkit_core::store::SchemaStep;
 use crmkit_core::{Changeset, Migration, Module, Result};

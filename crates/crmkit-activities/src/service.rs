@@ -48,6 +48,8 @@ pub const MAX_TEXT: usize = 20_000;
 pub const MAX_RELATED: usize = 50;
 /// Most records a logged call is linked to automatically by its number.
 pub const MAX_AUTO_LINKS: u32 = 10;
+/// Most activities [`Activities::create_many`] takes in one batch.
+pub const MAX_BATCH: usize = 1000;
 
 fn key(id: ActivityId) -> Vec<Value> {
     vec![Value::Uuid(id.as_uuid())]
@@ -692,19 +694,119 @@ impl Activities {
     /// visible to the actor).
     pub async fn create(&self, ctx: &Ctx, input: NewActivity) -> Result<Activity> {
         ctx.actor().require_write("create activity")?;
-        let now = ctx.now();
         let mut errs = ValidationErrors::new();
-        errs.check(check_text("subject", &input.subject, MAX_SUBJECT, false));
-        let mut details = input.details;
-        Self::check_details(&mut errs, &mut details, now);
-        let mut related = self.check_related(ctx, &mut errs, &input.related).await?;
-        let owner = input.owner.unwrap_or(ctx.actor().user);
-        OwnerChecks::new()
-            .check(&self.store, ctx, &mut errs, owner, input.team)
+        let related = self.check_related(ctx, &mut errs, &input.related).await?;
+        let mut owners = OwnerChecks::new();
+        let built = self
+            .build(ctx, input, related, &mut owners, &mut errs)
             .await?;
         errs.into_result()?;
-        if let ActivityDetails::Email(e) = &details {
+        let Some(a) = built else {
+            return Err(Error::storage(
+                "an activity failed to build without a reason",
+            ));
+        };
+        if let ActivityDetails::Email(e) = &a.details {
             self.refuse_logged_email(ctx, &e.message_id).await?;
+        }
+        let mut out = self.commit_new(ctx, vec![a]).await?;
+        out.pop()
+            .ok_or_else(|| Error::storage("the created activity went missing"))
+    }
+
+    /// Creates up to [`MAX_BATCH`] activities in one atomic commit (an import, a sync
+    /// upload): all of them, with their follow-up rows, audit entries and events, or
+    /// none. Each input is checked as [`Activities::create`] checks it, and every bad field
+    /// of every input is reported at once, prefixed by its position (`[3].subject`,
+    /// `[0].related[1]`); a batch that is empty or too long is a Validation error on
+    /// `activities`. A Message-ID repeated inside the batch, or already logged, is a
+    /// Duplicate naming `message_id`. Each related record is looked up once per batch and
+    /// each record's follow-up row is written once.
+    pub async fn create_many(&self, ctx: &Ctx, inputs: Vec<NewActivity>) -> Result<Vec<Activity>> {
+        ctx.actor().require_write("create activities")?;
+        if inputs.is_empty() || inputs.len() > MAX_BATCH {
+            return Err(Error::validation(
+                "activities",
+                format!("a batch holds 1 to {MAX_BATCH} activities"),
+            ));
+        }
+        let mut errs = ValidationErrors::new();
+        // Each distinct related record is checked once.
+        let mut distinct: Vec<RecordRef> = vec![];
+        for r in inputs.iter().flat_map(|i| &i.related) {
+            if !distinct.contains(r) {
+                distinct.push(r.clone());
+            }
+        }
+        let mut bad: BTreeMap<RecordRef, String> = BTreeMap::new();
+        for r in &distinct {
+            let mut e = ValidationErrors::new();
+            self.check_related(ctx, &mut e, std::slice::from_ref(r))
+                .await?;
+            if let Some(first) = e.errors.into_iter().next() {
+                bad.insert(r.clone(), first.reason);
+            }
+        }
+        let mut owners = OwnerChecks::new();
+        let mut built = Vec::with_capacity(inputs.len());
+        let mut message_ids: BTreeSet<String> = BTreeSet::new();
+        for (i, input) in inputs.into_iter().enumerate() {
+            let mut e = ValidationErrors::new();
+            if input.related.len() > MAX_RELATED {
+                e.push("related", format!("at most {MAX_RELATED} records"));
+            }
+            let mut related = vec![];
+            for (j, r) in input.related.iter().enumerate() {
+                match bad.get(r) {
+                    Some(reason) => e.push(format!("related[{j}]"), reason.clone()),
+                    None if !related.contains(r) => related.push(r.clone()),
+                    None => {}
+                }
+            }
+            let a = self.build(ctx, input, related, &mut owners, &mut e).await?;
+            errs.extend_prefixed(&format!("[{i}]."), e);
+            if let Some(a) = a {
+                if let ActivityDetails::Email(m) = &a.details
+                    && !message_ids.insert(m.message_id.clone())
+                {
+                    return Err(Error::Duplicate {
+                        kind: ACTIVITY,
+                        field: "message_id".into(),
+                        existing: None,
+                    });
+                }
+                built.push(a);
+            }
+        }
+        errs.into_result()?;
+        for id in &message_ids {
+            self.refuse_logged_email(ctx, id).await?;
+        }
+        self.commit_new(ctx, built).await
+    }
+
+    /// Validates one input's fields (its related records already checked, into
+    /// `related`), adds the records its call's number links to, and builds the activity;
+    /// `None` when `errs` got an error.
+    async fn build(
+        &self,
+        ctx: &Ctx,
+        input: NewActivity,
+        mut related: Vec<RecordRef>,
+        owners: &mut OwnerChecks,
+        errs: &mut ValidationErrors,
+    ) -> Result<Option<Activity>> {
+        let now = ctx.now();
+        let before = errs.errors.len();
+        errs.check(check_text("subject", &input.subject, MAX_SUBJECT, false));
+        let mut details = input.details;
+        Self::check_details(errs, &mut details, now);
+        let owner = input.owner.unwrap_or(ctx.actor().user);
+        owners
+            .check(&self.store, ctx, errs, owner, input.team)
+            .await?;
+        if errs.errors.len() > before {
+            return Ok(None);
         }
         if let Some(n) = Self::external_number(&details) {
             for r in lookup::find(
@@ -724,7 +826,7 @@ impl Activities {
                 }
             }
         }
-        let a = Activity {
+        Ok(Some(Activity {
             id: ActivityId::new(),
             related,
             subject: input.subject,
@@ -735,12 +837,23 @@ impl Activities {
             updated_at: now,
             deleted_at: None,
             version: 1,
-        };
-        let s = self.staged(ctx, a).await?;
+        }))
+    }
+
+    /// Commits new activities in one changeset with the follow-up rows of their records.
+    async fn commit_new(&self, ctx: &Ctx, activities: Vec<Activity>) -> Result<Vec<Activity>> {
+        let mut staged = Vec::with_capacity(activities.len());
+        for a in activities {
+            staged.push(self.staged(ctx, a).await?);
+        }
         let mut cs = Changeset::new(ctx);
-        Self::insert_writes(&mut cs, &s);
-        let records: BTreeSet<RecordRef> = s.activity.related.iter().cloned().collect();
-        self.commit_tracked(ctx, cs, &records, &[&s])
+        let mut records: BTreeSet<RecordRef> = BTreeSet::new();
+        for s in &staged {
+            Self::insert_writes(&mut cs, s);
+            records.extend(s.activity.related.iter().cloned());
+        }
+        let refs: Vec<&Staged> = staged.iter().collect();
+        self.commit_tracked(ctx, cs, &records, &refs)
             .await
             .map_err(|e| match e {
                 Error::Duplicate { kind, .. } if kind.as_str() == ACTIVITY_TABLE => {
@@ -752,7 +865,7 @@ impl Activities {
                 }
                 e => e,
             })?;
-        Ok(s.activity)
+        Ok(staged.into_iter().map(|s| s.activity).collect())
     }
 
     async fn refuse_logged_email(&self, ctx: &Ctx, message_id: &str) -> Result<()> {

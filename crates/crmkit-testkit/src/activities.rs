@@ -1628,6 +1628,141 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// A batch is created whole (activities, follow-up rows once per record, events) or not
+/// at all: every bad field of every input is named with its position, repeated
+/// Message-IDs are Duplicates, and a fault at any write leaves nothing.
+pub async fn batch_create(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let a = &f.activities;
+    let c1 = contact(&f, &f.rep, None).await?;
+    let c2 = contact(&f, &f.rep, None).await?;
+    let tables = [ACTIVITY_TABLE, RELATION_TABLE, FOLLOWUP_TABLE];
+    let snapshot = || async {
+        let mut v = vec![];
+        for t in tables {
+            v.push(count(store, &f.admin, t).await?);
+        }
+        CheckResult::Ok(v)
+    };
+    let before = snapshot().await?;
+    let good = || {
+        vec![
+            NewActivity::new("n1", note(user(&f.rep), "one")).related_to(c1.clone()),
+            NewActivity::new("mail", email("<b1@example.com>"))
+                .related_to(c1.clone())
+                .related_to(c2.clone()),
+            NewActivity::new("call back", task(at(t(2027, 4, 2, 9)))).related_to(c2.clone()),
+            NewActivity::new("earlier", task(at(t(2027, 4, 1, 9)))).related_to(c2.clone()),
+        ]
+    };
+
+    // Bad input anywhere: every field named by position, nothing written.
+    let mut bad = good();
+    bad[1].subject = "x".repeat(crmkit_activities::MAX_SUBJECT + 1);
+    bad.push(
+        NewActivity::new("x", note(user(&f.rep), "y"))
+            .related_to(RecordRef::new(RecordKind::CONTACT, uuid::Uuid::now_v7())),
+    );
+    if let ActivityDetails::Task(tk) = &mut bad[3].details {
+        tk.due = Some(Due::At {
+            at: t(2027, 4, 1, 9),
+            time_zone: "Mars/Olympus".into(),
+        });
+    }
+    match a.create_many(&f.rep, bad).await {
+        Err(Error::Validation(v)) => {
+            for field in ["[1].subject", "[4].related[0]", "[3].due.time_zone"] {
+                ensure!(v.has(field), "{field} named in {v}");
+            }
+        }
+        other => return Err(Failure::new(format!("bad batch: {other:?}"))),
+    }
+    ensure_eq!(snapshot().await?, before, "a bad batch writes nothing");
+    expect_validation(
+        a.create_many(&f.rep, vec![]).await,
+        "activities",
+        "empty batch",
+    )?;
+    let many = (0..=crmkit_activities::MAX_BATCH)
+        .map(|i| NewActivity::new(format!("n{i}"), note(user(&f.rep), "x")))
+        .collect();
+    expect_validation(a.create_many(&f.rep, many).await, "activities", "too long")?;
+    let mut twice = good();
+    twice.push(NewActivity::new("again", email("<b1@example.com>")));
+    ensure!(
+        matches!(
+            a.create_many(&f.rep, twice).await,
+            Err(Error::Duplicate { ref field, .. }) if field == "message_id"
+        ),
+        "a Message-ID twice in one batch is a Duplicate"
+    );
+    ensure_eq!(
+        snapshot().await?,
+        before,
+        "a duplicate batch writes nothing"
+    );
+
+    // A fault at every write leaves nothing; then the batch goes through whole.
+    let seq0 = store
+        .events_since(&f.admin, 0, 1000)
+        .await
+        .at("events")?
+        .len();
+    let mut n = 0;
+    let created = loop {
+        store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
+        let r = a.create_many(&f.rep, good()).await;
+        store.backend().inject_fault(None);
+        match r {
+            Err(Error::Storage { .. }) => {
+                ensure_eq!(snapshot().await?, before, "nothing written at write {n}");
+                n += 1;
+            }
+            Ok(x) => break x,
+            Err(e) => return Err(Failure::new(format!("write {n}: {e:?}"))),
+        }
+        ensure!(n < 200, "too many writes");
+    };
+    ensure!(n > 8, "the batch has many writes ({n})");
+    ensure_eq!(created.len(), 4, "four created");
+    for x in &created {
+        let got = a.get(&f.rep, x.id).await.at("get")?;
+        ensure_eq!(&got, x, "stored as returned");
+    }
+    let events = store.events_since(&f.admin, 0, 1000).await.at("events")?;
+    ensure_eq!(
+        events[seq0..]
+            .iter()
+            .filter(|e| e.kind == "activity.created")
+            .count(),
+        4,
+        "one created event per activity"
+    );
+    let fu2 = a.follow_up(&f.rep, &c2).await.at("follow up c2")?;
+    ensure_eq!(
+        fu2.next_activity,
+        Some(created[3].id),
+        "c2's next is the earlier task"
+    );
+    let fu1 = a.follow_up(&f.rep, &c1).await.at("follow up c1")?;
+    ensure!(
+        fu1.last_activity_at.is_some() && fu1.next_activity.is_none(),
+        "c1 was contacted, nothing planned: {fu1:?}"
+    );
+    ensure!(
+        matches!(
+            a.create_many(
+                &f.rep,
+                vec![NewActivity::new("m", email("<b1@example.com>"))]
+            )
+            .await,
+            Err(Error::Duplicate { .. })
+        ),
+        "a Message-ID logged before is a Duplicate in a batch too"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
@@ -1648,7 +1783,8 @@ macro_rules! check_list {
     };
 }
 
-/// Every check of this module by name. [`atomicity`] injects faults into the backend:
+/// Every check of this module by name. [`atomicity`] and [`batch_create`] inject faults
+/// into the backend:
 /// run it alone.
 pub fn checks() -> Vec<(&'static str, CheckFn)> {
     check_list![
@@ -1665,5 +1801,6 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         agenda_paging,
         visibility_and_tenants,
         atomicity,
+        batch_create,
     ]
 }

@@ -56,4 +56,5 @@ checks![
     agenda_paging,
     visibility_and_tenants,
     atomicity,
+    batch_create,
 ];
