@@ -2,14 +2,16 @@
 //! same schema, and their ratio.
 //!
 //! `cargo bench --bench activities`. Sizes:
-//! - CRMKIT_BENCH_APPENDS, default 100 000 activities appended on SQLite. The activities
-//!   API has no staging (batch) entry point, so crmkit appends with one `create` (one
-//!   changeset) per activity; when the first 200 000 show that 1M would take more than two
-//!   minutes, the run stops at 200 000 and says so. The baseline inserts the same rows
-//!   (activity, relation, follow-up, audit, event) in transactions of 1000, and, on a
-//!   second line, one transaction per activity.
-//! - CRMKIT_BENCH_TIMELINE, default 100 000 entries on the big record (10 on the small
-//!   one), seeded through `create`.
+//! - CRMKIT_BENCH_APPENDS, default 1 000 000 notes appended on SQLite through
+//!   `create_many` in batches of 1000 (one changeset each), over 100 contacts. The baseline
+//!   writes the same rows in transactions of 1000: per note the activity, its relation,
+//!   an audit entry and an event (from the tenant's sequence); per contact and batch one
+//!   follow-up update.
+//! - CRMKIT_BENCH_SINGLE, default 20 000 notes appended with one `create` (one commit)
+//!   each, next to the baseline with one transaction per note.
+//! - CRMKIT_BENCH_TIMELINE, default 100 000 entries on the big record, seeded in batches;
+//!   the newest-50 read is compared with records of 10 and 50 entries, and the newest-10
+//!   read with the 10-entry record (equal result sizes).
 //! - CRMKIT_BENCH_REMINDERS, default 1 000 000 pending reminders: 1000 added through
 //!   `add_reminder`, the rest inserted as rows of the same shape (one `add_reminder` per
 //!   commit is too slow for a million); 1% of them due.
@@ -143,9 +145,26 @@ fn note(ctx: &Ctx, i: usize, related: &RecordRef) -> NewActivity {
 }
 
 /// The rows one note `create` writes, inserted directly: the activity, its relation, the
-/// follow-up row of its record (upserted), one audit entry and one event (with the
-/// tenant's event sequence).
+/// follow-up row of its record, one audit entry and one event (with the tenant's event
+/// sequence).
 fn raw_note(tx: &rusqlite::Transaction<'_>, tenant: &str, ctx: &Ctx, i: usize, r: &RecordRef) {
+    raw_note_rows(tx, tenant, ctx, i, r);
+    raw_followup(tx, tenant, r, Utc::now().timestamp_micros());
+}
+
+/// What a follow-up update writes: the record's last activity, versioned.
+fn raw_followup(tx: &rusqlite::Transaction<'_>, tenant: &str, r: &RecordRef, micros: i64) {
+    tx.prepare_cached(
+        "UPDATE activities_followup SET last_activity_at = ?, quiet_since = ?, version = version + 1 \
+         WHERE tenant_id = ? AND record_kind = 'contact' AND record_id = ?",
+    )
+    .unwrap()
+    .execute(params![micros, micros, tenant, r.id.to_string()])
+    .unwrap();
+}
+
+/// The per-note rows: activity, relation, audit entry, event.
+fn raw_note_rows(tx: &rusqlite::Transaction<'_>, tenant: &str, ctx: &Ctx, i: usize, r: &RecordRef) {
     let now = Utc::now();
     let micros = now.timestamp_micros();
     let a = Activity {
@@ -189,13 +208,6 @@ fn raw_note(tx: &rusqlite::Transaction<'_>, tenant: &str, ctx: &Ctx, i: usize, r
     .unwrap()
     .execute(params![tenant, id, record, micros, micros])
     .unwrap();
-    tx.prepare_cached(
-        "INSERT INTO activities_followup (tenant_id, record_kind, record_id, last_activity_at, next_activity_at, next_activity_id, version) VALUES (?, 'contact', ?, ?, NULL, NULL, 1) \
-         ON CONFLICT (tenant_id, record_kind, record_id) DO UPDATE SET last_activity_at = max(coalesce(last_activity_at, 0), excluded.last_activity_at), version = version + 1",
-    )
-    .unwrap()
-    .execute(params![tenant, record, micros])
-    .unwrap();
     let snapshot = serde_json::to_string(&a).unwrap();
     tx.prepare_cached(
         "INSERT INTO crm_audit (tenant_id, id, at, actor, record_kind, record_id, field, old_value, new_value) VALUES (?, ?, ?, ?, 'activity', ?, '*', NULL, ?)",
@@ -219,72 +231,71 @@ fn raw_note(tx: &rusqlite::Transaction<'_>, tenant: &str, ctx: &Ctx, i: usize, r
 }
 
 async fn appends(out: &mut Vec<Line>) {
-    let asked = env_usize("CRMKIT_BENCH_APPENDS", 100_000);
+    let n = env_usize("CRMKIT_BENCH_APPENDS", 1_000_000);
     let db = TempDb::new("appends");
     let crm = Crm::open(&db.url()).await.unwrap();
     let ctx = setup(&crm).await;
     let records = contacts(&crm, &ctx, 100).await;
     let acts = crm.activities();
 
-    let mut n = asked;
     let t = Instant::now();
-    let mut i = 0;
-    while i < n {
-        acts.create(&ctx, note(&ctx, i, &records[i % records.len()]))
-            .await
-            .unwrap();
-        i += 1;
-        if i == 200_000 && n > 200_000 {
-            let projected = t.elapsed().mul_f64(n as f64 / 200_000.0);
-            if projected > Duration::from_secs(120) {
-                println!(
-                    "appends: {asked} would take about {projected:.0?} through the API; stopping at 200 000"
-                );
-                n = 200_000;
-            }
-        }
+    let mut done = 0;
+    while done < n {
+        let end = (done + 1000).min(n);
+        let batch = (done..end)
+            .map(|i| note(&ctx, i, &records[i % records.len()]))
+            .collect();
+        acts.create_many(&ctx, batch).await.unwrap();
+        done = end;
     }
     let crmkit_time = t.elapsed();
-    println!("appends: crmkit created {n} notes in {crmkit_time:.1?}");
+    println!("appends: crmkit created {n} notes in batches of 1000 in {crmkit_time:.1?}");
 
     let conn = db.connect();
     let tenant = ctx.tenant().to_string();
-    let mut raw_batched = Duration::ZERO;
+    let t = Instant::now();
     let mut done = 0;
     while done < n {
-        let t = Instant::now();
+        let end = (done + 1000).min(n);
         let tx = conn.unchecked_transaction().unwrap();
-        for i in done..(done + 1000).min(n) {
-            raw_note(&tx, &tenant, &ctx, i, &records[i % records.len()]);
+        for i in done..end {
+            raw_note_rows(&tx, &tenant, &ctx, i, &records[i % records.len()]);
+        }
+        let now = Utc::now().timestamp_micros();
+        for r in records.iter().take(end - done) {
+            raw_followup(&tx, &tenant, r, now);
         }
         tx.commit().unwrap();
-        raw_batched += t.elapsed();
-        done = (done + 1000).min(n);
+        done = end;
     }
-    let single = n.min(100_000);
+    let raw_batched = t.elapsed();
+    out.push(Line {
+        workload: format!("append {n} notes, batches of 1000, SQLite"),
+        crmkit: crmkit_time,
+        raw: Some(raw_batched),
+        baseline: "raw, 1000 per tx",
+        target: "report",
+    });
+
+    let single = env_usize("CRMKIT_BENCH_SINGLE", 20_000);
+    let t = Instant::now();
+    for i in 0..single {
+        acts.create(&ctx, note(&ctx, i, &records[i % records.len()]))
+            .await
+            .unwrap();
+    }
+    let crmkit_single = t.elapsed();
     let t = Instant::now();
     for i in 0..single {
         let tx = conn.unchecked_transaction().unwrap();
         raw_note(&tx, &tenant, &ctx, i, &records[i % records.len()]);
         tx.commit().unwrap();
     }
-    let raw_single = t.elapsed().mul_f64(n as f64 / single as f64);
     out.push(Line {
-        workload: format!("append {n} notes (1 per create) on SQLite"),
-        crmkit: crmkit_time,
-        raw: Some(raw_batched),
-        baseline: "raw, 1000 per tx",
-        target: "report",
-    });
-    out.push(Line {
-        workload: format!("append {n} notes (1 per create) on SQLite"),
-        crmkit: crmkit_time,
-        raw: Some(raw_single),
-        baseline: if single < n {
-            "raw, 1 per tx (scaled)"
-        } else {
-            "raw, 1 per tx"
-        },
+        workload: format!("append {single} notes, 1 per create, SQLite"),
+        crmkit: crmkit_single,
+        raw: Some(t.elapsed()),
+        baseline: "raw, 1 per tx",
         target: "report",
     });
 }
@@ -294,35 +305,46 @@ async fn timeline(out: &mut Vec<Line>) {
     let db = TempDb::new("timeline");
     let crm = Crm::open(&db.url()).await.unwrap();
     let ctx = setup(&crm).await;
-    let recs = contacts(&crm, &ctx, 2).await;
-    let (big, small) = (&recs[0], &recs[1]);
+    let recs = contacts(&crm, &ctx, 3).await;
+    let (big, small, mid) = (&recs[0], &recs[1], &recs[2]);
     let acts = crm.activities();
     let t = Instant::now();
-    for i in 0..big_n {
-        acts.create(&ctx, note(&ctx, i, big)).await.unwrap();
-        if i < 10 {
-            acts.create(&ctx, note(&ctx, i, small)).await.unwrap();
-        }
+    let mut done = 0;
+    while done < big_n {
+        let end = (done + 1000).min(big_n);
+        let batch = (done..end).map(|i| note(&ctx, i, big)).collect();
+        acts.create_many(&ctx, batch).await.unwrap();
+        done = end;
+    }
+    // Each record also has its contact.created event: 10 and 50 entries in all.
+    for i in 0..9 {
+        acts.create(&ctx, note(&ctx, i, small)).await.unwrap();
+    }
+    for i in 0..49 {
+        acts.create(&ctx, note(&ctx, i, mid)).await.unwrap();
     }
     println!(
-        "timeline: seeded {big_n} + 10 notes through the API in {:.1?}",
+        "timeline: seeded {big_n} + 9 + 49 notes through the API in {:.1?}",
         t.elapsed()
     );
-    let read = |r: &RecordRef| {
+    let read = |r: &RecordRef, limit: u32| {
         let (acts, ctx, r) = (acts.clone(), ctx.clone(), r.clone());
         async move {
             let mut times = vec![];
-            for _ in 0..21 {
+            for _ in 0..41 {
                 let t = Instant::now();
-                let page = acts.timeline(&ctx, &r, None, 50).await.unwrap();
+                let page = acts.timeline(&ctx, &r, None, limit).await.unwrap();
                 times.push(t.elapsed());
                 std::hint::black_box(page);
             }
             median(times)
         }
     };
-    let big_t = read(big).await;
-    let small_t = read(small).await;
+    let big_t = read(big, 50).await;
+    let small_t = read(small, 50).await;
+    let mid_t = read(mid, 50).await;
+    let big10 = read(big, 10).await;
+    let small10 = read(small, 10).await;
     let conn = db.connect();
     let tenant = ctx.tenant().to_string();
     let mut raw = vec![];
@@ -375,7 +397,21 @@ async fn timeline(out: &mut Vec<Line>) {
         workload: format!("newest-50 timeline, record with {big_n} entries"),
         crmkit: big_t,
         raw: Some(small_t),
-        baseline: "crmkit, 10 entries",
+        baseline: "crmkit, 10 entries (returns 10)",
+        target: "report",
+    });
+    out.push(Line {
+        workload: format!("newest-50 timeline, record with {big_n} entries"),
+        crmkit: big_t,
+        raw: Some(mid_t),
+        baseline: "crmkit, 50 entries (returns 50)",
+        target: "<= 2",
+    });
+    out.push(Line {
+        workload: format!("newest-10 timeline, record with {big_n} entries"),
+        crmkit: big10,
+        raw: Some(small10),
+        baseline: "crmkit, 10 entries (returns 10)",
         target: "<= 2",
     });
     out.push(Line {

@@ -11,11 +11,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone, Utc, Weekday};
 use crmkit::activities::{
-    ActivityDetails, Call, CallOutcome, Direction, Due, Frequency, Meeting, NewActivity, Priority,
-    Recurrence, RecurrenceEnd, Task, TaskStatus, TimelineEntry,
+    ActivityDetails, Call, CallOutcome, Direction, Due, Frequency, Meeting, NewActivity, Note,
+    Priority, Recurrence, RecurrenceEnd, Task, TaskStatus, TimelineEntry,
 };
 use crmkit::contacts::{NewContact, PhoneInput};
-use crmkit::{Actor, Crm, Ctx, Error, ManualClock, RecordRef, Role, TenantId, UserId, UserInput};
+use crmkit::pipeline::deal::NewDeal;
+use crmkit::{
+    Actor, Crm, Ctx, Error, ManualClock, Money, RecordKind, RecordRef, Role, TenantId, UserId,
+    UserInput,
+};
 
 /// The rep works in Tokyo (no daylight saving time, so a fixed offset displays it).
 const TIME_ZONE: &str = "Asia/Tokyo";
@@ -296,5 +300,98 @@ async fn main() -> Result<(), Error> {
             }
         }
     }
+
+    // A deal with Ada: its timeline merges its activities with its stage moves.
+    let deals = crm.deals();
+    let pipeline = deals.ensure_default_pipeline(&ctx).await?;
+    let mut input = NewDeal::new("Analytical Engine licence", pipeline.id);
+    input.amount = Some(Money::parse("48000", "GBP")?);
+    let deal = deals.create_deal(&ctx, input).await?;
+    let deal_ref = RecordRef::from(deal.id);
+    clock.advance(Duration::minutes(10));
+    acts.create(
+        &ctx,
+        NewActivity::new(
+            "Pricing agreed on the call",
+            ActivityDetails::Note(Note {
+                body: "List price, 10% off.".into(),
+                pinned: false,
+                author: rep,
+            }),
+        )
+        .related_to(deal_ref.clone())
+        .related_to(ada_ref.clone()),
+    )
+    .await?;
+    clock.advance(Duration::minutes(10));
+    let proposal_stage = pipeline
+        .stages
+        .iter()
+        .find(|s| s.name == "Proposal")
+        .map(|s| s.id)
+        .unwrap_or(deal.stage);
+    deals
+        .move_deal(&ctx, deal.id, deal.version, proposal_stage, None)
+        .await?;
+    println!(
+        "
+timeline of deal {:?} (newest first):",
+        deal.title
+    );
+    for e in acts.timeline(&ctx, &deal_ref, None, 50).await?.items {
+        match &e {
+            TimelineEntry::Activity { activity } => {
+                println!("  {}  activity  {}", local(e.at()), describe(activity))
+            }
+            TimelineEntry::Event { event } => {
+                println!("  {}  event     {}", local(e.at()), event.kind)
+            }
+        }
+    }
+
+    // Follow-up lists (for managers): records with no next step, including records that
+    // never had an activity, and contacts nobody talked to since this morning.
+    let charles = crm
+        .contacts()
+        .create_contact(&ctx, NewContact::named("Charles", "Babbage"))
+        .await?;
+    clock.advance(Duration::minutes(1));
+    let no_next = acts
+        .without_next_activity(&ctx, &RecordKind::DEAL, None, 50)
+        .await?;
+    println!(
+        "
+deals without a next step: {}",
+        no_next.items.len()
+    );
+    for f in &no_next.items {
+        println!(
+            "  deal {} (last activity {:?})",
+            f.record.id,
+            f.last_activity_at.map(local)
+        );
+    }
+    let quiet = acts
+        .stale_records(&ctx, &RecordKind::CONTACT, ctx.now(), None, 50)
+        .await?;
+    println!("contacts not contacted since {}:", local(ctx.now()));
+    for f in &quiet.items {
+        let name = crm
+            .contacts()
+            .get_contact(&ctx, crmkit::core::ContactId::from_uuid(f.record.id))
+            .await?
+            .full_name();
+        let last = match f.last_activity_at {
+            Some(t) => format!("last activity {}", local(t)),
+            None => "never contacted".into(),
+        };
+        println!("  {name}: {last}");
+    }
+    assert!(
+        quiet
+            .items
+            .iter()
+            .any(|f| f.record.id == charles.id.as_uuid())
+    );
     Ok(())
 }

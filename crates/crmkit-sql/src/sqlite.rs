@@ -42,15 +42,20 @@ pub struct SqliteBackend {
     path: Option<String>,
     next_reader: AtomicUsize,
     fault: StdMutex<Option<Fault>>,
-    commits: AtomicUsize,
+    /// Commits and rows written since the last `PRAGMA optimize`.
+    since_optimize: StdMutex<(usize, usize)>,
 }
 
 /// Commits between two `PRAGMA optimize` runs on the writer. Without statistics SQLite's
 /// planner walks a table's primary key to satisfy an ORDER BY + LIMIT even where an index
 /// on the filtered columns is far cheaper (a record's newest events: a scan of every event
 /// of the tenant instead of an index range); `PRAGMA optimize` keeps `sqlite_stat1`
-/// current, with `analysis_limit` bounding its cost.
+/// current, with `analysis_limit` bounding its cost. It runs after this many commits, or
+/// after [`OPTIMIZE_ROWS`] rows, whichever comes first (batched imports write many rows in
+/// few commits).
 const OPTIMIZE_EVERY: usize = 1000;
+/// Rows written between two `PRAGMA optimize` runs at most.
+const OPTIMIZE_ROWS: usize = 20_000;
 
 impl std::fmt::Debug for SqliteBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -220,7 +225,7 @@ impl SqliteBackend {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
-            commits: AtomicUsize::new(0),
+            since_optimize: StdMutex::new((0, 0)),
             stats_generation: AtomicUsize::new(0),
             path: target.clone(),
             fault: StdMutex::new(None),
@@ -505,10 +510,21 @@ impl Backend for SqliteBackend {
             conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
             let r = self.commit_in(&conn, &changeset, fault);
             let r = finish(&conn, r);
-            if r.is_ok()
-                && self.commits.fetch_add(1, Ordering::Relaxed) % OPTIMIZE_EVERY
-                    == OPTIMIZE_EVERY - 1
-            {
+            let rows = changeset.writes.len() + changeset.audit.len() + changeset.events.len();
+            let due = r.is_ok() && {
+                let mut since = self
+                    .since_optimize
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                since.0 += 1;
+                since.1 += rows;
+                let due = since.0 >= OPTIMIZE_EVERY || since.1 >= OPTIMIZE_ROWS;
+                if due {
+                    *since = (0, 0);
+                }
+                due
+            };
+            if due {
                 // Statistics are advisory: a failure here does not fail the commit.
                 if conn.execute_batch("PRAGMA optimize;").is_ok() {
                     self.stats_generation.fetch_add(1, Ordering::Release);
