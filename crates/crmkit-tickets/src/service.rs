@@ -204,7 +204,8 @@ fn moved(old: &Ticket, to: TicketStatus, now: DateTime<Utc>) -> Ticket {
     t
 }
 
-/// A history entry of the change `old` -> `new` (the ticket's new version orders it).
+/// A history entry of the change `old` -> `new` (the ticket's new version orders it; the
+/// entry's time is the ticket's new `updated_at`).
 fn history(
     ctx: &Ctx,
     kind: HistoryKind,
@@ -223,7 +224,7 @@ fn history(
         assignee: new.assignee,
         queue: new.queue,
         reason,
-        at: ctx.now(),
+        at: new.updated_at,
         actor: Some(ctx.actor().user),
     }
 }
@@ -733,8 +734,9 @@ impl Tickets {
                 ),
             ));
         }
-        let mut new = moved(&old, to, ctx.now());
-        new.updated_at = ctx.now();
+        let now = ctx.now();
+        let mut new = moved(&old, to, now);
+        new.updated_at = now;
         new.version = old.version + 1;
         let mut cs = Changeset::new(ctx);
         let changed = self
