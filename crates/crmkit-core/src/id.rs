@@ -171,6 +171,8 @@ impl RecordKind {
     pub const LEAD: RecordKind = RecordKind(Cow::Borrowed("lead"));
     /// A deal.
     pub const DEAL: RecordKind = RecordKind(Cow::Borrowed("deal"));
+    /// A support ticket.
+    pub const TICKET: RecordKind = RecordKind(Cow::Borrowed("ticket"));
     /// A user of the directory.
     pub const USER: RecordKind = RecordKind(Cow::Borrowed("user"));
     /// A team of the directory.

@@ -1,15 +1,87 @@
 //! # crmkit-tickets
 //!
-//! Tickets for crmkit. This part is the pure business-time core the ticket SLAs are built
-//! on:
+//! Customer-service tickets for crmkit, composed after contacts and activities (the
+//! [`TicketsModule`] declares both).
 //!
+//! * [`Tickets`]: the API. Tickets have a per-tenant human number (unique and increasing,
+//!   claimed through a unique index, safe under concurrent creates), a subject and
+//!   description, a status with a fixed transition table (see [`TicketStatus`]), a
+//!   priority, a channel, a requester contact (or only a requester phone, for callers not
+//!   yet known), an organization, an assignee and a queue (record-level access: a Rep
+//!   sees the tickets assigned to them and those in their teams' queues), tags, custom
+//!   fields, an append-only status and priority history, public replies and internal
+//!   notes with attachment metadata (the first public agent reply records
+//!   `first_response_at`), escalation, and one satisfaction rating per solve. Every
+//!   command validates every field at once (a Validation error naming each bad field,
+//!   nothing written), checks access, and commits one changeset with its audit entries
+//!   and events (`ticket.created`, `ticket.updated`, `ticket.status_changed`,
+//!   `ticket.commented`, `ticket.escalated`, `ticket.rated`, `ticket.deleted`,
+//!   `ticket.restored`).
 //! * [`calendar`]: [`BusinessCalendar`](calendar::BusinessCalendar), a time zone with weekly
 //!   working hours and dated exceptions (holidays, extra working days), and business-time
 //!   arithmetic that is exact across daylight-saving changes;
 //! * [`clock`]: [`SlaClock`](clock::SlaClock), a value that counts business minutes towards
 //!   a target and pauses while a ticket waits on the customer or is on hold.
 //!
-//! Both are plain values: no storage, no clock reads; every instant is passed in.
+//! The calendar and the clock are plain values: no storage, no clock reads; every instant
+//! is passed in. SLA policies will connect them to tickets through one private hook of the
+//! service that every ticket-writing command calls inside its changeset (see the crate's
+//! `service.rs`, `Tickets::stage_sla`).
+//!
+//! ```
+//! use crmkit_contacts::{Contacts, ContactsModule, NewContact};
+//! use crmkit_core::memory::MemoryBackend;
+//! use crmkit_core::{Actor, Ctx, Modules, Role, Store, TenantId, UserId, UserInput};
+//! use crmkit_tickets::{NewComment, NewTicket, TicketStatus, Tickets, TicketsModule};
+//!
+//! let modules = Modules::builder()
+//!     .add(ContactsModule)
+//!     .add(crmkit_pipeline::PipelineModule)
+//!     .add(crmkit_activities::ActivitiesModule)
+//!     .add(TicketsModule)
+//!     .build()?;
+//! let store = Store::new(MemoryBackend::new(modules.schema().as_ref().clone()), modules);
+//! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! rt.block_on(async {
+//!     let agent = UserId::new();
+//!     let ctx = Ctx::new(TenantId::new(), Actor::new(agent, [Role::Admin], []))?;
+//!     store
+//!         .directory()
+//!         .put_user(&ctx, UserInput {
+//!             id: agent,
+//!             name: "Ada".into(),
+//!             email: "ada@example.com".into(),
+//!             roles: vec![Role::Admin],
+//!             teams: vec![],
+//!             active: true,
+//!             time_zone: "Europe/Berlin".into(),
+//!         })
+//!         .await?;
+//!     let grace = Contacts::new(&store)?
+//!         .create_contact(&ctx, NewContact::named("Grace", "Hopper"))
+//!         .await?;
+//!     let tickets = Tickets::new(&store)?;
+//!     let t = tickets
+//!         .create(&ctx, NewTicket::new("Printer on fire", grace.id).tag("Hardware"))
+//!         .await?;
+//!     assert_eq!((t.number, t.status), (1, TicketStatus::New));
+//!     assert_eq!(t.tags, ["hardware"]);
+//!     // The first public reply by an agent records the first response and opens it.
+//!     let c = tickets.comment(&ctx, t.id, NewComment::reply("On our way")).await?;
+//!     assert_eq!(c.ticket.status, TicketStatus::Open);
+//!     assert!(c.ticket.first_response_at.is_some());
+//!     let solved = tickets
+//!         .set_status(&ctx, t.id, c.ticket.version, TicketStatus::Solved)
+//!         .await?;
+//!     tickets.rate(&ctx, t.id, 5, Some("Fast!".into())).await?;
+//!     assert_eq!(tickets.history(&ctx, t.id).await?.len(), 3);
+//!     assert_eq!(solved.solve_count, 1);
+//!     Ok::<(), crmkit_core::Error>(())
+//! })?;
+//! # Ok::<(), crmkit_core::Error>(())
+//! ```
+//!
+//! The business-time core on its own:
 //!
 //! ```
 //! use chrono::{NaiveDate, TimeZone, Utc};
@@ -37,3 +109,48 @@
 
 pub mod calendar;
 pub mod clock;
+pub mod inputs;
+pub mod model;
+pub mod rows;
+mod service;
+
+pub use inputs::*;
+pub use model::*;
+pub use rows::TICKET_FIELDS;
+pub use service::{
+    EVENT_KINDS, MAX_ATTACHMENTS, MAX_PHONE, MAX_RATING_COMMENT, MAX_REASON, MAX_SUBJECT,
+    MAX_TAG_LEN, MAX_TAGS, MAX_TEXT, Tickets, normalize_tag, tag_filter,
+};
+
+use crmkit_core::store::SchemaStep;
+use crmkit_core::{Migration, Module};
+
+/// The tickets module: its tables (tickets, history, comments, satisfaction) and event
+/// kinds. Composed after contacts and activities.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TicketsModule;
+
+impl Module for TicketsModule {
+    fn name(&self) -> &'static str {
+        "tickets"
+    }
+
+    fn dependencies(&self) -> Vec<&'static str> {
+        vec!["contacts", "activities"]
+    }
+
+    fn migrations(&self) -> Vec<Migration> {
+        vec![Migration {
+            version: 1,
+            description: "tickets, status history, comments, satisfaction ratings",
+            steps: rows::tables()
+                .into_iter()
+                .map(SchemaStep::CreateTable)
+                .collect(),
+        }]
+    }
+
+    fn event_kinds(&self) -> Vec<&'static str> {
+        EVENT_KINDS.to_vec()
+    }
+}

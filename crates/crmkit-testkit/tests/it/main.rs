@@ -9,3 +9,4 @@ mod pipeline_deals;
 mod pipeline_leads;
 mod self_test;
 mod storage;
+mod tickets;

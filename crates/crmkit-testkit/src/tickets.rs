@@ -1,0 +1,1314 @@
+//! Conformance checks of tickets (`crmkit_tickets`) on any backend.
+//!
+//! Every check is an `async fn(&Store) -> CheckResult` over a store composed with core,
+//! contacts, pipeline, activities and [`crmkit_tickets::TicketsModule`] (see [`modules`]).
+//! Each check makes its own fresh random tenant(s) with [`setup`], so checks can share one
+//! database. [`checks`] lists them by name.
+//!
+//! [`atomicity`] injects faults into the backend, which affects every commit of that
+//! backend: do not run it concurrently with other checks on the same store.
+//! [`concurrent_numbering`] spawns tokio tasks: run the suite on a multi-thread runtime.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use crmkit_contacts::{ContactsModule, NewContact, NewOrganization};
+use crmkit_core::event::{AUDIT_TABLE, EVENTS_TABLE};
+use crmkit_core::store::{Cond, Fault};
+use crmkit_core::{
+    ContactId, Ctx, CustomFieldDef, CustomFieldId, CustomFieldType, CustomValue, Error, Filter,
+    ManualClock, Modules, OrganizationId, Query, RecordKind, RecordRef, Store, TicketId, UserId,
+};
+use crmkit_tickets::rows::{COMMENT_TABLE, HISTORY_TABLE, SATISFACTION_TABLE, TICKET_TABLE};
+use crmkit_tickets::{
+    Attachment, Channel, CommentAuthor, Escalation, HistoryKind, NewComment, NewTicket, Ticket,
+    TicketPatch, TicketPriority, TicketStatus, Tickets, TicketsModule, tag_filter,
+};
+
+use crate::check::{At, expect_denied, expect_validation};
+pub use crate::check::{CheckResult, Failure};
+
+/// The modules the checks need: core, contacts, pipeline, activities and tickets.
+pub fn modules() -> crmkit_core::Result<Modules> {
+    Modules::builder()
+        .add(ContactsModule)
+        .add(crmkit_pipeline::PipelineModule)
+        .add(crmkit_activities::ActivitiesModule)
+        .add(TicketsModule)
+        .build()
+}
+
+/// The ticket custom field the fixture defines (text, at most 50 characters).
+pub const PRODUCT_FIELD: &str = "product";
+
+/// A fresh tenant: the contacts fixture, the tickets API and a ticket custom field.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// The contacts fixture.
+    pub base: crate::contacts::Fixture,
+    /// The tickets API.
+    pub tickets: Tickets,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = crate::contacts::Fixture;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
+}
+
+/// Makes a fresh tenant with the users and teams of the contacts fixture and the ticket
+/// custom field [`PRODUCT_FIELD`].
+pub async fn setup(store: &Store) -> CheckResult<Fixture> {
+    let base = crate::contacts::setup(store).await?;
+    store
+        .custom_fields()
+        .define(
+            &base.admin,
+            CustomFieldDef {
+                id: CustomFieldId::new(),
+                record_kind: RecordKind::TICKET,
+                key: PRODUCT_FIELD.into(),
+                label: "Product".into(),
+                ty: CustomFieldType::Text { max_len: 50 },
+                required: false,
+            },
+        )
+        .await
+        .at("define ticket custom field")?;
+    Ok(Fixture {
+        tickets: Tickets::new(store).at("Tickets::new")?,
+        base,
+    })
+}
+
+fn t(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+}
+
+fn user(ctx: &Ctx) -> UserId {
+    ctx.actor().user
+}
+
+/// A context of the same actor with a manual clock at `at`.
+fn at_time(ctx: &Ctx, at: DateTime<Utc>) -> (Ctx, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(at));
+    (ctx.clone().with_clock(clock.clone()), clock)
+}
+
+async fn count(store: &Store, ctx: &Ctx, table: &'static str) -> CheckResult<u64> {
+    store
+        .backend()
+        .count(ctx.tenant(), table, &Cond::True)
+        .await
+        .at("count rows")
+}
+
+const TABLES: [&str; 6] = [
+    TICKET_TABLE,
+    HISTORY_TABLE,
+    COMMENT_TABLE,
+    SATISFACTION_TABLE,
+    EVENTS_TABLE,
+    AUDIT_TABLE,
+];
+
+async fn snapshot(store: &Store, ctx: &Ctx) -> CheckResult<Vec<u64>> {
+    let mut v = vec![];
+    for t in TABLES {
+        v.push(count(store, ctx, t).await?);
+    }
+    Ok(v)
+}
+
+/// A contact visible to team X (created by `ctx`, in team X).
+async fn contact(f: &Fixture, ctx: &Ctx, org: Option<OrganizationId>) -> CheckResult<ContactId> {
+    let mut c = NewContact::named("Grace", "Hopper");
+    c.organization = org;
+    c.team = Some(f.team_x);
+    Ok(f.contacts
+        .create_contact(ctx, c)
+        .await
+        .at("create contact")?
+        .id)
+}
+
+async fn organization(f: &Fixture, ctx: &Ctx) -> CheckResult<OrganizationId> {
+    let mut o = NewOrganization::named("Navy");
+    o.team = Some(f.team_x);
+    Ok(f.contacts
+        .create_organization(ctx, o)
+        .await
+        .at("create organization")?
+        .id)
+}
+
+/// A ticket from a new contact, made by `ctx` (assigned to the actor).
+async fn ticket(f: &Fixture, ctx: &Ctx, subject: &str) -> CheckResult<Ticket> {
+    let c = contact(f, ctx, None).await?;
+    f.tickets
+        .create(ctx, NewTicket::new(subject, c))
+        .await
+        .at("create ticket")
+}
+
+async fn status_to(f: &Fixture, ctx: &Ctx, t: &Ticket, to: TicketStatus) -> CheckResult<Ticket> {
+    f.tickets
+        .set_status(ctx, t.id, t.version, to)
+        .await
+        .at(&format!("move to {}", to.as_str()))
+}
+
+async fn events_of(store: &Store, ctx: &Ctx, id: TicketId) -> CheckResult<Vec<String>> {
+    let record = RecordRef::from(id);
+    let mut out = vec![];
+    let mut after = 0;
+    loop {
+        let page = store.events_since(ctx, after, 500).await.at("events")?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        out.extend(
+            page.into_iter()
+                .filter(|e| e.record == record)
+                .map(|e| e.kind),
+        );
+    }
+    Ok(out)
+}
+
+fn attachment() -> Attachment {
+    Attachment {
+        name: "screenshot 1.png".into(),
+        size: 0,
+        content_type: "image/png".into(),
+        storage_key: "bucket/abc".into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Checks
+// ---------------------------------------------------------------------------------------
+
+/// A ticket with every field round-trips through create, get, get_by_number and list;
+/// the list filters on every listed field; update is versioned and audited; delete and
+/// restore work; the events are emitted.
+pub async fn crud_round_trip(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let tk = &f.tickets;
+    let (admin, _) = at_time(&f.admin, t(2027, 3, 1, 9));
+    let org = organization(&f, &admin).await?;
+    let c = contact(&f, &admin, Some(org)).await?;
+    let mut input = NewTicket::new("Printer on fire 🔥 ' OR 1=1--", c)
+        .description("It is really on fire.\nSecond line")
+        .priority(TicketPriority::High)
+        .channel(Channel::WebForm)
+        .assignee(user(&f.rep))
+        .queue(f.team_x)
+        .tag("  Hardware ")
+        .tag("web_form")
+        .tag("HARDWARE")
+        .custom(PRODUCT_FIELD, CustomValue::Text("LaserJet".into()));
+    input.requester_phone = Some(" +49 30 901820 ".into());
+    let x = tk.create(&admin, input).await.at("create")?;
+    ensure_eq!(x.number, 1, "the first ticket of a tenant is number 1");
+    ensure_eq!(x.status, TicketStatus::New, "status");
+    ensure_eq!(
+        x.organization,
+        Some(org),
+        "organization defaults to the requester's"
+    );
+    ensure_eq!(
+        x.tags,
+        vec!["hardware".to_owned(), "web_form".into()],
+        "tags normalised"
+    );
+    ensure_eq!(
+        x.requester_phone.as_deref(),
+        Some("+49 30 901820"),
+        "phone kept as raw text, trimmed"
+    );
+    ensure_eq!(x.created_at, t(2027, 3, 1, 9), "created_at");
+    ensure_eq!(
+        tk.get(&admin, x.id).await.at("get")?,
+        x,
+        "get returns what create did"
+    );
+    ensure_eq!(
+        tk.get(&f.rep, x.id).await.at("get as assignee")?,
+        x,
+        "the assignee sees it"
+    );
+    ensure_eq!(
+        tk.get_by_number(&admin, 1).await.at("by number")?,
+        x,
+        "get_by_number"
+    );
+    let phone_only = tk
+        .create(
+            &admin,
+            NewTicket::from_phone("Caller", "0800 123").queue(f.team_y),
+        )
+        .await
+        .at("phone-only ticket")?;
+    ensure_eq!(phone_only.number, 2, "numbers increase");
+    ensure_eq!(phone_only.requester, None, "no requester");
+    ensure_eq!(phone_only.assignee, None, "queued, unassigned");
+    ensure_eq!(phone_only.channel, Channel::Phone, "channel");
+
+    // Every filterable field finds what it should.
+    let first = vec![x.id];
+    let both = vec![x.id, phone_only.id];
+    let cases: Vec<(&str, Filter, &Vec<TicketId>)> = vec![
+        ("number", Filter::eq("number", 1i64), &first),
+        ("status", Filter::eq("status", "new"), &both),
+        ("priority", Filter::eq("priority", "high"), &first),
+        ("priority_rank", Filter::gte("priority_rank", 2i64), &first),
+        ("channel", Filter::eq("channel", "web_form"), &first),
+        ("assignee", Filter::eq("assignee", user(&f.rep)), &first),
+        ("queue", Filter::eq("queue", f.team_x), &first),
+        ("requester", Filter::eq("requester", c), &first),
+        ("organization", Filter::eq("organization", org), &first),
+        ("tags", tag_filter("Hardware"), &first),
+        ("tag with underscore", tag_filter("web_form"), &first),
+        ("subject", Filter::contains("subject", "PRINTER"), &first),
+        ("custom", Filter::eq("custom.product", "LaserJet"), &first),
+        (
+            "created_at",
+            Filter::lte("created_at", t(2027, 3, 1, 9)),
+            &both,
+        ),
+    ];
+    for (name, filter, expected) in cases {
+        let page = tk
+            .list(&admin, &Query::new().filter(filter).sort_asc("number"))
+            .await
+            .at(name)?;
+        let ids: Vec<TicketId> = page.items.iter().map(|t| t.id).collect();
+        ensure_eq!(&ids, expected, "filter on {name}");
+    }
+    let none = tk
+        .list(&admin, &Query::new().filter(tag_filter("hard")))
+        .await
+        .at("partial tag")?;
+    ensure!(
+        none.items.is_empty(),
+        "a tag filter matches whole tags only"
+    );
+    // Sort by urgency, keyset-paged.
+    let mut seen = vec![];
+    let mut q = Query::new().sort_desc("priority_rank").limit(1);
+    loop {
+        let page = tk.list(&admin, &q).await.at("page")?;
+        seen.extend(page.items.iter().map(|t| t.number));
+        match page.next_cursor {
+            Some(cur) => q = q.after(cur),
+            None => break,
+        }
+    }
+    ensure_eq!(seen, vec![1, 2], "urgent first, paged one by one");
+    let open = tk
+        .requester_open_tickets(&admin, c, None, 10)
+        .await
+        .at("requester open tickets")?;
+    ensure_eq!(open.items.len(), 1, "the requester's open tickets");
+
+    // Update every field.
+    let c2 = contact(&f, &admin, None).await?;
+    let org2 = organization(&f, &admin).await?;
+    let mut custom = std::collections::BTreeMap::new();
+    custom.insert(PRODUCT_FIELD.to_owned(), None);
+    let patch = TicketPatch {
+        subject: Some("Printer smokes".into()),
+        description: Some(None),
+        priority: Some(TicketPriority::Low),
+        channel: Some(Channel::Email),
+        requester: Some(Some(c2)),
+        requester_phone: Some(None),
+        organization: Some(Some(org2)),
+        assignee: Some(Some(user(&f.rep2))),
+        queue: Some(Some(f.team_y)),
+        tags: Some(vec!["Paper Jam".into()]),
+        custom,
+    };
+    let u = tk
+        .update(&admin, x.id, x.version, patch.clone())
+        .await
+        .at("update")?;
+    ensure_eq!(u.version, x.version + 1, "version bumped");
+    ensure_eq!(
+        (
+            u.subject.as_str(),
+            u.description.clone(),
+            u.priority,
+            u.channel
+        ),
+        ("Printer smokes", None, TicketPriority::Low, Channel::Email),
+        "updated fields"
+    );
+    ensure_eq!(
+        (
+            u.requester,
+            u.requester_phone.clone(),
+            u.organization,
+            u.assignee,
+            u.queue
+        ),
+        (
+            Some(c2),
+            None,
+            Some(org2),
+            Some(user(&f.rep2)),
+            Some(f.team_y)
+        ),
+        "updated parties"
+    );
+    ensure_eq!(u.tags, vec!["paper jam".to_owned()], "tags");
+    ensure!(u.custom.is_empty(), "custom value removed");
+    ensure_eq!(tk.get(&admin, x.id).await.at("get")?, u, "stored");
+    match tk.update(&admin, x.id, x.version, patch).await {
+        Err(Error::Conflict { .. }) => {}
+        other => return Err(Failure::new(format!("stale update: {other:?}"))),
+    }
+    let audit = store
+        .audit_of(&admin, &RecordRef::from(x.id))
+        .await
+        .at("audit")?;
+    let fields: BTreeSet<&str> = audit.iter().map(|a| a.change.field.as_str()).collect();
+    for fld in [
+        "*",
+        "subject",
+        "priority",
+        "requester",
+        "assignee",
+        "queue",
+        "tags",
+        "custom",
+    ] {
+        ensure!(fields.contains(fld), "audit of {fld}: {fields:?}");
+    }
+    let hist = tk.history(&admin, x.id).await.at("history")?;
+    ensure_eq!(
+        hist.iter().map(|h| h.kind).collect::<Vec<_>>(),
+        vec![HistoryKind::Created, HistoryKind::Priority],
+        "creation and the priority change are in the history"
+    );
+    ensure_eq!(
+        (hist[1].from_priority, hist[1].to_priority),
+        (Some(TicketPriority::High), TicketPriority::Low),
+        "priority history"
+    );
+
+    // Delete and restore.
+    let d = tk.delete(&admin, x.id, u.version).await.at("delete")?;
+    ensure!(
+        matches!(tk.get(&admin, x.id).await, Err(Error::NotFound { .. })),
+        "a deleted ticket is not found"
+    );
+    let listed = tk.list(&admin, &Query::new()).await.at("list")?;
+    ensure!(!listed.items.iter().any(|t| t.id == x.id), "not listed");
+    let listed = tk
+        .list(&admin, &Query::new().include_deleted())
+        .await
+        .at("list deleted")?;
+    ensure!(
+        listed.items.iter().any(|t| t.id == x.id),
+        "listed with deleted"
+    );
+    let r = tk.restore(&admin, x.id, d.version).await.at("restore")?;
+    ensure_eq!(r.deleted_at, None, "restored");
+    let next = tk
+        .create(&admin, NewTicket::new("after", c))
+        .await
+        .at("create after")?;
+    ensure_eq!(next.number, 3, "numbers are never reused");
+    let kinds = events_of(store, &admin, x.id).await?;
+    ensure_eq!(
+        kinds,
+        vec![
+            "ticket.created".to_owned(),
+            "ticket.updated".into(),
+            "ticket.deleted".into(),
+            "ticket.restored".into()
+        ],
+        "events"
+    );
+    Ok(())
+}
+
+/// Bad input is a Validation error naming every bad field, and nothing is written.
+pub async fn bad_input(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let tk = &f.tickets;
+    let good = ticket(&f, &f.admin, "good").await?;
+    let before = snapshot(store, &f.admin).await?;
+    let mut input = NewTicket::new("", ContactId::new())
+        .description("x".repeat(20_001))
+        .organization(OrganizationId::new())
+        .assignee(UserId::new())
+        .queue(crmkit_core::TeamId::new())
+        .tag(" ")
+        .tag("a|b")
+        .tag("y".repeat(51))
+        .custom("nope", CustomValue::Text("x".into()))
+        .custom(PRODUCT_FIELD, CustomValue::Text("z".repeat(51)));
+    input.requester_phone = Some("   ".into());
+    let r = tk.create(&f.admin, input).await;
+    let Err(Error::Validation(v)) = &r else {
+        return Err(Failure::new(format!("bad create: {r:?}")));
+    };
+    for field in [
+        "subject",
+        "description",
+        "requester",
+        "requester_phone",
+        "organization",
+        "assignee",
+        "queue",
+        "tags[0]",
+        "tags[1]",
+        "tags[2]",
+        "custom.nope",
+        "custom.product",
+    ] {
+        ensure!(v.has(field), "create names {field}: {v:?}");
+    }
+    let too_many = NewTicket {
+        tags: (0..21).map(|i| format!("t{i}")).collect(),
+        ..NewTicket::new("s", ContactId::new())
+    };
+    expect_validation(tk.create(&f.admin, too_many).await, "tags", "too many tags")?;
+    expect_validation(
+        tk.create(
+            &f.admin,
+            NewTicket {
+                subject: "nobody".into(),
+                ..NewTicket::default()
+            },
+        )
+        .await,
+        "requester",
+        "neither requester nor phone",
+    )?;
+    expect_validation(
+        tk.create(&f.admin, NewTicket::new("s".repeat(201), ContactId::new()))
+            .await,
+        "subject",
+        "subject too long",
+    )?;
+    // Update, comment, escalation and rating.
+    let r = tk
+        .update(
+            &f.admin,
+            good.id,
+            good.version,
+            TicketPatch {
+                subject: Some(" ".into()),
+                requester: Some(None),
+                assignee: Some(None),
+                queue: Some(None),
+                tags: Some(vec!["".into()]),
+                ..TicketPatch::default()
+            },
+        )
+        .await;
+    let Err(Error::Validation(v)) = &r else {
+        return Err(Failure::new(format!("bad update: {r:?}")));
+    };
+    for field in ["subject", "requester", "assignee", "tags[0]"] {
+        ensure!(v.has(field), "update names {field}: {v:?}");
+    }
+    let bad_attachment = Attachment {
+        name: "".into(),
+        size: -1,
+        content_type: "png".into(),
+        storage_key: "".into(),
+    };
+    let r = tk
+        .comment(
+            &f.admin,
+            good.id,
+            NewComment {
+                body: "".into(),
+                public: false,
+                by_requester: true,
+                attachments: vec![attachment(), bad_attachment],
+            },
+        )
+        .await;
+    let Err(Error::Validation(v)) = &r else {
+        return Err(Failure::new(format!("bad comment: {r:?}")));
+    };
+    for field in [
+        "body",
+        "public",
+        "attachments[1].name",
+        "attachments[1].size",
+        "attachments[1].content_type",
+        "attachments[1].storage_key",
+    ] {
+        ensure!(v.has(field), "comment names {field}: {v:?}");
+    }
+    ensure!(!v.has("attachments[0].name"), "a good attachment passes");
+    let r = tk
+        .escalate(
+            &f.admin,
+            good.id,
+            good.version,
+            Escalation {
+                priority: Some(TicketPriority::Low),
+                queue: Some(crmkit_core::TeamId::new()),
+                assignee: Some(UserId::new()),
+                reason: "".into(),
+            },
+        )
+        .await;
+    let Err(Error::Validation(v)) = &r else {
+        return Err(Failure::new(format!("bad escalation: {r:?}")));
+    };
+    for field in ["reason", "priority", "queue", "assignee"] {
+        ensure!(v.has(field), "escalation names {field}: {v:?}");
+    }
+    expect_validation(
+        tk.escalate(&f.admin, good.id, good.version, Escalation::because("why"))
+            .await,
+        "escalation",
+        "an escalation that does nothing",
+    )?;
+    for rating in [0, 6, -1] {
+        expect_validation(
+            tk.rate(&f.admin, good.id, rating, None).await,
+            "rating",
+            "rating out of range",
+        )?;
+    }
+    ensure_eq!(
+        snapshot(store, &f.admin).await?,
+        before,
+        "nothing written by bad input"
+    );
+    ensure_eq!(
+        tk.get(&f.admin, good.id).await.at("get")?,
+        good,
+        "the ticket is unchanged"
+    );
+    Ok(())
+}
+
+/// The status transition table: every allowed move works, every refused one is
+/// InvalidTransition and changes nothing; moving to the current status is a no-op;
+/// solving, reopening and closing stamp their times and the history.
+pub async fn transition_table(store: &Store) -> CheckResult {
+    use TicketStatus::*;
+    let f = setup(store).await?;
+    let tk = &f.tickets;
+    let allowed: &[(TicketStatus, &[TicketStatus])] = &[
+        (New, &[Open, Pending, OnHold, Solved, Closed]),
+        (Open, &[Pending, OnHold, Solved, Closed]),
+        (Pending, &[Open, OnHold, Solved, Closed]),
+        (OnHold, &[Open, Pending, Solved, Closed]),
+        (Solved, &[Open, Closed]),
+        (Closed, &[]),
+    ];
+    let c = contact(&f, &f.admin, None).await?;
+    for (from, to_ok) in allowed {
+        for to in TicketStatus::ALL {
+            let mut x = tk
+                .create(&f.admin, NewTicket::new("t", c))
+                .await
+                .at("create")?;
+            if *from != New {
+                x = status_to(&f, &f.admin, &x, *from).await?;
+            }
+            let r = tk.set_status(&f.admin, x.id, x.version, to).await;
+            let what = format!("{} -> {}", from.as_str(), to.as_str());
+            if to == *from {
+                let y = r.at(&what)?;
+                ensure_eq!(y, x, "{what} changes nothing");
+            } else if to_ok.contains(&to) {
+                let y = r.at(&what)?;
+                ensure_eq!((y.status, y.version), (to, x.version + 1), "{what}");
+                ensure_eq!(tk.get(&f.admin, x.id).await.at("get")?, y, "{what} stored");
+                let h = tk.history(&f.admin, x.id).await.at("history")?;
+                let last = h.last().ok_or_else(|| Failure::new("no history"))?;
+                ensure_eq!(
+                    (last.kind, last.from_status, last.to_status, last.version),
+                    (HistoryKind::Status, Some(*from), to, y.version),
+                    "{what} history"
+                );
+                match to {
+                    Solved => ensure!(
+                        y.solved_at.is_some() && y.solve_count == x.solve_count + 1,
+                        "{what} stamps solved_at"
+                    ),
+                    Closed => ensure!(y.closed_at.is_some(), "{what} stamps closed_at"),
+                    Open if *from == Solved => ensure!(
+                        y.solved_at.is_none() && y.solve_count == 1,
+                        "{what} clears solved_at and keeps the count"
+                    ),
+                    _ => {}
+                }
+            } else {
+                match r {
+                    Err(Error::InvalidTransition { .. }) => {}
+                    other => {
+                        return Err(Failure::new(format!(
+                            "{what}: expected InvalidTransition, got {other:?}"
+                        )));
+                    }
+                }
+                ensure_eq!(
+                    tk.get(&f.admin, x.id).await.at("get")?,
+                    x,
+                    "{what} refused changes nothing"
+                );
+            }
+        }
+    }
+    let x = ticket(&f, &f.admin, "stale").await?;
+    match tk.set_status(&f.admin, x.id, x.version + 1, Open).await {
+        Err(Error::Conflict { .. }) => {}
+        other => return Err(Failure::new(format!("stale status change: {other:?}"))),
+    }
+    let kinds = events_of(store, &f.admin, x.id).await?;
+    ensure_eq!(kinds, vec!["ticket.created".to_owned()], "nothing emitted");
+    Ok(())
+}
+
+/// 16 concurrent creates in one tenant (and 8 in another at the same time) get unique
+/// numbers 1..=16 (and 1..=8); the next create continues after them.
+pub async fn concurrent_numbering(store: &Store) -> CheckResult {
+    let a = setup(store).await?;
+    let b = setup(store).await?;
+    let ca = contact(&a, &a.admin, None).await?;
+    let cb = contact(&b, &b.admin, None).await?;
+    let mut handles = vec![];
+    for (f, c, n) in [(&a, ca, 16u32), (&b, cb, 8)] {
+        for i in 0..n {
+            let (tk, ctx) = (f.tickets.clone(), f.admin.clone());
+            handles.push((
+                f.tenant,
+                tokio::spawn(
+                    async move { tk.create(&ctx, NewTicket::new(format!("t{i}"), c)).await },
+                ),
+            ));
+        }
+    }
+    let mut numbers_a = vec![];
+    let mut numbers_b = vec![];
+    for (tenant, h) in handles {
+        let x = h
+            .await
+            .map_err(|e| Failure::new(format!("join: {e}")))?
+            .at("concurrent create")?;
+        if tenant == a.tenant {
+            numbers_a.push(x.number);
+        } else {
+            numbers_b.push(x.number);
+        }
+    }
+    numbers_a.sort_unstable();
+    numbers_b.sort_unstable();
+    ensure_eq!(
+        numbers_a,
+        (1..=16).collect::<Vec<u64>>(),
+        "tenant A numbers"
+    );
+    ensure_eq!(numbers_b, (1..=8).collect::<Vec<u64>>(), "tenant B numbers");
+    let next = a
+        .tickets
+        .create(&a.admin, NewTicket::new("next", ca))
+        .await
+        .at("next")?;
+    ensure_eq!(next.number, 17, "the next number follows");
+    let listed = a
+        .tickets
+        .list(&a.admin, &Query::new().sort_asc("number").limit(100))
+        .await
+        .at("list")?;
+    let by_number: Vec<u64> = listed.items.iter().map(|t| t.number).collect();
+    ensure_eq!(
+        by_number,
+        (1..=17).collect::<Vec<u64>>(),
+        "listed by number"
+    );
+    Ok(())
+}
+
+/// `first_response_at` is stamped once, by the first public reply of an agent; internal
+/// notes and requester comments do not stamp it.
+pub async fn first_response(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let tk = &f.tickets;
+    let (ctx, clock) = at_time(&f.rep, t(2027, 4, 1, 9));
+    let x = ticket(&f, &ctx, "help").await?;
+    clock.advance(Duration::minutes(5));
+    let n = tk
+        .comment(&ctx, x.id, NewComment::internal("looking"))
+        .await
+        .at("internal note")?;
+    ensure_eq!(
+        n.ticket,
+        x,
+        "an internal note changes nothing on the ticket"
+    );
+    let r = tk
+        .comment(&ctx, x.id, NewComment::from_requester("hello?"))
+        .await
+        .at("requester comment")?;
+    ensure_eq!(r.ticket.first_response_at, None, "not by the requester");
+    ensure_eq!(
+        r.comment.author,
+        CommentAuthor::Requester {
+            contact: x.requester.unwrap_or_else(ContactId::new)
+        },
+        "the requester is the author"
+    );
+    clock.advance(Duration::minutes(5));
+    let first_at = t(2027, 4, 1, 9) + Duration::minutes(10);
+    let a = tk
+        .comment(&ctx, x.id, NewComment::reply("on it").attach(attachment()))
+        .await
+        .at("agent reply")?;
+    ensure_eq!(a.ticket.first_response_at, Some(first_at), "stamped");
+    ensure_eq!(a.ticket.status, TicketStatus::Open, "a new ticket opens");
+    ensure_eq!(a.ticket.version, x.version + 1, "versioned");
+    ensure_eq!(
+        a.comment.author,
+        CommentAuthor::Agent { user: user(&f.rep) },
+        "the agent is the author"
+    );
+    clock.advance(Duration::minutes(5));
+    let b = tk
+        .comment(&ctx, x.id, NewComment::reply("still on it"))
+        .await
+        .at("second reply")?;
+    ensure_eq!(b.ticket.first_response_at, Some(first_at), "stamped once");
+    ensure_eq!(b.ticket.version, a.ticket.version, "not written again");
+    let all = tk
+        .comments(&ctx, x.id, true, None, 2)
+        .await
+        .at("comments")?;
+    ensure_eq!(all.items.len(), 2, "first page");
+    let cur = all
+        .next_cursor
+        .clone()
+        .ok_or_else(|| Failure::new("a second page"))?;
+    let rest = tk
+        .comments(&ctx, x.id, true, Some(cur), 2)
+        .await
+        .at("second page")?;
+    ensure_eq!(rest.items.len(), 2, "second page");
+    ensure_eq!(rest.next_cursor, None, "no third page");
+    ensure_eq!(rest.items[0], a.comment, "attachments round-trip");
+    let public = tk
+        .comments(&ctx, x.id, false, None, 10)
+        .await
+        .at("public comments")?;
+    ensure_eq!(public.items.len(), 3, "internal notes left out");
+    let kinds = events_of(store, &f.admin, x.id).await?;
+    ensure_eq!(
+        kinds,
+        vec![
+            "ticket.created".to_owned(),
+            "ticket.commented".into(),
+            "ticket.commented".into(),
+            "ticket.commented".into(),
+            "ticket.status_changed".into(),
+            "ticket.commented".into(),
+        ],
+        "events"
+    );
+    Ok(())
+}
+
+/// Comment rules: a requester comment moves a pending ticket back to open (not an on-hold
+/// or solved one); a closed ticket takes no comments; a requester comment needs a
+/// requester contact.
+pub async fn comment_rules(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let tk = &f.tickets;
+    let x = ticket(&f, &f.rep, "pending").await?;
+    let x = status_to(&f, &f.rep, &x, TicketStatus::Pending).await?;
+    let r = tk
+        .comment(&f.rep, x.id, NewComment::from_requester("here you go"))
+        .await
+        .at("requester reply")?;
+    ensure_eq!(r.ticket.status, TicketStatus::Open, "pending -> open");
+    let h = tk.history(&f.rep, x.id).await.at("history")?;
+    let last = h.last().ok_or_else(|| Failure::new("no history"))?;
+    ensure_eq!(
+        (last.from_status, last.to_status, last.reason.as_deref()),
+        (
+            Some(TicketStatus::Pending),
+            TicketStatus::Open,
+            Some("the requester replied")
+        ),
+        "history of the automatic move"
+    );
+    for status in [TicketStatus::OnHold, TicketStatus::Solved] {
+        let y = ticket(&f, &f.rep, "other").await?;
+        let y = status_to(&f, &f.rep, &y, status).await?;
+        let r = tk
+            .comment(&f.rep, y.id, NewComment::from_requester("hi"))
+            .await
+            .at("requester comment")?;
+        ensure_eq!(r.ticket, y, "{status:?} stays");
+    }
+    let z = ticket(&f, &f.rep, "closed").await?;
+    let z = status_to(&f, &f.rep, &z, TicketStatus::Closed).await?;
+    let before = snapshot(store, &f.admin).await?;
+    for c in [
+        NewComment::reply("x"),
+        NewComment::internal("x"),
+        NewComment::from_requester("x"),
+    ] {
+        match tk.comment(&f.rep, z.id, c).await {
+            Err(Error::InvalidTransition { .. }) => {}
+            other => return Err(Failure::new(format!("comment on closed: {other:?}"))),
+        }
+    }
+    ensure_eq!(snapshot(store, &f.admin).await?, before, "nothing written");
+    let p = tk
+        .create(&f.rep, NewTicket::from_phone("call", "+49 30 901820"))
+        .await
+        .at("phone ticket")?;
+    expect_validation(
+        tk.comment(&f.rep, p.id, NewComment::from_requester("x"))
+            .await,
+        "by_requester",
+        "requester comment without a requester",
+    )?;
+    ensure_eq!(
+        snapshot(store, &f.admin).await?[2],
+        before[2],
+        "no comment written"
+    );
+    Ok(())
+}
+
+/// Satisfaction: only solved (or solved then closed) tickets; 1 to 5; one per solve;
+/// reopening and solving again allows another.
+pub async fn satisfaction_rules(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let tk = &f.tickets;
+    let x = ticket(&f, &f.rep, "rate me").await?;
+    match tk.rate(&f.rep, x.id, 5, None).await {
+        Err(Error::InvalidTransition { .. }) => {}
+        other => return Err(Failure::new(format!("rating a new ticket: {other:?}"))),
+    }
+    let x = status_to(&f, &f.rep, &x, TicketStatus::Solved).await?;
+    expect_validation(tk.rate(&f.rep, x.id, 0, None).await, "rating", "0")?;
+    expect_validation(tk.rate(&f.rep, x.id, 6, None).await, "rating", "6")?;
+    expect_validation(
+        tk.rate(&f.rep, x.id, 3, Some("c".repeat(2001))).await,
+        "comment",
+        "comment too long",
+    )?;
+    let s1 = tk
+        .rate(&f.rep, x.id, 4, Some("good".into()))
+        .await
+        .at("rate")?;
+    ensure_eq!((s1.solve, s1.rating), (1, 4), "first rating");
+    match tk.rate(&f.rep, x.id, 5, None).await {
+        Err(Error::Duplicate { field, .. }) if field == "satisfaction" => {}
+        other => return Err(Failure::new(format!("second rating: {other:?}"))),
+    }
+    let x = status_to(&f, &f.rep, &x, TicketStatus::Open).await?;
+    match tk.rate(&f.rep, x.id, 5, None).await {
+        Err(Error::InvalidTransition { .. }) => {}
+        other => return Err(Failure::new(format!("rating a reopened ticket: {other:?}"))),
+    }
+    let x = status_to(&f, &f.rep, &x, TicketStatus::Solved).await?;
+    let x = status_to(&f, &f.rep, &x, TicketStatus::Closed).await?;
+    let s2 = tk.rate(&f.rep, x.id, 2, None).await.at("rate closed")?;
+    ensure_eq!(
+        (s2.solve, s2.rating),
+        (2, 2),
+        "second solve rated after closing"
+    );
+    match tk.rate(&f.rep, x.id, 5, None).await {
+        Err(Error::Duplicate { .. }) => {}
+        other => return Err(Failure::new(format!("third rating: {other:?}"))),
+    }
+    ensure_eq!(
+        tk.satisfaction(&f.rep, x.id).await.at("satisfaction")?,
+        vec![s1, s2],
+        "both ratings, by solve"
+    );
+    let y = ticket(&f, &f.rep, "closed unsolved").await?;
+    let y = status_to(&f, &f.rep, &y, TicketStatus::Closed).await?;
+    match tk.rate(&f.rep, y.id, 5, None).await {
+        Err(Error::InvalidTransition { .. }) => {}
+        other => {
+            return Err(Failure::new(format!(
+                "rating a never-solved ticket: {other:?}"
+            )));
+        }
+    }
+    let kinds = events_of(store, &f.admin, x.id).await?;
+    ensure_eq!(
+        kinds.iter().filter(|k| *k == "ticket.rated").count(),
+        2,
+        "two ticket.rated events"
+    );
+    Ok(())
+}
+
+/// Escalation raises the priority and/or hands the ticket over, with its reason in the
+/// history; it is versioned; a closed ticket cannot be escalated.
+pub async fn escalation(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let tk = &f.tickets;
+    let x = ticket(&f, &f.rep, "escalate me").await?;
+    let e = tk
+        .escalate(
+            &f.rep,
+            x.id,
+            x.version,
+            Escalation::because("VIP customer").priority(TicketPriority::Urgent),
+        )
+        .await
+        .at("raise priority")?;
+    ensure_eq!(
+        (e.priority, e.assignee, e.version),
+        (TicketPriority::Urgent, Some(user(&f.rep)), x.version + 1),
+        "priority raised, still assigned"
+    );
+    match tk
+        .escalate(
+            &f.rep,
+            x.id,
+            x.version,
+            Escalation::because("again").queue(f.team_y),
+        )
+        .await
+    {
+        Err(Error::Conflict { .. }) => {}
+        other => return Err(Failure::new(format!("stale escalation: {other:?}"))),
+    }
+    expect_validation(
+        tk.escalate(
+            &f.rep,
+            x.id,
+            e.version,
+            Escalation::because("same").priority(TicketPriority::Urgent),
+        )
+        .await,
+        "priority",
+        "not higher",
+    )?;
+    let h = tk
+        .escalate(
+            &f.rep,
+            x.id,
+            e.version,
+            Escalation::because("needs tier 2").queue(f.team_y),
+        )
+        .await
+        .at("hand to team Y")?;
+    ensure_eq!(
+        (h.queue, h.assignee),
+        (Some(f.team_y), None),
+        "in team Y's queue, unassigned"
+    );
+    ensure!(
+        matches!(tk.get(&f.rep, x.id).await, Err(Error::NotFound { .. })),
+        "the rep of team X no longer sees it"
+    );
+    let seen = tk.get(&f.rep_y, x.id).await.at("team Y sees it")?;
+    let g = tk
+        .escalate(
+            &f.rep_y,
+            x.id,
+            seen.version,
+            Escalation::because("taking it").assignee(user(&f.rep_y)),
+        )
+        .await
+        .at("assign to self")?;
+    ensure_eq!(
+        (g.queue, g.assignee),
+        (Some(f.team_y), Some(user(&f.rep_y))),
+        "assigned within the queue"
+    );
+    let hist = tk.history(&f.admin, x.id).await.at("history")?;
+    let esc: Vec<(Option<&str>, Option<TicketPriority>, TicketPriority)> = hist
+        .iter()
+        .filter(|h| h.kind == HistoryKind::Escalated)
+        .map(|h| (h.reason.as_deref(), h.from_priority, h.to_priority))
+        .collect();
+    ensure_eq!(
+        esc,
+        vec![
+            (
+                Some("VIP customer"),
+                Some(TicketPriority::Normal),
+                TicketPriority::Urgent
+            ),
+            (
+                Some("needs tier 2"),
+                Some(TicketPriority::Urgent),
+                TicketPriority::Urgent
+            ),
+            (
+                Some("taking it"),
+                Some(TicketPriority::Urgent),
+                TicketPriority::Urgent
+            ),
+        ],
+        "escalations in the history"
+    );
+    let kinds = events_of(store, &f.admin, x.id).await?;
+    ensure_eq!(
+        kinds.iter().filter(|k| *k == "ticket.escalated").count(),
+        3,
+        "ticket.escalated events"
+    );
+    let closed = status_to(&f, &f.rep_y, &g, TicketStatus::Closed).await?;
+    match tk
+        .escalate(
+            &f.admin,
+            x.id,
+            closed.version,
+            Escalation::because("late").queue(f.team_x),
+        )
+        .await
+    {
+        Err(Error::InvalidTransition { .. }) => {}
+        other => return Err(Failure::new(format!("escalating closed: {other:?}"))),
+    }
+    Ok(())
+}
+
+/// A rep of another team can neither see nor change a ticket; another tenant sees
+/// nothing; reps assign only to themselves and their teams; ReadOnly cannot write.
+pub async fn visibility_and_tenants(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let other = setup(store).await?;
+    let tk = &f.tickets;
+    let c = contact(&f, &f.rep, None).await?;
+    let x = tk
+        .create(&f.rep, NewTicket::new("team", c).queue(f.team_x))
+        .await
+        .at("create in team X")?;
+    ensure_eq!(x.assignee, None, "queued only");
+    ensure!(tk.get(&f.rep2, x.id).await.is_ok(), "team mate sees it");
+    ensure!(tk.get(&f.manager, x.id).await.is_ok(), "manager sees it");
+    ensure!(
+        matches!(tk.get(&f.rep_y, x.id).await, Err(Error::NotFound { .. })),
+        "other team does not see it"
+    );
+    let before = snapshot(store, &f.admin).await?;
+    for (what, r) in [
+        (
+            "comment",
+            tk.comment(&f.rep_y, x.id, NewComment::reply("x"))
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "status",
+            tk.set_status(&f.rep_y, x.id, x.version, TicketStatus::Open)
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "update",
+            tk.update(
+                &f.rep_y,
+                x.id,
+                x.version,
+                TicketPatch {
+                    subject: Some("mine".into()),
+                    ..TicketPatch::default()
+                },
+            )
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "escalate",
+            tk.escalate(
+                &f.rep_y,
+                x.id,
+                x.version,
+                Escalation::because("x").queue(f.team_y),
+            )
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "delete",
+            tk.delete(&f.rep_y, x.id, x.version).await.map(|_| ()),
+        ),
+        ("history", tk.history(&f.rep_y, x.id).await.map(|_| ())),
+    ] {
+        ensure!(
+            matches!(r, Err(Error::NotFound { .. })),
+            "{what} by another team: {r:?}"
+        );
+    }
+    ensure_eq!(snapshot(store, &f.admin).await?, before, "nothing written");
+    let listed = tk.list(&f.rep_y, &Query::new()).await.at("list rep_y")?;
+    ensure!(listed.items.is_empty(), "other team lists nothing");
+    let listed = tk.list(&f.rep2, &Query::new()).await.at("list rep2")?;
+    ensure_eq!(listed.items.len(), 1, "team mate lists it");
+    ensure!(
+        matches!(
+            other.tickets.get(&other.admin, x.id).await,
+            Err(Error::NotFound { .. })
+        ),
+        "other tenant does not see it"
+    );
+    ensure!(
+        matches!(
+            other.tickets.get_by_number(&other.admin, x.number).await,
+            Err(Error::NotFound { .. })
+        ),
+        "other tenant has no such number"
+    );
+    let listed = other
+        .tickets
+        .list(&other.admin, &Query::new())
+        .await
+        .at("list other")?;
+    ensure!(listed.items.is_empty(), "other tenant lists nothing");
+    expect_denied(
+        tk.create(&f.readonly, NewTicket::new("x", c)).await,
+        "readonly create",
+    )?;
+    expect_denied(
+        tk.comment(&f.readonly, x.id, NewComment::reply("x")).await,
+        "readonly comment",
+    )?;
+    expect_denied(
+        tk.create(&f.rep, NewTicket::new("x", c).assignee(user(&f.rep2)))
+            .await,
+        "rep assigns to someone else",
+    )?;
+    expect_denied(
+        tk.create(&f.rep, NewTicket::new("x", c).queue(f.team_y))
+            .await,
+        "rep queues to another team",
+    )?;
+    Ok(())
+}
+
+/// A failure at any write of a create or a comment leaves nothing behind.
+pub async fn atomicity(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let tk = &f.tickets;
+    let c = contact(&f, &f.rep, None).await?;
+    let before = snapshot(store, &f.admin).await?;
+    let mut n = 0;
+    let made = loop {
+        store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
+        let r = tk
+            .create(
+                &f.rep,
+                NewTicket::new("atomic", c)
+                    .tag("a")
+                    .custom(PRODUCT_FIELD, CustomValue::Text("p".into())),
+            )
+            .await;
+        store.backend().inject_fault(None);
+        match r {
+            Err(Error::Storage { .. }) => {
+                ensure_eq!(
+                    snapshot(store, &f.admin).await?,
+                    before,
+                    "create: nothing written at write {n}"
+                );
+                n += 1;
+            }
+            Ok(x) => {
+                ensure!(n > 4, "the create has several writes ({n})");
+                ensure_eq!(x.number, 1, "no number lost to the failures");
+                break x;
+            }
+            Err(e) => return Err(Failure::new(format!("create write {n}: {e:?}"))),
+        }
+        ensure!(n < 100, "too many writes");
+    };
+    let hit = tk
+        .list(
+            &f.rep,
+            &Query::new().filter(Filter::eq("custom.product", "p")),
+        )
+        .await
+        .at("custom index written")?;
+    ensure_eq!(hit.items.len(), 1, "written whole");
+    let before = snapshot(store, &f.admin).await?;
+    let mut n = 0;
+    loop {
+        store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
+        let r = tk
+            .comment(&f.rep, made.id, NewComment::reply("first"))
+            .await;
+        store.backend().inject_fault(None);
+        match r {
+            Err(Error::Storage { .. }) => {
+                ensure_eq!(
+                    snapshot(store, &f.admin).await?,
+                    before,
+                    "comment: nothing written at write {n}"
+                );
+                ensure_eq!(
+                    tk.get(&f.rep, made.id).await.at("get")?,
+                    made,
+                    "comment: ticket unchanged at write {n}"
+                );
+                n += 1;
+            }
+            Ok(x) => {
+                ensure!(n > 4, "the comment has several writes ({n})");
+                let got = tk.get(&f.rep, made.id).await.at("get")?;
+                ensure_eq!(got, x.ticket, "written whole");
+                ensure!(got.first_response_at.is_some(), "first response recorded");
+                break;
+            }
+            Err(e) => return Err(Failure::new(format!("comment write {n}: {e:?}"))),
+        }
+        ensure!(n < 100, "too many writes");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The list
+// ---------------------------------------------------------------------------------------
+
+/// The future of a check (not `Send`: await it, do not spawn it).
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
+/// A check as a function pointer.
+pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
+
+macro_rules! check_list {
+    ($($name:ident),* $(,)?) => {
+        vec![$((stringify!($name), {
+            fn wrap(s: &Store) -> CheckFuture<'_> {
+                Box::pin($name(s))
+            }
+            wrap as CheckFn
+        })),*]
+    };
+}
+
+/// Every check of this module by name. [`atomicity`] injects faults into the backend:
+/// run it alone.
+pub fn checks() -> Vec<(&'static str, CheckFn)> {
+    check_list![
+        crud_round_trip,
+        bad_input,
+        transition_table,
+        concurrent_numbering,
+        first_response,
+        comment_rules,
+        satisfaction_rules,
+        escalation,
+        visibility_and_tenants,
+        atomicity,
+    ]
+}

@@ -1,0 +1,1325 @@
+//! The tickets API: commands (create, update, status, comments, escalation, satisfaction,
+//! delete/restore) and queries.
+
+use chrono::{DateTime, Utc};
+use crmkit_contacts::Contacts;
+use crmkit_core::custom::CustomSchema;
+use crmkit_core::service::{
+    SoftDelete, apply_custom_patch, changed_columns, diff, json_text, list_page, stage_created,
+    stage_soft_delete, to_json, visibility_scope,
+};
+use crmkit_core::store::{Cond, OrderKey, Select, Value, Write};
+use crmkit_core::text::check_text;
+use crmkit_core::{
+    AuditChange, Changeset, ContactId, Ctx, Error, Filter, NewEvent, OrganizationId, Page, Query,
+    RecordKind, RecordRef, Result, Role, Store, TeamId, TicketId, UserId, ValidationErrors,
+};
+
+use crate::inputs::*;
+use crate::model::*;
+use crate::rows::{
+    self, COMMENT_TABLE, HISTORY_TABLE, NUMBER_INDEX, SATISFACTION_TABLE, TICKET, TICKET_FIELDS,
+    TICKET_TABLE,
+};
+
+/// Event kinds this module emits.
+pub const EVENT_KINDS: &[&str] = &[
+    "ticket.created",
+    "ticket.updated",
+    "ticket.status_changed",
+    "ticket.commented",
+    "ticket.escalated",
+    "ticket.rated",
+    "ticket.deleted",
+    "ticket.restored",
+];
+
+/// Longest subject.
+pub const MAX_SUBJECT: usize = 200;
+/// Longest free text (descriptions, comment bodies).
+pub const MAX_TEXT: usize = 20_000;
+/// Most tags of one ticket.
+pub const MAX_TAGS: usize = 20;
+/// Longest tag.
+pub const MAX_TAG_LEN: usize = 50;
+/// Most attachments of one comment.
+pub const MAX_ATTACHMENTS: usize = 20;
+/// Longest escalation reason.
+pub const MAX_REASON: usize = 1000;
+/// Longest satisfaction comment.
+pub const MAX_RATING_COMMENT: usize = 2000;
+/// Longest requester phone (raw text).
+pub const MAX_PHONE: usize = 64;
+
+/// How many times a create retries when a concurrent create took the number it picked.
+const NUMBER_ATTEMPTS: u32 = 200;
+/// How many times a comment retries when the ticket changed between its read and commit.
+const COMMENT_ATTEMPTS: u32 = 16;
+
+/// A tag as stored: trimmed, inner whitespace collapsed to one space, lower case.
+pub fn normalize_tag(tag: &str) -> String {
+    tag.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// A list filter matching tickets that carry `tag` (normalised with [`normalize_tag`]):
+/// `Tickets::list(ctx, &Query::new().filter(tag_filter("billing")))`.
+pub fn tag_filter(tag: &str) -> Filter {
+    Filter::contains("tags", format!("|{}|", normalize_tag(tag)))
+}
+
+fn key(id: TicketId) -> Vec<Value> {
+    vec![Value::Uuid(id.as_uuid())]
+}
+
+fn order(column: &str) -> OrderKey {
+    OrderKey {
+        column: column.into(),
+        desc: false,
+        null_as: None,
+        custom: None,
+    }
+}
+
+fn conflict(id: TicketId, expected: u64, actual: u64) -> Error {
+    Error::Conflict {
+        record: RecordRef::from(id),
+        expected,
+        actual,
+    }
+}
+
+fn invalid(id: TicketId, reason: impl Into<String>) -> Error {
+    Error::InvalidTransition {
+        record: RecordRef::from(id),
+        reason: reason.into(),
+    }
+}
+
+/// Whether a commit failed because a concurrent create took the picked number.
+fn number_taken(e: &Error) -> bool {
+    matches!(e, Error::Duplicate { kind, field, .. }
+        if kind.as_str() == TICKET_TABLE && field == NUMBER_INDEX)
+}
+
+/// Adds a Validation error of `r` to `errs`; other errors are returned.
+fn merge<T>(errs: &mut ValidationErrors, r: Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::Validation(v)) => {
+            errs.errors.extend(v.errors);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn manages(ctx: &Ctx) -> bool {
+    ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager)
+}
+
+/// Validates and normalises tags (`tags`, `tags[i]`).
+fn check_tags(errs: &mut ValidationErrors, tags: &[String]) -> Vec<String> {
+    if tags.len() > MAX_TAGS {
+        errs.push("tags", format!("at most {MAX_TAGS} tags"));
+    }
+    let mut out: Vec<String> = vec![];
+    for (i, t) in tags.iter().enumerate() {
+        let field = format!("tags[{i}]");
+        let n = normalize_tag(t);
+        if n.is_empty() {
+            errs.push(field, "must not be empty or whitespace only");
+        } else if n.contains('|') || n.chars().any(char::is_control) {
+            errs.push(field, "must not contain '|' or control characters");
+        } else if n.chars().count() > MAX_TAG_LEN {
+            errs.push(field, format!("is longer than {MAX_TAG_LEN} characters"));
+        } else if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// Validates attachment metadata (`attachments`, `attachments[i].*`).
+fn check_attachments(errs: &mut ValidationErrors, attachments: &[Attachment]) {
+    if attachments.len() > MAX_ATTACHMENTS {
+        errs.push(
+            "attachments",
+            format!("at most {MAX_ATTACHMENTS} attachments"),
+        );
+    }
+    for (i, a) in attachments.iter().enumerate() {
+        let f = |name: &str| format!("attachments[{i}].{name}");
+        if check_text(&f("name"), &a.name, 255, true).is_err()
+            || a.name.chars().any(char::is_control)
+        {
+            errs.push(
+                f("name"),
+                "must be 1 to 255 characters without control characters",
+            );
+        }
+        if a.size < 0 {
+            errs.push(f("size"), "must not be negative");
+        }
+        let ct = a.content_type.as_str();
+        let well_formed = ct.len() <= 255
+            && ct.split_once('/').is_some_and(|(t, s)| {
+                !t.is_empty()
+                    && !s.is_empty()
+                    && !s.contains('/')
+                    && ct.chars().all(|c| c.is_ascii_graphic())
+            });
+        if !well_formed {
+            errs.push(
+                f("content_type"),
+                "must be a MIME type such as text/plain (at most 255 characters)",
+            );
+        }
+        if check_text(&f("storage_key"), &a.storage_key, 500, true).is_err() {
+            errs.push(f("storage_key"), "must be 1 to 500 characters");
+        }
+    }
+}
+
+/// The ticket after a status move (the caller checked that the move is allowed): solving
+/// stamps `solved_at` and counts the solve; reopening a solved ticket clears `solved_at`;
+/// closing stamps `closed_at`.
+fn moved(old: &Ticket, to: TicketStatus, now: DateTime<Utc>) -> Ticket {
+    let mut t = old.clone();
+    t.status = to;
+    match to {
+        TicketStatus::Solved => {
+            t.solved_at = Some(now);
+            t.solve_count += 1;
+        }
+        TicketStatus::Closed => t.closed_at = Some(now),
+        _ => {
+            if old.status == TicketStatus::Solved {
+                t.solved_at = None;
+            }
+        }
+    }
+    t
+}
+
+/// A history entry of the change `old` -> `new` (the ticket's new version orders it; the
+/// entry's time is the ticket's new `updated_at`).
+fn history(
+    ctx: &Ctx,
+    kind: HistoryKind,
+    old: Option<&Ticket>,
+    new: &Ticket,
+    reason: Option<String>,
+) -> HistoryEntry {
+    HistoryEntry {
+        ticket: new.id,
+        version: new.version,
+        kind,
+        from_status: old.map(|o| o.status),
+        to_status: new.status,
+        from_priority: old.map(|o| o.priority),
+        to_priority: new.priority,
+        assignee: new.assignee,
+        queue: new.queue,
+        reason,
+        at: new.updated_at,
+        actor: Some(ctx.actor().user),
+    }
+}
+
+/// The tickets API.
+#[derive(Clone, Debug)]
+pub struct Tickets {
+    store: Store,
+    contacts: Contacts,
+}
+
+impl Tickets {
+    /// The API over a store composed with [`crate::TicketsModule`].
+    pub fn new(store: &Store) -> Result<Self> {
+        store.require_module("tickets")?;
+        Ok(Tickets {
+            store: store.clone(),
+            contacts: Contacts::new(store)?,
+        })
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    // ----- loading -----
+
+    /// A ticket visible to the actor; `deleted` restricts it to deleted (`Some(true)`)
+    /// or live (`Some(false)`) ones. NotFound otherwise.
+    async fn load(&self, ctx: &Ctx, id: TicketId, deleted: Option<bool>) -> Result<Ticket> {
+        let row = self
+            .store
+            .backend()
+            .get(ctx.tenant(), TICKET_TABLE, &key(id))
+            .await?
+            .ok_or_else(|| Error::not_found(TICKET, id))?;
+        let t = rows::decode_ticket(row)?;
+        if !ctx.actor().can_see(t.assignee, t.queue)
+            || deleted.is_some_and(|d| d != t.deleted_at.is_some())
+        {
+            return Err(Error::not_found(TICKET, id));
+        }
+        Ok(t)
+    }
+
+    /// A ticket visible to the actor and not deleted.
+    pub async fn get(&self, ctx: &Ctx, id: TicketId) -> Result<Ticket> {
+        self.load(ctx, id, Some(false)).await
+    }
+
+    /// The ticket with this number, if it is visible to the actor and not deleted.
+    pub async fn get_by_number(&self, ctx: &Ctx, number: u64) -> Result<Ticket> {
+        let n = i64::try_from(number).map_err(|_| Error::not_found(TICKET, number))?;
+        let mut s = Select::new(TICKET_TABLE, Cond::eq("number", n));
+        s.limit = Some(1);
+        let row = self
+            .store
+            .backend()
+            .select(ctx.tenant(), &s)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::not_found(TICKET, number))?;
+        let t = rows::decode_ticket(row)?;
+        if !ctx.actor().can_see(t.assignee, t.queue) || t.deleted_at.is_some() {
+            return Err(Error::not_found(TICKET, number));
+        }
+        Ok(t)
+    }
+
+    async fn custom_schema(&self, ctx: &Ctx) -> Result<CustomSchema> {
+        self.store
+            .custom_fields()
+            .of_kind(ctx, &RecordKind::TICKET)
+            .await
+    }
+
+    // ----- validation -----
+
+    /// Checks that the requester contact exists and is visible (`requester`); returns its
+    /// organization.
+    async fn check_requester(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        requester: ContactId,
+    ) -> Result<Option<OrganizationId>> {
+        match self.contacts.get_contact(ctx, requester).await {
+            Ok(c) => Ok(c.organization),
+            Err(Error::NotFound { .. }) => {
+                errs.push(
+                    "requester",
+                    "is not a contact of this tenant visible to you",
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks that the organization exists and is visible (`organization`).
+    async fn check_organization(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        org: OrganizationId,
+    ) -> Result<()> {
+        match self.contacts.get_organization(ctx, org).await {
+            Ok(_) => Ok(()),
+            Err(Error::NotFound { .. }) => {
+                errs.push(
+                    "organization",
+                    "is not an organization of this tenant visible to you",
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks an assignee (`assignee`: an active user) and a queue (`queue`: a team of the
+    /// tenant). Unless `handoff`, a Rep may only assign to themselves and to their own
+    /// teams (PermissionDenied otherwise), as for every other record.
+    async fn check_assignment(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        assignee: Option<UserId>,
+        queue: Option<TeamId>,
+        handoff: bool,
+    ) -> Result<()> {
+        if !handoff && !manages(ctx) {
+            if assignee.is_some_and(|a| a != ctx.actor().user) {
+                return Err(Error::PermissionDenied(
+                    "a rep may only assign tickets to themselves".into(),
+                ));
+            }
+            if queue.is_some_and(|q| !ctx.actor().teams.contains(&q)) {
+                return Err(Error::PermissionDenied(
+                    "a rep may only put tickets in their own teams' queues".into(),
+                ));
+            }
+        }
+        let dir = self.store.directory();
+        if let Some(a) = assignee {
+            merge(errs, dir.require_active_user(ctx, "assignee", a).await)?;
+        }
+        if let Some(q) = queue {
+            match dir.team(ctx, q).await {
+                Ok(_) => {}
+                Err(Error::NotFound { .. }) => errs.push("queue", "is not a team of this tenant"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn check_phone(errs: &mut ValidationErrors, phone: &mut Option<String>) {
+        if let Some(p) = phone {
+            let trimmed = p.trim().to_owned();
+            if merge(
+                errs,
+                check_text("requester_phone", &trimmed, MAX_PHONE, true),
+            )
+            .ok()
+            .flatten()
+            .is_some()
+            {
+                *p = trimmed;
+            }
+        }
+    }
+
+    // ----- staging -----
+
+    /// Stages the versioned update of a ticket from `old` to `new` (whose `version` is
+    /// already `old.version + 1`): the changed columns, the custom-value index when the
+    /// custom values changed, one audit entry per changed field, and the SLA hook. Returns
+    /// the changed field names.
+    async fn stage_ticket_write(
+        &self,
+        ctx: &Ctx,
+        cs: &mut Changeset,
+        old: &Ticket,
+        new: &Ticket,
+        custom: Option<&CustomSchema>,
+    ) -> Result<Vec<String>> {
+        let record = RecordRef::from(new.id);
+        let def = self.store.backend().schema().table(TICKET_TABLE)?;
+        cs.writes.push(Write::Update {
+            table: TICKET_TABLE,
+            key: key(new.id),
+            set: changed_columns(def, &rows::ticket_row(old), &rows::ticket_row(new)),
+            expect_version: Some(old.version),
+            record: record.clone(),
+        });
+        if let Some(custom) = custom
+            && new.custom != old.custom
+        {
+            cs.writes
+                .extend(custom.index_writes(&record, &new.custom, true));
+        }
+        let (audit, changed) = diff(
+            &record,
+            &to_json(old),
+            &to_json(new),
+            &["updated_at", "version"],
+        );
+        cs.audit.extend(audit);
+        self.stage_sla(ctx, cs, Some(old), new).await?;
+        Ok(changed)
+    }
+
+    /// **The SLA extension point.** Every command that writes a ticket calls this with the
+    /// ticket before (`None` when it is being created) and after the change, while the
+    /// command's changeset is still being built, so that whatever SLA state the change
+    /// implies is committed atomically with it.
+    ///
+    /// Part 2 (SLA policies) fills this in: pick the ticket's policy (by priority, queue,
+    /// channel, ...) and business calendar, and stage the rows of its
+    /// [`SlaClock`](crate::clock::SlaClock)s: start the first-response and resolution
+    /// clocks on creation (and restart them when the priority changes the targets); stop
+    /// the first-response clock when `first_response_at` is set; pause the resolution
+    /// clock when the status enters `pending` or `on_hold` and resume it when it leaves
+    /// them; stop it on `solved`/`closed`, restart it on reopen; stop everything on
+    /// delete. Today it stages nothing.
+    async fn stage_sla(
+        &self,
+        _ctx: &Ctx,
+        _cs: &mut Changeset,
+        _old: Option<&Ticket>,
+        _new: &Ticket,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn stage_history(cs: &mut Changeset, h: &HistoryEntry) {
+        cs.writes.push(Write::Insert {
+            table: HISTORY_TABLE,
+            row: rows::history_row(h),
+        });
+    }
+
+    /// The next number of the tenant: the largest number given so far (deleted tickets
+    /// included) plus one, read from the unique number index.
+    async fn next_number(&self, ctx: &Ctx) -> Result<u64> {
+        let mut s = Select::new(TICKET_TABLE, Cond::True);
+        s.order = vec![OrderKey {
+            desc: true,
+            ..order("number")
+        }];
+        s.limit = Some(1);
+        let last = match self.store.backend().select(ctx.tenant(), &s).await?.first() {
+            Some(r) => crmkit_core::row::int(&r[rows::col::NUMBER])?,
+            None => 0,
+        };
+        u64::try_from(last.saturating_add(1)).map_err(|_| Error::storage("bad ticket number"))
+    }
+
+    // ----- commands -----
+
+    /// Creates a ticket with the next number of the tenant, status `new`. Every bad field
+    /// is reported at once and nothing is written: an empty or over-long `subject`, an
+    /// over-long `description`, a `requester` that is not a visible contact of the
+    /// tenant, neither a requester nor a `requester_phone`, a blank or over-long
+    /// `requester_phone`, an `organization` that is not a visible organization, an
+    /// `assignee` that is not an active user, a `queue` that is not a team, bad `tags[i]`
+    /// or too many `tags`, bad `custom.<key>` values.
+    ///
+    /// The organization defaults to the requester's; when neither an assignee nor a queue
+    /// is given, the actor is the assignee. A Rep may only assign to themselves and their
+    /// own teams' queues (PermissionDenied).
+    ///
+    /// Numbering: the number is the tenant's largest plus one, claimed by a unique index;
+    /// when a concurrent create took it first, the create picks the next one and commits
+    /// again, so concurrent creates never share a number and numbers increase in commit
+    /// order (gaps are possible only if a commit fails after its number was read).
+    pub async fn create(&self, ctx: &Ctx, input: NewTicket) -> Result<Ticket> {
+        ctx.actor().require_write("create ticket")?;
+        let mut errs = ValidationErrors::new();
+        merge(
+            &mut errs,
+            check_text("subject", &input.subject, MAX_SUBJECT, true),
+        )?;
+        if let Some(d) = &input.description {
+            merge(&mut errs, check_text("description", d, MAX_TEXT, false))?;
+        }
+        let mut phone = input.requester_phone;
+        Self::check_phone(&mut errs, &mut phone);
+        let mut organization = input.organization;
+        match input.requester {
+            Some(c) => {
+                let org = self.check_requester(ctx, &mut errs, c).await?;
+                organization = organization.or(org);
+            }
+            None if phone.is_none() => errs.push(
+                "requester",
+                "a ticket needs a requester contact or a requester phone",
+            ),
+            None => {}
+        }
+        if let Some(o) = input.organization {
+            self.check_organization(ctx, &mut errs, o).await?;
+        }
+        let (assignee, queue) = match (input.assignee, input.queue) {
+            (None, None) => (Some(ctx.actor().user), None),
+            other => other,
+        };
+        self.check_assignment(ctx, &mut errs, assignee, queue, false)
+            .await?;
+        let tags = check_tags(&mut errs, &input.tags);
+        let custom = self.custom_schema(ctx).await?;
+        merge(&mut errs, custom.validate(&input.custom))?;
+        errs.into_result()?;
+        let now = ctx.now();
+        let mut ticket = Ticket {
+            id: TicketId::new(),
+            number: 0,
+            subject: input.subject,
+            description: input.description,
+            status: TicketStatus::New,
+            priority: input.priority,
+            channel: input.channel,
+            requester: input.requester,
+            requester_phone: phone,
+            organization,
+            assignee,
+            queue,
+            tags,
+            custom: input.custom,
+            first_response_at: None,
+            solved_at: None,
+            closed_at: None,
+            solve_count: 0,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            version: 1,
+        };
+        let record = RecordRef::from(ticket.id);
+        let mut attempts = 0;
+        loop {
+            ticket.number = self.next_number(ctx).await?;
+            let mut cs = Changeset::new(ctx);
+            cs.writes.push(Write::Insert {
+                table: TICKET_TABLE,
+                row: rows::ticket_row(&ticket),
+            });
+            cs.writes
+                .extend(custom.index_writes(&record, &ticket.custom, false));
+            Self::stage_history(
+                &mut cs,
+                &history(ctx, HistoryKind::Created, None, &ticket, None),
+            );
+            stage_created(&mut cs, record.clone(), "ticket", &ticket);
+            self.stage_sla(ctx, &mut cs, None, &ticket).await?;
+            match self.store.commit(cs).await {
+                Ok(_) => return Ok(ticket),
+                Err(e) if number_taken(&e) && attempts < NUMBER_ATTEMPTS => attempts += 1,
+                Err(e) if number_taken(&e) => {
+                    return Err(Error::storage(
+                        "could not claim a ticket number: too many concurrent creates",
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Changes a ticket whose current version is `expected_version` (a stale one is a
+    /// Conflict). Validation as in [`Tickets::create`] for the fields given; a ticket
+    /// keeps needing a requester or a requester phone, and an assignee or a queue
+    /// (`assignee`). A priority change is recorded in the history. Emits
+    /// `ticket.updated`; a patch that changes nothing writes nothing.
+    pub async fn update(
+        &self,
+        ctx: &Ctx,
+        id: TicketId,
+        expected_version: u64,
+        patch: TicketPatch,
+    ) -> Result<Ticket> {
+        ctx.actor().require_write("update ticket")?;
+        let old = self.load(ctx, id, Some(false)).await?;
+        let mut errs = ValidationErrors::new();
+        let mut new = old.clone();
+        if let Some(s) = patch.subject {
+            merge(&mut errs, check_text("subject", &s, MAX_SUBJECT, true))?;
+            new.subject = s;
+        }
+        if let Some(d) = patch.description {
+            if let Some(d) = &d {
+                merge(&mut errs, check_text("description", d, MAX_TEXT, false))?;
+            }
+            new.description = d;
+        }
+        if let Some(p) = patch.priority {
+            new.priority = p;
+        }
+        if let Some(c) = patch.channel {
+            new.channel = c;
+        }
+        if let Some(mut p) = patch.requester_phone {
+            Self::check_phone(&mut errs, &mut p);
+            new.requester_phone = p;
+        }
+        if let Some(r) = patch.requester {
+            if let Some(c) = r {
+                self.check_requester(ctx, &mut errs, c).await?;
+            }
+            new.requester = r;
+        }
+        if new.requester.is_none() && new.requester_phone.is_none() {
+            errs.push(
+                "requester",
+                "a ticket needs a requester contact or a requester phone",
+            );
+        }
+        if let Some(o) = patch.organization {
+            if let Some(o) = o {
+                self.check_organization(ctx, &mut errs, o).await?;
+            }
+            new.organization = o;
+        }
+        if patch.assignee.is_some() || patch.queue.is_some() {
+            new.assignee = patch.assignee.unwrap_or(old.assignee);
+            new.queue = patch.queue.unwrap_or(old.queue);
+            self.check_assignment(
+                ctx,
+                &mut errs,
+                patch.assignee.flatten(),
+                patch.queue.flatten(),
+                false,
+            )
+            .await?;
+            if new.assignee.is_none() && new.queue.is_none() {
+                errs.push("assignee", "a ticket needs an assignee or a queue");
+            }
+        }
+        if let Some(t) = &patch.tags {
+            new.tags = check_tags(&mut errs, t);
+        }
+        let custom = if patch.custom.is_empty() {
+            None
+        } else {
+            let schema = self.custom_schema(ctx).await?;
+            new.custom = apply_custom_patch(&old.custom, &patch.custom);
+            merge(&mut errs, schema.validate(&new.custom))?;
+            Some(schema)
+        };
+        errs.into_result()?;
+        if old.version != expected_version {
+            return Err(conflict(id, expected_version, old.version));
+        }
+        if new == old {
+            return Ok(old);
+        }
+        new.updated_at = ctx.now();
+        new.version = old.version + 1;
+        let mut cs = Changeset::new(ctx);
+        let changed = self
+            .stage_ticket_write(ctx, &mut cs, &old, &new, custom.as_ref())
+            .await?;
+        if new.priority != old.priority {
+            Self::stage_history(
+                &mut cs,
+                &history(ctx, HistoryKind::Priority, Some(&old), &new, None),
+            );
+        }
+        cs.events.push(NewEvent::new(
+            "ticket.updated",
+            RecordRef::from(id),
+            changed,
+            to_json(&new),
+        ));
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    /// Moves a ticket whose current version is `expected_version` to status `to`, by the
+    /// table on [`TicketStatus`]: a refused move (anything out of `closed`, anything into
+    /// `new`, `solved` to anything but `open` or `closed`) is InvalidTransition; moving to
+    /// the current status changes nothing. Solving stamps `solved_at` and counts the
+    /// solve (a new satisfaction rating may follow); reopening clears `solved_at`; closing
+    /// stamps `closed_at`. Recorded in the history; emits `ticket.status_changed`.
+    pub async fn set_status(
+        &self,
+        ctx: &Ctx,
+        id: TicketId,
+        expected_version: u64,
+        to: TicketStatus,
+    ) -> Result<Ticket> {
+        ctx.actor().require_write("change ticket status")?;
+        let old = self.load(ctx, id, Some(false)).await?;
+        if old.version != expected_version {
+            return Err(conflict(id, expected_version, old.version));
+        }
+        if old.status == to {
+            return Ok(old);
+        }
+        if !old.status.can_move_to(to) {
+            return Err(invalid(
+                id,
+                format!(
+                    "a {} ticket cannot become {}",
+                    old.status.as_str(),
+                    to.as_str()
+                ),
+            ));
+        }
+        let now = ctx.now();
+        let mut new = moved(&old, to, now);
+        new.updated_at = now;
+        new.version = old.version + 1;
+        let mut cs = Changeset::new(ctx);
+        let changed = self
+            .stage_ticket_write(ctx, &mut cs, &old, &new, None)
+            .await?;
+        Self::stage_history(
+            &mut cs,
+            &history(ctx, HistoryKind::Status, Some(&old), &new, None),
+        );
+        cs.events.push(NewEvent::new(
+            "ticket.status_changed",
+            RecordRef::from(id),
+            changed,
+            to_json(&new),
+        ));
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    /// Adds a comment to a live ticket visible to the actor.
+    ///
+    /// Rules:
+    /// - bad input is a Validation error naming every bad field: an empty or over-long
+    ///   `body`, bad `attachments[i].name` / `.size` (negative) / `.content_type` /
+    ///   `.storage_key`, too many `attachments`, a requester comment that is not `public`,
+    ///   a requester comment (`by_requester`) on a ticket without a requester contact;
+    /// - a comment on a **closed** ticket is an InvalidTransition error (closed is final:
+    ///   nothing is added to it);
+    /// - the first public reply by an agent stamps `first_response_at` (once; internal
+    ///   notes and requester comments never do), and moves a `new` ticket to `open`;
+    /// - a requester comment on a `pending` ticket (waiting on the customer) moves it back
+    ///   to `open`; on other statuses (`solved` included) it leaves the status alone;
+    /// - otherwise the ticket itself is not written (its version does not change).
+    ///
+    /// The comment, the ticket change (versioned; when another command changed the
+    /// ticket meanwhile, the comment is re-decided on the new state and committed again),
+    /// its history entry, audit entries and the `ticket.commented` (and
+    /// `ticket.status_changed`) events commit together.
+    pub async fn comment(&self, ctx: &Ctx, id: TicketId, input: NewComment) -> Result<Commented> {
+        ctx.actor().require_write("comment on ticket")?;
+        let mut errs = ValidationErrors::new();
+        merge(&mut errs, check_text("body", &input.body, MAX_TEXT, true))?;
+        check_attachments(&mut errs, &input.attachments);
+        if input.by_requester && !input.public {
+            errs.push("public", "a requester's comment is always public");
+        }
+        let mut attempts = 0;
+        loop {
+            let old = self.load(ctx, id, Some(false)).await?;
+            let mut errs = errs.clone();
+            let author = if input.by_requester {
+                match old.requester {
+                    Some(contact) => Some(CommentAuthor::Requester { contact }),
+                    None => {
+                        errs.push("by_requester", "the ticket has no requester contact");
+                        None
+                    }
+                }
+            } else {
+                Some(CommentAuthor::Agent {
+                    user: ctx.actor().user,
+                })
+            };
+            errs.into_result()?;
+            let Some(author) = author else {
+                return Err(Error::validation("by_requester", "no author"));
+            };
+            if old.status == TicketStatus::Closed {
+                return Err(invalid(id, "a closed ticket takes no comments"));
+            }
+            let now = ctx.now();
+            let comment = Comment {
+                id: uuid::Uuid::now_v7(),
+                ticket: id,
+                author,
+                public: input.public,
+                body: input.body.clone(),
+                attachments: input.attachments.clone(),
+                created_at: now,
+            };
+            let mut new = old.clone();
+            let mut reason = None;
+            match author {
+                CommentAuthor::Agent { .. } if comment.public => {
+                    new.first_response_at.get_or_insert(now);
+                    if old.status == TicketStatus::New {
+                        new = moved(&new, TicketStatus::Open, now);
+                        reason = Some("an agent replied".to_owned());
+                    }
+                }
+                CommentAuthor::Requester { .. } if old.status == TicketStatus::Pending => {
+                    new = moved(&new, TicketStatus::Open, now);
+                    reason = Some("the requester replied".to_owned());
+                }
+                _ => {}
+            }
+            let record = RecordRef::from(id);
+            let mut cs = Changeset::new(ctx);
+            cs.writes.push(Write::Insert {
+                table: COMMENT_TABLE,
+                row: rows::comment_row(&comment),
+            });
+            cs.audit.push(AuditChange {
+                record: record.clone(),
+                field: "comments".into(),
+                old: None,
+                new: Some(json_text(&comment)),
+            });
+            let mut changed = vec![];
+            if new != old {
+                new.updated_at = now;
+                new.version = old.version + 1;
+                changed = self
+                    .stage_ticket_write(ctx, &mut cs, &old, &new, None)
+                    .await?;
+            }
+            cs.events.push(NewEvent::new(
+                "ticket.commented",
+                record.clone(),
+                changed.clone(),
+                to_json(&comment),
+            ));
+            if new.status != old.status {
+                Self::stage_history(
+                    &mut cs,
+                    &history(ctx, HistoryKind::Status, Some(&old), &new, reason),
+                );
+                cs.events.push(NewEvent::new(
+                    "ticket.status_changed",
+                    record.clone(),
+                    changed,
+                    to_json(&new),
+                ));
+            }
+            match self.store.commit(cs).await {
+                Ok(_) => {
+                    return Ok(Commented {
+                        ticket: new,
+                        comment,
+                    });
+                }
+                Err(Error::Conflict { record: r, .. })
+                    if r == record && attempts < COMMENT_ATTEMPTS =>
+                {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Escalates a live ticket whose current version is `expected_version`: raises its
+    /// priority and/or hands it to a queue or a user, with a reason. Handing it to a queue
+    /// without naming a user leaves it unassigned in that queue. Unlike create and update,
+    /// escalation may hand a ticket to any team and any active user of the tenant (that
+    /// is what it is for), so a Rep may lose sight of the ticket afterwards.
+    ///
+    /// Validation errors: an empty or over-long `reason`; a `priority` not above the
+    /// current one; an `assignee` that is not an active user; a `queue` that is not a
+    /// team; nothing to do (`escalation`). A closed ticket cannot be escalated
+    /// (InvalidTransition). Recorded in the history (kind `escalated`, with the reason);
+    /// emits `ticket.escalated`.
+    pub async fn escalate(
+        &self,
+        ctx: &Ctx,
+        id: TicketId,
+        expected_version: u64,
+        e: Escalation,
+    ) -> Result<Ticket> {
+        ctx.actor().require_write("escalate ticket")?;
+        let old = self.load(ctx, id, Some(false)).await?;
+        let mut errs = ValidationErrors::new();
+        merge(&mut errs, check_text("reason", &e.reason, MAX_REASON, true))?;
+        if e.priority.is_none() && e.queue.is_none() && e.assignee.is_none() {
+            errs.push(
+                "escalation",
+                "raise the priority or hand the ticket to a queue or a user",
+            );
+        }
+        if let Some(p) = e.priority
+            && p <= old.priority
+        {
+            errs.push(
+                "priority",
+                format!(
+                    "must be higher than the current priority ({})",
+                    old.priority.as_str()
+                ),
+            );
+        }
+        self.check_assignment(ctx, &mut errs, e.assignee, e.queue, true)
+            .await?;
+        errs.into_result()?;
+        if old.version != expected_version {
+            return Err(conflict(id, expected_version, old.version));
+        }
+        if old.status == TicketStatus::Closed {
+            return Err(invalid(id, "a closed ticket cannot be escalated"));
+        }
+        let mut new = old.clone();
+        if let Some(p) = e.priority {
+            new.priority = p;
+        }
+        if let Some(q) = e.queue {
+            new.queue = Some(q);
+            new.assignee = e.assignee;
+        } else if let Some(a) = e.assignee {
+            new.assignee = Some(a);
+        }
+        new.updated_at = ctx.now();
+        new.version = old.version + 1;
+        let mut cs = Changeset::new(ctx);
+        let changed = self
+            .stage_ticket_write(ctx, &mut cs, &old, &new, None)
+            .await?;
+        Self::stage_history(
+            &mut cs,
+            &history(
+                ctx,
+                HistoryKind::Escalated,
+                Some(&old),
+                &new,
+                Some(e.reason.clone()),
+            ),
+        );
+        cs.events.push(NewEvent::new(
+            "ticket.escalated",
+            RecordRef::from(id),
+            changed,
+            serde_json::json!({ "ticket": to_json(&new), "reason": e.reason }),
+        ));
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    /// Records the requester's satisfaction with the latest solve of a ticket: a `rating`
+    /// of 1 to 5 (a Validation error on `rating` otherwise) and an optional `comment` (at
+    /// most [`MAX_RATING_COMMENT`] characters). Only a solved ticket, or a closed one
+    /// that was solved before closing, can be rated (InvalidTransition otherwise). One
+    /// rating per solve: rating the same solve again is a Duplicate error on
+    /// `satisfaction` (also when two ratings race: the rating table's key is (ticket,
+    /// solve)); reopening and solving again allows a new rating. Emits `ticket.rated`.
+    pub async fn rate(
+        &self,
+        ctx: &Ctx,
+        id: TicketId,
+        rating: i32,
+        comment: Option<String>,
+    ) -> Result<Satisfaction> {
+        ctx.actor().require_write("rate ticket")?;
+        let mut errs = ValidationErrors::new();
+        let rating = match u8::try_from(rating) {
+            Ok(r) if (1..=5).contains(&r) => r,
+            _ => {
+                errs.push("rating", "must be 1 to 5");
+                0
+            }
+        };
+        if let Some(c) = &comment {
+            merge(
+                &mut errs,
+                check_text("comment", c, MAX_RATING_COMMENT, false),
+            )?;
+        }
+        let t = self.load(ctx, id, Some(false)).await?;
+        errs.into_result()?;
+        let solved = t.status == TicketStatus::Solved
+            || (t.status == TicketStatus::Closed && t.solved_at.is_some());
+        if !solved {
+            return Err(invalid(id, "only a solved ticket can be rated"));
+        }
+        let record = RecordRef::from(id);
+        let duplicate = || Error::Duplicate {
+            kind: TICKET,
+            field: "satisfaction".into(),
+            existing: Some(record.clone()),
+        };
+        let pk = [
+            Value::Uuid(id.as_uuid()),
+            Value::Int(i64::from(t.solve_count)),
+        ];
+        if self
+            .store
+            .backend()
+            .get(ctx.tenant(), SATISFACTION_TABLE, &pk)
+            .await?
+            .is_some()
+        {
+            return Err(duplicate());
+        }
+        let s = Satisfaction {
+            ticket: id,
+            solve: t.solve_count,
+            rating,
+            comment,
+            at: ctx.now(),
+            recorded_by: Some(ctx.actor().user),
+        };
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Insert {
+            table: SATISFACTION_TABLE,
+            row: rows::satisfaction_row(&s),
+        });
+        cs.audit.push(AuditChange {
+            record: record.clone(),
+            field: "satisfaction".into(),
+            old: None,
+            new: Some(json_text(&s)),
+        });
+        cs.events.push(NewEvent::new(
+            "ticket.rated",
+            record.clone(),
+            vec!["satisfaction".into()],
+            to_json(&s),
+        ));
+        match self.store.commit(cs).await {
+            Ok(_) => Ok(s),
+            Err(Error::Duplicate { kind, .. }) if kind.as_str() == SATISFACTION_TABLE => {
+                Err(duplicate())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Soft-deletes a ticket (restorable; its number stays taken).
+    pub async fn delete(&self, ctx: &Ctx, id: TicketId, expected_version: u64) -> Result<Ticket> {
+        self.set_deleted(ctx, id, expected_version, true).await
+    }
+
+    /// Restores a soft-deleted ticket.
+    pub async fn restore(&self, ctx: &Ctx, id: TicketId, expected_version: u64) -> Result<Ticket> {
+        self.set_deleted(ctx, id, expected_version, false).await
+    }
+
+    async fn set_deleted(
+        &self,
+        ctx: &Ctx,
+        id: TicketId,
+        expected_version: u64,
+        delete: bool,
+    ) -> Result<Ticket> {
+        ctx.actor().require_write(if delete {
+            "delete ticket"
+        } else {
+            "restore ticket"
+        })?;
+        let old = self.load(ctx, id, Some(!delete)).await?;
+        if old.version != expected_version {
+            return Err(conflict(id, expected_version, old.version));
+        }
+        let now = ctx.now();
+        let mut new = old.clone();
+        new.deleted_at = delete.then_some(now);
+        new.updated_at = now;
+        new.version += 1;
+        let mut cs = Changeset::new(ctx);
+        stage_soft_delete(
+            &mut cs,
+            SoftDelete {
+                table: TICKET_TABLE,
+                record: RecordRef::from(id),
+                expected_version,
+                was: old.deleted_at,
+                now: new.deleted_at,
+                at: now,
+                kind: "ticket",
+                after: &new,
+            },
+        );
+        self.stage_sla(ctx, &mut cs, Some(&old), &new).await?;
+        self.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    // ----- queries -----
+
+    /// Lists tickets: filter, sort, keyset page; only visible ones (Admin and Manager see
+    /// all; others the tickets assigned to them or in their teams' queues), deleted ones
+    /// only with [`Query::include_deleted`]. Fields: see [`TICKET_FIELDS`], and
+    /// `custom.<key>`; filter on a tag with [`tag_filter`].
+    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Ticket>> {
+        let scope = visibility_scope(ctx, q.include_deleted);
+        list_page(
+            &self.store,
+            ctx,
+            q,
+            &TICKET_FIELDS,
+            scope,
+            rows::decode_ticket,
+            |t: &Ticket| Some(&t.custom),
+        )
+        .await
+    }
+
+    /// A requester's unsolved tickets (new, open, pending, on hold), oldest first,
+    /// keyset-paged; only those visible to the actor.
+    pub async fn requester_open_tickets(
+        &self,
+        ctx: &Ctx,
+        requester: ContactId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Ticket>> {
+        let mut q = Query::new()
+            .filter(Filter::eq("requester", requester))
+            .filter(Filter::is_in(
+                "status",
+                TicketStatus::UNSOLVED.map(TicketStatus::as_str),
+            ))
+            .sort_asc("created_at")
+            .limit(limit);
+        q.cursor = cursor;
+        self.list(ctx, &q).await
+    }
+
+    /// The comments of a ticket visible to the actor, oldest first, keyset-paged by
+    /// (time, id); internal notes only when `include_internal`. The cursor is the last
+    /// comment's id as returned in `next_cursor`; `limit` is 1 to
+    /// [`crmkit_core::query::MAX_LIMIT`].
+    pub async fn comments(
+        &self,
+        ctx: &Ctx,
+        id: TicketId,
+        include_internal: bool,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Comment>> {
+        if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
+            return Err(Error::validation(
+                "limit",
+                format!("must be 1 to {}", crmkit_core::query::MAX_LIMIT),
+            ));
+        }
+        self.load(ctx, id, None).await?;
+        let b = self.store.backend();
+        let mut cond = Cond::eq("ticket_id", id.as_uuid());
+        if !include_internal {
+            cond = cond.and(Cond::eq("public", true));
+        }
+        let mut s = Select::new(COMMENT_TABLE, cond);
+        s.order = vec![order("created_at"), order("id")];
+        if let Some(c) = &cursor {
+            let bad = || Error::validation("cursor", "is not a comment cursor of this ticket");
+            let after = uuid::Uuid::parse_str(c).map_err(|_| bad())?;
+            let row = b
+                .get(ctx.tenant(), COMMENT_TABLE, &[Value::Uuid(after)])
+                .await?
+                .ok_or_else(bad)?;
+            let c = rows::decode_comment(row)?;
+            if c.ticket != id {
+                return Err(bad());
+            }
+            s.after = Some(vec![Value::timestamp(c.created_at), Value::Uuid(c.id)]);
+        }
+        s.limit = Some(limit + 1);
+        let mut found = b.select(ctx.tenant(), &s).await?;
+        let more = found.len() > limit as usize;
+        found.truncate(limit as usize);
+        let items = found
+            .into_iter()
+            .map(rows::decode_comment)
+            .collect::<Result<Vec<_>>>()?;
+        let next_cursor = if more {
+            items.last().map(|c| c.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page {
+            items,
+            next_cursor,
+            total: None,
+        })
+    }
+
+    /// The status and priority history of a ticket visible to the actor, oldest first.
+    pub async fn history(&self, ctx: &Ctx, id: TicketId) -> Result<Vec<HistoryEntry>> {
+        self.load(ctx, id, None).await?;
+        let mut s = Select::new(HISTORY_TABLE, Cond::eq("ticket_id", id.as_uuid()));
+        s.order = vec![order("version")];
+        self.store
+            .backend()
+            .select(ctx.tenant(), &s)
+            .await?
+            .into_iter()
+            .map(rows::decode_history)
+            .collect()
+    }
+
+    /// The satisfaction ratings of a ticket visible to the actor, one per rated solve,
+    /// oldest first.
+    pub async fn satisfaction(&self, ctx: &Ctx, id: TicketId) -> Result<Vec<Satisfaction>> {
+        self.load(ctx, id, None).await?;
+        let mut s = Select::new(SATISFACTION_TABLE, Cond::eq("ticket_id", id.as_uuid()));
+        s.order = vec![order("solve")];
+        self.store
+            .backend()
+            .select(ctx.tenant(), &s)
+            .await?
+            .into_iter()
+            .map(rows::decode_satisfaction)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_normalised() {
+        let mut errs = ValidationErrors::new();
+        let tags = check_tags(
+            &mut errs,
+            &[
+                "  Billing ".into(),
+                "billing".into(),
+                "Two\tWords".into(),
+                "a|b".into(),
+                " ".into(),
+                "x".repeat(51),
+            ],
+        );
+        assert_eq!(tags, vec!["billing".to_owned(), "two words".into()]);
+        assert!(errs.has("tags[3]") && errs.has("tags[4]") && errs.has("tags[5]"));
+        assert!(!errs.has("tags[1]"));
+    }
+
+    #[test]
+    fn attachments_are_checked() {
+        let good = Attachment {
+            name: "a.pdf".into(),
+            size: 0,
+            content_type: "application/pdf".into(),
+            storage_key: "k/1".into(),
+        };
+        let mut errs = ValidationErrors::new();
+        check_attachments(&mut errs, std::slice::from_ref(&good));
+        assert!(errs.is_empty(), "{errs:?}");
+        let bad = Attachment {
+            name: "".into(),
+            size: -1,
+            content_type: "pdf".into(),
+            storage_key: "".into(),
+        };
+        check_attachments(&mut errs, &[good, bad]);
+        for f in ["name", "size", "content_type", "storage_key"] {
+            assert!(errs.has(&format!("attachments[1].{f}")), "{f}");
+        }
+        assert!(!errs.has("attachments[0].name"));
+    }
+
+    #[test]
+    fn status_moves_stamp_times() {
+        let now = Utc::now();
+        let t = Ticket {
+            id: TicketId::new(),
+            number: 1,
+            subject: "s".into(),
+            description: None,
+            status: TicketStatus::Open,
+            priority: TicketPriority::Normal,
+            channel: Channel::Api,
+            requester: None,
+            requester_phone: Some("1".into()),
+            organization: None,
+            assignee: None,
+            queue: None,
+            tags: vec![],
+            custom: Default::default(),
+            first_response_at: None,
+            solved_at: None,
+            closed_at: None,
+            solve_count: 0,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            version: 1,
+        };
+        let s = moved(&t, TicketStatus::Solved, now);
+        assert_eq!((s.solved_at, s.solve_count), (Some(now), 1));
+        let r = moved(&s, TicketStatus::Open, now);
+        assert_eq!((r.solved_at, r.solve_count), (None, 1));
+        let c = moved(&s, TicketStatus::Closed, now);
+        assert_eq!((c.solved_at, c.closed_at), (Some(now), Some(now)));
+    }
+}
