@@ -785,6 +785,20 @@ impl Backend for MemoryBackend {
         Box::pin(async move { r })
     }
 
+    fn reserve<'a>(
+        &'a self,
+        tenant: TenantId,
+        sequence: &'a str,
+        n: u64,
+    ) -> BoxFuture<'a, Result<u64>> {
+        let r = crate::store::check_reserve(sequence, n).and_then(|()| {
+            let mut state = self.lock();
+            let mut undo = vec![];
+            state.alloc_seq(tenant, sequence, n, &mut undo)
+        });
+        Box::pin(async move { r })
+    }
+
     fn inject_fault(&self, fault: Option<Fault>) {
         *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
     }

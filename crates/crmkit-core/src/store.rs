@@ -812,6 +812,22 @@ pub enum Fault {
     FailAtWrite(usize),
 }
 
+/// Checks the arguments of [`Backend::reserve`].
+pub fn check_reserve(sequence: &str, n: u64) -> Result<()> {
+    if sequence == crate::event::EVENT_SEQUENCE {
+        return Err(Error::Config(
+            "the events sequence is the change feed's and cannot be reserved".into(),
+        ));
+    }
+    if sequence.is_empty() || sequence.len() > 64 {
+        return Err(Error::Config("a sequence name has 1 to 64 bytes".into()));
+    }
+    if n == 0 || n > i64::MAX as u64 / 2 {
+        return Err(Error::Config(format!("cannot reserve {n} values")));
+    }
+    Ok(())
+}
+
 /// Which kind of backend this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendKind {
@@ -881,6 +897,19 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Applies a changeset atomically: all its writes, audit rows and events, or nothing.
     fn commit(&self, changeset: Changeset) -> BoxFuture<'_, Result<Commit>>;
+
+    /// Reserves `n` (at least 1) consecutive values of the tenant's counter `sequence`, in
+    /// a transaction of its own, and returns the first. Values are unique and increasing
+    /// per tenant and sequence, also under concurrent reservations (the counter row is
+    /// locked until the reservation commits); a value reserved by a command that then
+    /// fails is not reused, so numbers may have gaps. The sequence `events` is the
+    /// change feed's and cannot be reserved (a Config error), nor can `n` be 0.
+    fn reserve<'a>(
+        &'a self,
+        tenant: TenantId,
+        sequence: &'a str,
+        n: u64,
+    ) -> BoxFuture<'a, Result<u64>>;
 
     /// Injects (or clears) a fault into subsequent commits. For tests.
     fn inject_fault(&self, fault: Option<Fault>);

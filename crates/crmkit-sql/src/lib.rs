@@ -202,6 +202,15 @@ macro_rules! server_backend {
                 Box::pin(self.0.commit(changeset))
             }
 
+            fn reserve<'a>(
+                &'a self,
+                tenant: crmkit_core::TenantId,
+                sequence: &'a str,
+                n: u64,
+            ) -> crmkit_core::store::BoxFuture<'a, Result<u64>> {
+                Box::pin(self.0.reserve(tenant, sequence, n))
+            }
+
             fn inject_fault(&self, fault: Option<crmkit_core::Fault>) {
                 self.0.inject_fault(fault)
             }

@@ -375,6 +375,61 @@ impl<D: Driver> ServerBackend<D> {
         }
     }
 
+    pub(crate) async fn reserve(&self, tenant: TenantId, sequence: &str, n: u64) -> Result<u64> {
+        crmkit_core::store::check_reserve(sequence, n)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.reserve_once(tenant, sequence, n).await {
+                Ok(first) => return Ok(first),
+                Err(Failure::Fail(e)) => return Err(e),
+                Err(Failure::Retry(e)) => {
+                    if attempt >= COMMIT_ATTEMPTS {
+                        return Err(storage(e));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(2 * attempt as u64)).await;
+                }
+            }
+        }
+    }
+
+    async fn reserve_once(
+        &self,
+        tenant: TenantId,
+        sequence: &str,
+        n: u64,
+    ) -> std::result::Result<u64, Failure> {
+        let mut tx = self.pool.begin().await.map_err(|e| classify(e, storage))?;
+        let r = async {
+            let r = &self.render;
+            let conn = &mut *tx;
+            D::exec(conn, &r.seq_ensure(tenant, sequence)?)
+                .await
+                .map_err(|e| classify(e, storage))?;
+            D::exec(conn, &r.seq_bump(tenant, sequence, n as i64)?)
+                .await
+                .map_err(|e| classify(e, storage))?;
+            let last = D::fetch(conn, &r.seq_read(tenant, sequence)?)
+                .await
+                .map_err(|e| classify(e, storage))?
+                .first()
+                .and_then(|row| row[0].as_int())
+                .ok_or_else(|| Error::storage("sequence row missing"))?;
+            std::result::Result::<u64, Failure>::Ok(last as u64 + 1 - n)
+        }
+        .await;
+        match r {
+            Ok(first) => {
+                tx.commit().await.map_err(|e| classify(e, storage))?;
+                Ok(first)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
     async fn commit_once(
         &self,
         cs: &Changeset,

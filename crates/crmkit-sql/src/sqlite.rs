@@ -534,6 +534,33 @@ impl Backend for SqliteBackend {
         })
     }
 
+    fn reserve<'a>(
+        &'a self,
+        tenant: TenantId,
+        sequence: &'a str,
+        n: u64,
+    ) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            crmkit_core::store::check_reserve(sequence, n)?;
+            let conn = self.writer.lock().await;
+            if !conn.is_autocommit() {
+                conn.execute_batch("ROLLBACK").map_err(storage)?;
+            }
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+            let r = (|| {
+                let r = &self.render;
+                exec(&conn, &r.seq_ensure(tenant, sequence)?).map_err(storage)?;
+                exec(&conn, &r.seq_bump(tenant, sequence, n as i64)?).map_err(storage)?;
+                let last = fetch(&conn, &r.seq_read(tenant, sequence)?)?
+                    .first()
+                    .and_then(|row| row[0].as_int())
+                    .ok_or_else(|| Error::storage("sequence row missing"))?;
+                Ok(last as u64 + 1 - n)
+            })();
+            finish(&conn, r)
+        })
+    }
+
     fn inject_fault(&self, fault: Option<Fault>) {
         *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
     }

@@ -343,6 +343,15 @@ impl Backend for TempFileBackend {
         self.inner.commit(changeset)
     }
 
+    fn reserve<'a>(
+        &'a self,
+        tenant: TenantId,
+        sequence: &'a str,
+        n: u64,
+    ) -> BoxFuture<'a, Result<u64>> {
+        self.inner.reserve(tenant, sequence, n)
+    }
+
     fn inject_fault(&self, fault: Option<Fault>) {
         self.inner.inject_fault(fault)
     }

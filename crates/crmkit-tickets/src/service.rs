@@ -18,8 +18,7 @@ use crmkit_core::{
 use crate::inputs::*;
 use crate::model::*;
 use crate::rows::{
-    self, COMMENT_TABLE, HISTORY_TABLE, NUMBER_INDEX, SATISFACTION_TABLE, TICKET, TICKET_FIELDS,
-    TICKET_TABLE,
+    self, COMMENT_TABLE, HISTORY_TABLE, SATISFACTION_TABLE, TICKET, TICKET_FIELDS, TICKET_TABLE,
 };
 
 /// Event kinds this module emits.
@@ -51,8 +50,10 @@ pub const MAX_RATING_COMMENT: usize = 2000;
 /// Longest requester phone (raw text).
 pub const MAX_PHONE: usize = 64;
 
-/// How many times a create retries when a concurrent create took the number it picked.
-const NUMBER_ATTEMPTS: u32 = 200;
+/// The per-tenant counter ticket numbers are reserved from ([`Backend::reserve`]).
+///
+/// [`Backend::reserve`]: crmkit_core::Backend::reserve
+pub const NUMBER_SEQUENCE: &str = "tickets.number";
 /// How many times a comment retries when the ticket changed between its read and commit.
 const COMMENT_ATTEMPTS: u32 = 16;
 
@@ -96,12 +97,6 @@ fn invalid(id: TicketId, reason: impl Into<String>) -> Error {
         record: RecordRef::from(id),
         reason: reason.into(),
     }
-}
-
-/// Whether a commit failed because a concurrent create took the picked number.
-fn number_taken(e: &Error) -> bool {
-    matches!(e, Error::Duplicate { kind, field, .. }
-        if kind.as_str() == TICKET_TABLE && field == NUMBER_INDEX)
 }
 
 /// Adds a Validation error of `r` to `errs`; other errors are returned.
@@ -468,22 +463,6 @@ impl Tickets {
         });
     }
 
-    /// The next number of the tenant: the largest number given so far (deleted tickets
-    /// included) plus one, read from the unique number index.
-    async fn next_number(&self, ctx: &Ctx) -> Result<u64> {
-        let mut s = Select::new(TICKET_TABLE, Cond::True);
-        s.order = vec![OrderKey {
-            desc: true,
-            ..order("number")
-        }];
-        s.limit = Some(1);
-        let last = match self.store.backend().select(ctx.tenant(), &s).await?.first() {
-            Some(r) => crmkit_core::row::int(&r[rows::col::NUMBER])?,
-            None => 0,
-        };
-        u64::try_from(last.saturating_add(1)).map_err(|_| Error::storage("bad ticket number"))
-    }
-
     // ----- commands -----
 
     /// Creates a ticket with the next number of the tenant, status `new`. Every bad field
@@ -498,10 +477,11 @@ impl Tickets {
     /// is given, the actor is the assignee. A Rep may only assign to themselves and their
     /// own teams' queues (PermissionDenied).
     ///
-    /// Numbering: the number is the tenant's largest plus one, claimed by a unique index;
-    /// when a concurrent create took it first, the create picks the next one and commits
-    /// again, so concurrent creates never share a number and numbers increase in commit
-    /// order (gaps are possible only if a commit fails after its number was read).
+    /// Numbering: the number is reserved from the tenant's counter [`NUMBER_SEQUENCE`] in
+    /// a short transaction of its own (the counter row is locked only for that), so
+    /// concurrent creates never share a number and numbers increase in reservation order;
+    /// a create that fails after reserving leaves a gap. A unique index on the number
+    /// guards the rule.
     pub async fn create(&self, ctx: &Ctx, input: NewTicket) -> Result<Ticket> {
         ctx.actor().require_write("create ticket")?;
         let mut errs = ValidationErrors::new();
@@ -565,33 +545,26 @@ impl Tickets {
             version: 1,
         };
         let record = RecordRef::from(ticket.id);
-        let mut attempts = 0;
-        loop {
-            ticket.number = self.next_number(ctx).await?;
-            let mut cs = Changeset::new(ctx);
-            cs.writes.push(Write::Insert {
-                table: TICKET_TABLE,
-                row: rows::ticket_row(&ticket),
-            });
-            cs.writes
-                .extend(custom.index_writes(&record, &ticket.custom, false));
-            Self::stage_history(
-                &mut cs,
-                &history(ctx, HistoryKind::Created, None, &ticket, None),
-            );
-            stage_created(&mut cs, record.clone(), "ticket", &ticket);
-            self.stage_sla(ctx, &mut cs, None, &ticket).await?;
-            match self.store.commit(cs).await {
-                Ok(_) => return Ok(ticket),
-                Err(e) if number_taken(&e) && attempts < NUMBER_ATTEMPTS => attempts += 1,
-                Err(e) if number_taken(&e) => {
-                    return Err(Error::storage(
-                        "could not claim a ticket number: too many concurrent creates",
-                    ));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        ticket.number = self
+            .store
+            .backend()
+            .reserve(ctx.tenant(), NUMBER_SEQUENCE, 1)
+            .await?;
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Insert {
+            table: TICKET_TABLE,
+            row: rows::ticket_row(&ticket),
+        });
+        cs.writes
+            .extend(custom.index_writes(&record, &ticket.custom, false));
+        Self::stage_history(
+            &mut cs,
+            &history(ctx, HistoryKind::Created, None, &ticket, None),
+        );
+        stage_created(&mut cs, record.clone(), "ticket", &ticket);
+        self.stage_sla(ctx, &mut cs, None, &ticket).await?;
+        self.store.commit(cs).await?;
+        Ok(ticket)
     }
 
     /// Changes a ticket whose current version is `expected_version` (a stale one is a

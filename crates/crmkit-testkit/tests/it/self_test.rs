@@ -100,6 +100,15 @@ impl Backend for Mutant {
         Box::pin(async move { self.inner.aggregate(tenant, &a).await })
     }
 
+    fn reserve<'a>(
+        &'a self,
+        tenant: TenantId,
+        sequence: &'a str,
+        n: u64,
+    ) -> BoxFuture<'a, Result<u64>> {
+        self.inner.reserve(tenant, sequence, n)
+    }
+
     fn commit(&self, mut changeset: Changeset) -> BoxFuture<'_, Result<Commit>> {
         for w in &mut changeset.writes {
             if let Write::DeleteWhere { cond, .. } = w {

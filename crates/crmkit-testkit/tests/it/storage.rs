@@ -37,6 +37,7 @@ macro_rules! checks {
 checks![
     round_trip,
     versions_and_deletes,
+    reserve_sequences,
     unique_and_primary_keys,
     atomicity_under_faults,
     event_sequence,
