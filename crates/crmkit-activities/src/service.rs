@@ -2,6 +2,7 @@
 //! timeline.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
@@ -13,7 +14,7 @@ use crmkit_core::service::{
     OwnerChecks, SoftDelete, changed_columns, diff, list_page, stage_created, stage_soft_delete,
     to_json, visibility_scope,
 };
-use crmkit_core::store::{CmpOp, Cond, OrderKey, Row, Select, Value, Write};
+use crmkit_core::store::{BoxFuture, CmpOp, Cond, OrderKey, Row, Select, Value, Write};
 use crmkit_core::text::{check_text, parse_phone};
 use crmkit_core::{
     ActivityId, Changeset, ContactId, Ctx, DealId, Error, Event, LeadId, NewEvent, OrganizationId,
@@ -131,6 +132,7 @@ fn contribution(a: &Activity, due_at: Option<DateTime<Utc>>, now: DateTime<Utc>)
 }
 
 /// An activity as the changeset writes it: its state, its `due_at` and contribution.
+#[derive(Debug)]
 struct Staged {
     activity: Activity,
     due_at: Option<DateTime<Utc>>,
@@ -229,6 +231,35 @@ pub struct Activities {
     contacts: Contacts,
     leads: Leads,
     deals: Deals,
+    others: Vec<Arc<dyn RelatedRecords>>,
+}
+
+/// Records of a kind that modules above activities own (tickets, or a host's own), which
+/// activities may then relate to: an activity checks that such a record exists, is in
+/// the tenant and is visible to the actor through this. Register one with
+/// [`Activities::with_related`].
+pub trait RelatedRecords: Send + Sync + std::fmt::Debug + 'static {
+    /// The record kind.
+    fn kind(&self) -> RecordKind;
+
+    /// `Ok(())` when the record exists in the context's tenant and the actor may see
+    /// it; `Error::NotFound` otherwise (other errors are passed on).
+    fn check<'a>(&'a self, ctx: &'a Ctx, id: uuid::Uuid) -> BoxFuture<'a, Result<()>>;
+}
+
+/// Activities validated and staged into a caller's changeset by
+/// [`Activities::stage_create`], to commit with [`Activities::commit_staged`].
+#[derive(Debug)]
+pub struct StagedActivities {
+    staged: Vec<Staged>,
+    records: BTreeSet<RecordRef>,
+}
+
+impl StagedActivities {
+    /// The activities as they will be stored.
+    pub fn activities(&self) -> impl Iterator<Item = &Activity> {
+        self.staged.iter().map(|s| &s.activity)
+    }
 }
 
 impl Activities {
@@ -240,7 +271,16 @@ impl Activities {
             contacts: Contacts::new(store)?,
             leads: Leads::new(store)?,
             deals: Deals::new(store)?,
+            others: vec![],
         })
+    }
+
+    /// Lets activities relate to records of another kind (see [`RelatedRecords`]); a
+    /// kind registered twice keeps the last registration.
+    pub fn with_related(mut self, records: Arc<dyn RelatedRecords>) -> Self {
+        self.others.retain(|o| o.kind() != records.kind());
+        self.others.push(records);
+        self
     }
 
     /// The underlying store.
@@ -348,13 +388,16 @@ impl Activities {
                     .get_deal(ctx, DealId::from_uuid(r.id))
                     .await
                     .map(|_| ()),
-                other => {
-                    errs.push(
-                        field,
-                        format!("an activity cannot relate to a record of kind {other}"),
-                    );
-                    continue;
-                }
+                other => match self.others.iter().find(|o| o.kind() == r.kind) {
+                    Some(o) => o.check(ctx, r.id).await,
+                    None => {
+                        errs.push(
+                            field,
+                            format!("an activity cannot relate to a record of kind {other}"),
+                        );
+                        continue;
+                    }
+                },
             };
             match found {
                 Ok(()) => {
@@ -550,7 +593,13 @@ impl Activities {
             }
             let created = match &existing {
                 Some(row) => crmkit_core::row::opt_timestamp(&row[fcol::CREATED])?,
-                None => None,
+                // Created by this very changeset (a cross-module command), or before the
+                // activities module was composed (no creation time known).
+                None => cs
+                    .events
+                    .iter()
+                    .any(|e| e.record == *r && e.kind.ends_with(".created"))
+                    .then_some(cs.at),
             };
             let set = vec![
                 ("last_activity_at", Value::opt_timestamp(last)),
@@ -574,12 +623,10 @@ impl Activities {
                     }
                 }
                 None => {
-                    // A record created before the activities module was composed (or
-                    // before its migration 2): no creation time is known.
                     let mut row = fkey;
                     let mut values = set.into_iter().map(|(_, v)| v);
                     row.extend(values.by_ref().take(3));
-                    row.extend([Value::Int(1), Value::Null]);
+                    row.extend([Value::Int(1), Value::opt_timestamp(created)]);
                     row.extend(values);
                     row.push(Value::from(true));
                     cs.writes.push(Write::Insert {
@@ -723,6 +770,52 @@ impl Activities {
     /// Duplicate naming `message_id`. Each related record is looked up once per batch and
     /// each record's follow-up row is written once.
     pub async fn create_many(&self, ctx: &Ctx, inputs: Vec<NewActivity>) -> Result<Vec<Activity>> {
+        let built = self.prepare_many(ctx, inputs, &[]).await?;
+        self.commit_new(ctx, built).await
+    }
+
+    /// Validates and stages activities (as [`Activities::create_many`] does) into a
+    /// changeset the caller is building, for a command that spans modules (the
+    /// call-centre path logs a call and opens a ticket in one commit). Nothing is written
+    /// until [`Activities::commit_staged`] commits the changeset.
+    ///
+    /// `staged_records` are records the same changeset creates (a ticket the command
+    /// opens): activities may relate to them although they are not stored yet.
+    pub async fn stage_create(
+        &self,
+        ctx: &Ctx,
+        inputs: Vec<NewActivity>,
+        staged_records: &[RecordRef],
+        cs: &mut Changeset,
+    ) -> Result<StagedActivities> {
+        let built = self.prepare_many(ctx, inputs, staged_records).await?;
+        self.stage_new(ctx, cs, built).await
+    }
+
+    /// Commits a changeset holding staged activities, with the follow-up rows of their
+    /// records (recomputed and retried a few times when a concurrent command changed one
+    /// of those rows first). The caller's other writes in `cs` commit with them, or
+    /// nothing does.
+    pub async fn commit_staged(
+        &self,
+        ctx: &Ctx,
+        cs: Changeset,
+        staged: StagedActivities,
+    ) -> Result<Vec<Activity>> {
+        let refs: Vec<&Staged> = staged.staged.iter().collect();
+        self.commit_tracked(ctx, cs, &staged.records, &refs)
+            .await
+            .map_err(message_id_duplicate)?;
+        Ok(staged.staged.into_iter().map(|s| s.activity).collect())
+    }
+
+    /// Validates a batch (see [`Activities::create_many`]) into activities to stage.
+    async fn prepare_many(
+        &self,
+        ctx: &Ctx,
+        inputs: Vec<NewActivity>,
+        staged_records: &[RecordRef],
+    ) -> Result<Vec<Activity>> {
         ctx.actor().require_write("create activities")?;
         if inputs.is_empty() || inputs.len() > MAX_BATCH {
             return Err(Error::validation(
@@ -739,7 +832,7 @@ impl Activities {
             }
         }
         let mut bad: BTreeMap<RecordRef, String> = BTreeMap::new();
-        for r in &distinct {
+        for r in distinct.iter().filter(|r| !staged_records.contains(r)) {
             let mut e = ValidationErrors::new();
             self.check_related(ctx, &mut e, std::slice::from_ref(r))
                 .await?;
@@ -782,7 +875,7 @@ impl Activities {
         for id in &message_ids {
             self.refuse_logged_email(ctx, id).await?;
         }
-        self.commit_new(ctx, built).await
+        Ok(built)
     }
 
     /// Validates one input's fields (its related records already checked, into
@@ -842,30 +935,28 @@ impl Activities {
 
     /// Commits new activities in one changeset with the follow-up rows of their records.
     async fn commit_new(&self, ctx: &Ctx, activities: Vec<Activity>) -> Result<Vec<Activity>> {
+        let mut cs = Changeset::new(ctx);
+        let staged = self.stage_new(ctx, &mut cs, activities).await?;
+        self.commit_staged(ctx, cs, staged).await
+    }
+
+    /// Adds the rows of new activities to `cs`.
+    async fn stage_new(
+        &self,
+        ctx: &Ctx,
+        cs: &mut Changeset,
+        activities: Vec<Activity>,
+    ) -> Result<StagedActivities> {
         let mut staged = Vec::with_capacity(activities.len());
         for a in activities {
             staged.push(self.staged(ctx, a).await?);
         }
-        let mut cs = Changeset::new(ctx);
         let mut records: BTreeSet<RecordRef> = BTreeSet::new();
         for s in &staged {
-            Self::insert_writes(&mut cs, s);
+            Self::insert_writes(cs, s);
             records.extend(s.activity.related.iter().cloned());
         }
-        let refs: Vec<&Staged> = staged.iter().collect();
-        self.commit_tracked(ctx, cs, &records, &refs)
-            .await
-            .map_err(|e| match e {
-                Error::Duplicate { kind, .. } if kind.as_str() == ACTIVITY_TABLE => {
-                    Error::Duplicate {
-                        kind: ACTIVITY,
-                        field: "message_id".into(),
-                        existing: None,
-                    }
-                }
-                e => e,
-            })?;
-        Ok(staged.into_iter().map(|s| s.activity).collect())
+        Ok(StagedActivities { staged, records })
     }
 
     async fn refuse_logged_email(&self, ctx: &Ctx, message_id: &str) -> Result<()> {
@@ -1773,6 +1864,18 @@ impl Activities {
             items,
             next_cursor: (!exhausted).then(|| next.encode()),
         })
+    }
+}
+
+/// A unique-index collision on the activity table is a repeated Message-ID.
+fn message_id_duplicate(e: Error) -> Error {
+    match e {
+        Error::Duplicate { kind, .. } if kind.as_str() == ACTIVITY_TABLE => Error::Duplicate {
+            kind: ACTIVITY,
+            field: "message_id".into(),
+            existing: None,
+        },
+        e => e,
     }
 }
 

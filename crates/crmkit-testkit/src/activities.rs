@@ -1763,6 +1763,143 @@ pub async fn batch_create(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// Records of a test kind, for [`other_kinds_and_staging`].
+#[derive(Debug)]
+struct Widgets(Vec<uuid::Uuid>);
+
+impl crmkit_activities::RelatedRecords for Widgets {
+    fn kind(&self) -> RecordKind {
+        RecordKind::new("widget")
+    }
+
+    fn check<'a>(
+        &'a self,
+        _ctx: &'a Ctx,
+        id: uuid::Uuid,
+    ) -> crmkit_core::store::BoxFuture<'a, crmkit_core::Result<()>> {
+        let found = self.0.contains(&id);
+        Box::pin(async move {
+            if found {
+                Ok(())
+            } else {
+                Err(Error::not_found(RecordKind::new("widget"), id))
+            }
+        })
+    }
+}
+
+/// Activities relate to records of kinds registered by modules above them (and to
+/// nothing else), and stage into a changeset another module is building: a contact and a
+/// call related to it commit together, with the contact's follow-up row, or not at all.
+pub async fn other_kinds_and_staging(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let known = uuid::Uuid::now_v7();
+    let a = f
+        .activities
+        .clone()
+        .with_related(Arc::new(Widgets(vec![known])));
+    let widget = RecordRef::new(RecordKind::new("widget"), known);
+    let n = a
+        .create(
+            &f.rep,
+            NewActivity::new("w", note(user(&f.rep), "on a widget")).related_to(widget.clone()),
+        )
+        .await
+        .at("widget note")?;
+    let tl = a.timeline(&f.rep, &widget, None, 10).await.at("timeline")?;
+    ensure_eq!(tl.items.len(), 1, "the widget's timeline has its note");
+    expect_validation(
+        a.create(
+            &f.rep,
+            NewActivity::new("w", note(user(&f.rep), "x")).related_to(RecordRef::new(
+                RecordKind::new("widget"),
+                uuid::Uuid::now_v7(),
+            )),
+        )
+        .await,
+        "related[0]",
+        "an unknown widget",
+    )?;
+    expect_validation(
+        f.activities
+            .create(
+                &f.rep,
+                NewActivity::new("w", note(user(&f.rep), "x")).related_to(widget.clone()),
+            )
+            .await,
+        "related[0]",
+        "a kind nobody registered",
+    )?;
+    ensure!(n.related == vec![widget], "related as given");
+
+    // Staging: a contact (contacts' staging API) and a call on it, one commit.
+    let tables = [ACTIVITY_TABLE, RELATION_TABLE, FOLLOWUP_TABLE];
+    let snapshot = || async {
+        let mut v = vec![count(store, &f.admin, crmkit_contacts::rows::PERSON_TABLE).await?];
+        for t in tables {
+            v.push(count(store, &f.admin, t).await?);
+        }
+        CheckResult::Ok(v)
+    };
+    let before = snapshot().await?;
+    let stage = |fault: Option<usize>| {
+        let (a, f) = (a.clone(), &f);
+        async move {
+            let mut cs = crmkit_core::Changeset::new(&f.rep);
+            let c = f
+                .contacts
+                .stage_contact(&f.rep, &NewContact::named("New", "Caller"), &[], &mut cs)
+                .await?;
+            let cref = RecordRef::from(c.id);
+            let staged = a
+                .stage_create(
+                    &f.rep,
+                    vec![
+                        NewActivity::new(
+                            "first call",
+                            call(Direction::Inbound, "+49 30 901820", "+44 20 7946 0958"),
+                        )
+                        .related_to(cref.clone()),
+                    ],
+                    std::slice::from_ref(&cref),
+                    &mut cs,
+                )
+                .await?;
+            if staged.activities().count() != 1 {
+                return Err(Error::storage("one activity should be staged"));
+            }
+            store.backend().inject_fault(fault.map(Fault::FailAtWrite));
+            let r = a.commit_staged(&f.rep, cs, staged).await;
+            store.backend().inject_fault(None);
+            crmkit_core::Result::Ok((cref, r?))
+        }
+    };
+    let mut n = 0;
+    let (cref, acts) = loop {
+        match stage(Some(n)).await {
+            Err(Error::Storage { .. }) => {
+                ensure_eq!(snapshot().await?, before, "nothing written at write {n}");
+                n += 1;
+            }
+            Ok(x) => break x,
+            Err(e) => return Err(Failure::new(format!("write {n}: {e:?}"))),
+        }
+        ensure!(n < 100, "too many writes");
+    };
+    ensure!(n > 4, "several writes ({n})");
+    ensure_eq!(
+        acts[0].related,
+        vec![cref.clone()],
+        "the call is on the new contact"
+    );
+    let fu = a.follow_up(&f.rep, &cref).await.at("follow up")?;
+    ensure!(
+        fu.last_activity_at.is_some() && fu.created_at.is_some() && fu.active,
+        "the new contact's follow-up row knows the call and its creation: {fu:?}"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
@@ -1802,5 +1939,6 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         visibility_and_tenants,
         atomicity,
         batch_create,
+        other_kinds_and_staging,
     ]
 }

@@ -57,4 +57,5 @@ checks![
     visibility_and_tenants,
     atomicity,
     batch_create,
+    other_kinds_and_staging,
 ];
