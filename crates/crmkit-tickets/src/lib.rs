@@ -113,6 +113,8 @@ pub mod inputs;
 pub mod model;
 pub mod rows;
 mod service;
+pub mod sla;
+mod sla_service;
 
 pub use inputs::*;
 pub use model::*;
@@ -120,6 +122,10 @@ pub use rows::TICKET_FIELDS;
 pub use service::{
     EVENT_KINDS, MAX_ATTACHMENTS, MAX_PHONE, MAX_RATING_COMMENT, MAX_REASON, MAX_SUBJECT,
     MAX_TAG_LEN, MAX_TAGS, MAX_TEXT, Tickets, normalize_tag, tag_filter,
+};
+pub use sla_service::{
+    CALENDAR, CALENDAR_TABLE, DUE_INDEX, MAX_SLA_NAME, POLICY, POLICY_TABLE, SLA_TABLE,
+    SweepReport, TargetView, TicketSla,
 };
 
 use crmkit_core::store::SchemaStep;
@@ -140,14 +146,24 @@ impl Module for TicketsModule {
     }
 
     fn migrations(&self) -> Vec<Migration> {
-        vec![Migration {
-            version: 1,
-            description: "tickets, status history, comments, satisfaction ratings",
-            steps: rows::tables()
-                .into_iter()
-                .map(SchemaStep::CreateTable)
-                .collect(),
-        }]
+        vec![
+            Migration {
+                version: 1,
+                description: "tickets, status history, comments, satisfaction ratings",
+                steps: rows::tables()
+                    .into_iter()
+                    .map(SchemaStep::CreateTable)
+                    .collect(),
+            },
+            Migration {
+                version: 2,
+                description: "business calendars, SLA policies, per-ticket SLA state",
+                steps: sla_service::tables()
+                    .into_iter()
+                    .map(SchemaStep::CreateTable)
+                    .collect(),
+            },
+        ]
     }
 
     fn event_kinds(&self) -> Vec<&'static str> {
