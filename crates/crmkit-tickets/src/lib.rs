@@ -23,10 +23,20 @@
 //! * [`clock`]: [`SlaClock`](clock::SlaClock), a value that counts business minutes towards
 //!   a target and pauses while a ticket waits on the customer or is on hold.
 //!
-//! The calendar and the clock are plain values: no storage, no clock reads; every instant
-//! is passed in. SLA policies will connect them to tickets through one private hook of the
-//! service that every ticket-writing command calls inside its changeset (see the crate's
-//! `service.rs`, `Tickets::stage_sla`).
+//! * [`sla`]: SLA policies (ordered, with conditions on priority, channel, organization or
+//!   a custom field, a stored calendar and first-response / next-response / resolution
+//!   targets in business minutes) and [`SlaState`](sla::SlaState), the pure per-ticket SLA
+//!   state machine (rules in [`sla`]'s docs). [`Tickets`] stores calendars and policies
+//!   (`create_calendar`, `update_calendar`, `calendar`, `calendars`, `create_policy`,
+//!   `update_policy`, `policy`, `policies`, `policy_for`), keeps each ticket's SLA state in
+//!   [`SLA_TABLE`] from the one private hook every ticket-writing command calls inside its
+//!   changeset (`Tickets::stage_sla`), and answers `sla`, `breached` and `at_risk` (index
+//!   ranges on `(next_due_at, ticket_id)`, keyset-paged, visibility pushed down) and
+//!   `sweep` (records breaches and warnings exactly once: `ticket.sla_breached`,
+//!   `ticket.sla_warning`).
+//!
+//! The calendar, the clock and the SLA state are plain values: no storage, no clock
+//! reads; every instant is passed in.
 //!
 //! ```
 //! use crmkit_contacts::{Contacts, ContactsModule, NewContact};
