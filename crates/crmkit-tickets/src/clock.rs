@@ -129,6 +129,35 @@ impl SlaClock {
         }
     }
 
+    /// Changes the target to `target_minutes` at `at`, keeping the working time consumed
+    /// so far (the running segment, if any, is closed at `at` and a new one starts there).
+    ///
+    /// If the time consumed already reaches the new target, the target counts as reached
+    /// at the instant it was reached before, if it was, or else at `at` (a new, shorter
+    /// target never becomes due retroactively before the change). Otherwise it is not
+    /// reached yet. Fails with a Validation error on `target_minutes` unless it is
+    /// positive.
+    pub fn retarget(
+        &mut self,
+        cal: &BusinessCalendar,
+        at: DateTime<Utc>,
+        target_minutes: i64,
+    ) -> Result<()> {
+        let fresh = SlaClock::start(at, target_minutes)?;
+        let running = !self.is_paused();
+        self.pause(cal, at);
+        self.target_minutes = fresh.target_minutes;
+        self.reached_at = if self.consumed_seconds >= self.target_seconds() {
+            Some(self.reached_at.unwrap_or(at))
+        } else {
+            None
+        };
+        if running {
+            self.resume(at);
+        }
+        Ok(())
+    }
+
     /// Working time counted while running, up to `now`, in seconds.
     fn elapsed_seconds(&self, cal: &BusinessCalendar, now: DateTime<Utc>) -> i64 {
         let running = match self.state {

@@ -23,10 +23,20 @@
 //! * [`clock`]: [`SlaClock`](clock::SlaClock), a value that counts business minutes towards
 //!   a target and pauses while a ticket waits on the customer or is on hold.
 //!
-//! The calendar and the clock are plain values: no storage, no clock reads; every instant
-//! is passed in. SLA policies will connect them to tickets through one private hook of the
-//! service that every ticket-writing command calls inside its changeset (see the crate's
-//! `service.rs`, `Tickets::stage_sla`).
+//! * [`sla`]: SLA policies (ordered, with conditions on priority, channel, organization or
+//!   a custom field, a stored calendar and first-response / next-response / resolution
+//!   targets in business minutes) and [`SlaState`](sla::SlaState), the pure per-ticket SLA
+//!   state machine (rules in [`sla`]'s docs). [`Tickets`] stores calendars and policies
+//!   (`create_calendar`, `update_calendar`, `calendar`, `calendars`, `create_policy`,
+//!   `update_policy`, `policy`, `policies`, `policy_for`), keeps each ticket's SLA state in
+//!   [`SLA_TABLE`] from the one private hook every ticket-writing command calls inside its
+//!   changeset (`Tickets::stage_sla`), and answers `sla`, `breached` and `at_risk` (index
+//!   ranges on `(next_due_at, ticket_id)`, keyset-paged, visibility pushed down) and
+//!   `sweep` (records breaches and warnings exactly once: `ticket.sla_breached`,
+//!   `ticket.sla_warning`).
+//!
+//! The calendar, the clock and the SLA state are plain values: no storage, no clock
+//! reads; every instant is passed in.
 //!
 //! ```
 //! use crmkit_contacts::{Contacts, ContactsModule, NewContact};
@@ -113,6 +123,8 @@ pub mod inputs;
 pub mod model;
 pub mod rows;
 mod service;
+pub mod sla;
+mod sla_service;
 
 pub use inputs::*;
 pub use model::*;
@@ -120,6 +132,10 @@ pub use rows::TICKET_FIELDS;
 pub use service::{
     EVENT_KINDS, MAX_ATTACHMENTS, MAX_PHONE, MAX_RATING_COMMENT, MAX_REASON, MAX_SUBJECT,
     MAX_TAG_LEN, MAX_TAGS, MAX_TEXT, Tickets, normalize_tag, tag_filter,
+};
+pub use sla_service::{
+    CALENDAR, CALENDAR_TABLE, DUE_INDEX, MAX_SLA_NAME, POLICY, POLICY_TABLE, SLA_TABLE,
+    SweepReport, TargetView, TicketSla,
 };
 
 use crmkit_core::store::SchemaStep;
@@ -140,14 +156,24 @@ impl Module for TicketsModule {
     }
 
     fn migrations(&self) -> Vec<Migration> {
-        vec![Migration {
-            version: 1,
-            description: "tickets, status history, comments, satisfaction ratings",
-            steps: rows::tables()
-                .into_iter()
-                .map(SchemaStep::CreateTable)
-                .collect(),
-        }]
+        vec![
+            Migration {
+                version: 1,
+                description: "tickets, status history, comments, satisfaction ratings",
+                steps: rows::tables()
+                    .into_iter()
+                    .map(SchemaStep::CreateTable)
+                    .collect(),
+            },
+            Migration {
+                version: 2,
+                description: "business calendars, SLA policies, per-ticket SLA state",
+                steps: sla_service::tables()
+                    .into_iter()
+                    .map(SchemaStep::CreateTable)
+                    .collect(),
+            },
+        ]
     }
 
     fn event_kinds(&self) -> Vec<&'static str> {

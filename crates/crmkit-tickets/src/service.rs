@@ -20,6 +20,7 @@ use crate::model::*;
 use crate::rows::{
     self, COMMENT_TABLE, HISTORY_TABLE, SATISFACTION_TABLE, TICKET, TICKET_FIELDS, TICKET_TABLE,
 };
+use crate::sla_service::SlaTrigger;
 
 /// Event kinds this module emits.
 pub const EVENT_KINDS: &[&str] = &[
@@ -31,6 +32,12 @@ pub const EVENT_KINDS: &[&str] = &[
     "ticket.rated",
     "ticket.deleted",
     "ticket.restored",
+    "ticket.sla_breached",
+    "ticket.sla_warning",
+    "sla_calendar.created",
+    "sla_calendar.updated",
+    "sla_policy.created",
+    "sla_policy.updated",
 ];
 
 /// Longest subject.
@@ -406,6 +413,7 @@ impl Tickets {
         old: &Ticket,
         new: &Ticket,
         custom: Option<&CustomSchema>,
+        trigger: SlaTrigger,
     ) -> Result<Vec<String>> {
         let record = RecordRef::from(new.id);
         let def = self.store.backend().schema().table(TICKET_TABLE)?;
@@ -429,31 +437,30 @@ impl Tickets {
             &["updated_at", "version"],
         );
         cs.audit.extend(audit);
-        self.stage_sla(ctx, cs, Some(old), new).await?;
+        self.stage_sla(ctx, cs, Some(old), new, trigger).await?;
         Ok(changed)
     }
 
     /// **The SLA extension point.** Every command that writes a ticket calls this with the
-    /// ticket before (`None` when it is being created) and after the change, while the
-    /// command's changeset is still being built, so that whatever SLA state the change
-    /// implies is committed atomically with it.
-    ///
-    /// Part 2 (SLA policies) fills this in: pick the ticket's policy (by priority, queue,
-    /// channel, ...) and business calendar, and stage the rows of its
-    /// [`SlaClock`](crate::clock::SlaClock)s: start the first-response and resolution
-    /// clocks on creation (and restart them when the priority changes the targets); stop
-    /// the first-response clock when `first_response_at` is set; pause the resolution
-    /// clock when the status enters `pending` or `on_hold` and resume it when it leaves
-    /// them; stop it on `solved`/`closed`, restart it on reopen; stop everything on
-    /// delete. Today it stages nothing.
+    /// ticket before (`None` when it is being created) and after the change, and what
+    /// triggered it (a field change, a public agent reply, a requester message), while the
+    /// command's changeset is still being built, so that the SLA state the change implies
+    /// (see [`crate::sla`]) is committed atomically with it: the policy is picked on
+    /// creation and re-evaluated when a field a policy matches on changes (priority,
+    /// channel, organization, custom values); clocks start, pause, resume, are met and
+    /// stop by the rules of [`crate::sla`]; newly recorded breaches emit
+    /// `ticket.sla_breached`. The per-ticket SLA row is written with a versioned update
+    /// (a concurrent sweep makes the command fail with a Conflict, which `comment`
+    /// retries).
     async fn stage_sla(
         &self,
-        _ctx: &Ctx,
-        _cs: &mut Changeset,
-        _old: Option<&Ticket>,
-        _new: &Ticket,
+        ctx: &Ctx,
+        cs: &mut Changeset,
+        old: Option<&Ticket>,
+        new: &Ticket,
+        trigger: SlaTrigger,
     ) -> Result<()> {
-        Ok(())
+        self.stage_sla_state(ctx, cs, old, new, trigger).await
     }
 
     fn stage_history(cs: &mut Changeset, h: &HistoryEntry) {
@@ -562,7 +569,8 @@ impl Tickets {
             &history(ctx, HistoryKind::Created, None, &ticket, None),
         );
         stage_created(&mut cs, record.clone(), "ticket", &ticket);
-        self.stage_sla(ctx, &mut cs, None, &ticket).await?;
+        self.stage_sla(ctx, &mut cs, None, &ticket, SlaTrigger::Change)
+            .await?;
         self.store.commit(cs).await?;
         Ok(ticket)
     }
@@ -658,7 +666,14 @@ impl Tickets {
         new.version = old.version + 1;
         let mut cs = Changeset::new(ctx);
         let changed = self
-            .stage_ticket_write(ctx, &mut cs, &old, &new, custom.as_ref())
+            .stage_ticket_write(
+                ctx,
+                &mut cs,
+                &old,
+                &new,
+                custom.as_ref(),
+                SlaTrigger::Change,
+            )
             .await?;
         if new.priority != old.priority {
             Self::stage_history(
@@ -713,7 +728,7 @@ impl Tickets {
         new.version = old.version + 1;
         let mut cs = Changeset::new(ctx);
         let changed = self
-            .stage_ticket_write(ctx, &mut cs, &old, &new, None)
+            .stage_ticket_write(ctx, &mut cs, &old, &new, None, SlaTrigger::Change)
             .await?;
         Self::stage_history(
             &mut cs,
@@ -818,12 +833,20 @@ impl Tickets {
                 old: None,
                 new: Some(json_text(&comment)),
             });
+            let trigger = match author {
+                CommentAuthor::Agent { .. } if comment.public => SlaTrigger::AgentReply,
+                CommentAuthor::Requester { .. } => SlaTrigger::CustomerMessage,
+                CommentAuthor::Agent { .. } => SlaTrigger::Change,
+            };
             let mut changed = vec![];
             if new != old {
                 new.updated_at = now;
                 new.version = old.version + 1;
                 changed = self
-                    .stage_ticket_write(ctx, &mut cs, &old, &new, None)
+                    .stage_ticket_write(ctx, &mut cs, &old, &new, None, trigger)
+                    .await?;
+            } else if trigger != SlaTrigger::Change {
+                self.stage_sla(ctx, &mut cs, Some(&old), &new, trigger)
                     .await?;
             }
             cs.events.push(NewEvent::new(
@@ -923,7 +946,7 @@ impl Tickets {
         new.version = old.version + 1;
         let mut cs = Changeset::new(ctx);
         let changed = self
-            .stage_ticket_write(ctx, &mut cs, &old, &new, None)
+            .stage_ticket_write(ctx, &mut cs, &old, &new, None, SlaTrigger::Change)
             .await?;
         Self::stage_history(
             &mut cs,
@@ -1079,7 +1102,8 @@ impl Tickets {
                 after: &new,
             },
         );
-        self.stage_sla(ctx, &mut cs, Some(&old), &new).await?;
+        self.stage_sla(ctx, &mut cs, Some(&old), &new, SlaTrigger::Change)
+            .await?;
         self.store.commit(cs).await?;
         Ok(new)
     }

@@ -1,0 +1,944 @@
+//! Conformance checks of business calendars, SLA policies and per-ticket SLA state
+//! (`crmkit_tickets::sla`) on any backend. Same conventions as [`crate::tickets`]: each
+//! check makes its own tenant; [`checks`] lists them; [`sweep_once`] spawns tokio tasks
+//! (run the suite on a multi-thread runtime).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use crmkit_contacts::{NewContact, NewOrganization};
+use crmkit_core::event::EVENTS_TABLE;
+use crmkit_core::store::Cond;
+use crmkit_core::{Ctx, ManualClock, OrganizationId, RecordRef, Store, TicketId};
+use crmkit_tickets::calendar::{CalendarSpec, Interval};
+use crmkit_tickets::sla::{NewSlaPolicy, SlaConditions, SlaTargetKind, SlaTargets};
+use crmkit_tickets::{
+    CALENDAR_TABLE, Channel, Escalation, NewComment, NewTicket, POLICY_TABLE, Ticket, TicketPatch,
+    TicketPriority, TicketSla, TicketStatus,
+};
+use uuid::Uuid;
+
+use crate::check::{At, expect_validation};
+pub use crate::check::{CheckResult, Failure};
+pub use crate::tickets::{CheckFn, CheckFuture, Fixture, modules, setup};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2027, 4, 5, 9, 0, 0).unwrap() // a Monday
+}
+
+fn at_time(ctx: &Ctx, at: DateTime<Utc>) -> (Ctx, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(at));
+    (ctx.clone().with_clock(clock.clone()), clock)
+}
+
+/// A spec working every day, all day, in UTC (business minutes are wall minutes).
+fn always() -> CalendarSpec {
+    let mut spec = CalendarSpec::new("UTC");
+    for d in [
+        chrono::Weekday::Mon,
+        chrono::Weekday::Tue,
+        chrono::Weekday::Wed,
+        chrono::Weekday::Thu,
+        chrono::Weekday::Fri,
+        chrono::Weekday::Sat,
+        chrono::Weekday::Sun,
+    ] {
+        *spec.hours.get_mut(d) = vec![Interval::all_day()];
+    }
+    spec
+}
+
+/// Weekdays 09:00-17:00 UTC.
+fn office() -> CalendarSpec {
+    let mut spec = CalendarSpec::new("UTC");
+    for d in [
+        chrono::Weekday::Mon,
+        chrono::Weekday::Tue,
+        chrono::Weekday::Wed,
+        chrono::Weekday::Thu,
+        chrono::Weekday::Fri,
+    ] {
+        *spec.hours.get_mut(d) = vec![Interval::hm(9, 0, 17, 0)];
+    }
+    spec
+}
+
+fn targets(fr: Option<i64>, nr: Option<i64>, res: Option<i64>) -> SlaTargets {
+    SlaTargets {
+        first_response: fr,
+        next_response: nr,
+        resolution: res,
+    }
+}
+
+async fn calendar(f: &Fixture, spec: CalendarSpec) -> CheckResult<Uuid> {
+    Ok(f.tickets
+        .create_calendar(&f.admin, "cal", spec)
+        .await
+        .at("create calendar")?
+        .id)
+}
+
+async fn policy(
+    f: &Fixture,
+    name: &str,
+    position: i64,
+    conditions: SlaConditions,
+    cal: Uuid,
+    t: SlaTargets,
+) -> CheckResult<Uuid> {
+    Ok(f.tickets
+        .create_policy(
+            &f.admin,
+            NewSlaPolicy {
+                name: name.into(),
+                position,
+                conditions,
+                calendar: cal,
+                targets: t,
+                active: true,
+            },
+        )
+        .await
+        .at("create policy")?
+        .id)
+}
+
+async fn org(f: &Fixture) -> CheckResult<OrganizationId> {
+    let mut o = NewOrganization::named("Navy");
+    o.team = Some(f.team_x);
+    Ok(f.contacts
+        .create_organization(&f.admin, o)
+        .await
+        .at("create organization")?
+        .id)
+}
+
+async fn new_ticket(
+    f: &Fixture,
+    ctx: &Ctx,
+    edit: impl FnOnce(NewTicket) -> NewTicket,
+) -> CheckResult<Ticket> {
+    let mut c = NewContact::named("Grace", "Hopper");
+    c.team = Some(f.team_x);
+    let c = f
+        .contacts
+        .create_contact(ctx, c)
+        .await
+        .at("create contact")?
+        .id;
+    f.tickets
+        .create(ctx, edit(NewTicket::new("help", c)))
+        .await
+        .at("create ticket")
+}
+
+async fn sla(f: &Fixture, ctx: &Ctx, id: TicketId) -> CheckResult<TicketSla> {
+    f.tickets
+        .sla(ctx, id)
+        .await
+        .at("sla")?
+        .ok_or_else(|| Failure::new("the ticket has an SLA"))
+}
+
+fn due(s: &TicketSla, k: SlaTargetKind) -> Option<DateTime<Utc>> {
+    s.target(k).and_then(|t| t.due_at)
+}
+
+async fn sla_events(store: &Store, ctx: &Ctx, id: TicketId) -> CheckResult<Vec<String>> {
+    let record = RecordRef::from(id);
+    let mut out = vec![];
+    let mut after = 0;
+    loop {
+        let page = store.events_since(ctx, after, 500).await.at("events")?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        out.extend(
+            page.into_iter()
+                .filter(|e| e.record == record && e.kind.starts_with("ticket.sla_"))
+                .map(|e| {
+                    format!(
+                        "{}:{}",
+                        e.kind,
+                        e.payload["target"].as_str().unwrap_or_default()
+                    )
+                }),
+        );
+    }
+    Ok(out)
+}
+
+/// The first active policy in position order whose conditions match applies; inactive
+/// policies are skipped; a priority change (update or escalation) re-evaluates it,
+/// keeping the business time consumed.
+pub async fn policy_selection(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let cal = calendar(&f, always()).await?;
+    let o = org(&f).await?;
+    let any = SlaConditions::default();
+    let p_fallback = policy(
+        &f,
+        "fallback",
+        50,
+        any.clone(),
+        cal,
+        targets(Some(500), None, None),
+    )
+    .await?;
+    let mut inactive = f
+        .tickets
+        .create_policy(
+            &f.admin,
+            NewSlaPolicy {
+                name: "off".into(),
+                position: 0,
+                conditions: any.clone(),
+                calendar: cal,
+                targets: targets(Some(1), None, None),
+                active: false,
+            },
+        )
+        .await
+        .at("inactive policy")?;
+    let p_org = policy(
+        &f,
+        "org",
+        30,
+        SlaConditions {
+            organizations: vec![o],
+            ..any.clone()
+        },
+        cal,
+        targets(Some(300), None, None),
+    )
+    .await?;
+    let p_phone = policy(
+        &f,
+        "phone",
+        20,
+        SlaConditions {
+            channels: vec![Channel::Phone],
+            ..any.clone()
+        },
+        cal,
+        targets(Some(200), None, None),
+    )
+    .await?;
+    let p_urgent = policy(
+        &f,
+        "urgent",
+        10,
+        SlaConditions {
+            priorities: vec![TicketPriority::Urgent, TicketPriority::High],
+            ..any.clone()
+        },
+        cal,
+        targets(Some(100), None, Some(1000)),
+    )
+    .await?;
+    let listed: Vec<Uuid> = f
+        .tickets
+        .policies(&f.admin)
+        .await
+        .at("policies")?
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    ensure_eq!(
+        listed,
+        vec![inactive.id, p_urgent, p_phone, p_org, p_fallback],
+        "evaluation order"
+    );
+    let (ctx, clock) = at_time(&f.admin, t0());
+    let a = new_ticket(&f, &ctx, |n| {
+        n.priority(TicketPriority::Urgent).channel(Channel::Phone)
+    })
+    .await?;
+    let b = new_ticket(&f, &ctx, |n| n.channel(Channel::Phone).organization(o)).await?;
+    let c = new_ticket(&f, &ctx, |n| n.organization(o)).await?;
+    let d = new_ticket(&f, &ctx, |n| n).await?;
+    for (t, p, fr) in [
+        (&a, p_urgent, 100),
+        (&b, p_phone, 200),
+        (&c, p_org, 300),
+        (&d, p_fallback, 500),
+    ] {
+        let s = sla(&f, &ctx, t.id).await?;
+        ensure_eq!(s.policy, Some(p), "policy of ticket {}", t.number);
+        ensure_eq!(
+            due(&s, SlaTargetKind::FirstResponse),
+            Some(t0() + Duration::minutes(fr)),
+            "first response due of ticket {}",
+            t.number
+        );
+        ensure_eq!(
+            s.next_due_at,
+            Some(t0() + Duration::minutes(fr)),
+            "next due"
+        );
+    }
+    // Priority change by update: 40 minutes consumed are kept under the new policy.
+    clock.advance(Duration::minutes(40));
+    let d2 = f
+        .tickets
+        .update(
+            &ctx,
+            d.id,
+            d.version,
+            TicketPatch {
+                priority: Some(TicketPriority::High),
+                ..TicketPatch::default()
+            },
+        )
+        .await
+        .at("raise priority")?;
+    let s = sla(&f, &ctx, d.id).await?;
+    ensure_eq!(s.policy, Some(p_urgent), "re-evaluated on update");
+    ensure_eq!(
+        due(&s, SlaTargetKind::FirstResponse),
+        Some(t0() + Duration::minutes(100)),
+        "elapsed time kept, new target"
+    );
+    ensure_eq!(
+        due(&s, SlaTargetKind::Resolution),
+        Some(t0() + Duration::minutes(40 + 1000)),
+        "a target kind new to the ticket starts at the change"
+    );
+    // Escalation of c (org policy) to urgent.
+    let c2 = f
+        .tickets
+        .escalate(
+            &ctx,
+            c.id,
+            c.version,
+            Escalation {
+                reason: "angry".into(),
+                priority: Some(TicketPriority::Urgent),
+                queue: None,
+                assignee: None,
+            },
+        )
+        .await
+        .at("escalate")?;
+    ensure_eq!(c2.priority, TicketPriority::Urgent, "escalated");
+    let s = sla(&f, &ctx, c.id).await?;
+    ensure_eq!(s.policy, Some(p_urgent), "re-evaluated on escalation");
+    ensure_eq!(
+        due(&s, SlaTargetKind::FirstResponse),
+        Some(t0() + Duration::minutes(100)),
+        "due recomputed on escalation"
+    );
+    // Lowering it again falls back; activating the inactive policy changes new tickets only.
+    let d3 = f
+        .tickets
+        .update(
+            &ctx,
+            d.id,
+            d2.version,
+            TicketPatch {
+                priority: Some(TicketPriority::Low),
+                ..TicketPatch::default()
+            },
+        )
+        .await
+        .at("lower priority")?;
+    ensure_eq!(d3.priority, TicketPriority::Low, "lowered");
+    let s = sla(&f, &ctx, d.id).await?;
+    ensure_eq!(s.policy, Some(p_fallback), "back to the fallback");
+    ensure_eq!(
+        s.target(SlaTargetKind::Resolution),
+        None,
+        "resolution dropped"
+    );
+    inactive = f
+        .tickets
+        .update_policy(
+            &f.admin,
+            inactive.id,
+            inactive.version,
+            NewSlaPolicy {
+                name: "on".into(),
+                position: 0,
+                conditions: any,
+                calendar: cal,
+                targets: targets(Some(1), None, None),
+                active: true,
+            },
+        )
+        .await
+        .at("activate")?;
+    let e = new_ticket(&f, &ctx, |n| n).await?;
+    ensure_eq!(
+        sla(&f, &ctx, e.id).await?.policy,
+        Some(inactive.id),
+        "activated"
+    );
+    ensure_eq!(
+        sla(&f, &ctx, a.id).await?.policy,
+        Some(p_urgent),
+        "old tickets keep theirs"
+    );
+    Ok(())
+}
+
+/// First response is met by a public agent reply, not by an internal note or a requester
+/// comment; its due time is cleared then and `next_due_at` moves to the next target.
+/// Next response starts on a requester comment without overriding a pending first
+/// response, and is met by the next agent reply.
+pub async fn responses(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let cal = calendar(&f, always()).await?;
+    policy(
+        &f,
+        "all",
+        1,
+        SlaConditions::default(),
+        cal,
+        targets(Some(60), Some(30), Some(600)),
+    )
+    .await?;
+    let (ctx, clock) = at_time(&f.rep, t0());
+    let x = new_ticket(&f, &ctx, |n| n).await?;
+    clock.advance(Duration::minutes(5));
+    f.tickets
+        .comment(&ctx, x.id, NewComment::internal("hm"))
+        .await
+        .at("note")?;
+    let s = sla(&f, &ctx, x.id).await?;
+    ensure_eq!(
+        s.target(SlaTargetKind::FirstResponse)
+            .and_then(|t| t.achieved_at),
+        None,
+        "not by a note"
+    );
+    f.tickets
+        .comment(&ctx, x.id, NewComment::from_requester("hello?"))
+        .await
+        .at("requester")?;
+    let s = sla(&f, &ctx, x.id).await?;
+    ensure_eq!(
+        s.target(SlaTargetKind::FirstResponse)
+            .and_then(|t| t.achieved_at),
+        None,
+        "not by the requester"
+    );
+    ensure_eq!(
+        due(&s, SlaTargetKind::NextResponse),
+        Some(t0() + Duration::minutes(35)),
+        "next response started by the requester"
+    );
+    ensure_eq!(
+        due(&s, SlaTargetKind::FirstResponse),
+        Some(t0() + Duration::minutes(60)),
+        "first response not overridden"
+    );
+    ensure_eq!(
+        s.next_due_at,
+        Some(t0() + Duration::minutes(35)),
+        "earliest"
+    );
+    clock.advance(Duration::minutes(10));
+    f.tickets
+        .comment(&ctx, x.id, NewComment::from_requester("again"))
+        .await
+        .at("requester 2")?;
+    ensure_eq!(
+        due(&sla(&f, &ctx, x.id).await?, SlaTargetKind::NextResponse),
+        Some(t0() + Duration::minutes(35)),
+        "a second message keeps the running next response"
+    );
+    clock.advance(Duration::minutes(5));
+    let replied = t0() + Duration::minutes(20);
+    f.tickets
+        .comment(&ctx, x.id, NewComment::reply("on it"))
+        .await
+        .at("reply")?;
+    let s = sla(&f, &ctx, x.id).await?;
+    for k in [SlaTargetKind::FirstResponse, SlaTargetKind::NextResponse] {
+        let t = s.target(k).ok_or_else(|| Failure::new("target"))?;
+        ensure_eq!(
+            (t.achieved_at, t.due_at, t.breached_at),
+            (Some(replied), None, None),
+            "{k:?} met"
+        );
+    }
+    ensure_eq!(
+        s.next_due_at,
+        Some(t0() + Duration::minutes(600)),
+        "resolution is next"
+    );
+    clock.advance(Duration::minutes(100));
+    f.tickets
+        .comment(&ctx, x.id, NewComment::from_requester("and now?"))
+        .await
+        .at("requester 3")?;
+    let s = sla(&f, &ctx, x.id).await?;
+    let nr = s
+        .target(SlaTargetKind::NextResponse)
+        .ok_or_else(|| Failure::new("nr"))?;
+    ensure_eq!(
+        (nr.due_at, nr.achieved_at),
+        (Some(t0() + Duration::minutes(150)), None),
+        "a new next-response cycle"
+    );
+    ensure_eq!(
+        s.next_due_at,
+        Some(t0() + Duration::minutes(150)),
+        "next due"
+    );
+    clock.advance(Duration::minutes(40));
+    f.tickets
+        .comment(&ctx, x.id, NewComment::reply("sorry"))
+        .await
+        .at("late reply")?;
+    let s = sla(&f, &ctx, x.id).await?;
+    let nr = s
+        .target(SlaTargetKind::NextResponse)
+        .ok_or_else(|| Failure::new("nr"))?;
+    ensure_eq!(
+        nr.achieved_at,
+        Some(t0() + Duration::minutes(160)),
+        "met late"
+    );
+    ensure_eq!(
+        nr.breached_at,
+        Some(t0() + Duration::minutes(150)),
+        "breached stays breached"
+    );
+    ensure_eq!(
+        sla_events(store, &f.admin, x.id).await?,
+        vec!["ticket.sla_breached:next_response".to_owned()],
+        "the command that recorded the breach emitted it"
+    );
+    Ok(())
+}
+
+/// Pending and on-hold pause resolution (and next response) and move the due time by
+/// exactly the paused business minutes; solve achieves; reopen resumes from the consumed
+/// time; delete stops everything.
+pub async fn pause_resume(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let cal = calendar(&f, office()).await?;
+    policy(
+        &f,
+        "all",
+        1,
+        SlaConditions::default(),
+        cal,
+        targets(None, None, Some(240)),
+    )
+    .await?;
+    let (ctx, clock) = at_time(&f.rep, t0()); // Monday 09:00
+    let x = new_ticket(&f, &ctx, |n| n).await?;
+    let at = |d: u32, h: u32, m: u32| Utc.with_ymd_and_hms(2027, 4, d, h, m, 0).unwrap();
+    ensure_eq!(
+        due(&sla(&f, &ctx, x.id).await?, SlaTargetKind::Resolution),
+        Some(at(5, 13, 0)),
+        "due"
+    );
+    clock.set(at(5, 10, 0));
+    let x = f
+        .tickets
+        .set_status(&ctx, x.id, x.version, TicketStatus::Pending)
+        .await
+        .at("pending")?;
+    let s = sla(&f, &ctx, x.id).await?;
+    ensure_eq!(
+        (s.next_due_at, due(&s, SlaTargetKind::Resolution)),
+        (None, None),
+        "paused"
+    );
+    // Paused from 10:00 to 16:30: 390 business minutes.
+    clock.set(at(5, 16, 30));
+    let x = f
+        .tickets
+        .set_status(&ctx, x.id, x.version, TicketStatus::Open)
+        .await
+        .at("open")?;
+    // 180 minutes left from 16:30: 30 on Monday, 150 on Tuesday: 11:30.
+    ensure_eq!(
+        due(&sla(&f, &ctx, x.id).await?, SlaTargetKind::Resolution),
+        Some(at(6, 11, 30)),
+        "moved by the paused business minutes"
+    );
+    clock.set(at(6, 9, 30));
+    let x = f
+        .tickets
+        .set_status(&ctx, x.id, x.version, TicketStatus::OnHold)
+        .await
+        .at("on hold")?;
+    clock.set(at(6, 10, 0)); // 30 business minutes on hold
+    let x = f
+        .tickets
+        .set_status(&ctx, x.id, x.version, TicketStatus::Open)
+        .await
+        .at("open 2")?;
+    ensure_eq!(
+        due(&sla(&f, &ctx, x.id).await?, SlaTargetKind::Resolution),
+        Some(at(6, 12, 0)),
+        "on hold pauses too"
+    );
+    clock.set(at(6, 11, 0));
+    let x = f
+        .tickets
+        .set_status(&ctx, x.id, x.version, TicketStatus::Solved)
+        .await
+        .at("solve")?;
+    let s = sla(&f, &ctx, x.id).await?;
+    let r = s
+        .target(SlaTargetKind::Resolution)
+        .ok_or_else(|| Failure::new("res"))?;
+    ensure_eq!(
+        (r.achieved_at, r.due_at, s.next_due_at),
+        (Some(at(6, 11, 0)), None, None),
+        "achieved"
+    );
+    clock.set(at(7, 9, 0));
+    let x = f
+        .tickets
+        .set_status(&ctx, x.id, x.version, TicketStatus::Open)
+        .await
+        .at("reopen")?;
+    let s = sla(&f, &ctx, x.id).await?;
+    let r = s
+        .target(SlaTargetKind::Resolution)
+        .ok_or_else(|| Failure::new("res"))?;
+    // 60 minutes were left when it was solved.
+    ensure_eq!(
+        (r.achieved_at, r.due_at),
+        (None, Some(at(7, 10, 0))),
+        "reopen resumes from consumed time"
+    );
+    let x = f.tickets.delete(&ctx, x.id, x.version).await.at("delete")?;
+    let s = f.tickets.sla(&f.admin, x.id).await;
+    ensure!(
+        s.is_err(),
+        "a deleted ticket's SLA is not readable through get"
+    );
+    let page = f
+        .tickets
+        .breached(&f.admin, at(30, 0, 0), None, 100)
+        .await
+        .at("breached")?;
+    ensure!(
+        page.items.iter().all(|s| s.ticket != x.id),
+        "deleted tickets are stopped"
+    );
+    let x = f
+        .tickets
+        .restore(&ctx, x.id, x.version)
+        .await
+        .at("restore")?;
+    ensure!(
+        sla(&f, &ctx, x.id).await?.next_due_at.is_some(),
+        "restored tickets run again"
+    );
+    Ok(())
+}
+
+/// breached() and at_risk() return the right tickets by due time across pages, only
+/// visible ones.
+pub async fn due_queries(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let cal = calendar(&f, always()).await?;
+    policy(
+        &f,
+        "all",
+        1,
+        SlaConditions::default(),
+        cal,
+        targets(Some(60), None, None),
+    )
+    .await?;
+    let (ctx, clock) = at_time(&f.rep, t0());
+    let mut ids = vec![];
+    for _ in 0..7 {
+        ids.push(new_ticket(&f, &ctx, |n| n).await?.id); // due t0 + 60 + i*10
+        clock.advance(Duration::minutes(10));
+    }
+    let (ctx_admin, _) = at_time(&f.admin, t0());
+    let other = new_ticket(&f, &ctx_admin, |n| n).await?.id; // not visible to the rep
+    let now = t0() + Duration::minutes(90); // tickets 0..=3 due at or before now
+    let mut got = vec![];
+    let mut cursor = None;
+    loop {
+        let p = f
+            .tickets
+            .breached(&f.rep, now, cursor, 2)
+            .await
+            .at("breached")?;
+        got.extend(p.items.iter().map(|s| s.ticket));
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    ensure_eq!(got, ids[..4].to_vec(), "breached for the rep, by due time");
+    let all = f
+        .tickets
+        .breached(&f.admin, now, None, 100)
+        .await
+        .at("breached admin")?;
+    ensure_eq!(all.items.len(), 5, "the admin sees the other team's ticket");
+    ensure!(
+        all.items.iter().any(|s| s.ticket == other),
+        "including the admin's ticket"
+    );
+    let mut got = vec![];
+    let mut cursor = None;
+    loop {
+        let p = f
+            .tickets
+            .at_risk(&f.rep, now, Duration::minutes(25), cursor, 1)
+            .await
+            .at("at risk")?;
+        got.extend(p.items.iter().map(|s| s.ticket));
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    ensure_eq!(got, ids[4..6].to_vec(), "at risk in (now, now+window]");
+    // Replying removes a ticket from both.
+    clock.set(now);
+    f.tickets
+        .comment(&ctx, ids[0], NewComment::reply("late"))
+        .await
+        .at("reply")?;
+    let p = f
+        .tickets
+        .breached(&f.rep, now, None, 100)
+        .await
+        .at("breached 2")?;
+    ensure_eq!(p.items.len(), 3, "met targets leave the breach list");
+    Ok(())
+}
+
+/// sweep() records each breach and warning once, even when run twice or by four
+/// concurrent tasks; a target met before its due time is never reported.
+pub async fn sweep_once(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let cal = calendar(&f, always()).await?;
+    policy(
+        &f,
+        "all",
+        1,
+        SlaConditions::default(),
+        cal,
+        targets(Some(60), None, Some(600)),
+    )
+    .await?;
+    let (ctx, clock) = at_time(&f.rep, t0());
+    let a = new_ticket(&f, &ctx, |n| n).await?; // fr due t0+60
+    let b = new_ticket(&f, &ctx, |n| n).await?;
+    clock.advance(Duration::minutes(59));
+    f.tickets
+        .comment(&ctx, b.id, NewComment::reply("in time"))
+        .await
+        .at("reply b")?;
+    let c = new_ticket(&f, &ctx, |n| n).await?; // fr due t0+119
+    let now = t0() + Duration::minutes(70);
+    let window = Duration::minutes(60);
+    let mut tasks = vec![];
+    for _ in 0..4 {
+        let tk = f.tickets.clone();
+        let admin = f.admin.clone();
+        tasks.push(tokio::spawn(
+            async move { tk.sweep(&admin, now, window).await },
+        ));
+    }
+    let mut breaches = 0;
+    let mut warnings = 0;
+    for t in tasks {
+        let r = t
+            .await
+            .map_err(|e| Failure::new(format!("join: {e}")))?
+            .at("sweep")?;
+        breaches += r.breaches;
+        warnings += r.warnings;
+    }
+    let again = f
+        .tickets
+        .sweep(&f.admin, now, window)
+        .await
+        .at("sweep again")?;
+    ensure_eq!(
+        (again.breaches, again.warnings),
+        (0, 0),
+        "nothing new the second time"
+    );
+    ensure_eq!(
+        (breaches, warnings),
+        (1, 1),
+        "one breach (a) and one warning (c)"
+    );
+    ensure_eq!(
+        sla_events(store, &f.admin, a.id).await?,
+        vec!["ticket.sla_breached:first_response".to_owned()],
+        "a"
+    );
+    ensure_eq!(
+        sla_events(store, &f.admin, b.id).await?,
+        Vec::<String>::new(),
+        "b replied in time"
+    );
+    ensure_eq!(
+        sla_events(store, &f.admin, c.id).await?,
+        vec!["ticket.sla_warning:first_response".to_owned()],
+        "c"
+    );
+    let s = sla(&f, &f.admin, a.id).await?;
+    let fr = s
+        .target(SlaTargetKind::FirstResponse)
+        .ok_or_else(|| Failure::new("fr"))?;
+    ensure_eq!(
+        fr.breached_at,
+        Some(t0() + Duration::minutes(60)),
+        "breached_at is the due instant"
+    );
+    // A late reply achieves but keeps the breach, and emits nothing more.
+    clock.set(now);
+    f.tickets
+        .comment(&ctx, a.id, NewComment::reply("sorry"))
+        .await
+        .at("late reply")?;
+    let s = sla(&f, &f.admin, a.id).await?;
+    let fr = s
+        .target(SlaTargetKind::FirstResponse)
+        .ok_or_else(|| Failure::new("fr"))?;
+    ensure_eq!(
+        (fr.achieved_at, fr.breached_at),
+        (Some(now), Some(t0() + Duration::minutes(60))),
+        "achieved, still breached"
+    );
+    let later = f
+        .tickets
+        .sweep(&f.admin, t0() + Duration::minutes(200), window)
+        .await
+        .at("later sweep")?;
+    ensure_eq!(later.breaches, 1, "c breaches later, once");
+    ensure_eq!(
+        sla_events(store, &f.admin, a.id).await?.len(),
+        1,
+        "a: still one event"
+    );
+    Ok(())
+}
+
+/// Bad calendars, policy targets <= 0 and unknown calendars are named Validation errors,
+/// nothing is written; only admins and managers save.
+pub async fn bad_input(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let count = |table: &'static str| {
+        let store = store.clone();
+        let ctx = f.admin.clone();
+        async move {
+            store
+                .backend()
+                .count(ctx.tenant(), table, &Cond::True)
+                .await
+                .at("count")
+        }
+    };
+    let before = (
+        count(CALENDAR_TABLE).await?,
+        count(POLICY_TABLE).await?,
+        count(EVENTS_TABLE).await?,
+    );
+    expect_validation(
+        f.tickets
+            .create_calendar(&f.admin, "x", CalendarSpec::new("Mars/Olympus"))
+            .await,
+        "time_zone",
+        "unknown zone",
+    )?;
+    expect_validation(
+        f.tickets.create_calendar(&f.admin, " ", always()).await,
+        "name",
+        "blank name",
+    )?;
+    let cal = calendar(&f, always()).await?;
+    let mid = (
+        count(CALENDAR_TABLE).await?,
+        count(POLICY_TABLE).await?,
+        count(EVENTS_TABLE).await?,
+    );
+    ensure_eq!(
+        mid,
+        (before.0 + 1, before.1, before.2 + 1),
+        "only the good calendar was written"
+    );
+    let bad = NewSlaPolicy {
+        name: "p".into(),
+        position: 1,
+        conditions: SlaConditions::default(),
+        calendar: cal,
+        targets: targets(Some(0), Some(-5), Some(10)),
+        active: true,
+    };
+    let r = f.tickets.create_policy(&f.admin, bad.clone()).await;
+    expect_validation(r, "targets.first_response", "zero")?;
+    let r = f.tickets.create_policy(&f.admin, bad.clone()).await;
+    expect_validation(r, "targets.next_response", "negative")?;
+    let r = f
+        .tickets
+        .create_policy(
+            &f.admin,
+            NewSlaPolicy {
+                calendar: Uuid::now_v7(),
+                targets: targets(Some(5), None, None),
+                ..bad.clone()
+            },
+        )
+        .await;
+    expect_validation(r, "calendar", "unknown calendar")?;
+    let r = f
+        .tickets
+        .create_policy(
+            &f.rep,
+            NewSlaPolicy {
+                targets: targets(Some(5), None, None),
+                ..bad
+            },
+        )
+        .await;
+    ensure!(
+        matches!(r, Err(crmkit_core::Error::PermissionDenied(_))),
+        "a rep may not save policies: {r:?}"
+    );
+    let after = (
+        count(CALENDAR_TABLE).await?,
+        count(POLICY_TABLE).await?,
+        count(EVENTS_TABLE).await?,
+    );
+    ensure_eq!(after, mid, "nothing written");
+    let bad_window = f
+        .tickets
+        .at_risk(&f.admin, t0(), Duration::minutes(-1), None, 10)
+        .await;
+    expect_validation(bad_window, "window", "negative window")?;
+    Ok(())
+}
+
+macro_rules! check_list {
+    ($($name:ident),* $(,)?) => {
+        vec![$((stringify!($name), {
+            fn wrap(s: &Store) -> CheckFuture<'_> {
+                Box::pin($name(s))
+            }
+            wrap as CheckFn
+        })),*]
+    };
+}
+
+/// Every check of this module by name.
+pub fn checks() -> Vec<(&'static str, CheckFn)> {
+    check_list![
+        policy_selection,
+        responses,
+        pause_resume,
+        due_queries,
+        sweep_once,
+        bad_input,
+    ]
+}
