@@ -10,3 +10,4 @@ mod pipeline_leads;
 mod self_test;
 mod storage;
 mod tickets;
+mod tickets_calls;
