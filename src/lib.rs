@@ -1,7 +1,8 @@
 //! # crmkit
 //!
-//! A headless CRM library: the domain logic of a CRM (contacts and organizations today;
-//! pipelines, activities, tickets, automation and analytics as they land), with no UI.
+//! A headless CRM library: the domain logic of a CRM (contacts and organizations,
+//! pipelines, activities and tickets today; automation and analytics as they land), with
+//! no UI.
 //! Storage sits behind a trait with two kinds of backend: in memory, and SQL (SQLite
 //! embedded by default; PostgreSQL and MySQL/MariaDB as servers), picked at run time from a
 //! URL. Host applications compose modules, including their own.
@@ -38,6 +39,7 @@ pub use crmkit_contacts as contacts;
 pub use crmkit_core as core;
 pub use crmkit_pipeline as pipeline;
 pub use crmkit_sql as sql;
+pub use crmkit_tickets as tickets;
 
 pub use crmkit_core::{
     Actor, AuditEntry, Backend, BackendKind, CampaignId, ContactId, Ctx, Currency, CustomFieldDef,
@@ -55,6 +57,7 @@ use crmkit_pipeline::campaign::Campaigns;
 use crmkit_pipeline::currency::Currencies;
 use crmkit_pipeline::deal::Deals;
 use crmkit_pipeline::lead::Leads;
+use crmkit_tickets::{Tickets, TicketsModule};
 
 /// A CRM: a store (backend + composed modules) and the modules' APIs.
 #[derive(Clone, Debug)]
@@ -100,13 +103,15 @@ impl CrmBuilder {
 }
 
 impl Crm {
-    /// A builder with the built-in modules (core, contacts, pipeline, activities).
+    /// A builder with the built-in modules (core, contacts, pipeline, activities,
+    /// tickets).
     pub fn builder() -> CrmBuilder {
         CrmBuilder {
             modules: Modules::builder()
                 .add(ContactsModule)
                 .add(PipelineModule)
-                .add(ActivitiesModule),
+                .add(ActivitiesModule)
+                .add(TicketsModule),
         }
     }
 
@@ -126,6 +131,7 @@ impl Crm {
         store.require_module("contacts")?;
         store.require_module("pipeline")?;
         store.require_module("activities")?;
+        store.require_module("tickets")?;
         Ok(Crm { store })
     }
 
@@ -149,9 +155,18 @@ impl Crm {
         Contacts::from_checked(&self.store)
     }
 
-    /// Tasks, calls, meetings, notes, logged emails, reminders, follow-up, timeline.
+    /// Tasks, calls, meetings, notes, logged emails, reminders, follow-up, timeline;
+    /// activities may relate to tickets too (see [`Tickets::activities`]).
     pub fn activities(&self) -> Activities {
-        Activities::new(&self.store).expect("Crm composes the activities module")
+        self.tickets()
+            .activities()
+            .expect("Crm composes the activities module")
+    }
+
+    /// Tickets: numbers, statuses, comments, escalation, satisfaction, and the
+    /// call-centre path ([`Tickets::record_inbound_call`]).
+    pub fn tickets(&self) -> Tickets {
+        Tickets::new(&self.store).expect("Crm composes the tickets module")
     }
 
     /// Leads and their conversion.

@@ -734,7 +734,8 @@ impl Activities {
     ///
     /// A call's numbers are normalised to E.164 when they parse (the raw text is kept
     /// otherwise); a call whose external number (from for inbound, to for outbound) is in
-    /// core's lookup index is related to those contacts, organizations and leads too.
+    /// core's lookup index is related to those contacts, organizations and leads too,
+    /// when the actor may see them.
     ///
     /// A logged email's Message-ID is logged once per tenant: logging it again is a
     /// Duplicate error naming `message_id` (and the existing activity when it is
@@ -915,7 +916,14 @@ impl Activities {
                 if matches!(r.kind.as_str(), "contact" | "organization" | "lead")
                     && !related.contains(&r)
                 {
-                    related.push(r);
+                    // Only records the actor may see: a link to an invisible record
+                    // would tell the caller that it exists.
+                    let mut hidden = ValidationErrors::new();
+                    self.check_related(ctx, &mut hidden, std::slice::from_ref(&r))
+                        .await?;
+                    if hidden.is_empty() {
+                        related.push(r);
+                    }
                 }
             }
         }

@@ -422,11 +422,27 @@ pub async fn call_auto_linking(store: &Store) -> CheckResult {
         )
         .await
         .at("inbound")?;
-    let mut got = inbound.related.clone();
+    ensure_eq!(
+        inbound.related.clone(),
+        vec![c1.clone()],
+        "inbound call linked by its from number to the contact the rep sees, not to \
+         rep2's contact"
+    );
+    let seen_all = a
+        .create(
+            &f.admin,
+            NewActivity::new(
+                "in",
+                call(Direction::Inbound, "+49 30 901820", "+44 20 7946 0958"),
+            ),
+        )
+        .await
+        .at("inbound as admin")?;
+    let mut got = seen_all.related.clone();
     got.sort();
     let mut want = vec![c1.clone(), c2];
     want.sort();
-    ensure_eq!(got, want, "inbound call linked by its from number");
+    ensure_eq!(got, want, "an admin's call links every contact with the number");
     let outbound = a
         .create(
             &f.rep,

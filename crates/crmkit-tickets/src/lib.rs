@@ -17,6 +17,11 @@
 //!   and events (`ticket.created`, `ticket.updated`, `ticket.status_changed`,
 //!   `ticket.commented`, `ticket.escalated`, `ticket.rated`, `ticket.deleted`,
 //!   `ticket.restored`).
+//! * [`calls`]: the call-centre path, [`Tickets::record_inbound_call`]: an inbound call
+//!   finds its caller by number and lands on the caller's recent open ticket or opens a
+//!   phone ticket, logged as a call activity related to both, in one commit (emits
+//!   `ticket.call_logged`); [`Tickets::activities`] is an activities API that relates
+//!   activities to tickets ([`TicketRecords`]).
 //! * [`calendar`]: [`BusinessCalendar`](calendar::BusinessCalendar), a time zone with weekly
 //!   working hours and dated exceptions (holidays, extra working days), and business-time
 //!   arithmetic that is exact across daylight-saving changes;
@@ -118,6 +123,7 @@
 //! ```
 
 pub mod calendar;
+pub mod calls;
 pub mod clock;
 pub mod inputs;
 pub mod model;
@@ -126,6 +132,7 @@ mod service;
 pub mod sla;
 mod sla_service;
 
+pub use calls::{CallRouting, InboundCall, InboundCallResult, TicketRecords};
 pub use inputs::*;
 pub use model::*;
 pub use rows::TICKET_FIELDS;

@@ -38,6 +38,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "sla_calendar.updated",
     "sla_policy.created",
     "sla_policy.updated",
+    "ticket.call_logged",
 ];
 
 /// Longest subject.
@@ -470,6 +471,40 @@ impl Tickets {
         });
     }
 
+    /// Stages the move of a live ticket `old` to status `to` (which the caller checked
+    /// against [`TicketStatus::can_move_to`]) as the status paths do: the versioned ticket
+    /// write with its audit entries and SLA hook, a history entry with `reason`, and a
+    /// `ticket.status_changed` event. Returns the ticket after the move. The move counts
+    /// as a message from the requester for SLA purposes (the call-centre path reopens a
+    /// pending ticket when the customer calls).
+    pub(crate) async fn stage_status_move(
+        &self,
+        ctx: &Ctx,
+        cs: &mut Changeset,
+        old: &Ticket,
+        to: TicketStatus,
+        reason: Option<String>,
+    ) -> Result<Ticket> {
+        let now = ctx.now();
+        let mut new = moved(old, to, now);
+        new.updated_at = now;
+        new.version = old.version + 1;
+        let changed = self
+            .stage_ticket_write(ctx, cs, old, &new, None, SlaTrigger::CustomerMessage)
+            .await?;
+        Self::stage_history(
+            cs,
+            &history(ctx, HistoryKind::Status, Some(old), &new, reason),
+        );
+        cs.events.push(NewEvent::new(
+            "ticket.status_changed",
+            RecordRef::from(new.id),
+            changed,
+            to_json(&new),
+        ));
+        Ok(new)
+    }
+
     // ----- commands -----
 
     /// Creates a ticket with the next number of the tenant, status `new`. Every bad field
@@ -490,6 +525,23 @@ impl Tickets {
     /// a create that fails after reserving leaves a gap. A unique index on the number
     /// guards the rule.
     pub async fn create(&self, ctx: &Ctx, input: NewTicket) -> Result<Ticket> {
+        let mut cs = Changeset::new(ctx);
+        let ticket = self.stage_create(ctx, input, &mut cs).await?;
+        self.store.commit(cs).await?;
+        Ok(ticket)
+    }
+
+    /// Validates a new ticket as [`Tickets::create`] does, reserves its number and stages
+    /// its rows, history entry, audit entry, `ticket.created` event and SLA state into a
+    /// changeset the caller is building (a command spanning modules, such as
+    /// [`Tickets::record_inbound_call`]). Nothing is written until the caller commits
+    /// `cs`; a changeset that is never committed leaves a gap in the numbers.
+    pub async fn stage_create(
+        &self,
+        ctx: &Ctx,
+        input: NewTicket,
+        cs: &mut Changeset,
+    ) -> Result<Ticket> {
         ctx.actor().require_write("create ticket")?;
         let mut errs = ValidationErrors::new();
         merge(
@@ -557,21 +609,16 @@ impl Tickets {
             .backend()
             .reserve(ctx.tenant(), NUMBER_SEQUENCE, 1)
             .await?;
-        let mut cs = Changeset::new(ctx);
         cs.writes.push(Write::Insert {
             table: TICKET_TABLE,
             row: rows::ticket_row(&ticket),
         });
         cs.writes
             .extend(custom.index_writes(&record, &ticket.custom, false));
-        Self::stage_history(
-            &mut cs,
-            &history(ctx, HistoryKind::Created, None, &ticket, None),
-        );
-        stage_created(&mut cs, record.clone(), "ticket", &ticket);
-        self.stage_sla(ctx, &mut cs, None, &ticket, SlaTrigger::Change)
+        Self::stage_history(cs, &history(ctx, HistoryKind::Created, None, &ticket, None));
+        stage_created(cs, record.clone(), "ticket", &ticket);
+        self.stage_sla(ctx, cs, None, &ticket, SlaTrigger::Change)
             .await?;
-        self.store.commit(cs).await?;
         Ok(ticket)
     }
 
