@@ -13,6 +13,8 @@
 //! `quiet_since` is the last activity time, or the creation time for a record never
 //! contacted, so "not contacted since" is one index range.
 
+use std::collections::HashSet;
+
 use crmkit_core::store::{Cond, SchemaStep, Value, Write, columns};
 use crmkit_core::{Changeset, RecordKind, Result};
 
@@ -112,6 +114,17 @@ fn active_of(payload: &str) -> Option<bool> {
 /// tracked record whose lifecycle changed.
 pub(crate) fn derive(cs: &mut Changeset) -> Result<()> {
     let mut extra = vec![];
+    // Follow-up rows the changeset already inserts (an activity on a record created in
+    // the same changeset), found once: an import of 1000 records must not scan its 4000
+    // writes per record.
+    let mut staged: HashSet<Vec<Value>> = cs
+        .writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Insert { table, row } if *table == FOLLOWUP_TABLE => Some(row[..2].to_vec()),
+            _ => None,
+        })
+        .collect();
     for e in &cs.events {
         let Some((kind, verb)) = e.kind.split_once('.') else {
             continue;
@@ -121,11 +134,7 @@ pub(crate) fn derive(cs: &mut Changeset) -> Result<()> {
         }
         if verb == "created" {
             let key = key(&e.record.kind, e.record.id);
-            let staged = cs.writes.iter().chain(&extra).any(|w| {
-                matches!(w, Write::Insert { table, row }
-                    if *table == FOLLOWUP_TABLE && row[..2] == key[..])
-            });
-            if staged {
+            if !staged.insert(key.clone()) {
                 continue;
             }
             let mut row = key;
