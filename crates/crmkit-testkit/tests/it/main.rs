@@ -10,4 +10,5 @@ mod pipeline_leads;
 mod self_test;
 mod storage;
 mod tickets;
+mod tickets_analytics;
 mod tickets_sla;
