@@ -403,12 +403,18 @@ pub async fn recompute(store: &Store) -> CheckResult {
         .await
         .at("calendar")?
         .id;
+    let (ctx, clock) = at_time(&f.admin, t0());
+    // Created before any policy: no SLA row until a recompute finds its policy.
+    let pre = new_ticket(&f, &ctx, TicketPriority::Normal).await?;
+    ensure!(
+        f.tickets.sla(&f.admin, pre.id).await.at("sla")?.is_none(),
+        "no policy, no SLA row"
+    );
     let a = f
         .tickets
         .create_policy(&f.admin, policy_input(cal, targets(None, None, Some(600))))
         .await
         .at("policy")?;
-    let (ctx, clock) = at_time(&f.admin, t0());
     let mut open = vec![];
     for _ in 0..4 {
         open.push(new_ticket(&f, &ctx, TicketPriority::Normal).await?);
@@ -458,7 +464,18 @@ pub async fn recompute(store: &Store) -> CheckResult {
             }
         }
     };
-    ensure_eq!(run(None).await?, (4, 4), "examined and updated");
+    ensure_eq!(
+        run(None).await?,
+        (5, 5),
+        "examined and updated (one inserted)"
+    );
+    let s = sla(&f, &pre).await?;
+    ensure_eq!(s.policy, Some(a.id), "the policy found");
+    ensure_eq!(
+        s.next_due_at,
+        Some(t0() + Duration::minutes(60 + 300)),
+        "a new target starts at the recompute"
+    );
     for t in &open {
         let s = sla(&f, t).await?;
         ensure_eq!(
@@ -473,8 +490,8 @@ pub async fn recompute(store: &Store) -> CheckResult {
         );
     }
     ensure_eq!(sla(&f, &solved).await?, solved_before, "solved untouched");
-    ensure_eq!(run(None).await?, (4, 0), "a second run updates nothing");
-    ensure_eq!(run(Some(a.id)).await?, (4, 0), "by policy: nothing either");
+    ensure_eq!(run(None).await?, (5, 0), "a second run updates nothing");
+    ensure_eq!(run(Some(a.id)).await?, (5, 0), "by policy: nothing either");
     // Shorter than the time consumed: breached at the change, recorded once.
     clock.advance(Duration::minutes(10));
     let a = f.tickets.policy(&f.admin, a.id).await.at("policy")?;
@@ -487,7 +504,7 @@ pub async fn recompute(store: &Store) -> CheckResult {
         )
         .await
         .at("edit policy again")?;
-    ensure_eq!(run(Some(a.id)).await?, (4, 4), "by policy");
+    ensure_eq!(run(Some(a.id)).await?, (5, 5), "by policy");
     for t in &open {
         let s = sla(&f, t).await?;
         ensure_eq!(
@@ -496,13 +513,101 @@ pub async fn recompute(store: &Store) -> CheckResult {
             "shorter than the time consumed: reached at the change, not before"
         );
     }
-    ensure_eq!(run(None).await?, (4, 0), "stable");
+    ensure_eq!(
+        sla(&f, &pre).await?.next_due_at,
+        Some(t0() + Duration::minutes(60 + 30)),
+        "10 of 30 minutes consumed"
+    );
+    ensure_eq!(run(None).await?, (5, 0), "stable");
     let swept = f
         .tickets
         .sweep(&f.admin, ctx.now() + Duration::minutes(1), Duration::zero())
         .await
         .at("sweep")?;
-    ensure_eq!(swept.breaches, 4, "breached from the change on");
+    ensure_eq!(swept.breaches, 4, "breached from the change on (not `pre`)");
+    Ok(())
+}
+
+/// Concurrent recomputes of the same tickets: each SLA row is written by exactly one of
+/// them (the others skip it as a conflict, or find nothing to change), none fails, and
+/// the result is the same as one recompute's. Spawns tokio tasks.
+pub async fn concurrent_recompute(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let cal = f
+        .tickets
+        .create_calendar(&f.admin, "cal", always())
+        .await
+        .at("calendar")?
+        .id;
+    let (ctx, clock) = at_time(&f.admin, t0());
+    // Two tickets without an SLA row yet (inserted by the recompute), six with one.
+    let mut tickets = vec![];
+    for _ in 0..2 {
+        tickets.push(new_ticket(&f, &ctx, TicketPriority::Normal).await?);
+    }
+    let a = f
+        .tickets
+        .create_policy(
+            &f.admin,
+            policy_input(cal, targets(Some(100), None, Some(600))),
+        )
+        .await
+        .at("policy")?;
+    for _ in 0..6 {
+        tickets.push(new_ticket(&f, &ctx, TicketPriority::Normal).await?);
+    }
+    clock.advance(Duration::minutes(20));
+    f.tickets
+        .update_policy(
+            &f.admin,
+            a.id,
+            a.version,
+            policy_input(cal, targets(Some(100), None, Some(200))),
+        )
+        .await
+        .at("edit policy")?;
+    let mut tasks = vec![];
+    for _ in 0..4 {
+        let tk = f.tickets.clone();
+        let ctx = ctx.clone();
+        tasks.push(tokio::spawn(async move {
+            tk.recompute_sla(&ctx, None, None, 100).await
+        }));
+    }
+    let (mut updated, mut conflicts) = (0, 0);
+    for t in tasks {
+        let r = t
+            .await
+            .map_err(|e| Failure::new(format!("join: {e}")))?
+            .at("recompute")?;
+        ensure_eq!(r.examined, 8, "every open ticket examined");
+        updated += r.updated;
+        conflicts += r.conflicts;
+    }
+    ensure_eq!(
+        updated,
+        8,
+        "each row written once (conflicts skipped: {conflicts})"
+    );
+    for (i, t) in tickets.iter().enumerate() {
+        let s = sla(&f, t).await?;
+        let due = if i < 2 {
+            t0() + Duration::minutes(20 + 200)
+        } else {
+            t0() + Duration::minutes(200)
+        };
+        ensure_eq!(
+            s.target(SlaTargetKind::Resolution).and_then(|t| t.due_at),
+            Some(due),
+            "resolution due of ticket {i}"
+        );
+    }
+    let again = f
+        .tickets
+        .recompute_sla(&ctx, None, None, 100)
+        .await
+        .at("recompute again")?;
+    ensure_eq!((again.updated, again.conflicts), (0, 0), "nothing left");
     Ok(())
 }
 
@@ -689,6 +794,7 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         outcomes,
         satisfaction_average,
         recompute,
+        concurrent_recompute,
         permissions,
         matches_brute_force,
     ]

@@ -508,7 +508,9 @@ impl Tickets {
     /// Replaces the name and spec of a stored calendar whose version is
     /// `expected_version` (Conflict otherwise). Validation as in
     /// [`create_calendar`](Self::create_calendar). Tickets whose clocks count on it count
-    /// on the new hours from now on (their consumed time is kept).
+    /// on the new hours from now on (their consumed time is kept); their stored due
+    /// instants are recomputed by their next SLA write or by
+    /// [`recompute_sla`](Self::recompute_sla).
     pub async fn update_calendar(
         &self,
         ctx: &Ctx,
@@ -622,7 +624,8 @@ impl Tickets {
     /// `targets.next_response`, `targets.resolution` set but not positive; a `calendar`
     /// that is not a stored calendar of the tenant; a custom-field condition without a key
     /// (`conditions.custom`). Existing tickets keep the targets they were given; new and
-    /// re-evaluated tickets see the policy.
+    /// re-evaluated tickets see the policy (re-evaluate open tickets with
+    /// [`recompute_sla`](Self::recompute_sla)).
     pub async fn create_policy(&self, ctx: &Ctx, input: NewSlaPolicy) -> Result<SlaPolicy> {
         manages(ctx)?;
         self.check_policy(ctx, &input).await?;
@@ -650,7 +653,9 @@ impl Tickets {
     }
 
     /// Replaces every field of a policy whose version is `expected_version` (Conflict
-    /// otherwise). Validation as in [`create_policy`](Self::create_policy).
+    /// otherwise). Validation as in [`create_policy`](Self::create_policy). Existing
+    /// tickets keep the targets they were given until the host calls
+    /// [`recompute_sla`](Self::recompute_sla) (or a field a policy matches on changes).
     pub async fn update_policy(
         &self,
         ctx: &Ctx,

@@ -48,6 +48,7 @@ checks![
     outcomes,
     satisfaction_average,
     recompute,
+    concurrent_recompute,
     permissions,
     matches_brute_force,
 ];
