@@ -11,7 +11,7 @@ use crmkit_contacts::NewContact;
 use crmkit_core::query::Query;
 use crmkit_core::{Ctx, Error, ManualClock, Store};
 use crmkit_tickets::analytics::average;
-use crmkit_tickets::calendar::{CalendarSpec, Interval};
+use crmkit_tickets::calendar::{BusinessCalendar, CalendarSpec, Interval};
 use crmkit_tickets::sla::{NewSlaPolicy, SlaConditions, SlaTargetKind, SlaTargets};
 use crmkit_tickets::{
     BacklogRow, MinutesStat, NewComment, NewTicket, SlaOutcome, Ticket, TicketPriority, TicketSla,
@@ -528,6 +528,57 @@ pub async fn recompute(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// After a calendar is edited, `recompute_sla` rewrites the stored due instants on the
+/// new hours (the state is unchanged: the running segment is counted on the new calendar).
+pub async fn recompute_after_calendar_edit(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let cal = f
+        .tickets
+        .create_calendar(&f.admin, "cal", always())
+        .await
+        .at("calendar")?;
+    f.tickets
+        .create_policy(
+            &f.admin,
+            policy_input(cal.id, targets(None, None, Some(600))),
+        )
+        .await
+        .at("policy")?;
+    let (ctx, clock) = at_time(&f.admin, t0());
+    let t = new_ticket(&f, &ctx, TicketPriority::Normal).await?;
+    let before = sla(&f, &t).await?;
+    ensure_eq!(
+        before.next_due_at,
+        Some(t0() + Duration::minutes(600)),
+        "on the all-day calendar"
+    );
+    clock.advance(Duration::minutes(60));
+    f.tickets
+        .update_calendar(&f.admin, cal.id, cal.version, "office", office())
+        .await
+        .at("edit calendar")?;
+    ensure_eq!(sla(&f, &t).await?, before, "not recomputed yet");
+    let r = f
+        .tickets
+        .recompute_sla(&ctx, None, None, 10)
+        .await
+        .at("recompute")?;
+    ensure_eq!((r.examined, r.updated), (1, 1), "rewritten");
+    let after = sla(&f, &t).await?;
+    // Monday 09:00 + 600 office minutes: 480 on Monday, 120 on Tuesday.
+    let tuesday_11 = Utc.with_ymd_and_hms(2027, 4, 6, 11, 0, 0).unwrap();
+    ensure_eq!(after.next_due_at, Some(tuesday_11), "due on the new hours");
+    ensure_eq!(after.state, before.state, "state unchanged");
+    ensure_eq!(after.version, before.version + 1, "one versioned write");
+    let r = f
+        .tickets
+        .recompute_sla(&ctx, None, None, 10)
+        .await
+        .at("recompute again")?;
+    ensure_eq!(r.updated, 0, "nothing left");
+    Ok(())
+}
+
 /// Concurrent recomputes of the same tickets: each SLA row is written by exactly one of
 /// them (the others skip it as a conflict, or find nothing to change), none fails, and
 /// the result is the same as one recompute's. Spawns tokio tasks.
@@ -659,10 +710,13 @@ pub async fn permissions(store: &Store) -> CheckResult {
 
 /// A small model check: after a deterministic mix of creates, replies, pauses, solves,
 /// ratings and deletes, every analytics number equals a brute-force computation over the
-/// listed tickets and their SLA rows.
+/// listed tickets and their SLA rows, and each stored measure equals the business minutes
+/// between the ticket's creation and its first response (or solve) on the calendar (no
+/// ticket of the mix is paused before either).
 pub async fn matches_brute_force(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     let p = policy(&f, office(), targets(Some(90), None, Some(480))).await?;
+    let cal = BusinessCalendar::new(office()).at("calendar")?;
     let (ctx, clock) = at_time(&f.admin, t0());
     let mut seed: u64 = 0x5eed;
     let mut next = |n: u64| {
@@ -721,6 +775,19 @@ pub async fn matches_brute_force(store: &Store) -> CheckResult {
             continue;
         }
         let s = sla(&f, &t).await?;
+        ensure_eq!(
+            s.first_response_minutes,
+            t.first_response_at
+                .map(|at| cal.minutes_between(t.created_at, at)),
+            "first response minutes of ticket {}",
+            t.number
+        );
+        ensure_eq!(
+            s.resolution_minutes,
+            t.solved_at.map(|at| cal.minutes_between(t.created_at, at)),
+            "resolution minutes of ticket {}",
+            t.number
+        );
         for (m, acc) in [
             (s.first_response_minutes, &mut fr),
             (s.resolution_minutes, &mut res),
@@ -794,6 +861,7 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         outcomes,
         satisfaction_average,
         recompute,
+        recompute_after_calendar_edit,
         concurrent_recompute,
         permissions,
         matches_brute_force,

@@ -48,6 +48,7 @@ checks![
     outcomes,
     satisfaction_average,
     recompute,
+    recompute_after_calendar_edit,
     concurrent_recompute,
     permissions,
     matches_brute_force,
