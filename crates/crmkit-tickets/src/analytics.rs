@@ -7,6 +7,10 @@
 //! otherwise): they cover every ticket of the tenant, whoever it is assigned to.
 //!
 //! Periods are half-open, `[from, to)`; `from` after `to` is a Validation error on `to`.
+//! Ticket periods select on the creation instant mirrored on the SLA row (migration 3):
+//! SLA rows written before that migration have none until their next SLA write (a ticket
+//! command or [`Tickets::recompute_sla`], which rewrites every open ticket's row), so
+//! they are left out of `response_times` and `sla_outcomes` until then.
 //! Averages are computed in Rust from the exact integer sum and count:
 //! `sum / count` rounded to two decimal places, halves away from zero (see [`average`]);
 //! `None` when nothing was counted.
