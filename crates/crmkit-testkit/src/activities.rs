@@ -442,7 +442,11 @@ pub async fn call_auto_linking(store: &Store) -> CheckResult {
     got.sort();
     let mut want = vec![c1.clone(), c2];
     want.sort();
-    ensure_eq!(got, want, "an admin's call links every contact with the number");
+    ensure_eq!(
+        got,
+        want,
+        "an admin's call links every contact with the number"
+    );
     let outbound = a
         .create(
             &f.rep,

@@ -69,6 +69,7 @@ pub mod pipeline_deals;
 pub mod pipeline_leads;
 pub mod storage;
 pub mod tickets;
+pub mod tickets_analytics;
 pub mod tickets_calls;
 pub mod tickets_sla;
 

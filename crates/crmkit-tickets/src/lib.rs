@@ -38,7 +38,11 @@
 //!   changeset (`Tickets::stage_sla`), and answers `sla`, `breached` and `at_risk` (index
 //!   ranges on `(next_due_at, ticket_id)`, keyset-paged, visibility pushed down) and
 //!   `sweep` (records breaches and warnings exactly once: `ticket.sla_breached`,
-//!   `ticket.sla_warning`).
+//!   `ticket.sla_warning`). `recompute_sla` re-evaluates open tickets page by page after
+//!   a host edited a policy or a calendar; each SLA row keeps the business minutes to the
+//!   first response and to resolution once reached.
+//! * [`analytics`]: backlog, response and resolution times, SLA outcomes and satisfaction,
+//!   every number computed by the backend (grouped counts and exact integer sums).
 //!
 //! The calendar, the clock and the SLA state are plain values: no storage, no clock
 //! reads; every instant is passed in.
@@ -122,6 +126,7 @@
 //! # Ok::<(), crmkit_core::Error>(())
 //! ```
 
+pub mod analytics;
 pub mod calendar;
 pub mod calls;
 pub mod clock;
@@ -132,6 +137,7 @@ mod service;
 pub mod sla;
 mod sla_service;
 
+pub use analytics::{BacklogRow, MinutesStat, ResponseTimes, SatisfactionStat, SlaOutcome};
 pub use calls::{CallRouting, InboundCall, InboundCallResult, TicketRecords};
 pub use inputs::*;
 pub use model::*;
@@ -141,8 +147,8 @@ pub use service::{
     MAX_TAG_LEN, MAX_TAGS, MAX_TEXT, Tickets, normalize_tag, tag_filter,
 };
 pub use sla_service::{
-    CALENDAR, CALENDAR_TABLE, DUE_INDEX, MAX_SLA_NAME, POLICY, POLICY_TABLE, SLA_TABLE,
-    SweepReport, TargetView, TicketSla,
+    CALENDAR, CALENDAR_TABLE, CREATED_INDEX, DUE_INDEX, MAX_SLA_NAME, POLICY, POLICY_TABLE,
+    RecomputeReport, SLA_TABLE, SweepReport, TargetView, TicketSla,
 };
 
 use crmkit_core::store::SchemaStep;
@@ -179,6 +185,12 @@ impl Module for TicketsModule {
                     .into_iter()
                     .map(SchemaStep::CreateTable)
                     .collect(),
+            },
+            Migration {
+                version: 3,
+                description: "SLA measures: first-response and resolution business minutes, \
+                              creation instant",
+                steps: sla_service::measure_steps(),
             },
         ]
     }

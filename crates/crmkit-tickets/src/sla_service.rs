@@ -9,6 +9,23 @@
 //!   are index ranges) and per target `<kind>_due_at`, `<kind>_achieved_at`,
 //!   `<kind>_breached_at`. It mirrors the ticket's `owner_id`, `team_id` and `deleted_at`
 //!   so that record-level visibility is pushed down into those queries.
+//!
+//! Migration 3 adds to [`SLA_TABLE`] (all nullable, at the end of the row):
+//! - `first_response_minutes`: the business minutes the first-response clock had counted
+//!   when the first public agent reply met it (the same consumed time the [`SlaState`]
+//!   counts: from creation, not paused while pending or on hold, stopped while solved);
+//! - `resolution_minutes`: the business minutes the resolution clock had counted when
+//!   the ticket was solved or closed (pauses while pending or on hold excluded). Cleared
+//!   when the ticket is reopened, set again (with the total) when it is solved again;
+//! - `created_at`: the ticket's creation instant, indexed with the ticket id
+//!   ([`CREATED_INDEX`]), so that analytics select a creation period by an index range.
+//!
+//! Both measures are whole minutes, rounded down, written by the same code that records
+//! the targets' `achieved_at` (the row is built from the state). They stay NULL for a
+//! target the ticket's policy does not have, and tickets without a policy have no SLA row
+//! at all (no calendar to count business minutes on): they are not measured. Rows written
+//! before migration 3 get `created_at` on their next SLA write (any ticket command or
+//! [`Tickets::recompute_sla`]) and their measures when a target is next met.
 
 use std::collections::HashMap;
 
@@ -16,7 +33,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crmkit_core::row::{from_json, int, json, opt_timestamp, take_text, timestamp, uuid};
 use crmkit_core::service::{diff, stage_created, to_json, visibility_scope};
 use crmkit_core::store::{
-    CmpOp, ColumnType, Cond, IndexDef, OrderKey, Row, Select, TableDef, Value, Write, columns,
+    CmpOp, ColumnDef, ColumnType, Cond, IndexDef, OrderKey, Row, SchemaStep, Select, TableDef,
+    Value, Write, columns,
 };
 use crmkit_core::text::check_text;
 use crmkit_core::{
@@ -27,7 +45,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::calendar::{BusinessCalendar, CalendarSpec, Interval};
-use crate::model::Ticket;
+use crate::model::{Ticket, TicketStatus};
+use crate::rows::TICKET_TABLE;
 use crate::service::Tickets;
 use crate::sla::{
     NewSlaPolicy, SlaEvent, SlaPolicy, SlaState, SlaTargetKind, SlaTargets, StoredCalendar,
@@ -42,6 +61,8 @@ pub const POLICY_TABLE: &str = "tickets_sla_policy";
 pub const SLA_TABLE: &str = "tickets_sla";
 /// The index of the breach and at-risk queries.
 pub const DUE_INDEX: &str = "tickets_sla_due";
+/// The index of [`SLA_TABLE`] on `(created_at, ticket_id)` (migration 3).
+pub const CREATED_INDEX: &str = "tickets_sla_created";
 
 /// Record kind of stored calendars (audit, events, errors).
 pub const CALENDAR: RecordKind = RecordKind::new("sla_calendar");
@@ -130,7 +151,27 @@ pub(crate) fn tables() -> Vec<TableDef> {
     ]
 }
 
-fn order(column: &str) -> OrderKey {
+/// Migration 3: the business-minute measures and the creation instant on [`SLA_TABLE`].
+pub(crate) fn measure_steps() -> Vec<SchemaStep> {
+    let mut steps: Vec<SchemaStep> = [
+        ColumnDef::optional("first_response_minutes", ColumnType::Int),
+        ColumnDef::optional("resolution_minutes", ColumnType::Int),
+        ColumnDef::optional("created_at", ColumnType::Timestamp),
+    ]
+    .into_iter()
+    .map(|column| SchemaStep::AddColumn {
+        table: SLA_TABLE,
+        column,
+    })
+    .collect();
+    steps.push(SchemaStep::CreateIndex {
+        table: SLA_TABLE,
+        index: IndexDef::new(CREATED_INDEX, ["created_at", "ticket_id"]),
+    });
+    steps
+}
+
+pub(crate) fn order(column: &str) -> OrderKey {
     OrderKey {
         column: column.into(),
         desc: false,
@@ -143,7 +184,7 @@ fn opt_int(v: &Value) -> Option<i64> {
     v.as_int()
 }
 
-fn manages(ctx: &Ctx) -> Result<()> {
+pub(crate) fn manages(ctx: &Ctx) -> Result<()> {
     if ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager) {
         Ok(())
     } else {
@@ -245,6 +286,12 @@ pub struct TicketSla {
     pub state: SlaState,
     /// The SLA row's version (changes on every SLA change, independently of the ticket's).
     pub version: u64,
+    /// Business minutes (rounded down) from creation to the first public agent reply, once
+    /// it met the first-response target (`None` otherwise, or without that target).
+    pub first_response_minutes: Option<i64>,
+    /// Business minutes (rounded down) the resolution clock counted when the ticket was
+    /// solved (`None` while unsolved, or without a resolution target).
+    pub resolution_minutes: Option<i64>,
 }
 
 impl TicketSla {
@@ -265,6 +312,20 @@ pub struct SweepReport {
     pub conflicts: u32,
 }
 
+/// What one page of [`Tickets::recompute_sla`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecomputeReport {
+    /// Open (unsolved, not deleted) tickets re-evaluated on this page.
+    pub examined: u32,
+    /// SLA rows written (inserted or updated).
+    pub updated: u32,
+    /// Tickets skipped because another command changed their SLA row meanwhile (they
+    /// are re-evaluated by the next command on them, or by the next recompute).
+    pub conflicts: u32,
+    /// The cursor of the next page (`None`: this was the last page).
+    pub next_cursor: Option<String>,
+}
+
 /// What made a ticket change, for its SLA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SlaTrigger {
@@ -277,6 +338,16 @@ pub(crate) enum SlaTrigger {
 }
 
 const SLA_COLS_BEFORE_TARGETS: usize = 7;
+/// Position of `version` in an [`SLA_TABLE`] row; the migration-3 columns follow it.
+const SLA_VERSION: usize = SLA_COLS_BEFORE_TARGETS + 9;
+
+/// The business minutes a met target's clock counted (rounded down): the clock is paused
+/// when the target is met, so its consumed time is the time counted up to that instant.
+fn achieved_minutes(state: &SlaState, kind: SlaTargetKind) -> Option<i64> {
+    let t = state.target(kind)?;
+    t.achieved_at?;
+    Some(t.clock.consumed_seconds().max(0) / 60)
+}
 
 fn sla_row(ticket: &Ticket, state: &SlaState, cal: Option<&BusinessCalendar>, version: u64) -> Row {
     let due = |k: SlaTargetKind| cal.and_then(|c| state.target(k).and_then(|t| t.due_at(c)));
@@ -296,6 +367,15 @@ fn sla_row(ticket: &Ticket, state: &SlaState, cal: Option<&BusinessCalendar>, ve
         row.push(Value::opt_timestamp(t.and_then(|t| t.breached_at)));
     }
     row.push(Value::Int(version as i64));
+    row.push(Value::opt_int(achieved_minutes(
+        state,
+        SlaTargetKind::FirstResponse,
+    )));
+    row.push(Value::opt_int(achieved_minutes(
+        state,
+        SlaTargetKind::Resolution,
+    )));
+    row.push(Value::timestamp(ticket.created_at));
     row
 }
 
@@ -322,7 +402,9 @@ fn decode_sla(r: &Row) -> Result<TicketSla> {
         next_due_at: opt_timestamp(&r[6])?,
         targets,
         state,
-        version: int(&r[SLA_COLS_BEFORE_TARGETS + 9])? as u64,
+        version: int(&r[SLA_VERSION])? as u64,
+        first_response_minutes: r.get(SLA_VERSION + 1).and_then(Value::as_int),
+        resolution_minutes: r.get(SLA_VERSION + 2).and_then(Value::as_int),
     })
 }
 
@@ -426,7 +508,9 @@ impl Tickets {
     /// Replaces the name and spec of a stored calendar whose version is
     /// `expected_version` (Conflict otherwise). Validation as in
     /// [`create_calendar`](Self::create_calendar). Tickets whose clocks count on it count
-    /// on the new hours from now on (their consumed time is kept).
+    /// on the new hours from now on (their consumed time is kept); their stored due
+    /// instants are recomputed by their next SLA write or by
+    /// [`recompute_sla`](Self::recompute_sla).
     pub async fn update_calendar(
         &self,
         ctx: &Ctx,
@@ -540,7 +624,8 @@ impl Tickets {
     /// `targets.next_response`, `targets.resolution` set but not positive; a `calendar`
     /// that is not a stored calendar of the tenant; a custom-field condition without a key
     /// (`conditions.custom`). Existing tickets keep the targets they were given; new and
-    /// re-evaluated tickets see the policy.
+    /// re-evaluated tickets see the policy (re-evaluate open tickets with
+    /// [`recompute_sla`](Self::recompute_sla)).
     pub async fn create_policy(&self, ctx: &Ctx, input: NewSlaPolicy) -> Result<SlaPolicy> {
         manages(ctx)?;
         self.check_policy(ctx, &input).await?;
@@ -568,7 +653,9 @@ impl Tickets {
     }
 
     /// Replaces every field of a policy whose version is `expected_version` (Conflict
-    /// otherwise). Validation as in [`create_policy`](Self::create_policy).
+    /// otherwise). Validation as in [`create_policy`](Self::create_policy). Existing
+    /// tickets keep the targets they were given until the host calls
+    /// [`recompute_sla`](Self::recompute_sla) (or a field a policy matches on changes).
     pub async fn update_policy(
         &self,
         ctx: &Ctx,
@@ -816,7 +903,9 @@ impl Tickets {
                 // version: always rewrite them.
                 let fresh = sla_row(new, &state, cal_ref, e.version);
                 for (i, c) in def.columns.iter().enumerate() {
-                    if c.name.ends_with("due_at") && !set.iter().any(|(n, _)| *n == c.name) {
+                    // `created_at` too: rows written before migration 3 lack it.
+                    let always = c.name.ends_with("due_at") || c.name == "created_at";
+                    if always && !set.iter().any(|(n, _)| *n == c.name) {
                         set.push((c.name, fresh[i].clone()));
                     }
                 }
@@ -1037,4 +1126,271 @@ fn window_end(now: DateTime<Utc>, window: TimeDelta) -> Result<DateTime<Utc>> {
     }
     now.checked_add_signed(window)
         .ok_or_else(|| Error::validation("window", "is too large"))
+}
+
+/// `status IN (unsolved) AND deleted_at IS NULL` on [`TICKET_TABLE`].
+pub(crate) fn open_tickets() -> Cond {
+    Cond::In(
+        "status".into(),
+        TicketStatus::UNSOLVED
+            .iter()
+            .map(|s| Value::Text(s.as_str().into()))
+            .collect(),
+    )
+    .and(Cond::IsNull("deleted_at".into()))
+}
+
+/// The writes, events and audit entries of one ticket's recomputed SLA.
+struct Staged {
+    record: RecordRef,
+    insert: bool,
+    write: Write,
+    events: Vec<NewEvent>,
+    audit: Option<AuditChange>,
+}
+
+impl Tickets {
+    /// Re-evaluates the SLA of one page of open tickets against the current policies and
+    /// calendars (Admin or Manager; PermissionDenied otherwise). A host calls it, page
+    /// after page, after editing a policy or a calendar: [`update_policy`](Self::update_policy)
+    /// and [`update_calendar`](Self::update_calendar) do not touch existing tickets.
+    ///
+    /// Pages are keyset-paged by ticket id: with `policy` `None` over every open (unsolved,
+    /// not deleted) ticket of the tenant (the tickets table's primary key); with
+    /// `Some(p)` over the tickets whose SLA row is currently under `p` (the
+    /// `(policy_id, ticket_id)` index of [`SLA_TABLE`]; solved ones on the page are
+    /// skipped). `cursor` is a previous page's [`RecomputeReport::next_cursor`]; `limit`
+    /// is 1 to [`crmkit_core::query::MAX_LIMIT`] (Validation errors on `limit`, `cursor`).
+    ///
+    /// Each ticket gets the rule a priority change applies ([`SlaEvent::Retarget`] with
+    /// [`policy_for`]'s answer): a target kind kept keeps the business time consumed with
+    /// the new target ([`crate::clock::SlaClock::retarget`]), a new kind starts now, a
+    /// dropped kind is removed; due instants are recomputed on the current calendar.
+    /// Solved, closed and deleted tickets are never touched. Only rows that change are
+    /// written (versioned), with their `sla` audit entry and a `ticket.sla_breached`
+    /// event per target the re-evaluation found breached, all in one changeset per page.
+    /// A row another command changed meanwhile is skipped and counted in
+    /// [`RecomputeReport::conflicts`] (the rest of the page is committed). Running it
+    /// again with nothing changed updates nothing.
+    pub async fn recompute_sla(
+        &self,
+        ctx: &Ctx,
+        policy: Option<Uuid>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<RecomputeReport> {
+        manages(ctx)?;
+        if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
+            return Err(Error::validation(
+                "limit",
+                format!("must be 1 to {}", crmkit_core::query::MAX_LIMIT),
+            ));
+        }
+        let after = cursor
+            .as_deref()
+            .map(Uuid::parse_str)
+            .transpose()
+            .map_err(|_| Error::validation("cursor", "is not a recompute cursor"))?;
+        let b = self.store().backend();
+        let (tickets, next_cursor) = match policy {
+            None => {
+                let mut s = Select::new(TICKET_TABLE, open_tickets());
+                s.order = vec![order("id")];
+                s.after = after.map(|u| vec![Value::Uuid(u)]);
+                s.limit = Some(limit + 1);
+                let mut found = b.select(ctx.tenant(), &s).await?;
+                let more = found.len() > limit as usize;
+                found.truncate(limit as usize);
+                let tickets = found
+                    .into_iter()
+                    .map(crate::rows::decode_ticket)
+                    .collect::<Result<Vec<_>>>()?;
+                let next = if more {
+                    tickets.last().map(|t| t.id.as_uuid().to_string())
+                } else {
+                    None
+                };
+                (tickets, next)
+            }
+            Some(p) => {
+                let mut s = Select::new(
+                    SLA_TABLE,
+                    Cond::eq("policy_id", p).and(Cond::IsNull("deleted_at".into())),
+                );
+                s.order = vec![order("ticket_id")];
+                s.after = after.map(|u| vec![Value::Uuid(u)]);
+                s.limit = Some(limit + 1);
+                let mut found = b.select(ctx.tenant(), &s).await?;
+                let more = found.len() > limit as usize;
+                found.truncate(limit as usize);
+                let ids: Vec<Value> = found.iter().map(|r| r[0].clone()).collect();
+                let next = if more {
+                    ids.last().and_then(Value::as_uuid).map(|u| u.to_string())
+                } else {
+                    None
+                };
+                let mut tickets = if ids.is_empty() {
+                    vec![]
+                } else {
+                    let s =
+                        Select::new(TICKET_TABLE, Cond::In("id".into(), ids).and(open_tickets()));
+                    b.select(ctx.tenant(), &s)
+                        .await?
+                        .into_iter()
+                        .map(crate::rows::decode_ticket)
+                        .collect::<Result<Vec<_>>>()?
+                };
+                tickets.sort_by_key(|t| t.id.as_uuid());
+                (tickets, next)
+            }
+        };
+        let mut report = RecomputeReport {
+            examined: tickets.len() as u32,
+            next_cursor,
+            ..RecomputeReport::default()
+        };
+        if tickets.is_empty() {
+            return Ok(report);
+        }
+        let ids: Vec<Value> = tickets
+            .iter()
+            .map(|t| Value::Uuid(t.id.as_uuid()))
+            .collect();
+        let stored: HashMap<Uuid, Row> = b
+            .select(
+                ctx.tenant(),
+                &Select::new(SLA_TABLE, Cond::In("ticket_id".into(), ids)),
+            )
+            .await?
+            .into_iter()
+            .filter_map(|r| Some((r[0].as_uuid()?, r)))
+            .collect();
+        let policies = self.policies(ctx).await?;
+        let def = b.schema().table(SLA_TABLE)?;
+        let now = ctx.now();
+        let mut cache = HashMap::new();
+        let mut staged = vec![];
+        for t in &tickets {
+            let row = stored.get(&t.id.as_uuid());
+            let existing = row.map(decode_sla).transpose()?;
+            let p = policy_for(&policies, t);
+            let mut state = match &existing {
+                Some(e) => e.state.clone(),
+                None if p.is_none() => continue,
+                None => SlaState {
+                    status: t.status,
+                    deleted: false,
+                    responded: t.first_response_at.is_some(),
+                    ..SlaState::default()
+                },
+            };
+            let before = state.clone();
+            let old_cal = self
+                .business_calendar(ctx, &mut cache, state.calendar)
+                .await?;
+            // Validates the new calendar before the event is applied.
+            self.business_calendar(ctx, &mut cache, p.map(|p| p.calendar))
+                .await?;
+            state.apply(
+                &old_cal,
+                &SlaEvent::Retarget {
+                    policy: p.map(|p| p.id),
+                    calendar: p.map(|p| p.calendar),
+                    targets: p.map(|p| p.targets).unwrap_or_default(),
+                },
+                now,
+            )?;
+            let cal = self
+                .business_calendar(ctx, &mut cache, state.calendar)
+                .await?;
+            let cal_ref = state.calendar.map(|_| &cal);
+            let record = RecordRef::from(t.id);
+            let (insert, write) = match (&existing, row) {
+                (Some(e), Some(r)) => {
+                    let new_row = sla_row(t, &state, cal_ref, e.version);
+                    let set = crmkit_core::service::changed_columns(def, r, &new_row);
+                    if set.is_empty() {
+                        continue;
+                    }
+                    (
+                        false,
+                        Write::Update {
+                            table: SLA_TABLE,
+                            key: vec![Value::Uuid(t.id.as_uuid())],
+                            set,
+                            expect_version: Some(e.version),
+                            record: record.clone(),
+                        },
+                    )
+                }
+                _ => (
+                    true,
+                    Write::Insert {
+                        table: SLA_TABLE,
+                        row: sla_row(t, &state, cal_ref, 1),
+                    },
+                ),
+            };
+            let mut events = vec![];
+            for k in SlaTargetKind::ALL {
+                let was = before.target(k).and_then(|t| t.breached_at);
+                if let Some(target) = state.target(k)
+                    && target.breached_at.is_some()
+                    && was.is_none()
+                {
+                    events.push(NewEvent::new(
+                        "ticket.sla_breached",
+                        record.clone(),
+                        vec!["sla".into()],
+                        serde_json::json!({ "target": k.as_str(), "breached_at": target.breached_at, "policy": state.policy }),
+                    ));
+                }
+            }
+            let audit = (state != before).then(|| AuditChange {
+                record: record.clone(),
+                field: "sla".into(),
+                old: existing
+                    .as_ref()
+                    .map(|_| crmkit_core::service::json_text(&before)),
+                new: Some(crmkit_core::service::json_text(&state)),
+            });
+            staged.push(Staged {
+                record,
+                insert,
+                write,
+                events,
+                audit,
+            });
+        }
+        // One changeset for the page; a ticket whose row changed meanwhile is dropped from
+        // it and the rest is committed again.
+        while !staged.is_empty() {
+            let mut cs = Changeset::new(ctx);
+            for s in &staged {
+                cs.writes.push(s.write.clone());
+                cs.events.extend(s.events.iter().cloned());
+                cs.audit.extend(s.audit.iter().cloned());
+            }
+            match self.store().commit(cs).await {
+                Ok(_) => {
+                    report.updated = staged.len() as u32;
+                    break;
+                }
+                Err(Error::Conflict { record, .. })
+                    if staged.iter().any(|s| !s.insert && s.record == record) =>
+                {
+                    staged.retain(|s| s.insert || s.record != record);
+                    report.conflicts += 1;
+                }
+                // A concurrent command inserted a row this page meant to insert: skip the
+                // inserts (the command evaluated the current policies itself).
+                Err(Error::Duplicate { .. }) if staged.iter().any(|s| s.insert) => {
+                    report.conflicts += staged.iter().filter(|s| s.insert).count() as u32;
+                    staged.retain(|s| !s.insert);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
 }

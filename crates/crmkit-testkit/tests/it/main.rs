@@ -10,5 +10,6 @@ mod pipeline_leads;
 mod self_test;
 mod storage;
 mod tickets;
+mod tickets_analytics;
 mod tickets_calls;
 mod tickets_sla;
