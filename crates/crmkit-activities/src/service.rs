@@ -526,21 +526,30 @@ impl Activities {
         staged: &[&Staged],
     ) -> Result<()> {
         let b = self.store.backend();
+        // The stored relations of activities this changeset rewrites are stale: leave them
+        // out. A staged activity at version 1 is being created and has none, so a batch of
+        // new activities reads one row per record (not a NOT IN of the whole batch and a
+        // page as long as it).
         let excluded: Vec<Value> = staged
             .iter()
+            .filter(|s| s.activity.version > 1)
             .map(|s| Value::Uuid(s.activity.id.as_uuid()))
             .collect();
-        let n = staged.len() as u32 + 1;
+        let n = excluded.len() as u32 + 1;
         for r in records {
             // The follow-up row first: a change committed after this read makes the
             // versioned update below fail (and the command retry), one committed before
             // it is seen by the relation reads that follow.
             let fkey = vec![Value::Text(r.kind.as_str().into()), Value::Uuid(r.id)];
             let existing = b.get(ctx.tenant(), FOLLOWUP_TABLE, &fkey).await?;
-            let base = record_cond(r).and(Cond::Not(Box::new(Cond::In(
-                "activity_id".into(),
-                excluded.clone(),
-            ))));
+            let base = if excluded.is_empty() {
+                record_cond(r)
+            } else {
+                record_cond(r).and(Cond::Not(Box::new(Cond::In(
+                    "activity_id".into(),
+                    excluded.clone(),
+                ))))
+            };
             let mut s = Select::new(
                 RELATION_TABLE,
                 // A range, not `IS NOT NULL`: the index can seek past the NULLs.

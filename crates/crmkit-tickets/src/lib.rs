@@ -144,7 +144,7 @@ pub use model::*;
 pub use rows::TICKET_FIELDS;
 pub use service::{
     EVENT_KINDS, MAX_ATTACHMENTS, MAX_PHONE, MAX_RATING_COMMENT, MAX_REASON, MAX_SUBJECT,
-    MAX_TAG_LEN, MAX_TAGS, MAX_TEXT, Tickets, normalize_tag, tag_filter,
+    MAX_TAG_LEN, MAX_TAGS, MAX_TEXT, NUMBER_SEQUENCE, Tickets, normalize_tag, tag_filter,
 };
 pub use sla_service::{
     CALENDAR, CALENDAR_TABLE, CREATED_INDEX, DUE_INDEX, MAX_SLA_NAME, POLICY, POLICY_TABLE,
