@@ -90,6 +90,8 @@ impl TempDb {
         let conn = Connection::open(&self.0).unwrap();
         conn.pragma_update(None, "journal_mode", "WAL").unwrap();
         conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        // The page cache crmkit's SQLite writer uses (64 MiB), so both sides cache alike.
+        conn.pragma_update(None, "cache_size", -65536).unwrap();
         conn.busy_timeout(Duration::from_secs(30)).unwrap();
         conn
     }
