@@ -140,6 +140,12 @@ impl Crm {
         &self.store
     }
 
+    /// The generic record API: every composed record kind (the built-in ones and your
+    /// modules') by name, described, with JSON values. See [`crmkit_core::record`].
+    pub fn records(&self) -> crmkit_core::record::Records {
+        self.store.records()
+    }
+
     /// The directory of users and teams.
     pub fn directory(&self) -> Directory {
         self.store.directory()

@@ -40,6 +40,7 @@
 //! # Ok::<(), crmkit_core::Error>(())
 //! ```
 
+pub mod kinds;
 pub mod model;
 pub mod rows;
 pub mod validate;
@@ -52,6 +53,7 @@ use std::collections::HashMap;
 
 use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::query::RecordFields;
+use crmkit_core::record::reference_reason;
 use crmkit_core::store::{Cond, Select, Value, Write};
 use crmkit_core::{
     AuditEntry, Changeset, ContactId, Ctx, CustomSchema, CustomValues, Error, Filter, Migration,
@@ -86,6 +88,13 @@ impl Module for ContactsModule {
                 .map(crmkit_core::store::SchemaStep::CreateTable)
                 .collect(),
         }]
+    }
+
+    fn record_kinds(&self) -> Vec<std::sync::Arc<dyn crmkit_core::record::KindHandler>> {
+        vec![
+            crmkit_core::record::typed(kinds::ContactKind),
+            crmkit_core::record::typed(kinds::OrganizationKind),
+        ]
     }
 
     fn event_kinds(&self) -> Vec<&'static str> {
@@ -142,13 +151,14 @@ impl Contacts {
         self.store.custom_fields().of_kind(ctx, kind).await
     }
 
+    /// Whether `id` is an organization the actor may refer to: the one reference rule of
+    /// [`crmkit_core::record::Records::visible`] (missing, deleted, another tenant's and
+    /// hidden organizations are all refused alike).
     async fn org_exists(&self, ctx: &Ctx, id: OrganizationId) -> Result<bool> {
-        let row = self
-            .store
-            .backend()
-            .get(ctx.tenant(), ORG_TABLE, &[Value::Uuid(id.as_uuid())])
-            .await?;
-        Ok(row.is_some_and(|r| r[19].is_null()))
+        self.store
+            .records()
+            .visible(ctx, &RecordRef::from(id))
+            .await
     }
 
     /// Lookup holders of email keys among contacts, other than `except`.
@@ -270,7 +280,7 @@ impl Contacts {
                 }
             };
             if !ok {
-                errs.push("organization", "is not an organization of this tenant");
+                errs.push("organization", reference_reason(&RecordKind::ORGANIZATION));
             }
         }
         errs.into_result()?;
@@ -460,7 +470,7 @@ impl Contacts {
             if let Some(o) = org
                 && !self.org_exists(ctx, o).await?
             {
-                errs.push("organization", "is not an organization of this tenant");
+                errs.push("organization", reference_reason(&RecordKind::ORGANIZATION));
             }
             new.organization = org;
         }
@@ -837,7 +847,7 @@ impl Contacts {
             if p == o.id {
                 errs.push("parent", "an organization cannot be its own parent");
             } else if !self.org_exists(ctx, p).await? {
-                errs.push("parent", "is not an organization of this tenant");
+                errs.push("parent", reference_reason(&RecordKind::ORGANIZATION));
             } else {
                 // Walk up from the new parent: reaching `o` again would make a cycle.
                 let mut cur = Some(p);

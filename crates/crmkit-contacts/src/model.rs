@@ -236,6 +236,7 @@ impl Contact {
 
 /// Input for a new contact.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NewContact {
     /// First name.
     pub first_name: String,
@@ -291,6 +292,7 @@ impl NewContact {
 /// A change to a contact: only the fields that are `Some` change. Ids, tenant, timestamps
 /// and version are not part of it (they cannot be mass-assigned).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ContactPatch {
     /// New first name.
     pub first_name: Option<String>,
@@ -301,12 +303,15 @@ pub struct ContactPatch {
     /// New phones (replacing all).
     pub phones: Option<Vec<PhoneInput>>,
     /// New job title (`Some(None)` clears it).
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub job_title: Option<Option<String>>,
     /// New organization.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub organization: Option<Option<OrganizationId>>,
     /// New owner (Admin/Manager, or a Rep taking ownership themselves).
     pub owner: Option<UserId>,
     /// New team.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub team: Option<Option<TeamId>>,
     /// New stage.
     pub lifecycle_stage: Option<LifecycleStage>,
@@ -363,6 +368,7 @@ pub struct Organization {
 
 /// Input for a new organization.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NewOrganization {
     /// Name.
     pub name: String,
@@ -404,28 +410,38 @@ impl NewOrganization {
 
 /// A change to an organization: only `Some` fields change.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OrganizationPatch {
     /// Name.
     pub name: Option<String>,
     /// Domain.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub domain: Option<Option<String>>,
     /// Industry.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub industry: Option<Option<String>>,
     /// Employees.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub employee_count: Option<Option<i64>>,
     /// Revenue.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub annual_revenue: Option<Option<Money>>,
     /// Phone.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub phone: Option<Option<PhoneInput>>,
     /// Website.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub website: Option<Option<String>>,
     /// Address.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub address: Option<Option<PostalAddress>>,
     /// Parent.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub parent: Option<Option<OrganizationId>>,
     /// Owner.
     pub owner: Option<UserId>,
     /// Team.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub team: Option<Option<TeamId>>,
     /// Tags.
     pub tags: Option<Vec<String>>,

@@ -109,7 +109,7 @@ pub(crate) fn tables() -> Vec<TableDef> {
     ]
 }
 
-fn decode_user(row: &[Value]) -> Result<User> {
+pub(crate) fn decode_user(row: &[Value]) -> Result<User> {
     let bad = || Error::storage("malformed user row");
     let roles = row[3]
         .as_text()

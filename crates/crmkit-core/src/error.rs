@@ -149,6 +149,10 @@ pub struct FieldError {
 /// All failing fields of one input.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidationErrors {
+    /// The record kind the input was for, when known (the generic record API always
+    /// names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<RecordKind>,
     /// The failing fields, in the order they were checked.
     pub errors: Vec<FieldError>,
 }
@@ -221,6 +225,9 @@ impl ValidationErrors {
 
 impl fmt::Display for ValidationErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(k) = &self.kind {
+            write!(f, "{k}: ")?;
+        }
         for (i, e) in self.errors.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;

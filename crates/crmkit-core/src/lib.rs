@@ -39,11 +39,13 @@ pub mod directory;
 pub mod error;
 pub mod event;
 pub mod id;
+pub mod kinds;
 pub mod lookup;
 pub mod memory;
 pub mod module;
 pub mod money;
 pub mod query;
+pub mod record;
 pub mod row;
 pub mod service;
 pub mod store;
@@ -128,6 +130,11 @@ impl Store {
     /// The directory of users and teams.
     pub fn directory(&self) -> Directory {
         Directory::new(self.clone())
+    }
+
+    /// The generic record API: every composed record kind by name, with JSON values.
+    pub fn records(&self) -> record::Records {
+        record::Records::new(self.clone())
     }
 
     /// Custom field definitions.

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::record::{KindHandler, Registry};
 use crate::store::{Changeset, Migration, ModuleMigrations, Schema, SchemaStep};
 
 /// A module (a plugin). Built-in modules and third-party ones implement it the same way.
@@ -26,6 +27,16 @@ pub trait Module: Send + Sync + 'static {
 
     /// The event kinds the module emits (documentation and discovery for consumers).
     fn event_kinds(&self) -> Vec<&'static str> {
+        vec![]
+    }
+
+    /// The record kinds the module owns, each with the handler that describes it and runs
+    /// the generic record API over the module's typed API (see [`crate::record`]). Kinds
+    /// must be unique across the composition, and every reference field must point at a
+    /// composed kind; [`ModulesBuilder::build`] checks both.
+    ///
+    /// The default declares none.
+    fn record_kinds(&self) -> Vec<Arc<dyn KindHandler>> {
         vec![]
     }
 
@@ -65,6 +76,10 @@ impl Module for CoreModule {
         }]
     }
 
+    fn record_kinds(&self) -> Vec<Arc<dyn KindHandler>> {
+        crate::kinds::handlers()
+    }
+
     fn event_kinds(&self) -> Vec<&'static str> {
         vec![
             "user.created",
@@ -80,6 +95,7 @@ impl Module for CoreModule {
 pub struct Modules {
     list: Vec<Arc<dyn Module>>,
     schema: Arc<Schema>,
+    registry: Arc<Registry>,
 }
 
 impl std::fmt::Debug for Modules {
@@ -111,6 +127,11 @@ impl Modules {
     /// The schema the modules' migrations make.
     pub fn schema(&self) -> &Arc<Schema> {
         &self.schema
+    }
+
+    /// The record kinds the modules declare.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }
 
@@ -184,9 +205,11 @@ impl ModulesBuilder {
                 })
                 .collect(),
         )?;
+        let registry = Registry::build(ordered.iter().flat_map(|m| m.record_kinds()).collect())?;
         Ok(Modules {
             list: ordered,
             schema: Arc::new(schema),
+            registry: Arc::new(registry),
         })
     }
 }

@@ -67,6 +67,8 @@ pub mod contacts;
 pub mod pipeline_campaigns;
 pub mod pipeline_deals;
 pub mod pipeline_leads;
+pub mod records;
+pub mod records_fixtures;
 pub mod storage;
 pub mod tickets;
 pub mod tickets_analytics;

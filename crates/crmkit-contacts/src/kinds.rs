@@ -1,0 +1,236 @@
+//! The contacts module's record kinds, `contact` and `organization`, for the generic
+//! record API (see [`crmkit_core::record`]). Each generic call runs the typed command of
+//! [`Contacts`], so both paths validate, check access and write the same.
+
+use crmkit_core::record::{
+    FieldDescription as F, FieldType as T, JsonMap, KindDescription, TypedKind,
+};
+use crmkit_core::{AuditEntry, ContactId, Ctx, OrganizationId, Page, Query, Result, Store};
+use uuid::Uuid;
+
+use crate::Contacts;
+use crate::model::{
+    Contact, ContactPatch, LifecycleStage, NewContact, NewOrganization, Organization,
+    OrganizationPatch,
+};
+use crate::rows::{CONTACT_FIELDS, ORGANIZATION_FIELDS};
+
+/// The `contact` kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContactKind;
+
+/// Emails are `{address, label}` objects in a contact; a body may give them as objects or
+/// as plain strings.
+fn email_addresses(mut body: JsonMap) -> JsonMap {
+    if let Some(serde_json::Value::Array(items)) = body.get_mut("emails") {
+        for it in items.iter_mut() {
+            if let Some(a) = it.get("address").cloned() {
+                *it = a;
+            }
+        }
+    }
+    body
+}
+
+impl TypedKind for ContactKind {
+    type Record = Contact;
+    type New = NewContact;
+    type Patch = ContactPatch;
+
+    fn describe(&self) -> KindDescription {
+        KindDescription::new("contact", "Contact", "Contacts", "contacts")
+            .doc("A person. A second live contact with the same email is a Duplicate.")
+            .id_field()
+            .field(F::new("first_name", T::text(100)).personal().doc("Given name; a contact needs a first or a last name."))
+            .field(F::new("last_name", T::text(100)).personal().doc("Family name."))
+            .field(
+                F::new("emails", T::list(T::Object))
+                    .personal()
+                    .doc("`{address, label}` objects, the first is the primary (a body's labels are not kept yet)."),
+            )
+            .field(
+                F::new("phones", T::list(T::Object))
+                    .personal()
+                    .doc("`{number, label}` objects (E.164 when read); bodies may add `region` for national numbers."),
+            )
+            .field(F::new("job_title", T::text(200)).nullable())
+            .field(F::new("organization", T::reference("organization")).nullable())
+            .owned()
+            .field(F::new("lifecycle_stage", T::choice(LifecycleStage::NAMES)))
+            .field(F::new("consent", T::Object).personal().doc("`{status, source, at}` marketing consent."))
+            .field(F::new("tags", T::list(T::text(50))))
+            .with_custom()
+            .system_fields()
+            .queryable(&CONTACT_FIELDS)
+    }
+
+    async fn get(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Contact> {
+        Contacts::from_checked(store)
+            .get_contact(ctx, ContactId::from_uuid(id))
+            .await
+    }
+
+    async fn list(&self, store: &Store, ctx: &Ctx, q: &Query) -> Result<Page<Contact>> {
+        Contacts::from_checked(store).list_contacts(ctx, q).await
+    }
+
+    async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
+        Contacts::from_checked(store)
+            .contact_audit(ctx, ContactId::from_uuid(id))
+            .await
+    }
+
+    async fn create(&self, store: &Store, ctx: &Ctx, input: NewContact) -> Result<Contact> {
+        Contacts::from_checked(store)
+            .create_contact(ctx, input)
+            .await
+    }
+
+    async fn patch(
+        &self,
+        store: &Store,
+        ctx: &Ctx,
+        id: Uuid,
+        expected_version: u64,
+        patch: ContactPatch,
+    ) -> Result<Contact> {
+        Contacts::from_checked(store)
+            .update_contact(ctx, ContactId::from_uuid(id), expected_version, patch)
+            .await
+    }
+
+    async fn delete(&self, store: &Store, ctx: &Ctx, id: Uuid, v: u64) -> Result<Contact> {
+        Contacts::from_checked(store)
+            .delete_contact(ctx, ContactId::from_uuid(id), v)
+            .await
+    }
+
+    async fn restore(&self, store: &Store, ctx: &Ctx, id: Uuid, v: u64) -> Result<Contact> {
+        Contacts::from_checked(store)
+            .restore_contact(ctx, ContactId::from_uuid(id), v)
+            .await
+    }
+
+    fn create_body(&self, body: JsonMap) -> JsonMap {
+        email_addresses(body)
+    }
+
+    fn patch_body(&self, body: JsonMap) -> JsonMap {
+        email_addresses(body)
+    }
+}
+
+/// The `organization` kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrganizationKind;
+
+/// An organization's phone is an E.164 string when read; a body may give the string or a
+/// `{number, label, region}` object.
+fn phone_object(mut body: JsonMap) -> JsonMap {
+    if let Some(p) = body.get_mut("phone")
+        && let Some(s) = p.as_str()
+    {
+        *p = serde_json::json!({ "number": s });
+    }
+    body
+}
+
+impl TypedKind for OrganizationKind {
+    type Record = Organization;
+    type New = NewOrganization;
+    type Patch = OrganizationPatch;
+
+    fn describe(&self) -> KindDescription {
+        KindDescription::new("organization", "Organization", "Organizations", "contacts")
+            .doc("A company or other organization.")
+            .id_field()
+            .field(F::new("name", T::text(200)).required())
+            .field(
+                F::new("domain", T::text(253))
+                    .nullable()
+                    .doc("Web domain, normalised (`example.com`)."),
+            )
+            .field(F::new("industry", T::text(200)).nullable())
+            .field(F::new("employee_count", T::Int).nullable())
+            .field(F::new("annual_revenue", T::Money).nullable())
+            .field(
+                F::new("phone", T::text(32))
+                    .nullable()
+                    .doc("E.164 when read; bodies may give `{number, region}`."),
+            )
+            .field(F::new("website", T::text(500)).nullable())
+            .field(
+                F::new("address", T::Object)
+                    .nullable()
+                    .doc("`{street, city, region, postal_code, country}`."),
+            )
+            .field(F::new("parent", T::reference("organization")).nullable())
+            .owned()
+            .field(F::new("tags", T::list(T::text(50))))
+            .with_custom()
+            .system_fields()
+            .queryable(&ORGANIZATION_FIELDS)
+    }
+
+    async fn get(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Organization> {
+        Contacts::from_checked(store)
+            .get_organization(ctx, OrganizationId::from_uuid(id))
+            .await
+    }
+
+    async fn list(&self, store: &Store, ctx: &Ctx, q: &Query) -> Result<Page<Organization>> {
+        Contacts::from_checked(store)
+            .list_organizations(ctx, q)
+            .await
+    }
+
+    async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
+        Contacts::from_checked(store)
+            .organization_audit(ctx, OrganizationId::from_uuid(id))
+            .await
+    }
+
+    async fn create(
+        &self,
+        store: &Store,
+        ctx: &Ctx,
+        input: NewOrganization,
+    ) -> Result<Organization> {
+        Contacts::from_checked(store)
+            .create_organization(ctx, input)
+            .await
+    }
+
+    async fn patch(
+        &self,
+        store: &Store,
+        ctx: &Ctx,
+        id: Uuid,
+        expected_version: u64,
+        patch: OrganizationPatch,
+    ) -> Result<Organization> {
+        Contacts::from_checked(store)
+            .update_organization(ctx, OrganizationId::from_uuid(id), expected_version, patch)
+            .await
+    }
+
+    async fn delete(&self, store: &Store, ctx: &Ctx, id: Uuid, v: u64) -> Result<Organization> {
+        Contacts::from_checked(store)
+            .delete_organization(ctx, OrganizationId::from_uuid(id), v)
+            .await
+    }
+
+    async fn restore(&self, store: &Store, ctx: &Ctx, id: Uuid, v: u64) -> Result<Organization> {
+        Contacts::from_checked(store)
+            .restore_organization(ctx, OrganizationId::from_uuid(id), v)
+            .await
+    }
+
+    fn create_body(&self, body: JsonMap) -> JsonMap {
+        phone_object(body)
+    }
+
+    fn patch_body(&self, body: JsonMap) -> JsonMap {
+        phone_object(body)
+    }
+}

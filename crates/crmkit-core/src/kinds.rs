@@ -1,0 +1,182 @@
+//! The kernel's own record kinds, `user` and `team`: described and readable through the
+//! generic record API, so that `owner` and `team` reference fields point at declared
+//! kinds. They are written through [`crate::Directory`] only (Admin), so the generic API
+//! offers no create, patch, delete or restore for them.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::Store;
+use crate::ctx::Ctx;
+use crate::directory::{TEAMS_TABLE, Team, USERS_TABLE, User, decode_user};
+use crate::error::{Error, Result};
+use crate::event::AuditEntry;
+use crate::id::{RecordKind, RecordRef, TeamId, UserId};
+use crate::query::{FieldSpec, FieldType as Q, Page, Query, RecordFields};
+use crate::record::{
+    FieldDescription, FieldType, KindDescription, KindHandler, Lifecycle, TypedKind, typed,
+};
+use crate::service::list_page;
+use crate::store::{Cond, Value};
+
+const READ_ONLY: Lifecycle = Lifecycle {
+    create: false,
+    patch: false,
+    soft_delete: false,
+    restore: false,
+    versioned: true,
+    audit: true,
+};
+
+/// The queryable fields of users.
+pub static USER_FIELDS: RecordFields = RecordFields {
+    kind: RecordKind::USER,
+    table: USERS_TABLE,
+    fields: &[
+        FieldSpec::new("id", Q::Uuid, false),
+        FieldSpec::new("name", Q::Text, false),
+        FieldSpec::new("email", Q::Text, false),
+        FieldSpec::new("active", Q::Bool, false),
+    ],
+    custom_column: None,
+};
+
+/// The queryable fields of teams.
+pub static TEAM_FIELDS: RecordFields = RecordFields {
+    kind: RecordKind::TEAM,
+    table: TEAMS_TABLE,
+    fields: &[
+        FieldSpec::new("id", Q::Uuid, false),
+        FieldSpec::new("name", Q::Text, false),
+    ],
+    custom_column: None,
+};
+
+struct UserKind;
+
+impl TypedKind for UserKind {
+    type Record = User;
+    type New = ();
+    type Patch = ();
+
+    fn describe(&self) -> KindDescription {
+        KindDescription::new("user", "User", "Users", "core")
+            .doc("A user of the tenant's directory (written through `Directory::put_user`).")
+            .events(&["user.created", "user.updated"])
+            .lifecycle(READ_ONLY)
+            .id_field()
+            .field(
+                FieldDescription::new("name", FieldType::text(200))
+                    .read_only()
+                    .personal(),
+            )
+            .field(
+                FieldDescription::new("email", FieldType::text(254))
+                    .read_only()
+                    .personal(),
+            )
+            .field(
+                FieldDescription::new(
+                    "roles",
+                    FieldType::list(FieldType::choice(&["admin", "manager", "rep", "read_only"])),
+                )
+                .read_only(),
+            )
+            .field(
+                FieldDescription::new("teams", FieldType::list(FieldType::reference("team")))
+                    .read_only(),
+            )
+            .field(FieldDescription::new("active", FieldType::Bool).read_only())
+            .field(FieldDescription::new("time_zone", FieldType::text(64)).read_only())
+            .field(FieldDescription::new("version", FieldType::Int).read_only())
+            .queryable(&USER_FIELDS)
+    }
+
+    async fn get(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<User> {
+        store.directory().user(ctx, UserId::from_uuid(id)).await
+    }
+
+    async fn list(&self, store: &Store, ctx: &Ctx, q: &Query) -> Result<Page<User>> {
+        if q.include_deleted {
+            return Err(Error::validation(
+                "include_deleted",
+                "users are never deleted",
+            ));
+        }
+        list_page(
+            store,
+            ctx,
+            q,
+            &USER_FIELDS,
+            Cond::True,
+            |r| decode_user(&r),
+            |_| None,
+        )
+        .await
+    }
+
+    async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
+        self.get(store, ctx, id).await?;
+        store
+            .audit_of(ctx, &RecordRef::new(RecordKind::USER, id))
+            .await
+    }
+}
+
+fn decode_team(row: Vec<Value>) -> Result<Team> {
+    let bad = || Error::storage("malformed team row");
+    Ok(Team {
+        id: TeamId::from_uuid(row[0].as_uuid().ok_or_else(bad)?),
+        name: row[1].as_text().ok_or_else(bad)?.to_owned(),
+        version: row[2].as_int().ok_or_else(bad)? as u64,
+    })
+}
+
+struct TeamKind;
+
+impl TypedKind for TeamKind {
+    type Record = Team;
+    type New = ();
+    type Patch = ();
+
+    fn describe(&self) -> KindDescription {
+        KindDescription::new("team", "Team", "Teams", "core")
+            .doc("A team, also a work queue (written through `Directory::put_team`).")
+            .events(&["team.saved"])
+            .lifecycle(READ_ONLY)
+            .id_field()
+            .field(FieldDescription::new("name", FieldType::text(200)).read_only())
+            .field(FieldDescription::new("version", FieldType::Int).read_only())
+            .queryable(&TEAM_FIELDS)
+    }
+
+    async fn get(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Team> {
+        store.directory().team(ctx, TeamId::from_uuid(id)).await
+    }
+
+    async fn list(&self, store: &Store, ctx: &Ctx, q: &Query) -> Result<Page<Team>> {
+        if q.include_deleted {
+            return Err(Error::validation(
+                "include_deleted",
+                "teams are never deleted",
+            ));
+        }
+        list_page(store, ctx, q, &TEAM_FIELDS, Cond::True, decode_team, |_| {
+            None
+        })
+        .await
+    }
+
+    async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
+        self.get(store, ctx, id).await?;
+        store
+            .audit_of(ctx, &RecordRef::new(RecordKind::TEAM, id))
+            .await
+    }
+}
+
+/// The kernel's kinds.
+pub(crate) fn handlers() -> Vec<Arc<dyn KindHandler>> {
+    vec![typed(UserKind), typed(TeamKind)]
+}

@@ -1,0 +1,1319 @@
+//! Record kinds as described, first-class things, and the generic record API.
+//!
+//! Every module declares the record kinds it owns through [`Module::record_kinds`]: for
+//! each, a [`KindHandler`] that describes the kind ([`KindDescription`]: its fields with
+//! their types, which of them are required, read-only or personal data, which kind a
+//! reference field points to, which names a query may filter and sort on, its events and
+//! its lifecycle) and runs the generic operations (get, list, create, patch, delete,
+//! restore, audit) through the module's own typed API, so that a command through the
+//! generic API is exactly the command of the typed one: same validation, same access
+//! rules, same derived writes, same events.
+//!
+//! [`Records`] (from [`Store::records`]) is that API by kind name and JSON values, which is
+//! what everything that must treat every kind alike builds on (automation, an HTTP API and
+//! its OpenAPI document, import and export, merge, privacy export, sync). Before a body
+//! reaches a handler, [`Records`] checks it against the description: an unknown field, a
+//! read-only or computed field, a value of the wrong JSON type, a
+//! value outside its choices, a malformed id are Validation errors naming the field (and,
+//! in [`ValidationErrors::kind`], the kind); nothing is written.
+//!
+//! ## References obey access, in one place
+//!
+//! [`Records::visible`] decides every reference and lookup: a reference to a record the
+//! actor cannot see behaves exactly like a reference to a record that does not exist.
+//! Modules check their reference fields with [`Records::check_reference`] and filter
+//! lookups (by email, by phone) through [`Records::visible`], so no message, count or
+//! lookup tells a caller that a hidden record exists.
+//!
+//! ```
+//! use crmkit_core::record::{FieldDescription, FieldType, KindDescription};
+//!
+//! let kind = KindDescription::new("vehicle", "Vehicle", "Vehicles", "fleet")
+//!     .field(FieldDescription::new("plate", FieldType::text(16)).required())
+//!     .field(FieldDescription::new("driver", FieldType::reference("contact")).nullable());
+//! let json = serde_json::to_value(&kind).unwrap();
+//! assert_eq!(json["fields"][1]["type"]["reference"], "contact");
+//! ```
+//!
+//! [`Module::record_kinds`]: crate::Module::record_kinds
+//! [`Store::records`]: crate::Store::records
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+use crate::Store;
+use crate::ctx::Ctx;
+use crate::custom::CustomFieldDef;
+use crate::error::{Error, Result, ValidationErrors};
+use crate::event::AuditEntry;
+use crate::id::{RecordKind, RecordRef};
+use crate::query::{FieldType as QueryType, Page, Query, RecordFields};
+use crate::store::BoxFuture;
+
+/// A record as JSON: an object whose keys are the kind's field names.
+pub type Json = serde_json::Value;
+/// A body of field values.
+pub type JsonMap = serde_json::Map<String, Json>;
+
+/// The type of a described field, as its JSON value has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    /// A string of at most `max_length` characters.
+    Text {
+        /// The longest value, in characters.
+        max_length: u32,
+    },
+    /// A whole number.
+    Int,
+    /// A decimal number, as a JSON string (`"12.50"`) or number.
+    Decimal,
+    /// Money: `{"amount": "12.50", "currency": "EUR"}`.
+    Money,
+    /// An ISO 4217 currency code.
+    Currency,
+    /// `true` or `false`.
+    Bool,
+    /// A date, `YYYY-MM-DD`.
+    Date,
+    /// An instant, RFC 3339.
+    Timestamp,
+    /// The record's own id, or another id that is not a record reference.
+    Id,
+    /// The id of a record of the named kind.
+    Reference(RecordKind),
+    /// A `{"kind": .., "id": ..}` reference to a record of one of the named kinds (any
+    /// kind when empty).
+    AnyReference(Vec<RecordKind>),
+    /// One of fixed strings.
+    Choice(Vec<String>),
+    /// A list of values of one type.
+    List(Box<FieldType>),
+    /// A JSON object whose shape the field's documentation gives.
+    Object,
+    /// The record's custom values: an object of `key -> value` by the tenant's custom
+    /// field definitions (see [`KindDescription::custom_fields`]).
+    Custom,
+}
+
+impl FieldType {
+    /// Text of at most `max_length` characters.
+    pub fn text(max_length: u32) -> Self {
+        FieldType::Text { max_length }
+    }
+    /// A reference to a record of `kind`.
+    pub fn reference(kind: &'static str) -> Self {
+        FieldType::Reference(RecordKind::new(kind))
+    }
+    /// One of `choices`.
+    pub fn choice(choices: &[&str]) -> Self {
+        FieldType::Choice(choices.iter().map(|s| (*s).to_owned()).collect())
+    }
+    /// A list of `of`.
+    pub fn list(of: FieldType) -> Self {
+        FieldType::List(Box::new(of))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            FieldType::Text { .. } => "a string".into(),
+            FieldType::Int => "a whole number".into(),
+            FieldType::Decimal => "a decimal number".into(),
+            FieldType::Money => "money ({\"amount\", \"currency\"})".into(),
+            FieldType::Currency => "a currency code".into(),
+            FieldType::Bool => "true or false".into(),
+            FieldType::Date => "a date (YYYY-MM-DD)".into(),
+            FieldType::Timestamp => "an RFC 3339 timestamp".into(),
+            FieldType::Id => "an id".into(),
+            FieldType::Reference(k) => format!("the id of a {k}"),
+            FieldType::AnyReference(_) => "a {\"kind\", \"id\"} reference".into(),
+            FieldType::Choice(c) => format!("one of {}", c.join(", ")),
+            FieldType::List(of) => format!("a list of {}", of.describe()),
+            FieldType::Object | FieldType::Custom => "an object".into(),
+        }
+    }
+}
+
+/// Who writes a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldAccess {
+    /// Given on create and changed by patches.
+    ReadWrite,
+    /// Given on create only.
+    CreateOnly,
+    /// Written by crmkit (ids, versions, timestamps, state changed by dedicated
+    /// commands); a body that carries it is refused.
+    ReadOnly,
+    /// Derived from other fields; a body that carries it is refused.
+    Computed,
+}
+
+/// One field of a record kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDescription {
+    /// The field's name: its key in the record's JSON and in bodies.
+    pub name: String,
+    /// Its JSON type.
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    /// Whether a create must give it.
+    pub required: bool,
+    /// Whether it may be `null` (or is absent when it has no value).
+    pub nullable: bool,
+    /// Who writes it.
+    pub access: FieldAccess,
+    /// Whether it holds personal data (privacy export and erasure).
+    pub personal: bool,
+    /// The name a [`Query`] filters on for this field, if it can be filtered.
+    pub filter: Option<String>,
+    /// Whether a [`Query`] can sort on it.
+    pub sortable: bool,
+    /// What it means, in words.
+    pub doc: String,
+}
+
+impl FieldDescription {
+    /// A read-write, optional, non-null field.
+    pub fn new(name: &str, ty: FieldType) -> Self {
+        FieldDescription {
+            name: name.to_owned(),
+            ty,
+            required: false,
+            nullable: false,
+            access: FieldAccess::ReadWrite,
+            personal: false,
+            filter: None,
+            sortable: false,
+            doc: String::new(),
+        }
+    }
+    /// Required on create.
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+    /// May be null.
+    pub fn nullable(mut self) -> Self {
+        self.nullable = true;
+        self
+    }
+    /// Written by crmkit only.
+    pub fn read_only(mut self) -> Self {
+        self.access = FieldAccess::ReadOnly;
+        self
+    }
+    /// Derived from other fields.
+    pub fn computed(mut self) -> Self {
+        self.access = FieldAccess::Computed;
+        self
+    }
+    /// Given on create only.
+    pub fn create_only(mut self) -> Self {
+        self.access = FieldAccess::CreateOnly;
+        self
+    }
+    /// Holds personal data.
+    pub fn personal(mut self) -> Self {
+        self.personal = true;
+        self
+    }
+    /// Its documentation.
+    pub fn doc(mut self, doc: &str) -> Self {
+        self.doc = doc.to_owned();
+        self
+    }
+    /// Whether bodies may carry it on create.
+    pub fn writable_on_create(&self) -> bool {
+        matches!(
+            self.access,
+            FieldAccess::ReadWrite | FieldAccess::CreateOnly
+        )
+    }
+}
+
+/// A name a [`Query`] of a kind may filter and sort on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryField {
+    /// The name in filters and sorts.
+    pub name: String,
+    /// The type of the values a filter on it takes.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Whether `contains` / `starts_with` work on it (case-insensitively).
+    pub text_search: bool,
+    /// Whether it may have no value (`is_null`).
+    pub nullable: bool,
+}
+
+/// How a kind's records live and change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifecycle {
+    /// Whether the generic API can create records of the kind.
+    pub create: bool,
+    /// Whether the generic API can patch them.
+    pub patch: bool,
+    /// Deletes are soft (`deleted_at`), and deleted records can be listed with
+    /// `include_deleted`.
+    pub soft_delete: bool,
+    /// Soft-deleted records can be restored.
+    pub restore: bool,
+    /// Records carry a version; changes name the version they are based on.
+    pub versioned: bool,
+    /// Every change writes audit entries.
+    pub audit: bool,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            create: true,
+            patch: true,
+            soft_delete: true,
+            restore: true,
+            versioned: true,
+            audit: true,
+        }
+    }
+}
+
+/// A field of another kind that refers to a kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relation {
+    /// The kind holding the reference.
+    pub kind: RecordKind,
+    /// Its field.
+    pub field: String,
+}
+
+/// A record kind, described.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindDescription {
+    /// Its name (`contact`).
+    pub kind: RecordKind,
+    /// Singular label (`Contact`).
+    pub label: String,
+    /// Plural label (`Contacts`).
+    pub plural: String,
+    /// The module that owns it.
+    pub module: String,
+    /// What it is, in words.
+    pub doc: String,
+    /// Its built-in fields.
+    pub fields: Vec<FieldDescription>,
+    /// The names a [`Query`] may filter and sort on (`custom.<key>` as well when the kind
+    /// has custom fields).
+    pub query: Vec<QueryField>,
+    /// Whether the kind has tenant-defined custom fields (a `custom` object).
+    pub has_custom_fields: bool,
+    /// The tenant's custom field definitions (filled by [`Records::describe`]).
+    pub custom_fields: Vec<CustomFieldDef>,
+    /// The fields of other kinds that refer to this one (filled from every kind's
+    /// reference fields when the modules are composed).
+    pub relations: Vec<Relation>,
+    /// The event kinds its records emit.
+    pub events: Vec<String>,
+    /// Its lifecycle.
+    pub lifecycle: Lifecycle,
+}
+
+impl KindDescription {
+    /// A kind with no fields yet, the default [`Lifecycle`], and the usual
+    /// `<kind>.created/updated/deleted/restored` events.
+    pub fn new(kind: &'static str, label: &str, plural: &str, module: &str) -> Self {
+        KindDescription {
+            kind: RecordKind::new(kind),
+            label: label.to_owned(),
+            plural: plural.to_owned(),
+            module: module.to_owned(),
+            doc: String::new(),
+            fields: vec![],
+            query: vec![],
+            has_custom_fields: false,
+            custom_fields: vec![],
+            relations: vec![],
+            events: ["created", "updated", "deleted", "restored"]
+                .iter()
+                .map(|v| format!("{kind}.{v}"))
+                .collect(),
+            lifecycle: Lifecycle::default(),
+        }
+    }
+    /// Its documentation.
+    pub fn doc(mut self, doc: &str) -> Self {
+        self.doc = doc.to_owned();
+        self
+    }
+    /// Adds a field.
+    pub fn field(mut self, f: FieldDescription) -> Self {
+        self.fields.push(f);
+        self
+    }
+    /// Adds the usual record fields: `id`, `owner`, `team`, `tags` (when `tags`),
+    /// `created_at`, `updated_at`, `deleted_at`, `version` — call it where they belong in
+    /// the JSON order; `owner`/`team` are added by [`Self::owned`].
+    pub fn system_fields(self) -> Self {
+        self.field(FieldDescription::new("created_at", FieldType::Timestamp).read_only())
+            .field(FieldDescription::new("updated_at", FieldType::Timestamp).read_only())
+            .field(
+                FieldDescription::new("deleted_at", FieldType::Timestamp)
+                    .nullable()
+                    .read_only(),
+            )
+            .field(FieldDescription::new("version", FieldType::Int).read_only())
+    }
+    /// Adds `id` (read-only).
+    pub fn id_field(self) -> Self {
+        self.field(FieldDescription::new("id", FieldType::Id).read_only())
+    }
+    /// Adds `owner` (a user; the actor when absent) and `team` (nullable).
+    pub fn owned(self) -> Self {
+        self.field(FieldDescription::new("owner", FieldType::reference("user")))
+            .field(FieldDescription::new("team", FieldType::reference("team")).nullable())
+    }
+    /// Adds `custom` and marks the kind as having custom fields.
+    pub fn with_custom(mut self) -> Self {
+        self.has_custom_fields = true;
+        self.field(FieldDescription::new("custom", FieldType::Custom))
+    }
+    /// Sets the lifecycle.
+    pub fn lifecycle(mut self, l: Lifecycle) -> Self {
+        self.lifecycle = l;
+        self
+    }
+    /// Replaces the event kinds.
+    pub fn events(mut self, events: &[&str]) -> Self {
+        self.events = events.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+    /// Takes the query names from the kind's [`RecordFields`]: every field a query may
+    /// filter on is listed in [`Self::query`], and a described field whose name is a query
+    /// field is marked filterable and sortable.
+    pub fn queryable(mut self, fields: &RecordFields) -> Self {
+        for f in fields.fields {
+            let ty = match f.ty {
+                QueryType::Uuid => "id".to_owned(),
+                QueryType::Text => "text".to_owned(),
+                QueryType::Int => "int".to_owned(),
+                QueryType::Bool => "bool".to_owned(),
+                QueryType::Decimal => "decimal".to_owned(),
+                QueryType::Timestamp => "timestamp".to_owned(),
+                QueryType::Date => "date".to_owned(),
+                QueryType::Enum(c) => format!("choice({})", c.join("|")),
+            };
+            self.query.push(QueryField {
+                name: f.name.to_owned(),
+                ty,
+                text_search: f.fold_column.is_some(),
+                nullable: f.nullable,
+            });
+        }
+        for d in &mut self.fields {
+            if self.query.iter().any(|q| q.name == d.name) {
+                d.filter = Some(d.name.clone());
+                d.sortable = true;
+            }
+        }
+        self
+    }
+    /// Marks field `name` as filtered through query name `query_name` (when the names
+    /// differ, such as a contact's `organization` and the query's `organization_id`).
+    pub fn filter_as(mut self, name: &str, query_name: &str) -> Self {
+        if let Some(d) = self.fields.iter_mut().find(|d| d.name == name) {
+            d.filter = Some(query_name.to_owned());
+            d.sortable = true;
+        }
+        self
+    }
+    /// The field `name`.
+    pub fn get(&self, name: &str) -> Option<&FieldDescription> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+/// The generic operations of one record kind, implemented by the module that owns it by
+/// calling its own typed API. Object-safe; the futures borrow their arguments.
+///
+/// Bodies reach `create` and `patch` already checked against [`KindHandler::describe`]
+/// (known, writable fields with values of the right JSON type); the handler turns them
+/// into its typed input (usually with [`from_body`]) and runs the typed command.
+pub trait KindHandler: Send + Sync + 'static {
+    /// The kind's description (without tenant custom fields and relations, which the
+    /// registry adds).
+    fn describe(&self) -> KindDescription;
+
+    /// A record visible to the actor and not deleted.
+    fn get<'a>(&'a self, store: &'a Store, ctx: &'a Ctx, id: Uuid) -> BoxFuture<'a, Result<Json>>;
+
+    /// A page of visible records.
+    fn list<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        q: &'a Query,
+    ) -> BoxFuture<'a, Result<Page<Json>>>;
+
+    /// Creates a record.
+    fn create<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        body: JsonMap,
+    ) -> BoxFuture<'a, Result<Json>> {
+        let _ = (store, ctx, body);
+        Box::pin(async move { Err(unsupported(&self.describe().kind, "create")) })
+    }
+
+    /// Changes a record whose version is `expected_version`.
+    fn patch<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        id: Uuid,
+        expected_version: u64,
+        body: JsonMap,
+    ) -> BoxFuture<'a, Result<Json>> {
+        let _ = (store, ctx, id, expected_version, body);
+        Box::pin(async move { Err(unsupported(&self.describe().kind, "patch")) })
+    }
+
+    /// Soft-deletes a record.
+    fn delete<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        id: Uuid,
+        expected_version: u64,
+    ) -> BoxFuture<'a, Result<Json>> {
+        let _ = (store, ctx, id, expected_version);
+        Box::pin(async move { Err(unsupported(&self.describe().kind, "delete")) })
+    }
+
+    /// Restores a soft-deleted record.
+    fn restore<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        id: Uuid,
+        expected_version: u64,
+    ) -> BoxFuture<'a, Result<Json>> {
+        let _ = (store, ctx, id, expected_version);
+        Box::pin(async move { Err(unsupported(&self.describe().kind, "restore")) })
+    }
+
+    /// The audit trail of a visible record (deleted ones included), oldest first.
+    fn audit<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        id: Uuid,
+    ) -> BoxFuture<'a, Result<Vec<AuditEntry>>>;
+
+    /// Whether the record exists, is not deleted and is visible to the actor. The default
+    /// asks [`KindHandler::get`].
+    fn visible<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        id: Uuid,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            match self.get(store, ctx, id).await {
+                Ok(_) => Ok(true),
+                Err(Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
+/// A record kind served by a module's typed API: the easy way to implement
+/// [`KindHandler`]. Wrap it with [`typed`]; the adapter turns bodies into `New` and `Patch`
+/// with [`from_body`] and records into JSON, so a kind only says which typed calls serve
+/// it. Operations a kind does not offer keep the default (an error saying so).
+pub trait TypedKind: Send + Sync + 'static {
+    /// The record, as the typed API returns it.
+    type Record: Serialize + Send;
+    /// The typed create input (deserialised from a checked body).
+    type New: DeserializeOwned + Send;
+    /// The typed patch input (deserialised from a checked body).
+    type Patch: DeserializeOwned + Send;
+
+    /// The kind's description.
+    fn describe(&self) -> KindDescription;
+
+    /// A visible, live record.
+    fn get(
+        &self,
+        store: &Store,
+        ctx: &Ctx,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Self::Record>> + Send;
+
+    /// A page of visible records.
+    fn list(
+        &self,
+        store: &Store,
+        ctx: &Ctx,
+        q: &Query,
+    ) -> impl Future<Output = Result<Page<Self::Record>>> + Send;
+
+    /// The audit trail of a visible record.
+    fn audit(
+        &self,
+        store: &Store,
+        ctx: &Ctx,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>>> + Send;
+
+    /// Creates a record.
+    fn create(
+        &self,
+        store: &Store,
+        ctx: &Ctx,
+        input: Self::New,
+    ) -> impl Future<Output = Result<Self::Record>> + Send {
+        let _ = (store, ctx, input);
+        let kind = self.describe().kind;
+        async move { Err(unsupported(&kind, "create")) }
+    }
+
+    /// Changes a record.
+    fn patch(
+        &self,
+        store: &Store,
+        ctx: &Ctx,
+        id: Uuid,
+        expected_version: u64,
+        patch: Self::Patch,
+    ) -> impl Future<Output = Result<Self::Record>> + Send {
+        let _ = (store, ctx, id, expected_version, patch);
+        let kind = self.describe().kind;
+        async move { Err(unsupported(&kind, "patch")) }
+    }
+
+    /// Soft-deletes a record.
+    fn delete(
+        &self,
+        store: &Store,
+        ctx: &Ctx,
+        id: Uuid,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<Self::Record>> + Send {
+        let _ = (store, ctx, id, expected_version);
+        let kind = self.describe().kind;
+        async move { Err(unsupported(&kind, "delete")) }
+    }
+
+    /// Restores a soft-deleted record.
+    fn restore(
+        &self,
+        store: &Store,
+        ctx: &Ctx,
+        id: Uuid,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<Self::Record>> + Send {
+        let _ = (store, ctx, id, expected_version);
+        let kind = self.describe().kind;
+        async move { Err(unsupported(&kind, "restore")) }
+    }
+
+    /// Rewrites a checked create body before it becomes `New` (where the input's shape
+    /// differs from the record's, such as a contact's emails). The default keeps it.
+    fn create_body(&self, body: JsonMap) -> JsonMap {
+        body
+    }
+
+    /// Rewrites a checked patch body before it becomes `Patch`. The default keeps it.
+    fn patch_body(&self, body: JsonMap) -> JsonMap {
+        body
+    }
+}
+
+/// A [`KindHandler`] over a [`TypedKind`].
+pub fn typed<T: TypedKind>(kind: T) -> Arc<dyn KindHandler> {
+    Arc::new(Typed(kind))
+}
+
+struct Typed<T>(T);
+
+fn page_json<R: Serialize>(p: Page<R>) -> Page<Json> {
+    Page {
+        items: p.items.iter().map(to_record).collect(),
+        next_cursor: p.next_cursor,
+        total: p.total,
+    }
+}
+
+impl<T: TypedKind> KindHandler for Typed<T> {
+    fn describe(&self) -> KindDescription {
+        self.0.describe()
+    }
+
+    fn get<'a>(&'a self, store: &'a Store, ctx: &'a Ctx, id: Uuid) -> BoxFuture<'a, Result<Json>> {
+        Box::pin(async move { Ok(to_record(&self.0.get(store, ctx, id).await?)) })
+    }
+
+    fn list<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        q: &'a Query,
+    ) -> BoxFuture<'a, Result<Page<Json>>> {
+        Box::pin(async move { Ok(page_json(self.0.list(store, ctx, q).await?)) })
+    }
+
+    fn create<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        body: JsonMap,
+    ) -> BoxFuture<'a, Result<Json>> {
+        Box::pin(async move {
+            let input = from_body(self.0.create_body(body))?;
+            Ok(to_record(&self.0.create(store, ctx, input).await?))
+        })
+    }
+
+    fn patch<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        id: Uuid,
+        expected_version: u64,
+        body: JsonMap,
+    ) -> BoxFuture<'a, Result<Json>> {
+        Box::pin(async move {
+            let patch = from_body(self.0.patch_body(body))?;
+            Ok(to_record(
+                &self
+                    .0
+                    .patch(store, ctx, id, expected_version, patch)
+                    .await?,
+            ))
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        id: Uuid,
+        expected_version: u64,
+    ) -> BoxFuture<'a, Result<Json>> {
+        Box::pin(async move {
+            Ok(to_record(
+                &self.0.delete(store, ctx, id, expected_version).await?,
+            ))
+        })
+    }
+
+    fn restore<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        id: Uuid,
+        expected_version: u64,
+    ) -> BoxFuture<'a, Result<Json>> {
+        Box::pin(async move {
+            Ok(to_record(
+                &self.0.restore(store, ctx, id, expected_version).await?,
+            ))
+        })
+    }
+
+    fn audit<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        id: Uuid,
+    ) -> BoxFuture<'a, Result<Vec<AuditEntry>>> {
+        Box::pin(self.0.audit(store, ctx, id))
+    }
+}
+
+/// The error of an operation a kind does not offer through the generic API.
+pub fn unsupported(kind: &RecordKind, op: &str) -> Error {
+    Error::PermissionDenied(format!(
+        "{kind} records cannot be {op}d through the generic record API"
+    ))
+}
+
+/// The record kinds of a composition of modules, with their handlers.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: BTreeMap<RecordKind, Entry>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    description: Arc<KindDescription>,
+    handler: Arc<dyn KindHandler>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.kinds.keys()).finish()
+    }
+}
+
+impl Registry {
+    /// Builds the registry: kinds unique, every reference field pointing at a registered
+    /// kind, relations filled in.
+    pub fn build(handlers: Vec<Arc<dyn KindHandler>>) -> Result<Registry> {
+        let mut descs: Vec<(KindDescription, Arc<dyn KindHandler>)> = vec![];
+        for h in handlers {
+            let d = h.describe();
+            if RecordKind::parse(d.kind.as_str()).is_err() {
+                return Err(Error::Config(format!(
+                    "{:?} is not a valid record kind name",
+                    d.kind
+                )));
+            }
+            if descs.iter().any(|(o, _)| o.kind == d.kind) {
+                return Err(Error::Config(format!(
+                    "record kind {} is declared twice",
+                    d.kind
+                )));
+            }
+            descs.push((d, h));
+        }
+        let mut relations: HashMap<RecordKind, Vec<Relation>> = HashMap::new();
+        for (d, _) in &descs {
+            for f in &d.fields {
+                let mut targets = vec![];
+                collect_references(&f.ty, &mut targets);
+                for t in targets {
+                    if !descs.iter().any(|(o, _)| &o.kind == t) {
+                        return Err(Error::Config(format!(
+                            "field {}.{} refers to record kind {t}, which no composed module declares",
+                            d.kind, f.name
+                        )));
+                    }
+                    relations.entry(t.clone()).or_default().push(Relation {
+                        kind: d.kind.clone(),
+                        field: f.name.clone(),
+                    });
+                }
+            }
+        }
+        let mut kinds = BTreeMap::new();
+        for (mut d, h) in descs {
+            d.relations = relations.remove(&d.kind).unwrap_or_default();
+            kinds.insert(
+                d.kind.clone(),
+                Entry {
+                    description: Arc::new(d),
+                    handler: h,
+                },
+            );
+        }
+        Ok(Registry { kinds })
+    }
+
+    /// Every kind's description (without tenant custom fields), by name.
+    pub fn kinds(&self) -> impl Iterator<Item = &KindDescription> {
+        self.kinds.values().map(|e| &*e.description)
+    }
+
+    /// A kind's description.
+    pub fn get(&self, kind: &str) -> Option<&KindDescription> {
+        self.kinds
+            .iter()
+            .find(|(k, _)| k.as_str() == kind)
+            .map(|(_, e)| &*e.description)
+    }
+
+    fn entry(&self, kind: &str) -> Result<&Entry> {
+        self.kinds
+            .iter()
+            .find(|(k, _)| k.as_str() == kind)
+            .map(|(_, e)| e)
+            .ok_or_else(|| Error::validation("kind", format!("{kind:?} is not a record kind")))
+    }
+}
+
+fn collect_references<'a>(ty: &'a FieldType, out: &mut Vec<&'a RecordKind>) {
+    match ty {
+        FieldType::Reference(k) => out.push(k),
+        FieldType::AnyReference(ks) => out.extend(ks.iter()),
+        FieldType::List(of) => collect_references(of, out),
+        _ => {}
+    }
+}
+
+/// The generic record API: every kind by name, with JSON values. From [`Store::records`].
+#[derive(Clone)]
+pub struct Records {
+    store: Store,
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records")
+            .field("kinds", self.store.modules().registry())
+            .finish()
+    }
+}
+
+/// Names the kind on a Validation error that has none yet.
+fn with_kind(kind: &RecordKind, e: Error) -> Error {
+    match e {
+        Error::Validation(mut v) => {
+            if v.kind.is_none() {
+                v.kind = Some(kind.clone());
+            }
+            Error::Validation(v)
+        }
+        other => other,
+    }
+}
+
+impl Records {
+    pub(crate) fn new(store: Store) -> Self {
+        Records { store }
+    }
+
+    fn registry(&self) -> &Registry {
+        self.store.modules().registry()
+    }
+
+    /// The composed kinds' descriptions (without tenant custom fields).
+    pub fn kinds(&self) -> Vec<KindDescription> {
+        self.registry().kinds().cloned().collect()
+    }
+
+    /// A kind's description with the tenant's custom field definitions.
+    pub async fn describe(&self, ctx: &Ctx, kind: &str) -> Result<KindDescription> {
+        let e = self.registry().entry(kind)?;
+        let mut d = (*e.description).clone();
+        if d.has_custom_fields {
+            d.custom_fields = self
+                .store
+                .custom_fields()
+                .of_kind(ctx, &d.kind)
+                .await?
+                .defs()
+                .cloned()
+                .collect();
+        }
+        Ok(d)
+    }
+
+    /// A visible, live record.
+    pub async fn get(&self, ctx: &Ctx, kind: &str, id: Uuid) -> Result<Json> {
+        let e = self.registry().entry(kind)?;
+        e.handler.get(&self.store, ctx, id).await
+    }
+
+    /// A page of visible records (the query's filter names are the kind's
+    /// [`KindDescription::query`] names).
+    pub async fn list(&self, ctx: &Ctx, kind: &str, q: &Query) -> Result<Page<Json>> {
+        let e = self.registry().entry(kind)?;
+        e.handler
+            .list(&self.store, ctx, q)
+            .await
+            .map_err(|err| with_kind(&e.description.kind, err))
+    }
+
+    /// Creates a record from a JSON object of field values.
+    pub async fn create(&self, ctx: &Ctx, kind: &str, body: Json) -> Result<Json> {
+        let e = self.registry().entry(kind)?;
+        let d = &e.description;
+        if !d.lifecycle.create {
+            return Err(unsupported(&d.kind, "create"));
+        }
+        let body = check_body(d, body, true)?;
+        e.handler
+            .create(&self.store, ctx, body)
+            .await
+            .map_err(|err| with_kind(&d.kind, err))
+    }
+
+    /// Changes the fields a JSON object names on a record whose current version is
+    /// `expected_version` (`null` clears a nullable field).
+    pub async fn patch(
+        &self,
+        ctx: &Ctx,
+        kind: &str,
+        id: Uuid,
+        expected_version: u64,
+        body: Json,
+    ) -> Result<Json> {
+        let e = self.registry().entry(kind)?;
+        let d = &e.description;
+        if !d.lifecycle.patch {
+            return Err(unsupported(&d.kind, "patch"));
+        }
+        let body = check_body(d, body, false)?;
+        e.handler
+            .patch(&self.store, ctx, id, expected_version, body)
+            .await
+            .map_err(|err| with_kind(&d.kind, err))
+    }
+
+    /// Soft-deletes a record.
+    pub async fn delete(
+        &self,
+        ctx: &Ctx,
+        kind: &str,
+        id: Uuid,
+        expected_version: u64,
+    ) -> Result<Json> {
+        let e = self.registry().entry(kind)?;
+        e.handler
+            .delete(&self.store, ctx, id, expected_version)
+            .await
+    }
+
+    /// Restores a soft-deleted record.
+    pub async fn restore(
+        &self,
+        ctx: &Ctx,
+        kind: &str,
+        id: Uuid,
+        expected_version: u64,
+    ) -> Result<Json> {
+        let e = self.registry().entry(kind)?;
+        e.handler
+            .restore(&self.store, ctx, id, expected_version)
+            .await
+    }
+
+    /// The audit trail of a visible record, oldest first.
+    pub async fn audit(&self, ctx: &Ctx, kind: &str, id: Uuid) -> Result<Vec<AuditEntry>> {
+        let e = self.registry().entry(kind)?;
+        e.handler.audit(&self.store, ctx, id).await
+    }
+
+    /// Whether `record` exists in the actor's tenant, is not deleted, and is visible to
+    /// the actor. The one rule for references and lookups: a kind no composed module
+    /// declares is not visible.
+    pub async fn visible(&self, ctx: &Ctx, record: &RecordRef) -> Result<bool> {
+        match self.registry().entry(record.kind.as_str()) {
+            Ok(e) => e.handler.visible(&self.store, ctx, record.id).await,
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Checks a reference held by field `field`: a record that does not exist, is deleted,
+    /// belongs to another tenant or is hidden from the actor all give the same Validation
+    /// error, `field: is not a <kind> of this tenant` (see [`reference_error`]).
+    pub async fn check_reference(&self, ctx: &Ctx, field: &str, record: &RecordRef) -> Result<()> {
+        if self.visible(ctx, record).await? {
+            Ok(())
+        } else {
+            Err(reference_error(field, &record.kind))
+        }
+    }
+
+    /// The subset of `records` the actor may see, in order (lookups by email or phone
+    /// pass their hits through it).
+    pub async fn retain_visible(
+        &self,
+        ctx: &Ctx,
+        records: Vec<RecordRef>,
+    ) -> Result<Vec<RecordRef>> {
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            if self.visible(ctx, &r).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The Validation error of a reference to a record that is not there for the actor
+/// (missing, deleted, another tenant's, or hidden: one message for all).
+pub fn reference_error(field: &str, kind: &RecordKind) -> Error {
+    Error::validation(field, reference_reason(kind))
+}
+
+/// The reason text of [`reference_error`].
+pub fn reference_reason(kind: &RecordKind) -> String {
+    let k = kind.as_str().replace('_', " ");
+    let article = if k.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("is not {article} {k} of this tenant")
+}
+
+/// Checks a body against a description: a JSON object whose keys are fields writable in
+/// this operation, with values of their type. Every problem is reported at once.
+pub fn check_body(d: &KindDescription, body: Json, create: bool) -> Result<JsonMap> {
+    let mut errs = ValidationErrors::new();
+    errs.kind = Some(d.kind.clone());
+    let Json::Object(map) = body else {
+        errs.push("_", "must be a JSON object of field values");
+        return Err(errs.into());
+    };
+    for (k, v) in &map {
+        let Some(f) = d.get(k) else {
+            errs.push(k.clone(), format!("is not a field of {}", d.kind));
+            continue;
+        };
+        match f.access {
+            FieldAccess::ReadOnly => {
+                errs.push(k.clone(), "is read-only");
+                continue;
+            }
+            FieldAccess::Computed => {
+                errs.push(k.clone(), "is computed and cannot be written");
+                continue;
+            }
+            FieldAccess::CreateOnly if !create => {
+                errs.push(k.clone(), "cannot be changed after create");
+                continue;
+            }
+            _ => {}
+        }
+        if v.is_null() {
+            if !f.nullable && f.ty != FieldType::Custom {
+                errs.push(k.clone(), "may not be null");
+            }
+            continue;
+        }
+        if let Err(reason) = check_value(&f.ty, v) {
+            errs.push(k.clone(), reason);
+        }
+    }
+    if create {
+        for f in &d.fields {
+            if f.required && map.get(&f.name).is_none_or(Json::is_null) {
+                errs.push(f.name.clone(), "is required");
+            }
+        }
+    }
+    errs.into_result()?;
+    Ok(map)
+}
+
+fn check_value(ty: &FieldType, v: &Json) -> std::result::Result<(), String> {
+    let wrong = || Err(format!("must be {}", ty.describe()));
+    match ty {
+        // The length is described for clients and enforced by the module's own
+        // validation, so that both paths report it in the same words.
+        FieldType::Text { .. } => match v.as_str() {
+            Some(_) => Ok(()),
+            None => wrong(),
+        },
+        FieldType::Int => {
+            if v.as_i64().is_some() {
+                Ok(())
+            } else {
+                wrong()
+            }
+        }
+        FieldType::Decimal => match v {
+            Json::String(s) if rust_decimal::Decimal::from_str_exact(s.trim()).is_ok() => Ok(()),
+            Json::Number(_) => Ok(()),
+            _ => wrong(),
+        },
+        FieldType::Money => match v {
+            Json::Object(m) if m.contains_key("amount") && m.contains_key("currency") => Ok(()),
+            _ => wrong(),
+        },
+        FieldType::Currency => match v.as_str() {
+            Some(s) if crate::money::Currency::parse(s).is_ok() => Ok(()),
+            _ => wrong(),
+        },
+        FieldType::Bool => {
+            if v.is_boolean() {
+                Ok(())
+            } else {
+                wrong()
+            }
+        }
+        FieldType::Date => match v.as_str() {
+            Some(s) if NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() => Ok(()),
+            _ => wrong(),
+        },
+        FieldType::Timestamp => match v.as_str() {
+            Some(s) if DateTime::parse_from_rfc3339(s).is_ok() => Ok(()),
+            _ => wrong(),
+        },
+        FieldType::Id | FieldType::Reference(_) => match v.as_str() {
+            Some(s) if Uuid::parse_str(s).is_ok() => Ok(()),
+            _ => wrong(),
+        },
+        FieldType::AnyReference(kinds) => {
+            let Some(m) = v.as_object() else {
+                return wrong();
+            };
+            let (Some(kind), Some(id)) = (
+                m.get("kind").and_then(Json::as_str),
+                m.get("id").and_then(Json::as_str),
+            ) else {
+                return wrong();
+            };
+            if Uuid::parse_str(id).is_err() {
+                return wrong();
+            }
+            if !kinds.is_empty() && !kinds.iter().any(|k| k.as_str() == kind) {
+                return Err(format!("cannot refer to a record of kind {kind:?}"));
+            }
+            Ok(())
+        }
+        FieldType::Choice(choices) => match v.as_str() {
+            Some(s) if choices.iter().any(|c| c == s) => Ok(()),
+            _ => wrong(),
+        },
+        FieldType::List(of) => {
+            let Some(items) = v.as_array() else {
+                return wrong();
+            };
+            for (i, item) in items.iter().enumerate() {
+                check_value(of, item).map_err(|r| format!("[{i}] {r}"))?;
+            }
+            Ok(())
+        }
+        FieldType::Object | FieldType::Custom => {
+            if v.is_object() {
+                Ok(())
+            } else {
+                wrong()
+            }
+        }
+    }
+}
+
+/// Turns a checked body into a typed input `T` (an input struct deriving `Deserialize`
+/// with `#[serde(default)]`). A field serde refuses is a Validation error naming it.
+pub fn from_body<T: DeserializeOwned>(body: JsonMap) -> Result<T> {
+    match serde_json::from_value::<T>(Json::Object(body.clone())) {
+        Ok(t) => Ok(t),
+        Err(whole) => {
+            let mut errs = ValidationErrors::new();
+            for (k, v) in body {
+                let mut one = JsonMap::new();
+                one.insert(k.clone(), v);
+                if let Err(e) = serde_json::from_value::<T>(Json::Object(one)) {
+                    errs.push(k, clean_serde(&e));
+                }
+            }
+            if errs.is_empty() {
+                errs.push("_", clean_serde(&whole));
+            }
+            Err(errs.into())
+        }
+    }
+}
+
+fn clean_serde(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.find(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+/// Serialises a typed record to JSON.
+pub fn to_record<T: Serialize>(v: &T) -> Json {
+    crate::service::to_json(v)
+}
+
+/// Deserialises `Option<Option<T>>` patch fields so that an absent key is `None` (no
+/// change) and `null` is `Some(None)` (clear): use with `#[serde(default, deserialize_with
+/// = "crmkit_core::record::double_option")]`.
+pub fn double_option<'de, T, D>(de: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+/// The version a record's JSON carries (`version`), for callers chaining generic calls.
+pub fn version_of(record: &Json) -> Option<u64> {
+    record.get("version").and_then(Json::as_u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind() -> KindDescription {
+        KindDescription::new("thing", "Thing", "Things", "m")
+            .id_field()
+            .field(FieldDescription::new("name", FieldType::text(5)).required())
+            .field(FieldDescription::new("t", FieldType::text(5)))
+            .field(FieldDescription::new("n", FieldType::Int).nullable())
+            .field(FieldDescription::new("c", FieldType::choice(&["a", "b"])).create_only())
+            .field(FieldDescription::new("w", FieldType::Int).computed())
+            .system_fields()
+    }
+
+    #[test]
+    fn bodies_are_checked_against_the_description() {
+        let d = kind();
+        assert!(
+            check_body(
+                &d,
+                serde_json::json!({"name": "abc", "n": null, "c": "a"}),
+                true
+            )
+            .is_ok()
+        );
+        let e = check_body(
+            &d,
+            serde_json::json!({"name": "x", "t": 5, "n": "x", "c": "z", "w": 1, "id": "x", "zz": 1}),
+            true,
+        )
+        .unwrap_err();
+        let v = e.validation_errors().unwrap();
+        assert_eq!(v.kind, Some(RecordKind::new("thing")));
+        for f in ["t", "n", "c", "w", "id", "zz"] {
+            assert!(v.has(f), "{f} not reported: {v}");
+        }
+        let e = check_body(&d, serde_json::json!({}), true).unwrap_err();
+        assert!(e.validation_errors().unwrap().has("name"));
+        let e = check_body(&d, serde_json::json!({"c": "a"}), false).unwrap_err();
+        assert!(e.validation_errors().unwrap().has("c"));
+        let e = check_body(&d, serde_json::json!([1]), false).unwrap_err();
+        assert!(e.validation_errors().unwrap().has("_"));
+    }
+
+    #[test]
+    fn reference_reasons_read_well() {
+        assert_eq!(
+            reference_reason(&RecordKind::ORGANIZATION),
+            "is not an organization of this tenant"
+        );
+        assert_eq!(
+            reference_reason(&RecordKind::new("custom_field")),
+            "is not a custom field of this tenant"
+        );
+    }
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct In {
+        a: String,
+        #[serde(deserialize_with = "double_option")]
+        b: Option<Option<i64>>,
+    }
+
+    #[test]
+    fn bodies_become_typed_inputs_naming_bad_fields() {
+        let m = |v: Json| v.as_object().unwrap().clone();
+        assert_eq!(
+            from_body::<In>(m(serde_json::json!({"b": null})))
+                .unwrap()
+                .b,
+            Some(None)
+        );
+        assert_eq!(from_body::<In>(m(serde_json::json!({}))).unwrap().b, None);
+        let e = from_body::<In>(m(serde_json::json!({"a": "x", "b": "y"}))).unwrap_err();
+        let v = e.validation_errors().unwrap();
+        assert!(v.has("b") && !v.has("a"), "{v}");
+    }
+}
