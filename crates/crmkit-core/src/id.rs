@@ -154,6 +154,42 @@ define_id!(
     "audit"
 );
 
+define_id!(
+    /// A reminder of an activity.
+    ReminderId,
+    "reminder"
+);
+define_id!(
+    /// A managed reason for losing a deal.
+    LostReasonId,
+    "lost_reason"
+);
+define_id!(
+    /// A member of a campaign (a lead or contact in it).
+    CampaignMemberId,
+    "campaign_member"
+);
+define_id!(
+    /// An exchange rate of a tenant.
+    ExchangeRateId,
+    "exchange_rate"
+);
+define_id!(
+    /// A business calendar (working hours and exceptions).
+    CalendarId,
+    "calendar"
+);
+define_id!(
+    /// An SLA policy.
+    SlaPolicyId,
+    "sla_policy"
+);
+define_id!(
+    /// A comment on a ticket.
+    CommentId,
+    "comment"
+);
+
 /// The kind of a record, such as `contact` or `deal`.
 ///
 /// Built-in kinds are associated constants; a third-party module names its own with
