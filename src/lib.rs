@@ -7,56 +7,173 @@
 //! embedded by default; PostgreSQL and MySQL/MariaDB as servers), picked at run time from a
 //! URL. Host applications compose modules, including their own.
 //!
-//! ```
-//! use crmkit::{Crm, Ctx, Actor, Role, TenantId, UserId, UserInput, Query, Filter};
-//! use crmkit::contacts::NewContact;
-//!
-//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! let crm = Crm::open("sqlite::memory:").await?;
-//! let (tenant, me) = (TenantId::new(), UserId::new());
-//! let ctx = Ctx::new(tenant, Actor::new(me, [Role::Admin], []))?;
-//! crm.directory().put_user(&ctx, UserInput {
-//!     id: me, name: "Ada".into(), email: "ada@example.com".into(), roles: vec![Role::Admin],
-//!     teams: vec![], active: true, time_zone: "UTC".into(),
-//! }).await?;
-//!
-//! let contacts = crm.contacts();
-//! contacts.create_contact(&ctx, NewContact::named("Grace", "Hopper").email("grace@example.com")).await?;
-//! let page = contacts.list_contacts(&ctx, &Query::new().filter(Filter::starts_with("name", "gra"))).await?;
-//! assert_eq!(page.items.len(), 1);
-//! # Ok::<(), crmkit::Error>(()) })?;
-//! # Ok::<(), crmkit::Error>(())
-//! ```
-//!
-//! | feature    | default | what it enables                                  |
-//! |------------|---------|--------------------------------------------------|
-//! | `sqlite`   | yes     | `sqlite://path` and `sqlite::memory:` (rusqlite, bundled SQLite) |
-//! | `postgres` | no      | `postgres://...` (sqlx)                          |
-//! | `mysql`    | no      | `mysql://...` / `mariadb://...` (sqlx)           |
+#![cfg_attr(
+    feature = "contacts",
+    doc = r#"
+```
+use crmkit::{Crm, Ctx, Actor, Role, TenantId, UserId, UserInput, Query, Filter};
+use crmkit::contacts::NewContact;
 
+# tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+let crm = Crm::open("memory:").await?; // or "sqlite://crm.db", "postgres://...", "mysql://..."
+let (tenant, me) = (TenantId::new(), UserId::new());
+let ctx = Ctx::new(tenant, Actor::new(me, [Role::Admin], []))?;
+crm.directory().put_user(&ctx, UserInput {
+    id: me, name: "Ada".into(), email: "ada@example.com".into(), roles: vec![Role::Admin],
+    teams: vec![], active: true, time_zone: "UTC".into(),
+}).await?;
+
+let contacts = crm.contacts();
+contacts.create_contact(&ctx, NewContact::named("Grace", "Hopper").email("grace@example.com")).await?;
+let page = contacts.list_contacts(&ctx, &Query::new().filter(Filter::starts_with("name", "gra"))).await?;
+assert_eq!(page.items.len(), 1);
+# Ok::<(), crmkit::Error>(()) })?;
+# Ok::<(), crmkit::Error>(())
+```
+"#
+)]
+#![cfg_attr(
+    not(feature = "contacts"),
+    doc = r#"
+```
+use crmkit::{Crm, Ctx, Actor, Role, TeamId, TenantId, UserId};
+
+# tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+let crm = Crm::in_memory()?; // only the kernel and your own modules without the module features
+let admin = Ctx::new(TenantId::new(), Actor::new(UserId::new(), [Role::Admin], []))?;
+let team = crm.directory().put_team(&admin, TeamId::new(), "Sales").await?;
+assert_eq!(crm.events_since(&admin, 0, 10).await?[0].record.id, team.id.as_uuid());
+# Ok::<(), crmkit::Error>(()) })?;
+# Ok::<(), crmkit::Error>(())
+```
+"#
+)]
+//!
+//! ## What is where
+//!
+//! - **The root** holds [`Crm`] (open a backend, reach the module APIs) and what a host
+//!   names in almost every call: the call context ([`Ctx`], [`Actor`], [`Role`],
+//!   [`Visibility`], [`Clock`], [`SystemClock`], [`ManualClock`]), the id of every record
+//!   kind ([`TenantId`], [`UserId`], [`TeamId`], [`ContactId`], [`OrganizationId`],
+//!   [`LeadId`], [`DealId`], [`PipelineId`], [`StageId`], [`CampaignId`], [`ActivityId`],
+//!   [`TicketId`], [`CustomFieldId`], [`AuditId`], with [`RecordKind`] and [`RecordRef`]),
+//!   errors ([`Error`], [`Result`], [`ValidationErrors`], [`FieldError`]), queries
+//!   ([`Query`], [`Filter`], [`Sort`], [`Page`]), money ([`Money`], [`Currency`],
+//!   [`Rounding`]), the directory ([`Directory`], [`User`], [`UserInput`],
+//!   [`Team`]), custom fields ([`CustomFields`], [`CustomFieldDef`], [`CustomFieldType`],
+//!   [`CustomValue`], [`CustomValues`], [`CustomSchema`]), the change feed and audit
+//!   ([`Event`], [`AuditEntry`], [`Commit`]), and the extension points ([`Module`],
+//!   [`Store`], [`Backend`], [`BackendKind`]).
+//! - **Time, decimals, ids and JSON** in the API are types of the `chrono`, `chrono_tz`,
+//!   `rust_decimal`, `uuid` and `serde_json` crates. These crates are re-exported (see
+//!   *Re-exports* below), so a host uses exactly the versions crmkit was built with
+//!   without depending on them itself (`crmkit::chrono::TimeZone`,
+//!   `crmkit::uuid::Uuid::parse_str`, ...), and the types that appear in signatures are at
+//!   the root too: `DateTime`, `Utc`, `NaiveDate`, `NaiveTime`, `Weekday`, `TimeDelta`,
+//!   `Tz`, `Decimal` (amounts of [`Money`]) and `Uuid` (what every id wraps).
+//! - **One module per built-in CRM module**, each the whole crate re-exported (its models,
+//!   inputs and API handle), present when its cargo feature is on:
+//!
+//! | module | what | API handle | feature |
+//! |--------|------|------------|---------|
+#![cfg_attr(
+    feature = "contacts",
+    doc = "| [`contacts`] | contacts, organizations, imports | [`Crm::contacts`] | `contacts` |"
+)]
+#![cfg_attr(
+    feature = "pipeline",
+    doc = "| [`pipeline`] | leads and conversion, pipelines, deals, campaigns, exchange rates | [`Crm::leads`], [`Crm::deals`], [`Crm::campaigns`], [`Crm::currencies`] | `pipeline` |"
+)]
+#![cfg_attr(
+    feature = "activities",
+    doc = "| [`activities`] | tasks, calls, meetings, notes, logged emails, reminders, follow-up, timelines, iCalendar | [`Crm::activities`] | `activities` |"
+)]
+#![cfg_attr(
+    feature = "tickets",
+    doc = "| [`tickets`] | tickets, business calendars, SLA policies, the call-centre path, analytics | [`Crm::tickets`] | `tickets` |"
+)]
+//! | [`core`] | the kernel: everything above plus the storage contract ([`core::store`]), the in-memory backend ([`core::memory`]), module composition, events, text rules | [`Crm::store`], [`Crm::directory`], [`Crm::custom_fields`] | always |
+//! | [`sql`] | the SQL backends behind the URLs | [`Crm::open`] | always (backends by feature) |
+//!
+//! ## Cargo features
+//!
+//! | feature      | default | what it enables                                                   |
+//! |--------------|---------|-------------------------------------------------------------------|
+//! | `sqlite`     | yes     | `sqlite://path` and `sqlite::memory:` (rusqlite, bundled SQLite)  |
+//! | `postgres`   | no      | `postgres://...` (sqlx)                                           |
+//! | `mysql`      | no      | `mysql://...` / `mariadb://...` (sqlx)                            |
+//! | `contacts`   | yes     | the `contacts` module                                             |
+//! | `pipeline`   | yes     | the `pipeline` module (and `contacts`)                            |
+//! | `activities` | yes     | the `activities` module (and `pipeline`, `contacts`)              |
+//! | `tickets`    | yes     | the `tickets` module (and `activities`, `pipeline`, `contacts`)   |
+//!
+//! `memory:` is always available. [`Crm::builder`] composes exactly the built-in modules
+//! that are compiled in ([`Crm::built_in_modules`]), so a host that needs contacts and
+//! deals only writes
+//! `crmkit = { version = "0.1", default-features = false, features = ["sqlite", "pipeline"] }`
+//! and does not compile activities or tickets.
+
+/// Activities (feature `activities`): tasks, calls, meetings, notes, logged emails,
+/// reminders, follow-up, timelines and iCalendar export. The whole `crmkit-activities`
+/// crate.
+#[cfg(feature = "activities")]
+#[doc(inline)]
 pub use crmkit_activities as activities;
+/// Contacts and organizations (feature `contacts`). The whole `crmkit-contacts` crate.
+#[cfg(feature = "contacts")]
+#[doc(inline)]
 pub use crmkit_contacts as contacts;
+/// The kernel: ids, context, money, errors, queries, events, custom fields, the
+/// directory, modules and the storage contract with the in-memory backend. The whole
+/// `crmkit-core` crate; what hosts use most is also at the crate root.
+#[doc(inline)]
 pub use crmkit_core as core;
+/// Sales (feature `pipeline`): leads and conversion, pipelines and deals, campaigns,
+/// exchange rates. The whole `crmkit-pipeline` crate.
+#[cfg(feature = "pipeline")]
+#[doc(inline)]
 pub use crmkit_pipeline as pipeline;
+/// The SQL backends (features `sqlite`, `postgres`, `mysql`). The whole `crmkit-sql`
+/// crate; [`Crm::open`] picks a backend by URL.
+#[doc(inline)]
 pub use crmkit_sql as sql;
+/// Tickets (feature `tickets`): statuses, comments, business calendars, SLAs, the
+/// call-centre path and analytics. The whole `crmkit-tickets` crate.
+#[cfg(feature = "tickets")]
+#[doc(inline)]
 pub use crmkit_tickets as tickets;
 
 pub use crmkit_core::{
-    Actor, AuditEntry, Backend, BackendKind, CampaignId, ContactId, Ctx, Currency, CustomFieldDef,
-    CustomFieldType, CustomValue, DealId, Error, Event, Filter, LeadId, ManualClock, Module, Money,
-    OrganizationId, Page, PipelineId, Query, RecordKind, RecordRef, Result, Role, StageId, Store,
-    TeamId, TenantId, User, UserId, UserInput,
+    ActivityId, Actor, AuditEntry, AuditId, Backend, BackendKind, CampaignId, Clock, Commit,
+    ContactId, Ctx, Currency, CustomFieldDef, CustomFieldId, CustomFieldType, CustomFields,
+    CustomSchema, CustomValue, CustomValues, DealId, Directory, Error, Event, FieldError, Filter,
+    LeadId, ManualClock, Module, Money, OrganizationId, Page, PipelineId, Query, RecordKind,
+    RecordRef, Result, Role, Rounding, Sort, StageId, Store, SystemClock, Team, TeamId, TenantId,
+    TicketId, User, UserId, UserInput, ValidationErrors, Visibility,
 };
 
+#[doc(no_inline)]
+pub use chrono::{self, DateTime, NaiveDate, NaiveTime, TimeDelta, Utc, Weekday};
+#[doc(no_inline)]
+pub use chrono_tz::{self, Tz};
+#[doc(no_inline)]
+pub use rust_decimal::{self, Decimal};
+#[doc(no_inline)]
+pub use serde_json;
+#[doc(no_inline)]
+pub use uuid::{self, Uuid};
+
+#[cfg(feature = "activities")]
 use crmkit_activities::{Activities, ActivitiesModule};
+#[cfg(feature = "contacts")]
 use crmkit_contacts::{Contacts, ContactsModule};
 use crmkit_core::memory::MemoryBackend;
-use crmkit_core::{Directory, Modules, ModulesBuilder};
-use crmkit_pipeline::PipelineModule;
-use crmkit_pipeline::campaign::Campaigns;
-use crmkit_pipeline::currency::Currencies;
-use crmkit_pipeline::deal::Deals;
-use crmkit_pipeline::lead::Leads;
+use crmkit_core::{Modules, ModulesBuilder};
+#[cfg(feature = "pipeline")]
+use crmkit_pipeline::{
+    PipelineModule, campaign::Campaigns, currency::Currencies, deal::Deals, lead::Leads,
+};
+#[cfg(feature = "tickets")]
 use crmkit_tickets::{Tickets, TicketsModule};
 
 /// A CRM: a store (backend + composed modules) and the modules' APIs.
@@ -65,7 +182,7 @@ pub struct Crm {
     store: Store,
 }
 
-/// Composes modules and opens a [`Crm`]. The built-in modules are added by
+/// Composes modules and opens a [`Crm`]. The built-in modules compiled in are added by
 /// [`Crm::builder`]; add your own with [`CrmBuilder::module`].
 pub struct CrmBuilder {
     modules: ModulesBuilder,
@@ -103,16 +220,35 @@ impl CrmBuilder {
 }
 
 impl Crm {
-    /// A builder with the built-in modules (core, contacts, pipeline, activities,
-    /// tickets).
+    /// A builder with the built-in modules compiled into this build (see
+    /// [`Crm::built_in_modules`]): contacts, pipeline, activities and tickets with the
+    /// default features.
     pub fn builder() -> CrmBuilder {
-        CrmBuilder {
-            modules: Modules::builder()
-                .add(ContactsModule)
-                .add(PipelineModule)
-                .add(ActivitiesModule)
-                .add(TicketsModule),
-        }
+        let modules = Modules::builder();
+        #[cfg(feature = "contacts")]
+        let modules = modules.add(ContactsModule);
+        #[cfg(feature = "pipeline")]
+        let modules = modules.add(PipelineModule);
+        #[cfg(feature = "activities")]
+        let modules = modules.add(ActivitiesModule);
+        #[cfg(feature = "tickets")]
+        let modules = modules.add(TicketsModule);
+        CrmBuilder { modules }
+    }
+
+    /// The names of the built-in modules compiled into this build (by cargo feature), in
+    /// the order [`Crm::builder`] composes them.
+    pub fn built_in_modules() -> &'static [&'static str] {
+        &[
+            #[cfg(feature = "contacts")]
+            "contacts",
+            #[cfg(feature = "pipeline")]
+            "pipeline",
+            #[cfg(feature = "activities")]
+            "activities",
+            #[cfg(feature = "tickets")]
+            "tickets",
+        ]
     }
 
     /// Opens the built-in modules on a backend chosen by URL (see [`CrmBuilder::open`]).
@@ -125,13 +261,12 @@ impl Crm {
         Self::builder().in_memory()
     }
 
-    /// A CRM over an existing store; it must compose the built-in modules (a Config error
-    /// otherwise).
+    /// A CRM over an existing store; it must compose the built-in modules compiled into
+    /// this build ([`Crm::built_in_modules`]; a Config error otherwise).
     pub fn from_store(store: Store) -> Result<Crm> {
-        store.require_module("contacts")?;
-        store.require_module("pipeline")?;
-        store.require_module("activities")?;
-        store.require_module("tickets")?;
+        for name in Self::built_in_modules() {
+            store.require_module(name)?;
+        }
         Ok(Crm { store })
     }
 
@@ -152,45 +287,64 @@ impl Crm {
     }
 
     /// Custom field definitions.
-    pub fn custom_fields(&self) -> crmkit_core::CustomFields {
+    pub fn custom_fields(&self) -> CustomFields {
         self.store.custom_fields()
     }
 
-    /// Contacts and organizations.
+    /// Contacts and organizations. Feature `contacts`.
+    #[cfg(feature = "contacts")]
     pub fn contacts(&self) -> Contacts {
         Contacts::from_checked(&self.store)
     }
 
-    /// Tasks, calls, meetings, notes, logged emails, reminders, follow-up, timeline;
-    /// activities may relate to tickets too (see [`Tickets::activities`]).
+    /// Tasks, calls, meetings, notes, logged emails, reminders, follow-up, timeline.
+    /// Feature `activities`.
+    #[cfg_attr(
+        feature = "tickets",
+        doc = "\n\nActivities may relate to tickets too (see [`Tickets::activities`])."
+    )]
+    #[cfg_attr(
+        not(feature = "tickets"),
+        doc = "\n\nWithout the `tickets` feature, activities relate to contacts, \
+               organizations, leads and deals (and to kinds registered with \
+               `Activities::with_related`)."
+    )]
+    #[cfg(feature = "activities")]
     pub fn activities(&self) -> Activities {
-        self.tickets()
-            .activities()
-            .expect("Crm composes the activities module")
+        #[cfg(feature = "tickets")]
+        let activities = self.tickets().activities();
+        #[cfg(not(feature = "tickets"))]
+        let activities = Activities::new(&self.store);
+        activities.expect("Crm composes the activities module")
     }
 
-    /// Tickets: numbers, statuses, comments, escalation, satisfaction, and the
-    /// call-centre path ([`Tickets::record_inbound_call`]).
+    /// Tickets: numbers, statuses, comments, escalation, satisfaction, SLAs, and the
+    /// call-centre path ([`Tickets::record_inbound_call`]). Feature `tickets`.
+    #[cfg(feature = "tickets")]
     pub fn tickets(&self) -> Tickets {
         Tickets::new(&self.store).expect("Crm composes the tickets module")
     }
 
-    /// Leads and their conversion.
+    /// Leads and their conversion. Feature `pipeline`.
+    #[cfg(feature = "pipeline")]
     pub fn leads(&self) -> Leads {
         Leads::new(&self.store).expect("Crm composes the pipeline module")
     }
 
-    /// Pipelines, stages and deals.
+    /// Pipelines, stages and deals. Feature `pipeline`.
+    #[cfg(feature = "pipeline")]
     pub fn deals(&self) -> Deals {
         Deals::new(&self.store).expect("Crm composes the pipeline module")
     }
 
-    /// Campaigns, members and ROI inputs.
+    /// Campaigns, members and ROI inputs. Feature `pipeline`.
+    #[cfg(feature = "pipeline")]
     pub fn campaigns(&self) -> Campaigns {
         Campaigns::new(&self.store).expect("Crm composes the pipeline module")
     }
 
-    /// The base currency and exchange rates.
+    /// The base currency and exchange rates. Feature `pipeline`.
+    #[cfg(feature = "pipeline")]
     pub fn currencies(&self) -> Currencies {
         Currencies::new(&self.store).expect("Crm composes the pipeline module")
     }
@@ -202,6 +356,6 @@ impl Crm {
 }
 
 /// The README's examples, compiled as doctests so they stay true.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "contacts"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -3,7 +3,8 @@
 //! There are no arithmetic operators across currencies: [`Money::checked_add`] and friends
 //! return [`Error::CurrencyMismatch`]. Rounding always names its strategy. Amounts are
 //! stored as an integer count of 1/10 000 of the currency unit ([`Money::STORAGE_SCALE`]),
-//! so that sums computed by any SQL backend are exact.
+//! so that sums computed by any SQL backend are exact. Money displays with its currency's
+//! minor units and parses back (`"12.50 EUR"`, `"1250 JPY"`, `"1.500 KWD"`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -294,15 +295,52 @@ pub fn units_to_decimal(units: i64) -> Decimal {
     Decimal::new(units, Money::STORAGE_SCALE).normalize()
 }
 
+impl Money {
+    /// Digits after the decimal point that [`Display`](fmt::Display) writes: the
+    /// currency's minor digits, or more when the amount is more precise than its minor
+    /// unit (never fewer than needed: the text is the exact amount).
+    pub fn display_digits(&self) -> u32 {
+        self.currency
+            .minor_digits()
+            .max(self.amount.normalize().scale())
+    }
+}
+
+/// `<amount> <code>` with the currency's minor units: `12.50 EUR`, `1250 JPY`,
+/// `1.500 KWD`, `-0.05 USD`.
+///
+/// The amount is always exact: one more precise than the currency's minor unit (money is
+/// kept to 10^-4) shows the digits it needs, `12.505 EUR`, `1250.5 JPY`; it is never
+/// rounded here (round explicitly with [`Money::round`] to show minor units only). The
+/// text parses back to the same value with [`str::parse`] (see [`FromStr`] for `Money`).
+/// Width, fill and alignment flags apply to the whole text (`{:>12}`).
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.amount, self.currency)
+        let mut amount = self.amount.normalize();
+        // At most STORAGE_SCALE (4) digits for a valid Money, so rescaling never overflows.
+        amount.rescale(self.display_digits());
+        f.pad(&format!("{amount} {}", self.currency))
     }
 }
 
 impl fmt::Debug for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.amount, self.currency)
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Parses what [`Display`](fmt::Display) writes: an amount, one or more spaces and an
+/// ISO 4217 code (`"12.50 EUR"`). The rules of [`Money::parse`] apply to each part.
+impl FromStr for Money {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let (amount, code) = s.trim().split_once(' ').ok_or_else(|| {
+            Error::validation(
+                "money",
+                format!("{s:?} is not an amount and a currency code (\"12.50 EUR\")"),
+            )
+        })?;
+        Money::parse(amount, code.trim_start())
     }
 }
 
@@ -358,7 +396,81 @@ mod tests {
         assert_eq!(parts, vec![eur("33.34"), eur("33.33"), eur("33.33")]);
     }
 
+    fn money(s: &str, code: &str) -> Money {
+        Money::parse(s, code).unwrap()
+    }
+
+    #[test]
+    fn display_shows_the_minor_units() {
+        assert_eq!(eur("12.5").to_string(), "12.50 EUR");
+        assert_eq!(eur("12").to_string(), "12.00 EUR");
+        assert_eq!(eur("0").to_string(), "0.00 EUR");
+        assert_eq!(eur("-0.05").to_string(), "-0.05 EUR");
+        assert_eq!(money("-3", "USD").to_string(), "-3.00 USD");
+        assert_eq!(
+            Money::zero(Currency::parse("EUR").unwrap()).to_string(),
+            "0.00 EUR"
+        );
+        assert_eq!(money("1250", "JPY").to_string(), "1250 JPY");
+        assert_eq!(money("1.5", "KWD").to_string(), "1.500 KWD");
+        assert_eq!(money("7", "CLF").to_string(), "7.0000 CLF");
+        assert_eq!(
+            Money::from_storage_units(125_000, Currency::parse("USD").unwrap()).to_string(),
+            "12.50 USD"
+        );
+        assert_eq!(format!("{:?}", eur("12.5")), "12.50 EUR");
+        assert_eq!(format!("[{:>10}]", eur("1.5")), "[  1.50 EUR]");
+    }
+
+    #[test]
+    fn display_keeps_digits_beyond_the_minor_unit() {
+        assert_eq!(eur("12.505").to_string(), "12.505 EUR");
+        assert_eq!(eur("0.0001").to_string(), "0.0001 EUR");
+        assert_eq!(money("1250.5", "JPY").to_string(), "1250.5 JPY");
+        assert_eq!(money("-1.0005", "KWD").to_string(), "-1.0005 KWD");
+        assert_eq!(
+            eur("2.345").round(Rounding::HalfEven).to_string(),
+            "2.34 EUR"
+        );
+    }
+
+    #[test]
+    fn display_of_a_deserialized_amount_is_normalised() {
+        // Serde does not go through Money::new, so trailing zeros may come in.
+        let m: Money = serde_json::from_str(r#"{"amount":"12.5000","currency":"EUR"}"#).unwrap();
+        assert_eq!(m.to_string(), "12.50 EUR");
+    }
+
+    #[test]
+    fn parses_what_display_writes() {
+        assert_eq!("12.50 EUR".parse::<Money>().unwrap(), eur("12.5"));
+        assert_eq!(
+            "  1250   JPY ".parse::<Money>().unwrap(),
+            money("1250", "JPY")
+        );
+        assert!("12.50".parse::<Money>().is_err());
+        assert!("12.50 XXY".parse::<Money>().is_err());
+        assert!("EUR 12.50".parse::<Money>().is_err());
+        assert!("1.00001 EUR".parse::<Money>().is_err());
+    }
+
     proptest! {
+        #[test]
+        fn display_round_trips_with_minor_digits_or_more(
+            units in -1_000_000_000_000i64..1_000_000_000_000,
+            code in proptest::sample::select(vec!["EUR", "JPY", "KWD", "CLF", "USD", "BHD", "XAU"]),
+        ) {
+            let c = Currency::parse(code).unwrap();
+            let m = Money::from_storage_units(units, c);
+            let text = m.to_string();
+            let (amount, shown_code) = text.split_once(' ').unwrap();
+            prop_assert_eq!(shown_code, code);
+            let decimals = amount.split_once('.').map_or(0, |(_, d)| d.len() as u32);
+            prop_assert_eq!(decimals, c.minor_digits().max(m.amount().normalize().scale()));
+            prop_assert!(decimals >= c.minor_digits());
+            prop_assert_eq!(text.parse::<Money>().unwrap(), m);
+        }
+
         #[test]
         fn storage_units_round_trip(units in -1_000_000_000_000i64..1_000_000_000_000) {
             let c = Currency::parse("USD").unwrap();

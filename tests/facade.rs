@@ -1,0 +1,94 @@
+//! The facade composes exactly the built-in modules its cargo features compile in, and
+//! `Crm::activities` relates activities to tickets when tickets are compiled in.
+
+use crmkit::core::Modules;
+use crmkit::core::memory::MemoryBackend;
+use crmkit::{Crm, Error, Store};
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn builder_composes_the_compiled_in_modules() {
+    let expected: Vec<&str> = [
+        cfg!(feature = "contacts").then_some("contacts"),
+        cfg!(feature = "pipeline").then_some("pipeline"),
+        cfg!(feature = "activities").then_some("activities"),
+        cfg!(feature = "tickets").then_some("tickets"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    assert_eq!(Crm::built_in_modules(), expected.as_slice());
+    let crm = Crm::in_memory().unwrap();
+    for name in Crm::built_in_modules() {
+        assert!(crm.store().modules().contains(name), "{name} is composed");
+    }
+}
+
+#[test]
+fn from_store_needs_the_compiled_in_modules() {
+    let modules = Modules::builder().build().unwrap();
+    let bare = Store::new(MemoryBackend::new((**modules.schema()).clone()), modules);
+    let got = Crm::from_store(bare);
+    if Crm::built_in_modules().is_empty() {
+        assert!(got.is_ok());
+    } else {
+        assert!(matches!(got, Err(Error::Config(_))), "{got:?}");
+    }
+}
+
+#[cfg(feature = "tickets")]
+#[test]
+fn activities_relate_to_tickets() {
+    use crmkit::activities::{ActivityDetails, NewActivity, Note};
+    use crmkit::contacts::NewContact;
+    use crmkit::tickets::NewTicket;
+    use crmkit::{Actor, Ctx, Role, TenantId, UserId, UserInput};
+
+    block_on(async {
+        let crm = Crm::in_memory()?;
+        let me = UserId::new();
+        let ctx = Ctx::new(TenantId::new(), Actor::new(me, [Role::Admin], []))?;
+        crm.directory()
+            .put_user(
+                &ctx,
+                UserInput {
+                    id: me,
+                    name: "Ada".into(),
+                    email: "ada@example.com".into(),
+                    roles: vec![Role::Admin],
+                    teams: vec![],
+                    active: true,
+                    time_zone: "UTC".into(),
+                },
+            )
+            .await?;
+        let grace = crm
+            .contacts()
+            .create_contact(&ctx, NewContact::named("Grace", "Hopper"))
+            .await?;
+        let ticket = crm
+            .tickets()
+            .create(&ctx, NewTicket::new("Printer on fire", grace.id))
+            .await?;
+        let note = NewActivity::new(
+            "Called back",
+            ActivityDetails::Note(Note {
+                body: "Fire is out.".into(),
+                pinned: false,
+                author: me,
+            }),
+        )
+        .related_to(ticket.id);
+        let note = crm.activities().create(&ctx, note).await?;
+        assert_eq!(note.related.len(), 1);
+        Ok::<(), Error>(())
+    })
+    .unwrap();
+}
