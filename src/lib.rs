@@ -143,12 +143,14 @@ pub use crmkit_sql as sql;
 #[doc(inline)]
 pub use crmkit_tickets as tickets;
 
+pub use crmkit_core::record::{KindDescription, Records};
 pub use crmkit_core::{
-    ActivityId, Actor, AuditEntry, AuditId, Backend, BackendKind, CampaignId, Clock, Commit,
-    ContactId, Ctx, Currency, CustomFieldDef, CustomFieldId, CustomFieldType, CustomFields,
-    CustomSchema, CustomValue, CustomValues, DealId, Directory, Error, Event, FieldError, Filter,
-    LeadId, ManualClock, Module, Money, OrganizationId, Page, PipelineId, Query, RecordKind,
-    RecordRef, Result, Role, Rounding, Sort, StageId, Store, SystemClock, Team, TeamId, TenantId,
+    ActivityId, Actor, AuditEntry, AuditId, Backend, BackendKind, CalendarId, CampaignId,
+    CampaignMemberId, Clock, CommentId, Commit, ContactId, Ctx, Currency, CustomFieldDef,
+    CustomFieldId, CustomFieldType, CustomFields, CustomSchema, CustomValue, CustomValues, DealId,
+    Directory, Error, Event, ExchangeRateId, FieldError, Filter, LeadId, LostReasonId, ManualClock,
+    Module, Money, OrganizationId, Page, PipelineId, Query, RecordKind, RecordRef, ReminderId,
+    Result, Role, Rounding, SlaPolicyId, Sort, StageId, Store, SystemClock, Team, TeamId, TenantId,
     TicketId, User, UserId, UserInput, ValidationErrors, Visibility,
 };
 
