@@ -175,7 +175,7 @@ impl Tickets {
     /// tenant per status and priority, one grouped count. Rows with a count of zero are
     /// left out; rows are in status order then priority order (low to urgent).
     pub async fn backlog(&self, ctx: &Ctx) -> Result<Vec<BacklogRow>> {
-        manages(ctx)?;
+        manages(ctx, "ticket analytics (backlog)")?;
         let rows = self
             .aggregate_rows(
                 ctx,
@@ -221,7 +221,7 @@ impl Tickets {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<ResponseTimes> {
-        manages(ctx)?;
+        manages(ctx, "ticket analytics (response times)")?;
         let base = period("created_at", from, to)?.and(Cond::IsNull("deleted_at".into()));
         let mut out = ResponseTimes::default();
         for (column, stat) in [
@@ -251,7 +251,7 @@ impl Tickets {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<SlaOutcome>> {
-        manages(ctx)?;
+        manages(ctx, "ticket analytics (SLA outcomes)")?;
         let base = period("created_at", from, to)?
             .and(Cond::IsNull("deleted_at".into()))
             .and(not_null("policy_id"));
@@ -316,7 +316,7 @@ impl Tickets {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<SatisfactionStat> {
-        manages(ctx)?;
+        manages(ctx, "ticket analytics (satisfaction)")?;
         let (count, sum) = self
             .count_sum(ctx, SATISFACTION_TABLE, period("at", from, to)?, "rating")
             .await?;
