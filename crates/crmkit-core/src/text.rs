@@ -44,7 +44,11 @@ pub fn check_text(field: &str, s: &str, max: usize, required: bool) -> Result<()
     Ok(())
 }
 
-/// Checks that a date is within the years 1 to 9999 (what every backend stores).
+/// Checks that a date is within the years 1 to 9999, the supported range of calendar
+/// dates everywhere (stored dates, date filters on built-in and custom fields, and the
+/// storage contract's `Date` cells): dates are stored as `YYYY-MM-DD` text, and text order
+/// is date order only for four-digit years (`"10000-01-01"` sorts before `"9999-12-31"`,
+/// and `"-0001-01-01"` before `"-0005-01-01"`).
 pub fn check_date(d: NaiveDate) -> std::result::Result<(), String> {
     if (1..=9999).contains(&d.year()) {
         Ok(())

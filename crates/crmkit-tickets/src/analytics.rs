@@ -166,7 +166,8 @@ impl Tickets {
             None => Ok((0, 0)),
             Some(r) => Ok((
                 count_of(r.first().ok_or_else(bad)?)?,
-                r.get(1).and_then(Value::as_int).unwrap_or(0),
+                i64::try_from(r.get(1).and_then(Value::as_sum).ok_or_else(bad)?)
+                    .map_err(|_| Error::storage("minutes total overflows 64 bits"))?,
             )),
         }
     }
