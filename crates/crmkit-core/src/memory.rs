@@ -624,6 +624,7 @@ impl MemoryBackend {
     }
 
     fn commit_now(&self, mut cs: Changeset) -> Result<Commit> {
+        crate::store::check_changeset(&self.schema, &cs)?;
         let fault = *self.fault.lock().unwrap_or_else(|e| e.into_inner());
         let mut state = self.lock();
         let mut undo = Vec::new();
@@ -682,6 +683,7 @@ impl Backend for MemoryBackend {
         key: &'a [Value],
     ) -> BoxFuture<'a, Result<Option<Row>>> {
         let r = (|| {
+            crate::store::check_key(&self.schema, table, key)?;
             let st = self.lock();
             Ok(st.table(table)?.rows.get(&(tenant, key.to_vec())).cloned())
         })();
@@ -693,10 +695,11 @@ impl Backend for MemoryBackend {
         tenant: TenantId,
         select: &'a Select,
     ) -> BoxFuture<'a, Result<Vec<Row>>> {
-        let r = self
-            .lock()
-            .sorted(tenant, select)
-            .map(|v| v.into_iter().map(|(_, r)| r).collect());
+        let r = crate::store::check_select(&self.schema, select).and_then(|()| {
+            self.lock()
+                .sorted(tenant, select)
+                .map(|v| v.into_iter().map(|(_, r)| r).collect())
+        });
         Box::pin(async move { r })
     }
 
@@ -707,6 +710,9 @@ impl Backend for MemoryBackend {
         cond: &'a Cond,
     ) -> BoxFuture<'a, Result<u64>> {
         let r = (|| {
+            if let Ok(def) = self.schema.table(table) {
+                crate::store::check_cond(&self.schema, def, cond)?;
+            }
             let st = self.lock();
             let t = st.table(table)?;
             st.check_cond(t, cond)?;
@@ -727,6 +733,9 @@ impl Backend for MemoryBackend {
         agg: &'a Aggregate,
     ) -> BoxFuture<'a, Result<Vec<Row>>> {
         let r = (|| {
+            if let Ok(def) = self.schema.table(agg.table) {
+                crate::store::check_cond(&self.schema, def, &agg.cond)?;
+            }
             let st = self.lock();
             let t = st.table(agg.table)?;
             let pos = |c: &str| {
@@ -767,12 +776,7 @@ impl Backend for MemoryBackend {
             groups
                 .into_iter()
                 .map(|(mut g, acc)| {
-                    for a in acc {
-                        g.push(Value::Int(
-                            i64::try_from(a)
-                                .map_err(|_| Error::storage("aggregate overflows 64 bits"))?,
-                        ));
-                    }
+                    g.extend(acc.into_iter().map(Value::sum));
                     Ok(g)
                 })
                 .collect()
@@ -909,5 +913,83 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(rows, vec![vec![Value::Int(1), Value::Null]]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Sums of any 64-bit values are exact (no overflow error): the aggregate equals
+        /// the `i128` sum as `Value::sum`, and `as_sum` reads it back.
+        #[test]
+        fn sums_are_exact_past_64_bits(
+            ns in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(i64::MAX),
+                    proptest::strategy::Just(i64::MIN),
+                    proptest::prelude::any::<i64>(),
+                ],
+                0..40,
+            )
+        ) {
+            let b = backend();
+            let t = TenantId::new();
+            let writes = ns
+                .iter()
+                .enumerate()
+                .map(|(i, n)| Write::Insert {
+                    table: "t_items",
+                    row: vec![Value::Int(i as i64), Value::Int(*n)],
+                })
+                .collect();
+            run(b.commit(cs(t, writes))).unwrap();
+            let agg = Aggregate {
+                table: "t_items",
+                cond: Cond::True,
+                group_by: vec![],
+                measures: vec![Measure::Sum("n".into())],
+            };
+            let total: i128 = ns.iter().map(|&n| i128::from(n)).sum();
+            let got = run(b.aggregate(t, &agg)).unwrap();
+            proptest::prop_assert_eq!(&got, &vec![vec![Value::sum(total)]]);
+            proptest::prop_assert_eq!(got[0][0].as_sum(), Some(total));
+            proptest::prop_assert_eq!(
+                matches!(got[0][0], Value::Int(_)),
+                i64::try_from(total).is_ok()
+            );
+        }
+    }
+
+    #[test]
+    fn nul_and_bad_dates_are_validation_errors_before_any_write() {
+        let b = backend();
+        let t = TenantId::new();
+        let r = run(b.count(t, "t_items", &Cond::eq("n", "x\0")));
+        assert!(
+            matches!(&r, Err(Error::Validation(v)) if v.has("n")),
+            "{r:?}"
+        );
+        assert!(
+            crate::store::check_cell("d", Some(ColumnType::Date), &"9999-12-31".into()).is_ok()
+        );
+        assert!(
+            crate::store::check_cell("d", Some(ColumnType::Date), &"0001-01-01".into()).is_ok()
+        );
+        for bad in [
+            "10000-01-01",
+            "+10000-01-01",
+            "-0001-01-01",
+            "0000-01-01",
+            "2024-1-05",
+            "",
+        ] {
+            let r = crate::store::check_cell("d", Some(ColumnType::Date), &bad.into());
+            assert!(
+                matches!(&r, Err(Error::Validation(v)) if v.has("d")),
+                "{bad:?}: {r:?}"
+            );
+        }
+        assert_eq!(Value::Text("12a".into()).as_sum(), None);
+        assert_eq!(Value::Text("-".into()).as_sum(), None);
+        assert_eq!(Value::Text("+5".into()).as_sum(), None);
     }
 }

@@ -4,7 +4,18 @@
 //! Field names are checked against the record kind's [`RecordFields`] and its custom
 //! fields (`custom.<key>`); an unknown name is a Validation error and never reaches SQL.
 //! Values are converted to the field's type (a wrong type is a Validation error) and always
-//! bound as parameters. `contains` and `starts_with` are case-insensitive: they compare
+//! bound as parameters.
+//!
+//! Values every backend would treat differently are refused as a Validation error naming
+//! `filter.<field>`, the same on every backend:
+//! - text containing NUL (PostgreSQL cannot compare it; the others would match nothing);
+//! - dates (built-in and custom date fields) outside 0001-01-01 to 9999-12-31, the range
+//!   stored dates have ([`crate::text::check_date`]): dates are stored as `YYYY-MM-DD` text,
+//!   and a five-digit or negative year would compare wrongly as text.
+//!
+//! Timestamps are stored as integer microseconds, which compare correctly for every
+//! instant `chrono` represents (about ±262 000 years), so a timestamp bound needs no range:
+//! a bound past the year 9999 or before the year 0 gives the correct result everywhere. `contains` and `starts_with` are case-insensitive: they compare
 //! folded text ([`crate::text::fold`]) kept in a shadow column.
 //!
 //! Pages are keyset-paged: the order always ends with the record id (UUID v7), and the
@@ -744,6 +755,9 @@ pub fn convert(name: &str, ty: FieldType, v: &FieldValue) -> Result<Value> {
             Value::Uuid(Uuid::parse_str(s).map_err(|_| type_err(name, "an id"))?)
         }
         (FieldType::Uuid, _) => return Err(type_err(name, "an id")),
+        (FieldType::Text | FieldType::Enum(_), FieldValue::Text(s)) if s.contains('\0') => {
+            return Err(bad_field("filter", name, "contains a NUL character"));
+        }
         (FieldType::Text, FieldValue::Text(s)) => Value::Text(s.clone()),
         (FieldType::Text, _) => return Err(type_err(name, "text")),
         (FieldType::Enum(choices), FieldValue::Text(s)) => {
@@ -772,14 +786,21 @@ pub fn convert(name: &str, ty: FieldType, v: &FieldValue) -> Result<Value> {
         (FieldType::Decimal, _) => return Err(type_err(name, "a decimal")),
         (FieldType::Timestamp, FieldValue::Timestamp(t)) => Value::Int(t.timestamp_micros()),
         (FieldType::Timestamp, _) => return Err(type_err(name, "a timestamp")),
-        (FieldType::Date, FieldValue::Date(d)) => Value::Text(d.format("%Y-%m-%d").to_string()),
+        (FieldType::Date, FieldValue::Date(d)) => date_value(name, *d)?,
         (FieldType::Date, FieldValue::Text(s)) => {
             let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
                 .map_err(|_| type_err(name, "a date (YYYY-MM-DD)"))?;
-            Value::Text(d.format("%Y-%m-%d").to_string())
+            date_value(name, d)?
         }
         (FieldType::Date, _) => return Err(type_err(name, "a date")),
     })
+}
+
+/// A date filter value in its stored form; dates outside the years 1 to 9999 are refused
+/// (stored dates are text, which compares correctly only with four-digit years).
+fn date_value(name: &str, d: NaiveDate) -> Result<Value> {
+    crate::text::check_date(d).map_err(|reason| bad_field("filter", name, reason))?;
+    Ok(Value::Text(d.format("%Y-%m-%d").to_string()))
 }
 
 fn convert_custom(name: &str, ty: &CustomFieldType, v: &FieldValue) -> Result<Value> {

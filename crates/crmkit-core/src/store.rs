@@ -107,6 +107,34 @@ impl Value {
     pub fn opt_timestamp(t: Option<DateTime<Utc>>) -> Value {
         t.map(Value::timestamp).unwrap_or(Value::Null)
     }
+
+    /// The cell every backend returns for an exact [`Measure::Sum`] of `total`: `Int` when
+    /// it fits 64 bits, otherwise `Text` holding its decimal digits (`-?[0-9]+`). One rule
+    /// for every backend, so results compare equal across backends.
+    pub fn sum(total: i128) -> Value {
+        match i64::try_from(total) {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::Text(total.to_string()),
+        }
+    }
+
+    /// The exact value of a [`Measure::Sum`] cell (see [`Value::sum`]): an `Int`, or `Text`
+    /// holding a decimal integer that fits 128 bits; NULL counts as 0. `None` for anything
+    /// else.
+    pub fn as_sum(&self) -> Option<i128> {
+        match self {
+            Value::Null => Some(0),
+            Value::Int(i) => Some(i128::from(*i)),
+            Value::Text(s) => {
+                let digits = s.strip_prefix('-').unwrap_or(s);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                s.parse().ok()
+            }
+            Value::Uuid(_) => None,
+        }
+    }
 }
 
 /// Total order used by the in-memory backend; it matches SQL ordering for values of one
@@ -681,9 +709,12 @@ pub struct Aggregate {
 /// One aggregate measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Measure {
-    /// Number of rows.
+    /// Number of rows (an `Int`).
     Count,
-    /// Exact sum of an integer column (NULLs ignored; an empty group sums to 0).
+    /// Exact sum of an integer column (NULLs ignored; an empty group sums to 0). Sums never
+    /// overflow: a sum of any number of 64-bit values (fewer than 2^64 rows) fits 128 bits.
+    /// The cell is [`Value::sum`] of the total (an `Int` when it fits 64 bits, else its
+    /// decimal digits as `Text`) on every backend; read it with [`Value::as_sum`].
     Sum(String),
 }
 
@@ -812,6 +843,137 @@ pub enum Fault {
     FailAtWrite(usize),
 }
 
+/// Checks one value bound for a column of type `ty` (`None`: a column the schema does not
+/// know, which the backend reports itself) against what every backend stores and compares
+/// alike, so that a bad value is the same Validation error, naming the column, everywhere
+/// (never a PostgreSQL-only Storage error or a silently empty result elsewhere):
+/// - text never contains NUL (PostgreSQL text cannot hold it);
+/// - a [`ColumnType::Date`] value is canonical `YYYY-MM-DD` text of a date in the years 1
+///   to 9999 ([`crate::text::check_date`]): dates are stored and compared as text, which
+///   orders correctly only for four-digit years (`"10000-01-01" < "9999-12-31"`).
+///
+/// Every backend calls it (through [`check_cond`], [`check_select`], [`check_key`] and
+/// [`check_changeset`]) before it touches storage; domain validation normally refuses
+/// such values earlier with a field-specific error.
+pub fn check_cell(column: &str, ty: Option<ColumnType>, v: &Value) -> Result<()> {
+    match v {
+        Value::Text(s) if s.contains('\0') => {
+            Err(Error::validation(column, "contains a NUL character"))
+        }
+        Value::Text(s) if ty == Some(ColumnType::Date) => {
+            let ok = s.len() == 10
+                && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok_and(|d| {
+                    crate::text::check_date(d).is_ok() && d.format("%Y-%m-%d").to_string() == *s
+                });
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::validation(
+                    column,
+                    format!("{s:?} is not a date from 0001-01-01 to 9999-12-31 (YYYY-MM-DD)"),
+                ))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_needle(column: &str, needle: &str) -> Result<()> {
+    if needle.contains('\0') {
+        Err(Error::validation(column, "contains a NUL character"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks every value of a condition on `table` with [`check_cell`] (custom-value
+/// conditions against the custom-value table). Unknown tables and columns are left to the
+/// backend's own errors.
+pub fn check_cond(schema: &Schema, table: &TableDef, cond: &Cond) -> Result<()> {
+    let ty = |c: &str| table.column(c).map(|c| c.ty);
+    match cond {
+        Cond::True | Cond::False | Cond::IsNull(_) => Ok(()),
+        Cond::Cmp(c, _, v) => check_cell(c, ty(c), v),
+        Cond::In(c, vs) => vs.iter().try_for_each(|v| check_cell(c, ty(c), v)),
+        Cond::Contains(c, n) | Cond::StartsWith(c, n) => check_needle(c, n),
+        Cond::And(cs) | Cond::Or(cs) => cs.iter().try_for_each(|c| check_cond(schema, table, c)),
+        Cond::Not(c) => check_cond(schema, table, c),
+        Cond::Custom { cond, .. } => match (cond, schema.table(crate::custom::VALUES_TABLE)) {
+            (Some(c), Ok(values)) => check_cond(schema, values, c),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// Checks a select's condition and keyset position (see [`check_cell`]).
+pub fn check_select(schema: &Schema, select: &Select) -> Result<()> {
+    let Ok(t) = schema.table(select.table) else {
+        return Ok(());
+    };
+    check_cond(schema, t, &select.cond)?;
+    if let Some(after) = &select.after {
+        for (k, v) in select.order.iter().zip(after) {
+            // Keyset values may be a NULL substitute (`""` for a date), so only NUL matters.
+            check_cell(&k.column, None, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks primary-key values of `table` (see [`check_cell`]).
+pub fn check_key(schema: &Schema, table: &str, key: &[Value]) -> Result<()> {
+    let Ok(t) = schema.table(table) else {
+        return Ok(());
+    };
+    for (c, v) in t.primary_key.iter().zip(key) {
+        check_cell(c, t.column(c).map(|c| c.ty), v)?;
+    }
+    Ok(())
+}
+
+/// Checks every value a changeset writes or matches on (see [`check_cell`]) and its
+/// origin, before anything is written: a bad value fails the whole commit with the same
+/// Validation error on every backend.
+pub fn check_changeset(schema: &Schema, cs: &Changeset) -> Result<()> {
+    if cs.origin.contains('\0') {
+        return Err(Error::validation("origin", "contains a NUL character"));
+    }
+    let set_ok = |t: &TableDef, set: &[(&'static str, Value)]| {
+        set.iter()
+            .try_for_each(|(c, v)| check_cell(c, t.column(c).map(|c| c.ty), v))
+    };
+    for w in &cs.writes {
+        let table = match w {
+            Write::Insert { table, .. }
+            | Write::Update { table, .. }
+            | Write::Delete { table, .. }
+            | Write::DeleteWhere { table, .. }
+            | Write::UpdateWhere { table, .. } => *table,
+        };
+        let Ok(t) = schema.table(table) else {
+            continue;
+        };
+        match w {
+            Write::Insert { row, .. } => {
+                for (c, v) in t.columns.iter().zip(row) {
+                    check_cell(c.name, Some(c.ty), v)?;
+                }
+            }
+            Write::Update { key, set, .. } => {
+                check_key(schema, table, key)?;
+                set_ok(t, set)?;
+            }
+            Write::Delete { key, .. } => check_key(schema, table, key)?,
+            Write::DeleteWhere { cond, .. } => check_cond(schema, t, cond)?,
+            Write::UpdateWhere { cond, set, .. } => {
+                check_cond(schema, t, cond)?;
+                set_ok(t, set)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks the arguments of [`Backend::reserve`].
 pub fn check_reserve(sequence: &str, n: u64) -> Result<()> {
     if sequence == crate::event::EVENT_SEQUENCE {
@@ -819,8 +981,10 @@ pub fn check_reserve(sequence: &str, n: u64) -> Result<()> {
             "the events sequence is the change feed's and cannot be reserved".into(),
         ));
     }
-    if sequence.is_empty() || sequence.len() > 64 {
-        return Err(Error::Config("a sequence name has 1 to 64 bytes".into()));
+    if sequence.is_empty() || sequence.len() > 64 || sequence.contains('\0') {
+        return Err(Error::Config(
+            "a sequence name has 1 to 64 bytes and no NUL".into(),
+        ));
     }
     if n == 0 || n > i64::MAX as u64 / 2 {
         return Err(Error::Config(format!("cannot reserve {n} values")));
@@ -857,7 +1021,10 @@ impl fmt::Display for BackendKind {
 ///
 /// Every method is scoped by a tenant; a backend never reads or writes a row of another
 /// tenant. Tables and columns are checked against the [`Schema`]; rows are trusted to have
-/// the schema's shape (the domain layer builds them).
+/// the schema's shape (the domain layer builds them). Every value is checked with
+/// [`check_cell`] (through [`check_key`], [`check_select`], [`check_cond`] and
+/// [`check_changeset`]) before storage is touched, so that NUL in text and malformed or
+/// out-of-range dates are the same Validation error on every backend.
 pub trait Backend: Send + Sync + 'static {
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
@@ -888,7 +1055,8 @@ pub trait Backend: Send + Sync + 'static {
         cond: &'a Cond,
     ) -> BoxFuture<'a, Result<u64>>;
 
-    /// Grouped aggregates: one row per group, the group values then the measures (`Int`).
+    /// Grouped aggregates: one row per group, the group values then the measures (a count
+    /// is an `Int`; a sum is [`Value::sum`] of its exact total, never an overflow error).
     fn aggregate<'a>(
         &'a self,
         tenant: TenantId,

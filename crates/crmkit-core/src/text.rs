@@ -10,7 +10,8 @@
 //!   given (trimmed), and matched on a key that lowercases the whole address.
 //!   Plus-addressing is kept; a trailing dot in the domain is refused.
 //! - Phones are parsed with the `phonenumber` crate (a port of libphonenumber) and stored in
-//!   E.164; a number without a country code needs a default region.
+//!   E.164; a number without a country code needs a default region. A number with an
+//!   extension is refused (a Validation error), never stored without it.
 
 use chrono::{Datelike, NaiveDate};
 
@@ -43,7 +44,11 @@ pub fn check_text(field: &str, s: &str, max: usize, required: bool) -> Result<()
     Ok(())
 }
 
-/// Checks that a date is within the years 1 to 9999 (what every backend stores).
+/// Checks that a date is within the years 1 to 9999, the supported range of calendar
+/// dates everywhere (stored dates, date filters on built-in and custom fields, and the
+/// storage contract's `Date` cells): dates are stored as `YYYY-MM-DD` text, and text order
+/// is date order only for four-digit years (`"10000-01-01"` sorts before `"9999-12-31"`,
+/// and `"-0001-01-01"` before `"-0005-01-01"`).
 pub fn check_date(d: NaiveDate) -> std::result::Result<(), String> {
     if (1..=9999).contains(&d.year()) {
         Ok(())
@@ -89,6 +94,13 @@ pub fn parse_email(field: &str, s: &str) -> Result<Email> {
 
 /// Validates a phone number and returns it in E.164 (`+4930123456`). A number without a
 /// country code is read in `default_region` (ISO 3166 alpha-2, e.g. `DE`), if given.
+///
+/// A number with an extension (`+49 30 901820 ext. 12`, `x12`, `extension 12`) is a
+/// Validation error naming `field` (forms the parser cannot read, such as `;ext=12`, are
+/// refused as not a phone number): E.164 has no extension, and a stored number is both
+/// what the record shows and its key in the phone lookup, so an extension would either be
+/// dropped silently (as it once was) or make the number unfindable by its main number.
+/// Callers keep an extension elsewhere (a phone's label, a note).
 pub fn parse_phone(field: &str, s: &str, default_region: Option<&str>) -> Result<String> {
     check_text(field, s, 64, true)?;
     let region = match default_region {
@@ -116,6 +128,16 @@ pub fn parse_phone(field: &str, s: &str, default_region: Option<&str>) -> Result
         return Err(Error::validation(
             field,
             format!("{s:?} is not a valid phone number"),
+        ));
+    }
+    if let Some(ext) = n.extension() {
+        return Err(Error::validation(
+            field,
+            format!(
+                "{s:?} has an extension ({}); extensions are not stored, give the main number \
+                 and keep the extension in the label",
+                &**ext
+            ),
         ));
     }
     Ok(n.format().mode(phonenumber::Mode::E164).to_string())
@@ -151,6 +173,31 @@ mod tests {
         assert!(parse_phone("phone", "not a number", None).is_err());
         assert!(parse_phone("phone", "+1 555", None).is_err());
         assert!(parse_phone("phone", "+1 202-555-0143", Some("zz';--")).is_err());
+    }
+
+    #[test]
+    fn phone_extensions_are_refused() {
+        for with_ext in [
+            "+49 30 901820 ext. 12",
+            "+49 30 901820 x12",
+            "+1 202-555-0143 extension 7",
+            "030 901820 ext 12",
+        ] {
+            match parse_phone("phones[0]", with_ext, Some("DE")) {
+                Err(Error::Validation(v)) => {
+                    assert!(v.has("phones[0]"), "{with_ext:?}: {v:?}");
+                    assert!(v.to_string().contains("extension"), "{with_ext:?}: {v}");
+                }
+                other => panic!("{with_ext:?}: expected a Validation error, got {other:?}"),
+            }
+        }
+        // Forms libphonenumber does not read are refused too, never cut short.
+        assert!(parse_phone("phone", "+4930901820;ext=12", None).is_err());
+        // The main number alone is fine.
+        assert_eq!(
+            parse_phone("phone", "+49 30 901820", None).unwrap(),
+            "+4930901820"
+        );
     }
 
     #[test]

@@ -1053,7 +1053,8 @@ impl Campaigns {
             for r in backend.aggregate(ctx.tenant(), &agg).await? {
                 let bad = || Error::storage("malformed deal aggregate row");
                 let status = r[1].as_text().ok_or_else(bad)?;
-                let sum = r[2].as_int().ok_or_else(bad)?;
+                let sum = i64::try_from(r[2].as_sum().ok_or_else(bad)?)
+                    .map_err(|_| Error::storage("attributed amount overflows"))?;
                 let n = r[3].as_int().ok_or_else(bad)? as u64;
                 let currency = match &r[0] {
                     Value::Text(code) => Some(Currency::parse(code).map_err(|_| {

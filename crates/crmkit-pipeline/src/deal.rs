@@ -1451,8 +1451,17 @@ impl Deals {
                 stage,
                 currency,
                 open_deals: r[2].as_int().ok_or_else(bad)? as u64,
-                open_value: rows::units(r[3].as_int().unwrap_or(0)),
-                weighted_value: Decimal::new(r[4].as_int().unwrap_or(0), 6).normalize(),
+                // Sums are exact and 128-bit wide (ten deals near the amount cap at 100%
+                // already pass 2^63 in `weighted_x100`).
+                open_value: Decimal::try_from_i128_with_scale(r[3].as_sum().ok_or_else(bad)?, 4)
+                    .map_err(|_| Error::storage("open value exceeds 28 digits"))?
+                    .normalize(),
+                weighted_value: Decimal::try_from_i128_with_scale(
+                    r[4].as_sum().ok_or_else(bad)?,
+                    6,
+                )
+                .map_err(|_| Error::storage("weighted value exceeds 28 digits"))?
+                .normalize(),
             });
         }
         let pos = |s: StageId| {

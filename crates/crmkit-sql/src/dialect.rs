@@ -58,6 +58,13 @@ impl Dialect {
         !matches!(self, Dialect::Sqlite)
     }
 
+    /// Whether a `SUM` of a BIGINT column is computed as two sums, of its high and its low
+    /// 32 bits, joined exactly in Rust (SQLite: its `SUM` of integers raises an error on a
+    /// 64-bit overflow, and `TOTAL` is a float). The servers' sums are exact decimals.
+    pub fn split_sums(self) -> bool {
+        matches!(self, Dialect::Sqlite)
+    }
+
     /// Whether tables can be clustered on their primary key with `WITHOUT ROWID`
     /// (SQLite; InnoDB always clusters on the primary key, PostgreSQL never does).
     pub fn without_rowid(self) -> bool {

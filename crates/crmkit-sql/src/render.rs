@@ -19,7 +19,7 @@ use crmkit_core::store::{
 };
 use crmkit_core::{Error, Result};
 use sea_query::{
-    Alias, Asterisk, Expr, ExprTrait, Func, Index, LikeExpr, LockType, MysqlQueryBuilder,
+    Alias, Asterisk, BinOper, Expr, ExprTrait, Func, Index, LikeExpr, LockType, MysqlQueryBuilder,
     NullOrdering, OnConflict, Order, PostgresQueryBuilder, Query, QueryStatementWriter,
     SqliteQueryBuilder, Table,
 };
@@ -34,6 +34,8 @@ pub(crate) const MIGRATIONS_TABLE: &str = "crm_migrations";
 const TENANT: &str = "tenant_id";
 const SORT_ALIAS: &str = "crm_sort_cv";
 const LIKE_ESCAPE: char = '!';
+/// The low 32 bits of a BIGINT, for split sums.
+const LOW_32_BITS: i64 = 0xFFFF_FFFF;
 
 /// A bound parameter. Only two SQL types are ever bound: BIGINT and text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +105,8 @@ pub(crate) fn decode_text<S: AsRef<str> + Into<String>>(kind: Kind, s: S) -> Res
     }
 }
 
-/// Parses an exact decimal sum (`123`, `-5`, `42.0000`) into an i64, without floats.
+/// Parses an exact decimal sum (`123`, `-5`, `42.0000`) into [`Value::sum`], without
+/// floats.
 pub(crate) fn parse_sum(s: &str) -> Result<Value> {
     let s = s.trim();
     let int_part = match s.split_once('.') {
@@ -114,9 +117,7 @@ pub(crate) fn parse_sum(s: &str) -> Result<Value> {
     let wide: i128 = int_part
         .parse()
         .map_err(|e| Error::storage_from(format!("bad sum {s:?} from database"), e))?;
-    i64::try_from(wide)
-        .map(Value::Int)
-        .map_err(|_| Error::storage("aggregate overflows 64 bits"))
+    Ok(Value::sum(wide))
 }
 
 /// Escapes `%`, `_` and the escape character itself for a LIKE pattern.
@@ -305,6 +306,7 @@ impl Renderer {
         table: &str,
         key: &[Value],
     ) -> Result<Option<Fetch>> {
+        crmkit_core::store::check_key(&self.schema, table, key)?;
         let t = self.table(table)?;
         if key.len() != t.primary_key.len() {
             return Ok(None);
@@ -508,6 +510,7 @@ impl Renderer {
     /// after the keyset position, limited.
     pub(crate) fn select(&self, tenant: TenantId, s: &Select) -> Result<Fetch> {
         let t = self.table(s.table)?;
+        crmkit_core::store::check_select(&self.schema, s)?;
         let mut q = Query::select();
         for c in &t.columns {
             if s.omit.iter().any(|o| o == c.name) {
@@ -560,6 +563,7 @@ impl Renderer {
     /// `SELECT COUNT(*)` of matching rows.
     pub(crate) fn count(&self, tenant: TenantId, table: &str, cond: &Cond) -> Result<Fetch> {
         let t = self.table(table)?;
+        crmkit_core::store::check_cond(&self.schema, t, cond)?;
         let mut q = Query::select();
         q.expr(Func::count(Expr::col(Asterisk)))
             .from(Alias::new(t.name))
@@ -570,10 +574,13 @@ impl Renderer {
         })
     }
 
-    /// Grouped aggregates: group columns, then one column per measure. Groups come back
-    /// unordered; the caller sorts them.
+    /// Grouped aggregates: group columns, then one column per measure (two per sum where
+    /// the dialect splits sums, see [`Dialect::split_sums`]); [`Self::finish_aggregate`]
+    /// turns the fetched rows into the contract's. Groups come back unordered; the caller
+    /// sorts them.
     pub(crate) fn aggregate(&self, tenant: TenantId, agg: &Aggregate) -> Result<Fetch> {
         let t = self.table(agg.table)?;
+        crmkit_core::store::check_cond(&self.schema, t, &agg.cond)?;
         let mut q = Query::select();
         let mut kinds = vec![];
         for g in &agg.group_by {
@@ -595,7 +602,20 @@ impl Renderer {
                             t.name
                         )));
                     }
-                    let sum: Expr = Func::sum(Expr::col(Alias::new(c.as_str()))).into();
+                    let col = || Expr::col(Alias::new(c.as_str()));
+                    if self.dialect.split_sums() {
+                        // SUM of integers raises on a 64-bit overflow: sum the high and the
+                        // low 32 bits apart (each partial sum fits 64 bits for fewer than
+                        // 2^31 rows) and join them exactly in `finish_aggregate`.
+                        q.expr(Func::sum(col().binary(BinOper::RShift, Expr::val(32i64))));
+                        q.expr(Func::sum(
+                            col().binary(BinOper::BitAnd, Expr::val(LOW_32_BITS)),
+                        ));
+                        kinds.push(Kind::Sum);
+                        kinds.push(Kind::Sum);
+                        continue;
+                    }
+                    let sum: Expr = Func::sum(col()).into();
                     if self.dialect.sum_as_text() {
                         q.expr(Func::cast_as(
                             sum,
@@ -617,6 +637,36 @@ impl Renderer {
             stmt: self.build(&q)?,
             kinds,
         })
+    }
+
+    /// The contract's aggregate rows from the fetched ones: where the dialect splits sums,
+    /// each (high, low) pair becomes one exact [`Value::sum`] of `high * 2^32 + low`.
+    pub(crate) fn finish_aggregate(&self, agg: &Aggregate, rows: Vec<Row>) -> Result<Vec<Row>> {
+        if !self.dialect.split_sums() {
+            return Ok(rows);
+        }
+        let bad = || Error::storage("malformed split sum from database");
+        rows.into_iter()
+            .map(|r| {
+                let mut cells = r.into_iter();
+                let mut out: Row = cells.by_ref().take(agg.group_by.len()).collect();
+                for m in &agg.measures {
+                    match m {
+                        Measure::Count => out.push(cells.next().ok_or_else(bad)?),
+                        Measure::Sum(_) => {
+                            let hi = cells.next().and_then(|v| v.as_sum()).ok_or_else(bad)?;
+                            let lo = cells.next().and_then(|v| v.as_sum()).ok_or_else(bad)?;
+                            let total = hi
+                                .checked_mul(1 << 32)
+                                .and_then(|h| h.checked_add(lo))
+                                .ok_or_else(bad)?;
+                            out.push(Value::sum(total));
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .collect()
     }
 
     // ---- writes ------------------------------------------------------------------------

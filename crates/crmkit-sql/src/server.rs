@@ -346,7 +346,8 @@ impl<D: Driver> ServerBackend<D> {
     /// Grouped aggregates.
     pub(crate) async fn aggregate(&self, tenant: TenantId, agg: &Aggregate) -> Result<Vec<Row>> {
         let f = self.render.aggregate(tenant, agg)?;
-        let mut rows = self.read(&f).await?;
+        let rows = self.read(&f).await?;
+        let mut rows = self.render.finish_aggregate(agg, rows)?;
         sort_groups(&mut rows, agg.group_by.len());
         Ok(rows)
     }
@@ -358,6 +359,7 @@ impl<D: Driver> ServerBackend<D> {
 
     /// Commits a changeset in one transaction, retrying deadlocks.
     pub(crate) async fn commit(&self, cs: Changeset) -> Result<Commit> {
+        crmkit_core::store::check_changeset(self.render.schema(), &cs)?;
         let fault = *self.fault.lock().unwrap_or_else(|e| e.into_inner());
         let mut attempt = 0;
         loop {

@@ -481,19 +481,8 @@ impl Backend for SqliteBackend {
     ) -> BoxFuture<'a, Result<Vec<Row>>> {
         Box::pin(async move {
             let f = self.render.aggregate(tenant, agg)?;
-            let mut rows = self.read(|c| fetch(c, &f)).await.map_err(|e| match e {
-                Error::Storage { message, source }
-                    if source
-                        .as_ref()
-                        .is_some_and(|s| s.to_string().contains("integer overflow")) =>
-                {
-                    Error::Storage {
-                        message: format!("{message}: aggregate overflows 64 bits"),
-                        source,
-                    }
-                }
-                other => other,
-            })?;
+            let rows = self.read(|c| fetch(c, &f)).await?;
+            let mut rows = self.render.finish_aggregate(agg, rows)?;
             sort_groups(&mut rows, agg.group_by.len());
             Ok(rows)
         })
@@ -501,6 +490,7 @@ impl Backend for SqliteBackend {
 
     fn commit(&self, changeset: Changeset) -> BoxFuture<'_, Result<Commit>> {
         Box::pin(async move {
+            crmkit_core::store::check_changeset(self.render.schema(), &changeset)?;
             let fault = *self.fault.lock().unwrap_or_else(|e| e.into_inner());
             let conn = self.writer.lock().await;
             if !conn.is_autocommit() {

@@ -67,6 +67,7 @@ pub mod contacts;
 pub mod pipeline_campaigns;
 pub mod pipeline_deals;
 pub mod pipeline_leads;
+pub mod queries;
 pub mod records;
 pub mod records_fixtures;
 pub mod storage;

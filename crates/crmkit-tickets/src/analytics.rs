@@ -166,7 +166,8 @@ impl Tickets {
             None => Ok((0, 0)),
             Some(r) => Ok((
                 count_of(r.first().ok_or_else(bad)?)?,
-                r.get(1).and_then(Value::as_int).unwrap_or(0),
+                i64::try_from(r.get(1).and_then(Value::as_sum).ok_or_else(bad)?)
+                    .map_err(|_| Error::storage("minutes total overflows 64 bits"))?,
             )),
         }
     }
@@ -175,7 +176,7 @@ impl Tickets {
     /// tenant per status and priority, one grouped count. Rows with a count of zero are
     /// left out; rows are in status order then priority order (low to urgent).
     pub async fn backlog(&self, ctx: &Ctx) -> Result<Vec<BacklogRow>> {
-        manages(ctx)?;
+        manages(ctx, "ticket analytics (backlog)")?;
         let rows = self
             .aggregate_rows(
                 ctx,
@@ -221,7 +222,7 @@ impl Tickets {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<ResponseTimes> {
-        manages(ctx)?;
+        manages(ctx, "ticket analytics (response times)")?;
         let base = period("created_at", from, to)?.and(Cond::IsNull("deleted_at".into()));
         let mut out = ResponseTimes::default();
         for (column, stat) in [
@@ -251,7 +252,7 @@ impl Tickets {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<SlaOutcome>> {
-        manages(ctx)?;
+        manages(ctx, "ticket analytics (SLA outcomes)")?;
         let base = period("created_at", from, to)?
             .and(Cond::IsNull("deleted_at".into()))
             .and(not_null("policy_id"));
@@ -316,7 +317,7 @@ impl Tickets {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<SatisfactionStat> {
-        manages(ctx)?;
+        manages(ctx, "ticket analytics (satisfaction)")?;
         let (count, sum) = self
             .count_sum(ctx, SATISFACTION_TABLE, period("at", from, to)?, "rating")
             .await?;

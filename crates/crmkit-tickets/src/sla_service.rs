@@ -184,13 +184,15 @@ fn opt_int(v: &Value) -> Option<i64> {
     v.as_int()
 }
 
-pub(crate) fn manages(ctx: &Ctx) -> Result<()> {
+/// Fails with PermissionDenied, naming `action`, unless the actor is an Admin or a
+/// Manager (calendars, SLA policies, recompute and the analytics are theirs).
+pub(crate) fn manages(ctx: &Ctx, action: &str) -> Result<()> {
     if ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager) {
         Ok(())
     } else {
-        Err(Error::PermissionDenied(
-            "only admins and managers change calendars and SLA policies".into(),
-        ))
+        Err(Error::PermissionDenied(format!(
+            "{action}: requires the admin or manager role"
+        )))
     }
 }
 
@@ -478,7 +480,7 @@ impl Tickets {
         name: &str,
         spec: CalendarSpec,
     ) -> Result<StoredCalendar> {
-        manages(ctx)?;
+        manages(ctx, "create calendar")?;
         let mut errs = ValidationErrors::new();
         Self::check_name(&mut errs, name);
         let cal = Self::check_calendar(&mut errs, spec);
@@ -519,7 +521,7 @@ impl Tickets {
         name: &str,
         spec: CalendarSpec,
     ) -> Result<StoredCalendar> {
-        manages(ctx)?;
+        manages(ctx, "update calendar")?;
         let old = self.calendar(ctx, id).await?;
         let mut errs = ValidationErrors::new();
         Self::check_name(&mut errs, name);
@@ -627,7 +629,7 @@ impl Tickets {
     /// re-evaluated tickets see the policy (re-evaluate open tickets with
     /// [`recompute_sla`](Self::recompute_sla)).
     pub async fn create_policy(&self, ctx: &Ctx, input: NewSlaPolicy) -> Result<SlaPolicy> {
-        manages(ctx)?;
+        manages(ctx, "create SLA policy")?;
         self.check_policy(ctx, &input).await?;
         let now = ctx.now();
         let p = SlaPolicy {
@@ -663,7 +665,7 @@ impl Tickets {
         expected_version: u64,
         input: NewSlaPolicy,
     ) -> Result<SlaPolicy> {
-        manages(ctx)?;
+        manages(ctx, "update SLA policy")?;
         let old = self.policy(ctx, id).await?;
         self.check_policy(ctx, &input).await?;
         let record = RecordRef::new(POLICY, id);
@@ -1179,7 +1181,7 @@ impl Tickets {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<RecomputeReport> {
-        manages(ctx)?;
+        manages(ctx, "recompute SLA")?;
         if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
             return Err(Error::validation(
                 "limit",

@@ -1,7 +1,6 @@
 //! Tables, row encoding and queryable fields of pipelines, stages and deals.
 
 use crmkit_core::event::decode_timestamp;
-use crmkit_core::money::units_to_decimal;
 use crmkit_core::query::{FieldSpec, FieldType, RecordFields};
 use crmkit_core::row::{
     date_value, from_json, int, json, money_cells as amount_values, opt_date, opt_money as money,
@@ -438,11 +437,6 @@ pub(crate) fn decode_lost_reason(mut r: Row) -> Result<LostReason> {
         name: text(&mut r[1])?,
         created_at: decode_timestamp(&r[3])?,
     })
-}
-
-/// The decimal value of a sum of storage units.
-pub(crate) fn units(v: i64) -> rust_decimal::Decimal {
-    units_to_decimal(v)
 }
 
 #[cfg(test)]

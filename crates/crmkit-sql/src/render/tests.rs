@@ -241,7 +241,7 @@ fn aggregate_update_and_sequence_sql() {
     let want = [
         (
             Dialect::Sqlite,
-            r#"SELECT "name", COUNT(*), SUM("n") FROM "tm_item" WHERE "tenant_id" = ? AND (TRUE) GROUP BY "name""#,
+            r#"SELECT "name", COUNT(*), SUM("n" >> ?), SUM("n" & ?) FROM "tm_item" WHERE "tenant_id" = ? AND (TRUE) GROUP BY "name""#,
         ),
         (
             Dialect::Postgres,
@@ -344,7 +344,15 @@ fn helpers() {
         Value::Int(9007199254740993)
     );
     assert_eq!(parse_sum("-12.0000").unwrap(), Value::Int(-12));
-    assert!(parse_sum("9223372036854775808").is_err());
+    assert_eq!(
+        parse_sum("9223372036854775808").unwrap(),
+        Value::Text("9223372036854775808".into())
+    );
+    assert_eq!(
+        parse_sum("-92233720368547758080.0000").unwrap(),
+        Value::Text("-92233720368547758080".into())
+    );
+    assert!(parse_sum("1.5").is_err());
     assert_eq!(
         parse_sum("-9223372036854775808").unwrap(),
         Value::Int(i64::MIN)

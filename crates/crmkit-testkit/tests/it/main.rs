@@ -7,6 +7,7 @@ mod contacts;
 mod pipeline_campaigns;
 mod pipeline_deals;
 mod pipeline_leads;
+mod queries;
 mod records;
 mod self_test;
 mod storage;
