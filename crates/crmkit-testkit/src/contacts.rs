@@ -230,7 +230,9 @@ pub async fn setup(store: &Store) -> CheckResult<Fixture> {
             )
             .await
             .at("put user")?;
-        ctxs.push(Ctx::new(tenant, user.actor()).at("user context")?);
+        // Request contexts come from the directory (the trust model: Ctx::new only for
+        // the bootstrap admin above).
+        ctxs.push(dir.ctx_for(tenant, user.id).await.at("user context")?);
     }
     let fields = store.custom_fields();
     for def in [

@@ -11,6 +11,8 @@
 //! the backend violates the contract, and returns `Err` when the backend fails in a way the
 //! contract does not allow for at that point.
 //!
+//! - [`directory`]: who manages and reads users, teams and custom fields, request contexts
+//!   from [`crmkit_core::Directory::ctx_for`], and no work for deactivated users.
 //! - [`storage`]: the storage contract (round trips, versions, unique indexes, atomicity
 //!   under injected faults, the event sequence, tenant isolation, select semantics,
 //!   aggregates, custom fields) and a model-based differential property test against the
@@ -64,6 +66,7 @@ use crmkit_core::{Backend, Error, Modules, Result, TenantId};
 pub mod check;
 pub mod activities;
 pub mod contacts;
+pub mod directory;
 pub mod pipeline_campaigns;
 pub mod pipeline_deals;
 pub mod pipeline_leads;
