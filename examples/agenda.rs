@@ -90,23 +90,34 @@ async fn main() -> Result<(), Error> {
     // 10:00 in Tokyo on Monday 10 March 2025.
     let clock = Arc::new(ManualClock::new(jst(10, 0)));
     let today = NaiveDate::from_ymd_opt(2025, 3, 10).expect("a valid date");
-    let (tenant, rep) = (TenantId::new(), UserId::new());
-    let ctx = Ctx::new(tenant, Actor::new(rep, [Role::Manager], []))?.with_clock(clock.clone());
-    let admin = Ctx::new(tenant, Actor::new(rep, [Role::Admin], []))?.with_clock(clock.clone());
-    crm.directory()
-        .put_user(
-            &admin,
-            UserInput {
-                id: rep,
-                name: "Rei Tanaka".into(),
-                email: "rei@example.com".into(),
-                roles: vec![Role::Manager],
-                teams: vec![],
-                active: true,
-                time_zone: TIME_ZONE.into(),
-            },
-        )
-        .await?;
+    let (tenant, admin, rep) = (TenantId::new(), UserId::new(), UserId::new());
+    // Bootstrap: the host's first admin (`Ctx::new` trusts the host) puts the users; every
+    // request context after that comes from the directory (`ctx_for`).
+    let bootstrap = Ctx::new(tenant, Actor::new(admin, [Role::Admin], []))?;
+    for (id, name, email, role) in [
+        (admin, "Aiko Admin", "aiko@example.com", Role::Admin),
+        (rep, "Rei Tanaka", "rei@example.com", Role::Manager),
+    ] {
+        crm.directory()
+            .put_user(
+                &bootstrap,
+                UserInput {
+                    id,
+                    name: name.into(),
+                    email: email.into(),
+                    roles: vec![role],
+                    teams: vec![],
+                    active: true,
+                    time_zone: TIME_ZONE.into(),
+                },
+            )
+            .await?;
+    }
+    let ctx = crm
+        .directory()
+        .ctx_for(tenant, rep)
+        .await?
+        .with_clock(clock.clone());
 
     let ada = crm
         .contacts()

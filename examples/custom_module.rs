@@ -156,10 +156,12 @@ async fn demo(url: &str) -> Result<()> {
     let crm = Crm::builder().module(OrgNotesModule).open(url).await?;
     let notes = OrgNotes::new(crm.store())?;
     let (tenant, me) = (TenantId::new(), UserId::new());
-    let ctx = Ctx::new(tenant, Actor::new(me, [Role::Admin], []))?;
+    // Bootstrap: `Ctx::new` trusts the host; the admin puts itself into the directory, and
+    // request contexts come from `ctx_for` from then on.
+    let bootstrap = Ctx::new(tenant, Actor::new(me, [Role::Admin], []))?;
     crm.directory()
         .put_user(
-            &ctx,
+            &bootstrap,
             UserInput {
                 id: me,
                 name: "Ada".into(),
@@ -171,6 +173,7 @@ async fn demo(url: &str) -> Result<()> {
             },
         )
         .await?;
+    let ctx = crm.directory().ctx_for(tenant, me).await?;
     let org = crm
         .contacts()
         .create_organization(&ctx, NewOrganization::named("Initech"))

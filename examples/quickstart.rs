@@ -18,18 +18,23 @@ async fn main() -> Result<(), Error> {
     println!("opening {url}");
     let crm = Crm::open(&url).await?;
 
-    // The host keeps crmkit's directory in step with its own users.
+    // The host keeps crmkit's directory in step with its own users. Bootstrap: the host's
+    // first admin (`Ctx::new` trusts the host) puts the team and the users; every request
+    // context after that comes from the directory (`ctx_for`), which refuses deactivated
+    // users.
     let tenant = TenantId::new();
     let (admin_id, rep_id, team) = (UserId::new(), UserId::new(), TeamId::new());
-    let admin = Ctx::new(tenant, Actor::new(admin_id, [Role::Admin], []))?;
-    crm.directory().put_team(&admin, team, "EMEA sales").await?;
+    let bootstrap = Ctx::new(tenant, Actor::new(admin_id, [Role::Admin], []))?;
+    crm.directory()
+        .put_team(&bootstrap, team, "EMEA sales")
+        .await?;
     for (id, name, role) in [
         (admin_id, "Ada Admin", Role::Admin),
         (rep_id, "Rhea Rep", Role::Rep),
     ] {
         crm.directory()
             .put_user(
-                &admin,
+                &bootstrap,
                 UserInput {
                     id,
                     name: name.into(),
@@ -45,6 +50,7 @@ async fn main() -> Result<(), Error> {
             )
             .await?;
     }
+    let admin = crm.directory().ctx_for(tenant, admin_id).await?;
     let rep = crm.directory().ctx_for(tenant, rep_id).await?;
 
     let contacts = crm.contacts();

@@ -20,23 +20,30 @@ async fn main() -> Result<(), Error> {
     let crm = Crm::open(&format!("sqlite://{}", path.display())).await?;
     println!("opened {}", path.display());
 
-    let (tenant, me) = (TenantId::new(), UserId::new());
-    let ctx = Ctx::new(tenant, Actor::new(me, [Role::Manager], []))?;
-    let admin = Ctx::new(tenant, Actor::new(me, [Role::Admin], []))?;
-    crm.directory()
-        .put_user(
-            &admin,
-            UserInput {
-                id: me,
-                name: "Sam Seller".into(),
-                email: "sam@example.com".into(),
-                roles: vec![Role::Manager],
-                teams: vec![],
-                active: true,
-                time_zone: "Europe/Paris".into(),
-            },
-        )
-        .await?;
+    let (tenant, admin, me) = (TenantId::new(), UserId::new(), UserId::new());
+    // Bootstrap: the host's first admin (`Ctx::new` trusts the host) puts the users; every
+    // request context after that comes from the directory (`ctx_for`).
+    let bootstrap = Ctx::new(tenant, Actor::new(admin, [Role::Admin], []))?;
+    for (id, name, email, role) in [
+        (admin, "Alex Admin", "alex@example.com", Role::Admin),
+        (me, "Sam Seller", "sam@example.com", Role::Manager),
+    ] {
+        crm.directory()
+            .put_user(
+                &bootstrap,
+                UserInput {
+                    id,
+                    name: name.into(),
+                    email: email.into(),
+                    roles: vec![role],
+                    teams: vec![],
+                    active: true,
+                    time_zone: "Europe/Paris".into(),
+                },
+            )
+            .await?;
+    }
+    let ctx = crm.directory().ctx_for(tenant, me).await?;
 
     // An existing customer contact: converting a lead with the same email links to it.
     crm.contacts()

@@ -37,25 +37,36 @@ fn due(t: Option<DateTime<Utc>>) -> String {
 async fn main() -> Result<(), Error> {
     let crm = Crm::in_memory()?;
     let tenant = TenantId::new();
-    let agent = UserId::new();
+    let (admin, agent) = (UserId::new(), UserId::new());
     // Monday 1 March 2027, 09:00 in Berlin.
     let clock = Arc::new(ManualClock::new(at(1, 9, 0)));
-    let ctx = Ctx::new(tenant, Actor::new(agent, [Role::Manager], []))?.with_clock(clock.clone());
-    let admin = Ctx::new(tenant, Actor::new(agent, [Role::Admin], []))?;
-    crm.directory()
-        .put_user(
-            &admin,
-            UserInput {
-                id: agent,
-                name: "Sam Agent".into(),
-                email: "sam@example.com".into(),
-                roles: vec![Role::Manager],
-                teams: vec![],
-                active: true,
-                time_zone: "Europe/Berlin".into(),
-            },
-        )
-        .await?;
+    // Bootstrap: the host's first admin (`Ctx::new` trusts the host) puts the users; every
+    // request context after that comes from the directory (`ctx_for`).
+    let bootstrap = Ctx::new(tenant, Actor::new(admin, [Role::Admin], []))?;
+    for (id, name, email, role) in [
+        (admin, "Alex Admin", "alex@example.com", Role::Admin),
+        (agent, "Sam Agent", "sam@example.com", Role::Manager),
+    ] {
+        crm.directory()
+            .put_user(
+                &bootstrap,
+                UserInput {
+                    id,
+                    name: name.into(),
+                    email: email.into(),
+                    roles: vec![role],
+                    teams: vec![],
+                    active: true,
+                    time_zone: "Europe/Berlin".into(),
+                },
+            )
+            .await?;
+    }
+    let ctx = crm
+        .directory()
+        .ctx_for(tenant, agent)
+        .await?
+        .with_clock(clock.clone());
     let tickets = crm.tickets();
 
     // Office hours in Berlin, Monday to Friday 09:00-12:30 and 13:30-17:00.

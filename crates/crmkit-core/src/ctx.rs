@@ -207,6 +207,13 @@ impl fmt::Debug for Ctx {
 
 impl Ctx {
     /// A context on the system clock with origin `api`. The nil UUID is not a tenant.
+    ///
+    /// **Trust model:** `Ctx::new` builds whatever actor the host asks for (any user id,
+    /// any roles and teams), without looking at the directory: it trusts the host, which
+    /// authenticated the caller. Use it to bootstrap a tenant (the first Admin putting the
+    /// users and teams) and in tests. A request context should come from
+    /// [`Directory::ctx_for`](crate::Directory::ctx_for), which takes roles and teams from
+    /// the directory and refuses deactivated and unknown users.
     pub fn new(tenant: TenantId, actor: Actor) -> Result<Self> {
         if tenant.as_uuid().is_nil() {
             return Err(Error::validation(
@@ -234,7 +241,7 @@ impl Ctx {
         self
     }
 
-    /// The same context acting as another actor.
+    /// The same context acting as another actor (trusted like [`Ctx::new`]).
     pub fn with_actor(mut self, actor: Actor) -> Self {
         self.actor = actor;
         self

@@ -3,6 +3,32 @@
 //! The host keeps it in step with its own authentication (crmkit does no login). Owners
 //! and assignees must be active users of the tenant; record-level access reads roles and
 //! team memberships from here through [`Directory::ctx_for`].
+//!
+//! ## Who may do what
+//!
+//! - **Writes** ([`Directory::put_user`], [`Directory::put_team`], and so also making
+//!   someone an Admin or deactivating them) need the Admin role; a Manager, a Rep or a
+//!   ReadOnly user gets `PermissionDenied` and nothing is written.
+//! - **Listing** every user ([`Directory::users`]: names, emails, roles, teams, active
+//!   flags) needs the Admin or Manager role, the ones who assign work to others; a Rep or
+//!   a ReadOnly user gets `PermissionDenied` (a Rep may only give records to themselves,
+//!   so has no use for the list, and it would hand every colleague's email and role to
+//!   anyone with a login).
+//! - **Point reads** by id ([`Directory::user`], [`Directory::team`]) are open to every
+//!   actor of the tenant: modules need them while serving any actor (an owner's time zone,
+//!   whether an assignee is active), and a caller only has an id from a record it could
+//!   see. Another tenant's user or team is `NotFound`, like a nonexistent one.
+//! - **Contexts** ([`Directory::ctx_for`]) are given only to active users of the tenant;
+//!   anyone else is `PermissionDenied`.
+//!
+//! ## Trust model
+//!
+//! [`Ctx::new`] builds whatever actor the host asks for: it trusts the host, which has
+//! authenticated the caller. After bootstrap (the first Admin context, built with
+//! `Ctx::new`, putting the tenant's users), a host should build every request's context
+//! with [`Directory::ctx_for`], so that roles and teams come from the directory and a
+//! deactivated user can no longer act. A context is a snapshot: build one per request,
+//! not once per session.
 
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -148,8 +174,11 @@ impl Directory {
         Directory { store }
     }
 
-    /// Creates or replaces a user (Admin only). Teams must exist; the time zone must be an
-    /// IANA name.
+    /// Creates or replaces a user (Admin only: anyone else gets PermissionDenied, so a Rep
+    /// cannot make themselves an Admin). Teams must be teams of this tenant (a nonexistent
+    /// team or another tenant's is a Validation error on `teams[i]`); the email must be an
+    /// address and the time zone an IANA name; at least one role. Nothing is written on
+    /// error.
     pub async fn put_user(&self, ctx: &Ctx, input: UserInput) -> Result<User> {
         ctx.actor().require_admin("put user")?;
         let mut errs = ValidationErrors::new();
@@ -241,7 +270,8 @@ impl Directory {
         Ok(user)
     }
 
-    /// Creates or renames a team (Admin only).
+    /// Creates or renames a team (Admin only: anyone else gets PermissionDenied and nothing
+    /// is written).
     pub async fn put_team(&self, ctx: &Ctx, id: TeamId, name: &str) -> Result<Team> {
         ctx.actor().require_admin("put team")?;
         check_text("name", name, 200, true)?;
@@ -288,7 +318,8 @@ impl Directory {
         Ok(team)
     }
 
-    /// A user of the context's tenant.
+    /// A user of the context's tenant, readable by every actor of the tenant (see the
+    /// module docs). A nonexistent user and another tenant's are both NotFound.
     pub async fn user(&self, ctx: &Ctx, id: UserId) -> Result<User> {
         self.user_of(ctx.tenant(), id).await
     }
@@ -304,7 +335,8 @@ impl Directory {
             .ok_or_else(|| Error::not_found(RecordKind::USER, id))
     }
 
-    /// A team of the context's tenant.
+    /// A team of the context's tenant, readable by every actor of the tenant. A nonexistent
+    /// team and another tenant's are both NotFound.
     pub async fn team(&self, ctx: &Ctx, id: TeamId) -> Result<Team> {
         let row = self
             .store
@@ -322,8 +354,14 @@ impl Directory {
         }
     }
 
-    /// Every user of the tenant, by id.
+    /// Every user of the tenant, by id. Admin and Manager only (PermissionDenied for a Rep
+    /// or a ReadOnly user: see the module docs).
     pub async fn users(&self, ctx: &Ctx) -> Result<Vec<User>> {
+        if !(ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager)) {
+            return Err(Error::PermissionDenied(
+                "listing users needs the admin or manager role".into(),
+            ));
+        }
         let mut s = Select::new(USERS_TABLE, Cond::True);
         s.order = vec![OrderKey {
             column: "id".into(),
@@ -350,8 +388,13 @@ impl Directory {
         }
     }
 
-    /// A context for `user` of `tenant`, with the roles and teams the directory holds. An
-    /// unknown or inactive user is PermissionDenied.
+    /// A context for `user` of `tenant`, with the roles and teams the directory holds: how a
+    /// host should build every request's context after bootstrap (see the module docs).
+    ///
+    /// A deactivated user, an unknown one and another tenant's user are all
+    /// `PermissionDenied` (not `NotFound`): the call is a refusal to let someone act, not a
+    /// read of a record, and one error for all three tells a caller nothing about which
+    /// user ids exist.
     pub async fn ctx_for(&self, tenant: TenantId, user: UserId) -> Result<Ctx> {
         match self.user_of(tenant, user).await {
             Ok(u) if u.active => Ctx::new(tenant, u.actor()),

@@ -15,6 +15,13 @@
 //!
 //! crmkit-core knows nothing about SQL.
 //!
+//! **Trust model.** crmkit does no login: the host authenticates callers. [`Ctx::new`]
+//! builds any actor the host asks for, so use it only to bootstrap a tenant (an Admin
+//! context that puts the users and teams into the [`Directory`]) and in tests; build each
+//! request's context with [`Directory::ctx_for`], which takes the roles and teams from the
+//! directory and refuses deactivated users. Only an Admin manages users, teams and custom
+//! fields.
+//!
 //! ```
 //! use crmkit_core::{Actor, Ctx, Modules, Role, Store, TenantId, UserId};
 //! use crmkit_core::memory::MemoryBackend;
@@ -206,7 +213,8 @@ pub struct CustomFields {
 }
 
 impl CustomFields {
-    /// Defines a new custom field (Admin only). Its key must be unique for the record kind.
+    /// Defines a new custom field (Admin only: anyone else gets PermissionDenied and nothing
+    /// is written). Its key must be unique for the record kind.
     pub async fn define(&self, ctx: &Ctx, def: CustomFieldDef) -> Result<CustomFieldDef> {
         ctx.actor().require_admin("define custom field")?;
         custom::check_def(&def)?;
@@ -244,7 +252,8 @@ impl CustomFields {
         }
     }
 
-    /// The definitions of a record kind.
+    /// The definitions of a record kind (readable by every actor of the tenant: forms and
+    /// validation need them).
     pub async fn of_kind(&self, ctx: &Ctx, kind: &RecordKind) -> Result<CustomSchema> {
         let s = Select::new(custom::DEFS_TABLE, Cond::eq("record_kind", kind.as_str()));
         let rows = self.store.backend.select(ctx.tenant(), &s).await?;

@@ -230,7 +230,9 @@ pub async fn setup(store: &Store) -> CheckResult<Fixture> {
             )
             .await
             .at("put user")?;
-        ctxs.push(Ctx::new(tenant, user.actor()).at("user context")?);
+        // Request contexts come from the directory (the trust model: Ctx::new only for
+        // the bootstrap admin above).
+        ctxs.push(dir.ctx_for(tenant, user.id).await.at("user context")?);
     }
     let fields = store.custom_fields();
     for def in [
@@ -1624,14 +1626,137 @@ pub async fn duplicate_email(store: &Store) -> CheckResult {
 // 4. F6 unique race
 // ---------------------------------------------------------------------------------------
 
+/// Holds every commit until `racers` commits are waiting, then lets them all go at once
+/// (or, if they never all arrive, after [`GATE_TIMEOUT`]). A race through it is a real
+/// race on every backend: each racer has done its reads (the duplicate pre-check) before
+/// any racer commits, so only the backend's unique claim can keep the losers out. Without
+/// it, the in-memory backend and SQLite answer each racer's reads and commit without
+/// ever yielding in between, so the racers run one after the other and the pre-check
+/// alone catches every duplicate (a broken claim went unnoticed there).
+struct CommitGate {
+    inner: Store,
+    racers: usize,
+    arrived: tokio::sync::watch::Sender<usize>,
+}
+
+/// How long [`CommitGate`] waits for the last racer.
+const GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl CommitGate {
+    /// A store over `store`'s backend whose commits wait for `racers` of them.
+    fn store(store: &Store, racers: usize) -> (Store, tokio::sync::watch::Receiver<usize>) {
+        let (arrived, rx) = tokio::sync::watch::channel(0);
+        let gate = CommitGate {
+            inner: store.clone(),
+            racers,
+            arrived,
+        };
+        (
+            Store::from_arc(std::sync::Arc::new(gate), store.modules().clone()),
+            rx,
+        )
+    }
+}
+
+impl crmkit_core::Backend for CommitGate {
+    fn kind(&self) -> crmkit_core::BackendKind {
+        self.inner.backend().kind()
+    }
+
+    fn schema(&self) -> &crmkit_core::store::Schema {
+        self.inner.backend().schema()
+    }
+
+    fn get<'a>(
+        &'a self,
+        tenant: TenantId,
+        table: &'a str,
+        key: &'a [crmkit_core::store::Value],
+    ) -> crmkit_core::store::BoxFuture<'a, crmkit_core::Result<Option<crmkit_core::store::Row>>>
+    {
+        self.inner.backend().get(tenant, table, key)
+    }
+
+    fn select<'a>(
+        &'a self,
+        tenant: TenantId,
+        select: &'a crmkit_core::store::Select,
+    ) -> crmkit_core::store::BoxFuture<'a, crmkit_core::Result<Vec<crmkit_core::store::Row>>> {
+        self.inner.backend().select(tenant, select)
+    }
+
+    fn count<'a>(
+        &'a self,
+        tenant: TenantId,
+        table: &'a str,
+        cond: &'a Cond,
+    ) -> crmkit_core::store::BoxFuture<'a, crmkit_core::Result<u64>> {
+        self.inner.backend().count(tenant, table, cond)
+    }
+
+    fn aggregate<'a>(
+        &'a self,
+        tenant: TenantId,
+        agg: &'a crmkit_core::store::Aggregate,
+    ) -> crmkit_core::store::BoxFuture<'a, crmkit_core::Result<Vec<crmkit_core::store::Row>>> {
+        self.inner.backend().aggregate(tenant, agg)
+    }
+
+    fn commit(
+        &self,
+        changeset: crmkit_core::Changeset,
+    ) -> crmkit_core::store::BoxFuture<'_, crmkit_core::Result<crmkit_core::Commit>> {
+        Box::pin(async move {
+            let mut rx = self.arrived.subscribe();
+            self.arrived.send_modify(|n| *n += 1);
+            let _ = tokio::time::timeout(GATE_TIMEOUT, rx.wait_for(|n| *n >= self.racers)).await;
+            // The store's hooks ran on the gated store; commit on the backend directly.
+            self.inner.backend().commit(changeset).await
+        })
+    }
+
+    fn reserve<'a>(
+        &'a self,
+        tenant: TenantId,
+        sequence: &'a str,
+        n: u64,
+    ) -> crmkit_core::store::BoxFuture<'a, crmkit_core::Result<u64>> {
+        self.inner.backend().reserve(tenant, sequence, n)
+    }
+
+    fn inject_fault(&self, fault: Option<crmkit_core::Fault>) {
+        self.inner.backend().inject_fault(fault)
+    }
+}
+
+/// Fails unless all `racers` reached the commit gate (so the race really happened).
+fn all_raced(rx: &tokio::sync::watch::Receiver<usize>, racers: usize) -> CheckResult {
+    // A losing import may commit again without its rejected row, so count at least.
+    let arrived = *rx.borrow();
+    ensure!(
+        arrived >= racers,
+        "only {arrived} of {racers} racers passed the duplicate pre-check and reached the \
+         commit together"
+    );
+    Ok(())
+}
+
 /// F6: 32 tasks create a contact with the same email (in varying case) at once: exactly
 /// one succeeds, every other gets a Duplicate. Then 8 concurrent imports of one email:
 /// exactly one contact has it. Needs a multi-thread runtime.
+///
+/// The racers commit through a gate that holds every commit until all of them have done
+/// their reads, so on every backend (the in-memory one and SQLite included, whose calls
+/// otherwise never interleave) all of them pass the duplicate pre-check and only the
+/// backend's unique email claim decides the winner.
 pub async fn unique_race(store: &Store) -> CheckResult {
     let f = setup(store).await?;
+    const RACERS: usize = 32;
+    let (gated, arrived) = CommitGate::store(store, RACERS);
+    let contacts = Contacts::new(&gated).at("Contacts::new")?;
     let mut tasks = vec![];
-    for i in 0..32 {
-        let c = f.contacts.clone();
+    for i in 0..RACERS {
+        let c = contacts.clone();
         let ctx = if i % 2 == 0 {
             f.admin.clone()
         } else {
@@ -1662,6 +1787,7 @@ pub async fn unique_race(store: &Store) -> CheckResult {
             Err(e) => return Err(Failure::new(format!("a racer got {e:?}, not Duplicate"))),
         }
     }
+    all_raced(&arrived, RACERS)?;
     ensure_eq!(winners.len(), 1, "exactly one racer creates the contact");
     let live = all_contacts(&f.contacts, &f.admin, &Query::new().limit(1000)).await?;
     ensure_eq!(
@@ -1670,10 +1796,13 @@ pub async fn unique_race(store: &Store) -> CheckResult {
         "exactly one contact exists"
     );
 
-    // Concurrent imports of one email.
+    // Concurrent imports of one email, through a gate of their own.
+    const IMPORTERS: usize = 8;
+    let (gated, arrived) = CommitGate::store(store, IMPORTERS);
+    let contacts = Contacts::new(&gated).at("Contacts::new")?;
     let mut tasks = vec![];
-    for i in 0..8 {
-        let c = f.contacts.clone();
+    for i in 0..IMPORTERS {
+        let c = contacts.clone();
         let ctx = f.admin.clone();
         tasks.push(tokio::spawn(async move {
             c.import_contacts(
@@ -1712,6 +1841,7 @@ pub async fn unique_race(store: &Store) -> CheckResult {
             Err(e) => return Err(Failure::new(format!("an import got {e:?}"))),
         }
     }
+    all_raced(&arrived, IMPORTERS)?;
     ensure_eq!(created, 1, "exactly one import commits");
     let holders: Vec<Contact> = all_contacts(&f.contacts, &f.admin, &Query::new().limit(1000))
         .await?

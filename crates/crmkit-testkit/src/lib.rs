@@ -11,6 +11,8 @@
 //! the backend violates the contract, and returns `Err` when the backend fails in a way the
 //! contract does not allow for at that point.
 //!
+//! - [`directory`]: who manages and reads users, teams and custom fields, request contexts
+//!   from [`crmkit_core::Directory::ctx_for`], and no work for deactivated users.
 //! - [`storage`]: the storage contract (round trips, versions, unique indexes, atomicity
 //!   under injected faults, the event sequence, tenant isolation, select semantics,
 //!   aggregates, custom fields) and a model-based differential property test against the
@@ -24,7 +26,10 @@
 //! Memory, SQLite (a temporary file) and SQLite (`sqlite::memory:`) always run. PostgreSQL
 //! runs when `CRMKIT_TEST_POSTGRES_URL` is set and MySQL when `CRMKIT_TEST_MYSQL_URL` is
 //! set; the URL names a server on which the suite creates one fresh database per test
-//! process. If a URL is set but the server does not answer, the tests fail; they never skip.
+//! process, and drops it again when the process's last test is done with it (so a run
+//! leaves no `crmkit_t_*` database behind; one a killed run left is dropped by a later run
+//! after six hours). If a URL is set but the server does not answer, the tests fail; they
+//! never skip.
 //!
 //! `CRMKIT_TESTKIT_ONLY` (a comma-separated list of `memory`, `sqlite-file`,
 //! `sqlite-memory`, `postgres`, `mysql`) restricts the run to those backends, and the
@@ -51,7 +56,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crmkit_core::memory::MemoryBackend;
@@ -59,11 +64,13 @@ use crmkit_core::store::{
     Aggregate, BackendKind, BoxFuture, Changeset, Commit, Cond, Fault, Row, Schema, Select, Value,
 };
 use crmkit_core::{Backend, Error, Modules, Result, TenantId};
+use crmkit_sql::testing::{DatabaseHold, SharedDatabase};
 
 #[macro_use]
 pub mod check;
 pub mod activities;
 pub mod contacts;
+pub mod directory;
 pub mod pipeline_campaigns;
 pub mod pipeline_deals;
 pub mod pipeline_leads;
@@ -198,43 +205,20 @@ pub fn backends() -> Vec<TestBackend> {
     chosen
 }
 
-/// One fresh database per server backend and process: `Ok(url)` or the reason it failed.
-static POSTGRES_DB: OnceLock<std::result::Result<String, String>> = OnceLock::new();
-static MYSQL_DB: OnceLock<std::result::Result<String, String>> = OnceLock::new();
+/// One fresh database per server backend, shared by the tests of the process and dropped
+/// when the last of them is done with it (see [`crmkit_sql::testing::SharedDatabase`]).
+static POSTGRES_DB: SharedDatabase = SharedDatabase::new(POSTGRES_URL_VAR);
+static MYSQL_DB: SharedDatabase = SharedDatabase::new(MYSQL_URL_VAR);
 /// Serialises opening (and so migrating) the shared server databases within the process.
 static POSTGRES_OPEN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 static MYSQL_OPEN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The URL of this process's fresh database on the server of `b`, created on first use on
-/// a thread of its own (with its own runtime, because driver pools are bound to the runtime
-/// that made them).
-fn server_database(b: TestBackend) -> Result<String> {
-    let (cell, var) = match b {
-        TestBackend::Postgres => (&POSTGRES_DB, POSTGRES_URL_VAR),
-        TestBackend::Mysql => (&MYSQL_DB, MYSQL_URL_VAR),
-        _ => return Err(Error::Config(format!("{b} is not a server backend"))),
-    };
-    cell.get_or_init(|| {
-        let server = std::env::var(var)
-            .ok()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| format!("{var} is not set"))?;
-        let made = std::thread::spawn(move || -> std::result::Result<String, String> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| format!("cannot build a runtime: {e}"))?;
-            rt.block_on(crmkit_sql::testing::fresh_database(&server))
-                .map_err(|e| e.to_string())
-        })
-        .join()
-        .map_err(|_| "the thread creating the database panicked".to_owned())?;
-        made.map_err(|e| {
-            format!("{var} is set, but creating a fresh database on that server failed: {e}")
-        })
-    })
-    .clone()
-    .map_err(Error::Config)
+fn shared_database(b: TestBackend) -> Option<&'static SharedDatabase> {
+    match b {
+        TestBackend::Postgres => Some(&POSTGRES_DB),
+        TestBackend::Mysql => Some(&MYSQL_DB),
+        _ => None,
+    }
 }
 
 /// Opens backend `b` for `modules`' schema, empty apart from the migrations (server
@@ -242,7 +226,9 @@ fn server_database(b: TestBackend) -> Result<String> {
 /// tenants).
 ///
 /// The backend is bound to the runtime it is opened on: open it inside the runtime that
-/// runs the test.
+/// runs the test. A server database lives while a backend opened on it (or a run of
+/// [`run_on_all`]) does: when the last one is dropped, the database is dropped from the
+/// server, so a test process leaves no database behind.
 pub async fn open(b: TestBackend, modules: &Modules) -> Result<Arc<dyn Backend>> {
     match b {
         TestBackend::Memory => Ok(Arc::new(MemoryBackend::new(
@@ -255,7 +241,10 @@ pub async fn open(b: TestBackend, modules: &Modules) -> Result<Arc<dyn Backend>>
             ));
             let url = format!("sqlite://{}", path.display());
             match crmkit_sql::open(&url, modules).await {
-                Ok(inner) => Ok(Arc::new(TempFileBackend { inner, path })),
+                Ok(inner) => Ok(Arc::new(CleanupBackend {
+                    inner,
+                    _cleanup: Cleanup::TempFile(path),
+                })),
                 Err(e) => {
                     remove_database_files(&path);
                     Err(e)
@@ -264,7 +253,8 @@ pub async fn open(b: TestBackend, modules: &Modules) -> Result<Arc<dyn Backend>>
         }
         TestBackend::SqliteMemory => crmkit_sql::open("sqlite::memory:", modules).await,
         TestBackend::Postgres | TestBackend::Mysql => {
-            let url = tokio::task::spawn_blocking(move || server_database(b))
+            let shared = shared_database(b).expect("a server backend");
+            let (url, hold) = tokio::task::spawn_blocking(move || shared.lease())
                 .await
                 .map_err(|e| Error::storage_from("creating the test database", e))??;
             let lock = if b == TestBackend::Postgres {
@@ -273,10 +263,16 @@ pub async fn open(b: TestBackend, modules: &Modules) -> Result<Arc<dyn Backend>>
                 &MYSQL_OPEN
             };
             let _guard = lock.lock().await;
-            crmkit_sql::open(&url, modules).await.map_err(|e| match e {
-                Error::Config(m) => Error::Config(format!("opening the {b} test database: {m}")),
-                other => other,
-            })
+            match crmkit_sql::open(&url, modules).await {
+                Ok(inner) => Ok(Arc::new(CleanupBackend {
+                    inner,
+                    _cleanup: Cleanup::Server { _hold: hold },
+                })),
+                Err(Error::Config(m)) => {
+                    Err(Error::Config(format!("opening the {b} test database: {m}")))
+                }
+                Err(other) => Err(other),
+            }
         }
     }
 }
@@ -290,19 +286,33 @@ fn remove_database_files(path: &Path) {
     }
 }
 
-/// A backend over a temporary SQLite file, which it deletes when dropped.
-struct TempFileBackend {
-    inner: Arc<dyn Backend>,
-    path: PathBuf,
+/// What a test backend cleans up after itself.
+enum Cleanup {
+    /// A temporary SQLite file, deleted.
+    TempFile(PathBuf),
+    /// A hold on a shared server database (dropped from the server with the last hold).
+    Server {
+        /// Held for its `Drop`.
+        _hold: DatabaseHold,
+    },
 }
 
-impl Drop for TempFileBackend {
+impl Drop for Cleanup {
     fn drop(&mut self) {
-        remove_database_files(&self.path);
+        if let Cleanup::TempFile(path) = self {
+            remove_database_files(path);
+        }
     }
 }
 
-impl Backend for TempFileBackend {
+/// A backend that cleans up its database when dropped (after the backend itself, which is
+/// the first field, has closed its connections).
+struct CleanupBackend {
+    inner: Arc<dyn Backend>,
+    _cleanup: Cleanup,
+}
+
+impl Backend for CleanupBackend {
     fn kind(&self) -> BackendKind {
         self.inner.kind()
     }
@@ -402,7 +412,14 @@ where
     F: Fn(TestBackend) -> Result<()>,
 {
     let mut failed = vec![];
-    for b in backends() {
+    let backends = backends();
+    // The server databases live through the whole run, not just while one backend is open.
+    let _holds: Vec<DatabaseHold> = backends
+        .iter()
+        .filter_map(|b| shared_database(*b))
+        .map(SharedDatabase::hold)
+        .collect();
+    for b in backends {
         let start = Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(b)));
         let took = start.elapsed();

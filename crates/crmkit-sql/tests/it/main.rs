@@ -15,7 +15,7 @@ use crmkit_core::{
     AuditChange, Backend, Changeset, Error, Fault, Module, Modules, NewEvent, RecordKind,
     RecordRef, TenantId,
 };
-use tokio::sync::OnceCell;
+use crmkit_sql::testing::{DatabaseHold, SharedDatabase, TestDatabase};
 use uuid::Uuid;
 
 const ITEM: &str = "tm_item";
@@ -93,20 +93,39 @@ fn modules(versions: usize) -> Modules {
         .expect("modules")
 }
 
-static PG: OnceCell<Option<String>> = OnceCell::const_new();
-static MY: OnceCell<Option<String>> = OnceCell::const_new();
+/// The shared server databases of this process, dropped when the last test is done.
+static PG: SharedDatabase = SharedDatabase::new("CRMKIT_TEST_POSTGRES_URL");
+static MY: SharedDatabase = SharedDatabase::new("CRMKIT_TEST_MYSQL_URL");
 
-async fn server_db(var: &str, cell: &'static OnceCell<Option<String>>) -> Option<String> {
-    cell.get_or_init(|| async {
-        let url = std::env::var(var).ok().filter(|u| !u.is_empty())?;
-        Some(
-            crmkit_sql::testing::fresh_database(&url)
-                .await
-                .unwrap_or_else(|e| panic!("{var} is set but the server failed: {e}")),
-        )
-    })
-    .await
-    .clone()
+/// A list of backends (or URLs) that keeps its server databases alive while it is iterated:
+/// what the databases need (holds on shared ones, private ones themselves) is dropped with
+/// the iterator, after the loop.
+struct Listed<T> {
+    items: std::vec::IntoIter<T>,
+    _keep: Vec<Keep>,
+}
+
+/// Keeps a server database alive while it lives, and drops it after.
+enum Keep {
+    Shared { _hold: DatabaseHold },
+    Private { _db: TestDatabase },
+}
+
+impl<T> Iterator for Listed<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.items.next()
+    }
+}
+
+async fn server_db(db: &'static SharedDatabase) -> Option<(String, DatabaseHold)> {
+    db.server_url()?;
+    Some(
+        tokio::task::spawn_blocking(move || db.lease())
+            .await
+            .expect("lease task")
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
 }
 
 fn temp_sqlite_url() -> String {
@@ -115,46 +134,60 @@ fn temp_sqlite_url() -> String {
 }
 
 /// URLs of every backend under test (fresh SQLite databases, shared server databases).
-async fn urls() -> Vec<(&'static str, String)> {
+async fn urls() -> Listed<(&'static str, String)> {
     let mut out = vec![
         ("sqlite-file", temp_sqlite_url()),
         ("sqlite-memory", "sqlite::memory:".to_owned()),
     ];
-    if let Some(u) = server_db("CRMKIT_TEST_POSTGRES_URL", &PG).await {
-        out.push(("postgres", u));
+    let mut keep = vec![];
+    for (name, db) in [("postgres", &PG), ("mysql", &MY)] {
+        if let Some((u, hold)) = server_db(db).await {
+            out.push((name, u));
+            keep.push(Keep::Shared { _hold: hold });
+        }
     }
-    if let Some(u) = server_db("CRMKIT_TEST_MYSQL_URL", &MY).await {
-        out.push(("mysql", u));
+    Listed {
+        items: out.into_iter(),
+        _keep: keep,
     }
-    out
 }
 
-/// URLs of databases no other test uses (for migration tests).
-async fn private_urls() -> Vec<(&'static str, String)> {
+/// URLs of databases no other test uses (for migration tests), dropped after the loop.
+async fn private_urls() -> Listed<(&'static str, String)> {
     let mut out = vec![("sqlite-file", temp_sqlite_url())];
+    let mut keep = vec![];
     for (name, var) in [
         ("postgres", "CRMKIT_TEST_POSTGRES_URL"),
         ("mysql", "CRMKIT_TEST_MYSQL_URL"),
     ] {
         if let Some(url) = std::env::var(var).ok().filter(|u| !u.is_empty()) {
-            let db = crmkit_sql::testing::fresh_database(&url)
+            let db = tokio::task::spawn_blocking(move || TestDatabase::create(&url))
                 .await
+                .expect("create task")
                 .unwrap_or_else(|e| panic!("{var} is set but the server failed: {e}"));
-            out.push((name, db));
+            out.push((name, db.url().to_owned()));
+            keep.push(Keep::Private { _db: db });
         }
     }
-    out
+    Listed {
+        items: out.into_iter(),
+        _keep: keep,
+    }
 }
 
-async fn backends() -> Vec<(&'static str, Arc<dyn Backend>)> {
+async fn backends() -> Listed<(&'static str, Arc<dyn Backend>)> {
+    let urls = urls().await;
     let mut out = vec![];
-    for (name, url) in urls().await {
+    for (name, url) in urls.items {
         let b = crmkit_sql::open(&url, &modules(2))
             .await
             .unwrap_or_else(|e| panic!("open {name}: {e}"));
         out.push((name, b));
     }
-    out
+    Listed {
+        items: out.into_iter(),
+        _keep: urls._keep,
+    }
 }
 
 fn cs(tenant: TenantId, writes: Vec<Write>) -> Changeset {

@@ -4,6 +4,7 @@
 
 mod activities;
 mod contacts;
+mod directory;
 mod pipeline_campaigns;
 mod pipeline_deals;
 mod pipeline_leads;

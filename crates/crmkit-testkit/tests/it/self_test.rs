@@ -196,3 +196,116 @@ fn non_atomic_commits_are_caught() {
     assert!(caught(Bug::NonAtomic, "versions_and_deletes"));
     assert!(caught_by_model(Bug::NonAtomic));
 }
+
+/// A memory backend that never claims a lookup value: every insert into the lookup index
+/// is stored without its claim, so the unique index on claims lets duplicates through (a
+/// broken unique email claim).
+struct ClaimBlind {
+    inner: MemoryBackend,
+}
+
+impl Backend for ClaimBlind {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Memory
+    }
+
+    fn schema(&self) -> &Schema {
+        self.inner.schema()
+    }
+
+    fn get<'a>(
+        &'a self,
+        tenant: TenantId,
+        table: &'a str,
+        key: &'a [Value],
+    ) -> BoxFuture<'a, Result<Option<Row>>> {
+        self.inner.get(tenant, table, key)
+    }
+
+    fn select<'a>(
+        &'a self,
+        tenant: TenantId,
+        select: &'a Select,
+    ) -> BoxFuture<'a, Result<Vec<Row>>> {
+        self.inner.select(tenant, select)
+    }
+
+    fn count<'a>(
+        &'a self,
+        tenant: TenantId,
+        table: &'a str,
+        cond: &'a Cond,
+    ) -> BoxFuture<'a, Result<u64>> {
+        self.inner.count(tenant, table, cond)
+    }
+
+    fn aggregate<'a>(
+        &'a self,
+        tenant: TenantId,
+        agg: &'a Aggregate,
+    ) -> BoxFuture<'a, Result<Vec<Row>>> {
+        self.inner.aggregate(tenant, agg)
+    }
+
+    fn reserve<'a>(
+        &'a self,
+        tenant: TenantId,
+        sequence: &'a str,
+        n: u64,
+    ) -> BoxFuture<'a, Result<u64>> {
+        self.inner.reserve(tenant, sequence, n)
+    }
+
+    fn commit(&self, mut changeset: Changeset) -> BoxFuture<'_, Result<Commit>> {
+        for w in &mut changeset.writes {
+            if let Write::Insert { table, row } = w
+                && *table == crmkit_core::lookup::TABLE
+            {
+                row[4] = Value::Null;
+            }
+        }
+        self.inner.commit(changeset)
+    }
+
+    fn inject_fault(&self, fault: Option<Fault>) {
+        self.inner.inject_fault(fault)
+    }
+}
+
+/// Whether the contacts check `unique_race` fails on a memory store (claim-blind or not).
+fn unique_race_fails(claim_blind: bool) -> bool {
+    let modules = crmkit_core::Modules::builder()
+        .add(crmkit_contacts::ContactsModule)
+        .build()
+        .expect("contacts modules compose");
+    let inner = MemoryBackend::new(modules.schema().as_ref().clone());
+    let backend: Arc<dyn Backend> = if claim_blind {
+        Arc::new(ClaimBlind { inner })
+    } else {
+        Arc::new(inner)
+    };
+    let store = crmkit_core::Store::from_arc(backend, modules);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        rt.block_on(crmkit_testkit::contacts::unique_race(&store))
+    }));
+    !matches!(r, Ok(Ok(())))
+}
+
+#[test]
+fn a_broken_unique_claim_is_caught_on_the_memory_backend() {
+    // The racers all pass the duplicate pre-check before any commits, so only the claim
+    // keeps the losers out: without it, several contacts get the email.
+    assert!(
+        !unique_race_fails(false),
+        "unique_race passes on a sound backend"
+    );
+    assert!(
+        unique_race_fails(true),
+        "unique_race catches a claim-blind backend"
+    );
+}
