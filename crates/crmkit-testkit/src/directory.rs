@@ -649,6 +649,48 @@ pub async fn directory_reads(store: &Store) -> CheckResult {
             Err(Error::NotFound { kind, .. }) if kind == RecordKind::USER => {}
             r => return Err(Failure::new(format!("{name} reads an unknown user: {r:?}"))),
         }
+        // The generic record API follows the same rules as the directory: the user list
+        // and a user's audit trail for Admin and Manager, one user by id for everyone,
+        // never another tenant's.
+        let records = store.records();
+        let manages = ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager);
+        let listed = records
+            .list(ctx, "user", &crmkit_core::Query::new().limit(1000))
+            .await;
+        let audit = records
+            .audit(ctx, "user", f.admin.actor().user.as_uuid())
+            .await;
+        if manages {
+            let page = listed.at("records list users")?;
+            ensure!(
+                page.items.len() >= 6,
+                "{name} lists {} users through the generic API",
+                page.items.len()
+            );
+            audit.at("records user audit")?;
+        } else {
+            ensure!(
+                matches!(listed, Err(Error::PermissionDenied(_))),
+                "{name} lists users through the generic API: {listed:?}"
+            );
+            ensure!(
+                matches!(audit, Err(Error::PermissionDenied(_))),
+                "{name} reads a user's audit trail through the generic API: {audit:?}"
+            );
+        }
+        records
+            .get(ctx, "user", f.admin.actor().user.as_uuid())
+            .await
+            .at("records get user")?;
+        ensure!(
+            matches!(
+                records
+                    .get(ctx, "user", other.admin.actor().user.as_uuid())
+                    .await,
+                Err(Error::NotFound { .. })
+            ),
+            "{name} reads another tenant's user through the generic API"
+        );
     }
     Ok(())
 }
