@@ -215,12 +215,18 @@ impl Contacts {
         w
     }
 
-    fn duplicate_email(existing: RecordRef) -> Error {
-        Error::Duplicate {
+    /// The Duplicate error for an email held by `existing`. It names the holder only when
+    /// the actor may see it: a hidden contact must not be revealed by an error.
+    async fn duplicate_email(&self, ctx: &Ctx, existing: Option<RecordRef>) -> Result<Error> {
+        let existing = match existing {
+            Some(r) if self.store.records().visible(ctx, &r).await? => Some(r),
+            _ => None,
+        };
+        Ok(Error::Duplicate {
             kind: RecordKind::CONTACT,
             field: "emails".into(),
-            existing: Some(existing),
-        }
+            existing,
+        })
     }
 
     /// Commits, turning a lost email-claim race into a Duplicate naming the winner.
@@ -234,14 +240,9 @@ impl Contacts {
         match self.store.commit(cs).await {
             Err(Error::Duplicate { field, .. }) if field == "crm_lookup_claim" => {
                 let holders = self.email_holders(ctx, keys, me).await?;
-                Err(match holders.into_values().next() {
-                    Some(existing) => Self::duplicate_email(existing),
-                    None => Error::Duplicate {
-                        kind: RecordKind::CONTACT,
-                        field: "emails".into(),
-                        existing: None,
-                    },
-                })
+                Err(self
+                    .duplicate_email(ctx, holders.into_values().next())
+                    .await?)
             }
             other => other,
         }
@@ -371,7 +372,7 @@ impl Contacts {
         if !input.allow_duplicate_email
             && let Some(existing) = keys.iter().find_map(|k| holders.get(k))
         {
-            return Err(Self::duplicate_email(existing.clone()));
+            return Err(self.duplicate_email(ctx, Some(existing.clone())).await?);
         }
         Self::create_writes(cs, &contact, &keys, &holders, &custom);
         Ok(contact)
@@ -524,7 +525,7 @@ impl Contacts {
                 if !patch.allow_duplicate_email
                     && let Some(existing) = k.iter().find_map(|k| holders.get(k))
                 {
-                    return Err(Self::duplicate_email(existing.clone()));
+                    return Err(self.duplicate_email(ctx, Some(existing.clone())).await?);
                 }
                 cs.writes
                     .extend(Self::email_writes(&record, k, &holders, true));
@@ -772,16 +773,30 @@ impl Contacts {
         }
         let holders = self.email_holders(ctx, &all_keys, None).await?;
         if !holders.is_empty() {
+            // Holders the actor cannot see are not named (an import must not reveal them).
+            let mut seen: HashMap<RecordRef, bool> = HashMap::new();
             for (i, b) in built.iter_mut().enumerate() {
                 let Some((_, keys)) = b else { continue };
                 if allow || rows[i].allow_duplicate_email {
                     continue;
                 }
                 if let Some(h) = keys.iter().find_map(|k| holders.get(k)) {
+                    let visible = match seen.get(h) {
+                        Some(v) => *v,
+                        None => {
+                            let v = self.store.records().visible(ctx, h).await?;
+                            seen.insert(h.clone(), v);
+                            v
+                        }
+                    };
                     report.errors.push(RowError {
                         row: i,
                         field: "emails".into(),
-                        reason: format!("already used by {h}"),
+                        reason: if visible {
+                            format!("already used by {h}")
+                        } else {
+                            "already used by another contact".into()
+                        },
                     });
                     *b = None;
                 }
@@ -1196,24 +1211,8 @@ impl Contacts {
             100,
         )
         .await?;
-        let mut out = vec![];
-        for r in refs {
-            let visible = if r.kind == RecordKind::CONTACT {
-                self.get_contact(ctx, ContactId::from_uuid(r.id))
-                    .await
-                    .is_ok()
-            } else if r.kind == RecordKind::ORGANIZATION {
-                self.get_organization(ctx, OrganizationId::from_uuid(r.id))
-                    .await
-                    .is_ok()
-            } else {
-                true
-            };
-            if visible {
-                out.push(r);
-            }
-        }
-        Ok(out)
+        // Every kind a number may belong to (leads too) passes the one visibility rule.
+        self.store.records().retain_visible(ctx, refs).await
     }
 
     /// The live contact (visible to the actor) holding this email, if any.

@@ -1462,6 +1462,112 @@ fn retyped_cursors(cursor: &str) -> Vec<String> {
     out
 }
 
+/// Lookups and errors never reveal a contact the actor cannot see: a Duplicate caused by
+/// a hidden holder names no record (a visible holder is named), an import row says
+/// "another contact", and `find_by_phone` / `find_by_email` return only visible records.
+pub async fn hidden_holders(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let c = &f.contacts;
+    let email = format!("secret.{}@example.com", Uuid::now_v7().simple());
+    let hidden = c
+        .create_contact(
+            &f.admin,
+            NewContact::named("Hidden", "Holder")
+                .email(email.clone())
+                .phone(PhoneInput::new("+49 30 901820")),
+        )
+        .await
+        .at("admin's contact")?;
+    match c
+        .create_contact(
+            &f.rep_y,
+            NewContact::named("Rep", "Copy").email(email.clone()),
+        )
+        .await
+    {
+        Err(Error::Duplicate { existing: None, .. }) => {}
+        other => {
+            return Err(Failure::new(format!(
+                "a rep's duplicate of a hidden contact's email: {other:?}"
+            )));
+        }
+    }
+    match c
+        .create_contact(
+            &f.admin,
+            NewContact::named("Admin", "Copy").email(email.clone()),
+        )
+        .await
+    {
+        Err(Error::Duplicate {
+            existing: Some(r), ..
+        }) if r == RecordRef::from(hidden.id) => {}
+        other => {
+            return Err(Failure::new(format!(
+                "an admin's duplicate names the holder: {other:?}"
+            )));
+        }
+    }
+    let mine = c
+        .create_contact(&f.rep_y, NewContact::named("Rep", "Own"))
+        .await
+        .at("rep's contact")?;
+    match c
+        .update_contact(
+            &f.rep_y,
+            mine.id,
+            mine.version,
+            ContactPatch {
+                emails: Some(vec![email.clone()]),
+                ..Default::default()
+            },
+        )
+        .await
+    {
+        Err(Error::Duplicate { existing: None, .. }) => {}
+        other => {
+            return Err(Failure::new(format!(
+                "a rep's update to a hidden contact's email: {other:?}"
+            )));
+        }
+    }
+    let report = c
+        .import_contacts(
+            &f.rep_y,
+            vec![NewContact::named("Imported", "Copy").email(email.clone())],
+            ImportOptions::default(),
+        )
+        .await
+        .at("import")?;
+    ensure!(
+        report.errors.len() == 1 && !report.errors[0].reason.contains(&hidden.id.to_string()),
+        "an import row names a hidden holder: {:?}",
+        report.errors
+    );
+    ensure!(
+        c.find_by_phone(&f.rep_y, "+4930901820")
+            .await
+            .at("find_by_phone")?
+            .is_empty(),
+        "find_by_phone returns a hidden contact"
+    );
+    ensure_eq!(
+        c.find_by_phone(&f.admin, "+4930901820")
+            .await
+            .at("find_by_phone")?,
+        vec![RecordRef::from(hidden.id)],
+        "find_by_phone as admin"
+    );
+    ensure!(
+        c.find_by_email(&f.rep_y, &email)
+            .await
+            .at("find_by_email")?
+            .is_none(),
+        "find_by_email returns a hidden contact"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. Duplicate email
 // ---------------------------------------------------------------------------------------
@@ -3685,6 +3791,7 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         crud_round_trip,
         bad_input,
         duplicate_email,
+        hidden_holders,
         unique_race,
         lost_update_default,
         tenant_isolation,

@@ -52,6 +52,7 @@ checks![
     crud_round_trip,
     bad_input,
     duplicate_email,
+    hidden_holders,
     unique_race,
     lost_update_default,
     tenant_isolation,
