@@ -43,11 +43,12 @@
 pub mod kinds;
 pub mod model;
 pub mod rows;
+mod stored;
 pub mod validate;
 
 use crmkit_core::service::{
-    OwnerChecks, SoftDelete, apply_custom_patch, changed_columns, diff, list_page, stage_created,
-    stage_soft_delete, to_json, visibility_scope,
+    self, OwnerChecks, apply_custom_patch, changed_columns, diff, list_page, stage_created,
+    to_json, visibility_scope,
 };
 use std::collections::HashMap;
 
@@ -402,20 +403,7 @@ impl Contacts {
         id: ContactId,
         deleted: Option<bool>,
     ) -> Result<Contact> {
-        let row = self
-            .store
-            .backend()
-            .get(ctx.tenant(), PERSON_TABLE, &[Value::Uuid(id.as_uuid())])
-            .await?;
-        let not_found = || Error::not_found(RecordKind::CONTACT, id);
-        let row = row.ok_or_else(not_found)?;
-        let c = rows::decode_contact(row)?;
-        if !ctx.actor().can_see(Some(c.owner), c.team)
-            || deleted.is_some_and(|d| d != c.deleted_at.is_some())
-        {
-            return Err(not_found());
-        }
-        Ok(c)
+        service::load(&self.store, ctx, id, deleted).await
     }
 
     /// A contact that is visible to the actor and not deleted.
@@ -487,13 +475,7 @@ impl Contacts {
             errs.check(custom.validate(&new.custom));
         }
         errs.into_result()?;
-        if old.version != expected_version {
-            return Err(Error::Conflict {
-                record: RecordRef::from(id),
-                expected: expected_version,
-                actual: old.version,
-            });
-        }
+        service::check_version(id, expected_version, old.version)?;
         new.updated_at = ctx.now();
         new.version = old.version + 1;
         let record = RecordRef::from(id);
@@ -588,39 +570,10 @@ impl Contacts {
         expected_version: u64,
         delete: bool,
     ) -> Result<Contact> {
-        ctx.actor().require_write(if delete {
-            "delete contact"
-        } else {
-            "restore contact"
-        })?;
-        let old = self.load_contact(ctx, id, Some(!delete)).await?;
-        if old.version != expected_version {
-            return Err(Error::Conflict {
-                record: RecordRef::from(id),
-                expected: expected_version,
-                actual: old.version,
-            });
-        }
-        let mut new = old.clone();
-        let now = ctx.now();
-        new.deleted_at = delete.then_some(now);
-        new.updated_at = now;
-        new.version += 1;
+        let (mut cs, new) =
+            service::stage_set_deleted::<Contact>(&self.store, ctx, id, expected_version, delete)
+                .await?;
         let record = RecordRef::from(id);
-        let mut cs = Changeset::new(ctx);
-        stage_soft_delete(
-            &mut cs,
-            SoftDelete {
-                table: PERSON_TABLE,
-                record: record.clone(),
-                expected_version,
-                was: old.deleted_at,
-                now: new.deleted_at,
-                at: now,
-                kind: "contact",
-                after: &new,
-            },
-        );
         let mut keys = vec![];
         if delete {
             cs.writes.push(lookup::remove_writes(&record));
@@ -683,8 +636,7 @@ impl Contacts {
 
     /// The audit trail of a visible contact.
     pub async fn contact_audit(&self, ctx: &Ctx, id: ContactId) -> Result<Vec<AuditEntry>> {
-        self.load_contact(ctx, id, None).await?;
-        self.store.audit_of(ctx, &RecordRef::from(id)).await
+        service::audit_trail::<Contact>(&self.store, ctx, id).await
     }
 
     /// Creates many contacts at once (an import). Every row is validated first (including
@@ -981,20 +933,7 @@ impl Contacts {
         id: OrganizationId,
         deleted: Option<bool>,
     ) -> Result<Organization> {
-        let row = self
-            .store
-            .backend()
-            .get(ctx.tenant(), ORG_TABLE, &[Value::Uuid(id.as_uuid())])
-            .await?;
-        let not_found = || Error::not_found(RecordKind::ORGANIZATION, id);
-        let row = row.ok_or_else(not_found)?;
-        let o = rows::decode_org(row)?;
-        if !ctx.actor().can_see(Some(o.owner), o.team)
-            || deleted.is_some_and(|d| d != o.deleted_at.is_some())
-        {
-            return Err(not_found());
-        }
-        Ok(o)
+        service::load(&self.store, ctx, id, deleted).await
     }
 
     /// An organization visible to the actor and not deleted.
@@ -1063,13 +1002,7 @@ impl Contacts {
                 .await?;
         }
         errs.into_result()?;
-        if old.version != expected_version {
-            return Err(Error::Conflict {
-                record: RecordRef::from(id),
-                expected: expected_version,
-                actual: old.version,
-            });
-        }
+        service::check_version(id, expected_version, old.version)?;
         new.updated_at = ctx.now();
         new.version = old.version + 1;
         let record = RecordRef::from(id);
@@ -1139,41 +1072,16 @@ impl Contacts {
         expected_version: u64,
         delete: bool,
     ) -> Result<Organization> {
-        ctx.actor().require_write(if delete {
-            "delete organization"
-        } else {
-            "restore organization"
-        })?;
-        let old = self.load_org(ctx, id, Some(!delete)).await?;
-        if old.version != expected_version {
-            return Err(Error::Conflict {
-                record: RecordRef::from(id),
-                expected: expected_version,
-                actual: old.version,
-            });
-        }
-        let now = ctx.now();
-        let mut new = old.clone();
-        new.deleted_at = delete.then_some(now);
-        new.updated_at = now;
-        new.version += 1;
-        let record = RecordRef::from(id);
-        let mut cs = Changeset::new(ctx);
-        stage_soft_delete(
-            &mut cs,
-            SoftDelete {
-                table: ORG_TABLE,
-                record: record.clone(),
-                expected_version,
-                was: old.deleted_at,
-                now: new.deleted_at,
-                at: now,
-                kind: "organization",
-                after: &new,
-            },
-        );
+        let (mut cs, new) = service::stage_set_deleted::<Organization>(
+            &self.store,
+            ctx,
+            id,
+            expected_version,
+            delete,
+        )
+        .await?;
         if delete {
-            cs.writes.push(lookup::remove_writes(&record));
+            cs.writes.push(lookup::remove_writes(&RecordRef::from(id)));
         } else {
             Self::org_index_writes(&mut cs, &new, true);
         }
@@ -1195,8 +1103,7 @@ impl Contacts {
         ctx: &Ctx,
         id: OrganizationId,
     ) -> Result<Vec<AuditEntry>> {
-        self.load_org(ctx, id, None).await?;
-        self.store.audit_of(ctx, &RecordRef::from(id)).await
+        service::audit_trail::<Organization>(&self.store, ctx, id).await
     }
 
     /// Live contacts and organizations (visible to the actor) with this phone number in

@@ -15,7 +15,7 @@ use crate::ctx::{Ctx, Role, Visibility};
 use crate::custom::{CustomValue, CustomValues};
 use crate::error::{Error, Result, ValidationErrors};
 use crate::event::AuditChange;
-use crate::id::{RecordRef, TeamId, UserId};
+use crate::id::{RecordKind, RecordRef, TeamId, UserId};
 use crate::store::{Cond, TableDef, Value};
 
 /// The condition a list query is and-ed with: not soft-deleted (unless asked), and
@@ -317,4 +317,129 @@ pub fn stage_created<T: Serialize>(
         vec![],
         snapshot,
     ));
+}
+
+/// A record kind stored in one table under crmkit's record conventions (an `id` key, an
+/// owner and a team for record-level access, `deleted_at`, `updated_at` and `version`):
+/// what [`load`], [`stage_set_deleted`], [`audit_trail`] and [`check_version`] need, so that
+/// every module gets, deletes, restores and audits its records with the same code.
+pub trait StoredRecord: Serialize + Clone + Send + Sync {
+    /// The record's typed id.
+    type Id: Copy + Into<RecordRef> + Into<uuid::Uuid> + std::fmt::Display + Send + Sync;
+    /// Its kind.
+    const KIND: RecordKind;
+    /// Its table.
+    const TABLE: &'static str;
+    /// Decodes a full row of [`Self::TABLE`].
+    fn decode(row: Vec<Value>) -> Result<Self>;
+    /// Its owner and team, for record-level access.
+    fn access(&self) -> (Option<UserId>, Option<TeamId>);
+    /// When it was soft-deleted.
+    fn deleted_at(&self) -> Option<chrono::DateTime<chrono::Utc>>;
+    /// Its version.
+    fn version(&self) -> u64;
+    /// Marks it deleted (`Some`) or restored (`None`) at `now`: sets `deleted_at` and
+    /// `updated_at` and bumps the version.
+    fn mark_deleted(
+        &mut self,
+        deleted_at: Option<chrono::DateTime<chrono::Utc>>,
+        now: chrono::DateTime<chrono::Utc>,
+    );
+}
+
+/// A record of kind `R` that the actor may see, or NotFound (the same error for missing,
+/// another tenant's and hidden). `deleted`: `Some(false)` only live records, `Some(true)`
+/// only deleted ones, `None` both.
+pub async fn load<R: StoredRecord>(
+    store: &Store,
+    ctx: &Ctx,
+    id: R::Id,
+    deleted: Option<bool>,
+) -> Result<R> {
+    let uuid: uuid::Uuid = id.into();
+    let row = store
+        .backend()
+        .get(ctx.tenant(), R::TABLE, &[Value::Uuid(uuid)])
+        .await?;
+    let not_found = || Error::not_found(R::KIND, id);
+    let r = R::decode(row.ok_or_else(not_found)?)?;
+    let (owner, team) = r.access();
+    if !ctx.actor().can_see(owner, team) || deleted.is_some_and(|d| d != r.deleted_at().is_some()) {
+        return Err(not_found());
+    }
+    Ok(r)
+}
+
+/// `Ok` when the record is at `expected` version, else the Conflict error.
+pub fn check_version(record: impl Into<RecordRef>, expected: u64, actual: u64) -> Result<()> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::Conflict {
+            record: record.into(),
+            expected,
+            actual,
+        })
+    }
+}
+
+/// Stages the soft delete (`delete`) or restore of a record whose version is
+/// `expected_version`: the write-rights check, [`load`] (a live record to delete, a deleted
+/// one to restore), the version check, then a changeset with the versioned update, its
+/// audit entry and its `<kind>.deleted` / `<kind>.restored` event. The caller adds what
+/// the kind needs besides (lookup index rows, ...) and commits; [`set_deleted`] commits
+/// as it is. Returns the changeset and the record after the change.
+pub async fn stage_set_deleted<R: StoredRecord>(
+    store: &Store,
+    ctx: &Ctx,
+    id: R::Id,
+    expected_version: u64,
+    delete: bool,
+) -> Result<(crate::Changeset, R)> {
+    let verb = if delete { "delete" } else { "restore" };
+    ctx.actor()
+        .require_write(&format!("{verb} {}", R::KIND.as_str().replace('_', " ")))?;
+    let old: R = load(store, ctx, id, Some(!delete)).await?;
+    check_version(id, expected_version, old.version())?;
+    let now = ctx.now();
+    let mut new = old.clone();
+    new.mark_deleted(delete.then_some(now), now);
+    let mut cs = crate::Changeset::new(ctx);
+    stage_soft_delete(
+        &mut cs,
+        SoftDelete {
+            table: R::TABLE,
+            record: id.into(),
+            expected_version,
+            was: old.deleted_at(),
+            now: new.deleted_at(),
+            at: now,
+            kind: R::KIND.as_str(),
+            after: &new,
+        },
+    );
+    Ok((cs, new))
+}
+
+/// [`stage_set_deleted`] and commit.
+pub async fn set_deleted<R: StoredRecord>(
+    store: &Store,
+    ctx: &Ctx,
+    id: R::Id,
+    expected_version: u64,
+    delete: bool,
+) -> Result<R> {
+    let (cs, new) = stage_set_deleted::<R>(store, ctx, id, expected_version, delete).await?;
+    store.commit(cs).await?;
+    Ok(new)
+}
+
+/// The audit trail of a record the actor may see (deleted ones included), oldest first.
+pub async fn audit_trail<R: StoredRecord>(
+    store: &Store,
+    ctx: &Ctx,
+    id: R::Id,
+) -> Result<Vec<crate::AuditEntry>> {
+    load::<R>(store, ctx, id, None).await?;
+    store.audit_of(ctx, &id.into()).await
 }
