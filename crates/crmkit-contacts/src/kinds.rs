@@ -15,7 +15,7 @@ use crate::model::{
 };
 use crate::rows::{CONTACT_FIELDS, ORGANIZATION_FIELDS};
 
-/// The `contact` kind.
+#[doc = include_str!("kinds/contact.md")]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ContactKind;
 
@@ -120,7 +120,7 @@ impl TypedKind for ContactKind {
     }
 }
 
-/// The `organization` kind.
+#[doc = include_str!("kinds/organization.md")]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OrganizationKind;
 
@@ -232,5 +232,21 @@ impl TypedKind for OrganizationKind {
 
     fn patch_body(&self, body: JsonMap) -> JsonMap {
         phone_object(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crmkit_core::record::check_field_table;
+
+    #[test]
+    fn the_docs_list_every_field() {
+        check_field_table(include_str!("kinds/contact.md"), &ContactKind.describe()).unwrap();
+        check_field_table(
+            include_str!("kinds/organization.md"),
+            &OrganizationKind.describe(),
+        )
+        .unwrap();
     }
 }

@@ -1216,6 +1216,76 @@ fn clean_serde(e: &serde_json::Error) -> String {
     }
 }
 
+/// The type of a field in words, as a kind's field table in its rustdoc writes it
+/// (`text(100)`, `reference(organization)`, `list(object)`, ...).
+pub fn type_name(ty: &FieldType) -> String {
+    match ty {
+        FieldType::Text { max_length } => format!("text({max_length})"),
+        FieldType::Int => "int".into(),
+        FieldType::Decimal => "decimal".into(),
+        FieldType::Money => "money".into(),
+        FieldType::Currency => "currency".into(),
+        FieldType::Bool => "bool".into(),
+        FieldType::Date => "date".into(),
+        FieldType::Timestamp => "timestamp".into(),
+        FieldType::Id => "id".into(),
+        FieldType::Reference(k) => format!("reference({k})"),
+        FieldType::AnyReference(ks) => format!(
+            "any_reference({})",
+            ks.iter()
+                .map(RecordKind::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        FieldType::Choice(c) => format!("choice({})", c.join(", ")),
+        FieldType::List(of) => format!("list({})", type_name(of)),
+        FieldType::Object => "object".into(),
+        FieldType::Custom => "custom".into(),
+    }
+}
+
+/// Checks that a kind's documentation (a Markdown table with one row per field, as
+/// `` | `name` | `type` ... | ... ``) lists exactly the described fields with their types, so
+/// that the rustdoc of a kind cannot drift from its description. Modules call it in a
+/// unit test; the error lists what differs.
+pub fn check_field_table(doc: &str, d: &KindDescription) -> std::result::Result<(), String> {
+    let mut rows = vec![];
+    for line in doc.lines() {
+        let cells: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
+        if cells.len() >= 2
+            && let Some(name) = cells[0].strip_prefix('`').and_then(|c| c.strip_suffix('`'))
+        {
+            let ty = cells[1]
+                .strip_prefix('`')
+                .and_then(|c| c.split('`').next())
+                .unwrap_or(cells[1]);
+            rows.push((name.to_owned(), ty.to_owned()));
+        }
+    }
+    let want: Vec<(String, String)> = d
+        .fields
+        .iter()
+        .map(|f| (f.name.clone(), type_name(&f.ty)))
+        .collect();
+    if rows == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "the field table of {} does not match its description; it should read:\n{}",
+            d.kind,
+            want.iter()
+                .map(|(n, t)| format!("| `{n}` | `{t}` |"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))
+    }
+}
+
 /// Serialises a typed record to JSON.
 pub fn to_record<T: Serialize>(v: &T) -> Json {
     crate::service::to_json(v)

@@ -22,8 +22,8 @@ use crate::check::{At, CheckResult, Failure};
 use crate::contacts::{Fixture, error_variant, setup};
 
 /// Makes a valid create body for a kind (as the fixture's admin; records it needs are
-/// created first). Every call gives a body that can be created again (unique values are
-/// fresh).
+/// created first, and may be shared between calls). Every call gives a body that can be
+/// created again (unique values are fresh).
 pub type BodyFn = for<'a> fn(&'a Fixture) -> BoxFuture<'a, CheckResult<Json>>;
 /// Makes the change of [`KindFixture::patch`] through the kind's typed API, as the admin.
 pub type TypedPatchFn = for<'a> fn(&'a Fixture, Uuid, u64) -> BoxFuture<'a, CheckResult<()>>;
@@ -537,7 +537,6 @@ pub async fn bad_input(store: &Store, k: &KindFixture) -> CheckResult {
     let rec = create(store, k, &f, &f.admin).await?;
     let id = id_of(&rec)?;
     let v = version_of(&rec)?;
-    let before = event_count(store, &f).await?;
     let mut cases: Vec<(String, Json)> = vec![
         ("no_such_field".into(), json!(1)),
         ("'; DROP TABLE crm_events; --".into(), json!("x")),
@@ -549,8 +548,13 @@ pub async fn bad_input(store: &Store, k: &KindFixture) -> CheckResult {
             cases.push((fd.name.clone(), current));
         }
     }
-    for (field, value) in cases {
-        let mut body = (k.body)(&f).await?;
+    // Bodies are made first: making one may create the records it refers to.
+    let mut bodies = vec![];
+    for _ in 0..=cases.len() {
+        bodies.push((k.body)(&f).await?);
+    }
+    let before = event_count(store, &f).await?;
+    for ((field, value), mut body) in cases.into_iter().zip(bodies) {
         body.as_object_mut()
             .expect("bodies are objects")
             .insert(field.clone(), value.clone());
