@@ -1,221 +1,242 @@
-//! A third-party module built only on crmkit's public APIs: notes on organizations, with its
-//! own table and migrations, events, audit entries and access checks, on the in-memory
-//! backend and on SQLite. Its writes go through the same changeset mechanism as the
-//! built-in modules, so they are atomic with their events on every backend.
+//! A third-party module built only on crmkit's public APIs: notes on organizations
+//! (`examples/custom_module/org_notes.rs`), with its own table and migrations, a typed API
+//! (create, get, list with keyset paging, versioned update, soft delete, restore, audit),
+//! record-level access like the built-in records, its organization reference checked by
+//! crmkit's one reference rule, and its `org_note` kind declared to the generic record
+//! API, on the in-memory backend and on SQLite.
 //!
 //! Run with `cargo run --example custom_module`.
 
-use chrono::{DateTime, Utc};
-use crmkit::contacts::{Contacts, NewOrganization};
-use crmkit::core::event::decode_timestamp;
-use crmkit::core::store::{
-    ColumnDef, ColumnType, Cond, IndexDef, Migration, OrderKey, SchemaStep, Select, TableDef,
-    Value, Write,
-};
-use crmkit::core::text::check_text;
-use crmkit::core::{AuditChange, Changeset, NewEvent};
+#[path = "custom_module/org_notes.rs"]
+mod org_notes;
+
+use crmkit::contacts::NewOrganization;
+use crmkit::serde_json::{self, json};
 use crmkit::{
-    Actor, Crm, Ctx, Error, Module, OrganizationId, RecordKind, RecordRef, Result, Role, Store,
-    TenantId, UserId, UserInput,
+    Actor, Crm, Ctx, Error, Filter, Query, Role, TeamId, TenantId, UserId, UserInput, Uuid,
 };
-use uuid::Uuid;
+use org_notes::{NewOrgNote, OrgNoteId, OrgNotePatch, OrgNotes, OrgNotesModule};
 
-const NOTES: &str = "orgnotes_note";
-const NOTE: RecordKind = RecordKind::new("org_note");
-
-/// The module: a name, a dependency on contacts, and versioned migrations.
-struct OrgNotesModule;
-
-impl Module for OrgNotesModule {
-    fn name(&self) -> &'static str {
-        "org_notes"
-    }
-    fn dependencies(&self) -> Vec<&'static str> {
-        vec!["contacts"]
-    }
-    fn migrations(&self) -> Vec<Migration> {
-        use ColumnType::*;
-        vec![
-            Migration {
-                version: 1,
-                description: "notes on organizations",
-                steps: vec![SchemaStep::CreateTable(
-                    TableDef::new(
-                        NOTES,
-                        [
-                            ColumnDef::required("id", Uuid),
-                            ColumnDef::required("organization_id", Uuid),
-                            ColumnDef::required("body", LongText),
-                            ColumnDef::required("author", Uuid),
-                            ColumnDef::required("created_at", Timestamp),
-                        ],
-                        ["id"],
-                    )
-                    .index(IndexDef::new(
-                        "orgnotes_note_org",
-                        ["organization_id", "id"],
-                    )),
-                )],
-            },
-            Migration {
-                version: 2,
-                description: "pinned notes",
-                steps: vec![SchemaStep::AddColumn {
-                    table: NOTES,
-                    column: ColumnDef::required("pinned", Bool).with_default(Value::Int(0)),
-                }],
-            },
-        ]
-    }
-    fn event_kinds(&self) -> Vec<&'static str> {
-        vec!["org_note.added"]
-    }
-}
-
-#[derive(Debug)]
-struct Note {
-    body: String,
-    pinned: bool,
-    at: DateTime<Utc>,
-}
-
-/// The module's API, built from the host's store.
-struct OrgNotes {
-    store: Store,
-    contacts: Contacts,
-}
-
-impl OrgNotes {
-    fn new(store: &Store) -> Result<Self> {
-        store.require_module("org_notes")?;
-        Ok(OrgNotes {
-            store: store.clone(),
-            contacts: Contacts::new(store)?,
-        })
-    }
-
-    async fn add(&self, ctx: &Ctx, org: OrganizationId, body: &str, pinned: bool) -> Result<Uuid> {
-        ctx.actor().require_write("add note")?;
-        check_text("body", body, 10_000, true)?;
-        // Access: only on organizations the actor may see (NotFound otherwise).
-        self.contacts.get_organization(ctx, org).await?;
-        let id = Uuid::now_v7();
-        let record = RecordRef::new(NOTE, id);
-        let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Insert {
-            table: NOTES,
-            row: vec![
-                Value::Uuid(id),
-                Value::Uuid(org.as_uuid()),
-                Value::Text(body.into()),
-                Value::Uuid(ctx.actor().user.as_uuid()),
-                Value::timestamp(ctx.now()),
-                Value::from(pinned),
-            ],
-        });
-        cs.audit.push(AuditChange {
-            record: record.clone(),
-            field: "*".into(),
-            old: None,
-            new: Some(serde_json::json!(body).to_string()),
-        });
-        cs.events.push(NewEvent::new(
-            "org_note.added",
-            record,
-            vec![],
-            serde_json::json!({ "organization": org, "body": body }),
-        ));
-        self.store.commit(cs).await?;
-        Ok(id)
-    }
-
-    async fn of(&self, ctx: &Ctx, org: OrganizationId) -> Result<Vec<Note>> {
-        self.contacts.get_organization(ctx, org).await?;
-        let mut s = Select::new(NOTES, Cond::eq("organization_id", org.as_uuid()));
-        s.order = vec![OrderKey {
-            column: "id".into(),
-            desc: true,
-            null_as: None,
-            custom: None,
-        }];
-        let rows = self.store.backend().select(ctx.tenant(), &s).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Note {
-                    body: r[2].as_text().unwrap_or_default().to_owned(),
-                    at: decode_timestamp(&r[4])?,
-                    pinned: r[5].as_int() == Some(1),
-                })
-            })
-            .collect()
-    }
-}
-
-async fn demo(url: &str) -> Result<()> {
-    println!("-- backend {url}");
-    let crm = Crm::builder().module(OrgNotesModule).open(url).await?;
-    let notes = OrgNotes::new(crm.store())?;
-    let (tenant, me) = (TenantId::new(), UserId::new());
-    // Bootstrap: `Ctx::new` trusts the host; the admin puts itself into the directory, and
-    // request contexts come from `ctx_for` from then on.
-    let bootstrap = Ctx::new(tenant, Actor::new(me, [Role::Admin], []))?;
+async fn put_user(
+    crm: &Crm,
+    admin: &Ctx,
+    id: UserId,
+    name: &str,
+    role: Role,
+    teams: Vec<TeamId>,
+) -> crmkit::Result<()> {
     crm.directory()
         .put_user(
-            &bootstrap,
+            admin,
             UserInput {
-                id: me,
-                name: "Ada".into(),
-                email: "ada@example.com".into(),
-                roles: vec![Role::Admin],
-                teams: vec![],
+                id,
+                name: name.into(),
+                email: format!("{}@example.com", name.to_lowercase()),
+                roles: vec![role],
+                teams,
                 active: true,
                 time_zone: "UTC".into(),
             },
         )
         .await?;
+    Ok(())
+}
+
+async fn demo(url: &str, describe: bool) -> crmkit::Result<()> {
+    println!("-- backend {url}");
+    // The host composes the built-in modules and its own.
+    let crm = Crm::builder().module(OrgNotesModule).open(url).await?;
+    let notes = OrgNotes::new(crm.store())?;
+    let tenant = TenantId::new();
+    let (me, rhea, team) = (UserId::new(), UserId::new(), TeamId::new());
+    // Bootstrap: `Ctx::new` trusts the host; the admin puts itself and the team's rep into
+    // the directory, and request contexts come from `ctx_for` from then on.
+    let bootstrap = Ctx::new(tenant, Actor::new(me, [Role::Admin], []))?;
+    crm.directory().put_team(&bootstrap, team, "EMEA").await?;
+    put_user(&crm, &bootstrap, me, "Ada", Role::Admin, vec![]).await?;
+    put_user(&crm, &bootstrap, rhea, "Rhea", Role::Rep, vec![team]).await?;
     let ctx = crm.directory().ctx_for(tenant, me).await?;
+    let rep = crm.directory().ctx_for(tenant, rhea).await?;
+
     let org = crm
         .contacts()
         .create_organization(&ctx, NewOrganization::named("Initech"))
         .await?;
-    notes
-        .add(&ctx, org.id, "Renewal talks start in March.", false)
-        .await?;
-    notes
-        .add(
+
+    // The typed API.
+    let renewal = notes
+        .create(
             &ctx,
-            org.id,
-            "Prefers email; never call before 10:00.",
-            true,
+            NewOrgNote::new(org.id, "Renewal", "Renewal talks start in March."),
         )
         .await?;
-    match notes.add(&ctx, OrganizationId::new(), "lost", false).await {
-        Err(Error::NotFound { .. }) => println!("a note on an unknown organization is NotFound"),
-        other => panic!("expected NotFound, got {other:?}"),
+    notes
+        .create(
+            &ctx,
+            NewOrgNote::new(
+                org.id,
+                "Calling hours",
+                "Prefers email; never call before 10:00.",
+            )
+            .pinned(),
+        )
+        .await?;
+    let renewal = notes
+        .update(
+            &ctx,
+            renewal.id,
+            renewal.version,
+            OrgNotePatch {
+                body: Some("Renewal talks start in April.".into()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    match notes
+        .update(&ctx, renewal.id, 1, OrgNotePatch::default())
+        .await
+    {
+        Err(Error::Conflict {
+            expected, actual, ..
+        }) => println!("  a stale update is a Conflict (based on v{expected}, now v{actual})"),
+        other => panic!("expected a Conflict, got {other:?}"),
     }
-    for n in notes.of(&ctx, org.id).await? {
+    // Keyset paging: one note per page, pinned first.
+    let mut q = Query::new()
+        .filter(Filter::eq("organization", org.id.as_uuid()))
+        .sort_desc("pinned")
+        .sort_asc("title")
+        .limit(1);
+    loop {
+        let page = notes.list(&ctx, &q).await?;
+        for n in &page.items {
+            println!(
+                "  [{}] {} v{}: {}",
+                if n.pinned { "pinned" } else { "      " },
+                n.title,
+                n.version,
+                n.body
+            );
+        }
+        match page.next_cursor {
+            Some(c) => q = q.after(c),
+            None => break,
+        }
+    }
+    let deleted = notes.delete(&ctx, renewal.id, renewal.version).await?;
+    let restored = notes.restore(&ctx, renewal.id, deleted.version).await?;
+    println!(
+        "  deleted and restored; the audit trail has {} entries",
+        notes.audit(&ctx, restored.id).await?.len()
+    );
+
+    // Access: Rhea (a rep in another team) cannot see Ada's note, nor refer to Ada's
+    // organization; both look exactly as if they did not exist.
+    let hidden = notes.get(&rep, renewal.id).await.unwrap_err();
+    let missing = notes.get(&rep, OrgNoteId::new()).await.unwrap_err();
+    assert!(matches!(
+        (&hidden, &missing),
+        (Error::NotFound { .. }, Error::NotFound { .. })
+    ));
+    println!("  a hidden note is NotFound, like a missing one");
+    match notes
+        .create(
+            &rep,
+            NewOrgNote::new(org.id, "Mine", "On a hidden organization"),
+        )
+        .await
+    {
+        Err(Error::Validation(v)) if v.has("organization") => println!("  {v}"),
+        other => panic!("expected a Validation error on organization, got {other:?}"),
+    }
+
+    // The generic record API, by kind name.
+    let records = crm.records();
+    if describe {
+        let d = records.describe(&ctx, "org_note").await?;
         println!(
-            "  [{}] {} {}",
-            if n.pinned { "pinned" } else { "      " },
-            n.at.format("%H:%M:%S"),
-            n.body
+            "  the org_note kind, described:\n{}",
+            serde_json::to_string_pretty(&d).expect("descriptions serialize")
         );
     }
+    let created = records
+        .create(
+            &ctx,
+            "org_note",
+            json!({"organization": org.id, "title": "Budget", "body": "Budget is approved."}),
+        )
+        .await?;
+    let id = Uuid::parse_str(created["id"].as_str().expect("an id")).expect("a UUID");
+    let patched = records
+        .patch(
+            &ctx,
+            "org_note",
+            id,
+            created["version"].as_u64().expect("a version"),
+            json!({"pinned": true, "title": "Budget approved"}),
+        )
+        .await?;
+    println!("  generic patch: {}", patched["title"]);
+    let page = records
+        .list(
+            &ctx,
+            "org_note",
+            &Query::new()
+                .filter(Filter::contains("title", "BUDGET"))
+                .limit(10),
+        )
+        .await?;
+    println!(
+        "  generic list of titles containing \"budget\": {} note(s)",
+        page.items.len()
+    );
+    // A bad body is a Validation error naming each bad field and the kind; nothing is
+    // written.
+    match records
+        .create(
+            &ctx,
+            "org_note",
+            json!({"organization": org.id, "title": 42, "body": "x", "colour": "red"}),
+        )
+        .await
+    {
+        Err(Error::Validation(v)) if v.has("title") && v.has("colour") => {
+            println!("  bad body: {v}")
+        }
+        other => panic!("expected a Validation error, got {other:?}"),
+    }
+    match records
+        .patch(
+            &ctx,
+            "org_note",
+            id,
+            patched["version"].as_u64().expect("a version"),
+            json!({"body": "x".repeat(10_001)}),
+        )
+        .await
+    {
+        Err(Error::Validation(v)) if v.has("body") => println!("  bad patch: {v}"),
+        other => panic!("expected a Validation error, got {other:?}"),
+    }
+
     let feed = crm.events_since(&ctx, 0, 100).await?;
     println!(
         "  feed: {:?}",
-        feed.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>()
+        feed.iter()
+            .map(|e| e.kind.as_str())
+            .filter(|k| k.starts_with("org_note."))
+            .collect::<Vec<_>>()
     );
     Ok(())
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
-    demo("memory:").await?;
+async fn main() -> crmkit::Result<()> {
+    demo("memory:", true).await?;
     let path = std::env::temp_dir().join(format!("crmkit-custom-module-{}.db", Uuid::now_v7()));
-    demo(&format!("sqlite://{}", path.display())).await?;
+    let outcome = demo(&format!("sqlite://{}", path.display()), false).await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    Ok(())
+    outcome
 }
