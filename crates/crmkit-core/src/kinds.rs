@@ -53,7 +53,23 @@ pub static TEAM_FIELDS: RecordFields = RecordFields {
     custom_column: None,
 };
 
-struct UserKind;
+/// A user of the tenant's directory (kind `user`), read through the generic record API;
+/// written only through [`crate::Directory::put_user`] (Admin). Listing users and reading a
+/// user's audit trail need Admin or Manager; one user by id is readable by everyone in the
+/// tenant.
+///
+/// | field | type | required | written by | personal | filter |
+/// |---|---|---|---|---|---|
+/// | `id` | `id` |  | crmkit |  | `id` |
+/// | `name` | `text(200)` |  | crmkit | yes | `name` |
+/// | `email` | `text(254)` |  | crmkit | yes | `email` |
+/// | `roles` | `list(choice(admin, manager, rep, read_only))` |  | crmkit |  |  |
+/// | `teams` | `list(reference(team))` |  | crmkit |  |  |
+/// | `active` | `bool` |  | crmkit |  | `active` |
+/// | `time_zone` | `text(64)` |  | crmkit |  |  |
+/// | `version` | `int` |  | crmkit |  |  |
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UserKind;
 
 impl TypedKind for UserKind {
     type Record = User;
@@ -145,7 +161,16 @@ fn decode_team(row: Vec<Value>) -> Result<Team> {
     })
 }
 
-struct TeamKind;
+/// A team (kind `team`), read through the generic record API; written only through
+/// [`crate::Directory::put_team`] (Admin). Readable by everyone in the tenant.
+///
+/// | field | type | required | written by | personal | filter |
+/// |---|---|---|---|---|---|
+/// | `id` | `id` |  | crmkit |  | `id` |
+/// | `name` | `text(200)` |  | crmkit |  | `name` |
+/// | `version` | `int` |  | crmkit |  |  |
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TeamKind;
 
 impl TypedKind for TeamKind {
     type Record = Team;
@@ -191,4 +216,28 @@ impl TypedKind for TeamKind {
 /// The kernel's kinds.
 pub(crate) fn handlers() -> Vec<Arc<dyn KindHandler>> {
     vec![typed(UserKind), typed(TeamKind)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::check_field_table;
+
+    fn doc_of(src: &str, item: &str) -> String {
+        let end = src.find(item).expect("item");
+        let before = &src[..end];
+        let start = before.rfind("\n\n").unwrap_or(0);
+        before[start..]
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("///"))
+            .map(|l| l.trim_start().to_owned() + "\n")
+            .collect()
+    }
+
+    #[test]
+    fn the_docs_list_every_field() {
+        let src = include_str!("kinds.rs");
+        check_field_table(&doc_of(src, "pub struct UserKind;"), &UserKind.describe()).unwrap();
+        check_field_table(&doc_of(src, "pub struct TeamKind;"), &TeamKind.describe()).unwrap();
+    }
 }

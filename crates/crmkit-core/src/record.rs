@@ -1278,12 +1278,39 @@ pub fn check_field_table(doc: &str, d: &KindDescription) -> std::result::Result<
         Err(format!(
             "the field table of {} does not match its description; it should read:\n{}",
             d.kind,
-            want.iter()
-                .map(|(n, t)| format!("| `{n}` | `{t}` |"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            field_table(d)
         ))
     }
+}
+
+/// A kind's fields as a Markdown table (name, type, required, who writes it, personal
+/// data, query name): what [`check_field_table`] expects in the kind's rustdoc.
+pub fn field_table(d: &KindDescription) -> String {
+    let mut out = String::from(
+        "| field | type | required | written by | personal | filter |\n|---|---|---|---|---|---|\n",
+    );
+    for f in &d.fields {
+        let access = match f.access {
+            FieldAccess::ReadWrite => "create, patch",
+            FieldAccess::CreateOnly => "create",
+            FieldAccess::ReadOnly => "crmkit",
+            FieldAccess::Computed => "computed",
+        };
+        out.push_str(&format!(
+            "| `{}` | `{}`{} | {} | {} | {} | {} |\n",
+            f.name,
+            type_name(&f.ty),
+            if f.nullable { " or null" } else { "" },
+            if f.required { "yes" } else { "" },
+            access,
+            if f.personal { "yes" } else { "" },
+            f.filter
+                .as_deref()
+                .map(|q| format!("`{q}`"))
+                .unwrap_or_default()
+        ));
+    }
+    out
 }
 
 /// Serialises a typed record to JSON.
