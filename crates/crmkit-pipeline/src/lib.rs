@@ -8,10 +8,14 @@
 //! record-level access, and writes one changeset (rows, audit entries, events). Lead
 //! conversion stages the contact, the organization and the deal it creates into one
 //! changeset with the lead's own update, so it is atomic on every backend.
+//!
+//! The record kinds `lead`, `deal`, `campaign` and `pipeline` are declared for the
+//! generic record API ([`kinds`]; a pipeline's stages are a field of the pipeline).
 
 pub mod campaign;
 pub mod currency;
 pub mod deal;
+pub mod kinds;
 pub mod lead;
 
 use crmkit_core::store::SchemaStep;
@@ -40,6 +44,10 @@ impl Module for PipelineModule {
             description: "pipelines, stages, deals, stage history, leads, campaigns, exchange rates",
             steps: tables.into_iter().map(SchemaStep::CreateTable).collect(),
         }]
+    }
+
+    fn record_kinds(&self) -> Vec<std::sync::Arc<dyn crmkit_core::record::KindHandler>> {
+        kinds::handlers()
     }
 
     fn event_kinds(&self) -> Vec<&'static str> {

@@ -112,7 +112,7 @@ pub struct Lead {
     pub owner: UserId,
     /// The owning team.
     pub team: Option<TeamId>,
-    /// The campaign that sourced it (stored as given; not checked).
+    /// The campaign that sourced it (one the actor could see when it was set).
     pub campaign: Option<CampaignId>,
     /// A score the host or automation sets.
     pub score: i64,
@@ -154,6 +154,7 @@ impl Lead {
 
 /// Input for a new lead.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NewLead {
     /// First name.
     pub first_name: String,
@@ -224,20 +225,26 @@ impl NewLead {
 /// A change to a lead: only `Some` fields change. Status, score, conversion links, ids,
 /// timestamps and version are not part of it (status and score have their own commands).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LeadPatch {
     /// First name.
     pub first_name: Option<String>,
     /// Last name.
     pub last_name: Option<String>,
     /// Job title (`Some(None)` clears it).
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub job_title: Option<Option<String>>,
     /// Company name.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub company: Option<Option<String>>,
     /// Company domain.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub domain: Option<Option<String>>,
     /// Company website.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub website: Option<Option<String>>,
     /// Company size.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub employee_count: Option<Option<i64>>,
     /// Emails (replacing all).
     pub emails: Option<Vec<String>>,
@@ -248,8 +255,10 @@ pub struct LeadPatch {
     /// Owner (Admin/Manager, or a Rep taking ownership themselves).
     pub owner: Option<UserId>,
     /// Team.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub team: Option<Option<TeamId>>,
     /// Campaign.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub campaign: Option<Option<CampaignId>>,
     /// Custom values to set (`Some`) or remove (`None`), by key.
     pub custom: BTreeMap<String, Option<CustomValue>>,
