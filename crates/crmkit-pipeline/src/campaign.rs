@@ -271,6 +271,33 @@ impl NewCampaign {
             ..Default::default()
         }
     }
+
+    setters! {
+        /// In this initial status.
+        set status: CampaignStatus;
+        /// With a first day.
+        some start_date: NaiveDate;
+        /// With a last day (not before the first).
+        some end_date: NaiveDate;
+        /// With a budget.
+        some budget: Money;
+        /// With an actual cost (in the budget's currency).
+        some actual_cost: Money;
+        /// With an expected revenue.
+        some expected_revenue: Money;
+        /// With a description.
+        some description: String;
+        /// Owned by this user.
+        some owner: UserId;
+        /// Owned by this team.
+        some team: TeamId;
+    }
+
+    /// With a custom value.
+    pub fn custom(mut self, key: impl Into<String>, value: CustomValue) -> Self {
+        self.custom.insert(key.into(), value);
+        self
+    }
 }
 
 /// A change to a campaign: `None` leaves a field alone; `Some(None)` clears an optional one.
@@ -308,6 +335,39 @@ pub struct CampaignPatch {
     pub team: Option<Option<TeamId>>,
     /// Custom values to set (`Some`) or remove (`None`), by key.
     pub custom: BTreeMap<String, Option<CustomValue>>,
+}
+
+impl CampaignPatch {
+    setters! {
+        /// New name.
+        some name: String;
+        /// New type.
+        some kind: CampaignKind;
+        /// New status (see the transitions in the module docs).
+        some status: CampaignStatus;
+        /// New first day (`None` clears it).
+        some start_date: Option<NaiveDate>;
+        /// New last day (`None` clears it).
+        some end_date: Option<NaiveDate>;
+        /// New budget (`None` clears it).
+        some budget: Option<Money>;
+        /// New actual cost (`None` clears it).
+        some actual_cost: Option<Money>;
+        /// New expected revenue (`None` clears it).
+        some expected_revenue: Option<Money>;
+        /// New description (`None` clears it).
+        some description: Option<String>;
+        /// New owner.
+        some owner: UserId;
+        /// New team (`None` clears it).
+        some team: Option<TeamId>;
+    }
+
+    /// Sets (`Some`) or removes (`None`) a custom value.
+    pub fn custom(mut self, key: impl Into<String>, value: Option<CustomValue>) -> Self {
+        self.custom.insert(key.into(), value);
+        self
+    }
 }
 
 /// A lead or contact in a campaign.

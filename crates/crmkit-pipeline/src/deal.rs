@@ -288,6 +288,41 @@ impl NewDeal {
             custom: CustomValues::new(),
         }
     }
+
+    setters! {
+        /// With an amount (not negative).
+        some amount: Money;
+        /// With an expected close date.
+        some expected_close: NaiveDate;
+        /// In this stage of the pipeline (not a lost one).
+        some stage: StageId;
+        /// Owned by this user.
+        some owner: UserId;
+        /// Owned by this team.
+        some team: TeamId;
+        /// For this organization.
+        some organization: OrganizationId;
+        /// From this source.
+        set source: Source;
+        /// Sourced by this campaign.
+        some campaign: CampaignId;
+        /// With a probability override (0-100).
+        some probability: u8;
+        /// With a next step.
+        some next_step: String;
+    }
+
+    /// With a contact in a role (added to the contact roles).
+    pub fn contact(mut self, contact: ContactId, role: DealRole) -> Self {
+        self.contacts.push((contact, role));
+        self
+    }
+
+    /// With a custom value.
+    pub fn custom(mut self, key: impl Into<String>, value: CustomValue) -> Self {
+        self.custom.insert(key.into(), value);
+        self
+    }
 }
 
 /// A deal.
@@ -514,8 +549,31 @@ pub struct NewPipeline {
     pub stages: Vec<NewStage>,
 }
 
+impl NewPipeline {
+    /// A pipeline with a name and no stages yet (add them with [`Self::stage`]).
+    pub fn named(name: impl Into<String>) -> Self {
+        NewPipeline {
+            name: name.into(),
+            currency: None,
+            stages: vec![],
+        }
+    }
+
+    setters! {
+        /// With a currency every deal amount must have.
+        some currency: crmkit_core::Currency;
+    }
+
+    /// With a stage after the ones given so far.
+    pub fn stage(mut self, stage: NewStage) -> Self {
+        self.stages.push(stage);
+        self
+    }
+}
+
 /// Changes to a stage (`None`: unchanged).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StagePatch {
     /// New name.
     pub name: Option<String>,
@@ -568,6 +626,39 @@ pub struct DealPatch {
     pub next_step: Option<Option<String>>,
     /// Custom values to set (`Some`) or remove (`None`).
     pub custom: BTreeMap<String, Option<CustomValue>>,
+}
+
+impl DealPatch {
+    setters! {
+        /// New title.
+        some title: String;
+        /// New amount (`None` clears it).
+        some amount: Option<Money>;
+        /// New expected close date (`None` clears it).
+        some expected_close: Option<NaiveDate>;
+        /// New owner.
+        some owner: UserId;
+        /// New team (`None` clears it).
+        some team: Option<TeamId>;
+        /// New organization (`None` clears it).
+        some organization: Option<OrganizationId>;
+        /// New contact roles (replacing the list).
+        some contacts: Vec<(ContactId, DealRole)>;
+        /// New source.
+        some source: Source;
+        /// New campaign (`None` clears it).
+        some campaign: Option<CampaignId>;
+        /// New probability override (`None` clears it).
+        some probability: Option<u8>;
+        /// New next step (`None` clears it).
+        some next_step: Option<String>;
+    }
+
+    /// Sets (`Some`) or removes (`None`) a custom value.
+    pub fn custom(mut self, key: impl Into<String>, value: Option<CustomValue>) -> Self {
+        self.custom.insert(key.into(), value);
+        self
+    }
 }
 
 /// Why a deal was lost: one of the tenant's managed reasons, or free text.

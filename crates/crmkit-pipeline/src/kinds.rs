@@ -597,4 +597,41 @@ mod tests {
         let p: DealPatch = serde_json::from_value(serde_json::json!({})).expect("empty");
         assert_eq!(p, DealPatch::default());
     }
+
+    #[test]
+    fn builders_set_what_they_name() {
+        use crate::deal::NewStage;
+        use crmkit_core::{ContactId, Currency, Money};
+        let pipeline = PipelineId::new();
+        let contact = ContactId::new();
+        let eur = Currency::parse("EUR").expect("EUR");
+        let amount = Money::parse("10", "EUR").expect("money");
+        let d = NewDeal::new("D", pipeline)
+            .amount(amount)
+            .probability(40)
+            .next_step("Call")
+            .contact(contact, DealRole::Champion);
+        assert_eq!(d.amount, Some(amount));
+        assert_eq!(d.probability, Some(40));
+        assert_eq!(d.next_step.as_deref(), Some("Call"));
+        assert_eq!(d.contacts, vec![(contact, DealRole::Champion)]);
+        let p = DealPatch::default()
+            .title("T")
+            .amount(None)
+            .probability(Some(5));
+        assert_eq!(p.title.as_deref(), Some("T"));
+        assert_eq!(p.amount, Some(None));
+        assert_eq!(p.probability, Some(Some(5)));
+        let l = NewLead::named("A", "B")
+            .score(3)
+            .status(LeadStatus::Qualified);
+        assert_eq!((l.score, l.status), (3, LeadStatus::Qualified));
+        let c = NewCampaign::named("C", CampaignKind::Email).budget(amount);
+        assert_eq!(c.budget, Some(amount));
+        let n = NewPipeline::named("P")
+            .currency(eur)
+            .stage(NewStage::open("Open", 10))
+            .stage(NewStage::won("Won"));
+        assert_eq!((n.currency, n.stages.len()), (Some(eur), 2));
+    }
 }

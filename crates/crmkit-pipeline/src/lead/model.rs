@@ -220,6 +220,35 @@ impl NewLead {
         self.domain = domain.map(str::to_owned);
         self
     }
+
+    setters! {
+        /// With a job title.
+        some job_title: String;
+        /// With a company website.
+        some website: String;
+        /// With a company size.
+        some employee_count: i64;
+        /// From this source.
+        set source: Source;
+        /// In this initial status (`disqualified` needs [`Self::disqualified_reason`]).
+        set status: LeadStatus;
+        /// With the reason of an initial `disqualified` status.
+        some disqualified_reason: String;
+        /// Owned by this user.
+        some owner: UserId;
+        /// Owned by this team.
+        some team: TeamId;
+        /// Sourced by this campaign (one the actor can see).
+        some campaign: CampaignId;
+        /// With an initial score.
+        set score: i64;
+    }
+
+    /// With a custom value.
+    pub fn custom(mut self, key: impl Into<String>, value: CustomValue) -> Self {
+        self.custom.insert(key.into(), value);
+        self
+    }
 }
 
 /// A change to a lead: only `Some` fields change. Status, score, conversion links, ids,
@@ -262,6 +291,43 @@ pub struct LeadPatch {
     pub campaign: Option<Option<CampaignId>>,
     /// Custom values to set (`Some`) or remove (`None`), by key.
     pub custom: BTreeMap<String, Option<CustomValue>>,
+}
+
+impl LeadPatch {
+    setters! {
+        /// New first name.
+        some first_name: String;
+        /// New last name.
+        some last_name: String;
+        /// New job title (`None` clears it).
+        some job_title: Option<String>;
+        /// New company name (`None` clears it).
+        some company: Option<String>;
+        /// New company domain (`None` clears it).
+        some domain: Option<String>;
+        /// New website (`None` clears it).
+        some website: Option<String>;
+        /// New company size (`None` clears it).
+        some employee_count: Option<i64>;
+        /// New emails (replacing all).
+        some emails: Vec<String>;
+        /// New phones (replacing all).
+        some phones: Vec<PhoneInput>;
+        /// New source.
+        some source: Source;
+        /// New owner.
+        some owner: UserId;
+        /// New team (`None` clears it).
+        some team: Option<TeamId>;
+        /// New campaign (`None` clears it).
+        some campaign: Option<CampaignId>;
+    }
+
+    /// Sets (`Some`) or removes (`None`) a custom value.
+    pub fn custom(mut self, key: impl Into<String>, value: Option<CustomValue>) -> Self {
+        self.custom.insert(key.into(), value);
+        self
+    }
 }
 
 /// Which contact a conversion links or creates.
