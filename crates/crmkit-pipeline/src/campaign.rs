@@ -26,10 +26,9 @@
 //!
 //! Leads and contacts join a campaign with a [`MemberStatus`] (targeted, sent, responded,
 //! converted; any status may be set at any time, so a host can correct one). A member must
-//! exist in the tenant and be visible to the actor: contacts are checked through
-//! [`crmkit_contacts::Contacts`]; leads are read from the lead table `pipeline_lead`
-//! (while that table is not part of the composed schema, lead members are accepted
-//! unchecked). Adding a member twice is a Duplicate. Removing a member deletes the
+//! be a live lead or contact of the tenant visible to the actor, checked by the one
+//! reference rule of [`crmkit_core::record::Records::visible`]: a hidden member is refused
+//! exactly like one that is deleted, another tenant's or does not exist. Adding a member twice is a Duplicate. Removing a member deletes the
 //! membership row; its audit entry keeps what it was.
 //!
 //! ## ROI inputs
@@ -51,16 +50,15 @@ use crmkit_core::service::{
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use crmkit_contacts::Contacts;
 use crmkit_core::query::RecordFields;
+use crmkit_core::record::reference_reason;
 use crmkit_core::store::{Aggregate, Cond, Measure, Select, TableDef, Value, Write};
 use crmkit_core::{
-    AuditChange, AuditEntry, CampaignId, Changeset, ContactId, Ctx, Currency, CustomSchema,
+    AuditChange, AuditEntry, CampaignId, CampaignMemberId, Changeset, Ctx, Currency, CustomSchema,
     CustomValue, CustomValues, Error, Money, NewEvent, Page, Query, RecordKind, RecordRef, Result,
     Store, TeamId, UserId, ValidationErrors, Visibility,
 };
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 pub use rows::{
     CAMPAIGN, CAMPAIGN_FIELDS, CAMPAIGN_MEMBER, CAMPAIGN_TABLE, MEMBER_FIELDS, MEMBER_TABLE,
@@ -236,6 +234,7 @@ pub struct Campaign {
 
 /// Input for a new campaign.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct NewCampaign {
     /// Name.
     pub name: String,
@@ -272,10 +271,38 @@ impl NewCampaign {
             ..Default::default()
         }
     }
+
+    setters! {
+        /// In this initial status.
+        set status: CampaignStatus;
+        /// With a first day.
+        some start_date: NaiveDate;
+        /// With a last day (not before the first).
+        some end_date: NaiveDate;
+        /// With a budget.
+        some budget: Money;
+        /// With an actual cost (in the budget's currency).
+        some actual_cost: Money;
+        /// With an expected revenue.
+        some expected_revenue: Money;
+        /// With a description.
+        some description: String;
+        /// Owned by this user.
+        some owner: UserId;
+        /// Owned by this team.
+        some team: TeamId;
+    }
+
+    /// With a custom value.
+    pub fn custom(mut self, key: impl Into<String>, value: CustomValue) -> Self {
+        self.custom.insert(key.into(), value);
+        self
+    }
 }
 
 /// A change to a campaign: `None` leaves a field alone; `Some(None)` clears an optional one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct CampaignPatch {
     /// New name.
     pub name: Option<String>,
@@ -284,30 +311,70 @@ pub struct CampaignPatch {
     /// New status (see the transitions in the module docs).
     pub status: Option<CampaignStatus>,
     /// New first day.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub start_date: Option<Option<NaiveDate>>,
     /// New last day.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub end_date: Option<Option<NaiveDate>>,
     /// New budget.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub budget: Option<Option<Money>>,
     /// New actual cost.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub actual_cost: Option<Option<Money>>,
     /// New expected revenue.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub expected_revenue: Option<Option<Money>>,
     /// New description.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub description: Option<Option<String>>,
     /// New owner.
     pub owner: Option<UserId>,
     /// New team.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub team: Option<Option<TeamId>>,
     /// Custom values to set (`Some`) or remove (`None`), by key.
     pub custom: BTreeMap<String, Option<CustomValue>>,
+}
+
+impl CampaignPatch {
+    setters! {
+        /// New name.
+        some name: String;
+        /// New type.
+        some kind: CampaignKind;
+        /// New status (see the transitions in the module docs).
+        some status: CampaignStatus;
+        /// New first day (`None` clears it).
+        some start_date: Option<NaiveDate>;
+        /// New last day (`None` clears it).
+        some end_date: Option<NaiveDate>;
+        /// New budget (`None` clears it).
+        some budget: Option<Money>;
+        /// New actual cost (`None` clears it).
+        some actual_cost: Option<Money>;
+        /// New expected revenue (`None` clears it).
+        some expected_revenue: Option<Money>;
+        /// New description (`None` clears it).
+        some description: Option<String>;
+        /// New owner.
+        some owner: UserId;
+        /// New team (`None` clears it).
+        some team: Option<TeamId>;
+    }
+
+    /// Sets (`Some`) or removes (`None`) a custom value.
+    pub fn custom(mut self, key: impl Into<String>, value: Option<CustomValue>) -> Self {
+        self.custom.insert(key.into(), value);
+        self
+    }
 }
 
 /// A lead or contact in a campaign.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CampaignMember {
     /// The membership's id.
-    pub id: Uuid,
+    pub id: CampaignMemberId,
     /// The campaign.
     pub campaign: CampaignId,
     /// The lead or contact.
@@ -749,49 +816,19 @@ impl Campaigns {
 
     // ----- members -----
 
-    /// Checks that `member` is a live lead or contact of the tenant visible to the actor;
-    /// pushes a Validation error on `member` otherwise.
+    /// Checks that `member` is a live lead or contact of the tenant visible to the actor
+    /// (the one reference rule, [`crmkit_core::record::Records::visible`]: a missing,
+    /// deleted, another tenant's and a hidden record give the same error); pushes a
+    /// Validation error on `member` otherwise.
     async fn check_member(
         &self,
         ctx: &Ctx,
         errs: &mut ValidationErrors,
         member: &RecordRef,
     ) -> Result<()> {
-        if member.kind == RecordKind::CONTACT {
-            match Contacts::from_checked(&self.store)
-                .get_contact(ctx, ContactId::from_uuid(member.id))
-                .await
-            {
-                Ok(_) => {}
-                Err(Error::NotFound { .. }) => {
-                    errs.push("member", "is not a contact of this tenant")
-                }
-                Err(e) => return Err(e),
-            }
-        } else if member.kind == RecordKind::LEAD {
-            let schema = self.store.backend().schema();
-            // Until the lead table is composed, lead members cannot be checked.
-            let Ok(table) = schema.table(LEAD_TABLE) else {
-                return Ok(());
-            };
-            let row = self
-                .store
-                .backend()
-                .get(ctx.tenant(), LEAD_TABLE, &[Value::Uuid(member.id)])
-                .await?;
-            let at = |r: &Vec<Value>, c: &str| table.position(c).map(|p| r[p].clone());
-            let ok = row.is_some_and(|r| {
-                let live = at(&r, "deleted_at").is_none_or(|v| v.is_null());
-                let owner = at(&r, "owner_id").and_then(|v| v.as_uuid());
-                let team = at(&r, "team_id").and_then(|v| v.as_uuid());
-                let visible = owner.is_none()
-                    || ctx
-                        .actor()
-                        .can_see(owner.map(UserId::from_uuid), team.map(TeamId::from_uuid));
-                live && visible
-            });
-            if !ok {
-                errs.push("member", "is not a lead of this tenant");
+        if member.kind == RecordKind::CONTACT || member.kind == RecordKind::LEAD {
+            if !self.store.records().visible(ctx, member).await? {
+                errs.push("member", reference_reason(&member.kind));
             }
         } else {
             errs.push(
@@ -841,17 +878,17 @@ impl Campaigns {
         let mut errs = ValidationErrors::new();
         self.check_member(ctx, &mut errs, &member).await?;
         errs.into_result()?;
-        let duplicate = |existing: Option<Uuid>| Error::Duplicate {
+        let duplicate = |existing: Option<CampaignMemberId>| Error::Duplicate {
             kind: CAMPAIGN_MEMBER,
             field: "member".into(),
-            existing: existing.map(|id| RecordRef::new(CAMPAIGN_MEMBER, id)),
+            existing: existing.map(RecordRef::from),
         };
         if let Some(m) = self.find_member(ctx, campaign, &member).await? {
             return Err(duplicate(Some(m.id)));
         }
         let now = ctx.now();
         let m = CampaignMember {
-            id: Uuid::now_v7(),
+            id: CampaignMemberId::new(),
             campaign,
             member,
             status,
@@ -859,7 +896,7 @@ impl Campaigns {
             updated_at: now,
             version: 1,
         };
-        let record = RecordRef::new(CAMPAIGN_MEMBER, m.id);
+        let record = RecordRef::from(m.id);
         let mut cs = Changeset::new(ctx);
         cs.writes.push(Write::Insert {
             table: MEMBER_TABLE,
@@ -925,11 +962,11 @@ impl Campaigns {
             version: old.version + 1,
             ..old.clone()
         };
-        let record = RecordRef::new(CAMPAIGN_MEMBER, old.id);
+        let record = RecordRef::from(old.id);
         let mut cs = Changeset::new(ctx);
         cs.writes.push(Write::Update {
             table: MEMBER_TABLE,
-            key: vec![Value::Uuid(old.id)],
+            key: vec![Value::Uuid(old.id.as_uuid())],
             set: vec![
                 ("status", Value::Text(status.as_str().into())),
                 ("updated_at", Value::timestamp(now)),
@@ -967,19 +1004,19 @@ impl Campaigns {
             .find_member(ctx, campaign, member)
             .await?
             .ok_or_else(|| Error::not_found(CAMPAIGN_MEMBER, member))?;
-        let record = RecordRef::new(CAMPAIGN_MEMBER, old.id);
+        let record = RecordRef::from(old.id);
         let mut cs = Changeset::new(ctx);
         // The version-guarded update makes a concurrent change a Conflict before the delete.
         cs.writes.push(Write::Update {
             table: MEMBER_TABLE,
-            key: vec![Value::Uuid(old.id)],
+            key: vec![Value::Uuid(old.id.as_uuid())],
             set: vec![("updated_at", Value::timestamp(ctx.now()))],
             expect_version: Some(old.version),
             record: record.clone(),
         });
         cs.writes.push(Write::Delete {
             table: MEMBER_TABLE,
-            key: vec![Value::Uuid(old.id)],
+            key: vec![Value::Uuid(old.id.as_uuid())],
         });
         let snapshot = json_text(&old);
         cs.audit.push(AuditChange {

@@ -27,8 +27,8 @@ use crmkit_core::event::decode_timestamp;
 use crmkit_core::store::{CmpOp, ColumnDef, ColumnType, Cond, OrderKey, Select, TableDef, Value};
 use crmkit_core::store::{IndexDef, Write};
 use crmkit_core::{
-    AuditChange, Changeset, Ctx, Currency, Error, Money, NewEvent, RecordKind, RecordRef, Result,
-    Role, Rounding, Store, ValidationErrors,
+    AuditChange, Changeset, Ctx, Currency, Error, ExchangeRateId, Money, NewEvent, RecordKind,
+    RecordRef, Result, Role, Rounding, Store, ValidationErrors,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -93,7 +93,7 @@ pub(crate) fn tables() -> Vec<TableDef> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExchangeRate {
     /// Its id (for audit entries and events).
-    pub id: Uuid,
+    pub id: ExchangeRateId,
     /// The currency converted from.
     pub currency: Currency,
     /// The currency converted to (the base currency when it was set).
@@ -402,13 +402,13 @@ impl Currencies {
                         ("updated_at", Value::timestamp(now)),
                     ],
                     expect_version: Some(o.version),
-                    record: RecordRef::new(EXCHANGE_RATE, o.id),
+                    record: RecordRef::from(o.id),
                 });
                 new
             }
             None => {
                 let new = ExchangeRate {
-                    id: Uuid::now_v7(),
+                    id: ExchangeRateId::new(),
                     currency,
                     base,
                     effective_from,
@@ -422,7 +422,7 @@ impl Currencies {
                         Value::Text(currency.code().into()),
                         Value::Text(base.code().into()),
                         Value::Text(date_text(effective_from)),
-                        Value::Uuid(new.id),
+                        Value::Uuid(new.id.as_uuid()),
                         Value::Text(rate.to_string()),
                         Value::timestamp(now),
                         Value::timestamp(now),
@@ -432,7 +432,7 @@ impl Currencies {
                 new
             }
         };
-        let record = RecordRef::new(EXCHANGE_RATE, new.id);
+        let record = RecordRef::from(new.id);
         cs.audit.push(AuditChange {
             record: record.clone(),
             field: "rate".into(),
@@ -447,7 +447,7 @@ impl Currencies {
         ));
         match self.store.commit(cs).await {
             Err(Error::Duplicate { .. }) => Err(Error::Conflict {
-                record: RecordRef::new(EXCHANGE_RATE, new.id),
+                record: RecordRef::from(new.id),
                 expected: 0,
                 actual: 1,
             }),
@@ -491,7 +491,7 @@ impl Currencies {
         let base = self.require_base_currency(ctx).await?;
         if currency == base {
             return Ok(ExchangeRate {
-                id: Uuid::nil(),
+                id: ExchangeRateId::from_uuid(Uuid::nil()),
                 currency,
                 base,
                 effective_from: NaiveDate::from_ymd_opt(1, 1, 1).unwrap_or(NaiveDate::MIN),
@@ -579,7 +579,7 @@ fn decode_rate(r: Vec<Value>) -> Result<ExchangeRate> {
             .as_text()
             .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
             .ok_or_else(|| bad("effective_from"))?,
-        id: r[3].as_uuid().ok_or_else(|| bad("id"))?,
+        id: ExchangeRateId::from_uuid(r[3].as_uuid().ok_or_else(|| bad("id"))?),
         rate: r[4]
             .as_text()
             .and_then(|s| Decimal::from_str_exact(s).ok())

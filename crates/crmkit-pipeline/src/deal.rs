@@ -29,12 +29,13 @@ use crmkit_core::service::{
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use crmkit_contacts::rows::{ORG_TABLE, PERSON_TABLE};
+use crmkit_core::record::reference_reason;
 use crmkit_core::store::{Cond, OrderKey, Select, TableDef, Value, Write};
 use crmkit_core::{
     AuditChange, AuditEntry, CampaignId, Changeset, ContactId, Ctx, CustomSchema, CustomValue,
-    CustomValues, DealId, Error, Filter, Money, NewEvent, OrganizationId, Page, PipelineId, Query,
-    RecordKind, RecordRef, Result, StageId, Store, TeamId, UserId, ValidationErrors,
+    CustomValues, DealId, Error, Filter, LostReasonId, Money, NewEvent, OrganizationId, Page,
+    PipelineId, Query, RecordKind, RecordRef, Result, StageId, Store, TeamId, UserId,
+    ValidationErrors,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -227,30 +228,43 @@ pub struct NewDeal {
     /// Title.
     pub title: String,
     /// Amount (not negative).
+    #[serde(default)]
     pub amount: Option<Money>,
     /// Expected close date.
+    #[serde(default)]
     pub expected_close: Option<NaiveDate>,
     /// The pipeline.
     pub pipeline: PipelineId,
     /// The stage (of that pipeline); its first stage when absent.
+    #[serde(default)]
     pub stage: Option<StageId>,
     /// Owner; the actor when absent.
+    #[serde(default)]
     pub owner: Option<UserId>,
     /// Owning team.
+    #[serde(default)]
     pub team: Option<TeamId>,
     /// The customer organization.
+    #[serde(default)]
     pub organization: Option<OrganizationId>,
     /// Contacts and their roles.
+    #[serde(default)]
     pub contacts: Vec<(ContactId, DealRole)>,
     /// Source.
+    #[serde(default)]
     pub source: Source,
     /// The campaign that sourced it.
+    #[serde(default)]
     pub campaign: Option<CampaignId>,
-    /// Probability override (0-100); the stage's when absent.
+    /// Probability override (0-100; the record's `probability_override`); the stage's
+    /// when absent.
+    #[serde(default, alias = "probability_override")]
     pub probability: Option<u8>,
     /// Next step.
+    #[serde(default)]
     pub next_step: Option<String>,
     /// Custom values.
+    #[serde(default)]
     pub custom: CustomValues,
 }
 
@@ -273,6 +287,41 @@ impl NewDeal {
             next_step: None,
             custom: CustomValues::new(),
         }
+    }
+
+    setters! {
+        /// With an amount (not negative).
+        some amount: Money;
+        /// With an expected close date.
+        some expected_close: NaiveDate;
+        /// In this stage of the pipeline (not a lost one).
+        some stage: StageId;
+        /// Owned by this user.
+        some owner: UserId;
+        /// Owned by this team.
+        some team: TeamId;
+        /// For this organization.
+        some organization: OrganizationId;
+        /// From this source.
+        set source: Source;
+        /// Sourced by this campaign.
+        some campaign: CampaignId;
+        /// With a probability override (0-100).
+        some probability: u8;
+        /// With a next step.
+        some next_step: String;
+    }
+
+    /// With a contact in a role (added to the contact roles).
+    pub fn contact(mut self, contact: ContactId, role: DealRole) -> Self {
+        self.contacts.push((contact, role));
+        self
+    }
+
+    /// With a custom value.
+    pub fn custom(mut self, key: impl Into<String>, value: CustomValue) -> Self {
+        self.custom.insert(key.into(), value);
+        self
     }
 }
 
@@ -312,7 +361,7 @@ pub struct Deal {
     /// Lost reason (when lost).
     pub lost_reason: Option<String>,
     /// The managed lost reason it was lost for, when one was picked from the list.
-    pub lost_reason_id: Option<Uuid>,
+    pub lost_reason_id: Option<LostReasonId>,
     /// When it was won.
     pub won_at: Option<DateTime<Utc>>,
     /// When it was lost.
@@ -440,8 +489,10 @@ pub struct NewStage {
     /// Kind.
     pub kind: StageKind,
     /// Rotting threshold in days (1 to 3650).
+    #[serde(default)]
     pub rotting_days: Option<u32>,
     /// Required fields (see [`Stage::required_fields`]).
+    #[serde(default)]
     pub required_fields: Vec<String>,
 }
 
@@ -492,13 +543,37 @@ pub struct NewPipeline {
     /// Name.
     pub name: String,
     /// A currency every deal amount must have, if any.
+    #[serde(default)]
     pub currency: Option<crmkit_core::Currency>,
     /// Stages in order (at least one open stage).
     pub stages: Vec<NewStage>,
 }
 
+impl NewPipeline {
+    /// A pipeline with a name and no stages yet (add them with [`Self::stage`]).
+    pub fn named(name: impl Into<String>) -> Self {
+        NewPipeline {
+            name: name.into(),
+            currency: None,
+            stages: vec![],
+        }
+    }
+
+    setters! {
+        /// With a currency every deal amount must have.
+        some currency: crmkit_core::Currency;
+    }
+
+    /// With a stage after the ones given so far.
+    pub fn stage(mut self, stage: NewStage) -> Self {
+        self.stages.push(stage);
+        self
+    }
+}
+
 /// Changes to a stage (`None`: unchanged).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StagePatch {
     /// New name.
     pub name: Option<String>,
@@ -507,6 +582,7 @@ pub struct StagePatch {
     /// New kind (only for a stage that holds no deals).
     pub kind: Option<StageKind>,
     /// New rotting threshold.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub rotting_days: Option<Option<u32>>,
     /// New required fields.
     pub required_fields: Option<Vec<String>>,
@@ -514,31 +590,75 @@ pub struct StagePatch {
 
 /// Changes to a deal (`None`: unchanged; `Some(None)`: cleared).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DealPatch {
     /// Title.
     pub title: Option<String>,
     /// Amount.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub amount: Option<Option<Money>>,
     /// Expected close date.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub expected_close: Option<Option<NaiveDate>>,
     /// Owner.
     pub owner: Option<UserId>,
     /// Team.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub team: Option<Option<TeamId>>,
     /// Organization.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub organization: Option<Option<OrganizationId>>,
     /// Contacts and roles (replacing the list).
     pub contacts: Option<Vec<(ContactId, DealRole)>>,
     /// Source.
     pub source: Option<Source>,
     /// Campaign.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub campaign: Option<Option<CampaignId>>,
-    /// Probability override (0-100).
+    /// Probability override (0-100; the record's `probability_override`).
+    #[serde(
+        alias = "probability_override",
+        deserialize_with = "crmkit_core::record::double_option"
+    )]
     pub probability: Option<Option<u8>>,
     /// Next step.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub next_step: Option<Option<String>>,
     /// Custom values to set (`Some`) or remove (`None`).
     pub custom: BTreeMap<String, Option<CustomValue>>,
+}
+
+impl DealPatch {
+    setters! {
+        /// New title.
+        some title: String;
+        /// New amount (`None` clears it).
+        some amount: Option<Money>;
+        /// New expected close date (`None` clears it).
+        some expected_close: Option<NaiveDate>;
+        /// New owner.
+        some owner: UserId;
+        /// New team (`None` clears it).
+        some team: Option<TeamId>;
+        /// New organization (`None` clears it).
+        some organization: Option<OrganizationId>;
+        /// New contact roles (replacing the list).
+        some contacts: Vec<(ContactId, DealRole)>;
+        /// New source.
+        some source: Source;
+        /// New campaign (`None` clears it).
+        some campaign: Option<CampaignId>;
+        /// New probability override (`None` clears it).
+        some probability: Option<u8>;
+        /// New next step (`None` clears it).
+        some next_step: Option<String>;
+    }
+
+    /// Sets (`Some`) or removes (`None`) a custom value.
+    pub fn custom(mut self, key: impl Into<String>, value: Option<CustomValue>) -> Self {
+        self.custom.insert(key.into(), value);
+        self
+    }
 }
 
 /// Why a deal was lost: one of the tenant's managed reasons, or free text.
@@ -546,7 +666,7 @@ pub struct DealPatch {
 #[serde(rename_all = "snake_case")]
 pub enum LostReasonInput {
     /// A reason of [`Deals::lost_reasons`].
-    Listed(Uuid),
+    Listed(LostReasonId),
     /// Free text (1 to 500 characters).
     Text(String),
 }
@@ -555,7 +675,7 @@ pub enum LostReasonInput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LostReason {
     /// Id.
-    pub id: Uuid,
+    pub id: LostReasonId,
     /// Name (unique per tenant, ignoring case).
     pub name: String,
     /// Created.
@@ -668,31 +788,33 @@ impl Deals {
             .await
     }
 
-    /// Whether a live row with this id exists in a contacts table (`deleted_at` at `del`).
-    async fn live_in(&self, ctx: &Ctx, table: &str, id: Uuid, del: usize) -> Result<bool> {
-        let row = self
-            .store
-            .backend()
-            .get(ctx.tenant(), table, &[Value::Uuid(id)])
-            .await?;
-        Ok(row.is_some_and(|r| r[del].is_null()))
+    /// Whether the actor may refer to `r`: staged in the same changeset, or live and
+    /// visible ([`crmkit_core::record::Records::visible`], the one reference rule: a
+    /// missing, deleted, another tenant's or hidden record are all refused alike).
+    async fn may_refer(&self, ctx: &Ctx, r: &RecordRef, staged: &[RecordRef]) -> Result<bool> {
+        Ok(staged.contains(r) || self.store.records().visible(ctx, r).await?)
     }
 
-    /// Checks the organization and contacts of a deal (existence in the tenant, unless
-    /// staged in the same changeset; no contact twice).
+    /// Checks the organization, contacts and campaign of a deal (each visible to the
+    /// actor, unless staged in the same changeset; no contact twice).
     async fn check_links(
         &self,
         ctx: &Ctx,
         errs: &mut ValidationErrors,
         organization: Option<OrganizationId>,
         contacts: &[(ContactId, DealRole)],
+        campaign: Option<CampaignId>,
         staged: &[RecordRef],
     ) -> Result<()> {
-        if let Some(o) = organization {
-            let r = RecordRef::from(o);
-            if !staged.contains(&r) && !self.live_in(ctx, ORG_TABLE, o.as_uuid(), 19).await? {
-                errs.push("organization", "is not an organization of this tenant");
-            }
+        if let Some(o) = organization
+            && !self.may_refer(ctx, &RecordRef::from(o), staged).await?
+        {
+            errs.push("organization", reference_reason(&RecordKind::ORGANIZATION));
+        }
+        if let Some(c) = campaign
+            && !self.may_refer(ctx, &RecordRef::from(c), staged).await?
+        {
+            errs.push("campaign", reference_reason(&CampaignId::kind()));
         }
         if contacts.len() > 100 {
             errs.push("contacts", "at most 100 contacts per deal");
@@ -704,9 +826,11 @@ impl Deals {
                 errs.push(format!("contacts[{i}]"), "is listed twice");
                 continue;
             }
-            let r = RecordRef::from(*c);
-            if !staged.contains(&r) && !self.live_in(ctx, PERSON_TABLE, c.as_uuid(), 24).await? {
-                errs.push(format!("contacts[{i}]"), "is not a contact of this tenant");
+            if !self.may_refer(ctx, &RecordRef::from(*c), staged).await? {
+                errs.push(
+                    format!("contacts[{i}]"),
+                    reference_reason(&RecordKind::CONTACT),
+                );
             }
         }
         Ok(())
@@ -812,8 +936,10 @@ impl Deals {
 
     /// Validates a new deal and adds its writes to `cs` without committing (lead
     /// conversion uses it). Contacts and the organization may be staged in the same
-    /// changeset: pass their ids, and list them in `staged` so that existence checks
-    /// accept them.
+    /// changeset: pass their ids, and list them in `staged` so that the reference checks
+    /// accept them (conversion also lists the lead's campaign, which the deal inherits as
+    /// the lead has it). Every other reference must be visible to the actor
+    /// ([`crmkit_core::record::Records::visible`]).
     pub async fn stage_deal(
         &self,
         ctx: &Ctx,
@@ -827,7 +953,7 @@ impl Deals {
         let pipeline = match self.load_pipeline(ctx, input.pipeline).await {
             Ok(p) => Some(p),
             Err(Error::NotFound { .. }) => {
-                errs.push("pipeline", "is not a pipeline of this tenant");
+                errs.push("pipeline", reference_reason(&PIPELINE_KIND));
                 None
             }
             Err(e) => return Err(e),
@@ -891,8 +1017,15 @@ impl Deals {
         OwnerChecks::new()
             .check(&self.store, ctx, &mut errs, owner, input.team)
             .await?;
-        self.check_links(ctx, &mut errs, deal.organization, &deal.contacts, staged)
-            .await?;
+        self.check_links(
+            ctx,
+            &mut errs,
+            deal.organization,
+            &deal.contacts,
+            deal.campaign,
+            staged,
+        )
+        .await?;
         errs.into_result()?;
         let stage = stage.expect("validated");
         deal.probability = Self::effective_probability(&deal, &stage);
@@ -1081,9 +1214,15 @@ impl Deals {
                 .check(&self.store, ctx, &mut errs, new.owner, new.team)
                 .await?;
         }
-        if patch.organization.is_some() || patch.contacts.is_some() {
+        if patch.organization.is_some() || patch.contacts.is_some() || patch.campaign.is_some() {
+            // Only new references are checked: a link the deal already has stays valid.
             let orgs = if new.organization != old.organization {
                 new.organization
+            } else {
+                None
+            };
+            let campaign = if new.campaign != old.campaign {
+                new.campaign
             } else {
                 None
             };
@@ -1099,7 +1238,7 @@ impl Deals {
                     errs.push(format!("contacts[{i}]"), "is listed twice");
                 }
             }
-            self.check_links(ctx, &mut errs, orgs, &contacts, &[])
+            self.check_links(ctx, &mut errs, orgs, &contacts, campaign, &[])
                 .await?;
         }
         errs.into_result()?;
@@ -1122,7 +1261,7 @@ impl Deals {
         ctx: &Ctx,
         errs: &mut ValidationErrors,
         r: &LostReasonInput,
-    ) -> Result<Option<(String, Option<Uuid>)>> {
+    ) -> Result<Option<(String, Option<LostReasonId>)>> {
         match r {
             LostReasonInput::Text(t) => {
                 if errs
@@ -1138,7 +1277,11 @@ impl Deals {
                 let row = self
                     .store
                     .backend()
-                    .get(ctx.tenant(), LOST_REASON_TABLE, &[Value::Uuid(*id)])
+                    .get(
+                        ctx.tenant(),
+                        LOST_REASON_TABLE,
+                        &[Value::Uuid(id.as_uuid())],
+                    )
                     .await?;
                 match row {
                     Some(r) => {
@@ -1146,7 +1289,7 @@ impl Deals {
                         Ok(Some((l.name, Some(l.id))))
                     }
                     None => {
-                        errs.push("lost_reason", "is not a lost reason of this tenant");
+                        errs.push("lost_reason", reference_reason(&LOST_REASON_KIND));
                         Ok(None)
                     }
                 }
@@ -1300,7 +1443,7 @@ impl Deals {
             Err(Error::NotFound { .. }) => {
                 return Err(Error::validation(
                     "pipeline",
-                    "is not a pipeline of this tenant",
+                    reference_reason(&PIPELINE_KIND),
                 ));
             }
             Err(e) => return Err(e),
@@ -1517,11 +1660,11 @@ impl Deals {
         pipelines::require_manage(ctx, "add lost reason")?;
         crmkit_core::text::check_text("name", name, 200, true)?;
         let l = LostReason {
-            id: Uuid::now_v7(),
+            id: LostReasonId::new(),
             name: name.trim().to_owned(),
             created_at: ctx.now(),
         };
-        let record = RecordRef::new(LOST_REASON_KIND, l.id);
+        let record = RecordRef::from(l.id);
         let mut cs = Changeset::new(ctx);
         cs.writes.push(Write::Insert {
             table: LOST_REASON_TABLE,
@@ -1546,7 +1689,7 @@ impl Deals {
                     .await?
                     .into_iter()
                     .find(|x| crmkit_core::text::fold(&x.name) == crmkit_core::text::fold(&l.name))
-                    .map(|x| RecordRef::new(LOST_REASON_KIND, x.id));
+                    .map(|x| RecordRef::from(x.id));
                 Err(Error::Duplicate {
                     kind: LOST_REASON_KIND,
                     field: "name".into(),
@@ -1566,20 +1709,24 @@ impl Deals {
     }
 
     /// Removes a managed lost reason (Admin or Manager). Deals lost for it keep its text.
-    pub async fn remove_lost_reason(&self, ctx: &Ctx, id: Uuid) -> Result<()> {
+    pub async fn remove_lost_reason(&self, ctx: &Ctx, id: LostReasonId) -> Result<()> {
         pipelines::require_manage(ctx, "remove lost reason")?;
         let row = self
             .store
             .backend()
-            .get(ctx.tenant(), LOST_REASON_TABLE, &[Value::Uuid(id)])
+            .get(
+                ctx.tenant(),
+                LOST_REASON_TABLE,
+                &[Value::Uuid(id.as_uuid())],
+            )
             .await?
             .ok_or_else(|| Error::not_found(LOST_REASON_KIND, id))?;
         let l = rows::decode_lost_reason(row)?;
-        let record = RecordRef::new(LOST_REASON_KIND, id);
+        let record = RecordRef::from(id);
         let mut cs = Changeset::new(ctx);
         cs.writes.push(Write::Delete {
             table: LOST_REASON_TABLE,
-            key: vec![Value::Uuid(id)],
+            key: vec![Value::Uuid(id.as_uuid())],
         });
         cs.audit.push(AuditChange {
             record: record.clone(),

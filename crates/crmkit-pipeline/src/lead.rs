@@ -64,11 +64,12 @@ use crmkit_core::service::{
 
 use crmkit_contacts::Contacts;
 use crmkit_core::lookup::{self, LookupKind};
+use crmkit_core::record::reference_reason;
 use crmkit_core::store::{TableDef, Value, Write};
 use crmkit_core::text::{check_text, fold};
 use crmkit_core::{
-    AuditEntry, Changeset, Ctx, CustomSchema, Error, LeadId, NewEvent, Page, Query, RecordKind,
-    RecordRef, Result, Store, ValidationErrors,
+    AuditEntry, CampaignId, Changeset, Ctx, CustomSchema, Error, LeadId, NewEvent, Page, Query,
+    RecordKind, RecordRef, Result, Store, ValidationErrors,
 };
 
 pub use model::*;
@@ -286,11 +287,34 @@ impl Leads {
         Ok(new)
     }
 
+    /// Whether the actor may refer to `r`: the one reference rule of
+    /// [`crmkit_core::record::Records::visible`] (missing, deleted, another tenant's and
+    /// hidden records are refused alike).
+    pub(crate) async fn may_refer(&self, ctx: &Ctx, r: &RecordRef) -> Result<bool> {
+        self.store.records().visible(ctx, r).await
+    }
+
+    /// Pushes the reference error of `campaign` unless the actor may refer to it.
+    async fn check_campaign(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        campaign: Option<CampaignId>,
+    ) -> Result<()> {
+        if let Some(c) = campaign
+            && !self.may_refer(ctx, &RecordRef::from(c)).await?
+        {
+            errs.push("campaign", reference_reason(&CampaignId::kind()));
+        }
+        Ok(())
+    }
+
     // ----- commands -----
 
     /// Creates a lead. Every bad field is reported at once; a `converted` status is
     /// refused (conversion is [`Leads::convert`]), a `disqualified` one needs a reason.
-    /// The campaign is stored as given.
+    /// The campaign must be one the actor can see (a hidden, deleted or missing campaign
+    /// is the same Validation error on `campaign`).
     pub async fn create(&self, ctx: &Ctx, input: NewLead) -> Result<Lead> {
         ctx.actor().require_write("create lead")?;
         let custom = self.custom_schema(ctx).await?;
@@ -331,6 +355,7 @@ impl Leads {
             errs.push("status", "a lead becomes converted only through conversion");
         }
         errs.check(custom.validate(&lead.custom));
+        self.check_campaign(ctx, &mut errs, lead.campaign).await?;
         OwnerChecks::new()
             .check(&self.store, ctx, &mut errs, lead.owner, lead.team)
             .await?;
@@ -401,7 +426,11 @@ impl Leads {
         if let Some(v) = patch.source {
             new.source = v;
         }
-        if let Some(v) = patch.campaign {
+        if let Some(v) = patch.campaign
+            && v != old.campaign
+        {
+            // Only a new campaign is checked: the one the lead has stays valid.
+            self.check_campaign(ctx, &mut errs, v).await?;
             new.campaign = v;
         }
         check_fields(&mut errs, &mut new);

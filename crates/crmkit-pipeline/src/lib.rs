@@ -8,10 +8,37 @@
 //! record-level access, and writes one changeset (rows, audit entries, events). Lead
 //! conversion stages the contact, the organization and the deal it creates into one
 //! changeset with the lead's own update, so it is atomic on every backend.
+//!
+//! The record kinds `lead`, `deal`, `campaign` and `pipeline` are declared for the
+//! generic record API ([`kinds`]; a pipeline's stages are a field of the pipeline).
+
+/// Chainable setters of an input's fields, named like the fields: `some` fields are
+/// `Option`s set to `Some(value)` (for a patch's `Option<Option<T>>`, pass `None` to
+/// clear), `set` fields take the value.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $how:ident $name:ident: $ty:ty;)*) => {
+        $(setters!(@one $(#[$doc])* $how $name: $ty);)*
+    };
+    (@one $(#[$doc:meta])* some $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: impl Into<$ty>) -> Self {
+            self.$name = Some(value.into());
+            self
+        }
+    };
+    (@one $(#[$doc:meta])* set $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: impl Into<$ty>) -> Self {
+            self.$name = value.into();
+            self
+        }
+    };
+}
 
 pub mod campaign;
 pub mod currency;
 pub mod deal;
+pub mod kinds;
 pub mod lead;
 
 use crmkit_core::store::SchemaStep;
@@ -40,6 +67,10 @@ impl Module for PipelineModule {
             description: "pipelines, stages, deals, stage history, leads, campaigns, exchange rates",
             steps: tables.into_iter().map(SchemaStep::CreateTable).collect(),
         }]
+    }
+
+    fn record_kinds(&self) -> Vec<std::sync::Arc<dyn crmkit_core::record::KindHandler>> {
+        kinds::handlers()
     }
 
     fn event_kinds(&self) -> Vec<&'static str> {

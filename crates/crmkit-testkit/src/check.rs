@@ -108,3 +108,17 @@ pub fn expect_denied<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> Ch
         ))),
     }
 }
+
+/// The `(field, reason)` pairs of a Validation error, or `None` for anything else (to
+/// compare the error of a reference to a hidden record with that of a missing one).
+pub fn validation_reasons<T>(r: &crmkit_core::Result<T>) -> Option<Vec<(String, String)>> {
+    match r {
+        Err(Error::Validation(v)) => Some(
+            v.errors
+                .iter()
+                .map(|e| (e.field.clone(), e.reason.clone()))
+                .collect(),
+        ),
+        _ => None,
+    }
+}

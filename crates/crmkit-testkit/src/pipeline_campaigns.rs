@@ -13,7 +13,7 @@
 //! [`atomicity`] injects faults into the backend: do not run it concurrently with other
 //! checks on the same store.
 
-use crate::check::{At, CheckResult, Failure, expect_validation};
+use crate::check::{At, CheckResult, Failure, expect_validation, validation_reasons};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -30,7 +30,8 @@ use crmkit_pipeline::campaign::{
     AttributedDeals, Campaign, CampaignKind, CampaignMember, CampaignPatch, CampaignStatus,
     Campaigns, DEAL_TABLE, LEAD_TABLE, MemberStatus, NewCampaign,
 };
-use crmkit_pipeline::currency::{Currencies, EXCHANGE_RATE, convert_with};
+use crmkit_pipeline::currency::{Currencies, convert_with};
+use crmkit_pipeline::lead::{Leads, NewLead};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -718,7 +719,7 @@ pub async fn rates_by_date(store: &Store) -> CheckResult {
     ensure_eq!(second.id, first.id, "same rate record");
     let audit = f
         .store
-        .audit_of(a, &RecordRef::new(EXCHANGE_RATE, first.id))
+        .audit_of(a, &RecordRef::from(first.id))
         .await
         .at("audit")?;
     ensure_eq!(
@@ -1044,14 +1045,8 @@ pub async fn members(store: &Store) -> CheckResult {
             what,
         )?;
     }
-    // Leads: checked against the lead table.
-    let lead_table = f
-        .store
-        .backend()
-        .schema()
-        .table(LEAD_TABLE)
-        .at("lead table")?
-        .clone();
+    // Leads: checked by the same reference rule.
+    let leads = Leads::new(store).at("Leads::new")?;
     expect_validation(
         c.add_member(
             a,
@@ -1063,22 +1058,16 @@ pub async fn members(store: &Store) -> CheckResult {
         "member",
         "a lead that does not exist",
     )?;
-    // A lead row of another tenant.
-    let foreign_lead = Uuid::now_v7();
-    insert_rows(
-        &g,
-        &lead_table,
-        vec![vec![
-            ("id", Value::Uuid(foreign_lead)),
-            ("owner_id", Value::Uuid(g.admin.actor().user.as_uuid())),
-        ]],
-    )
-    .await?;
+    // A lead of another tenant.
+    let foreign_lead = leads
+        .create(&g.admin, NewLead::named("Other", "Tenant"))
+        .await
+        .at("foreign lead")?;
     expect_validation(
         c.add_member(
             a,
             camp.id,
-            RecordRef::new(RecordKind::LEAD, foreign_lead),
+            RecordRef::from(foreign_lead.id),
             MemberStatus::Targeted,
         )
         .await,
@@ -1086,24 +1075,13 @@ pub async fn members(store: &Store) -> CheckResult {
         "a lead of another tenant",
     )?;
     ensure_eq!(snapshot(&f).await?, before, "bad members write nothing");
-    let lead = Uuid::now_v7();
-    insert_rows(
-        &f,
-        &lead_table,
-        vec![vec![
-            ("id", Value::Uuid(lead)),
-            ("owner_id", Value::Uuid(f.admin.actor().user.as_uuid())),
-        ]],
-    )
-    .await?;
-    c.add_member(
-        a,
-        camp.id,
-        RecordRef::new(RecordKind::LEAD, lead),
-        MemberStatus::Sent,
-    )
-    .await
-    .at("add a lead")?;
+    let lead = leads
+        .create(a, NewLead::named("Lead", "Member"))
+        .await
+        .at("lead")?;
+    c.add_member(a, camp.id, RecordRef::from(lead.id), MemberStatus::Sent)
+        .await
+        .at("add a lead")?;
     // Members of a deleted campaign are out of reach.
     let del = c.delete(a, camp.id, camp.version).await.at("delete")?;
     expect_variant(
@@ -1652,6 +1630,105 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// The one reference rule for campaign members: as a Rep adding members to the Rep's own
+/// campaign, a contact or lead hidden from the Rep, a deleted one and another tenant's
+/// are refused with exactly the error of one that does not exist, and nothing is written;
+/// a contact and a lead the Rep sees are added.
+pub async fn member_references(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let g = setup(store).await?;
+    let (c, _) = apis(&f)?;
+    let leads = Leads::new(store).at("Leads::new")?;
+    let rep = &f.rep_y;
+    let camp = c
+        .create(rep, NewCampaign::named("Rep's", CampaignKind::Email))
+        .await
+        .at("rep's campaign")?;
+    let contact = |ctx: &Ctx, name: &'static str| {
+        let api = f.contacts.clone();
+        let ctx = ctx.clone();
+        async move {
+            api.create_contact(&ctx, NewContact::named(name, "Member"))
+                .await
+                .at("contact")
+        }
+    };
+    let lead = |ctx: &Ctx, name: &'static str| {
+        let api = leads.clone();
+        let ctx = ctx.clone();
+        async move {
+            api.create(&ctx, NewLead::named(name, "Member"))
+                .await
+                .at("lead")
+        }
+    };
+    let hidden_c = contact(&f.admin, "Hidden").await?;
+    let gone_c = contact(rep, "Gone").await?;
+    f.contacts
+        .delete_contact(rep, gone_c.id, gone_c.version)
+        .await
+        .at("delete contact")?;
+    let foreign_c = g
+        .contacts
+        .create_contact(&g.admin, NewContact::named("Foreign", "Member"))
+        .await
+        .at("foreign contact")?;
+    let hidden_l = lead(&f.admin, "Hidden").await?;
+    let gone_l = lead(rep, "Gone").await?;
+    leads
+        .delete(rep, gone_l.id, gone_l.version)
+        .await
+        .at("delete lead")?;
+    let foreign_l = leads
+        .create(&g.admin, NewLead::named("Foreign", "Member"))
+        .await
+        .at("foreign lead")?;
+    let before = snapshot(&f).await?;
+    for (missing, others) in [
+        (
+            RecordRef::from(crmkit_core::ContactId::new()),
+            [
+                ("a hidden contact", RecordRef::from(hidden_c.id)),
+                ("a deleted contact", RecordRef::from(gone_c.id)),
+                ("another tenant's contact", RecordRef::from(foreign_c.id)),
+            ],
+        ),
+        (
+            RecordRef::from(crmkit_core::LeadId::new()),
+            [
+                ("a hidden lead", RecordRef::from(hidden_l.id)),
+                ("a deleted lead", RecordRef::from(gone_l.id)),
+                ("another tenant's lead", RecordRef::from(foreign_l.id)),
+            ],
+        ),
+    ] {
+        let none = validation_reasons(
+            &c.add_member(rep, camp.id, missing.clone(), MemberStatus::Targeted)
+                .await,
+        );
+        ensure!(
+            none.as_ref()
+                .is_some_and(|v| v.iter().any(|(f, _)| f == "member")),
+            "a missing {}: {none:?}",
+            missing.kind
+        );
+        for (what, m) in others {
+            let got =
+                validation_reasons(&c.add_member(rep, camp.id, m, MemberStatus::Targeted).await);
+            ensure_eq!(got, none, "{what} vs a missing {}", missing.kind);
+        }
+    }
+    ensure_eq!(snapshot(&f).await?, before, "refused members wrote nothing");
+    let mine_c = contact(rep, "Mine").await?;
+    let mine_l = lead(rep, "Mine").await?;
+    for m in [RecordRef::from(mine_c.id), RecordRef::from(mine_l.id)] {
+        c.add_member(rep, camp.id, m, MemberStatus::Targeted)
+            .await
+            .at("a member the rep sees")?;
+    }
+    Ok(())
+}
+
 /// No context without a tenant; the APIs need the pipeline module.
 pub async fn composition(store: &Store) -> CheckResult {
     ensure!(
@@ -1717,5 +1794,6 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         roi_inputs,
         atomicity,
         composition,
+        member_references,
     ]
 }

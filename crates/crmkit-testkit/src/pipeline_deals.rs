@@ -7,7 +7,7 @@
 //! tests [`history_properties`] and [`weighted_totals`] are sync (they own a tokio
 //! runtime). [`atomicity`] injects faults into the backend: run it alone on its store.
 
-use crate::check::{At, CheckResult, Failure, expect_validation};
+use crate::check::{At, CheckResult, Failure, expect_validation, validation_reasons};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -15,12 +15,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
-use crmkit_contacts::NewContact;
+use crmkit_contacts::{NewContact, NewOrganization};
 use crmkit_core::store::Cond;
 use crmkit_core::{
-    Actor, Ctx, CustomFieldDef, CustomFieldType, CustomValue, Error, Filter, ManualClock, Money,
-    Query, RecordKind, RecordRef, Role, Store, TenantId, UserId,
+    Actor, ContactId, Ctx, CustomFieldDef, CustomFieldType, CustomValue, Error, Filter,
+    ManualClock, Money, Query, RecordKind, RecordRef, Role, Store, TenantId, UserId,
 };
+use crmkit_pipeline::campaign::{CampaignKind, Campaigns, NewCampaign};
 use crmkit_pipeline::deal::{
     Deal, DealPatch, DealRole, Deals, LostReasonInput, NewDeal, NewPipeline, NewStage, Pipeline,
     StageKind, StagePatch, parse_close_date,
@@ -676,7 +677,7 @@ pub async fn close_and_reopen(store: &Store) -> CheckResult {
             deal.id,
             deal.version,
             lost,
-            Some(LostReasonInput::Listed(uuid::Uuid::now_v7())),
+            Some(LostReasonInput::Listed(crmkit_core::LostReasonId::new())),
         ),
         "lost_reason",
         "an unknown managed reason",
@@ -1685,7 +1686,156 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         visibility,
         analytics_queries,
         atomicity,
+        reference_rule,
     ]
+}
+
+/// The one reference rule for a deal's references, typed: as a Rep, a deal whose contact
+/// roles name a contact hidden from the Rep, a deleted one or another tenant's fails with
+/// exactly the error of one naming a contact that does not exist, on create and on
+/// update; so does an organization or a campaign hidden from the Rep. Nothing is written;
+/// records the Rep sees are accepted.
+pub async fn reference_rule(store: &Store) -> CheckResult {
+    let d = setup(store).await?;
+    let f = &d.f;
+    let other = crate::contacts::setup(store).await?;
+    let rep = &f.rep_y;
+    let campaigns = Campaigns::new(store).at("Campaigns::new")?;
+    let contact = |ctx: &Ctx, name: &'static str| {
+        let c = f.contacts.clone();
+        let ctx = ctx.clone();
+        async move {
+            c.create_contact(&ctx, NewContact::named(name, "Ref"))
+                .await
+                .at("contact")
+        }
+    };
+    let hidden = contact(&f.admin, "Hidden").await?;
+    let gone = contact(rep, "Gone").await?;
+    f.contacts
+        .delete_contact(rep, gone.id, gone.version)
+        .await
+        .at("delete contact")?;
+    let foreign = other
+        .contacts
+        .create_contact(&other.admin, NewContact::named("Foreign", "Ref"))
+        .await
+        .at("foreign contact")?;
+    let mine = contact(rep, "Mine").await?;
+    let hidden_org = f
+        .contacts
+        .create_organization(&f.admin, NewOrganization::named("Hidden Org"))
+        .await
+        .at("hidden organization")?;
+    let hidden_campaign = campaigns
+        .create(&f.admin, NewCampaign::named("Hidden", CampaignKind::Email))
+        .await
+        .at("hidden campaign")?;
+    let deal = d
+        .deals
+        .create_deal(rep, NewDeal::new("Rep's deal", d.default.id))
+        .await
+        .at("rep's deal")?;
+    let with_contact = |c: ContactId| {
+        let mut n = NewDeal::new("Roles", d.default.id);
+        n.contacts = vec![(mine.id, DealRole::Champion), (c, DealRole::DecisionMaker)];
+        n
+    };
+    let roles_patch = |c: ContactId| DealPatch {
+        contacts: Some(vec![
+            (mine.id, DealRole::Champion),
+            (c, DealRole::DecisionMaker),
+        ]),
+        ..Default::default()
+    };
+    let before = snapshot(f).await?;
+    let missing = ContactId::new();
+    let none_create = validation_reasons(&d.deals.create_deal(rep, with_contact(missing)).await);
+    let none_update = validation_reasons(
+        &d.deals
+            .update_deal(rep, deal.id, deal.version, roles_patch(missing))
+            .await,
+    );
+    ensure!(
+        none_create
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|(f, _)| f == "contacts[1]")),
+        "a missing contact in the roles: {none_create:?}"
+    );
+    ensure!(
+        none_update.is_some(),
+        "a missing contact in updated roles: {none_update:?}"
+    );
+    for (what, id) in [
+        ("hidden", hidden.id),
+        ("deleted", gone.id),
+        ("another tenant's", foreign.id),
+    ] {
+        let got = validation_reasons(&d.deals.create_deal(rep, with_contact(id)).await);
+        ensure_eq!(
+            got,
+            none_create,
+            "create with a {what} contact in the roles vs a missing one"
+        );
+        let got = validation_reasons(
+            &d.deals
+                .update_deal(rep, deal.id, deal.version, roles_patch(id))
+                .await,
+        );
+        ensure_eq!(
+            got,
+            none_update,
+            "update with a {what} contact in the roles vs a missing one"
+        );
+    }
+    for (field, hidden_one, missing_one) in [
+        (
+            "organization",
+            NewDeal {
+                organization: Some(hidden_org.id),
+                ..NewDeal::new("Org", d.default.id)
+            },
+            NewDeal {
+                organization: Some(crmkit_core::OrganizationId::new()),
+                ..NewDeal::new("Org", d.default.id)
+            },
+        ),
+        (
+            "campaign",
+            NewDeal {
+                campaign: Some(hidden_campaign.id),
+                ..NewDeal::new("Campaign", d.default.id)
+            },
+            NewDeal {
+                campaign: Some(crmkit_core::CampaignId::new()),
+                ..NewDeal::new("Campaign", d.default.id)
+            },
+        ),
+    ] {
+        let none = validation_reasons(&d.deals.create_deal(rep, missing_one).await);
+        ensure!(
+            none.as_ref()
+                .is_some_and(|v| v.iter().any(|(f, _)| f == field)),
+            "a missing {field}: {none:?}"
+        );
+        let got = validation_reasons(&d.deals.create_deal(rep, hidden_one).await);
+        ensure_eq!(got, none, "a hidden {field} vs a missing one");
+    }
+    ensure_eq!(
+        snapshot(f).await?,
+        before,
+        "refused references wrote nothing"
+    );
+    d.deals
+        .update_deal(
+            rep,
+            deal.id,
+            deal.version,
+            roles_patch(contact(rep, "Also mine").await?.id),
+        )
+        .await
+        .at("roles the rep sees")?;
+    Ok(())
 }
 
 /// The events a record got, for debugging failed checks.

@@ -10,7 +10,7 @@
 //! that backend: do not run it concurrently with other checks on the same store.
 //! [`concurrent_conversion`] spawns tokio tasks: run the suite on a multi-thread runtime.
 
-use crate::check::{At, expect_denied, expect_validation};
+use crate::check::{At, expect_denied, expect_validation, validation_reasons};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
@@ -26,6 +26,7 @@ use crmkit_core::{
     Filter, LeadId, Modules, OrganizationId, Query, RecordKind, RecordRef, Store, TeamId, UserId,
 };
 use crmkit_pipeline::PipelineModule;
+use crmkit_pipeline::campaign::{CampaignKind, Campaigns, NewCampaign};
 use crmkit_pipeline::deal::{DealRole, Deals, Source};
 use crmkit_pipeline::lead::{
     ContactChoice, ConversionPlan, ConvertDeal, ConvertLead, Lead, LeadPatch, LeadStatus, Leads,
@@ -82,13 +83,16 @@ pub fn modules() -> crmkit_core::Result<Modules> {
 
 /// A fresh tenant: the contacts fixture (users `admin`, `manager`, `rep` and `rep2` in
 /// team X, `rep_y` in team Y, `readonly` in team X) plus the leads API and lead custom
-/// fields `region` (single choice emea/amer/apac) and `budget_k` (number).
+/// fields `region` (single choice emea/amer/apac) and `budget_k` (number), and a campaign
+/// owned by the admin for leads to refer to.
 #[derive(Debug, Clone)]
 pub struct Fixture {
     /// The contacts fixture.
     pub base: crate::contacts::Fixture,
     /// The leads API.
     pub leads: Leads,
+    /// A campaign of the admin (visible to the admin and the manager only).
+    pub campaign: CampaignId,
 }
 
 impl std::ops::Deref for Fixture {
@@ -126,9 +130,19 @@ pub async fn setup(store: &Store) -> CheckResult<Fixture> {
             .await
             .at("define lead custom field")?;
     }
+    let campaign = Campaigns::new(store)
+        .at("Campaigns::new")?
+        .create(
+            &base.admin,
+            NewCampaign::named("Lead sources", CampaignKind::Event),
+        )
+        .await
+        .at("fixture campaign")?
+        .id;
     Ok(Fixture {
         leads: Leads::new(store).at("Leads::new")?,
         base,
+        campaign,
     })
 }
 
@@ -162,7 +176,7 @@ fn full_lead(f: &Fixture, i: usize) -> NewLead {
         disqualified_reason: None,
         owner: Some(user(&f.rep)),
         team: Some(f.team_x),
-        campaign: Some(CampaignId::new()),
+        campaign: Some(f.campaign),
         score: 42,
         custom,
     }
@@ -1050,7 +1064,7 @@ pub async fn filters_and_paging(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     let l = &f.leads;
     let a = &f.admin;
-    let campaign = CampaignId::new();
+    let campaign = f.campaign;
     let sources = [
         Source::WebForm,
         Source::Referral,
@@ -2517,6 +2531,142 @@ pub async fn concurrent_conversion(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// The one reference rule in conversion: as a Rep, linking a contact or an organization
+/// hidden from the Rep fails exactly like linking one that does not exist, is deleted or
+/// is another tenant's (the same Validation error, in the dry run and in the conversion),
+/// and writes nothing; linking one the Rep sees works.
+pub async fn conversion_references(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let other = crate::contacts::setup(store).await?;
+    let rep = &f.rep_y;
+    let c = &f.contacts;
+    let lead = f
+        .leads
+        .create(
+            rep,
+            NewLead::named("Rhea", "Ference").email("rhea@ref.example"),
+        )
+        .await
+        .at("rep's lead")?;
+    let hidden_c = c
+        .create_contact(&f.admin, NewContact::named("Hidden", "Contact"))
+        .await
+        .at("hidden contact")?;
+    let gone_c = c
+        .create_contact(rep, NewContact::named("Gone", "Contact"))
+        .await
+        .at("contact")?;
+    c.delete_contact(rep, gone_c.id, gone_c.version)
+        .await
+        .at("delete contact")?;
+    let foreign_c = other
+        .contacts
+        .create_contact(&other.admin, NewContact::named("Foreign", "Contact"))
+        .await
+        .at("foreign contact")?;
+    let hidden_o = c
+        .create_organization(&f.admin, NewOrganization::named("Hidden Org"))
+        .await
+        .at("hidden organization")?;
+    let gone_o = c
+        .create_organization(rep, NewOrganization::named("Gone Org"))
+        .await
+        .at("organization")?;
+    c.delete_organization(rep, gone_o.id, gone_o.version)
+        .await
+        .at("delete organization")?;
+    let foreign_o = other
+        .contacts
+        .create_organization(&other.admin, NewOrganization::named("Foreign Org"))
+        .await
+        .at("foreign organization")?;
+    let before = snapshot(&f).await?;
+    let contact_links = [
+        ("a missing contact", ContactId::new()),
+        ("a hidden contact", hidden_c.id),
+        ("a deleted contact", gone_c.id),
+        ("another tenant's contact", foreign_c.id),
+    ];
+    let org_links = [
+        ("a missing organization", OrganizationId::new()),
+        ("a hidden organization", hidden_o.id),
+        ("a deleted organization", gone_o.id),
+        ("another tenant's organization", foreign_o.id),
+    ];
+    let mut inputs = vec![];
+    for (what, id) in contact_links {
+        inputs.push((
+            "contact",
+            what,
+            ConvertLead {
+                contact: ContactChoice::Link(id),
+                ..Default::default()
+            },
+        ));
+    }
+    for (what, id) in org_links {
+        inputs.push((
+            "organization",
+            what,
+            ConvertLead {
+                organization: OrganizationChoice::Link(id),
+                ..Default::default()
+            },
+        ));
+    }
+    let mut expected: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
+    for (field, what, input) in inputs {
+        let dry = f.leads.convert_dry_run(rep, lead.id, &input).await;
+        let real = f.leads.convert(rep, lead.id, lead.version, input).await;
+        for (how, got) in [
+            ("dry run", validation_reasons(&dry)),
+            ("conversion", validation_reasons(&real)),
+        ] {
+            let Some(got) = got else {
+                return Err(Failure::new(format!(
+                    "{how} linking {what}: expected a Validation error, got {:?}",
+                    if how == "dry run" {
+                        format!("{dry:?}")
+                    } else {
+                        format!("{real:?}")
+                    }
+                )));
+            };
+            ensure!(
+                got.iter().any(|(f, _)| f == field),
+                "{how} linking {what}: the error does not name {field}: {got:?}"
+            );
+            let want = expected.entry(field).or_insert_with(|| got.clone());
+            ensure_eq!(&got, want, "{how} linking {what} vs a missing {field}");
+        }
+    }
+    same_snapshot(&before, &snapshot(&f).await?, "refused links")?;
+    let mine = c
+        .create_contact(rep, NewContact::named("Mine", "Contact"))
+        .await
+        .at("rep's contact")?;
+    let done = f
+        .leads
+        .convert(
+            rep,
+            lead.id,
+            lead.version,
+            ConvertLead {
+                contact: ContactChoice::Link(mine.id),
+                organization: OrganizationChoice::None,
+                ..Default::default()
+            },
+        )
+        .await
+        .at("link a visible contact")?;
+    ensure_eq!(
+        done.lead.converted_contact,
+        Some(mine.id),
+        "linked the visible contact"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
@@ -2554,6 +2704,7 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         conversion_with_deal,
         conversion_atomicity,
         concurrent_conversion,
+        conversion_references,
     ]
 }
 

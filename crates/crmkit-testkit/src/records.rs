@@ -445,13 +445,19 @@ pub async fn isolation(store: &Store, k: &KindFixture) -> CheckResult {
 }
 
 /// T3: a record hidden from a rep gives that rep exactly the errors a nonexistent id
-/// gives, and is not listed; a read-only user cannot create.
+/// gives, and is not listed; a read-only user cannot create. Records of a kind without an
+/// `owner` (tenant settings such as pipelines, which every actor reads) are never hidden:
+/// for them only the read-only user's create is checked.
 pub async fn access(store: &Store, k: &KindFixture) -> CheckResult {
     let f = setup(store).await?;
     let rec = create(store, k, &f, &f.admin).await?;
     let id = id_of(&rec)?;
     let v = version_of(&rec)?;
     let r = store.records();
+    let d = r.describe(&f.admin, k.kind).await.at("describe")?;
+    if !has_owner(&d) {
+        return readonly_cannot_create(store, k, &f).await;
+    }
     let ghost = Uuid::now_v7();
     let norm = |e: Option<Error>| e.map(|e| error_variant(&e));
     for (what, hidden, none) in [
@@ -496,7 +502,17 @@ pub async fn access(store: &Store, k: &KindFixture) -> CheckResult {
         "{}: a rep lists a hidden record",
         k.kind
     );
-    let body = (k.body)(&f).await?;
+    readonly_cannot_create(store, k, &f).await
+}
+
+/// Whether records of a kind have an owner, and so can be hidden from an actor.
+fn has_owner(d: &KindDescription) -> bool {
+    d.get("owner").is_some()
+}
+
+async fn readonly_cannot_create(store: &Store, k: &KindFixture, f: &Fixture) -> CheckResult {
+    let r = store.records();
+    let body = (k.body)(f).await?;
     match r.create(&f.readonly, k.kind, body).await {
         Err(Error::PermissionDenied(_)) => {}
         other => {
@@ -605,7 +621,9 @@ pub async fn bad_input(store: &Store, k: &KindFixture) -> CheckResult {
 /// The reference rule, for every writable reference field of the kind whose target kind
 /// has a fixture: as a rep, a reference to a record hidden from the rep, to a deleted
 /// one, to another tenant's, and to a record of another kind all fail with exactly the
-/// error of a reference to an id that does not exist, on create and on patch.
+/// error of a reference to an id that does not exist, on create and on patch (on create
+/// only for a field given on create only; no hidden target when the target kind has no
+/// owner, as every actor sees its records).
 pub async fn references(store: &Store, k: &KindFixture) -> CheckResult {
     let fixtures = all_fixtures();
     let a = setup(store).await?;
@@ -628,13 +646,13 @@ pub async fn references(store: &Store, k: &KindFixture) -> CheckResult {
         let gone = create(store, tf, &a, &a.admin).await?;
         let tdesc = r.describe(&a.admin, to.as_str()).await.at("describe")?;
         let gone_id = id_of(&gone)?;
-        let mut targets = vec![
-            ("hidden", hidden),
-            (
-                "foreign",
-                id_of(&create(store, tf, &other, &other.admin).await?)?,
-            ),
-        ];
+        let mut targets = vec![(
+            "foreign",
+            id_of(&create(store, tf, &other, &other.admin).await?)?,
+        )];
+        if has_owner(&tdesc) {
+            targets.push(("hidden", hidden));
+        }
         if tdesc.lifecycle.soft_delete {
             r.delete(&a.admin, to.as_str(), gone_id, version_of(&gone)?)
                 .await
@@ -691,6 +709,9 @@ pub async fn references(store: &Store, k: &KindFixture) -> CheckResult {
                 k.kind,
                 fd.name
             );
+            if fd.access != FieldAccess::ReadWrite {
+                continue;
+            }
             let mut patch = serde_json::Map::new();
             patch.insert(fd.name.clone(), json!(target));
             let got = expected_of(

@@ -4,6 +4,7 @@
 use crate::records::KindFixture;
 
 pub mod contacts;
+pub mod pipeline;
 
 /// Every built-in kind's fixture.
 pub fn all() -> Vec<KindFixture> {
@@ -16,7 +17,7 @@ pub fn all() -> Vec<KindFixture> {
 
 // Each module's fixtures join here as its kinds are declared.
 fn pipeline_kinds() -> Vec<KindFixture> {
-    vec![]
+    pipeline::all()
 }
 fn activities_kinds() -> Vec<KindFixture> {
     vec![]

@@ -9,7 +9,9 @@ use crmkit_core::row::{
 use crmkit_core::store::columns;
 use crmkit_core::store::{ColumnType, IndexDef, Row, TableDef, Value};
 use crmkit_core::text::fold;
-use crmkit_core::{CampaignId, Error, RecordKind, RecordRef, Result, TeamId, UserId};
+use crmkit_core::{
+    CampaignId, CampaignMemberId, Error, RecordKind, RecordRef, Result, TeamId, UserId,
+};
 
 use super::{Campaign, CampaignKind, CampaignMember, CampaignStatus, MemberStatus};
 
@@ -190,7 +192,7 @@ pub(crate) fn decode_campaign(mut r: Vec<Value>) -> Result<Campaign> {
 /// The row of a membership, in `MEMBER_COLUMNS` order.
 pub(crate) fn member_row(m: &CampaignMember) -> Row {
     vec![
-        Value::Uuid(m.id),
+        Value::Uuid(m.id.as_uuid()),
         Value::Uuid(m.campaign.as_uuid()),
         Value::Text(m.member.kind.as_str().to_owned()),
         Value::Uuid(m.member.id),
@@ -204,7 +206,7 @@ pub(crate) fn member_row(m: &CampaignMember) -> Row {
 pub(crate) fn decode_member(mut r: Vec<Value>) -> Result<CampaignMember> {
     let bad = |w: &str| Error::storage(format!("malformed campaign member row: {w}"));
     Ok(CampaignMember {
-        id: uuid(&r[0])?,
+        id: CampaignMemberId::from_uuid(uuid(&r[0])?),
         campaign: CampaignId::from_uuid(uuid(&r[1])?),
         member: RecordRef::new(RecordKind::parse(&text(&mut r[2])?)?, uuid(&r[3])?),
         status: MemberStatus::parse(&text(&mut r[4])?).ok_or_else(|| bad("status"))?,

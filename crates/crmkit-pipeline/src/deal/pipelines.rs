@@ -2,12 +2,12 @@
 
 use std::collections::HashSet;
 
-use crmkit_core::service::stage_created;
+use crmkit_core::service::{list_page, stage_created};
 use crmkit_core::store::{Cond, Select, Value, Write};
 use crmkit_core::text::{check_text, fold};
 use crmkit_core::{
-    AuditChange, Changeset, Ctx, Error, NewEvent, PipelineId, RecordRef, Result, Role, StageId,
-    ValidationErrors,
+    AuditChange, AuditEntry, Changeset, Ctx, Error, NewEvent, Page, PipelineId, Query, RecordRef,
+    Result, Role, StageId, ValidationErrors,
 };
 
 use super::rows::{self, DEAL_TABLE, PIPELINE_TABLE, STAGE_TABLE};
@@ -156,6 +156,53 @@ impl Deals {
     /// A pipeline of the tenant with its stages.
     pub async fn get_pipeline(&self, ctx: &Ctx, id: PipelineId) -> Result<Pipeline> {
         self.load_pipeline(ctx, id).await
+    }
+
+    /// A page of the tenant's pipelines with their stages: filter, sort and keyset page
+    /// over [`super::rows::PIPELINE_FIELDS`] (the generic record API lists pipelines with
+    /// it). Pipelines are tenant settings: every actor sees all of them.
+    pub async fn list_pipelines_page(&self, ctx: &Ctx, q: &Query) -> Result<Page<Pipeline>> {
+        let scope = if q.include_deleted {
+            Cond::True
+        } else {
+            Cond::IsNull("deleted_at".into())
+        };
+        let mut page = list_page(
+            &self.store,
+            ctx,
+            q,
+            &rows::PIPELINE_FIELDS,
+            scope,
+            |r| rows::decode_pipeline(r).map(|p| p.0),
+            |_| None,
+        )
+        .await?;
+        if page.items.is_empty() {
+            return Ok(page);
+        }
+        let ids = page
+            .items
+            .iter()
+            .map(|p| Value::Uuid(p.id.as_uuid()))
+            .collect();
+        let mut s = Select::new(
+            STAGE_TABLE,
+            Cond::In("pipeline_id".into(), ids).and(Cond::IsNull("removed_at".into())),
+        );
+        s.order = vec![order_by("position"), order_by("id")];
+        for r in self.store.backend().select(ctx.tenant(), &s).await? {
+            let st = rows::decode_stage(r)?.0;
+            if let Some(p) = page.items.iter_mut().find(|p| p.id == st.pipeline) {
+                p.stages.push(st);
+            }
+        }
+        Ok(page)
+    }
+
+    /// The audit trail of a pipeline (its stages' changes included), oldest first.
+    pub async fn pipeline_audit(&self, ctx: &Ctx, id: PipelineId) -> Result<Vec<AuditEntry>> {
+        self.load_pipeline(ctx, id).await?;
+        self.store.audit_of(ctx, &RecordRef::from(id)).await
     }
 
     /// Every pipeline of the tenant with its stages, in creation order.
@@ -333,6 +380,18 @@ impl Deals {
             changed,
             to_json(&*new),
         ));
+    }
+
+    /// A pipeline for a change that changes nothing (a generic patch without a name): the
+    /// same access and version checks as a change.
+    pub(crate) async fn unchanged_pipeline(
+        &self,
+        ctx: &Ctx,
+        id: PipelineId,
+        expected_version: u64,
+    ) -> Result<Pipeline> {
+        self.for_change(ctx, id, expected_version, "update pipeline")
+            .await
     }
 
     /// Renames a pipeline.

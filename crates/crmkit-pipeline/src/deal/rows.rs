@@ -10,8 +10,8 @@ use crmkit_core::store::columns;
 use crmkit_core::store::{ColumnType, IndexDef, Row, TableDef, Value};
 use crmkit_core::text::fold;
 use crmkit_core::{
-    CampaignId, ContactId, Currency, DealId, Error, Money, OrganizationId, PipelineId, RecordKind,
-    Result, StageId, TeamId, UserId,
+    CampaignId, ContactId, Currency, DealId, Error, LostReasonId, Money, OrganizationId,
+    PipelineId, RecordKind, Result, StageId, TeamId, UserId,
 };
 
 use super::{Deal, DealRole, LostReason, Pipeline, Source, Stage, StageChange, StageKind};
@@ -212,6 +212,22 @@ pub const DEAL_FIELDS: RecordFields = RecordFields {
     custom_column: Some("custom"),
 };
 
+/// Queryable pipeline fields (pipelines have no custom fields). A pipeline's stages are
+/// part of it, not a kind of their own: filter deals on `stage` instead.
+pub const PIPELINE_FIELDS: RecordFields = RecordFields {
+    kind: super::PIPELINE_KIND,
+    table: PIPELINE_TABLE,
+    fields: &[
+        FieldSpec::new("id", FieldType::Uuid, false),
+        FieldSpec::new("name", FieldType::Text, false),
+        FieldSpec::new("currency", FieldType::Text, true),
+        FieldSpec::new("is_default", FieldType::Bool, false),
+        FieldSpec::new("created_at", FieldType::Timestamp, false),
+        FieldSpec::new("updated_at", FieldType::Timestamp, false),
+    ],
+    custom_column: None,
+};
+
 /// `weighted_x100` of a deal: its amount in storage units (10^-4) times its effective
 /// probability (0-100), so that the weighted value is `weighted_x100 / 10^6`, exactly.
 pub(crate) fn weighted_x100(amount: &Option<Money>, probability: u8) -> Result<Value> {
@@ -366,7 +382,7 @@ pub(crate) fn decode_deal(mut r: Row) -> Result<(Deal, i64)> {
         probability: u8::try_from(int(&r[17])?).map_err(|_| bad("probability"))?,
         next_step: opt_text(&mut r[18]),
         lost_reason: opt_text(&mut r[19]),
-        lost_reason_id: r[20].as_uuid(),
+        lost_reason_id: r[20].as_uuid().map(LostReasonId::from_uuid),
         won_at: opt_ts(&r[21])?,
         lost_at: opt_ts(&r[22])?,
         stage_entered_at: decode_timestamp(&r[23])?,
@@ -424,7 +440,7 @@ pub(crate) fn decode_history(r: Row) -> Result<StageChange> {
 
 pub(crate) fn lost_reason_row(l: &LostReason) -> Row {
     vec![
-        Value::Uuid(l.id),
+        Value::Uuid(l.id.as_uuid()),
         Value::Text(l.name.clone()),
         Value::Text(fold(l.name.trim())),
         Value::timestamp(l.created_at),
@@ -433,7 +449,7 @@ pub(crate) fn lost_reason_row(l: &LostReason) -> Row {
 
 pub(crate) fn decode_lost_reason(mut r: Row) -> Result<LostReason> {
     Ok(LostReason {
-        id: uuid(&r[0])?,
+        id: LostReasonId::from_uuid(uuid(&r[0])?),
         name: text(&mut r[1])?,
         created_at: decode_timestamp(&r[3])?,
     })
@@ -445,6 +461,10 @@ mod tests {
 
     #[test]
     fn field_columns_exist() {
+        let p = &tables()[0];
+        for f in PIPELINE_FIELDS.fields {
+            assert!(p.position(f.column).is_some(), "{}", f.column);
+        }
         let t = &tables()[2];
         for f in DEAL_FIELDS.fields {
             assert!(t.position(f.column).is_some(), "{}", f.column);

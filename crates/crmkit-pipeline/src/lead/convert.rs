@@ -1,8 +1,11 @@
 //! Lead conversion: one changeset with the lead's update and every record it creates.
 
 use crmkit_contacts::{LifecycleStage, NewContact, NewOrganization, PhoneInput};
+use crmkit_core::record::reference_reason;
 use crmkit_core::store::Write;
-use crmkit_core::{Changeset, Ctx, Error, LeadId, RecordRef, Result, Role, ValidationErrors};
+use crmkit_core::{
+    Changeset, Ctx, Error, LeadId, RecordKind, RecordRef, Result, Role, ValidationErrors,
+};
 
 use super::{LEAD_TABLE, Leads, conflict, converted_is_final};
 use crate::deal::{DealRole, Deals, NewDeal};
@@ -137,14 +140,16 @@ impl Leads {
         // The organization.
         let org_to_create = match input.organization {
             OrganizationChoice::None => None,
-            OrganizationChoice::Link(oid) => match self.contacts.get_organization(ctx, oid).await {
-                Ok(o) => Some(Outcome::Linked(o)),
-                Err(Error::NotFound { .. }) => {
-                    errs.push("organization", "is not an organization of this tenant");
+            OrganizationChoice::Link(oid) => {
+                if self.may_refer(ctx, &RecordRef::from(oid)).await? {
+                    Some(Outcome::Linked(
+                        self.contacts.get_organization(ctx, oid).await?,
+                    ))
+                } else {
+                    errs.push("organization", reference_reason(&RecordKind::ORGANIZATION));
                     None
                 }
-                Err(e) => return Err(e),
-            },
+            }
             OrganizationChoice::Auto | OrganizationChoice::Create => {
                 let linked = match (&input.organization, &old.domain) {
                     (OrganizationChoice::Auto, Some(d)) => {
@@ -196,13 +201,13 @@ impl Leads {
         // The contact.
         let mut linked_contact = None;
         match input.contact {
-            ContactChoice::Link(cid) => match self.contacts.get_contact(ctx, cid).await {
-                Ok(c) => linked_contact = Some(c),
-                Err(Error::NotFound { .. }) => {
-                    errs.push("contact", "is not a contact of this tenant")
+            ContactChoice::Link(cid) => {
+                if self.may_refer(ctx, &RecordRef::from(cid)).await? {
+                    linked_contact = Some(self.contacts.get_contact(ctx, cid).await?);
+                } else {
+                    errs.push("contact", reference_reason(&RecordKind::CONTACT));
                 }
-                Err(e) => return Err(e),
-            },
+            }
             ContactChoice::Auto => {
                 for e in &old.emails {
                     if let Some(c) = self.contacts.find_by_email(ctx, &e.address).await? {
@@ -277,8 +282,11 @@ impl Leads {
                     next_step: d.next_step.clone(),
                     custom: d.custom.clone(),
                 };
+                // The deal inherits the lead's campaign as the lead has it.
+                let mut vouched = staged.clone();
+                vouched.extend(old.campaign.map(RecordRef::from));
                 match Deals::new(&self.store)?
-                    .stage_deal(ctx, &new_deal, &staged, &mut cs)
+                    .stage_deal(ctx, &new_deal, &vouched, &mut cs)
                     .await
                 {
                     Ok(deal) => Some(deal),

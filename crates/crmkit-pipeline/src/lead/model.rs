@@ -112,7 +112,7 @@ pub struct Lead {
     pub owner: UserId,
     /// The owning team.
     pub team: Option<TeamId>,
-    /// The campaign that sourced it (stored as given; not checked).
+    /// The campaign that sourced it (one the actor could see when it was set).
     pub campaign: Option<CampaignId>,
     /// A score the host or automation sets.
     pub score: i64,
@@ -154,6 +154,7 @@ impl Lead {
 
 /// Input for a new lead.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NewLead {
     /// First name.
     pub first_name: String,
@@ -219,25 +220,60 @@ impl NewLead {
         self.domain = domain.map(str::to_owned);
         self
     }
+
+    setters! {
+        /// With a job title.
+        some job_title: String;
+        /// With a company website.
+        some website: String;
+        /// With a company size.
+        some employee_count: i64;
+        /// From this source.
+        set source: Source;
+        /// In this initial status (`disqualified` needs [`Self::disqualified_reason`]).
+        set status: LeadStatus;
+        /// With the reason of an initial `disqualified` status.
+        some disqualified_reason: String;
+        /// Owned by this user.
+        some owner: UserId;
+        /// Owned by this team.
+        some team: TeamId;
+        /// Sourced by this campaign (one the actor can see).
+        some campaign: CampaignId;
+        /// With an initial score.
+        set score: i64;
+    }
+
+    /// With a custom value.
+    pub fn custom(mut self, key: impl Into<String>, value: CustomValue) -> Self {
+        self.custom.insert(key.into(), value);
+        self
+    }
 }
 
 /// A change to a lead: only `Some` fields change. Status, score, conversion links, ids,
 /// timestamps and version are not part of it (status and score have their own commands).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LeadPatch {
     /// First name.
     pub first_name: Option<String>,
     /// Last name.
     pub last_name: Option<String>,
     /// Job title (`Some(None)` clears it).
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub job_title: Option<Option<String>>,
     /// Company name.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub company: Option<Option<String>>,
     /// Company domain.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub domain: Option<Option<String>>,
     /// Company website.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub website: Option<Option<String>>,
     /// Company size.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub employee_count: Option<Option<i64>>,
     /// Emails (replacing all).
     pub emails: Option<Vec<String>>,
@@ -248,11 +284,50 @@ pub struct LeadPatch {
     /// Owner (Admin/Manager, or a Rep taking ownership themselves).
     pub owner: Option<UserId>,
     /// Team.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub team: Option<Option<TeamId>>,
     /// Campaign.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub campaign: Option<Option<CampaignId>>,
     /// Custom values to set (`Some`) or remove (`None`), by key.
     pub custom: BTreeMap<String, Option<CustomValue>>,
+}
+
+impl LeadPatch {
+    setters! {
+        /// New first name.
+        some first_name: String;
+        /// New last name.
+        some last_name: String;
+        /// New job title (`None` clears it).
+        some job_title: Option<String>;
+        /// New company name (`None` clears it).
+        some company: Option<String>;
+        /// New company domain (`None` clears it).
+        some domain: Option<String>;
+        /// New website (`None` clears it).
+        some website: Option<String>;
+        /// New company size (`None` clears it).
+        some employee_count: Option<i64>;
+        /// New emails (replacing all).
+        some emails: Vec<String>;
+        /// New phones (replacing all).
+        some phones: Vec<PhoneInput>;
+        /// New source.
+        some source: Source;
+        /// New owner.
+        some owner: UserId;
+        /// New team (`None` clears it).
+        some team: Option<TeamId>;
+        /// New campaign (`None` clears it).
+        some campaign: Option<CampaignId>;
+    }
+
+    /// Sets (`Some`) or removes (`None`) a custom value.
+    pub fn custom(mut self, key: impl Into<String>, value: Option<CustomValue>) -> Self {
+        self.custom.insert(key.into(), value);
+        self
+    }
 }
 
 /// Which contact a conversion links or creates.

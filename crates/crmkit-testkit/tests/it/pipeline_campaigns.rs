@@ -53,4 +53,5 @@ checks![
     roi_inputs,
     atomicity,
     composition,
+    member_references,
 ];

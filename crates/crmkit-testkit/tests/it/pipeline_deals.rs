@@ -59,6 +59,7 @@ checks![
     visibility,
     analytics_queries,
     atomicity,
+    reference_rule,
 ];
 
 #[test]

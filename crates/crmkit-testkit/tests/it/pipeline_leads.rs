@@ -56,4 +56,5 @@ checks![
     conversion_with_deal,
     conversion_atomicity,
     concurrent_conversion,
+    conversion_references,
 ];
