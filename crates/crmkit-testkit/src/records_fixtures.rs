@@ -4,6 +4,7 @@
 use crate::records::KindFixture;
 
 pub mod contacts;
+pub mod tickets;
 
 /// Every built-in kind's fixture.
 pub fn all() -> Vec<KindFixture> {
@@ -22,5 +23,12 @@ fn activities_kinds() -> Vec<KindFixture> {
     vec![]
 }
 fn tickets_kinds() -> Vec<KindFixture> {
-    vec![]
+    tickets::all()
+}
+
+/// The built-in kinds that are tenant configuration: every user of the tenant reads their
+/// records, only Admins and Managers write them (see
+/// [`crate::records::configuration_kinds`]).
+pub fn configuration_kinds() -> Vec<&'static str> {
+    tickets::configuration_kinds()
 }
