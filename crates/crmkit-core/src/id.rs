@@ -175,9 +175,10 @@ define_id!(
     "exchange_rate"
 );
 define_id!(
-    /// A business calendar (working hours and exceptions).
+    /// A business calendar (working hours and exceptions) of the tickets module's SLA
+    /// policies: record kind `sla_calendar`.
     CalendarId,
-    "calendar"
+    "sla_calendar"
 );
 define_id!(
     /// An SLA policy.

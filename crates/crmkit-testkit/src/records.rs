@@ -444,11 +444,27 @@ pub async fn isolation(store: &Store, k: &KindFixture) -> CheckResult {
     Ok(())
 }
 
+/// The kinds that are tenant configuration rather than owned records: every user of the
+/// tenant reads their records (nothing is hidden), and only Admins and Managers create and
+/// change them. [`access`] checks that rule for them instead of record-level hiding, and
+/// [`references`] makes records of them as the admin.
+pub fn configuration_kinds() -> Vec<&'static str> {
+    crate::records_fixtures::configuration_kinds()
+}
+
+fn is_configuration(kind: &str) -> bool {
+    configuration_kinds().contains(&kind)
+}
+
 /// T3: a record hidden from a rep gives that rep exactly the errors a nonexistent id
 /// gives, and is not listed; a read-only user cannot create. Records of a kind without an
 /// `owner` (tenant settings such as pipelines, which every actor reads) are never hidden:
-/// for them only the read-only user's create is checked.
+/// for them only the read-only user's create is checked. For a configuration kind
+/// ([`configuration_kinds`]) see [`access_configuration`].
 pub async fn access(store: &Store, k: &KindFixture) -> CheckResult {
+    if is_configuration(k.kind) {
+        return access_configuration(store, k).await;
+    }
     let f = setup(store).await?;
     let rec = create(store, k, &f, &f.admin).await?;
     let id = id_of(&rec)?;
@@ -522,6 +538,77 @@ async fn readonly_cannot_create(store: &Store, k: &KindFixture, f: &Fixture) -> 
             )));
         }
     }
+    Ok(())
+}
+
+/// T3 for a configuration kind: every user of the tenant (rep, rep Y, read-only) gets and
+/// lists the admin's record as the admin does, and a nonexistent id is NotFound; a rep
+/// and a read-only user cannot create, patch, delete or restore (PermissionDenied, nothing
+/// written); a manager may create and patch.
+pub async fn access_configuration(store: &Store, k: &KindFixture) -> CheckResult {
+    let f = setup(store).await?;
+    let rec = create(store, k, &f, &f.admin).await?;
+    let id = id_of(&rec)?;
+    let v = version_of(&rec)?;
+    let r = store.records();
+    for (who, ctx) in [
+        ("rep", &f.rep),
+        ("rep_y", &f.rep_y),
+        ("readonly", &f.readonly),
+    ] {
+        ensure_eq!(
+            r.get(ctx, k.kind, id).await.at(&format!("get as {who}"))?,
+            rec,
+            "{}: {who} reads the configuration record",
+            k.kind
+        );
+        let page = r
+            .list(ctx, k.kind, &Query::new().limit(1000).include_deleted())
+            .await
+            .at("list")?;
+        ensure!(in_page(&page, id), "{}: {who} lists it", k.kind);
+        match r.get(ctx, k.kind, Uuid::now_v7()).await {
+            Err(Error::NotFound { kind, .. }) if kind.as_str() == k.kind => {}
+            other => {
+                return Err(Failure::new(format!(
+                    "{}: {who} gets a nonexistent id: {other:?}",
+                    k.kind
+                )));
+            }
+        }
+    }
+    let before = event_count(store, &f).await?;
+    for (who, ctx) in [("rep_y", &f.rep_y), ("readonly", &f.readonly)] {
+        let body = (k.body)(&f).await?;
+        for (what, out) in [
+            ("create", r.create(ctx, k.kind, body).await),
+            ("patch", r.patch(ctx, k.kind, id, v, (k.patch)()).await),
+            ("delete", r.delete(ctx, k.kind, id, v).await),
+            ("restore", r.restore(ctx, k.kind, id, v).await),
+        ] {
+            ensure!(
+                matches!(out, Err(Error::PermissionDenied(_))),
+                "{}: {what} as {who}: {out:?}",
+                k.kind
+            );
+        }
+    }
+    ensure_eq!(
+        event_count(store, &f).await?,
+        before,
+        "{}: refused writes wrote events",
+        k.kind
+    );
+    ensure_eq!(
+        r.get(&f.admin, k.kind, id).await.at("unchanged")?,
+        rec,
+        "{}: refused writes changed the record",
+        k.kind
+    );
+    r.patch(&f.manager, k.kind, id, v, (k.patch)())
+        .await
+        .at("patch as manager")?;
+    create(store, k, &f, &f.manager).await?;
     Ok(())
 }
 
@@ -623,13 +710,20 @@ pub async fn bad_input(store: &Store, k: &KindFixture) -> CheckResult {
 /// one, to another tenant's, and to a record of another kind all fail with exactly the
 /// error of a reference to an id that does not exist, on create and on patch (on create
 /// only for a field given on create only; no hidden target when the target kind has no
-/// owner, as every actor sees its records).
+/// owner, as every actor sees its records). Records of a configuration kind
+/// ([`configuration_kinds`]) are made by the admin, who sees every record: there is no
+/// hidden target then either.
 pub async fn references(store: &Store, k: &KindFixture) -> CheckResult {
     let fixtures = all_fixtures();
     let a = setup(store).await?;
     let other = setup(store).await?;
     let r = store.records();
     let d = r.describe(&a.admin, k.kind).await.at("describe")?;
+    let actor = if is_configuration(k.kind) {
+        &a.admin
+    } else {
+        &a.rep_y
+    };
     for fd in &d.fields {
         let FieldType::Reference(to) = &fd.ty else {
             continue;
@@ -650,7 +744,7 @@ pub async fn references(store: &Store, k: &KindFixture) -> CheckResult {
             "foreign",
             id_of(&create(store, tf, &other, &other.admin).await?)?,
         )];
-        if has_owner(&tdesc) {
+        if has_owner(&tdesc) && !is_configuration(k.kind) && !is_configuration(to.as_str()) {
             targets.push(("hidden", hidden));
         }
         if tdesc.lifecycle.soft_delete {
@@ -681,7 +775,7 @@ pub async fn references(store: &Store, k: &KindFixture) -> CheckResult {
             body
         };
         let none = expected_of(
-            r.create(&a.rep_y, k.kind, with((k.body)(&a).await?, Uuid::now_v7()))
+            r.create(actor, k.kind, with((k.body)(&a).await?, Uuid::now_v7()))
                 .await,
         )
         .map_err(|o| {
@@ -696,10 +790,10 @@ pub async fn references(store: &Store, k: &KindFixture) -> CheckResult {
             k.kind,
             fd.name
         );
-        let mine = create(store, k, &a, &a.rep_y).await?;
+        let mine = create(store, k, &a, actor).await?;
         for (what, target) in &targets {
             let got = expected_of(
-                r.create(&a.rep_y, k.kind, with((k.body)(&a).await?, *target))
+                r.create(actor, k.kind, with((k.body)(&a).await?, *target))
                     .await,
             );
             ensure_eq!(
@@ -716,7 +810,7 @@ pub async fn references(store: &Store, k: &KindFixture) -> CheckResult {
             patch.insert(fd.name.clone(), json!(target));
             let got = expected_of(
                 r.patch(
-                    &a.rep_y,
+                    actor,
                     k.kind,
                     id_of(&mine)?,
                     version_of(&mine)?,

@@ -5,6 +5,7 @@ use crate::records::KindFixture;
 
 pub mod contacts;
 pub mod pipeline;
+pub mod tickets;
 
 /// Every built-in kind's fixture.
 pub fn all() -> Vec<KindFixture> {
@@ -23,5 +24,12 @@ fn activities_kinds() -> Vec<KindFixture> {
     vec![]
 }
 fn tickets_kinds() -> Vec<KindFixture> {
-    vec![]
+    tickets::all()
+}
+
+/// The built-in kinds that are tenant configuration: every user of the tenant reads their
+/// records, only Admins and Managers write them (see
+/// [`crate::records::configuration_kinds`]).
+pub fn configuration_kinds() -> Vec<&'static str> {
+    tickets::configuration_kinds()
 }

@@ -1312,5 +1312,215 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         escalation,
         visibility_and_tenants,
         atomicity,
+        reference_rule,
     ]
+}
+
+/// The reasons a result gives for `field`: `Ok` only for a Validation error naming it.
+fn reasons<T: std::fmt::Debug>(
+    r: crmkit_core::Result<T>,
+    field: &str,
+    what: &str,
+) -> CheckResult<Vec<String>> {
+    match r {
+        Err(Error::Validation(v)) if v.has(field) => Ok(v
+            .errors
+            .into_iter()
+            .filter(|e| e.field == field)
+            .map(|e| e.reason)
+            .collect()),
+        other => Err(Failure::new(format!(
+            "{what}: expected a Validation error naming {field:?}, got {other:?}"
+        ))),
+    }
+}
+
+/// The reference rule (`Records::visible`) on the references the generic `references`
+/// check does not reach (their target kinds, users and teams, have no fixture, or they sit
+/// inside an object): a ticket's `assignee` and `queue` on create, update and escalation,
+/// an inbound call's `agent` and routing `assignee`, and an SLA policy's
+/// `conditions.organizations[i]`. A reference to another tenant's record, to a record of
+/// another kind and (organizations) to a deleted one gives exactly the error of a
+/// reference to an id that does not exist, with the reason `reference_reason` gives;
+/// nothing is written.
+pub async fn reference_rule(store: &Store) -> CheckResult {
+    use crmkit_core::TeamId;
+    use crmkit_core::record::reference_reason;
+    use crmkit_tickets::sla::{NewSlaPolicy, SlaConditions};
+    use crmkit_tickets::{CallRouting, InboundCall};
+
+    let f = setup(store).await?;
+    let other = setup(store).await?;
+    let c = contact(&f, &f.admin, None).await?;
+    let t = f
+        .tickets
+        .create(&f.admin, NewTicket::new("Base", c))
+        .await
+        .at("base ticket")?;
+    let before = snapshot(store, &f.admin).await?;
+    let user_reason = vec![reference_reason(&RecordKind::USER)];
+    let team_reason = vec![reference_reason(&RecordKind::TEAM)];
+    // Users: none, another tenant's, a team's id (another kind).
+    let users = [
+        ("nonexistent", UserId::new()),
+        ("foreign", user(&other.admin)),
+        ("wrong kind", UserId::from_uuid(f.team_x.as_uuid())),
+    ];
+    for (what, u) in users {
+        let r = f
+            .tickets
+            .create(&f.admin, NewTicket::new("x", c).assignee(u))
+            .await;
+        ensure_eq!(
+            reasons(r, "assignee", what)?,
+            user_reason,
+            "create with a {what} assignee"
+        );
+        let r = f
+            .tickets
+            .update(
+                &f.admin,
+                t.id,
+                t.version,
+                TicketPatch::new().assignee(Some(u)),
+            )
+            .await;
+        ensure_eq!(
+            reasons(r, "assignee", what)?,
+            user_reason,
+            "update to a {what} assignee"
+        );
+        let r = f
+            .tickets
+            .escalate(
+                &f.admin,
+                t.id,
+                t.version,
+                Escalation::because("why").assignee(u),
+            )
+            .await;
+        ensure_eq!(
+            reasons(r, "assignee", what)?,
+            user_reason,
+            "escalate to a {what} assignee"
+        );
+        let call = InboundCall::new("+4930901820", "+4930000000", t.created_at).agent(u);
+        let r = f
+            .tickets
+            .record_inbound_call(&f.admin, call, CallRouting::new())
+            .await;
+        ensure_eq!(
+            reasons(r, "agent", what)?,
+            user_reason,
+            "a call taken by a {what} agent"
+        );
+        let call = InboundCall::new("+4930901820", "+4930000000", t.created_at);
+        let r = f
+            .tickets
+            .record_inbound_call(&f.admin, call, CallRouting::new().assignee(u))
+            .await;
+        ensure_eq!(
+            reasons(r, "assignee", what)?,
+            user_reason,
+            "a call routed to a {what} assignee"
+        );
+    }
+    // Teams: none, another tenant's, a user's id (another kind).
+    let teams = [
+        ("nonexistent", TeamId::new()),
+        ("foreign", other.team_x),
+        ("wrong kind", TeamId::from_uuid(user(&f.rep).as_uuid())),
+    ];
+    for (what, q) in teams {
+        let r = f
+            .tickets
+            .create(&f.admin, NewTicket::new("x", c).queue(q))
+            .await;
+        ensure_eq!(
+            reasons(r, "queue", what)?,
+            team_reason,
+            "create in a {what} queue"
+        );
+        let r = f
+            .tickets
+            .update(&f.admin, t.id, t.version, TicketPatch::new().queue(Some(q)))
+            .await;
+        ensure_eq!(
+            reasons(r, "queue", what)?,
+            team_reason,
+            "update to a {what} queue"
+        );
+        let r = f
+            .tickets
+            .escalate(
+                &f.admin,
+                t.id,
+                t.version,
+                Escalation::because("why").queue(q),
+            )
+            .await;
+        ensure_eq!(
+            reasons(r, "queue", what)?,
+            team_reason,
+            "escalate to a {what} queue"
+        );
+    }
+    ensure_eq!(
+        snapshot(store, &f.admin).await?,
+        before,
+        "refused references wrote rows"
+    );
+    // Organizations in policy conditions: none, another tenant's, deleted, a contact's id.
+    let mut spec = crmkit_tickets::calendar::CalendarSpec::new("UTC");
+    spec.hours.monday = vec![crmkit_tickets::calendar::Interval::hm(9, 0, 17, 0)];
+    let cal = f
+        .tickets
+        .create_calendar(&f.admin, "office", spec)
+        .await
+        .at("calendar")?;
+    let gone = f
+        .contacts
+        .create_organization(&f.admin, NewOrganization::named("Gone"))
+        .await
+        .at("organization")?;
+    f.contacts
+        .delete_organization(&f.admin, gone.id, gone.version)
+        .await
+        .at("delete organization")?;
+    let live = organization(&f, &f.admin).await?;
+    let policy = f
+        .tickets
+        .create_policy(
+            &f.admin,
+            NewSlaPolicy::new("by org", cal.id).conditions(SlaConditions::any().organization(live)),
+        )
+        .await
+        .at("policy with a live organization")?;
+    let org_reason = vec![reference_reason(&RecordKind::ORGANIZATION)];
+    let field = "conditions.organizations[0]";
+    for (what, o) in [
+        ("nonexistent", OrganizationId::new()),
+        ("foreign", organization(&other, &other.admin).await?),
+        ("deleted", gone.id),
+        ("wrong kind", OrganizationId::from_uuid(c.as_uuid())),
+    ] {
+        let input =
+            NewSlaPolicy::new("by org", cal.id).conditions(SlaConditions::any().organization(o));
+        let r = f.tickets.create_policy(&f.admin, input.clone()).await;
+        ensure_eq!(
+            reasons(r, field, what)?,
+            org_reason,
+            "policy on a {what} organization"
+        );
+        let r = f
+            .tickets
+            .update_policy(&f.admin, policy.id, policy.version, input)
+            .await;
+        ensure_eq!(
+            reasons(r, field, what)?,
+            org_reason,
+            "policy changed to a {what} organization"
+        );
+    }
+    Ok(())
 }

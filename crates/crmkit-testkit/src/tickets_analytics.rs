@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use crmkit_contacts::NewContact;
 use crmkit_core::query::Query;
-use crmkit_core::{Ctx, Error, ManualClock, Store};
+use crmkit_core::{CalendarId, Ctx, Error, ManualClock, SlaPolicyId, Store};
 use crmkit_tickets::analytics::average;
 use crmkit_tickets::calendar::{BusinessCalendar, CalendarSpec, Interval};
 use crmkit_tickets::sla::{NewSlaPolicy, SlaConditions, SlaTargetKind, SlaTargets};
@@ -17,7 +17,6 @@ use crmkit_tickets::{
     BacklogRow, MinutesStat, NewComment, NewTicket, SlaOutcome, Ticket, TicketPriority, TicketSla,
     TicketStatus,
 };
-use uuid::Uuid;
 
 use crate::check::At;
 pub use crate::check::{CheckResult, Failure};
@@ -60,7 +59,7 @@ fn targets(fr: Option<i64>, nr: Option<i64>, res: Option<i64>) -> SlaTargets {
     }
 }
 
-fn policy_input(cal: Uuid, t: SlaTargets) -> NewSlaPolicy {
+fn policy_input(cal: CalendarId, t: SlaTargets) -> NewSlaPolicy {
     NewSlaPolicy {
         name: "all".into(),
         position: 1,
@@ -72,7 +71,7 @@ fn policy_input(cal: Uuid, t: SlaTargets) -> NewSlaPolicy {
 }
 
 /// A calendar and one policy matching every ticket.
-async fn policy(f: &Fixture, spec: CalendarSpec, t: SlaTargets) -> CheckResult<Uuid> {
+async fn policy(f: &Fixture, spec: CalendarSpec, t: SlaTargets) -> CheckResult<SlaPolicyId> {
     let cal = f
         .tickets
         .create_calendar(&f.admin, "cal", spec)
@@ -441,7 +440,7 @@ pub async fn recompute(store: &Store) -> CheckResult {
             "not recomputed yet"
         );
     }
-    let run = |policy: Option<Uuid>| {
+    let run = |policy: Option<SlaPolicyId>| {
         let tickets = &f.tickets;
         let ctx = ctx.clone();
         async move {

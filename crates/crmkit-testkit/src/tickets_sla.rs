@@ -9,14 +9,15 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use crmkit_contacts::{NewContact, NewOrganization};
 use crmkit_core::event::EVENTS_TABLE;
 use crmkit_core::store::Cond;
-use crmkit_core::{Ctx, ManualClock, OrganizationId, RecordRef, Store, TicketId};
+use crmkit_core::{
+    CalendarId, Ctx, ManualClock, OrganizationId, RecordRef, SlaPolicyId, Store, TicketId,
+};
 use crmkit_tickets::calendar::{CalendarSpec, Interval};
 use crmkit_tickets::sla::{NewSlaPolicy, SlaConditions, SlaTargetKind, SlaTargets};
 use crmkit_tickets::{
     CALENDAR_TABLE, Channel, Escalation, NewComment, NewTicket, POLICY_TABLE, Ticket, TicketPatch,
     TicketPriority, TicketSla, TicketStatus,
 };
-use uuid::Uuid;
 
 use crate::check::{At, expect_validation};
 pub use crate::check::{CheckResult, Failure};
@@ -71,7 +72,7 @@ fn targets(fr: Option<i64>, nr: Option<i64>, res: Option<i64>) -> SlaTargets {
     }
 }
 
-async fn calendar(f: &Fixture, spec: CalendarSpec) -> CheckResult<Uuid> {
+async fn calendar(f: &Fixture, spec: CalendarSpec) -> CheckResult<CalendarId> {
     Ok(f.tickets
         .create_calendar(&f.admin, "cal", spec)
         .await
@@ -84,9 +85,9 @@ async fn policy(
     name: &str,
     position: i64,
     conditions: SlaConditions,
-    cal: Uuid,
+    cal: CalendarId,
     t: SlaTargets,
-) -> CheckResult<Uuid> {
+) -> CheckResult<SlaPolicyId> {
     Ok(f.tickets
         .create_policy(
             &f.admin,
@@ -236,7 +237,7 @@ pub async fn policy_selection(store: &Store) -> CheckResult {
         targets(Some(100), None, Some(1000)),
     )
     .await?;
-    let listed: Vec<Uuid> = f
+    let listed: Vec<SlaPolicyId> = f
         .tickets
         .policies(&f.admin)
         .await
@@ -885,7 +886,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         .create_policy(
             &f.admin,
             NewSlaPolicy {
-                calendar: Uuid::now_v7(),
+                calendar: CalendarId::new(),
                 targets: targets(Some(5), None, None),
                 ..bad.clone()
             },

@@ -17,10 +17,9 @@
 
 use chrono::{DateTime, Utc};
 use crmkit_core::store::{Aggregate, CmpOp, Cond, Measure, Row, Value};
-use crmkit_core::{Ctx, Error, Result};
+use crmkit_core::{Ctx, Error, Result, SlaPolicyId};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::model::{TicketPriority, TicketStatus};
 use crate::rows::{SATISFACTION_TABLE, TICKET_TABLE};
@@ -66,7 +65,7 @@ pub struct ResponseTimes {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlaOutcome {
     /// The policy the tickets are under now.
-    pub policy_id: Uuid,
+    pub policy_id: SlaPolicyId,
     /// The target.
     pub target: SlaTargetKind,
     /// Tickets that met it without breaching it.
@@ -277,7 +276,11 @@ impl Tickets {
                     )
                     .await?;
                 for r in rows {
-                    let policy_id = r.first().and_then(Value::as_uuid).ok_or_else(bad)?;
+                    let policy_id = r
+                        .first()
+                        .and_then(Value::as_uuid)
+                        .map(SlaPolicyId::from_uuid)
+                        .ok_or_else(bad)?;
                     let n = count_of(r.get(1).ok_or_else(bad)?)?;
                     let i = match out
                         .iter()

@@ -10,7 +10,6 @@ use crmkit_activities::{
     Activities, Activity, ActivityDetails, Call, CallOutcome, Direction, NewActivity,
     RelatedRecords,
 };
-use crmkit_contacts::Contacts;
 use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::store::BoxFuture;
 use crmkit_core::text::{check_text, parse_phone};
@@ -58,7 +57,14 @@ impl RelatedRecords for TicketRecords {
     }
 
     fn check<'a>(&'a self, ctx: &'a Ctx, id: uuid::Uuid) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { self.0.get(ctx, TicketId::from_uuid(id)).await.map(|_| ()) })
+        Box::pin(async move {
+            let record = RecordRef::from(TicketId::from_uuid(id));
+            if self.0.store().records().visible(ctx, &record).await? {
+                Ok(())
+            } else {
+                Err(Error::not_found(RecordKind::TICKET, id))
+            }
+        })
     }
 }
 
@@ -82,8 +88,8 @@ pub struct InboundCall {
     pub recording_ref: Option<String>,
     /// Notes (at most [`crmkit_activities::MAX_TEXT`] characters).
     pub notes: Option<String>,
-    /// The subject of the ticket it opens and of the call activity; "Call from
-    /// <number>" when `None` (at most [`MAX_SUBJECT`] characters).
+    /// The subject of the ticket it opens and of the call activity; `Call from <number>`
+    /// when `None` (at most [`MAX_SUBJECT`] characters).
     pub subject: Option<String>,
 }
 
@@ -102,6 +108,42 @@ impl InboundCall {
             notes: None,
             subject: None,
         }
+    }
+
+    /// Lasting `secs` seconds.
+    pub fn duration_secs(mut self, secs: u32) -> Self {
+        self.duration_secs = secs;
+        self
+    }
+
+    /// With outcome `o`.
+    pub fn outcome(mut self, o: CallOutcome) -> Self {
+        self.outcome = o;
+        self
+    }
+
+    /// Taken by `agent`.
+    pub fn agent(mut self, agent: UserId) -> Self {
+        self.agent = Some(agent);
+        self
+    }
+
+    /// With the recording at `r` (a key the host owns).
+    pub fn recording_ref(mut self, r: impl Into<String>) -> Self {
+        self.recording_ref = Some(r.into());
+        self
+    }
+
+    /// With notes.
+    pub fn notes(mut self, n: impl Into<String>) -> Self {
+        self.notes = Some(n.into());
+        self
+    }
+
+    /// With the subject of the ticket it opens and of the call activity.
+    pub fn subject(mut self, s: impl Into<String>) -> Self {
+        self.subject = Some(s.into());
+        self
     }
 }
 
@@ -134,6 +176,44 @@ impl Default for CallRouting {
             priority: TicketPriority::default(),
             default_region: None,
         }
+    }
+}
+
+impl CallRouting {
+    /// The default routing ([`Default`]): a 7-day reopen window, no queue, the actor as the
+    /// assignee, normal priority, international numbers only.
+    pub fn new() -> Self {
+        CallRouting::default()
+    }
+
+    /// With reopen window `w`.
+    pub fn reopen_window(mut self, w: Duration) -> Self {
+        self.reopen_window = w;
+        self
+    }
+
+    /// New tickets go to queue `team`.
+    pub fn queue(mut self, team: TeamId) -> Self {
+        self.queue = Some(team);
+        self
+    }
+
+    /// New tickets are assigned to `user`.
+    pub fn assignee(mut self, user: UserId) -> Self {
+        self.assignee = Some(user);
+        self
+    }
+
+    /// New tickets get priority `p`.
+    pub fn priority(mut self, p: TicketPriority) -> Self {
+        self.priority = p;
+        self
+    }
+
+    /// National numbers are read in region `r` (ISO 3166 alpha-2).
+    pub fn default_region(mut self, r: impl Into<String>) -> Self {
+        self.default_region = Some(r.into());
+        self
     }
 }
 
@@ -195,7 +275,7 @@ impl Tickets {
     ///   a `ticket.status_changed` event, as a requester comment does. When that ticket
     ///   changed between the read and the commit, the call is re-decided on its new state.
     /// - **Create** otherwise: a new ticket with channel `phone`, the routing's priority,
-    ///   queue and assignee, subject as given or "Call from <number>" (E.164 when it
+    ///   queue and assignee, subject as given or `Call from <number>` (E.164 when it
     ///   parsed), requester = the caller (the organization defaults from it), or, for an
     ///   unknown caller, no requester and `requester_phone` = the raw `from`. Validated
     ///   and numbered as [`Tickets::create`] does.
@@ -284,16 +364,7 @@ impl Tickets {
             None => None,
         };
         if let Some(a) = call.agent {
-            match self
-                .store()
-                .directory()
-                .require_active_user(ctx, "agent", a)
-                .await
-            {
-                Ok(_) => {}
-                Err(Error::Validation(v)) => errs.errors.extend(v.errors),
-                Err(e) => return Err(e),
-            }
+            self.check_user(ctx, &mut errs, "agent", a).await?;
         }
         errs.into_result()?;
         let e164 = parse_phone("from", &raw_from, region.as_deref()).ok();
@@ -310,9 +381,9 @@ impl Tickets {
     }
 
     /// The caller: of the tenant's contacts with this E.164 number, the first (lowest id)
-    /// that is live and visible to the actor.
+    /// that is live and visible to the actor (each hit passes
+    /// [`crmkit_core::record::Records::visible`], the one rule of lookups).
     async fn find_caller(&self, ctx: &Ctx, e164: &str) -> Result<Option<ContactId>> {
-        let contacts = Contacts::new(self.store())?;
         let found = lookup::find(
             self.store().backend(),
             ctx.tenant(),
@@ -322,12 +393,10 @@ impl Tickets {
             MAX_CALLER_CANDIDATES,
         )
         .await?;
+        let records = self.store().records();
         for r in found {
-            let id = ContactId::from_uuid(r.id);
-            match contacts.get_contact(ctx, id).await {
-                Ok(_) => return Ok(Some(id)),
-                Err(Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
+            if r.kind == RecordKind::CONTACT && records.visible(ctx, &r).await? {
+                return Ok(Some(ContactId::from_uuid(r.id)));
             }
         }
         Ok(None)

@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Attachment, Channel, TicketPriority};
 
-/// A new ticket. It needs a requester contact or a requester phone (or both).
+/// A new ticket. It needs a requester contact or a requester phone (or both). Absent
+/// fields of a JSON body take their [`Default`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NewTicket {
     /// Subject (required, at most [`crate::MAX_SUBJECT`] characters).
     pub subject: String,
@@ -108,26 +110,34 @@ impl NewTicket {
 
 /// A change to a ticket: each `Some` replaces the field (`Some(None)` clears an optional
 /// one). The status changes only through [`crate::Tickets::set_status`] (and the comment
-/// rules); the number never changes.
+/// rules); the number never changes. In JSON, an absent key changes nothing and `null`
+/// clears an optional field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TicketPatch {
     /// New subject.
     pub subject: Option<String>,
     /// New description.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub description: Option<Option<String>>,
     /// New priority (recorded in the history).
     pub priority: Option<TicketPriority>,
     /// New channel.
     pub channel: Option<Channel>,
     /// New requester.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub requester: Option<Option<ContactId>>,
     /// New requester phone.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub requester_phone: Option<Option<String>>,
     /// New organization.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub organization: Option<Option<OrganizationId>>,
     /// New assignee.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub assignee: Option<Option<UserId>>,
     /// New queue.
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub queue: Option<Option<TeamId>>,
     /// New tags (replacing all).
     pub tags: Option<Vec<String>>,
@@ -135,8 +145,86 @@ pub struct TicketPatch {
     pub custom: BTreeMap<String, Option<CustomValue>>,
 }
 
+impl TicketPatch {
+    /// A patch that changes nothing yet (add changes with the setters).
+    pub fn new() -> Self {
+        TicketPatch::default()
+    }
+
+    /// Setting the subject.
+    pub fn subject(mut self, s: impl Into<String>) -> Self {
+        self.subject = Some(s.into());
+        self
+    }
+
+    /// Setting (`Some`) or clearing (`None`) the description.
+    pub fn description(mut self, d: Option<String>) -> Self {
+        self.description = Some(d);
+        self
+    }
+
+    /// Setting the priority.
+    pub fn priority(mut self, p: TicketPriority) -> Self {
+        self.priority = Some(p);
+        self
+    }
+
+    /// Setting the channel.
+    pub fn channel(mut self, c: Channel) -> Self {
+        self.channel = Some(c);
+        self
+    }
+
+    /// Setting or clearing the requester contact.
+    pub fn requester(mut self, c: Option<ContactId>) -> Self {
+        self.requester = Some(c);
+        self
+    }
+
+    /// Setting or clearing the requester phone.
+    pub fn requester_phone(mut self, p: Option<String>) -> Self {
+        self.requester_phone = Some(p);
+        self
+    }
+
+    /// Setting or clearing the organization.
+    pub fn organization(mut self, o: Option<OrganizationId>) -> Self {
+        self.organization = Some(o);
+        self
+    }
+
+    /// Setting or clearing the assignee.
+    pub fn assignee(mut self, u: Option<UserId>) -> Self {
+        self.assignee = Some(u);
+        self
+    }
+
+    /// Setting or clearing the queue.
+    pub fn queue(mut self, t: Option<TeamId>) -> Self {
+        self.queue = Some(t);
+        self
+    }
+
+    /// Replacing the tags.
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags = Some(tags.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Setting (`Some`) or removing (`None`) the custom value `key`.
+    pub fn custom(mut self, key: impl Into<String>, v: Option<CustomValue>) -> Self {
+        self.custom.insert(key.into(), v);
+        self
+    }
+}
+
 /// A new comment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NewComment {
     /// The text (required, at most [`crate::MAX_TEXT`] characters).
     pub body: String,
@@ -189,6 +277,7 @@ impl NewComment {
 /// An escalation: raise the priority and/or hand the ticket to a queue or user, with a
 /// reason. At least one of `priority`, `queue` and `assignee` must be given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Escalation {
     /// The new priority: higher than the current one.
     pub priority: Option<TicketPriority>,

@@ -43,6 +43,13 @@
 //!   first response and to resolution once reached.
 //! * [`analytics`]: backlog, response and resolution times, SLA outcomes and satisfaction,
 //!   every number computed by the backend (grouped counts and exact integer sums).
+//! * [`kinds`]: the record kinds `ticket`, `sla_calendar` and `sla_policy` for the generic
+//!   record API ([`crmkit_core::record::Records`]). Every reference the module checks
+//!   (requester, organization, assignee, queue, a call's agent, a policy's calendar and
+//!   organization conditions, the caller lookup) follows
+//!   [`Records::visible`](crmkit_core::record::Records::visible): a record that does not
+//!   exist, is deleted, belongs to another tenant or is hidden from the actor gives the
+//!   same error.
 //!
 //! The calendar, the clock and the SLA state are plain values: no storage, no clock
 //! reads; every instant is passed in.
@@ -131,6 +138,7 @@ pub mod calendar;
 pub mod calls;
 pub mod clock;
 pub mod inputs;
+pub mod kinds;
 pub mod model;
 pub mod rows;
 mod service;
@@ -140,6 +148,10 @@ mod sla_service;
 pub use analytics::{BacklogRow, MinutesStat, ResponseTimes, SatisfactionStat, SlaOutcome};
 pub use calls::{CallRouting, InboundCall, InboundCallResult, TicketRecords};
 pub use inputs::*;
+pub use kinds::{
+    CalendarKind, CalendarPatch, NewCalendar, SlaPolicyKind, SlaPolicyPatch, SlaSummary,
+    TicketKind, TicketRecord,
+};
 pub use model::*;
 pub use rows::TICKET_FIELDS;
 pub use service::{
@@ -147,15 +159,16 @@ pub use service::{
     MAX_TAG_LEN, MAX_TAGS, MAX_TEXT, NUMBER_SEQUENCE, Tickets, normalize_tag, tag_filter,
 };
 pub use sla_service::{
-    CALENDAR, CALENDAR_TABLE, CREATED_INDEX, DUE_INDEX, MAX_SLA_NAME, POLICY, POLICY_TABLE,
-    RecomputeReport, SLA_TABLE, SweepReport, TargetView, TicketSla,
+    CALENDAR, CALENDAR_FIELDS, CALENDAR_TABLE, CREATED_INDEX, DUE_INDEX, MAX_SLA_NAME, POLICY,
+    POLICY_FIELDS, POLICY_TABLE, RecomputeReport, SLA_TABLE, SweepReport, TargetView, TicketSla,
 };
 
 use crmkit_core::store::SchemaStep;
 use crmkit_core::{Migration, Module};
 
-/// The tickets module: its tables (tickets, history, comments, satisfaction) and event
-/// kinds. Composed after contacts and activities.
+/// The tickets module: its tables (tickets, history, comments, satisfaction, calendars,
+/// SLA policies and state), its record kinds (`ticket`, `sla_calendar`, `sla_policy`: see
+/// [`kinds`]) and event kinds. Composed after contacts and activities.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TicketsModule;
 
@@ -192,6 +205,14 @@ impl Module for TicketsModule {
                               creation instant",
                 steps: sla_service::measure_steps(),
             },
+        ]
+    }
+
+    fn record_kinds(&self) -> Vec<std::sync::Arc<dyn crmkit_core::record::KindHandler>> {
+        vec![
+            crmkit_core::record::typed(kinds::TicketKind),
+            crmkit_core::record::typed(kinds::CalendarKind),
+            crmkit_core::record::typed(kinds::SlaPolicyKind),
         ]
     }
 

@@ -2,7 +2,7 @@
 //! ratings.
 
 use chrono::{DateTime, Utc};
-use crmkit_core::{ContactId, CustomValues, OrganizationId, TeamId, TicketId, UserId};
+use crmkit_core::{CommentId, ContactId, CustomValues, OrganizationId, TeamId, TicketId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// Where a ticket is in its life.
@@ -269,11 +269,29 @@ pub struct Attachment {
     pub storage_key: String,
 }
 
+impl Attachment {
+    /// The metadata of a file (every field is required): its name, size in bytes, MIME
+    /// type and the key the host stores it under.
+    pub fn new(
+        name: impl Into<String>,
+        size: i64,
+        content_type: impl Into<String>,
+        storage_key: impl Into<String>,
+    ) -> Self {
+        Attachment {
+            name: name.into(),
+            size,
+            content_type: content_type.into(),
+            storage_key: storage_key.into(),
+        }
+    }
+}
+
 /// A comment on a ticket: a public reply or an internal note.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Comment {
     /// Id (UUID v7).
-    pub id: uuid::Uuid,
+    pub id: CommentId,
     /// The ticket.
     pub ticket: TicketId,
     /// Who wrote it.

@@ -16,7 +16,9 @@ use crmkit_core::row::{
 };
 use crmkit_core::store::{ColumnType, IndexDef, Row, TableDef, Value, columns};
 use crmkit_core::text::fold;
-use crmkit_core::{ContactId, Error, OrganizationId, RecordKind, Result, TeamId, TicketId, UserId};
+use crmkit_core::{
+    CommentId, ContactId, Error, OrganizationId, RecordKind, Result, TeamId, TicketId, UserId,
+};
 
 use crate::model::*;
 
@@ -366,7 +368,7 @@ pub(crate) fn comment_row(c: &Comment) -> Row {
         CommentAuthor::Requester { contact } => ("requester", contact.as_uuid()),
     };
     vec![
-        Value::Uuid(c.id),
+        Value::Uuid(c.id.as_uuid()),
         Value::Uuid(c.ticket.as_uuid()),
         Value::from(c.public),
         Value::Text(kind.into()),
@@ -393,7 +395,7 @@ pub(crate) fn decode_comment(mut r: Row) -> Result<Comment> {
         _ => return Err(malformed("comment author")),
     };
     Ok(Comment {
-        id: uuid(&r[0])?,
+        id: CommentId::from_uuid(uuid(&r[0])?),
         ticket: TicketId::from_uuid(uuid(&r[1])?),
         public: int(&r[2])? != 0,
         author,

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use crmkit_contacts::Contacts;
 use crmkit_core::custom::CustomSchema;
+use crmkit_core::record::reference_reason;
 use crmkit_core::service::{
     SoftDelete, apply_custom_patch, changed_columns, diff, json_text, list_page, stage_created,
     stage_soft_delete, to_json, visibility_scope,
@@ -11,8 +12,9 @@ use crmkit_core::service::{
 use crmkit_core::store::{Cond, OrderKey, Select, Value, Write};
 use crmkit_core::text::check_text;
 use crmkit_core::{
-    AuditChange, Changeset, ContactId, Ctx, Error, Filter, NewEvent, OrganizationId, Page, Query,
-    RecordKind, RecordRef, Result, Role, Store, TeamId, TicketId, UserId, ValidationErrors,
+    AuditChange, AuditEntry, Changeset, CommentId, ContactId, Ctx, Error, Filter, NewEvent,
+    OrganizationId, Page, Query, RecordKind, RecordRef, Result, Role, Store, TeamId, TicketId,
+    UserId, ValidationErrors,
 };
 
 use crate::inputs::*;
@@ -307,7 +309,26 @@ impl Tickets {
 
     // ----- validation -----
 
-    /// Checks that the requester contact exists and is visible (`requester`); returns its
+    /// Whether `record` is there for the actor, by the one rule of references
+    /// ([`crmkit_core::record::Records::visible`]): a record that does not exist, is
+    /// deleted, belongs to another tenant or is hidden from the actor is not. When it is
+    /// not, a Validation error on `field` with [`reference_reason`] is added to `errs`.
+    pub(crate) async fn check_reference(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        field: &str,
+        record: RecordRef,
+    ) -> Result<bool> {
+        if self.store.records().visible(ctx, &record).await? {
+            Ok(true)
+        } else {
+            errs.push(field, reference_reason(&record.kind));
+            Ok(false)
+        }
+    }
+
+    /// Checks the requester contact (`requester`) by the reference rule; returns its
     /// organization.
     async fn check_requester(
         &self,
@@ -315,37 +336,33 @@ impl Tickets {
         errs: &mut ValidationErrors,
         requester: ContactId,
     ) -> Result<Option<OrganizationId>> {
+        if !self
+            .check_reference(ctx, errs, "requester", RecordRef::from(requester))
+            .await?
+        {
+            return Ok(None);
+        }
         match self.contacts.get_contact(ctx, requester).await {
             Ok(c) => Ok(c.organization),
+            // Deleted meanwhile: the same error as any reference that is not there.
             Err(Error::NotFound { .. }) => {
-                errs.push(
-                    "requester",
-                    "is not a contact of this tenant visible to you",
-                );
+                errs.push("requester", reference_reason(&RecordKind::CONTACT));
                 Ok(None)
             }
             Err(e) => Err(e),
         }
     }
 
-    /// Checks that the organization exists and is visible (`organization`).
+    /// Checks the organization (`organization`) by the reference rule.
     async fn check_organization(
         &self,
         ctx: &Ctx,
         errs: &mut ValidationErrors,
         org: OrganizationId,
     ) -> Result<()> {
-        match self.contacts.get_organization(ctx, org).await {
-            Ok(_) => Ok(()),
-            Err(Error::NotFound { .. }) => {
-                errs.push(
-                    "organization",
-                    "is not an organization of this tenant visible to you",
-                );
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        self.check_reference(ctx, errs, "organization", RecordRef::from(org))
+            .await
+            .map(drop)
     }
 
     /// Checks an assignee (`assignee`: an active user) and a queue (`queue`: a team of the
@@ -371,16 +388,37 @@ impl Tickets {
                 ));
             }
         }
-        let dir = self.store.directory();
         if let Some(a) = assignee {
-            merge(errs, dir.require_active_user(ctx, "assignee", a).await)?;
+            self.check_user(ctx, errs, "assignee", a).await?;
         }
         if let Some(q) = queue {
-            match dir.team(ctx, q).await {
-                Ok(_) => {}
-                Err(Error::NotFound { .. }) => errs.push("queue", "is not a team of this tenant"),
-                Err(e) => return Err(e),
-            }
+            self.check_reference(ctx, errs, "queue", RecordRef::from(q))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Checks a user reference held by `field`: a user of the tenant by the reference rule
+    /// (`is not a user of this tenant`), and active (`is not an active user of this
+    /// tenant`).
+    pub(crate) async fn check_user(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        field: &str,
+        user: UserId,
+    ) -> Result<()> {
+        if self
+            .check_reference(ctx, errs, field, RecordRef::from(user))
+            .await?
+        {
+            merge(
+                errs,
+                self.store
+                    .directory()
+                    .require_active_user(ctx, field, user)
+                    .await,
+            )?;
         }
         Ok(())
     }
@@ -844,7 +882,7 @@ impl Tickets {
             }
             let now = ctx.now();
             let comment = Comment {
-                id: uuid::Uuid::now_v7(),
+                id: CommentId::new(),
                 ticket: id,
                 author,
                 public: input.public,
@@ -1233,7 +1271,10 @@ impl Tickets {
             if c.ticket != id {
                 return Err(bad());
             }
-            s.after = Some(vec![Value::timestamp(c.created_at), Value::Uuid(c.id)]);
+            s.after = Some(vec![
+                Value::timestamp(c.created_at),
+                Value::Uuid(c.id.as_uuid()),
+            ]);
         }
         s.limit = Some(limit + 1);
         let mut found = b.select(ctx.tenant(), &s).await?;
@@ -1267,6 +1308,14 @@ impl Tickets {
             .into_iter()
             .map(rows::decode_history)
             .collect()
+    }
+
+    /// The audit trail of a ticket visible to the actor (deleted ones included), oldest
+    /// first: one entry per changed field of every command, comments and ratings
+    /// included.
+    pub async fn audit(&self, ctx: &Ctx, id: TicketId) -> Result<Vec<AuditEntry>> {
+        self.load(ctx, id, None).await?;
+        self.store.audit_of(ctx, &RecordRef::from(id)).await
     }
 
     /// The satisfaction ratings of a ticket visible to the actor, one per rated solve,

@@ -40,9 +40,8 @@
 
 use chrono::{DateTime, Utc};
 use crmkit_core::custom::CustomValue;
-use crmkit_core::{Error, OrganizationId, Result, ValidationErrors};
+use crmkit_core::{CalendarId, Error, OrganizationId, Result, SlaPolicyId, ValidationErrors};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::calendar::BusinessCalendar;
 use crate::clock::SlaClock;
@@ -90,6 +89,29 @@ pub struct SlaTargets {
 }
 
 impl SlaTargets {
+    /// No targets yet (add them with the setters).
+    pub fn new() -> Self {
+        SlaTargets::default()
+    }
+
+    /// With a first-response target of `minutes` business minutes.
+    pub fn first_response(mut self, minutes: i64) -> Self {
+        self.first_response = Some(minutes);
+        self
+    }
+
+    /// With a next-response target of `minutes` business minutes.
+    pub fn next_response(mut self, minutes: i64) -> Self {
+        self.next_response = Some(minutes);
+        self
+    }
+
+    /// With a resolution target of `minutes` business minutes.
+    pub fn resolution(mut self, minutes: i64) -> Self {
+        self.resolution = Some(minutes);
+        self
+    }
+
     /// The target of one kind.
     pub fn get(&self, kind: SlaTargetKind) -> Option<i64> {
         match kind {
@@ -134,6 +156,36 @@ pub struct SlaConditions {
 }
 
 impl SlaConditions {
+    /// No conditions: matches every ticket.
+    pub fn any() -> Self {
+        SlaConditions::default()
+    }
+
+    /// Also requiring the ticket's priority to be `p` or another priority given so.
+    pub fn priority(mut self, p: TicketPriority) -> Self {
+        self.priorities.push(p);
+        self
+    }
+
+    /// Also requiring the ticket's channel to be `c` or another channel given so.
+    pub fn channel(mut self, c: Channel) -> Self {
+        self.channels.push(c);
+        self
+    }
+
+    /// Also requiring the ticket's organization to be `o` or another organization given
+    /// so.
+    pub fn organization(mut self, o: OrganizationId) -> Self {
+        self.organizations.push(o);
+        self
+    }
+
+    /// Also requiring the ticket's custom field `key` to equal `value`.
+    pub fn custom(mut self, key: impl Into<String>, value: CustomValue) -> Self {
+        self.custom = Some((key.into(), value));
+        self
+    }
+
     /// Whether the ticket matches.
     pub fn matches(&self, t: &Ticket) -> bool {
         (self.priorities.is_empty() || self.priorities.contains(&t.priority))
@@ -152,7 +204,7 @@ impl SlaConditions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredCalendar {
     /// Its id.
-    pub id: Uuid,
+    pub id: CalendarId,
     /// Its name.
     pub name: String,
     /// The calendar.
@@ -165,8 +217,10 @@ pub struct StoredCalendar {
     pub version: u64,
 }
 
-/// Input of a policy (create and full update).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// Input of a policy (create and full update). Absent fields of a JSON body take the
+/// [`Default`]: position 0, no conditions, no targets, active.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NewSlaPolicy {
     /// Its name (1 to 200 characters).
     pub name: String,
@@ -175,18 +229,83 @@ pub struct NewSlaPolicy {
     /// When it applies.
     pub conditions: SlaConditions,
     /// The business calendar its targets count on (a stored calendar of the tenant).
-    pub calendar: Uuid,
+    pub calendar: CalendarId,
     /// Its targets.
     pub targets: SlaTargets,
     /// Whether it is considered at all.
     pub active: bool,
 }
 
+impl Default for NewSlaPolicy {
+    /// No name, position 0, no conditions, no targets, active, and the nil calendar id
+    /// (which is no calendar: give one).
+    fn default() -> Self {
+        NewSlaPolicy {
+            name: String::new(),
+            position: 0,
+            conditions: SlaConditions::default(),
+            calendar: CalendarId::from_uuid(uuid::Uuid::nil()),
+            targets: SlaTargets::default(),
+            active: true,
+        }
+    }
+}
+
+impl NewSlaPolicy {
+    /// An active policy named `name` counting on calendar `calendar`, at position 0,
+    /// matching every ticket, without targets yet.
+    pub fn new(name: impl Into<String>, calendar: CalendarId) -> Self {
+        NewSlaPolicy {
+            name: name.into(),
+            calendar,
+            ..NewSlaPolicy::default()
+        }
+    }
+
+    /// At `position` in the evaluation order (lower first).
+    pub fn position(mut self, position: i64) -> Self {
+        self.position = position;
+        self
+    }
+
+    /// Applying when `conditions` hold.
+    pub fn conditions(mut self, conditions: SlaConditions) -> Self {
+        self.conditions = conditions;
+        self
+    }
+
+    /// With these targets.
+    pub fn targets(mut self, targets: SlaTargets) -> Self {
+        self.targets = targets;
+        self
+    }
+
+    /// Considered (`true`) or not.
+    pub fn active(mut self, active: bool) -> Self {
+        self.active = active;
+        self
+    }
+}
+
+impl From<&SlaPolicy> for NewSlaPolicy {
+    /// The input that stores `p` as it is (a starting point for a full update).
+    fn from(p: &SlaPolicy) -> Self {
+        NewSlaPolicy {
+            name: p.name.clone(),
+            position: p.position,
+            conditions: p.conditions.clone(),
+            calendar: p.calendar,
+            targets: p.targets,
+            active: p.active,
+        }
+    }
+}
+
 /// A stored SLA policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SlaPolicy {
     /// Its id.
-    pub id: Uuid,
+    pub id: SlaPolicyId,
     /// Its name.
     pub name: String,
     /// Its place in the evaluation order (lower first; ties by id).
@@ -194,7 +313,7 @@ pub struct SlaPolicy {
     /// When it applies.
     pub conditions: SlaConditions,
     /// The calendar its targets count on.
-    pub calendar: Uuid,
+    pub calendar: CalendarId,
     /// Its targets.
     pub targets: SlaTargets,
     /// Whether it is considered.
@@ -266,9 +385,9 @@ pub enum SlaEvent {
     /// `policy` `None`: no policy applies).
     Created {
         /// The policy.
-        policy: Option<Uuid>,
+        policy: Option<SlaPolicyId>,
         /// Its calendar.
-        calendar: Option<Uuid>,
+        calendar: Option<CalendarId>,
         /// Its targets.
         targets: SlaTargets,
     },
@@ -285,9 +404,9 @@ pub enum SlaEvent {
     /// The ticket's policy was re-evaluated (see the module's rules).
     Retarget {
         /// The policy.
-        policy: Option<Uuid>,
+        policy: Option<SlaPolicyId>,
         /// Its calendar.
-        calendar: Option<Uuid>,
+        calendar: Option<CalendarId>,
         /// Its targets.
         targets: SlaTargets,
     },
@@ -297,9 +416,9 @@ pub enum SlaEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SlaState {
     /// The policy that applies (`None`: none).
-    pub policy: Option<Uuid>,
+    pub policy: Option<SlaPolicyId>,
     /// The policy's calendar.
-    pub calendar: Option<Uuid>,
+    pub calendar: Option<CalendarId>,
     /// The policy's targets, as they were when it was applied.
     pub targets: SlaTargets,
     /// The ticket's status.
@@ -442,8 +561,8 @@ impl SlaState {
     fn retarget(
         &mut self,
         cal: &BusinessCalendar,
-        policy: Option<Uuid>,
-        calendar: Option<Uuid>,
+        policy: Option<SlaPolicyId>,
+        calendar: Option<CalendarId>,
         targets: SlaTargets,
         at: DateTime<Utc>,
     ) -> Result<()> {
@@ -506,6 +625,6 @@ impl SlaState {
 }
 
 /// A Validation error for a target kind that has no state (used by callers).
-pub(crate) fn no_calendar(id: Uuid) -> Error {
-    Error::validation("calendar", format!("{id} is not a calendar of this tenant"))
+pub(crate) fn no_calendar() -> Error {
+    crmkit_core::record::reference_error("calendar", &CalendarId::kind())
 }

@@ -30,16 +30,18 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use crmkit_core::query::{FieldSpec, FieldType as QueryType, RecordFields};
+use crmkit_core::record::reference_reason;
 use crmkit_core::row::{from_json, int, json, opt_timestamp, take_text, timestamp, uuid};
-use crmkit_core::service::{diff, stage_created, to_json, visibility_scope};
+use crmkit_core::service::{diff, list_page, stage_created, to_json, visibility_scope};
 use crmkit_core::store::{
     CmpOp, ColumnDef, ColumnType, Cond, IndexDef, OrderKey, Row, SchemaStep, Select, TableDef,
     Value, Write, columns,
 };
 use crmkit_core::text::check_text;
 use crmkit_core::{
-    AuditChange, Changeset, Ctx, Error, NewEvent, Page, RecordKind, RecordRef, Result, Role,
-    TicketId, ValidationErrors,
+    AuditChange, AuditEntry, CalendarId, Changeset, Ctx, Error, NewEvent, Page, Query, RecordKind,
+    RecordRef, Result, Role, SlaPolicyId, TicketId, ValidationErrors,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -68,6 +70,37 @@ pub const CREATED_INDEX: &str = "tickets_sla_created";
 pub const CALENDAR: RecordKind = RecordKind::new("sla_calendar");
 /// Record kind of SLA policies.
 pub const POLICY: RecordKind = RecordKind::new("sla_policy");
+
+/// The names a [`Query`] of stored calendars filters and sorts on: `id`, `name`,
+/// `created_at`, `updated_at`.
+pub static CALENDAR_FIELDS: RecordFields = RecordFields {
+    kind: CALENDAR,
+    table: CALENDAR_TABLE,
+    fields: &[
+        FieldSpec::new("id", QueryType::Uuid, false),
+        FieldSpec::new("name", QueryType::Text, false),
+        FieldSpec::new("created_at", QueryType::Timestamp, false),
+        FieldSpec::new("updated_at", QueryType::Timestamp, false),
+    ],
+    custom_column: None,
+};
+
+/// The names a [`Query`] of SLA policies filters and sorts on: `id`, `name`, `position`,
+/// `calendar`, `active`, `created_at`, `updated_at`.
+pub static POLICY_FIELDS: RecordFields = RecordFields {
+    kind: POLICY,
+    table: POLICY_TABLE,
+    fields: &[
+        FieldSpec::new("id", QueryType::Uuid, false),
+        FieldSpec::new("name", QueryType::Text, false),
+        FieldSpec::new("position", QueryType::Int, false),
+        FieldSpec::new("calendar", QueryType::Uuid, false).in_column("calendar_id"),
+        FieldSpec::new("active", QueryType::Bool, false),
+        FieldSpec::new("created_at", QueryType::Timestamp, false),
+        FieldSpec::new("updated_at", QueryType::Timestamp, false),
+    ],
+    custom_column: None,
+};
 
 /// Longest calendar or policy name.
 pub const MAX_SLA_NAME: usize = 200;
@@ -198,7 +231,7 @@ pub(crate) fn manages(ctx: &Ctx, action: &str) -> Result<()> {
 
 fn calendar_row(c: &StoredCalendar) -> Row {
     vec![
-        Value::Uuid(c.id),
+        Value::Uuid(c.id.as_uuid()),
         Value::Text(c.name.clone()),
         json(&c.calendar),
         Value::timestamp(c.created_at),
@@ -209,7 +242,7 @@ fn calendar_row(c: &StoredCalendar) -> Row {
 
 fn decode_calendar(mut r: Row) -> Result<StoredCalendar> {
     Ok(StoredCalendar {
-        id: uuid(&r[0])?,
+        id: CalendarId::from_uuid(uuid(&r[0])?),
         name: take_text(&mut r[1])?,
         calendar: from_json(&r[2])?,
         created_at: timestamp(&r[3])?,
@@ -220,11 +253,11 @@ fn decode_calendar(mut r: Row) -> Result<StoredCalendar> {
 
 fn policy_row(p: &SlaPolicy) -> Row {
     vec![
-        Value::Uuid(p.id),
+        Value::Uuid(p.id.as_uuid()),
         Value::Text(p.name.clone()),
         Value::Int(p.position),
         json(&p.conditions),
-        Value::Uuid(p.calendar),
+        Value::Uuid(p.calendar.as_uuid()),
         Value::opt_int(p.targets.first_response),
         Value::opt_int(p.targets.next_response),
         Value::opt_int(p.targets.resolution),
@@ -237,11 +270,11 @@ fn policy_row(p: &SlaPolicy) -> Row {
 
 fn decode_policy(mut r: Row) -> Result<SlaPolicy> {
     Ok(SlaPolicy {
-        id: uuid(&r[0])?,
+        id: SlaPolicyId::from_uuid(uuid(&r[0])?),
         name: take_text(&mut r[1])?,
         position: int(&r[2])?,
         conditions: from_json(&r[3])?,
-        calendar: uuid(&r[4])?,
+        calendar: CalendarId::from_uuid(uuid(&r[4])?),
         targets: SlaTargets {
             first_response: opt_int(&r[5]),
             next_response: opt_int(&r[6]),
@@ -279,7 +312,7 @@ pub struct TicketSla {
     /// The ticket.
     pub ticket: TicketId,
     /// The policy that applies, if any.
-    pub policy: Option<Uuid>,
+    pub policy: Option<SlaPolicyId>,
     /// The earliest due instant among running, unmet targets.
     pub next_due_at: Option<DateTime<Utc>>,
     /// The targets the ticket has (first response, next response, resolution order).
@@ -400,7 +433,7 @@ fn decode_sla(r: &Row) -> Result<TicketSla> {
     }
     Ok(TicketSla {
         ticket: TicketId::from_uuid(uuid(&r[0])?),
-        policy: r[1].as_uuid(),
+        policy: r[1].as_uuid().map(SlaPolicyId::from_uuid),
         next_due_at: opt_timestamp(&r[6])?,
         targets,
         state,
@@ -490,7 +523,7 @@ impl Tickets {
         };
         let now = ctx.now();
         let c = StoredCalendar {
-            id: Uuid::now_v7(),
+            id: CalendarId::new(),
             name: name.to_owned(),
             calendar,
             created_at: now,
@@ -502,7 +535,7 @@ impl Tickets {
             table: CALENDAR_TABLE,
             row: calendar_row(&c),
         });
-        stage_created(&mut cs, RecordRef::new(CALENDAR, c.id), "sla_calendar", &c);
+        stage_created(&mut cs, RecordRef::from(c.id), "sla_calendar", &c);
         self.store().commit(cs).await?;
         Ok(c)
     }
@@ -516,7 +549,7 @@ impl Tickets {
     pub async fn update_calendar(
         &self,
         ctx: &Ctx,
-        id: Uuid,
+        id: CalendarId,
         expected_version: u64,
         name: &str,
         spec: CalendarSpec,
@@ -530,7 +563,7 @@ impl Tickets {
         let Some(calendar) = cal else {
             return Err(Error::validation("calendar", "invalid"));
         };
-        let record = RecordRef::new(CALENDAR, id);
+        let record = RecordRef::from(id);
         if old.version != expected_version {
             return Err(Error::Conflict {
                 record,
@@ -550,7 +583,7 @@ impl Tickets {
         let mut cs = Changeset::new(ctx);
         cs.writes.push(Write::Update {
             table: CALENDAR_TABLE,
-            key: vec![Value::Uuid(id)],
+            key: vec![Value::Uuid(id.as_uuid())],
             set: crmkit_core::service::changed_columns(
                 def,
                 &calendar_row(&old),
@@ -577,11 +610,11 @@ impl Tickets {
     }
 
     /// A stored calendar of the tenant (NotFound otherwise).
-    pub async fn calendar(&self, ctx: &Ctx, id: Uuid) -> Result<StoredCalendar> {
+    pub async fn calendar(&self, ctx: &Ctx, id: CalendarId) -> Result<StoredCalendar> {
         let row = self
             .store()
             .backend()
-            .get(ctx.tenant(), CALENDAR_TABLE, &[Value::Uuid(id)])
+            .get(ctx.tenant(), CALENDAR_TABLE, &[Value::Uuid(id.as_uuid())])
             .await?
             .ok_or_else(|| Error::not_found(CALENDAR, id))?;
         decode_calendar(row)
@@ -611,12 +644,20 @@ impl Tickets {
         {
             errs.push("conditions.custom", "needs a custom field key");
         }
-        match self.calendar(ctx, p.calendar).await {
-            Ok(_) => {}
-            Err(Error::NotFound { .. }) => {
-                errs.push("calendar", "is not a stored calendar of this tenant")
+        // References obey the one rule (`Records::visible`): a calendar or organization
+        // that does not exist, belongs to another tenant, is deleted or hidden from the
+        // actor gives the same error.
+        let records = self.store().records();
+        if !records.visible(ctx, &RecordRef::from(p.calendar)).await? {
+            errs.push("calendar", reference_reason(&CalendarId::kind()));
+        }
+        for (i, o) in p.conditions.organizations.iter().enumerate() {
+            if !records.visible(ctx, &RecordRef::from(*o)).await? {
+                errs.push(
+                    format!("conditions.organizations[{i}]"),
+                    reference_reason(&RecordKind::ORGANIZATION),
+                );
             }
-            Err(e) => return Err(e),
         }
         errs.into_result()
     }
@@ -624,8 +665,11 @@ impl Tickets {
     /// Stores a new SLA policy (Admin or Manager; PermissionDenied otherwise). Validation
     /// errors: an empty or over-long `name`; `targets.first_response`,
     /// `targets.next_response`, `targets.resolution` set but not positive; a `calendar`
-    /// that is not a stored calendar of the tenant; a custom-field condition without a key
-    /// (`conditions.custom`). Existing tickets keep the targets they were given; new and
+    /// that is not a stored calendar of the tenant; an organization condition
+    /// (`conditions.organizations[i]`) that is not a live organization of the tenant
+    /// visible to the actor; a custom-field condition without a key (`conditions.custom`).
+    /// References follow [`crmkit_core::record::Records::visible`]: a missing, deleted,
+    /// hidden or another tenant's record gives the same error. Existing tickets keep the targets they were given; new and
     /// re-evaluated tickets see the policy (re-evaluate open tickets with
     /// [`recompute_sla`](Self::recompute_sla)).
     pub async fn create_policy(&self, ctx: &Ctx, input: NewSlaPolicy) -> Result<SlaPolicy> {
@@ -633,7 +677,7 @@ impl Tickets {
         self.check_policy(ctx, &input).await?;
         let now = ctx.now();
         let p = SlaPolicy {
-            id: Uuid::now_v7(),
+            id: SlaPolicyId::new(),
             name: input.name,
             position: input.position,
             conditions: input.conditions,
@@ -649,7 +693,7 @@ impl Tickets {
             table: POLICY_TABLE,
             row: policy_row(&p),
         });
-        stage_created(&mut cs, RecordRef::new(POLICY, p.id), "sla_policy", &p);
+        stage_created(&mut cs, RecordRef::from(p.id), "sla_policy", &p);
         self.store().commit(cs).await?;
         Ok(p)
     }
@@ -661,14 +705,14 @@ impl Tickets {
     pub async fn update_policy(
         &self,
         ctx: &Ctx,
-        id: Uuid,
+        id: SlaPolicyId,
         expected_version: u64,
         input: NewSlaPolicy,
     ) -> Result<SlaPolicy> {
         manages(ctx, "update SLA policy")?;
         let old = self.policy(ctx, id).await?;
         self.check_policy(ctx, &input).await?;
-        let record = RecordRef::new(POLICY, id);
+        let record = RecordRef::from(id);
         if old.version != expected_version {
             return Err(Error::Conflict {
                 record,
@@ -694,7 +738,7 @@ impl Tickets {
         let mut cs = Changeset::new(ctx);
         cs.writes.push(Write::Update {
             table: POLICY_TABLE,
-            key: vec![Value::Uuid(id)],
+            key: vec![Value::Uuid(id.as_uuid())],
             set: crmkit_core::service::changed_columns(def, &policy_row(&old), &policy_row(&new)),
             expect_version: Some(old.version),
             record: record.clone(),
@@ -717,11 +761,11 @@ impl Tickets {
     }
 
     /// A policy of the tenant (NotFound otherwise).
-    pub async fn policy(&self, ctx: &Ctx, id: Uuid) -> Result<SlaPolicy> {
+    pub async fn policy(&self, ctx: &Ctx, id: SlaPolicyId) -> Result<SlaPolicy> {
         let row = self
             .store()
             .backend()
-            .get(ctx.tenant(), POLICY_TABLE, &[Value::Uuid(id)])
+            .get(ctx.tenant(), POLICY_TABLE, &[Value::Uuid(id.as_uuid())])
             .await?
             .ok_or_else(|| Error::not_found(POLICY, id))?;
         decode_policy(row)
@@ -751,8 +795,8 @@ impl Tickets {
     async fn business_calendar(
         &self,
         ctx: &Ctx,
-        cache: &mut HashMap<Uuid, BusinessCalendar>,
-        id: Option<Uuid>,
+        cache: &mut HashMap<CalendarId, BusinessCalendar>,
+        id: Option<CalendarId>,
     ) -> Result<BusinessCalendar> {
         let Some(id) = id else {
             return always();
@@ -762,7 +806,7 @@ impl Tickets {
         }
         let c = match self.calendar(ctx, id).await {
             Ok(c) => c.calendar,
-            Err(Error::NotFound { .. }) => return Err(no_calendar(id)),
+            Err(Error::NotFound { .. }) => return Err(no_calendar()),
             Err(e) => return Err(e),
         };
         cache.insert(id, c.clone());
@@ -780,6 +824,78 @@ impl Tickets {
             .get(ctx.tenant(), SLA_TABLE, &[Value::Uuid(id.as_uuid())])
             .await?;
         row.as_ref().map(decode_sla).transpose()
+    }
+
+    /// The SLA rows of tickets the caller has already found visible, by ticket (tickets
+    /// without a row are absent).
+    pub(crate) async fn sla_rows(
+        &self,
+        ctx: &Ctx,
+        ids: &[TicketId],
+    ) -> Result<HashMap<TicketId, TicketSla>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let s = Select::new(
+            SLA_TABLE,
+            Cond::In(
+                "ticket_id".into(),
+                ids.iter().map(|t| Value::Uuid(t.as_uuid())).collect(),
+            ),
+        );
+        self.store()
+            .backend()
+            .select(ctx.tenant(), &s)
+            .await?
+            .iter()
+            .map(|r| decode_sla(r).map(|t| (t.ticket, t)))
+            .collect()
+    }
+
+    // ----- calendars and policies as records (the generic record API) -----
+
+    /// A page of the tenant's stored calendars (every user may read them): filter and
+    /// sort on [`CALENDAR_FIELDS`], keyset-paged. Calendars are never deleted, so
+    /// [`Query::include_deleted`] changes nothing.
+    pub async fn list_calendars(&self, ctx: &Ctx, q: &Query) -> Result<Page<StoredCalendar>> {
+        list_page(
+            self.store(),
+            ctx,
+            q,
+            &CALENDAR_FIELDS,
+            Cond::True,
+            decode_calendar,
+            |_| None,
+        )
+        .await
+    }
+
+    /// The audit trail of a stored calendar of the tenant, oldest first.
+    pub async fn calendar_audit(&self, ctx: &Ctx, id: CalendarId) -> Result<Vec<AuditEntry>> {
+        self.calendar(ctx, id).await?;
+        self.store().audit_of(ctx, &RecordRef::from(id)).await
+    }
+
+    /// A page of the tenant's SLA policies (every user may read them): filter and sort on
+    /// [`POLICY_FIELDS`], keyset-paged. Policies are never deleted (deactivate them), so
+    /// [`Query::include_deleted`] changes nothing.
+    pub async fn list_policies(&self, ctx: &Ctx, q: &Query) -> Result<Page<SlaPolicy>> {
+        list_page(
+            self.store(),
+            ctx,
+            q,
+            &POLICY_FIELDS,
+            Cond::True,
+            decode_policy,
+            |_| None,
+        )
+        .await
+    }
+
+    /// The audit trail of an SLA policy of the tenant, oldest first.
+    pub async fn policy_audit(&self, ctx: &Ctx, id: SlaPolicyId) -> Result<Vec<AuditEntry>> {
+        self.policy(ctx, id).await?;
+        self.store().audit_of(ctx, &RecordRef::from(id)).await
     }
 
     /// Stages the SLA consequences of a ticket write (see `Tickets::stage_sla`).
@@ -1177,7 +1293,7 @@ impl Tickets {
     pub async fn recompute_sla(
         &self,
         ctx: &Ctx,
-        policy: Option<Uuid>,
+        policy: Option<SlaPolicyId>,
         cursor: Option<String>,
         limit: u32,
     ) -> Result<RecomputeReport> {
@@ -1217,7 +1333,7 @@ impl Tickets {
             Some(p) => {
                 let mut s = Select::new(
                     SLA_TABLE,
-                    Cond::eq("policy_id", p).and(Cond::IsNull("deleted_at".into())),
+                    Cond::eq("policy_id", p.as_uuid()).and(Cond::IsNull("deleted_at".into())),
                 );
                 s.order = vec![order("ticket_id")];
                 s.after = after.map(|u| vec![Value::Uuid(u)]);

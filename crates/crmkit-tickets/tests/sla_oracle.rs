@@ -52,8 +52,8 @@ fn simulate(t0: usize, acts: &[(usize, Act)], targets: SlaTargets) -> Vec<Step> 
     let mut steps = vec![Step {
         minute: t0,
         event: SlaEvent::Created {
-            policy: Some(uuid::Uuid::nil()),
-            calendar: Some(uuid::Uuid::nil()),
+            policy: Some(crmkit_core::SlaPolicyId::from_uuid(uuid::Uuid::nil())),
+            calendar: Some(crmkit_core::CalendarId::from_uuid(uuid::Uuid::nil())),
             targets,
         },
         status,

@@ -53,4 +53,5 @@ checks![
     escalation,
     visibility_and_tenants,
     atomicity,
+    reference_rule,
 ];
