@@ -18,7 +18,7 @@ use crmkit_core::store::{BoxFuture, CmpOp, Cond, OrderKey, Row, Select, Value, W
 use crmkit_core::text::{check_text, parse_phone};
 use crmkit_core::{
     ActivityId, Changeset, ContactId, Ctx, DealId, Error, Event, LeadId, NewEvent, OrganizationId,
-    Page, Query, RecordKind, RecordRef, Result, Store, UserId, ValidationErrors,
+    Page, Query, RecordKind, RecordRef, ReminderId, Result, Store, UserId, ValidationErrors,
 };
 use crmkit_pipeline::deal::Deals;
 use crmkit_pipeline::lead::Leads;
@@ -1518,7 +1518,7 @@ impl Activities {
         }
         errs.into_result()?;
         let r = Reminder {
-            id: uuid::Uuid::now_v7(),
+            id: ReminderId::new(),
             activity,
             user,
             remind_at,
@@ -1571,12 +1571,12 @@ impl Activities {
     /// Marks a reminder delivered, once: a conditional (versioned) update, so of any
     /// number of calls — in sequence or by concurrent workers — exactly one delivers it
     /// and emits `reminder.delivered`; the others get `first == false`.
-    pub async fn deliver_reminder(&self, ctx: &Ctx, id: uuid::Uuid) -> Result<Delivery> {
+    pub async fn deliver_reminder(&self, ctx: &Ctx, id: ReminderId) -> Result<Delivery> {
         let b = self.store.backend();
-        let not_found = || Error::not_found(RecordKind::new("reminder"), id);
+        let not_found = || Error::not_found(ReminderId::kind(), id);
         for _ in 0..3 {
             let row = b
-                .get(ctx.tenant(), REMINDER_TABLE, &[Value::Uuid(id)])
+                .get(ctx.tenant(), REMINDER_TABLE, &[Value::Uuid(id.as_uuid())])
                 .await?
                 .ok_or_else(not_found)?;
             let (mut r, version) = rows::decode_reminder(&row)?;
@@ -1594,10 +1594,10 @@ impl Activities {
             let mut cs = Changeset::new(ctx);
             cs.writes.push(Write::Update {
                 table: REMINDER_TABLE,
-                key: vec![Value::Uuid(id)],
+                key: vec![Value::Uuid(id.as_uuid())],
                 set: vec![("delivered_at", Value::timestamp(now))],
                 expect_version: Some(version),
-                record: RecordRef::new(RecordKind::new("reminder"), id),
+                record: RecordRef::new(ReminderId::kind(), id.as_uuid()),
             });
             cs.events.push(NewEvent::new(
                 "reminder.delivered",
