@@ -23,7 +23,7 @@ pub use inputs::*;
 pub use model::*;
 pub use service::{
     Activities, EVENT_KINDS, MAX_AUTO_LINKS, MAX_BATCH, MAX_RELATED, MAX_SUBJECT, MAX_TEXT,
-    RelatedRecords, StagedActivities,
+    RELATED_KINDS, RelatedRecords, StagedActivities,
 };
 
 use crmkit_core::store::SchemaStep;
