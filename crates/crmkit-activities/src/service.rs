@@ -345,6 +345,13 @@ impl Activities {
         Ok(self.load(ctx, id, Some(false)).await?.0)
     }
 
+    /// The audit trail of an activity visible to the actor (a deleted one too), oldest
+    /// first.
+    pub async fn audit(&self, ctx: &Ctx, id: ActivityId) -> Result<Vec<crmkit_core::AuditEntry>> {
+        self.load(ctx, id, None).await?;
+        self.store.audit_of(ctx, &RecordRef::from(id)).await
+    }
+
     /// The time zone of a user (UTC when the user is unknown or has a bad zone).
     async fn user_tz(&self, ctx: &Ctx, user: UserId) -> Result<Tz> {
         match self.store.directory().user(ctx, user).await {
@@ -1068,7 +1075,11 @@ impl Activities {
         s.limit = Some(1);
         if let Some(row) = self.store.backend().select(ctx.tenant(), &s).await?.pop() {
             let a = rows::decode_activity(row)?;
-            let visible = ctx.actor().can_see(Some(a.owner), a.team);
+            let visible = self
+                .store
+                .records()
+                .visible(ctx, &RecordRef::from(a.id))
+                .await?;
             return Err(Error::Duplicate {
                 kind: ACTIVITY,
                 field: "message_id".into(),

@@ -2183,7 +2183,7 @@ pub async fn hidden_like_nonexistent(store: &Store) -> CheckResult {
 }
 
 /// A Rep reminds only themselves and writes notes only as themselves (PermissionDenied
-/// otherwise, nothing written); Admin and Manager
+/// otherwise, through the typed and the generic API, nothing written); Admin and Manager
 /// remind any active user and sign notes with any user of the tenant; a Rep may edit a
 /// note keeping the author it has.
 pub async fn reps_remind_and_sign_as_themselves(store: &Store) -> CheckResult {
@@ -2248,6 +2248,17 @@ pub async fn reps_remind_and_sign_as_themselves(store: &Store) -> CheckResult {
         a.create_many(&f.rep, vec![signed_by(user(&f.rep2))]).await,
         "a rep signs a note with another user in a batch",
     )?;
+    expect_denied(
+        store
+            .records()
+            .create(
+                &f.rep,
+                "activity",
+                serde_json::json!({"type": "note", "details": {"body": "x", "author": user(&f.rep2)}}),
+            )
+            .await,
+        "a rep signs a note with another user through the generic API",
+    )?;
     ensure_eq!(
         count(store, &f.admin, ACTIVITY_TABLE).await?,
         before,
@@ -2267,6 +2278,19 @@ pub async fn reps_remind_and_sign_as_themselves(store: &Store) -> CheckResult {
         .await,
         "a rep re-signs their note with another user",
     )?;
+    expect_denied(
+        store
+            .records()
+            .patch(
+                &f.rep,
+                "activity",
+                mine.id.as_uuid(),
+                mine.version,
+                serde_json::json!({"details": {"author": user(&f.rep2)}}),
+            )
+            .await,
+        "a rep re-signs their note through the generic API",
+    )?;
     let signed = a
         .create(&f.manager, signed_by(user(&f.rep2)))
         .await
@@ -2284,6 +2308,20 @@ pub async fn reps_remind_and_sign_as_themselves(store: &Store) -> CheckResult {
         "author",
         "an admin signs with a user who does not exist",
     )?;
+    let g = store
+        .records()
+        .create(
+            &f.rep,
+            "activity",
+            serde_json::json!({"type": "note", "subject": "s", "details": {"body": "hi"}}),
+        )
+        .await
+        .at("a generic note without author")?;
+    ensure_eq!(
+        g["details"]["author"],
+        serde_json::json!(user(&f.rep)),
+        "a generic note's author is the actor"
+    );
     Ok(())
 }
 

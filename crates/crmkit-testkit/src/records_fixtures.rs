@@ -3,6 +3,7 @@
 
 use crate::records::KindFixture;
 
+pub mod activities;
 pub mod contacts;
 
 /// Every built-in kind's fixture.
@@ -19,7 +20,7 @@ fn pipeline_kinds() -> Vec<KindFixture> {
     vec![]
 }
 fn activities_kinds() -> Vec<KindFixture> {
-    vec![]
+    activities::all()
 }
 fn tickets_kinds() -> Vec<KindFixture> {
     vec![]
