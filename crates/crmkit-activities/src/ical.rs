@@ -725,7 +725,7 @@ mod tests {
 
     fn reminder(a: &Activity, at: &str) -> Reminder {
         Reminder {
-            id: uuid::Uuid::now_v7(),
+            id: crmkit_core::ReminderId::new(),
             activity: a.id,
             user: a.owner,
             remind_at: t(at),

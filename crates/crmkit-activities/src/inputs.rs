@@ -1,36 +1,51 @@
 //! Inputs and results of the activities API.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use crmkit_core::{ActivityId, Event, RecordRef, TeamId, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Activity, ActivityDetails, Reminder};
+use crate::model::{
+    Activity, ActivityDetails, Attendee, Call, CallOutcome, Direction, Due, Frequency, LoggedEmail,
+    Meeting, Note, Priority, Recurrence, RecurrenceEnd, Reminder, Task, TaskStatus,
+};
 
 /// A new activity. Phone numbers of a call are normalised; a task's `completed_at` is set
 /// by the service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewActivity {
     /// Related records (contacts, organizations, leads, deals), each visible to the actor.
+    #[serde(default)]
     pub related: Vec<RecordRef>,
     /// Subject.
+    #[serde(default)]
     pub subject: String,
     /// Owner (assignee); the actor when `None`.
+    #[serde(default)]
     pub owner: Option<UserId>,
     /// Team.
+    #[serde(default)]
     pub team: Option<TeamId>,
     /// The kind-specific details.
     pub details: ActivityDetails,
 }
 
 impl NewActivity {
-    /// An activity with a subject and details, related to nothing, owned by the actor.
-    pub fn new(subject: impl Into<String>, details: ActivityDetails) -> Self {
+    /// An activity with a subject and details (a [`Task`], [`Call`], [`Meeting`], [`Note`]
+    /// or [`LoggedEmail`], or [`ActivityDetails`]), related to nothing, owned by the actor.
+    ///
+    /// ```
+    /// use crmkit_activities::{NewActivity, Priority, Task};
+    /// let due = chrono::NaiveDate::from_ymd_opt(2027, 1, 10).unwrap();
+    /// let t = NewActivity::new("Call Grace back", Task::new().due_on(due).priority(Priority::High));
+    /// assert_eq!(t.subject, "Call Grace back");
+    /// ```
+    pub fn new(subject: impl Into<String>, details: impl Into<ActivityDetails>) -> Self {
         NewActivity {
             related: vec![],
             subject: subject.into(),
             owner: None,
             team: None,
-            details,
+            details: details.into(),
         }
     }
 
@@ -56,6 +71,7 @@ impl NewActivity {
 /// A change to an activity: each `Some` replaces the field. The details replace the old
 /// ones as a whole and must be of the same kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ActivityPatch {
     /// New related records.
     pub related: Option<Vec<RecordRef>>,
@@ -63,7 +79,8 @@ pub struct ActivityPatch {
     pub subject: Option<String>,
     /// New owner.
     pub owner: Option<UserId>,
-    /// New team (`Some(None)` clears it).
+    /// New team (`Some(None)` clears it; `null` in JSON).
+    #[serde(deserialize_with = "crmkit_core::record::double_option")]
     pub team: Option<Option<TeamId>>,
     /// New details (same kind).
     pub details: Option<ActivityDetails>,
@@ -131,3 +148,265 @@ pub struct TimelinePage {
     /// Where the next page starts, if there may be one.
     pub next_cursor: Option<String>,
 }
+
+// ----- builders -----
+
+impl ActivityPatch {
+    /// A patch that changes nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the related records.
+    pub fn related(mut self, related: impl IntoIterator<Item = RecordRef>) -> Self {
+        self.related = Some(related.into_iter().collect());
+        self
+    }
+
+    /// Replaces the subject.
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// Gives the activity to `owner`.
+    pub fn owner(mut self, owner: UserId) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// Sets the team (`None` clears it).
+    pub fn team(mut self, team: Option<TeamId>) -> Self {
+        self.team = Some(team);
+        self
+    }
+
+    /// Replaces the details (of the same kind).
+    pub fn details(mut self, details: impl Into<ActivityDetails>) -> Self {
+        self.details = Some(details.into());
+        self
+    }
+}
+
+impl Task {
+    /// An open task of normal priority, without description, due time or recurrence.
+    pub fn new() -> Self {
+        Task {
+            description: None,
+            due: None,
+            priority: Priority::Normal,
+            status: TaskStatus::Open,
+            recurrence: None,
+            completed_at: None,
+        }
+    }
+
+    /// With a description.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// Due some time on `date` (all-day, in the assignee's time zone).
+    pub fn due_on(mut self, date: NaiveDate) -> Self {
+        self.due = Some(Due::Date { date });
+        self
+    }
+
+    /// Due at an instant, given in an IANA time zone.
+    pub fn due_at(mut self, at: DateTime<Utc>, time_zone: impl Into<String>) -> Self {
+        self.due = Some(Due::At {
+            at,
+            time_zone: time_zone.into(),
+        });
+        self
+    }
+
+    /// With a priority.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// With a status (`done` sets the completion time when the task is stored).
+    pub fn status(mut self, status: TaskStatus) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Repeating (it needs a due time).
+    pub fn recurrence(mut self, recurrence: Recurrence) -> Self {
+        self.recurrence = Some(recurrence);
+        self
+    }
+}
+
+impl Default for Task {
+    fn default() -> Self {
+        Task::new()
+    }
+}
+
+impl Recurrence {
+    /// Every `interval` days, weeks or months by `frequency`, until `end`; this task is the
+    /// first occurrence.
+    pub fn new(frequency: Frequency, interval: u32, end: RecurrenceEnd) -> Self {
+        Recurrence {
+            frequency,
+            interval,
+            end,
+            occurrence: 1,
+        }
+    }
+}
+
+impl Call {
+    /// A call of no duration, without agent, recording or notes.
+    pub fn new(
+        direction: Direction,
+        from: impl Into<String>,
+        to: impl Into<String>,
+        started_at: DateTime<Utc>,
+        outcome: CallOutcome,
+    ) -> Self {
+        Call {
+            direction,
+            from: from.into(),
+            to: to.into(),
+            started_at,
+            duration_secs: 0,
+            outcome,
+            agent: None,
+            recording_ref: None,
+            notes: None,
+        }
+    }
+
+    /// Lasting `secs` seconds.
+    pub fn duration_secs(mut self, secs: u32) -> Self {
+        self.duration_secs = secs;
+        self
+    }
+
+    /// Taken or made by `agent`.
+    pub fn agent(mut self, agent: UserId) -> Self {
+        self.agent = Some(agent);
+        self
+    }
+
+    /// With the host's key of its recording.
+    pub fn recording_ref(mut self, key: impl Into<String>) -> Self {
+        self.recording_ref = Some(key.into());
+        self
+    }
+
+    /// With notes.
+    pub fn notes(mut self, notes: impl Into<String>) -> Self {
+        self.notes = Some(notes.into());
+        self
+    }
+}
+
+impl Meeting {
+    /// A meeting from `start` to `end`, scheduled in an IANA time zone, without place,
+    /// link, attendees or outcome.
+    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>, time_zone: impl Into<String>) -> Self {
+        Meeting {
+            start,
+            end,
+            time_zone: time_zone.into(),
+            location: None,
+            link: None,
+            attendees: vec![],
+            outcome_notes: None,
+        }
+    }
+
+    /// At a place.
+    pub fn location(mut self, location: impl Into<String>) -> Self {
+        self.location = Some(location.into());
+        self
+    }
+
+    /// With a video link.
+    pub fn link(mut self, link: impl Into<String>) -> Self {
+        self.link = Some(link.into());
+        self
+    }
+
+    /// With one more attendee.
+    pub fn attendee(mut self, attendee: Attendee) -> Self {
+        self.attendees.push(attendee);
+        self
+    }
+
+    /// With outcome notes.
+    pub fn outcome_notes(mut self, notes: impl Into<String>) -> Self {
+        self.outcome_notes = Some(notes.into());
+        self
+    }
+}
+
+impl Note {
+    /// An unpinned note written by `author` (a Rep writes as themselves only).
+    pub fn new(body: impl Into<String>, author: UserId) -> Self {
+        Note {
+            body: body.into(),
+            pinned: false,
+            author,
+        }
+    }
+
+    /// Pinned to the top of the timeline.
+    pub fn pinned(mut self, pinned: bool) -> Self {
+        self.pinned = pinned;
+        self
+    }
+}
+
+impl LoggedEmail {
+    /// An email without recipients, copies or excerpt.
+    pub fn new(
+        direction: Direction,
+        from: impl Into<String>,
+        message_id: impl Into<String>,
+    ) -> Self {
+        LoggedEmail {
+            direction,
+            from: from.into(),
+            to: vec![],
+            cc: vec![],
+            excerpt: None,
+            message_id: message_id.into(),
+        }
+    }
+
+    /// With one more recipient.
+    pub fn to(mut self, address: impl Into<String>) -> Self {
+        self.to.push(address.into());
+        self
+    }
+
+    /// With one more copy.
+    pub fn cc(mut self, address: impl Into<String>) -> Self {
+        self.cc.push(address.into());
+        self
+    }
+
+    /// With a text excerpt.
+    pub fn excerpt(mut self, excerpt: impl Into<String>) -> Self {
+        self.excerpt = Some(excerpt.into());
+        self
+    }
+}
+
+macro_rules! into_details {
+    ($($t:ident => $v:ident),*) => {$(
+        impl From<$t> for ActivityDetails {
+            fn from(d: $t) -> Self {
+                ActivityDetails::$v(d)
+            }
+        }
+    )*};
+}
+into_details!(Task => Task, Call => Call, Meeting => Meeting, Note => Note, LoggedEmail => Email);

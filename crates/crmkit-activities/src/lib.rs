@@ -14,6 +14,7 @@
 mod followup;
 pub mod ical;
 pub mod inputs;
+pub mod kinds;
 pub mod model;
 pub mod recur;
 pub mod rows;
@@ -23,7 +24,7 @@ pub use inputs::*;
 pub use model::*;
 pub use service::{
     Activities, EVENT_KINDS, MAX_AUTO_LINKS, MAX_BATCH, MAX_RELATED, MAX_SUBJECT, MAX_TEXT,
-    RelatedRecords, StagedActivities,
+    RELATED_KINDS, RelatedRecords, StagedActivities,
 };
 
 use crmkit_core::store::SchemaStep;
@@ -66,6 +67,11 @@ impl Module for ActivitiesModule {
     /// that follow-up lists include records that never had an activity.
     fn before_commit(&self, changeset: &mut Changeset) -> Result<()> {
         followup::derive(changeset)
+    }
+
+    /// The `activity` kind (see [`kinds`]).
+    fn record_kinds(&self) -> Vec<std::sync::Arc<dyn crmkit_core::record::KindHandler>> {
+        vec![crmkit_core::record::typed(kinds::ActivityRecordKind)]
     }
 
     fn event_kinds(&self) -> Vec<&'static str> {

@@ -1,7 +1,7 @@
 //! The activity records and their inputs.
 
 use chrono::{DateTime, NaiveDate, Utc, Weekday};
-use crmkit_core::{ActivityId, RecordRef, TeamId, UserId};
+use crmkit_core::{ActivityId, RecordRef, ReminderId, TeamId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// What kind of activity.
@@ -172,8 +172,9 @@ pub struct Recurrence {
     pub occurrence: u32,
 }
 
-/// A task.
+/// A task. Missing keys take the values of [`Task::new`] when it is deserialised.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Task {
     /// Description.
     pub description: Option<String>,
@@ -226,7 +227,8 @@ pub struct Call {
     pub to: String,
     /// Start.
     pub started_at: DateTime<Utc>,
-    /// Duration in seconds.
+    /// Duration in seconds (0 when absent).
+    #[serde(default)]
     pub duration_secs: u32,
     /// Outcome.
     pub outcome: CallOutcome,
@@ -267,7 +269,8 @@ pub struct Meeting {
     pub location: Option<String>,
     /// Video link.
     pub link: Option<String>,
-    /// Attendees.
+    /// Attendees (none when absent).
+    #[serde(default)]
     pub attendees: Vec<Attendee>,
     /// Outcome notes.
     pub outcome_notes: Option<String>,
@@ -278,7 +281,8 @@ pub struct Meeting {
 pub struct Note {
     /// The text.
     pub body: String,
-    /// Pinned to the top of the timeline.
+    /// Pinned to the top of the timeline (not when absent).
+    #[serde(default)]
     pub pinned: bool,
     /// Who wrote it.
     pub author: UserId,
@@ -291,9 +295,11 @@ pub struct LoggedEmail {
     pub direction: Direction,
     /// Sender.
     pub from: String,
-    /// Recipients.
+    /// Recipients (none when absent).
+    #[serde(default)]
     pub to: Vec<String>,
-    /// Copies.
+    /// Copies (none when absent).
+    #[serde(default)]
     pub cc: Vec<String>,
     /// A text excerpt.
     pub excerpt: Option<String>,
@@ -305,7 +311,7 @@ pub struct LoggedEmail {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reminder {
     /// Id.
-    pub id: uuid::Uuid,
+    pub id: ReminderId,
     /// The activity.
     pub activity: ActivityId,
     /// Who is reminded.

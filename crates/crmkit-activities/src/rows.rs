@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use crmkit_core::query::{FieldSpec, FieldType, RecordFields};
 use crmkit_core::row::{from_json, int, json, opt_timestamp, take_text, timestamp, uuid};
 use crmkit_core::store::{ColumnType, IndexDef, Row, TableDef, Value, columns};
-use crmkit_core::{ActivityId, Error, RecordKind, RecordRef, Result, TeamId, UserId};
+use crmkit_core::{ActivityId, Error, RecordKind, RecordRef, ReminderId, Result, TeamId, UserId};
 
 use crate::model::{Activity, ActivityDetails, ActivityKind, Reminder, TaskStatus};
 
@@ -289,7 +289,7 @@ pub(crate) fn decode_activity(mut r: Row) -> Result<Activity> {
 /// The row of a reminder.
 pub(crate) fn reminder_row(m: &Reminder, version: u64) -> Row {
     vec![
-        Value::Uuid(m.id),
+        Value::Uuid(m.id.as_uuid()),
         Value::Uuid(m.activity.as_uuid()),
         Value::Uuid(m.user.as_uuid()),
         Value::timestamp(m.remind_at),
@@ -302,7 +302,7 @@ pub(crate) fn reminder_row(m: &Reminder, version: u64) -> Row {
 pub(crate) fn decode_reminder(r: &Row) -> Result<(Reminder, u64)> {
     Ok((
         Reminder {
-            id: uuid(&r[0])?,
+            id: ReminderId::from_uuid(uuid(&r[0])?),
             activity: ActivityId::from_uuid(uuid(&r[1])?),
             user: UserId::from_uuid(uuid(&r[2])?),
             remind_at: timestamp(&r[3])?,

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
-use crmkit_contacts::Contacts;
 use crmkit_core::directory::parse_time_zone;
 use crmkit_core::event::{EVENTS_TABLE, decode_timestamp};
 use crmkit_core::lookup::{self, LookupKind};
+use crmkit_core::record::reference_reason;
 use crmkit_core::service::{
     OwnerChecks, SoftDelete, changed_columns, diff, list_page, stage_created, stage_soft_delete,
     to_json, visibility_scope,
@@ -17,8 +17,8 @@ use crmkit_core::service::{
 use crmkit_core::store::{BoxFuture, CmpOp, Cond, OrderKey, Row, Select, Value, Write};
 use crmkit_core::text::{check_text, parse_phone};
 use crmkit_core::{
-    ActivityId, Changeset, ContactId, Ctx, DealId, Error, Event, LeadId, NewEvent, OrganizationId,
-    Page, Query, RecordKind, RecordRef, Result, Store, UserId, ValidationErrors,
+    ActivityId, Changeset, Ctx, DealId, Error, Event, LeadId, NewEvent, Page, Query, RecordKind,
+    RecordRef, ReminderId, Result, Store, UserId, ValidationErrors,
 };
 use crmkit_pipeline::deal::Deals;
 use crmkit_pipeline::lead::Leads;
@@ -228,11 +228,21 @@ impl AgendaCursor {
 #[derive(Clone, Debug)]
 pub struct Activities {
     store: Store,
-    contacts: Contacts,
     leads: Leads,
     deals: Deals,
     others: Vec<Arc<dyn RelatedRecords>>,
+    declared: Vec<RecordKind>,
 }
+
+/// The kinds every activity may relate to: those of the modules below activities.
+/// Kinds of modules above (tickets) or of the host join through
+/// [`Activities::with_related`].
+pub const RELATED_KINDS: [RecordKind; 4] = [
+    RecordKind::CONTACT,
+    RecordKind::ORGANIZATION,
+    RecordKind::LEAD,
+    RecordKind::DEAL,
+];
 
 /// Records of a kind that modules above activities own (tickets, or a host's own), which
 /// activities may then relate to: an activity checks that such a record exists, is in
@@ -268,11 +278,23 @@ impl Activities {
         store.require_module("activities")?;
         Ok(Activities {
             store: store.clone(),
-            contacts: Contacts::new(store)?,
             leads: Leads::new(store)?,
             deals: Deals::new(store)?,
             others: vec![],
+            declared: vec![],
         })
+    }
+
+    /// Lets activities relate to records of a kind a composed module declares (see
+    /// [`crmkit_core::record`]), checked by the one reference rule of
+    /// [`crmkit_core::record::Records::visible`]; a kind no composed module declares stays
+    /// refused. The generic record API's `activity` kind relates this way to the kinds
+    /// it describes (tickets when the tickets module is composed).
+    pub fn with_declared(mut self, kind: RecordKind) -> Self {
+        if !self.declared.contains(&kind) {
+            self.declared.push(kind);
+        }
+        self
     }
 
     /// Lets activities relate to records of another kind (see [`RelatedRecords`]); a
@@ -323,6 +345,13 @@ impl Activities {
         Ok(self.load(ctx, id, Some(false)).await?.0)
     }
 
+    /// The audit trail of an activity visible to the actor (a deleted one too), oldest
+    /// first.
+    pub async fn audit(&self, ctx: &Ctx, id: ActivityId) -> Result<Vec<crmkit_core::AuditEntry>> {
+        self.load(ctx, id, None).await?;
+        self.store.audit_of(ctx, &RecordRef::from(id)).await
+    }
+
     /// The time zone of a user (UTC when the user is unknown or has a bad zone).
     async fn user_tz(&self, ctx: &Ctx, user: UserId) -> Result<Tz> {
         match self.store.directory().user(ctx, user).await {
@@ -353,8 +382,53 @@ impl Activities {
 
     // ----- validation -----
 
+    /// Whether the actor may relate an activity to `r`: `None` when activities do not
+    /// relate to its kind at all, else whether the record is there for the actor. A kind
+    /// a composed module declares is decided by the one reference rule,
+    /// [`crmkit_core::record::Records::visible`] (a missing, deleted, another tenant's and
+    /// a hidden record are all "not there"); a kind no module declares by its
+    /// [`RelatedRecords`] (or, for leads and deals while the pipeline module does not
+    /// declare them, by the pipeline's typed reads, which apply the same rule).
+    async fn relatable(&self, ctx: &Ctx, r: &RecordRef) -> Result<Option<bool>> {
+        let other = self.others.iter().find(|o| o.kind() == r.kind);
+        if !RELATED_KINDS.contains(&r.kind) && other.is_none() && !self.declared.contains(&r.kind) {
+            return Ok(None);
+        }
+        if self
+            .store
+            .modules()
+            .registry()
+            .get(r.kind.as_str())
+            .is_some()
+        {
+            return Ok(Some(self.store.records().visible(ctx, r).await?));
+        }
+        let found = if r.kind == RecordKind::LEAD {
+            self.leads
+                .get(ctx, LeadId::from_uuid(r.id))
+                .await
+                .map(|_| ())
+        } else if r.kind == RecordKind::DEAL {
+            self.deals
+                .get_deal(ctx, DealId::from_uuid(r.id))
+                .await
+                .map(|_| ())
+        } else if let Some(o) = other {
+            o.check(ctx, r.id).await
+        } else {
+            // Declared through `with_declared`, but not composed.
+            return Ok(Some(false));
+        };
+        match found {
+            Ok(()) => Ok(Some(true)),
+            Err(Error::NotFound { .. }) => Ok(Some(false)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Checks that every related record exists in the tenant and is visible to the actor
-    /// (`related[i]` otherwise); drops repeats.
+    /// (`related[i]`: `is not a <kind> of this tenant`, the same for a missing, deleted,
+    /// foreign or hidden record); drops repeats.
     async fn check_related(
         &self,
         ctx: &Ctx,
@@ -367,49 +441,71 @@ impl Activities {
         let mut out: Vec<RecordRef> = vec![];
         for (i, r) in related.iter().enumerate() {
             let field = format!("related[{i}]");
-            let found = match r.kind.as_str() {
-                "contact" => self
-                    .contacts
-                    .get_contact(ctx, ContactId::from_uuid(r.id))
-                    .await
-                    .map(|_| ()),
-                "organization" => self
-                    .contacts
-                    .get_organization(ctx, OrganizationId::from_uuid(r.id))
-                    .await
-                    .map(|_| ()),
-                "lead" => self
-                    .leads
-                    .get(ctx, LeadId::from_uuid(r.id))
-                    .await
-                    .map(|_| ()),
-                "deal" => self
-                    .deals
-                    .get_deal(ctx, DealId::from_uuid(r.id))
-                    .await
-                    .map(|_| ()),
-                other => match self.others.iter().find(|o| o.kind() == r.kind) {
-                    Some(o) => o.check(ctx, r.id).await,
-                    None => {
-                        errs.push(
-                            field,
-                            format!("an activity cannot relate to a record of kind {other}"),
-                        );
-                        continue;
-                    }
-                },
-            };
-            match found {
-                Ok(()) => {
+            match self.relatable(ctx, r).await? {
+                None => errs.push(
+                    field,
+                    format!("an activity cannot relate to a record of kind {}", r.kind),
+                ),
+                Some(false) => errs.push(field, reference_reason(&r.kind)),
+                Some(true) => {
                     if !out.contains(r) {
                         out.push(r.clone());
                     }
                 }
-                Err(Error::NotFound { .. }) => errs.push(field, "no such record"),
-                Err(e) => return Err(e),
             }
         }
         Ok(out)
+    }
+
+    /// Checks the people and records the details name, by the one reference rule: a
+    /// meeting's attendees (`attendees[i]`: a contact the actor may see, a user of the
+    /// tenant), a call's agent (`agent`: a user of the tenant) and a note's author. A Rep
+    /// (or ReadOnly) writes notes as themselves only: another author is PermissionDenied
+    /// (unless it is the author the note already had, `old`); Admin and Manager may sign
+    /// a note with any user of the tenant (`author`).
+    async fn check_people(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        details: &ActivityDetails,
+        old: Option<&ActivityDetails>,
+    ) -> Result<()> {
+        let records = self.store.records();
+        let mut check = async |field: String, r: RecordRef| -> Result<()> {
+            if !records.visible(ctx, &r).await? {
+                errs.push(field, reference_reason(&r.kind));
+            }
+            Ok(())
+        };
+        match details {
+            ActivityDetails::Meeting(m) => {
+                for (i, a) in m.attendees.iter().enumerate() {
+                    let r = match a {
+                        Attendee::Contact { id } => RecordRef::from(*id),
+                        Attendee::User { id } => RecordRef::from(*id),
+                    };
+                    check(format!("attendees[{i}]"), r).await?;
+                }
+            }
+            ActivityDetails::Call(c) => {
+                if let Some(agent) = c.agent {
+                    check("agent".into(), RecordRef::from(agent)).await?;
+                }
+            }
+            ActivityDetails::Note(n) => {
+                let kept = matches!(old, Some(ActivityDetails::Note(o)) if o.author == n.author);
+                if !kept && n.author != ctx.actor().user && !manages(ctx) {
+                    return Err(Error::PermissionDenied(
+                        "a rep may only write notes as themselves (author)".into(),
+                    ));
+                }
+                if !kept {
+                    check("author".into(), RecordRef::from(n.author)).await?;
+                }
+            }
+            ActivityDetails::Task(_) | ActivityDetails::Email(_) => {}
+        }
+        Ok(())
     }
 
     /// Validates and normalises details: every bad field is added to `errs`.
@@ -904,6 +1000,7 @@ impl Activities {
         errs.check(check_text("subject", &input.subject, MAX_SUBJECT, false));
         let mut details = input.details;
         Self::check_details(errs, &mut details, now);
+        self.check_people(ctx, errs, &details, None).await?;
         let owner = input.owner.unwrap_or(ctx.actor().user);
         owners
             .check(&self.store, ctx, errs, owner, input.team)
@@ -927,10 +1024,7 @@ impl Activities {
                 {
                     // Only records the actor may see: a link to an invisible record
                     // would tell the caller that it exists.
-                    let mut hidden = ValidationErrors::new();
-                    self.check_related(ctx, &mut hidden, std::slice::from_ref(&r))
-                        .await?;
-                    if hidden.is_empty() {
+                    if self.relatable(ctx, &r).await? == Some(true) {
                         related.push(r);
                     }
                 }
@@ -981,7 +1075,11 @@ impl Activities {
         s.limit = Some(1);
         if let Some(row) = self.store.backend().select(ctx.tenant(), &s).await?.pop() {
             let a = rows::decode_activity(row)?;
-            let visible = ctx.actor().can_see(Some(a.owner), a.team);
+            let visible = self
+                .store
+                .records()
+                .visible(ctx, &RecordRef::from(a.id))
+                .await?;
             return Err(Error::Duplicate {
                 kind: ACTIVITY,
                 field: "message_id".into(),
@@ -1024,6 +1122,8 @@ impl Activities {
                 t.completed_at = o.completed_at;
             }
             Self::check_details(&mut errs, &mut d, now);
+            self.check_people(ctx, &mut errs, &d, Some(&old.details))
+                .await?;
             if let (ActivityDetails::Email(e), ActivityDetails::Email(o)) = (&d, &old.details)
                 && e.message_id != o.message_id
             {
@@ -1471,7 +1571,10 @@ impl Activities {
 
     // ----- reminders -----
 
-    /// Adds a reminder of a task or meeting for `user` (the actor when `None`). The
+    /// Adds a reminder of a task or meeting for `user` (the actor when `None`). A Rep (or
+    /// ReadOnly) reminds only themselves: another user is PermissionDenied, whoever owns
+    /// the activity; Admin and Manager may remind any active user of the tenant (`user`
+    /// otherwise). The
     /// reminder must not be after the due time: a task's due instant (an all-day task:
     /// the end of that day in the owner's time zone), a meeting's start; otherwise it is
     /// a Validation error on `remind_at`. Other kinds have no reminders (`activity`).
@@ -1485,6 +1588,11 @@ impl Activities {
         ctx.actor().require_write("add reminder")?;
         let (a, due_at) = self.load(ctx, activity, Some(false)).await?;
         let user = user.unwrap_or(ctx.actor().user);
+        if user != ctx.actor().user && !manages(ctx) {
+            return Err(Error::PermissionDenied(
+                "a rep may only add reminders for themselves (user)".into(),
+            ));
+        }
         let mut errs = ValidationErrors::new();
         let limit = match &a.details {
             ActivityDetails::Task(t) => match &t.due {
@@ -1518,7 +1626,7 @@ impl Activities {
         }
         errs.into_result()?;
         let r = Reminder {
-            id: uuid::Uuid::now_v7(),
+            id: ReminderId::new(),
             activity,
             user,
             remind_at,
@@ -1571,12 +1679,12 @@ impl Activities {
     /// Marks a reminder delivered, once: a conditional (versioned) update, so of any
     /// number of calls — in sequence or by concurrent workers — exactly one delivers it
     /// and emits `reminder.delivered`; the others get `first == false`.
-    pub async fn deliver_reminder(&self, ctx: &Ctx, id: uuid::Uuid) -> Result<Delivery> {
+    pub async fn deliver_reminder(&self, ctx: &Ctx, id: ReminderId) -> Result<Delivery> {
         let b = self.store.backend();
-        let not_found = || Error::not_found(RecordKind::new("reminder"), id);
+        let not_found = || Error::not_found(ReminderId::kind(), id);
         for _ in 0..3 {
             let row = b
-                .get(ctx.tenant(), REMINDER_TABLE, &[Value::Uuid(id)])
+                .get(ctx.tenant(), REMINDER_TABLE, &[Value::Uuid(id.as_uuid())])
                 .await?
                 .ok_or_else(not_found)?;
             let (mut r, version) = rows::decode_reminder(&row)?;
@@ -1594,10 +1702,10 @@ impl Activities {
             let mut cs = Changeset::new(ctx);
             cs.writes.push(Write::Update {
                 table: REMINDER_TABLE,
-                key: vec![Value::Uuid(id)],
+                key: vec![Value::Uuid(id.as_uuid())],
                 set: vec![("delivered_at", Value::timestamp(now))],
                 expect_version: Some(version),
-                record: RecordRef::new(RecordKind::new("reminder"), id),
+                record: RecordRef::new(ReminderId::kind(), id.as_uuid()),
             });
             cs.events.push(NewEvent::new(
                 "reminder.delivered",
@@ -1904,8 +2012,13 @@ fn conflict(id: ActivityId, expected: u64, actual: u64) -> Error {
     }
 }
 
+/// Whether the actor is an Admin or a Manager.
+fn manages(ctx: &Ctx) -> bool {
+    ctx.actor().has(crmkit_core::Role::Admin) || ctx.actor().has(crmkit_core::Role::Manager)
+}
+
 fn require_manager(ctx: &Ctx, action: &str) -> Result<()> {
-    if ctx.actor().has(crmkit_core::Role::Admin) || ctx.actor().has(crmkit_core::Role::Manager) {
+    if manages(ctx) {
         Ok(())
     } else {
         Err(Error::PermissionDenied(format!(

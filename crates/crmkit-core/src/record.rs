@@ -448,6 +448,16 @@ pub trait KindHandler: Send + Sync + 'static {
     /// registry adds).
     fn describe(&self) -> KindDescription;
 
+    /// The kind's description in a composition whose declared kinds are `composed`: a
+    /// kind whose reference fields may point at kinds of optional modules (activities
+    /// relate to tickets when the tickets module is composed) names only the composed
+    /// ones here. The registry keeps this description. The default is
+    /// [`KindHandler::describe`].
+    fn describe_in(&self, composed: &[RecordKind]) -> KindDescription {
+        let _ = composed;
+        self.describe()
+    }
+
     /// A record visible to the actor and not deleted.
     fn get<'a>(&'a self, store: &'a Store, ctx: &'a Ctx, id: Uuid) -> BoxFuture<'a, Result<Json>>;
 
@@ -547,6 +557,13 @@ pub trait TypedKind: Send + Sync + 'static {
 
     /// The kind's description.
     fn describe(&self) -> KindDescription;
+
+    /// The kind's description in a composition (see [`KindHandler::describe_in`]). The
+    /// default is [`TypedKind::describe`].
+    fn describe_in(&self, composed: &[RecordKind]) -> KindDescription {
+        let _ = composed;
+        self.describe()
+    }
 
     /// A visible, live record.
     fn get(
@@ -654,6 +671,10 @@ fn page_json<R: Serialize>(p: Page<R>) -> Page<Json> {
 impl<T: TypedKind> KindHandler for Typed<T> {
     fn describe(&self) -> KindDescription {
         self.0.describe()
+    }
+
+    fn describe_in(&self, composed: &[RecordKind]) -> KindDescription {
+        self.0.describe_in(composed)
     }
 
     fn get<'a>(&'a self, store: &'a Store, ctx: &'a Ctx, id: Uuid) -> BoxFuture<'a, Result<Json>> {
@@ -765,11 +786,20 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// Builds the registry: kinds unique, every reference field pointing at a registered
-    /// kind, relations filled in.
+    /// kind, relations filled in. Each kind is described with
+    /// [`KindHandler::describe_in`] the composed kinds.
     pub fn build(handlers: Vec<Arc<dyn KindHandler>>) -> Result<Registry> {
+        let composed: Vec<RecordKind> = handlers.iter().map(|h| h.describe().kind).collect();
         let mut descs: Vec<(KindDescription, Arc<dyn KindHandler>)> = vec![];
         for h in handlers {
-            let d = h.describe();
+            let own = h.describe().kind;
+            let d = h.describe_in(&composed);
+            if d.kind != own {
+                return Err(Error::Config(format!(
+                    "record kind {} describes itself in a composition under another name",
+                    d.kind
+                )));
+            }
             if RecordKind::parse(d.kind.as_str()).is_err() {
                 return Err(Error::Config(format!(
                     "{:?} is not a valid record kind name",
@@ -1389,6 +1419,89 @@ mod tests {
             reference_reason(&RecordKind::new("custom_field")),
             "is not a custom field of this tenant"
         );
+    }
+
+    /// A kind whose reference field names only the composed ones of its targets.
+    struct Narrowing;
+
+    impl KindHandler for Narrowing {
+        fn describe(&self) -> KindDescription {
+            self.describe_in(&[])
+        }
+        fn describe_in(&self, composed: &[RecordKind]) -> KindDescription {
+            let targets = ["narrowing", "optional"]
+                .into_iter()
+                .map(RecordKind::new)
+                .filter(|k| composed.contains(k))
+                .collect();
+            KindDescription::new("narrowing", "N", "Ns", "m").field(FieldDescription::new(
+                "to",
+                FieldType::AnyReference(targets),
+            ))
+        }
+        fn get<'a>(&'a self, _: &'a Store, _: &'a Ctx, _: Uuid) -> BoxFuture<'a, Result<Json>> {
+            Box::pin(async { Ok(Json::Null) })
+        }
+        fn list<'a>(
+            &'a self,
+            _: &'a Store,
+            _: &'a Ctx,
+            _: &'a Query,
+        ) -> BoxFuture<'a, Result<Page<Json>>> {
+            Box::pin(async { Err(Error::storage("unused")) })
+        }
+        fn audit<'a>(
+            &'a self,
+            _: &'a Store,
+            _: &'a Ctx,
+            _: Uuid,
+        ) -> BoxFuture<'a, Result<Vec<AuditEntry>>> {
+            Box::pin(async { Ok(vec![]) })
+        }
+    }
+
+    #[test]
+    fn kinds_are_described_in_their_composition() {
+        let r = Registry::build(vec![Arc::new(Narrowing)]).unwrap();
+        assert_eq!(
+            r.get("narrowing").unwrap().fields[0].ty,
+            FieldType::AnyReference(vec![RecordKind::new("narrowing")])
+        );
+        // Describing every target statically is refused when one is not composed.
+        struct Static;
+        impl KindHandler for Static {
+            fn describe(&self) -> KindDescription {
+                Narrowing.describe_in(&[RecordKind::new("narrowing"), RecordKind::new("optional")])
+            }
+            fn get<'a>(
+                &'a self,
+                s: &'a Store,
+                c: &'a Ctx,
+                id: Uuid,
+            ) -> BoxFuture<'a, Result<Json>> {
+                Narrowing.get(s, c, id)
+            }
+            fn list<'a>(
+                &'a self,
+                s: &'a Store,
+                c: &'a Ctx,
+                q: &'a Query,
+            ) -> BoxFuture<'a, Result<Page<Json>>> {
+                Narrowing.list(s, c, q)
+            }
+            fn audit<'a>(
+                &'a self,
+                s: &'a Store,
+                c: &'a Ctx,
+                id: Uuid,
+            ) -> BoxFuture<'a, Result<Vec<AuditEntry>>> {
+                Narrowing.audit(s, c, id)
+            }
+        }
+        assert!(matches!(
+            Registry::build(vec![Arc::new(Static)]),
+            Err(Error::Config(m)) if m.contains("optional")
+        ));
     }
 
     #[derive(Debug, Default, Deserialize, PartialEq)]

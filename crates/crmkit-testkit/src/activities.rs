@@ -1920,6 +1920,411 @@ pub async fn other_kinds_and_staging(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// A Validation error's (field, reason) pairs, sorted, or a failure naming `what`.
+fn reasons<T: std::fmt::Debug>(
+    r: crmkit_core::Result<T>,
+    what: &str,
+) -> CheckResult<Vec<(String, String)>> {
+    match r {
+        Err(Error::Validation(v)) => {
+            let mut out: Vec<_> = v
+                .errors
+                .iter()
+                .map(|e| (e.field.clone(), e.reason.clone()))
+                .collect();
+            out.sort();
+            Ok(out)
+        }
+        other => Err(Failure::new(format!(
+            "{what}: expected a Validation error, got {other:?}"
+        ))),
+    }
+}
+
+/// The one reference rule in activities: a related record, a meeting attendee or a
+/// call's agent that is hidden from the actor, deleted, another tenant's or of another
+/// kind gives exactly the error of one that does not exist (on create, update and in a
+/// batch), a call never links itself to a hidden record, a logged email's duplicate
+/// names the existing activity only when the actor sees it, and the follow-up and
+/// timeline of a hidden record are the NotFound of a nonexistent one.
+pub async fn hidden_like_nonexistent(store: &Store) -> CheckResult {
+    use crmkit_pipeline::deal::{Deals, NewDeal};
+    use crmkit_pipeline::lead::{Leads, NewLead};
+    let f = setup(store).await?;
+    let other = setup(store).await?;
+    let a = &f.activities;
+    let rep = &f.rep_y;
+    let fresh = |kind: RecordKind| RecordRef::new(kind, uuid::Uuid::now_v7());
+    let hidden = contact(&f, &f.admin, None).await?;
+    let gone = f
+        .contacts
+        .create_contact(&f.admin, NewContact::named("Gone", "Away"))
+        .await
+        .at("contact to delete")?;
+    f.contacts
+        .delete_contact(&f.admin, gone.id, gone.version)
+        .await
+        .at("delete contact")?;
+    let foreign = contact(&other, &other.admin, None).await?;
+    let visible = contact(&f, rep, None).await?;
+    let deals = Deals::new(store).at("Deals::new")?;
+    let p = deals
+        .ensure_default_pipeline(&f.admin)
+        .await
+        .at("pipeline")?;
+    let deal = deals
+        .create_deal(&f.admin, NewDeal::new("Hidden deal", p.id))
+        .await
+        .at("deal")?;
+    let lead = Leads::new(store)
+        .at("Leads::new")?
+        .create(&f.admin, NewLead::named("Ada", "Lovelace"))
+        .await
+        .at("lead")?;
+    let cases = vec![
+        (
+            "a hidden contact",
+            hidden.clone(),
+            fresh(RecordKind::CONTACT),
+        ),
+        (
+            "a deleted contact",
+            RecordRef::from(gone.id),
+            fresh(RecordKind::CONTACT),
+        ),
+        (
+            "another tenant's contact",
+            foreign.clone(),
+            fresh(RecordKind::CONTACT),
+        ),
+        (
+            "a visible contact's id as an organization",
+            RecordRef::new(RecordKind::ORGANIZATION, visible.id),
+            fresh(RecordKind::ORGANIZATION),
+        ),
+        (
+            "a hidden deal",
+            RecordRef::from(deal.id),
+            fresh(RecordKind::DEAL),
+        ),
+        (
+            "a hidden lead",
+            RecordRef::from(lead.id),
+            fresh(RecordKind::LEAD),
+        ),
+    ];
+    let mine = a
+        .create(rep, NewActivity::new("mine", Task::new()))
+        .await
+        .at("the rep's task")?;
+    for (what, target, none) in cases {
+        let one = |r: &RecordRef| NewActivity::new("t", Task::new()).related_to(r.clone());
+        let want = reasons(a.create(rep, one(&none)).await, "a nonexistent record")?;
+        ensure!(
+            want.iter().any(|(f, _)| f == "related[0]"),
+            "a nonexistent record is named: {want:?}"
+        );
+        let got = reasons(a.create(rep, one(&target)).await, what)?;
+        ensure_eq!(got, want, "create related to {what} vs a nonexistent one");
+        let want = reasons(
+            a.create_many(rep, vec![one(&none)]).await,
+            "a batch with a nonexistent record",
+        )?;
+        let got = reasons(a.create_many(rep, vec![one(&target)]).await, what)?;
+        ensure_eq!(got, want, "a batch related to {what} vs a nonexistent one");
+        let patch = |r: &RecordRef| ActivityPatch::new().related([r.clone()]);
+        let want = reasons(
+            a.update(rep, mine.id, mine.version, patch(&none)).await,
+            "update to a nonexistent record",
+        )?;
+        let got = reasons(
+            a.update(rep, mine.id, mine.version, patch(&target)).await,
+            what,
+        )?;
+        ensure_eq!(got, want, "update related to {what} vs a nonexistent one");
+        let norm = |e: Option<Error>| e.map(|e| crate::contacts::error_variant(&e));
+        if RecordKind::ORGANIZATION != target.kind {
+            ensure_eq!(
+                norm(a.follow_up(rep, &target).await.err()),
+                norm(a.follow_up(rep, &none).await.err()),
+                "follow-up of {what} vs a nonexistent one"
+            );
+            ensure_eq!(
+                norm(a.timeline(rep, &target, None, 10).await.err()),
+                norm(a.timeline(rep, &none, None, 10).await.err()),
+                "timeline of {what} vs a nonexistent one"
+            );
+        }
+    }
+    // Meeting attendees and a call's agent.
+    let meet = |who: crmkit_activities::Attendee| {
+        NewActivity::new(
+            "m",
+            Meeting::new(t(2027, 1, 6, 9), t(2027, 1, 6, 10), "Europe/Berlin").attendee(who),
+        )
+    };
+    use crmkit_activities::Attendee;
+    let contact_of = |r: &RecordRef| Attendee::Contact {
+        id: crmkit_core::ContactId::from_uuid(r.id),
+    };
+    let want = reasons(
+        a.create(rep, meet(contact_of(&fresh(RecordKind::CONTACT))))
+            .await,
+        "a nonexistent attendee",
+    )?;
+    ensure!(
+        want.iter().any(|(f, _)| f == "attendees[0]"),
+        "a nonexistent attendee is named: {want:?}"
+    );
+    for (what, c) in [("hidden", &hidden), ("another tenant's", &foreign)] {
+        let got = reasons(a.create(rep, meet(contact_of(c))).await, what)?;
+        ensure_eq!(got, want, "a {what} contact attending vs a nonexistent one");
+    }
+    a.create(rep, meet(contact_of(&visible)))
+        .await
+        .at("a visible contact attends")?;
+    let want = reasons(
+        a.create(rep, meet(Attendee::User { id: UserId::new() }))
+            .await,
+        "a nonexistent user attending",
+    )?;
+    let got = reasons(
+        a.create(
+            rep,
+            meet(Attendee::User {
+                id: user(&other.admin),
+            }),
+        )
+        .await,
+        "another tenant's user attending",
+    )?;
+    ensure_eq!(
+        got,
+        want,
+        "another tenant's user attending vs a nonexistent one"
+    );
+    a.create(rep, meet(Attendee::User { id: user(&f.rep) }))
+        .await
+        .at("a user of the tenant attends")?;
+    let agent = |u: UserId| {
+        NewActivity::new(
+            "c",
+            Call::new(
+                Direction::Inbound,
+                "+49 30 901820",
+                "+44 20 7946 0958",
+                t(2027, 1, 5, 10),
+                CallOutcome::Connected,
+            )
+            .agent(u),
+        )
+    };
+    let want = reasons(
+        a.create(rep, agent(UserId::new())).await,
+        "a nonexistent agent",
+    )?;
+    ensure!(
+        want.iter().any(|(f, _)| f == "agent"),
+        "a nonexistent agent is named: {want:?}"
+    );
+    let got = reasons(
+        a.create(rep, agent(user(&other.admin))).await,
+        "another tenant's agent",
+    )?;
+    ensure_eq!(got, want, "another tenant's agent vs a nonexistent one");
+    // A call never links itself to a record the actor cannot see.
+    let hidden_caller = contact(&f, &f.admin, Some("+49 30 901821")).await?;
+    let c = a
+        .create(
+            rep,
+            NewActivity::new(
+                "c",
+                Call::new(
+                    Direction::Inbound,
+                    "+49 30 901821",
+                    "+44 20 7946 0958",
+                    t(2027, 1, 5, 10),
+                    CallOutcome::Connected,
+                ),
+            ),
+        )
+        .await
+        .at("call from a hidden contact's number")?;
+    ensure!(
+        !c.related.contains(&hidden_caller),
+        "a call linked itself to a hidden contact"
+    );
+    // A duplicate Message-ID names the existing activity only for those who see it.
+    let mail = |id: &str| {
+        NewActivity::new(
+            "e",
+            crmkit_activities::LoggedEmail::new(Direction::Inbound, "grace@example.com", id),
+        )
+    };
+    let logged = a
+        .create(&f.admin, mail("<hidden@example.com>"))
+        .await
+        .at("log email")?;
+    match a.create(rep, mail("<hidden@example.com>")).await {
+        Err(Error::Duplicate { existing: None, .. }) => {}
+        other => {
+            return Err(Failure::new(format!(
+                "a rep's duplicate of a hidden email: {other:?}"
+            )));
+        }
+    }
+    match a.create(&f.manager, mail("<hidden@example.com>")).await {
+        Err(Error::Duplicate {
+            existing: Some(e), ..
+        }) if e == RecordRef::from(logged.id) => {}
+        other => return Err(Failure::new(format!("a manager's duplicate: {other:?}"))),
+    }
+    Ok(())
+}
+
+/// A Rep reminds only themselves and writes notes only as themselves (PermissionDenied
+/// otherwise, through the typed and the generic API, nothing written); Admin and Manager
+/// remind any active user and sign notes with any user of the tenant; a Rep may edit a
+/// note keeping the author it has.
+pub async fn reps_remind_and_sign_as_themselves(store: &Store) -> CheckResult {
+    use crate::check::expect_denied;
+    let f = setup(store).await?;
+    let a = &f.activities;
+    let tk = a
+        .create(
+            &f.rep,
+            NewActivity::new("t", Task::new().due_at(t(2027, 1, 5, 9), "Europe/Berlin"))
+                .team(f.team_x),
+        )
+        .await
+        .at("the rep's task")?;
+    let before = count(store, &f.admin, REMINDER_TABLE).await?;
+    let at = t(2027, 1, 5, 8);
+    expect_denied(
+        a.add_reminder(&f.rep, tk.id, Some(user(&f.rep2)), at).await,
+        "a rep reminds another user on their own task",
+    )?;
+    expect_denied(
+        a.add_reminder(&f.rep2, tk.id, Some(user(&f.rep)), at).await,
+        "a team mate reminds the task's owner",
+    )?;
+    expect_denied(
+        a.add_reminder(&f.rep, tk.id, Some(UserId::new()), at).await,
+        "a rep reminds a user who does not exist",
+    )?;
+    ensure_eq!(
+        count(store, &f.admin, REMINDER_TABLE).await?,
+        before,
+        "refused reminders wrote nothing"
+    );
+    let own = a
+        .add_reminder(&f.rep, tk.id, Some(user(&f.rep)), at)
+        .await
+        .at("a rep reminds themselves")?;
+    ensure_eq!(own.user, user(&f.rep), "reminded");
+    a.add_reminder(&f.rep2, tk.id, None, at)
+        .await
+        .at("a team mate reminds themselves")?;
+    let by_manager = a
+        .add_reminder(&f.manager, tk.id, Some(user(&f.rep2)), at)
+        .await
+        .at("a manager reminds a rep")?;
+    ensure_eq!(by_manager.user, user(&f.rep2), "the manager's reminder");
+    expect_validation(
+        a.add_reminder(&f.admin, tk.id, Some(UserId::new()), at)
+            .await,
+        "user",
+        "an admin reminds a user who does not exist",
+    )?;
+
+    // Notes.
+    let before = count(store, &f.admin, ACTIVITY_TABLE).await?;
+    let signed_by = |u: UserId| NewActivity::new("n", Note::new("hello", u)).team(f.team_x);
+    expect_denied(
+        a.create(&f.rep, signed_by(user(&f.rep2))).await,
+        "a rep signs a note with another user",
+    )?;
+    expect_denied(
+        a.create_many(&f.rep, vec![signed_by(user(&f.rep2))]).await,
+        "a rep signs a note with another user in a batch",
+    )?;
+    expect_denied(
+        store
+            .records()
+            .create(
+                &f.rep,
+                "activity",
+                serde_json::json!({"type": "note", "details": {"body": "x", "author": user(&f.rep2)}}),
+            )
+            .await,
+        "a rep signs a note with another user through the generic API",
+    )?;
+    ensure_eq!(
+        count(store, &f.admin, ACTIVITY_TABLE).await?,
+        before,
+        "refused notes wrote nothing"
+    );
+    let mine = a
+        .create(&f.rep, signed_by(user(&f.rep)))
+        .await
+        .at("a rep's own note")?;
+    expect_denied(
+        a.update(
+            &f.rep,
+            mine.id,
+            mine.version,
+            ActivityPatch::new().details(Note::new("hello", user(&f.rep2))),
+        )
+        .await,
+        "a rep re-signs their note with another user",
+    )?;
+    expect_denied(
+        store
+            .records()
+            .patch(
+                &f.rep,
+                "activity",
+                mine.id.as_uuid(),
+                mine.version,
+                serde_json::json!({"details": {"author": user(&f.rep2)}}),
+            )
+            .await,
+        "a rep re-signs their note through the generic API",
+    )?;
+    let signed = a
+        .create(&f.manager, signed_by(user(&f.rep2)))
+        .await
+        .at("a manager signs a note with a rep")?;
+    a.update(
+        &f.rep,
+        signed.id,
+        signed.version,
+        ActivityPatch::new().details(Note::new("edited", user(&f.rep2))),
+    )
+    .await
+    .at("a rep edits a team note keeping its author")?;
+    expect_validation(
+        a.create(&f.admin, signed_by(UserId::new())).await,
+        "author",
+        "an admin signs with a user who does not exist",
+    )?;
+    let g = store
+        .records()
+        .create(
+            &f.rep,
+            "activity",
+            serde_json::json!({"type": "note", "subject": "s", "details": {"body": "hi"}}),
+        )
+        .await
+        .at("a generic note without author")?;
+    ensure_eq!(
+        g["details"]["author"],
+        serde_json::json!(user(&f.rep)),
+        "a generic note's author is the actor"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
@@ -1960,5 +2365,7 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         atomicity,
         batch_create,
         other_kinds_and_staging,
+        hidden_like_nonexistent,
+        reps_remind_and_sign_as_themselves,
     ]
 }

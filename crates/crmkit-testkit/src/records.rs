@@ -706,7 +706,8 @@ pub async fn bad_input(store: &Store, k: &KindFixture) -> CheckResult {
 }
 
 /// The reference rule, for every writable reference field of the kind whose target kind
-/// has a fixture: as a rep, a reference to a record hidden from the rep, to a deleted
+/// has a fixture (`{kind, id}` fields and lists of them too): as
+/// a rep, a reference to a record hidden from the rep, to a deleted
 /// one, to another tenant's, and to a record of another kind all fail with exactly the
 /// error of a reference to an id that does not exist, on create and on patch (on create
 /// only for a field given on create only; no hidden target when the target kind has no
@@ -825,6 +826,185 @@ pub async fn references(store: &Store, k: &KindFixture) -> CheckResult {
                 k.kind,
                 fd.name
             );
+        }
+    }
+    any_references(store, k, &fixtures, &a, &other).await
+}
+
+/// The kinds a `{kind, id}` reference field takes and whether it holds a list of them.
+fn any_reference(ty: &FieldType) -> Option<(&[crmkit_core::RecordKind], bool)> {
+    match ty {
+        FieldType::AnyReference(kinds) => Some((kinds, false)),
+        FieldType::List(of) => match &**of {
+            FieldType::AnyReference(kinds) => Some((kinds, true)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The reference rule for writable `{kind, id}` fields (and lists of them): as a rep, a
+/// reference to a record hidden from the rep, deleted, another tenant's, or the id of a
+/// record of another kind given as a record of an allowed kind fails exactly like a
+/// reference to a nonexistent record of that kind; a record of a kind the field does not
+/// take fails exactly like a nonexistent record of that kind. Errors are compared by
+/// every field they name under the field (`related`, `related[0]`).
+async fn any_references(
+    store: &Store,
+    k: &KindFixture,
+    fixtures: &[KindFixture],
+    a: &Fixture,
+    other: &Fixture,
+) -> CheckResult {
+    let r = store.records();
+    let d = r.describe(&a.admin, k.kind).await.at("describe")?;
+    for fd in &d.fields {
+        let Some((kinds, list)) = any_reference(&fd.ty) else {
+            continue;
+        };
+        if !fd.writable_on_create() {
+            continue;
+        }
+        let value = |kind: &str, id: Uuid| {
+            let one = json!({"kind": kind, "id": id});
+            if list { json!([one]) } else { one }
+        };
+        let named = |out: crmkit_core::Result<Json>| match out {
+            Err(Error::Validation(v)) => Ok(v
+                .errors
+                .iter()
+                .filter(|e| {
+                    e.field == fd.name
+                        || e.field.starts_with(&format!("{}[", fd.name))
+                        || e.field.starts_with(&format!("{}.", fd.name))
+                })
+                .map(|e| (e.field.clone(), e.reason.clone()))
+                .collect::<Vec<_>>()),
+            other => Err(other),
+        };
+        let with = |mut body: Json, v: Json| {
+            body.as_object_mut()
+                .expect("bodies are objects")
+                .insert(fd.name.clone(), v);
+            body
+        };
+        let mine = create(store, k, a, &a.rep_y).await?;
+        // Compares a reference to `target` with one to a fresh id, of kind `as_kind`.
+        let compare = async |what: &str, as_kind: &str, target: Uuid| -> CheckResult {
+            let none = named(
+                r.create(
+                    &a.rep_y,
+                    k.kind,
+                    with((k.body)(a).await?, value(as_kind, Uuid::now_v7())),
+                )
+                .await,
+            )
+            .map_err(|o| {
+                Failure::new(format!(
+                    "{}.{}: a nonexistent {as_kind}: {o:?}",
+                    k.kind, fd.name
+                ))
+            })?;
+            ensure!(
+                !none.is_empty(),
+                "{}.{}: a nonexistent {as_kind} is not named",
+                k.kind,
+                fd.name
+            );
+            let got = named(
+                r.create(
+                    &a.rep_y,
+                    k.kind,
+                    with((k.body)(a).await?, value(as_kind, target)),
+                )
+                .await,
+            );
+            ensure_eq!(
+                got.as_ref().ok(),
+                Some(&none),
+                "{}.{}: create referring to {what} vs a nonexistent {as_kind} (got {got:?})",
+                k.kind,
+                fd.name
+            );
+            let mut patch = serde_json::Map::new();
+            patch.insert(fd.name.clone(), value(as_kind, Uuid::now_v7()));
+            let none = named(
+                r.patch(
+                    &a.rep_y,
+                    k.kind,
+                    id_of(&mine)?,
+                    version_of(&mine)?,
+                    Json::Object(patch.clone()),
+                )
+                .await,
+            )
+            .map_err(|o| {
+                Failure::new(format!(
+                    "{}.{}: patch to a nonexistent {as_kind}: {o:?}",
+                    k.kind, fd.name
+                ))
+            })?;
+            patch.insert(fd.name.clone(), value(as_kind, target));
+            let got = named(
+                r.patch(
+                    &a.rep_y,
+                    k.kind,
+                    id_of(&mine)?,
+                    version_of(&mine)?,
+                    Json::Object(patch),
+                )
+                .await,
+            );
+            ensure_eq!(
+                got.as_ref().ok(),
+                Some(&none),
+                "{}.{}: patch referring to {what} vs a nonexistent {as_kind} (got {got:?})",
+                k.kind,
+                fd.name
+            );
+            Ok(())
+        };
+        for to in kinds {
+            let Some(tf) = fixtures.iter().find(|x| x.kind == to.as_str()) else {
+                continue;
+            };
+            let hidden = id_of(&create(store, tf, a, &a.admin).await?)?;
+            compare(&format!("a hidden {to}"), to.as_str(), hidden).await?;
+            let foreign = id_of(&create(store, tf, other, &other.admin).await?)?;
+            compare(&format!("another tenant's {to}"), to.as_str(), foreign).await?;
+            let tdesc = r.describe(&a.admin, to.as_str()).await.at("describe")?;
+            if tdesc.lifecycle.soft_delete {
+                let gone = create(store, tf, a, &a.admin).await?;
+                r.delete(&a.admin, to.as_str(), id_of(&gone)?, version_of(&gone)?)
+                    .await
+                    .at("delete target")?;
+                compare(&format!("a deleted {to}"), to.as_str(), id_of(&gone)?).await?;
+            }
+            let wrong = fixtures
+                .iter()
+                .find(|x| x.kind != to.as_str())
+                .expect("more than one fixture");
+            let visible = id_of(&create(store, wrong, a, &a.rep_y).await?)?;
+            compare(
+                &format!("a visible {} given as a {to}", wrong.kind),
+                to.as_str(),
+                visible,
+            )
+            .await?;
+        }
+        // A kind the field does not take: a record of it the rep sees fails like none.
+        if !kinds.is_empty()
+            && let Some(wrong) = fixtures
+                .iter()
+                .find(|x| !kinds.iter().any(|t| t.as_str() == x.kind))
+        {
+            let visible = id_of(&create(store, wrong, a, &a.rep_y).await?)?;
+            compare(
+                &format!("a visible {} (a kind it does not take)", wrong.kind),
+                wrong.kind,
+                visible,
+            )
+            .await?;
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 
 use crate::records::KindFixture;
 
+pub mod activities;
 pub mod contacts;
 pub mod pipeline;
 pub mod tickets;
@@ -21,7 +22,7 @@ fn pipeline_kinds() -> Vec<KindFixture> {
     pipeline::all()
 }
 fn activities_kinds() -> Vec<KindFixture> {
-    vec![]
+    activities::all()
 }
 fn tickets_kinds() -> Vec<KindFixture> {
     tickets::all()

@@ -58,4 +58,6 @@ checks![
     atomicity,
     batch_create,
     other_kinds_and_staging,
+    hidden_like_nonexistent,
+    reps_remind_and_sign_as_themselves,
 ];
