@@ -11,21 +11,10 @@ pub mod tickets;
 /// Every built-in kind's fixture.
 pub fn all() -> Vec<KindFixture> {
     let mut out = contacts::all();
-    out.extend(pipeline_kinds());
-    out.extend(activities_kinds());
-    out.extend(tickets_kinds());
+    out.extend(pipeline::all());
+    out.extend(activities::all());
+    out.extend(tickets::all());
     out
-}
-
-// Each module's fixtures join here as its kinds are declared.
-fn pipeline_kinds() -> Vec<KindFixture> {
-    pipeline::all()
-}
-fn activities_kinds() -> Vec<KindFixture> {
-    activities::all()
-}
-fn tickets_kinds() -> Vec<KindFixture> {
-    tickets::all()
 }
 
 /// The built-in kinds that are tenant configuration: every user of the tenant reads their
