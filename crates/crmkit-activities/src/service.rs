@@ -17,11 +17,9 @@ use crmkit_core::service::{
 use crmkit_core::store::{BoxFuture, CmpOp, Cond, OrderKey, Row, Select, Value, Write};
 use crmkit_core::text::{check_text, parse_phone};
 use crmkit_core::{
-    ActivityId, Changeset, Ctx, DealId, Error, Event, LeadId, NewEvent, Page, Query, RecordKind,
+    ActivityId, Changeset, Ctx, Error, Event, NewEvent, Page, Query, RecordKind,
     RecordRef, ReminderId, Result, Store, UserId, ValidationErrors,
 };
-use crmkit_pipeline::deal::Deals;
-use crmkit_pipeline::lead::Leads;
 
 use crate::followup::col as fcol;
 use crate::inputs::*;
@@ -228,8 +226,6 @@ impl AgendaCursor {
 #[derive(Clone, Debug)]
 pub struct Activities {
     store: Store,
-    leads: Leads,
-    deals: Deals,
     others: Vec<Arc<dyn RelatedRecords>>,
     declared: Vec<RecordKind>,
 }
@@ -276,10 +272,9 @@ impl Activities {
     /// The API over a store composed with [`crate::ActivitiesModule`].
     pub fn new(store: &Store) -> Result<Self> {
         store.require_module("activities")?;
+        store.require_module("pipeline")?;
         Ok(Activities {
             store: store.clone(),
-            leads: Leads::new(store)?,
-            deals: Deals::new(store)?,
             others: vec![],
             declared: vec![],
         })
@@ -387,8 +382,7 @@ impl Activities {
     /// a composed module declares is decided by the one reference rule,
     /// [`crmkit_core::record::Records::visible`] (a missing, deleted, another tenant's and
     /// a hidden record are all "not there"); a kind no module declares by its
-    /// [`RelatedRecords`] (or, for leads and deals while the pipeline module does not
-    /// declare them, by the pipeline's typed reads, which apply the same rule).
+    /// [`RelatedRecords`].
     async fn relatable(&self, ctx: &Ctx, r: &RecordRef) -> Result<Option<bool>> {
         let other = self.others.iter().find(|o| o.kind() == r.kind);
         if !RELATED_KINDS.contains(&r.kind) && other.is_none() && !self.declared.contains(&r.kind) {
@@ -403,17 +397,7 @@ impl Activities {
         {
             return Ok(Some(self.store.records().visible(ctx, r).await?));
         }
-        let found = if r.kind == RecordKind::LEAD {
-            self.leads
-                .get(ctx, LeadId::from_uuid(r.id))
-                .await
-                .map(|_| ())
-        } else if r.kind == RecordKind::DEAL {
-            self.deals
-                .get_deal(ctx, DealId::from_uuid(r.id))
-                .await
-                .map(|_| ())
-        } else if let Some(o) = other {
+        let found = if let Some(o) = other {
             o.check(ctx, r.id).await
         } else {
             // Declared through `with_declared`, but not composed.
