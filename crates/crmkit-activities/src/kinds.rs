@@ -44,6 +44,8 @@ const UPPER_KINDS: [RecordKind; 1] = [RecordKind::TICKET];
 
 /// The `activity` kind.
 #[derive(Debug, Clone, Copy, Default)]
+#[doc = ""]
+#[doc = include_str!("kinds/activity.md")]
 pub struct ActivityRecordKind;
 
 /// An activity as the generic API shows it: its `type` and the activity's own fields.
@@ -385,5 +387,24 @@ impl TypedKind for ActivityRecordKind {
             .restore(ctx, ActivityId::from_uuid(id), v)
             .await?
             .into())
+    }
+}
+
+#[cfg(test)]
+mod doc_tables {
+    use super::*;
+
+    fn check(doc: &str, d: &KindDescription) {
+        if let Err(e) = crmkit_core::record::check_field_table(doc, d) {
+            panic!("{e}");
+        }
+    }
+
+    #[test]
+    fn the_docs_list_every_field() {
+        check(
+            include_str!("kinds/activity.md"),
+            &ActivityRecordKind.describe(),
+        );
     }
 }

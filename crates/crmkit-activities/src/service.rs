@@ -17,8 +17,8 @@ use crmkit_core::service::{
 use crmkit_core::store::{BoxFuture, CmpOp, Cond, OrderKey, Row, Select, Value, Write};
 use crmkit_core::text::{check_text, parse_phone};
 use crmkit_core::{
-    ActivityId, Changeset, Ctx, Error, Event, NewEvent, Page, Query, RecordKind,
-    RecordRef, ReminderId, Result, Store, UserId, ValidationErrors,
+    ActivityId, Changeset, Ctx, Error, Event, NewEvent, Page, Query, RecordKind, RecordRef,
+    ReminderId, Result, Store, UserId, ValidationErrors,
 };
 
 use crate::followup::col as fcol;

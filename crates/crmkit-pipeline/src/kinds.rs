@@ -59,6 +59,8 @@ fn email_addresses(mut body: JsonMap) -> JsonMap {
 
 /// The `lead` kind.
 #[derive(Debug, Clone, Copy, Default)]
+#[doc = ""]
+#[doc = include_str!("kinds/lead.md")]
 pub struct LeadKind;
 
 impl TypedKind for LeadKind {
@@ -204,6 +206,8 @@ impl TypedKind for LeadKind {
 
 /// The `deal` kind.
 #[derive(Debug, Clone, Copy, Default)]
+#[doc = ""]
+#[doc = include_str!("kinds/deal.md")]
 pub struct DealKind;
 
 /// The typed inputs call a deal's probability override `probability`; the record (and so
@@ -363,6 +367,8 @@ impl TypedKind for DealKind {
 
 /// The `campaign` kind (named so beside [`CampaignKind`], the type of a campaign).
 #[derive(Debug, Clone, Copy, Default)]
+#[doc = ""]
+#[doc = include_str!("kinds/campaign.md")]
 pub struct CampaignRecordKind;
 
 impl TypedKind for CampaignRecordKind {
@@ -448,6 +454,8 @@ impl TypedKind for CampaignRecordKind {
 
 /// The `pipeline` kind.
 #[derive(Debug, Clone, Copy, Default)]
+#[doc = ""]
+#[doc = include_str!("kinds/pipeline.md")]
 pub struct PipelineKind;
 
 /// A generic patch of a pipeline: its name ([`Deals::rename_pipeline`]); stages change
@@ -633,5 +641,27 @@ mod tests {
             .stage(NewStage::open("Open", 10))
             .stage(NewStage::won("Won"));
         assert_eq!((n.currency, n.stages.len()), (Some(eur), 2));
+    }
+}
+
+#[cfg(test)]
+mod doc_tables {
+    use super::*;
+
+    fn check(doc: &str, d: &KindDescription) {
+        if let Err(e) = crmkit_core::record::check_field_table(doc, d) {
+            panic!("{e}");
+        }
+    }
+
+    #[test]
+    fn the_docs_list_every_field() {
+        check(include_str!("kinds/lead.md"), &LeadKind.describe());
+        check(include_str!("kinds/deal.md"), &DealKind.describe());
+        check(
+            include_str!("kinds/campaign.md"),
+            &CampaignRecordKind.describe(),
+        );
+        check(include_str!("kinds/pipeline.md"), &PipelineKind.describe());
     }
 }

@@ -86,6 +86,8 @@ pub struct TicketRecord {
 
 /// The `ticket` kind.
 #[derive(Debug, Clone, Copy, Default)]
+#[doc = ""]
+#[doc = include_str!("kinds/ticket.md")]
 pub struct TicketKind;
 
 impl TicketKind {
@@ -332,6 +334,8 @@ fn not_deleted<R>(kind: &crmkit_core::RecordKind, found: Result<R>, op: &str) ->
 
 /// The `sla_calendar` kind.
 #[derive(Debug, Clone, Copy, Default)]
+#[doc = ""]
+#[doc = include_str!("kinds/sla_calendar.md")]
 pub struct CalendarKind;
 
 impl TypedKind for CalendarKind {
@@ -467,6 +471,8 @@ impl SlaPolicyPatch {
 
 /// The `sla_policy` kind.
 #[derive(Debug, Clone, Copy, Default)]
+#[doc = ""]
+#[doc = include_str!("kinds/sla_policy.md")]
 pub struct SlaPolicyKind;
 
 impl TypedKind for SlaPolicyKind {
@@ -554,5 +560,29 @@ impl TypedKind for SlaPolicyKind {
     async fn restore(&self, store: &Store, ctx: &Ctx, id: Uuid, _: u64) -> Result<SlaPolicy> {
         let found = self.get(store, ctx, id).await;
         not_deleted(&SlaPolicyId::kind(), found, "restore")
+    }
+}
+
+#[cfg(test)]
+mod doc_tables {
+    use super::*;
+
+    fn check(doc: &str, d: &KindDescription) {
+        if let Err(e) = crmkit_core::record::check_field_table(doc, d) {
+            panic!("{e}");
+        }
+    }
+
+    #[test]
+    fn the_docs_list_every_field() {
+        check(include_str!("kinds/ticket.md"), &TicketKind.describe());
+        check(
+            include_str!("kinds/sla_calendar.md"),
+            &CalendarKind.describe(),
+        );
+        check(
+            include_str!("kinds/sla_policy.md"),
+            &SlaPolicyKind.describe(),
+        );
     }
 }
