@@ -101,15 +101,7 @@ async fn main() -> Result<(), Error> {
         crm.directory()
             .put_user(
                 &bootstrap,
-                UserInput {
-                    id,
-                    name: name.into(),
-                    email: email.into(),
-                    roles: vec![role],
-                    teams: vec![],
-                    active: true,
-                    time_zone: TIME_ZONE.into(),
-                },
+                UserInput::new(id, name, email, role).time_zone(TIME_ZONE),
             )
             .await?;
     }

@@ -36,18 +36,17 @@ async fn main() -> Result<(), Error> {
         crm.directory()
             .put_user(
                 &bootstrap,
-                UserInput {
+                UserInput::new(
                     id,
-                    name: name.into(),
-                    email: format!(
+                    name,
+                    format!(
                         "{}@example.com",
                         name.split(' ').next().unwrap().to_lowercase()
                     ),
-                    roles: vec![role],
-                    teams: vec![team],
-                    active: true,
-                    time_zone: "Europe/Berlin".into(),
-                },
+                    role,
+                )
+                .team(team)
+                .time_zone("Europe/Berlin"),
             )
             .await?;
     }

@@ -31,15 +31,7 @@ async fn main() -> Result<(), Error> {
         crm.directory()
             .put_user(
                 &bootstrap,
-                UserInput {
-                    id,
-                    name: name.into(),
-                    email: email.into(),
-                    roles: vec![role],
-                    teams: vec![],
-                    active: true,
-                    time_zone: "Europe/Paris".into(),
-                },
+                UserInput::new(id, name, email, role).time_zone("Europe/Paris"),
             )
             .await?;
     }

@@ -18,10 +18,7 @@ use crmkit::contacts::NewContact;
 let crm = Crm::open("memory:").await?; // or "sqlite://crm.db", "postgres://...", "mysql://..."
 let (tenant, me) = (TenantId::new(), UserId::new());
 let ctx = Ctx::new(tenant, Actor::new(me, [Role::Admin], []))?;
-crm.directory().put_user(&ctx, UserInput {
-    id: me, name: "Ada".into(), email: "ada@example.com".into(), roles: vec![Role::Admin],
-    teams: vec![], active: true, time_zone: "UTC".into(),
-}).await?;
+crm.directory().put_user(&ctx, UserInput::new(me, "Ada", "ada@example.com", Role::Admin)).await?;
 
 let contacts = crm.contacts();
 contacts.create_contact(&ctx, NewContact::named("Grace", "Hopper").email("grace@example.com")).await?;

@@ -26,10 +26,7 @@
 //! let tenant = TenantId::new();
 //! let me = UserId::new();
 //! let admin = Ctx::new(tenant, Actor::new(me, [Role::Admin], []))?;
-//! store.directory().put_user(&admin, UserInput {
-//!     id: me, name: "Ada".into(), email: "ada@example.com".into(), roles: vec![Role::Admin],
-//!     teams: vec![], active: true, time_zone: "Europe/London".into(),
-//! }).await?;
+//! store.directory().put_user(&admin, UserInput::new(me, "Ada", "ada@example.com", Role::Admin)).await?;
 //!
 //! let contacts = Contacts::new(&store)?;
 //! let grace = contacts.create_contact(&admin, NewContact::named("Grace", "Hopper").email("grace@navy.mil")).await?;

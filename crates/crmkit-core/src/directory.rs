@@ -106,6 +106,46 @@ pub struct UserInput {
     pub time_zone: String,
 }
 
+impl UserInput {
+    /// An active user with one role, no teams, in UTC:
+    /// `UserInput::new(id, "Ada", "ada@example.com", Role::Admin).time_zone("Europe/London")`.
+    pub fn new(id: UserId, name: impl Into<String>, email: impl Into<String>, role: Role) -> Self {
+        UserInput {
+            id,
+            name: name.into(),
+            email: email.into(),
+            roles: vec![role],
+            teams: vec![],
+            active: true,
+            time_zone: "UTC".into(),
+        }
+    }
+
+    /// Adds a role.
+    pub fn role(mut self, role: Role) -> Self {
+        self.roles.push(role);
+        self
+    }
+
+    /// Adds a team membership.
+    pub fn team(mut self, team: TeamId) -> Self {
+        self.teams.push(team);
+        self
+    }
+
+    /// Sets the time zone (an IANA name, checked when the user is put).
+    pub fn time_zone(mut self, tz: impl Into<String>) -> Self {
+        self.time_zone = tz.into();
+        self
+    }
+
+    /// Sets whether the user is active.
+    pub fn active(mut self, active: bool) -> Self {
+        self.active = active;
+        self
+    }
+}
+
 pub(crate) fn tables() -> Vec<TableDef> {
     use ColumnType::*;
     vec![
