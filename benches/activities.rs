@@ -1,124 +1,49 @@
 //! Activities benchmarks: crmkit next to a raw rusqlite baseline doing the same work on the
-//! same schema, and their ratio.
+//! same schema (common/raw.rs), and their ratio.
 //!
-//! `cargo bench --bench activities`. Sizes:
+//! `cargo bench --bench activities`. Sizes (environment variables):
 //! - CRMKIT_BENCH_APPENDS, default 1 000 000 notes appended on SQLite through
 //!   `create_many` in batches of 1000 (one changeset each), over 100 contacts. The baseline
 //!   writes the same rows in transactions of 1000: per note the activity, its relation,
 //!   an audit entry and an event (from the tenant's sequence); per contact and batch one
-//!   follow-up update.
+//!   follow-up update. Once a side, in one database.
 //! - CRMKIT_BENCH_SINGLE, default 20 000 notes appended with one `create` (one commit)
-//!   each, next to the baseline with one transaction per note.
+//!   each, next to the baseline with one transaction per note (same database).
 //! - CRMKIT_BENCH_TIMELINE, default 100 000 entries on the big record, seeded in batches;
 //!   the newest-50 read is compared with records of 10 and 50 entries, and the newest-10
-//!   read with the 10-entry record (equal result sizes).
+//!   read with the 10-entry record (equal result sizes), and with the same reads run raw.
 //! - CRMKIT_BENCH_REMINDERS, default 1 000 000 pending reminders: 1000 added through
 //!   `add_reminder`, the rest inserted as rows of the same shape (one `add_reminder` per
 //!   commit is too slow for a million); 1% of them due.
 
-use std::time::{Duration, Instant};
+mod common;
+
+use std::sync::{LazyLock, Mutex};
 
 use chrono::Utc;
-use crmkit::activities::{Activity, ActivityDetails, NewActivity, Note, Priority, Task};
-use crmkit::activities::{Due, TaskStatus};
+use crmkit::activities::{ActivityDetails, Due, NewActivity, Note, Priority, Task, TaskStatus};
 use crmkit::contacts::NewContact;
-use crmkit::{Actor, Crm, Ctx, RecordRef, Role, TenantId, UserId, UserInput};
-use rusqlite::{Connection, params};
+use crmkit::{Crm, Ctx, RecordRef};
+use divan::Bencher;
+use rusqlite::params;
 use uuid::Uuid;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+use common::{Line, TempDb, block_on, raw, size, timed, timed_async};
+
+fn appends_n() -> usize {
+    size("CRMKIT_BENCH_APPENDS", 1_000_000, 2_000)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+fn single_n() -> usize {
+    size("CRMKIT_BENCH_SINGLE", 20_000, 100)
 }
 
-struct Line {
-    workload: String,
-    crmkit: Duration,
-    raw: Option<Duration>,
-    baseline: &'static str,
-    target: &'static str,
+fn timeline_n() -> usize {
+    size("CRMKIT_BENCH_TIMELINE", 100_000, 1_000)
 }
 
-fn print(rows: &[Line]) {
-    println!(
-        "\n{:<66} {:>12} {:>12} {:>7}  {:<22} target",
-        "workload", "crmkit", "baseline", "ratio", "baseline is"
-    );
-    for r in rows {
-        let raw = r
-            .raw
-            .map(|d| format!("{d:.2?}"))
-            .unwrap_or_else(|| "-".into());
-        let ratio = r
-            .raw
-            .map(|d| format!("{:.2}", r.crmkit.as_secs_f64() / d.as_secs_f64()))
-            .unwrap_or_else(|| "-".into());
-        println!(
-            "{:<66} {:>12} {:>12} {:>7}  {:<22} {}",
-            r.workload,
-            format!("{:.2?}", r.crmkit),
-            raw,
-            ratio,
-            r.baseline,
-            r.target
-        );
-    }
-}
-
-struct TempDb(std::path::PathBuf);
-
-impl TempDb {
-    fn new(tag: &str) -> Self {
-        TempDb(std::env::temp_dir().join(format!("crmkit-bench-{tag}-{}.db", Uuid::now_v7())))
-    }
-    fn url(&self) -> String {
-        format!("sqlite://{}", self.0.display())
-    }
-    fn connect(&self) -> Connection {
-        let conn = Connection::open(&self.0).unwrap();
-        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-        conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
-        // The page cache crmkit's SQLite writer uses (64 MiB), so both sides cache alike.
-        conn.pragma_update(None, "cache_size", -65536).unwrap();
-        conn.busy_timeout(Duration::from_secs(30)).unwrap();
-        conn
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
-        }
-    }
-}
-
-async fn setup(crm: &Crm) -> Ctx {
-    let me = UserId::new();
-    let ctx = Ctx::new(TenantId::new(), Actor::new(me, [Role::Admin], [])).unwrap();
-    crm.directory()
-        .put_user(
-            &ctx,
-            UserInput {
-                id: me,
-                name: "Bench".into(),
-                email: "bench@example.com".into(),
-                roles: vec![Role::Admin],
-                teams: vec![],
-                active: true,
-                time_zone: "UTC".into(),
-            },
-        )
-        .await
-        .unwrap();
-    ctx
+fn reminders_n() -> usize {
+    size("CRMKIT_BENCH_REMINDERS", 1_000_000, 2_000)
 }
 
 async fn contacts(crm: &Crm, ctx: &Ctx, n: usize) -> Vec<RecordRef> {
@@ -146,317 +71,237 @@ fn note(ctx: &Ctx, i: usize, related: &RecordRef) -> NewActivity {
     .related_to(related.clone())
 }
 
-/// The rows one note `create` writes, inserted directly: the activity, its relation, the
-/// follow-up row of its record, one audit entry and one event (with the tenant's event
-/// sequence).
-fn raw_note(tx: &rusqlite::Transaction<'_>, tenant: &str, ctx: &Ctx, i: usize, r: &RecordRef) {
-    raw_note_rows(tx, tenant, ctx, i, r);
-    raw_followup(tx, tenant, r, Utc::now().timestamp_micros());
+/// One database with 100 contacts that both sides append notes to.
+struct Appends {
+    db: TempDb,
+    crm: Crm,
+    ctx: Ctx,
+    records: Vec<RecordRef>,
 }
 
-/// What a follow-up update writes: the record's last activity, versioned.
-fn raw_followup(tx: &rusqlite::Transaction<'_>, tenant: &str, r: &RecordRef, micros: i64) {
-    tx.prepare_cached(
-        "UPDATE activities_followup SET last_activity_at = ?, quiet_since = ?, version = version + 1 \
-         WHERE tenant_id = ? AND record_kind = 'contact' AND record_id = ?",
-    )
-    .unwrap()
-    .execute(params![micros, micros, tenant, r.id.to_string()])
-    .unwrap();
-}
-
-/// The per-note rows: activity, relation, audit entry, event.
-fn raw_note_rows(tx: &rusqlite::Transaction<'_>, tenant: &str, ctx: &Ctx, i: usize, r: &RecordRef) {
-    let now = Utc::now();
-    let micros = now.timestamp_micros();
-    let a = Activity {
-        id: crmkit::core::ActivityId::new(),
-        related: vec![r.clone()],
-        subject: format!("Note {i}"),
-        owner: ctx.actor().user,
-        team: None,
-        details: ActivityDetails::Note(Note {
-            body: format!("Talked about item {i}."),
-            pinned: false,
-            author: ctx.actor().user,
-        }),
-        created_at: now,
-        updated_at: now,
-        deleted_at: None,
-        version: 1,
-    };
-    let id = a.id.to_string();
-    let owner = a.owner.to_string();
-    let record = r.id.to_string();
-    tx.prepare_cached(
-        "INSERT INTO activities_activity (tenant_id, id, kind, subject, owner_id, team_id, status, open, due_at, starts_at, ends_at, message_id, related, details, created_at, updated_at, deleted_at, version) \
-         VALUES (?, ?, 'note', ?, ?, NULL, NULL, 0, NULL, NULL, NULL, NULL, ?, ?, ?, ?, NULL, 1)",
-    )
-    .unwrap()
-    .execute(params![
-        tenant,
-        id,
-        a.subject,
-        owner,
-        serde_json::to_string(&a.related).unwrap(),
-        serde_json::to_string(&a.details).unwrap(),
-        micros,
-        micros
-    ])
-    .unwrap();
-    tx.prepare_cached(
-        "INSERT INTO activities_relation (tenant_id, activity_id, record_kind, record_id, at, done_at, next_at) VALUES (?, ?, 'contact', ?, ?, ?, NULL)",
-    )
-    .unwrap()
-    .execute(params![tenant, id, record, micros, micros])
-    .unwrap();
-    let snapshot = serde_json::to_string(&a).unwrap();
-    tx.prepare_cached(
-        "INSERT INTO crm_audit (tenant_id, id, at, actor, record_kind, record_id, field, old_value, new_value) VALUES (?, ?, ?, ?, 'activity', ?, '*', NULL, ?)",
-    )
-    .unwrap()
-    .execute(params![tenant, Uuid::now_v7().to_string(), micros, owner, id, snapshot])
-    .unwrap();
-    let next: i64 = tx
-        .prepare_cached(
-            "UPDATE crm_sequences SET last_value = last_value + 1 WHERE tenant_id = ? AND name = 'events' RETURNING last_value",
-        )
-        .unwrap()
-        .query_row(params![tenant], |r| r.get(0))
-        .unwrap();
-    tx.prepare_cached(
-        "INSERT INTO crm_events (tenant_id, seq, kind, record_kind, record_id, changed, payload, actor, origin, at) VALUES (?, ?, 'activity.created', 'activity', ?, '[]', ?, ?, 'api', ?)",
-    )
-    .unwrap()
-    .execute(params![tenant, next, id, snapshot, owner, micros])
-    .unwrap();
-}
-
-async fn appends(out: &mut Vec<Line>) {
-    let n = env_usize("CRMKIT_BENCH_APPENDS", 1_000_000);
+static APPENDS: LazyLock<Mutex<Appends>> = LazyLock::new(|| {
     let db = TempDb::new("appends");
-    let crm = Crm::open(&db.url()).await.unwrap();
-    let ctx = setup(&crm).await;
-    let records = contacts(&crm, &ctx, 100).await;
-    let acts = crm.activities();
+    let crm = db.open();
+    let (ctx, _) = block_on(common::tenant(&crm, 1));
+    let records = block_on(contacts(&crm, &ctx, 100));
+    Mutex::new(Appends {
+        db,
+        crm,
+        ctx,
+        records,
+    })
+});
 
-    let t = Instant::now();
-    let mut done = 0;
-    while done < n {
-        let end = (done + 1000).min(n);
-        let batch = (done..end)
-            .map(|i| note(&ctx, i, &records[i % records.len()]))
-            .collect();
-        acts.create_many(&ctx, batch).await.unwrap();
-        done = end;
-    }
-    let crmkit_time = t.elapsed();
-    println!("appends: crmkit created {n} notes in batches of 1000 in {crmkit_time:.1?}");
+mod append_batches {
+    use super::*;
 
-    let conn = db.connect();
-    let tenant = ctx.tenant().to_string();
-    let t = Instant::now();
-    let mut done = 0;
-    while done < n {
-        let end = (done + 1000).min(n);
-        let tx = conn.unchecked_transaction().unwrap();
-        for i in done..end {
-            raw_note_rows(&tx, &tenant, &ctx, i, &records[i % records.len()]);
-        }
-        let now = Utc::now().timestamp_micros();
-        for r in records.iter().take(end - done) {
-            raw_followup(&tx, &tenant, r, now);
-        }
-        tx.commit().unwrap();
-        done = end;
+    #[divan::bench(sample_count = 1, sample_size = 1)]
+    fn crmkit(b: Bencher) {
+        let a = APPENDS.lock().unwrap();
+        let acts = a.crm.activities();
+        let n = appends_n();
+        b.bench_local(|| {
+            timed_async("batches/crmkit", 1, async {
+                let mut done = 0;
+                while done < n {
+                    let end = (done + 1000).min(n);
+                    let batch = (done..end)
+                        .map(|i| note(&a.ctx, i, &a.records[i % a.records.len()]))
+                        .collect();
+                    acts.create_many(&a.ctx, batch).await.unwrap();
+                    done = end;
+                }
+            })
+        });
     }
-    let raw_batched = t.elapsed();
-    out.push(Line {
-        workload: format!("append {n} notes, batches of 1000, SQLite"),
-        crmkit: crmkit_time,
-        raw: Some(raw_batched),
-        baseline: "raw, 1000 per tx",
-        target: "report",
-    });
 
-    let single = env_usize("CRMKIT_BENCH_SINGLE", 20_000);
-    let t = Instant::now();
-    for i in 0..single {
-        acts.create(&ctx, note(&ctx, i, &records[i % records.len()]))
-            .await
-            .unwrap();
+    #[divan::bench(sample_count = 1, sample_size = 1)]
+    fn raw(b: Bencher) {
+        let a = APPENDS.lock().unwrap();
+        let conn = a.db.connect();
+        let tenant = a.ctx.tenant().to_string();
+        let n = appends_n();
+        b.bench_local(|| {
+            timed("batches/raw", 1, || {
+                raw::append_notes(&conn, &tenant, &a.ctx, &a.records, 0, n)
+            })
+        });
     }
-    let crmkit_single = t.elapsed();
-    let t = Instant::now();
-    for i in 0..single {
-        let tx = conn.unchecked_transaction().unwrap();
-        raw_note(&tx, &tenant, &ctx, i, &records[i % records.len()]);
-        tx.commit().unwrap();
-    }
-    out.push(Line {
-        workload: format!("append {single} notes, 1 per create, SQLite"),
-        crmkit: crmkit_single,
-        raw: Some(t.elapsed()),
-        baseline: "raw, 1 per tx",
-        target: "report",
-    });
 }
 
-async fn timeline(out: &mut Vec<Line>) {
-    let big_n = env_usize("CRMKIT_BENCH_TIMELINE", 100_000);
+mod append_single {
+    use super::*;
+
+    #[divan::bench(sample_count = 1, sample_size = 1)]
+    fn crmkit(b: Bencher) {
+        let a = APPENDS.lock().unwrap();
+        let acts = a.crm.activities();
+        b.bench_local(|| {
+            timed_async("single/crmkit", 1, async {
+                for i in 0..single_n() {
+                    acts.create(&a.ctx, note(&a.ctx, i, &a.records[i % a.records.len()]))
+                        .await
+                        .unwrap();
+                }
+            })
+        });
+    }
+
+    #[divan::bench(sample_count = 1, sample_size = 1)]
+    fn raw(b: Bencher) {
+        let a = APPENDS.lock().unwrap();
+        let conn = a.db.connect();
+        let tenant = a.ctx.tenant().to_string();
+        b.bench_local(|| {
+            timed("single/raw", 1, || {
+                for i in 0..single_n() {
+                    let tx = conn.unchecked_transaction().unwrap();
+                    raw::note(&tx, &tenant, &a.ctx, i, &a.records[i % a.records.len()]);
+                    tx.commit().unwrap();
+                }
+            })
+        });
+    }
+}
+
+/// A record with `timeline_n()` notes, one with 10 timeline entries and one with 50 (each
+/// record also has its `contact.created` event).
+struct Timeline {
+    db: TempDb,
+    crm: Crm,
+    ctx: Ctx,
+    big: RecordRef,
+    small: RecordRef,
+    mid: RecordRef,
+}
+
+static TIMELINE: LazyLock<Timeline> = LazyLock::new(|| {
     let db = TempDb::new("timeline");
-    let crm = Crm::open(&db.url()).await.unwrap();
-    let ctx = setup(&crm).await;
-    let recs = contacts(&crm, &ctx, 3).await;
-    let (big, small, mid) = (&recs[0], &recs[1], &recs[2]);
+    let crm = db.open();
+    let (ctx, _) = block_on(common::tenant(&crm, 1));
+    let recs = block_on(contacts(&crm, &ctx, 3));
     let acts = crm.activities();
-    let t = Instant::now();
-    let mut done = 0;
-    while done < big_n {
-        let end = (done + 1000).min(big_n);
-        let batch = (done..end).map(|i| note(&ctx, i, big)).collect();
-        acts.create_many(&ctx, batch).await.unwrap();
-        done = end;
-    }
-    // Each record also has its contact.created event: 10 and 50 entries in all.
-    for i in 0..9 {
-        acts.create(&ctx, note(&ctx, i, small)).await.unwrap();
-    }
-    for i in 0..49 {
-        acts.create(&ctx, note(&ctx, i, mid)).await.unwrap();
-    }
-    println!(
-        "timeline: seeded {big_n} + 9 + 49 notes through the API in {:.1?}",
-        t.elapsed()
-    );
-    let read = |r: &RecordRef, limit: u32| {
-        let (acts, ctx, r) = (acts.clone(), ctx.clone(), r.clone());
-        async move {
-            let mut times = vec![];
-            for _ in 0..41 {
-                let t = Instant::now();
-                let page = acts.timeline(&ctx, &r, None, limit).await.unwrap();
-                times.push(t.elapsed());
-                std::hint::black_box(page);
-            }
-            median(times)
+    let n = timeline_n();
+    block_on(async {
+        let mut done = 0;
+        while done < n {
+            let end = (done + 1000).min(n);
+            let batch = (done..end).map(|i| note(&ctx, i, &recs[0])).collect();
+            acts.create_many(&ctx, batch).await.unwrap();
+            done = end;
         }
-    };
-    let big_t = read(big, 50).await;
-    let small_t = read(small, 50).await;
-    let mid_t = read(mid, 50).await;
-    let big10 = read(big, 10).await;
-    let small10 = read(small, 10).await;
-    let conn = db.connect();
-    let tenant = ctx.tenant().to_string();
-    let mut raw = vec![];
-    for _ in 0..21 {
-        let t = Instant::now();
-        let mut st = conn
-            .prepare_cached(
-                "SELECT activity_id, at FROM activities_relation WHERE tenant_id = ? AND record_kind = 'contact' AND record_id = ? ORDER BY at DESC, activity_id DESC LIMIT 50",
-            )
-            .unwrap();
-        let ids: Vec<String> = st
-            .query_map(params![tenant, big.id.to_string()], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let mut ev = conn
-            .prepare_cached(
-                "SELECT seq, kind, payload, at FROM crm_events WHERE tenant_id = ? AND record_kind = 'contact' AND record_id = ? ORDER BY seq DESC LIMIT 50",
-            )
-            .unwrap();
-        let evs: Vec<(i64, String, String, i64)> = ev
-            .query_map(params![tenant, big.id.to_string()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let mut act = conn
-            .prepare_cached(
-                "SELECT id, details, related FROM activities_activity WHERE tenant_id = ? AND id = ?",
-            )
-            .unwrap();
-        let rows: Vec<(String, String, String)> = ids
-            .iter()
-            .map(|id| {
-                act.query_row(params![tenant, id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .unwrap()
-            })
-            .collect();
-        raw.push(t.elapsed());
-        std::hint::black_box((rows, evs));
+        for i in 0..9 {
+            acts.create(&ctx, note(&ctx, i, &recs[1])).await.unwrap();
+        }
+        for i in 0..49 {
+            acts.create(&ctx, note(&ctx, i, &recs[2])).await.unwrap();
+        }
+    });
+    Timeline {
+        db,
+        crm,
+        ctx,
+        big: recs[0].clone(),
+        small: recs[1].clone(),
+        mid: recs[2].clone(),
     }
-    println!(
-        "timeline: newest 50 of {big_n} entries {big_t:.2?}, of 10 entries {small_t:.2?}, ratio {:.2}",
-        big_t.as_secs_f64() / small_t.as_secs_f64()
-    );
-    out.push(Line {
-        workload: format!("newest-50 timeline, record with {big_n} entries"),
-        crmkit: big_t,
-        raw: Some(small_t),
-        baseline: "crmkit, 10 entries (returns 10)",
-        target: "report",
-    });
-    out.push(Line {
-        workload: format!("newest-50 timeline, record with {big_n} entries"),
-        crmkit: big_t,
-        raw: Some(mid_t),
-        baseline: "crmkit, 50 entries (returns 50)",
-        target: "<= 2",
-    });
-    out.push(Line {
-        workload: format!("newest-10 timeline, record with {big_n} entries"),
-        crmkit: big10,
-        raw: Some(small10),
-        baseline: "crmkit, 10 entries (returns 10)",
-        target: "<= 2",
-    });
-    out.push(Line {
-        workload: format!("newest-50 timeline, record with {big_n} entries"),
-        crmkit: big_t,
-        raw: Some(median(raw)),
-        baseline: "raw, same reads",
-        target: "report",
+});
+
+fn timeline_read(b: Bencher, series: &'static str, pick: fn(&Timeline) -> &RecordRef, limit: u32) {
+    let t = &*TIMELINE;
+    let acts = t.crm.activities();
+    let r = pick(t);
+    b.bench_local(|| {
+        timed_async(series, 1, async {
+            divan::black_box(acts.timeline(&t.ctx, r, None, limit).await.unwrap())
+        })
     });
 }
 
-async fn reminders(out: &mut Vec<Line>) {
-    let n = env_usize("CRMKIT_BENCH_REMINDERS", 1_000_000);
+mod timeline {
+    use super::*;
+
+    #[divan::bench(sample_count = 41, sample_size = 1)]
+    fn big_50(b: Bencher) {
+        timeline_read(b, "timeline/big50", |t| &t.big, 50);
+    }
+
+    #[divan::bench(sample_count = 41, sample_size = 1)]
+    fn small_50(b: Bencher) {
+        timeline_read(b, "timeline/small50", |t| &t.small, 50);
+    }
+
+    #[divan::bench(sample_count = 41, sample_size = 1)]
+    fn mid_50(b: Bencher) {
+        timeline_read(b, "timeline/mid50", |t| &t.mid, 50);
+    }
+
+    #[divan::bench(sample_count = 41, sample_size = 1)]
+    fn big_10(b: Bencher) {
+        timeline_read(b, "timeline/big10", |t| &t.big, 10);
+    }
+
+    #[divan::bench(sample_count = 41, sample_size = 1)]
+    fn small_10(b: Bencher) {
+        timeline_read(b, "timeline/small10", |t| &t.small, 10);
+    }
+
+    #[divan::bench(sample_count = 41, sample_size = 1)]
+    fn raw_big_50(b: Bencher) {
+        let t = &*TIMELINE;
+        let conn = t.db.connect();
+        let tenant = t.ctx.tenant().to_string();
+        b.bench_local(|| {
+            timed("timeline/raw50", 1, || {
+                divan::black_box(raw::timeline(&conn, &tenant, &t.big))
+            })
+        });
+    }
+}
+
+/// `reminders_n()` pending reminders, 1% due.
+struct Reminders {
+    db: TempDb,
+    crm: Crm,
+    ctx: Ctx,
+    now: chrono::DateTime<Utc>,
+}
+
+static REMINDERS: LazyLock<Reminders> = LazyLock::new(|| {
+    let n = reminders_n();
     let db = TempDb::new("reminders");
-    let crm = Crm::open(&db.url()).await.unwrap();
-    let ctx = setup(&crm).await;
+    let crm = db.open();
+    let (ctx, _) = block_on(common::tenant(&crm, 1));
     let acts = crm.activities();
     let now = Utc::now();
     let far = now + chrono::Duration::days(400);
-    let mut tasks = vec![];
-    for i in 0..100 {
-        let t = acts
-            .create(
-                &ctx,
-                NewActivity::new(
-                    format!("Task {i}"),
-                    ActivityDetails::Task(Task {
-                        description: None,
-                        due: Some(Due::At {
-                            at: far,
-                            time_zone: "UTC".into(),
+    let tasks: Vec<_> = block_on(async {
+        let mut tasks = vec![];
+        for i in 0..100 {
+            let t = acts
+                .create(
+                    &ctx,
+                    NewActivity::new(
+                        format!("Task {i}"),
+                        ActivityDetails::Task(Task {
+                            description: None,
+                            due: Some(Due::At {
+                                at: far,
+                                time_zone: "UTC".into(),
+                            }),
+                            priority: Priority::Normal,
+                            status: TaskStatus::Open,
+                            recurrence: None,
+                            completed_at: None,
                         }),
-                        priority: Priority::Normal,
-                        status: TaskStatus::Open,
-                        recurrence: None,
-                        completed_at: None,
-                    }),
-                ),
-            )
-            .await
-            .unwrap();
-        tasks.push(t.id);
-    }
+                    ),
+                )
+                .await
+                .unwrap();
+            tasks.push(t.id);
+        }
+        tasks
+    });
     // Every 100th reminder is due (in the last year), the others are later.
     let remind_at = |i: usize| {
         if i.is_multiple_of(100) {
@@ -466,20 +311,16 @@ async fn reminders(out: &mut Vec<Line>) {
         }
     };
     let via_api = n.min(1000);
-    let t = Instant::now();
-    for i in 0..via_api {
-        acts.add_reminder(&ctx, tasks[i % tasks.len()], None, remind_at(i))
-            .await
-            .unwrap();
-    }
-    println!(
-        "reminders: {via_api} added through add_reminder in {:.1?}",
-        t.elapsed()
-    );
+    block_on(async {
+        for i in 0..via_api {
+            acts.add_reminder(&ctx, tasks[i % tasks.len()], None, remind_at(i))
+                .await
+                .unwrap();
+        }
+    });
     let conn = db.connect();
     let tenant = ctx.tenant().to_string();
     let user = ctx.actor().user.to_string();
-    let t = Instant::now();
     let mut i = via_api;
     while i < n {
         let tx = conn.unchecked_transaction().unwrap();
@@ -501,75 +342,103 @@ async fn reminders(out: &mut Vec<Line>) {
         i = (i + 10_000).min(n);
     }
     conn.execute_batch("ANALYZE").unwrap();
-    println!(
-        "reminders: {} more inserted as rows in {:.1?}",
-        n - via_api,
-        t.elapsed()
+    raw::explain(
+        &conn,
+        raw::DUE_REMINDERS,
+        &[tenant.clone().into(), now.timestamp_micros().into()],
     );
-    let sql = "SELECT id, activity_id, user_id, remind_at, delivered_at, version FROM activities_reminder \
-               WHERE tenant_id = ? AND delivered_at IS NULL AND remind_at <= ? ORDER BY remind_at, id LIMIT 100";
-    println!("EXPLAIN QUERY PLAN {sql}");
-    let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-    for line in plan
-        .query_map(params![tenant, now.timestamp_micros()], |r| {
-            r.get::<_, String>(3)
-        })
-        .unwrap()
-    {
-        println!("  {}", line.unwrap());
+    Reminders { db, crm, ctx, now }
+});
+
+mod due_reminders {
+    use super::*;
+
+    #[divan::bench(sample_count = 21, sample_size = 1)]
+    fn crmkit(b: Bencher) {
+        let r = &*REMINDERS;
+        let acts = r.crm.activities();
+        let want = reminders_n().div_ceil(100).min(100);
+        b.bench_local(|| {
+            let due = timed_async(
+                "reminders/crmkit",
+                1,
+                acts.due_reminders(&r.ctx, r.now, 100),
+            )
+            .unwrap();
+            assert_eq!(due.len(), want);
+        });
     }
-    let (mut ours, mut theirs) = (vec![], vec![]);
-    for _ in 0..21 {
-        let t = Instant::now();
-        let due = acts.due_reminders(&ctx, now, 100).await.unwrap();
-        ours.push(t.elapsed());
-        assert_eq!(due.len(), 100);
-        let t = Instant::now();
-        let mut st = conn.prepare_cached(sql).unwrap();
-        let rows: Vec<(String, String, String, i64, Option<i64>, i64)> = st
-            .query_map(params![tenant, now.timestamp_micros()], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
+
+    #[divan::bench(sample_count = 21, sample_size = 1)]
+    fn raw(b: Bencher) {
+        let r = &*REMINDERS;
+        let conn = r.db.connect();
+        let tenant = r.ctx.tenant().to_string();
+        let now = r.now.timestamp_micros();
+        b.bench_local(|| {
+            timed("reminders/raw", 1, || {
+                divan::black_box(raw::due_reminders(&conn, &tenant, now))
             })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        theirs.push(t.elapsed());
-        assert_eq!(rows.len(), 100);
+        });
     }
-    out.push(Line {
-        workload: format!("oldest 100 due of {n} pending reminders (1% due), SQLite"),
-        crmkit: median(ours),
-        raw: Some(median(theirs)),
-        baseline: "raw indexed query",
-        target: "index-backed",
-    });
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut out = vec![];
-    rt.block_on(async {
-        let only = std::env::var("CRMKIT_BENCH_ONLY").unwrap_or_default();
-        if only.is_empty() || only == "appends" {
-            appends(&mut out).await;
-        }
-        if only.is_empty() || only == "timeline" {
-            timeline(&mut out).await;
-        }
-        if only.is_empty() || only == "reminders" {
-            reminders(&mut out).await;
-        }
+    common::main("activities", || {
+        let big = timeline_n();
+        vec![
+            Line::new(
+                format!("append {} notes, batches of 1000, SQLite", appends_n()),
+                "batches/crmkit",
+                "batches/raw",
+                "raw, 1000 per tx",
+                "report",
+            ),
+            Line::new(
+                format!("append {} notes, 1 per create, SQLite", single_n()),
+                "single/crmkit",
+                "single/raw",
+                "raw, 1 per tx",
+                "report",
+            ),
+            Line::new(
+                format!("newest-50 timeline, record with {big} entries"),
+                "timeline/big50",
+                "timeline/small50",
+                "crmkit, 10 entries (returns 10)",
+                "report",
+            ),
+            Line::new(
+                format!("newest-50 timeline, record with {big} entries"),
+                "timeline/big50",
+                "timeline/mid50",
+                "crmkit, 50 entries (returns 50)",
+                "<= 2",
+            ),
+            Line::new(
+                format!("newest-10 timeline, record with {big} entries"),
+                "timeline/big10",
+                "timeline/small10",
+                "crmkit, 10 entries (returns 10)",
+                "<= 2",
+            ),
+            Line::new(
+                format!("newest-50 timeline, record with {big} entries"),
+                "timeline/big50",
+                "timeline/raw50",
+                "raw, same reads",
+                "report",
+            ),
+            Line::new(
+                format!(
+                    "oldest 100 due of {} pending reminders (1% due)",
+                    reminders_n()
+                ),
+                "reminders/crmkit",
+                "reminders/raw",
+                "raw indexed query",
+                "index-backed",
+            ),
+        ]
     });
-    print(&out);
 }

@@ -1,80 +1,43 @@
-//! Contacts benchmarks: crmkit next to a raw baseline doing the same work on the same schema,
-//! and their ratio.
+//! Contacts benchmarks: crmkit next to a raw baseline doing the same work on the same
+//! schema (common/raw.rs), and their ratio.
 //!
-//! `cargo bench --bench contacts` (sizes: CRMKIT_BENCH_CONTACTS, default 100 000;
-//! CRMKIT_BENCH_MEMORY_CONTACTS, default 1 000 000).
+//! `cargo bench --bench contacts`. Sizes (environment variables):
+//! - CRMKIT_BENCH_CONTACTS, default 100 000: contacts imported into a SQLite file (crmkit's
+//!   batch API vs the raw import; 2 imports each, into fresh files), and the size of the
+//!   database the reads run on.
+//! - CRMKIT_BENCH_MEMORY_CONTACTS, default 1 000 000: contacts imported into the in-memory
+//!   backend (once).
 //!
-//! A small harness of our own rather than criterion or divan: each workload needs crmkit
-//! and its baseline measured in one process on identical data, and the ratio printed; the
-//! harness takes the median of repeated runs (the best of two for imports).
+//! Reads: 1000 gets by id per iteration (reported per call); a page of 50 of one owner's
+//! customers (keyset by id), the first and the last page. Each read workload has divan
+//! benchmarks `crmkit` and `raw` (one side alone) and `pair` (both interleaved, what the
+//! report reads: 41 iterations of 1000 gets, 30 x 20 pages); the import is a `pair` only.
+//! The workloads run in name order: get_by_id, import, list_deep_page, list_page_1,
+//! memory_import.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+mod common;
 
-use crmkit::contacts::{
-    Consent, ConsentStatus, Contact, EmailAddress, ImportOptions, LifecycleStage, NewContact,
-};
-use crmkit::core::text::parse_email;
-use crmkit::{Actor, ContactId, Crm, Ctx, Filter, Query, Role, TenantId, UserId, UserInput};
-use rusqlite::{Connection, params};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{LazyLock, Mutex};
+
+use common::{Line, TempDb, block_on, raw, size, timed, timed_async};
+use crmkit::contacts::{ImportOptions, LifecycleStage, NewContact};
+use crmkit::{Crm, Ctx, Filter, Query, UserId};
+use divan::Bencher;
+use rusqlite::Connection;
 use uuid::Uuid;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+fn contacts_n() -> usize {
+    size("CRMKIT_BENCH_CONTACTS", 100_000, 2_000)
 }
 
-fn temp_db(tag: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("crmkit-bench-{tag}-{}.db", Uuid::now_v7()))
-}
-
-fn remove_db(path: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-struct Row {
-    workload: String,
-    crmkit: Duration,
-    raw: Option<Duration>,
-    target: &'static str,
-}
-
-fn print(rows: &[Row]) {
-    println!(
-        "\n{:<58} {:>12} {:>12} {:>7}  target",
-        "workload", "crmkit", "baseline", "ratio"
-    );
-    for r in rows {
-        let raw = r
-            .raw
-            .map(|d| format!("{d:.2?}"))
-            .unwrap_or_else(|| "-".into());
-        let ratio = r
-            .raw
-            .map(|d| format!("{:.2}", r.crmkit.as_secs_f64() / d.as_secs_f64()))
-            .unwrap_or_else(|| "-".into());
-        println!(
-            "{:<58} {:>12} {:>12} {:>7}  {}",
-            r.workload,
-            format!("{:.2?}", r.crmkit),
-            raw,
-            ratio,
-            r.target
-        );
-    }
+fn memory_n() -> usize {
+    size("CRMKIT_BENCH_MEMORY_CONTACTS", 1_000_000, 2_000)
 }
 
 const STAGES: [LifecycleStage; 8] = LifecycleStage::ALL;
 
+/// `n` new contacts spread over the owners and stages.
 fn inputs(n: usize, owners: &[UserId], salt: &str) -> Vec<NewContact> {
     (0..n)
         .map(|i| {
@@ -87,411 +50,342 @@ fn inputs(n: usize, owners: &[UserId], salt: &str) -> Vec<NewContact> {
         .collect()
 }
 
-async fn setup(crm: &Crm, owners: usize) -> (Ctx, Vec<UserId>) {
-    let tenant = TenantId::new();
-    let admin_id = UserId::new();
-    let ctx = Ctx::new(tenant, Actor::new(admin_id, [Role::Admin], [])).unwrap();
-    let mut ids = vec![];
-    for i in 0..owners {
-        let id = if i == 0 { admin_id } else { UserId::new() };
-        crm.directory()
-            .put_user(
-                &ctx,
-                UserInput {
-                    id,
-                    name: format!("User {i}"),
-                    email: format!("user{i}@example.com"),
-                    roles: vec![if i == 0 { Role::Admin } else { Role::Rep }],
-                    teams: vec![],
-                    active: true,
-                    time_zone: "UTC".into(),
-                },
-            )
-            .await
-            .unwrap();
-        ids.push(id);
-    }
-    (ctx, ids)
+/// A fresh database with a tenant of 10 users, and the contacts to import into it.
+fn fresh(tag: &str) -> (TempDb, Crm, Ctx, Vec<NewContact>) {
+    let db = TempDb::new(tag);
+    let crm = db.open();
+    let (ctx, owners) = block_on(common::tenant(&crm, 10));
+    let rows = inputs(contacts_n(), &owners, "import");
+    (db, crm, ctx, rows)
 }
 
-/// The raw baseline import: the same rows crmkit writes (contact, email lookup entry, audit
-/// entry, event, event sequence), with the same validation and serialisation, through
-/// prepared statements in one transaction.
-fn raw_import(conn: &mut Connection, tenant: TenantId, actor: UserId, rows: &[NewContact]) {
-    let tx = conn.transaction().unwrap();
-    {
-        let mut ins_person = tx.prepare_cached(
-            "INSERT INTO contacts_person (tenant_id, id, first_name, first_fold, last_name, last_fold, name_fold, primary_email, email_fold, emails, primary_phone, phones, job_title, job_title_fold, organization_id, owner_id, team_id, lifecycle_stage, consent_status, consent_source, consent_at, tags, custom, created_at, updated_at, deleted_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '[]', NULL, NULL, NULL, ?, NULL, ?, 'unknown', NULL, NULL, '[]', '{}', ?, ?, NULL, 1)",
-        ).unwrap();
-        let mut ins_lookup = tx
-            .prepare_cached("INSERT INTO crm_lookup (tenant_id, kind, value, record_kind, record_id, claim) VALUES (?, 'email', ?, 'contact', ?, ?)")
-            .unwrap();
-        let mut ins_audit = tx
-            .prepare_cached("INSERT INTO crm_audit (tenant_id, id, at, actor, record_kind, record_id, field, old_value, new_value) VALUES (?, ?, ?, ?, 'contact', ?, '*', NULL, ?)")
-            .unwrap();
-        let mut ins_event = tx
-            .prepare_cached("INSERT INTO crm_events (tenant_id, seq, kind, record_kind, record_id, changed, payload, actor, origin, at) VALUES (?, ?, 'contact.created', 'contact', ?, '[]', ?, ?, 'api', ?)")
-            .unwrap();
-        let t = tenant.to_string();
-        let a = actor.to_string();
-        let now_ts =
-            chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros()).unwrap();
-        let now = now_ts.timestamp_micros();
-        let mut seq: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(seq), 0) FROM crm_events WHERE tenant_id = ?",
-                [&t],
-                |r| r.get(0),
-            )
-            .unwrap();
-        for r in rows {
-            let email = parse_email("email", &r.emails[0]).unwrap();
-            let id = ContactId::new();
-            let owner = r.owner.unwrap();
-            let contact = Contact {
-                id,
-                first_name: r.first_name.clone(),
-                last_name: r.last_name.clone(),
-                emails: vec![EmailAddress {
-                    address: email.address.clone(),
-                    label: None,
-                }],
-                phones: vec![],
-                job_title: None,
-                organization: None,
-                owner,
-                team: None,
-                lifecycle_stage: r.lifecycle_stage,
-                consent: Consent::default(),
-                tags: vec![],
-                custom: Default::default(),
-                created_at: now_ts,
-                updated_at: now_ts,
-                deleted_at: None,
-                version: 1,
-            };
-            let payload = serde_json::to_string(&contact).unwrap();
-            let emails = serde_json::to_string(&contact.emails).unwrap();
-            let id = id.to_string();
-            let owner = owner.to_string();
-            let name_fold = format!("{} {}", r.first_name, r.last_name).to_lowercase();
-            ins_person
-                .execute(params![
-                    t,
-                    id,
-                    r.first_name,
-                    r.first_name.to_lowercase(),
-                    r.last_name,
-                    r.last_name.to_lowercase(),
-                    name_fold,
-                    email.address,
-                    email.key,
-                    emails,
-                    owner,
-                    r.lifecycle_stage.as_str(),
-                    now,
-                    now
-                ])
-                .unwrap();
-            ins_lookup
-                .execute(params![t, email.key, id, email.key])
-                .unwrap();
-            ins_audit
-                .execute(params![t, Uuid::now_v7().to_string(), now, a, id, payload])
-                .unwrap();
-            seq += 1;
-            ins_event
-                .execute(params![t, seq, id, payload, a, now])
-                .unwrap();
-        }
-        tx.execute(
-            "INSERT INTO crm_sequences (tenant_id, name, last_value) VALUES (?, 'events', ?) ON CONFLICT (tenant_id, name) DO UPDATE SET last_value = excluded.last_value",
-            params![t, seq],
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
-}
+mod import {
+    use super::*;
 
-/// The columns a `Contact` is built from, and the raw decoding of them.
-const RAW_COLUMNS: &str = "id, first_name, last_name, emails, phones, job_title, organization_id, owner_id, team_id, \
-     lifecycle_stage, consent_status, consent_source, consent_at, tags, custom, created_at, updated_at, deleted_at, version";
-
-fn raw_decode(r: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
-    fn json<T: serde::de::DeserializeOwned>(
-        r: &rusqlite::Row<'_>,
-        i: usize,
-    ) -> rusqlite::Result<T> {
-        Ok(serde_json::from_str(r.get_ref(i)?.as_str()?).unwrap())
-    }
-    fn id(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Uuid>> {
-        Ok(r.get_ref(i)?
-            .as_str_or_null()?
-            .map(|s| Uuid::parse_str(s).unwrap()))
-    }
-    let ts = |i: usize| -> rusqlite::Result<Option<chrono::DateTime<chrono::Utc>>> {
-        Ok(r.get::<_, Option<i64>>(i)?
-            .and_then(chrono::DateTime::from_timestamp_micros))
-    };
-    Ok(Contact {
-        id: ContactId::from_uuid(id(r, 0)?.unwrap()),
-        first_name: r.get(1)?,
-        last_name: r.get(2)?,
-        emails: json(r, 3)?,
-        phones: json(r, 4)?,
-        job_title: r.get(5)?,
-        organization: id(r, 6)?.map(crmkit::OrganizationId::from_uuid),
-        owner: UserId::from_uuid(id(r, 7)?.unwrap()),
-        team: id(r, 8)?.map(crmkit::TeamId::from_uuid),
-        lifecycle_stage: LifecycleStage::parse(r.get_ref(9)?.as_str()?).unwrap(),
-        consent: Consent {
-            status: ConsentStatus::parse(r.get_ref(10)?.as_str()?).unwrap(),
-            source: r.get(11)?,
-            at: ts(12)?,
-        },
-        tags: json(r, 13)?,
-        custom: json(r, 14)?,
-        created_at: ts(15)?.unwrap(),
-        updated_at: ts(16)?.unwrap(),
-        deleted_at: ts(17)?,
-        version: r.get::<_, i64>(18)? as u64,
-    })
-}
-
-fn raw_conn(path: &std::path::Path) -> Connection {
-    let c = Connection::open(path).unwrap();
-    c.pragma_update(None, "journal_mode", "WAL").unwrap();
-    c.pragma_update(None, "synchronous", "NORMAL").unwrap();
-    c
-}
-
-async fn sqlite_benches(out: &mut Vec<Row>) {
-    let n = env_usize("CRMKIT_BENCH_CONTACTS", 100_000);
-    // Import, best of two, each into a fresh file.
-    let mut ours = vec![];
-    let mut theirs = vec![];
-    let mut kept: Option<(Crm, Ctx, Vec<UserId>, PathBuf)> = None;
-    for round in 0..2 {
-        let path = temp_db("import");
-        let crm = Crm::open(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
-        let (ctx, owners) = setup(&crm, 10).await;
-        let rows = inputs(n, &owners, &format!("r{round}"));
-        let t = Instant::now();
-        let report = crm
-            .contacts()
-            .import_contacts(&ctx, rows, ImportOptions::default())
-            .await
-            .unwrap();
-        ours.push(t.elapsed());
-        assert_eq!(report.created.len(), n);
-
-        let raw_path = temp_db("raw");
-        let raw_crm = Crm::open(&format!("sqlite://{}", raw_path.display()))
-            .await
-            .unwrap();
-        let (raw_ctx, raw_owners) = setup(&raw_crm, 10).await;
-        drop(raw_crm);
-        let rows = inputs(n, &raw_owners, &format!("r{round}"));
-        let mut conn = raw_conn(&raw_path);
-        let t = Instant::now();
-        raw_import(&mut conn, raw_ctx.tenant(), raw_ctx.actor().user, &rows);
-        theirs.push(t.elapsed());
-        drop(conn);
-        remove_db(&raw_path);
-        if round == 0 {
-            kept = Some((crm, ctx, owners, path));
-        } else {
+    /// Each iteration imports into two fresh files, crmkit's batch API and the raw import,
+    /// alternating which goes first.
+    #[divan::bench(sample_count = 2, sample_size = 1)]
+    fn pair(b: Bencher) {
+        let flip = std::cell::Cell::new(false);
+        b.with_inputs(|| {
+            let ours = fresh("import");
+            let (db, crm, ctx, rows) = fresh("import-raw");
             drop(crm);
-            remove_db(&path);
-        }
+            let conn = db.connect();
+            (ours, (db, conn, ctx, rows))
+        })
+        .bench_local_values(
+            |((db, crm, ctx, rows), (raw_db, mut conn, raw_ctx, raw_rows))| {
+                let n = rows.len();
+                let mut ours = Some((ctx, rows));
+                let mut crmkit_side = || {
+                    let (ctx, rows) = ours.take().unwrap();
+                    let report = timed_async(
+                        "import/crmkit",
+                        1,
+                        crm.contacts()
+                            .import_contacts(&ctx, rows, ImportOptions::default()),
+                    )
+                    .unwrap();
+                    assert_eq!(report.created.len(), n);
+                };
+                let mut raw_side = || {
+                    timed("import/raw", 1, || {
+                        raw::import_contacts(
+                            &mut conn,
+                            raw_ctx.tenant(),
+                            raw_ctx.actor().user,
+                            &raw_rows,
+                        )
+                    })
+                };
+                flip.set(!flip.get());
+                if flip.get() {
+                    crmkit_side();
+                    raw_side();
+                } else {
+                    raw_side();
+                    crmkit_side();
+                }
+                (db, crm, raw_db, conn)
+            },
+        );
     }
-    out.push(Row {
-        workload: format!("import {n} contacts, SQLite file (batch API vs raw)"),
-        crmkit: *ours.iter().min().unwrap(),
-        raw: Some(*theirs.iter().min().unwrap()),
-        target: "<= 1.5",
-    });
+}
 
-    let (crm, ctx, owners, path) = kept.unwrap();
-    let contacts = crm.contacts();
-    let conn = raw_conn(&path);
-    let tenant = ctx.tenant().to_string();
-    let ids: Vec<Uuid> = {
-        let mut st = conn
-            .prepare("SELECT id FROM contacts_person WHERE tenant_id = ? ORDER BY id")
-            .unwrap();
-        let all: Vec<String> = st
-            .query_map([&tenant], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        (0..1000)
-            .map(|i| Uuid::parse_str(&all[(i * 7919) % all.len()]).unwrap())
-            .collect()
+/// The database the reads run on: `contacts_n()` contacts imported through crmkit.
+struct Reads {
+    _db: TempDb,
+    crm: Crm,
+    ctx: Ctx,
+    conn: Mutex<Connection>,
+    tenant: String,
+    ids: Vec<Uuid>,
+    owner: UserId,
+    query: Query,
+    /// The cursor of every page of the owner's customers (None for page 1), and the id
+    /// the raw query starts after.
+    pages: Vec<(Option<String>, Option<String>)>,
+}
+
+/// How many pages the listed owner's customers fill (set when READS is built).
+static PAGES: AtomicUsize = AtomicUsize::new(0);
+
+static READS: LazyLock<Reads> = LazyLock::new(|| {
+    let (db, crm, ctx, rows) = fresh("reads");
+    let owners: Vec<UserId> = {
+        let mut o: Vec<UserId> = rows.iter().filter_map(|r| r.owner).collect();
+        o.dedup();
+        o.truncate(10);
+        o
     };
-
-    // get by id
-    let mut ours = vec![];
-    let mut theirs = vec![];
-    for _ in 0..7 {
-        let t = Instant::now();
-        for id in &ids {
-            let c: Contact = contacts
-                .get_contact(&ctx, crmkit::ContactId::from_uuid(*id))
-                .await
-                .unwrap();
-            std::hint::black_box(c);
-        }
-        ours.push(t.elapsed() / ids.len() as u32);
-        let t = Instant::now();
-        let mut st = conn
-            .prepare_cached(&format!(
-                "SELECT {RAW_COLUMNS} FROM contacts_person WHERE tenant_id = ? AND id = ?"
-            ))
-            .unwrap();
-        for id in &ids {
-            let c = st
-                .query_row(params![tenant, id.to_string()], raw_decode)
-                .unwrap();
-            std::hint::black_box(c);
-        }
-        theirs.push(t.elapsed() / ids.len() as u32);
-    }
-    out.push(Row {
-        workload: "get contact by id (per call)".into(),
-        crmkit: median(ours),
-        raw: Some(median(theirs)),
-        target: "<= 1.3",
-    });
-
-    // keyset-paged filtered list: owner + lifecycle stage, 50 per page
-    let owner = owners[3];
-    let q = Query::new()
+    block_on(
+        crm.contacts()
+            .import_contacts(&ctx, rows, ImportOptions::default()),
+    )
+    .unwrap();
+    let conn = db.connect();
+    let tenant = ctx.tenant().to_string();
+    let all: Vec<String> = conn
+        .prepare("SELECT id FROM contacts_person WHERE tenant_id = ? ORDER BY id")
+        .unwrap()
+        .query_map([&tenant], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let ids = (0..1000)
+        .map(|i| Uuid::parse_str(&all[(i * 7919) % all.len()]).unwrap())
+        .collect();
+    let owner = owners[3 % owners.len()];
+    let query = Query::new()
         .filter(Filter::eq("owner", owner).and(Filter::eq("lifecycle_stage", "customer")))
         .limit(50);
+    let contacts = crm.contacts();
     let mut cursors = vec![None];
     loop {
-        let mut qq = q.clone();
-        qq.cursor = cursors.last().unwrap().clone();
-        let page = contacts.list_contacts(&ctx, &qq).await.unwrap();
+        let mut q = query.clone();
+        q.cursor = cursors.last().unwrap().clone();
+        let page = block_on(contacts.list_contacts(&ctx, &q)).unwrap();
         match page.next_cursor {
             Some(c) => cursors.push(Some(c)),
             None => break,
         }
     }
-    let deep = cursors.len() - 1;
-    let raw_after: Vec<Option<String>> = cursors
-        .iter()
+    let pages = cursors
+        .into_iter()
         .enumerate()
-        .map(|(i, _)| {
-            (i > 0).then(|| {
-                let mut st = conn
-                    .prepare_cached("SELECT id FROM contacts_person WHERE tenant_id = ? AND owner_id = ? AND lifecycle_stage = 'customer' AND deleted_at IS NULL ORDER BY id LIMIT 1 OFFSET ?")
-                    .unwrap();
-                st.query_row(params![tenant, owner.to_string(), (i * 50 - 1) as i64], |r| r.get(0)).unwrap()
-            })
+        .map(|(i, c)| {
+            let after = (i > 0).then(|| raw::customers_after(&conn, &tenant, owner, i));
+            (c, after)
         })
-        .collect();
-    let mut page_times = vec![];
-    for (label, idx) in [("page 1", 0usize), ("deep page", deep)] {
-        let mut ours = vec![];
-        let mut theirs = vec![];
-        for _ in 0..15 {
-            let mut qq = q.clone();
-            qq.cursor = cursors[idx].clone();
-            let t = Instant::now();
-            for _ in 0..20 {
-                std::hint::black_box(contacts.list_contacts(&ctx, &qq).await.unwrap());
-            }
-            ours.push(t.elapsed() / 20);
-            let t = Instant::now();
-            for _ in 0..20 {
-                let base = format!(
-                    "SELECT {RAW_COLUMNS} FROM contacts_person WHERE tenant_id = ?1 AND owner_id = ?2 \
-                     AND lifecycle_stage = 'customer' AND deleted_at IS NULL"
-                );
-                let rows: Vec<Contact> = match &raw_after[idx] {
-                    None => {
-                        let mut st = conn
-                            .prepare_cached(&format!("{base} ORDER BY id LIMIT 51"))
-                            .unwrap();
-                        st.query_map(params![tenant, owner.to_string()], raw_decode)
-                            .unwrap()
-                            .map(Result::unwrap)
-                            .collect()
-                    }
-                    Some(after) => {
-                        let mut st = conn
-                            .prepare_cached(&format!("{base} AND id > ?3 ORDER BY id LIMIT 51"))
-                            .unwrap();
-                        st.query_map(params![tenant, owner.to_string(), after], raw_decode)
-                            .unwrap()
-                            .map(Result::unwrap)
-                            .collect()
-                    }
-                };
-                std::hint::black_box(rows);
-            }
-            theirs.push(t.elapsed() / 20);
-        }
-        let (o, r) = (median(ours), median(theirs));
-        page_times.push(o);
-        out.push(Row {
-            workload: format!("list owner+stage, 50/page, {label} (of {})", deep + 1),
-            crmkit: o,
-            raw: Some(r),
-            target: "<= 1.3",
-        });
+        .collect::<Vec<_>>();
+    PAGES.store(pages.len(), Ordering::Relaxed);
+    Reads {
+        _db: db,
+        crm,
+        ctx,
+        conn: Mutex::new(conn),
+        tenant,
+        ids,
+        owner,
+        query,
+        pages,
     }
-    out.push(Row {
-        workload: "deep page vs page 1 (crmkit; ratio column)".into(),
-        crmkit: page_times[1],
-        raw: Some(page_times[0]),
-        target: "<= 2",
-    });
-    drop(conn);
-    drop(contacts);
-    drop(crm);
-    remove_db(&path);
+});
+
+fn get_crmkit(r: &Reads) -> impl FnMut() + '_ {
+    let contacts = r.crm.contacts();
+    move || {
+        block_on(async {
+            for id in &r.ids {
+                let c = contacts
+                    .get_contact(&r.ctx, crmkit::ContactId::from_uuid(*id))
+                    .await
+                    .unwrap();
+                divan::black_box(c);
+            }
+        })
+    }
 }
 
-async fn memory_benches(out: &mut Vec<Row>) {
-    let n = env_usize("CRMKIT_BENCH_MEMORY_CONTACTS", 1_000_000);
-    let crm = Crm::in_memory().unwrap();
-    let (ctx, owners) = setup(&crm, 10).await;
-    let rows = inputs(n, &owners, "m");
-    let t = Instant::now();
-    let report = crm
-        .contacts()
-        .import_contacts(&ctx, rows, ImportOptions::default())
-        .await
-        .unwrap();
-    let d = t.elapsed();
-    assert_eq!(report.created.len(), n);
-    println!(
-        "memory import: {n} contacts in {d:.2?} = {:.0} contacts/s (target >= 1 000 000/s)",
-        n as f64 / d.as_secs_f64()
+fn get_raw<'a>(r: &'a Reads, conn: &'a Connection) -> impl FnMut() + 'a {
+    move || {
+        for id in &r.ids {
+            divan::black_box(raw::get_contact(conn, &r.tenant, id));
+        }
+    }
+}
+
+mod get_by_id {
+    use super::*;
+
+    /// 1000 gets per iteration.
+    #[divan::bench(sample_count = 21, sample_size = 1)]
+    fn crmkit(b: Bencher) {
+        b.bench_local(get_crmkit(&READS));
+    }
+
+    #[divan::bench(sample_count = 21, sample_size = 1)]
+    fn raw(b: Bencher) {
+        let conn = READS.conn.lock().unwrap();
+        b.bench_local(get_raw(&READS, &conn));
+    }
+
+    /// Both interleaved: what the report reads.
+    #[divan::bench(sample_count = 41, sample_size = 1)]
+    fn pair(b: Bencher) {
+        let r = &*READS;
+        let conn = r.conn.lock().unwrap();
+        let n = r.ids.len() as u32;
+        common::interleaved(
+            b,
+            n,
+            ("get/crmkit", get_crmkit(r)),
+            ("get/raw", get_raw(r, &conn)),
+        );
+    }
+}
+
+/// crmkit's list of page `page` (0-based; `usize::MAX` for the last).
+fn list_crmkit(r: &Reads, page: usize) -> impl FnMut() + '_ {
+    let contacts = r.crm.contacts();
+    let mut q = r.query.clone();
+    q.cursor = r.pages[page.min(r.pages.len() - 1)].0.clone();
+    move || {
+        divan::black_box(block_on(contacts.list_contacts(&r.ctx, &q)).unwrap());
+    }
+}
+
+fn list_raw<'a>(r: &'a Reads, conn: &'a Connection, page: usize) -> impl FnMut() + 'a {
+    let after = r.pages[page.min(r.pages.len() - 1)].1.as_deref();
+    move || {
+        divan::black_box(raw::customers_page(conn, &r.tenant, r.owner, after));
+    }
+}
+
+fn list_pair(b: Bencher, series: (&'static str, &'static str), page: usize) {
+    let r = &*READS;
+    let conn = r.conn.lock().unwrap();
+    common::interleaved(
+        b,
+        1,
+        (series.0, list_crmkit(r, page)),
+        (series.1, list_raw(r, &conn, page)),
     );
-    out.push(Row {
-        workload: format!("import {n} contacts, in-memory backend"),
-        crmkit: d,
-        raw: None,
-        target: ">= 1M/s",
-    });
+}
+
+mod list_page_1 {
+    use super::*;
+
+    #[divan::bench(sample_count = 15, sample_size = 20)]
+    fn crmkit(b: Bencher) {
+        b.bench_local(list_crmkit(&READS, 0));
+    }
+
+    #[divan::bench(sample_count = 15, sample_size = 20)]
+    fn raw(b: Bencher) {
+        let conn = READS.conn.lock().unwrap();
+        b.bench_local(list_raw(&READS, &conn, 0));
+    }
+
+    #[divan::bench(sample_count = 30, sample_size = 20)]
+    fn pair(b: Bencher) {
+        list_pair(b, ("list1/crmkit", "list1/raw"), 0);
+    }
+}
+
+mod list_deep_page {
+    use super::*;
+
+    #[divan::bench(sample_count = 15, sample_size = 20)]
+    fn crmkit(b: Bencher) {
+        b.bench_local(list_crmkit(&READS, usize::MAX));
+    }
+
+    #[divan::bench(sample_count = 15, sample_size = 20)]
+    fn raw(b: Bencher) {
+        let conn = READS.conn.lock().unwrap();
+        b.bench_local(list_raw(&READS, &conn, usize::MAX));
+    }
+
+    #[divan::bench(sample_count = 30, sample_size = 20)]
+    fn pair(b: Bencher) {
+        list_pair(b, ("listdeep/crmkit", "listdeep/raw"), usize::MAX);
+    }
+}
+
+mod memory_import {
+    use super::*;
+
+    #[divan::bench(sample_count = 1, sample_size = 1)]
+    fn crmkit(b: Bencher) {
+        b.with_inputs(|| {
+            let crm = Crm::in_memory().unwrap();
+            let (ctx, owners) = block_on(common::tenant(&crm, 10));
+            let rows = inputs(memory_n(), &owners, "m");
+            (crm, ctx, rows)
+        })
+        .bench_local_values(|(crm, ctx, rows)| {
+            let n = rows.len();
+            let report = timed_async(
+                "memory/crmkit",
+                1,
+                crm.contacts()
+                    .import_contacts(&ctx, rows, ImportOptions::default()),
+            )
+            .unwrap();
+            assert_eq!(report.created.len(), n);
+            crm
+        });
+    }
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut out = vec![];
-    rt.block_on(async {
-        sqlite_benches(&mut out).await;
-        memory_benches(&mut out).await;
+    common::main("contacts", || {
+        let pages = PAGES.load(Ordering::Relaxed);
+        vec![
+            Line::new(
+                format!("import {} contacts, SQLite file (batch API)", contacts_n()),
+                "import/crmkit",
+                "import/raw",
+                "raw, one transaction",
+                "<= 1.5",
+            ),
+            Line::new(
+                "get contact by id (per call)",
+                "get/crmkit",
+                "get/raw",
+                "raw, same query + decode",
+                "<= 1.3",
+            ),
+            Line::new(
+                format!("list owner+stage, 50/page, page 1 (of {pages})"),
+                "list1/crmkit",
+                "list1/raw",
+                "raw, same query + decode",
+                "<= 1.3",
+            ),
+            Line::new(
+                format!("list owner+stage, 50/page, page {pages} (of {pages})"),
+                "listdeep/crmkit",
+                "listdeep/raw",
+                "raw, same query + decode",
+                "<= 1.3",
+            ),
+            Line::new(
+                "deep page vs page 1 (crmkit)",
+                "listdeep/crmkit",
+                "list1/crmkit",
+                "crmkit, page 1",
+                "<= 2",
+            ),
+            Line::new(
+                format!("import {} contacts, in-memory backend", memory_n()),
+                "memory/crmkit",
+                "-",
+                "-",
+                ">= 1M/s",
+            ),
+        ]
     });
-    print(&out);
 }

@@ -270,11 +270,23 @@ pub async fn list_page<T>(
         .await?;
     let more = rows.len() > compiled.limit as usize;
     rows.truncate(compiled.limit as usize);
-    let last_row = if more { rows.last().cloned() } else { None };
-    let items = rows.into_iter().map(decode).collect::<Result<Vec<T>>>()?;
     let empty = CustomValues::new();
-    let next_cursor = match (last_row, items.last()) {
-        (Some(row), Some(last)) => {
+    // Without a custom sort key the cursor comes from the last row alone, before decoding
+    // takes the row apart (no copy of it); with one it needs the decoded custom values.
+    let custom_sort = q.sort.iter().any(|s| s.field.starts_with("custom."));
+    let early_cursor = match rows.last() {
+        Some(row) if more && !custom_sort => Some(fields.cursor_after(&compiled, row, &empty)),
+        _ => None,
+    };
+    let last_row = if more && custom_sort {
+        rows.last().cloned()
+    } else {
+        None
+    };
+    let items = rows.into_iter().map(decode).collect::<Result<Vec<T>>>()?;
+    let next_cursor = match (early_cursor, last_row, items.last()) {
+        (Some(c), _, _) => Some(c),
+        (None, Some(row), Some(last)) => {
             Some(fields.cursor_after(&compiled, &row, custom_of(last).unwrap_or(&empty)))
         }
         _ => None,

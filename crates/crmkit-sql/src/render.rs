@@ -275,8 +275,10 @@ impl Renderer {
         self.sql_only(&q)
     }
 
-    /// `INSERT` of one row (SQL cached per table).
-    pub(crate) fn insert(&self, tenant: TenantId, table: &str, row: &Row) -> Result<Stmt> {
+    /// The cached `INSERT` SQL of `table` (placeholders: `tenant_id`, then the table's
+    /// columns in order), after checking the row has one value per column. A backend that
+    /// binds the row's values itself (without copying them into a [`Stmt`]) uses this.
+    pub(crate) fn insert_sql(&self, table: &str, row: &Row) -> Result<(&TableDef, &Arc<str>)> {
         let t = self.table(table)?;
         if row.len() != t.columns.len() {
             return Err(Error::storage(format!(
@@ -288,8 +290,15 @@ impl Renderer {
         let sql = self
             .inserts
             .get(t.name)
-            .cloned()
             .ok_or_else(|| Error::Config(format!("unknown table {table}")))?;
+        Ok((t, sql))
+    }
+
+    /// `INSERT` of one row (SQL cached per table).
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+    pub(crate) fn insert(&self, tenant: TenantId, table: &str, row: &Row) -> Result<Stmt> {
+        let (t, sql) = self.insert_sql(table, row)?;
+        let sql = sql.clone();
         let mut binds = Vec::with_capacity(row.len() + 1);
         binds.push(Bind::Text(Some(tenant.as_uuid().hyphenated().to_string())));
         for (c, v) in t.columns.iter().zip(row) {
@@ -348,7 +357,7 @@ impl Renderer {
             Cond::False => Expr::cust("FALSE"),
             Cond::Cmp(col, op, v) => {
                 let ty = self.column(t, col)?;
-                let l = Expr::col(Alias::new(col.as_str()));
+                let l = Expr::col(col.clone());
                 let r = val(Some(ty), v);
                 match op {
                     CmpOp::Eq => l.eq(r),
@@ -364,21 +373,21 @@ impl Renderer {
                 if vs.is_empty() {
                     Expr::cust("FALSE")
                 } else {
-                    Expr::col(Alias::new(col.as_str())).is_in(vs.iter().map(|v| val(Some(ty), v)))
+                    Expr::col(col.clone()).is_in(vs.iter().map(|v| val(Some(ty), v)))
                 }
             }
             Cond::IsNull(col) => {
                 self.column(t, col)?;
-                Expr::col(Alias::new(col.as_str())).is_null()
+                Expr::col(col.clone()).is_null()
             }
             Cond::Contains(col, needle) => {
                 let ty = self.column(t, col)?;
-                self.text_expr(Expr::col(Alias::new(col.as_str())), ty)
+                self.text_expr(Expr::col(col.clone()), ty)
                     .like(LikeExpr::new(format!("%{}%", like_escape(needle))).escape(LIKE_ESCAPE))
             }
             Cond::StartsWith(col, prefix) => {
                 let ty = self.column(t, col)?;
-                self.text_expr(Expr::col(Alias::new(col.as_str())), ty)
+                self.text_expr(Expr::col(col.clone()), ty)
                     .like(LikeExpr::new(format!("{}%", like_escape(prefix))).escape(LIKE_ESCAPE))
             }
             Cond::And(cs) => {
@@ -517,11 +526,11 @@ impl Renderer {
                 // A constant: the column is not read (the row keeps its shape).
                 q.expr(Expr::cust("NULL"));
             } else {
-                q.column(Alias::new(c.name));
+                // A `&'static str` identifier is borrowed (an `Alias` allocates twice).
+                q.column(c.name);
             }
         }
-        q.from(Alias::new(t.name))
-            .and_where(self.scoped(tenant, t, &s.cond)?);
+        q.from(t.name).and_where(self.scoped(tenant, t, &s.cond)?);
         let mut keys = Vec::with_capacity(s.order.len());
         for o in &s.order {
             let (e, ty) = self.order_expr(tenant, t, o)?;
@@ -545,7 +554,7 @@ impl Renderer {
         // from walking an index that covers the order.
         for k in &t.primary_key {
             if !s.order.iter().any(|o| o.custom.is_none() && o.column == *k) {
-                q.order_by(Alias::new(*k), Order::Asc);
+                q.order_by(*k, Order::Asc);
             }
         }
         if let Some(after) = &s.after {
@@ -566,7 +575,7 @@ impl Renderer {
         crmkit_core::store::check_cond(&self.schema, t, cond)?;
         let mut q = Query::select();
         q.expr(Func::count(Expr::col(Asterisk)))
-            .from(Alias::new(t.name))
+            .from(t.name)
             .and_where(self.scoped(tenant, t, cond)?);
         Ok(Fetch {
             stmt: self.build(&q)?,
@@ -628,8 +637,7 @@ impl Renderer {
                 }
             }
         }
-        q.from(Alias::new(t.name))
-            .and_where(self.scoped(tenant, t, &agg.cond)?);
+        q.from(t.name).and_where(self.scoped(tenant, t, &agg.cond)?);
         for g in &agg.group_by {
             q.add_group_by([Expr::col(Alias::new(g.as_str()))]);
         }
