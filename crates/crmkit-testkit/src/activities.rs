@@ -9,8 +9,6 @@
 //! backend: do not run it concurrently with other checks on the same store.
 //! [`reminder_delivered_once`] spawns tokio tasks: run the suite on a multi-thread runtime.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc, Weekday};
@@ -28,7 +26,7 @@ use crmkit_core::{
 use crmkit_pipeline::PipelineModule;
 
 use crate::check::{At, expect_validation};
-pub use crate::check::{CheckResult, Failure};
+pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 
 /// The modules the checks need: core, contacts, pipeline and activities.
 pub fn modules() -> crmkit_core::Result<Modules> {
@@ -2328,22 +2326,6 @@ pub async fn reps_remind_and_sign_as_themselves(store: &Store) -> CheckResult {
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
-
-/// The future of a check (not `Send`: await it, do not spawn it).
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
 
 /// Every check of this module by name. [`atomicity`] and [`batch_create`] inject faults
 /// into the backend:

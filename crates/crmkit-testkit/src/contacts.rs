@@ -14,11 +14,9 @@
 //! run the suite on a multi-thread runtime.
 
 use crate::check::{At, expect_denied, expect_validation};
-pub use crate::check::{CheckResult, Failure};
+pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use crmkit_contacts::{
@@ -287,10 +285,15 @@ pub async fn setup(store: &Store) -> CheckResult<Fixture> {
     })
 }
 
+/// The modules the checks need: core and contacts.
+pub fn modules() -> crmkit_core::Result<Modules> {
+    Modules::builder().add(ContactsModule).build()
+}
+
 /// A memory store composed with core and the contacts module (the model of
 /// [`model_based`], and a convenient store for tests).
 pub fn memory_store() -> crmkit_core::Result<Store> {
-    let modules = Modules::builder().add(ContactsModule).build()?;
+    let modules = modules()?;
     Ok(Store::new(
         MemoryBackend::new((**modules.schema()).clone()),
         modules,
@@ -3766,22 +3769,6 @@ where
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
-
-/// The future of a check (not `Send`: await it, do not spawn it).
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
 
 /// Every async check of this module by name, in a sensible order. [`atomicity`] injects
 /// faults into the backend: run it alone (not concurrently with other checks on the same

@@ -18,9 +18,6 @@
 //! - listing users is for Admin and Manager; a user or team read by id is open to every
 //!   actor of the tenant and never shows another tenant's.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use crmkit_activities::{Activities, ActivityDetails, ActivityPatch, NewActivity, Note};
 use crmkit_contacts::{ContactPatch, NewContact};
 use crmkit_core::{
@@ -30,7 +27,7 @@ use crmkit_core::{
 use crmkit_tickets::{NewTicket, TicketPatch, Tickets};
 
 use crate::check::{At, expect_denied, expect_validation};
-pub use crate::check::{CheckResult, Failure};
+pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 use crate::contacts::{Fixture, setup};
 
 /// The modules the checks need: core, contacts, pipeline, activities and tickets.
@@ -698,22 +695,6 @@ pub async fn directory_reads(store: &Store) -> CheckResult {
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
-
-/// The future of a check (not `Send`: await it, do not spawn it).
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
 
 /// Every check of this module by name.
 pub fn checks() -> Vec<(&'static str, CheckFn)> {

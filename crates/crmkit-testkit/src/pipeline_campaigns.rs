@@ -14,10 +14,9 @@
 //! checks on the same store.
 
 use crate::check::{At, CheckResult, Failure, expect_validation, validation_reasons};
+pub use crate::check::{CheckFn, CheckFuture};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use chrono::NaiveDate;
 use crmkit_contacts::NewContact;
@@ -57,10 +56,7 @@ fn expect_variant<T: fmt::Debug>(
 
 /// The composition the suite runs on: core, contacts and pipeline.
 pub fn modules() -> crmkit_core::Result<Modules> {
-    Modules::builder()
-        .add(crmkit_contacts::ContactsModule)
-        .add(crmkit_pipeline::PipelineModule)
-        .build()
+    crate::pipeline_leads::modules()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1764,22 +1760,6 @@ pub async fn composition(store: &Store) -> CheckResult {
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
-
-/// The future of a check.
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
 
 /// Every check of this module by name. [`atomicity`] injects faults: run it alone.
 pub fn checks() -> Vec<(&'static str, CheckFn)> {

@@ -8,10 +8,9 @@
 //! runtime). [`atomicity`] injects faults into the backend: run it alone on its store.
 
 use crate::check::{At, CheckResult, Failure, expect_validation, validation_reasons};
+pub use crate::check::{CheckFn, CheckFuture};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
@@ -1516,7 +1515,7 @@ fn run_prop<S, F, Fut>(
     factory: F,
     strategy: S,
     cases: u32,
-    case: impl Fn(&Store, S::Value) -> Pin<Box<dyn Future<Output = CheckResult> + '_>>,
+    case: impl Fn(&Store, S::Value) -> CheckFuture<'_>,
 ) -> CheckResult
 where
     S: Strategy,
@@ -1654,24 +1653,17 @@ where
 }
 
 // ---------------------------------------------------------------------------------------
-// The list
+// Composition
 // ---------------------------------------------------------------------------------------
 
-/// The future of a check.
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
+/// The modules the checks need: core, contacts and pipeline.
+pub fn modules() -> crmkit_core::Result<crmkit_core::Modules> {
+    crate::pipeline_leads::modules()
 }
+
+// ---------------------------------------------------------------------------------------
+// The list
+// ---------------------------------------------------------------------------------------
 
 /// Every async check of this module by name. [`atomicity`] injects faults: run it alone
 /// on its store. The property tests are separate (sync).

@@ -13,8 +13,6 @@
 use crate::check::{At, expect_denied, expect_validation, validation_reasons};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use crmkit_contacts::{
     Contact, Contacts, ContactsModule, NewContact, NewOrganization, Organization, PhoneInput,
@@ -33,7 +31,7 @@ use crmkit_pipeline::lead::{
     NewLead, OrganizationChoice, Outcome,
 };
 
-pub use crate::check::{CheckResult, Failure};
+pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 
 // ---------------------------------------------------------------------------------------
 // Assertions
@@ -2670,22 +2668,6 @@ pub async fn conversion_references(store: &Store) -> CheckResult {
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
-
-/// The future of a check (not `Send`: await it, do not spawn it).
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
 
 /// Every check of this module by name. [`conversion_atomicity`] injects faults into the
 /// backend: run it alone (not concurrently with other checks on the same store).

@@ -21,8 +21,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use crmkit_contacts::{ContactsModule, NewContact, PhoneInput};
@@ -36,6 +34,7 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 
 use crate::check::{At, CheckResult, Failure, expect_validation};
+pub use crate::check::{CheckFn, CheckFuture};
 
 /// The storage-contract table of these checks.
 pub const ROWS: &str = "qk_rows";
@@ -1093,22 +1092,6 @@ where
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
-
-/// The future of a check.
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
 
 /// Every async check of this module by name (the property test is separate, sync).
 pub fn checks() -> Vec<(&'static str, CheckFn)> {

@@ -49,6 +49,12 @@ impl std::fmt::Debug for KindFixture {
     }
 }
 
+/// The modules whose kinds the suite covers: core, contacts, pipeline, activities and
+/// tickets.
+pub fn modules() -> crmkit_core::Result<crmkit_core::Modules> {
+    crate::tickets::modules()
+}
+
 /// A check over one kind.
 pub type KindCheck = for<'a> fn(&'a Store, &'a KindFixture) -> BoxFuture<'a, CheckResult>;
 

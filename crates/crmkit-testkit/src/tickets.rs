@@ -10,8 +10,6 @@
 //! [`concurrent_numbering`] spawns tokio tasks: run the suite on a multi-thread runtime.
 
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -29,7 +27,7 @@ use crmkit_tickets::{
 };
 
 use crate::check::{At, expect_denied, expect_validation};
-pub use crate::check::{CheckResult, Failure};
+pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 
 /// The modules the checks need: core, contacts, pipeline, activities and tickets.
 pub fn modules() -> crmkit_core::Result<Modules> {
@@ -1281,22 +1279,6 @@ pub async fn atomicity(store: &Store) -> CheckResult {
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
-
-/// The future of a check (not `Send`: await it, do not spawn it).
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
 
 /// Every check of this module by name. [`atomicity`] injects faults into the backend:
 /// run it alone.

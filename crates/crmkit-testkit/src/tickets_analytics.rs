@@ -841,17 +841,6 @@ pub async fn matches_brute_force(store: &Store) -> CheckResult {
     Ok(())
 }
 
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
-
 /// Every check of this module by name.
 pub fn checks() -> Vec<(&'static str, CheckFn)> {
     check_list![

@@ -4,8 +4,6 @@
 //! [`atomicity`] injects faults into the backend: do not run it concurrently with other
 //! checks on the same store.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -24,7 +22,7 @@ use crmkit_tickets::{
 };
 
 use crate::check::{At, expect_validation};
-pub use crate::check::{CheckResult, Failure};
+pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 use crate::tickets::{Fixture, setup};
 
 /// The contact's number, international.
@@ -666,22 +664,6 @@ pub async fn tenants_and_visibility(store: &Store) -> CheckResult {
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
-
-/// The future of a check (not `Send`: await it, do not spawn it).
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
 
 /// Every check of this module by name. [`atomicity`] injects faults into the backend:
 /// run it alone.
