@@ -1,54 +1,15 @@
 //! The contacts scenarios and the contacts model-based test, on every backend.
 
-use crmkit_core::{Error, Modules, Store};
-use crmkit_testkit::contacts::{self, CheckFn};
-use crmkit_testkit::{TestBackend, open, run_on_all, run_sync_on_all};
-
-fn modules() -> crmkit_core::Result<Modules> {
-    Modules::builder()
-        .add(crmkit_contacts::ContactsModule)
-        .build()
-}
-
-async fn store(b: TestBackend) -> crmkit_core::Result<Store> {
-    let modules = modules()?;
-    let backend = open(b, &modules).await?;
-    Ok(Store::from_arc(backend, modules))
-}
+use crmkit_core::Error;
+use crmkit_testkit::contacts;
+use crmkit_testkit::run_sync_on_all;
 
 fn run_check(name: &str) {
-    let check: CheckFn = contacts::checks()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, f)| f)
-        .unwrap_or_else(|| panic!("no contacts check named {name}"));
-    run_on_all(&format!("contacts::{name}"), |b| async move {
-        let store = store(b).await?;
-        check(&store).await.map_err(|f| Error::storage(f.message))
-    });
-}
-
-macro_rules! checks {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                run_check(stringify!($name));
-            }
-        )*
-
-        #[test]
-        fn every_contacts_check_has_a_test() {
-            let mut listed: Vec<&str> = contacts::checks().iter().map(|c| c.0).collect();
-            let mut tested = vec![$(stringify!($name)),*];
-            listed.sort();
-            tested.sort();
-            assert_eq!(listed, tested, "tests/it/contacts.rs must run every contacts check");
-        }
-    };
+    crate::run_check("contacts", contacts::modules, contacts::checks(), name);
 }
 
 checks![
+    contacts::checks().iter().map(|c| c.0);
     crud_round_trip,
     bad_input,
     duplicate_email,
@@ -67,6 +28,7 @@ checks![
 #[test]
 fn contacts_model_based() {
     run_sync_on_all("contacts::model_based", |b| {
-        contacts::model_based(move || store(b)).map_err(|f| Error::storage(f.message))
+        contacts::model_based(move || crate::store(b, contacts::modules))
+            .map_err(|f| Error::storage(f.message))
     });
 }

@@ -274,10 +274,7 @@ impl Backend for ClaimBlind {
 
 /// Whether the contacts check `unique_race` fails on a memory store (claim-blind or not).
 fn unique_race_fails(claim_blind: bool) -> bool {
-    let modules = crmkit_core::Modules::builder()
-        .add(crmkit_contacts::ContactsModule)
-        .build()
-        .expect("contacts modules compose");
+    let modules = crmkit_testkit::contacts::modules().expect("contacts modules compose");
     let inner = MemoryBackend::new(modules.schema().as_ref().clone());
     let backend: Arc<dyn Backend> = if claim_blind {
         Arc::new(ClaimBlind { inner })
