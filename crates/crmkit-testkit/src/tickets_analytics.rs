@@ -843,15 +843,24 @@ pub async fn matches_brute_force(store: &Store) -> CheckResult {
 
 /// Every check of this module by name.
 pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    check_list![
-        backlog_counts,
-        measured_minutes,
-        outcomes,
-        satisfaction_average,
-        recompute,
-        recompute_after_calendar_edit,
-        concurrent_recompute,
-        permissions,
-        matches_brute_force,
-    ]
+    crate::tickets_analytics_check_names!(check_list)
+}
+
+/// Calls macro `$then` with the names of the checks of
+/// [`crate::tickets_analytics::checks`]: the one list behind it and the conformance test files.
+#[macro_export]
+macro_rules! tickets_analytics_check_names {
+    ($then:ident) => {
+        $then! {
+            backlog_counts,
+            measured_minutes,
+            outcomes,
+            satisfaction_average,
+            recompute,
+            recompute_after_calendar_edit,
+            concurrent_recompute,
+            permissions,
+            matches_brute_force,
+        }
+    };
 }

@@ -4,26 +4,7 @@ use crmkit_core::Error;
 use crmkit_testkit::contacts;
 use crmkit_testkit::run_sync_on_all;
 
-fn run_check(name: &str) {
-    crate::run_check("contacts", contacts::modules, contacts::checks(), name);
-}
-
-checks![
-    contacts::checks().iter().map(|c| c.0);
-    crud_round_trip,
-    bad_input,
-    duplicate_email,
-    hidden_holders,
-    unique_race,
-    lost_update_default,
-    tenant_isolation,
-    record_access,
-    no_tenant_no_context,
-    atomicity,
-    import_batches,
-    filters_and_paging,
-    change_feed,
-];
+store_suite!(contacts, contacts::modules, contacts_check_names);
 
 #[test]
 fn contacts_model_based() {

@@ -3,8 +3,9 @@
 //! `CRMKIT_TESTKIT_ONLY=memory` (comma-separated backend names) restricts a run.
 //!
 //! The harness the suite files share: [`store`] opens a store on one backend, [`run_check`]
-//! runs one named store check of a suite on every backend, and `checks!` makes one test
-//! per named check plus a test that every check of the suite has one.
+//! runs one named store check of a suite on every backend, `checks!` makes one test per
+//! named check plus a test that every check of the suite has one, and `store_suite!` makes
+//! the tests of a store suite from the suite's own list of check names.
 
 use crmkit_core::{Error, Modules, Store};
 use crmkit_testkit::check::CheckFn;
@@ -45,12 +46,7 @@ fn run_check(
 }
 
 /// Fails unless the suite file at `file` tests exactly the checks `listed`.
-fn assert_every_check_tested<'a>(
-    file: &str,
-    listed: impl IntoIterator<Item = &'a str>,
-    tested: &[&str],
-) {
-    let mut listed: Vec<&str> = listed.into_iter().collect();
+fn assert_every_check_tested(file: &str, mut listed: Vec<&str>, tested: &[&str]) {
     let mut tested = tested.to_vec();
     listed.sort();
     tested.sort();
@@ -58,10 +54,10 @@ fn assert_every_check_tested<'a>(
 }
 
 /// One `#[test]` per named check, each calling the file's `run_check(name)`, and
-/// `every_check_has_a_test`, which compares the names with those of `$listed` (an iterator
-/// over the suite's check names).
+/// `every_check_has_a_test`, which compares the names with the file's `listed()` (the
+/// names the suite lists).
 macro_rules! checks {
-    ($listed:expr; $($name:ident),* $(,)?) => {
+    ($($name:ident),* $(,)?) => {
         $(
             #[test]
             fn $name() {
@@ -71,8 +67,25 @@ macro_rules! checks {
 
         #[test]
         fn every_check_has_a_test() {
-            crate::assert_every_check_tested(file!(), $listed, &[$(stringify!($name)),*]);
+            crate::assert_every_check_tested(file!(), listed(), &[$(stringify!($name)),*]);
         }
+    };
+}
+
+/// The tests of the store suite `$suite` (a module of crmkit_testkit run on a store of
+/// `$modules()`): one per check that the suite's `$names` macro names (such as
+/// `crmkit_testkit::activities_check_names!`), plus `every_check_has_a_test`.
+macro_rules! store_suite {
+    ($suite:ident, $modules:path, $names:ident) => {
+        fn run_check(name: &str) {
+            crate::run_check(stringify!($suite), $modules, $suite::checks(), name);
+        }
+
+        fn listed() -> Vec<&'static str> {
+            $suite::checks().iter().map(|c| c.0).collect()
+        }
+
+        crmkit_testkit::$names!(checks);
     };
 }
 

@@ -4,28 +4,11 @@ use crmkit_core::Error;
 use crmkit_testkit::pipeline_deals;
 use crmkit_testkit::run_sync_on_all;
 
-fn run_check(name: &str) {
-    crate::run_check(
-        "pipeline_deals",
-        pipeline_deals::modules,
-        pipeline_deals::checks(),
-        name,
-    );
-}
-
-checks![
-    pipeline_deals::checks().iter().map(|c| c.0);
-    default_pipeline,
-    crud_round_trip,
-    bad_input,
-    close_and_reopen,
-    required_fields,
-    pipelines_and_stages,
-    visibility,
-    analytics_queries,
-    atomicity,
-    reference_rule,
-];
+store_suite!(
+    pipeline_deals,
+    pipeline_deals::modules,
+    pipeline_deals_check_names
+);
 
 #[test]
 fn history_properties() {

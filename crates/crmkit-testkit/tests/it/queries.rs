@@ -5,19 +5,7 @@ use crmkit_core::Error;
 use crmkit_testkit::queries;
 use crmkit_testkit::run_sync_on_all;
 
-fn run_check(name: &str) {
-    crate::run_check("queries", queries::modules, queries::checks(), name);
-}
-
-checks![
-    queries::checks().iter().map(|c| c.0);
-    date_bounds,
-    nul_bytes,
-    wide_pipeline_summary,
-    wide_sums,
-    phone_extensions,
-    analytics_permission_messages,
-];
+store_suite!(queries, queries::modules, queries_check_names);
 
 #[test]
 fn wide_sums_property() {

@@ -2,21 +2,4 @@
 
 use crmkit_testkit::tickets_sla;
 
-fn run_check(name: &str) {
-    crate::run_check(
-        "tickets_sla",
-        tickets_sla::modules,
-        tickets_sla::checks(),
-        name,
-    );
-}
-
-checks![
-    tickets_sla::checks().iter().map(|c| c.0);
-    policy_selection,
-    responses,
-    pause_resume,
-    due_queries,
-    sweep_once,
-    bad_input,
-];
+store_suite!(tickets_sla, tickets_sla::modules, tickets_sla_check_names);
