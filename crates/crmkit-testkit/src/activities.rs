@@ -2327,36 +2327,28 @@ pub async fn reps_remind_and_sign_as_themselves(store: &Store) -> CheckResult {
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// Every check of this module by name. [`atomicity`] and [`batch_create`] inject faults
-/// into the backend:
-/// run it alone.
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    crate::activities_check_names!(check_list)
-}
-
-/// Calls macro `$then` with the names of the checks of
-/// [`crate::activities::checks`]: the one list behind it and the conformance test files.
-#[macro_export]
-macro_rules! activities_check_names {
-    ($then:ident) => {
-        $then! {
-            crud_round_trip,
-            bad_input,
-            call_auto_linking,
-            recurrence,
-            reminder_delivered_once,
-            follow_up_tracking,
-            follow_up_lists,
-            concurrent_follow_up,
-            timeline,
-            work_lists,
-            agenda_paging,
-            visibility_and_tenants,
-            atomicity,
-            batch_create,
-            other_kinds_and_staging,
-            hidden_like_nonexistent,
-            reps_remind_and_sign_as_themselves,
-        }
-    };
+suite_checks! {
+    /// Every check of this module by name. [`atomicity`] and [`batch_create`] inject faults
+    /// into the backend:
+    /// run it alone.
+    names: activities_check_names,
+    checks: [
+        crud_round_trip,
+        bad_input,
+        call_auto_linking,
+        recurrence,
+        reminder_delivered_once,
+        follow_up_tracking,
+        follow_up_lists,
+        concurrent_follow_up,
+        timeline,
+        work_lists,
+        agenda_paging,
+        visibility_and_tenants,
+        atomicity,
+        batch_create,
+        other_kinds_and_staging,
+        hidden_like_nonexistent,
+        reps_remind_and_sign_as_themselves,
+    ],
 }

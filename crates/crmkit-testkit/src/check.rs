@@ -61,6 +61,33 @@ macro_rules! check_list {
     };
 }
 
+/// Defines a suite module's `checks()` (with the given rustdoc), listing the named
+/// `async fn(&Store) -> CheckResult` checks, and the exported macro `$names`, which calls
+/// a macro with the same names: the one list behind `checks()` and the conformance tests.
+macro_rules! suite_checks {
+    ($(#[$doc:meta])* names: $names:ident, checks: [$($name:ident),* $(,)?] $(,)?) => {
+        $(#[$doc])*
+        pub fn checks() -> Vec<(&'static str, $crate::check::CheckFn)> {
+            check_list![$($name),*]
+        }
+
+        suite_checks!(@names [$] $names [$($name),*]);
+    };
+    (@names [$d:tt] $names:ident [$($name:ident),*]) => {
+        #[doc = concat!(
+            "Calls macro `$then` with the names of the checks of `",
+            module_path!(),
+            "::checks`: the one list behind it and the conformance test files."
+        )]
+        #[macro_export]
+        macro_rules! $names {
+            ($d then:ident) => {
+                $d then! { $($name),* }
+            };
+        }
+    };
+}
+
 /// Adds context to a crmkit result: an error becomes a [`Failure`] saying what was being
 /// done, located at the caller.
 pub trait At<T> {

@@ -3770,34 +3770,26 @@ where
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// Every async check of this module by name, in a sensible order. [`atomicity`] injects
-/// faults into the backend: run it alone (not concurrently with other checks on the same
-/// store). [`model_based`] is not in the list (it is sync and owns its runtime).
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    crate::contacts_check_names!(check_list)
-}
-
-/// Calls macro `$then` with the names of the checks of
-/// [`crate::contacts::checks`]: the one list behind it and the conformance test files.
-#[macro_export]
-macro_rules! contacts_check_names {
-    ($then:ident) => {
-        $then! {
-            crud_round_trip,
-            bad_input,
-            duplicate_email,
-            hidden_holders,
-            unique_race,
-            lost_update_default,
-            tenant_isolation,
-            record_access,
-            no_tenant_no_context,
-            atomicity,
-            import_batches,
-            filters_and_paging,
-            change_feed,
-        }
-    };
+suite_checks! {
+    /// Every async check of this module by name, in a sensible order. [`atomicity`] injects
+    /// faults into the backend: run it alone (not concurrently with other checks on the same
+    /// store). [`model_based`] is not in the list (it is sync and owns its runtime).
+    names: contacts_check_names,
+    checks: [
+        crud_round_trip,
+        bad_input,
+        duplicate_email,
+        hidden_holders,
+        unique_race,
+        lost_update_default,
+        tenant_isolation,
+        record_access,
+        no_tenant_no_context,
+        atomicity,
+        import_batches,
+        filters_and_paging,
+        change_feed,
+    ],
 }
 
 /// Runs every check of [`checks`] one after the other on `store` and reports every

@@ -696,24 +696,16 @@ pub async fn directory_reads(store: &Store) -> CheckResult {
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// Every check of this module by name.
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    crate::directory_check_names!(check_list)
-}
-
-/// Calls macro `$then` with the names of the checks of
-/// [`crate::directory::checks`]: the one list behind it and the conformance test files.
-#[macro_export]
-macro_rules! directory_check_names {
-    ($then:ident) => {
-        $then! {
-            ctx_for_active_users_only,
-            only_admin_manages_users,
-            only_admin_manages_teams,
-            only_admin_defines_custom_fields,
-            user_teams_of_this_tenant,
-            no_work_for_inactive_users,
-            directory_reads,
-        }
-    };
+suite_checks! {
+    /// Every check of this module by name.
+    names: directory_check_names,
+    checks: [
+        ctx_for_active_users_only,
+        only_admin_manages_users,
+        only_admin_manages_teams,
+        only_admin_defines_custom_fields,
+        user_teams_of_this_tenant,
+        no_work_for_inactive_users,
+        directory_reads,
+    ],
 }

@@ -1761,28 +1761,20 @@ pub async fn composition(store: &Store) -> CheckResult {
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// Every check of this module by name. [`atomicity`] injects faults: run it alone.
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    crate::pipeline_campaigns_check_names!(check_list)
-}
-
-/// Calls macro `$then` with the names of the checks of
-/// [`crate::pipeline_campaigns::checks`]: the one list behind it and the conformance test files.
-#[macro_export]
-macro_rules! pipeline_campaigns_check_names {
-    ($then:ident) => {
-        $then! {
-            campaign_crud,
-            bad_input,
-            rates_by_date,
-            conversion_exactness,
-            base_currency_changes,
-            members,
-            visibility_and_isolation,
-            roi_inputs,
-            atomicity,
-            composition,
-            member_references,
-        }
-    };
+suite_checks! {
+    /// Every check of this module by name. [`atomicity`] injects faults: run it alone.
+    names: pipeline_campaigns_check_names,
+    checks: [
+        campaign_crud,
+        bad_input,
+        rates_by_date,
+        conversion_exactness,
+        base_currency_changes,
+        members,
+        visibility_and_isolation,
+        roi_inputs,
+        atomicity,
+        composition,
+        member_references,
+    ],
 }

@@ -1665,30 +1665,22 @@ pub fn modules() -> crmkit_core::Result<crmkit_core::Modules> {
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// Every async check of this module by name. [`atomicity`] injects faults: run it alone
-/// on its store. The property tests are separate (sync).
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    crate::pipeline_deals_check_names!(check_list)
-}
-
-/// Calls macro `$then` with the names of the checks of
-/// [`crate::pipeline_deals::checks`]: the one list behind it and the conformance test files.
-#[macro_export]
-macro_rules! pipeline_deals_check_names {
-    ($then:ident) => {
-        $then! {
-            default_pipeline,
-            crud_round_trip,
-            bad_input,
-            close_and_reopen,
-            required_fields,
-            pipelines_and_stages,
-            visibility,
-            analytics_queries,
-            atomicity,
-            reference_rule,
-        }
-    };
+suite_checks! {
+    /// Every async check of this module by name. [`atomicity`] injects faults: run it alone
+    /// on its store. The property tests are separate (sync).
+    names: pipeline_deals_check_names,
+    checks: [
+        default_pipeline,
+        crud_round_trip,
+        bad_input,
+        close_and_reopen,
+        required_fields,
+        pipelines_and_stages,
+        visibility,
+        analytics_queries,
+        atomicity,
+        reference_rule,
+    ],
 }
 
 /// The one reference rule for a deal's references, typed: as a Rep, a deal whose contact

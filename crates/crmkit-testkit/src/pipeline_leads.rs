@@ -2669,34 +2669,26 @@ pub async fn conversion_references(store: &Store) -> CheckResult {
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// Every check of this module by name. [`conversion_atomicity`] injects faults into the
-/// backend: run it alone (not concurrently with other checks on the same store).
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    crate::pipeline_leads_check_names!(check_list)
-}
-
-/// Calls macro `$then` with the names of the checks of
-/// [`crate::pipeline_leads::checks`]: the one list behind it and the conformance test files.
-#[macro_export]
-macro_rules! pipeline_leads_check_names {
-    ($then:ident) => {
-        $then! {
-            crud_round_trip,
-            bad_input,
-            status_rules,
-            filters_and_paging,
-            record_access,
-            tenant_isolation,
-            conversion_creates,
-            conversion_links,
-            dry_run,
-            conversion_transitions,
-            conversion_with_deal,
-            conversion_atomicity,
-            concurrent_conversion,
-            conversion_references,
-        }
-    };
+suite_checks! {
+    /// Every check of this module by name. [`conversion_atomicity`] injects faults into the
+    /// backend: run it alone (not concurrently with other checks on the same store).
+    names: pipeline_leads_check_names,
+    checks: [
+        crud_round_trip,
+        bad_input,
+        status_rules,
+        filters_and_paging,
+        record_access,
+        tenant_isolation,
+        conversion_creates,
+        conversion_links,
+        dry_run,
+        conversion_transitions,
+        conversion_with_deal,
+        conversion_atomicity,
+        concurrent_conversion,
+        conversion_references,
+    ],
 }
 
 /// Runs every check of [`checks`] one after the other on `store` and reports every

@@ -1093,25 +1093,17 @@ where
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// Every async check of this module by name (the property test is separate, sync).
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    crate::queries_check_names!(check_list)
-}
-
-/// Calls macro `$then` with the names of the checks of
-/// [`crate::queries::checks`]: the one list behind it and the conformance test files.
-#[macro_export]
-macro_rules! queries_check_names {
-    ($then:ident) => {
-        $then! {
-            date_bounds,
-            nul_bytes,
-            wide_pipeline_summary,
-            wide_sums,
-            phone_extensions,
-            analytics_permission_messages,
-        }
-    };
+suite_checks! {
+    /// Every async check of this module by name (the property test is separate, sync).
+    names: queries_check_names,
+    checks: [
+        date_bounds,
+        nul_bytes,
+        wide_pipeline_summary,
+        wide_sums,
+        phone_extensions,
+        analytics_permission_messages,
+    ],
 }
 
 /// Runs every async check on `store`.

@@ -1280,31 +1280,23 @@ pub async fn atomicity(store: &Store) -> CheckResult {
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// Every check of this module by name. [`atomicity`] injects faults into the backend:
-/// run it alone.
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    crate::tickets_check_names!(check_list)
-}
-
-/// Calls macro `$then` with the names of the checks of
-/// [`crate::tickets::checks`]: the one list behind it and the conformance test files.
-#[macro_export]
-macro_rules! tickets_check_names {
-    ($then:ident) => {
-        $then! {
-            crud_round_trip,
-            bad_input,
-            transition_table,
-            concurrent_numbering,
-            first_response,
-            comment_rules,
-            satisfaction_rules,
-            escalation,
-            visibility_and_tenants,
-            atomicity,
-            reference_rule,
-        }
-    };
+suite_checks! {
+    /// Every check of this module by name. [`atomicity`] injects faults into the backend:
+    /// run it alone.
+    names: tickets_check_names,
+    checks: [
+        crud_round_trip,
+        bad_input,
+        transition_table,
+        concurrent_numbering,
+        first_response,
+        comment_rules,
+        satisfaction_rules,
+        escalation,
+        visibility_and_tenants,
+        atomicity,
+        reference_rule,
+    ],
 }
 
 /// The reasons a result gives for `field`: `Ok` only for a Validation error naming it.

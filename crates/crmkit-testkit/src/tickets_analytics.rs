@@ -841,26 +841,18 @@ pub async fn matches_brute_force(store: &Store) -> CheckResult {
     Ok(())
 }
 
-/// Every check of this module by name.
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    crate::tickets_analytics_check_names!(check_list)
-}
-
-/// Calls macro `$then` with the names of the checks of
-/// [`crate::tickets_analytics::checks`]: the one list behind it and the conformance test files.
-#[macro_export]
-macro_rules! tickets_analytics_check_names {
-    ($then:ident) => {
-        $then! {
-            backlog_counts,
-            measured_minutes,
-            outcomes,
-            satisfaction_average,
-            recompute,
-            recompute_after_calendar_edit,
-            concurrent_recompute,
-            permissions,
-            matches_brute_force,
-        }
-    };
+suite_checks! {
+    /// Every check of this module by name.
+    names: tickets_analytics_check_names,
+    checks: [
+        backlog_counts,
+        measured_minutes,
+        outcomes,
+        satisfaction_average,
+        recompute,
+        recompute_after_calendar_edit,
+        concurrent_recompute,
+        permissions,
+        matches_brute_force,
+    ],
 }

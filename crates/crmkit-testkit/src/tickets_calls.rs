@@ -665,25 +665,17 @@ pub async fn tenants_and_visibility(store: &Store) -> CheckResult {
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// Every check of this module by name. [`atomicity`] injects faults into the backend:
-/// run it alone.
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    crate::tickets_calls_check_names!(check_list)
-}
-
-/// Calls macro `$then` with the names of the checks of
-/// [`crate::tickets_calls::checks`]: the one list behind it and the conformance test files.
-#[macro_export]
-macro_rules! tickets_calls_check_names {
-    ($then:ident) => {
-        $then! {
-            attach_to_open_ticket,
-            new_ticket_for_known_caller,
-            pending_reopened,
-            unknown_and_unparsable_numbers,
-            bad_input,
-            atomicity,
-            tenants_and_visibility,
-        }
-    };
+suite_checks! {
+    /// Every check of this module by name. [`atomicity`] injects faults into the backend:
+    /// run it alone.
+    names: tickets_calls_check_names,
+    checks: [
+        attach_to_open_ticket,
+        new_ticket_for_known_caller,
+        pending_reopened,
+        unknown_and_unparsable_numbers,
+        bad_input,
+        atomicity,
+        tenants_and_visibility,
+    ],
 }

@@ -921,23 +921,15 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     Ok(())
 }
 
-/// Every check of this module by name.
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    crate::tickets_sla_check_names!(check_list)
-}
-
-/// Calls macro `$then` with the names of the checks of
-/// [`crate::tickets_sla::checks`]: the one list behind it and the conformance test files.
-#[macro_export]
-macro_rules! tickets_sla_check_names {
-    ($then:ident) => {
-        $then! {
-            policy_selection,
-            responses,
-            pause_resume,
-            due_queries,
-            sweep_once,
-            bad_input,
-        }
-    };
+suite_checks! {
+    /// Every check of this module by name.
+    names: tickets_sla_check_names,
+    checks: [
+        policy_selection,
+        responses,
+        pause_resume,
+        due_queries,
+        sweep_once,
+        bad_input,
+    ],
 }
