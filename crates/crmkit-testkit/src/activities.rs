@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Duration, TimeZone, Utc, Weekday};
 use crmkit_activities::rows::{ACTIVITY_TABLE, FOLLOWUP_TABLE, RELATION_TABLE, REMINDER_TABLE};
 use crmkit_activities::{
     Activities, ActivitiesModule, Activity, ActivityDetails, ActivityKind, ActivityPatch, Call,
@@ -19,7 +19,7 @@ use crmkit_activities::{
     Recurrence, RecurrenceEnd, Task, TaskStatus, TimelineEntry,
 };
 use crmkit_contacts::{ContactsModule, NewContact, PhoneInput};
-use crmkit_core::store::{Cond, Fault};
+use crmkit_core::store::Fault;
 use crmkit_core::{
     Ctx, Error, Filter, ManualClock, Modules, Query, RecordKind, RecordRef, Store, UserId,
 };
@@ -27,6 +27,7 @@ use crmkit_pipeline::PipelineModule;
 
 use crate::check::{At, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
+use crate::support::{count, date, row_counts, t, user};
 
 /// The modules the checks need: core, contacts, pipeline and activities.
 pub fn modules() -> crmkit_core::Result<Modules> {
@@ -60,14 +61,6 @@ pub async fn setup(store: &Store) -> CheckResult<Fixture> {
         activities: Activities::new(store).at("Activities::new")?,
         base,
     })
-}
-
-fn t(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
-}
-
-fn date(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).unwrap()
 }
 
 fn task(due: Option<Due>) -> ActivityDetails {
@@ -131,18 +124,6 @@ fn email(message_id: &str) -> ActivityDetails {
         excerpt: Some("Hello".into()),
         message_id: message_id.into(),
     })
-}
-
-fn user(ctx: &Ctx) -> UserId {
-    ctx.actor().user
-}
-
-async fn count(store: &Store, ctx: &Ctx, table: &'static str) -> CheckResult<u64> {
-    store
-        .backend()
-        .count(ctx.tenant(), table, &Cond::True)
-        .await
-        .at("count rows")
 }
 
 async fn contact(f: &Fixture, ctx: &Ctx, phone: Option<&str>) -> CheckResult<RecordRef> {
@@ -1610,13 +1591,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
         FOLLOWUP_TABLE,
         REMINDER_TABLE,
     ];
-    let snapshot = || async {
-        let mut v = vec![];
-        for t in tables {
-            v.push(count(store, &f.admin, t).await?);
-        }
-        CheckResult::Ok(v)
-    };
+    let snapshot = || row_counts(store, &f.admin, tables);
     let before = snapshot().await?;
     let mut n = 0;
     loop {
@@ -1655,13 +1630,7 @@ pub async fn batch_create(store: &Store) -> CheckResult {
     let c1 = contact(&f, &f.rep, None).await?;
     let c2 = contact(&f, &f.rep, None).await?;
     let tables = [ACTIVITY_TABLE, RELATION_TABLE, FOLLOWUP_TABLE];
-    let snapshot = || async {
-        let mut v = vec![];
-        for t in tables {
-            v.push(count(store, &f.admin, t).await?);
-        }
-        CheckResult::Ok(v)
-    };
+    let snapshot = || row_counts(store, &f.admin, tables);
     let before = snapshot().await?;
     let good = || {
         vec![

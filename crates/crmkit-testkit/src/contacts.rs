@@ -184,6 +184,29 @@ fn custom_def(kind: RecordKind, key: &str, ty: CustomFieldType) -> CustomFieldDe
     }
 }
 
+impl Fixture {
+    /// Every event the admin reads from the change feed after sequence `after`, in order.
+    pub(crate) async fn events_after(&self, after: u64) -> CheckResult<Vec<crmkit_core::Event>> {
+        crate::support::events_after(&self.store, &self.admin, after).await
+    }
+
+    /// The sequence of the tenant's last event (`0` when none).
+    pub(crate) async fn last_seq(&self) -> CheckResult<u64> {
+        crate::support::last_seq(&self.store, &self.admin).await
+    }
+
+    /// The number of rows of the tenant in every table.
+    pub(crate) async fn row_counts(&self) -> CheckResult<BTreeMap<&'static str, u64>> {
+        crate::support::all_row_counts(&self.store, &self.admin).await
+    }
+
+    /// [`Fixture::row_counts`] and [`Fixture::last_seq`]: what a refused command must
+    /// leave unchanged.
+    pub(crate) async fn rows_and_seq(&self) -> CheckResult<(BTreeMap<&'static str, u64>, u64)> {
+        Ok((self.row_counts().await?, self.last_seq().await?))
+    }
+}
+
 /// Makes a fresh tenant with the users, teams and custom fields of [`Fixture`].
 pub async fn setup(store: &Store) -> CheckResult<Fixture> {
     let tenant = TenantId::new();
@@ -343,28 +366,6 @@ async fn all_orgs(c: &Contacts, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Organiz
     Err(Failure::new("organization paging did not end"))
 }
 
-/// Every event of the tenant (as the fixture's admin), following the feed.
-async fn all_events(f: &Fixture, after: u64) -> CheckResult<Vec<crmkit_core::Event>> {
-    let mut out: Vec<crmkit_core::Event> = vec![];
-    let mut after = after;
-    loop {
-        let batch = f
-            .store
-            .events_since(&f.admin, after, 1000)
-            .await
-            .at("events_since")?;
-        let Some(last) = batch.last() else {
-            return Ok(out);
-        };
-        after = last.seq;
-        out.extend(batch);
-    }
-}
-
-async fn last_seq(f: &Fixture) -> CheckResult<u64> {
-    Ok(all_events(f, 0).await?.last().map(|e| e.seq).unwrap_or(0))
-}
-
 /// What a failed command must leave unchanged: the row count of every table of the
 /// tenant, the last event sequence, and every contact and organization.
 #[derive(Debug, Clone, PartialEq)]
@@ -376,20 +377,10 @@ struct Snapshot {
 }
 
 async fn snapshot(f: &Fixture) -> CheckResult<Snapshot> {
-    let mut rows = BTreeMap::new();
-    for t in f.store.backend().schema().tables() {
-        let n = f
-            .store
-            .backend()
-            .count(f.tenant, t.name, &Cond::True)
-            .await
-            .at("count rows")?;
-        rows.insert(t.name, n);
-    }
     let all = Query::new().include_deleted().limit(1000);
     Ok(Snapshot {
-        rows,
-        last_seq: last_seq(f).await?,
+        rows: f.row_counts().await?,
+        last_seq: f.last_seq().await?,
         contacts: all_contacts(&f.contacts, &f.admin, &all).await?,
         orgs: all_orgs(&f.contacts, &f.admin, &all).await?,
     })
@@ -2759,13 +2750,13 @@ pub async fn atomicity(store: &Store) -> CheckResult {
         .await
         .at("create org")?;
     let input = full_contact(&f, 1, Some(org.id))?;
-    let seq0 = last_seq(&f).await?;
+    let seq0 = f.last_seq().await?;
     let (steps, created) = fail_at_every_write(&f, "create_contact", async || {
         c.create_contact(a, input.clone()).await
     })
     .await?;
     ensure!(steps >= 5, "create_contact made only {steps} writes");
-    let events = all_events(&f, seq0).await?;
+    let events = f.events_after(seq0).await?;
     ensure_eq!(
         events
             .iter()
@@ -2835,7 +2826,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     })
     .await?;
     // The feed is still gap-free.
-    let events = all_events(&f, 0).await?;
+    let events = f.events_after(0).await?;
     for (i, e) in events.iter().enumerate() {
         ensure_eq!(
             e.seq,
@@ -2916,7 +2907,7 @@ pub async fn import_batches(store: &Store) -> CheckResult {
     );
     same_snapshot(&before, &snapshot(&f).await?, "an import with bad rows")?;
 
-    let seq0 = last_seq(&f).await?;
+    let seq0 = f.last_seq().await?;
     let report = c
         .import_contacts(
             a,
@@ -2955,7 +2946,7 @@ pub async fn import_batches(store: &Store) -> CheckResult {
             "created ids follow row order"
         );
     }
-    let events = all_events(&f, seq0).await?;
+    let events = f.events_after(seq0).await?;
     ensure_eq!(
         events.iter().map(|e| e.record.id).collect::<Vec<_>>(),
         report
@@ -3329,7 +3320,7 @@ pub async fn change_feed(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     let c = &f.contacts;
     let a = &f.admin;
-    let seq0 = last_seq(&f).await?;
+    let seq0 = f.last_seq().await?;
     let x = c
         .create_contact(a, NewContact::named("Feed", "Me").email("feed@example.com"))
         .await
@@ -3364,7 +3355,7 @@ pub async fn change_feed(store: &Store) -> CheckResult {
         )
         .await
         .at("update org")?;
-    let events = all_events(&f, seq0).await?;
+    let events = f.events_after(seq0).await?;
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     ensure_eq!(
         kinds,
@@ -3398,7 +3389,7 @@ pub async fn change_feed(store: &Store) -> CheckResult {
         .map_err(|err| Failure::new(format!("payload is an organization: {err}")))?;
     ensure_eq!(payload, o2, "organization payload");
     // The whole feed from 0 is gap-free, and paging by 1 and 2 gives the same events.
-    let whole = all_events(&f, 0).await?;
+    let whole = f.events_after(0).await?;
     for (i, e) in whole.iter().enumerate() {
         ensure_eq!(e.seq, i as u64 + 1, "the whole feed is gap-free");
     }

@@ -76,6 +76,7 @@ pub mod queries;
 pub mod records;
 pub mod records_fixtures;
 pub mod storage;
+mod support;
 pub mod tickets;
 pub mod tickets_analytics;
 pub mod tickets_calls;

@@ -20,7 +20,7 @@ use std::fmt;
 
 use chrono::NaiveDate;
 use crmkit_contacts::NewContact;
-use crmkit_core::store::{ColumnType, Cond, Row, TableDef, Value, Write};
+use crmkit_core::store::{ColumnType, Row, TableDef, Value, Write};
 use crmkit_core::{
     Changeset, Ctx, Currency, CustomFieldDef, CustomFieldType, CustomValue, Error, Filter, Modules,
     Money, Query, RecordKind, RecordRef, Store, TenantId,
@@ -84,44 +84,6 @@ fn apis(f: &Fixture) -> CheckResult<(Campaigns, Currencies)> {
         Campaigns::new(&f.store).at("Campaigns::new")?,
         Currencies::new(&f.store).at("Currencies::new")?,
     ))
-}
-
-async fn last_seq(f: &Fixture) -> CheckResult<u64> {
-    let mut after = 0;
-    loop {
-        let batch = f
-            .store
-            .events_since(&f.admin, after, 1000)
-            .await
-            .at("events_since")?;
-        match batch.last() {
-            Some(e) => after = e.seq,
-            None => return Ok(after),
-        }
-    }
-}
-
-async fn events_after(f: &Fixture, after: u64) -> CheckResult<Vec<crmkit_core::Event>> {
-    f.store
-        .events_since(&f.admin, after, 1000)
-        .await
-        .at("events_since")
-}
-
-/// Row counts of every table of the tenant and the last event sequence.
-async fn snapshot(f: &Fixture) -> CheckResult<(BTreeMap<&'static str, u64>, u64)> {
-    let mut rows = BTreeMap::new();
-    for t in f.store.backend().schema().tables() {
-        rows.insert(
-            t.name,
-            f.store
-                .backend()
-                .count(f.tenant, t.name, &Cond::True)
-                .await
-                .at("count")?,
-        );
-    }
-    Ok((rows, last_seq(f).await?))
 }
 
 async fn all_campaigns(c: &Campaigns, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Campaign>> {
@@ -206,7 +168,7 @@ pub async fn campaign_crud(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     define_campaign_fields(&f).await?;
     let (c, _) = apis(&f)?;
-    let seq0 = last_seq(&f).await?;
+    let seq0 = f.last_seq().await?;
     let input = full_campaign(&f)?;
     let created = c.create(&f.rep, input.clone()).await.at("create")?;
     ensure_eq!(created.version, 1, "new version");
@@ -216,7 +178,7 @@ pub async fn campaign_crud(store: &Store) -> CheckResult {
         created,
         "round trip"
     );
-    let ev = events_after(&f, seq0).await?;
+    let ev = f.events_after(seq0).await?;
     ensure_eq!(
         ev.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
         vec!["campaign.created"],
@@ -230,14 +192,14 @@ pub async fn campaign_crud(store: &Store) -> CheckResult {
         end_date: Some(Some(day(2024, 4, 30)?)),
         ..Default::default()
     };
-    let seq1 = last_seq(&f).await?;
+    let seq1 = f.last_seq().await?;
     let updated = c
         .update(&f.rep, created.id, 1, patch.clone())
         .await
         .at("update")?;
     ensure_eq!(updated.version, 2, "version bump");
     ensure_eq!(updated.status, CampaignStatus::Active, "status");
-    let ev = events_after(&f, seq1).await?;
+    let ev = f.events_after(seq1).await?;
     ensure_eq!(ev.len(), 1, "one update event");
     let mut changed = ev[0].changed.clone();
     changed.sort();
@@ -254,13 +216,13 @@ pub async fn campaign_crud(store: &Store) -> CheckResult {
         "stale version",
     )?;
     // A patch that changes nothing writes nothing.
-    let seq2 = last_seq(&f).await?;
+    let seq2 = f.last_seq().await?;
     let same = c
         .update(&f.rep, created.id, 2, patch)
         .await
         .at("no-op update")?;
     ensure_eq!(same.version, 2, "no-op keeps version");
-    ensure_eq!(last_seq(&f).await?, seq2, "no-op writes no event");
+    ensure_eq!(f.last_seq().await?, seq2, "no-op writes no event");
 
     // Transitions.
     let paused = c
@@ -396,7 +358,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     let a = &f.admin;
     let d = day(2024, 1, 1)?;
     // Rates before a base currency.
-    let before = snapshot(&f).await?;
+    let before = f.rows_and_seq().await?;
     expect_validation(
         x.set_rate(a, cur("USD")?, d, dec("1.1")?).await,
         "base_currency",
@@ -407,10 +369,10 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         "NotFound(currency_settings)",
         "convert without a base",
     )?;
-    ensure_eq!(snapshot(&f).await?, before, "nothing written");
+    ensure_eq!(f.rows_and_seq().await?, before, "nothing written");
     x.set_base_currency(a, cur("EUR")?).await.at("set base")?;
 
-    let before = snapshot(&f).await?;
+    let before = f.rows_and_seq().await?;
     for (rate, what) in [
         ("0", "zero rate"),
         ("-1.5", "negative rate"),
@@ -597,7 +559,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     )?;
     // Updates too.
     let good = c.create(a, ok.clone()).await.at("create")?;
-    let before_update = snapshot(&f).await?;
+    let before_update = f.rows_and_seq().await?;
     expect_validation(
         c.update(
             a,
@@ -627,13 +589,13 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         "update makes a currency mismatch",
     )?;
     ensure_eq!(
-        snapshot(&f).await?,
+        f.rows_and_seq().await?,
         before_update,
         "failed updates write nothing"
     );
     let (rows, seq) = before;
-    let (rows_now, _) = snapshot(&f).await?;
-    ensure!(seq < last_seq(&f).await?, "the good create wrote an event");
+    let (rows_now, _) = f.rows_and_seq().await?;
+    ensure!(seq < f.last_seq().await?, "the good create wrote an event");
     for (t, n) in rows {
         if t != crmkit_pipeline::campaign::CAMPAIGN_TABLE
             && t != crmkit_core::event::EVENTS_TABLE
@@ -706,10 +668,10 @@ pub async fn rates_by_date(store: &Store) -> CheckResult {
     // Replacing a rate: a new version, audited, one event; the same rate is a no-op.
     let d = day(2024, 6, 1)?;
     let first = x.set_rate(a, usd, d, dec("1.10")?).await.at("set")?;
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     let again = x.set_rate(a, usd, d, dec("1.1000")?).await.at("same")?;
     ensure_eq!(again, first, "same rate again");
-    ensure_eq!(last_seq(&f).await?, seq, "same rate writes nothing");
+    ensure_eq!(f.last_seq().await?, seq, "same rate writes nothing");
     let second = x.set_rate(a, usd, d, dec("1.2")?).await.at("replace")?;
     ensure_eq!(second.version, 2, "replaced rate version");
     ensure_eq!(second.id, first.id, "same rate record");
@@ -841,11 +803,11 @@ pub async fn base_currency_changes(store: &Store) -> CheckResult {
         money("9", "EUR")?,
         "USD in EUR"
     );
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     x.set_base_currency(a, cur("EUR")?).await.at("same base")?;
-    ensure_eq!(last_seq(&f).await?, seq, "same base writes nothing");
+    ensure_eq!(f.last_seq().await?, seq, "same base writes nothing");
     x.set_base_currency(a, cur("USD")?).await.at("USD base")?;
-    let ev = events_after(&f, seq).await?;
+    let ev = f.events_after(seq).await?;
     ensure_eq!(
         ev.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
         vec!["currency.base_set"],
@@ -915,7 +877,7 @@ pub async fn members(store: &Store) -> CheckResult {
                 .at("contact")?,
         );
     }
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     for (i, ct) in contacts.iter().enumerate() {
         let status = MemberStatus::ALL[i % 4];
         let m = c
@@ -924,11 +886,7 @@ pub async fn members(store: &Store) -> CheckResult {
             .at("add")?;
         ensure_eq!(m.status, status, "status");
     }
-    ensure_eq!(
-        events_after(&f, seq).await?.len(),
-        7,
-        "one event per member"
-    );
+    ensure_eq!(f.events_after(seq).await?.len(), 7, "one event per member");
     let dup = c
         .add_member(
             a,
@@ -1022,7 +980,7 @@ pub async fn members(store: &Store) -> CheckResult {
         .delete_contact(a, gone.id, gone.version)
         .await
         .at("delete contact")?;
-    let before = snapshot(&f).await?;
+    let before = f.rows_and_seq().await?;
     for (m, what) in [
         (RecordRef::from(foreign.id), "a contact of another tenant"),
         (RecordRef::from(gone.id), "a deleted contact"),
@@ -1070,7 +1028,7 @@ pub async fn members(store: &Store) -> CheckResult {
         "member",
         "a lead of another tenant",
     )?;
-    ensure_eq!(snapshot(&f).await?, before, "bad members write nothing");
+    ensure_eq!(f.rows_and_seq().await?, before, "bad members write nothing");
     let lead = leads
         .create(a, NewLead::named("Lead", "Member"))
         .await
@@ -1517,7 +1475,7 @@ async fn fail_at_every_write<T: fmt::Debug>(
     what: &str,
     cmd: impl AsyncFn() -> crmkit_core::Result<T>,
 ) -> CheckResult<T> {
-    let before = snapshot(f).await?;
+    let before = f.rows_and_seq().await?;
     for n in 0..100 {
         f.store
             .backend()
@@ -1531,7 +1489,7 @@ async fn fail_at_every_write<T: fmt::Debug>(
             }
             Err(Error::Storage { .. }) => {
                 ensure_eq!(
-                    snapshot(f).await?,
+                    f.rows_and_seq().await?,
                     before,
                     "{what} failing at write {n} changed state"
                 );
@@ -1612,16 +1570,8 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     })
     .await?;
     // The feed is gap-free.
-    let mut after = 0;
-    let mut expected = 1;
-    loop {
-        let batch = events_after(&f, after).await?;
-        let Some(last) = batch.last() else { break };
-        after = last.seq;
-        for e in &batch {
-            ensure_eq!(e.seq, expected, "gap-free sequence");
-            expected += 1;
-        }
+    for (expected, e) in (1..).zip(f.events_after(0).await?) {
+        ensure_eq!(e.seq, expected, "gap-free sequence");
     }
     Ok(())
 }
@@ -1679,7 +1629,7 @@ pub async fn member_references(store: &Store) -> CheckResult {
         .create(&g.admin, NewLead::named("Foreign", "Member"))
         .await
         .at("foreign lead")?;
-    let before = snapshot(&f).await?;
+    let before = f.rows_and_seq().await?;
     for (missing, others) in [
         (
             RecordRef::from(crmkit_core::ContactId::new()),
@@ -1714,7 +1664,11 @@ pub async fn member_references(store: &Store) -> CheckResult {
             ensure_eq!(got, none, "{what} vs a missing {}", missing.kind);
         }
     }
-    ensure_eq!(snapshot(&f).await?, before, "refused members wrote nothing");
+    ensure_eq!(
+        f.rows_and_seq().await?,
+        before,
+        "refused members wrote nothing"
+    );
     let mine_c = contact(rep, "Mine").await?;
     let mine_l = lead(rep, "Mine").await?;
     for m in [RecordRef::from(mine_c.id), RecordRef::from(mine_l.id)] {

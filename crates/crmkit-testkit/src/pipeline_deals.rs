@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use crmkit_contacts::{NewContact, NewOrganization};
-use crmkit_core::store::Cond;
 use crmkit_core::{
     Actor, ContactId, Ctx, CustomFieldDef, CustomFieldType, CustomValue, Error, Filter,
     ManualClock, Money, Query, RecordKind, RecordRef, Role, Store, TenantId, UserId,
@@ -90,33 +89,6 @@ fn eur(s: &str) -> Money {
 
 fn usd(s: &str) -> Money {
     Money::parse(s, "USD").expect("USD amount")
-}
-
-/// Row counts of every table of the tenant and the last event sequence.
-async fn snapshot(f: &Fixture) -> CheckResult<(BTreeMap<&'static str, u64>, u64)> {
-    let mut rows = BTreeMap::new();
-    for t in f.store.backend().schema().tables() {
-        let n = f
-            .store
-            .backend()
-            .count(f.tenant, t.name, &Cond::True)
-            .await
-            .at("count rows")?;
-        rows.insert(t.name, n);
-    }
-    let mut after = 0;
-    loop {
-        let batch = f
-            .store
-            .events_since(&f.admin, after, 1000)
-            .await
-            .at("events")?;
-        match batch.last() {
-            Some(e) => after = e.seq,
-            None => break,
-        }
-    }
-    Ok((rows, after))
 }
 
 async fn all_deals(d: &Deals, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Deal>> {
@@ -241,7 +213,7 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         .create_contact(a, NewContact::named("Bob", "Two"))
         .await
         .at("contact")?;
-    let (_, seq0) = snapshot(f).await?;
+    let (_, seq0) = f.rows_and_seq().await?;
     let mut input = NewDeal::new("Big deal", p.id);
     input.amount = Some(eur("12500.50"));
     input.expected_close = Some(parse_close_date("2030-02-28").at("date")?);
@@ -393,9 +365,9 @@ async fn rejects<T: fmt::Debug>(
     field: &str,
     what: &str,
 ) -> CheckResult {
-    let before = snapshot(&d.f).await?;
+    let before = d.f.rows_and_seq().await?;
     expect_validation(r.await, field, what)?;
-    let after = snapshot(&d.f).await?;
+    let after = d.f.rows_and_seq().await?;
     ensure_eq!(before, after, "{what}: a rejected command wrote something");
     Ok(())
 }
@@ -591,7 +563,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         Actor::new(UserId::new(), [Role::Admin], []),
     )
     .at("ctx")?;
-    let before = snapshot(f).await?;
+    let before = f.rows_and_seq().await?;
     expect_not_found(
         deals
             .move_deal(&stranger, deal.id, deal.version, p.stages[2].id, None)
@@ -614,7 +586,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     )?;
     ensure_eq!(
         before,
-        snapshot(f).await?,
+        f.rows_and_seq().await?,
         "NotFound commands wrote nothing"
     );
     ensure!(
@@ -1322,7 +1294,7 @@ async fn fail_at_every_write<T: fmt::Debug>(
     what: &str,
     cmd: impl AsyncFn() -> crmkit_core::Result<T>,
 ) -> CheckResult<T> {
-    let before = snapshot(&d.f).await?;
+    let before = d.f.rows_and_seq().await?;
     for n in 0..200 {
         d.f.store
             .backend()
@@ -1337,7 +1309,7 @@ async fn fail_at_every_write<T: fmt::Debug>(
             Err(Error::Storage { .. }) => {
                 ensure_eq!(
                     before,
-                    snapshot(&d.f).await?,
+                    d.f.rows_and_seq().await?,
                     "{what} failing at write {n} left a trace"
                 );
             }
@@ -1741,7 +1713,7 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         ]),
         ..Default::default()
     };
-    let before = snapshot(f).await?;
+    let before = f.rows_and_seq().await?;
     let missing = ContactId::new();
     let none_create = validation_reasons(&d.deals.create_deal(rep, with_contact(missing)).await);
     let none_update = validation_reasons(
@@ -1815,7 +1787,7 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         ensure_eq!(got, none, "a hidden {field} vs a missing one");
     }
     ensure_eq!(
-        snapshot(f).await?,
+        f.rows_and_seq().await?,
         before,
         "refused references wrote nothing"
     );

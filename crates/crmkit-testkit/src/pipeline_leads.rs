@@ -18,7 +18,6 @@ use crmkit_contacts::{
     Contact, Contacts, ContactsModule, NewContact, NewOrganization, Organization, PhoneInput,
 };
 use crmkit_core::lookup::{self, LookupKind};
-use crmkit_core::store::Cond;
 use crmkit_core::{
     CampaignId, ContactId, Ctx, CustomFieldDef, CustomFieldType, CustomValue, CustomValues, Error,
     Filter, LeadId, Modules, OrganizationId, Query, RecordKind, RecordRef, Store, TeamId, UserId,
@@ -230,27 +229,6 @@ async fn all_orgs(c: &Contacts, ctx: &Ctx) -> CheckResult<Vec<Organization>> {
     }
 }
 
-async fn all_events(f: &Fixture, after: u64) -> CheckResult<Vec<crmkit_core::Event>> {
-    let mut out: Vec<crmkit_core::Event> = vec![];
-    let mut after = after;
-    loop {
-        let batch = f
-            .store
-            .events_since(&f.admin, after, 1000)
-            .await
-            .at("events_since")?;
-        let Some(last) = batch.last() else {
-            return Ok(out);
-        };
-        after = last.seq;
-        out.extend(batch);
-    }
-}
-
-async fn last_seq(f: &Fixture) -> CheckResult<u64> {
-    Ok(all_events(f, 0).await?.last().map(|e| e.seq).unwrap_or(0))
-}
-
 /// What a failed command must leave unchanged: row counts of every table of the tenant,
 /// the last event, every lead, contact and organization.
 #[derive(Debug, Clone, PartialEq)]
@@ -263,19 +241,9 @@ struct Snapshot {
 }
 
 async fn snapshot(f: &Fixture) -> CheckResult<Snapshot> {
-    let mut rows = BTreeMap::new();
-    for t in f.store.backend().schema().tables() {
-        let n = f
-            .store
-            .backend()
-            .count(f.tenant, t.name, &Cond::True)
-            .await
-            .at("count rows")?;
-        rows.insert(t.name, n);
-    }
     Ok(Snapshot {
-        rows,
-        last_seq: last_seq(f).await?,
+        rows: f.row_counts().await?,
+        last_seq: f.last_seq().await?,
         leads: all_leads(
             &f.leads,
             &f.admin,
@@ -367,7 +335,7 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
     let l = &f.leads;
     let a = &f.admin;
     let input = full_lead(&f, 1);
-    let seq0 = last_seq(&f).await?;
+    let seq0 = f.last_seq().await?;
     let lead = l.create(a, input.clone()).await.at("create lead")?;
     ensure_eq!(lead.version, 1, "first version");
     ensure_eq!(lead.first_name, input.first_name, "first name byte-exact");
@@ -415,7 +383,7 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         lookup_has(&f, LookupKind::Email, "bob.obrien+1@acme1.example", lead.id).await?,
         "the lead's email key is in the lookup index"
     );
-    let events = all_events(&f, seq0).await?;
+    let events = f.events_after(seq0).await?;
     ensure_eq!(
         events
             .iter()
@@ -438,7 +406,7 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         ]),
         ..Default::default()
     };
-    let seq1 = last_seq(&f).await?;
+    let seq1 = f.last_seq().await?;
     let updated = l
         .update(a, lead.id, 1, patch.clone())
         .await
@@ -480,14 +448,14 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         "an audit entry per changed field"
     );
     ensure_eq!(audit[0].change.field, "*", "the creation entry");
-    let events = all_events(&f, seq1).await?;
+    let events = f.events_after(seq1).await?;
     ensure_eq!(events.len(), 1, "one event per update");
     ensure_eq!(events[0].kind, "lead.updated", "update event");
     // No-op and stale updates.
     let same = l.update(a, lead.id, 2, patch).await.at("no-op update")?;
     ensure_eq!(same.version, 2, "a no-op update keeps the version");
     ensure_eq!(
-        last_seq(&f).await?,
+        f.last_seq().await?,
         seq1 + 1,
         "a no-op update writes no event"
     );
@@ -536,7 +504,8 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         "a restored lead is back in the lookup"
     );
     ensure_eq!(l.get(a, lead.id).await.at("get")?, restored, "get restored");
-    let kinds: Vec<String> = all_events(&f, seq0)
+    let kinds: Vec<String> = f
+        .events_after(seq0)
         .await?
         .into_iter()
         .map(|e| e.kind)
@@ -903,14 +872,14 @@ pub async fn status_rules(store: &Store) -> CheckResult {
         LeadStatus::New,
         LeadStatus::Qualified,
     ] {
-        let seq = last_seq(&f).await?;
+        let seq = f.last_seq().await?;
         let next = l
             .set_status(a, cur.id, cur.version, s, None)
             .await
             .at("open transition")?;
         ensure_eq!(next.status, s, "status set");
         ensure_eq!(next.version, cur.version + 1, "version bumped");
-        let ev = all_events(&f, seq).await?;
+        let ev = f.events_after(seq).await?;
         ensure_eq!(
             ev.iter()
                 .map(|e| (e.kind.as_str(), e.changed.clone()))
@@ -986,7 +955,7 @@ pub async fn status_rules(store: &Store) -> CheckResult {
     );
 
     // Score.
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     let scored = l
         .set_score(a, reopened.id, reopened.version, -7)
         .await
@@ -1002,7 +971,7 @@ pub async fn status_rules(store: &Store) -> CheckResult {
         "extreme score stored"
     );
     ensure_eq!(
-        all_events(&f, seq)
+        f.events_after(seq)
             .await?
             .into_iter()
             .map(|e| e.kind)
@@ -1549,7 +1518,7 @@ pub async fn conversion_creates(store: &Store) -> CheckResult {
     let a = &f.admin;
     let input = full_lead(&f, 7);
     let lead = l.create(a, input.clone()).await.at("create")?;
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     let conv = l
         .convert(a, lead.id, 1, ConvertLead::default())
         .await
@@ -1628,7 +1597,7 @@ pub async fn conversion_creates(store: &Store) -> CheckResult {
     .await?;
     ensure_eq!(converted.len(), 1, "filterable by status");
     // Events and audit.
-    let events = all_events(&f, seq).await?;
+    let events = f.events_after(seq).await?;
     ensure_eq!(
         events
             .iter()
@@ -1749,7 +1718,7 @@ pub async fn conversion_links(store: &Store) -> CheckResult {
         .at("create")?;
     let contacts_before = all_contacts(&f.contacts, a).await?.len();
     let orgs_before = all_orgs(&f.contacts, a).await?.len();
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     let conv = l
         .convert(a, lead.id, 1, ConvertLead::default())
         .await
@@ -1790,7 +1759,7 @@ pub async fn conversion_links(store: &Store) -> CheckResult {
         "link to the org"
     );
     ensure_eq!(
-        all_events(&f, seq)
+        f.events_after(seq)
             .await?
             .into_iter()
             .map(|e| e.kind)
@@ -2240,7 +2209,7 @@ pub async fn conversion_with_deal(store: &Store) -> CheckResult {
         .convert_dry_run(a, lead.id, &convert)
         .await
         .at("dry run")?;
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     let conv = l
         .convert(a, lead.id, 1, convert)
         .await
@@ -2309,7 +2278,7 @@ pub async fn conversion_with_deal(store: &Store) -> CheckResult {
         1,
         "the deal's audit entry"
     );
-    let events = all_events(&f, seq).await?;
+    let events = f.events_after(seq).await?;
     ensure_eq!(
         events
             .iter()
@@ -2418,7 +2387,7 @@ pub async fn conversion_atomicity(store: &Store) -> CheckResult {
     // Rows (lead, org, contact, 2 emails + 2 phones lookup, deal, its contact link and
     // history), audit (5+), sequence, 4 events.
     ensure!(n >= 18, "a conversion made only {n} writes");
-    let events = all_events(&f, seq0).await?;
+    let events = f.events_after(seq0).await?;
     ensure_eq!(
         events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
         vec![
@@ -2434,7 +2403,7 @@ pub async fn conversion_atomicity(store: &Store) -> CheckResult {
         conv.lead,
         "converted lead"
     );
-    let all = all_events(&f, 0).await?;
+    let all = f.events_after(0).await?;
     for (i, e) in all.iter().enumerate() {
         ensure_eq!(e.seq, i as u64 + 1, "gap-free event sequence after faults");
     }
@@ -2461,7 +2430,7 @@ pub async fn concurrent_conversion(store: &Store) -> CheckResult {
         deal: Some(deal_input(&f, "Race deal").await?),
         ..Default::default()
     };
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     let mut tasks = vec![];
     for i in 0..8 {
         let l = f.leads.clone();
@@ -2511,7 +2480,8 @@ pub async fn concurrent_conversion(store: &Store) -> CheckResult {
         .await
         .at("list deals")?;
     ensure_eq!(deals.total, Some(1), "exactly one deal");
-    let kinds: Vec<String> = all_events(&f, seq)
+    let kinds: Vec<String> = f
+        .events_after(seq)
         .await?
         .into_iter()
         .map(|e| e.kind)

@@ -176,22 +176,6 @@ async fn create(store: &Store, k: &KindFixture, f: &Fixture, ctx: &Ctx) -> Check
         .at(&format!("create {}", k.kind))
 }
 
-async fn event_count(store: &Store, f: &Fixture) -> CheckResult<usize> {
-    let mut n = 0;
-    let mut after = 0;
-    loop {
-        let page = store
-            .events_since(&f.admin, after, 1000)
-            .await
-            .at("events")?;
-        n += page.len();
-        match page.last() {
-            Some(e) if page.len() == 1000 => after = e.seq,
-            _ => return Ok(n),
-        }
-    }
-}
-
 fn in_page(page: &crmkit_core::Page<Json>, id: Uuid) -> bool {
     page.items.iter().any(|r| id_of(r).ok() == Some(id))
 }
@@ -367,23 +351,6 @@ async fn change_of(
     })
 }
 
-async fn last_seq(store: &Store, f: &Fixture) -> CheckResult<u64> {
-    let mut after = 0;
-    loop {
-        let page = store
-            .events_since(&f.admin, after, 1000)
-            .await
-            .at("events")?;
-        match page.last() {
-            Some(e) => after = e.seq,
-            None => return Ok(after),
-        }
-        if page.len() < 1000 {
-            return Ok(after);
-        }
-    }
-}
-
 /// The same patch through the generic API and through the typed API changes the same
 /// fields from the same values to the same values, with the same audit entries and the
 /// same event.
@@ -394,13 +361,13 @@ pub async fn typed_equals_generic(store: &Store, k: &KindFixture) -> CheckResult
     let (ida, idb) = (id_of(&a)?, id_of(&b)?);
     let r = store.records();
     let audit_a = r.audit(&f.admin, k.kind, ida).await.at("audit")?.len();
-    let seq = last_seq(store, &f).await?;
+    let seq = f.last_seq().await?;
     r.patch(&f.admin, k.kind, ida, version_of(&a)?, (k.patch)())
         .await
         .at("generic patch")?;
     let generic = change_of(store, &f, k, &a, audit_a, seq).await?;
     let audit_b = r.audit(&f.admin, k.kind, idb).await.at("audit")?.len();
-    let seq = last_seq(store, &f).await?;
+    let seq = f.last_seq().await?;
     (k.typed_patch)(&f, idb, version_of(&b)?).await?;
     let typed = change_of(store, &f, k, &b, audit_b, seq).await?;
     ensure!(
@@ -583,7 +550,7 @@ pub async fn access_configuration(store: &Store, k: &KindFixture) -> CheckResult
             }
         }
     }
-    let before = event_count(store, &f).await?;
+    let before = f.events_after(0).await?.len();
     for (who, ctx) in [("rep_y", &f.rep_y), ("readonly", &f.readonly)] {
         let body = (k.body)(&f).await?;
         for (what, out) in [
@@ -600,7 +567,7 @@ pub async fn access_configuration(store: &Store, k: &KindFixture) -> CheckResult
         }
     }
     ensure_eq!(
-        event_count(store, &f).await?,
+        f.events_after(0).await?.len(),
         before,
         "{}: refused writes wrote events",
         k.kind
@@ -662,7 +629,7 @@ pub async fn bad_input(store: &Store, k: &KindFixture) -> CheckResult {
     for _ in 0..=cases.len() {
         bodies.push((k.body)(&f).await?);
     }
-    let before = event_count(store, &f).await?;
+    let before = f.events_after(0).await?.len();
     for ((field, value), mut body) in cases.into_iter().zip(bodies) {
         body.as_object_mut()
             .expect("bodies are objects")
@@ -697,7 +664,7 @@ pub async fn bad_input(store: &Store, k: &KindFixture) -> CheckResult {
         other => return Err(Failure::new(format!("{}: array body: {other:?}", k.kind))),
     }
     ensure_eq!(
-        event_count(store, &f).await?,
+        f.events_after(0).await?.len(),
         before,
         "{}: refused bodies wrote events",
         k.kind

@@ -10,15 +10,14 @@
 //! [`concurrent_numbering`] spawns tokio tasks: run the suite on a multi-thread runtime.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::Duration;
 use crmkit_contacts::{ContactsModule, NewContact, NewOrganization};
 use crmkit_core::event::{AUDIT_TABLE, EVENTS_TABLE};
-use crmkit_core::store::{Cond, Fault};
+use crmkit_core::store::Fault;
 use crmkit_core::{
     ContactId, Ctx, CustomFieldDef, CustomFieldId, CustomFieldType, CustomValue, Error, Filter,
-    ManualClock, Modules, OrganizationId, Query, RecordKind, RecordRef, Store, TicketId, UserId,
+    Modules, OrganizationId, Query, RecordKind, RecordRef, Store, TicketId, UserId,
 };
 use crmkit_tickets::rows::{COMMENT_TABLE, HISTORY_TABLE, SATISFACTION_TABLE, TICKET_TABLE};
 use crmkit_tickets::{
@@ -28,6 +27,7 @@ use crmkit_tickets::{
 
 use crate::check::{At, expect_denied, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
+use crate::support::{at_time, record_event_kinds, row_counts, t, user};
 
 /// The modules the checks need: core, contacts, pipeline, activities and tickets.
 pub fn modules() -> crmkit_core::Result<Modules> {
@@ -83,28 +83,6 @@ pub async fn setup(store: &Store) -> CheckResult<Fixture> {
     })
 }
 
-fn t(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
-}
-
-fn user(ctx: &Ctx) -> UserId {
-    ctx.actor().user
-}
-
-/// A context of the same actor with a manual clock at `at`.
-fn at_time(ctx: &Ctx, at: DateTime<Utc>) -> (Ctx, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(at));
-    (ctx.clone().with_clock(clock.clone()), clock)
-}
-
-async fn count(store: &Store, ctx: &Ctx, table: &'static str) -> CheckResult<u64> {
-    store
-        .backend()
-        .count(ctx.tenant(), table, &Cond::True)
-        .await
-        .at("count rows")
-}
-
 const TABLES: [&str; 6] = [
     TICKET_TABLE,
     HISTORY_TABLE,
@@ -113,14 +91,6 @@ const TABLES: [&str; 6] = [
     EVENTS_TABLE,
     AUDIT_TABLE,
 ];
-
-async fn snapshot(store: &Store, ctx: &Ctx) -> CheckResult<Vec<u64>> {
-    let mut v = vec![];
-    for t in TABLES {
-        v.push(count(store, ctx, t).await?);
-    }
-    Ok(v)
-}
 
 /// A contact visible to team X (created by `ctx`, in team X).
 async fn contact(f: &Fixture, ctx: &Ctx, org: Option<OrganizationId>) -> CheckResult<ContactId> {
@@ -158,23 +128,6 @@ async fn status_to(f: &Fixture, ctx: &Ctx, t: &Ticket, to: TicketStatus) -> Chec
         .set_status(ctx, t.id, t.version, to)
         .await
         .at(&format!("move to {}", to.as_str()))
-}
-
-async fn events_of(store: &Store, ctx: &Ctx, id: TicketId) -> CheckResult<Vec<String>> {
-    let record = RecordRef::from(id);
-    let mut out = vec![];
-    let mut after = 0;
-    loop {
-        let page = store.events_since(ctx, after, 500).await.at("events")?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        out.extend(
-            page.into_iter()
-                .filter(|e| e.record == record)
-                .map(|e| e.kind),
-        );
-    }
-    Ok(out)
 }
 
 fn attachment() -> Attachment {
@@ -422,7 +375,7 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         .await
         .at("create after")?;
     ensure_eq!(next.number, 3, "numbers are never reused");
-    let kinds = events_of(store, &admin, x.id).await?;
+    let kinds = record_event_kinds(store, &admin, x.id).await?;
     ensure_eq!(
         kinds,
         vec![
@@ -441,7 +394,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     let tk = &f.tickets;
     let good = ticket(&f, &f.admin, "good").await?;
-    let before = snapshot(store, &f.admin).await?;
+    let before = row_counts(store, &f.admin, TABLES).await?;
     let mut input = NewTicket::new("", ContactId::new())
         .description("x".repeat(20_001))
         .organization(OrganizationId::new())
@@ -583,7 +536,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         )?;
     }
     ensure_eq!(
-        snapshot(store, &f.admin).await?,
+        row_counts(store, &f.admin, TABLES).await?,
         before,
         "nothing written by bad input"
     );
@@ -670,7 +623,7 @@ pub async fn transition_table(store: &Store) -> CheckResult {
         Err(Error::Conflict { .. }) => {}
         other => return Err(Failure::new(format!("stale status change: {other:?}"))),
     }
-    let kinds = events_of(store, &f.admin, x.id).await?;
+    let kinds = record_event_kinds(store, &f.admin, x.id).await?;
     ensure_eq!(kinds, vec!["ticket.created".to_owned()], "nothing emitted");
     Ok(())
 }
@@ -806,7 +759,7 @@ pub async fn first_response(store: &Store) -> CheckResult {
         .await
         .at("public comments")?;
     ensure_eq!(public.items.len(), 3, "internal notes left out");
-    let kinds = events_of(store, &f.admin, x.id).await?;
+    let kinds = record_event_kinds(store, &f.admin, x.id).await?;
     ensure_eq!(
         kinds,
         vec![
@@ -857,7 +810,7 @@ pub async fn comment_rules(store: &Store) -> CheckResult {
     }
     let z = ticket(&f, &f.rep, "closed").await?;
     let z = status_to(&f, &f.rep, &z, TicketStatus::Closed).await?;
-    let before = snapshot(store, &f.admin).await?;
+    let before = row_counts(store, &f.admin, TABLES).await?;
     for c in [
         NewComment::reply("x"),
         NewComment::internal("x"),
@@ -868,7 +821,11 @@ pub async fn comment_rules(store: &Store) -> CheckResult {
             other => return Err(Failure::new(format!("comment on closed: {other:?}"))),
         }
     }
-    ensure_eq!(snapshot(store, &f.admin).await?, before, "nothing written");
+    ensure_eq!(
+        row_counts(store, &f.admin, TABLES).await?,
+        before,
+        "nothing written"
+    );
     let p = tk
         .create(&f.rep, NewTicket::from_phone("call", "+49 30 901820"))
         .await
@@ -880,8 +837,8 @@ pub async fn comment_rules(store: &Store) -> CheckResult {
         "requester comment without a requester",
     )?;
     ensure_eq!(
-        snapshot(store, &f.admin).await?[2],
-        before[2],
+        row_counts(store, &f.admin, TABLES).await?[COMMENT_TABLE],
+        before[COMMENT_TABLE],
         "no comment written"
     );
     Ok(())
@@ -946,7 +903,7 @@ pub async fn satisfaction_rules(store: &Store) -> CheckResult {
             )));
         }
     }
-    let kinds = events_of(store, &f.admin, x.id).await?;
+    let kinds = record_event_kinds(store, &f.admin, x.id).await?;
     ensure_eq!(
         kinds.iter().filter(|k| *k == "ticket.rated").count(),
         2,
@@ -1058,7 +1015,7 @@ pub async fn escalation(store: &Store) -> CheckResult {
         ],
         "escalations in the history"
     );
-    let kinds = events_of(store, &f.admin, x.id).await?;
+    let kinds = record_event_kinds(store, &f.admin, x.id).await?;
     ensure_eq!(
         kinds.iter().filter(|k| *k == "ticket.escalated").count(),
         3,
@@ -1098,7 +1055,7 @@ pub async fn visibility_and_tenants(store: &Store) -> CheckResult {
         matches!(tk.get(&f.rep_y, x.id).await, Err(Error::NotFound { .. })),
         "other team does not see it"
     );
-    let before = snapshot(store, &f.admin).await?;
+    let before = row_counts(store, &f.admin, TABLES).await?;
     for (what, r) in [
         (
             "comment",
@@ -1148,7 +1105,11 @@ pub async fn visibility_and_tenants(store: &Store) -> CheckResult {
             "{what} by another team: {r:?}"
         );
     }
-    ensure_eq!(snapshot(store, &f.admin).await?, before, "nothing written");
+    ensure_eq!(
+        row_counts(store, &f.admin, TABLES).await?,
+        before,
+        "nothing written"
+    );
     let listed = tk.list(&f.rep_y, &Query::new()).await.at("list rep_y")?;
     ensure!(listed.items.is_empty(), "other team lists nothing");
     let listed = tk.list(&f.rep2, &Query::new()).await.at("list rep2")?;
@@ -1199,7 +1160,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     let tk = &f.tickets;
     let c = contact(&f, &f.rep, None).await?;
-    let before = snapshot(store, &f.admin).await?;
+    let before = row_counts(store, &f.admin, TABLES).await?;
     let mut n = 0;
     let made = loop {
         store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
@@ -1215,7 +1176,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
         match r {
             Err(Error::Storage { .. }) => {
                 ensure_eq!(
-                    snapshot(store, &f.admin).await?,
+                    row_counts(store, &f.admin, TABLES).await?,
                     before,
                     "create: nothing written at write {n}"
                 );
@@ -1240,7 +1201,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
         .await
         .at("custom index written")?;
     ensure_eq!(hit.items.len(), 1, "written whole");
-    let before = snapshot(store, &f.admin).await?;
+    let before = row_counts(store, &f.admin, TABLES).await?;
     let mut n = 0;
     loop {
         store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
@@ -1251,7 +1212,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
         match r {
             Err(Error::Storage { .. }) => {
                 ensure_eq!(
-                    snapshot(store, &f.admin).await?,
+                    row_counts(store, &f.admin, TABLES).await?,
                     before,
                     "comment: nothing written at write {n}"
                 );
@@ -1340,7 +1301,7 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         .create(&f.admin, NewTicket::new("Base", c))
         .await
         .at("base ticket")?;
-    let before = snapshot(store, &f.admin).await?;
+    let before = row_counts(store, &f.admin, TABLES).await?;
     let user_reason = vec![reference_reason(&RecordKind::USER)];
     let team_reason = vec![reference_reason(&RecordKind::TEAM)];
     // Users: none, another tenant's, a team's id (another kind).
@@ -1449,7 +1410,7 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         );
     }
     ensure_eq!(
-        snapshot(store, &f.admin).await?,
+        row_counts(store, &f.admin, TABLES).await?,
         before,
         "refused references wrote rows"
     );

@@ -4,12 +4,11 @@
 //! tenant; [`checks`] lists them.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use crmkit_contacts::NewContact;
 use crmkit_core::query::Query;
-use crmkit_core::{CalendarId, Ctx, Error, ManualClock, SlaPolicyId, Store};
+use crmkit_core::{CalendarId, Ctx, Error, SlaPolicyId, Store};
 use crmkit_tickets::analytics::average;
 use crmkit_tickets::calendar::{BusinessCalendar, CalendarSpec, Interval};
 use crmkit_tickets::sla::{NewSlaPolicy, SlaConditions, SlaTargetKind, SlaTargets};
@@ -20,15 +19,11 @@ use crmkit_tickets::{
 
 use crate::check::At;
 pub use crate::check::{CheckResult, Failure};
+use crate::support::at_time;
 pub use crate::tickets::{CheckFn, CheckFuture, Fixture, modules, setup};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2027, 4, 5, 9, 0, 0).unwrap() // a Monday
-}
-
-fn at_time(ctx: &Ctx, at: DateTime<Utc>) -> (Ctx, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(at));
-    (ctx.clone().with_clock(clock.clone()), clock)
 }
 
 fn days(days: &[chrono::Weekday], interval: Interval) -> CalendarSpec {

@@ -4,17 +4,13 @@
 //! [`atomicity`] injects faults into the backend: do not run it concurrently with other
 //! checks on the same store.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use crmkit_activities::rows::{ACTIVITY_TABLE, FOLLOWUP_TABLE, RELATION_TABLE};
 use crmkit_activities::{ActivityDetails, TimelineEntry};
 use crmkit_contacts::{NewContact, NewOrganization, PhoneInput};
 use crmkit_core::event::{AUDIT_TABLE, EVENTS_TABLE};
-use crmkit_core::store::{Cond, Fault};
-use crmkit_core::{
-    ContactId, Ctx, Error, ManualClock, OrganizationId, RecordRef, Store, TicketId, UserId,
-};
+use crmkit_core::store::Fault;
+use crmkit_core::{ContactId, Ctx, Error, OrganizationId, RecordRef, Store, UserId};
 use crmkit_tickets::rows::{HISTORY_TABLE, TICKET_TABLE};
 use crmkit_tickets::{
     CallRouting, Channel, HistoryKind, InboundCall, InboundCallResult, NewTicket, Ticket,
@@ -23,6 +19,7 @@ use crmkit_tickets::{
 
 use crate::check::{At, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
+use crate::support::{at_time, record_event_kinds, row_counts};
 use crate::tickets::{Fixture, setup};
 
 /// The contact's number, international.
@@ -40,12 +37,6 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
 }
 
-/// A context of the same actor with a manual clock at `at`.
-fn at_time(ctx: &Ctx, at: DateTime<Utc>) -> (Ctx, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(at));
-    (ctx.clone().with_clock(clock.clone()), clock)
-}
-
 fn gb() -> CallRouting {
     CallRouting {
         default_region: Some("GB".into()),
@@ -59,14 +50,6 @@ fn inbound(from: &str, at: DateTime<Utc>) -> InboundCall {
     c
 }
 
-async fn count(store: &Store, ctx: &Ctx, table: &'static str) -> CheckResult<u64> {
-    store
-        .backend()
-        .count(ctx.tenant(), table, &Cond::True)
-        .await
-        .at("count rows")
-}
-
 const TABLES: [&str; 7] = [
     TICKET_TABLE,
     HISTORY_TABLE,
@@ -76,14 +59,6 @@ const TABLES: [&str; 7] = [
     EVENTS_TABLE,
     AUDIT_TABLE,
 ];
-
-async fn snapshot(store: &Store, ctx: &Ctx) -> CheckResult<Vec<u64>> {
-    let mut v = vec![];
-    for t in TABLES {
-        v.push(count(store, ctx, t).await?);
-    }
-    Ok(v)
-}
 
 /// A contact with `phone` visible to team X, created by `ctx`.
 async fn caller(
@@ -100,23 +75,6 @@ async fn caller(
         .await
         .at("create contact")?
         .id)
-}
-
-async fn events_of(store: &Store, ctx: &Ctx, id: TicketId) -> CheckResult<Vec<String>> {
-    let record = RecordRef::from(id);
-    let mut out = vec![];
-    let mut after = 0;
-    loop {
-        let page = store.events_since(ctx, after, 500).await.at("events")?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        out.extend(
-            page.into_iter()
-                .filter(|e| e.record == record)
-                .map(|e| e.kind),
-        );
-    }
-    Ok(out)
 }
 
 async fn call(
@@ -211,7 +169,7 @@ pub async fn attach_to_open_ticket(store: &Store) -> CheckResult {
     };
     ensure_eq!(details.from, E164, "the call's number in E.164");
     ensure_eq!(details.duration_secs, 95, "duration kept");
-    let ev = events_of(store, &f.admin, newer.id).await?;
+    let ev = record_event_kinds(store, &f.admin, newer.id).await?;
     ensure_eq!(
         ev,
         vec!["ticket.created".to_owned(), "ticket.call_logged".into()],
@@ -276,7 +234,7 @@ pub async fn new_ticket_for_known_caller(store: &Store) -> CheckResult {
         "related: {:?}",
         r.call.related
     );
-    let ev = events_of(store, &f.admin, r.ticket.id).await?;
+    let ev = record_event_kinds(store, &f.admin, r.ticket.id).await?;
     ensure_eq!(
         ev,
         vec!["ticket.created".to_owned(), "ticket.call_logged".into()],
@@ -352,7 +310,7 @@ pub async fn pending_reopened(store: &Store) -> CheckResult {
         Some("the requester called"),
         "reason"
     );
-    let ev = events_of(store, &f.admin, t.id).await?;
+    let ev = record_event_kinds(store, &f.admin, t.id).await?;
     ensure_eq!(
         ev[ev.len() - 2..].to_vec(),
         vec![
@@ -426,7 +384,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     let (rep, _) = at_time(&f.rep, t0());
     caller(&f, &rep, PhoneInput::new(INTL), None).await?;
-    let before = snapshot(store, &f.admin).await?;
+    let before = row_counts(store, &f.admin, TABLES).await?;
     let mut c = inbound(INTL, rep.now());
     c.to = "  ".into();
     c.notes = Some("x".repeat(crmkit_activities::MAX_TEXT + 1));
@@ -492,7 +450,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         "a new ticket's queue that is not a team",
     )?;
     ensure_eq!(
-        snapshot(store, &f.admin).await?,
+        row_counts(store, &f.admin, TABLES).await?,
         before,
         "nothing written by bad input"
     );
@@ -517,7 +475,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     let paths = ["create", "reopen"];
     let mut made: Option<Ticket> = None;
     for path in paths {
-        let before = snapshot(store, &f.admin).await?;
+        let before = row_counts(store, &f.admin, TABLES).await?;
         let mut n = 0;
         let r = loop {
             store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
@@ -529,7 +487,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
             match r {
                 Err(Error::Storage { .. }) => {
                     ensure_eq!(
-                        snapshot(store, &f.admin).await?,
+                        row_counts(store, &f.admin, TABLES).await?,
                         before,
                         "{path}: nothing written at write {n}"
                     );

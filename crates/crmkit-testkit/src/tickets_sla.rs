@@ -3,15 +3,11 @@
 //! check makes its own tenant; [`checks`] lists them; [`sweep_once`] spawns tokio tasks
 //! (run the suite on a multi-thread runtime).
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use crmkit_contacts::{NewContact, NewOrganization};
 use crmkit_core::event::EVENTS_TABLE;
 use crmkit_core::store::Cond;
-use crmkit_core::{
-    CalendarId, Ctx, ManualClock, OrganizationId, RecordRef, SlaPolicyId, Store, TicketId,
-};
+use crmkit_core::{CalendarId, Ctx, OrganizationId, SlaPolicyId, Store, TicketId};
 use crmkit_tickets::calendar::{CalendarSpec, Interval};
 use crmkit_tickets::sla::{NewSlaPolicy, SlaConditions, SlaTargetKind, SlaTargets};
 use crmkit_tickets::{
@@ -21,15 +17,11 @@ use crmkit_tickets::{
 
 use crate::check::{At, expect_validation};
 pub use crate::check::{CheckResult, Failure};
+use crate::support::{at_time, record_events};
 pub use crate::tickets::{CheckFn, CheckFuture, Fixture, modules, setup};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2027, 4, 5, 9, 0, 0).unwrap() // a Monday
-}
-
-fn at_time(ctx: &Ctx, at: DateTime<Utc>) -> (Ctx, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(at));
-    (ctx.clone().with_clock(clock.clone()), clock)
 }
 
 /// A spec working every day, all day, in UTC (business minutes are wall minutes).
@@ -147,26 +139,18 @@ fn due(s: &TicketSla, k: SlaTargetKind) -> Option<DateTime<Utc>> {
 }
 
 async fn sla_events(store: &Store, ctx: &Ctx, id: TicketId) -> CheckResult<Vec<String>> {
-    let record = RecordRef::from(id);
-    let mut out = vec![];
-    let mut after = 0;
-    loop {
-        let page = store.events_since(ctx, after, 500).await.at("events")?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        out.extend(
-            page.into_iter()
-                .filter(|e| e.record == record && e.kind.starts_with("ticket.sla_"))
-                .map(|e| {
-                    format!(
-                        "{}:{}",
-                        e.kind,
-                        e.payload["target"].as_str().unwrap_or_default()
-                    )
-                }),
-        );
-    }
-    Ok(out)
+    let events = record_events(store, ctx, id).await?;
+    Ok(events
+        .into_iter()
+        .filter(|e| e.kind.starts_with("ticket.sla_"))
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e.kind,
+                e.payload["target"].as_str().unwrap_or_default()
+            )
+        })
+        .collect())
 }
 
 /// The first active policy in position order whose conditions match applies; inactive

@@ -1,0 +1,114 @@
+//! Small helpers the suite modules share: times and clocks, the change feed followed page
+//! by page, and row counts (what a failed command must leave unchanged).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use crmkit_core::store::Cond;
+use crmkit_core::{Ctx, Event, ManualClock, RecordRef, Store, UserId};
+
+use crate::check::{At, CheckResult};
+
+/// How many events a page of the change feed asks for.
+const FEED_PAGE: u32 = 500;
+
+/// `y-m-d h:00:00` UTC.
+pub(crate) fn t(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+}
+
+/// The date `y-m-d`.
+pub(crate) fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+/// The user acting in `ctx`.
+pub(crate) fn user(ctx: &Ctx) -> UserId {
+    ctx.actor().user
+}
+
+/// A context of the same actor with a manual clock at `at`.
+pub(crate) fn at_time(ctx: &Ctx, at: DateTime<Utc>) -> (Ctx, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(at));
+    (ctx.clone().with_clock(clock.clone()), clock)
+}
+
+/// Every event `ctx` reads from the change feed after sequence `after`, in order, following
+/// the feed page by page to its end.
+pub(crate) async fn events_after(store: &Store, ctx: &Ctx, after: u64) -> CheckResult<Vec<Event>> {
+    let mut out: Vec<Event> = vec![];
+    let mut after = after;
+    loop {
+        let page = store
+            .events_since(ctx, after, FEED_PAGE)
+            .await
+            .at("events_since")?;
+        let Some(last) = page.last() else {
+            return Ok(out);
+        };
+        after = last.seq;
+        out.extend(page);
+    }
+}
+
+/// The sequence of the last event `ctx` reads from the change feed (`0` when none).
+pub(crate) async fn last_seq(store: &Store, ctx: &Ctx) -> CheckResult<u64> {
+    Ok(events_after(store, ctx, 0)
+        .await?
+        .last()
+        .map_or(0, |e| e.seq))
+}
+
+/// Every event about `record` that `ctx` reads from the change feed, in order.
+pub(crate) async fn record_events(
+    store: &Store,
+    ctx: &Ctx,
+    record: impl Into<RecordRef>,
+) -> CheckResult<Vec<Event>> {
+    let record = record.into();
+    let mut events = events_after(store, ctx, 0).await?;
+    events.retain(|e| e.record == record);
+    Ok(events)
+}
+
+/// The kinds of the events about `record` that `ctx` reads from the change feed, in order.
+pub(crate) async fn record_event_kinds(
+    store: &Store,
+    ctx: &Ctx,
+    record: impl Into<RecordRef>,
+) -> CheckResult<Vec<String>> {
+    let events = record_events(store, ctx, record).await?;
+    Ok(events.into_iter().map(|e| e.kind).collect())
+}
+
+/// The number of rows of `ctx`'s tenant in `table`.
+pub(crate) async fn count(store: &Store, ctx: &Ctx, table: &str) -> CheckResult<u64> {
+    store
+        .backend()
+        .count(ctx.tenant(), table, &Cond::True)
+        .await
+        .at("count rows")
+}
+
+/// The number of rows of `ctx`'s tenant in each of `tables`.
+pub(crate) async fn row_counts(
+    store: &Store,
+    ctx: &Ctx,
+    tables: impl IntoIterator<Item = &'static str>,
+) -> CheckResult<BTreeMap<&'static str, u64>> {
+    let mut rows = BTreeMap::new();
+    for t in tables {
+        rows.insert(t, count(store, ctx, t).await?);
+    }
+    Ok(rows)
+}
+
+/// The number of rows of `ctx`'s tenant in every table of the store's schema.
+pub(crate) async fn all_row_counts(
+    store: &Store,
+    ctx: &Ctx,
+) -> CheckResult<BTreeMap<&'static str, u64>> {
+    let tables: Vec<&'static str> = store.backend().schema().tables().map(|t| t.name).collect();
+    row_counts(store, ctx, tables).await
+}
