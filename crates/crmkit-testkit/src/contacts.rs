@@ -15,6 +15,7 @@
 
 use crate::check::{At, expect_denied, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
+use crate::support::all_pages;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -328,56 +329,38 @@ pub fn memory_store() -> crmkit_core::Result<Store> {
 // ---------------------------------------------------------------------------------------
 
 /// Every contact a query returns, following cursors.
-async fn all_contacts(c: &Contacts, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Contact>> {
-    let mut q = q.clone();
-    let mut out = vec![];
-    for _ in 0..100_000 {
-        let page = c.list_contacts(ctx, &q).await.at("list contacts")?;
-        ensure!(
-            page.items.len() <= q.limit as usize,
-            "a page of {} items for limit {}",
-            page.items.len(),
-            q.limit
-        );
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(cur) => q.cursor = Some(cur),
-            None => return Ok(out),
-        }
-    }
-    Err(Failure::new("contact paging did not end"))
+pub(crate) async fn all_contacts(c: &Contacts, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Contact>> {
+    all_pages(q, "list contacts", |q| async move {
+        c.list_contacts(ctx, &q).await
+    })
+    .await
 }
 
 /// Every organization a query returns, following cursors.
-async fn all_orgs(c: &Contacts, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Organization>> {
-    let mut q = q.clone();
-    let mut out = vec![];
-    for _ in 0..100_000 {
-        let page = c
-            .list_organizations(ctx, &q)
-            .await
-            .at("list organizations")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(cur) => q.cursor = Some(cur),
-            None => return Ok(out),
-        }
-    }
-    Err(Failure::new("organization paging did not end"))
+pub(crate) async fn all_orgs(c: &Contacts, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Organization>> {
+    all_pages(q, "list organizations", |q| async move {
+        c.list_organizations(ctx, &q).await
+    })
+    .await
 }
 
 /// What a failed command must leave unchanged: the row count of every table of the
 /// tenant, the last event sequence, and every contact and organization.
 #[derive(Debug, Clone, PartialEq)]
-struct Snapshot {
+pub(crate) struct Snapshot {
     rows: BTreeMap<&'static str, u64>,
-    last_seq: u64,
+    pub(crate) last_seq: u64,
     contacts: Vec<Contact>,
     orgs: Vec<Organization>,
 }
 
-async fn snapshot(f: &Fixture) -> CheckResult<Snapshot> {
-    let all = Query::new().include_deleted().limit(1000);
+/// A query for every record, deleted ones too, 1000 a page.
+pub(crate) fn every_record() -> Query {
+    Query::new().include_deleted().limit(1000)
+}
+
+pub(crate) async fn snapshot(f: &Fixture) -> CheckResult<Snapshot> {
+    let all = every_record();
     Ok(Snapshot {
         rows: f.row_counts().await?,
         last_seq: f.last_seq().await?,
@@ -386,8 +369,9 @@ async fn snapshot(f: &Fixture) -> CheckResult<Snapshot> {
     })
 }
 
+/// Passes when nothing `before` and `after` compare changed; else fails naming what did.
 #[track_caller]
-fn same_snapshot(before: &Snapshot, after: &Snapshot, what: &str) -> CheckResult {
+pub(crate) fn same_snapshot(before: &Snapshot, after: &Snapshot, what: &str) -> CheckResult {
     if before == after {
         return Ok(());
     }

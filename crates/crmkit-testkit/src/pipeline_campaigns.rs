@@ -15,6 +15,7 @@
 
 use crate::check::{At, CheckResult, Failure, expect_validation, validation_reasons};
 pub use crate::check::{CheckFn, CheckFuture};
+use crate::support::all_pages;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -87,17 +88,12 @@ fn apis(f: &Fixture) -> CheckResult<(Campaigns, Currencies)> {
 }
 
 async fn all_campaigns(c: &Campaigns, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Campaign>> {
-    let mut q = q.clone();
-    let mut out = vec![];
-    for _ in 0..10_000 {
-        let page = c.list(ctx, &q).await.at("list campaigns")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(cur) => q.cursor = Some(cur),
-            None => return Ok(out),
-        }
-    }
-    Err(Failure::new("campaign paging did not end"))
+    all_pages(
+        q,
+        "list campaigns",
+        |q| async move { c.list(ctx, &q).await },
+    )
+    .await
 }
 
 async fn all_members(

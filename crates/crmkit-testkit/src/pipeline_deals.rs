@@ -9,6 +9,7 @@
 
 use crate::check::{At, CheckResult, Failure, expect_validation, validation_reasons};
 pub use crate::check::{CheckFn, CheckFuture};
+use crate::support::all_pages;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -91,21 +92,18 @@ fn usd(s: &str) -> Money {
     Money::parse(s, "USD").expect("USD amount")
 }
 
-async fn all_deals(d: &Deals, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Deal>> {
-    let mut q = q.clone();
-    let mut out = vec![];
-    for _ in 0..10_000 {
-        let page = d.list_deals(ctx, &q).await.at("list deals")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) => q.cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
-    Err(Failure::new("deal paging did not end"))
+/// Every deal a query returns, following cursors.
+pub(crate) async fn all_deals(d: &Deals, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Deal>> {
+    all_pages(
+        q,
+        "list deals",
+        |q| async move { d.list_deals(ctx, &q).await },
+    )
+    .await
 }
 
-fn ids(v: &[Deal]) -> Vec<crmkit_core::DealId> {
+/// The ids of `v`, sorted.
+pub(crate) fn ids(v: &[Deal]) -> Vec<crmkit_core::DealId> {
     let mut x: Vec<_> = v.iter().map(|d| d.id).collect();
     x.sort();
     x

@@ -11,11 +11,13 @@
 //! [`concurrent_conversion`] spawns tokio tasks: run the suite on a multi-thread runtime.
 
 use crate::check::{At, expect_denied, expect_validation, validation_reasons};
+use crate::contacts::{all_contacts, all_orgs, every_record};
+use crate::support::all_pages;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crmkit_contacts::{
-    Contact, Contacts, ContactsModule, NewContact, NewOrganization, Organization, PhoneInput,
+    Contact, ContactsModule, NewContact, NewOrganization, Organization, PhoneInput,
 };
 use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::{
@@ -184,107 +186,32 @@ fn full_lead(f: &Fixture, i: usize) -> NewLead {
 // ---------------------------------------------------------------------------------------
 
 async fn all_leads(l: &Leads, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Lead>> {
-    let mut q = q.clone();
-    let mut out = vec![];
-    for _ in 0..100_000 {
-        let page = l.list(ctx, &q).await.at("list leads")?;
-        ensure!(
-            page.items.len() <= q.limit as usize,
-            "a page of {} items for limit {}",
-            page.items.len(),
-            q.limit
-        );
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) => q.cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
-    Err(Failure::new("lead paging did not end"))
+    all_pages(q, "list leads", |q| async move { l.list(ctx, &q).await }).await
 }
 
-async fn all_contacts(c: &Contacts, ctx: &Ctx) -> CheckResult<Vec<Contact>> {
-    let mut q = Query::new().include_deleted().limit(1000);
-    let mut out = vec![];
-    loop {
-        let page = c.list_contacts(ctx, &q).await.at("list contacts")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(cur) => q.cursor = Some(cur),
-            None => return Ok(out),
-        }
-    }
-}
-
-async fn all_orgs(c: &Contacts, ctx: &Ctx) -> CheckResult<Vec<Organization>> {
-    let mut q = Query::new().include_deleted().limit(1000);
-    let mut out = vec![];
-    loop {
-        let page = c.list_organizations(ctx, &q).await.at("list orgs")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(cur) => q.cursor = Some(cur),
-            None => return Ok(out),
-        }
-    }
-}
-
-/// What a failed command must leave unchanged: row counts of every table of the tenant,
-/// the last event, every lead, contact and organization.
+/// What a failed command must leave unchanged: the contacts snapshot and every lead.
 #[derive(Debug, Clone, PartialEq)]
 struct Snapshot {
-    rows: BTreeMap<&'static str, u64>,
-    last_seq: u64,
+    base: crate::contacts::Snapshot,
     leads: Vec<Lead>,
-    contacts: Vec<Contact>,
-    orgs: Vec<Organization>,
 }
 
 async fn snapshot(f: &Fixture) -> CheckResult<Snapshot> {
     Ok(Snapshot {
-        rows: f.row_counts().await?,
-        last_seq: f.last_seq().await?,
-        leads: all_leads(
-            &f.leads,
-            &f.admin,
-            &Query::new().include_deleted().limit(1000),
-        )
-        .await?,
-        contacts: all_contacts(&f.contacts, &f.admin).await?,
-        orgs: all_orgs(&f.contacts, &f.admin).await?,
+        base: crate::contacts::snapshot(f).await?,
+        leads: all_leads(&f.leads, &f.admin, &every_record()).await?,
     })
 }
 
 #[track_caller]
 fn same_snapshot(before: &Snapshot, after: &Snapshot, what: &str) -> CheckResult {
-    if before == after {
-        return Ok(());
+    let base = crate::contacts::same_snapshot(&before.base, &after.base, what);
+    if before.leads == after.leads {
+        return base;
     }
-    let mut diffs = vec![];
-    for (t, n) in &before.rows {
-        let m = after.rows.get(t).copied().unwrap_or(0);
-        if *n != m {
-            diffs.push(format!("{t}: {n} -> {m} rows"));
-        }
-    }
-    if before.last_seq != after.last_seq {
-        diffs.push(format!(
-            "last event seq {} -> {}",
-            before.last_seq, after.last_seq
-        ));
-    }
-    if before.leads != after.leads {
-        diffs.push("leads changed".into());
-    }
-    if before.contacts != after.contacts {
-        diffs.push("contacts changed".into());
-    }
-    if before.orgs != after.orgs {
-        diffs.push("organizations changed".into());
-    }
+    let also = base.err().map(|f| format!("; {f}")).unwrap_or_default();
     Err(Failure::new(format!(
-        "{what}: a failed command changed state: {}",
-        diffs.join("; ")
+        "{what}: a failed command changed state: leads changed{also}"
     )))
 }
 
@@ -1716,8 +1643,8 @@ pub async fn conversion_links(store: &Store) -> CheckResult {
         )
         .await
         .at("create")?;
-    let contacts_before = all_contacts(&f.contacts, a).await?.len();
-    let orgs_before = all_orgs(&f.contacts, a).await?.len();
+    let contacts_before = all_contacts(&f.contacts, a, &every_record()).await?.len();
+    let orgs_before = all_orgs(&f.contacts, a, &every_record()).await?.len();
     let seq = f.last_seq().await?;
     let conv = l
         .convert(a, lead.id, 1, ConvertLead::default())
@@ -1734,12 +1661,12 @@ pub async fn conversion_links(store: &Store) -> CheckResult {
         "the existing org is linked"
     );
     ensure_eq!(
-        all_contacts(&f.contacts, a).await?.len(),
+        all_contacts(&f.contacts, a, &every_record()).await?.len(),
         contacts_before,
         "no new contact"
     );
     ensure_eq!(
-        all_orgs(&f.contacts, a).await?.len(),
+        all_orgs(&f.contacts, a, &every_record()).await?.len(),
         orgs_before,
         "no new org"
     );
@@ -2350,7 +2277,7 @@ pub async fn conversion_atomicity(store: &Store) -> CheckResult {
         ..Default::default()
     };
     let before = snapshot(&f).await?;
-    let seq0 = before.last_seq;
+    let seq0 = before.base.last_seq;
     let mut steps = None;
     for n in 0..MAX_FAULT_STEPS {
         f.store
@@ -2463,14 +2390,14 @@ pub async fn concurrent_conversion(store: &Store) -> CheckResult {
         w.lead,
         "the winner's lead"
     );
-    let holders: Vec<Contact> = all_contacts(&f.contacts, a)
+    let holders: Vec<Contact> = all_contacts(&f.contacts, a, &every_record())
         .await?
         .into_iter()
         .filter(|c| c.emails.iter().any(|e| e.address == "race@lead.example"))
         .collect();
     ensure_eq!(holders.len(), 1, "exactly one contact");
     ensure_eq!(
-        all_orgs(&f.contacts, a).await?.len(),
+        all_orgs(&f.contacts, a, &every_record()).await?.len(),
         1,
         "exactly one organization"
     );

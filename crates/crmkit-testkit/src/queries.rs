@@ -29,12 +29,13 @@ use crmkit_core::store::{
     TableDef, Value, Write,
 };
 use crmkit_core::{Changeset, CustomValue, Error, Filter, Module, Modules, Money, Query, Store};
-use crmkit_pipeline::deal::{Deal, Deals, NewDeal, NewPipeline, NewStage};
+use crmkit_pipeline::deal::{Deals, NewDeal, NewPipeline, NewStage};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
 use crate::check::{At, CheckResult, Failure, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture};
+use crate::pipeline_deals::{all_deals, ids};
 
 /// The storage-contract table of these checks.
 pub const ROWS: &str = "qk_rows";
@@ -127,26 +128,6 @@ fn expect_validation_at<T: fmt::Debug>(
             "{what}: expected a Validation error naming {field:?} ({reason}), got {other:?}"
         ))),
     }
-}
-
-async fn all_deals(d: &Deals, ctx: &crmkit_core::Ctx, q: &Query) -> CheckResult<Vec<Deal>> {
-    let mut q = q.clone();
-    let mut out = vec![];
-    for _ in 0..1000 {
-        let page = d.list_deals(ctx, &q).await.at("list deals")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) => q.cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
-    Err(Failure::new("deal paging did not end"))
-}
-
-fn ids(v: &[Deal]) -> Vec<crmkit_core::DealId> {
-    let mut x: Vec<_> = v.iter().map(|d| d.id).collect();
-    x.sort();
-    x
 }
 
 // ---------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::check::{At, CheckResult, Failure};
 use crate::contacts::{Fixture, error_variant, setup};
+use crate::support::all_pages;
 
 /// Makes a valid create body for a kind (as the fixture's admin; records it needs are
 /// created first, and may be shared between calls). Every call gives a body that can be
@@ -181,19 +182,14 @@ fn in_page(page: &crmkit_core::Page<Json>, id: Uuid) -> bool {
 }
 
 async fn list_all(store: &Store, ctx: &Ctx, kind: &str, deleted: bool) -> CheckResult<Vec<Json>> {
-    let mut out = vec![];
     let mut q = Query::new().limit(1000);
     if deleted {
         q = q.include_deleted();
     }
-    loop {
-        let page = store.records().list(ctx, kind, &q).await.at("list")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) => q = q.after(c),
-            None => return Ok(out),
-        }
-    }
+    all_pages(&q, "list", |q| async move {
+        store.records().list(ctx, kind, &q).await
+    })
+    .await
 }
 
 /// Create, get, list, patch (and a stale patch), delete, list with and without deleted

@@ -2,13 +2,14 @@
 //! by page, and row counts (what a failed command must leave unchanged).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use crmkit_core::store::Cond;
-use crmkit_core::{Ctx, Event, ManualClock, RecordRef, Store, UserId};
+use crmkit_core::{Ctx, Event, ManualClock, Page, Query, RecordRef, Store, UserId};
 
-use crate::check::{At, CheckResult};
+use crate::check::{At, CheckResult, Failure};
 
 /// How many events a page of the change feed asks for.
 const FEED_PAGE: u32 = 500;
@@ -111,4 +112,34 @@ pub(crate) async fn all_row_counts(
 ) -> CheckResult<BTreeMap<&'static str, u64>> {
     let tables: Vec<&'static str> = store.backend().schema().tables().map(|t| t.name).collect();
     row_counts(store, ctx, tables).await
+}
+
+/// Every item of a paged listing, from query `q` on, following cursors: `list` fetches one
+/// page (`what` names it in failures). Fails when a page holds more than `q.limit` items or
+/// the paging does not end.
+pub(crate) async fn all_pages<T, Fut>(
+    q: &Query,
+    what: &str,
+    mut list: impl FnMut(Query) -> Fut,
+) -> CheckResult<Vec<T>>
+where
+    Fut: Future<Output = crmkit_core::Result<Page<T>>>,
+{
+    let mut q = q.clone();
+    let mut out = vec![];
+    for _ in 0..100_000 {
+        let page = list(q.clone()).await.at(what)?;
+        ensure!(
+            page.items.len() <= q.limit as usize,
+            "{what}: a page of {} items for limit {}",
+            page.items.len(),
+            q.limit
+        );
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(cur) => q.cursor = Some(cur),
+            None => return Ok(out),
+        }
+    }
+    Err(Failure::new(format!("{what}: paging did not end")))
 }

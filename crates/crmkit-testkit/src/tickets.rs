@@ -27,7 +27,7 @@ use crmkit_tickets::{
 
 use crate::check::{At, expect_denied, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
-use crate::support::{at_time, record_event_kinds, row_counts, t, user};
+use crate::support::{all_pages, at_time, record_event_kinds, row_counts, t, user};
 
 /// The modules the checks need: core, contacts, pipeline, activities and tickets.
 pub fn modules() -> crmkit_core::Result<Modules> {
@@ -249,16 +249,13 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         "a tag filter matches whole tags only"
     );
     // Sort by urgency, keyset-paged.
-    let mut seen = vec![];
-    let mut q = Query::new().sort_desc("priority_rank").limit(1);
-    loop {
-        let page = tk.list(&admin, &q).await.at("page")?;
-        seen.extend(page.items.iter().map(|t| t.number));
-        match page.next_cursor {
-            Some(cur) => q = q.after(cur),
-            None => break,
-        }
-    }
+    let q = Query::new().sort_desc("priority_rank").limit(1);
+    let admin_ref = &admin;
+    let seen: Vec<_> = all_pages(&q, "page", |q| async move { tk.list(admin_ref, &q).await })
+        .await?
+        .iter()
+        .map(|t| t.number)
+        .collect();
     ensure_eq!(seen, vec![1, 2], "urgent first, paged one by one");
     let open = tk
         .requester_open_tickets(&admin, c, None, 10)

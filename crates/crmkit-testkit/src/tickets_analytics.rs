@@ -19,6 +19,7 @@ use crmkit_tickets::{
 
 use crate::check::At;
 pub use crate::check::{CheckResult, Failure};
+use crate::support::all_pages;
 use crate::support::at_time;
 pub use crate::tickets::{CheckFn, CheckFuture, Fixture, modules, setup};
 
@@ -136,16 +137,13 @@ fn stat(count: u64, total: i64) -> MinutesStat {
 
 /// Every ticket the admin can list (not deleted).
 async fn listed(f: &Fixture) -> CheckResult<Vec<Ticket>> {
-    let mut out = vec![];
-    let mut q = Query::new().sort_asc("number").limit(50);
-    loop {
-        let page = f.tickets.list(&f.admin, &q).await.at("list")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) => q = q.after(c),
-            None => return Ok(out),
-        }
-    }
+    let q = Query::new().sort_asc("number").limit(50);
+    all_pages(
+        &q,
+        "list",
+        |q| async move { f.tickets.list(&f.admin, &q).await },
+    )
+    .await
 }
 
 /// The backlog computed from listed tickets.
