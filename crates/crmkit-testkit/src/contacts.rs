@@ -3712,33 +3712,14 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = crmkit_core::Result<Store>>,
 {
-    use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(format!("tokio runtime: {e}")))?;
-    let store = rt.block_on(factory()).at("store factory")?;
-    let mut runner = TestRunner::new(Config {
-        cases: config.cases,
-        max_shrink_iters: config.max_shrink_iters,
-        failure_persistence: None,
-        ..Config::default()
-    });
     let strategy = proptest::collection::vec(model_cmd(), 1..=config.max_len.max(1));
-    let r = runner.run(&strategy, |cmds| {
-        rt.block_on(model_case(&store, &cmds))
-            .map_err(|f| TestCaseError::fail(f.message))
-    });
-    match r {
-        Ok(()) => Ok(()),
-        Err(TestError::Fail(reason, cmds)) => Err(Failure::new(format!(
-            "model-based test failed: {reason}\n  minimal commands: {cmds:#?}"
-        ))),
-        Err(TestError::Abort(reason)) => {
-            Err(Failure::new(format!("model-based test aborted: {reason}")))
-        }
-    }
+    crate::support::run_property(
+        "model-based test",
+        factory,
+        strategy,
+        (config.cases, config.max_shrink_iters),
+        |s, cmds| Box::pin(async move { model_case(s, &cmds).await }),
+    )
 }
 
 // ---------------------------------------------------------------------------------------

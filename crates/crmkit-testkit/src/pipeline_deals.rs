@@ -10,6 +10,7 @@
 use crate::check::{At, CheckResult, Failure, expect_validation, validation_reasons};
 pub use crate::check::{CheckFn, CheckFuture};
 use crate::support::all_pages;
+use crate::support::run_property;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -1481,43 +1482,6 @@ pub async fn history_case(store: &Store, cmds: &[MoveCmd]) -> CheckResult {
     Ok(())
 }
 
-fn run_prop<S, F, Fut>(
-    factory: F,
-    strategy: S,
-    cases: u32,
-    case: impl Fn(&Store, S::Value) -> CheckFuture<'_>,
-) -> CheckResult
-where
-    S: Strategy,
-    S::Value: fmt::Debug,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = crmkit_core::Result<Store>>,
-{
-    use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(format!("tokio runtime: {e}")))?;
-    let store = rt.block_on(factory()).at("store factory")?;
-    let mut runner = TestRunner::new(Config {
-        cases,
-        max_shrink_iters: 50,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    match runner.run(&strategy, |v| {
-        rt.block_on(case(&store, v))
-            .map_err(|f| TestCaseError::fail(f.message))
-    }) {
-        Ok(()) => Ok(()),
-        Err(TestError::Fail(reason, v)) => Err(Failure::new(format!(
-            "property failed: {reason}\n  minimal input: {v:#?}"
-        ))),
-        Err(TestError::Abort(reason)) => Err(Failure::new(format!("aborted: {reason}"))),
-    }
-}
-
 /// Property: after random sequences of moves, pipeline changes, waits and amount
 /// changes, a deal's stage history is contiguous, its time in stages sums to its
 /// lifetime, and its stage belongs to its pipeline (proptest, 12 cases).
@@ -1526,10 +1490,11 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = crmkit_core::Result<Store>>,
 {
-    run_prop(
+    run_property(
+        "property",
         factory,
         proptest::collection::vec(move_cmd(), 1..25),
-        12,
+        (12, 50),
         |s, cmds| Box::pin(async move { history_case(s, &cmds).await }),
     )
 }
@@ -1614,10 +1579,11 @@ where
         0usize..3,
         proptest::option::of(0u8..=100),
     );
-    run_prop(
+    run_property(
+        "property",
         factory,
         proptest::collection::vec(spec, 1..30),
-        10,
+        (10, 50),
         |s, specs| Box::pin(async move { weighted_case(s, &specs).await }),
     )
 }

@@ -1035,7 +1035,6 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = crmkit_core::Result<Store>>,
 {
-    use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
     let value = prop_oneof![
         3 => Just(Some(i64::MAX)),
         3 => Just(Some(i64::MIN)),
@@ -1046,28 +1045,9 @@ where
         1 => Just(None),
     ];
     let strategy = proptest::collection::vec(proptest::collection::vec(value, 0..24), 1..4);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(format!("tokio runtime: {e}")))?;
-    let store = rt.block_on(factory()).at("store factory")?;
-    let mut runner = TestRunner::new(Config {
-        cases: 12,
-        max_shrink_iters: 50,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    match runner.run(&strategy, |groups| {
-        rt.block_on(wide_sum_case(&store, &groups))
-            .map_err(|f| TestCaseError::fail(f.message))
-    }) {
-        Ok(()) => Ok(()),
-        Err(TestError::Fail(reason, v)) => Err(Failure::new(format!(
-            "property failed: {reason}\n  minimal input: {v:?}"
-        ))),
-        Err(TestError::Abort(reason)) => Err(Failure::new(format!("aborted: {reason}"))),
-    }
+    crate::support::run_property("property", factory, strategy, (12, 50), |s, groups| {
+        Box::pin(async move { wide_sum_case(s, &groups).await })
+    })
 }
 
 // ---------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use crmkit_core::store::Cond;
 use crmkit_core::{Ctx, Event, ManualClock, Page, Query, RecordRef, Store, UserId};
 
-use crate::check::{At, CheckResult, Failure};
+use crate::check::{At, CheckFuture, CheckResult, Failure};
 
 /// How many events a page of the change feed asks for.
 const FEED_PAGE: u32 = 500;
@@ -142,4 +142,46 @@ where
         }
     }
     Err(Failure::new(format!("{what}: paging did not end")))
+}
+
+/// Runs a proptest property on one store, which `factory` opens inside a runtime of the
+/// property's own: `cases` cases drawn from `strategy`, shrinking a failure at most
+/// `max_shrink_iters` times; `what` names the property in the failure, with the minimal
+/// input.
+pub(crate) fn run_property<S, F, Fut>(
+    what: &str,
+    factory: F,
+    strategy: S,
+    (cases, max_shrink_iters): (u32, u32),
+    case: impl Fn(&Store, S::Value) -> CheckFuture<'_>,
+) -> CheckResult
+where
+    S: proptest::strategy::Strategy,
+    S::Value: std::fmt::Debug,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = crmkit_core::Result<Store>>,
+{
+    use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(format!("tokio runtime: {e}")))?;
+    let store = rt.block_on(factory()).at("store factory")?;
+    let mut runner = TestRunner::new(Config {
+        cases,
+        max_shrink_iters,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    match runner.run(&strategy, |v| {
+        rt.block_on(case(&store, v))
+            .map_err(|f| TestCaseError::fail(f.message))
+    }) {
+        Ok(()) => Ok(()),
+        Err(TestError::Fail(reason, v)) => Err(Failure::new(format!(
+            "{what} failed: {reason}\n  minimal input: {v:#?}"
+        ))),
+        Err(TestError::Abort(reason)) => Err(Failure::new(format!("{what} aborted: {reason}"))),
+    }
 }

@@ -89,6 +89,21 @@ macro_rules! store_suite {
     };
 }
 
+/// `#[test] fn $test`, which runs the sync property `$suite::$property` (given a store
+/// factory) on a store of `$modules()` on every backend, reported as `suite::property`.
+macro_rules! store_property {
+    ($test:ident: $suite:ident::$property:ident, $modules:path) => {
+        #[test]
+        fn $test() {
+            let name = concat!(stringify!($suite), "::", stringify!($property));
+            crmkit_testkit::run_sync_on_all(name, |b| {
+                $suite::$property(move || crate::store(b, $modules))
+                    .map_err(|f| crmkit_core::Error::storage(f.message))
+            });
+        }
+    };
+}
+
 mod activities;
 mod contacts;
 mod directory;
