@@ -27,7 +27,7 @@ use crmkit_pipeline::PipelineModule;
 
 use crate::check::{At, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
-use crate::support::{count, date, row_counts, t, user};
+use crate::support::{count, date, fail_at_every_write, row_counts, t, user};
 
 /// The modules the checks need: core, contacts, pipeline and activities.
 pub fn modules() -> crmkit_core::Result<Modules> {
@@ -38,19 +38,11 @@ pub fn modules() -> crmkit_core::Result<Modules> {
         .build()
 }
 
-/// A fresh tenant: the contacts fixture plus the activities API.
-#[derive(Debug, Clone)]
-pub struct Fixture {
-    /// The contacts fixture.
-    pub base: crate::contacts::Fixture,
-    /// The activities API.
-    pub activities: Activities,
-}
-
-impl std::ops::Deref for Fixture {
-    type Target = crate::contacts::Fixture;
-    fn deref(&self) -> &Self::Target {
-        &self.base
+extended_fixture! {
+    /// A fresh tenant: the contacts fixture plus the activities API.
+    Fixture {
+        /// The activities API.
+        activities: Activities,
     }
 }
 
@@ -1593,31 +1585,22 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     ];
     let snapshot = || row_counts(store, &f.admin, tables);
     let before = snapshot().await?;
-    let mut n = 0;
-    loop {
-        store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
-        let r = a
-            .create(
-                &f.rep,
-                NewActivity::new("t", task(at(t(2027, 2, 1, 9)))).related_to(c.clone()),
-            )
-            .await;
-        store.backend().inject_fault(None);
-        match r {
-            Err(Error::Storage { .. }) => {
-                ensure_eq!(snapshot().await?, before, "nothing written at write {n}");
-                n += 1;
-            }
-            Ok(x) => {
-                ensure!(n > 3, "the create has several writes ({n})");
-                let fu = a.follow_up(&f.rep, &c).await.at("follow up")?;
-                ensure_eq!(fu.next_activity, Some(x.id), "written whole");
-                break;
-            }
-            Err(e) => return Err(Failure::new(format!("write {n}: {e:?}"))),
-        }
-        ensure!(n < 100, "too many writes");
-    }
+    let nothing_written = async |n| {
+        ensure_eq!(snapshot().await?, before, "nothing written at write {n}");
+        Ok(())
+    };
+    let (n, x) = fail_at_every_write(store, "create", nothing_written, async || {
+        a.create(
+            &f.rep,
+            NewActivity::new("t", task(at(t(2027, 2, 1, 9)))).related_to(c.clone()),
+        )
+        .await
+    })
+    .await?;
+    ensure!(n < 100, "too many writes");
+    ensure!(n > 3, "the create has several writes ({n})");
+    let fu = a.follow_up(&f.rep, &c).await.at("follow up")?;
+    ensure_eq!(fu.next_activity, Some(x.id), "written whole");
     Ok(())
 }
 
@@ -1695,21 +1678,14 @@ pub async fn batch_create(store: &Store) -> CheckResult {
         .await
         .at("events")?
         .len();
-    let mut n = 0;
-    let created = loop {
-        store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
-        let r = a.create_many(&f.rep, good()).await;
-        store.backend().inject_fault(None);
-        match r {
-            Err(Error::Storage { .. }) => {
-                ensure_eq!(snapshot().await?, before, "nothing written at write {n}");
-                n += 1;
-            }
-            Ok(x) => break x,
-            Err(e) => return Err(Failure::new(format!("write {n}: {e:?}"))),
-        }
-        ensure!(n < 200, "too many writes");
+    let nothing_written = async |n| {
+        ensure_eq!(snapshot().await?, before, "nothing written at write {n}");
+        Ok(())
     };
+    let (n, created) = fail_at_every_write(store, "create_many", nothing_written, async || {
+        a.create_many(&f.rep, good()).await
+    })
+    .await?;
     ensure!(n > 8, "the batch has many writes ({n})");
     ensure_eq!(created.len(), 4, "four created");
     for x in &created {

@@ -2679,9 +2679,6 @@ pub async fn no_tenant_no_context(store: &Store) -> CheckResult {
 // 9. F2 atomicity
 // ---------------------------------------------------------------------------------------
 
-/// Most writes one command is expected to make in [`atomicity`].
-const MAX_FAULT_STEPS: usize = 200;
-
 /// Runs `cmd` with a fault before its n-th write for n = 0, 1, ... until it succeeds.
 /// Every failing run must be a Storage error leaving the tenant exactly as before (no
 /// row, lookup or custom-value row, audit entry or event of it). Returns the number of
@@ -2692,31 +2689,11 @@ async fn fail_at_every_write<T: fmt::Debug>(
     cmd: impl AsyncFn() -> crmkit_core::Result<T>,
 ) -> CheckResult<(usize, T)> {
     let before = snapshot(f).await?;
-    for n in 0..MAX_FAULT_STEPS {
-        f.store
-            .backend()
-            .inject_fault(Some(crmkit_core::Fault::FailAtWrite(n)));
-        let r = cmd().await;
-        f.store.backend().inject_fault(None);
-        match r {
-            Ok(v) => {
-                ensure!(n > 0, "{what}: succeeded with a fault at write 0");
-                return Ok((n, v));
-            }
-            Err(Error::Storage { .. }) => {
-                let after = snapshot(f).await?;
-                same_snapshot(&before, &after, &format!("{what} failing at write {n}"))?;
-            }
-            Err(e) => {
-                return Err(Failure::new(format!(
-                    "{what} with a fault at write {n}: expected a Storage error, got {e:?}"
-                )));
-            }
-        }
-    }
-    Err(Failure::new(format!(
-        "{what} still failed with a fault after {MAX_FAULT_STEPS} writes"
-    )))
+    let unchanged = async |n| {
+        let after = snapshot(f).await?;
+        same_snapshot(&before, &after, &format!("{what} failing at write {n}"))
+    };
+    crate::support::fail_at_every_write(&f.store, what, unchanged, cmd).await
 }
 
 /// F2: a fault before any write of create_contact (with emails, phones and custom

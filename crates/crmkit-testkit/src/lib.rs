@@ -66,6 +66,8 @@ use crmkit_sql::testing::{DatabaseHold, SharedDatabase};
 
 #[macro_use]
 pub mod check;
+#[macro_use]
+mod support;
 pub mod activities;
 pub mod contacts;
 pub mod directory;
@@ -76,7 +78,6 @@ pub mod queries;
 pub mod records;
 pub mod records_fixtures;
 pub mod storage;
-mod support;
 pub mod tickets;
 pub mod tickets_analytics;
 pub mod tickets_calls;

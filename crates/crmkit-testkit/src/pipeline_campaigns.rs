@@ -1472,32 +1472,19 @@ async fn fail_at_every_write<T: fmt::Debug>(
     cmd: impl AsyncFn() -> crmkit_core::Result<T>,
 ) -> CheckResult<T> {
     let before = f.rows_and_seq().await?;
-    for n in 0..100 {
-        f.store
-            .backend()
-            .inject_fault(Some(crmkit_core::Fault::FailAtWrite(n)));
-        let r = cmd().await;
-        f.store.backend().inject_fault(None);
-        match r {
-            Ok(v) => {
-                ensure!(n > 0, "{what}: succeeded with a fault at write 0");
-                return Ok(v);
-            }
-            Err(Error::Storage { .. }) => {
-                ensure_eq!(
-                    f.rows_and_seq().await?,
-                    before,
-                    "{what} failing at write {n} changed state"
-                );
-            }
-            Err(e) => {
-                return Err(Failure::new(format!(
-                    "{what} with a fault at write {n}: expected a Storage error, got {e:?}"
-                )));
-            }
-        }
-    }
-    Err(Failure::new(format!("{what} never succeeded")))
+    let unchanged = async |n| {
+        ensure_eq!(
+            f.rows_and_seq().await?,
+            before,
+            "{what} failing at write {n} changed state"
+        );
+        Ok(())
+    };
+    Ok(
+        crate::support::fail_at_every_write(&f.store, what, unchanged, cmd)
+            .await?
+            .1,
+    )
 }
 
 /// F2: a fault before any write of a campaign or currency command leaves no trace.

@@ -1294,32 +1294,17 @@ async fn fail_at_every_write<T: fmt::Debug>(
     cmd: impl AsyncFn() -> crmkit_core::Result<T>,
 ) -> CheckResult<T> {
     let before = d.f.rows_and_seq().await?;
-    for n in 0..200 {
-        d.f.store
-            .backend()
-            .inject_fault(Some(crmkit_core::Fault::FailAtWrite(n)));
-        let r = cmd().await;
-        d.f.store.backend().inject_fault(None);
-        match r {
-            Ok(v) => {
-                ensure!(n >= 4, "{what}: succeeded after only {n} writes");
-                return Ok(v);
-            }
-            Err(Error::Storage { .. }) => {
-                ensure_eq!(
-                    before,
-                    d.f.rows_and_seq().await?,
-                    "{what} failing at write {n} left a trace"
-                );
-            }
-            Err(e) => {
-                return Err(Failure::new(format!(
-                    "{what} with a fault at write {n}: expected Storage, got {e:?}"
-                )));
-            }
-        }
-    }
-    Err(Failure::new(format!("{what} never succeeded")))
+    let unchanged = async |n| {
+        ensure_eq!(
+            before,
+            d.f.rows_and_seq().await?,
+            "{what} failing at write {n} left a trace"
+        );
+        Ok(())
+    };
+    let (n, v) = crate::support::fail_at_every_write(&d.f.store, what, unchanged, cmd).await?;
+    ensure!(n >= 4, "{what}: succeeded after only {n} writes");
+    Ok(v)
 }
 
 // ---------------------------------------------------------------------------------------

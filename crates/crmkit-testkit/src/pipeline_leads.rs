@@ -80,24 +80,16 @@ pub fn modules() -> crmkit_core::Result<Modules> {
         .build()
 }
 
-/// A fresh tenant: the contacts fixture (users `admin`, `manager`, `rep` and `rep2` in
-/// team X, `rep_y` in team Y, `readonly` in team X) plus the leads API and lead custom
-/// fields `region` (single choice emea/amer/apac) and `budget_k` (number), and a campaign
-/// owned by the admin for leads to refer to.
-#[derive(Debug, Clone)]
-pub struct Fixture {
-    /// The contacts fixture.
-    pub base: crate::contacts::Fixture,
-    /// The leads API.
-    pub leads: Leads,
-    /// A campaign of the admin (visible to the admin and the manager only).
-    pub campaign: CampaignId,
-}
-
-impl std::ops::Deref for Fixture {
-    type Target = crate::contacts::Fixture;
-    fn deref(&self) -> &Self::Target {
-        &self.base
+extended_fixture! {
+    /// A fresh tenant: the contacts fixture (users `admin`, `manager`, `rep` and `rep2` in
+    /// team X, `rep_y` in team Y, `readonly` in team X) plus the leads API and lead custom
+    /// fields `region` (single choice emea/amer/apac) and `budget_k` (number), and a campaign
+    /// owned by the admin for leads to refer to.
+    Fixture {
+        /// The leads API.
+        leads: Leads,
+        /// A campaign of the admin (visible to the admin and the manager only).
+        campaign: CampaignId,
     }
 }
 
@@ -2260,9 +2252,6 @@ pub async fn conversion_with_deal(store: &Store) -> CheckResult {
 // 7. Faults and concurrency
 // ---------------------------------------------------------------------------------------
 
-/// Most writes a conversion is expected to make.
-const MAX_FAULT_STEPS: usize = 200;
-
 /// F2: a fault before any write of a conversion (for every write, the last one included)
 /// fails it with a Storage error and leaves no contact, organization, deal, event, audit
 /// entry or index row, and the lead unconverted; then the conversion succeeds. Injects
@@ -2278,39 +2267,21 @@ pub async fn conversion_atomicity(store: &Store) -> CheckResult {
     };
     let before = snapshot(&f).await?;
     let seq0 = before.base.last_seq;
-    let mut steps = None;
-    for n in 0..MAX_FAULT_STEPS {
-        f.store
-            .backend()
-            .inject_fault(Some(crmkit_core::Fault::FailAtWrite(n)));
-        let r = l.convert(a, lead.id, 1, input.clone()).await;
-        f.store.backend().inject_fault(None);
-        match r {
-            Ok(conv) => {
-                steps = Some((n, conv));
-                break;
-            }
-            Err(Error::Storage { .. }) => {
-                let after = snapshot(&f).await?;
-                same_snapshot(&before, &after, &format!("conversion failing at write {n}"))?;
-                ensure_eq!(
-                    l.get(a, lead.id).await.at("get")?,
-                    lead,
-                    "the lead is unconverted after a fault at {n}"
-                );
-            }
-            Err(e) => {
-                return Err(Failure::new(format!(
-                    "conversion with a fault at write {n}: expected a Storage error, got {e:?}"
-                )));
-            }
-        }
-    }
-    let Some((n, conv)) = steps else {
-        return Err(Failure::new(format!(
-            "conversion still failed after {MAX_FAULT_STEPS} faults"
-        )));
+    let unchanged = async |n| {
+        let after = snapshot(&f).await?;
+        same_snapshot(&before, &after, &format!("conversion failing at write {n}"))?;
+        ensure_eq!(
+            l.get(a, lead.id).await.at("get")?,
+            lead,
+            "the lead is unconverted after a fault at {n}"
+        );
+        Ok(())
     };
+    let (n, conv) =
+        crate::support::fail_at_every_write(store, "conversion", unchanged, async || {
+            l.convert(a, lead.id, 1, input.clone()).await
+        })
+        .await?;
     // Rows (lead, org, contact, 2 emails + 2 phones lookup, deal, its contact link and
     // history), audit (5+), sequence, 4 events.
     ensure!(n >= 18, "a conversion made only {n} writes");

@@ -6,10 +6,34 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use crmkit_core::store::Cond;
+use crmkit_core::store::{Cond, Fault};
 use crmkit_core::{Ctx, Event, ManualClock, Page, Query, RecordRef, Store, UserId};
 
 use crate::check::{At, CheckFuture, CheckResult, Failure};
+
+/// A fixture that extends the contacts fixture: `pub struct $name` holding the contacts
+/// fixture as `base` (and dereferencing to it) plus the given public fields.
+macro_rules! extended_fixture {
+    (
+        $(#[$doc:meta])*
+        $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* $(,)? }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            /// The contacts fixture.
+            pub base: $crate::contacts::Fixture,
+            $($(#[$fdoc])* pub $field: $ty,)*
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = $crate::contacts::Fixture;
+            fn deref(&self) -> &Self::Target {
+                &self.base
+            }
+        }
+    };
+}
 
 /// How many events a page of the change feed asks for.
 const FEED_PAGE: u32 = 500;
@@ -184,4 +208,39 @@ where
         ))),
         Err(TestError::Abort(reason)) => Err(Failure::new(format!("{what} aborted: {reason}"))),
     }
+}
+
+/// Most writes one command is expected to make in an atomicity check.
+pub(crate) const MAX_FAULT_STEPS: usize = 200;
+
+/// Runs `cmd` with a fault injected before its n-th write for n = 0, 1, ... until it
+/// succeeds (`what` names it in failures). Every failing run must be a Storage error after
+/// which `unchanged(n)` passes; the command must write at least once and succeed within
+/// [`MAX_FAULT_STEPS`] writes. Returns the number of failing runs and the result.
+pub(crate) async fn fail_at_every_write<T>(
+    store: &Store,
+    what: &str,
+    unchanged: impl AsyncFn(usize) -> CheckResult,
+    cmd: impl AsyncFn() -> crmkit_core::Result<T>,
+) -> CheckResult<(usize, T)> {
+    for n in 0..MAX_FAULT_STEPS {
+        store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
+        let r = cmd().await;
+        store.backend().inject_fault(None);
+        match r {
+            Ok(v) => {
+                ensure!(n > 0, "{what}: succeeded with a fault at write 0");
+                return Ok((n, v));
+            }
+            Err(crmkit_core::Error::Storage { .. }) => unchanged(n).await?,
+            Err(e) => {
+                return Err(Failure::new(format!(
+                    "{what} with a fault at write {n}: expected a Storage error, got {e:?}"
+                )));
+            }
+        }
+    }
+    Err(Failure::new(format!(
+        "{what} still failed with a fault after {MAX_FAULT_STEPS} writes"
+    )))
 }

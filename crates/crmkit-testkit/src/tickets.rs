@@ -14,7 +14,6 @@ use std::collections::BTreeSet;
 use chrono::Duration;
 use crmkit_contacts::{ContactsModule, NewContact, NewOrganization};
 use crmkit_core::event::{AUDIT_TABLE, EVENTS_TABLE};
-use crmkit_core::store::Fault;
 use crmkit_core::{
     ContactId, Ctx, CustomFieldDef, CustomFieldId, CustomFieldType, CustomValue, Error, Filter,
     Modules, OrganizationId, Query, RecordKind, RecordRef, Store, TicketId, UserId,
@@ -27,7 +26,9 @@ use crmkit_tickets::{
 
 use crate::check::{At, expect_denied, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
-use crate::support::{all_pages, at_time, record_event_kinds, row_counts, t, user};
+use crate::support::{
+    all_pages, at_time, fail_at_every_write, record_event_kinds, row_counts, t, user,
+};
 
 /// The modules the checks need: core, contacts, pipeline, activities and tickets.
 pub fn modules() -> crmkit_core::Result<Modules> {
@@ -42,19 +43,11 @@ pub fn modules() -> crmkit_core::Result<Modules> {
 /// The ticket custom field the fixture defines (text, at most 50 characters).
 pub const PRODUCT_FIELD: &str = "product";
 
-/// A fresh tenant: the contacts fixture, the tickets API and a ticket custom field.
-#[derive(Debug, Clone)]
-pub struct Fixture {
-    /// The contacts fixture.
-    pub base: crate::contacts::Fixture,
-    /// The tickets API.
-    pub tickets: Tickets,
-}
-
-impl std::ops::Deref for Fixture {
-    type Target = crate::contacts::Fixture;
-    fn deref(&self) -> &Self::Target {
-        &self.base
+extended_fixture! {
+    /// A fresh tenant: the contacts fixture, the tickets API and a ticket custom field.
+    Fixture {
+        /// The tickets API.
+        tickets: Tickets,
     }
 }
 
@@ -1158,38 +1151,29 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     let tk = &f.tickets;
     let c = contact(&f, &f.rep, None).await?;
     let before = row_counts(store, &f.admin, TABLES).await?;
-    let mut n = 0;
-    let made = loop {
-        store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
-        let r = tk
-            .create(
-                &f.rep,
-                NewTicket::new("atomic", c)
-                    .tag("a")
-                    .custom(PRODUCT_FIELD, CustomValue::Text("p".into())),
-            )
-            .await;
-        store.backend().inject_fault(None);
-        match r {
-            Err(Error::Storage { .. }) => {
-                ensure_eq!(
-                    row_counts(store, &f.admin, TABLES).await?,
-                    before,
-                    "create: nothing written at write {n}"
-                );
-                n += 1;
-            }
-            Ok(x) => {
-                ensure!(n > 4, "the create has several writes ({n})");
-                // Each failed create used up the number it reserved: gaps are allowed,
-                // a number given twice is not.
-                ensure_eq!(x.number, n as u64 + 1, "numbers after failed creates");
-                break x;
-            }
-            Err(e) => return Err(Failure::new(format!("create write {n}: {e:?}"))),
-        }
-        ensure!(n < 100, "too many writes");
+    let nothing_written = async |n| {
+        ensure_eq!(
+            row_counts(store, &f.admin, TABLES).await?,
+            before,
+            "create: nothing written at write {n}"
+        );
+        Ok(())
     };
+    let (n, made) = fail_at_every_write(store, "create", nothing_written, async || {
+        tk.create(
+            &f.rep,
+            NewTicket::new("atomic", c)
+                .tag("a")
+                .custom(PRODUCT_FIELD, CustomValue::Text("p".into())),
+        )
+        .await
+    })
+    .await?;
+    ensure!(n < 100, "too many writes");
+    ensure!(n > 4, "the create has several writes ({n})");
+    // Each failed create used up the number it reserved: gaps are allowed, a number
+    // given twice is not.
+    ensure_eq!(made.number, n as u64 + 1, "numbers after failed creates");
     let hit = tk
         .list(
             &f.rep,
@@ -1199,38 +1183,29 @@ pub async fn atomicity(store: &Store) -> CheckResult {
         .at("custom index written")?;
     ensure_eq!(hit.items.len(), 1, "written whole");
     let before = row_counts(store, &f.admin, TABLES).await?;
-    let mut n = 0;
-    loop {
-        store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
-        let r = tk
-            .comment(&f.rep, made.id, NewComment::reply("first"))
-            .await;
-        store.backend().inject_fault(None);
-        match r {
-            Err(Error::Storage { .. }) => {
-                ensure_eq!(
-                    row_counts(store, &f.admin, TABLES).await?,
-                    before,
-                    "comment: nothing written at write {n}"
-                );
-                ensure_eq!(
-                    tk.get(&f.rep, made.id).await.at("get")?,
-                    made,
-                    "comment: ticket unchanged at write {n}"
-                );
-                n += 1;
-            }
-            Ok(x) => {
-                ensure!(n > 4, "the comment has several writes ({n})");
-                let got = tk.get(&f.rep, made.id).await.at("get")?;
-                ensure_eq!(got, x.ticket, "written whole");
-                ensure!(got.first_response_at.is_some(), "first response recorded");
-                break;
-            }
-            Err(e) => return Err(Failure::new(format!("comment write {n}: {e:?}"))),
-        }
-        ensure!(n < 100, "too many writes");
-    }
+    let unchanged = async |n| {
+        ensure_eq!(
+            row_counts(store, &f.admin, TABLES).await?,
+            before,
+            "comment: nothing written at write {n}"
+        );
+        ensure_eq!(
+            tk.get(&f.rep, made.id).await.at("get")?,
+            made,
+            "comment: ticket unchanged at write {n}"
+        );
+        Ok(())
+    };
+    let (n, x) = fail_at_every_write(store, "comment", unchanged, async || {
+        tk.comment(&f.rep, made.id, NewComment::reply("first"))
+            .await
+    })
+    .await?;
+    ensure!(n < 100, "too many writes");
+    ensure!(n > 4, "the comment has several writes ({n})");
+    let got = tk.get(&f.rep, made.id).await.at("get")?;
+    ensure_eq!(got, x.ticket, "written whole");
+    ensure!(got.first_response_at.is_some(), "first response recorded");
     Ok(())
 }
 

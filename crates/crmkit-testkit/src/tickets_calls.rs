@@ -9,7 +9,6 @@ use crmkit_activities::rows::{ACTIVITY_TABLE, FOLLOWUP_TABLE, RELATION_TABLE};
 use crmkit_activities::{ActivityDetails, TimelineEntry};
 use crmkit_contacts::{NewContact, NewOrganization, PhoneInput};
 use crmkit_core::event::{AUDIT_TABLE, EVENTS_TABLE};
-use crmkit_core::store::Fault;
 use crmkit_core::{ContactId, Ctx, Error, OrganizationId, RecordRef, Store, UserId};
 use crmkit_tickets::rows::{HISTORY_TABLE, TICKET_TABLE};
 use crmkit_tickets::{
@@ -19,7 +18,7 @@ use crmkit_tickets::{
 
 use crate::check::{At, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
-use crate::support::{at_time, record_event_kinds, row_counts};
+use crate::support::{at_time, fail_at_every_write, record_event_kinds, row_counts};
 use crate::tickets::{Fixture, setup};
 
 /// The contact's number, international.
@@ -476,28 +475,20 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     let mut made: Option<Ticket> = None;
     for path in paths {
         let before = row_counts(store, &f.admin, TABLES).await?;
-        let mut n = 0;
-        let r = loop {
-            store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
-            let r = f
-                .tickets
-                .record_inbound_call(&rep, inbound(INTL, rep.now()), CallRouting::default())
-                .await;
-            store.backend().inject_fault(None);
-            match r {
-                Err(Error::Storage { .. }) => {
-                    ensure_eq!(
-                        row_counts(store, &f.admin, TABLES).await?,
-                        before,
-                        "{path}: nothing written at write {n}"
-                    );
-                    n += 1;
-                }
-                Ok(x) => break x,
-                Err(e) => return Err(Failure::new(format!("{path} write {n}: {e:?}"))),
-            }
-            ensure!(n < 200, "too many writes");
+        let nothing_written = async |n| {
+            ensure_eq!(
+                row_counts(store, &f.admin, TABLES).await?,
+                before,
+                "{path}: nothing written at write {n}"
+            );
+            Ok(())
         };
+        let (n, r) = fail_at_every_write(store, path, nothing_written, async || {
+            f.tickets
+                .record_inbound_call(&rep, inbound(INTL, rep.now()), CallRouting::default())
+                .await
+        })
+        .await?;
         ensure!(n > 4, "{path}: several writes ({n})");
         match path {
             "create" => {
