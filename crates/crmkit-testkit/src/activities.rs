@@ -1899,11 +1899,7 @@ pub async fn hidden_like_nonexistent(store: &Store) -> CheckResult {
     let rep = &f.rep_y;
     let fresh = |kind: RecordKind| RecordRef::new(kind, uuid::Uuid::now_v7());
     let hidden = contact(&f, &f.admin, None).await?;
-    let gone = f
-        .contacts
-        .create_contact(&f.admin, NewContact::named("Gone", "Away"))
-        .await
-        .at("contact to delete")?;
+    let gone = f.person(&f.admin, "Gone", "Away").await?;
     f.contacts
         .delete_contact(&f.admin, gone.id, gone.version)
         .await

@@ -201,6 +201,22 @@ impl Fixture {
         crate::support::all_row_counts(&self.store, &self.admin).await
     }
 
+    /// Creates organization `name` as `ctx`.
+    pub(crate) async fn org(&self, ctx: &Ctx, name: &str) -> CheckResult<Organization> {
+        self.contacts
+            .create_organization(ctx, NewOrganization::named(name))
+            .await
+            .at(&format!("create organization {name:?}"))
+    }
+
+    /// Creates contact `first` `last` as `ctx`.
+    pub(crate) async fn person(&self, ctx: &Ctx, first: &str, last: &str) -> CheckResult<Contact> {
+        self.contacts
+            .create_contact(ctx, NewContact::named(first, last))
+            .await
+            .at(&format!("create contact {first} {last}"))
+    }
+
     /// [`Fixture::row_counts`] and [`Fixture::last_seq`]: what a refused command must
     /// leave unchanged.
     pub(crate) async fn rows_and_seq(&self) -> CheckResult<(BTreeMap<&'static str, u64>, u64)> {
@@ -1044,16 +1060,8 @@ pub async fn bad_input(store: &Store) -> CheckResult {
 
     // Ids: another tenant's, nonexistent, soft-deleted: all the same NotFound.
     let other = setup(store).await?;
-    let foreign = other
-        .contacts
-        .create_contact(&other.admin, NewContact::named("Foreign", "Person"))
-        .await
-        .at("create in tenant B")?;
-    let foreign_org = other
-        .contacts
-        .create_organization(&other.admin, NewOrganization::named("Foreign Org"))
-        .await
-        .at("create org in tenant B")?;
+    let foreign = other.person(&other.admin, "Foreign", "Person").await?;
+    let foreign_org = other.org(&other.admin, "Foreign Org").await?;
     let gone = c
         .create_contact(a, NewContact::named("Gone", "Soon"))
         .await

@@ -430,11 +430,7 @@ pub async fn no_work_for_inactive_users(store: &Store) -> CheckResult {
     };
 
     // Records made while everyone is active.
-    let contact = f
-        .contacts
-        .create_contact(&f.manager, NewContact::named("Ada", "Lovelace"))
-        .await
-        .at("create contact")?;
+    let contact = f.person(&f.manager, "Ada", "Lovelace").await?;
     let activity = activities
         .create(&f.manager, NewActivity::new("Follow up", note(manager)))
         .await

@@ -962,16 +962,8 @@ pub async fn members(store: &Store) -> CheckResult {
 
     // Bad members write nothing.
     let g = setup(store).await?;
-    let foreign = g
-        .contacts
-        .create_contact(&g.admin, NewContact::named("Other", "Tenant"))
-        .await
-        .at("foreign contact")?;
-    let gone = f
-        .contacts
-        .create_contact(a, NewContact::named("Gone", "Soon"))
-        .await
-        .at("contact")?;
+    let foreign = g.person(&g.admin, "Other", "Tenant").await?;
+    let gone = f.person(a, "Gone", "Soon").await?;
     f.contacts
         .delete_contact(a, gone.id, gone.version)
         .await
@@ -1128,11 +1120,7 @@ pub async fn visibility_and_isolation(store: &Store) -> CheckResult {
         "NotFound(campaign)",
         "roi of hidden",
     )?;
-    let ct = f
-        .contacts
-        .create_contact(&f.rep, NewContact::named("Vis", "Ible"))
-        .await
-        .at("contact")?;
+    let ct = f.person(&f.rep, "Vis", "Ible").await?;
     expect_variant(
         c.add_member(&f.rep, other.id, RecordRef::from(ct.id), MemberStatus::Sent)
             .await,
@@ -1151,11 +1139,7 @@ pub async fn visibility_and_isolation(store: &Store) -> CheckResult {
         "read-only adds a member",
     )?;
     // A contact the rep cannot see is not a valid member for them.
-    let hidden = f
-        .contacts
-        .create_contact(&f.rep_y, NewContact::named("Hid", "Den"))
-        .await
-        .at("hidden contact")?;
+    let hidden = f.person(&f.rep_y, "Hid", "Den").await?;
     expect_validation(
         c.add_member(
             &f.rep,
@@ -1429,11 +1413,7 @@ pub async fn roi_inputs(store: &Store) -> CheckResult {
     );
     ensure_eq!(mine.attributed_leads, 2, "rep's leads");
     // Members by status.
-    let ct = f
-        .contacts
-        .create_contact(a, NewContact::named("R", "O"))
-        .await
-        .at("contact")?;
+    let ct = f.person(a, "R", "O").await?;
     c.add_member(a, camp.id, RecordRef::from(ct.id), MemberStatus::Responded)
         .await
         .at("member")?;
@@ -1514,11 +1494,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
         c.restore(a, camp.id, del.version).await
     })
     .await?;
-    let ct = f
-        .contacts
-        .create_contact(a, NewContact::named("A", "Tom"))
-        .await
-        .at("contact")?;
+    let ct = f.person(a, "A", "Tom").await?;
     let who = RecordRef::from(ct.id);
     fail_at_every_write(&f, "add_member", async || {
         c.add_member(a, camp.id, who.clone(), MemberStatus::Targeted)
@@ -1597,11 +1573,7 @@ pub async fn member_references(store: &Store) -> CheckResult {
         .delete_contact(rep, gone_c.id, gone_c.version)
         .await
         .at("delete contact")?;
-    let foreign_c = g
-        .contacts
-        .create_contact(&g.admin, NewContact::named("Foreign", "Member"))
-        .await
-        .at("foreign contact")?;
+    let foreign_c = g.person(&g.admin, "Foreign", "Member").await?;
     let hidden_l = lead(&f.admin, "Hidden").await?;
     let gone_l = lead(rep, "Gone").await?;
     leads

@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
-use crmkit_contacts::{NewContact, NewOrganization};
+use crmkit_contacts::NewContact;
 use crmkit_core::{
     Actor, ContactId, Ctx, CustomFieldDef, CustomFieldType, CustomValue, Error, Filter,
     ManualClock, Money, Query, RecordKind, RecordRef, Role, Store, TenantId, UserId,
@@ -202,16 +202,8 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         .create_organization(a, crmkit_contacts::NewOrganization::named("Acme"))
         .await
         .at("org")?;
-    let c1 = f
-        .contacts
-        .create_contact(a, NewContact::named("Ann", "One"))
-        .await
-        .at("contact")?;
-    let c2 = f
-        .contacts
-        .create_contact(a, NewContact::named("Bob", "Two"))
-        .await
-        .at("contact")?;
+    let c1 = f.person(a, "Ann", "One").await?;
+    let c2 = f.person(a, "Bob", "Two").await?;
     let (_, seq0) = f.rows_and_seq().await?;
     let mut input = NewDeal::new("Big deal", p.id);
     input.amount = Some(eur("12500.50"));
@@ -1254,11 +1246,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     let d = setup(store).await?;
     let (f, deals, p) = (&d.f, &d.deals, &d.default);
     let a = &f.admin;
-    let c = f
-        .contacts
-        .create_contact(a, NewContact::named("At", "Om"))
-        .await
-        .at("contact")?;
+    let c = f.person(a, "At", "Om").await?;
     let mut n = NewDeal::new("Atomic", p.id);
     n.amount = Some(eur("99"));
     n.contacts = vec![(c.id, DealRole::Champion)];
@@ -1630,17 +1618,9 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         .delete_contact(rep, gone.id, gone.version)
         .await
         .at("delete contact")?;
-    let foreign = other
-        .contacts
-        .create_contact(&other.admin, NewContact::named("Foreign", "Ref"))
-        .await
-        .at("foreign contact")?;
+    let foreign = other.person(&other.admin, "Foreign", "Ref").await?;
     let mine = contact(rep, "Mine").await?;
-    let hidden_org = f
-        .contacts
-        .create_organization(&f.admin, NewOrganization::named("Hidden Org"))
-        .await
-        .at("hidden organization")?;
+    let hidden_org = f.org(&f.admin, "Hidden Org").await?;
     let hidden_campaign = campaigns
         .create(&f.admin, NewCampaign::named("Hidden", CampaignKind::Email))
         .await

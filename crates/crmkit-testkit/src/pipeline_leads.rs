@@ -1688,11 +1688,7 @@ pub async fn conversion_links(store: &Store) -> CheckResult {
     );
 
     // Explicit choices.
-    let other = f
-        .contacts
-        .create_contact(a, NewContact::named("Other", "Person"))
-        .await
-        .at("other contact")?;
+    let other = f.person(a, "Other", "Person").await?;
     let lead2 = l
         .create(
             a,
@@ -2425,11 +2421,7 @@ pub async fn conversion_references(store: &Store) -> CheckResult {
     c.delete_contact(rep, gone_c.id, gone_c.version)
         .await
         .at("delete contact")?;
-    let foreign_c = other
-        .contacts
-        .create_contact(&other.admin, NewContact::named("Foreign", "Contact"))
-        .await
-        .at("foreign contact")?;
+    let foreign_c = other.person(&other.admin, "Foreign", "Contact").await?;
     let hidden_o = c
         .create_organization(&f.admin, NewOrganization::named("Hidden Org"))
         .await
@@ -2441,11 +2433,7 @@ pub async fn conversion_references(store: &Store) -> CheckResult {
     c.delete_organization(rep, gone_o.id, gone_o.version)
         .await
         .at("delete organization")?;
-    let foreign_o = other
-        .contacts
-        .create_organization(&other.admin, NewOrganization::named("Foreign Org"))
-        .await
-        .at("foreign organization")?;
+    let foreign_o = other.org(&other.admin, "Foreign Org").await?;
     let before = snapshot(&f).await?;
     let contact_links = [
         ("a missing contact", ContactId::new()),

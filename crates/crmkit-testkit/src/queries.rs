@@ -422,11 +422,7 @@ pub async fn date_bounds(store: &Store) -> CheckResult {
 /// write; the same on every backend (PostgreSQL cannot hold NUL in text).
 pub async fn nul_bytes(store: &Store) -> CheckResult {
     let f = crate::contacts::setup(store).await?;
-    let ada = f
-        .contacts
-        .create_contact(&f.admin, NewContact::named("Ada", "Lovelace"))
-        .await
-        .at("ada")?;
+    let ada = f.person(&f.admin, "Ada", "Lovelace").await?;
     let list = |filter: Filter| {
         let contacts = f.contacts.clone();
         let ctx = f.admin.clone();

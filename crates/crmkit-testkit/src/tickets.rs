@@ -1394,11 +1394,7 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         .create_calendar(&f.admin, "office", spec)
         .await
         .at("calendar")?;
-    let gone = f
-        .contacts
-        .create_organization(&f.admin, NewOrganization::named("Gone"))
-        .await
-        .at("organization")?;
+    let gone = f.org(&f.admin, "Gone").await?;
     f.contacts
         .delete_organization(&f.admin, gone.id, gone.version)
         .await
