@@ -217,6 +217,23 @@ impl Fixture {
             .at(&format!("create contact {first} {last}"))
     }
 
+    /// Creates contact Grace Hopper in team X as `ctx`, after `edit` (such as adding a
+    /// phone or an organization).
+    pub(crate) async fn team_x_contact(
+        &self,
+        ctx: &Ctx,
+        edit: impl FnOnce(NewContact) -> NewContact,
+    ) -> CheckResult<ContactId> {
+        let mut c = edit(NewContact::named("Grace", "Hopper"));
+        c.team = Some(self.team_x);
+        Ok(self
+            .contacts
+            .create_contact(ctx, c)
+            .await
+            .at("create contact")?
+            .id)
+    }
+
     /// [`Fixture::row_counts`] and [`Fixture::last_seq`]: what a refused command must
     /// leave unchanged.
     pub(crate) async fn rows_and_seq(&self) -> CheckResult<(BTreeMap<&'static str, u64>, u64)> {

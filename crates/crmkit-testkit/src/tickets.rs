@@ -87,14 +87,24 @@ const TABLES: [&str; 6] = [
 
 /// A contact visible to team X (created by `ctx`, in team X).
 async fn contact(f: &Fixture, ctx: &Ctx, org: Option<OrganizationId>) -> CheckResult<ContactId> {
-    let mut c = NewContact::named("Grace", "Hopper");
-    c.organization = org;
-    c.team = Some(f.team_x);
-    Ok(f.contacts
-        .create_contact(ctx, c)
+    f.team_x_contact(ctx, |c| NewContact {
+        organization: org,
+        ..c
+    })
+    .await
+}
+
+/// A ticket of a new contact of team X, made by `ctx` from `edit`ed "help" ticket.
+pub(crate) async fn new_ticket(
+    f: &Fixture,
+    ctx: &Ctx,
+    edit: impl FnOnce(NewTicket) -> NewTicket,
+) -> CheckResult<Ticket> {
+    let c = f.team_x_contact(ctx, |c| c).await?;
+    f.tickets
+        .create(ctx, edit(NewTicket::new("help", c)))
         .await
-        .at("create contact")?
-        .id)
+        .at("create ticket")
 }
 
 async fn organization(f: &Fixture, ctx: &Ctx) -> CheckResult<OrganizationId> {

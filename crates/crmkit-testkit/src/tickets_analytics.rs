@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use crmkit_contacts::NewContact;
+
 use crmkit_core::query::Query;
 use crmkit_core::{CalendarId, Ctx, Error, SlaPolicyId, Store};
 use crmkit_tickets::analytics::average;
 use crmkit_tickets::calendar::{BusinessCalendar, CalendarSpec, Interval};
 use crmkit_tickets::sla::{NewSlaPolicy, SlaConditions, SlaTargetKind, SlaTargets};
 use crmkit_tickets::{
-    BacklogRow, MinutesStat, NewComment, NewTicket, SlaOutcome, Ticket, TicketPriority, TicketSla,
+    BacklogRow, MinutesStat, NewComment, SlaOutcome, Ticket, TicketPriority, TicketSla,
     TicketStatus,
 };
 
@@ -82,18 +82,7 @@ async fn policy(f: &Fixture, spec: CalendarSpec, t: SlaTargets) -> CheckResult<S
 }
 
 async fn new_ticket(f: &Fixture, ctx: &Ctx, priority: TicketPriority) -> CheckResult<Ticket> {
-    let mut c = NewContact::named("Grace", "Hopper");
-    c.team = Some(f.team_x);
-    let c = f
-        .contacts
-        .create_contact(ctx, c)
-        .await
-        .at("create contact")?
-        .id;
-    f.tickets
-        .create(ctx, NewTicket::new("help", c).priority(priority))
-        .await
-        .at("create ticket")
+    crate::tickets::new_ticket(f, ctx, |t| t.priority(priority)).await
 }
 
 async fn reply(f: &Fixture, ctx: &Ctx, t: &Ticket) -> CheckResult<Ticket> {

@@ -66,14 +66,11 @@ async fn caller(
     phone: PhoneInput,
     org: Option<OrganizationId>,
 ) -> CheckResult<ContactId> {
-    let mut c = NewContact::named("Grace", "Hopper").phone(phone);
-    c.organization = org;
-    c.team = Some(f.team_x);
-    Ok(f.contacts
-        .create_contact(ctx, c)
-        .await
-        .at("create contact")?
-        .id)
+    f.team_x_contact(ctx, |c| NewContact {
+        organization: org,
+        ..c.phone(phone)
+    })
+    .await
 }
 
 async fn call(

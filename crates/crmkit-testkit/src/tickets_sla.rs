@@ -4,20 +4,21 @@
 //! (run the suite on a multi-thread runtime).
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use crmkit_contacts::{NewContact, NewOrganization};
+use crmkit_contacts::NewOrganization;
 use crmkit_core::event::EVENTS_TABLE;
 use crmkit_core::store::Cond;
 use crmkit_core::{CalendarId, Ctx, OrganizationId, SlaPolicyId, Store, TicketId};
 use crmkit_tickets::calendar::{CalendarSpec, Interval};
 use crmkit_tickets::sla::{NewSlaPolicy, SlaConditions, SlaTargetKind, SlaTargets};
 use crmkit_tickets::{
-    CALENDAR_TABLE, Channel, Escalation, NewComment, NewTicket, POLICY_TABLE, Ticket, TicketPatch,
-    TicketPriority, TicketSla, TicketStatus,
+    CALENDAR_TABLE, Channel, Escalation, NewComment, POLICY_TABLE, TicketPatch, TicketPriority,
+    TicketSla, TicketStatus,
 };
 
 use crate::check::{At, expect_validation};
 pub use crate::check::{CheckResult, Failure};
 use crate::support::{at_time, record_events};
+use crate::tickets::new_ticket;
 pub use crate::tickets::{CheckFn, CheckFuture, Fixture, modules, setup};
 
 fn t0() -> DateTime<Utc> {
@@ -105,25 +106,6 @@ async fn org(f: &Fixture) -> CheckResult<OrganizationId> {
         .await
         .at("create organization")?
         .id)
-}
-
-async fn new_ticket(
-    f: &Fixture,
-    ctx: &Ctx,
-    edit: impl FnOnce(NewTicket) -> NewTicket,
-) -> CheckResult<Ticket> {
-    let mut c = NewContact::named("Grace", "Hopper");
-    c.team = Some(f.team_x);
-    let c = f
-        .contacts
-        .create_contact(ctx, c)
-        .await
-        .at("create contact")?
-        .id;
-    f.tickets
-        .create(ctx, edit(NewTicket::new("help", c)))
-        .await
-        .at("create ticket")
 }
 
 async fn sla(f: &Fixture, ctx: &Ctx, id: TicketId) -> CheckResult<TicketSla> {
