@@ -9,11 +9,9 @@
 //! backend: do not run it concurrently with other checks on the same store.
 //! [`reminder_delivered_once`] spawns tokio tasks: run the suite on a multi-thread runtime.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Duration, TimeZone, Utc, Weekday};
 use crmkit_activities::rows::{ACTIVITY_TABLE, FOLLOWUP_TABLE, RELATION_TABLE, REMINDER_TABLE};
 use crmkit_activities::{
     Activities, ActivitiesModule, Activity, ActivityDetails, ActivityKind, ActivityPatch, Call,
@@ -21,14 +19,15 @@ use crmkit_activities::{
     Recurrence, RecurrenceEnd, Task, TaskStatus, TimelineEntry,
 };
 use crmkit_contacts::{ContactsModule, NewContact, PhoneInput};
-use crmkit_core::store::{Cond, Fault};
+use crmkit_core::store::Fault;
 use crmkit_core::{
     Ctx, Error, Filter, ManualClock, Modules, Query, RecordKind, RecordRef, Store, UserId,
 };
 use crmkit_pipeline::PipelineModule;
 
 use crate::check::{At, expect_validation};
-pub use crate::check::{CheckResult, Failure};
+pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
+use crate::support::{count, date, fail_at_every_write, row_counts, t, user};
 
 /// The modules the checks need: core, contacts, pipeline and activities.
 pub fn modules() -> crmkit_core::Result<Modules> {
@@ -39,19 +38,11 @@ pub fn modules() -> crmkit_core::Result<Modules> {
         .build()
 }
 
-/// A fresh tenant: the contacts fixture plus the activities API.
-#[derive(Debug, Clone)]
-pub struct Fixture {
-    /// The contacts fixture.
-    pub base: crate::contacts::Fixture,
-    /// The activities API.
-    pub activities: Activities,
-}
-
-impl std::ops::Deref for Fixture {
-    type Target = crate::contacts::Fixture;
-    fn deref(&self) -> &Self::Target {
-        &self.base
+extended_fixture! {
+    /// A fresh tenant: the contacts fixture plus the activities API.
+    Fixture {
+        /// The activities API.
+        activities: Activities,
     }
 }
 
@@ -62,14 +53,6 @@ pub async fn setup(store: &Store) -> CheckResult<Fixture> {
         activities: Activities::new(store).at("Activities::new")?,
         base,
     })
-}
-
-fn t(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
-}
-
-fn date(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).unwrap()
 }
 
 fn task(due: Option<Due>) -> ActivityDetails {
@@ -133,18 +116,6 @@ fn email(message_id: &str) -> ActivityDetails {
         excerpt: Some("Hello".into()),
         message_id: message_id.into(),
     })
-}
-
-fn user(ctx: &Ctx) -> UserId {
-    ctx.actor().user
-}
-
-async fn count(store: &Store, ctx: &Ctx, table: &'static str) -> CheckResult<u64> {
-    store
-        .backend()
-        .count(ctx.tenant(), table, &Cond::True)
-        .await
-        .at("count rows")
 }
 
 async fn contact(f: &Fixture, ctx: &Ctx, phone: Option<&str>) -> CheckResult<RecordRef> {
@@ -1612,39 +1583,24 @@ pub async fn atomicity(store: &Store) -> CheckResult {
         FOLLOWUP_TABLE,
         REMINDER_TABLE,
     ];
-    let snapshot = || async {
-        let mut v = vec![];
-        for t in tables {
-            v.push(count(store, &f.admin, t).await?);
-        }
-        CheckResult::Ok(v)
-    };
+    let snapshot = || row_counts(store, &f.admin, tables);
     let before = snapshot().await?;
-    let mut n = 0;
-    loop {
-        store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
-        let r = a
-            .create(
-                &f.rep,
-                NewActivity::new("t", task(at(t(2027, 2, 1, 9)))).related_to(c.clone()),
-            )
-            .await;
-        store.backend().inject_fault(None);
-        match r {
-            Err(Error::Storage { .. }) => {
-                ensure_eq!(snapshot().await?, before, "nothing written at write {n}");
-                n += 1;
-            }
-            Ok(x) => {
-                ensure!(n > 3, "the create has several writes ({n})");
-                let fu = a.follow_up(&f.rep, &c).await.at("follow up")?;
-                ensure_eq!(fu.next_activity, Some(x.id), "written whole");
-                break;
-            }
-            Err(e) => return Err(Failure::new(format!("write {n}: {e:?}"))),
-        }
-        ensure!(n < 100, "too many writes");
-    }
+    let nothing_written = async |n| {
+        ensure_eq!(snapshot().await?, before, "nothing written at write {n}");
+        Ok(())
+    };
+    let (n, x) = fail_at_every_write(store, "create", nothing_written, async || {
+        a.create(
+            &f.rep,
+            NewActivity::new("t", task(at(t(2027, 2, 1, 9)))).related_to(c.clone()),
+        )
+        .await
+    })
+    .await?;
+    ensure!(n < 100, "too many writes");
+    ensure!(n > 3, "the create has several writes ({n})");
+    let fu = a.follow_up(&f.rep, &c).await.at("follow up")?;
+    ensure_eq!(fu.next_activity, Some(x.id), "written whole");
     Ok(())
 }
 
@@ -1657,13 +1613,7 @@ pub async fn batch_create(store: &Store) -> CheckResult {
     let c1 = contact(&f, &f.rep, None).await?;
     let c2 = contact(&f, &f.rep, None).await?;
     let tables = [ACTIVITY_TABLE, RELATION_TABLE, FOLLOWUP_TABLE];
-    let snapshot = || async {
-        let mut v = vec![];
-        for t in tables {
-            v.push(count(store, &f.admin, t).await?);
-        }
-        CheckResult::Ok(v)
-    };
+    let snapshot = || row_counts(store, &f.admin, tables);
     let before = snapshot().await?;
     let good = || {
         vec![
@@ -1728,21 +1678,14 @@ pub async fn batch_create(store: &Store) -> CheckResult {
         .await
         .at("events")?
         .len();
-    let mut n = 0;
-    let created = loop {
-        store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
-        let r = a.create_many(&f.rep, good()).await;
-        store.backend().inject_fault(None);
-        match r {
-            Err(Error::Storage { .. }) => {
-                ensure_eq!(snapshot().await?, before, "nothing written at write {n}");
-                n += 1;
-            }
-            Ok(x) => break x,
-            Err(e) => return Err(Failure::new(format!("write {n}: {e:?}"))),
-        }
-        ensure!(n < 200, "too many writes");
+    let nothing_written = async |n| {
+        ensure_eq!(snapshot().await?, before, "nothing written at write {n}");
+        Ok(())
     };
+    let (n, created) = fail_at_every_write(store, "create_many", nothing_written, async || {
+        a.create_many(&f.rep, good()).await
+    })
+    .await?;
     ensure!(n > 8, "the batch has many writes ({n})");
     ensure_eq!(created.len(), 4, "four created");
     for x in &created {
@@ -1956,11 +1899,7 @@ pub async fn hidden_like_nonexistent(store: &Store) -> CheckResult {
     let rep = &f.rep_y;
     let fresh = |kind: RecordKind| RecordRef::new(kind, uuid::Uuid::now_v7());
     let hidden = contact(&f, &f.admin, None).await?;
-    let gone = f
-        .contacts
-        .create_contact(&f.admin, NewContact::named("Gone", "Away"))
-        .await
-        .at("contact to delete")?;
+    let gone = f.person(&f.admin, "Gone", "Away").await?;
     f.contacts
         .delete_contact(&f.admin, gone.id, gone.version)
         .await
@@ -2329,27 +2268,12 @@ pub async fn reps_remind_and_sign_as_themselves(store: &Store) -> CheckResult {
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// The future of a check (not `Send`: await it, do not spawn it).
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
-
-/// Every check of this module by name. [`atomicity`] and [`batch_create`] inject faults
-/// into the backend:
-/// run it alone.
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    check_list![
+suite_checks! {
+    /// Every check of this module by name. [`atomicity`] and [`batch_create`] inject faults
+    /// into the backend:
+    /// run it alone.
+    names: activities_check_names,
+    checks: [
         crud_round_trip,
         bad_input,
         call_auto_linking,
@@ -2367,5 +2291,5 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         other_kinds_and_staging,
         hidden_like_nonexistent,
         reps_remind_and_sign_as_themselves,
-    ]
+    ],
 }

@@ -2,9 +2,11 @@
 //! results, and the assertions (`ensure!`, `ensure_eq!`, expected error variants).
 
 use std::fmt;
+use std::future::Future;
 use std::panic::Location;
+use std::pin::Pin;
 
-use crmkit_core::Error;
+use crmkit_core::{Error, Store};
 
 /// A failed check: what differed, and where in the suite it was noticed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +43,50 @@ impl From<Error> for Failure {
 
 /// The result of a check.
 pub type CheckResult<T = ()> = Result<T, Failure>;
+
+/// The future of a store check (not `Send`: await it, do not spawn it).
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
+/// A store check as a function pointer.
+pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
+
+/// `vec![(name, CheckFn)]` for the named `async fn(&Store) -> CheckResult` checks in scope.
+macro_rules! check_list {
+    ($($name:ident),* $(,)?) => {
+        vec![$((stringify!($name), {
+            fn wrap(s: &::crmkit_core::Store) -> $crate::check::CheckFuture<'_> {
+                Box::pin($name(s))
+            }
+            wrap as $crate::check::CheckFn
+        })),*]
+    };
+}
+
+/// Defines a suite module's `checks()` (with the given rustdoc), listing the named
+/// `async fn(&Store) -> CheckResult` checks, and the exported macro `$names`, which calls
+/// a macro with the same names: the one list behind `checks()` and the conformance tests.
+macro_rules! suite_checks {
+    ($(#[$doc:meta])* names: $names:ident, checks: [$($name:ident),* $(,)?] $(,)?) => {
+        $(#[$doc])*
+        pub fn checks() -> Vec<(&'static str, $crate::check::CheckFn)> {
+            check_list![$($name),*]
+        }
+
+        suite_checks!(@names [$] $names [$($name),*]);
+    };
+    (@names [$d:tt] $names:ident [$($name:ident),*]) => {
+        #[doc = concat!(
+            "Calls macro `$then` with the names of the checks of `",
+            module_path!(),
+            "::checks`: the one list behind it and the conformance test files."
+        )]
+        #[macro_export]
+        macro_rules! $names {
+            ($d then:ident) => {
+                $d then! { $($name),* }
+            };
+        }
+    };
+}
 
 /// Adds context to a crmkit result: an error becomes a [`Failure`] saying what was being
 /// done, located at the caller.

@@ -14,11 +14,10 @@
 //! run the suite on a multi-thread runtime.
 
 use crate::check::{At, expect_denied, expect_validation};
-pub use crate::check::{CheckResult, Failure};
+pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
+use crate::support::all_pages;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use crmkit_contacts::{
@@ -186,6 +185,62 @@ fn custom_def(kind: RecordKind, key: &str, ty: CustomFieldType) -> CustomFieldDe
     }
 }
 
+impl Fixture {
+    /// Every event the admin reads from the change feed after sequence `after`, in order.
+    pub(crate) async fn events_after(&self, after: u64) -> CheckResult<Vec<crmkit_core::Event>> {
+        crate::support::events_after(&self.store, &self.admin, after).await
+    }
+
+    /// The sequence of the tenant's last event (`0` when none).
+    pub(crate) async fn last_seq(&self) -> CheckResult<u64> {
+        crate::support::last_seq(&self.store, &self.admin).await
+    }
+
+    /// The number of rows of the tenant in every table.
+    pub(crate) async fn row_counts(&self) -> CheckResult<BTreeMap<&'static str, u64>> {
+        crate::support::all_row_counts(&self.store, &self.admin).await
+    }
+
+    /// Creates organization `name` as `ctx`.
+    pub(crate) async fn org(&self, ctx: &Ctx, name: &str) -> CheckResult<Organization> {
+        self.contacts
+            .create_organization(ctx, NewOrganization::named(name))
+            .await
+            .at(&format!("create organization {name:?}"))
+    }
+
+    /// Creates contact `first` `last` as `ctx`.
+    pub(crate) async fn person(&self, ctx: &Ctx, first: &str, last: &str) -> CheckResult<Contact> {
+        self.contacts
+            .create_contact(ctx, NewContact::named(first, last))
+            .await
+            .at(&format!("create contact {first} {last}"))
+    }
+
+    /// Creates contact Grace Hopper in team X as `ctx`, after `edit` (such as adding a
+    /// phone or an organization).
+    pub(crate) async fn team_x_contact(
+        &self,
+        ctx: &Ctx,
+        edit: impl FnOnce(NewContact) -> NewContact,
+    ) -> CheckResult<ContactId> {
+        let mut c = edit(NewContact::named("Grace", "Hopper"));
+        c.team = Some(self.team_x);
+        Ok(self
+            .contacts
+            .create_contact(ctx, c)
+            .await
+            .at("create contact")?
+            .id)
+    }
+
+    /// [`Fixture::row_counts`] and [`Fixture::last_seq`]: what a refused command must
+    /// leave unchanged.
+    pub(crate) async fn rows_and_seq(&self) -> CheckResult<(BTreeMap<&'static str, u64>, u64)> {
+        Ok((self.row_counts().await?, self.last_seq().await?))
+    }
+}
+
 /// Makes a fresh tenant with the users, teams and custom fields of [`Fixture`].
 pub async fn setup(store: &Store) -> CheckResult<Fixture> {
     let tenant = TenantId::new();
@@ -287,10 +342,15 @@ pub async fn setup(store: &Store) -> CheckResult<Fixture> {
     })
 }
 
+/// The modules the checks need: core and contacts.
+pub fn modules() -> crmkit_core::Result<Modules> {
+    Modules::builder().add(ContactsModule).build()
+}
+
 /// A memory store composed with core and the contacts module (the model of
 /// [`model_based`], and a convenient store for tests).
 pub fn memory_store() -> crmkit_core::Result<Store> {
-    let modules = Modules::builder().add(ContactsModule).build()?;
+    let modules = modules()?;
     Ok(Store::new(
         MemoryBackend::new((**modules.schema()).clone()),
         modules,
@@ -302,98 +362,49 @@ pub fn memory_store() -> crmkit_core::Result<Store> {
 // ---------------------------------------------------------------------------------------
 
 /// Every contact a query returns, following cursors.
-async fn all_contacts(c: &Contacts, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Contact>> {
-    let mut q = q.clone();
-    let mut out = vec![];
-    for _ in 0..100_000 {
-        let page = c.list_contacts(ctx, &q).await.at("list contacts")?;
-        ensure!(
-            page.items.len() <= q.limit as usize,
-            "a page of {} items for limit {}",
-            page.items.len(),
-            q.limit
-        );
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(cur) => q.cursor = Some(cur),
-            None => return Ok(out),
-        }
-    }
-    Err(Failure::new("contact paging did not end"))
+pub(crate) async fn all_contacts(c: &Contacts, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Contact>> {
+    all_pages(q, "list contacts", |q| async move {
+        c.list_contacts(ctx, &q).await
+    })
+    .await
 }
 
 /// Every organization a query returns, following cursors.
-async fn all_orgs(c: &Contacts, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Organization>> {
-    let mut q = q.clone();
-    let mut out = vec![];
-    for _ in 0..100_000 {
-        let page = c
-            .list_organizations(ctx, &q)
-            .await
-            .at("list organizations")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(cur) => q.cursor = Some(cur),
-            None => return Ok(out),
-        }
-    }
-    Err(Failure::new("organization paging did not end"))
-}
-
-/// Every event of the tenant (as the fixture's admin), following the feed.
-async fn all_events(f: &Fixture, after: u64) -> CheckResult<Vec<crmkit_core::Event>> {
-    let mut out: Vec<crmkit_core::Event> = vec![];
-    let mut after = after;
-    loop {
-        let batch = f
-            .store
-            .events_since(&f.admin, after, 1000)
-            .await
-            .at("events_since")?;
-        let Some(last) = batch.last() else {
-            return Ok(out);
-        };
-        after = last.seq;
-        out.extend(batch);
-    }
-}
-
-async fn last_seq(f: &Fixture) -> CheckResult<u64> {
-    Ok(all_events(f, 0).await?.last().map(|e| e.seq).unwrap_or(0))
+pub(crate) async fn all_orgs(c: &Contacts, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Organization>> {
+    all_pages(q, "list organizations", |q| async move {
+        c.list_organizations(ctx, &q).await
+    })
+    .await
 }
 
 /// What a failed command must leave unchanged: the row count of every table of the
 /// tenant, the last event sequence, and every contact and organization.
 #[derive(Debug, Clone, PartialEq)]
-struct Snapshot {
+pub(crate) struct Snapshot {
     rows: BTreeMap<&'static str, u64>,
-    last_seq: u64,
+    pub(crate) last_seq: u64,
     contacts: Vec<Contact>,
     orgs: Vec<Organization>,
 }
 
-async fn snapshot(f: &Fixture) -> CheckResult<Snapshot> {
-    let mut rows = BTreeMap::new();
-    for t in f.store.backend().schema().tables() {
-        let n = f
-            .store
-            .backend()
-            .count(f.tenant, t.name, &Cond::True)
-            .await
-            .at("count rows")?;
-        rows.insert(t.name, n);
-    }
-    let all = Query::new().include_deleted().limit(1000);
+/// A query for every record, deleted ones too, 1000 a page.
+pub(crate) fn every_record() -> Query {
+    Query::new().include_deleted().limit(1000)
+}
+
+pub(crate) async fn snapshot(f: &Fixture) -> CheckResult<Snapshot> {
+    let all = every_record();
     Ok(Snapshot {
-        rows,
-        last_seq: last_seq(f).await?,
+        rows: f.row_counts().await?,
+        last_seq: f.last_seq().await?,
         contacts: all_contacts(&f.contacts, &f.admin, &all).await?,
         orgs: all_orgs(&f.contacts, &f.admin, &all).await?,
     })
 }
 
+/// Passes when nothing `before` and `after` compare changed; else fails naming what did.
 #[track_caller]
-fn same_snapshot(before: &Snapshot, after: &Snapshot, what: &str) -> CheckResult {
+pub(crate) fn same_snapshot(before: &Snapshot, after: &Snapshot, what: &str) -> CheckResult {
     if before == after {
         return Ok(());
     }
@@ -1066,16 +1077,8 @@ pub async fn bad_input(store: &Store) -> CheckResult {
 
     // Ids: another tenant's, nonexistent, soft-deleted: all the same NotFound.
     let other = setup(store).await?;
-    let foreign = other
-        .contacts
-        .create_contact(&other.admin, NewContact::named("Foreign", "Person"))
-        .await
-        .at("create in tenant B")?;
-    let foreign_org = other
-        .contacts
-        .create_organization(&other.admin, NewOrganization::named("Foreign Org"))
-        .await
-        .at("create org in tenant B")?;
+    let foreign = other.person(&other.admin, "Foreign", "Person").await?;
+    let foreign_org = other.org(&other.admin, "Foreign Org").await?;
     let gone = c
         .create_contact(a, NewContact::named("Gone", "Soon"))
         .await
@@ -2701,9 +2704,6 @@ pub async fn no_tenant_no_context(store: &Store) -> CheckResult {
 // 9. F2 atomicity
 // ---------------------------------------------------------------------------------------
 
-/// Most writes one command is expected to make in [`atomicity`].
-const MAX_FAULT_STEPS: usize = 200;
-
 /// Runs `cmd` with a fault before its n-th write for n = 0, 1, ... until it succeeds.
 /// Every failing run must be a Storage error leaving the tenant exactly as before (no
 /// row, lookup or custom-value row, audit entry or event of it). Returns the number of
@@ -2714,31 +2714,11 @@ async fn fail_at_every_write<T: fmt::Debug>(
     cmd: impl AsyncFn() -> crmkit_core::Result<T>,
 ) -> CheckResult<(usize, T)> {
     let before = snapshot(f).await?;
-    for n in 0..MAX_FAULT_STEPS {
-        f.store
-            .backend()
-            .inject_fault(Some(crmkit_core::Fault::FailAtWrite(n)));
-        let r = cmd().await;
-        f.store.backend().inject_fault(None);
-        match r {
-            Ok(v) => {
-                ensure!(n > 0, "{what}: succeeded with a fault at write 0");
-                return Ok((n, v));
-            }
-            Err(Error::Storage { .. }) => {
-                let after = snapshot(f).await?;
-                same_snapshot(&before, &after, &format!("{what} failing at write {n}"))?;
-            }
-            Err(e) => {
-                return Err(Failure::new(format!(
-                    "{what} with a fault at write {n}: expected a Storage error, got {e:?}"
-                )));
-            }
-        }
-    }
-    Err(Failure::new(format!(
-        "{what} still failed with a fault after {MAX_FAULT_STEPS} writes"
-    )))
+    let unchanged = async |n| {
+        let after = snapshot(f).await?;
+        same_snapshot(&before, &after, &format!("{what} failing at write {n}"))
+    };
+    crate::support::fail_at_every_write(&f.store, what, unchanged, cmd).await
 }
 
 /// F2: a fault before any write of create_contact (with emails, phones and custom
@@ -2756,13 +2736,13 @@ pub async fn atomicity(store: &Store) -> CheckResult {
         .await
         .at("create org")?;
     let input = full_contact(&f, 1, Some(org.id))?;
-    let seq0 = last_seq(&f).await?;
+    let seq0 = f.last_seq().await?;
     let (steps, created) = fail_at_every_write(&f, "create_contact", async || {
         c.create_contact(a, input.clone()).await
     })
     .await?;
     ensure!(steps >= 5, "create_contact made only {steps} writes");
-    let events = all_events(&f, seq0).await?;
+    let events = f.events_after(seq0).await?;
     ensure_eq!(
         events
             .iter()
@@ -2832,7 +2812,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     })
     .await?;
     // The feed is still gap-free.
-    let events = all_events(&f, 0).await?;
+    let events = f.events_after(0).await?;
     for (i, e) in events.iter().enumerate() {
         ensure_eq!(
             e.seq,
@@ -2913,7 +2893,7 @@ pub async fn import_batches(store: &Store) -> CheckResult {
     );
     same_snapshot(&before, &snapshot(&f).await?, "an import with bad rows")?;
 
-    let seq0 = last_seq(&f).await?;
+    let seq0 = f.last_seq().await?;
     let report = c
         .import_contacts(
             a,
@@ -2952,7 +2932,7 @@ pub async fn import_batches(store: &Store) -> CheckResult {
             "created ids follow row order"
         );
     }
-    let events = all_events(&f, seq0).await?;
+    let events = f.events_after(seq0).await?;
     ensure_eq!(
         events.iter().map(|e| e.record.id).collect::<Vec<_>>(),
         report
@@ -3326,7 +3306,7 @@ pub async fn change_feed(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     let c = &f.contacts;
     let a = &f.admin;
-    let seq0 = last_seq(&f).await?;
+    let seq0 = f.last_seq().await?;
     let x = c
         .create_contact(a, NewContact::named("Feed", "Me").email("feed@example.com"))
         .await
@@ -3361,7 +3341,7 @@ pub async fn change_feed(store: &Store) -> CheckResult {
         )
         .await
         .at("update org")?;
-    let events = all_events(&f, seq0).await?;
+    let events = f.events_after(seq0).await?;
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     ensure_eq!(
         kinds,
@@ -3395,7 +3375,7 @@ pub async fn change_feed(store: &Store) -> CheckResult {
         .map_err(|err| Failure::new(format!("payload is an organization: {err}")))?;
     ensure_eq!(payload, o2, "organization payload");
     // The whole feed from 0 is gap-free, and paging by 1 and 2 gives the same events.
-    let whole = all_events(&f, 0).await?;
+    let whole = f.events_after(0).await?;
     for (i, e) in whole.iter().enumerate() {
         ensure_eq!(e.seq, i as u64 + 1, "the whole feed is gap-free");
     }
@@ -3734,60 +3714,26 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = crmkit_core::Result<Store>>,
 {
-    use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(format!("tokio runtime: {e}")))?;
-    let store = rt.block_on(factory()).at("store factory")?;
-    let mut runner = TestRunner::new(Config {
-        cases: config.cases,
-        max_shrink_iters: config.max_shrink_iters,
-        failure_persistence: None,
-        ..Config::default()
-    });
     let strategy = proptest::collection::vec(model_cmd(), 1..=config.max_len.max(1));
-    let r = runner.run(&strategy, |cmds| {
-        rt.block_on(model_case(&store, &cmds))
-            .map_err(|f| TestCaseError::fail(f.message))
-    });
-    match r {
-        Ok(()) => Ok(()),
-        Err(TestError::Fail(reason, cmds)) => Err(Failure::new(format!(
-            "model-based test failed: {reason}\n  minimal commands: {cmds:#?}"
-        ))),
-        Err(TestError::Abort(reason)) => {
-            Err(Failure::new(format!("model-based test aborted: {reason}")))
-        }
-    }
+    crate::support::run_property(
+        "model-based test",
+        factory,
+        strategy,
+        (config.cases, config.max_shrink_iters),
+        |s, cmds| Box::pin(async move { model_case(s, &cmds).await }),
+    )
 }
 
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// The future of a check (not `Send`: await it, do not spawn it).
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
-
-/// Every async check of this module by name, in a sensible order. [`atomicity`] injects
-/// faults into the backend: run it alone (not concurrently with other checks on the same
-/// store). [`model_based`] is not in the list (it is sync and owns its runtime).
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    check_list![
+suite_checks! {
+    /// Every async check of this module by name, in a sensible order. [`atomicity`] injects
+    /// faults into the backend: run it alone (not concurrently with other checks on the same
+    /// store). [`model_based`] is not in the list (it is sync and owns its runtime).
+    names: contacts_check_names,
+    checks: [
         crud_round_trip,
         bad_input,
         duplicate_email,
@@ -3801,7 +3747,7 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         import_batches,
         filters_and_paging,
         change_feed,
-    ]
+    ],
 }
 
 /// Runs every check of [`checks`] one after the other on `store` and reports every

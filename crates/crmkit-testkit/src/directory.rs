@@ -18,9 +18,6 @@
 //! - listing users is for Admin and Manager; a user or team read by id is open to every
 //!   actor of the tenant and never shows another tenant's.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use crmkit_activities::{Activities, ActivityDetails, ActivityPatch, NewActivity, Note};
 use crmkit_contacts::{ContactPatch, NewContact};
 use crmkit_core::{
@@ -30,7 +27,7 @@ use crmkit_core::{
 use crmkit_tickets::{NewTicket, TicketPatch, Tickets};
 
 use crate::check::{At, expect_denied, expect_validation};
-pub use crate::check::{CheckResult, Failure};
+pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 use crate::contacts::{Fixture, setup};
 
 /// The modules the checks need: core, contacts, pipeline, activities and tickets.
@@ -433,11 +430,7 @@ pub async fn no_work_for_inactive_users(store: &Store) -> CheckResult {
     };
 
     // Records made while everyone is active.
-    let contact = f
-        .contacts
-        .create_contact(&f.manager, NewContact::named("Ada", "Lovelace"))
-        .await
-        .at("create contact")?;
+    let contact = f.person(&f.manager, "Ada", "Lovelace").await?;
     let activity = activities
         .create(&f.manager, NewActivity::new("Follow up", note(manager)))
         .await
@@ -699,25 +692,10 @@ pub async fn directory_reads(store: &Store) -> CheckResult {
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// The future of a check (not `Send`: await it, do not spawn it).
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
-
-/// Every check of this module by name.
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    check_list![
+suite_checks! {
+    /// Every check of this module by name.
+    names: directory_check_names,
+    checks: [
         ctx_for_active_users_only,
         only_admin_manages_users,
         only_admin_manages_teams,
@@ -725,5 +703,5 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         user_teams_of_this_tenant,
         no_work_for_inactive_users,
         directory_reads,
-    ]
+    ],
 }

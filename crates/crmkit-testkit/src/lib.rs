@@ -60,14 +60,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crmkit_core::memory::MemoryBackend;
-use crmkit_core::store::{
-    Aggregate, BackendKind, BoxFuture, Changeset, Commit, Cond, Fault, Row, Schema, Select, Value,
-};
-use crmkit_core::{Backend, Error, Modules, Result, TenantId};
+use crmkit_core::store::BackendKind;
+use crmkit_core::{Backend, Error, Modules, Result};
 use crmkit_sql::testing::{DatabaseHold, SharedDatabase};
 
 #[macro_use]
 pub mod check;
+#[macro_use]
+mod support;
 pub mod activities;
 pub mod contacts;
 pub mod directory;
@@ -82,6 +82,125 @@ pub mod tickets;
 pub mod tickets_analytics;
 pub mod tickets_calls;
 pub mod tickets_sla;
+
+#[doc(hidden)]
+pub use crmkit_core as __core;
+
+/// Inside an `impl Backend for Wrapper`, defines the named [`Backend`] methods as calls of
+/// the same method on the field `self.$inner` (anything that derefs to a [`Backend`]), so a
+/// test backend that wraps another (to inject a bug, to clean up after itself) writes out
+/// only the methods it changes.
+///
+/// ```
+/// use crmkit_core::Backend;
+/// use crmkit_core::memory::MemoryBackend;
+/// use crmkit_core::store::{BoxFuture, Changeset, Commit};
+///
+/// /// A backend that sees every commit before the memory backend does.
+/// struct Watched {
+///     inner: MemoryBackend,
+/// }
+///
+/// impl Backend for Watched {
+///     crmkit_testkit::delegate_backend!(
+///         inner: kind, schema, get, select, count, aggregate, reserve, inject_fault
+///     );
+///
+///     fn commit(&self, changeset: Changeset) -> BoxFuture<'_, crmkit_core::Result<Commit>> {
+///         eprintln!("{} writes", changeset.writes.len());
+///         self.inner.commit(changeset)
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! delegate_backend {
+    ($inner:ident: $($method:ident),* $(,)?) => {
+        $($crate::delegate_backend!(@ $inner $method);)*
+    };
+    (@ $inner:ident kind) => {
+        fn kind(&self) -> $crate::__core::store::BackendKind {
+            self.$inner.kind()
+        }
+    };
+    (@ $inner:ident schema) => {
+        fn schema(&self) -> &$crate::__core::store::Schema {
+            self.$inner.schema()
+        }
+    };
+    (@ $inner:ident get) => {
+        fn get<'a>(
+            &'a self,
+            tenant: $crate::__core::TenantId,
+            table: &'a str,
+            key: &'a [$crate::__core::store::Value],
+        ) -> $crate::__core::store::BoxFuture<
+            'a,
+            $crate::__core::Result<Option<$crate::__core::store::Row>>,
+        > {
+            self.$inner.get(tenant, table, key)
+        }
+    };
+    (@ $inner:ident select) => {
+        fn select<'a>(
+            &'a self,
+            tenant: $crate::__core::TenantId,
+            select: &'a $crate::__core::store::Select,
+        ) -> $crate::__core::store::BoxFuture<
+            'a,
+            $crate::__core::Result<Vec<$crate::__core::store::Row>>,
+        > {
+            self.$inner.select(tenant, select)
+        }
+    };
+    (@ $inner:ident count) => {
+        fn count<'a>(
+            &'a self,
+            tenant: $crate::__core::TenantId,
+            table: &'a str,
+            cond: &'a $crate::__core::store::Cond,
+        ) -> $crate::__core::store::BoxFuture<'a, $crate::__core::Result<u64>> {
+            self.$inner.count(tenant, table, cond)
+        }
+    };
+    (@ $inner:ident aggregate) => {
+        fn aggregate<'a>(
+            &'a self,
+            tenant: $crate::__core::TenantId,
+            agg: &'a $crate::__core::store::Aggregate,
+        ) -> $crate::__core::store::BoxFuture<
+            'a,
+            $crate::__core::Result<Vec<$crate::__core::store::Row>>,
+        > {
+            self.$inner.aggregate(tenant, agg)
+        }
+    };
+    (@ $inner:ident commit) => {
+        fn commit(
+            &self,
+            changeset: $crate::__core::store::Changeset,
+        ) -> $crate::__core::store::BoxFuture<
+            '_,
+            $crate::__core::Result<$crate::__core::store::Commit>,
+        > {
+            self.$inner.commit(changeset)
+        }
+    };
+    (@ $inner:ident reserve) => {
+        fn reserve<'a>(
+            &'a self,
+            tenant: $crate::__core::TenantId,
+            sequence: &'a str,
+            n: u64,
+        ) -> $crate::__core::store::BoxFuture<'a, $crate::__core::Result<u64>> {
+            self.$inner.reserve(tenant, sequence, n)
+        }
+    };
+    (@ $inner:ident inject_fault) => {
+        fn inject_fault(&self, fault: Option<$crate::__core::store::Fault>) {
+            self.$inner.inject_fault(fault)
+        }
+    };
+}
 
 /// The environment variable naming a PostgreSQL server to test against.
 pub const POSTGRES_URL_VAR: &str = "CRMKIT_TEST_POSTGRES_URL";
@@ -313,64 +432,7 @@ struct CleanupBackend {
 }
 
 impl Backend for CleanupBackend {
-    fn kind(&self) -> BackendKind {
-        self.inner.kind()
-    }
-
-    fn schema(&self) -> &Schema {
-        self.inner.schema()
-    }
-
-    fn get<'a>(
-        &'a self,
-        tenant: TenantId,
-        table: &'a str,
-        key: &'a [Value],
-    ) -> BoxFuture<'a, Result<Option<Row>>> {
-        self.inner.get(tenant, table, key)
-    }
-
-    fn select<'a>(
-        &'a self,
-        tenant: TenantId,
-        select: &'a Select,
-    ) -> BoxFuture<'a, Result<Vec<Row>>> {
-        self.inner.select(tenant, select)
-    }
-
-    fn count<'a>(
-        &'a self,
-        tenant: TenantId,
-        table: &'a str,
-        cond: &'a Cond,
-    ) -> BoxFuture<'a, Result<u64>> {
-        self.inner.count(tenant, table, cond)
-    }
-
-    fn aggregate<'a>(
-        &'a self,
-        tenant: TenantId,
-        agg: &'a Aggregate,
-    ) -> BoxFuture<'a, Result<Vec<Row>>> {
-        self.inner.aggregate(tenant, agg)
-    }
-
-    fn commit(&self, changeset: Changeset) -> BoxFuture<'_, Result<Commit>> {
-        self.inner.commit(changeset)
-    }
-
-    fn reserve<'a>(
-        &'a self,
-        tenant: TenantId,
-        sequence: &'a str,
-        n: u64,
-    ) -> BoxFuture<'a, Result<u64>> {
-        self.inner.reserve(tenant, sequence, n)
-    }
-
-    fn inject_fault(&self, fault: Option<Fault>) {
-        self.inner.inject_fault(fault)
-    }
+    delegate_backend!(inner: kind, schema, get, select, count, aggregate, commit, reserve, inject_fault);
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {

@@ -14,14 +14,14 @@
 //! checks on the same store.
 
 use crate::check::{At, CheckResult, Failure, expect_validation, validation_reasons};
+pub use crate::check::{CheckFn, CheckFuture};
+use crate::support::all_pages;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use chrono::NaiveDate;
 use crmkit_contacts::NewContact;
-use crmkit_core::store::{ColumnType, Cond, Row, TableDef, Value, Write};
+use crmkit_core::store::{ColumnType, Row, TableDef, Value, Write};
 use crmkit_core::{
     Changeset, Ctx, Currency, CustomFieldDef, CustomFieldType, CustomValue, Error, Filter, Modules,
     Money, Query, RecordKind, RecordRef, Store, TenantId,
@@ -57,10 +57,7 @@ fn expect_variant<T: fmt::Debug>(
 
 /// The composition the suite runs on: core, contacts and pipeline.
 pub fn modules() -> crmkit_core::Result<Modules> {
-    Modules::builder()
-        .add(crmkit_contacts::ContactsModule)
-        .add(crmkit_pipeline::PipelineModule)
-        .build()
+    crate::pipeline_leads::modules()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -90,56 +87,13 @@ fn apis(f: &Fixture) -> CheckResult<(Campaigns, Currencies)> {
     ))
 }
 
-async fn last_seq(f: &Fixture) -> CheckResult<u64> {
-    let mut after = 0;
-    loop {
-        let batch = f
-            .store
-            .events_since(&f.admin, after, 1000)
-            .await
-            .at("events_since")?;
-        match batch.last() {
-            Some(e) => after = e.seq,
-            None => return Ok(after),
-        }
-    }
-}
-
-async fn events_after(f: &Fixture, after: u64) -> CheckResult<Vec<crmkit_core::Event>> {
-    f.store
-        .events_since(&f.admin, after, 1000)
-        .await
-        .at("events_since")
-}
-
-/// Row counts of every table of the tenant and the last event sequence.
-async fn snapshot(f: &Fixture) -> CheckResult<(BTreeMap<&'static str, u64>, u64)> {
-    let mut rows = BTreeMap::new();
-    for t in f.store.backend().schema().tables() {
-        rows.insert(
-            t.name,
-            f.store
-                .backend()
-                .count(f.tenant, t.name, &Cond::True)
-                .await
-                .at("count")?,
-        );
-    }
-    Ok((rows, last_seq(f).await?))
-}
-
 async fn all_campaigns(c: &Campaigns, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Campaign>> {
-    let mut q = q.clone();
-    let mut out = vec![];
-    for _ in 0..10_000 {
-        let page = c.list(ctx, &q).await.at("list campaigns")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(cur) => q.cursor = Some(cur),
-            None => return Ok(out),
-        }
-    }
-    Err(Failure::new("campaign paging did not end"))
+    all_pages(
+        q,
+        "list campaigns",
+        |q| async move { c.list(ctx, &q).await },
+    )
+    .await
 }
 
 async fn all_members(
@@ -210,7 +164,7 @@ pub async fn campaign_crud(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     define_campaign_fields(&f).await?;
     let (c, _) = apis(&f)?;
-    let seq0 = last_seq(&f).await?;
+    let seq0 = f.last_seq().await?;
     let input = full_campaign(&f)?;
     let created = c.create(&f.rep, input.clone()).await.at("create")?;
     ensure_eq!(created.version, 1, "new version");
@@ -220,7 +174,7 @@ pub async fn campaign_crud(store: &Store) -> CheckResult {
         created,
         "round trip"
     );
-    let ev = events_after(&f, seq0).await?;
+    let ev = f.events_after(seq0).await?;
     ensure_eq!(
         ev.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
         vec!["campaign.created"],
@@ -234,14 +188,14 @@ pub async fn campaign_crud(store: &Store) -> CheckResult {
         end_date: Some(Some(day(2024, 4, 30)?)),
         ..Default::default()
     };
-    let seq1 = last_seq(&f).await?;
+    let seq1 = f.last_seq().await?;
     let updated = c
         .update(&f.rep, created.id, 1, patch.clone())
         .await
         .at("update")?;
     ensure_eq!(updated.version, 2, "version bump");
     ensure_eq!(updated.status, CampaignStatus::Active, "status");
-    let ev = events_after(&f, seq1).await?;
+    let ev = f.events_after(seq1).await?;
     ensure_eq!(ev.len(), 1, "one update event");
     let mut changed = ev[0].changed.clone();
     changed.sort();
@@ -258,13 +212,13 @@ pub async fn campaign_crud(store: &Store) -> CheckResult {
         "stale version",
     )?;
     // A patch that changes nothing writes nothing.
-    let seq2 = last_seq(&f).await?;
+    let seq2 = f.last_seq().await?;
     let same = c
         .update(&f.rep, created.id, 2, patch)
         .await
         .at("no-op update")?;
     ensure_eq!(same.version, 2, "no-op keeps version");
-    ensure_eq!(last_seq(&f).await?, seq2, "no-op writes no event");
+    ensure_eq!(f.last_seq().await?, seq2, "no-op writes no event");
 
     // Transitions.
     let paused = c
@@ -400,7 +354,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     let a = &f.admin;
     let d = day(2024, 1, 1)?;
     // Rates before a base currency.
-    let before = snapshot(&f).await?;
+    let before = f.rows_and_seq().await?;
     expect_validation(
         x.set_rate(a, cur("USD")?, d, dec("1.1")?).await,
         "base_currency",
@@ -411,10 +365,10 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         "NotFound(currency_settings)",
         "convert without a base",
     )?;
-    ensure_eq!(snapshot(&f).await?, before, "nothing written");
+    ensure_eq!(f.rows_and_seq().await?, before, "nothing written");
     x.set_base_currency(a, cur("EUR")?).await.at("set base")?;
 
-    let before = snapshot(&f).await?;
+    let before = f.rows_and_seq().await?;
     for (rate, what) in [
         ("0", "zero rate"),
         ("-1.5", "negative rate"),
@@ -601,7 +555,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     )?;
     // Updates too.
     let good = c.create(a, ok.clone()).await.at("create")?;
-    let before_update = snapshot(&f).await?;
+    let before_update = f.rows_and_seq().await?;
     expect_validation(
         c.update(
             a,
@@ -631,13 +585,13 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         "update makes a currency mismatch",
     )?;
     ensure_eq!(
-        snapshot(&f).await?,
+        f.rows_and_seq().await?,
         before_update,
         "failed updates write nothing"
     );
     let (rows, seq) = before;
-    let (rows_now, _) = snapshot(&f).await?;
-    ensure!(seq < last_seq(&f).await?, "the good create wrote an event");
+    let (rows_now, _) = f.rows_and_seq().await?;
+    ensure!(seq < f.last_seq().await?, "the good create wrote an event");
     for (t, n) in rows {
         if t != crmkit_pipeline::campaign::CAMPAIGN_TABLE
             && t != crmkit_core::event::EVENTS_TABLE
@@ -710,10 +664,10 @@ pub async fn rates_by_date(store: &Store) -> CheckResult {
     // Replacing a rate: a new version, audited, one event; the same rate is a no-op.
     let d = day(2024, 6, 1)?;
     let first = x.set_rate(a, usd, d, dec("1.10")?).await.at("set")?;
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     let again = x.set_rate(a, usd, d, dec("1.1000")?).await.at("same")?;
     ensure_eq!(again, first, "same rate again");
-    ensure_eq!(last_seq(&f).await?, seq, "same rate writes nothing");
+    ensure_eq!(f.last_seq().await?, seq, "same rate writes nothing");
     let second = x.set_rate(a, usd, d, dec("1.2")?).await.at("replace")?;
     ensure_eq!(second.version, 2, "replaced rate version");
     ensure_eq!(second.id, first.id, "same rate record");
@@ -845,11 +799,11 @@ pub async fn base_currency_changes(store: &Store) -> CheckResult {
         money("9", "EUR")?,
         "USD in EUR"
     );
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     x.set_base_currency(a, cur("EUR")?).await.at("same base")?;
-    ensure_eq!(last_seq(&f).await?, seq, "same base writes nothing");
+    ensure_eq!(f.last_seq().await?, seq, "same base writes nothing");
     x.set_base_currency(a, cur("USD")?).await.at("USD base")?;
-    let ev = events_after(&f, seq).await?;
+    let ev = f.events_after(seq).await?;
     ensure_eq!(
         ev.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
         vec!["currency.base_set"],
@@ -919,7 +873,7 @@ pub async fn members(store: &Store) -> CheckResult {
                 .at("contact")?,
         );
     }
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     for (i, ct) in contacts.iter().enumerate() {
         let status = MemberStatus::ALL[i % 4];
         let m = c
@@ -928,11 +882,7 @@ pub async fn members(store: &Store) -> CheckResult {
             .at("add")?;
         ensure_eq!(m.status, status, "status");
     }
-    ensure_eq!(
-        events_after(&f, seq).await?.len(),
-        7,
-        "one event per member"
-    );
+    ensure_eq!(f.events_after(seq).await?.len(), 7, "one event per member");
     let dup = c
         .add_member(
             a,
@@ -1012,21 +962,13 @@ pub async fn members(store: &Store) -> CheckResult {
 
     // Bad members write nothing.
     let g = setup(store).await?;
-    let foreign = g
-        .contacts
-        .create_contact(&g.admin, NewContact::named("Other", "Tenant"))
-        .await
-        .at("foreign contact")?;
-    let gone = f
-        .contacts
-        .create_contact(a, NewContact::named("Gone", "Soon"))
-        .await
-        .at("contact")?;
+    let foreign = g.person(&g.admin, "Other", "Tenant").await?;
+    let gone = f.person(a, "Gone", "Soon").await?;
     f.contacts
         .delete_contact(a, gone.id, gone.version)
         .await
         .at("delete contact")?;
-    let before = snapshot(&f).await?;
+    let before = f.rows_and_seq().await?;
     for (m, what) in [
         (RecordRef::from(foreign.id), "a contact of another tenant"),
         (RecordRef::from(gone.id), "a deleted contact"),
@@ -1074,7 +1016,7 @@ pub async fn members(store: &Store) -> CheckResult {
         "member",
         "a lead of another tenant",
     )?;
-    ensure_eq!(snapshot(&f).await?, before, "bad members write nothing");
+    ensure_eq!(f.rows_and_seq().await?, before, "bad members write nothing");
     let lead = leads
         .create(a, NewLead::named("Lead", "Member"))
         .await
@@ -1178,11 +1120,7 @@ pub async fn visibility_and_isolation(store: &Store) -> CheckResult {
         "NotFound(campaign)",
         "roi of hidden",
     )?;
-    let ct = f
-        .contacts
-        .create_contact(&f.rep, NewContact::named("Vis", "Ible"))
-        .await
-        .at("contact")?;
+    let ct = f.person(&f.rep, "Vis", "Ible").await?;
     expect_variant(
         c.add_member(&f.rep, other.id, RecordRef::from(ct.id), MemberStatus::Sent)
             .await,
@@ -1201,11 +1139,7 @@ pub async fn visibility_and_isolation(store: &Store) -> CheckResult {
         "read-only adds a member",
     )?;
     // A contact the rep cannot see is not a valid member for them.
-    let hidden = f
-        .contacts
-        .create_contact(&f.rep_y, NewContact::named("Hid", "Den"))
-        .await
-        .at("hidden contact")?;
+    let hidden = f.person(&f.rep_y, "Hid", "Den").await?;
     expect_validation(
         c.add_member(
             &f.rep,
@@ -1479,11 +1413,7 @@ pub async fn roi_inputs(store: &Store) -> CheckResult {
     );
     ensure_eq!(mine.attributed_leads, 2, "rep's leads");
     // Members by status.
-    let ct = f
-        .contacts
-        .create_contact(a, NewContact::named("R", "O"))
-        .await
-        .at("contact")?;
+    let ct = f.person(a, "R", "O").await?;
     c.add_member(a, camp.id, RecordRef::from(ct.id), MemberStatus::Responded)
         .await
         .at("member")?;
@@ -1521,33 +1451,20 @@ async fn fail_at_every_write<T: fmt::Debug>(
     what: &str,
     cmd: impl AsyncFn() -> crmkit_core::Result<T>,
 ) -> CheckResult<T> {
-    let before = snapshot(f).await?;
-    for n in 0..100 {
-        f.store
-            .backend()
-            .inject_fault(Some(crmkit_core::Fault::FailAtWrite(n)));
-        let r = cmd().await;
-        f.store.backend().inject_fault(None);
-        match r {
-            Ok(v) => {
-                ensure!(n > 0, "{what}: succeeded with a fault at write 0");
-                return Ok(v);
-            }
-            Err(Error::Storage { .. }) => {
-                ensure_eq!(
-                    snapshot(f).await?,
-                    before,
-                    "{what} failing at write {n} changed state"
-                );
-            }
-            Err(e) => {
-                return Err(Failure::new(format!(
-                    "{what} with a fault at write {n}: expected a Storage error, got {e:?}"
-                )));
-            }
-        }
-    }
-    Err(Failure::new(format!("{what} never succeeded")))
+    let before = f.rows_and_seq().await?;
+    let unchanged = async |n| {
+        ensure_eq!(
+            f.rows_and_seq().await?,
+            before,
+            "{what} failing at write {n} changed state"
+        );
+        Ok(())
+    };
+    Ok(
+        crate::support::fail_at_every_write(&f.store, what, unchanged, cmd)
+            .await?
+            .1,
+    )
 }
 
 /// F2: a fault before any write of a campaign or currency command leaves no trace.
@@ -1577,11 +1494,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
         c.restore(a, camp.id, del.version).await
     })
     .await?;
-    let ct = f
-        .contacts
-        .create_contact(a, NewContact::named("A", "Tom"))
-        .await
-        .at("contact")?;
+    let ct = f.person(a, "A", "Tom").await?;
     let who = RecordRef::from(ct.id);
     fail_at_every_write(&f, "add_member", async || {
         c.add_member(a, camp.id, who.clone(), MemberStatus::Targeted)
@@ -1616,16 +1529,8 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     })
     .await?;
     // The feed is gap-free.
-    let mut after = 0;
-    let mut expected = 1;
-    loop {
-        let batch = events_after(&f, after).await?;
-        let Some(last) = batch.last() else { break };
-        after = last.seq;
-        for e in &batch {
-            ensure_eq!(e.seq, expected, "gap-free sequence");
-            expected += 1;
-        }
+    for (expected, e) in (1..).zip(f.events_after(0).await?) {
+        ensure_eq!(e.seq, expected, "gap-free sequence");
     }
     Ok(())
 }
@@ -1668,11 +1573,7 @@ pub async fn member_references(store: &Store) -> CheckResult {
         .delete_contact(rep, gone_c.id, gone_c.version)
         .await
         .at("delete contact")?;
-    let foreign_c = g
-        .contacts
-        .create_contact(&g.admin, NewContact::named("Foreign", "Member"))
-        .await
-        .at("foreign contact")?;
+    let foreign_c = g.person(&g.admin, "Foreign", "Member").await?;
     let hidden_l = lead(&f.admin, "Hidden").await?;
     let gone_l = lead(rep, "Gone").await?;
     leads
@@ -1683,7 +1584,7 @@ pub async fn member_references(store: &Store) -> CheckResult {
         .create(&g.admin, NewLead::named("Foreign", "Member"))
         .await
         .at("foreign lead")?;
-    let before = snapshot(&f).await?;
+    let before = f.rows_and_seq().await?;
     for (missing, others) in [
         (
             RecordRef::from(crmkit_core::ContactId::new()),
@@ -1718,7 +1619,11 @@ pub async fn member_references(store: &Store) -> CheckResult {
             ensure_eq!(got, none, "{what} vs a missing {}", missing.kind);
         }
     }
-    ensure_eq!(snapshot(&f).await?, before, "refused members wrote nothing");
+    ensure_eq!(
+        f.rows_and_seq().await?,
+        before,
+        "refused members wrote nothing"
+    );
     let mine_c = contact(rep, "Mine").await?;
     let mine_l = lead(rep, "Mine").await?;
     for m in [RecordRef::from(mine_c.id), RecordRef::from(mine_l.id)] {
@@ -1765,25 +1670,10 @@ pub async fn composition(store: &Store) -> CheckResult {
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// The future of a check.
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
-
-/// Every check of this module by name. [`atomicity`] injects faults: run it alone.
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    check_list![
+suite_checks! {
+    /// Every check of this module by name. [`atomicity`] injects faults: run it alone.
+    names: pipeline_campaigns_check_names,
+    checks: [
         campaign_crud,
         bad_input,
         rates_by_date,
@@ -1795,5 +1685,5 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         atomicity,
         composition,
         member_references,
-    ]
+    ],
 }

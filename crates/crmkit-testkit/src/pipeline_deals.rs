@@ -8,15 +8,15 @@
 //! runtime). [`atomicity`] injects faults into the backend: run it alone on its store.
 
 use crate::check::{At, CheckResult, Failure, expect_validation, validation_reasons};
+pub use crate::check::{CheckFn, CheckFuture};
+use crate::support::all_pages;
+use crate::support::run_property;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
-use crmkit_contacts::{NewContact, NewOrganization};
-use crmkit_core::store::Cond;
+use crmkit_contacts::NewContact;
 use crmkit_core::{
     Actor, ContactId, Ctx, CustomFieldDef, CustomFieldType, CustomValue, Error, Filter,
     ManualClock, Money, Query, RecordKind, RecordRef, Role, Store, TenantId, UserId,
@@ -93,48 +93,18 @@ fn usd(s: &str) -> Money {
     Money::parse(s, "USD").expect("USD amount")
 }
 
-/// Row counts of every table of the tenant and the last event sequence.
-async fn snapshot(f: &Fixture) -> CheckResult<(BTreeMap<&'static str, u64>, u64)> {
-    let mut rows = BTreeMap::new();
-    for t in f.store.backend().schema().tables() {
-        let n = f
-            .store
-            .backend()
-            .count(f.tenant, t.name, &Cond::True)
-            .await
-            .at("count rows")?;
-        rows.insert(t.name, n);
-    }
-    let mut after = 0;
-    loop {
-        let batch = f
-            .store
-            .events_since(&f.admin, after, 1000)
-            .await
-            .at("events")?;
-        match batch.last() {
-            Some(e) => after = e.seq,
-            None => break,
-        }
-    }
-    Ok((rows, after))
+/// Every deal a query returns, following cursors.
+pub(crate) async fn all_deals(d: &Deals, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Deal>> {
+    all_pages(
+        q,
+        "list deals",
+        |q| async move { d.list_deals(ctx, &q).await },
+    )
+    .await
 }
 
-async fn all_deals(d: &Deals, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Deal>> {
-    let mut q = q.clone();
-    let mut out = vec![];
-    for _ in 0..10_000 {
-        let page = d.list_deals(ctx, &q).await.at("list deals")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) => q.cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
-    Err(Failure::new("deal paging did not end"))
-}
-
-fn ids(v: &[Deal]) -> Vec<crmkit_core::DealId> {
+/// The ids of `v`, sorted.
+pub(crate) fn ids(v: &[Deal]) -> Vec<crmkit_core::DealId> {
     let mut x: Vec<_> = v.iter().map(|d| d.id).collect();
     x.sort();
     x
@@ -232,17 +202,9 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         .create_organization(a, crmkit_contacts::NewOrganization::named("Acme"))
         .await
         .at("org")?;
-    let c1 = f
-        .contacts
-        .create_contact(a, NewContact::named("Ann", "One"))
-        .await
-        .at("contact")?;
-    let c2 = f
-        .contacts
-        .create_contact(a, NewContact::named("Bob", "Two"))
-        .await
-        .at("contact")?;
-    let (_, seq0) = snapshot(f).await?;
+    let c1 = f.person(a, "Ann", "One").await?;
+    let c2 = f.person(a, "Bob", "Two").await?;
+    let (_, seq0) = f.rows_and_seq().await?;
     let mut input = NewDeal::new("Big deal", p.id);
     input.amount = Some(eur("12500.50"));
     input.expected_close = Some(parse_close_date("2030-02-28").at("date")?);
@@ -394,9 +356,9 @@ async fn rejects<T: fmt::Debug>(
     field: &str,
     what: &str,
 ) -> CheckResult {
-    let before = snapshot(&d.f).await?;
+    let before = d.f.rows_and_seq().await?;
     expect_validation(r.await, field, what)?;
-    let after = snapshot(&d.f).await?;
+    let after = d.f.rows_and_seq().await?;
     ensure_eq!(before, after, "{what}: a rejected command wrote something");
     Ok(())
 }
@@ -592,7 +554,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         Actor::new(UserId::new(), [Role::Admin], []),
     )
     .at("ctx")?;
-    let before = snapshot(f).await?;
+    let before = f.rows_and_seq().await?;
     expect_not_found(
         deals
             .move_deal(&stranger, deal.id, deal.version, p.stages[2].id, None)
@@ -615,7 +577,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     )?;
     ensure_eq!(
         before,
-        snapshot(f).await?,
+        f.rows_and_seq().await?,
         "NotFound commands wrote nothing"
     );
     ensure!(
@@ -1284,11 +1246,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     let d = setup(store).await?;
     let (f, deals, p) = (&d.f, &d.deals, &d.default);
     let a = &f.admin;
-    let c = f
-        .contacts
-        .create_contact(a, NewContact::named("At", "Om"))
-        .await
-        .at("contact")?;
+    let c = f.person(a, "At", "Om").await?;
     let mut n = NewDeal::new("Atomic", p.id);
     n.amount = Some(eur("99"));
     n.contacts = vec![(c.id, DealRole::Champion)];
@@ -1323,33 +1281,18 @@ async fn fail_at_every_write<T: fmt::Debug>(
     what: &str,
     cmd: impl AsyncFn() -> crmkit_core::Result<T>,
 ) -> CheckResult<T> {
-    let before = snapshot(&d.f).await?;
-    for n in 0..200 {
-        d.f.store
-            .backend()
-            .inject_fault(Some(crmkit_core::Fault::FailAtWrite(n)));
-        let r = cmd().await;
-        d.f.store.backend().inject_fault(None);
-        match r {
-            Ok(v) => {
-                ensure!(n >= 4, "{what}: succeeded after only {n} writes");
-                return Ok(v);
-            }
-            Err(Error::Storage { .. }) => {
-                ensure_eq!(
-                    before,
-                    snapshot(&d.f).await?,
-                    "{what} failing at write {n} left a trace"
-                );
-            }
-            Err(e) => {
-                return Err(Failure::new(format!(
-                    "{what} with a fault at write {n}: expected Storage, got {e:?}"
-                )));
-            }
-        }
-    }
-    Err(Failure::new(format!("{what} never succeeded")))
+    let before = d.f.rows_and_seq().await?;
+    let unchanged = async |n| {
+        ensure_eq!(
+            before,
+            d.f.rows_and_seq().await?,
+            "{what} failing at write {n} left a trace"
+        );
+        Ok(())
+    };
+    let (n, v) = crate::support::fail_at_every_write(&d.f.store, what, unchanged, cmd).await?;
+    ensure!(n >= 4, "{what}: succeeded after only {n} writes");
+    Ok(v)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1512,43 +1455,6 @@ pub async fn history_case(store: &Store, cmds: &[MoveCmd]) -> CheckResult {
     Ok(())
 }
 
-fn run_prop<S, F, Fut>(
-    factory: F,
-    strategy: S,
-    cases: u32,
-    case: impl Fn(&Store, S::Value) -> Pin<Box<dyn Future<Output = CheckResult> + '_>>,
-) -> CheckResult
-where
-    S: Strategy,
-    S::Value: fmt::Debug,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = crmkit_core::Result<Store>>,
-{
-    use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(format!("tokio runtime: {e}")))?;
-    let store = rt.block_on(factory()).at("store factory")?;
-    let mut runner = TestRunner::new(Config {
-        cases,
-        max_shrink_iters: 50,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    match runner.run(&strategy, |v| {
-        rt.block_on(case(&store, v))
-            .map_err(|f| TestCaseError::fail(f.message))
-    }) {
-        Ok(()) => Ok(()),
-        Err(TestError::Fail(reason, v)) => Err(Failure::new(format!(
-            "property failed: {reason}\n  minimal input: {v:#?}"
-        ))),
-        Err(TestError::Abort(reason)) => Err(Failure::new(format!("aborted: {reason}"))),
-    }
-}
-
 /// Property: after random sequences of moves, pipeline changes, waits and amount
 /// changes, a deal's stage history is contiguous, its time in stages sums to its
 /// lifetime, and its stage belongs to its pipeline (proptest, 12 cases).
@@ -1557,10 +1463,11 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = crmkit_core::Result<Store>>,
 {
-    run_prop(
+    run_property(
+        "property",
         factory,
         proptest::collection::vec(move_cmd(), 1..25),
-        12,
+        (12, 50),
         |s, cmds| Box::pin(async move { history_case(s, &cmds).await }),
     )
 }
@@ -1645,38 +1552,33 @@ where
         0usize..3,
         proptest::option::of(0u8..=100),
     );
-    run_prop(
+    run_property(
+        "property",
         factory,
         proptest::collection::vec(spec, 1..30),
-        10,
+        (10, 50),
         |s, specs| Box::pin(async move { weighted_case(s, &specs).await }),
     )
+}
+
+// ---------------------------------------------------------------------------------------
+// Composition
+// ---------------------------------------------------------------------------------------
+
+/// The modules the checks need: core, contacts and pipeline.
+pub fn modules() -> crmkit_core::Result<crmkit_core::Modules> {
+    crate::pipeline_leads::modules()
 }
 
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// The future of a check.
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
-
-/// Every async check of this module by name. [`atomicity`] injects faults: run it alone
-/// on its store. The property tests are separate (sync).
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    check_list![
+suite_checks! {
+    /// Every async check of this module by name. [`atomicity`] injects faults: run it alone
+    /// on its store. The property tests are separate (sync).
+    names: pipeline_deals_check_names,
+    checks: [
         default_pipeline,
         crud_round_trip,
         bad_input,
@@ -1687,7 +1589,7 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         analytics_queries,
         atomicity,
         reference_rule,
-    ]
+    ],
 }
 
 /// The one reference rule for a deal's references, typed: as a Rep, a deal whose contact
@@ -1716,17 +1618,9 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         .delete_contact(rep, gone.id, gone.version)
         .await
         .at("delete contact")?;
-    let foreign = other
-        .contacts
-        .create_contact(&other.admin, NewContact::named("Foreign", "Ref"))
-        .await
-        .at("foreign contact")?;
+    let foreign = other.person(&other.admin, "Foreign", "Ref").await?;
     let mine = contact(rep, "Mine").await?;
-    let hidden_org = f
-        .contacts
-        .create_organization(&f.admin, NewOrganization::named("Hidden Org"))
-        .await
-        .at("hidden organization")?;
+    let hidden_org = f.org(&f.admin, "Hidden Org").await?;
     let hidden_campaign = campaigns
         .create(&f.admin, NewCampaign::named("Hidden", CampaignKind::Email))
         .await
@@ -1748,7 +1642,7 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         ]),
         ..Default::default()
     };
-    let before = snapshot(f).await?;
+    let before = f.rows_and_seq().await?;
     let missing = ContactId::new();
     let none_create = validation_reasons(&d.deals.create_deal(rep, with_contact(missing)).await);
     let none_update = validation_reasons(
@@ -1822,7 +1716,7 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         ensure_eq!(got, none, "a hidden {field} vs a missing one");
     }
     ensure_eq!(
-        snapshot(f).await?,
+        f.rows_and_seq().await?,
         before,
         "refused references wrote nothing"
     );

@@ -11,16 +11,15 @@
 //! [`concurrent_conversion`] spawns tokio tasks: run the suite on a multi-thread runtime.
 
 use crate::check::{At, expect_denied, expect_validation, validation_reasons};
+use crate::contacts::{all_contacts, all_orgs, every_record};
+use crate::support::all_pages;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use crmkit_contacts::{
-    Contact, Contacts, ContactsModule, NewContact, NewOrganization, Organization, PhoneInput,
+    Contact, ContactsModule, NewContact, NewOrganization, Organization, PhoneInput,
 };
 use crmkit_core::lookup::{self, LookupKind};
-use crmkit_core::store::Cond;
 use crmkit_core::{
     CampaignId, ContactId, Ctx, CustomFieldDef, CustomFieldType, CustomValue, CustomValues, Error,
     Filter, LeadId, Modules, OrganizationId, Query, RecordKind, RecordRef, Store, TeamId, UserId,
@@ -33,7 +32,7 @@ use crmkit_pipeline::lead::{
     NewLead, OrganizationChoice, Outcome,
 };
 
-pub use crate::check::{CheckResult, Failure};
+pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 
 // ---------------------------------------------------------------------------------------
 // Assertions
@@ -81,24 +80,16 @@ pub fn modules() -> crmkit_core::Result<Modules> {
         .build()
 }
 
-/// A fresh tenant: the contacts fixture (users `admin`, `manager`, `rep` and `rep2` in
-/// team X, `rep_y` in team Y, `readonly` in team X) plus the leads API and lead custom
-/// fields `region` (single choice emea/amer/apac) and `budget_k` (number), and a campaign
-/// owned by the admin for leads to refer to.
-#[derive(Debug, Clone)]
-pub struct Fixture {
-    /// The contacts fixture.
-    pub base: crate::contacts::Fixture,
-    /// The leads API.
-    pub leads: Leads,
-    /// A campaign of the admin (visible to the admin and the manager only).
-    pub campaign: CampaignId,
-}
-
-impl std::ops::Deref for Fixture {
-    type Target = crate::contacts::Fixture;
-    fn deref(&self) -> &Self::Target {
-        &self.base
+extended_fixture! {
+    /// A fresh tenant: the contacts fixture (users `admin`, `manager`, `rep` and `rep2` in
+    /// team X, `rep_y` in team Y, `readonly` in team X) plus the leads API and lead custom
+    /// fields `region` (single choice emea/amer/apac) and `budget_k` (number), and a campaign
+    /// owned by the admin for leads to refer to.
+    Fixture {
+        /// The leads API.
+        leads: Leads,
+        /// A campaign of the admin (visible to the admin and the manager only).
+        campaign: CampaignId,
     }
 }
 
@@ -187,138 +178,32 @@ fn full_lead(f: &Fixture, i: usize) -> NewLead {
 // ---------------------------------------------------------------------------------------
 
 async fn all_leads(l: &Leads, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Lead>> {
-    let mut q = q.clone();
-    let mut out = vec![];
-    for _ in 0..100_000 {
-        let page = l.list(ctx, &q).await.at("list leads")?;
-        ensure!(
-            page.items.len() <= q.limit as usize,
-            "a page of {} items for limit {}",
-            page.items.len(),
-            q.limit
-        );
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) => q.cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
-    Err(Failure::new("lead paging did not end"))
+    all_pages(q, "list leads", |q| async move { l.list(ctx, &q).await }).await
 }
 
-async fn all_contacts(c: &Contacts, ctx: &Ctx) -> CheckResult<Vec<Contact>> {
-    let mut q = Query::new().include_deleted().limit(1000);
-    let mut out = vec![];
-    loop {
-        let page = c.list_contacts(ctx, &q).await.at("list contacts")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(cur) => q.cursor = Some(cur),
-            None => return Ok(out),
-        }
-    }
-}
-
-async fn all_orgs(c: &Contacts, ctx: &Ctx) -> CheckResult<Vec<Organization>> {
-    let mut q = Query::new().include_deleted().limit(1000);
-    let mut out = vec![];
-    loop {
-        let page = c.list_organizations(ctx, &q).await.at("list orgs")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(cur) => q.cursor = Some(cur),
-            None => return Ok(out),
-        }
-    }
-}
-
-async fn all_events(f: &Fixture, after: u64) -> CheckResult<Vec<crmkit_core::Event>> {
-    let mut out: Vec<crmkit_core::Event> = vec![];
-    let mut after = after;
-    loop {
-        let batch = f
-            .store
-            .events_since(&f.admin, after, 1000)
-            .await
-            .at("events_since")?;
-        let Some(last) = batch.last() else {
-            return Ok(out);
-        };
-        after = last.seq;
-        out.extend(batch);
-    }
-}
-
-async fn last_seq(f: &Fixture) -> CheckResult<u64> {
-    Ok(all_events(f, 0).await?.last().map(|e| e.seq).unwrap_or(0))
-}
-
-/// What a failed command must leave unchanged: row counts of every table of the tenant,
-/// the last event, every lead, contact and organization.
+/// What a failed command must leave unchanged: the contacts snapshot and every lead.
 #[derive(Debug, Clone, PartialEq)]
 struct Snapshot {
-    rows: BTreeMap<&'static str, u64>,
-    last_seq: u64,
+    base: crate::contacts::Snapshot,
     leads: Vec<Lead>,
-    contacts: Vec<Contact>,
-    orgs: Vec<Organization>,
 }
 
 async fn snapshot(f: &Fixture) -> CheckResult<Snapshot> {
-    let mut rows = BTreeMap::new();
-    for t in f.store.backend().schema().tables() {
-        let n = f
-            .store
-            .backend()
-            .count(f.tenant, t.name, &Cond::True)
-            .await
-            .at("count rows")?;
-        rows.insert(t.name, n);
-    }
     Ok(Snapshot {
-        rows,
-        last_seq: last_seq(f).await?,
-        leads: all_leads(
-            &f.leads,
-            &f.admin,
-            &Query::new().include_deleted().limit(1000),
-        )
-        .await?,
-        contacts: all_contacts(&f.contacts, &f.admin).await?,
-        orgs: all_orgs(&f.contacts, &f.admin).await?,
+        base: crate::contacts::snapshot(f).await?,
+        leads: all_leads(&f.leads, &f.admin, &every_record()).await?,
     })
 }
 
 #[track_caller]
 fn same_snapshot(before: &Snapshot, after: &Snapshot, what: &str) -> CheckResult {
-    if before == after {
-        return Ok(());
+    let base = crate::contacts::same_snapshot(&before.base, &after.base, what);
+    if before.leads == after.leads {
+        return base;
     }
-    let mut diffs = vec![];
-    for (t, n) in &before.rows {
-        let m = after.rows.get(t).copied().unwrap_or(0);
-        if *n != m {
-            diffs.push(format!("{t}: {n} -> {m} rows"));
-        }
-    }
-    if before.last_seq != after.last_seq {
-        diffs.push(format!(
-            "last event seq {} -> {}",
-            before.last_seq, after.last_seq
-        ));
-    }
-    if before.leads != after.leads {
-        diffs.push("leads changed".into());
-    }
-    if before.contacts != after.contacts {
-        diffs.push("contacts changed".into());
-    }
-    if before.orgs != after.orgs {
-        diffs.push("organizations changed".into());
-    }
+    let also = base.err().map(|f| format!("; {f}")).unwrap_or_default();
     Err(Failure::new(format!(
-        "{what}: a failed command changed state: {}",
-        diffs.join("; ")
+        "{what}: a failed command changed state: leads changed{also}"
     )))
 }
 
@@ -369,7 +254,7 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
     let l = &f.leads;
     let a = &f.admin;
     let input = full_lead(&f, 1);
-    let seq0 = last_seq(&f).await?;
+    let seq0 = f.last_seq().await?;
     let lead = l.create(a, input.clone()).await.at("create lead")?;
     ensure_eq!(lead.version, 1, "first version");
     ensure_eq!(lead.first_name, input.first_name, "first name byte-exact");
@@ -417,7 +302,7 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         lookup_has(&f, LookupKind::Email, "bob.obrien+1@acme1.example", lead.id).await?,
         "the lead's email key is in the lookup index"
     );
-    let events = all_events(&f, seq0).await?;
+    let events = f.events_after(seq0).await?;
     ensure_eq!(
         events
             .iter()
@@ -440,7 +325,7 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         ]),
         ..Default::default()
     };
-    let seq1 = last_seq(&f).await?;
+    let seq1 = f.last_seq().await?;
     let updated = l
         .update(a, lead.id, 1, patch.clone())
         .await
@@ -482,14 +367,14 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         "an audit entry per changed field"
     );
     ensure_eq!(audit[0].change.field, "*", "the creation entry");
-    let events = all_events(&f, seq1).await?;
+    let events = f.events_after(seq1).await?;
     ensure_eq!(events.len(), 1, "one event per update");
     ensure_eq!(events[0].kind, "lead.updated", "update event");
     // No-op and stale updates.
     let same = l.update(a, lead.id, 2, patch).await.at("no-op update")?;
     ensure_eq!(same.version, 2, "a no-op update keeps the version");
     ensure_eq!(
-        last_seq(&f).await?,
+        f.last_seq().await?,
         seq1 + 1,
         "a no-op update writes no event"
     );
@@ -538,7 +423,8 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         "a restored lead is back in the lookup"
     );
     ensure_eq!(l.get(a, lead.id).await.at("get")?, restored, "get restored");
-    let kinds: Vec<String> = all_events(&f, seq0)
+    let kinds: Vec<String> = f
+        .events_after(seq0)
         .await?
         .into_iter()
         .map(|e| e.kind)
@@ -905,14 +791,14 @@ pub async fn status_rules(store: &Store) -> CheckResult {
         LeadStatus::New,
         LeadStatus::Qualified,
     ] {
-        let seq = last_seq(&f).await?;
+        let seq = f.last_seq().await?;
         let next = l
             .set_status(a, cur.id, cur.version, s, None)
             .await
             .at("open transition")?;
         ensure_eq!(next.status, s, "status set");
         ensure_eq!(next.version, cur.version + 1, "version bumped");
-        let ev = all_events(&f, seq).await?;
+        let ev = f.events_after(seq).await?;
         ensure_eq!(
             ev.iter()
                 .map(|e| (e.kind.as_str(), e.changed.clone()))
@@ -988,7 +874,7 @@ pub async fn status_rules(store: &Store) -> CheckResult {
     );
 
     // Score.
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     let scored = l
         .set_score(a, reopened.id, reopened.version, -7)
         .await
@@ -1004,7 +890,7 @@ pub async fn status_rules(store: &Store) -> CheckResult {
         "extreme score stored"
     );
     ensure_eq!(
-        all_events(&f, seq)
+        f.events_after(seq)
             .await?
             .into_iter()
             .map(|e| e.kind)
@@ -1551,7 +1437,7 @@ pub async fn conversion_creates(store: &Store) -> CheckResult {
     let a = &f.admin;
     let input = full_lead(&f, 7);
     let lead = l.create(a, input.clone()).await.at("create")?;
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     let conv = l
         .convert(a, lead.id, 1, ConvertLead::default())
         .await
@@ -1630,7 +1516,7 @@ pub async fn conversion_creates(store: &Store) -> CheckResult {
     .await?;
     ensure_eq!(converted.len(), 1, "filterable by status");
     // Events and audit.
-    let events = all_events(&f, seq).await?;
+    let events = f.events_after(seq).await?;
     ensure_eq!(
         events
             .iter()
@@ -1749,9 +1635,9 @@ pub async fn conversion_links(store: &Store) -> CheckResult {
         )
         .await
         .at("create")?;
-    let contacts_before = all_contacts(&f.contacts, a).await?.len();
-    let orgs_before = all_orgs(&f.contacts, a).await?.len();
-    let seq = last_seq(&f).await?;
+    let contacts_before = all_contacts(&f.contacts, a, &every_record()).await?.len();
+    let orgs_before = all_orgs(&f.contacts, a, &every_record()).await?.len();
+    let seq = f.last_seq().await?;
     let conv = l
         .convert(a, lead.id, 1, ConvertLead::default())
         .await
@@ -1767,12 +1653,12 @@ pub async fn conversion_links(store: &Store) -> CheckResult {
         "the existing org is linked"
     );
     ensure_eq!(
-        all_contacts(&f.contacts, a).await?.len(),
+        all_contacts(&f.contacts, a, &every_record()).await?.len(),
         contacts_before,
         "no new contact"
     );
     ensure_eq!(
-        all_orgs(&f.contacts, a).await?.len(),
+        all_orgs(&f.contacts, a, &every_record()).await?.len(),
         orgs_before,
         "no new org"
     );
@@ -1792,7 +1678,7 @@ pub async fn conversion_links(store: &Store) -> CheckResult {
         "link to the org"
     );
     ensure_eq!(
-        all_events(&f, seq)
+        f.events_after(seq)
             .await?
             .into_iter()
             .map(|e| e.kind)
@@ -1802,11 +1688,7 @@ pub async fn conversion_links(store: &Store) -> CheckResult {
     );
 
     // Explicit choices.
-    let other = f
-        .contacts
-        .create_contact(a, NewContact::named("Other", "Person"))
-        .await
-        .at("other contact")?;
+    let other = f.person(a, "Other", "Person").await?;
     let lead2 = l
         .create(
             a,
@@ -2242,7 +2124,7 @@ pub async fn conversion_with_deal(store: &Store) -> CheckResult {
         .convert_dry_run(a, lead.id, &convert)
         .await
         .at("dry run")?;
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     let conv = l
         .convert(a, lead.id, 1, convert)
         .await
@@ -2311,7 +2193,7 @@ pub async fn conversion_with_deal(store: &Store) -> CheckResult {
         1,
         "the deal's audit entry"
     );
-    let events = all_events(&f, seq).await?;
+    let events = f.events_after(seq).await?;
     ensure_eq!(
         events
             .iter()
@@ -2366,9 +2248,6 @@ pub async fn conversion_with_deal(store: &Store) -> CheckResult {
 // 7. Faults and concurrency
 // ---------------------------------------------------------------------------------------
 
-/// Most writes a conversion is expected to make.
-const MAX_FAULT_STEPS: usize = 200;
-
 /// F2: a fault before any write of a conversion (for every write, the last one included)
 /// fails it with a Storage error and leaves no contact, organization, deal, event, audit
 /// entry or index row, and the lead unconverted; then the conversion succeeds. Injects
@@ -2383,44 +2262,26 @@ pub async fn conversion_atomicity(store: &Store) -> CheckResult {
         ..Default::default()
     };
     let before = snapshot(&f).await?;
-    let seq0 = before.last_seq;
-    let mut steps = None;
-    for n in 0..MAX_FAULT_STEPS {
-        f.store
-            .backend()
-            .inject_fault(Some(crmkit_core::Fault::FailAtWrite(n)));
-        let r = l.convert(a, lead.id, 1, input.clone()).await;
-        f.store.backend().inject_fault(None);
-        match r {
-            Ok(conv) => {
-                steps = Some((n, conv));
-                break;
-            }
-            Err(Error::Storage { .. }) => {
-                let after = snapshot(&f).await?;
-                same_snapshot(&before, &after, &format!("conversion failing at write {n}"))?;
-                ensure_eq!(
-                    l.get(a, lead.id).await.at("get")?,
-                    lead,
-                    "the lead is unconverted after a fault at {n}"
-                );
-            }
-            Err(e) => {
-                return Err(Failure::new(format!(
-                    "conversion with a fault at write {n}: expected a Storage error, got {e:?}"
-                )));
-            }
-        }
-    }
-    let Some((n, conv)) = steps else {
-        return Err(Failure::new(format!(
-            "conversion still failed after {MAX_FAULT_STEPS} faults"
-        )));
+    let seq0 = before.base.last_seq;
+    let unchanged = async |n| {
+        let after = snapshot(&f).await?;
+        same_snapshot(&before, &after, &format!("conversion failing at write {n}"))?;
+        ensure_eq!(
+            l.get(a, lead.id).await.at("get")?,
+            lead,
+            "the lead is unconverted after a fault at {n}"
+        );
+        Ok(())
     };
+    let (n, conv) =
+        crate::support::fail_at_every_write(store, "conversion", unchanged, async || {
+            l.convert(a, lead.id, 1, input.clone()).await
+        })
+        .await?;
     // Rows (lead, org, contact, 2 emails + 2 phones lookup, deal, its contact link and
     // history), audit (5+), sequence, 4 events.
     ensure!(n >= 18, "a conversion made only {n} writes");
-    let events = all_events(&f, seq0).await?;
+    let events = f.events_after(seq0).await?;
     ensure_eq!(
         events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
         vec![
@@ -2436,7 +2297,7 @@ pub async fn conversion_atomicity(store: &Store) -> CheckResult {
         conv.lead,
         "converted lead"
     );
-    let all = all_events(&f, 0).await?;
+    let all = f.events_after(0).await?;
     for (i, e) in all.iter().enumerate() {
         ensure_eq!(e.seq, i as u64 + 1, "gap-free event sequence after faults");
     }
@@ -2463,7 +2324,7 @@ pub async fn concurrent_conversion(store: &Store) -> CheckResult {
         deal: Some(deal_input(&f, "Race deal").await?),
         ..Default::default()
     };
-    let seq = last_seq(&f).await?;
+    let seq = f.last_seq().await?;
     let mut tasks = vec![];
     for i in 0..8 {
         let l = f.leads.clone();
@@ -2496,14 +2357,14 @@ pub async fn concurrent_conversion(store: &Store) -> CheckResult {
         w.lead,
         "the winner's lead"
     );
-    let holders: Vec<Contact> = all_contacts(&f.contacts, a)
+    let holders: Vec<Contact> = all_contacts(&f.contacts, a, &every_record())
         .await?
         .into_iter()
         .filter(|c| c.emails.iter().any(|e| e.address == "race@lead.example"))
         .collect();
     ensure_eq!(holders.len(), 1, "exactly one contact");
     ensure_eq!(
-        all_orgs(&f.contacts, a).await?.len(),
+        all_orgs(&f.contacts, a, &every_record()).await?.len(),
         1,
         "exactly one organization"
     );
@@ -2513,7 +2374,8 @@ pub async fn concurrent_conversion(store: &Store) -> CheckResult {
         .await
         .at("list deals")?;
     ensure_eq!(deals.total, Some(1), "exactly one deal");
-    let kinds: Vec<String> = all_events(&f, seq)
+    let kinds: Vec<String> = f
+        .events_after(seq)
         .await?
         .into_iter()
         .map(|e| e.kind)
@@ -2559,11 +2421,7 @@ pub async fn conversion_references(store: &Store) -> CheckResult {
     c.delete_contact(rep, gone_c.id, gone_c.version)
         .await
         .at("delete contact")?;
-    let foreign_c = other
-        .contacts
-        .create_contact(&other.admin, NewContact::named("Foreign", "Contact"))
-        .await
-        .at("foreign contact")?;
+    let foreign_c = other.person(&other.admin, "Foreign", "Contact").await?;
     let hidden_o = c
         .create_organization(&f.admin, NewOrganization::named("Hidden Org"))
         .await
@@ -2575,11 +2433,7 @@ pub async fn conversion_references(store: &Store) -> CheckResult {
     c.delete_organization(rep, gone_o.id, gone_o.version)
         .await
         .at("delete organization")?;
-    let foreign_o = other
-        .contacts
-        .create_organization(&other.admin, NewOrganization::named("Foreign Org"))
-        .await
-        .at("foreign organization")?;
+    let foreign_o = other.org(&other.admin, "Foreign Org").await?;
     let before = snapshot(&f).await?;
     let contact_links = [
         ("a missing contact", ContactId::new()),
@@ -2671,26 +2525,11 @@ pub async fn conversion_references(store: &Store) -> CheckResult {
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// The future of a check (not `Send`: await it, do not spawn it).
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
-
-/// Every check of this module by name. [`conversion_atomicity`] injects faults into the
-/// backend: run it alone (not concurrently with other checks on the same store).
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    check_list![
+suite_checks! {
+    /// Every check of this module by name. [`conversion_atomicity`] injects faults into the
+    /// backend: run it alone (not concurrently with other checks on the same store).
+    names: pipeline_leads_check_names,
+    checks: [
         crud_round_trip,
         bad_input,
         status_rules,
@@ -2705,7 +2544,7 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         conversion_atomicity,
         concurrent_conversion,
         conversion_references,
-    ]
+    ],
 }
 
 /// Runs every check of [`checks`] one after the other on `store` and reports every

@@ -21,8 +21,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use crmkit_contacts::{ContactsModule, NewContact, PhoneInput};
@@ -31,11 +29,13 @@ use crmkit_core::store::{
     TableDef, Value, Write,
 };
 use crmkit_core::{Changeset, CustomValue, Error, Filter, Module, Modules, Money, Query, Store};
-use crmkit_pipeline::deal::{Deal, Deals, NewDeal, NewPipeline, NewStage};
+use crmkit_pipeline::deal::{Deals, NewDeal, NewPipeline, NewStage};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
 use crate::check::{At, CheckResult, Failure, expect_validation};
+pub use crate::check::{CheckFn, CheckFuture};
+use crate::pipeline_deals::{all_deals, ids};
 
 /// The storage-contract table of these checks.
 pub const ROWS: &str = "qk_rows";
@@ -128,26 +128,6 @@ fn expect_validation_at<T: fmt::Debug>(
             "{what}: expected a Validation error naming {field:?} ({reason}), got {other:?}"
         ))),
     }
-}
-
-async fn all_deals(d: &Deals, ctx: &crmkit_core::Ctx, q: &Query) -> CheckResult<Vec<Deal>> {
-    let mut q = q.clone();
-    let mut out = vec![];
-    for _ in 0..1000 {
-        let page = d.list_deals(ctx, &q).await.at("list deals")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) => q.cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
-    Err(Failure::new("deal paging did not end"))
-}
-
-fn ids(v: &[Deal]) -> Vec<crmkit_core::DealId> {
-    let mut x: Vec<_> = v.iter().map(|d| d.id).collect();
-    x.sort();
-    x
 }
 
 // ---------------------------------------------------------------------------------------
@@ -442,11 +422,7 @@ pub async fn date_bounds(store: &Store) -> CheckResult {
 /// write; the same on every backend (PostgreSQL cannot hold NUL in text).
 pub async fn nul_bytes(store: &Store) -> CheckResult {
     let f = crate::contacts::setup(store).await?;
-    let ada = f
-        .contacts
-        .create_contact(&f.admin, NewContact::named("Ada", "Lovelace"))
-        .await
-        .at("ada")?;
+    let ada = f.person(&f.admin, "Ada", "Lovelace").await?;
     let list = |filter: Filter| {
         let contacts = f.contacts.clone();
         let ctx = f.admin.clone();
@@ -1055,7 +1031,6 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = crmkit_core::Result<Store>>,
 {
-    use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
     let value = prop_oneof![
         3 => Just(Some(i64::MAX)),
         3 => Just(Some(i64::MIN)),
@@ -1066,60 +1041,26 @@ where
         1 => Just(None),
     ];
     let strategy = proptest::collection::vec(proptest::collection::vec(value, 0..24), 1..4);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(format!("tokio runtime: {e}")))?;
-    let store = rt.block_on(factory()).at("store factory")?;
-    let mut runner = TestRunner::new(Config {
-        cases: 12,
-        max_shrink_iters: 50,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    match runner.run(&strategy, |groups| {
-        rt.block_on(wide_sum_case(&store, &groups))
-            .map_err(|f| TestCaseError::fail(f.message))
-    }) {
-        Ok(()) => Ok(()),
-        Err(TestError::Fail(reason, v)) => Err(Failure::new(format!(
-            "property failed: {reason}\n  minimal input: {v:?}"
-        ))),
-        Err(TestError::Abort(reason)) => Err(Failure::new(format!("aborted: {reason}"))),
-    }
+    crate::support::run_property("property", factory, strategy, (12, 50), |s, groups| {
+        Box::pin(async move { wide_sum_case(s, &groups).await })
+    })
 }
 
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// The future of a check.
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
-
-/// Every async check of this module by name (the property test is separate, sync).
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    check_list![
+suite_checks! {
+    /// Every async check of this module by name (the property test is separate, sync).
+    names: queries_check_names,
+    checks: [
         date_bounds,
         nul_bytes,
         wide_pipeline_summary,
         wide_sums,
         phone_extensions,
         analytics_permission_messages,
-    ]
+    ],
 }
 
 /// Runs every async check on `store`.

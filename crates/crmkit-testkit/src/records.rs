@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::check::{At, CheckResult, Failure};
 use crate::contacts::{Fixture, error_variant, setup};
+use crate::support::all_pages;
 
 /// Makes a valid create body for a kind (as the fixture's admin; records it needs are
 /// created first, and may be shared between calls). Every call gives a body that can be
@@ -47,6 +48,12 @@ impl std::fmt::Debug for KindFixture {
             .field("kind", &self.kind)
             .finish()
     }
+}
+
+/// The modules whose kinds the suite covers: core, contacts, pipeline, activities and
+/// tickets.
+pub fn modules() -> crmkit_core::Result<crmkit_core::Modules> {
+    crate::tickets::modules()
 }
 
 /// A check over one kind.
@@ -170,40 +177,19 @@ async fn create(store: &Store, k: &KindFixture, f: &Fixture, ctx: &Ctx) -> Check
         .at(&format!("create {}", k.kind))
 }
 
-async fn event_count(store: &Store, f: &Fixture) -> CheckResult<usize> {
-    let mut n = 0;
-    let mut after = 0;
-    loop {
-        let page = store
-            .events_since(&f.admin, after, 1000)
-            .await
-            .at("events")?;
-        n += page.len();
-        match page.last() {
-            Some(e) if page.len() == 1000 => after = e.seq,
-            _ => return Ok(n),
-        }
-    }
-}
-
 fn in_page(page: &crmkit_core::Page<Json>, id: Uuid) -> bool {
     page.items.iter().any(|r| id_of(r).ok() == Some(id))
 }
 
 async fn list_all(store: &Store, ctx: &Ctx, kind: &str, deleted: bool) -> CheckResult<Vec<Json>> {
-    let mut out = vec![];
     let mut q = Query::new().limit(1000);
     if deleted {
         q = q.include_deleted();
     }
-    loop {
-        let page = store.records().list(ctx, kind, &q).await.at("list")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) => q = q.after(c),
-            None => return Ok(out),
-        }
-    }
+    all_pages(&q, "list", |q| async move {
+        store.records().list(ctx, kind, &q).await
+    })
+    .await
 }
 
 /// Create, get, list, patch (and a stale patch), delete, list with and without deleted
@@ -361,23 +347,6 @@ async fn change_of(
     })
 }
 
-async fn last_seq(store: &Store, f: &Fixture) -> CheckResult<u64> {
-    let mut after = 0;
-    loop {
-        let page = store
-            .events_since(&f.admin, after, 1000)
-            .await
-            .at("events")?;
-        match page.last() {
-            Some(e) => after = e.seq,
-            None => return Ok(after),
-        }
-        if page.len() < 1000 {
-            return Ok(after);
-        }
-    }
-}
-
 /// The same patch through the generic API and through the typed API changes the same
 /// fields from the same values to the same values, with the same audit entries and the
 /// same event.
@@ -388,13 +357,13 @@ pub async fn typed_equals_generic(store: &Store, k: &KindFixture) -> CheckResult
     let (ida, idb) = (id_of(&a)?, id_of(&b)?);
     let r = store.records();
     let audit_a = r.audit(&f.admin, k.kind, ida).await.at("audit")?.len();
-    let seq = last_seq(store, &f).await?;
+    let seq = f.last_seq().await?;
     r.patch(&f.admin, k.kind, ida, version_of(&a)?, (k.patch)())
         .await
         .at("generic patch")?;
     let generic = change_of(store, &f, k, &a, audit_a, seq).await?;
     let audit_b = r.audit(&f.admin, k.kind, idb).await.at("audit")?.len();
-    let seq = last_seq(store, &f).await?;
+    let seq = f.last_seq().await?;
     (k.typed_patch)(&f, idb, version_of(&b)?).await?;
     let typed = change_of(store, &f, k, &b, audit_b, seq).await?;
     ensure!(
@@ -577,7 +546,7 @@ pub async fn access_configuration(store: &Store, k: &KindFixture) -> CheckResult
             }
         }
     }
-    let before = event_count(store, &f).await?;
+    let before = f.events_after(0).await?.len();
     for (who, ctx) in [("rep_y", &f.rep_y), ("readonly", &f.readonly)] {
         let body = (k.body)(&f).await?;
         for (what, out) in [
@@ -594,7 +563,7 @@ pub async fn access_configuration(store: &Store, k: &KindFixture) -> CheckResult
         }
     }
     ensure_eq!(
-        event_count(store, &f).await?,
+        f.events_after(0).await?.len(),
         before,
         "{}: refused writes wrote events",
         k.kind
@@ -656,7 +625,7 @@ pub async fn bad_input(store: &Store, k: &KindFixture) -> CheckResult {
     for _ in 0..=cases.len() {
         bodies.push((k.body)(&f).await?);
     }
-    let before = event_count(store, &f).await?;
+    let before = f.events_after(0).await?.len();
     for ((field, value), mut body) in cases.into_iter().zip(bodies) {
         body.as_object_mut()
             .expect("bodies are objects")
@@ -691,7 +660,7 @@ pub async fn bad_input(store: &Store, k: &KindFixture) -> CheckResult {
         other => return Err(Failure::new(format!("{}: array body: {other:?}", k.kind))),
     }
     ensure_eq!(
-        event_count(store, &f).await?,
+        f.events_after(0).await?.len(),
         before,
         "{}: refused bodies wrote events",
         k.kind

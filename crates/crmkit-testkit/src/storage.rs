@@ -166,24 +166,33 @@ pub fn checks() -> Vec<Check> {
             vec![$(Check { name: stringify!($f), run: |b| Box::pin($f(b)) }),*]
         };
     }
-    list![
-        round_trip,
-        versions_and_deletes,
-        unique_and_primary_keys,
-        atomicity_under_faults,
-        event_sequence,
-        concurrent_event_sequence,
-        reserve_sequences,
-        tenant_isolation,
-        three_valued_logic,
-        text_matching,
-        text_order,
-        keyset_paging,
-        limit_and_count,
-        aggregates,
-        unknown_names,
-        custom_fields,
-    ]
+    crate::storage_check_names!(list)
+}
+
+/// Calls macro `$then` with the names of the checks of
+/// [`crate::storage::checks`]: the one list behind it and the conformance test files.
+#[macro_export]
+macro_rules! storage_check_names {
+    ($then:ident) => {
+        $then! {
+            round_trip,
+            versions_and_deletes,
+            unique_and_primary_keys,
+            atomicity_under_faults,
+            event_sequence,
+            concurrent_event_sequence,
+            reserve_sequences,
+            tenant_isolation,
+            three_valued_logic,
+            text_matching,
+            text_order,
+            keyset_paging,
+            limit_and_count,
+            aggregates,
+            unknown_names,
+            custom_fields,
+        }
+    };
 }
 
 // ---------------------------------------------------------------------------------------

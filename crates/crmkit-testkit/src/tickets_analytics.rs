@@ -4,31 +4,27 @@
 //! tenant; [`checks`] lists them.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use crmkit_contacts::NewContact;
+
 use crmkit_core::query::Query;
-use crmkit_core::{CalendarId, Ctx, Error, ManualClock, SlaPolicyId, Store};
+use crmkit_core::{CalendarId, Ctx, Error, SlaPolicyId, Store};
 use crmkit_tickets::analytics::average;
 use crmkit_tickets::calendar::{BusinessCalendar, CalendarSpec, Interval};
 use crmkit_tickets::sla::{NewSlaPolicy, SlaConditions, SlaTargetKind, SlaTargets};
 use crmkit_tickets::{
-    BacklogRow, MinutesStat, NewComment, NewTicket, SlaOutcome, Ticket, TicketPriority, TicketSla,
+    BacklogRow, MinutesStat, NewComment, SlaOutcome, Ticket, TicketPriority, TicketSla,
     TicketStatus,
 };
 
 use crate::check::At;
 pub use crate::check::{CheckResult, Failure};
+use crate::support::all_pages;
+use crate::support::at_time;
 pub use crate::tickets::{CheckFn, CheckFuture, Fixture, modules, setup};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2027, 4, 5, 9, 0, 0).unwrap() // a Monday
-}
-
-fn at_time(ctx: &Ctx, at: DateTime<Utc>) -> (Ctx, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(at));
-    (ctx.clone().with_clock(clock.clone()), clock)
 }
 
 fn days(days: &[chrono::Weekday], interval: Interval) -> CalendarSpec {
@@ -86,18 +82,7 @@ async fn policy(f: &Fixture, spec: CalendarSpec, t: SlaTargets) -> CheckResult<S
 }
 
 async fn new_ticket(f: &Fixture, ctx: &Ctx, priority: TicketPriority) -> CheckResult<Ticket> {
-    let mut c = NewContact::named("Grace", "Hopper");
-    c.team = Some(f.team_x);
-    let c = f
-        .contacts
-        .create_contact(ctx, c)
-        .await
-        .at("create contact")?
-        .id;
-    f.tickets
-        .create(ctx, NewTicket::new("help", c).priority(priority))
-        .await
-        .at("create ticket")
+    crate::tickets::new_ticket(f, ctx, |t| t.priority(priority)).await
 }
 
 async fn reply(f: &Fixture, ctx: &Ctx, t: &Ticket) -> CheckResult<Ticket> {
@@ -141,16 +126,13 @@ fn stat(count: u64, total: i64) -> MinutesStat {
 
 /// Every ticket the admin can list (not deleted).
 async fn listed(f: &Fixture) -> CheckResult<Vec<Ticket>> {
-    let mut out = vec![];
-    let mut q = Query::new().sort_asc("number").limit(50);
-    loop {
-        let page = f.tickets.list(&f.admin, &q).await.at("list")?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) => q = q.after(c),
-            None => return Ok(out),
-        }
-    }
+    let q = Query::new().sort_asc("number").limit(50);
+    all_pages(
+        &q,
+        "list",
+        |q| async move { f.tickets.list(&f.admin, &q).await },
+    )
+    .await
 }
 
 /// The backlog computed from listed tickets.
@@ -841,20 +823,10 @@ pub async fn matches_brute_force(store: &Store) -> CheckResult {
     Ok(())
 }
 
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
-
-/// Every check of this module by name.
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    check_list![
+suite_checks! {
+    /// Every check of this module by name.
+    names: tickets_analytics_check_names,
+    checks: [
         backlog_counts,
         measured_minutes,
         outcomes,
@@ -864,5 +836,5 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         concurrent_recompute,
         permissions,
         matches_brute_force,
-    ]
+    ],
 }

@@ -4,19 +4,12 @@
 //! [`atomicity`] injects faults into the backend: do not run it concurrently with other
 //! checks on the same store.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use crmkit_activities::rows::{ACTIVITY_TABLE, FOLLOWUP_TABLE, RELATION_TABLE};
 use crmkit_activities::{ActivityDetails, TimelineEntry};
 use crmkit_contacts::{NewContact, NewOrganization, PhoneInput};
 use crmkit_core::event::{AUDIT_TABLE, EVENTS_TABLE};
-use crmkit_core::store::{Cond, Fault};
-use crmkit_core::{
-    ContactId, Ctx, Error, ManualClock, OrganizationId, RecordRef, Store, TicketId, UserId,
-};
+use crmkit_core::{ContactId, Ctx, Error, OrganizationId, RecordRef, Store, UserId};
 use crmkit_tickets::rows::{HISTORY_TABLE, TICKET_TABLE};
 use crmkit_tickets::{
     CallRouting, Channel, HistoryKind, InboundCall, InboundCallResult, NewTicket, Ticket,
@@ -24,7 +17,8 @@ use crmkit_tickets::{
 };
 
 use crate::check::{At, expect_validation};
-pub use crate::check::{CheckResult, Failure};
+pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
+use crate::support::{at_time, fail_at_every_write, record_event_kinds, row_counts};
 use crate::tickets::{Fixture, setup};
 
 /// The contact's number, international.
@@ -42,12 +36,6 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
 }
 
-/// A context of the same actor with a manual clock at `at`.
-fn at_time(ctx: &Ctx, at: DateTime<Utc>) -> (Ctx, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(at));
-    (ctx.clone().with_clock(clock.clone()), clock)
-}
-
 fn gb() -> CallRouting {
     CallRouting {
         default_region: Some("GB".into()),
@@ -61,14 +49,6 @@ fn inbound(from: &str, at: DateTime<Utc>) -> InboundCall {
     c
 }
 
-async fn count(store: &Store, ctx: &Ctx, table: &'static str) -> CheckResult<u64> {
-    store
-        .backend()
-        .count(ctx.tenant(), table, &Cond::True)
-        .await
-        .at("count rows")
-}
-
 const TABLES: [&str; 7] = [
     TICKET_TABLE,
     HISTORY_TABLE,
@@ -79,14 +59,6 @@ const TABLES: [&str; 7] = [
     AUDIT_TABLE,
 ];
 
-async fn snapshot(store: &Store, ctx: &Ctx) -> CheckResult<Vec<u64>> {
-    let mut v = vec![];
-    for t in TABLES {
-        v.push(count(store, ctx, t).await?);
-    }
-    Ok(v)
-}
-
 /// A contact with `phone` visible to team X, created by `ctx`.
 async fn caller(
     f: &Fixture,
@@ -94,31 +66,11 @@ async fn caller(
     phone: PhoneInput,
     org: Option<OrganizationId>,
 ) -> CheckResult<ContactId> {
-    let mut c = NewContact::named("Grace", "Hopper").phone(phone);
-    c.organization = org;
-    c.team = Some(f.team_x);
-    Ok(f.contacts
-        .create_contact(ctx, c)
-        .await
-        .at("create contact")?
-        .id)
-}
-
-async fn events_of(store: &Store, ctx: &Ctx, id: TicketId) -> CheckResult<Vec<String>> {
-    let record = RecordRef::from(id);
-    let mut out = vec![];
-    let mut after = 0;
-    loop {
-        let page = store.events_since(ctx, after, 500).await.at("events")?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        out.extend(
-            page.into_iter()
-                .filter(|e| e.record == record)
-                .map(|e| e.kind),
-        );
-    }
-    Ok(out)
+    f.team_x_contact(ctx, |c| NewContact {
+        organization: org,
+        ..c.phone(phone)
+    })
+    .await
 }
 
 async fn call(
@@ -213,7 +165,7 @@ pub async fn attach_to_open_ticket(store: &Store) -> CheckResult {
     };
     ensure_eq!(details.from, E164, "the call's number in E.164");
     ensure_eq!(details.duration_secs, 95, "duration kept");
-    let ev = events_of(store, &f.admin, newer.id).await?;
+    let ev = record_event_kinds(store, &f.admin, newer.id).await?;
     ensure_eq!(
         ev,
         vec!["ticket.created".to_owned(), "ticket.call_logged".into()],
@@ -278,7 +230,7 @@ pub async fn new_ticket_for_known_caller(store: &Store) -> CheckResult {
         "related: {:?}",
         r.call.related
     );
-    let ev = events_of(store, &f.admin, r.ticket.id).await?;
+    let ev = record_event_kinds(store, &f.admin, r.ticket.id).await?;
     ensure_eq!(
         ev,
         vec!["ticket.created".to_owned(), "ticket.call_logged".into()],
@@ -354,7 +306,7 @@ pub async fn pending_reopened(store: &Store) -> CheckResult {
         Some("the requester called"),
         "reason"
     );
-    let ev = events_of(store, &f.admin, t.id).await?;
+    let ev = record_event_kinds(store, &f.admin, t.id).await?;
     ensure_eq!(
         ev[ev.len() - 2..].to_vec(),
         vec![
@@ -428,7 +380,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     let (rep, _) = at_time(&f.rep, t0());
     caller(&f, &rep, PhoneInput::new(INTL), None).await?;
-    let before = snapshot(store, &f.admin).await?;
+    let before = row_counts(store, &f.admin, TABLES).await?;
     let mut c = inbound(INTL, rep.now());
     c.to = "  ".into();
     c.notes = Some("x".repeat(crmkit_activities::MAX_TEXT + 1));
@@ -494,7 +446,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         "a new ticket's queue that is not a team",
     )?;
     ensure_eq!(
-        snapshot(store, &f.admin).await?,
+        row_counts(store, &f.admin, TABLES).await?,
         before,
         "nothing written by bad input"
     );
@@ -519,29 +471,21 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     let paths = ["create", "reopen"];
     let mut made: Option<Ticket> = None;
     for path in paths {
-        let before = snapshot(store, &f.admin).await?;
-        let mut n = 0;
-        let r = loop {
-            store.backend().inject_fault(Some(Fault::FailAtWrite(n)));
-            let r = f
-                .tickets
-                .record_inbound_call(&rep, inbound(INTL, rep.now()), CallRouting::default())
-                .await;
-            store.backend().inject_fault(None);
-            match r {
-                Err(Error::Storage { .. }) => {
-                    ensure_eq!(
-                        snapshot(store, &f.admin).await?,
-                        before,
-                        "{path}: nothing written at write {n}"
-                    );
-                    n += 1;
-                }
-                Ok(x) => break x,
-                Err(e) => return Err(Failure::new(format!("{path} write {n}: {e:?}"))),
-            }
-            ensure!(n < 200, "too many writes");
+        let before = row_counts(store, &f.admin, TABLES).await?;
+        let nothing_written = async |n| {
+            ensure_eq!(
+                row_counts(store, &f.admin, TABLES).await?,
+                before,
+                "{path}: nothing written at write {n}"
+            );
+            Ok(())
         };
+        let (n, r) = fail_at_every_write(store, path, nothing_written, async || {
+            f.tickets
+                .record_inbound_call(&rep, inbound(INTL, rep.now()), CallRouting::default())
+                .await
+        })
+        .await?;
         ensure!(n > 4, "{path}: several writes ({n})");
         match path {
             "create" => {
@@ -667,26 +611,11 @@ pub async fn tenants_and_visibility(store: &Store) -> CheckResult {
 // The list
 // ---------------------------------------------------------------------------------------
 
-/// The future of a check (not `Send`: await it, do not spawn it).
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 'a>>;
-/// A check as a function pointer.
-pub type CheckFn = for<'a> fn(&'a Store) -> CheckFuture<'a>;
-
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
-
-/// Every check of this module by name. [`atomicity`] injects faults into the backend:
-/// run it alone.
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    check_list![
+suite_checks! {
+    /// Every check of this module by name. [`atomicity`] injects faults into the backend:
+    /// run it alone.
+    names: tickets_calls_check_names,
+    checks: [
         attach_to_open_ticket,
         new_ticket_for_known_caller,
         pending_reopened,
@@ -694,5 +623,5 @@ pub fn checks() -> Vec<(&'static str, CheckFn)> {
         bad_input,
         atomicity,
         tenants_and_visibility,
-    ]
+    ],
 }

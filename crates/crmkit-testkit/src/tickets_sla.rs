@@ -3,33 +3,26 @@
 //! check makes its own tenant; [`checks`] lists them; [`sweep_once`] spawns tokio tasks
 //! (run the suite on a multi-thread runtime).
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use crmkit_contacts::{NewContact, NewOrganization};
+use crmkit_contacts::NewOrganization;
 use crmkit_core::event::EVENTS_TABLE;
 use crmkit_core::store::Cond;
-use crmkit_core::{
-    CalendarId, Ctx, ManualClock, OrganizationId, RecordRef, SlaPolicyId, Store, TicketId,
-};
+use crmkit_core::{CalendarId, Ctx, OrganizationId, SlaPolicyId, Store, TicketId};
 use crmkit_tickets::calendar::{CalendarSpec, Interval};
 use crmkit_tickets::sla::{NewSlaPolicy, SlaConditions, SlaTargetKind, SlaTargets};
 use crmkit_tickets::{
-    CALENDAR_TABLE, Channel, Escalation, NewComment, NewTicket, POLICY_TABLE, Ticket, TicketPatch,
-    TicketPriority, TicketSla, TicketStatus,
+    CALENDAR_TABLE, Channel, Escalation, NewComment, POLICY_TABLE, TicketPatch, TicketPriority,
+    TicketSla, TicketStatus,
 };
 
 use crate::check::{At, expect_validation};
 pub use crate::check::{CheckResult, Failure};
+use crate::support::{at_time, record_events};
+use crate::tickets::new_ticket;
 pub use crate::tickets::{CheckFn, CheckFuture, Fixture, modules, setup};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2027, 4, 5, 9, 0, 0).unwrap() // a Monday
-}
-
-fn at_time(ctx: &Ctx, at: DateTime<Utc>) -> (Ctx, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(at));
-    (ctx.clone().with_clock(clock.clone()), clock)
 }
 
 /// A spec working every day, all day, in UTC (business minutes are wall minutes).
@@ -115,25 +108,6 @@ async fn org(f: &Fixture) -> CheckResult<OrganizationId> {
         .id)
 }
 
-async fn new_ticket(
-    f: &Fixture,
-    ctx: &Ctx,
-    edit: impl FnOnce(NewTicket) -> NewTicket,
-) -> CheckResult<Ticket> {
-    let mut c = NewContact::named("Grace", "Hopper");
-    c.team = Some(f.team_x);
-    let c = f
-        .contacts
-        .create_contact(ctx, c)
-        .await
-        .at("create contact")?
-        .id;
-    f.tickets
-        .create(ctx, edit(NewTicket::new("help", c)))
-        .await
-        .at("create ticket")
-}
-
 async fn sla(f: &Fixture, ctx: &Ctx, id: TicketId) -> CheckResult<TicketSla> {
     f.tickets
         .sla(ctx, id)
@@ -147,26 +121,18 @@ fn due(s: &TicketSla, k: SlaTargetKind) -> Option<DateTime<Utc>> {
 }
 
 async fn sla_events(store: &Store, ctx: &Ctx, id: TicketId) -> CheckResult<Vec<String>> {
-    let record = RecordRef::from(id);
-    let mut out = vec![];
-    let mut after = 0;
-    loop {
-        let page = store.events_since(ctx, after, 500).await.at("events")?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        out.extend(
-            page.into_iter()
-                .filter(|e| e.record == record && e.kind.starts_with("ticket.sla_"))
-                .map(|e| {
-                    format!(
-                        "{}:{}",
-                        e.kind,
-                        e.payload["target"].as_str().unwrap_or_default()
-                    )
-                }),
-        );
-    }
-    Ok(out)
+    let events = record_events(store, ctx, id).await?;
+    Ok(events
+        .into_iter()
+        .filter(|e| e.kind.starts_with("ticket.sla_"))
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e.kind,
+                e.payload["target"].as_str().unwrap_or_default()
+            )
+        })
+        .collect())
 }
 
 /// The first active policy in position order whose conditions match applies; inactive
@@ -921,25 +887,15 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     Ok(())
 }
 
-macro_rules! check_list {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), {
-            fn wrap(s: &Store) -> CheckFuture<'_> {
-                Box::pin($name(s))
-            }
-            wrap as CheckFn
-        })),*]
-    };
-}
-
-/// Every check of this module by name.
-pub fn checks() -> Vec<(&'static str, CheckFn)> {
-    check_list![
+suite_checks! {
+    /// Every check of this module by name.
+    names: tickets_sla_check_names,
+    checks: [
         policy_selection,
         responses,
         pause_resume,
         due_queries,
         sweep_once,
         bad_input,
-    ]
+    ],
 }

@@ -1,32 +1,17 @@
 //! The generic record API over every composed kind, on every backend.
 
-use crmkit_core::{Error, Modules, Store};
-use crmkit_testkit::records::{self, KindCheck};
-use crmkit_testkit::{TestBackend, open, run_on_all};
+use crmkit_core::{Error, Store};
+use crmkit_testkit::records;
+use crmkit_testkit::run_on_all;
 
-fn modules() -> crmkit_core::Result<Modules> {
-    Modules::builder()
-        .add(crmkit_contacts::ContactsModule)
-        .add(crmkit_pipeline::PipelineModule)
-        .add(crmkit_activities::ActivitiesModule)
-        .add(crmkit_tickets::TicketsModule)
-        .build()
-}
-
-async fn store(b: TestBackend) -> crmkit_core::Result<Store> {
-    let modules = modules()?;
-    let backend = open(b, &modules).await?;
-    Ok(Store::from_arc(backend, modules))
+fn listed() -> Vec<&'static str> {
+    records::checks().iter().map(|c| c.0).collect()
 }
 
 fn run_check(name: &str) {
-    let check: KindCheck = records::checks()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, f)| f)
-        .unwrap_or_else(|| panic!("no records check named {name}"));
+    let check = crate::find_check("records", records::checks(), name);
     run_on_all(&format!("records::{name}"), |b| async move {
-        let store = store(b).await?;
+        let store = crate::store(b, records::modules).await?;
         let mut failures = vec![];
         for k in records::all_fixtures() {
             if let Err(f) = check(&store, &k).await {
@@ -44,7 +29,7 @@ fn run_check(name: &str) {
 #[test]
 fn describe_all() {
     run_on_all("records::describe_all", |b| async move {
-        let store = store(b).await?;
+        let store = crate::store(b, records::modules).await?;
         records::describe_all(&store)
             .await
             .map_err(|f| Error::storage(f.message))
@@ -53,7 +38,7 @@ fn describe_all() {
 
 #[test]
 fn every_kind_has_a_fixture() {
-    let modules = modules().expect("modules");
+    let modules = records::modules().expect("modules");
     let store = Store::new(
         crmkit_core::memory::MemoryBackend::new((**modules.schema()).clone()),
         modules,
@@ -63,22 +48,11 @@ fn every_kind_has_a_fixture() {
     }
 }
 
-macro_rules! checks {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                run_check(stringify!($name));
-            }
-        )*
-    };
-}
-
-checks!(
+checks![
     round_trip,
     typed_equals_generic,
     isolation,
     access,
     bad_input,
-    references
-);
+    references,
+];

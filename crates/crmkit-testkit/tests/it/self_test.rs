@@ -5,10 +5,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use crmkit_core::memory::MemoryBackend;
-use crmkit_core::store::{
-    Aggregate, BackendKind, BoxFuture, CmpOp, Cond, Fault, Row, Schema, Select, Value, Write,
-};
+use crmkit_core::store::{Aggregate, BoxFuture, CmpOp, Cond, Row, Select, Value, Write};
 use crmkit_core::{Backend, Changeset, Commit, Result, TenantId};
+use crmkit_testkit::delegate_backend;
 use crmkit_testkit::storage::{self, Check};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,22 +49,7 @@ impl Mutant {
 }
 
 impl Backend for Mutant {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Memory
-    }
-
-    fn schema(&self) -> &Schema {
-        self.inner.schema()
-    }
-
-    fn get<'a>(
-        &'a self,
-        tenant: TenantId,
-        table: &'a str,
-        key: &'a [Value],
-    ) -> BoxFuture<'a, Result<Option<Row>>> {
-        self.inner.get(tenant, table, key)
-    }
+    delegate_backend!(inner: kind, schema, get, reserve, inject_fault);
 
     fn select<'a>(
         &'a self,
@@ -100,15 +84,6 @@ impl Backend for Mutant {
         Box::pin(async move { self.inner.aggregate(tenant, &a).await })
     }
 
-    fn reserve<'a>(
-        &'a self,
-        tenant: TenantId,
-        sequence: &'a str,
-        n: u64,
-    ) -> BoxFuture<'a, Result<u64>> {
-        self.inner.reserve(tenant, sequence, n)
-    }
-
     fn commit(&self, mut changeset: Changeset) -> BoxFuture<'_, Result<Commit>> {
         for w in &mut changeset.writes {
             if let Write::DeleteWhere { cond, .. } = w {
@@ -127,10 +102,6 @@ impl Backend for Mutant {
             }
             self.inner.commit(changeset).await
         })
-    }
-
-    fn inject_fault(&self, fault: Option<Fault>) {
-        self.inner.inject_fault(fault)
     }
 }
 
@@ -205,56 +176,9 @@ struct ClaimBlind {
 }
 
 impl Backend for ClaimBlind {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Memory
-    }
-
-    fn schema(&self) -> &Schema {
-        self.inner.schema()
-    }
-
-    fn get<'a>(
-        &'a self,
-        tenant: TenantId,
-        table: &'a str,
-        key: &'a [Value],
-    ) -> BoxFuture<'a, Result<Option<Row>>> {
-        self.inner.get(tenant, table, key)
-    }
-
-    fn select<'a>(
-        &'a self,
-        tenant: TenantId,
-        select: &'a Select,
-    ) -> BoxFuture<'a, Result<Vec<Row>>> {
-        self.inner.select(tenant, select)
-    }
-
-    fn count<'a>(
-        &'a self,
-        tenant: TenantId,
-        table: &'a str,
-        cond: &'a Cond,
-    ) -> BoxFuture<'a, Result<u64>> {
-        self.inner.count(tenant, table, cond)
-    }
-
-    fn aggregate<'a>(
-        &'a self,
-        tenant: TenantId,
-        agg: &'a Aggregate,
-    ) -> BoxFuture<'a, Result<Vec<Row>>> {
-        self.inner.aggregate(tenant, agg)
-    }
-
-    fn reserve<'a>(
-        &'a self,
-        tenant: TenantId,
-        sequence: &'a str,
-        n: u64,
-    ) -> BoxFuture<'a, Result<u64>> {
-        self.inner.reserve(tenant, sequence, n)
-    }
+    delegate_backend!(
+        inner: kind, schema, get, select, count, aggregate, reserve, inject_fault
+    );
 
     fn commit(&self, mut changeset: Changeset) -> BoxFuture<'_, Result<Commit>> {
         for w in &mut changeset.writes {
@@ -266,18 +190,11 @@ impl Backend for ClaimBlind {
         }
         self.inner.commit(changeset)
     }
-
-    fn inject_fault(&self, fault: Option<Fault>) {
-        self.inner.inject_fault(fault)
-    }
 }
 
 /// Whether the contacts check `unique_race` fails on a memory store (claim-blind or not).
 fn unique_race_fails(claim_blind: bool) -> bool {
-    let modules = crmkit_core::Modules::builder()
-        .add(crmkit_contacts::ContactsModule)
-        .build()
-        .expect("contacts modules compose");
+    let modules = crmkit_testkit::contacts::modules().expect("contacts modules compose");
     let inner = MemoryBackend::new(modules.schema().as_ref().clone());
     let backend: Arc<dyn Backend> = if claim_blind {
         Arc::new(ClaimBlind { inner })

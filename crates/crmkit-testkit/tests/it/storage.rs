@@ -3,6 +3,10 @@
 use crmkit_testkit::storage::{self, Check};
 use crmkit_testkit::{TestBackend, open, run_on_all, run_sync_on_all};
 
+fn listed() -> Vec<&'static str> {
+    storage::checks().iter().map(|c| c.name).collect()
+}
+
 fn run_check(name: &str) {
     let check: Check = storage::checks()
         .into_iter()
@@ -14,44 +18,7 @@ fn run_check(name: &str) {
     });
 }
 
-macro_rules! checks {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                run_check(stringify!($name));
-            }
-        )*
-
-        #[test]
-        fn every_check_has_a_test() {
-            let mut listed: Vec<&str> = storage::checks().iter().map(|c| c.name).collect();
-            let mut tested = vec![$(stringify!($name)),*];
-            listed.sort();
-            tested.sort();
-            assert_eq!(listed, tested, "tests/it/storage.rs must run every storage check");
-        }
-    };
-}
-
-checks![
-    round_trip,
-    versions_and_deletes,
-    reserve_sequences,
-    unique_and_primary_keys,
-    atomicity_under_faults,
-    event_sequence,
-    concurrent_event_sequence,
-    tenant_isolation,
-    three_valued_logic,
-    text_matching,
-    text_order,
-    keyset_paging,
-    limit_and_count,
-    aggregates,
-    unknown_names,
-    custom_fields,
-];
+crmkit_testkit::storage_check_names!(checks);
 
 #[test]
 fn model_differential() {

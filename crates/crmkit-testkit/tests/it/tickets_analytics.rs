@@ -1,55 +1,9 @@
 //! The ticket analytics, SLA measures and recompute scenarios on every backend.
 
-use crmkit_core::{Error, Store};
-use crmkit_testkit::tickets_analytics::{self as tickets, CheckFn};
-use crmkit_testkit::{TestBackend, open, run_on_all};
+use crmkit_testkit::tickets_analytics;
 
-async fn store(b: TestBackend) -> crmkit_core::Result<Store> {
-    let modules = tickets::modules()?;
-    let backend = open(b, &modules).await?;
-    Ok(Store::from_arc(backend, modules))
-}
-
-fn run_check(name: &str) {
-    let check: CheckFn = tickets::checks()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, f)| f)
-        .unwrap_or_else(|| panic!("no analytics check named {name}"));
-    run_on_all(&format!("tickets_analytics::{name}"), |b| async move {
-        let store = store(b).await?;
-        check(&store).await.map_err(|f| Error::storage(f.message))
-    });
-}
-
-macro_rules! checks {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                run_check(stringify!($name));
-            }
-        )*
-
-        #[test]
-        fn every_analytics_check_has_a_test() {
-            let mut listed: Vec<&str> = tickets::checks().iter().map(|c| c.0).collect();
-            let mut tested = vec![$(stringify!($name)),*];
-            listed.sort();
-            tested.sort();
-            assert_eq!(listed, tested, "tests/it/tickets_analytics.rs must run every analytics check");
-        }
-    };
-}
-
-checks![
-    backlog_counts,
-    measured_minutes,
-    outcomes,
-    satisfaction_average,
-    recompute,
-    recompute_after_calendar_edit,
-    concurrent_recompute,
-    permissions,
-    matches_brute_force,
-];
+store_suite!(
+    tickets_analytics,
+    tickets_analytics::modules,
+    tickets_analytics_check_names
+);
