@@ -11,8 +11,8 @@ use crmkit_core::event::{EVENTS_TABLE, decode_timestamp};
 use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::record::reference_reason;
 use crmkit_core::service::{
-    OwnerChecks, SoftDelete, changed_columns, diff, list_page, stage_created, stage_soft_delete,
-    to_json, visibility_scope,
+    self, OwnerChecks, changed_columns, list_page, stage_created, stage_update, to_json,
+    visibility_scope,
 };
 use crmkit_core::store::{BoxFuture, CmpOp, Cond, OrderKey, Row, Select, Value, Write};
 use crmkit_core::text::{check_text, parse_phone};
@@ -343,8 +343,7 @@ impl Activities {
     /// The audit trail of an activity visible to the actor (a deleted one too), oldest
     /// first.
     pub async fn audit(&self, ctx: &Ctx, id: ActivityId) -> Result<Vec<crmkit_core::AuditEntry>> {
-        self.load(ctx, id, None).await?;
-        self.store.audit_of(ctx, &RecordRef::from(id)).await
+        service::audit_trail::<Activity>(&self.store, ctx, id).await
     }
 
     /// The time zone of a user (UTC when the user is unknown or has a bad zone).
@@ -1126,19 +1125,11 @@ impl Activities {
                 .await?;
         }
         errs.into_result()?;
-        if old.version != expected_version {
-            return Err(conflict(id, expected_version, old.version));
-        }
+        service::check_version(id, expected_version, old.version)?;
         new.updated_at = now;
         new.version = old.version + 1;
-        let record = RecordRef::from(id);
-        let (audit, changed) = diff(
-            &record,
-            &to_json(&old),
-            &to_json(&new),
-            &["updated_at", "version"],
-        );
-        if changed.is_empty() {
+        let changes = service::changes(id, &old, &new);
+        if changes.is_empty() {
             return Ok(old);
         }
         let old_s = self.staged(ctx, old.clone()).await?;
@@ -1146,29 +1137,27 @@ impl Activities {
         let next = self.next_occurrence(ctx, &old, &s.activity).await?;
         let mut cs = Changeset::new(ctx);
         let def = self.store.backend().schema().table(ACTIVITY_TABLE)?;
-        cs.writes.push(Write::Update {
-            table: ACTIVITY_TABLE,
-            key: key(id),
-            set: changed_columns(
-                def,
-                &rows::activity_row(&old, old_s.due_at),
-                &rows::activity_row(&s.activity, s.due_at),
-            ),
-            expect_version: Some(expected_version),
-            record: record.clone(),
-        });
+        let set = changed_columns(
+            def,
+            &rows::activity_row(&old, old_s.due_at),
+            &rows::activity_row(&s.activity, s.due_at),
+        );
+        let event = "activity.updated";
+        let payload = to_json(&s.activity);
+        stage_update(
+            &mut cs,
+            changes,
+            ACTIVITY_TABLE,
+            set,
+            expected_version,
+            event,
+            payload,
+        );
         cs.writes.push(Write::DeleteWhere {
             table: RELATION_TABLE,
             cond: Cond::eq("activity_id", id.as_uuid()),
         });
         cs.writes.extend(Self::relation_rows(&s));
-        cs.audit.extend(audit);
-        cs.events.push(NewEvent::new(
-            "activity.updated",
-            record,
-            changed,
-            to_json(&s.activity),
-        ));
         if let Some(n) = &next {
             Self::insert_writes(&mut cs, n);
         }
@@ -1240,35 +1229,9 @@ impl Activities {
         expected_version: u64,
         delete: bool,
     ) -> Result<Activity> {
-        ctx.actor().require_write(if delete {
-            "delete activity"
-        } else {
-            "restore activity"
-        })?;
-        let (old, _) = self.load(ctx, id, Some(!delete)).await?;
-        if old.version != expected_version {
-            return Err(conflict(id, expected_version, old.version));
-        }
-        let now = ctx.now();
-        let mut new = old.clone();
-        new.deleted_at = delete.then_some(now);
-        new.updated_at = now;
-        new.version += 1;
-        let record = RecordRef::from(id);
-        let mut cs = Changeset::new(ctx);
-        stage_soft_delete(
-            &mut cs,
-            SoftDelete {
-                table: ACTIVITY_TABLE,
-                record,
-                expected_version,
-                was: old.deleted_at,
-                now: new.deleted_at,
-                at: now,
-                kind: "activity",
-                after: &new,
-            },
-        );
+        let (mut cs, _, new) =
+            service::stage_set_deleted::<Activity>(&self.store, ctx, id, expected_version, delete)
+                .await?;
         let s = self.staged(ctx, new).await?;
         cs.writes.push(Write::DeleteWhere {
             table: RELATION_TABLE,
@@ -1985,14 +1948,6 @@ fn message_id_duplicate(e: Error) -> Error {
             existing: None,
         },
         e => e,
-    }
-}
-
-fn conflict(id: ActivityId, expected: u64, actual: u64) -> Error {
-    Error::Conflict {
-        record: RecordRef::from(id),
-        expected,
-        actual,
     }
 }
 

@@ -47,7 +47,7 @@ mod stored;
 pub mod validate;
 
 use crmkit_core::service::{
-    self, OwnerChecks, apply_custom_patch, changed_columns, diff, list_page, stage_created,
+    self, OwnerChecks, apply_custom_patch, changed_columns, list_page, stage_created, stage_update,
     to_json, visibility_scope,
 };
 use std::collections::HashMap;
@@ -58,8 +58,7 @@ use crmkit_core::record::reference_reason;
 use crmkit_core::store::{Cond, Select, Value, Write};
 use crmkit_core::{
     AuditEntry, Changeset, ContactId, Ctx, CustomSchema, CustomValues, Error, Filter, Migration,
-    Module, NewEvent, OrganizationId, Page, Query, RecordKind, RecordRef, Result, Store,
-    ValidationErrors,
+    Module, OrganizationId, Page, Query, RecordKind, RecordRef, Result, Store, ValidationErrors,
 };
 
 pub use model::*;
@@ -478,29 +477,24 @@ impl Contacts {
         service::check_version(id, expected_version, old.version)?;
         new.updated_at = ctx.now();
         new.version = old.version + 1;
-        let record = RecordRef::from(id);
-        let (audit, changed) = diff(
-            &record,
-            &to_json(&old),
-            &to_json(&new),
-            &["updated_at", "version"],
-        );
-        if changed.is_empty() {
+        let changes = service::changes(id, &old, &new);
+        if changes.is_empty() {
             return Ok(old);
         }
+        let record = changes.record.clone();
         let mut cs = Changeset::new(ctx);
-        let new_row = rows::contact_row(&new);
-        cs.writes.push(Write::Update {
-            table: PERSON_TABLE,
-            key: vec![Value::Uuid(id.as_uuid())],
-            set: changed_columns(
-                self.store.backend().schema().table(PERSON_TABLE)?,
-                &rows::contact_row(&old),
-                &new_row,
-            ),
-            expect_version: Some(expected_version),
-            record: record.clone(),
-        });
+        let def = self.store.backend().schema().table(PERSON_TABLE)?;
+        let set = changed_columns(def, &rows::contact_row(&old), &rows::contact_row(&new));
+        let event = "contact.updated";
+        stage_update(
+            &mut cs,
+            changes,
+            PERSON_TABLE,
+            set,
+            expected_version,
+            event,
+            to_json(&new),
+        );
         let email_keys = match &keys {
             Some(k) if new.emails != old.emails => {
                 let holders = self.email_holders(ctx, k, Some(id)).await?;
@@ -529,13 +523,6 @@ impl Contacts {
             cs.writes
                 .extend(custom.index_writes(&record, &new.custom, true));
         }
-        cs.audit = audit;
-        cs.events.push(NewEvent::new(
-            "contact.updated",
-            record,
-            changed,
-            to_json(&new),
-        ));
         self.commit_contact(ctx, cs, &email_keys, Some(id)).await?;
         Ok(new)
     }
@@ -570,7 +557,7 @@ impl Contacts {
         expected_version: u64,
         delete: bool,
     ) -> Result<Contact> {
-        let (mut cs, new) =
+        let (mut cs, _, new) =
             service::stage_set_deleted::<Contact>(&self.store, ctx, id, expected_version, delete)
                 .await?;
         let record = RecordRef::from(id);
@@ -1005,28 +992,24 @@ impl Contacts {
         service::check_version(id, expected_version, old.version)?;
         new.updated_at = ctx.now();
         new.version = old.version + 1;
-        let record = RecordRef::from(id);
-        let (audit, changed) = diff(
-            &record,
-            &to_json(&old),
-            &to_json(&new),
-            &["updated_at", "version"],
-        );
-        if changed.is_empty() {
+        let changes = service::changes(id, &old, &new);
+        if changes.is_empty() {
             return Ok(old);
         }
+        let record = changes.record.clone();
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Update {
-            table: ORG_TABLE,
-            key: vec![Value::Uuid(id.as_uuid())],
-            set: changed_columns(
-                self.store.backend().schema().table(ORG_TABLE)?,
-                &rows::org_row(&old)?,
-                &rows::org_row(&new)?,
-            ),
-            expect_version: Some(expected_version),
-            record: record.clone(),
-        });
+        let def = self.store.backend().schema().table(ORG_TABLE)?;
+        let set = changed_columns(def, &rows::org_row(&old)?, &rows::org_row(&new)?);
+        let event = "organization.updated";
+        stage_update(
+            &mut cs,
+            changes,
+            ORG_TABLE,
+            set,
+            expected_version,
+            event,
+            to_json(&new),
+        );
         if new.phone != old.phone {
             Self::org_index_writes(&mut cs, &new, true);
         }
@@ -1034,13 +1017,6 @@ impl Contacts {
             cs.writes
                 .extend(custom.index_writes(&record, &new.custom, true));
         }
-        cs.audit = audit;
-        cs.events.push(NewEvent::new(
-            "organization.updated",
-            record,
-            changed,
-            to_json(&new),
-        ));
         self.store.commit(cs).await?;
         Ok(new)
     }
@@ -1072,7 +1048,7 @@ impl Contacts {
         expected_version: u64,
         delete: bool,
     ) -> Result<Organization> {
-        let (mut cs, new) = service::stage_set_deleted::<Organization>(
+        let (mut cs, _, new) = service::stage_set_deleted::<Organization>(
             &self.store,
             ctx,
             id,

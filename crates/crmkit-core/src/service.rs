@@ -153,6 +153,74 @@ pub fn diff(
     (audit, changed)
 }
 
+/// What changed between two versions of a record: an audit entry per changed field and the
+/// changed field names, from [`changes`]; staged by [`stage_update`].
+#[derive(Debug)]
+pub struct Changes {
+    /// The record.
+    pub record: RecordRef,
+    /// One audit entry per changed field.
+    pub audit: Vec<AuditChange>,
+    /// The changed field names.
+    pub fields: Vec<String>,
+}
+
+impl Changes {
+    /// Whether nothing changed (a command then writes nothing).
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+/// The [`diff`] of two versions of a record, `updated_at` and `version` left out (every
+/// versioned update bumps them).
+pub fn changes<T: Serialize>(record: impl Into<RecordRef>, old: &T, new: &T) -> Changes {
+    let record = record.into();
+    let (audit, fields) = diff(
+        &record,
+        &to_json(old),
+        &to_json(new),
+        &["updated_at", "version"],
+    );
+    Changes {
+        record,
+        audit,
+        fields,
+    }
+}
+
+/// Adds a versioned update to `cs`: the update of the columns `set` of the record's row in
+/// `table` (expecting `expected_version`), the audit entries of `changes` and one event of
+/// kind `event` naming the changed fields, with `payload` (the record after the change).
+/// Returns the changed field names. The caller stages what the kind needs besides (index
+/// rows, links, ...).
+pub fn stage_update(
+    cs: &mut crate::Changeset,
+    changes: Changes,
+    table: &'static str,
+    set: Vec<(&'static str, Value)>,
+    expected_version: u64,
+    event: &str,
+    payload: serde_json::Value,
+) -> Vec<String> {
+    let Changes {
+        record,
+        audit,
+        fields,
+    } = changes;
+    cs.writes.push(crate::store::Write::Update {
+        table,
+        key: vec![Value::Uuid(record.id)],
+        set,
+        expect_version: Some(expected_version),
+        record: record.clone(),
+    });
+    cs.audit.extend(audit);
+    cs.events
+        .push(crate::NewEvent::new(event, record, fields.clone(), payload));
+    fields
+}
+
 /// The columns whose values differ between two full rows of `table` (the key and the
 /// `version` column excluded: a versioned update bumps the version itself).
 pub fn changed_columns(
@@ -375,11 +443,7 @@ pub fn check_version(record: impl Into<RecordRef>, expected: u64, actual: u64) -
     if expected == actual {
         Ok(())
     } else {
-        Err(Error::Conflict {
-            record: record.into(),
-            expected,
-            actual,
-        })
+        Err(Error::conflict(record, expected, actual))
     }
 }
 
@@ -388,14 +452,14 @@ pub fn check_version(record: impl Into<RecordRef>, expected: u64, actual: u64) -
 /// one to restore), the version check, then a changeset with the versioned update, its
 /// audit entry and its `<kind>.deleted` / `<kind>.restored` event. The caller adds what
 /// the kind needs besides (lookup index rows, ...) and commits; [`set_deleted`] commits
-/// as it is. Returns the changeset and the record after the change.
+/// as it is. Returns the changeset and the record before and after the change.
 pub async fn stage_set_deleted<R: StoredRecord>(
     store: &Store,
     ctx: &Ctx,
     id: R::Id,
     expected_version: u64,
     delete: bool,
-) -> Result<(crate::Changeset, R)> {
+) -> Result<(crate::Changeset, R, R)> {
     let verb = if delete { "delete" } else { "restore" };
     ctx.actor()
         .require_write(&format!("{verb} {}", R::KIND.as_str().replace('_', " ")))?;
@@ -418,7 +482,7 @@ pub async fn stage_set_deleted<R: StoredRecord>(
             after: &new,
         },
     );
-    Ok((cs, new))
+    Ok((cs, old, new))
 }
 
 /// [`stage_set_deleted`] and commit.
@@ -429,7 +493,7 @@ pub async fn set_deleted<R: StoredRecord>(
     expected_version: u64,
     delete: bool,
 ) -> Result<R> {
-    let (cs, new) = stage_set_deleted::<R>(store, ctx, id, expected_version, delete).await?;
+    let (cs, _, new) = stage_set_deleted::<R>(store, ctx, id, expected_version, delete).await?;
     store.commit(cs).await?;
     Ok(new)
 }
@@ -442,4 +506,53 @@ pub async fn audit_trail<R: StoredRecord>(
 ) -> Result<Vec<crate::AuditEntry>> {
     load::<R>(store, ctx, id, None).await?;
     store.audit_of(ctx, &id.into()).await
+}
+
+/// Implements [`StoredRecord`] for a record struct with crmkit's usual fields (`deleted_at`,
+/// `updated_at`, `version`, and by default `owner` and `team` for access):
+///
+/// ```ignore
+/// crmkit_core::stored_record!(Lead, LeadId, RecordKind::LEAD, LEAD_TABLE, rows::decode_lead);
+/// // a kind whose access fields have other names:
+/// crmkit_core::stored_record!(Ticket, TicketId, TICKET, TICKET_TABLE, rows::decode_ticket,
+///     access: |t| (t.assignee, t.queue));
+/// ```
+///
+/// `decode` is any expression callable with a full row (a function path or a closure).
+/// The crate using it must depend on `chrono`.
+#[macro_export]
+macro_rules! stored_record {
+    ($ty:ty, $id:ty, $kind:expr, $table:expr, $decode:expr) => {
+        $crate::stored_record!($ty, $id, $kind, $table, $decode,
+            access: |r| (Some(r.owner), r.team));
+    };
+    ($ty:ty, $id:ty, $kind:expr, $table:expr, $decode:expr, access: |$r:ident| $access:expr) => {
+        impl $crate::service::StoredRecord for $ty {
+            type Id = $id;
+            const KIND: $crate::RecordKind = $kind;
+            const TABLE: &'static str = $table;
+            fn decode(row: ::std::vec::Vec<$crate::store::Value>) -> $crate::Result<Self> {
+                ($decode)(row)
+            }
+            fn access(&self) -> (Option<$crate::UserId>, Option<$crate::TeamId>) {
+                let $r = self;
+                $access
+            }
+            fn deleted_at(&self) -> Option<::chrono::DateTime<::chrono::Utc>> {
+                self.deleted_at
+            }
+            fn version(&self) -> u64 {
+                self.version
+            }
+            fn mark_deleted(
+                &mut self,
+                deleted_at: Option<::chrono::DateTime<::chrono::Utc>>,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) {
+                self.deleted_at = deleted_at;
+                self.updated_at = now;
+                self.version += 1;
+            }
+        }
+    };
 }

@@ -24,7 +24,8 @@ pub use pipelines::REQUIRABLE_FIELDS;
 pub mod rows;
 
 use crmkit_core::service::{
-    OwnerChecks, diff, json_text, list_page, stage_created, to_json, visibility_scope,
+    self, OwnerChecks, changed_columns, json_text, list_page, stage_created, stage_update, to_json,
+    visibility_scope,
 };
 use std::collections::{BTreeMap, HashSet};
 
@@ -1082,14 +1083,6 @@ impl Deals {
         Ok(self.load_deal(ctx, id, Some(false)).await?.deal)
     }
 
-    fn conflict(id: DealId, expected: u64, actual: u64) -> Error {
-        Error::Conflict {
-            record: RecordRef::from(id),
-            expected,
-            actual,
-        }
-    }
-
     /// Writes the change from `old` to `new` (rows, links, custom index, audit, event).
     #[allow(clippy::too_many_arguments)]
     fn update_writes(
@@ -1102,32 +1095,23 @@ impl Deals {
         custom: Option<&CustomSchema>,
         kind: &str,
     ) -> Result<bool> {
-        let record = RecordRef::from(new.id);
-        let (audit, changed) = diff(
-            &record,
-            &to_json(old),
-            &to_json(new),
-            &["updated_at", "version"],
-        );
-        if changed.is_empty() {
+        let changes = service::changes(new.id, old, new);
+        if changes.is_empty() {
             return Ok(false);
         }
+        let record = changes.record.clone();
         let def = self.store.backend().schema().table(DEAL_TABLE)?;
         let (o, n) = (rows::deal_row(old, old_seq)?, rows::deal_row(new, new_seq)?);
-        let set = def
-            .columns
-            .iter()
-            .zip(o.iter().zip(n))
-            .filter(|(c, (o, n))| *o != n && c.name != "version" && c.name != "id")
-            .map(|(c, (_, n))| (c.name, n))
-            .collect();
-        cs.writes.push(Write::Update {
-            table: DEAL_TABLE,
-            key: vec![Value::Uuid(new.id.as_uuid())],
+        let set = changed_columns(def, &o, &n);
+        stage_update(
+            cs,
+            changes,
+            DEAL_TABLE,
             set,
-            expect_version: Some(old.version),
-            record: record.clone(),
-        });
+            old.version,
+            kind,
+            to_json(new),
+        );
         if new.contacts != old.contacts {
             cs.writes.push(Write::DeleteWhere {
                 table: DEAL_CONTACT_TABLE,
@@ -1146,9 +1130,6 @@ impl Deals {
             cs.writes
                 .extend(custom.index_writes(&record, &new.custom, true));
         }
-        cs.audit.extend(audit);
-        cs.events
-            .push(NewEvent::new(kind, record, changed, to_json(new)));
         Ok(true)
     }
 
@@ -1242,9 +1223,7 @@ impl Deals {
                 .await?;
         }
         errs.into_result()?;
-        if old.version != expected_version {
-            return Err(Self::conflict(id, expected_version, old.version));
-        }
+        service::check_version(id, expected_version, old.version)?;
         new.probability = Self::effective_probability(&new, &stage);
         new.updated_at = ctx.now();
         new.version = old.version + 1;
@@ -1405,9 +1384,7 @@ impl Deals {
                 reason: "the deal is already in this stage".into(),
             });
         }
-        if old.version != expected_version {
-            return Err(Self::conflict(id, expected_version, old.version));
-        }
+        service::check_version(id, expected_version, old.version)?;
         let mut cs = Changeset::new(ctx);
         let new = self
             .transition(
@@ -1473,9 +1450,7 @@ impl Deals {
                 reason: "the deal is already in this stage".into(),
             });
         }
-        if old.version != expected_version {
-            return Err(Self::conflict(id, expected_version, old.version));
-        }
+        service::check_version(id, expected_version, old.version)?;
         let mut cs = Changeset::new(ctx);
         let new = self
             .transition(ctx, &mut cs, &old, seq, &target, &to, None, true)
@@ -1507,9 +1482,7 @@ impl Deals {
             "restore deal"
         })?;
         let Loaded { deal: old, seq } = self.load_deal(ctx, id, Some(!delete)).await?;
-        if old.version != expected_version {
-            return Err(Self::conflict(id, expected_version, old.version));
-        }
+        service::check_version(id, expected_version, old.version)?;
         let now = ctx.now();
         let mut new = old.clone();
         new.deleted_at = delete.then_some(now);
@@ -1555,8 +1528,7 @@ impl Deals {
 
     /// The audit trail of a visible deal.
     pub async fn deal_audit(&self, ctx: &Ctx, id: DealId) -> Result<Vec<AuditEntry>> {
-        self.load_deal(ctx, id, None).await?;
-        self.store.audit_of(ctx, &RecordRef::from(id)).await
+        service::audit_trail::<Deal>(&self.store, ctx, id).await
     }
 
     // ----- queries for analytics -----

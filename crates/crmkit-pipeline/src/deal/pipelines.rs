@@ -332,11 +332,7 @@ impl Deals {
         require_manage(ctx, action)?;
         let p = self.load_pipeline(ctx, id).await?;
         if p.version != expected_version {
-            return Err(Error::Conflict {
-                record: RecordRef::from(id),
-                expected: expected_version,
-                actual: p.version,
-            });
+            return Err(Error::conflict(id, expected_version, p.version));
         }
         Ok(p)
     }
