@@ -50,10 +50,6 @@ pub const MAX_AUTO_LINKS: u32 = 10;
 /// Most activities [`Activities::create_many`] takes in one batch.
 pub const MAX_BATCH: usize = 1000;
 
-fn key(id: ActivityId) -> Vec<Value> {
-    vec![Value::Uuid(id.as_uuid())]
-}
-
 fn order(column: &str, desc: bool) -> OrderKey {
     OrderKey {
         column: column.into(),
@@ -308,12 +304,7 @@ impl Activities {
     // ----- loading -----
 
     async fn load_row(&self, ctx: &Ctx, id: ActivityId) -> Result<(Activity, Row)> {
-        let row = self
-            .store
-            .backend()
-            .get(ctx.tenant(), ACTIVITY_TABLE, &key(id))
-            .await?
-            .ok_or_else(|| Error::not_found(ACTIVITY, id))?;
+        let row = service::row_by_id(&self.store, ctx, ACTIVITY_TABLE, ACTIVITY, id).await?;
         let a = rows::decode_activity(row.clone())?;
         if !ctx.actor().can_see(Some(a.owner), a.team) {
             return Err(Error::not_found(ACTIVITY, id));
@@ -1117,13 +1108,15 @@ impl Activities {
         if let Some(r) = &patch.related {
             new.related = self.check_related(ctx, &mut errs, r).await?;
         }
-        if patch.owner.is_some() || patch.team.is_some() {
-            new.owner = patch.owner.unwrap_or(old.owner);
-            new.team = patch.team.unwrap_or(old.team);
-            OwnerChecks::new()
-                .check(&self.store, ctx, &mut errs, new.owner, new.team)
-                .await?;
-        }
+        let owner = (&mut new.owner, &mut new.team);
+        service::reassign(
+            &self.store,
+            ctx,
+            &mut errs,
+            owner,
+            (patch.owner, patch.team),
+        )
+        .await?;
         errs.into_result()?;
         service::check_version(id, expected_version, old.version)?;
         new.updated_at = now;

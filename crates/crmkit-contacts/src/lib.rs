@@ -80,14 +80,11 @@ impl Module for ContactsModule {
     }
 
     fn migrations(&self) -> Vec<Migration> {
-        vec![Migration {
-            version: 1,
-            description: "contacts and organizations",
-            steps: rows::tables()
-                .into_iter()
-                .map(crmkit_core::store::SchemaStep::CreateTable)
-                .collect(),
-        }]
+        vec![Migration::create_tables(
+            1,
+            "contacts and organizations",
+            rows::tables(),
+        )]
     }
 
     fn record_kinds(&self) -> Vec<std::sync::Arc<dyn crmkit_core::record::KindHandler>> {
@@ -462,13 +459,15 @@ impl Contacts {
             }
             new.organization = org;
         }
-        if patch.owner.is_some() || patch.team.is_some() {
-            new.owner = patch.owner.unwrap_or(old.owner);
-            new.team = patch.team.unwrap_or(old.team);
-            OwnerChecks::new()
-                .check(&self.store, ctx, &mut errs, new.owner, new.team)
-                .await?;
-        }
+        let owner = (&mut new.owner, &mut new.team);
+        service::reassign(
+            &self.store,
+            ctx,
+            &mut errs,
+            owner,
+            (patch.owner, patch.team),
+        )
+        .await?;
         if !patch.custom.is_empty() {
             new.custom = apply_custom_patch(&old.custom, &patch.custom);
             errs.check(custom.validate(&new.custom));
@@ -981,13 +980,15 @@ impl Contacts {
         let mut errs = ValidationErrors::new();
         self.build_org_fields(ctx, &mut errs, &mut new, phone_input, &custom)
             .await?;
-        if patch.owner.is_some() || patch.team.is_some() {
-            new.owner = patch.owner.unwrap_or(old.owner);
-            new.team = patch.team.unwrap_or(old.team);
-            OwnerChecks::new()
-                .check(&self.store, ctx, &mut errs, new.owner, new.team)
-                .await?;
-        }
+        let owner = (&mut new.owner, &mut new.team);
+        service::reassign(
+            &self.store,
+            ctx,
+            &mut errs,
+            owner,
+            (patch.owner, patch.team),
+        )
+        .await?;
         errs.into_result()?;
         service::check_version(id, expected_version, old.version)?;
         new.updated_at = ctx.now();

@@ -111,6 +111,29 @@ impl OwnerChecks {
     }
 }
 
+/// Applies the owner and team of a patch (`None`: unchanged) to a record's `owner` and
+/// `team`; when the patch gives either, checks the result as [`OwnerChecks::check`] does.
+pub async fn reassign(
+    store: &Store,
+    ctx: &Ctx,
+    errs: &mut ValidationErrors,
+    (owner, team): (&mut UserId, &mut Option<TeamId>),
+    patch: (Option<UserId>, Option<Option<TeamId>>),
+) -> Result<()> {
+    if patch.0.is_none() && patch.1.is_none() {
+        return Ok(());
+    }
+    if let Some(o) = patch.0 {
+        *owner = o;
+    }
+    if let Some(t) = patch.1 {
+        *team = t;
+    }
+    OwnerChecks::new()
+        .check(store, ctx, errs, *owner, *team)
+        .await
+}
+
 /// A record as JSON (event payloads, audit snapshots, diffs). Records are plain data, so
 /// serialisation cannot fail.
 pub fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
@@ -415,6 +438,22 @@ pub trait StoredRecord: Serialize + Clone + Send + Sync {
     );
 }
 
+/// The row of `table` keyed by `id` in the actor's tenant, or NotFound (as a record of
+/// `kind`) when there is none.
+pub async fn row_by_id(
+    store: &Store,
+    ctx: &Ctx,
+    table: &'static str,
+    kind: RecordKind,
+    id: impl Into<uuid::Uuid> + std::fmt::Display + Copy,
+) -> Result<crate::store::Row> {
+    store
+        .backend()
+        .get(ctx.tenant(), table, &[Value::Uuid(id.into())])
+        .await?
+        .ok_or_else(|| Error::not_found(kind, id))
+}
+
 /// A record of kind `R` that the actor may see, or NotFound (the same error for missing,
 /// another tenant's and hidden). `deleted`: `Some(false)` only live records, `Some(true)`
 /// only deleted ones, `None` both.
@@ -424,16 +463,10 @@ pub async fn load<R: StoredRecord>(
     id: R::Id,
     deleted: Option<bool>,
 ) -> Result<R> {
-    let uuid: uuid::Uuid = id.into();
-    let row = store
-        .backend()
-        .get(ctx.tenant(), R::TABLE, &[Value::Uuid(uuid)])
-        .await?;
-    let not_found = || Error::not_found(R::KIND, id);
-    let r = R::decode(row.ok_or_else(not_found)?)?;
+    let r = R::decode(row_by_id(store, ctx, R::TABLE, R::KIND, id).await?)?;
     let (owner, team) = r.access();
     if !ctx.actor().can_see(owner, team) || deleted.is_some_and(|d| d != r.deleted_at().is_some()) {
-        return Err(not_found());
+        return Err(Error::not_found(R::KIND, id));
     }
     Ok(r)
 }

@@ -635,13 +635,15 @@ impl Campaigns {
         }
         let mut errs = ValidationErrors::new();
         check_fields(&mut errs, &new, &custom);
-        if patch.owner.is_some() || patch.team.is_some() {
-            new.owner = patch.owner.unwrap_or(old.owner);
-            new.team = patch.team.unwrap_or(old.team);
-            OwnerChecks::new()
-                .check(&self.store, ctx, &mut errs, new.owner, new.team)
-                .await?;
-        }
+        let owner = (&mut new.owner, &mut new.team);
+        service::reassign(
+            &self.store,
+            ctx,
+            &mut errs,
+            owner,
+            (patch.owner, patch.team),
+        )
+        .await?;
         errs.into_result()?;
         service::check_version(id, expected_version, old.version)?;
         if !old.status.can_become(new.status) {

@@ -1063,17 +1063,12 @@ impl Deals {
     }
 
     async fn load_deal(&self, ctx: &Ctx, id: DealId, deleted: Option<bool>) -> Result<Loaded> {
-        let row = self
-            .store
-            .backend()
-            .get(ctx.tenant(), DEAL_TABLE, &[Value::Uuid(id.as_uuid())])
-            .await?;
-        let not_found = || Error::not_found(RecordKind::DEAL, id);
-        let (deal, seq) = rows::decode_deal(row.ok_or_else(not_found)?)?;
+        let row = service::row_by_id(&self.store, ctx, DEAL_TABLE, RecordKind::DEAL, id).await?;
+        let (deal, seq) = rows::decode_deal(row)?;
         if !ctx.actor().can_see(Some(deal.owner), deal.team)
             || deleted.is_some_and(|d| d != deal.deleted_at.is_some())
         {
-            return Err(not_found());
+            return Err(Error::not_found(RecordKind::DEAL, id));
         }
         Ok(Loaded { deal, seq })
     }
@@ -1188,13 +1183,15 @@ impl Deals {
         let mut errs = ValidationErrors::new();
         Self::check_fields(&mut errs, &new, &pipeline, &custom);
         Self::check_required(&mut errs, &new, &stage);
-        if patch.owner.is_some() || patch.team.is_some() {
-            new.owner = patch.owner.unwrap_or(old.owner);
-            new.team = patch.team.unwrap_or(old.team);
-            OwnerChecks::new()
-                .check(&self.store, ctx, &mut errs, new.owner, new.team)
-                .await?;
-        }
+        let owner = (&mut new.owner, &mut new.team);
+        service::reassign(
+            &self.store,
+            ctx,
+            &mut errs,
+            owner,
+            (patch.owner, patch.team),
+        )
+        .await?;
         if patch.organization.is_some() || patch.contacts.is_some() || patch.campaign.is_some() {
             // Only new references are checked: a link the deal already has stays valid.
             let orgs = if new.organization != old.organization {
@@ -1683,16 +1680,8 @@ impl Deals {
     /// Removes a managed lost reason (Admin or Manager). Deals lost for it keep its text.
     pub async fn remove_lost_reason(&self, ctx: &Ctx, id: LostReasonId) -> Result<()> {
         pipelines::require_manage(ctx, "remove lost reason")?;
-        let row = self
-            .store
-            .backend()
-            .get(
-                ctx.tenant(),
-                LOST_REASON_TABLE,
-                &[Value::Uuid(id.as_uuid())],
-            )
-            .await?
-            .ok_or_else(|| Error::not_found(LOST_REASON_KIND, id))?;
+        let row =
+            service::row_by_id(&self.store, ctx, LOST_REASON_TABLE, LOST_REASON_KIND, id).await?;
         let l = rows::decode_lost_reason(row)?;
         let record = RecordRef::from(id);
         let mut cs = Changeset::new(ctx);

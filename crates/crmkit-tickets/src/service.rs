@@ -6,7 +6,7 @@ use crmkit_contacts::Contacts;
 use crmkit_core::custom::CustomSchema;
 use crmkit_core::record::reference_reason;
 use crmkit_core::service::{
-    self, apply_custom_patch, changed_columns, diff, json_text, list_page, stage_created, to_json,
+    self, apply_custom_patch, changed_columns, json_text, list_page, stage_created, to_json,
     visibility_scope,
 };
 use crmkit_core::store::{Cond, OrderKey, Select, Value, Write};
@@ -449,15 +449,10 @@ impl Tickets {
             cs.writes
                 .extend(custom.index_writes(&record, &new.custom, true));
         }
-        let (audit, changed) = diff(
-            &record,
-            &to_json(old),
-            &to_json(new),
-            &["updated_at", "version"],
-        );
-        cs.audit.extend(audit);
+        let changes = service::changes(record, old, new);
+        cs.audit.extend(changes.audit);
         self.stage_sla(ctx, cs, Some(old), new, trigger).await?;
-        Ok(changed)
+        Ok(changes.fields)
     }
 
     /// **The SLA extension point.** Every command that writes a ticket calls this with the
