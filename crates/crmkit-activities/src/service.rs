@@ -11,14 +11,13 @@ use crmkit_core::event::{EVENTS_TABLE, decode_timestamp};
 use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::record::reference_reason;
 use crmkit_core::service::{
-    self, OwnerChecks, changed_columns, list_page, stage_created, stage_update, to_json,
-    visibility_scope,
+    self, OwnerChecks, changed_columns, stage_created, stage_update, to_json, visibility_scope,
 };
 use crmkit_core::store::{BoxFuture, CmpOp, Cond, OrderKey, Row, Select, Value, Write};
 use crmkit_core::text::{check_text, parse_phone};
 use crmkit_core::{
-    ActivityId, Changeset, Ctx, Error, Event, NewEvent, Page, Query, RecordKind, RecordRef,
-    ReminderId, Result, Store, UserId, ValidationErrors,
+    ActivityId, Changeset, Ctx, Error, NewEvent, Page, Query, RecordKind, RecordRef, ReminderId,
+    Result, Store, UserId, ValidationErrors,
 };
 
 use crate::followup::col as fcol;
@@ -1249,17 +1248,7 @@ impl Activities {
     /// `subject`, `owner`, `team`, `status`, `open`, `due_at`, `starts_at`, `ends_at`,
     /// `message_id`, `created_at`, `updated_at`, `deleted_at`).
     pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Activity>> {
-        let scope = visibility_scope(ctx, q.include_deleted);
-        list_page(
-            &self.store,
-            ctx,
-            q,
-            &ACTIVITY_FIELDS,
-            scope,
-            rows::decode_activity,
-            |_: &Activity| None,
-        )
-        .await
+        service::list_visible(&self.store, ctx, q, &ACTIVITY_FIELDS, |_: &Activity| None).await
     }
 
     // ----- work lists -----
@@ -1917,7 +1906,7 @@ impl Activities {
                 j += 1;
                 next.seq = r[0].as_int();
                 items.push(TimelineEntry::Event {
-                    event: Box::new(decode_event(ctx, r)?),
+                    event: Box::new(crmkit_core::event::decode_event(ctx.tenant(), r)?),
                 });
             }
         }
@@ -1967,25 +1956,5 @@ fn decode_followup(r: &Row) -> Result<FollowUp> {
         next_activity: r[fcol::NEXT_ID].as_uuid().map(ActivityId::from_uuid),
         created_at: crmkit_core::row::opt_timestamp(&r[fcol::CREATED])?,
         active: r[fcol::ACTIVE].as_int() != Some(0),
-    })
-}
-
-fn decode_event(ctx: &Ctx, row: &Row) -> Result<Event> {
-    let bad = || Error::storage("malformed event row");
-    Ok(Event {
-        tenant: ctx.tenant(),
-        seq: row[0].as_int().ok_or_else(bad)? as u64,
-        kind: row[1].as_text().ok_or_else(bad)?.to_owned(),
-        record: RecordRef::new(
-            RecordKind::parse(row[2].as_text().ok_or_else(bad)?)?,
-            row[3].as_uuid().ok_or_else(bad)?,
-        ),
-        changed: serde_json::from_str(row[4].as_text().ok_or_else(bad)?)
-            .map_err(|e| Error::storage_from("event", e))?,
-        payload: serde_json::from_str(row[5].as_text().ok_or_else(bad)?)
-            .map_err(|e| Error::storage_from("event", e))?,
-        actor: row[6].as_uuid().map(UserId::from_uuid),
-        origin: row[7].as_text().ok_or_else(bad)?.to_owned(),
-        at: decode_timestamp(&row[8])?,
     })
 }

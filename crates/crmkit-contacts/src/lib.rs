@@ -47,18 +47,16 @@ mod stored;
 pub mod validate;
 
 use crmkit_core::service::{
-    self, OwnerChecks, apply_custom_patch, changed_columns, list_page, stage_created, stage_update,
-    to_json, visibility_scope,
+    self, OwnerChecks, apply_custom_patch, changed_columns, stage_created, stage_update, to_json,
 };
 use std::collections::HashMap;
 
 use crmkit_core::lookup::{self, LookupKind};
-use crmkit_core::query::RecordFields;
 use crmkit_core::record::reference_reason;
 use crmkit_core::store::{Cond, Select, Value, Write};
 use crmkit_core::{
-    AuditEntry, Changeset, ContactId, Ctx, CustomSchema, CustomValues, Error, Filter, Migration,
-    Module, OrganizationId, Page, Query, RecordKind, RecordRef, Result, Store, ValidationErrors,
+    AuditEntry, Changeset, ContactId, Ctx, CustomSchema, Error, Filter, Migration, Module,
+    OrganizationId, Page, Query, RecordKind, RecordRef, Result, Store, ValidationErrors,
 };
 
 pub use model::*;
@@ -585,27 +583,14 @@ impl Contacts {
         Ok(new)
     }
 
-    async fn list<T>(
-        &self,
-        ctx: &Ctx,
-        q: &Query,
-        fields: &RecordFields,
-        decode: impl Fn(Vec<Value>) -> Result<T>,
-        custom_of: impl Fn(&T) -> &CustomValues,
-    ) -> Result<Page<T>> {
-        let scope = visibility_scope(ctx, q.include_deleted);
-        list_page(&self.store, ctx, q, fields, scope, decode, |t| {
-            Some(custom_of(t))
-        })
-        .await
-    }
-
     /// Lists contacts: filter, sort, keyset page. Only visible contacts; deleted ones only
     /// with [`Query::include_deleted`]. Filterable fields: see [`rows::CONTACT_FIELDS`]
     /// and `custom.<key>`.
     pub async fn list_contacts(&self, ctx: &Ctx, q: &Query) -> Result<Page<Contact>> {
-        self.list(ctx, q, &CONTACT_FIELDS, rows::decode_contact, |c| &c.custom)
-            .await
+        service::list_visible(&self.store, ctx, q, &CONTACT_FIELDS, |c: &Contact| {
+            Some(&c.custom)
+        })
+        .await
     }
 
     /// Contacts whose name, last name or primary email starts with `text` (ignoring case),
@@ -1068,9 +1053,13 @@ impl Contacts {
 
     /// Lists organizations (see [`rows::ORGANIZATION_FIELDS`] and `custom.<key>`).
     pub async fn list_organizations(&self, ctx: &Ctx, q: &Query) -> Result<Page<Organization>> {
-        self.list(ctx, q, &ORGANIZATION_FIELDS, rows::decode_org, |o| {
-            &o.custom
-        })
+        service::list_visible(
+            &self.store,
+            ctx,
+            q,
+            &ORGANIZATION_FIELDS,
+            |o: &Organization| Some(&o.custom),
+        )
         .await
     }
 

@@ -387,6 +387,20 @@ pub async fn list_page<T>(
     })
 }
 
+/// One page of the records of kind `R` the actor may see: [`list_page`] over `fields`
+/// and-ed with [`visibility_scope`] (deleted records only with `q.include_deleted`), rows
+/// decoded by [`StoredRecord::decode`]. `custom_of` as for [`list_page`].
+pub async fn list_visible<R: StoredRecord>(
+    store: &Store,
+    ctx: &Ctx,
+    q: &crate::query::Query,
+    fields: &crate::query::RecordFields,
+    custom_of: impl Fn(&R) -> Option<&CustomValues>,
+) -> Result<crate::query::Page<R>> {
+    let scope = visibility_scope(ctx, q.include_deleted);
+    list_page(store, ctx, q, fields, scope, R::decode, custom_of).await
+}
+
 /// Adds the audit entry (`*`, the whole record as its new value) and the
 /// `<kind>.created` event of a new record to `cs`; the record is serialised once for both.
 pub fn stage_created<T: Serialize>(

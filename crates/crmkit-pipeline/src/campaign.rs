@@ -45,12 +45,10 @@ mod rows;
 
 use crmkit_core::service::{
     self, OwnerChecks, changed_columns, json_text, list_page, stage_created, stage_update, to_json,
-    visibility_scope,
 };
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use crmkit_core::query::RecordFields;
 use crmkit_core::record::reference_reason;
 use crmkit_core::store::{Aggregate, Cond, Measure, Select, TableDef, Value, Write};
 use crmkit_core::{
@@ -714,30 +712,13 @@ impl Campaigns {
         service::set_deleted::<Campaign>(&self.store, ctx, id, expected_version, delete).await
     }
 
-    async fn list_rows<T>(
-        &self,
-        ctx: &Ctx,
-        q: &Query,
-        fields: &RecordFields,
-        scope: Cond,
-        decode: impl Fn(Vec<Value>) -> Result<T>,
-        custom_of: impl Fn(&T) -> Option<&CustomValues>,
-    ) -> Result<Page<T>> {
-        list_page(&self.store, ctx, q, fields, scope, decode, custom_of).await
-    }
-
     /// Lists campaigns visible to the actor: filter, sort, keyset page (fields:
     /// [`CAMPAIGN_FIELDS`] and `custom.<key>`). Deleted ones only with
     /// [`Query::include_deleted`].
     pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Campaign>> {
-        self.list_rows(
-            ctx,
-            q,
-            &CAMPAIGN_FIELDS,
-            visibility_scope(ctx, q.include_deleted),
-            rows::decode_campaign,
-            |c: &Campaign| Some(&c.custom),
-        )
+        service::list_visible(&self.store, ctx, q, &CAMPAIGN_FIELDS, |c: &Campaign| {
+            Some(&c.custom)
+        })
         .await
     }
 
@@ -977,7 +958,8 @@ impl Campaigns {
         q: &Query,
     ) -> Result<Page<CampaignMember>> {
         self.load(ctx, campaign, Some(false)).await?;
-        self.list_rows(
+        list_page(
+            &self.store,
             ctx,
             q,
             &MEMBER_FIELDS,

@@ -24,7 +24,7 @@ pub use pipelines::REQUIRABLE_FIELDS;
 pub mod rows;
 
 use crmkit_core::service::{
-    self, OwnerChecks, changed_columns, json_text, list_page, stage_created, stage_update, to_json,
+    self, OwnerChecks, changed_columns, json_text, stage_created, stage_update, to_json,
     visibility_scope,
 };
 use std::collections::{BTreeMap, HashSet};
@@ -1500,17 +1500,9 @@ impl Deals {
     /// `custom.<key>`. Only visible deals; deleted ones only with
     /// [`Query::include_deleted`].
     pub async fn list_deals(&self, ctx: &Ctx, q: &Query) -> Result<Page<Deal>> {
-        let scope = visibility_scope(ctx, q.include_deleted);
-        let decode = |r| rows::decode_deal(r).map(|(d, _)| d);
-        list_page(
-            &self.store,
-            ctx,
-            q,
-            &DEAL_FIELDS,
-            scope,
-            decode,
-            |d: &Deal| Some(&d.custom),
-        )
+        service::list_visible(&self.store, ctx, q, &DEAL_FIELDS, |d: &Deal| {
+            Some(&d.custom)
+        })
         .await
     }
 

@@ -58,8 +58,7 @@ pub mod model;
 pub mod rows;
 use crmkit_contacts::validate;
 use crmkit_core::service::{
-    self, OwnerChecks, apply_custom_patch, changed_columns, list_page, stage_created, stage_update,
-    to_json, visibility_scope,
+    self, OwnerChecks, apply_custom_patch, changed_columns, stage_created, stage_update, to_json,
 };
 
 use crmkit_contacts::Contacts;
@@ -518,16 +517,9 @@ impl Leads {
     /// `company`, `status`, `source`, `owner`, `team`, `campaign`, `score`, `created_at`,
     /// `updated_at`, ...) and `custom.<key>`.
     pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Lead>> {
-        let scope = visibility_scope(ctx, q.include_deleted);
-        list_page(
-            &self.store,
-            ctx,
-            q,
-            &LEAD_FIELDS,
-            scope,
-            rows::decode_lead,
-            |l: &Lead| Some(&l.custom),
-        )
+        service::list_visible(&self.store, ctx, q, &LEAD_FIELDS, |l: &Lead| {
+            Some(&l.custom)
+        })
         .await
     }
 

@@ -6,8 +6,7 @@ use crmkit_contacts::Contacts;
 use crmkit_core::custom::CustomSchema;
 use crmkit_core::record::reference_reason;
 use crmkit_core::service::{
-    self, apply_custom_patch, changed_columns, json_text, list_page, stage_created, to_json,
-    visibility_scope,
+    self, apply_custom_patch, changed_columns, json_text, stage_created, to_json,
 };
 use crmkit_core::store::{Cond, OrderKey, Select, Value, Write};
 use crmkit_core::text::check_text;
@@ -1144,16 +1143,9 @@ impl Tickets {
     /// only with [`Query::include_deleted`]. Fields: see [`TICKET_FIELDS`], and
     /// `custom.<key>`; filter on a tag with [`tag_filter`].
     pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Ticket>> {
-        let scope = visibility_scope(ctx, q.include_deleted);
-        list_page(
-            &self.store,
-            ctx,
-            q,
-            &TICKET_FIELDS,
-            scope,
-            rows::decode_ticket,
-            |t: &Ticket| Some(&t.custom),
-        )
+        service::list_visible(&self.store, ctx, q, &TICKET_FIELDS, |t: &Ticket| {
+            Some(&t.custom)
+        })
         .await
     }
 
