@@ -28,8 +28,8 @@ use crmkit_core::record::{
 };
 use crmkit_core::service::to_json;
 use crmkit_core::{
-    ActivityId, AuditEntry, Ctx, Error, Page, Query, RecordKind, RecordRef, Result, Store, TeamId,
-    UserId, ValidationErrors,
+    ActivityId, Ctx, Error, Page, Query, RecordKind, RecordRef, Result, Store, TeamId, UserId,
+    ValidationErrors,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -297,10 +297,6 @@ impl TypedKind for ActivityRecordKind {
         })
     }
 
-    async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
-        api(store)?.audit(ctx, ActivityId::from_uuid(id)).await
-    }
-
     async fn create(
         &self,
         store: &Store,
@@ -387,6 +383,11 @@ impl TypedKind for ActivityRecordKind {
             .restore(ctx, ActivityId::from_uuid(id), v)
             .await?
             .into())
+    }
+
+    crmkit_core::forward_typed_kind! {
+        api: |store| api(store)?, id: ActivityId;
+        audit: audit,
     }
 }
 

@@ -27,7 +27,6 @@ pub use service::{
     RELATED_KINDS, RelatedRecords, StagedActivities,
 };
 
-use crmkit_core::store::SchemaStep;
 use crmkit_core::{Changeset, Migration, Module, Result};
 
 /// The activities module.
@@ -45,14 +44,11 @@ impl Module for ActivitiesModule {
 
     fn migrations(&self) -> Vec<Migration> {
         vec![
-            Migration {
-                version: 1,
-                description: "activities, relations, reminders, follow-up",
-                steps: rows::tables()
-                    .into_iter()
-                    .map(SchemaStep::CreateTable)
-                    .collect(),
-            },
+            Migration::create_tables(
+                1,
+                "activities, relations, reminders, follow-up",
+                rows::tables(),
+            ),
             Migration {
                 version: 2,
                 description: "follow-up rows for every tracked record: creation time, \

@@ -333,3 +333,11 @@ mod tests {
         assert_eq!(tables[0].position("version"), Some(16));
     }
 }
+
+crmkit_core::stored_record!(
+    Activity,
+    crmkit_core::ActivityId,
+    ACTIVITY,
+    ACTIVITY_TABLE,
+    decode_activity
+);

@@ -11,14 +11,13 @@ use crmkit_core::event::{EVENTS_TABLE, decode_timestamp};
 use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::record::reference_reason;
 use crmkit_core::service::{
-    OwnerChecks, SoftDelete, changed_columns, diff, list_page, stage_created, stage_soft_delete,
-    to_json, visibility_scope,
+    self, OwnerChecks, changed_columns, stage_created, stage_update, to_json, visibility_scope,
 };
 use crmkit_core::store::{BoxFuture, CmpOp, Cond, OrderKey, Row, Select, Value, Write};
 use crmkit_core::text::{check_text, parse_phone};
 use crmkit_core::{
-    ActivityId, Changeset, Ctx, Error, Event, NewEvent, Page, Query, RecordKind, RecordRef,
-    ReminderId, Result, Store, UserId, ValidationErrors,
+    ActivityId, Changeset, Ctx, Error, NewEvent, Page, Query, RecordKind, RecordRef, ReminderId,
+    Result, Store, UserId, ValidationErrors,
 };
 
 use crate::followup::col as fcol;
@@ -49,10 +48,6 @@ pub const MAX_RELATED: usize = 50;
 pub const MAX_AUTO_LINKS: u32 = 10;
 /// Most activities [`Activities::create_many`] takes in one batch.
 pub const MAX_BATCH: usize = 1000;
-
-fn key(id: ActivityId) -> Vec<Value> {
-    vec![Value::Uuid(id.as_uuid())]
-}
 
 fn order(column: &str, desc: bool) -> OrderKey {
     OrderKey {
@@ -308,12 +303,7 @@ impl Activities {
     // ----- loading -----
 
     async fn load_row(&self, ctx: &Ctx, id: ActivityId) -> Result<(Activity, Row)> {
-        let row = self
-            .store
-            .backend()
-            .get(ctx.tenant(), ACTIVITY_TABLE, &key(id))
-            .await?
-            .ok_or_else(|| Error::not_found(ACTIVITY, id))?;
+        let row = service::row_by_id(&self.store, ctx, ACTIVITY_TABLE, ACTIVITY, id).await?;
         let a = rows::decode_activity(row.clone())?;
         if !ctx.actor().can_see(Some(a.owner), a.team) {
             return Err(Error::not_found(ACTIVITY, id));
@@ -343,8 +333,7 @@ impl Activities {
     /// The audit trail of an activity visible to the actor (a deleted one too), oldest
     /// first.
     pub async fn audit(&self, ctx: &Ctx, id: ActivityId) -> Result<Vec<crmkit_core::AuditEntry>> {
-        self.load(ctx, id, None).await?;
-        self.store.audit_of(ctx, &RecordRef::from(id)).await
+        service::audit_trail::<Activity>(&self.store, ctx, id).await
     }
 
     /// The time zone of a user (UTC when the user is unknown or has a bad zone).
@@ -1118,27 +1107,21 @@ impl Activities {
         if let Some(r) = &patch.related {
             new.related = self.check_related(ctx, &mut errs, r).await?;
         }
-        if patch.owner.is_some() || patch.team.is_some() {
-            new.owner = patch.owner.unwrap_or(old.owner);
-            new.team = patch.team.unwrap_or(old.team);
-            OwnerChecks::new()
-                .check(&self.store, ctx, &mut errs, new.owner, new.team)
-                .await?;
-        }
+        let owner = (&mut new.owner, &mut new.team);
+        service::reassign(
+            &self.store,
+            ctx,
+            &mut errs,
+            owner,
+            (patch.owner, patch.team),
+        )
+        .await?;
         errs.into_result()?;
-        if old.version != expected_version {
-            return Err(conflict(id, expected_version, old.version));
-        }
+        service::check_version(id, expected_version, old.version)?;
         new.updated_at = now;
         new.version = old.version + 1;
-        let record = RecordRef::from(id);
-        let (audit, changed) = diff(
-            &record,
-            &to_json(&old),
-            &to_json(&new),
-            &["updated_at", "version"],
-        );
-        if changed.is_empty() {
+        let changes = service::changes(id, &old, &new);
+        if changes.is_empty() {
             return Ok(old);
         }
         let old_s = self.staged(ctx, old.clone()).await?;
@@ -1146,29 +1129,27 @@ impl Activities {
         let next = self.next_occurrence(ctx, &old, &s.activity).await?;
         let mut cs = Changeset::new(ctx);
         let def = self.store.backend().schema().table(ACTIVITY_TABLE)?;
-        cs.writes.push(Write::Update {
-            table: ACTIVITY_TABLE,
-            key: key(id),
-            set: changed_columns(
-                def,
-                &rows::activity_row(&old, old_s.due_at),
-                &rows::activity_row(&s.activity, s.due_at),
-            ),
-            expect_version: Some(expected_version),
-            record: record.clone(),
-        });
+        let set = changed_columns(
+            def,
+            &rows::activity_row(&old, old_s.due_at),
+            &rows::activity_row(&s.activity, s.due_at),
+        );
+        let event = "activity.updated";
+        let payload = to_json(&s.activity);
+        stage_update(
+            &mut cs,
+            changes,
+            ACTIVITY_TABLE,
+            set,
+            expected_version,
+            event,
+            payload,
+        );
         cs.writes.push(Write::DeleteWhere {
             table: RELATION_TABLE,
             cond: Cond::eq("activity_id", id.as_uuid()),
         });
         cs.writes.extend(Self::relation_rows(&s));
-        cs.audit.extend(audit);
-        cs.events.push(NewEvent::new(
-            "activity.updated",
-            record,
-            changed,
-            to_json(&s.activity),
-        ));
         if let Some(n) = &next {
             Self::insert_writes(&mut cs, n);
         }
@@ -1240,35 +1221,9 @@ impl Activities {
         expected_version: u64,
         delete: bool,
     ) -> Result<Activity> {
-        ctx.actor().require_write(if delete {
-            "delete activity"
-        } else {
-            "restore activity"
-        })?;
-        let (old, _) = self.load(ctx, id, Some(!delete)).await?;
-        if old.version != expected_version {
-            return Err(conflict(id, expected_version, old.version));
-        }
-        let now = ctx.now();
-        let mut new = old.clone();
-        new.deleted_at = delete.then_some(now);
-        new.updated_at = now;
-        new.version += 1;
-        let record = RecordRef::from(id);
-        let mut cs = Changeset::new(ctx);
-        stage_soft_delete(
-            &mut cs,
-            SoftDelete {
-                table: ACTIVITY_TABLE,
-                record,
-                expected_version,
-                was: old.deleted_at,
-                now: new.deleted_at,
-                at: now,
-                kind: "activity",
-                after: &new,
-            },
-        );
+        let (mut cs, _, new) =
+            service::stage_set_deleted::<Activity>(&self.store, ctx, id, expected_version, delete)
+                .await?;
         let s = self.staged(ctx, new).await?;
         cs.writes.push(Write::DeleteWhere {
             table: RELATION_TABLE,
@@ -1293,17 +1248,7 @@ impl Activities {
     /// `subject`, `owner`, `team`, `status`, `open`, `due_at`, `starts_at`, `ends_at`,
     /// `message_id`, `created_at`, `updated_at`, `deleted_at`).
     pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Activity>> {
-        let scope = visibility_scope(ctx, q.include_deleted);
-        list_page(
-            &self.store,
-            ctx,
-            q,
-            &ACTIVITY_FIELDS,
-            scope,
-            rows::decode_activity,
-            |_: &Activity| None,
-        )
-        .await
+        service::list_visible(&self.store, ctx, q, &ACTIVITY_FIELDS, |_: &Activity| None).await
     }
 
     // ----- work lists -----
@@ -1961,7 +1906,7 @@ impl Activities {
                 j += 1;
                 next.seq = r[0].as_int();
                 items.push(TimelineEntry::Event {
-                    event: Box::new(decode_event(ctx, r)?),
+                    event: Box::new(crmkit_core::event::decode_event(ctx.tenant(), r)?),
                 });
             }
         }
@@ -1988,14 +1933,6 @@ fn message_id_duplicate(e: Error) -> Error {
     }
 }
 
-fn conflict(id: ActivityId, expected: u64, actual: u64) -> Error {
-    Error::Conflict {
-        record: RecordRef::from(id),
-        expected,
-        actual,
-    }
-}
-
 /// Whether the actor is an Admin or a Manager.
 fn manages(ctx: &Ctx) -> bool {
     ctx.actor().has(crmkit_core::Role::Admin) || ctx.actor().has(crmkit_core::Role::Manager)
@@ -2019,25 +1956,5 @@ fn decode_followup(r: &Row) -> Result<FollowUp> {
         next_activity: r[fcol::NEXT_ID].as_uuid().map(ActivityId::from_uuid),
         created_at: crmkit_core::row::opt_timestamp(&r[fcol::CREATED])?,
         active: r[fcol::ACTIVE].as_int() != Some(0),
-    })
-}
-
-fn decode_event(ctx: &Ctx, row: &Row) -> Result<Event> {
-    let bad = || Error::storage("malformed event row");
-    Ok(Event {
-        tenant: ctx.tenant(),
-        seq: row[0].as_int().ok_or_else(bad)? as u64,
-        kind: row[1].as_text().ok_or_else(bad)?.to_owned(),
-        record: RecordRef::new(
-            RecordKind::parse(row[2].as_text().ok_or_else(bad)?)?,
-            row[3].as_uuid().ok_or_else(bad)?,
-        ),
-        changed: serde_json::from_str(row[4].as_text().ok_or_else(bad)?)
-            .map_err(|e| Error::storage_from("event", e))?,
-        payload: serde_json::from_str(row[5].as_text().ok_or_else(bad)?)
-            .map_err(|e| Error::storage_from("event", e))?,
-        actor: row[6].as_uuid().map(UserId::from_uuid),
-        origin: row[7].as_text().ok_or_else(bad)?.to_owned(),
-        at: decode_timestamp(&row[8])?,
     })
 }

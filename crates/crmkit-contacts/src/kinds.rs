@@ -5,8 +5,7 @@
 use crmkit_core::record::{
     FieldDescription as F, FieldType as T, JsonMap, KindDescription, TypedKind,
 };
-use crmkit_core::{AuditEntry, ContactId, Ctx, OrganizationId, Page, Query, Result, Store};
-use uuid::Uuid;
+use crmkit_core::{ContactId, OrganizationId};
 
 use crate::Contacts;
 use crate::model::{
@@ -64,59 +63,17 @@ impl TypedKind for ContactKind {
             .queryable(&CONTACT_FIELDS)
     }
 
-    async fn get(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Contact> {
-        Contacts::from_checked(store)
-            .get_contact(ctx, ContactId::from_uuid(id))
-            .await
-    }
-
-    async fn list(&self, store: &Store, ctx: &Ctx, q: &Query) -> Result<Page<Contact>> {
-        Contacts::from_checked(store).list_contacts(ctx, q).await
-    }
-
-    async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
-        Contacts::from_checked(store)
-            .contact_audit(ctx, ContactId::from_uuid(id))
-            .await
-    }
-
-    async fn create(&self, store: &Store, ctx: &Ctx, input: NewContact) -> Result<Contact> {
-        Contacts::from_checked(store)
-            .create_contact(ctx, input)
-            .await
-    }
-
-    async fn patch(
-        &self,
-        store: &Store,
-        ctx: &Ctx,
-        id: Uuid,
-        expected_version: u64,
-        patch: ContactPatch,
-    ) -> Result<Contact> {
-        Contacts::from_checked(store)
-            .update_contact(ctx, ContactId::from_uuid(id), expected_version, patch)
-            .await
-    }
-
-    async fn delete(&self, store: &Store, ctx: &Ctx, id: Uuid, v: u64) -> Result<Contact> {
-        Contacts::from_checked(store)
-            .delete_contact(ctx, ContactId::from_uuid(id), v)
-            .await
-    }
-
-    async fn restore(&self, store: &Store, ctx: &Ctx, id: Uuid, v: u64) -> Result<Contact> {
-        Contacts::from_checked(store)
-            .restore_contact(ctx, ContactId::from_uuid(id), v)
-            .await
-    }
-
     fn create_body(&self, body: JsonMap) -> JsonMap {
         email_addresses(body)
     }
 
     fn patch_body(&self, body: JsonMap) -> JsonMap {
         email_addresses(body)
+    }
+
+    crmkit_core::forward_typed_kind! {
+        api: |store| Contacts::from_checked(store), id: ContactId;
+        get: get_contact, list: list_contacts, audit: contact_audit, create: create_contact, patch: update_contact, delete: delete_contact, restore: restore_contact,
     }
 }
 
@@ -172,66 +129,17 @@ impl TypedKind for OrganizationKind {
             .queryable(&ORGANIZATION_FIELDS)
     }
 
-    async fn get(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Organization> {
-        Contacts::from_checked(store)
-            .get_organization(ctx, OrganizationId::from_uuid(id))
-            .await
-    }
-
-    async fn list(&self, store: &Store, ctx: &Ctx, q: &Query) -> Result<Page<Organization>> {
-        Contacts::from_checked(store)
-            .list_organizations(ctx, q)
-            .await
-    }
-
-    async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
-        Contacts::from_checked(store)
-            .organization_audit(ctx, OrganizationId::from_uuid(id))
-            .await
-    }
-
-    async fn create(
-        &self,
-        store: &Store,
-        ctx: &Ctx,
-        input: NewOrganization,
-    ) -> Result<Organization> {
-        Contacts::from_checked(store)
-            .create_organization(ctx, input)
-            .await
-    }
-
-    async fn patch(
-        &self,
-        store: &Store,
-        ctx: &Ctx,
-        id: Uuid,
-        expected_version: u64,
-        patch: OrganizationPatch,
-    ) -> Result<Organization> {
-        Contacts::from_checked(store)
-            .update_organization(ctx, OrganizationId::from_uuid(id), expected_version, patch)
-            .await
-    }
-
-    async fn delete(&self, store: &Store, ctx: &Ctx, id: Uuid, v: u64) -> Result<Organization> {
-        Contacts::from_checked(store)
-            .delete_organization(ctx, OrganizationId::from_uuid(id), v)
-            .await
-    }
-
-    async fn restore(&self, store: &Store, ctx: &Ctx, id: Uuid, v: u64) -> Result<Organization> {
-        Contacts::from_checked(store)
-            .restore_organization(ctx, OrganizationId::from_uuid(id), v)
-            .await
-    }
-
     fn create_body(&self, body: JsonMap) -> JsonMap {
         phone_object(body)
     }
 
     fn patch_body(&self, body: JsonMap) -> JsonMap {
         phone_object(body)
+    }
+
+    crmkit_core::forward_typed_kind! {
+        api: |store| Contacts::from_checked(store), id: OrganizationId;
+        get: get_organization, list: list_organizations, audit: organization_audit, create: create_organization, patch: update_organization, delete: delete_organization, restore: restore_organization,
     }
 }
 

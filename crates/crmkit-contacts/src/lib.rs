@@ -44,19 +44,16 @@ mod stored;
 pub mod validate;
 
 use crmkit_core::service::{
-    self, OwnerChecks, apply_custom_patch, changed_columns, diff, list_page, stage_created,
-    to_json, visibility_scope,
+    self, OwnerChecks, apply_custom_patch, changed_columns, stage_created, stage_update, to_json,
 };
 use std::collections::HashMap;
 
 use crmkit_core::lookup::{self, LookupKind};
-use crmkit_core::query::RecordFields;
 use crmkit_core::record::reference_reason;
 use crmkit_core::store::{Cond, Select, Value, Write};
 use crmkit_core::{
-    AuditEntry, Changeset, ContactId, Ctx, CustomSchema, CustomValues, Error, Filter, Migration,
-    Module, NewEvent, OrganizationId, Page, Query, RecordKind, RecordRef, Result, Store,
-    ValidationErrors,
+    AuditEntry, Changeset, ContactId, Ctx, CustomSchema, Error, Filter, Migration, Module,
+    OrganizationId, Page, Query, RecordKind, RecordRef, Result, Store, ValidationErrors,
 };
 
 pub use model::*;
@@ -78,14 +75,11 @@ impl Module for ContactsModule {
     }
 
     fn migrations(&self) -> Vec<Migration> {
-        vec![Migration {
-            version: 1,
-            description: "contacts and organizations",
-            steps: rows::tables()
-                .into_iter()
-                .map(crmkit_core::store::SchemaStep::CreateTable)
-                .collect(),
-        }]
+        vec![Migration::create_tables(
+            1,
+            "contacts and organizations",
+            rows::tables(),
+        )]
     }
 
     fn record_kinds(&self) -> Vec<std::sync::Arc<dyn crmkit_core::record::KindHandler>> {
@@ -460,13 +454,15 @@ impl Contacts {
             }
             new.organization = org;
         }
-        if patch.owner.is_some() || patch.team.is_some() {
-            new.owner = patch.owner.unwrap_or(old.owner);
-            new.team = patch.team.unwrap_or(old.team);
-            OwnerChecks::new()
-                .check(&self.store, ctx, &mut errs, new.owner, new.team)
-                .await?;
-        }
+        let owner = (&mut new.owner, &mut new.team);
+        service::reassign(
+            &self.store,
+            ctx,
+            &mut errs,
+            owner,
+            (patch.owner, patch.team),
+        )
+        .await?;
         if !patch.custom.is_empty() {
             new.custom = apply_custom_patch(&old.custom, &patch.custom);
             errs.check(custom.validate(&new.custom));
@@ -475,29 +471,24 @@ impl Contacts {
         service::check_version(id, expected_version, old.version)?;
         new.updated_at = ctx.now();
         new.version = old.version + 1;
-        let record = RecordRef::from(id);
-        let (audit, changed) = diff(
-            &record,
-            &to_json(&old),
-            &to_json(&new),
-            &["updated_at", "version"],
-        );
-        if changed.is_empty() {
+        let changes = service::changes(id, &old, &new);
+        if changes.is_empty() {
             return Ok(old);
         }
+        let record = changes.record.clone();
         let mut cs = Changeset::new(ctx);
-        let new_row = rows::contact_row(&new);
-        cs.writes.push(Write::Update {
-            table: PERSON_TABLE,
-            key: vec![Value::Uuid(id.as_uuid())],
-            set: changed_columns(
-                self.store.backend().schema().table(PERSON_TABLE)?,
-                &rows::contact_row(&old),
-                &new_row,
-            ),
-            expect_version: Some(expected_version),
-            record: record.clone(),
-        });
+        let def = self.store.backend().schema().table(PERSON_TABLE)?;
+        let set = changed_columns(def, &rows::contact_row(&old), &rows::contact_row(&new));
+        let event = "contact.updated";
+        stage_update(
+            &mut cs,
+            changes,
+            PERSON_TABLE,
+            set,
+            expected_version,
+            event,
+            to_json(&new),
+        );
         let email_keys = match &keys {
             Some(k) if new.emails != old.emails => {
                 let holders = self.email_holders(ctx, k, Some(id)).await?;
@@ -526,13 +517,6 @@ impl Contacts {
             cs.writes
                 .extend(custom.index_writes(&record, &new.custom, true));
         }
-        cs.audit = audit;
-        cs.events.push(NewEvent::new(
-            "contact.updated",
-            record,
-            changed,
-            to_json(&new),
-        ));
         self.commit_contact(ctx, cs, &email_keys, Some(id)).await?;
         Ok(new)
     }
@@ -567,7 +551,7 @@ impl Contacts {
         expected_version: u64,
         delete: bool,
     ) -> Result<Contact> {
-        let (mut cs, new) =
+        let (mut cs, _, new) =
             service::stage_set_deleted::<Contact>(&self.store, ctx, id, expected_version, delete)
                 .await?;
         let record = RecordRef::from(id);
@@ -596,27 +580,14 @@ impl Contacts {
         Ok(new)
     }
 
-    async fn list<T>(
-        &self,
-        ctx: &Ctx,
-        q: &Query,
-        fields: &RecordFields,
-        decode: impl Fn(Vec<Value>) -> Result<T>,
-        custom_of: impl Fn(&T) -> &CustomValues,
-    ) -> Result<Page<T>> {
-        let scope = visibility_scope(ctx, q.include_deleted);
-        list_page(&self.store, ctx, q, fields, scope, decode, |t| {
-            Some(custom_of(t))
-        })
-        .await
-    }
-
     /// Lists contacts: filter, sort, keyset page. Only visible contacts; deleted ones only
     /// with [`Query::include_deleted`]. Filterable fields: see [`rows::CONTACT_FIELDS`]
     /// and `custom.<key>`.
     pub async fn list_contacts(&self, ctx: &Ctx, q: &Query) -> Result<Page<Contact>> {
-        self.list(ctx, q, &CONTACT_FIELDS, rows::decode_contact, |c| &c.custom)
-            .await
+        service::list_visible(&self.store, ctx, q, &CONTACT_FIELDS, |c: &Contact| {
+            Some(&c.custom)
+        })
+        .await
     }
 
     /// Contacts whose name, last name or primary email starts with `text` (ignoring case),
@@ -991,39 +962,37 @@ impl Contacts {
         let mut errs = ValidationErrors::new();
         self.build_org_fields(ctx, &mut errs, &mut new, phone_input, &custom)
             .await?;
-        if patch.owner.is_some() || patch.team.is_some() {
-            new.owner = patch.owner.unwrap_or(old.owner);
-            new.team = patch.team.unwrap_or(old.team);
-            OwnerChecks::new()
-                .check(&self.store, ctx, &mut errs, new.owner, new.team)
-                .await?;
-        }
+        let owner = (&mut new.owner, &mut new.team);
+        service::reassign(
+            &self.store,
+            ctx,
+            &mut errs,
+            owner,
+            (patch.owner, patch.team),
+        )
+        .await?;
         errs.into_result()?;
         service::check_version(id, expected_version, old.version)?;
         new.updated_at = ctx.now();
         new.version = old.version + 1;
-        let record = RecordRef::from(id);
-        let (audit, changed) = diff(
-            &record,
-            &to_json(&old),
-            &to_json(&new),
-            &["updated_at", "version"],
-        );
-        if changed.is_empty() {
+        let changes = service::changes(id, &old, &new);
+        if changes.is_empty() {
             return Ok(old);
         }
+        let record = changes.record.clone();
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Update {
-            table: ORG_TABLE,
-            key: vec![Value::Uuid(id.as_uuid())],
-            set: changed_columns(
-                self.store.backend().schema().table(ORG_TABLE)?,
-                &rows::org_row(&old)?,
-                &rows::org_row(&new)?,
-            ),
-            expect_version: Some(expected_version),
-            record: record.clone(),
-        });
+        let def = self.store.backend().schema().table(ORG_TABLE)?;
+        let set = changed_columns(def, &rows::org_row(&old)?, &rows::org_row(&new)?);
+        let event = "organization.updated";
+        stage_update(
+            &mut cs,
+            changes,
+            ORG_TABLE,
+            set,
+            expected_version,
+            event,
+            to_json(&new),
+        );
         if new.phone != old.phone {
             Self::org_index_writes(&mut cs, &new, true);
         }
@@ -1031,13 +1000,6 @@ impl Contacts {
             cs.writes
                 .extend(custom.index_writes(&record, &new.custom, true));
         }
-        cs.audit = audit;
-        cs.events.push(NewEvent::new(
-            "organization.updated",
-            record,
-            changed,
-            to_json(&new),
-        ));
         self.store.commit(cs).await?;
         Ok(new)
     }
@@ -1069,7 +1031,7 @@ impl Contacts {
         expected_version: u64,
         delete: bool,
     ) -> Result<Organization> {
-        let (mut cs, new) = service::stage_set_deleted::<Organization>(
+        let (mut cs, _, new) = service::stage_set_deleted::<Organization>(
             &self.store,
             ctx,
             id,
@@ -1088,9 +1050,13 @@ impl Contacts {
 
     /// Lists organizations (see [`rows::ORGANIZATION_FIELDS`] and `custom.<key>`).
     pub async fn list_organizations(&self, ctx: &Ctx, q: &Query) -> Result<Page<Organization>> {
-        self.list(ctx, q, &ORGANIZATION_FIELDS, rows::decode_org, |o| {
-            &o.custom
-        })
+        service::list_visible(
+            &self.store,
+            ctx,
+            q,
+            &ORGANIZATION_FIELDS,
+            |o: &Organization| Some(&o.custom),
+        )
         .await
     }
 

@@ -123,6 +123,15 @@ impl Error {
         }
     }
 
+    /// A version conflict: `record` was expected at version `expected` but is at `actual`.
+    pub fn conflict(record: impl Into<RecordRef>, expected: u64, actual: u64) -> Self {
+        Error::Conflict {
+            record: record.into(),
+            expected,
+            actual,
+        }
+    }
+
     /// A validation error on one field.
     pub fn validation(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Validation(ValidationErrors::single(field, reason))

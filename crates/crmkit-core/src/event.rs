@@ -206,7 +206,8 @@ pub fn decode_timestamp(v: &Value) -> Result<DateTime<Utc>> {
         .ok_or_else(|| Error::storage(format!("bad timestamp value {v:?}")))
 }
 
-pub(crate) fn decode_event(tenant: TenantId, row: &Row) -> Result<Event> {
+/// Decodes a full row of the events table ([`EVENTS_TABLE`]) of `tenant`.
+pub fn decode_event(tenant: TenantId, row: &Row) -> Result<Event> {
     let bad = || Error::storage("malformed event row");
     Ok(Event {
         tenant,

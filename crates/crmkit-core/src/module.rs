@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::record::{KindHandler, Registry};
-use crate::store::{Changeset, Migration, ModuleMigrations, Schema, SchemaStep};
+use crate::store::{Changeset, Migration, ModuleMigrations, Schema};
 
 /// A module (a plugin). Built-in modules and third-party ones implement it the same way.
 pub trait Module: Send + Sync + 'static {
@@ -69,11 +69,11 @@ impl Module for CoreModule {
         tables.extend(crate::lookup::tables());
         tables.extend(crate::custom::tables());
         tables.extend(crate::directory::tables());
-        vec![Migration {
-            version: 1,
-            description: "events, audit, sequences, lookup index, custom fields, directory",
-            steps: tables.into_iter().map(SchemaStep::CreateTable).collect(),
-        }]
+        vec![Migration::create_tables(
+            1,
+            "events, audit, sequences, lookup index, custom fields, directory",
+            tables,
+        )]
     }
 
     fn record_kinds(&self) -> Vec<Arc<dyn KindHandler>> {

@@ -1364,6 +1364,130 @@ pub fn version_of(record: &Json) -> Option<u64> {
     record.get("version").and_then(Json::as_u64)
 }
 
+/// Writes the [`TypedKind`] methods that only forward to a module's typed API, inside an
+/// `impl TypedKind for ...` block; methods that do more are written out beside it.
+///
+/// `api` builds the typed API from the store; `id` is the typed id built from the `Uuid`
+/// of the request; then each method names the API method it forwards to (`get`, `list`,
+/// `audit`, `create`, `patch`, `delete`, `restore`, in any order, each at most once).
+/// `never_deleted: kind` instead writes `delete` and `restore` for a kind whose records
+/// are never deleted: a record the actor may see is refused as an operation the kind does
+/// not offer (anything else is what `get` says, NotFound).
+///
+/// ```ignore
+/// impl TypedKind for LeadKind {
+///     // ... types, describe ...
+///     crmkit_core::forward_typed_kind! {
+///         api: |store| Leads::new(store)?, id: LeadId;
+///         get: get, list: list, audit: audit, create: create, patch: update,
+///         delete: delete, restore: restore,
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! forward_typed_kind {
+    (api: |$s:ident| $api:expr, id: $id:ty; $($m:ident: $f:ident),* $(,)?) => {
+        $( $crate::forward_typed_kind!(@$m $f, $s, $api, $id); )*
+    };
+    (never_deleted: $kind:expr) => {
+        async fn delete(
+            &self,
+            store: &$crate::Store,
+            ctx: &$crate::Ctx,
+            id: ::uuid::Uuid,
+            _: u64,
+        ) -> $crate::Result<Self::Record> {
+            self.get(store, ctx, id).await?;
+            Err($crate::record::unsupported(&$kind, "delete"))
+        }
+
+        async fn restore(
+            &self,
+            store: &$crate::Store,
+            ctx: &$crate::Ctx,
+            id: ::uuid::Uuid,
+            _: u64,
+        ) -> $crate::Result<Self::Record> {
+            self.get(store, ctx, id).await?;
+            Err($crate::record::unsupported(&$kind, "restore"))
+        }
+    };
+    (@get $f:ident, $s:ident, $api:expr, $id:ty) => {
+        async fn get(
+            &self,
+            $s: &$crate::Store,
+            ctx: &$crate::Ctx,
+            id: ::uuid::Uuid,
+        ) -> $crate::Result<Self::Record> {
+            $api.$f(ctx, <$id>::from_uuid(id)).await
+        }
+    };
+    (@list $f:ident, $s:ident, $api:expr, $id:ty) => {
+        async fn list(
+            &self,
+            $s: &$crate::Store,
+            ctx: &$crate::Ctx,
+            q: &$crate::Query,
+        ) -> $crate::Result<$crate::Page<Self::Record>> {
+            $api.$f(ctx, q).await
+        }
+    };
+    (@audit $f:ident, $s:ident, $api:expr, $id:ty) => {
+        async fn audit(
+            &self,
+            $s: &$crate::Store,
+            ctx: &$crate::Ctx,
+            id: ::uuid::Uuid,
+        ) -> $crate::Result<Vec<$crate::AuditEntry>> {
+            $api.$f(ctx, <$id>::from_uuid(id)).await
+        }
+    };
+    (@create $f:ident, $s:ident, $api:expr, $id:ty) => {
+        async fn create(
+            &self,
+            $s: &$crate::Store,
+            ctx: &$crate::Ctx,
+            input: Self::New,
+        ) -> $crate::Result<Self::Record> {
+            $api.$f(ctx, input).await
+        }
+    };
+    (@patch $f:ident, $s:ident, $api:expr, $id:ty) => {
+        async fn patch(
+            &self,
+            $s: &$crate::Store,
+            ctx: &$crate::Ctx,
+            id: ::uuid::Uuid,
+            expected_version: u64,
+            patch: Self::Patch,
+        ) -> $crate::Result<Self::Record> {
+            $api.$f(ctx, <$id>::from_uuid(id), expected_version, patch).await
+        }
+    };
+    (@delete $f:ident, $s:ident, $api:expr, $id:ty) => {
+        async fn delete(
+            &self,
+            $s: &$crate::Store,
+            ctx: &$crate::Ctx,
+            id: ::uuid::Uuid,
+            expected_version: u64,
+        ) -> $crate::Result<Self::Record> {
+            $api.$f(ctx, <$id>::from_uuid(id), expected_version).await
+        }
+    };
+    (@restore $f:ident, $s:ident, $api:expr, $id:ty) => {
+        async fn restore(
+            &self,
+            $s: &$crate::Store,
+            ctx: &$crate::Ctx,
+            id: ::uuid::Uuid,
+            expected_version: u64,
+        ) -> $crate::Result<Self::Record> {
+            $api.$f(ctx, <$id>::from_uuid(id), expected_version).await
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,6 +111,29 @@ impl OwnerChecks {
     }
 }
 
+/// Applies the owner and team of a patch (`None`: unchanged) to a record's `owner` and
+/// `team`; when the patch gives either, checks the result as [`OwnerChecks::check`] does.
+pub async fn reassign(
+    store: &Store,
+    ctx: &Ctx,
+    errs: &mut ValidationErrors,
+    (owner, team): (&mut UserId, &mut Option<TeamId>),
+    patch: (Option<UserId>, Option<Option<TeamId>>),
+) -> Result<()> {
+    if patch.0.is_none() && patch.1.is_none() {
+        return Ok(());
+    }
+    if let Some(o) = patch.0 {
+        *owner = o;
+    }
+    if let Some(t) = patch.1 {
+        *team = t;
+    }
+    OwnerChecks::new()
+        .check(store, ctx, errs, *owner, *team)
+        .await
+}
+
 /// A record as JSON (event payloads, audit snapshots, diffs). Records are plain data, so
 /// serialisation cannot fail.
 pub fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
@@ -151,6 +174,74 @@ pub fn diff(
         }
     }
     (audit, changed)
+}
+
+/// What changed between two versions of a record: an audit entry per changed field and the
+/// changed field names, from [`changes`]; staged by [`stage_update`].
+#[derive(Debug)]
+pub struct Changes {
+    /// The record.
+    pub record: RecordRef,
+    /// One audit entry per changed field.
+    pub audit: Vec<AuditChange>,
+    /// The changed field names.
+    pub fields: Vec<String>,
+}
+
+impl Changes {
+    /// Whether nothing changed (a command then writes nothing).
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+/// The [`diff`] of two versions of a record, `updated_at` and `version` left out (every
+/// versioned update bumps them).
+pub fn changes<T: Serialize>(record: impl Into<RecordRef>, old: &T, new: &T) -> Changes {
+    let record = record.into();
+    let (audit, fields) = diff(
+        &record,
+        &to_json(old),
+        &to_json(new),
+        &["updated_at", "version"],
+    );
+    Changes {
+        record,
+        audit,
+        fields,
+    }
+}
+
+/// Adds a versioned update to `cs`: the update of the columns `set` of the record's row in
+/// `table` (expecting `expected_version`), the audit entries of `changes` and one event of
+/// kind `event` naming the changed fields, with `payload` (the record after the change).
+/// Returns the changed field names. The caller stages what the kind needs besides (index
+/// rows, links, ...).
+pub fn stage_update(
+    cs: &mut crate::Changeset,
+    changes: Changes,
+    table: &'static str,
+    set: Vec<(&'static str, Value)>,
+    expected_version: u64,
+    event: &str,
+    payload: serde_json::Value,
+) -> Vec<String> {
+    let Changes {
+        record,
+        audit,
+        fields,
+    } = changes;
+    cs.writes.push(crate::store::Write::Update {
+        table,
+        key: vec![Value::Uuid(record.id)],
+        set,
+        expect_version: Some(expected_version),
+        record: record.clone(),
+    });
+    cs.audit.extend(audit);
+    cs.events
+        .push(crate::NewEvent::new(event, record, fields.clone(), payload));
+    fields
 }
 
 /// The columns whose values differ between two full rows of `table` (the key and the
@@ -308,6 +399,20 @@ pub async fn list_page<T>(
     })
 }
 
+/// One page of the records of kind `R` the actor may see: [`list_page`] over `fields`
+/// and-ed with [`visibility_scope`] (deleted records only with `q.include_deleted`), rows
+/// decoded by [`StoredRecord::decode`]. `custom_of` as for [`list_page`].
+pub async fn list_visible<R: StoredRecord>(
+    store: &Store,
+    ctx: &Ctx,
+    q: &crate::query::Query,
+    fields: &crate::query::RecordFields,
+    custom_of: impl Fn(&R) -> Option<&CustomValues>,
+) -> Result<crate::query::Page<R>> {
+    let scope = visibility_scope(ctx, q.include_deleted);
+    list_page(store, ctx, q, fields, scope, R::decode, custom_of).await
+}
+
 /// Adds the audit entry (`*`, the whole record as its new value) and the
 /// `<kind>.created` event of a new record to `cs`; the record is serialised once for both.
 pub fn stage_created<T: Serialize>(
@@ -359,6 +464,22 @@ pub trait StoredRecord: Serialize + Clone + Send + Sync {
     );
 }
 
+/// The row of `table` keyed by `id` in the actor's tenant, or NotFound (as a record of
+/// `kind`) when there is none.
+pub async fn row_by_id(
+    store: &Store,
+    ctx: &Ctx,
+    table: &'static str,
+    kind: RecordKind,
+    id: impl Into<uuid::Uuid> + std::fmt::Display + Copy,
+) -> Result<crate::store::Row> {
+    store
+        .backend()
+        .get(ctx.tenant(), table, &[Value::Uuid(id.into())])
+        .await?
+        .ok_or_else(|| Error::not_found(kind, id))
+}
+
 /// A record of kind `R` that the actor may see, or NotFound (the same error for missing,
 /// another tenant's and hidden). `deleted`: `Some(false)` only live records, `Some(true)`
 /// only deleted ones, `None` both.
@@ -368,16 +489,10 @@ pub async fn load<R: StoredRecord>(
     id: R::Id,
     deleted: Option<bool>,
 ) -> Result<R> {
-    let uuid: uuid::Uuid = id.into();
-    let row = store
-        .backend()
-        .get(ctx.tenant(), R::TABLE, &[Value::Uuid(uuid)])
-        .await?;
-    let not_found = || Error::not_found(R::KIND, id);
-    let r = R::decode(row.ok_or_else(not_found)?)?;
+    let r = R::decode(row_by_id(store, ctx, R::TABLE, R::KIND, id).await?)?;
     let (owner, team) = r.access();
     if !ctx.actor().can_see(owner, team) || deleted.is_some_and(|d| d != r.deleted_at().is_some()) {
-        return Err(not_found());
+        return Err(Error::not_found(R::KIND, id));
     }
     Ok(r)
 }
@@ -387,11 +502,7 @@ pub fn check_version(record: impl Into<RecordRef>, expected: u64, actual: u64) -
     if expected == actual {
         Ok(())
     } else {
-        Err(Error::Conflict {
-            record: record.into(),
-            expected,
-            actual,
-        })
+        Err(Error::conflict(record, expected, actual))
     }
 }
 
@@ -400,14 +511,14 @@ pub fn check_version(record: impl Into<RecordRef>, expected: u64, actual: u64) -
 /// one to restore), the version check, then a changeset with the versioned update, its
 /// audit entry and its `<kind>.deleted` / `<kind>.restored` event. The caller adds what
 /// the kind needs besides (lookup index rows, ...) and commits; [`set_deleted`] commits
-/// as it is. Returns the changeset and the record after the change.
+/// as it is. Returns the changeset and the record before and after the change.
 pub async fn stage_set_deleted<R: StoredRecord>(
     store: &Store,
     ctx: &Ctx,
     id: R::Id,
     expected_version: u64,
     delete: bool,
-) -> Result<(crate::Changeset, R)> {
+) -> Result<(crate::Changeset, R, R)> {
     let verb = if delete { "delete" } else { "restore" };
     ctx.actor()
         .require_write(&format!("{verb} {}", R::KIND.as_str().replace('_', " ")))?;
@@ -430,7 +541,7 @@ pub async fn stage_set_deleted<R: StoredRecord>(
             after: &new,
         },
     );
-    Ok((cs, new))
+    Ok((cs, old, new))
 }
 
 /// [`stage_set_deleted`] and commit.
@@ -441,7 +552,7 @@ pub async fn set_deleted<R: StoredRecord>(
     expected_version: u64,
     delete: bool,
 ) -> Result<R> {
-    let (cs, new) = stage_set_deleted::<R>(store, ctx, id, expected_version, delete).await?;
+    let (cs, _, new) = stage_set_deleted::<R>(store, ctx, id, expected_version, delete).await?;
     store.commit(cs).await?;
     Ok(new)
 }
@@ -454,4 +565,53 @@ pub async fn audit_trail<R: StoredRecord>(
 ) -> Result<Vec<crate::AuditEntry>> {
     load::<R>(store, ctx, id, None).await?;
     store.audit_of(ctx, &id.into()).await
+}
+
+/// Implements [`StoredRecord`] for a record struct with crmkit's usual fields (`deleted_at`,
+/// `updated_at`, `version`, and by default `owner` and `team` for access):
+///
+/// ```ignore
+/// crmkit_core::stored_record!(Lead, LeadId, RecordKind::LEAD, LEAD_TABLE, rows::decode_lead);
+/// // a kind whose access fields have other names:
+/// crmkit_core::stored_record!(Ticket, TicketId, TICKET, TICKET_TABLE, rows::decode_ticket,
+///     access: |t| (t.assignee, t.queue));
+/// ```
+///
+/// `decode` is any expression callable with a full row (a function path or a closure).
+/// The crate using it must depend on `chrono`.
+#[macro_export]
+macro_rules! stored_record {
+    ($ty:ty, $id:ty, $kind:expr, $table:expr, $decode:expr) => {
+        $crate::stored_record!($ty, $id, $kind, $table, $decode,
+            access: |r| (Some(r.owner), r.team));
+    };
+    ($ty:ty, $id:ty, $kind:expr, $table:expr, $decode:expr, access: |$r:ident| $access:expr) => {
+        impl $crate::service::StoredRecord for $ty {
+            type Id = $id;
+            const KIND: $crate::RecordKind = $kind;
+            const TABLE: &'static str = $table;
+            fn decode(row: ::std::vec::Vec<$crate::store::Value>) -> $crate::Result<Self> {
+                ($decode)(row)
+            }
+            fn access(&self) -> (Option<$crate::UserId>, Option<$crate::TeamId>) {
+                let $r = self;
+                $access
+            }
+            fn deleted_at(&self) -> Option<::chrono::DateTime<::chrono::Utc>> {
+                self.deleted_at
+            }
+            fn version(&self) -> u64 {
+                self.version
+            }
+            fn mark_deleted(
+                &mut self,
+                deleted_at: Option<::chrono::DateTime<::chrono::Utc>>,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) {
+                self.deleted_at = deleted_at;
+                self.updated_at = now;
+                self.version += 1;
+            }
+        }
+    };
 }

@@ -387,6 +387,21 @@ pub struct Migration {
     pub steps: Vec<SchemaStep>,
 }
 
+impl Migration {
+    /// A migration that creates `tables`.
+    pub fn create_tables(
+        version: u32,
+        description: &'static str,
+        tables: impl IntoIterator<Item = TableDef>,
+    ) -> Self {
+        Migration {
+            version,
+            description,
+            steps: tables.into_iter().map(SchemaStep::CreateTable).collect(),
+        }
+    }
+}
+
 /// The migrations of one module.
 #[derive(Debug, Clone)]
 pub struct ModuleMigrations {

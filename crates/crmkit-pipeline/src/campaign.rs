@@ -44,13 +44,11 @@
 mod rows;
 
 use crmkit_core::service::{
-    OwnerChecks, SoftDelete, diff, json_text, list_page, stage_created, stage_soft_delete, to_json,
-    visibility_scope,
+    self, OwnerChecks, changed_columns, json_text, list_page, stage_created, stage_update, to_json,
 };
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use crmkit_core::query::RecordFields;
 use crmkit_core::record::reference_reason;
 use crmkit_core::store::{Aggregate, Cond, Measure, Select, TableDef, Value, Write};
 use crmkit_core::{
@@ -423,14 +421,6 @@ pub struct RoiInputs {
     pub members: Vec<(MemberStatus, u64)>,
 }
 
-fn conflict(id: CampaignId, expected: u64, actual: u64) -> Error {
-    Error::Conflict {
-        record: RecordRef::from(id),
-        expected,
-        actual,
-    }
-}
-
 /// Field checks shared by create and update; every bad field is reported.
 fn check_fields(errs: &mut ValidationErrors, c: &Campaign, custom: &CustomSchema) {
     errs.check(crmkit_core::text::check_text(
@@ -581,19 +571,7 @@ impl Campaigns {
     }
 
     async fn load(&self, ctx: &Ctx, id: CampaignId, deleted: Option<bool>) -> Result<Campaign> {
-        let row = self
-            .store
-            .backend()
-            .get(ctx.tenant(), CAMPAIGN_TABLE, &[Value::Uuid(id.as_uuid())])
-            .await?;
-        let not_found = || Error::not_found(CAMPAIGN, id);
-        let c = rows::decode_campaign(row.ok_or_else(not_found)?)?;
-        if !ctx.actor().can_see(Some(c.owner), c.team)
-            || deleted.is_some_and(|d| d != c.deleted_at.is_some())
-        {
-            return Err(not_found());
-        }
-        Ok(c)
+        service::load(&self.store, ctx, id, deleted).await
     }
 
     /// A campaign that is visible to the actor and not deleted.
@@ -655,17 +633,17 @@ impl Campaigns {
         }
         let mut errs = ValidationErrors::new();
         check_fields(&mut errs, &new, &custom);
-        if patch.owner.is_some() || patch.team.is_some() {
-            new.owner = patch.owner.unwrap_or(old.owner);
-            new.team = patch.team.unwrap_or(old.team);
-            OwnerChecks::new()
-                .check(&self.store, ctx, &mut errs, new.owner, new.team)
-                .await?;
-        }
+        let owner = (&mut new.owner, &mut new.team);
+        service::reassign(
+            &self.store,
+            ctx,
+            &mut errs,
+            owner,
+            (patch.owner, patch.team),
+        )
+        .await?;
         errs.into_result()?;
-        if old.version != expected_version {
-            return Err(conflict(id, expected_version, old.version));
-        }
+        service::check_version(id, expected_version, old.version)?;
         if !old.status.can_become(new.status) {
             return Err(Error::InvalidTransition {
                 record: RecordRef::from(id),
@@ -678,45 +656,28 @@ impl Campaigns {
         }
         new.updated_at = ctx.now();
         new.version = old.version + 1;
-        let record = RecordRef::from(id);
-        let (audit, changed) = diff(
-            &record,
-            &to_json(&old),
-            &to_json(&new),
-            &["updated_at", "version"],
-        );
-        if changed.is_empty() {
+        let changes = service::changes(id, &old, &new);
+        if changes.is_empty() {
             return Ok(old);
         }
+        let record = changes.record.clone();
         let def = self.store.backend().schema().table(CAMPAIGN_TABLE)?;
-        let old_row = rows::campaign_row(&old)?;
-        let new_row = rows::campaign_row(&new)?;
-        let set = def
-            .columns
-            .iter()
-            .zip(old_row.iter().zip(new_row))
-            .filter(|(c, (o, n))| *o != n && c.name != "version" && c.name != "id")
-            .map(|(c, (_, n))| (c.name, n))
-            .collect();
+        let set = changed_columns(def, &rows::campaign_row(&old)?, &rows::campaign_row(&new)?);
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Update {
-            table: CAMPAIGN_TABLE,
-            key: vec![Value::Uuid(id.as_uuid())],
+        let event = "campaign.updated";
+        stage_update(
+            &mut cs,
+            changes,
+            CAMPAIGN_TABLE,
             set,
-            expect_version: Some(expected_version),
-            record: record.clone(),
-        });
+            expected_version,
+            event,
+            to_json(&new),
+        );
         if new.custom != old.custom {
             cs.writes
                 .extend(custom.index_writes(&record, &new.custom, true));
         }
-        cs.audit = audit;
-        cs.events.push(NewEvent::new(
-            "campaign.updated",
-            record,
-            changed,
-            to_json(&new),
-        ));
         self.store.commit(cs).await?;
         Ok(new)
     }
@@ -748,70 +709,22 @@ impl Campaigns {
         expected_version: u64,
         delete: bool,
     ) -> Result<Campaign> {
-        ctx.actor().require_write(if delete {
-            "delete campaign"
-        } else {
-            "restore campaign"
-        })?;
-        let old = self.load(ctx, id, Some(!delete)).await?;
-        if old.version != expected_version {
-            return Err(conflict(id, expected_version, old.version));
-        }
-        let now = ctx.now();
-        let mut new = old.clone();
-        new.deleted_at = delete.then_some(now);
-        new.updated_at = now;
-        new.version += 1;
-        let record = RecordRef::from(id);
-        let mut cs = Changeset::new(ctx);
-        stage_soft_delete(
-            &mut cs,
-            SoftDelete {
-                table: CAMPAIGN_TABLE,
-                record: record.clone(),
-                expected_version,
-                was: old.deleted_at,
-                now: new.deleted_at,
-                at: now,
-                kind: "campaign",
-                after: &new,
-            },
-        );
-        self.store.commit(cs).await?;
-        Ok(new)
-    }
-
-    async fn list_rows<T>(
-        &self,
-        ctx: &Ctx,
-        q: &Query,
-        fields: &RecordFields,
-        scope: Cond,
-        decode: impl Fn(Vec<Value>) -> Result<T>,
-        custom_of: impl Fn(&T) -> Option<&CustomValues>,
-    ) -> Result<Page<T>> {
-        list_page(&self.store, ctx, q, fields, scope, decode, custom_of).await
+        service::set_deleted::<Campaign>(&self.store, ctx, id, expected_version, delete).await
     }
 
     /// Lists campaigns visible to the actor: filter, sort, keyset page (fields:
     /// [`CAMPAIGN_FIELDS`] and `custom.<key>`). Deleted ones only with
     /// [`Query::include_deleted`].
     pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Campaign>> {
-        self.list_rows(
-            ctx,
-            q,
-            &CAMPAIGN_FIELDS,
-            visibility_scope(ctx, q.include_deleted),
-            rows::decode_campaign,
-            |c: &Campaign| Some(&c.custom),
-        )
+        service::list_visible(&self.store, ctx, q, &CAMPAIGN_FIELDS, |c: &Campaign| {
+            Some(&c.custom)
+        })
         .await
     }
 
     /// The audit trail of a visible campaign (deleted or not).
     pub async fn audit(&self, ctx: &Ctx, id: CampaignId) -> Result<Vec<AuditEntry>> {
-        self.load(ctx, id, None).await?;
-        self.store.audit_of(ctx, &RecordRef::from(id)).await
+        service::audit_trail::<Campaign>(&self.store, ctx, id).await
     }
 
     // ----- members -----
@@ -1045,7 +958,8 @@ impl Campaigns {
         q: &Query,
     ) -> Result<Page<CampaignMember>> {
         self.load(ctx, campaign, Some(false)).await?;
-        self.list_rows(
+        list_page(
+            &self.store,
             ctx,
             q,
             &MEMBER_FIELDS,

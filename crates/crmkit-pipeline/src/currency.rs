@@ -446,11 +446,7 @@ impl Currencies {
             serde_json::to_value(&new).map_err(|e| Error::storage_from("exchange rate", e))?,
         ));
         match self.store.commit(cs).await {
-            Err(Error::Duplicate { .. }) => Err(Error::Conflict {
-                record: RecordRef::from(new.id),
-                expected: 0,
-                actual: 1,
-            }),
+            Err(Error::Duplicate { .. }) => Err(Error::conflict(new.id, 0, 1)),
             other => other.map(|_| new),
         }
     }

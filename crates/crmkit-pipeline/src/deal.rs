@@ -24,7 +24,8 @@ pub use pipelines::REQUIRABLE_FIELDS;
 pub mod rows;
 
 use crmkit_core::service::{
-    OwnerChecks, diff, json_text, list_page, stage_created, to_json, visibility_scope,
+    self, OwnerChecks, changed_columns, json_text, stage_created, stage_update, to_json,
+    visibility_scope,
 };
 use std::collections::{BTreeMap, HashSet};
 
@@ -1062,17 +1063,12 @@ impl Deals {
     }
 
     async fn load_deal(&self, ctx: &Ctx, id: DealId, deleted: Option<bool>) -> Result<Loaded> {
-        let row = self
-            .store
-            .backend()
-            .get(ctx.tenant(), DEAL_TABLE, &[Value::Uuid(id.as_uuid())])
-            .await?;
-        let not_found = || Error::not_found(RecordKind::DEAL, id);
-        let (deal, seq) = rows::decode_deal(row.ok_or_else(not_found)?)?;
+        let row = service::row_by_id(&self.store, ctx, DEAL_TABLE, RecordKind::DEAL, id).await?;
+        let (deal, seq) = rows::decode_deal(row)?;
         if !ctx.actor().can_see(Some(deal.owner), deal.team)
             || deleted.is_some_and(|d| d != deal.deleted_at.is_some())
         {
-            return Err(not_found());
+            return Err(Error::not_found(RecordKind::DEAL, id));
         }
         Ok(Loaded { deal, seq })
     }
@@ -1080,14 +1076,6 @@ impl Deals {
     /// A deal visible to the actor and not deleted.
     pub async fn get_deal(&self, ctx: &Ctx, id: DealId) -> Result<Deal> {
         Ok(self.load_deal(ctx, id, Some(false)).await?.deal)
-    }
-
-    fn conflict(id: DealId, expected: u64, actual: u64) -> Error {
-        Error::Conflict {
-            record: RecordRef::from(id),
-            expected,
-            actual,
-        }
     }
 
     /// Writes the change from `old` to `new` (rows, links, custom index, audit, event).
@@ -1102,32 +1090,23 @@ impl Deals {
         custom: Option<&CustomSchema>,
         kind: &str,
     ) -> Result<bool> {
-        let record = RecordRef::from(new.id);
-        let (audit, changed) = diff(
-            &record,
-            &to_json(old),
-            &to_json(new),
-            &["updated_at", "version"],
-        );
-        if changed.is_empty() {
+        let changes = service::changes(new.id, old, new);
+        if changes.is_empty() {
             return Ok(false);
         }
+        let record = changes.record.clone();
         let def = self.store.backend().schema().table(DEAL_TABLE)?;
         let (o, n) = (rows::deal_row(old, old_seq)?, rows::deal_row(new, new_seq)?);
-        let set = def
-            .columns
-            .iter()
-            .zip(o.iter().zip(n))
-            .filter(|(c, (o, n))| *o != n && c.name != "version" && c.name != "id")
-            .map(|(c, (_, n))| (c.name, n))
-            .collect();
-        cs.writes.push(Write::Update {
-            table: DEAL_TABLE,
-            key: vec![Value::Uuid(new.id.as_uuid())],
+        let set = changed_columns(def, &o, &n);
+        stage_update(
+            cs,
+            changes,
+            DEAL_TABLE,
             set,
-            expect_version: Some(old.version),
-            record: record.clone(),
-        });
+            old.version,
+            kind,
+            to_json(new),
+        );
         if new.contacts != old.contacts {
             cs.writes.push(Write::DeleteWhere {
                 table: DEAL_CONTACT_TABLE,
@@ -1146,9 +1125,6 @@ impl Deals {
             cs.writes
                 .extend(custom.index_writes(&record, &new.custom, true));
         }
-        cs.audit.extend(audit);
-        cs.events
-            .push(NewEvent::new(kind, record, changed, to_json(new)));
         Ok(true)
     }
 
@@ -1207,13 +1183,15 @@ impl Deals {
         let mut errs = ValidationErrors::new();
         Self::check_fields(&mut errs, &new, &pipeline, &custom);
         Self::check_required(&mut errs, &new, &stage);
-        if patch.owner.is_some() || patch.team.is_some() {
-            new.owner = patch.owner.unwrap_or(old.owner);
-            new.team = patch.team.unwrap_or(old.team);
-            OwnerChecks::new()
-                .check(&self.store, ctx, &mut errs, new.owner, new.team)
-                .await?;
-        }
+        let owner = (&mut new.owner, &mut new.team);
+        service::reassign(
+            &self.store,
+            ctx,
+            &mut errs,
+            owner,
+            (patch.owner, patch.team),
+        )
+        .await?;
         if patch.organization.is_some() || patch.contacts.is_some() || patch.campaign.is_some() {
             // Only new references are checked: a link the deal already has stays valid.
             let orgs = if new.organization != old.organization {
@@ -1242,9 +1220,7 @@ impl Deals {
                 .await?;
         }
         errs.into_result()?;
-        if old.version != expected_version {
-            return Err(Self::conflict(id, expected_version, old.version));
-        }
+        service::check_version(id, expected_version, old.version)?;
         new.probability = Self::effective_probability(&new, &stage);
         new.updated_at = ctx.now();
         new.version = old.version + 1;
@@ -1405,9 +1381,7 @@ impl Deals {
                 reason: "the deal is already in this stage".into(),
             });
         }
-        if old.version != expected_version {
-            return Err(Self::conflict(id, expected_version, old.version));
-        }
+        service::check_version(id, expected_version, old.version)?;
         let mut cs = Changeset::new(ctx);
         let new = self
             .transition(
@@ -1473,9 +1447,7 @@ impl Deals {
                 reason: "the deal is already in this stage".into(),
             });
         }
-        if old.version != expected_version {
-            return Err(Self::conflict(id, expected_version, old.version));
-        }
+        service::check_version(id, expected_version, old.version)?;
         let mut cs = Changeset::new(ctx);
         let new = self
             .transition(ctx, &mut cs, &old, seq, &target, &to, None, true)
@@ -1507,9 +1479,7 @@ impl Deals {
             "restore deal"
         })?;
         let Loaded { deal: old, seq } = self.load_deal(ctx, id, Some(!delete)).await?;
-        if old.version != expected_version {
-            return Err(Self::conflict(id, expected_version, old.version));
-        }
+        service::check_version(id, expected_version, old.version)?;
         let now = ctx.now();
         let mut new = old.clone();
         new.deleted_at = delete.then_some(now);
@@ -1530,17 +1500,9 @@ impl Deals {
     /// `custom.<key>`. Only visible deals; deleted ones only with
     /// [`Query::include_deleted`].
     pub async fn list_deals(&self, ctx: &Ctx, q: &Query) -> Result<Page<Deal>> {
-        let scope = visibility_scope(ctx, q.include_deleted);
-        let decode = |r| rows::decode_deal(r).map(|(d, _)| d);
-        list_page(
-            &self.store,
-            ctx,
-            q,
-            &DEAL_FIELDS,
-            scope,
-            decode,
-            |d: &Deal| Some(&d.custom),
-        )
+        service::list_visible(&self.store, ctx, q, &DEAL_FIELDS, |d: &Deal| {
+            Some(&d.custom)
+        })
         .await
     }
 
@@ -1555,8 +1517,7 @@ impl Deals {
 
     /// The audit trail of a visible deal.
     pub async fn deal_audit(&self, ctx: &Ctx, id: DealId) -> Result<Vec<AuditEntry>> {
-        self.load_deal(ctx, id, None).await?;
-        self.store.audit_of(ctx, &RecordRef::from(id)).await
+        service::audit_trail::<Deal>(&self.store, ctx, id).await
     }
 
     // ----- queries for analytics -----
@@ -1711,16 +1672,8 @@ impl Deals {
     /// Removes a managed lost reason (Admin or Manager). Deals lost for it keep its text.
     pub async fn remove_lost_reason(&self, ctx: &Ctx, id: LostReasonId) -> Result<()> {
         pipelines::require_manage(ctx, "remove lost reason")?;
-        let row = self
-            .store
-            .backend()
-            .get(
-                ctx.tenant(),
-                LOST_REASON_TABLE,
-                &[Value::Uuid(id.as_uuid())],
-            )
-            .await?
-            .ok_or_else(|| Error::not_found(LOST_REASON_KIND, id))?;
+        let row =
+            service::row_by_id(&self.store, ctx, LOST_REASON_TABLE, LOST_REASON_KIND, id).await?;
         let l = rows::decode_lost_reason(row)?;
         let record = RecordRef::from(id);
         let mut cs = Changeset::new(ctx);

@@ -26,11 +26,8 @@
 
 use crmkit_core::record::{
     FieldDescription as F, FieldType as T, JsonMap, KindDescription, Lifecycle, TypedKind,
-    unsupported,
 };
-use crmkit_core::{
-    AuditEntry, CampaignId, Ctx, DealId, Error, LeadId, Page, PipelineId, Query, Result, Store,
-};
+use crmkit_core::{CampaignId, Ctx, DealId, Error, LeadId, PipelineId, Result, Store};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -154,53 +151,17 @@ impl TypedKind for LeadKind {
             .filter_as("phones", "phone")
     }
 
-    async fn get(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Lead> {
-        Leads::new(store)?.get(ctx, LeadId::from_uuid(id)).await
-    }
-
-    async fn list(&self, store: &Store, ctx: &Ctx, q: &Query) -> Result<Page<Lead>> {
-        Leads::new(store)?.list(ctx, q).await
-    }
-
-    async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
-        Leads::new(store)?.audit(ctx, LeadId::from_uuid(id)).await
-    }
-
-    async fn create(&self, store: &Store, ctx: &Ctx, input: NewLead) -> Result<Lead> {
-        Leads::new(store)?.create(ctx, input).await
-    }
-
-    async fn patch(
-        &self,
-        store: &Store,
-        ctx: &Ctx,
-        id: Uuid,
-        expected_version: u64,
-        patch: LeadPatch,
-    ) -> Result<Lead> {
-        Leads::new(store)?
-            .update(ctx, LeadId::from_uuid(id), expected_version, patch)
-            .await
-    }
-
-    async fn delete(&self, store: &Store, ctx: &Ctx, id: Uuid, v: u64) -> Result<Lead> {
-        Leads::new(store)?
-            .delete(ctx, LeadId::from_uuid(id), v)
-            .await
-    }
-
-    async fn restore(&self, store: &Store, ctx: &Ctx, id: Uuid, v: u64) -> Result<Lead> {
-        Leads::new(store)?
-            .restore(ctx, LeadId::from_uuid(id), v)
-            .await
-    }
-
     fn create_body(&self, body: JsonMap) -> JsonMap {
         email_addresses(body)
     }
 
     fn patch_body(&self, body: JsonMap) -> JsonMap {
         email_addresses(body)
+    }
+
+    crmkit_core::forward_typed_kind! {
+        api: |store| Leads::new(store)?, id: LeadId;
+        get: get, list: list, audit: audit, create: create, patch: update, delete: delete, restore: restore,
     }
 }
 
@@ -315,22 +276,6 @@ impl TypedKind for DealKind {
             .queryable(&DEAL_FIELDS)
     }
 
-    async fn get(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Deal> {
-        Deals::new(store)?
-            .get_deal(ctx, DealId::from_uuid(id))
-            .await
-    }
-
-    async fn list(&self, store: &Store, ctx: &Ctx, q: &Query) -> Result<Page<Deal>> {
-        Deals::new(store)?.list_deals(ctx, q).await
-    }
-
-    async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
-        Deals::new(store)?
-            .deal_audit(ctx, DealId::from_uuid(id))
-            .await
-    }
-
     async fn create(&self, store: &Store, ctx: &Ctx, input: NewDeal) -> Result<Deal> {
         Deals::new(store)?
             .create_deal(ctx, input)
@@ -352,16 +297,9 @@ impl TypedKind for DealKind {
             .map_err(override_named)
     }
 
-    async fn delete(&self, store: &Store, ctx: &Ctx, id: Uuid, v: u64) -> Result<Deal> {
-        Deals::new(store)?
-            .delete_deal(ctx, DealId::from_uuid(id), v)
-            .await
-    }
-
-    async fn restore(&self, store: &Store, ctx: &Ctx, id: Uuid, v: u64) -> Result<Deal> {
-        Deals::new(store)?
-            .restore_deal(ctx, DealId::from_uuid(id), v)
-            .await
+    crmkit_core::forward_typed_kind! {
+        api: |store| Deals::new(store)?, id: DealId;
+        get: get_deal, list: list_deals, audit: deal_audit, delete: delete_deal, restore: restore_deal,
     }
 }
 
@@ -406,49 +344,9 @@ impl TypedKind for CampaignRecordKind {
             .queryable(&CAMPAIGN_FIELDS)
     }
 
-    async fn get(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Campaign> {
-        Campaigns::new(store)?
-            .get(ctx, CampaignId::from_uuid(id))
-            .await
-    }
-
-    async fn list(&self, store: &Store, ctx: &Ctx, q: &Query) -> Result<Page<Campaign>> {
-        Campaigns::new(store)?.list(ctx, q).await
-    }
-
-    async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
-        Campaigns::new(store)?
-            .audit(ctx, CampaignId::from_uuid(id))
-            .await
-    }
-
-    async fn create(&self, store: &Store, ctx: &Ctx, input: NewCampaign) -> Result<Campaign> {
-        Campaigns::new(store)?.create(ctx, input).await
-    }
-
-    async fn patch(
-        &self,
-        store: &Store,
-        ctx: &Ctx,
-        id: Uuid,
-        expected_version: u64,
-        patch: CampaignPatch,
-    ) -> Result<Campaign> {
-        Campaigns::new(store)?
-            .update(ctx, CampaignId::from_uuid(id), expected_version, patch)
-            .await
-    }
-
-    async fn delete(&self, store: &Store, ctx: &Ctx, id: Uuid, v: u64) -> Result<Campaign> {
-        Campaigns::new(store)?
-            .delete(ctx, CampaignId::from_uuid(id), v)
-            .await
-    }
-
-    async fn restore(&self, store: &Store, ctx: &Ctx, id: Uuid, v: u64) -> Result<Campaign> {
-        Campaigns::new(store)?
-            .restore(ctx, CampaignId::from_uuid(id), v)
-            .await
+    crmkit_core::forward_typed_kind! {
+        api: |store| Campaigns::new(store)?, id: CampaignId;
+        get: get, list: list, audit: audit, create: create, patch: update, delete: delete, restore: restore,
     }
 }
 
@@ -518,26 +416,6 @@ impl TypedKind for PipelineKind {
             .queryable(&PIPELINE_FIELDS)
     }
 
-    async fn get(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Pipeline> {
-        Deals::new(store)?
-            .get_pipeline(ctx, PipelineId::from_uuid(id))
-            .await
-    }
-
-    async fn list(&self, store: &Store, ctx: &Ctx, q: &Query) -> Result<Page<Pipeline>> {
-        Deals::new(store)?.list_pipelines_page(ctx, q).await
-    }
-
-    async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
-        Deals::new(store)?
-            .pipeline_audit(ctx, PipelineId::from_uuid(id))
-            .await
-    }
-
-    async fn create(&self, store: &Store, ctx: &Ctx, input: NewPipeline) -> Result<Pipeline> {
-        Deals::new(store)?.create_pipeline(ctx, input).await
-    }
-
     async fn patch(
         &self,
         store: &Store,
@@ -558,18 +436,12 @@ impl TypedKind for PipelineKind {
         }
     }
 
-    /// Pipelines are never deleted: a pipeline the actor may see is refused as an
-    /// operation the kind does not offer, anything else is NotFound.
-    async fn delete(&self, store: &Store, ctx: &Ctx, id: Uuid, _v: u64) -> Result<Pipeline> {
-        self.get(store, ctx, id).await?;
-        Err(unsupported(&crate::deal::PIPELINE_KIND, "delete"))
+    crmkit_core::forward_typed_kind! {
+        api: |store| Deals::new(store)?, id: PipelineId;
+        get: get_pipeline, list: list_pipelines_page, audit: pipeline_audit, create: create_pipeline,
     }
 
-    /// As [`Self::delete`].
-    async fn restore(&self, store: &Store, ctx: &Ctx, id: Uuid, _v: u64) -> Result<Pipeline> {
-        self.get(store, ctx, id).await?;
-        Err(unsupported(&crate::deal::PIPELINE_KIND, "restore"))
-    }
+    crmkit_core::forward_typed_kind!(never_deleted: crate::deal::PIPELINE_KIND);
 }
 
 /// The module's kinds, for [`crate::PipelineModule`]'s `record_kinds`.

@@ -58,8 +58,7 @@ pub mod model;
 pub mod rows;
 use crmkit_contacts::validate;
 use crmkit_core::service::{
-    OwnerChecks, SoftDelete, apply_custom_patch, changed_columns, diff, list_page, stage_created,
-    stage_soft_delete, to_json, visibility_scope,
+    self, OwnerChecks, apply_custom_patch, changed_columns, stage_created, stage_update, to_json,
 };
 
 use crmkit_contacts::Contacts;
@@ -68,8 +67,8 @@ use crmkit_core::record::reference_reason;
 use crmkit_core::store::{TableDef, Value, Write};
 use crmkit_core::text::{check_text, fold};
 use crmkit_core::{
-    AuditEntry, CampaignId, Changeset, Ctx, CustomSchema, Error, LeadId, NewEvent, Page, Query,
-    RecordKind, RecordRef, Result, Store, ValidationErrors,
+    AuditEntry, CampaignId, Changeset, Ctx, CustomSchema, Error, LeadId, Page, Query, RecordKind,
+    RecordRef, Result, Store, ValidationErrors,
 };
 
 pub use model::*;
@@ -91,14 +90,6 @@ pub const MAX_REASON: usize = 500;
 
 pub(crate) fn tables() -> Vec<TableDef> {
     rows::tables()
-}
-
-fn conflict(id: LeadId, expected: u64, actual: u64) -> Error {
-    Error::Conflict {
-        record: RecordRef::from(id),
-        expected,
-        actual,
-    }
 }
 
 fn converted_is_final(id: LeadId) -> Error {
@@ -193,19 +184,7 @@ impl Leads {
     /// The lead if the actor may see it; `deleted` selects live (`Some(false)`), deleted
     /// (`Some(true)`) or either (`None`).
     async fn load(&self, ctx: &Ctx, id: LeadId, deleted: Option<bool>) -> Result<Lead> {
-        let row = self
-            .store
-            .backend()
-            .get(ctx.tenant(), LEAD_TABLE, &[Value::Uuid(id.as_uuid())])
-            .await?;
-        let not_found = || Error::not_found(RecordKind::LEAD, id);
-        let l = rows::decode_lead(row.ok_or_else(not_found)?)?;
-        if !ctx.actor().can_see(Some(l.owner), l.team)
-            || deleted.is_some_and(|d| d != l.deleted_at.is_some())
-        {
-            return Err(not_found());
-        }
-        Ok(l)
+        service::load(&self.store, ctx, id, deleted).await
     }
 
     /// The column updates that turn `old` into `new`.
@@ -229,23 +208,21 @@ impl Leads {
         kind: &str,
         custom: Option<&CustomSchema>,
     ) -> Result<Vec<String>> {
-        let record = RecordRef::from(old.id);
-        let (audit, changed) = diff(
-            &record,
-            &to_json(old),
-            &to_json(new),
-            &["updated_at", "version"],
-        );
-        if changed.is_empty() {
-            return Ok(changed);
+        let changes = service::changes(old.id, old, new);
+        if changes.is_empty() {
+            return Ok(changes.fields);
         }
-        cs.writes.push(Write::Update {
-            table: LEAD_TABLE,
-            key: vec![Value::Uuid(old.id.as_uuid())],
-            set: self.row_update(old, new)?,
-            expect_version: Some(old.version),
-            record: record.clone(),
-        });
+        let record = changes.record.clone();
+        let set = self.row_update(old, new)?;
+        let changed = stage_update(
+            cs,
+            changes,
+            LEAD_TABLE,
+            set,
+            old.version,
+            kind,
+            to_json(new),
+        );
         if new.emails != old.emails || new.phones != old.phones {
             cs.writes.extend(index_writes(new, true));
         }
@@ -255,9 +232,6 @@ impl Leads {
             cs.writes
                 .extend(custom.index_writes(&record, &new.custom, true));
         }
-        cs.audit.extend(audit);
-        cs.events
-            .push(NewEvent::new(kind, record, changed.clone(), to_json(new)));
         Ok(changed)
     }
 
@@ -271,9 +245,7 @@ impl Leads {
         kind: &str,
         custom: Option<&CustomSchema>,
     ) -> Result<Lead> {
-        if old.version != expected_version {
-            return Err(conflict(old.id, expected_version, old.version));
-        }
+        service::check_version(old.id, expected_version, old.version)?;
         new.updated_at = ctx.now();
         new.version = old.version + 1;
         let mut cs = Changeset::new(ctx);
@@ -438,13 +410,15 @@ impl Leads {
             new.custom = apply_custom_patch(&old.custom, &patch.custom);
             errs.check(custom.validate(&new.custom));
         }
-        if patch.owner.is_some() || patch.team.is_some() {
-            new.owner = patch.owner.unwrap_or(old.owner);
-            new.team = patch.team.unwrap_or(old.team);
-            OwnerChecks::new()
-                .check(&self.store, ctx, &mut errs, new.owner, new.team)
-                .await?;
-        }
+        let owner = (&mut new.owner, &mut new.team);
+        service::reassign(
+            &self.store,
+            ctx,
+            &mut errs,
+            owner,
+            (patch.owner, patch.team),
+        )
+        .await?;
         errs.into_result()?;
         self.commit_change(
             ctx,
@@ -526,37 +500,11 @@ impl Leads {
         expected_version: u64,
         delete: bool,
     ) -> Result<Lead> {
-        ctx.actor().require_write(if delete {
-            "delete lead"
-        } else {
-            "restore lead"
-        })?;
-        let old = self.load(ctx, id, Some(!delete)).await?;
-        if old.version != expected_version {
-            return Err(conflict(id, expected_version, old.version));
-        }
-        let now = ctx.now();
-        let mut new = old.clone();
-        new.deleted_at = delete.then_some(now);
-        new.updated_at = now;
-        new.version += 1;
-        let record = RecordRef::from(id);
-        let mut cs = Changeset::new(ctx);
-        stage_soft_delete(
-            &mut cs,
-            SoftDelete {
-                table: LEAD_TABLE,
-                record: record.clone(),
-                expected_version,
-                was: old.deleted_at,
-                now: new.deleted_at,
-                at: now,
-                kind: "lead",
-                after: &new,
-            },
-        );
+        let (mut cs, _, new) =
+            service::stage_set_deleted::<Lead>(&self.store, ctx, id, expected_version, delete)
+                .await?;
         if delete {
-            cs.writes.push(lookup::remove_writes(&record));
+            cs.writes.push(lookup::remove_writes(&RecordRef::from(id)));
         } else {
             cs.writes.extend(index_writes(&new, true));
         }
@@ -569,22 +517,14 @@ impl Leads {
     /// `company`, `status`, `source`, `owner`, `team`, `campaign`, `score`, `created_at`,
     /// `updated_at`, ...) and `custom.<key>`.
     pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Lead>> {
-        let scope = visibility_scope(ctx, q.include_deleted);
-        list_page(
-            &self.store,
-            ctx,
-            q,
-            &LEAD_FIELDS,
-            scope,
-            rows::decode_lead,
-            |l: &Lead| Some(&l.custom),
-        )
+        service::list_visible(&self.store, ctx, q, &LEAD_FIELDS, |l: &Lead| {
+            Some(&l.custom)
+        })
         .await
     }
 
     /// The audit trail of a visible lead (deleted or not), oldest first.
     pub async fn audit(&self, ctx: &Ctx, id: LeadId) -> Result<Vec<AuditEntry>> {
-        self.load(ctx, id, None).await?;
-        self.store.audit_of(ctx, &RecordRef::from(id)).await
+        service::audit_trail::<Lead>(&self.store, ctx, id).await
     }
 }

@@ -41,7 +41,6 @@ pub mod deal;
 pub mod kinds;
 pub mod lead;
 
-use crmkit_core::store::SchemaStep;
 use crmkit_core::{Migration, Module};
 
 /// The sales module.
@@ -62,11 +61,11 @@ impl Module for PipelineModule {
         tables.extend(lead::tables());
         tables.extend(campaign::tables());
         tables.extend(currency::tables());
-        vec![Migration {
-            version: 1,
-            description: "pipelines, stages, deals, stage history, leads, campaigns, exchange rates",
-            steps: tables.into_iter().map(SchemaStep::CreateTable).collect(),
-        }]
+        vec![Migration::create_tables(
+            1,
+            "pipelines, stages, deals, stage history, leads, campaigns, exchange rates",
+            tables,
+        )]
     }
 
     fn record_kinds(&self) -> Vec<std::sync::Arc<dyn crmkit_core::record::KindHandler>> {

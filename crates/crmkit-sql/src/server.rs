@@ -539,11 +539,11 @@ impl<D: Driver> ServerBackend<D> {
                     return Err(match (current, expect_version) {
                         (Some(row), Some(expected)) => {
                             let vp = t.position("version").unwrap_or(0);
-                            Error::Conflict {
-                                record: record.clone(),
-                                expected: *expected,
-                                actual: row[vp].as_int().unwrap_or(0) as u64,
-                            }
+                            Error::conflict(
+                                record.clone(),
+                                *expected,
+                                row[vp].as_int().unwrap_or(0) as u64,
+                            )
                         }
                         _ => not_found(),
                     }

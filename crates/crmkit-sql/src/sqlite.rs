@@ -388,11 +388,11 @@ impl SqliteBackend {
                     return Err(match (current, expect_version) {
                         (Some(row), Some(expected)) => {
                             let vp = t.position("version").unwrap_or(0);
-                            Error::Conflict {
-                                record: record.clone(),
-                                expected: *expected,
-                                actual: row[vp].as_int().unwrap_or(0) as u64,
-                            }
+                            Error::conflict(
+                                record.clone(),
+                                *expected,
+                                row[vp].as_int().unwrap_or(0) as u64,
+                            )
                         }
                         _ => not_found(),
                     });

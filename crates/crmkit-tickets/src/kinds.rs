@@ -19,11 +19,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use crmkit_core::record::{
-    FieldDescription as F, FieldType as T, KindDescription, Lifecycle, TypedKind, unsupported,
+    FieldDescription as F, FieldType as T, KindDescription, Lifecycle, TypedKind,
 };
 use crmkit_core::{
-    AuditEntry, CalendarId, Ctx, Error, Page, Query, Result, SlaPolicyId, Store, TicketId,
-    ValidationErrors,
+    CalendarId, Ctx, Error, Page, Query, Result, SlaPolicyId, Store, TicketId, ValidationErrors,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -225,12 +224,6 @@ impl TypedKind for TicketKind {
         })
     }
 
-    async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
-        Tickets::new(store)?
-            .audit(ctx, TicketId::from_uuid(id))
-            .await
-    }
-
     async fn create(&self, store: &Store, ctx: &Ctx, input: NewTicket) -> Result<TicketRecord> {
         let tickets = Tickets::new(store)?;
         let t = tickets.create(ctx, input).await?;
@@ -262,6 +255,11 @@ impl TypedKind for TicketKind {
         let tickets = Tickets::new(store)?;
         let t = tickets.restore(ctx, TicketId::from_uuid(id), v).await?;
         Self::with_sla(&tickets, ctx, t).await
+    }
+
+    crmkit_core::forward_typed_kind! {
+        api: |store| Tickets::new(store)?, id: TicketId;
+        audit: audit,
     }
 }
 
@@ -325,13 +323,6 @@ fn spec_fields(e: Error) -> Error {
     }
 }
 
-/// Deletes and restores of configuration: NotFound when the tenant has no such record,
-/// otherwise not offered.
-fn not_deleted<R>(kind: &crmkit_core::RecordKind, found: Result<R>, op: &str) -> Result<R> {
-    found?;
-    Err(unsupported(kind, op))
-}
-
 /// The `sla_calendar` kind.
 #[derive(Debug, Clone, Copy, Default)]
 #[doc = ""]
@@ -371,22 +362,6 @@ impl TypedKind for CalendarKind {
         .queryable(&CALENDAR_FIELDS)
     }
 
-    async fn get(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<StoredCalendar> {
-        Tickets::new(store)?
-            .calendar(ctx, CalendarId::from_uuid(id))
-            .await
-    }
-
-    async fn list(&self, store: &Store, ctx: &Ctx, q: &Query) -> Result<Page<StoredCalendar>> {
-        Tickets::new(store)?.list_calendars(ctx, q).await
-    }
-
-    async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
-        Tickets::new(store)?
-            .calendar_audit(ctx, CalendarId::from_uuid(id))
-            .await
-    }
-
     async fn create(&self, store: &Store, ctx: &Ctx, input: NewCalendar) -> Result<StoredCalendar> {
         Tickets::new(store)?
             .create_calendar(ctx, &input.name, input.calendar)
@@ -413,15 +388,12 @@ impl TypedKind for CalendarKind {
             .map_err(spec_fields)
     }
 
-    async fn delete(&self, store: &Store, ctx: &Ctx, id: Uuid, _: u64) -> Result<StoredCalendar> {
-        let found = self.get(store, ctx, id).await;
-        not_deleted(&CalendarId::kind(), found, "delete")
+    crmkit_core::forward_typed_kind! {
+        api: |store| Tickets::new(store)?, id: CalendarId;
+        get: calendar, list: list_calendars, audit: calendar_audit,
     }
 
-    async fn restore(&self, store: &Store, ctx: &Ctx, id: Uuid, _: u64) -> Result<StoredCalendar> {
-        let found = self.get(store, ctx, id).await;
-        not_deleted(&CalendarId::kind(), found, "restore")
-    }
+    crmkit_core::forward_typed_kind!(never_deleted: CalendarId::kind());
 }
 
 /// A change to an SLA policy: each `Some` replaces the field (`conditions` and `targets`
@@ -516,26 +488,6 @@ impl TypedKind for SlaPolicyKind {
             .queryable(&POLICY_FIELDS)
     }
 
-    async fn get(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<SlaPolicy> {
-        Tickets::new(store)?
-            .policy(ctx, SlaPolicyId::from_uuid(id))
-            .await
-    }
-
-    async fn list(&self, store: &Store, ctx: &Ctx, q: &Query) -> Result<Page<SlaPolicy>> {
-        Tickets::new(store)?.list_policies(ctx, q).await
-    }
-
-    async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
-        Tickets::new(store)?
-            .policy_audit(ctx, SlaPolicyId::from_uuid(id))
-            .await
-    }
-
-    async fn create(&self, store: &Store, ctx: &Ctx, input: NewSlaPolicy) -> Result<SlaPolicy> {
-        Tickets::new(store)?.create_policy(ctx, input).await
-    }
-
     async fn patch(
         &self,
         store: &Store,
@@ -552,15 +504,12 @@ impl TypedKind for SlaPolicyKind {
             .await
     }
 
-    async fn delete(&self, store: &Store, ctx: &Ctx, id: Uuid, _: u64) -> Result<SlaPolicy> {
-        let found = self.get(store, ctx, id).await;
-        not_deleted(&SlaPolicyId::kind(), found, "delete")
+    crmkit_core::forward_typed_kind! {
+        api: |store| Tickets::new(store)?, id: SlaPolicyId;
+        get: policy, list: list_policies, audit: policy_audit, create: create_policy,
     }
 
-    async fn restore(&self, store: &Store, ctx: &Ctx, id: Uuid, _: u64) -> Result<SlaPolicy> {
-        let found = self.get(store, ctx, id).await;
-        not_deleted(&SlaPolicyId::kind(), found, "restore")
-    }
+    crmkit_core::forward_typed_kind!(never_deleted: SlaPolicyId::kind());
 }
 
 #[cfg(test)]

@@ -163,7 +163,6 @@ pub use sla_service::{
     POLICY_FIELDS, POLICY_TABLE, RecomputeReport, SLA_TABLE, SweepReport, TargetView, TicketSla,
 };
 
-use crmkit_core::store::SchemaStep;
 use crmkit_core::{Migration, Module};
 
 /// The tickets module: its tables (tickets, history, comments, satisfaction, calendars,
@@ -183,22 +182,16 @@ impl Module for TicketsModule {
 
     fn migrations(&self) -> Vec<Migration> {
         vec![
-            Migration {
-                version: 1,
-                description: "tickets, status history, comments, satisfaction ratings",
-                steps: rows::tables()
-                    .into_iter()
-                    .map(SchemaStep::CreateTable)
-                    .collect(),
-            },
-            Migration {
-                version: 2,
-                description: "business calendars, SLA policies, per-ticket SLA state",
-                steps: sla_service::tables()
-                    .into_iter()
-                    .map(SchemaStep::CreateTable)
-                    .collect(),
-            },
+            Migration::create_tables(
+                1,
+                "tickets, status history, comments, satisfaction ratings",
+                rows::tables(),
+            ),
+            Migration::create_tables(
+                2,
+                "business calendars, SLA policies, per-ticket SLA state",
+                sla_service::tables(),
+            ),
             Migration {
                 version: 3,
                 description: "SLA measures: first-response and resolution business minutes, \

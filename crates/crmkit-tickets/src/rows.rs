@@ -477,3 +477,12 @@ mod tests {
         }
     }
 }
+
+crmkit_core::stored_record!(
+    Ticket,
+    crmkit_core::TicketId,
+    TICKET,
+    TICKET_TABLE,
+    decode_ticket,
+    access: |t| (t.assignee, t.queue)
+);

@@ -6,8 +6,7 @@ use crmkit_contacts::Contacts;
 use crmkit_core::custom::CustomSchema;
 use crmkit_core::record::reference_reason;
 use crmkit_core::service::{
-    SoftDelete, apply_custom_patch, changed_columns, diff, json_text, list_page, stage_created,
-    stage_soft_delete, to_json, visibility_scope,
+    self, apply_custom_patch, changed_columns, json_text, stage_created, to_json,
 };
 use crmkit_core::store::{Cond, OrderKey, Select, Value, Write};
 use crmkit_core::text::check_text;
@@ -91,14 +90,6 @@ fn order(column: &str) -> OrderKey {
         desc: false,
         null_as: None,
         custom: None,
-    }
-}
-
-fn conflict(id: TicketId, expected: u64, actual: u64) -> Error {
-    Error::Conflict {
-        record: RecordRef::from(id),
-        expected,
-        actual,
     }
 }
 
@@ -261,19 +252,7 @@ impl Tickets {
     /// A ticket visible to the actor; `deleted` restricts it to deleted (`Some(true)`)
     /// or live (`Some(false)`) ones. NotFound otherwise.
     async fn load(&self, ctx: &Ctx, id: TicketId, deleted: Option<bool>) -> Result<Ticket> {
-        let row = self
-            .store
-            .backend()
-            .get(ctx.tenant(), TICKET_TABLE, &key(id))
-            .await?
-            .ok_or_else(|| Error::not_found(TICKET, id))?;
-        let t = rows::decode_ticket(row)?;
-        if !ctx.actor().can_see(t.assignee, t.queue)
-            || deleted.is_some_and(|d| d != t.deleted_at.is_some())
-        {
-            return Err(Error::not_found(TICKET, id));
-        }
-        Ok(t)
+        service::load(&self.store, ctx, id, deleted).await
     }
 
     /// A ticket visible to the actor and not deleted.
@@ -469,15 +448,10 @@ impl Tickets {
             cs.writes
                 .extend(custom.index_writes(&record, &new.custom, true));
         }
-        let (audit, changed) = diff(
-            &record,
-            &to_json(old),
-            &to_json(new),
-            &["updated_at", "version"],
-        );
-        cs.audit.extend(audit);
+        let changes = service::changes(record, old, new);
+        cs.audit.extend(changes.audit);
         self.stage_sla(ctx, cs, Some(old), new, trigger).await?;
-        Ok(changed)
+        Ok(changes.fields)
     }
 
     /// **The SLA extension point.** Every command that writes a ticket calls this with the
@@ -741,9 +715,7 @@ impl Tickets {
             Some(schema)
         };
         errs.into_result()?;
-        if old.version != expected_version {
-            return Err(conflict(id, expected_version, old.version));
-        }
+        service::check_version(id, expected_version, old.version)?;
         if new == old {
             return Ok(old);
         }
@@ -791,9 +763,7 @@ impl Tickets {
     ) -> Result<Ticket> {
         ctx.actor().require_write("change ticket status")?;
         let old = self.load(ctx, id, Some(false)).await?;
-        if old.version != expected_version {
-            return Err(conflict(id, expected_version, old.version));
-        }
+        service::check_version(id, expected_version, old.version)?;
         if old.status == to {
             return Ok(old);
         }
@@ -1011,9 +981,7 @@ impl Tickets {
         self.check_assignment(ctx, &mut errs, e.assignee, e.queue, true)
             .await?;
         errs.into_result()?;
-        if old.version != expected_version {
-            return Err(conflict(id, expected_version, old.version));
-        }
+        service::check_version(id, expected_version, old.version)?;
         if old.status == TicketStatus::Closed {
             return Err(invalid(id, "a closed ticket cannot be escalated"));
         }
@@ -1159,34 +1127,9 @@ impl Tickets {
         expected_version: u64,
         delete: bool,
     ) -> Result<Ticket> {
-        ctx.actor().require_write(if delete {
-            "delete ticket"
-        } else {
-            "restore ticket"
-        })?;
-        let old = self.load(ctx, id, Some(!delete)).await?;
-        if old.version != expected_version {
-            return Err(conflict(id, expected_version, old.version));
-        }
-        let now = ctx.now();
-        let mut new = old.clone();
-        new.deleted_at = delete.then_some(now);
-        new.updated_at = now;
-        new.version += 1;
-        let mut cs = Changeset::new(ctx);
-        stage_soft_delete(
-            &mut cs,
-            SoftDelete {
-                table: TICKET_TABLE,
-                record: RecordRef::from(id),
-                expected_version,
-                was: old.deleted_at,
-                now: new.deleted_at,
-                at: now,
-                kind: "ticket",
-                after: &new,
-            },
-        );
+        let (mut cs, old, new) =
+            service::stage_set_deleted::<Ticket>(&self.store, ctx, id, expected_version, delete)
+                .await?;
         self.stage_sla(ctx, &mut cs, Some(&old), &new, SlaTrigger::Change)
             .await?;
         self.store.commit(cs).await?;
@@ -1200,16 +1143,9 @@ impl Tickets {
     /// only with [`Query::include_deleted`]. Fields: see [`TICKET_FIELDS`], and
     /// `custom.<key>`; filter on a tag with [`tag_filter`].
     pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Ticket>> {
-        let scope = visibility_scope(ctx, q.include_deleted);
-        list_page(
-            &self.store,
-            ctx,
-            q,
-            &TICKET_FIELDS,
-            scope,
-            rows::decode_ticket,
-            |t: &Ticket| Some(&t.custom),
-        )
+        service::list_visible(&self.store, ctx, q, &TICKET_FIELDS, |t: &Ticket| {
+            Some(&t.custom)
+        })
         .await
     }
 
@@ -1314,8 +1250,7 @@ impl Tickets {
     /// first: one entry per changed field of every command, comments and ratings
     /// included.
     pub async fn audit(&self, ctx: &Ctx, id: TicketId) -> Result<Vec<AuditEntry>> {
-        self.load(ctx, id, None).await?;
-        self.store.audit_of(ctx, &RecordRef::from(id)).await
+        service::audit_trail::<Ticket>(&self.store, ctx, id).await
     }
 
     /// The satisfaction ratings of a ticket visible to the actor, one per rated solve,

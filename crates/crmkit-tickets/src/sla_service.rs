@@ -33,7 +33,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crmkit_core::query::{FieldSpec, FieldType as QueryType, RecordFields};
 use crmkit_core::record::reference_reason;
 use crmkit_core::row::{from_json, int, json, opt_timestamp, take_text, timestamp, uuid};
-use crmkit_core::service::{diff, list_page, stage_created, to_json, visibility_scope};
+use crmkit_core::service::{self, list_page, stage_created, to_json, visibility_scope};
 use crmkit_core::store::{
     CmpOp, ColumnDef, ColumnType, Cond, IndexDef, OrderKey, Row, SchemaStep, Select, TableDef,
     Value, Write, columns,
@@ -563,14 +563,7 @@ impl Tickets {
         let Some(calendar) = cal else {
             return Err(Error::validation("calendar", "invalid"));
         };
-        let record = RecordRef::from(id);
-        if old.version != expected_version {
-            return Err(Error::Conflict {
-                record,
-                expected: expected_version,
-                actual: old.version,
-            });
-        }
+        service::check_version(id, expected_version, old.version)?;
         let mut new = old.clone();
         new.name = name.to_owned();
         new.calendar = calendar;
@@ -580,44 +573,26 @@ impl Tickets {
         new.updated_at = ctx.now();
         new.version += 1;
         let def = self.store().backend().schema().table(CALENDAR_TABLE)?;
+        let set = service::changed_columns(def, &calendar_row(&old), &calendar_row(&new));
+        let changes = service::changes(id, &old, &new);
+        let (event, payload) = ("sla_calendar.updated", to_json(&new));
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Update {
-            table: CALENDAR_TABLE,
-            key: vec![Value::Uuid(id.as_uuid())],
-            set: crmkit_core::service::changed_columns(
-                def,
-                &calendar_row(&old),
-                &calendar_row(&new),
-            ),
-            expect_version: Some(old.version),
-            record: record.clone(),
-        });
-        let (audit, changed) = diff(
-            &record,
-            &to_json(&old),
-            &to_json(&new),
-            &["updated_at", "version"],
+        service::stage_update(
+            &mut cs,
+            changes,
+            CALENDAR_TABLE,
+            set,
+            old.version,
+            event,
+            payload,
         );
-        cs.audit.extend(audit);
-        cs.events.push(NewEvent::new(
-            "sla_calendar.updated",
-            record,
-            changed,
-            to_json(&new),
-        ));
         self.store().commit(cs).await?;
         Ok(new)
     }
 
     /// A stored calendar of the tenant (NotFound otherwise).
     pub async fn calendar(&self, ctx: &Ctx, id: CalendarId) -> Result<StoredCalendar> {
-        let row = self
-            .store()
-            .backend()
-            .get(ctx.tenant(), CALENDAR_TABLE, &[Value::Uuid(id.as_uuid())])
-            .await?
-            .ok_or_else(|| Error::not_found(CALENDAR, id))?;
-        decode_calendar(row)
+        decode_calendar(service::row_by_id(self.store(), ctx, CALENDAR_TABLE, CALENDAR, id).await?)
     }
 
     /// The tenant's stored calendars, by name (then id).
@@ -712,14 +687,7 @@ impl Tickets {
         manages(ctx, "update SLA policy")?;
         let old = self.policy(ctx, id).await?;
         self.check_policy(ctx, &input).await?;
-        let record = RecordRef::from(id);
-        if old.version != expected_version {
-            return Err(Error::Conflict {
-                record,
-                expected: expected_version,
-                actual: old.version,
-            });
-        }
+        service::check_version(id, expected_version, old.version)?;
         let mut new = SlaPolicy {
             name: input.name,
             position: input.position,
@@ -735,40 +703,26 @@ impl Tickets {
         new.updated_at = ctx.now();
         new.version += 1;
         let def = self.store().backend().schema().table(POLICY_TABLE)?;
+        let set = service::changed_columns(def, &policy_row(&old), &policy_row(&new));
+        let changes = service::changes(id, &old, &new);
+        let (event, payload) = ("sla_policy.updated", to_json(&new));
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Update {
-            table: POLICY_TABLE,
-            key: vec![Value::Uuid(id.as_uuid())],
-            set: crmkit_core::service::changed_columns(def, &policy_row(&old), &policy_row(&new)),
-            expect_version: Some(old.version),
-            record: record.clone(),
-        });
-        let (audit, changed) = diff(
-            &record,
-            &to_json(&old),
-            &to_json(&new),
-            &["updated_at", "version"],
+        service::stage_update(
+            &mut cs,
+            changes,
+            POLICY_TABLE,
+            set,
+            old.version,
+            event,
+            payload,
         );
-        cs.audit.extend(audit);
-        cs.events.push(NewEvent::new(
-            "sla_policy.updated",
-            record,
-            changed,
-            to_json(&new),
-        ));
         self.store().commit(cs).await?;
         Ok(new)
     }
 
     /// A policy of the tenant (NotFound otherwise).
     pub async fn policy(&self, ctx: &Ctx, id: SlaPolicyId) -> Result<SlaPolicy> {
-        let row = self
-            .store()
-            .backend()
-            .get(ctx.tenant(), POLICY_TABLE, &[Value::Uuid(id.as_uuid())])
-            .await?
-            .ok_or_else(|| Error::not_found(POLICY, id))?;
-        decode_policy(row)
+        decode_policy(service::row_by_id(self.store(), ctx, POLICY_TABLE, POLICY, id).await?)
     }
 
     /// The tenant's policies in evaluation order (position, then id), inactive ones

@@ -234,3 +234,11 @@ mod tests {
         assert_eq!(tables[0].columns.len(), CAMPAIGN_COLUMNS.len());
     }
 }
+
+crmkit_core::stored_record!(
+    Campaign,
+    crmkit_core::CampaignId,
+    CAMPAIGN,
+    CAMPAIGN_TABLE,
+    decode_campaign
+);

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use crmkit_core::service::{list_page, stage_created};
+use crmkit_core::service::{self, list_page, stage_created};
 use crmkit_core::store::{Cond, Select, Value, Write};
 use crmkit_core::text::{check_text, fold};
 use crmkit_core::{
@@ -108,15 +108,10 @@ fn default_stages() -> Vec<NewStage> {
 
 impl Deals {
     pub(crate) async fn load_pipeline(&self, ctx: &Ctx, id: PipelineId) -> Result<Pipeline> {
-        let row = self
-            .store
-            .backend()
-            .get(ctx.tenant(), PIPELINE_TABLE, &[Value::Uuid(id.as_uuid())])
-            .await?;
-        let not_found = || Error::not_found(super::PIPELINE_KIND, id);
-        let row = row.ok_or_else(not_found)?;
+        let kind = super::PIPELINE_KIND;
+        let row = service::row_by_id(&self.store, ctx, PIPELINE_TABLE, kind.clone(), id).await?;
         if !row[9].is_null() {
-            return Err(not_found());
+            return Err(Error::not_found(kind, id));
         }
         let (mut p, _) = rows::decode_pipeline(row)?;
         let mut s = Select::new(
@@ -132,12 +127,7 @@ impl Deals {
 
     /// A stage by id, removed or not.
     pub(crate) async fn stage_by_id(&self, ctx: &Ctx, id: StageId) -> Result<Stage> {
-        let row = self
-            .store
-            .backend()
-            .get(ctx.tenant(), STAGE_TABLE, &[Value::Uuid(id.as_uuid())])
-            .await?
-            .ok_or_else(|| Error::not_found(super::STAGE_KIND, id))?;
+        let row = service::row_by_id(&self.store, ctx, STAGE_TABLE, super::STAGE_KIND, id).await?;
         Ok(rows::decode_stage(row)?.0)
     }
 
@@ -332,11 +322,7 @@ impl Deals {
         require_manage(ctx, action)?;
         let p = self.load_pipeline(ctx, id).await?;
         if p.version != expected_version {
-            return Err(Error::Conflict {
-                record: RecordRef::from(id),
-                expected: expected_version,
-                actual: p.version,
-            });
+            return Err(Error::conflict(id, expected_version, p.version));
         }
         Ok(p)
     }

@@ -474,3 +474,11 @@ mod tests {
         }
     }
 }
+
+crmkit_core::stored_record!(
+    Deal,
+    crmkit_core::DealId,
+    crmkit_core::RecordKind::DEAL,
+    DEAL_TABLE,
+    |row| decode_deal(row).map(|(deal, _seq)| deal)
+);

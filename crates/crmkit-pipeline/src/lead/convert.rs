@@ -7,7 +7,7 @@ use crmkit_core::{
     Changeset, Ctx, Error, LeadId, RecordKind, RecordRef, Result, Role, ValidationErrors,
 };
 
-use super::{LEAD_TABLE, Leads, conflict, converted_is_final};
+use super::{LEAD_TABLE, Leads, converted_is_final};
 use crate::deal::{DealRole, Deals, NewDeal};
 use crate::lead::model::{
     ContactChoice, Conversion, ConversionPlan, ConvertLead, LeadStatus, OrganizationChoice, Outcome,
@@ -74,7 +74,7 @@ impl Leads {
                 return Err(match self.load(ctx, id, None).await {
                     Ok(now) if now.status == LeadStatus::Converted => converted_is_final(id),
                     Ok(now) if now.version != expected_version => {
-                        conflict(id, expected_version, now.version)
+                        Error::conflict(id, expected_version, now.version)
                     }
                     _ => e,
                 });
@@ -302,7 +302,7 @@ impl Leads {
         if let Some(v) = expected_version
             && v != old.version
         {
-            return Err(conflict(id, v, old.version));
+            return Err(Error::conflict(id, v, old.version));
         }
 
         // The lead: its versioned update goes first, so that of concurrent conversions

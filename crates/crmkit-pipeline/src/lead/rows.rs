@@ -247,3 +247,11 @@ mod tests {
         assert!(parse_source("nope").is_none());
     }
 }
+
+crmkit_core::stored_record!(
+    Lead,
+    crmkit_core::LeadId,
+    crmkit_core::RecordKind::LEAD,
+    LEAD_TABLE,
+    decode_lead
+);
