@@ -99,10 +99,38 @@ impl From<Rounding> for RoundingStrategy {
 }
 
 /// An exact amount of one currency.
+///
+/// Deserialising goes through [`Money::new`]: the amount is normalised (`"1000.50"` reads
+/// as `1000.5`, as storage gives it back) and one that storage cannot keep (more than
+/// [`Money::STORAGE_SCALE`] fractional digits, or too large) is refused, so a JSON body is
+/// held to the same rules as the typed constructors.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "MoneyRepr")]
 pub struct Money {
     amount: Decimal,
     currency: Currency,
+}
+
+/// The serialised form of [`Money`], checked by [`Money::new`] when read.
+#[derive(Deserialize)]
+struct MoneyRepr {
+    amount: Decimal,
+    currency: Currency,
+}
+
+impl TryFrom<MoneyRepr> for Money {
+    type Error = String;
+    fn try_from(r: MoneyRepr) -> std::result::Result<Self, String> {
+        Money::new(r.amount, r.currency).map_err(|e| match e {
+            Error::Validation(v) => v
+                .errors
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.reason))
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        })
+    }
 }
 
 impl Money {
@@ -372,6 +400,23 @@ mod tests {
         assert_eq!(
             eur("1.10").checked_add(&eur("2.205")).unwrap(),
             eur("3.305")
+        );
+    }
+
+    #[test]
+    fn deserialising_normalises_and_checks() {
+        let m: Money =
+            serde_json::from_str(r#"{"amount": "1000.50", "currency": "EUR"}"#).unwrap();
+        assert_eq!(m, Money::parse("1000.5", "EUR").unwrap());
+        assert_eq!(serde_json::to_value(m).unwrap()["amount"], "1000.5");
+        assert!(
+            serde_json::from_str::<Money>(r#"{"amount": "1.123456", "currency": "EUR"}"#).is_err()
+        );
+        assert!(
+            serde_json::from_str::<Money>(
+                r#"{"amount": "99999999999999999999999", "currency": "EUR"}"#
+            )
+            .is_err()
         );
     }
 
