@@ -405,8 +405,7 @@ mod tests {
 
     #[test]
     fn deserialising_normalises_and_checks() {
-        let m: Money =
-            serde_json::from_str(r#"{"amount": "1000.50", "currency": "EUR"}"#).unwrap();
+        let m: Money = serde_json::from_str(r#"{"amount": "1000.50", "currency": "EUR"}"#).unwrap();
         assert_eq!(m, Money::parse("1000.5", "EUR").unwrap());
         assert_eq!(serde_json::to_value(m).unwrap()["amount"], "1000.5");
         assert!(

@@ -762,7 +762,7 @@ impl<T: TypedKind> KindHandler for Typed<T> {
 /// The error of an operation a kind does not offer through the generic API.
 pub fn unsupported(kind: &RecordKind, op: &str) -> Error {
     Error::PermissionDenied(format!(
-        "{kind} records cannot be {op}d through the generic record API"
+        "the generic record API does not {op} {kind} records"
     ))
 }
 
@@ -1531,6 +1531,14 @@ mod tests {
         assert!(e.validation_errors().unwrap().has("c"));
         let e = check_body(&d, serde_json::json!([1]), false).unwrap_err();
         assert!(e.validation_errors().unwrap().has("_"));
+    }
+
+    #[test]
+    fn unsupported_reads_well() {
+        assert_eq!(
+            unsupported(&RecordKind::USER, "patch").to_string(),
+            "permission denied: the generic record API does not patch user records"
+        );
     }
 
     #[test]
