@@ -660,6 +660,13 @@ pub fn typed<T: TypedKind>(kind: T) -> Arc<dyn KindHandler> {
 
 struct Typed<T>(T);
 
+/// The record a typed call returns, as JSON.
+fn as_json<'a, R: Serialize>(
+    call: impl Future<Output = Result<R>> + Send + 'a,
+) -> BoxFuture<'a, Result<Json>> {
+    Box::pin(async move { Ok(to_record(&call.await?)) })
+}
+
 fn page_json<R: Serialize>(p: Page<R>) -> Page<Json> {
     Page {
         items: p.items.iter().map(to_record).collect(),
@@ -678,7 +685,7 @@ impl<T: TypedKind> KindHandler for Typed<T> {
     }
 
     fn get<'a>(&'a self, store: &'a Store, ctx: &'a Ctx, id: Uuid) -> BoxFuture<'a, Result<Json>> {
-        Box::pin(async move { Ok(to_record(&self.0.get(store, ctx, id).await?)) })
+        as_json(self.0.get(store, ctx, id))
     }
 
     fn list<'a>(
@@ -728,11 +735,7 @@ impl<T: TypedKind> KindHandler for Typed<T> {
         id: Uuid,
         expected_version: u64,
     ) -> BoxFuture<'a, Result<Json>> {
-        Box::pin(async move {
-            Ok(to_record(
-                &self.0.delete(store, ctx, id, expected_version).await?,
-            ))
-        })
+        as_json(self.0.delete(store, ctx, id, expected_version))
     }
 
     fn restore<'a>(
@@ -742,11 +745,7 @@ impl<T: TypedKind> KindHandler for Typed<T> {
         id: Uuid,
         expected_version: u64,
     ) -> BoxFuture<'a, Result<Json>> {
-        Box::pin(async move {
-            Ok(to_record(
-                &self.0.restore(store, ctx, id, expected_version).await?,
-            ))
-        })
+        as_json(self.0.restore(store, ctx, id, expected_version))
     }
 
     fn audit<'a>(
