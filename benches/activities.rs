@@ -51,7 +51,7 @@ async fn contacts(crm: &Crm, ctx: &Ctx, n: usize) -> Vec<RecordRef> {
     for i in 0..n {
         let c = crm
             .contacts()
-            .create_contact(ctx, NewContact::named("Bench", format!("Contact {i}")))
+            .create(ctx, NewContact::named("Bench", format!("Contact {i}")))
             .await
             .unwrap();
         out.push(RecordRef::from(c.id));

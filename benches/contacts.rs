@@ -83,8 +83,7 @@ mod import {
                     let report = timed_async(
                         "import/crmkit",
                         1,
-                        crm.contacts()
-                            .import_contacts(&ctx, rows, ImportOptions::default()),
+                        crm.contacts().import(&ctx, rows, ImportOptions::default()),
                     )
                     .unwrap();
                     assert_eq!(report.created.len(), n);
@@ -139,11 +138,7 @@ static READS: LazyLock<Reads> = LazyLock::new(|| {
         o.truncate(10);
         o
     };
-    block_on(
-        crm.contacts()
-            .import_contacts(&ctx, rows, ImportOptions::default()),
-    )
-    .unwrap();
+    block_on(crm.contacts().import(&ctx, rows, ImportOptions::default())).unwrap();
     let conn = db.connect();
     let tenant = ctx.tenant().to_string();
     let all: Vec<String> = conn
@@ -165,7 +160,7 @@ static READS: LazyLock<Reads> = LazyLock::new(|| {
     loop {
         let mut q = query.clone();
         q.cursor = cursors.last().unwrap().clone();
-        let page = block_on(contacts.list_contacts(&ctx, &q)).unwrap();
+        let page = block_on(contacts.list(&ctx, &q)).unwrap();
         match page.next_cursor {
             Some(c) => cursors.push(Some(c)),
             None => break,
@@ -199,7 +194,7 @@ fn get_crmkit(r: &Reads) -> impl FnMut() + '_ {
         block_on(async {
             for id in &r.ids {
                 let c = contacts
-                    .get_contact(&r.ctx, crmkit::ContactId::from_uuid(*id))
+                    .get(&r.ctx, crmkit::ContactId::from_uuid(*id))
                     .await
                     .unwrap();
                 divan::black_box(c);
@@ -252,7 +247,7 @@ fn list_crmkit(r: &Reads, page: usize) -> impl FnMut() + '_ {
     let mut q = r.query.clone();
     q.cursor = r.pages[page.min(r.pages.len() - 1)].0.clone();
     move || {
-        divan::black_box(block_on(contacts.list_contacts(&r.ctx, &q)).unwrap());
+        divan::black_box(block_on(contacts.list(&r.ctx, &q)).unwrap());
     }
 }
 
@@ -330,8 +325,7 @@ mod memory_import {
             let report = timed_async(
                 "memory/crmkit",
                 1,
-                crm.contacts()
-                    .import_contacts(&ctx, rows, ImportOptions::default()),
+                crm.contacts().import(&ctx, rows, ImportOptions::default()),
             )
             .unwrap();
             assert_eq!(report.created.len(), n);

@@ -33,7 +33,7 @@ fn memory_deals_n() -> usize {
 
 async fn setup(crm: &Crm) -> (Ctx, Pipeline) {
     let (ctx, _) = common::tenant(crm, 1).await;
-    let pipeline = crm.deals().ensure_default_pipeline(&ctx).await.unwrap();
+    let pipeline = crm.pipelines().ensure_default(&ctx).await.unwrap();
     (ctx, pipeline)
 }
 
@@ -58,7 +58,7 @@ async fn seed(deals: &Deals, ctx: &Ctx, pipeline: &Pipeline, n: usize) {
                 )
                 .unwrap(),
             );
-            deals.stage_deal(ctx, &d, &[], &mut cs).await.unwrap();
+            deals.stage_create(ctx, &d, &[], &mut cs).await.unwrap();
         }
         deals.store().commit(cs).await.unwrap();
         done = (done + 1000).min(n);
@@ -116,7 +116,10 @@ mod move_deals {
             timed_async("moves/crmkit", 1, async {
                 for id in &m.ids[..n] {
                     let id = crmkit::DealId::parse("id", id).unwrap();
-                    deals.move_deal(&m.ctx, id, 1, target, None).await.unwrap();
+                    deals
+                        .move_to_stage(&m.ctx, id, 1, target, None)
+                        .await
+                        .unwrap();
                 }
             })
         });
@@ -141,7 +144,7 @@ mod move_deals {
         };
         if moved(&conn) < 2 {
             let id = crmkit::DealId::parse("id", &m.ids[0]).unwrap();
-            block_on(m.crm.deals().move_deal(&m.ctx, id, 1, target, None)).unwrap();
+            block_on(m.crm.deals().move_to_stage(&m.ctx, id, 1, target, None)).unwrap();
         }
         let (probability, kind): (i64, String) = conn
             .query_row(
@@ -197,7 +200,7 @@ mod summary {
         let deals = s.crm.deals();
         b.bench_local(|| {
             timed_async("summary/crmkit", 1, async {
-                divan::black_box(deals.pipeline_summary(&s.ctx, s.pipeline.id).await.unwrap())
+                divan::black_box(deals.summary(&s.ctx, s.pipeline.id).await.unwrap())
             })
         });
     }
@@ -226,7 +229,7 @@ mod summary_memory {
         block_on(seed(&deals, &ctx, &pipeline, memory_deals_n()));
         b.bench_local(|| {
             timed_async("memsummary/crmkit", 1, async {
-                divan::black_box(deals.pipeline_summary(&ctx, pipeline.id).await.unwrap())
+                divan::black_box(deals.summary(&ctx, pipeline.id).await.unwrap())
             })
         });
     }

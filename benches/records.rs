@@ -40,7 +40,7 @@ static SETUP: LazyLock<Setup> = LazyLock::new(|| {
             c
         })
         .collect();
-    let report = block_on(crm.contacts().import_contacts(
+    let report = block_on(crm.contacts().import(
         &ctx,
         rows,
         crmkit::contacts::ImportOptions::default(),
@@ -62,7 +62,7 @@ fn get_typed(s: &Setup) -> impl FnMut() + '_ {
     move || {
         block_on(async {
             for id in &s.ids {
-                divan::black_box(contacts.get_contact(&s.ctx, *id).await.unwrap());
+                divan::black_box(contacts.get(&s.ctx, *id).await.unwrap());
             }
         })
     }
@@ -108,14 +108,14 @@ fn patch_typed(s: &Setup, ids: &[ContactId], round: &mut usize) {
     *round += 1;
     block_on(async {
         for id in ids {
-            let c = contacts.get_contact(&s.ctx, *id).await.unwrap();
+            let c = contacts.get(&s.ctx, *id).await.unwrap();
             let patch = ContactPatch {
                 job_title: Some(Some(title(*round))),
                 ..Default::default()
             };
             divan::black_box(
                 contacts
-                    .update_contact(&s.ctx, *id, c.version, patch)
+                    .update(&s.ctx, *id, c.version, patch)
                     .await
                     .unwrap(),
             );
@@ -174,14 +174,14 @@ fn main() {
                 "get a contact by kind name vs typed (per call)",
                 "get/generic",
                 "get/typed",
-                "typed get_contact",
+                "typed contacts().get",
                 "<= 1.2",
             ),
             Line::new(
                 "get + patch a contact by kind name vs typed (per contact, one commit)",
                 "patch/generic",
                 "patch/typed",
-                "typed get_contact + update_contact",
+                "typed contacts().get + update",
                 "<= 1.2",
             ),
         ]

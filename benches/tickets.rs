@@ -135,16 +135,18 @@ static DUE: LazyLock<Due> = LazyLock::new(|| {
             let mut spec = CalendarSpec::new("UTC");
             weekdays(&mut spec, vec![Interval::hm(9, 0, 17, 0)]);
             let cal = tickets
-                .create_calendar(&admin, "office", spec)
+                .sla_calendars()
+                .create(&admin, "office", spec)
                 .await
                 .unwrap();
             tickets
-                .create_policy(&admin, policy(&cal, 8 * 60))
+                .sla_policies()
+                .create(&admin, policy(&cal, 8 * 60))
                 .await
                 .unwrap();
             let contact = crmkit::contacts::Contacts::new(&store)
                 .unwrap()
-                .create_contact(&admin, NewContact::named("Bench", "Requester"))
+                .create(&admin, NewContact::named("Bench", "Requester"))
                 .await
                 .unwrap();
             for i in 0..200 {
@@ -324,16 +326,18 @@ static RECOMPUTE: LazyLock<Mutex<Recompute>> = LazyLock::new(|| {
                 vec![Interval::hm(9, 0, 12, 30), Interval::hm(13, 30, 17, 0)],
             );
             let cal = tickets
-                .create_calendar(&admin, "office", spec)
+                .sla_calendars()
+                .create(&admin, "office", spec)
                 .await
                 .unwrap();
             let p = tickets
-                .create_policy(&admin, policy(&cal, 8 * 60))
+                .sla_policies()
+                .create(&admin, policy(&cal, 8 * 60))
                 .await
                 .unwrap();
             let contact = crmkit::contacts::Contacts::new(&store)
                 .unwrap()
-                .create_contact(&admin, NewContact::named("Bench", "Requester"))
+                .create(&admin, NewContact::named("Bench", "Requester"))
                 .await
                 .unwrap();
             for i in 0..10 {
@@ -364,7 +368,12 @@ static RECOMPUTE: LazyLock<Mutex<Recompute>> = LazyLock::new(|| {
     conn.execute_batch("ANALYZE").unwrap();
     let store = open(&db);
     let tickets = Tickets::new(&store).unwrap();
-    let p = block_on(tickets.update_policy(&admin, p.id, p.version, policy(&cal, 6 * 60))).unwrap();
+    let p = block_on(
+        tickets
+            .sla_policies()
+            .update(&admin, p.id, p.version, policy(&cal, 6 * 60)),
+    )
+    .unwrap();
     Mutex::new(Recompute {
         db,
         tickets,

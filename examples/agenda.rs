@@ -113,7 +113,7 @@ async fn main() -> Result<(), Error> {
 
     let ada = crm
         .contacts()
-        .create_contact(
+        .create(
             &ctx,
             NewContact::named("Ada", "Lovelace")
                 .email("ada@analytical.example")
@@ -306,10 +306,10 @@ async fn main() -> Result<(), Error> {
 
     // A deal with Ada: its timeline merges its activities with its stage moves.
     let deals = crm.deals();
-    let pipeline = deals.ensure_default_pipeline(&ctx).await?;
+    let pipeline = crm.pipelines().ensure_default(&ctx).await?;
     let mut input = NewDeal::new("Analytical Engine licence", pipeline.id);
     input.amount = Some(Money::parse("48000", "GBP")?);
-    let deal = deals.create_deal(&ctx, input).await?;
+    let deal = deals.create(&ctx, input).await?;
     let deal_ref = RecordRef::from(deal.id);
     clock.advance(Duration::minutes(10));
     acts.create(
@@ -334,7 +334,7 @@ async fn main() -> Result<(), Error> {
         .map(|s| s.id)
         .unwrap_or(deal.stage);
     deals
-        .move_deal(&ctx, deal.id, deal.version, proposal_stage, None)
+        .move_to_stage(&ctx, deal.id, deal.version, proposal_stage, None)
         .await?;
     println!(
         "
@@ -356,7 +356,7 @@ timeline of deal {:?} (newest first):",
     // never had an activity, and contacts nobody talked to since this morning.
     let charles = crm
         .contacts()
-        .create_contact(&ctx, NewContact::named("Charles", "Babbage"))
+        .create(&ctx, NewContact::named("Charles", "Babbage"))
         .await?;
     clock.advance(Duration::minutes(1));
     let no_next = acts
@@ -381,7 +381,7 @@ deals without a next step: {}",
     for f in &quiet.items {
         let name = crm
             .contacts()
-            .get_contact(&ctx, crmkit::core::ContactId::from_uuid(f.record.id))
+            .get(&ctx, crmkit::core::ContactId::from_uuid(f.record.id))
             .await?
             .full_name();
         let last = match f.last_activity_at {

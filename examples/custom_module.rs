@@ -59,8 +59,8 @@ async fn demo(url: &str, describe: bool) -> crmkit::Result<()> {
     let rep = crm.directory().ctx_for(tenant, rhea).await?;
 
     let org = crm
-        .contacts()
-        .create_organization(&ctx, NewOrganization::named("Initech"))
+        .organizations()
+        .create(&ctx, NewOrganization::named("Initech"))
         .await?;
 
     // The typed API.

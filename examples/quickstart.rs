@@ -54,8 +54,9 @@ async fn main() -> Result<(), Error> {
     let rep = crm.directory().ctx_for(tenant, rep_id).await?;
 
     let contacts = crm.contacts();
-    let acme = contacts
-        .create_organization(
+    let acme = crm
+        .organizations()
+        .create(
             &rep,
             NewOrganization {
                 domain: Some("https://www.acme.example/about".into()),
@@ -97,7 +98,7 @@ async fn main() -> Result<(), Error> {
         c.organization = Some(acme.id);
         c.lifecycle_stage = stage;
         c.team = Some(team);
-        let c = contacts.create_contact(&rep, c).await?;
+        let c = contacts.create(&rep, c).await?;
         println!(
             "contact {} <{}> {:?}",
             c.full_name(),
@@ -107,7 +108,7 @@ async fn main() -> Result<(), Error> {
     }
 
     let qualified = contacts
-        .list_contacts(
+        .list(
             &rep,
             &Query::new()
                 .filter(Filter::is_in(
@@ -122,7 +123,7 @@ async fn main() -> Result<(), Error> {
     for c in &qualified.items {
         println!("  {} ({:?})", c.full_name(), c.lifecycle_stage);
     }
-    let search = contacts.search_contacts(&rep, "émi", 10).await?;
+    let search = contacts.search(&rep, "émi", 10).await?;
     println!(
         "search \"émi\": {:?}",
         search.iter().map(|c| c.full_name()).collect::<Vec<_>>()
@@ -138,17 +139,14 @@ async fn main() -> Result<(), Error> {
         ..Default::default()
     };
     let updated = contacts
-        .update_contact(&rep, grace.id, grace.version, patch.clone())
+        .update(&rep, grace.id, grace.version, patch.clone())
         .await?;
     println!(
         "updated {} to version {}",
         updated.full_name(),
         updated.version
     );
-    match contacts
-        .update_contact(&rep, grace.id, grace.version, patch)
-        .await
-    {
+    match contacts.update(&rep, grace.id, grace.version, patch).await {
         Err(Error::Conflict {
             expected, actual, ..
         }) => {

@@ -39,7 +39,7 @@ async fn main() -> Result<(), Error> {
 
     // An existing customer contact: converting a lead with the same email links to it.
     crm.contacts()
-        .create_contact(
+        .create(
             &ctx,
             NewContact::named("Ada", "Lovelace").email("ada@analytical.example"),
         )
@@ -68,7 +68,7 @@ async fn main() -> Result<(), Error> {
     );
 
     // The dry run says what conversion would do, without writing anything.
-    let pipeline = crm.deals().ensure_default_pipeline(&ctx).await?;
+    let pipeline = crm.pipelines().ensure_default(&ctx).await?;
     let mut deal = ConvertDeal::new("Analytical Engine, 1 unit", pipeline.id);
     deal.amount = Some(Money::parse("48000.00", "GBP")?);
     let request = ConvertLead {
@@ -110,7 +110,7 @@ async fn main() -> Result<(), Error> {
             continue;
         }
         current = deals
-            .move_deal(&ctx, current.id, current.version, stage.id, None)
+            .move_to_stage(&ctx, current.id, current.version, stage.id, None)
             .await?;
         println!(
             "  moved to {:<14} probability {:>3}%",
@@ -129,9 +129,9 @@ async fn main() -> Result<(), Error> {
         .expect("default pipeline has one");
     let mut other = NewDeal::new("Difference Engine", pipeline.id);
     other.amount = Some(Money::parse("17000", "GBP")?);
-    let other = deals.create_deal(&ctx, other).await?;
+    let other = deals.create(&ctx, other).await?;
     deals
-        .move_deal(
+        .move_to_stage(
             &ctx,
             other.id,
             other.version,
@@ -149,11 +149,11 @@ async fn main() -> Result<(), Error> {
         let mut d = NewDeal::new(title, pipeline.id);
         d.amount = Some(Money::parse(amount, "GBP")?);
         d.stage = Some(pipeline.stages[stage].id);
-        deals.create_deal(&ctx, d).await?;
+        deals.create(&ctx, d).await?;
     }
 
     println!("pipeline summary ({}):", pipeline.name);
-    for line in deals.pipeline_summary(&ctx, pipeline.id).await?.lines {
+    for line in deals.summary(&ctx, pipeline.id).await?.lines {
         println!(
             "  {:<14} {:>2} open  value {:>10} {}  weighted {:>10}",
             stage_name(&pipeline, line.stage),

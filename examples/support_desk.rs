@@ -72,13 +72,16 @@ async fn main() -> Result<(), Error> {
     ] {
         *spec.hours.get_mut(d) = vec![Interval::hm(9, 0, 12, 30), Interval::hm(13, 30, 17, 0)];
     }
-    let cal = tickets.create_calendar(&ctx, "Berlin office", spec).await?;
+    let cal = crm
+        .sla_calendars()
+        .create(&ctx, "Berlin office", spec)
+        .await?;
     let urgent = SlaConditions {
         priorities: vec![TicketPriority::Urgent, TicketPriority::High],
         ..SlaConditions::default()
     };
-    tickets
-        .create_policy(
+    crm.sla_policies()
+        .create(
             &ctx,
             NewSlaPolicy {
                 name: "Priority".into(),
@@ -94,8 +97,8 @@ async fn main() -> Result<(), Error> {
             },
         )
         .await?;
-    tickets
-        .create_policy(
+    crm.sla_policies()
+        .create(
             &ctx,
             NewSlaPolicy {
                 name: "Standard".into(),
@@ -118,7 +121,7 @@ async fn main() -> Result<(), Error> {
 
     let ada = crm
         .contacts()
-        .create_contact(
+        .create(
             &ctx,
             NewContact::named("Ada", "Lovelace")
                 .email("ada@example.org")

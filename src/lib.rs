@@ -21,8 +21,8 @@ let ctx = Ctx::new(tenant, Actor::new(me, [Role::Admin], []))?;
 crm.directory().put_user(&ctx, UserInput::new(me, "Ada", "ada@example.com", Role::Admin)).await?;
 
 let contacts = crm.contacts();
-contacts.create_contact(&ctx, NewContact::named("Grace", "Hopper").email("grace@example.com")).await?;
-let page = contacts.list_contacts(&ctx, &Query::new().filter(Filter::starts_with("name", "gra"))).await?;
+contacts.create(&ctx, NewContact::named("Grace", "Hopper").email("grace@example.com")).await?;
+let page = contacts.list(&ctx, &Query::new().filter(Filter::starts_with("name", "gra"))).await?;
 assert_eq!(page.items.len(), 1);
 # Ok::<(), crmkit::Error>(()) })?;
 # Ok::<(), crmkit::Error>(())
@@ -165,15 +165,19 @@ pub use uuid::{self, Uuid};
 #[cfg(feature = "activities")]
 use crmkit_activities::{Activities, ActivitiesModule};
 #[cfg(feature = "contacts")]
-use crmkit_contacts::{Contacts, ContactsModule};
+use crmkit_contacts::{Contacts, ContactsModule, Organizations};
 use crmkit_core::memory::MemoryBackend;
 use crmkit_core::{Modules, ModulesBuilder};
 #[cfg(feature = "pipeline")]
 use crmkit_pipeline::{
-    PipelineModule, campaign::Campaigns, currency::Currencies, deal::Deals, lead::Leads,
+    PipelineModule,
+    campaign::Campaigns,
+    currency::Currencies,
+    deal::{Deals, Pipelines},
+    lead::Leads,
 };
 #[cfg(feature = "tickets")]
-use crmkit_tickets::{Tickets, TicketsModule};
+use crmkit_tickets::{SlaCalendars, SlaPolicies, Tickets, TicketsModule};
 
 /// A CRM: a store (backend + composed modules) and the modules' APIs.
 #[derive(Clone, Debug)]
@@ -290,10 +294,16 @@ impl Crm {
         self.store.custom_fields()
     }
 
-    /// Contacts and organizations. Feature `contacts`.
+    /// Contacts (people). Feature `contacts`.
     #[cfg(feature = "contacts")]
     pub fn contacts(&self) -> Contacts {
         Contacts::from_checked(&self.store)
+    }
+
+    /// Organizations (companies). Feature `contacts`.
+    #[cfg(feature = "contacts")]
+    pub fn organizations(&self) -> Organizations {
+        self.contacts().organizations()
     }
 
     /// Tasks, calls, meetings, notes, logged emails, reminders, follow-up, timeline.
@@ -324,16 +334,34 @@ impl Crm {
         Tickets::new(&self.store).expect("Crm composes the tickets module")
     }
 
+    /// Business calendars the SLA clocks count on. Feature `tickets`.
+    #[cfg(feature = "tickets")]
+    pub fn sla_calendars(&self) -> SlaCalendars {
+        self.tickets().sla_calendars()
+    }
+
+    /// SLA policies: which targets apply to which tickets. Feature `tickets`.
+    #[cfg(feature = "tickets")]
+    pub fn sla_policies(&self) -> SlaPolicies {
+        self.tickets().sla_policies()
+    }
+
     /// Leads and their conversion. Feature `pipeline`.
     #[cfg(feature = "pipeline")]
     pub fn leads(&self) -> Leads {
         Leads::new(&self.store).expect("Crm composes the pipeline module")
     }
 
-    /// Pipelines, stages and deals. Feature `pipeline`.
+    /// Deals: stage moves, stage history, summaries, lost reasons. Feature `pipeline`.
     #[cfg(feature = "pipeline")]
     pub fn deals(&self) -> Deals {
         Deals::new(&self.store).expect("Crm composes the pipeline module")
+    }
+
+    /// Pipelines and their stages. Feature `pipeline`.
+    #[cfg(feature = "pipeline")]
+    pub fn pipelines(&self) -> Pipelines {
+        self.deals().pipelines()
     }
 
     /// Campaigns, members and ROI inputs. Feature `pipeline`.

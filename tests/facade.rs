@@ -71,7 +71,7 @@ fn activities_relate_to_tickets() {
             .await?;
         let grace = crm
             .contacts()
-            .create_contact(&ctx, NewContact::named("Grace", "Hopper"))
+            .create(&ctx, NewContact::named("Grace", "Hopper"))
             .await?;
         let ticket = crm
             .tickets()

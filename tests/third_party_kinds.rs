@@ -46,7 +46,8 @@ async fn store(b: TestBackend) -> crmkit::Result<Store> {
 async fn shared_organization(f: &Fixture, name: &str) -> CheckResult<crmkit::OrganizationId> {
     let found = f
         .contacts
-        .list_organizations(
+        .organizations()
+        .list(
             &f.admin,
             &Query::new()
                 .filter(Filter::eq("name", name).and(Filter::eq("team", f.team_y)))
@@ -58,7 +59,8 @@ async fn shared_organization(f: &Fixture, name: &str) -> CheckResult<crmkit::Org
         return Ok(o.id);
     }
     Ok(f.contacts
-        .create_organization(
+        .organizations()
+        .create(
             &f.admin,
             NewOrganization {
                 team: Some(f.team_y),

@@ -387,7 +387,7 @@ impl TypedKind for ActivityRecordKind {
 
     crmkit_core::forward_typed_kind! {
         api: |store| api(store)?, id: ActivityId;
-        audit: audit,
+        audit,
     }
 }
 

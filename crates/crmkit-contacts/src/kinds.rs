@@ -73,7 +73,7 @@ impl TypedKind for ContactKind {
 
     crmkit_core::forward_typed_kind! {
         api: |store| Contacts::from_checked(store), id: ContactId;
-        get: get_contact, list: list_contacts, audit: contact_audit, create: create_contact, patch: update_contact, delete: delete_contact, restore: restore_contact,
+        get, list, audit, create, patch, delete, restore,
     }
 }
 
@@ -138,8 +138,8 @@ impl TypedKind for OrganizationKind {
     }
 
     crmkit_core::forward_typed_kind! {
-        api: |store| Contacts::from_checked(store), id: OrganizationId;
-        get: get_organization, list: list_organizations, audit: organization_audit, create: create_organization, patch: update_organization, delete: delete_organization, restore: restore_organization,
+        api: |store| Contacts::from_checked(store).organizations(), id: OrganizationId;
+        get, list, audit, create, patch, delete, restore,
     }
 }
 

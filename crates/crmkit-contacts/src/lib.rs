@@ -29,16 +29,17 @@
 //! store.directory().put_user(&admin, UserInput::new(me, "Ada", "ada@example.com", Role::Admin)).await?;
 //!
 //! let contacts = Contacts::new(&store)?;
-//! let grace = contacts.create_contact(&admin, NewContact::named("Grace", "Hopper").email("grace@navy.mil")).await?;
-//! let again = contacts.create_contact(&admin, NewContact::named("G.", "Hopper").email("GRACE@navy.mil")).await;
+//! let grace = contacts.create(&admin, NewContact::named("Grace", "Hopper").email("grace@navy.mil")).await?;
+//! let again = contacts.create(&admin, NewContact::named("G.", "Hopper").email("GRACE@navy.mil")).await;
 //! assert!(matches!(again, Err(crmkit_core::Error::Duplicate { .. })));
-//! assert_eq!(contacts.get_contact(&admin, grace.id).await?.full_name(), "Grace Hopper");
+//! assert_eq!(contacts.get(&admin, grace.id).await?.full_name(), "Grace Hopper");
 //! # Ok::<(), crmkit_core::Error>(()) })?;
 //! # Ok::<(), crmkit_core::Error>(())
 //! ```
 
 pub mod kinds;
 pub mod model;
+mod organizations;
 pub mod rows;
 mod stored;
 pub mod validate;
@@ -57,9 +58,10 @@ use crmkit_core::{
 };
 
 pub use model::*;
+pub use organizations::Organizations;
 pub use validate::{MAX_CONTACT_POINTS, MAX_TAGS};
 
-use rows::{CONTACT_FIELDS, ORG_TABLE, ORGANIZATION_FIELDS, PERSON_TABLE};
+use rows::{CONTACT_FIELDS, PERSON_TABLE};
 
 /// The contacts module: tables for contacts and organizations.
 #[derive(Debug, Clone, Copy, Default)]
@@ -103,7 +105,7 @@ impl Module for ContactsModule {
     }
 }
 
-/// Rows per changeset in [`Contacts::import_contacts`]: each chunk commits atomically.
+/// Rows per changeset in [`Contacts::import`]: each chunk commits atomically.
 pub const IMPORT_CHUNK: usize = 1000;
 /// Most rows one import call takes.
 pub const MAX_IMPORT_ROWS: usize = 1_000_000;
@@ -135,6 +137,11 @@ impl Contacts {
     /// The underlying store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The organizations API over the same store.
+    pub fn organizations(&self) -> Organizations {
+        Organizations::from_contacts(self.clone())
     }
 
     // ----- shared checks -----
@@ -330,9 +337,9 @@ impl Contacts {
     }
 
     /// Creates a contact.
-    pub async fn create_contact(&self, ctx: &Ctx, input: NewContact) -> Result<Contact> {
+    pub async fn create(&self, ctx: &Ctx, input: NewContact) -> Result<Contact> {
         let mut cs = Changeset::new(ctx);
-        let contact = self.stage_contact(ctx, &input, &[], &mut cs).await?;
+        let contact = self.stage_create(ctx, &input, &[], &mut cs).await?;
         self.commit(ctx, cs).await?;
         Ok(contact)
     }
@@ -343,7 +350,7 @@ impl Contacts {
     /// [`Contacts::commit`] (or [`Store::commit`]). `staged` lists records created earlier
     /// in the same changeset (an organization the contact belongs to), which existence
     /// checks then accept.
-    pub async fn stage_contact(
+    pub async fn stage_create(
         &self,
         ctx: &Ctx,
         input: &NewContact,
@@ -370,7 +377,7 @@ impl Contacts {
         Ok(contact)
     }
 
-    /// Commits a changeset that may claim contact emails (from [`Contacts::stage_contact`]):
+    /// Commits a changeset that may claim contact emails (from [`Contacts::stage_create`]):
     /// losing a concurrent claim is a Duplicate naming the contact that won it.
     pub async fn commit(&self, ctx: &Ctx, cs: Changeset) -> Result<crmkit_core::Commit> {
         let keys: Vec<String> = cs
@@ -388,22 +395,17 @@ impl Contacts {
         self.commit_contact(ctx, cs, &keys, None).await
     }
 
-    async fn load_contact(
-        &self,
-        ctx: &Ctx,
-        id: ContactId,
-        deleted: Option<bool>,
-    ) -> Result<Contact> {
+    async fn load(&self, ctx: &Ctx, id: ContactId, deleted: Option<bool>) -> Result<Contact> {
         service::load(&self.store, ctx, id, deleted).await
     }
 
     /// A contact that is visible to the actor and not deleted.
-    pub async fn get_contact(&self, ctx: &Ctx, id: ContactId) -> Result<Contact> {
-        self.load_contact(ctx, id, Some(false)).await
+    pub async fn get(&self, ctx: &Ctx, id: ContactId) -> Result<Contact> {
+        self.load(ctx, id, Some(false)).await
     }
 
     /// Changes a contact whose current version is `expected_version`.
-    pub async fn update_contact(
+    pub async fn update(
         &self,
         ctx: &Ctx,
         id: ContactId,
@@ -411,7 +413,7 @@ impl Contacts {
         patch: ContactPatch,
     ) -> Result<Contact> {
         ctx.actor().require_write("update contact")?;
-        let old = self.load_contact(ctx, id, Some(false)).await?;
+        let old = self.load(ctx, id, Some(false)).await?;
         let custom = self.custom_schema(ctx, &RecordKind::CONTACT).await?;
         let mut errs = ValidationErrors::new();
         let mut new = old.clone();
@@ -522,29 +524,22 @@ impl Contacts {
     }
 
     /// Soft-deletes a contact (restorable). Its emails and phones leave the lookup index.
-    pub async fn delete_contact(
-        &self,
-        ctx: &Ctx,
-        id: ContactId,
-        expected_version: u64,
-    ) -> Result<Contact> {
-        self.set_contact_deleted(ctx, id, expected_version, true)
-            .await
+    pub async fn delete(&self, ctx: &Ctx, id: ContactId, expected_version: u64) -> Result<Contact> {
+        self.set_deleted(ctx, id, expected_version, true).await
     }
 
     /// Restores a soft-deleted contact. Its emails are claimed again where no other live
     /// contact holds them, and shared otherwise.
-    pub async fn restore_contact(
+    pub async fn restore(
         &self,
         ctx: &Ctx,
         id: ContactId,
         expected_version: u64,
     ) -> Result<Contact> {
-        self.set_contact_deleted(ctx, id, expected_version, false)
-            .await
+        self.set_deleted(ctx, id, expected_version, false).await
     }
 
-    async fn set_contact_deleted(
+    async fn set_deleted(
         &self,
         ctx: &Ctx,
         id: ContactId,
@@ -583,7 +578,7 @@ impl Contacts {
     /// Lists contacts: filter, sort, keyset page. Only visible contacts; deleted ones only
     /// with [`Query::include_deleted`]. Filterable fields: see [`rows::CONTACT_FIELDS`]
     /// and `custom.<key>`.
-    pub async fn list_contacts(&self, ctx: &Ctx, q: &Query) -> Result<Page<Contact>> {
+    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Contact>> {
         service::list_visible(&self.store, ctx, q, &CONTACT_FIELDS, |c: &Contact| {
             Some(&c.custom)
         })
@@ -592,18 +587,18 @@ impl Contacts {
 
     /// Contacts whose name, last name or primary email starts with `text` (ignoring case),
     /// by name.
-    pub async fn search_contacts(&self, ctx: &Ctx, text: &str, limit: u32) -> Result<Vec<Contact>> {
+    pub async fn search(&self, ctx: &Ctx, text: &str, limit: u32) -> Result<Vec<Contact>> {
         let f = Filter::starts_with("name", text)
             .or(Filter::starts_with("last_name", text))
             .or(Filter::starts_with("email", text));
         Ok(self
-            .list_contacts(ctx, &Query::new().filter(f).sort_asc("name").limit(limit))
+            .list(ctx, &Query::new().filter(f).sort_asc("name").limit(limit))
             .await?
             .items)
     }
 
     /// The audit trail of a visible contact.
-    pub async fn contact_audit(&self, ctx: &Ctx, id: ContactId) -> Result<Vec<AuditEntry>> {
+    pub async fn audit(&self, ctx: &Ctx, id: ContactId) -> Result<Vec<AuditEntry>> {
         service::audit_trail::<Contact>(&self.store, ctx, id).await
     }
 
@@ -612,7 +607,7 @@ impl Contacts {
     /// every bad row. If any row is bad, nothing is written unless `options.partial`, in
     /// which case the valid rows are. Rows are written in atomic chunks of
     /// [`IMPORT_CHUNK`].
-    pub async fn import_contacts(
+    pub async fn import(
         &self,
         ctx: &Ctx,
         rows: Vec<NewContact>,
@@ -746,329 +741,6 @@ impl Contacts {
         Ok(report)
     }
 
-    // ----- organizations -----
-
-    async fn build_org_fields(
-        &self,
-        ctx: &Ctx,
-        errs: &mut ValidationErrors,
-        o: &mut Organization,
-        phone: Option<&PhoneInput>,
-        custom: &CustomSchema,
-    ) -> Result<()> {
-        errs.check(crmkit_core::text::check_text("name", &o.name, 200, true));
-        if let Some(d) = &o.domain {
-            o.domain = errs.check(validate::domain("domain", d));
-        }
-        validate::opt_text(errs, "industry", &o.industry, 100);
-        if o.employee_count.is_some_and(|n| n < 0) {
-            errs.push("employee_count", "must not be negative");
-        }
-        if o.annual_revenue.is_some_and(|m| m.is_negative()) {
-            errs.push("annual_revenue", "must not be negative");
-        }
-        if let Some(p) = phone {
-            o.phone = validate::phone(errs, "phone", p).map(|p| p.number);
-        }
-        if let Some(w) = &o.website {
-            validate::website(errs, w);
-        }
-        if let Some(a) = &o.address {
-            validate::address(errs, a);
-        }
-        validate::tags(errs, &o.tags);
-        errs.check(custom.validate(&o.custom));
-        if let Some(p) = o.parent {
-            if p == o.id {
-                errs.push("parent", "an organization cannot be its own parent");
-            } else if !self.org_exists(ctx, p).await? {
-                errs.push("parent", reference_reason(&RecordKind::ORGANIZATION));
-            } else {
-                // Walk up from the new parent: reaching `o` again would make a cycle.
-                let mut cur = Some(p);
-                let mut depth = 0;
-                while let Some(c) = cur {
-                    if c == o.id || depth > 64 {
-                        errs.push("parent", "would make a cycle of parents");
-                        break;
-                    }
-                    let row = self
-                        .store
-                        .backend()
-                        .get(ctx.tenant(), ORG_TABLE, &[Value::Uuid(c.as_uuid())])
-                        .await?;
-                    cur = row
-                        .and_then(|r| r[12].as_uuid())
-                        .map(OrganizationId::from_uuid);
-                    depth += 1;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn org_index_writes(cs: &mut Changeset, o: &Organization, replace: bool) {
-        let record = RecordRef::from(o.id);
-        let numbers: Vec<String> = o.phone.iter().cloned().collect();
-        cs.writes.extend(lookup::index_writes(
-            &record,
-            LookupKind::Phone,
-            &numbers,
-            false,
-            replace,
-        ));
-    }
-
-    /// Creates an organization.
-    pub async fn create_organization(
-        &self,
-        ctx: &Ctx,
-        input: NewOrganization,
-    ) -> Result<Organization> {
-        let mut cs = Changeset::new(ctx);
-        let o = self.stage_organization(ctx, input, &mut cs).await?;
-        self.store.commit(cs).await?;
-        Ok(o)
-    }
-
-    /// Validates a new organization and adds its writes to `cs` without committing (see
-    /// [`Contacts::stage_contact`]).
-    pub async fn stage_organization(
-        &self,
-        ctx: &Ctx,
-        input: NewOrganization,
-        cs: &mut Changeset,
-    ) -> Result<Organization> {
-        ctx.actor().require_write("create organization")?;
-        let custom = self.custom_schema(ctx, &RecordKind::ORGANIZATION).await?;
-        let now = ctx.now();
-        let mut o = Organization {
-            id: OrganizationId::new(),
-            name: input.name,
-            domain: input.domain,
-            industry: input.industry,
-            employee_count: input.employee_count,
-            annual_revenue: input.annual_revenue,
-            phone: None,
-            website: input.website,
-            address: input.address,
-            parent: input.parent,
-            owner: input.owner.unwrap_or(ctx.actor().user),
-            team: input.team,
-            tags: input.tags,
-            custom: input.custom,
-            created_at: now,
-            updated_at: now,
-            deleted_at: None,
-            version: 1,
-        };
-        let mut errs = ValidationErrors::new();
-        self.build_org_fields(ctx, &mut errs, &mut o, input.phone.as_ref(), &custom)
-            .await?;
-        OwnerChecks::new()
-            .check(&self.store, ctx, &mut errs, o.owner, o.team)
-            .await?;
-        errs.into_result()?;
-        let record = RecordRef::from(o.id);
-        cs.writes.push(Write::Insert {
-            table: ORG_TABLE,
-            row: rows::org_row(&o)?,
-        });
-        Self::org_index_writes(cs, &o, false);
-        cs.writes
-            .extend(custom.index_writes(&record, &o.custom, false));
-        stage_created(cs, record, "organization", &o);
-        Ok(o)
-    }
-
-    /// The live organization (visible to the actor) with this web domain, oldest first.
-    /// The domain is normalised as on input (`https://www.Example.com/x` is `example.com`).
-    pub async fn find_organization_by_domain(
-        &self,
-        ctx: &Ctx,
-        domain: &str,
-    ) -> Result<Option<Organization>> {
-        let d = validate::domain("domain", domain)?;
-        let page = self
-            .list_organizations(ctx, &Query::new().filter(Filter::eq("domain", d)).limit(1))
-            .await?;
-        Ok(page.items.into_iter().next())
-    }
-
-    async fn load_org(
-        &self,
-        ctx: &Ctx,
-        id: OrganizationId,
-        deleted: Option<bool>,
-    ) -> Result<Organization> {
-        service::load(&self.store, ctx, id, deleted).await
-    }
-
-    /// An organization visible to the actor and not deleted.
-    pub async fn get_organization(&self, ctx: &Ctx, id: OrganizationId) -> Result<Organization> {
-        self.load_org(ctx, id, Some(false)).await
-    }
-
-    /// Changes an organization whose current version is `expected_version`.
-    pub async fn update_organization(
-        &self,
-        ctx: &Ctx,
-        id: OrganizationId,
-        expected_version: u64,
-        patch: OrganizationPatch,
-    ) -> Result<Organization> {
-        ctx.actor().require_write("update organization")?;
-        let old = self.load_org(ctx, id, Some(false)).await?;
-        let custom = self.custom_schema(ctx, &RecordKind::ORGANIZATION).await?;
-        let mut new = old.clone();
-        if let Some(v) = patch.name {
-            new.name = v;
-        }
-        if let Some(v) = patch.domain {
-            new.domain = v;
-        }
-        if let Some(v) = patch.industry {
-            new.industry = v;
-        }
-        if let Some(v) = patch.employee_count {
-            new.employee_count = v;
-        }
-        if let Some(v) = patch.annual_revenue {
-            new.annual_revenue = v;
-        }
-        if let Some(v) = patch.website {
-            new.website = v;
-        }
-        if let Some(v) = patch.address {
-            new.address = v;
-        }
-        if let Some(v) = patch.parent {
-            new.parent = v;
-        }
-        if let Some(v) = patch.tags {
-            new.tags = v;
-        }
-        if !patch.custom.is_empty() {
-            new.custom = apply_custom_patch(&old.custom, &patch.custom);
-        }
-        let phone_input = match &patch.phone {
-            Some(Some(p)) => Some(p),
-            Some(None) => {
-                new.phone = None;
-                None
-            }
-            None => None,
-        };
-        let mut errs = ValidationErrors::new();
-        self.build_org_fields(ctx, &mut errs, &mut new, phone_input, &custom)
-            .await?;
-        let owner = (&mut new.owner, &mut new.team);
-        service::reassign(
-            &self.store,
-            ctx,
-            &mut errs,
-            owner,
-            (patch.owner, patch.team),
-        )
-        .await?;
-        errs.into_result()?;
-        service::check_version(id, expected_version, old.version)?;
-        new.updated_at = ctx.now();
-        new.version = old.version + 1;
-        let changes = service::changes(id, &old, &new);
-        if changes.is_empty() {
-            return Ok(old);
-        }
-        let record = changes.record.clone();
-        let mut cs = Changeset::new(ctx);
-        let def = self.store.backend().schema().table(ORG_TABLE)?;
-        let set = changed_columns(def, &rows::org_row(&old)?, &rows::org_row(&new)?);
-        let event = "organization.updated";
-        stage_update(
-            &mut cs,
-            changes,
-            ORG_TABLE,
-            set,
-            expected_version,
-            event,
-            to_json(&new),
-        );
-        if new.phone != old.phone {
-            Self::org_index_writes(&mut cs, &new, true);
-        }
-        if new.custom != old.custom {
-            cs.writes
-                .extend(custom.index_writes(&record, &new.custom, true));
-        }
-        self.store.commit(cs).await?;
-        Ok(new)
-    }
-
-    /// Soft-deletes an organization.
-    pub async fn delete_organization(
-        &self,
-        ctx: &Ctx,
-        id: OrganizationId,
-        expected_version: u64,
-    ) -> Result<Organization> {
-        self.set_org_deleted(ctx, id, expected_version, true).await
-    }
-
-    /// Restores a soft-deleted organization.
-    pub async fn restore_organization(
-        &self,
-        ctx: &Ctx,
-        id: OrganizationId,
-        expected_version: u64,
-    ) -> Result<Organization> {
-        self.set_org_deleted(ctx, id, expected_version, false).await
-    }
-
-    async fn set_org_deleted(
-        &self,
-        ctx: &Ctx,
-        id: OrganizationId,
-        expected_version: u64,
-        delete: bool,
-    ) -> Result<Organization> {
-        let (mut cs, _, new) = service::stage_set_deleted::<Organization>(
-            &self.store,
-            ctx,
-            id,
-            expected_version,
-            delete,
-        )
-        .await?;
-        if delete {
-            cs.writes.push(lookup::remove_writes(&RecordRef::from(id)));
-        } else {
-            Self::org_index_writes(&mut cs, &new, true);
-        }
-        self.store.commit(cs).await?;
-        Ok(new)
-    }
-
-    /// Lists organizations (see [`rows::ORGANIZATION_FIELDS`] and `custom.<key>`).
-    pub async fn list_organizations(&self, ctx: &Ctx, q: &Query) -> Result<Page<Organization>> {
-        service::list_visible(
-            &self.store,
-            ctx,
-            q,
-            &ORGANIZATION_FIELDS,
-            |o: &Organization| Some(&o.custom),
-        )
-        .await
-    }
-
-    /// The audit trail of a visible organization.
-    pub async fn organization_audit(
-        &self,
-        ctx: &Ctx,
-        id: OrganizationId,
-    ) -> Result<Vec<AuditEntry>> {
-        service::audit_trail::<Organization>(&self.store, ctx, id).await
-    }
-
     /// Live contacts and organizations (visible to the actor) with this phone number in
     /// E.164, through the core lookup index.
     pub async fn find_by_phone(&self, ctx: &Ctx, e164: &str) -> Result<Vec<RecordRef>> {
@@ -1098,7 +770,7 @@ impl Contacts {
         )
         .await?;
         for r in refs {
-            if let Ok(c) = self.get_contact(ctx, ContactId::from_uuid(r.id)).await {
+            if let Ok(c) = self.get(ctx, ContactId::from_uuid(r.id)).await {
                 return Ok(Some(c));
             }
         }

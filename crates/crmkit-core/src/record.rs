@@ -1367,8 +1367,10 @@ pub fn version_of(record: &Json) -> Option<u64> {
 /// `impl TypedKind for ...` block; methods that do more are written out beside it.
 ///
 /// `api` builds the typed API from the store; `id` is the typed id built from the `Uuid`
-/// of the request; then each method names the API method it forwards to (`get`, `list`,
-/// `audit`, `create`, `patch`, `delete`, `restore`, in any order, each at most once).
+/// of the request; then the list of methods that forward (`get`, `list`, `audit`,
+/// `create`, `patch`, `delete`, `restore`, in any order, each at most once) to the API
+/// method of the same name (`patch` to `update`): every module's typed API has these
+/// names.
 /// `never_deleted: kind` instead writes `delete` and `restore` for a kind whose records
 /// are never deleted: a record the actor may see is refused as an operation the kind does
 /// not offer (anything else is what `get` says, NotFound).
@@ -1378,15 +1380,14 @@ pub fn version_of(record: &Json) -> Option<u64> {
 ///     // ... types, describe ...
 ///     crmkit_core::forward_typed_kind! {
 ///         api: |store| Leads::new(store)?, id: LeadId;
-///         get: get, list: list, audit: audit, create: create, patch: update,
-///         delete: delete, restore: restore,
+///         get, list, audit, create, patch, delete, restore,
 ///     }
 /// }
 /// ```
 #[macro_export]
 macro_rules! forward_typed_kind {
-    (api: |$s:ident| $api:expr, id: $id:ty; $($m:ident: $f:ident),* $(,)?) => {
-        $( $crate::forward_typed_kind!(@$m $f, $s, $api, $id); )*
+    (api: |$s:ident| $api:expr, id: $id:ty; $($m:ident),* $(,)?) => {
+        $( $crate::forward_typed_kind!(@$m $s, $api, $id); )*
     };
     (never_deleted: $kind:expr) => {
         async fn delete(
@@ -1411,47 +1412,47 @@ macro_rules! forward_typed_kind {
             Err($crate::record::unsupported(&$kind, "restore"))
         }
     };
-    (@get $f:ident, $s:ident, $api:expr, $id:ty) => {
+    (@get $s:ident, $api:expr, $id:ty) => {
         async fn get(
             &self,
             $s: &$crate::Store,
             ctx: &$crate::Ctx,
             id: ::uuid::Uuid,
         ) -> $crate::Result<Self::Record> {
-            $api.$f(ctx, <$id>::from_uuid(id)).await
+            $api.get(ctx, <$id>::from_uuid(id)).await
         }
     };
-    (@list $f:ident, $s:ident, $api:expr, $id:ty) => {
+    (@list $s:ident, $api:expr, $id:ty) => {
         async fn list(
             &self,
             $s: &$crate::Store,
             ctx: &$crate::Ctx,
             q: &$crate::Query,
         ) -> $crate::Result<$crate::Page<Self::Record>> {
-            $api.$f(ctx, q).await
+            $api.list(ctx, q).await
         }
     };
-    (@audit $f:ident, $s:ident, $api:expr, $id:ty) => {
+    (@audit $s:ident, $api:expr, $id:ty) => {
         async fn audit(
             &self,
             $s: &$crate::Store,
             ctx: &$crate::Ctx,
             id: ::uuid::Uuid,
         ) -> $crate::Result<Vec<$crate::AuditEntry>> {
-            $api.$f(ctx, <$id>::from_uuid(id)).await
+            $api.audit(ctx, <$id>::from_uuid(id)).await
         }
     };
-    (@create $f:ident, $s:ident, $api:expr, $id:ty) => {
+    (@create $s:ident, $api:expr, $id:ty) => {
         async fn create(
             &self,
             $s: &$crate::Store,
             ctx: &$crate::Ctx,
             input: Self::New,
         ) -> $crate::Result<Self::Record> {
-            $api.$f(ctx, input).await
+            $api.create(ctx, input).await
         }
     };
-    (@patch $f:ident, $s:ident, $api:expr, $id:ty) => {
+    (@patch $s:ident, $api:expr, $id:ty) => {
         async fn patch(
             &self,
             $s: &$crate::Store,
@@ -1460,10 +1461,10 @@ macro_rules! forward_typed_kind {
             expected_version: u64,
             patch: Self::Patch,
         ) -> $crate::Result<Self::Record> {
-            $api.$f(ctx, <$id>::from_uuid(id), expected_version, patch).await
+            $api.update(ctx, <$id>::from_uuid(id), expected_version, patch).await
         }
     };
-    (@delete $f:ident, $s:ident, $api:expr, $id:ty) => {
+    (@delete $s:ident, $api:expr, $id:ty) => {
         async fn delete(
             &self,
             $s: &$crate::Store,
@@ -1471,10 +1472,10 @@ macro_rules! forward_typed_kind {
             id: ::uuid::Uuid,
             expected_version: u64,
         ) -> $crate::Result<Self::Record> {
-            $api.$f(ctx, <$id>::from_uuid(id), expected_version).await
+            $api.delete(ctx, <$id>::from_uuid(id), expected_version).await
         }
     };
-    (@restore $f:ident, $s:ident, $api:expr, $id:ty) => {
+    (@restore $s:ident, $api:expr, $id:ty) => {
         async fn restore(
             &self,
             $s: &$crate::Store,
@@ -1482,7 +1483,7 @@ macro_rules! forward_typed_kind {
             id: ::uuid::Uuid,
             expected_version: u64,
         ) -> $crate::Result<Self::Record> {
-            $api.$f(ctx, <$id>::from_uuid(id), expected_version).await
+            $api.restore(ctx, <$id>::from_uuid(id), expected_version).await
         }
     };
 }

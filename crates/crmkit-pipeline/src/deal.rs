@@ -9,7 +9,7 @@
 //! Money stays exact: a deal's amount is stored as an integer count of 10^-4 units, and a
 //! denormalised `weighted_x100` column holds amount units × effective probability, kept in
 //! step in every changeset that changes either. So the open and weighted values of
-//! [`Deals::pipeline_summary`] are plain SQL sums of integers, exact on every backend:
+//! [`Deals::summary`] are plain SQL sums of integers, exact on every backend:
 //! the weighted value is `Σ weighted_x100 / 10^6`, with no rounding at all (it has at most
 //! six digits after the decimal point; round it to the currency with
 //! [`crmkit_core::Money::round`] for display).
@@ -20,7 +20,8 @@
 //! Admin and Manager change them.
 
 mod pipelines;
-pub use pipelines::REQUIRABLE_FIELDS;
+pub use crate::kinds::PipelinePatch;
+pub use pipelines::{Pipelines, REQUIRABLE_FIELDS};
 pub mod rows;
 
 use crmkit_core::service::{
@@ -782,6 +783,11 @@ impl Deals {
         &self.store
     }
 
+    /// The pipelines API over the same store.
+    pub fn pipelines(&self) -> Pipelines {
+        Pipelines::from_deals(self.clone())
+    }
+
     async fn custom_schema(&self, ctx: &Ctx) -> Result<CustomSchema> {
         self.store
             .custom_fields()
@@ -941,7 +947,7 @@ impl Deals {
     /// accept them (conversion also lists the lead's campaign, which the deal inherits as
     /// the lead has it). Every other reference must be visible to the actor
     /// ([`crmkit_core::record::Records::visible`]).
-    pub async fn stage_deal(
+    pub async fn stage_create(
         &self,
         ctx: &Ctx,
         input: &NewDeal,
@@ -1055,9 +1061,9 @@ impl Deals {
     }
 
     /// Creates a deal.
-    pub async fn create_deal(&self, ctx: &Ctx, input: NewDeal) -> Result<Deal> {
+    pub async fn create(&self, ctx: &Ctx, input: NewDeal) -> Result<Deal> {
         let mut cs = Changeset::new(ctx);
-        let deal = self.stage_deal(ctx, &input, &[], &mut cs).await?;
+        let deal = self.stage_create(ctx, &input, &[], &mut cs).await?;
         self.store.commit(cs).await?;
         Ok(deal)
     }
@@ -1074,7 +1080,7 @@ impl Deals {
     }
 
     /// A deal visible to the actor and not deleted.
-    pub async fn get_deal(&self, ctx: &Ctx, id: DealId) -> Result<Deal> {
+    pub async fn get(&self, ctx: &Ctx, id: DealId) -> Result<Deal> {
         Ok(self.load_deal(ctx, id, Some(false)).await?.deal)
     }
 
@@ -1130,7 +1136,7 @@ impl Deals {
 
     /// Changes a deal whose current version is `expected_version`. The fields its current
     /// stage requires must stay set.
-    pub async fn update_deal(
+    pub async fn update(
         &self,
         ctx: &Ctx,
         id: DealId,
@@ -1274,7 +1280,7 @@ impl Deals {
     }
 
     /// Moves `old` into `to` (of `pipeline`), appending a history entry. Shared by
-    /// [`Deals::move_deal`], [`Deals::move_to_pipeline`] and stage removal.
+    /// [`Deals::move_to_stage`], [`Deals::move_to_pipeline`] and stage removal.
     #[allow(clippy::too_many_arguments)]
     async fn transition(
         &self,
@@ -1358,7 +1364,7 @@ impl Deals {
     /// it (sets `won_at` / `lost_at`); a lost stage needs a lost reason; moving a closed
     /// deal to an open stage reopens it. The target stage's required fields must be set.
     /// Appends a stage-history entry.
-    pub async fn move_deal(
+    pub async fn move_to_stage(
         &self,
         ctx: &Ctx,
         id: DealId,
@@ -1457,12 +1463,12 @@ impl Deals {
     }
 
     /// Soft-deletes a deal (restorable; it leaves lists and summaries).
-    pub async fn delete_deal(&self, ctx: &Ctx, id: DealId, expected_version: u64) -> Result<Deal> {
+    pub async fn delete(&self, ctx: &Ctx, id: DealId, expected_version: u64) -> Result<Deal> {
         self.set_deleted(ctx, id, expected_version, true).await
     }
 
     /// Restores a soft-deleted deal.
-    pub async fn restore_deal(&self, ctx: &Ctx, id: DealId, expected_version: u64) -> Result<Deal> {
+    pub async fn restore(&self, ctx: &Ctx, id: DealId, expected_version: u64) -> Result<Deal> {
         self.set_deleted(ctx, id, expected_version, false).await
     }
 
@@ -1499,7 +1505,7 @@ impl Deals {
     /// Lists deals: filter, sort, keyset page over [`rows::DEAL_FIELDS`] and
     /// `custom.<key>`. Only visible deals; deleted ones only with
     /// [`Query::include_deleted`].
-    pub async fn list_deals(&self, ctx: &Ctx, q: &Query) -> Result<Page<Deal>> {
+    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Deal>> {
         service::list_visible(&self.store, ctx, q, &DEAL_FIELDS, |d: &Deal| {
             Some(&d.custom)
         })
@@ -1516,7 +1522,7 @@ impl Deals {
     }
 
     /// The audit trail of a visible deal.
-    pub async fn deal_audit(&self, ctx: &Ctx, id: DealId) -> Result<Vec<AuditEntry>> {
+    pub async fn audit(&self, ctx: &Ctx, id: DealId) -> Result<Vec<AuditEntry>> {
         service::audit_trail::<Deal>(&self.store, ctx, id).await
     }
 
@@ -1524,11 +1530,7 @@ impl Deals {
 
     /// Open deals (visible, not deleted) of a pipeline per stage and currency: count,
     /// exact open value and exact weighted value, computed by one grouped SQL aggregate.
-    pub async fn pipeline_summary(
-        &self,
-        ctx: &Ctx,
-        pipeline: PipelineId,
-    ) -> Result<PipelineSummary> {
+    pub async fn summary(&self, ctx: &Ctx, pipeline: PipelineId) -> Result<PipelineSummary> {
         let p = self.load_pipeline(ctx, pipeline).await?;
         let agg = crmkit_core::store::Aggregate {
             table: DEAL_TABLE,
@@ -1594,13 +1596,13 @@ impl Deals {
         let f = Filter::eq("status", "open")
             .and(Filter::gte("expected_close", from))
             .and(Filter::lte("expected_close", to));
-        self.list_deals(ctx, &q.clone().filter(f)).await
+        self.list(ctx, &q.clone().filter(f)).await
     }
 
     /// Open deals (visible, not deleted) that have been in their current stage longer
     /// than its rotting threshold at `now`, and-ed with `q`: one condition per stage with
     /// a threshold, pushed down into the query.
-    pub async fn idle_deals(&self, ctx: &Ctx, now: DateTime<Utc>, q: &Query) -> Result<Page<Deal>> {
+    pub async fn idle(&self, ctx: &Ctx, now: DateTime<Utc>, q: &Query) -> Result<Page<Deal>> {
         let stages = self.all_stages(ctx).await?;
         let mut any = vec![];
         for s in stages {
@@ -1610,7 +1612,7 @@ impl Deals {
             }
         }
         let f = Filter::eq("status", "open").and(Filter::Or(any));
-        self.list_deals(ctx, &q.clone().filter(f)).await
+        self.list(ctx, &q.clone().filter(f)).await
     }
 
     // ----- lost reasons -----

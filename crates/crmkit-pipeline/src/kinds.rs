@@ -9,14 +9,14 @@
 //! - `lead`: `status`, `disqualified_reason` and `score` are given on create only (then
 //!   [`Leads::set_status`], [`Leads::set_score`]); the `converted_*` links are written by
 //!   [`Leads::convert`].
-//! - `deal`: `pipeline` and `stage` are given on create only (then [`Deals::move_deal`] and
+//! - `deal`: `pipeline` and `stage` are given on create only (then [`Deals::move_to_stage`] and
 //!   [`Deals::move_to_pipeline`]); `won_at`, `lost_at`, `lost_reason`, `lost_reason_id`
 //!   and `stage_entered_at` follow the moves; `probability` is computed (the override or
 //!   the stage's).
 //! - `pipeline`: its `stages` are a field of the pipeline, not a kind of their own. A
 //!   stage has no version, audit trail, events or lifecycle of its own: every stage change
-//!   ([`Deals::add_stage`], [`Deals::update_stage`], [`Deals::reorder_stages`],
-//!   [`Deals::remove_stage`]) is a change of its pipeline (one version, one
+//!   ([`Pipelines::add_stage`], [`Pipelines::update_stage`], [`Pipelines::reorder_stages`],
+//!   [`Pipelines::remove_stage`]) is a change of its pipeline (one version, one
 //!   `pipeline.updated` event), and a stage id only means something within its pipeline.
 //!   So `stages` is given on create and changed by those commands only; a generic patch
 //!   renames. Pipelines are tenant settings: every actor reads them, Admin and Manager
@@ -36,8 +36,8 @@ use crate::campaign::{
 };
 use crate::deal::rows::{DEAL_FIELDS, PIPELINE_FIELDS};
 use crate::deal::{
-    Deal, DealPatch, DealRole, Deals, NewDeal, NewPipeline, Pipeline, REQUIRABLE_FIELDS, Source,
-    StageKind,
+    Deal, DealPatch, DealRole, Deals, NewDeal, NewPipeline, Pipeline, Pipelines, REQUIRABLE_FIELDS,
+    Source, StageKind,
 };
 use crate::lead::{LEAD_FIELDS, Lead, LeadPatch, LeadStatus, Leads, NewLead};
 
@@ -161,7 +161,7 @@ impl TypedKind for LeadKind {
 
     crmkit_core::forward_typed_kind! {
         api: |store| Leads::new(store)?, id: LeadId;
-        get: get, list: list, audit: audit, create: create, patch: update, delete: delete, restore: restore,
+        get, list, audit, create, patch, delete, restore,
     }
 }
 
@@ -225,7 +225,7 @@ impl TypedKind for DealKind {
             .field(
                 F::new("stage", T::Id)
                     .create_only()
-                    .doc("The id of a stage of `pipeline` (see the pipeline's `stages`); its first stage when absent on create, never a lost one. Then changed by `Deals::move_deal`."),
+                    .doc("The id of a stage of `pipeline` (see the pipeline's `stages`); its first stage when absent on create, never a lost one. Then changed by `Deals::move_to_stage`."),
             )
             .owned()
             .field(F::new("organization", T::reference("organization")).nullable())
@@ -278,7 +278,7 @@ impl TypedKind for DealKind {
 
     async fn create(&self, store: &Store, ctx: &Ctx, input: NewDeal) -> Result<Deal> {
         Deals::new(store)?
-            .create_deal(ctx, input)
+            .create(ctx, input)
             .await
             .map_err(override_named)
     }
@@ -292,14 +292,14 @@ impl TypedKind for DealKind {
         patch: DealPatch,
     ) -> Result<Deal> {
         Deals::new(store)?
-            .update_deal(ctx, DealId::from_uuid(id), expected_version, patch)
+            .update(ctx, DealId::from_uuid(id), expected_version, patch)
             .await
             .map_err(override_named)
     }
 
     crmkit_core::forward_typed_kind! {
         api: |store| Deals::new(store)?, id: DealId;
-        get: get_deal, list: list_deals, audit: deal_audit, delete: delete_deal, restore: restore_deal,
+        get, list, audit, delete, restore,
     }
 }
 
@@ -346,7 +346,7 @@ impl TypedKind for CampaignRecordKind {
 
     crmkit_core::forward_typed_kind! {
         api: |store| Campaigns::new(store)?, id: CampaignId;
-        get: get, list: list, audit: audit, create: create, patch: update, delete: delete, restore: restore,
+        get, list, audit, create, patch, delete, restore,
     }
 }
 
@@ -356,8 +356,8 @@ impl TypedKind for CampaignRecordKind {
 #[doc = include_str!("kinds/pipeline.md")]
 pub struct PipelineKind;
 
-/// A generic patch of a pipeline: its name ([`Deals::rename_pipeline`]); stages change
-/// through their own commands.
+/// A change to a pipeline ([`Pipelines::update`]): its name; stages change through their
+/// own commands ([`Pipelines::add_stage`], ...).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PipelinePatch {
@@ -391,14 +391,14 @@ impl TypedKind for PipelineKind {
             .field(
                 F::new("is_default", T::Bool)
                     .read_only()
-                    .doc("Whether it is the tenant's default pipeline (`Deals::ensure_default_pipeline`)."),
+                    .doc("Whether it is the tenant's default pipeline (`Pipelines::ensure_default`)."),
             )
             .field(
                 F::new("stages", T::list(T::Object))
                     .required()
                     .create_only()
                     .doc(&format!(
-                        "Its live stages in order, part of the pipeline (not a kind of their own): `{{id, pipeline, name, position, probability, kind, rotting_days, required_fields}}` objects, `kind` one of {}, `required_fields` of {requirable} or custom.<key>. A create body gives `{{name, probability, kind, rotting_days, required_fields}}` (at least one open stage, at most 50, names unique); then `Deals::add_stage`, `update_stage`, `reorder_stages` and `remove_stage` change them.",
+                        "Its live stages in order, part of the pipeline (not a kind of their own): `{{id, pipeline, name, position, probability, kind, rotting_days, required_fields}}` objects, `kind` one of {}, `required_fields` of {requirable} or custom.<key>. A create body gives `{{name, probability, kind, rotting_days, required_fields}}` (at least one open stage, at most 50, names unique); then `Pipelines::add_stage`, `update_stage`, `reorder_stages` and `remove_stage` change them.",
                         StageKind::NAMES.join(", ")
                     )),
             )
@@ -416,29 +416,9 @@ impl TypedKind for PipelineKind {
             .queryable(&PIPELINE_FIELDS)
     }
 
-    async fn patch(
-        &self,
-        store: &Store,
-        ctx: &Ctx,
-        id: Uuid,
-        expected_version: u64,
-        patch: PipelinePatch,
-    ) -> Result<Pipeline> {
-        let deals = Deals::new(store)?;
-        let id = PipelineId::from_uuid(id);
-        match patch.name {
-            Some(name) => {
-                deals
-                    .rename_pipeline(ctx, id, expected_version, &name)
-                    .await
-            }
-            None => deals.unchanged_pipeline(ctx, id, expected_version).await,
-        }
-    }
-
     crmkit_core::forward_typed_kind! {
-        api: |store| Deals::new(store)?, id: PipelineId;
-        get: get_pipeline, list: list_pipelines_page, audit: pipeline_audit, create: create_pipeline,
+        api: |store| Pipelines::new(store)?, id: PipelineId;
+        get, list, audit, create, patch,
     }
 
     crmkit_core::forward_typed_kind!(never_deleted: crate::deal::PIPELINE_KIND);

@@ -123,11 +123,7 @@ async fn contact(f: &Fixture, ctx: &Ctx, phone: Option<&str>) -> CheckResult<Rec
     if let Some(p) = phone {
         c = c.phone(PhoneInput::new(p));
     }
-    let c = f
-        .contacts
-        .create_contact(ctx, c)
-        .await
-        .at("create contact")?;
+    let c = f.contacts.create(ctx, c).await.at("create contact")?;
     Ok(RecordRef::from(c.id))
 }
 
@@ -760,7 +756,11 @@ pub async fn follow_up_lists(store: &Store) -> CheckResult {
     let admin = f.admin.clone().with_clock(clock.clone());
     let deals = Deals::new(store).at("Deals::new")?;
     let leads = Leads::new(store).at("Leads::new")?;
-    let p = deals.ensure_default_pipeline(&admin).await.at("pipeline")?;
+    let p = deals
+        .pipelines()
+        .ensure_default(&admin)
+        .await
+        .at("pipeline")?;
     let stage = |name: &str| {
         p.stages
             .iter()
@@ -777,7 +777,7 @@ pub async fn follow_up_lists(store: &Store) -> CheckResult {
     for i in 0..4 {
         clock.advance(Duration::minutes(1));
         let d = deals
-            .create_deal(&admin, NewDeal::new(format!("Deal {i}"), p.id))
+            .create(&admin, NewDeal::new(format!("Deal {i}"), p.id))
             .await
             .at("deal")?;
         deal_ids.push(d);
@@ -831,12 +831,12 @@ pub async fn follow_up_lists(store: &Store) -> CheckResult {
     .at("task")?;
     let d1 = &deal_ids[1];
     deals
-        .move_deal(&admin, d1.id, d1.version, stage("Won")?, None)
+        .move_to_stage(&admin, d1.id, d1.version, stage("Won")?, None)
         .await
         .at("win")?;
     let d3 = &deal_ids[3];
     deals
-        .delete_deal(&admin, d3.id, d3.version)
+        .delete(&admin, d3.id, d3.version)
         .await
         .at("delete deal")?;
     let open: Vec<RecordRef> = all_pages(RecordKind::DEAL).await?;
@@ -846,7 +846,7 @@ pub async fn follow_up_lists(store: &Store) -> CheckResult {
         "only the open deal without a task has no next step"
     );
     let d3 = deals
-        .restore_deal(&admin, d3.id, d3.version + 1)
+        .restore(&admin, d3.id, d3.version + 1)
         .await
         .at("restore deal")?;
     ensure_eq!(
@@ -939,11 +939,11 @@ pub async fn follow_up_lists(store: &Store) -> CheckResult {
     // A deleted contact leaves the lists.
     let c4 = f
         .contacts
-        .get_contact(&admin, crmkit_core::ContactId::from_uuid(contacts[4].id))
+        .get(&admin, crmkit_core::ContactId::from_uuid(contacts[4].id))
         .await
         .at("get contact")?;
     f.contacts
-        .delete_contact(&admin, c4.id, c4.version)
+        .delete(&admin, c4.id, c4.version)
         .await
         .at("delete contact")?;
     ensure!(
@@ -1062,9 +1062,9 @@ pub async fn timeline(store: &Store) -> CheckResult {
         expected.push(format!("activity:{}", x.id));
         if i % 3 == 0 {
             clock.advance(Duration::minutes(1));
-            let cur = f.contacts.get_contact(&rep, id).await.at("get contact")?;
+            let cur = f.contacts.get(&rep, id).await.at("get contact")?;
             f.contacts
-                .update_contact(
+                .update(
                     &rep,
                     id,
                     cur.version,
@@ -1811,7 +1811,7 @@ pub async fn other_kinds_and_staging(store: &Store) -> CheckResult {
             let mut cs = crmkit_core::Changeset::new(&f.rep);
             let c = f
                 .contacts
-                .stage_contact(&f.rep, &NewContact::named("New", "Caller"), &[], &mut cs)
+                .stage_create(&f.rep, &NewContact::named("New", "Caller"), &[], &mut cs)
                 .await?;
             let cref = RecordRef::from(c.id);
             let staged = a
@@ -1901,18 +1901,19 @@ pub async fn hidden_like_nonexistent(store: &Store) -> CheckResult {
     let hidden = contact(&f, &f.admin, None).await?;
     let gone = f.person(&f.admin, "Gone", "Away").await?;
     f.contacts
-        .delete_contact(&f.admin, gone.id, gone.version)
+        .delete(&f.admin, gone.id, gone.version)
         .await
         .at("delete contact")?;
     let foreign = contact(&other, &other.admin, None).await?;
     let visible = contact(&f, rep, None).await?;
     let deals = Deals::new(store).at("Deals::new")?;
     let p = deals
-        .ensure_default_pipeline(&f.admin)
+        .pipelines()
+        .ensure_default(&f.admin)
         .await
         .at("pipeline")?;
     let deal = deals
-        .create_deal(&f.admin, NewDeal::new("Hidden deal", p.id))
+        .create(&f.admin, NewDeal::new("Hidden deal", p.id))
         .await
         .at("deal")?;
     let lead = Leads::new(store)

@@ -204,7 +204,8 @@ impl Fixture {
     /// Creates organization `name` as `ctx`.
     pub(crate) async fn org(&self, ctx: &Ctx, name: &str) -> CheckResult<Organization> {
         self.contacts
-            .create_organization(ctx, NewOrganization::named(name))
+            .organizations()
+            .create(ctx, NewOrganization::named(name))
             .await
             .at(&format!("create organization {name:?}"))
     }
@@ -212,7 +213,7 @@ impl Fixture {
     /// Creates contact `first` `last` as `ctx`.
     pub(crate) async fn person(&self, ctx: &Ctx, first: &str, last: &str) -> CheckResult<Contact> {
         self.contacts
-            .create_contact(ctx, NewContact::named(first, last))
+            .create(ctx, NewContact::named(first, last))
             .await
             .at(&format!("create contact {first} {last}"))
     }
@@ -226,12 +227,7 @@ impl Fixture {
     ) -> CheckResult<ContactId> {
         let mut c = edit(NewContact::named("Grace", "Hopper"));
         c.team = Some(self.team_x);
-        Ok(self
-            .contacts
-            .create_contact(ctx, c)
-            .await
-            .at("create contact")?
-            .id)
+        Ok(self.contacts.create(ctx, c).await.at("create contact")?.id)
     }
 
     /// [`Fixture::row_counts`] and [`Fixture::last_seq`]: what a refused command must
@@ -363,16 +359,13 @@ pub fn memory_store() -> crmkit_core::Result<Store> {
 
 /// Every contact a query returns, following cursors.
 pub(crate) async fn all_contacts(c: &Contacts, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Contact>> {
-    all_pages(q, "list contacts", |q| async move {
-        c.list_contacts(ctx, &q).await
-    })
-    .await
+    all_pages(q, "list contacts", |q| async move { c.list(ctx, &q).await }).await
 }
 
 /// Every organization a query returns, following cursors.
 pub(crate) async fn all_orgs(c: &Contacts, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Organization>> {
     all_pages(q, "list organizations", |q| async move {
-        c.list_organizations(ctx, &q).await
+        c.organizations().list(ctx, &q).await
     })
     .await
 }
@@ -540,12 +533,14 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     let c = &f.contacts;
     let parent = c
-        .create_organization(&f.admin, NewOrganization::named("Parent ' OR 1=1--"))
+        .organizations()
+        .create(&f.admin, NewOrganization::named("Parent ' OR 1=1--"))
         .await
         .at("create parent organization")?;
     let input = full_org(&f, Some(parent.id))?;
     let org = c
-        .create_organization(&f.admin, input.clone())
+        .organizations()
+        .create(&f.admin, input.clone())
         .await
         .at("create organization")?;
     ensure_eq!(org.name, input.name, "organization name is byte-exact");
@@ -566,12 +561,16 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
     ensure_eq!(org.tags, input.tags, "tags");
     ensure_eq!(org.custom, input.custom, "custom values");
     ensure_eq!(org.version, 1, "a new organization's version");
-    let got = c.get_organization(&f.admin, org.id).await.at("get org")?;
+    let got = c
+        .organizations()
+        .get(&f.admin, org.id)
+        .await
+        .at("get org")?;
     ensure_eq!(got, org, "organization read back");
 
     let input = full_contact(&f, 0, Some(org.id))?;
     let contact = c
-        .create_contact(&f.admin, input.clone())
+        .create(&f.admin, input.clone())
         .await
         .at("create contact")?;
     ensure_eq!(
@@ -608,10 +607,7 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
     ensure_eq!(contact.custom, input.custom, "custom values");
     ensure_eq!(contact.version, 1, "a new contact's version");
     ensure!(contact.deleted_at.is_none(), "a new contact is not deleted");
-    let got = c
-        .get_contact(&f.admin, contact.id)
-        .await
-        .at("get contact")?;
+    let got = c.get(&f.admin, contact.id).await.at("get contact")?;
     ensure_eq!(got, contact, "contact read back");
     let listed = all_contacts(c, &f.admin, &Query::new()).await?;
     ensure_eq!(listed, vec![contact.clone()], "contact listed");
@@ -646,7 +642,7 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         ..Default::default()
     };
     let updated = c
-        .update_contact(&f.admin, contact.id, 1, patch.clone())
+        .update(&f.admin, contact.id, 1, patch.clone())
         .await
         .at("update contact")?;
     ensure_eq!(updated.version, 2, "version after an update");
@@ -662,19 +658,20 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         "custom value set by the patch"
     );
     ensure_eq!(updated.emails, contact.emails, "emails untouched");
-    let got = c.get_contact(&f.admin, contact.id).await.at("get")?;
+    let got = c.get(&f.admin, contact.id).await.at("get")?;
     ensure_eq!(got, updated, "updated contact read back");
     expect_conflict(
-        c.update_contact(&f.admin, contact.id, 1, patch).await,
+        c.update(&f.admin, contact.id, 1, patch).await,
         1,
         2,
         "update with a stale version",
     )?;
-    let got = c.get_contact(&f.admin, contact.id).await.at("get")?;
+    let got = c.get(&f.admin, contact.id).await.at("get")?;
     ensure_eq!(got, updated, "a conflicting update changes nothing");
 
     let org2 = c
-        .update_organization(
+        .organizations()
+        .update(
             &f.admin,
             org.id,
             1,
@@ -689,33 +686,37 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
     ensure_eq!(org2.version, 2, "organization version after an update");
     ensure_eq!(org2.annual_revenue, None, "revenue cleared");
     expect_conflict(
-        c.update_organization(&f.admin, org.id, 1, OrganizationPatch::default())
+        c.organizations()
+            .update(&f.admin, org.id, 1, OrganizationPatch::default())
             .await,
         1,
         2,
         "organization update with a stale version",
     )?;
     ensure_eq!(
-        c.get_organization(&f.admin, org.id).await.at("get org")?,
+        c.organizations()
+            .get(&f.admin, org.id)
+            .await
+            .at("get org")?,
         org2,
         "organization read back after update"
     );
 
     // Delete, list, restore.
     expect_conflict(
-        c.delete_contact(&f.admin, contact.id, 1).await,
+        c.delete(&f.admin, contact.id, 1).await,
         1,
         2,
         "delete with a stale version",
     )?;
     let deleted = c
-        .delete_contact(&f.admin, contact.id, 2)
+        .delete(&f.admin, contact.id, 2)
         .await
         .at("delete contact")?;
     ensure_eq!(deleted.version, 3, "version after delete");
     ensure!(deleted.deleted_at.is_some(), "deleted_at is set");
     expect_not_found(
-        c.get_contact(&f.admin, contact.id).await,
+        c.get(&f.admin, contact.id).await,
         &RecordKind::CONTACT,
         "get of a deleted contact",
     )?;
@@ -737,7 +738,7 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         "a deleted contact is not found by email"
     );
     ensure!(
-        c.contact_audit(&f.admin, contact.id)
+        c.audit(&f.admin, contact.id)
             .await
             .at("audit of a deleted contact")?
             .len()
@@ -745,15 +746,13 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         "audit entries of create, update and delete"
     );
     let restored = c
-        .restore_contact(&f.admin, contact.id, 3)
+        .restore(&f.admin, contact.id, 3)
         .await
         .at("restore contact")?;
     ensure_eq!(restored.version, 4, "version after restore");
     ensure!(restored.deleted_at.is_none(), "restored is live");
     ensure_eq!(
-        c.get_contact(&f.admin, contact.id)
-            .await
-            .at("get restored")?,
+        c.get(&f.admin, contact.id).await.at("get restored")?,
         restored,
         "restored contact read back"
     );
@@ -767,11 +766,12 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
     );
 
     let od = c
-        .delete_organization(&f.admin, org.id, 2)
+        .organizations()
+        .delete(&f.admin, org.id, 2)
         .await
         .at("delete organization")?;
     expect_not_found(
-        c.get_organization(&f.admin, org.id).await,
+        c.organizations().get(&f.admin, org.id).await,
         &RecordKind::ORGANIZATION,
         "get of a deleted organization",
     )?;
@@ -783,12 +783,16 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         "include_deleted lists the deleted organization"
     );
     let or = c
-        .restore_organization(&f.admin, org.id, od.version)
+        .organizations()
+        .restore(&f.admin, org.id, od.version)
         .await
         .at("restore organization")?;
     ensure_eq!(or.version, 4, "organization version after restore");
     ensure_eq!(
-        c.get_organization(&f.admin, org.id).await.at("get org")?,
+        c.organizations()
+            .get(&f.admin, org.id)
+            .await
+            .at("get org")?,
         or,
         "restored organization read back"
     );
@@ -826,14 +830,15 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     let c = &f.contacts;
     let a = &f.admin;
     let keep = c
-        .create_contact(a, NewContact::named("Keep", "Me").email("keep@example.com"))
+        .create(a, NewContact::named("Keep", "Me").email("keep@example.com"))
         .await
         .at("create")?;
-    c.create_contact(a, NewContact::named("Other", "One"))
+    c.create(a, NewContact::named("Other", "One"))
         .await
         .at("create")?;
     let org = c
-        .create_organization(a, NewOrganization::named("Org"))
+        .organizations()
+        .create(a, NewOrganization::named("Org"))
         .await
         .at("create org")?;
 
@@ -848,7 +853,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
             &f,
             field,
             &format!("name {first:?} {last:?}"),
-            c.create_contact(a, NewContact::named(first, last)),
+            c.create(a, NewContact::named(first, last)),
         )
         .await?;
     }
@@ -857,27 +862,27 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "first_name",
         "first name of 101 characters",
-        c.create_contact(a, NewContact::named(long.clone(), "L")),
+        c.create(a, NewContact::named(long.clone(), "L")),
     )
     .await?;
     rejects(
         &f,
         "last_name",
         "last name of 101 characters",
-        c.create_contact(a, NewContact::named("F", long.clone())),
+        c.create(a, NewContact::named("F", long.clone())),
     )
     .await?;
     rejects(
         &f,
         "first_name",
         "a NUL in a name",
-        c.create_contact(a, NewContact::named("a\0b", "c")),
+        c.create(a, NewContact::named("a\0b", "c")),
     )
     .await?;
     // 100 characters (emoji: 4 bytes each) is fine.
     let hundred = "🎉".repeat(100);
     let ok = c
-        .create_contact(a, NewContact::named(hundred.clone(), "x"))
+        .create(a, NewContact::named(hundred.clone(), "x"))
         .await
         .at("a name of exactly 100 characters")?;
     ensure_eq!(ok.first_name, hundred, "100 emoji stored byte-exact");
@@ -885,7 +890,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "job_title",
         "job title of 201 characters",
-        c.create_contact(
+        c.create(
             a,
             NewContact {
                 job_title: Some("j".repeat(201)),
@@ -898,21 +903,22 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "name",
         "organization name of 201 characters",
-        c.create_organization(a, NewOrganization::named("o".repeat(201))),
+        c.organizations()
+            .create(a, NewOrganization::named("o".repeat(201))),
     )
     .await?;
     rejects(
         &f,
         "name",
         "empty organization name",
-        c.create_organization(a, NewOrganization::named(" ")),
+        c.organizations().create(a, NewOrganization::named(" ")),
     )
     .await?;
     rejects(
         &f,
         "first_name",
         "update to an empty name",
-        c.update_contact(
+        c.update(
             a,
             keep.id,
             keep.version,
@@ -938,7 +944,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
             &f,
             "emails[0]",
             &format!("email {bad:?}"),
-            c.create_contact(a, NewContact::named("E", "M").email(bad)),
+            c.create(a, NewContact::named("E", "M").email(bad)),
         )
         .await?;
     }
@@ -946,7 +952,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "emails[1]",
         "second email invalid",
-        c.create_contact(
+        c.create(
             a,
             NewContact::named("E", "M")
                 .email("fine@example.com")
@@ -964,7 +970,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
             &f,
             field,
             &format!("phone {bad:?}"),
-            c.create_contact(a, NewContact::named("P", "H").phone(bad)),
+            c.create(a, NewContact::named("P", "H").phone(bad)),
         )
         .await?;
     }
@@ -972,7 +978,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "phone",
         "organization phone without a country code",
-        c.create_organization(
+        c.organizations().create(
             a,
             NewOrganization {
                 phone: Some(PhoneInput::new("030 901820")),
@@ -994,7 +1000,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "employee_count",
         "negative employee count",
-        c.create_organization(
+        c.organizations().create(
             a,
             NewOrganization {
                 employee_count: Some(-1),
@@ -1007,7 +1013,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "annual_revenue",
         "negative revenue",
-        c.create_organization(
+        c.organizations().create(
             a,
             NewOrganization {
                 annual_revenue: Some(eur("-0.01")?),
@@ -1020,7 +1026,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "employee_count",
         "update to a negative employee count",
-        c.update_organization(
+        c.organizations().update(
             a,
             org.id,
             org.version,
@@ -1049,7 +1055,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
             &f,
             &field,
             &format!("custom {key} = {value:?}"),
-            c.create_contact(
+            c.create(
                 a,
                 NewContact {
                     custom: CustomValues::from([(key.to_string(), value.clone())]),
@@ -1062,7 +1068,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
             &f,
             &field,
             &format!("update custom {key} = {value:?}"),
-            c.update_contact(
+            c.update(
                 a,
                 keep.id,
                 keep.version,
@@ -1080,16 +1086,18 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     let foreign = other.person(&other.admin, "Foreign", "Person").await?;
     let foreign_org = other.org(&other.admin, "Foreign Org").await?;
     let gone = c
-        .create_contact(a, NewContact::named("Gone", "Soon"))
+        .create(a, NewContact::named("Gone", "Soon"))
         .await
         .at("create")?;
-    let gone = c.delete_contact(a, gone.id, 1).await.at("delete")?;
+    let gone = c.delete(a, gone.id, 1).await.at("delete")?;
     let gone_org = c
-        .create_organization(a, NewOrganization::named("Gone Org"))
+        .organizations()
+        .create(a, NewOrganization::named("Gone Org"))
         .await
         .at("create org")?;
     let gone_org = c
-        .delete_organization(a, gone_org.id, 1)
+        .organizations()
+        .delete(a, gone_org.id, 1)
         .await
         .at("delete org")?;
     let before = snapshot(&f).await?;
@@ -1100,9 +1108,9 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         ("a soft-deleted", gone.id),
     ] {
         let k = &RecordKind::CONTACT;
-        expect_not_found(c.get_contact(a, id).await, k, &format!("get {label} id"))?;
+        expect_not_found(c.get(a, id).await, k, &format!("get {label} id"))?;
         expect_not_found(
-            c.update_contact(
+            c.update(
                 a,
                 id,
                 1,
@@ -1116,27 +1124,15 @@ pub async fn bad_input(store: &Store) -> CheckResult {
             &format!("update {label} id"),
         )?;
         if label == "a soft-deleted" {
-            c.contact_audit(a, id)
+            c.audit(a, id)
                 .await
                 .at("the audit of a soft-deleted contact stays readable")?;
         } else {
-            expect_not_found(
-                c.contact_audit(a, id).await,
-                k,
-                &format!("audit of {label} id"),
-            )?;
+            expect_not_found(c.audit(a, id).await, k, &format!("audit of {label} id"))?;
         }
         if label != "a soft-deleted" {
-            expect_not_found(
-                c.delete_contact(a, id, 1).await,
-                k,
-                &format!("delete {label} id"),
-            )?;
-            expect_not_found(
-                c.restore_contact(a, id, 1).await,
-                k,
-                &format!("restore {label} id"),
-            )?;
+            expect_not_found(c.delete(a, id, 1).await, k, &format!("delete {label} id"))?;
+            expect_not_found(c.restore(a, id, 1).await, k, &format!("restore {label} id"))?;
         }
     }
     for (label, id) in [
@@ -1146,12 +1142,13 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     ] {
         let k = &RecordKind::ORGANIZATION;
         expect_not_found(
-            c.get_organization(a, id).await,
+            c.organizations().get(a, id).await,
             k,
             &format!("get {label} org id"),
         )?;
         expect_not_found(
-            c.update_organization(a, id, 1, OrganizationPatch::default())
+            c.organizations()
+                .update(a, id, 1, OrganizationPatch::default())
                 .await,
             k,
             &format!("update {label} org id"),
@@ -1159,11 +1156,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     }
     same_snapshot(&before, &snapshot(&f).await?, "operations on invisible ids")?;
     ensure!(
-        other
-            .contacts
-            .get_contact(&other.admin, foreign.id)
-            .await
-            .is_ok(),
+        other.contacts.get(&other.admin, foreign.id).await.is_ok(),
         "tenant B's contact is untouched"
     );
 
@@ -1172,7 +1165,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "organization",
         "contact in another tenant's organization",
-        c.create_contact(
+        c.create(
             a,
             NewContact {
                 organization: Some(foreign_org.id),
@@ -1185,7 +1178,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "organization",
         "contact moved to another tenant's organization",
-        c.update_contact(
+        c.update(
             a,
             keep.id,
             keep.version,
@@ -1200,7 +1193,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "organization",
         "contact in a soft-deleted organization",
-        c.create_contact(
+        c.create(
             a,
             NewContact {
                 organization: Some(gone_org.id),
@@ -1213,7 +1206,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "parent",
         "organization under another tenant's organization",
-        c.create_organization(
+        c.organizations().create(
             a,
             NewOrganization {
                 parent: Some(foreign_org.id),
@@ -1249,7 +1242,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
                 &f,
                 &format!("filter.{name}"),
                 &format!("{label} filter on {name:?}"),
-                c.list_contacts(a, &q),
+                c.list(a, &q),
             )
             .await?;
         }
@@ -1257,14 +1250,14 @@ pub async fn bad_input(store: &Store) -> CheckResult {
             &f,
             &format!("sort.{name}"),
             &format!("sort on {name:?}"),
-            c.list_contacts(a, &Query::new().sort_asc(name)),
+            c.list(a, &Query::new().sort_asc(name)),
         )
         .await?;
         rejects(
             &f,
             &format!("sort.{name}"),
             &format!("organization sort on {name:?}"),
-            c.list_organizations(a, &Query::new().sort_desc(name)),
+            c.organizations().list(a, &Query::new().sort_desc(name)),
         )
         .await?;
     }
@@ -1278,7 +1271,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "filter.custom.score",
         "custom filter with a value of the wrong type",
-        c.list_contacts(
+        c.list(
             a,
             &Query::new().filter(Filter::eq("custom.score", "' OR 1=1--")),
         ),
@@ -1288,7 +1281,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "filter.custom.tier",
         "custom filter with an unknown choice",
-        c.list_contacts(
+        c.list(
             a,
             &Query::new().filter(Filter::eq("custom.tier", "gold' OR 1=1--")),
         ),
@@ -1298,7 +1291,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "filter.lifecycle_stage",
         "an unknown enum value",
-        c.list_contacts(
+        c.list(
             a,
             &Query::new().filter(Filter::eq("lifecycle_stage", "lead' OR 1=1--")),
         ),
@@ -1311,14 +1304,14 @@ pub async fn bad_input(store: &Store) -> CheckResult {
             &f,
             "limit",
             &format!("limit {limit}"),
-            c.list_contacts(a, &Query::new().limit(limit)),
+            c.list(a, &Query::new().limit(limit)),
         )
         .await?;
         rejects(
             &f,
             "limit",
             &format!("organization limit {limit}"),
-            c.list_organizations(a, &Query::new().limit(limit)),
+            c.organizations().list(a, &Query::new().limit(limit)),
         )
         .await?;
         rejects(
@@ -1329,22 +1322,20 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         )
         .await?;
     }
-    c.list_contacts(a, &Query::new().limit(1000))
+    c.list(a, &Query::new().limit(1000))
         .await
         .at("limit 1000")?;
-    c.list_contacts(a, &Query::new().limit(1))
-        .await
-        .at("limit 1")?;
+    c.list(a, &Query::new().limit(1)).await.at("limit 1")?;
 
     // Cursors.
     let q = Query::new().sort_asc("name").limit(1);
     let cursor = c
-        .list_contacts(a, &q)
+        .list(a, &q)
         .await
         .at("first page")?
         .next_cursor
         .ok_or_else(|| Failure::new("a first page of 1 of several has a cursor"))?;
-    c.list_contacts(a, &q.clone().after(cursor.clone()))
+    c.list(a, &q.clone().after(cursor.clone()))
         .await
         .at("the cursor works for its own query")?;
     let mut tampered = vec![
@@ -1362,7 +1353,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         tampered.push(String::from_utf8(b).expect("ascii"));
     }
     for t in tampered {
-        let r = c.list_contacts(a, &q.clone().after(t.clone())).await;
+        let r = c.list(a, &q.clone().after(t.clone())).await;
         match r {
             Err(Error::Validation(v)) if v.has("cursor") => {}
             // A flipped digit may still decode to another valid position of the same
@@ -1380,7 +1371,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
             &f,
             "cursor",
             &format!("a cursor with a key of the wrong type {t:?}"),
-            c.list_contacts(a, &q.clone().after(t.clone())),
+            c.list(a, &q.clone().after(t.clone())),
         )
         .await?;
     }
@@ -1399,7 +1390,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
             &f,
             "cursor",
             &format!("a cursor of another query ({label})"),
-            c.list_contacts(a, &other_q.after(cursor.clone())),
+            c.list(a, &other_q.after(cursor.clone())),
         )
         .await?;
     }
@@ -1407,7 +1398,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         &f,
         "cursor",
         "a contact cursor used for organizations",
-        c.list_organizations(a, &q.clone().after(cursor.clone())),
+        c.organizations().list(a, &q.clone().after(cursor.clone())),
     )
     .await?;
     rejects(
@@ -1416,14 +1407,14 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         "a cursor of another tenant",
         other
             .contacts
-            .list_contacts(&other.admin, &q.clone().after(cursor.clone())),
+            .list(&other.admin, &q.clone().after(cursor.clone())),
     )
     .await?;
     rejects(
         &f,
         "cursor",
         "a cursor of another actor's visibility",
-        c.list_contacts(&f.rep, &q.clone().after(cursor.clone())),
+        c.list(&f.rep, &q.clone().after(cursor.clone())),
     )
     .await?;
     Ok(())
@@ -1473,7 +1464,7 @@ pub async fn hidden_holders(store: &Store) -> CheckResult {
     let c = &f.contacts;
     let email = format!("secret.{}@example.com", Uuid::now_v7().simple());
     let hidden = c
-        .create_contact(
+        .create(
             &f.admin,
             NewContact::named("Hidden", "Holder")
                 .email(email.clone())
@@ -1482,7 +1473,7 @@ pub async fn hidden_holders(store: &Store) -> CheckResult {
         .await
         .at("admin's contact")?;
     match c
-        .create_contact(
+        .create(
             &f.rep_y,
             NewContact::named("Rep", "Copy").email(email.clone()),
         )
@@ -1496,7 +1487,7 @@ pub async fn hidden_holders(store: &Store) -> CheckResult {
         }
     }
     match c
-        .create_contact(
+        .create(
             &f.admin,
             NewContact::named("Admin", "Copy").email(email.clone()),
         )
@@ -1512,11 +1503,11 @@ pub async fn hidden_holders(store: &Store) -> CheckResult {
         }
     }
     let mine = c
-        .create_contact(&f.rep_y, NewContact::named("Rep", "Own"))
+        .create(&f.rep_y, NewContact::named("Rep", "Own"))
         .await
         .at("rep's contact")?;
     match c
-        .update_contact(
+        .update(
             &f.rep_y,
             mine.id,
             mine.version,
@@ -1535,7 +1526,7 @@ pub async fn hidden_holders(store: &Store) -> CheckResult {
         }
     }
     let report = c
-        .import_contacts(
+        .import(
             &f.rep_y,
             vec![NewContact::named("Imported", "Copy").email(email.clone())],
             ImportOptions::default(),
@@ -1583,7 +1574,7 @@ pub async fn duplicate_email(store: &Store) -> CheckResult {
     let c = &f.contacts;
     let a = &f.admin;
     let first = c
-        .create_contact(
+        .create(
             a,
             NewContact::named("First", "Holder").email("Dup@Example.com"),
         )
@@ -1591,7 +1582,7 @@ pub async fn duplicate_email(store: &Store) -> CheckResult {
         .at("create first")?;
     let before = snapshot(&f).await?;
     let existing = expect_duplicate(
-        c.create_contact(
+        c.create(
             a,
             NewContact::named("Second", "Try").email("dup@example.COM"),
         )
@@ -1604,7 +1595,7 @@ pub async fn duplicate_email(store: &Store) -> CheckResult {
         "the Duplicate names the first contact"
     );
     let existing = expect_duplicate(
-        c.create_contact(
+        c.create(
             a,
             NewContact::named("Third", "Try")
                 .email("new@example.com")
@@ -1618,7 +1609,7 @@ pub async fn duplicate_email(store: &Store) -> CheckResult {
 
     // An update to a taken email.
     let other = c
-        .create_contact(
+        .create(
             a,
             NewContact::named("Other", "Person").email("other@example.com"),
         )
@@ -1626,7 +1617,7 @@ pub async fn duplicate_email(store: &Store) -> CheckResult {
         .at("create other")?;
     let before = snapshot(&f).await?;
     let existing = expect_duplicate(
-        c.update_contact(
+        c.update(
             a,
             other.id,
             other.version,
@@ -1641,7 +1632,7 @@ pub async fn duplicate_email(store: &Store) -> CheckResult {
     ensure_eq!(existing, Some(RecordRef::from(first.id)), "names the first");
     same_snapshot(&before, &snapshot(&f).await?, "a duplicate update")?;
     // Keeping one's own email is not a duplicate.
-    c.update_contact(
+    c.update(
         a,
         first.id,
         first.version,
@@ -1655,7 +1646,7 @@ pub async fn duplicate_email(store: &Store) -> CheckResult {
 
     // Import checks the same rule.
     let report = c
-        .import_contacts(
+        .import(
             a,
             vec![NewContact::named("Imp", "Orted").email("dUp@example.com")],
             ImportOptions::default(),
@@ -1672,12 +1663,12 @@ pub async fn duplicate_email(store: &Store) -> CheckResult {
     );
 
     // Delete frees the email.
-    let first = c.get_contact(a, first.id).await.at("get")?;
-    c.delete_contact(a, first.id, first.version)
+    let first = c.get(a, first.id).await.at("get")?;
+    c.delete(a, first.id, first.version)
         .await
         .at("delete first")?;
     let again = c
-        .create_contact(
+        .create(
             a,
             NewContact::named("Again", "Holder").email("dup@EXAMPLE.com"),
         )
@@ -1694,7 +1685,7 @@ pub async fn duplicate_email(store: &Store) -> CheckResult {
 
     // allow_duplicate_email.
     let shared = c
-        .create_contact(
+        .create(
             a,
             NewContact {
                 allow_duplicate_email: true,
@@ -1709,7 +1700,7 @@ pub async fn duplicate_email(store: &Store) -> CheckResult {
         "email stored as given"
     );
     let existing = expect_duplicate(
-        c.create_contact(
+        c.create(
             a,
             NewContact::named("Fourth", "Try").email("dup@example.com"),
         )
@@ -1724,7 +1715,7 @@ pub async fn duplicate_email(store: &Store) -> CheckResult {
     );
     // Restoring the first holder is allowed (its email becomes shared).
     let first = c
-        .restore_contact(a, first.id, first.version + 1)
+        .restore(a, first.id, first.version + 1)
         .await
         .at("restore the first holder")?;
     ensure!(first.deleted_at.is_none(), "restored");
@@ -1877,7 +1868,7 @@ pub async fn unique_race(store: &Store) -> CheckResult {
             "race@example.COM".to_string()
         };
         tasks.push(tokio::spawn(async move {
-            c.create_contact(
+            c.create(
                 &ctx,
                 NewContact::named(format!("Racer {i}"), "R").email(email),
             )
@@ -1914,7 +1905,7 @@ pub async fn unique_race(store: &Store) -> CheckResult {
         let c = contacts.clone();
         let ctx = f.admin.clone();
         tasks.push(tokio::spawn(async move {
-            c.import_contacts(
+            c.import(
                 &ctx,
                 vec![NewContact::named(format!("Importer {i}"), "I").email("IMPORT@example.com")],
                 ImportOptions::default(),
@@ -1990,7 +1981,8 @@ pub async fn lost_update(store: &Store, rounds: usize) -> CheckResult {
     let f = setup(store).await?;
     let org = f
         .contacts
-        .create_organization(
+        .organizations()
+        .create(
             &f.admin,
             NewOrganization {
                 employee_count: Some(0),
@@ -2012,12 +2004,14 @@ pub async fn lost_update(store: &Store, rounds: usize) -> CheckResult {
             let (mut acked, mut conflicts) = (0usize, 0usize);
             while acked < rounds {
                 let o = c
-                    .get_organization(&ctx, id)
+                    .organizations()
+                    .get(&ctx, id)
                     .await
                     .map_err(|e| format!("get: {e:?}"))?;
                 let n = o.employee_count.unwrap_or(0);
                 match c
-                    .update_organization(
+                    .organizations()
+                    .update(
                         &ctx,
                         id,
                         o.version,
@@ -2050,7 +2044,8 @@ pub async fn lost_update(store: &Store, rounds: usize) -> CheckResult {
     }
     let o = f
         .contacts
-        .get_organization(&f.admin, org.id)
+        .organizations()
+        .get(&f.admin, org.id)
         .await
         .at("get")?;
     ensure_eq!(
@@ -2076,17 +2071,18 @@ async fn colliding_data(f: &Fixture) -> CheckResult<(Vec<Contact>, Vec<Organizat
     let mut orgs = vec![];
     for (i, name) in ["Acme", "acme", "Globex"].iter().enumerate() {
         orgs.push(
-            c.create_organization(
-                &f.admin,
-                NewOrganization {
-                    phone: Some(PhoneInput::new("+49 30 901820")),
-                    employee_count: Some(i as i64 * 10),
-                    team: Some(f.team_x),
-                    ..NewOrganization::named(*name)
-                },
-            )
-            .await
-            .at("create org")?,
+            c.organizations()
+                .create(
+                    &f.admin,
+                    NewOrganization {
+                        phone: Some(PhoneInput::new("+49 30 901820")),
+                        employee_count: Some(i as i64 * 10),
+                        team: Some(f.team_x),
+                        ..NewOrganization::named(*name)
+                    },
+                )
+                .await
+                .at("create org")?,
         );
     }
     let mut contacts = vec![];
@@ -2108,15 +2104,11 @@ async fn colliding_data(f: &Fixture) -> CheckResult<(Vec<Contact>, Vec<Organizat
             ("tier".to_string(), CustomValue::Choice(TIERS[i % 3].into())),
             ("score".to_string(), CustomValue::Number(i as i64)),
         ]);
-        contacts.push(
-            c.create_contact(&f.admin, input)
-                .await
-                .at("create contact")?,
-        );
+        contacts.push(c.create(&f.admin, input).await.at("create contact")?);
     }
     let c0 = &contacts[0];
     let updated = c
-        .update_contact(
+        .update(
             &f.admin,
             c0.id,
             c0.version,
@@ -2141,12 +2133,12 @@ async fn observe(
     let c = &f.contacts;
     let mut out = vec![];
     for x in contacts {
-        out.push(format!("{:?}", c.get_contact(ctx, x.id).await));
-        out.push(format!("{:?}", c.contact_audit(ctx, x.id).await));
+        out.push(format!("{:?}", c.get(ctx, x.id).await));
+        out.push(format!("{:?}", c.audit(ctx, x.id).await));
     }
     for o in orgs {
-        out.push(format!("{:?}", c.get_organization(ctx, o.id).await));
-        out.push(format!("{:?}", c.organization_audit(ctx, o.id).await));
+        out.push(format!("{:?}", c.organizations().get(ctx, o.id).await));
+        out.push(format!("{:?}", c.organizations().audit(ctx, o.id).await));
     }
     let queries = [
         Query::new(),
@@ -2165,7 +2157,7 @@ async fn observe(
     ];
     for q in &queries {
         out.push(format!("{q:?} -> {:?}", all_contacts(c, ctx, q).await));
-        out.push(format!("{q:?} -> {:?}", c.list_contacts(ctx, q).await));
+        out.push(format!("{q:?} -> {:?}", c.list(ctx, q).await));
     }
     for q in [
         Query::new().sort_asc("name"),
@@ -2175,10 +2167,7 @@ async fn observe(
         out.push(format!("{q:?} -> {:?}", all_orgs(c, ctx, &q).await));
     }
     for s in ["ali", "a", "BOB", "zo", ""] {
-        out.push(format!(
-            "search {s}: {:?}",
-            c.search_contacts(ctx, s, 50).await
-        ));
+        out.push(format!("search {s}: {:?}", c.search(ctx, s, 50).await));
     }
     out.push(format!("{:?}", c.find_by_phone(ctx, "+4930901820").await));
     for e in [
@@ -2192,7 +2181,7 @@ async fn observe(
     // Import dedup reads the tenant's emails (and writes nothing: every row is taken).
     out.push(format!(
         "{:?}",
-        c.import_contacts(
+        c.import(
             ctx,
             vec![
                 NewContact::named("X", "Y").email("alice@example.com"),
@@ -2220,13 +2209,13 @@ pub async fn tenant_isolation(store: &Store) -> CheckResult {
     }
     // Mutate B: create, update, delete, restore, import.
     let c = &b.contacts;
-    c.create_contact(
+    c.create(
         &b.admin,
         NewContact::named("Alice", "Smith").email("new@example.com"),
     )
     .await
     .at("B create")?;
-    c.update_contact(
+    c.update(
         &b.admin,
         bc[1].id,
         bc[1].version,
@@ -2242,29 +2231,30 @@ pub async fn tenant_isolation(store: &Store) -> CheckResult {
     )
     .await
     .at("B update")?;
-    c.delete_contact(&b.admin, bc[0].id, bc[0].version)
+    c.delete(&b.admin, bc[0].id, bc[0].version)
         .await
         .at("B delete")?;
     let d = c
-        .delete_contact(&b.admin, bc[2].id, bc[2].version)
+        .delete(&b.admin, bc[2].id, bc[2].version)
         .await
         .at("B delete")?;
-    c.restore_contact(&b.admin, bc[2].id, d.version)
+    c.restore(&b.admin, bc[2].id, d.version)
         .await
         .at("B restore")?;
-    c.update_organization(
-        &b.admin,
-        bo[0].id,
-        bo[0].version,
-        OrganizationPatch {
-            name: Some("Acme B".into()),
-            employee_count: Some(Some(99)),
-            ..Default::default()
-        },
-    )
-    .await
-    .at("B org update")?;
-    c.import_contacts(
+    c.organizations()
+        .update(
+            &b.admin,
+            bo[0].id,
+            bo[0].version,
+            OrganizationPatch {
+                name: Some("Acme B".into()),
+                employee_count: Some(Some(99)),
+                ..Default::default()
+            },
+        )
+        .await
+        .at("B org update")?;
+    c.import(
         &b.admin,
         vec![NewContact::named("Alice", "Import").email("alice@example.com")],
         ImportOptions {
@@ -2292,24 +2282,24 @@ pub async fn tenant_isolation(store: &Store) -> CheckResult {
     let k = &RecordKind::CONTACT;
     for x in &bc {
         expect_not_found(
-            a.contacts.get_contact(&a.admin, x.id).await,
+            a.contacts.get(&a.admin, x.id).await,
             k,
             "A gets B's contact",
         )?;
         expect_not_found(
             a.contacts
-                .update_contact(&a.admin, x.id, x.version, ContactPatch::default())
+                .update(&a.admin, x.id, x.version, ContactPatch::default())
                 .await,
             k,
             "A updates B's contact",
         )?;
         expect_not_found(
-            a.contacts.delete_contact(&a.admin, x.id, x.version).await,
+            a.contacts.delete(&a.admin, x.id, x.version).await,
             k,
             "A deletes B's contact",
         )?;
         expect_not_found(
-            a.contacts.contact_audit(&a.admin, x.id).await,
+            a.contacts.audit(&a.admin, x.id).await,
             k,
             "A reads B's audit",
         )?;
@@ -2323,13 +2313,14 @@ pub async fn tenant_isolation(store: &Store) -> CheckResult {
     }
     for o in &bo {
         expect_not_found(
-            a.contacts.get_organization(&a.admin, o.id).await,
+            a.contacts.organizations().get(&a.admin, o.id).await,
             &RecordKind::ORGANIZATION,
             "A gets B's org",
         )?;
         expect_not_found(
             a.contacts
-                .delete_organization(&a.admin, o.id, o.version)
+                .organizations()
+                .delete(&a.admin, o.id, o.version)
                 .await,
             &RecordKind::ORGANIZATION,
             "A deletes B's org",
@@ -2365,7 +2356,7 @@ pub async fn record_access(store: &Store) -> CheckResult {
         for team in [None, Some(f.team_x), Some(f.team_y)] {
             n += 1;
             let rec = c
-                .create_contact(
+                .create(
                     &f.admin,
                     NewContact {
                         owner: Some(*owner),
@@ -2379,16 +2370,17 @@ pub async fn record_access(store: &Store) -> CheckResult {
             records.push(rec);
             if n % 2 == 0 {
                 orgs.push(
-                    c.create_organization(
-                        &f.manager,
-                        NewOrganization {
-                            owner: Some(*owner),
-                            team,
-                            ..NewOrganization::named(format!("Org {n:02}"))
-                        },
-                    )
-                    .await
-                    .at("create org")?,
+                    c.organizations()
+                        .create(
+                            &f.manager,
+                            NewOrganization {
+                                owner: Some(*owner),
+                                team,
+                                ..NewOrganization::named(format!("Org {n:02}"))
+                            },
+                        )
+                        .await
+                        .at("create org")?,
                 );
             }
         }
@@ -2405,7 +2397,7 @@ pub async fn record_access(store: &Store) -> CheckResult {
         ensure_eq!(got, want, "{name}: listed contacts equal the oracle");
         ensure_eq!(got.len(), listed.len(), "{name}: no contact listed twice");
         let total = c
-            .list_contacts(ctx, &Query::new().limit(1).with_total())
+            .list(ctx, &Query::new().limit(1).with_total())
             .await
             .at("total")?
             .total;
@@ -2415,7 +2407,7 @@ pub async fn record_access(store: &Store) -> CheckResult {
             "{name}: total equals the oracle"
         );
         let searched: BTreeSet<ContactId> = c
-            .search_contacts(ctx, "acc", 1000)
+            .search(ctx, "acc", 1000)
             .await
             .at("search")?
             .iter()
@@ -2439,7 +2431,7 @@ pub async fn record_access(store: &Store) -> CheckResult {
         );
         for (i, r) in records.iter().enumerate() {
             let visible = want.contains(&r.id);
-            let got = c.get_contact(ctx, r.id).await;
+            let got = c.get(ctx, r.id).await;
             if visible {
                 got.at(&format!("{name} gets visible contact {i}"))?;
             } else {
@@ -2458,14 +2450,14 @@ pub async fn record_access(store: &Store) -> CheckResult {
                 visible,
                 "{name}: find_by_email of contact {i}"
             );
-            let audit = c.contact_audit(ctx, r.id).await;
+            let audit = c.audit(ctx, r.id).await;
             if !visible {
                 expect_not_found(audit, &RecordKind::CONTACT, "audit of a hidden contact")?;
             }
         }
         for o in &orgs {
             let visible = want_orgs.contains(&o.id);
-            let got = c.get_organization(ctx, o.id).await;
+            let got = c.organizations().get(ctx, o.id).await;
             if visible {
                 got.at(&format!("{name} gets a visible organization"))?;
             } else {
@@ -2477,11 +2469,11 @@ pub async fn record_access(store: &Store) -> CheckResult {
     for (name, ctx) in f.actors() {
         let actor = ctx.actor();
         for (i, r) in records.iter().enumerate() {
-            let current = c.get_contact(&f.admin, r.id).await.at("admin get")?;
+            let current = c.get(&f.admin, r.id).await.at("admin get")?;
             let visible = oracle_sees(actor, r.owner, r.team);
             let what = format!("{name} updates contact {i}");
             let upd = c
-                .update_contact(
+                .update(
                     ctx,
                     r.id,
                     current.version,
@@ -2498,14 +2490,14 @@ pub async fn record_access(store: &Store) -> CheckResult {
             } else {
                 expect_not_found(upd, &RecordKind::CONTACT, &what)?;
             }
-            let current = c.get_contact(&f.admin, r.id).await.at("admin get")?;
+            let current = c.get(&f.admin, r.id).await.at("admin get")?;
             let what = format!("{name} deletes contact {i}");
-            let del = c.delete_contact(ctx, r.id, current.version).await;
+            let del = c.delete(ctx, r.id, current.version).await;
             if !actor.can_write() {
                 expect_denied(del, &what)?;
             } else if visible {
                 let d = del.at(&what)?;
-                c.restore_contact(ctx, r.id, d.version)
+                c.restore(ctx, r.id, d.version)
                     .await
                     .at(&format!("{name} restores contact {i}"))?;
             } else {
@@ -2513,10 +2505,15 @@ pub async fn record_access(store: &Store) -> CheckResult {
             }
         }
         for o in &orgs {
-            let current = c.get_organization(&f.admin, o.id).await.at("admin get")?;
+            let current = c
+                .organizations()
+                .get(&f.admin, o.id)
+                .await
+                .at("admin get")?;
             let visible = oracle_sees(actor, o.owner, o.team);
             let upd = c
-                .update_organization(
+                .organizations()
+                .update(
                     ctx,
                     o.id,
                     current.version,
@@ -2540,17 +2537,17 @@ pub async fn record_access(store: &Store) -> CheckResult {
     let ro = &f.readonly;
     let before = snapshot(&f).await?;
     expect_denied(
-        c.create_contact(ro, NewContact::named("Read", "Only"))
-            .await,
+        c.create(ro, NewContact::named("Read", "Only")).await,
         "ReadOnly creates a contact",
     )?;
     expect_denied(
-        c.create_organization(ro, NewOrganization::named("RO"))
+        c.organizations()
+            .create(ro, NewOrganization::named("RO"))
             .await,
         "ReadOnly creates an organization",
     )?;
     expect_denied(
-        c.import_contacts(
+        c.import(
             ro,
             vec![NewContact::named("R", "O")],
             ImportOptions::default(),
@@ -2562,12 +2559,9 @@ pub async fn record_access(store: &Store) -> CheckResult {
         .iter()
         .find(|r| r.owner == ro.actor().user)
         .ok_or_else(|| Failure::new("a record owned by the ReadOnly user"))?;
-    let cur = c
-        .get_contact(ro, own.id)
-        .await
-        .at("ReadOnly reads its own")?;
+    let cur = c.get(ro, own.id).await.at("ReadOnly reads its own")?;
     expect_denied(
-        c.restore_contact(ro, own.id, cur.version).await,
+        c.restore(ro, own.id, cur.version).await,
         "ReadOnly restores",
     )?;
     same_snapshot(&before, &snapshot(&f).await?, "ReadOnly writes")?;
@@ -2576,7 +2570,7 @@ pub async fn record_access(store: &Store) -> CheckResult {
     let rep = &f.rep;
     let rep2 = rep2_user(&f);
     expect_denied(
-        c.create_contact(
+        c.create(
             rep,
             NewContact {
                 owner: Some(rep2),
@@ -2587,7 +2581,7 @@ pub async fn record_access(store: &Store) -> CheckResult {
         "a Rep creates a contact owned by another user",
     )?;
     expect_denied(
-        c.create_contact(
+        c.create(
             rep,
             NewContact {
                 team: Some(f.team_y),
@@ -2598,12 +2592,12 @@ pub async fn record_access(store: &Store) -> CheckResult {
         "a Rep creates a contact in another team",
     )?;
     let mine = c
-        .create_contact(rep, NewContact::named("Mine", "Own"))
+        .create(rep, NewContact::named("Mine", "Own"))
         .await
         .at("a Rep creates its own contact")?;
     ensure_eq!(mine.owner, rep.actor().user, "a Rep owns what it creates");
     expect_denied(
-        c.update_contact(
+        c.update(
             rep,
             mine.id,
             mine.version,
@@ -2616,7 +2610,7 @@ pub async fn record_access(store: &Store) -> CheckResult {
         "a Rep assigns its contact to another user",
     )?;
     expect_denied(
-        c.update_contact(
+        c.update(
             rep,
             mine.id,
             mine.version,
@@ -2629,18 +2623,19 @@ pub async fn record_access(store: &Store) -> CheckResult {
         "a Rep moves its contact to another team",
     )?;
     expect_denied(
-        c.create_organization(
-            rep,
-            NewOrganization {
-                owner: Some(rep2),
-                ..NewOrganization::named("Give Away")
-            },
-        )
-        .await,
+        c.organizations()
+            .create(
+                rep,
+                NewOrganization {
+                    owner: Some(rep2),
+                    ..NewOrganization::named("Give Away")
+                },
+            )
+            .await,
         "a Rep creates an organization owned by another user",
     )?;
     ensure_eq!(
-        c.get_contact(rep, mine.id).await.at("get")?,
+        c.get(rep, mine.id).await.at("get")?,
         mine,
         "refused assignments change nothing"
     );
@@ -2721,8 +2716,8 @@ async fn fail_at_every_write<T: fmt::Debug>(
     crate::support::fail_at_every_write(&f.store, what, unchanged, cmd).await
 }
 
-/// F2: a fault before any write of create_contact (with emails, phones and custom
-/// fields), update_contact, delete_contact and import fails the command with a Storage
+/// F2: a fault before any write of contacts().create (with emails, phones and custom
+/// fields), update, delete and import fails the command with a Storage
 /// error and leaves no trace: no record without its event, no event without its record,
 /// no lookup or custom-value rows, no audit entries. With the fault cleared, the command
 /// succeeds. Injects faults into the backend: do not run concurrently with other checks on
@@ -2732,16 +2727,17 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     let c = &f.contacts;
     let a = &f.admin;
     let org = c
-        .create_organization(a, NewOrganization::named("Atomic Org"))
+        .organizations()
+        .create(a, NewOrganization::named("Atomic Org"))
         .await
         .at("create org")?;
     let input = full_contact(&f, 1, Some(org.id))?;
     let seq0 = f.last_seq().await?;
-    let (steps, created) = fail_at_every_write(&f, "create_contact", async || {
-        c.create_contact(a, input.clone()).await
+    let (steps, created) = fail_at_every_write(&f, "contacts().create", async || {
+        c.create(a, input.clone()).await
     })
     .await?;
-    ensure!(steps >= 5, "create_contact made only {steps} writes");
+    ensure!(steps >= 5, "contacts().create made only {steps} writes");
     let events = f.events_after(seq0).await?;
     ensure_eq!(
         events
@@ -2752,7 +2748,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
         "exactly one event of the successful create"
     );
     ensure_eq!(
-        c.get_contact(a, created.id).await.at("get")?,
+        c.get(a, created.id).await.at("get")?,
         created,
         "the created contact"
     );
@@ -2775,8 +2771,8 @@ pub async fn atomicity(store: &Store) -> CheckResult {
         ]),
         ..Default::default()
     };
-    let (_, updated) = fail_at_every_write(&f, "update_contact", async || {
-        c.update_contact(a, created.id, created.version, patch.clone())
+    let (_, updated) = fail_at_every_write(&f, "contacts().update", async || {
+        c.update(a, created.id, created.version, patch.clone())
             .await
     })
     .await?;
@@ -2786,12 +2782,12 @@ pub async fn atomicity(store: &Store) -> CheckResult {
         None,
         "the old email left the lookup"
     );
-    let (_, deleted) = fail_at_every_write(&f, "delete_contact", async || {
-        c.delete_contact(a, updated.id, updated.version).await
+    let (_, deleted) = fail_at_every_write(&f, "contacts().delete", async || {
+        c.delete(a, updated.id, updated.version).await
     })
     .await?;
-    fail_at_every_write(&f, "restore_contact", async || {
-        c.restore_contact(a, deleted.id, deleted.version).await
+    fail_at_every_write(&f, "contacts().restore", async || {
+        c.restore(a, deleted.id, deleted.version).await
     })
     .await?;
     let rows = vec![
@@ -2800,14 +2796,14 @@ pub async fn atomicity(store: &Store) -> CheckResult {
             .email("imp2@example.com")
             .phone(PhoneInput::new("+49 30 901820")),
     ];
-    let (_, report) = fail_at_every_write(&f, "import_contacts", async || {
-        c.import_contacts(a, rows.clone(), ImportOptions::default())
-            .await
+    let (_, report) = fail_at_every_write(&f, "contacts().import", async || {
+        c.import(a, rows.clone(), ImportOptions::default()).await
     })
     .await?;
     ensure_eq!(report.created.len(), 2, "the import created both rows");
-    fail_at_every_write(&f, "create_organization", async || {
-        c.create_organization(a, full_org(&f, Some(org.id)).expect("input"))
+    fail_at_every_write(&f, "organizations().create", async || {
+        c.organizations()
+            .create(a, full_org(&f, Some(org.id)).expect("input"))
             .await
     })
     .await?;
@@ -2835,7 +2831,7 @@ pub async fn import_batches(store: &Store) -> CheckResult {
     let c = &f.contacts;
     let a = &f.admin;
     let existing = c
-        .create_contact(
+        .create(
             a,
             NewContact::named("Existing", "One").email("taken@example.com"),
         )
@@ -2883,7 +2879,7 @@ pub async fn import_batches(store: &Store) -> CheckResult {
     };
     let before = snapshot(&f).await?;
     let report = c
-        .import_contacts(a, rows.clone(), ImportOptions::default())
+        .import(a, rows.clone(), ImportOptions::default())
         .await
         .at("import, not partial")?;
     check_report(&report)?;
@@ -2895,7 +2891,7 @@ pub async fn import_batches(store: &Store) -> CheckResult {
 
     let seq0 = f.last_seq().await?;
     let report = c
-        .import_contacts(
+        .import(
             a,
             rows.clone(),
             ImportOptions {
@@ -2925,7 +2921,7 @@ pub async fn import_batches(store: &Store) -> CheckResult {
         "exactly the valid rows exist"
     );
     for (id, row) in report.created.iter().zip([0usize, 3, 6]) {
-        let got = c.get_contact(a, *id).await.at("get imported")?;
+        let got = c.get(a, *id).await.at("get imported")?;
         ensure_eq!(
             got.last_name,
             rows[row].last_name,
@@ -2944,7 +2940,7 @@ pub async fn import_batches(store: &Store) -> CheckResult {
     );
     // allow_duplicate_emails lets the repeated and the taken email through.
     let report = c
-        .import_contacts(
+        .import(
             a,
             vec![
                 NewContact::named("Dup", "A").email("taken@example.com"),
@@ -3182,12 +3178,7 @@ async fn varied_contacts(f: &Fixture, n: usize) -> CheckResult<Vec<Contact>> {
                 .custom
                 .insert("tier".into(), CustomValue::Choice(TIERS[i % 3].into()));
         }
-        out.push(
-            f.contacts
-                .create_contact(&f.admin, input)
-                .await
-                .at("create")?,
-        );
+        out.push(f.contacts.create(&f.admin, input).await.at("create")?);
     }
     Ok(out)
 }
@@ -3286,7 +3277,7 @@ pub async fn filters_and_paging(store: &Store) -> CheckResult {
         }
         let total = f
             .contacts
-            .list_contacts(&f.admin, &q.clone().limit(2).with_total())
+            .list(&f.admin, &q.clone().limit(2).with_total())
             .await
             .at("with_total")?
             .total;
@@ -3308,11 +3299,11 @@ pub async fn change_feed(store: &Store) -> CheckResult {
     let a = &f.admin;
     let seq0 = f.last_seq().await?;
     let x = c
-        .create_contact(a, NewContact::named("Feed", "Me").email("feed@example.com"))
+        .create(a, NewContact::named("Feed", "Me").email("feed@example.com"))
         .await
         .at("create")?;
     let x2 = c
-        .update_contact(
+        .update(
             a,
             x.id,
             1,
@@ -3323,14 +3314,16 @@ pub async fn change_feed(store: &Store) -> CheckResult {
         )
         .await
         .at("update")?;
-    let x3 = c.delete_contact(a, x.id, 2).await.at("delete")?;
-    let x4 = c.restore_contact(a, x.id, 3).await.at("restore")?;
+    let x3 = c.delete(a, x.id, 2).await.at("delete")?;
+    let x4 = c.restore(a, x.id, 3).await.at("restore")?;
     let o = c
-        .create_organization(&f.manager, NewOrganization::named("Feed Org"))
+        .organizations()
+        .create(&f.manager, NewOrganization::named("Feed Org"))
         .await
         .at("create org")?;
     let o2 = c
-        .update_organization(
+        .organizations()
+        .update(
             &f.manager,
             o.id,
             1,
@@ -3546,7 +3539,7 @@ impl Side {
                     input.emails.push(MODEL_EMAILS[*e].into());
                 }
                 input.allow_duplicate_email = *allow_dup;
-                let r = c.create_contact(ctx, input).await;
+                let r = c.create(ctx, input).await;
                 if let Ok(x) = &r {
                     self.ids.push((x.id, x.version));
                 }
@@ -3573,7 +3566,7 @@ impl Side {
                     },
                     _ => unreachable!("matched above"),
                 };
-                c.update_contact(ctx, id, version(v, *stale), patch)
+                c.update(ctx, id, version(v, *stale), patch)
                     .await
                     .map(|x| (Some(i), x))
             }
@@ -3582,9 +3575,9 @@ impl Side {
                     return "skip".into();
                 };
                 let r = if matches!(cmd, ModelCmd::Delete { .. }) {
-                    c.delete_contact(ctx, id, version(v, *stale)).await
+                    c.delete(ctx, id, version(v, *stale)).await
                 } else {
-                    c.restore_contact(ctx, id, version(v, *stale)).await
+                    c.restore(ctx, id, version(v, *stale)).await
                 };
                 r.map(|x| (Some(i), x))
             }

@@ -446,7 +446,7 @@ pub async fn no_work_for_inactive_users(store: &Store) -> CheckResult {
     set_active(&f, gone, false).await?;
     let contacts_before = f
         .contacts
-        .list_contacts(&f.admin, &Query::new().limit(100))
+        .list(&f.admin, &Query::new().limit(100))
         .await
         .at("list contacts")?
         .items;
@@ -457,13 +457,13 @@ pub async fn no_work_for_inactive_users(store: &Store) -> CheckResult {
             let mut input = NewContact::named("Owned", "Elsewhere");
             input.owner = Some(owner);
             expect_validation(
-                f.contacts.create_contact(ctx, input).await,
+                f.contacts.create(ctx, input).await,
                 "owner",
                 &format!("{who} creates a contact owned by a {what} user"),
             )?;
             expect_validation(
                 f.contacts
-                    .update_contact(
+                    .update(
                         ctx,
                         contact.id,
                         contact.version,
@@ -481,14 +481,14 @@ pub async fn no_work_for_inactive_users(store: &Store) -> CheckResult {
     // A context the deactivated user was given earlier: records it makes are its own.
     expect_validation(
         f.contacts
-            .create_contact(&f.rep2, NewContact::named("Stale", "Context"))
+            .create(&f.rep2, NewContact::named("Stale", "Context"))
             .await,
         "owner",
         "a deactivated user's stale context creates a contact",
     )?;
     ensure_eq!(
         f.contacts
-            .list_contacts(&f.admin, &Query::new().limit(100))
+            .list(&f.admin, &Query::new().limit(100))
             .await
             .at("list contacts")?
             .items,
@@ -565,7 +565,7 @@ pub async fn no_work_for_inactive_users(store: &Store) -> CheckResult {
     let mut input = NewContact::named("Owned", "Again");
     input.owner = Some(gone);
     f.contacts
-        .create_contact(&f.manager, input)
+        .create(&f.manager, input)
         .await
         .at("a contact owned by the reactivated user")?;
     tickets

@@ -868,7 +868,7 @@ pub async fn members(store: &Store) -> CheckResult {
     for i in 0..7 {
         contacts.push(
             f.contacts
-                .create_contact(a, NewContact::named("M", format!("{i}")))
+                .create(a, NewContact::named("M", format!("{i}")))
                 .await
                 .at("contact")?,
         );
@@ -965,7 +965,7 @@ pub async fn members(store: &Store) -> CheckResult {
     let foreign = g.person(&g.admin, "Other", "Tenant").await?;
     let gone = f.person(a, "Gone", "Soon").await?;
     f.contacts
-        .delete_contact(a, gone.id, gone.version)
+        .delete(a, gone.id, gone.version)
         .await
         .at("delete contact")?;
     let before = f.rows_and_seq().await?;
@@ -1553,7 +1553,7 @@ pub async fn member_references(store: &Store) -> CheckResult {
         let api = f.contacts.clone();
         let ctx = ctx.clone();
         async move {
-            api.create_contact(&ctx, NewContact::named(name, "Member"))
+            api.create(&ctx, NewContact::named(name, "Member"))
                 .await
                 .at("contact")
         }
@@ -1570,7 +1570,7 @@ pub async fn member_references(store: &Store) -> CheckResult {
     let hidden_c = contact(&f.admin, "Hidden").await?;
     let gone_c = contact(rep, "Gone").await?;
     f.contacts
-        .delete_contact(rep, gone_c.id, gone_c.version)
+        .delete(rep, gone_c.id, gone_c.version)
         .await
         .at("delete contact")?;
     let foreign_c = g.person(&g.admin, "Foreign", "Member").await?;

@@ -79,7 +79,8 @@ pub async fn setup(store: &Store) -> CheckResult<DealFixture> {
         .await
         .at("define deal custom field")?;
     let default = deals
-        .ensure_default_pipeline(&f.admin)
+        .pipelines()
+        .ensure_default(&f.admin)
         .await
         .at("default pipeline")?;
     Ok(DealFixture { f, deals, default })
@@ -95,12 +96,7 @@ fn usd(s: &str) -> Money {
 
 /// Every deal a query returns, following cursors.
 pub(crate) async fn all_deals(d: &Deals, ctx: &Ctx, q: &Query) -> CheckResult<Vec<Deal>> {
-    all_pages(
-        q,
-        "list deals",
-        |q| async move { d.list_deals(ctx, &q).await },
-    )
-    .await
+    all_pages(q, "list deals", |q| async move { d.list(ctx, &q).await }).await
 }
 
 /// The ids of `v`, sorted.
@@ -149,7 +145,7 @@ pub async fn default_pipeline(store: &Store) -> CheckResult {
             f.rep.clone()
         };
         tasks.push(tokio::spawn(async move {
-            deals.ensure_default_pipeline(&ctx).await
+            deals.pipelines().ensure_default(&ctx).await
         }));
     }
     let mut got = vec![];
@@ -157,15 +153,19 @@ pub async fn default_pipeline(store: &Store) -> CheckResult {
         got.push(
             t.await
                 .map_err(|e| Failure::new(format!("task: {e}")))?
-                .at("ensure_default_pipeline")?,
+                .at("pipelines().ensure_default")?,
         );
     }
     for p in &got {
         ensure_eq!(p.id, got[0].id, "every call returns the same pipeline");
     }
-    let again = deals.ensure_default_pipeline(&f.admin).await.at("again")?;
+    let again = deals
+        .pipelines()
+        .ensure_default(&f.admin)
+        .await
+        .at("again")?;
     ensure_eq!(again, got[0].clone(), "a later call returns it unchanged");
-    let all = deals.list_pipelines(&f.admin).await.at("list")?;
+    let all = deals.pipelines().all(&f.admin).await.at("list")?;
     ensure_eq!(all.len(), 1, "exactly one pipeline");
     ensure!(all[0].is_default, "it is the default");
     ensure_eq!(
@@ -199,7 +199,8 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
     let a = &f.admin;
     let org = f
         .contacts
-        .create_organization(a, crmkit_contacts::NewOrganization::named("Acme"))
+        .organizations()
+        .create(a, crmkit_contacts::NewOrganization::named("Acme"))
         .await
         .at("org")?;
     let c1 = f.person(a, "Ann", "One").await?;
@@ -220,11 +221,11 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
     input
         .custom
         .insert("tier".into(), CustomValue::Choice("b".into()));
-    let deal = deals.create_deal(a, input.clone()).await.at("create")?;
+    let deal = deals.create(a, input.clone()).await.at("create")?;
     ensure_eq!(deal.probability, 40, "the stage's probability");
     ensure_eq!(deal.status(), StageKind::Open, "open");
     ensure_eq!(
-        deals.get_deal(a, deal.id).await.at("get")?,
+        deals.get(a, deal.id).await.at("get")?,
         deal.clone(),
         "get returns what create returned"
     );
@@ -240,7 +241,7 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         "one created event"
     );
     let upd = deals
-        .update_deal(
+        .update(
             a,
             deal.id,
             deal.version,
@@ -257,18 +258,18 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
     ensure_eq!(upd.version, deal.version + 1, "version bump");
     ensure_eq!(upd.probability, 55, "override wins");
     ensure_eq!(
-        deals.get_deal(a, deal.id).await.at("get")?,
+        deals.get(a, deal.id).await.at("get")?,
         upd.clone(),
         "update persisted"
     );
     match deals
-        .update_deal(a, deal.id, deal.version, DealPatch::default())
+        .update(a, deal.id, deal.version, DealPatch::default())
         .await
     {
         Err(Error::Conflict { .. }) => {}
         other => return Err(Failure::new(format!("stale version: {other:?}"))),
     }
-    let audit = deals.deal_audit(a, deal.id).await.at("audit")?;
+    let audit = deals.audit(a, deal.id).await.at("audit")?;
     for field in ["title", "amount", "probability_override", "contacts"] {
         ensure!(
             audit.iter().any(|e| e.change.field == field),
@@ -277,7 +278,7 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
     }
     // Filters.
     let other = deals
-        .create_deal(a, NewDeal::new("Small", p.id))
+        .create(a, NewDeal::new("Small", p.id))
         .await
         .at("create small")?;
     let q = |flt: Filter| Query::new().filter(flt);
@@ -310,15 +311,13 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         ensure_eq!(ids(&got), want, "filter {flt:?}");
     }
     expect_validation(
-        deals
-            .list_deals(a, &q(Filter::eq("status", "closed'--")))
-            .await,
+        deals.list(a, &q(Filter::eq("status", "closed'--"))).await,
         "filter.status",
         "unknown status value",
     )?;
     expect_validation(
         deals
-            .list_deals(a, &q(Filter::eq("nope; DROP TABLE x", 1i64)))
+            .list(a, &q(Filter::eq("nope; DROP TABLE x", 1i64)))
             .await,
         "filter.nope; DROP TABLE x",
         "unknown field",
@@ -327,26 +326,16 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
     let paged = all_deals(deals, a, &Query::new().limit(1).sort_desc("amount")).await?;
     ensure_eq!(paged.len(), 2, "paging");
     // Delete and restore.
-    let del = deals
-        .delete_deal(a, upd.id, upd.version)
-        .await
-        .at("delete")?;
-    expect_not_found(deals.get_deal(a, upd.id).await, "deleted deal")?;
+    let del = deals.delete(a, upd.id, upd.version).await.at("delete")?;
+    expect_not_found(deals.get(a, upd.id).await, "deleted deal")?;
     ensure_eq!(
         ids(&all_deals(deals, a, &Query::new()).await?),
         vec![other.id],
         "deleted deals leave lists"
     );
-    let res = deals
-        .restore_deal(a, del.id, del.version)
-        .await
-        .at("restore")?;
+    let res = deals.restore(a, del.id, del.version).await.at("restore")?;
     ensure_eq!(res.deleted_at, None, "restored");
-    ensure_eq!(
-        deals.get_deal(a, res.id).await.at("get")?,
-        res,
-        "restored deal"
-    );
+    ensure_eq!(deals.get(a, res.id).await.at("get")?, res, "restored deal");
     Ok(())
 }
 
@@ -369,7 +358,8 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     let (f, deals, p) = (&d.f, &d.deals, &d.default);
     let a = &f.admin;
     let other = deals
-        .create_pipeline(
+        .pipelines()
+        .create(
             a,
             NewPipeline {
                 currency: Some(crmkit_core::Currency::parse("EUR").at("EUR")?),
@@ -386,14 +376,14 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     };
     rejects(
         &d,
-        deals.create_deal(a, with(&|n| n.probability = Some(101))),
+        deals.create(a, with(&|n| n.probability = Some(101))),
         "probability",
         "probability 101",
     )
     .await?;
     rejects(
         &d,
-        deals.create_pipeline(
+        deals.pipelines().create(
             a,
             NewPipeline {
                 stages: vec![NewStage::open("X", 150)],
@@ -406,7 +396,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     .await?;
     rejects(
         &d,
-        deals.update_stage(
+        deals.pipelines().update_stage(
             a,
             p.id,
             p.version,
@@ -422,21 +412,21 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     .await?;
     rejects(
         &d,
-        deals.create_deal(a, with(&|n| n.stage = Some(other.stages[0].id))),
+        deals.create(a, with(&|n| n.stage = Some(other.stages[0].id))),
         "stage",
         "a stage of another pipeline",
     )
     .await?;
     rejects(
         &d,
-        deals.create_deal(a, with(&|n| n.amount = Some(eur("-1")))),
+        deals.create(a, with(&|n| n.amount = Some(eur("-1")))),
         "amount",
         "a negative amount",
     )
     .await?;
     rejects(
         &d,
-        deals.create_deal(a, {
+        deals.create(a, {
             let mut n = NewDeal::new("Deal", other.id);
             n.amount = Some(usd("10"));
             n
@@ -447,21 +437,21 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     .await?;
     rejects(
         &d,
-        deals.create_deal(a, with(&|n| n.title = "  ".into())),
+        deals.create(a, with(&|n| n.title = "  ".into())),
         "title",
         "a blank title",
     )
     .await?;
     rejects(
         &d,
-        deals.create_deal(a, with(&|n| n.title = "x".repeat(201))),
+        deals.create(a, with(&|n| n.title = "x".repeat(201))),
         "title",
         "an over-long title",
     )
     .await?;
     rejects(
         &d,
-        deals.create_deal(
+        deals.create(
             a,
             with(&|n| n.contacts = vec![(crmkit_core::ContactId::new(), DealRole::Other)]),
         ),
@@ -471,7 +461,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     .await?;
     rejects(
         &d,
-        deals.create_deal(
+        deals.create(
             a,
             with(&|n| n.organization = Some(crmkit_core::OrganizationId::new())),
         ),
@@ -481,7 +471,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     .await?;
     rejects(
         &d,
-        deals.create_deal(
+        deals.create(
             a,
             with(&|n| {
                 n.custom
@@ -494,7 +484,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     .await?;
     // Several bad fields at once are all named.
     match deals
-        .create_deal(
+        .create(
             a,
             with(&|n| {
                 n.title = String::new();
@@ -541,10 +531,10 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         "a known role parses"
     );
     // Moves: a stage of another pipeline; another tenant's deal.
-    let deal = deals.create_deal(a, base.clone()).await.at("create")?;
+    let deal = deals.create(a, base.clone()).await.at("create")?;
     rejects(
         &d,
-        deals.move_deal(a, deal.id, deal.version, other.stages[1].id, None),
+        deals.move_to_stage(a, deal.id, deal.version, other.stages[1].id, None),
         "stage",
         "move to a stage of another pipeline",
     )
@@ -557,22 +547,19 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     let before = f.rows_and_seq().await?;
     expect_not_found(
         deals
-            .move_deal(&stranger, deal.id, deal.version, p.stages[2].id, None)
+            .move_to_stage(&stranger, deal.id, deal.version, p.stages[2].id, None)
             .await,
         "moving another tenant's deal",
     )?;
     expect_not_found(
         deals
-            .update_deal(&stranger, deal.id, deal.version, DealPatch::default())
+            .update(&stranger, deal.id, deal.version, DealPatch::default())
             .await,
         "updating another tenant's deal",
     )?;
+    expect_not_found(deals.get(&stranger, deal.id).await, "another tenant's deal")?;
     expect_not_found(
-        deals.get_deal(&stranger, deal.id).await,
-        "another tenant's deal",
-    )?;
-    expect_not_found(
-        deals.get_deal(a, crmkit_core::DealId::new()).await,
+        deals.get(a, crmkit_core::DealId::new()).await,
         "a deal that does not exist",
     )?;
     ensure_eq!(
@@ -582,7 +569,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     );
     ensure!(
         deals
-            .list_deals(&stranger, &Query::new())
+            .list(&stranger, &Query::new())
             .await
             .at("list")?
             .items
@@ -622,19 +609,19 @@ pub async fn close_and_reopen(store: &Store) -> CheckResult {
     }
     let mut n = NewDeal::new("Closing", p.id);
     n.amount = Some(eur("100"));
-    let deal = deals.create_deal(a, n).await.at("create")?;
+    let deal = deals.create(a, n).await.at("create")?;
     let lost = stage_named(p, "Lost");
     let won = stage_named(p, "Won");
     rejects(
         &d,
-        deals.move_deal(a, deal.id, deal.version, lost, None),
+        deals.move_to_stage(a, deal.id, deal.version, lost, None),
         "lost_reason",
         "lost without a reason",
     )
     .await?;
     rejects(
         &d,
-        deals.move_deal(
+        deals.move_to_stage(
             a,
             deal.id,
             deal.version,
@@ -647,7 +634,7 @@ pub async fn close_and_reopen(store: &Store) -> CheckResult {
     .await?;
     rejects(
         &d,
-        deals.move_deal(
+        deals.move_to_stage(
             a,
             deal.id,
             deal.version,
@@ -659,7 +646,7 @@ pub async fn close_and_reopen(store: &Store) -> CheckResult {
     )
     .await?;
     let l = deals
-        .move_deal(
+        .move_to_stage(
             a,
             deal.id,
             deal.version,
@@ -683,7 +670,7 @@ pub async fn close_and_reopen(store: &Store) -> CheckResult {
     // Reopen, then win.
     let q = stage_named(p, "Qualification");
     let r = deals
-        .move_deal(a, deal.id, l.version, q, None)
+        .move_to_stage(a, deal.id, l.version, q, None)
         .await
         .at("reopen")?;
     ensure!(
@@ -691,7 +678,7 @@ pub async fn close_and_reopen(store: &Store) -> CheckResult {
         "reopened: {r:?}"
     );
     let w = deals
-        .move_deal(a, deal.id, r.version, won, None)
+        .move_to_stage(a, deal.id, r.version, won, None)
         .await
         .at("win")?;
     ensure!(w.won_at.is_some(), "won_at set");
@@ -713,7 +700,7 @@ pub async fn close_and_reopen(store: &Store) -> CheckResult {
             ensure_eq!(e.from_stage, Some(h[i - 1].to_stage), "contiguous");
         }
     }
-    match deals.move_deal(a, deal.id, w.version, won, None).await {
+    match deals.move_to_stage(a, deal.id, w.version, won, None).await {
         Err(Error::InvalidTransition { .. }) => {}
         other => return Err(Failure::new(format!("move to same stage: {other:?}"))),
     }
@@ -740,23 +727,24 @@ pub async fn required_fields(store: &Store) -> CheckResult {
     n.stage = Some(proposal);
     rejects(
         &d,
-        deals.create_deal(a, n.clone()),
+        deals.create(a, n.clone()),
         "amount",
         "create in Proposal",
     )
     .await?;
     let deal = deals
-        .create_deal(a, NewDeal::new("Needs amount", p.id))
+        .create(a, NewDeal::new("Needs amount", p.id))
         .await
         .at("create")?;
     rejects(
         &d,
-        deals.move_deal(a, deal.id, deal.version, proposal, None),
+        deals.move_to_stage(a, deal.id, deal.version, proposal, None),
         "amount",
         "move into Proposal",
     )
     .await?;
     let p2 = deals
+        .pipelines()
         .update_stage(
             a,
             p.id,
@@ -770,7 +758,7 @@ pub async fn required_fields(store: &Store) -> CheckResult {
         .await
         .at("require")?;
     match deals
-        .move_deal(
+        .move_to_stage(
             a,
             deal.id,
             deal.version,
@@ -783,7 +771,7 @@ pub async fn required_fields(store: &Store) -> CheckResult {
         other => return Err(Failure::new(format!("both missing fields: {other:?}"))),
     }
     let u = deals
-        .update_deal(
+        .update(
             a,
             deal.id,
             deal.version,
@@ -795,12 +783,12 @@ pub async fn required_fields(store: &Store) -> CheckResult {
         .await
         .at("set amount")?;
     let m = deals
-        .move_deal(a, deal.id, u.version, proposal, None)
+        .move_to_stage(a, deal.id, u.version, proposal, None)
         .await
         .at("move")?;
     rejects(
         &d,
-        deals.update_deal(
+        deals.update(
             a,
             deal.id,
             m.version,
@@ -815,7 +803,7 @@ pub async fn required_fields(store: &Store) -> CheckResult {
     .await?;
     rejects(
         &d,
-        deals.update_stage(
+        deals.pipelines().update_stage(
             a,
             p2.id,
             p2.version,
@@ -838,23 +826,26 @@ pub async fn pipelines_and_stages(store: &Store) -> CheckResult {
     let d = setup(store).await?;
     let (f, deals) = (&d.f, &d.deals);
     let a = &f.admin;
-    match deals.create_pipeline(&f.rep, test_pipeline("Rep")).await {
+    match deals.pipelines().create(&f.rep, test_pipeline("Rep")).await {
         Err(Error::PermissionDenied(_)) => {}
         other => return Err(Failure::new(format!("rep creates pipeline: {other:?}"))),
     }
     let p = deals
-        .create_pipeline(a, test_pipeline("Enterprise"))
+        .pipelines()
+        .create(a, test_pipeline("Enterprise"))
         .await
         .at("create")?;
     let p = deals
-        .rename_pipeline(a, p.id, p.version, "Enterprise sales")
+        .pipelines()
+        .rename(a, p.id, p.version, "Enterprise sales")
         .await
         .at("rename")?;
-    match deals.rename_pipeline(a, p.id, p.version - 1, "x").await {
+    match deals.pipelines().rename(a, p.id, p.version - 1, "x").await {
         Err(Error::Conflict { .. }) => {}
         other => return Err(Failure::new(format!("stale rename: {other:?}"))),
     }
     let p = deals
+        .pipelines()
         .add_stage(a, p.id, p.version, NewStage::open("C", 80), Some(2))
         .await
         .at("add stage")?;
@@ -865,7 +856,9 @@ pub async fn pipelines_and_stages(store: &Store) -> CheckResult {
     );
     rejects(
         &d,
-        deals.add_stage(a, p.id, p.version, NewStage::open("b", 1), None),
+        deals
+            .pipelines()
+            .add_stage(a, p.id, p.version, NewStage::open("b", 1), None),
         "name",
         "a repeated stage name",
     )
@@ -878,18 +871,21 @@ pub async fn pipelines_and_stages(store: &Store) -> CheckResult {
         p.stages[4].id,
     ];
     let p = deals
+        .pipelines()
         .reorder_stages(a, p.id, p.version, &order)
         .await
         .at("reorder")?;
     ensure_eq!(
-        deals.get_pipeline(a, p.id).await.at("get")?,
+        deals.pipelines().get(a, p.id).await.at("get")?,
         p.clone(),
         "reorder persisted"
     );
     ensure_eq!(p.stages[0].name, "B", "B first");
     rejects(
         &d,
-        deals.reorder_stages(a, p.id, p.version, &order[1..]),
+        deals
+            .pipelines()
+            .reorder_stages(a, p.id, p.version, &order[1..]),
         "order",
         "an incomplete order",
     )
@@ -902,10 +898,11 @@ pub async fn pipelines_and_stages(store: &Store) -> CheckResult {
     let mut n = NewDeal::new("In A", p.id);
     n.stage = Some(sa);
     n.amount = Some(eur("1000"));
-    let d1 = deals.create_deal(a, n.clone()).await.at("d1")?;
+    let d1 = deals.create(a, n.clone()).await.at("d1")?;
     n.probability = Some(33);
-    let d2 = deals.create_deal(a, n).await.at("d2")?;
+    let d2 = deals.create(a, n).await.at("d2")?;
     let p = deals
+        .pipelines()
         .update_stage(
             a,
             p.id,
@@ -919,19 +916,20 @@ pub async fn pipelines_and_stages(store: &Store) -> CheckResult {
         .await
         .at("probability")?;
     ensure_eq!(
-        deals.get_deal(a, d1.id).await.at("get")?.probability,
+        deals.get(a, d1.id).await.at("get")?.probability,
         25,
         "deal follows its stage"
     );
     ensure_eq!(
-        deals.get_deal(a, d2.id).await.at("get")?.probability,
+        deals.get(a, d2.id).await.at("get")?.probability,
         33,
         "override stays"
     );
-    let sum = deals.pipeline_summary(a, p.id).await.at("summary")?;
+    let sum = deals.summary(a, p.id).await.at("summary")?;
     ensure_eq!(sum.lines.len(), 1, "one line");
     ensure_eq!(sum.lines[0].weighted_value, Decimal::from(580), "250 + 330");
     match deals
+        .pipelines()
         .update_stage(
             a,
             p.id,
@@ -949,30 +947,34 @@ pub async fn pipelines_and_stages(store: &Store) -> CheckResult {
     }
     // Remove: empty stage, stage with deals (no target, wrong target, target).
     let p = deals
+        .pipelines()
         .remove_stage(a, p.id, p.version, sc, None)
         .await
         .at("remove empty")?;
     ensure!(p.stage(sc).is_none(), "C removed");
     rejects(
         &d,
-        deals.remove_stage(a, p.id, p.version, sa, None),
+        deals.pipelines().remove_stage(a, p.id, p.version, sa, None),
         "move_to",
         "removing a stage with deals without a target",
     )
     .await?;
     rejects(
         &d,
-        deals.remove_stage(a, p.id, p.version, sa, Some(stage_named(&p, "W"))),
+        deals
+            .pipelines()
+            .remove_stage(a, p.id, p.version, sa, Some(stage_named(&p, "W"))),
         "move_to",
         "a target of another kind",
     )
     .await?;
     let p = deals
+        .pipelines()
         .remove_stage(a, p.id, p.version, sa, Some(sb))
         .await
         .at("remove with target")?;
     for id in [d1.id, d2.id] {
-        let x = deals.get_deal(a, id).await.at("get")?;
+        let x = deals.get(a, id).await.at("get")?;
         ensure_eq!(x.stage, sb, "moved to B");
         let h = deals.stage_history(a, id).await.at("history")?;
         ensure_eq!(
@@ -982,12 +984,12 @@ pub async fn pipelines_and_stages(store: &Store) -> CheckResult {
         );
     }
     ensure_eq!(
-        deals.get_deal(a, d1.id).await.at("get")?.probability,
+        deals.get(a, d1.id).await.at("get")?.probability,
         50,
         "B's probability"
     );
     // To another pipeline.
-    let x = deals.get_deal(a, d1.id).await.at("get")?;
+    let x = deals.get(a, d1.id).await.at("get")?;
     let def = &d.default;
     let m = deals
         .move_to_pipeline(a, x.id, x.version, def.id, None)
@@ -1006,7 +1008,8 @@ pub async fn pipelines_and_stages(store: &Store) -> CheckResult {
     )
     .await?;
     let euro = deals
-        .create_pipeline(
+        .pipelines()
+        .create(
             a,
             NewPipeline {
                 currency: Some(crmkit_core::Currency::parse("USD").at("USD")?),
@@ -1043,22 +1046,22 @@ pub async fn visibility(store: &Store) -> CheckResult {
         n
     };
     let own = deals
-        .create_deal(&f.rep, mk("rep's", rep_user, None, "100"))
+        .create(&f.rep, mk("rep's", rep_user, None, "100"))
         .await
         .at("rep's")?;
     let team = deals
-        .create_deal(
+        .create(
             a,
             mk("team X's", f.admin.actor().user, Some(f.team_x), "200"),
         )
         .await
         .at("team's")?;
     let other = deals
-        .create_deal(a, mk("rep Y's", rep_y_user, Some(f.team_y), "400"))
+        .create(a, mk("rep Y's", rep_y_user, Some(f.team_y), "400"))
         .await
         .at("other's")?;
     match deals
-        .create_deal(&f.rep, mk("for y", rep_y_user, None, "1"))
+        .create(&f.rep, mk("for y", rep_y_user, None, "1"))
         .await
     {
         Err(Error::PermissionDenied(_)) => {}
@@ -1082,7 +1085,7 @@ pub async fn visibility(store: &Store) -> CheckResult {
             ctx.actor().roles
         );
         let total: u64 = deals
-            .pipeline_summary(ctx, p.id)
+            .summary(ctx, p.id)
             .await
             .at("summary")?
             .lines
@@ -1096,21 +1099,21 @@ pub async fn visibility(store: &Store) -> CheckResult {
             .at("closing")?;
         ensure_eq!(ids(&closing.items), want, "closing_between");
         let idle = deals
-            .idle_deals(ctx, Utc::now(), &Query::new())
+            .idle(ctx, Utc::now(), &Query::new())
             .await
             .at("idle")?;
         ensure!(idle.items.is_empty(), "nothing idle without thresholds");
     }
-    let sum = deals.pipeline_summary(&f.rep, p.id).await.at("summary")?;
+    let sum = deals.summary(&f.rep, p.id).await.at("summary")?;
     ensure_eq!(
         sum.lines.iter().map(|l| l.open_value).sum::<Decimal>(),
         Decimal::from(300),
         "rep's open value"
     );
-    expect_not_found(deals.get_deal(&f.rep, other.id).await, "rep gets Y's deal")?;
+    expect_not_found(deals.get(&f.rep, other.id).await, "rep gets Y's deal")?;
     expect_not_found(
         deals
-            .move_deal(&f.rep, other.id, other.version, p.stages[2].id, None)
+            .move_to_stage(&f.rep, other.id, other.version, p.stages[2].id, None)
             .await,
         "rep moves Y's deal",
     )?;
@@ -1119,7 +1122,7 @@ pub async fn visibility(store: &Store) -> CheckResult {
         "rep reads Y's history",
     )?;
     match deals
-        .move_deal(&f.readonly, team.id, team.version, p.stages[2].id, None)
+        .move_to_stage(&f.readonly, team.id, team.version, p.stages[2].id, None)
         .await
     {
         Err(Error::PermissionDenied(_)) => {}
@@ -1128,8 +1131,8 @@ pub async fn visibility(store: &Store) -> CheckResult {
     Ok(())
 }
 
-/// Analytics queries with a manual clock: closing_between, idle_deals per stage
-/// threshold, pipeline_summary per stage and currency.
+/// Analytics queries with a manual clock: closing_between, idle per stage
+/// threshold, summary per stage and currency.
 pub async fn analytics_queries(store: &Store) -> CheckResult {
     let d = setup(store).await?;
     let (f, deals) = (&d.f, &d.deals);
@@ -1140,44 +1143,39 @@ pub async fn analytics_queries(store: &Store) -> CheckResult {
     let clock = Arc::new(ManualClock::new(t0));
     let a = f.admin.clone().with_clock(clock.clone());
     let p = deals
-        .create_pipeline(&a, test_pipeline("Clocked"))
+        .pipelines()
+        .create(&a, test_pipeline("Clocked"))
         .await
         .at("pipeline")?;
     let (sa, sb) = (stage_named(&p, "A"), stage_named(&p, "B"));
     let mut n = NewDeal::new("one", p.id);
     n.amount = Some(eur("10.01"));
     n.expected_close = Some(NaiveDate::from_ymd_opt(2030, 3, 1).expect("d"));
-    let d1 = deals.create_deal(&a, n.clone()).await.at("d1")?;
+    let d1 = deals.create(&a, n.clone()).await.at("d1")?;
     n.amount = Some(usd("3.3333"));
     n.stage = Some(sb);
     n.expected_close = Some(NaiveDate::from_ymd_opt(2030, 4, 1).expect("d"));
-    let d2 = deals.create_deal(&a, n.clone()).await.at("d2")?;
+    let d2 = deals.create(&a, n.clone()).await.at("d2")?;
     n.amount = None;
     n.stage = Some(sa);
     n.expected_close = None;
-    let d3 = deals.create_deal(&a, n).await.at("d3")?;
+    let d3 = deals.create(&a, n).await.at("d3")?;
     clock.advance(Duration::days(6));
-    let idle = deals
-        .idle_deals(&a, a.now(), &Query::new())
-        .await
-        .at("idle")?;
+    let idle = deals.idle(&a, a.now(), &Query::new()).await.at("idle")?;
     ensure_eq!(
         ids(&idle.items),
         ids(&[d1.clone(), d3.clone()]),
         "A rots after 5 days"
     );
     clock.advance(Duration::days(5));
-    let idle = deals
-        .idle_deals(&a, a.now(), &Query::new())
-        .await
-        .at("idle")?;
+    let idle = deals.idle(&a, a.now(), &Query::new()).await.at("idle")?;
     ensure_eq!(
         ids(&idle.items),
         ids(&[d1.clone(), d2.clone(), d3.clone()]),
         "B after 10"
     );
     let m = deals
-        .move_deal(&a, d1.id, d1.version, sb, None)
+        .move_to_stage(&a, d1.id, d1.version, sb, None)
         .await
         .at("move")?;
     let h = deals.stage_history(&a, d1.id).await.at("history")?;
@@ -1186,17 +1184,14 @@ pub async fn analytics_queries(store: &Store) -> CheckResult {
         Some(11 * 86_400),
         "seconds in the previous stage"
     );
-    let idle = deals
-        .idle_deals(&a, a.now(), &Query::new())
-        .await
-        .at("idle")?;
+    let idle = deals.idle(&a, a.now(), &Query::new()).await.at("idle")?;
     ensure_eq!(
         ids(&idle.items),
         ids(&[d2.clone(), d3.clone()]),
         "a move resets the clock"
     );
     let won = deals
-        .move_deal(&a, d2.id, d2.version, stage_named(&p, "W"), None)
+        .move_to_stage(&a, d2.id, d2.version, stage_named(&p, "W"), None)
         .await
         .at("win")?;
     ensure!(won.won_at == Some(a.now()), "won_at is now");
@@ -1214,7 +1209,7 @@ pub async fn analytics_queries(store: &Store) -> CheckResult {
         vec![m.id],
         "open deals closing in range"
     );
-    let sum = deals.pipeline_summary(&a, p.id).await.at("summary")?;
+    let sum = deals.summary(&a, p.id).await.at("summary")?;
     ensure_eq!(
         sum.lines
             .iter()
@@ -1241,7 +1236,7 @@ pub async fn analytics_queries(store: &Store) -> CheckResult {
     Ok(())
 }
 
-/// F2 atomicity: a fault before any write of create_deal and move_deal leaves nothing.
+/// F2 atomicity: a fault before any write of create and move_to_stage leaves nothing.
 pub async fn atomicity(store: &Store) -> CheckResult {
     let d = setup(store).await?;
     let (f, deals, p) = (&d.f, &d.deals, &d.default);
@@ -1252,13 +1247,13 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     n.contacts = vec![(c.id, DealRole::Champion)];
     n.custom
         .insert("tier".into(), CustomValue::Choice("a".into()));
-    let created = fail_at_every_write(&d, "create_deal", async || {
-        deals.create_deal(a, n.clone()).await
+    let created = fail_at_every_write(&d, "deals().create", async || {
+        deals.create(a, n.clone()).await
     })
     .await?;
-    let moved = fail_at_every_write(&d, "move_deal", async || {
+    let moved = fail_at_every_write(&d, "deals().move_to_stage", async || {
         deals
-            .move_deal(
+            .move_to_stage(
                 a,
                 created.id,
                 created.version,
@@ -1335,17 +1330,19 @@ pub async fn history_case(store: &Store, cmds: &[MoveCmd]) -> CheckResult {
     let clock = Arc::new(ManualClock::new(t0));
     let a = d.f.admin.clone().with_clock(clock.clone());
     let p1 = deals
-        .create_pipeline(&a, test_pipeline("P1"))
+        .pipelines()
+        .create(&a, test_pipeline("P1"))
         .await
         .at("p1")?;
     let p2 = deals
-        .create_pipeline(&a, test_pipeline("P2"))
+        .pipelines()
+        .create(&a, test_pipeline("P2"))
         .await
         .at("p2")?;
     let stages: Vec<_> = p1.stages.iter().chain(&p2.stages).cloned().collect();
     let mut n = NewDeal::new("Moving", p1.id);
     n.amount = Some(eur("10"));
-    let mut deal = deals.create_deal(&a, n).await.at("create")?;
+    let mut deal = deals.create(&a, n).await.at("create")?;
     for cmd in cmds {
         let r = match cmd {
             MoveCmd::Wait(s) => {
@@ -1354,7 +1351,7 @@ pub async fn history_case(store: &Store, cmds: &[MoveCmd]) -> CheckResult {
             }
             MoveCmd::Amount(c) => {
                 deals
-                    .update_deal(
+                    .update(
                         &a,
                         deal.id,
                         deal.version,
@@ -1376,7 +1373,7 @@ pub async fn history_case(store: &Store, cmds: &[MoveCmd]) -> CheckResult {
                 let reason = (s.kind == StageKind::Lost).then(|| LostReasonInput::Text("r".into()));
                 if s.pipeline == deal.pipeline {
                     deals
-                        .move_deal(&a, deal.id, deal.version, s.id, reason)
+                        .move_to_stage(&a, deal.id, deal.version, s.id, reason)
                         .await
                 } else {
                     deals
@@ -1395,14 +1392,14 @@ pub async fn history_case(store: &Store, cmds: &[MoveCmd]) -> CheckResult {
             Ok(x) => deal = x,
             Err(Error::InvalidTransition { .. }) | Err(Error::Validation(_)) => {
                 ensure_eq!(
-                    deals.get_deal(&a, deal.id).await.at("get")?,
+                    deals.get(&a, deal.id).await.at("get")?,
                     deal.clone(),
                     "a rejected {cmd:?} changed the deal"
                 );
             }
             Err(e) => return Err(Failure::new(format!("{cmd:?}: {e:?}"))),
         }
-        let stored = deals.get_deal(&a, deal.id).await.at("get")?;
+        let stored = deals.get(&a, deal.id).await.at("get")?;
         ensure_eq!(stored, deal.clone(), "stored deal after {cmd:?}");
         let pipe = if deal.pipeline == p1.id { &p1 } else { &p2 };
         ensure!(
@@ -1481,7 +1478,8 @@ pub async fn weighted_case(store: &Store, specs: &[DealSpec]) -> CheckResult {
     let d = setup(store).await?;
     let (a, deals) = (&d.f.admin, &d.deals);
     let p = deals
-        .create_pipeline(a, test_pipeline("Sum"))
+        .pipelines()
+        .create(a, test_pipeline("Sum"))
         .await
         .at("p")?;
     type Key = (usize, Option<&'static str>);
@@ -1499,7 +1497,7 @@ pub async fn weighted_case(store: &Store, specs: &[DealSpec]) -> CheckResult {
         n.amount = amount;
         n.probability = *prob;
         n.stage = Some(p.stages[*stage].id);
-        deals.create_deal(a, n).await.at("create")?;
+        deals.create(a, n).await.at("create")?;
         if *stage == 2 {
             continue;
         }
@@ -1513,7 +1511,7 @@ pub async fn weighted_case(store: &Store, specs: &[DealSpec]) -> CheckResult {
             e.2 += m.amount() * Decimal::from(pr) / Decimal::from(100);
         }
     }
-    let sum = deals.pipeline_summary(a, p.id).await.at("summary")?;
+    let sum = deals.summary(a, p.id).await.at("summary")?;
     let got: BTreeMap<Key, (u64, Decimal, Decimal)> = sum
         .lines
         .iter()
@@ -1607,7 +1605,7 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         let c = f.contacts.clone();
         let ctx = ctx.clone();
         async move {
-            c.create_contact(&ctx, NewContact::named(name, "Ref"))
+            c.create(&ctx, NewContact::named(name, "Ref"))
                 .await
                 .at("contact")
         }
@@ -1615,7 +1613,7 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
     let hidden = contact(&f.admin, "Hidden").await?;
     let gone = contact(rep, "Gone").await?;
     f.contacts
-        .delete_contact(rep, gone.id, gone.version)
+        .delete(rep, gone.id, gone.version)
         .await
         .at("delete contact")?;
     let foreign = other.person(&other.admin, "Foreign", "Ref").await?;
@@ -1627,7 +1625,7 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         .at("hidden campaign")?;
     let deal = d
         .deals
-        .create_deal(rep, NewDeal::new("Rep's deal", d.default.id))
+        .create(rep, NewDeal::new("Rep's deal", d.default.id))
         .await
         .at("rep's deal")?;
     let with_contact = |c: ContactId| {
@@ -1644,10 +1642,10 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
     };
     let before = f.rows_and_seq().await?;
     let missing = ContactId::new();
-    let none_create = validation_reasons(&d.deals.create_deal(rep, with_contact(missing)).await);
+    let none_create = validation_reasons(&d.deals.create(rep, with_contact(missing)).await);
     let none_update = validation_reasons(
         &d.deals
-            .update_deal(rep, deal.id, deal.version, roles_patch(missing))
+            .update(rep, deal.id, deal.version, roles_patch(missing))
             .await,
     );
     ensure!(
@@ -1665,7 +1663,7 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         ("deleted", gone.id),
         ("another tenant's", foreign.id),
     ] {
-        let got = validation_reasons(&d.deals.create_deal(rep, with_contact(id)).await);
+        let got = validation_reasons(&d.deals.create(rep, with_contact(id)).await);
         ensure_eq!(
             got,
             none_create,
@@ -1673,7 +1671,7 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         );
         let got = validation_reasons(
             &d.deals
-                .update_deal(rep, deal.id, deal.version, roles_patch(id))
+                .update(rep, deal.id, deal.version, roles_patch(id))
                 .await,
         );
         ensure_eq!(
@@ -1706,13 +1704,13 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
             },
         ),
     ] {
-        let none = validation_reasons(&d.deals.create_deal(rep, missing_one).await);
+        let none = validation_reasons(&d.deals.create(rep, missing_one).await);
         ensure!(
             none.as_ref()
                 .is_some_and(|v| v.iter().any(|(f, _)| f == field)),
             "a missing {field}: {none:?}"
         );
-        let got = validation_reasons(&d.deals.create_deal(rep, hidden_one).await);
+        let got = validation_reasons(&d.deals.create(rep, hidden_one).await);
         ensure_eq!(got, none, "a hidden {field} vs a missing one");
     }
     ensure_eq!(
@@ -1721,7 +1719,7 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         "refused references wrote nothing"
     );
     d.deals
-        .update_deal(
+        .update(
             rep,
             deal.id,
             deal.version,

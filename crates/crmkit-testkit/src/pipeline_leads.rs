@@ -1311,7 +1311,7 @@ pub async fn tenant_isolation(store: &Store) -> CheckResult {
         .at("create in B")?;
     let cb = fb
         .contacts
-        .create_contact(
+        .create(
             &fb.admin,
             NewContact::named("Same", "Name").email("same@collide.example"),
         )
@@ -1319,7 +1319,8 @@ pub async fn tenant_isolation(store: &Store) -> CheckResult {
         .at("contact in B")?;
     let ob = fb
         .contacts
-        .create_organization(
+        .organizations()
+        .create(
             &fb.admin,
             NewOrganization {
                 domain: Some("collide.example".into()),
@@ -1480,15 +1481,16 @@ pub async fn conversion_creates(store: &Store) -> CheckResult {
     ensure_eq!(org.employee_count, lead.employee_count, "org size");
     // Stored.
     ensure_eq!(
-        &f.contacts
-            .get_contact(a, contact.id)
-            .await
-            .at("get contact")?,
+        &f.contacts.get(a, contact.id).await.at("get contact")?,
         contact,
         "stored contact"
     );
     ensure_eq!(
-        &f.contacts.get_organization(a, org.id).await.at("get org")?,
+        &f.contacts
+            .organizations()
+            .get(a, org.id)
+            .await
+            .at("get org")?,
         org,
         "stored org"
     );
@@ -1554,11 +1556,7 @@ pub async fn conversion_creates(store: &Store) -> CheckResult {
         ]),
         "lead audit entries of the conversion"
     );
-    let contact_audit = f
-        .contacts
-        .contact_audit(a, contact.id)
-        .await
-        .at("contact audit")?;
+    let contact_audit = f.contacts.audit(a, contact.id).await.at("contact audit")?;
     ensure_eq!(contact_audit.len(), 1, "one contact audit entry");
     let snap: Contact =
         serde_json::from_str(contact_audit[0].change.new.as_deref().unwrap_or("null"))
@@ -1566,7 +1564,8 @@ pub async fn conversion_creates(store: &Store) -> CheckResult {
     ensure_eq!(&snap, contact, "the contact's audit snapshot");
     ensure_eq!(
         f.contacts
-            .organization_audit(a, org.id)
+            .organizations()
+            .audit(a, org.id)
             .await
             .at("org audit")?
             .len(),
@@ -1606,7 +1605,7 @@ pub async fn conversion_links(store: &Store) -> CheckResult {
     let a = &f.admin;
     let existing = f
         .contacts
-        .create_contact(
+        .create(
             a,
             NewContact::named("Grace", "Existing").email("GRACE@Example.com"),
         )
@@ -1614,7 +1613,8 @@ pub async fn conversion_links(store: &Store) -> CheckResult {
         .at("existing contact")?;
     let org = f
         .contacts
-        .create_organization(
+        .organizations()
+        .create(
             a,
             NewOrganization {
                 domain: Some("example.com".into()),
@@ -1663,7 +1663,7 @@ pub async fn conversion_links(store: &Store) -> CheckResult {
         "no new org"
     );
     ensure_eq!(
-        f.contacts.get_contact(a, existing.id).await.at("get")?,
+        f.contacts.get(a, existing.id).await.at("get")?,
         existing,
         "the linked contact is unchanged"
     );
@@ -1789,14 +1789,14 @@ pub async fn conversion_links(store: &Store) -> CheckResult {
     // A deleted contact is not linked: a new one is created.
     let gone = f
         .contacts
-        .create_contact(
+        .create(
             a,
             NewContact::named("Gone", "Soon").email("gone@example.net"),
         )
         .await
         .at("contact to delete")?;
     f.contacts
-        .delete_contact(a, gone.id, gone.version)
+        .delete(a, gone.id, gone.version)
         .await
         .at("delete contact")?;
     let lead4 = l
@@ -1885,7 +1885,7 @@ pub async fn dry_run(store: &Store) -> CheckResult {
     let a = &f.admin;
     let existing = f
         .contacts
-        .create_contact(
+        .create(
             a,
             NewContact::named("Dry", "Existing").email("dry@run.example"),
         )
@@ -2040,7 +2040,8 @@ pub async fn conversion_transitions(store: &Store) -> CheckResult {
 async fn deal_input(f: &Fixture, title: &str) -> CheckResult<ConvertDeal> {
     let deals = Deals::new(&f.store).at("Deals::new")?;
     let p = deals
-        .ensure_default_pipeline(&f.admin)
+        .pipelines()
+        .ensure_default(&f.admin)
         .await
         .at("default pipeline")?;
     let stage = p
@@ -2179,7 +2180,7 @@ pub async fn conversion_with_deal(store: &Store) -> CheckResult {
         "a contact with a deal is an opportunity"
     );
     ensure_eq!(
-        deals.get_deal(a, d.id).await.at("get deal")?,
+        deals.get(a, d.id).await.at("get deal")?,
         d,
         "the stored deal"
     );
@@ -2189,7 +2190,7 @@ pub async fn conversion_with_deal(store: &Store) -> CheckResult {
         "stored deal link"
     );
     ensure_eq!(
-        deals.deal_audit(a, d.id).await.at("deal audit")?.len(),
+        deals.audit(a, d.id).await.at("deal audit")?.len(),
         1,
         "the deal's audit entry"
     );
@@ -2370,7 +2371,7 @@ pub async fn concurrent_conversion(store: &Store) -> CheckResult {
     );
     let deals = Deals::new(store)
         .at("Deals::new")?
-        .list_deals(a, &Query::new().include_deleted().with_total())
+        .list(a, &Query::new().include_deleted().with_total())
         .await
         .at("list deals")?;
     ensure_eq!(deals.total, Some(1), "exactly one deal");
@@ -2411,26 +2412,29 @@ pub async fn conversion_references(store: &Store) -> CheckResult {
         .await
         .at("rep's lead")?;
     let hidden_c = c
-        .create_contact(&f.admin, NewContact::named("Hidden", "Contact"))
+        .create(&f.admin, NewContact::named("Hidden", "Contact"))
         .await
         .at("hidden contact")?;
     let gone_c = c
-        .create_contact(rep, NewContact::named("Gone", "Contact"))
+        .create(rep, NewContact::named("Gone", "Contact"))
         .await
         .at("contact")?;
-    c.delete_contact(rep, gone_c.id, gone_c.version)
+    c.delete(rep, gone_c.id, gone_c.version)
         .await
         .at("delete contact")?;
     let foreign_c = other.person(&other.admin, "Foreign", "Contact").await?;
     let hidden_o = c
-        .create_organization(&f.admin, NewOrganization::named("Hidden Org"))
+        .organizations()
+        .create(&f.admin, NewOrganization::named("Hidden Org"))
         .await
         .at("hidden organization")?;
     let gone_o = c
-        .create_organization(rep, NewOrganization::named("Gone Org"))
+        .organizations()
+        .create(rep, NewOrganization::named("Gone Org"))
         .await
         .at("organization")?;
-    c.delete_organization(rep, gone_o.id, gone_o.version)
+    c.organizations()
+        .delete(rep, gone_o.id, gone_o.version)
         .await
         .at("delete organization")?;
     let foreign_o = other.org(&other.admin, "Foreign Org").await?;
@@ -2496,7 +2500,7 @@ pub async fn conversion_references(store: &Store) -> CheckResult {
     }
     same_snapshot(&before, &snapshot(&f).await?, "refused links")?;
     let mine = c
-        .create_contact(rep, NewContact::named("Mine", "Contact"))
+        .create(rep, NewContact::named("Mine", "Contact"))
         .await
         .at("rep's contact")?;
     let done = f

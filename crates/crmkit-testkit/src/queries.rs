@@ -143,27 +143,19 @@ pub async fn date_bounds(store: &Store) -> CheckResult {
     let f = crate::contacts::setup(store).await?;
     let deals = Deals::new(store).at("Deals::new")?;
     let p = deals
-        .ensure_default_pipeline(&f.admin)
+        .pipelines()
+        .ensure_default(&f.admin)
         .await
         .at("default pipeline")?;
     let mut n = NewDeal::new("last day", p.id);
     n.expected_close = Some(date(9999, 12, 31));
-    let late = deals
-        .create_deal(&f.admin, n.clone())
-        .await
-        .at("late deal")?;
+    let late = deals.create(&f.admin, n.clone()).await.at("late deal")?;
     n.title = "first day".into();
     n.expected_close = Some(date(1, 1, 1));
-    let early = deals
-        .create_deal(&f.admin, n.clone())
-        .await
-        .at("early deal")?;
+    let early = deals.create(&f.admin, n.clone()).await.at("early deal")?;
     n.title = "2030".into();
     n.expected_close = Some(date(2030, 6, 1));
-    let mid = deals
-        .create_deal(&f.admin, n.clone())
-        .await
-        .at("2030 deal")?;
+    let mid = deals.create(&f.admin, n.clone()).await.at("2030 deal")?;
 
     // Boundaries are in range and compare correctly.
     let all = deals
@@ -221,7 +213,7 @@ pub async fn date_bounds(store: &Store) -> CheckResult {
         ] {
             expect_validation_at(
                 deals
-                    .list_deals(&f.admin, &Query::new().filter(filter.clone()))
+                    .list(&f.admin, &Query::new().filter(filter.clone()))
                     .await,
                 field,
                 "years 1 and 9999",
@@ -238,7 +230,7 @@ pub async fn date_bounds(store: &Store) -> CheckResult {
     ] {
         expect_validation(
             deals
-                .list_deals(
+                .list(
                     &f.admin,
                     &Query::new().filter(Filter::lt("expected_close", text)),
                 )
@@ -251,13 +243,13 @@ pub async fn date_bounds(store: &Store) -> CheckResult {
     let count_before = all_deals(&deals, &f.admin, &Query::new()).await?.len();
     n.expected_close = Some(date(10_000, 1, 1));
     expect_validation(
-        deals.create_deal(&f.admin, n.clone()).await,
+        deals.create(&f.admin, n.clone()).await,
         "expected_close",
         "a deal closing in 10000",
     )?;
     n.expected_close = Some(date(-5, 1, 1));
     expect_validation(
-        deals.create_deal(&f.admin, n.clone()).await,
+        deals.create(&f.admin, n.clone()).await,
         "expected_close",
         "a deal closing in -5",
     )?;
@@ -271,14 +263,10 @@ pub async fn date_bounds(store: &Store) -> CheckResult {
     let mut c = NewContact::named("Ada", "Lovelace");
     c.custom
         .insert("since".into(), CustomValue::Date(date(9999, 12, 31)));
-    let ada = f
-        .contacts
-        .create_contact(&f.admin, c.clone())
-        .await
-        .at("ada")?;
+    let ada = f.contacts.create(&f.admin, c.clone()).await.at("ada")?;
     let found = f
         .contacts
-        .list_contacts(
+        .list(
             &f.admin,
             &Query::new().filter(Filter::gte("custom.since", date(9999, 12, 31))),
         )
@@ -292,7 +280,7 @@ pub async fn date_bounds(store: &Store) -> CheckResult {
     for d in [date(10_000, 1, 1), date(-1, 12, 31)] {
         expect_validation_at(
             f.contacts
-                .list_contacts(
+                .list(
                     &f.admin,
                     &Query::new().filter(Filter::lt("custom.since", d)),
                 )
@@ -304,7 +292,7 @@ pub async fn date_bounds(store: &Store) -> CheckResult {
         c.custom.insert("since".into(), CustomValue::Date(d));
         ensure!(
             matches!(
-                f.contacts.create_contact(&f.admin, c.clone()).await,
+                f.contacts.create(&f.admin, c.clone()).await,
                 Err(Error::Validation(_))
             ),
             "a custom date {d} is refused on create"
@@ -426,11 +414,7 @@ pub async fn nul_bytes(store: &Store) -> CheckResult {
     let list = |filter: Filter| {
         let contacts = f.contacts.clone();
         let ctx = f.admin.clone();
-        async move {
-            contacts
-                .list_contacts(&ctx, &Query::new().filter(filter))
-                .await
-        }
+        async move { contacts.list(&ctx, &Query::new().filter(filter)).await }
     };
     for (filter, field) in [
         (Filter::eq("first_name", "Ada\0"), "filter.first_name"),
@@ -468,7 +452,7 @@ pub async fn nul_bytes(store: &Store) -> CheckResult {
     // Stored text: refused, nothing written.
     let before = f
         .contacts
-        .list_contacts(&f.admin, &Query::new().with_total())
+        .list(&f.admin, &Query::new().with_total())
         .await
         .at("count contacts")?
         .total;
@@ -485,20 +469,21 @@ pub async fn nul_bytes(store: &Store) -> CheckResult {
         ),
     ] {
         expect_validation(
-            f.contacts.create_contact(&f.admin, c).await,
+            f.contacts.create(&f.admin, c).await,
             field,
             &format!("a contact with NUL in {field}"),
         )?;
     }
     let deals = Deals::new(store).at("Deals::new")?;
     let p = deals
-        .ensure_default_pipeline(&f.admin)
+        .pipelines()
+        .ensure_default(&f.admin)
         .await
         .at("default pipeline")?;
     ensure!(
         matches!(
             deals
-                .create_deal(&f.admin, NewDeal::new("big\0deal", p.id))
+                .create(&f.admin, NewDeal::new("big\0deal", p.id))
                 .await,
             Err(Error::Validation(_))
         ),
@@ -506,7 +491,7 @@ pub async fn nul_bytes(store: &Store) -> CheckResult {
     );
     let after = f
         .contacts
-        .list_contacts(&f.admin, &Query::new().with_total())
+        .list(&f.admin, &Query::new().with_total())
         .await
         .at("count contacts")?
         .total;
@@ -630,7 +615,8 @@ pub async fn wide_pipeline_summary(store: &Store) -> CheckResult {
     let f = crate::contacts::setup(store).await?;
     let deals = Deals::new(store).at("Deals::new")?;
     let p = deals
-        .create_pipeline(
+        .pipelines()
+        .create(
             &f.admin,
             NewPipeline {
                 name: "Big".into(),
@@ -652,7 +638,7 @@ pub async fn wide_pipeline_summary(store: &Store) -> CheckResult {
         let mut n = NewDeal::new(format!("huge {i}"), p.id);
         n.amount = Some(idr("999999999999"));
         n.stage = Some(sure);
-        deals.create_deal(&f.admin, n).await.at("huge deal")?;
+        deals.create(&f.admin, n).await.at("huge deal")?;
     }
     for (i, a) in ["999999999999.99", "0.01", "123456789.5"]
         .iter()
@@ -661,23 +647,17 @@ pub async fn wide_pipeline_summary(store: &Store) -> CheckResult {
         let mut n = NewDeal::new(format!("maybe {i}"), p.id);
         n.amount = Some(idr(a));
         n.stage = Some(maybe);
-        deals.create_deal(&f.admin, n).await.at("maybe deal")?;
+        deals.create(&f.admin, n).await.at("maybe deal")?;
     }
     let mut n = NewDeal::new("euro", p.id);
     n.amount = Some(Money::parse("999999999999.9999", "EUR").expect("EUR"));
     n.stage = Some(sure);
-    deals.create_deal(&f.admin, n).await.at("euro deal")?;
+    deals.create(&f.admin, n).await.at("euro deal")?;
     let mut n = NewDeal::new("no amount", p.id);
     n.stage = Some(sure);
-    deals
-        .create_deal(&f.admin, n)
-        .await
-        .at("deal without amount")?;
+    deals.create(&f.admin, n).await.at("deal without amount")?;
 
-    let summary = deals
-        .pipeline_summary(&f.admin, p.id)
-        .await
-        .at("pipeline summary")?;
+    let summary = deals.summary(&f.admin, p.id).await.at("pipeline summary")?;
     let line = |stage, code: Option<&str>| {
         summary
             .lines
@@ -859,7 +839,7 @@ pub async fn phone_extensions(store: &Store) -> CheckResult {
     let f = crate::contacts::setup(store).await?;
     let before = f
         .contacts
-        .list_contacts(&f.admin, &Query::new().with_total())
+        .list(&f.admin, &Query::new().with_total())
         .await
         .at("count")?
         .total;
@@ -870,7 +850,7 @@ pub async fn phone_extensions(store: &Store) -> CheckResult {
     ] {
         expect_validation_at(
             f.contacts
-                .create_contact(
+                .create(
                     &f.admin,
                     NewContact::named("Ext", "Ension").phone(PhoneInput::new(number)),
                 )
@@ -882,7 +862,7 @@ pub async fn phone_extensions(store: &Store) -> CheckResult {
     }
     expect_validation(
         f.contacts
-            .create_contact(
+            .create(
                 &f.admin,
                 NewContact::named("Ext", "Ension").phone(PhoneInput::new("+4930901820;ext=12")),
             )
@@ -892,7 +872,7 @@ pub async fn phone_extensions(store: &Store) -> CheckResult {
     )?;
     ensure_eq!(
         f.contacts
-            .list_contacts(&f.admin, &Query::new().with_total())
+            .list(&f.admin, &Query::new().with_total())
             .await
             .at("count")?
             .total,
@@ -901,7 +881,7 @@ pub async fn phone_extensions(store: &Store) -> CheckResult {
     );
     let c = f
         .contacts
-        .create_contact(
+        .create(
             &f.admin,
             NewContact::named("Main", "Number").phone(PhoneInput::new("+49 30 901820")),
         )

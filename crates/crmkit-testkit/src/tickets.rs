@@ -111,7 +111,8 @@ async fn organization(f: &Fixture, ctx: &Ctx) -> CheckResult<OrganizationId> {
     let mut o = NewOrganization::named("Navy");
     o.team = Some(f.team_x);
     Ok(f.contacts
-        .create_organization(ctx, o)
+        .organizations()
+        .create(ctx, o)
         .await
         .at("create organization")?
         .id)
@@ -1401,18 +1402,21 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
     spec.hours.monday = vec![crmkit_tickets::calendar::Interval::hm(9, 0, 17, 0)];
     let cal = f
         .tickets
-        .create_calendar(&f.admin, "office", spec)
+        .sla_calendars()
+        .create(&f.admin, "office", spec)
         .await
         .at("calendar")?;
     let gone = f.org(&f.admin, "Gone").await?;
     f.contacts
-        .delete_organization(&f.admin, gone.id, gone.version)
+        .organizations()
+        .delete(&f.admin, gone.id, gone.version)
         .await
         .at("delete organization")?;
     let live = organization(&f, &f.admin).await?;
     let policy = f
         .tickets
-        .create_policy(
+        .sla_policies()
+        .create(
             &f.admin,
             NewSlaPolicy::new("by org", cal.id).conditions(SlaConditions::any().organization(live)),
         )
@@ -1428,7 +1432,11 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
     ] {
         let input =
             NewSlaPolicy::new("by org", cal.id).conditions(SlaConditions::any().organization(o));
-        let r = f.tickets.create_policy(&f.admin, input.clone()).await;
+        let r = f
+            .tickets
+            .sla_policies()
+            .create(&f.admin, input.clone())
+            .await;
         ensure_eq!(
             reasons(r, field, what)?,
             org_reason,
@@ -1436,7 +1444,8 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
         );
         let r = f
             .tickets
-            .update_policy(&f.admin, policy.id, policy.version, input)
+            .sla_policies()
+            .update(&f.admin, policy.id, policy.version, input)
             .await;
         ensure_eq!(
             reasons(r, field, what)?,

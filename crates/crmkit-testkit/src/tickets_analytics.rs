@@ -70,12 +70,14 @@ fn policy_input(cal: CalendarId, t: SlaTargets) -> NewSlaPolicy {
 async fn policy(f: &Fixture, spec: CalendarSpec, t: SlaTargets) -> CheckResult<SlaPolicyId> {
     let cal = f
         .tickets
-        .create_calendar(&f.admin, "cal", spec)
+        .sla_calendars()
+        .create(&f.admin, "cal", spec)
         .await
         .at("create calendar")?
         .id;
     Ok(f.tickets
-        .create_policy(&f.admin, policy_input(cal, t))
+        .sla_policies()
+        .create(&f.admin, policy_input(cal, t))
         .await
         .at("create policy")?
         .id)
@@ -380,7 +382,8 @@ pub async fn recompute(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     let cal = f
         .tickets
-        .create_calendar(&f.admin, "cal", always())
+        .sla_calendars()
+        .create(&f.admin, "cal", always())
         .await
         .at("calendar")?
         .id;
@@ -393,7 +396,8 @@ pub async fn recompute(store: &Store) -> CheckResult {
     );
     let a = f
         .tickets
-        .create_policy(&f.admin, policy_input(cal, targets(None, None, Some(600))))
+        .sla_policies()
+        .create(&f.admin, policy_input(cal, targets(None, None, Some(600))))
         .await
         .at("policy")?;
     let mut open = vec![];
@@ -407,7 +411,8 @@ pub async fn recompute(store: &Store) -> CheckResult {
     ensure_eq!(solved_before.resolution_minutes, Some(10), "measured");
     clock.advance(Duration::minutes(50));
     f.tickets
-        .update_policy(
+        .sla_policies()
+        .update(
             &f.admin,
             a.id,
             a.version,
@@ -475,9 +480,15 @@ pub async fn recompute(store: &Store) -> CheckResult {
     ensure_eq!(run(Some(a.id)).await?, (5, 0), "by policy: nothing either");
     // Shorter than the time consumed: breached at the change, recorded once.
     clock.advance(Duration::minutes(10));
-    let a = f.tickets.policy(&f.admin, a.id).await.at("policy")?;
+    let a = f
+        .tickets
+        .sla_policies()
+        .get(&f.admin, a.id)
+        .await
+        .at("policy")?;
     f.tickets
-        .update_policy(
+        .sla_policies()
+        .update(
             &f.admin,
             a.id,
             a.version,
@@ -515,11 +526,13 @@ pub async fn recompute_after_calendar_edit(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     let cal = f
         .tickets
-        .create_calendar(&f.admin, "cal", always())
+        .sla_calendars()
+        .create(&f.admin, "cal", always())
         .await
         .at("calendar")?;
     f.tickets
-        .create_policy(
+        .sla_policies()
+        .create(
             &f.admin,
             policy_input(cal.id, targets(None, None, Some(600))),
         )
@@ -535,7 +548,8 @@ pub async fn recompute_after_calendar_edit(store: &Store) -> CheckResult {
     );
     clock.advance(Duration::minutes(60));
     f.tickets
-        .update_calendar(&f.admin, cal.id, cal.version, "office", office())
+        .sla_calendars()
+        .update(&f.admin, cal.id, cal.version, "office", office())
         .await
         .at("edit calendar")?;
     ensure_eq!(sla(&f, &t).await?, before, "not recomputed yet");
@@ -567,7 +581,8 @@ pub async fn concurrent_recompute(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     let cal = f
         .tickets
-        .create_calendar(&f.admin, "cal", always())
+        .sla_calendars()
+        .create(&f.admin, "cal", always())
         .await
         .at("calendar")?
         .id;
@@ -579,7 +594,8 @@ pub async fn concurrent_recompute(store: &Store) -> CheckResult {
     }
     let a = f
         .tickets
-        .create_policy(
+        .sla_policies()
+        .create(
             &f.admin,
             policy_input(cal, targets(Some(100), None, Some(600))),
         )
@@ -590,7 +606,8 @@ pub async fn concurrent_recompute(store: &Store) -> CheckResult {
     }
     clock.advance(Duration::minutes(20));
     f.tickets
-        .update_policy(
+        .sla_policies()
+        .update(
             &f.admin,
             a.id,
             a.version,

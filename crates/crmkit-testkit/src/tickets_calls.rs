@@ -192,7 +192,8 @@ pub async fn new_ticket_for_known_caller(store: &Store) -> CheckResult {
     o.team = Some(f.team_x);
     let org = f
         .contacts
-        .create_organization(&rep, o)
+        .organizations()
+        .create(&rep, o)
         .await
         .at("organization")?
         .id;

@@ -67,7 +67,8 @@ fn targets(fr: Option<i64>, nr: Option<i64>, res: Option<i64>) -> SlaTargets {
 
 async fn calendar(f: &Fixture, spec: CalendarSpec) -> CheckResult<CalendarId> {
     Ok(f.tickets
-        .create_calendar(&f.admin, "cal", spec)
+        .sla_calendars()
+        .create(&f.admin, "cal", spec)
         .await
         .at("create calendar")?
         .id)
@@ -82,7 +83,8 @@ async fn policy(
     t: SlaTargets,
 ) -> CheckResult<SlaPolicyId> {
     Ok(f.tickets
-        .create_policy(
+        .sla_policies()
+        .create(
             &f.admin,
             NewSlaPolicy {
                 name: name.into(),
@@ -102,7 +104,8 @@ async fn org(f: &Fixture) -> CheckResult<OrganizationId> {
     let mut o = NewOrganization::named("Navy");
     o.team = Some(f.team_x);
     Ok(f.contacts
-        .create_organization(&f.admin, o)
+        .organizations()
+        .create(&f.admin, o)
         .await
         .at("create organization")?
         .id)
@@ -154,7 +157,8 @@ pub async fn policy_selection(store: &Store) -> CheckResult {
     .await?;
     let mut inactive = f
         .tickets
-        .create_policy(
+        .sla_policies()
+        .create(
             &f.admin,
             NewSlaPolicy {
                 name: "off".into(),
@@ -205,7 +209,8 @@ pub async fn policy_selection(store: &Store) -> CheckResult {
     .await?;
     let listed: Vec<SlaPolicyId> = f
         .tickets
-        .policies(&f.admin)
+        .sla_policies()
+        .all(&f.admin)
         .await
         .at("policies")?
         .iter()
@@ -319,7 +324,8 @@ pub async fn policy_selection(store: &Store) -> CheckResult {
     );
     inactive = f
         .tickets
-        .update_policy(
+        .sla_policies()
+        .update(
             &f.admin,
             inactive.id,
             inactive.version,
@@ -814,13 +820,17 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     );
     expect_validation(
         f.tickets
-            .create_calendar(&f.admin, "x", CalendarSpec::new("Mars/Olympus"))
+            .sla_calendars()
+            .create(&f.admin, "x", CalendarSpec::new("Mars/Olympus"))
             .await,
         "time_zone",
         "unknown zone",
     )?;
     expect_validation(
-        f.tickets.create_calendar(&f.admin, " ", always()).await,
+        f.tickets
+            .sla_calendars()
+            .create(&f.admin, " ", always())
+            .await,
         "name",
         "blank name",
     )?;
@@ -843,13 +853,14 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         targets: targets(Some(0), Some(-5), Some(10)),
         active: true,
     };
-    let r = f.tickets.create_policy(&f.admin, bad.clone()).await;
+    let r = f.tickets.sla_policies().create(&f.admin, bad.clone()).await;
     expect_validation(r, "targets.first_response", "zero")?;
-    let r = f.tickets.create_policy(&f.admin, bad.clone()).await;
+    let r = f.tickets.sla_policies().create(&f.admin, bad.clone()).await;
     expect_validation(r, "targets.next_response", "negative")?;
     let r = f
         .tickets
-        .create_policy(
+        .sla_policies()
+        .create(
             &f.admin,
             NewSlaPolicy {
                 calendar: CalendarId::new(),
@@ -861,7 +872,8 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     expect_validation(r, "calendar", "unknown calendar")?;
     let r = f
         .tickets
-        .create_policy(
+        .sla_policies()
+        .create(
             &f.rep,
             NewSlaPolicy {
                 targets: targets(Some(5), None, None),

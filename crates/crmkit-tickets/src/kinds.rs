@@ -32,7 +32,9 @@ use crate::inputs::{NewTicket, TicketPatch};
 use crate::model::{Channel, Ticket, TicketPriority, TicketStatus};
 use crate::rows::TICKET_FIELDS;
 use crate::sla::{NewSlaPolicy, SlaConditions, SlaPolicy, SlaTargets, StoredCalendar};
-use crate::sla_service::{CALENDAR_FIELDS, POLICY_FIELDS, TargetView, TicketSla};
+use crate::sla_service::{
+    CALENDAR_FIELDS, POLICY_FIELDS, SlaCalendars, SlaPolicies, TargetView, TicketSla,
+};
 use crate::{MAX_PHONE, MAX_SLA_NAME, MAX_SUBJECT, MAX_TAG_LEN, MAX_TEXT, Tickets};
 
 fn names<const N: usize, X: Copy>(all: [X; N], name: fn(X) -> &'static str) -> Vec<&'static str> {
@@ -259,7 +261,7 @@ impl TypedKind for TicketKind {
 
     crmkit_core::forward_typed_kind! {
         api: |store| Tickets::new(store)?, id: TicketId;
-        audit: audit,
+        audit,
     }
 }
 
@@ -363,8 +365,8 @@ impl TypedKind for CalendarKind {
     }
 
     async fn create(&self, store: &Store, ctx: &Ctx, input: NewCalendar) -> Result<StoredCalendar> {
-        Tickets::new(store)?
-            .create_calendar(ctx, &input.name, input.calendar)
+        SlaCalendars::new(store)?
+            .create(ctx, &input.name, input.calendar)
             .await
             .map_err(spec_fields)
     }
@@ -377,20 +379,20 @@ impl TypedKind for CalendarKind {
         expected_version: u64,
         patch: CalendarPatch,
     ) -> Result<StoredCalendar> {
-        let tickets = Tickets::new(store)?;
+        let calendars = SlaCalendars::new(store)?;
         let id = CalendarId::from_uuid(id);
-        let old = tickets.calendar(ctx, id).await?;
+        let old = calendars.get(ctx, id).await?;
         let name = patch.name.unwrap_or(old.name);
         let spec = patch.calendar.unwrap_or_else(|| old.calendar.into());
-        tickets
-            .update_calendar(ctx, id, expected_version, &name, spec)
+        calendars
+            .update(ctx, id, expected_version, &name, spec)
             .await
             .map_err(spec_fields)
     }
 
     crmkit_core::forward_typed_kind! {
-        api: |store| Tickets::new(store)?, id: CalendarId;
-        get: calendar, list: list_calendars, audit: calendar_audit,
+        api: |store| SlaCalendars::new(store)?, id: CalendarId;
+        get, list, audit,
     }
 
     crmkit_core::forward_typed_kind!(never_deleted: CalendarId::kind());
@@ -496,17 +498,17 @@ impl TypedKind for SlaPolicyKind {
         expected_version: u64,
         patch: SlaPolicyPatch,
     ) -> Result<SlaPolicy> {
-        let tickets = Tickets::new(store)?;
+        let policies = SlaPolicies::new(store)?;
         let id = SlaPolicyId::from_uuid(id);
-        let old = tickets.policy(ctx, id).await?;
-        tickets
-            .update_policy(ctx, id, expected_version, patch.apply(&old))
+        let old = policies.get(ctx, id).await?;
+        policies
+            .update(ctx, id, expected_version, patch.apply(&old))
             .await
     }
 
     crmkit_core::forward_typed_kind! {
-        api: |store| Tickets::new(store)?, id: SlaPolicyId;
-        get: policy, list: list_policies, audit: policy_audit, create: create_policy,
+        api: |store| SlaPolicies::new(store)?, id: SlaPolicyId;
+        get, list, audit, create,
     }
 
     crmkit_core::forward_typed_kind!(never_deleted: SlaPolicyId::kind());

@@ -31,9 +31,9 @@
 //! * [`sla`]: SLA policies (ordered, with conditions on priority, channel, organization or
 //!   a custom field, a stored calendar and first-response / next-response / resolution
 //!   targets in business minutes) and [`SlaState`](sla::SlaState), the pure per-ticket SLA
-//!   state machine (rules in [`sla`]'s docs). [`Tickets`] stores calendars and policies
-//!   (`create_calendar`, `update_calendar`, `calendar`, `calendars`, `create_policy`,
-//!   `update_policy`, `policy`, `policies`, `policy_for`), keeps each ticket's SLA state in
+//!   state machine (rules in [`sla`]'s docs). [`SlaCalendars`] and [`SlaPolicies`] store
+//!   calendars and policies (`create`, `update`, `get`, `all`, `list`, `audit`);
+//!   [`Tickets`] finds the policy of a ticket (`policy_for`), keeps each ticket's SLA state in
 //!   [`SLA_TABLE`] from the one private hook every ticket-writing command calls inside its
 //!   changeset (`Tickets::stage_sla`), and answers `sla`, `breached` and `at_risk` (index
 //!   ranges on `(next_due_at, ticket_id)`, keyset-paged, visibility pushed down) and
@@ -84,7 +84,7 @@
 //!         })
 //!         .await?;
 //!     let grace = Contacts::new(&store)?
-//!         .create_contact(&ctx, NewContact::named("Grace", "Hopper"))
+//!         .create(&ctx, NewContact::named("Grace", "Hopper"))
 //!         .await?;
 //!     let tickets = Tickets::new(&store)?;
 //!     let t = tickets
@@ -160,7 +160,8 @@ pub use service::{
 };
 pub use sla_service::{
     CALENDAR, CALENDAR_FIELDS, CALENDAR_TABLE, CREATED_INDEX, DUE_INDEX, MAX_SLA_NAME, POLICY,
-    POLICY_FIELDS, POLICY_TABLE, RecomputeReport, SLA_TABLE, SweepReport, TargetView, TicketSla,
+    POLICY_FIELDS, POLICY_TABLE, RecomputeReport, SLA_TABLE, SlaCalendars, SlaPolicies,
+    SweepReport, TargetView, TicketSla,
 };
 
 use crmkit_core::{Migration, Module};

@@ -321,7 +321,7 @@ impl Tickets {
         {
             return Ok(None);
         }
-        match self.contacts.get_contact(ctx, requester).await {
+        match self.contacts.get(ctx, requester).await {
             Ok(c) => Ok(c.organization),
             // Deleted meanwhile: the same error as any reference that is not there.
             Err(Error::NotFound { .. }) => {

@@ -481,33 +481,46 @@ fn policy_fields_changed(old: &Ticket, new: &Ticket) -> bool {
         || old.custom != new.custom
 }
 
-impl Tickets {
-    // ----- calendars -----
+fn check_name(errs: &mut ValidationErrors, name: &str) {
+    if let Err(Error::Validation(v)) = check_text("name", name, MAX_SLA_NAME, true) {
+        errs.errors.extend(v.errors);
+    }
+}
 
-    fn check_name(errs: &mut ValidationErrors, name: &str) {
-        if let Err(Error::Validation(v)) = check_text("name", name, MAX_SLA_NAME, true) {
+fn check_calendar(errs: &mut ValidationErrors, spec: CalendarSpec) -> Option<BusinessCalendar> {
+    match BusinessCalendar::new(spec) {
+        Ok(c) => Some(c),
+        Err(Error::Validation(v)) => {
             errs.errors.extend(v.errors);
+            None
+        }
+        Err(e) => {
+            errs.push("calendar", e.to_string());
+            None
         }
     }
+}
 
-    fn check_calendar(errs: &mut ValidationErrors, spec: CalendarSpec) -> Option<BusinessCalendar> {
-        match BusinessCalendar::new(spec) {
-            Ok(c) => Some(c),
-            Err(Error::Validation(v)) => {
-                errs.errors.extend(v.errors);
-                None
-            }
-            Err(e) => {
-                errs.push("calendar", e.to_string());
-                None
-            }
-        }
+/// The SLA calendars API: a tenant's stored business calendars (configuration: every user
+/// reads them, Admin and Manager write). Made by `Crm::sla_calendars`,
+/// [`SlaCalendars::new`] or [`Tickets::sla_calendars`].
+#[derive(Clone, Debug)]
+pub struct SlaCalendars {
+    tickets: Tickets,
+}
+
+impl SlaCalendars {
+    /// The API over a store composed with the tickets module.
+    pub fn new(store: &crmkit_core::Store) -> Result<Self> {
+        Ok(SlaCalendars {
+            tickets: Tickets::new(store)?,
+        })
     }
 
     /// Stores a new business calendar of the tenant (Admin or Manager; PermissionDenied
     /// otherwise). Validation errors: an empty or over-long `name`, and every error of
     /// [`BusinessCalendar::new`] on the spec (`time_zone`, `hours.<day>[i]`, ...).
-    pub async fn create_calendar(
+    pub async fn create(
         &self,
         ctx: &Ctx,
         name: &str,
@@ -515,8 +528,8 @@ impl Tickets {
     ) -> Result<StoredCalendar> {
         manages(ctx, "create calendar")?;
         let mut errs = ValidationErrors::new();
-        Self::check_name(&mut errs, name);
-        let cal = Self::check_calendar(&mut errs, spec);
+        check_name(&mut errs, name);
+        let cal = check_calendar(&mut errs, spec);
         errs.into_result()?;
         let Some(calendar) = cal else {
             return Err(Error::validation("calendar", "invalid"));
@@ -536,17 +549,17 @@ impl Tickets {
             row: calendar_row(&c),
         });
         stage_created(&mut cs, RecordRef::from(c.id), "sla_calendar", &c);
-        self.store().commit(cs).await?;
+        self.tickets.store().commit(cs).await?;
         Ok(c)
     }
 
     /// Replaces the name and spec of a stored calendar whose version is
     /// `expected_version` (Conflict otherwise). Validation as in
-    /// [`create_calendar`](Self::create_calendar). Tickets whose clocks count on it count
+    /// [`create`](Self::create). Tickets whose clocks count on it count
     /// on the new hours from now on (their consumed time is kept); their stored due
     /// instants are recomputed by their next SLA write or by
-    /// [`recompute_sla`](Self::recompute_sla).
-    pub async fn update_calendar(
+    /// [`recompute_sla`](Tickets::recompute_sla).
+    pub async fn update(
         &self,
         ctx: &Ctx,
         id: CalendarId,
@@ -555,10 +568,10 @@ impl Tickets {
         spec: CalendarSpec,
     ) -> Result<StoredCalendar> {
         manages(ctx, "update calendar")?;
-        let old = self.calendar(ctx, id).await?;
+        let old = self.get(ctx, id).await?;
         let mut errs = ValidationErrors::new();
-        Self::check_name(&mut errs, name);
-        let cal = Self::check_calendar(&mut errs, spec);
+        check_name(&mut errs, name);
+        let cal = check_calendar(&mut errs, spec);
         errs.into_result()?;
         let Some(calendar) = cal else {
             return Err(Error::validation("calendar", "invalid"));
@@ -572,7 +585,12 @@ impl Tickets {
         }
         new.updated_at = ctx.now();
         new.version += 1;
-        let def = self.store().backend().schema().table(CALENDAR_TABLE)?;
+        let def = self
+            .tickets
+            .store()
+            .backend()
+            .schema()
+            .table(CALENDAR_TABLE)?;
         let set = service::changed_columns(def, &calendar_row(&old), &calendar_row(&new));
         let changes = service::changes(id, &old, &new);
         let (event, payload) = ("sla_calendar.updated", to_json(&new));
@@ -586,20 +604,23 @@ impl Tickets {
             event,
             payload,
         );
-        self.store().commit(cs).await?;
+        self.tickets.store().commit(cs).await?;
         Ok(new)
     }
 
     /// A stored calendar of the tenant (NotFound otherwise).
-    pub async fn calendar(&self, ctx: &Ctx, id: CalendarId) -> Result<StoredCalendar> {
-        decode_calendar(service::row_by_id(self.store(), ctx, CALENDAR_TABLE, CALENDAR, id).await?)
+    pub async fn get(&self, ctx: &Ctx, id: CalendarId) -> Result<StoredCalendar> {
+        decode_calendar(
+            service::row_by_id(self.tickets.store(), ctx, CALENDAR_TABLE, CALENDAR, id).await?,
+        )
     }
 
-    /// The tenant's stored calendars, by name (then id).
-    pub async fn calendars(&self, ctx: &Ctx) -> Result<Vec<StoredCalendar>> {
+    /// The tenant's stored all, by name (then id).
+    pub async fn all(&self, ctx: &Ctx) -> Result<Vec<StoredCalendar>> {
         let mut s = Select::new(CALENDAR_TABLE, Cond::True);
         s.order = vec![order("name"), order("id")];
-        self.store()
+        self.tickets
+            .store()
             .backend()
             .select(ctx.tenant(), &s)
             .await?
@@ -608,11 +629,51 @@ impl Tickets {
             .collect()
     }
 
-    // ----- policies -----
+    /// A page of the tenant's stored all (every user may read them): filter and
+    /// sort on [`CALENDAR_FIELDS`], keyset-paged. Calendars are never deleted, so
+    /// [`Query::include_deleted`] changes nothing.
+    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<StoredCalendar>> {
+        list_page(
+            self.tickets.store(),
+            ctx,
+            q,
+            &CALENDAR_FIELDS,
+            Cond::True,
+            decode_calendar,
+            |_| None,
+        )
+        .await
+    }
+
+    /// The audit trail of a stored calendar of the tenant, oldest first.
+    pub async fn audit(&self, ctx: &Ctx, id: CalendarId) -> Result<Vec<AuditEntry>> {
+        self.get(ctx, id).await?;
+        self.tickets
+            .store()
+            .audit_of(ctx, &RecordRef::from(id))
+            .await
+    }
+}
+
+/// The SLA policies API: which targets apply to which tickets (configuration: every user
+/// reads them, Admin and Manager write). Made by `Crm::sla_policies`,
+/// [`SlaPolicies::new`] or [`Tickets::sla_policies`].
+#[derive(Clone, Debug)]
+pub struct SlaPolicies {
+    tickets: Tickets,
+}
+
+impl SlaPolicies {
+    /// The API over a store composed with the tickets module.
+    pub fn new(store: &crmkit_core::Store) -> Result<Self> {
+        Ok(SlaPolicies {
+            tickets: Tickets::new(store)?,
+        })
+    }
 
     async fn check_policy(&self, ctx: &Ctx, p: &NewSlaPolicy) -> Result<()> {
         let mut errs = ValidationErrors::new();
-        Self::check_name(&mut errs, &p.name);
+        check_name(&mut errs, &p.name);
         p.targets.check(&mut errs);
         if let Some((key, _)) = &p.conditions.custom
             && key.trim().is_empty()
@@ -622,7 +683,7 @@ impl Tickets {
         // References obey the one rule (`Records::visible`): a calendar or organization
         // that does not exist, belongs to another tenant, is deleted or hidden from the
         // actor gives the same error.
-        let records = self.store().records();
+        let records = self.tickets.store().records();
         if !records.visible(ctx, &RecordRef::from(p.calendar)).await? {
             errs.push("calendar", reference_reason(&CalendarId::kind()));
         }
@@ -646,8 +707,8 @@ impl Tickets {
     /// References follow [`crmkit_core::record::Records::visible`]: a missing, deleted,
     /// hidden or another tenant's record gives the same error. Existing tickets keep the targets they were given; new and
     /// re-evaluated tickets see the policy (re-evaluate open tickets with
-    /// [`recompute_sla`](Self::recompute_sla)).
-    pub async fn create_policy(&self, ctx: &Ctx, input: NewSlaPolicy) -> Result<SlaPolicy> {
+    /// [`recompute_sla`](Tickets::recompute_sla)).
+    pub async fn create(&self, ctx: &Ctx, input: NewSlaPolicy) -> Result<SlaPolicy> {
         manages(ctx, "create SLA policy")?;
         self.check_policy(ctx, &input).await?;
         let now = ctx.now();
@@ -669,15 +730,15 @@ impl Tickets {
             row: policy_row(&p),
         });
         stage_created(&mut cs, RecordRef::from(p.id), "sla_policy", &p);
-        self.store().commit(cs).await?;
+        self.tickets.store().commit(cs).await?;
         Ok(p)
     }
 
     /// Replaces every field of a policy whose version is `expected_version` (Conflict
-    /// otherwise). Validation as in [`create_policy`](Self::create_policy). Existing
+    /// otherwise). Validation as in [`create`](Self::create). Existing
     /// tickets keep the targets they were given until the host calls
-    /// [`recompute_sla`](Self::recompute_sla) (or a field a policy matches on changes).
-    pub async fn update_policy(
+    /// [`recompute_sla`](Tickets::recompute_sla) (or a field a policy matches on changes).
+    pub async fn update(
         &self,
         ctx: &Ctx,
         id: SlaPolicyId,
@@ -685,7 +746,7 @@ impl Tickets {
         input: NewSlaPolicy,
     ) -> Result<SlaPolicy> {
         manages(ctx, "update SLA policy")?;
-        let old = self.policy(ctx, id).await?;
+        let old = self.get(ctx, id).await?;
         self.check_policy(ctx, &input).await?;
         service::check_version(id, expected_version, old.version)?;
         let mut new = SlaPolicy {
@@ -702,7 +763,12 @@ impl Tickets {
         }
         new.updated_at = ctx.now();
         new.version += 1;
-        let def = self.store().backend().schema().table(POLICY_TABLE)?;
+        let def = self
+            .tickets
+            .store()
+            .backend()
+            .schema()
+            .table(POLICY_TABLE)?;
         let set = service::changed_columns(def, &policy_row(&old), &policy_row(&new));
         let changes = service::changes(id, &old, &new);
         let (event, payload) = ("sla_policy.updated", to_json(&new));
@@ -716,21 +782,24 @@ impl Tickets {
             event,
             payload,
         );
-        self.store().commit(cs).await?;
+        self.tickets.store().commit(cs).await?;
         Ok(new)
     }
 
     /// A policy of the tenant (NotFound otherwise).
-    pub async fn policy(&self, ctx: &Ctx, id: SlaPolicyId) -> Result<SlaPolicy> {
-        decode_policy(service::row_by_id(self.store(), ctx, POLICY_TABLE, POLICY, id).await?)
+    pub async fn get(&self, ctx: &Ctx, id: SlaPolicyId) -> Result<SlaPolicy> {
+        decode_policy(
+            service::row_by_id(self.tickets.store(), ctx, POLICY_TABLE, POLICY, id).await?,
+        )
     }
 
-    /// The tenant's policies in evaluation order (position, then id), inactive ones
+    /// The tenant's all in evaluation order (position, then id), inactive ones
     /// included.
-    pub async fn policies(&self, ctx: &Ctx) -> Result<Vec<SlaPolicy>> {
+    pub async fn all(&self, ctx: &Ctx) -> Result<Vec<SlaPolicy>> {
         let mut s = Select::new(POLICY_TABLE, Cond::True);
         s.order = vec![order("position"), order("id")];
-        self.store()
+        self.tickets
+            .store()
             .backend()
             .select(ctx.tenant(), &s)
             .await?
@@ -739,10 +808,53 @@ impl Tickets {
             .collect()
     }
 
+    /// A page of the tenant's SLA all (every user may read them): filter and sort on
+    /// [`POLICY_FIELDS`], keyset-paged. Policies are never deleted (deactivate them), so
+    /// [`Query::include_deleted`] changes nothing.
+    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<SlaPolicy>> {
+        list_page(
+            self.tickets.store(),
+            ctx,
+            q,
+            &POLICY_FIELDS,
+            Cond::True,
+            decode_policy,
+            |_| None,
+        )
+        .await
+    }
+
+    /// The audit trail of an SLA policy of the tenant, oldest first.
+    pub async fn audit(&self, ctx: &Ctx, id: SlaPolicyId) -> Result<Vec<AuditEntry>> {
+        self.get(ctx, id).await?;
+        self.tickets
+            .store()
+            .audit_of(ctx, &RecordRef::from(id))
+            .await
+    }
+}
+
+impl Tickets {
+    /// The SLA calendars API over the same store.
+    pub fn sla_calendars(&self) -> SlaCalendars {
+        SlaCalendars {
+            tickets: self.clone(),
+        }
+    }
+
+    /// The SLA policies API over the same store.
+    pub fn sla_policies(&self) -> SlaPolicies {
+        SlaPolicies {
+            tickets: self.clone(),
+        }
+    }
+}
+
+impl Tickets {
     /// The policy that applies to a ticket: the first active one in evaluation order
     /// whose conditions match (see [`policy_for`]).
     pub async fn policy_for(&self, ctx: &Ctx, t: &Ticket) -> Result<Option<SlaPolicy>> {
-        let all = self.policies(ctx).await?;
+        let all = self.sla_policies().all(ctx).await?;
         Ok(policy_for(&all, t).cloned())
     }
 
@@ -758,7 +870,7 @@ impl Tickets {
         if let Some(c) = cache.get(&id) {
             return Ok(c.clone());
         }
-        let c = match self.calendar(ctx, id).await {
+        let c = match self.sla_calendars().get(ctx, id).await {
             Ok(c) => c.calendar,
             Err(Error::NotFound { .. }) => return Err(no_calendar()),
             Err(e) => return Err(e),
@@ -804,52 +916,6 @@ impl Tickets {
             .iter()
             .map(|r| decode_sla(r).map(|t| (t.ticket, t)))
             .collect()
-    }
-
-    // ----- calendars and policies as records (the generic record API) -----
-
-    /// A page of the tenant's stored calendars (every user may read them): filter and
-    /// sort on [`CALENDAR_FIELDS`], keyset-paged. Calendars are never deleted, so
-    /// [`Query::include_deleted`] changes nothing.
-    pub async fn list_calendars(&self, ctx: &Ctx, q: &Query) -> Result<Page<StoredCalendar>> {
-        list_page(
-            self.store(),
-            ctx,
-            q,
-            &CALENDAR_FIELDS,
-            Cond::True,
-            decode_calendar,
-            |_| None,
-        )
-        .await
-    }
-
-    /// The audit trail of a stored calendar of the tenant, oldest first.
-    pub async fn calendar_audit(&self, ctx: &Ctx, id: CalendarId) -> Result<Vec<AuditEntry>> {
-        self.calendar(ctx, id).await?;
-        self.store().audit_of(ctx, &RecordRef::from(id)).await
-    }
-
-    /// A page of the tenant's SLA policies (every user may read them): filter and sort on
-    /// [`POLICY_FIELDS`], keyset-paged. Policies are never deleted (deactivate them), so
-    /// [`Query::include_deleted`] changes nothing.
-    pub async fn list_policies(&self, ctx: &Ctx, q: &Query) -> Result<Page<SlaPolicy>> {
-        list_page(
-            self.store(),
-            ctx,
-            q,
-            &POLICY_FIELDS,
-            Cond::True,
-            decode_policy,
-            |_| None,
-        )
-        .await
-    }
-
-    /// The audit trail of an SLA policy of the tenant, oldest first.
-    pub async fn policy_audit(&self, ctx: &Ctx, id: SlaPolicyId) -> Result<Vec<AuditEntry>> {
-        self.policy(ctx, id).await?;
-        self.store().audit_of(ctx, &RecordRef::from(id)).await
     }
 
     /// Stages the SLA consequences of a ticket write (see `Tickets::stage_sla`).
@@ -1224,8 +1290,8 @@ struct Staged {
 impl Tickets {
     /// Re-evaluates the SLA of one page of open tickets against the current policies and
     /// calendars (Admin or Manager; PermissionDenied otherwise). A host calls it, page
-    /// after page, after editing a policy or a calendar: [`update_policy`](Self::update_policy)
-    /// and [`update_calendar`](Self::update_calendar) do not touch existing tickets.
+    /// after page, after editing a policy or a calendar: [`SlaPolicies::update`]
+    /// and [`SlaCalendars::update`] do not touch existing tickets.
     ///
     /// Pages are keyset-paged by ticket id: with `policy` `None` over every open (unsolved,
     /// not deleted) ticket of the tenant (the tickets table's primary key); with
@@ -1337,7 +1403,7 @@ impl Tickets {
             .into_iter()
             .filter_map(|r| Some((r[0].as_uuid()?, r)))
             .collect();
-        let policies = self.policies(ctx).await?;
+        let policies = self.sla_policies().all(ctx).await?;
         let def = b.schema().table(SLA_TABLE)?;
         let now = ctx.now();
         let mut cache = HashMap::new();

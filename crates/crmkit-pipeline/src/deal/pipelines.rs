@@ -142,23 +142,48 @@ impl Deals {
             .map(|r| rows::decode_stage(r).map(|x| x.0))
             .collect()
     }
+}
+
+/// The pipelines API: a tenant's sales processes and their stages. Made by
+/// `Crm::pipelines`, [`Pipelines::new`] or [`Deals::pipelines`].
+#[derive(Clone, Debug)]
+pub struct Pipelines {
+    deals: Deals,
+}
+
+impl Pipelines {
+    /// The API over a store composed with the pipeline module.
+    pub fn new(store: &crmkit_core::Store) -> Result<Self> {
+        Ok(Pipelines {
+            deals: Deals::new(store)?,
+        })
+    }
+
+    pub(crate) fn from_deals(deals: Deals) -> Self {
+        Pipelines { deals }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &crmkit_core::Store {
+        &self.deals.store
+    }
 
     /// A pipeline of the tenant with its stages.
-    pub async fn get_pipeline(&self, ctx: &Ctx, id: PipelineId) -> Result<Pipeline> {
-        self.load_pipeline(ctx, id).await
+    pub async fn get(&self, ctx: &Ctx, id: PipelineId) -> Result<Pipeline> {
+        self.deals.load_pipeline(ctx, id).await
     }
 
     /// A page of the tenant's pipelines with their stages: filter, sort and keyset page
     /// over [`super::rows::PIPELINE_FIELDS`] (the generic record API lists pipelines with
     /// it). Pipelines are tenant settings: every actor sees all of them.
-    pub async fn list_pipelines_page(&self, ctx: &Ctx, q: &Query) -> Result<Page<Pipeline>> {
+    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Pipeline>> {
         let scope = if q.include_deleted {
             Cond::True
         } else {
             Cond::IsNull("deleted_at".into())
         };
         let mut page = list_page(
-            &self.store,
+            &self.deals.store,
             ctx,
             q,
             &rows::PIPELINE_FIELDS,
@@ -180,7 +205,7 @@ impl Deals {
             Cond::In("pipeline_id".into(), ids).and(Cond::IsNull("removed_at".into())),
         );
         s.order = vec![order_by("position"), order_by("id")];
-        for r in self.store.backend().select(ctx.tenant(), &s).await? {
+        for r in self.deals.store.backend().select(ctx.tenant(), &s).await? {
             let st = rows::decode_stage(r)?.0;
             if let Some(p) = page.items.iter_mut().find(|p| p.id == st.pipeline) {
                 p.stages.push(st);
@@ -190,20 +215,20 @@ impl Deals {
     }
 
     /// The audit trail of a pipeline (its stages' changes included), oldest first.
-    pub async fn pipeline_audit(&self, ctx: &Ctx, id: PipelineId) -> Result<Vec<AuditEntry>> {
-        self.load_pipeline(ctx, id).await?;
-        self.store.audit_of(ctx, &RecordRef::from(id)).await
+    pub async fn audit(&self, ctx: &Ctx, id: PipelineId) -> Result<Vec<AuditEntry>> {
+        self.deals.load_pipeline(ctx, id).await?;
+        self.deals.store.audit_of(ctx, &RecordRef::from(id)).await
     }
 
     /// Every pipeline of the tenant with its stages, in creation order.
-    pub async fn list_pipelines(&self, ctx: &Ctx) -> Result<Vec<Pipeline>> {
+    pub async fn all(&self, ctx: &Ctx) -> Result<Vec<Pipeline>> {
         let mut s = Select::new(PIPELINE_TABLE, Cond::IsNull("deleted_at".into()));
         s.order = vec![order_by("position"), order_by("id")];
         let mut out = vec![];
-        for r in self.store.backend().select(ctx.tenant(), &s).await? {
+        for r in self.deals.store.backend().select(ctx.tenant(), &s).await? {
             out.push(rows::decode_pipeline(r)?.0);
         }
-        let mut stages = self.all_stages(ctx).await?;
+        let mut stages = self.deals.all_stages(ctx).await?;
         stages.sort_by_key(|s| (s.position, s.id));
         for st in stages {
             if let Some(p) = out.iter_mut().find(|p| p.id == st.pipeline) {
@@ -213,11 +238,19 @@ impl Deals {
         Ok(out)
     }
 
-    async fn default_pipeline(&self, ctx: &Ctx) -> Result<Option<Pipeline>> {
+    async fn default(&self, ctx: &Ctx) -> Result<Option<Pipeline>> {
         let s = Select::new(PIPELINE_TABLE, Cond::eq("default_claim", 1i64));
-        match self.store.backend().select(ctx.tenant(), &s).await?.pop() {
+        match self
+            .deals
+            .store
+            .backend()
+            .select(ctx.tenant(), &s)
+            .await?
+            .pop()
+        {
             Some(r) => Ok(Some(
-                self.load_pipeline(ctx, rows::decode_pipeline(r)?.0.id)
+                self.deals
+                    .load_pipeline(ctx, rows::decode_pipeline(r)?.0.id)
                     .await?,
             )),
             None => Ok(None),
@@ -228,8 +261,8 @@ impl Deals {
     /// amount, Negotiation 70%, Won, Lost), created on first call. Idempotent, also under
     /// concurrent calls: the default is claimed in a unique index, and a call that loses
     /// the race returns the winner's pipeline. Any actor may call it.
-    pub async fn ensure_default_pipeline(&self, ctx: &Ctx) -> Result<Pipeline> {
-        if let Some(p) = self.default_pipeline(ctx).await? {
+    pub async fn ensure_default(&self, ctx: &Ctx) -> Result<Pipeline> {
+        if let Some(p) = self.default(ctx).await? {
             return Ok(p);
         }
         let input = NewPipeline {
@@ -237,10 +270,10 @@ impl Deals {
             currency: None,
             stages: default_stages(),
         };
-        match self.insert_pipeline(ctx, input, true).await {
+        match self.insert(ctx, input, true).await {
             Ok(p) => Ok(p),
             Err(Error::Duplicate { .. }) => self
-                .default_pipeline(ctx)
+                .default(ctx)
                 .await?
                 .ok_or_else(|| Error::storage("the default pipeline claim has no pipeline")),
             Err(e) => Err(e),
@@ -248,23 +281,18 @@ impl Deals {
     }
 
     /// Creates a pipeline with its stages (Admin or Manager).
-    pub async fn create_pipeline(&self, ctx: &Ctx, input: NewPipeline) -> Result<Pipeline> {
+    pub async fn create(&self, ctx: &Ctx, input: NewPipeline) -> Result<Pipeline> {
         require_manage(ctx, "create pipeline")?;
-        self.insert_pipeline(ctx, input, false).await
+        self.insert(ctx, input, false).await
     }
 
-    async fn insert_pipeline(
-        &self,
-        ctx: &Ctx,
-        input: NewPipeline,
-        is_default: bool,
-    ) -> Result<Pipeline> {
+    async fn insert(&self, ctx: &Ctx, input: NewPipeline, is_default: bool) -> Result<Pipeline> {
         let mut errs = ValidationErrors::new();
         errs.check(check_text("name", &input.name, 100, true));
         check_stage_list(&mut errs, &input.stages);
         errs.into_result()?;
         let position = self
-            .store
+            .store()
             .backend()
             .count(ctx.tenant(), PIPELINE_TABLE, &Cond::True)
             .await? as i64;
@@ -307,7 +335,7 @@ impl Deals {
         }
         let record = RecordRef::from(id);
         stage_created(&mut cs, record, "pipeline", &p);
-        self.store.commit(cs).await?;
+        self.deals.store.commit(cs).await?;
         Ok(p)
     }
 
@@ -320,7 +348,7 @@ impl Deals {
         action: &str,
     ) -> Result<Pipeline> {
         require_manage(ctx, action)?;
-        let p = self.load_pipeline(ctx, id).await?;
+        let p = self.deals.load_pipeline(ctx, id).await?;
         if p.version != expected_version {
             return Err(Error::conflict(id, expected_version, p.version));
         }
@@ -328,7 +356,7 @@ impl Deals {
     }
 
     /// Writes the pipeline row's new name / version and the audit and event of a change.
-    fn pipeline_change(&self, ctx: &Ctx, cs: &mut Changeset, old: &Pipeline, new: &mut Pipeline) {
+    fn change(&self, ctx: &Ctx, cs: &mut Changeset, old: &Pipeline, new: &mut Pipeline) {
         new.updated_at = ctx.now();
         new.version = old.version + 1;
         let record = RecordRef::from(old.id);
@@ -370,7 +398,7 @@ impl Deals {
 
     /// A pipeline for a change that changes nothing (a generic patch without a name): the
     /// same access and version checks as a change.
-    pub(crate) async fn unchanged_pipeline(
+    pub(crate) async fn unchanged(
         &self,
         ctx: &Ctx,
         id: PipelineId,
@@ -380,8 +408,23 @@ impl Deals {
             .await
     }
 
+    /// Changes a pipeline whose current version is `expected_version`: a patch without
+    /// a name changes nothing (but is checked for access and version like a change).
+    pub async fn update(
+        &self,
+        ctx: &Ctx,
+        id: PipelineId,
+        expected_version: u64,
+        patch: crate::kinds::PipelinePatch,
+    ) -> Result<Pipeline> {
+        match patch.name {
+            Some(name) => self.rename(ctx, id, expected_version, &name).await,
+            None => self.unchanged(ctx, id, expected_version).await,
+        }
+    }
+
     /// Renames a pipeline.
-    pub async fn rename_pipeline(
+    pub async fn rename(
         &self,
         ctx: &Ctx,
         id: PipelineId,
@@ -395,8 +438,8 @@ impl Deals {
         let mut new = old.clone();
         new.name = name.to_owned();
         let mut cs = Changeset::new(ctx);
-        self.pipeline_change(ctx, &mut cs, &old, &mut new);
-        self.store.commit(cs).await?;
+        self.change(ctx, &mut cs, &old, &mut new);
+        self.deals.store.commit(cs).await?;
         Ok(new)
     }
 
@@ -462,8 +505,8 @@ impl Deals {
             table: STAGE_TABLE,
             row: rows::stage_row(&s),
         });
-        self.pipeline_change(ctx, &mut cs, &old, &mut new);
-        self.store.commit(cs).await?;
+        self.change(ctx, &mut cs, &old, &mut new);
+        self.deals.store.commit(cs).await?;
         Ok(new)
     }
 
@@ -493,8 +536,8 @@ impl Deals {
             .collect();
         let mut cs = Changeset::new(ctx);
         Self::reposition(&mut cs, &old, &mut new.stages);
-        self.pipeline_change(ctx, &mut cs, &old, &mut new);
-        self.store.commit(cs).await?;
+        self.change(ctx, &mut cs, &old, &mut new);
+        self.deals.store.commit(cs).await?;
         Ok(new)
     }
 
@@ -599,15 +642,16 @@ impl Deals {
                 });
             }
         }
-        self.pipeline_change(ctx, &mut cs, &old, &mut new);
-        self.store.commit(cs).await?;
+        self.change(ctx, &mut cs, &old, &mut new);
+        self.deals.store.commit(cs).await?;
         Ok(new)
     }
 
     /// Every deal in a stage (deleted ones too), with its history sequence.
     async fn deals_in_stage(&self, ctx: &Ctx, stage: StageId) -> Result<Vec<(super::Deal, i64)>> {
         let s = Select::new(DEAL_TABLE, Cond::eq("stage_id", stage.as_uuid()));
-        self.store
+        self.deals
+            .store
             .backend()
             .select(ctx.tenant(), &s)
             .await?
@@ -673,7 +717,8 @@ impl Deals {
                 ));
             };
             for (d, seq) in &deals {
-                self.transition(ctx, &mut cs, d, *seq, &new, target, None, false)
+                self.deals
+                    .transition(ctx, &mut cs, d, *seq, &new, target, None, false)
                     .await?;
             }
         }
@@ -685,8 +730,8 @@ impl Deals {
             expect_version: None,
             record: RecordRef::from(stage),
         });
-        self.pipeline_change(ctx, &mut cs, &old, &mut new);
-        self.store.commit(cs).await?;
+        self.change(ctx, &mut cs, &old, &mut new);
+        self.deals.store.commit(cs).await?;
         Ok(new)
     }
 }

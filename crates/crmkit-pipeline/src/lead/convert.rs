@@ -143,7 +143,7 @@ impl Leads {
             OrganizationChoice::Link(oid) => {
                 if self.may_refer(ctx, &RecordRef::from(oid)).await? {
                     Some(Outcome::Linked(
-                        self.contacts.get_organization(ctx, oid).await?,
+                        self.contacts.organizations().get(ctx, oid).await?,
                     ))
                 } else {
                     errs.push("organization", reference_reason(&RecordKind::ORGANIZATION));
@@ -153,7 +153,7 @@ impl Leads {
             OrganizationChoice::Auto | OrganizationChoice::Create => {
                 let linked = match (&input.organization, &old.domain) {
                     (OrganizationChoice::Auto, Some(d)) => {
-                        self.contacts.find_organization_by_domain(ctx, d).await?
+                        self.contacts.organizations().find_by_domain(ctx, d).await?
                     }
                     _ => None,
                 };
@@ -171,7 +171,8 @@ impl Leads {
                         };
                         match self
                             .contacts
-                            .stage_organization(ctx, new_org, &mut cs)
+                            .organizations()
+                            .stage_create(ctx, new_org, &mut cs)
                             .await
                         {
                             Ok(o) => {
@@ -203,7 +204,7 @@ impl Leads {
         match input.contact {
             ContactChoice::Link(cid) => {
                 if self.may_refer(ctx, &RecordRef::from(cid)).await? {
-                    linked_contact = Some(self.contacts.get_contact(ctx, cid).await?);
+                    linked_contact = Some(self.contacts.get(ctx, cid).await?);
                 } else {
                     errs.push("contact", reference_reason(&RecordKind::CONTACT));
                 }
@@ -244,7 +245,7 @@ impl Leads {
                 };
                 match self
                     .contacts
-                    .stage_contact(ctx, &new_contact, &staged, &mut cs)
+                    .stage_create(ctx, &new_contact, &staged, &mut cs)
                     .await
                 {
                     Ok(c) => {
@@ -286,7 +287,7 @@ impl Leads {
                 let mut vouched = staged.clone();
                 vouched.extend(old.campaign.map(RecordRef::from));
                 match Deals::new(&self.store)?
-                    .stage_deal(ctx, &new_deal, &vouched, &mut cs)
+                    .stage_create(ctx, &new_deal, &vouched, &mut cs)
                     .await
                 {
                     Ok(deal) => Some(deal),

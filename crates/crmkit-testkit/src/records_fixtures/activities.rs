@@ -31,7 +31,7 @@ pub fn activity() -> KindFixture {
                 .limit(1);
             let found = f
                 .contacts
-                .list_contacts(&f.admin, &q)
+                .list(&f.admin, &q)
                 .await
                 .at("the activity's contact")?;
             let c = match found.items.into_iter().next() {
@@ -40,7 +40,7 @@ pub fn activity() -> KindFixture {
                     let mut c = NewContact::named("Grace", "Hopper");
                     c.team = Some(f.team_y);
                     f.contacts
-                        .create_contact(&f.admin, c)
+                        .create(&f.admin, c)
                         .await
                         .at("the activity's contact")?
                 }

@@ -33,7 +33,7 @@ pub fn contact() -> KindFixture {
     fn typed(f: &Fixture, id: Uuid, v: u64) -> BoxFuture<'_, CheckResult<()>> {
         Box::pin(async move {
             f.contacts
-                .update_contact(
+                .update(
                     &f.admin,
                     ContactId::from_uuid(id),
                     v,
@@ -71,7 +71,8 @@ pub fn organization() -> KindFixture {
     fn typed(f: &Fixture, id: Uuid, v: u64) -> BoxFuture<'_, CheckResult<()>> {
         Box::pin(async move {
             f.contacts
-                .update_organization(
+                .organizations()
+                .update(
                     &f.admin,
                     OrganizationId::from_uuid(id),
                     v,

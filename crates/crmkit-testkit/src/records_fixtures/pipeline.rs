@@ -70,7 +70,8 @@ pub fn deal() -> KindFixture {
         Box::pin(async move {
             let pipeline = Deals::new(&f.store)
                 .at("Deals::new")?
-                .ensure_default_pipeline(&f.admin)
+                .pipelines()
+                .ensure_default(&f.admin)
                 .await
                 .at("default pipeline")?;
             Ok(json!({
@@ -87,7 +88,7 @@ pub fn deal() -> KindFixture {
         Box::pin(async move {
             Deals::new(&f.store)
                 .at("Deals::new")?
-                .update_deal(
+                .update(
                     &f.admin,
                     DealId::from_uuid(id),
                     v,
@@ -178,7 +179,8 @@ pub fn pipeline() -> KindFixture {
         Box::pin(async move {
             Deals::new(&f.store)
                 .at("Deals::new")?
-                .rename_pipeline(&f.admin, PipelineId::from_uuid(id), v, "Enterprise (EMEA)")
+                .pipelines()
+                .rename(&f.admin, PipelineId::from_uuid(id), v, "Enterprise (EMEA)")
                 .await
                 .at("typed pipeline rename")?;
             Ok(())

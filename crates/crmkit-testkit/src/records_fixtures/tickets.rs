@@ -47,7 +47,7 @@ async fn requester(f: &Fixture) -> CheckResult<ContactId> {
     let mut c = NewContact::named("Rita", "Requester").email(REQUESTER_EMAIL);
     c.team = Some(f.team_y);
     Ok(f.contacts
-        .create_contact(&f.admin, c)
+        .create(&f.admin, c)
         .await
         .at("create requester")?
         .id)
@@ -67,7 +67,8 @@ async fn fixture_calendar(f: &Fixture) -> CheckResult<CalendarId> {
         .filter(Filter::eq("name", CALENDAR_NAME))
         .limit(1);
     if let Some(c) = tickets
-        .list_calendars(&f.admin, &q)
+        .sla_calendars()
+        .list(&f.admin, &q)
         .await
         .at("find calendar")?
         .items
@@ -76,7 +77,8 @@ async fn fixture_calendar(f: &Fixture) -> CheckResult<CalendarId> {
         return Ok(c.id);
     }
     Ok(tickets
-        .create_calendar(&f.admin, CALENDAR_NAME, office())
+        .sla_calendars()
+        .create(&f.admin, CALENDAR_NAME, office())
         .await
         .at("create calendar")?
         .id)
@@ -146,9 +148,14 @@ pub fn calendar() -> KindFixture {
         Box::pin(async move {
             let tickets = Tickets::new(&f.store).at("Tickets::new")?;
             let id = CalendarId::from_uuid(id);
-            let old = tickets.calendar(&f.admin, id).await.at("calendar")?;
+            let old = tickets
+                .sla_calendars()
+                .get(&f.admin, id)
+                .await
+                .at("calendar")?;
             tickets
-                .update_calendar(&f.admin, id, v, "Head office", old.calendar.into())
+                .sla_calendars()
+                .update(&f.admin, id, v, "Head office", old.calendar.into())
                 .await
                 .at("typed calendar patch")?;
             Ok(())
@@ -180,13 +187,18 @@ pub fn policy() -> KindFixture {
         Box::pin(async move {
             let tickets = Tickets::new(&f.store).at("Tickets::new")?;
             let id = SlaPolicyId::from_uuid(id);
-            let old = tickets.policy(&f.admin, id).await.at("policy")?;
+            let old = tickets
+                .sla_policies()
+                .get(&f.admin, id)
+                .await
+                .at("policy")?;
             let input = NewSlaPolicy::from(&old)
                 .position(20)
                 .targets(SlaTargets::new().first_response(30).resolution(240))
                 .active(false);
             tickets
-                .update_policy(&f.admin, id, v, input)
+                .sla_policies()
+                .update(&f.admin, id, v, input)
                 .await
                 .at("typed policy patch")?;
             Ok(())

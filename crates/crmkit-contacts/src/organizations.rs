@@ -1,0 +1,358 @@
+//! The organizations API: companies, their parents, phones and web domains.
+
+use crmkit_core::lookup::{self, LookupKind};
+use crmkit_core::record::reference_reason;
+use crmkit_core::service::{
+    self, OwnerChecks, apply_custom_patch, changed_columns, stage_created, stage_update, to_json,
+};
+use crmkit_core::store::{Value, Write};
+use crmkit_core::{
+    AuditEntry, Changeset, Ctx, CustomSchema, Filter, OrganizationId, Page, Query, RecordKind,
+    RecordRef, Result, Store, ValidationErrors,
+};
+
+use crate::rows::{self, ORG_TABLE, ORGANIZATION_FIELDS};
+use crate::{Contacts, NewOrganization, Organization, OrganizationPatch, PhoneInput, validate};
+
+/// The organizations API (companies). Made by `Crm::organizations`,
+/// [`Organizations::new`] or [`Contacts::organizations`]; it shares the contacts
+/// module's tables and rules.
+#[derive(Clone, Debug)]
+pub struct Organizations {
+    contacts: Contacts,
+}
+
+impl Organizations {
+    /// The API over a store composed with [`crate::ContactsModule`].
+    pub fn new(store: &Store) -> Result<Self> {
+        Ok(Organizations {
+            contacts: Contacts::new(store)?,
+        })
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.contacts.store
+    }
+
+    async fn build_fields(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        o: &mut Organization,
+        phone: Option<&PhoneInput>,
+        custom: &CustomSchema,
+    ) -> Result<()> {
+        errs.check(crmkit_core::text::check_text("name", &o.name, 200, true));
+        if let Some(d) = &o.domain {
+            o.domain = errs.check(validate::domain("domain", d));
+        }
+        validate::opt_text(errs, "industry", &o.industry, 100);
+        if o.employee_count.is_some_and(|n| n < 0) {
+            errs.push("employee_count", "must not be negative");
+        }
+        if o.annual_revenue.is_some_and(|m| m.is_negative()) {
+            errs.push("annual_revenue", "must not be negative");
+        }
+        if let Some(p) = phone {
+            o.phone = validate::phone(errs, "phone", p).map(|p| p.number);
+        }
+        if let Some(w) = &o.website {
+            validate::website(errs, w);
+        }
+        if let Some(a) = &o.address {
+            validate::address(errs, a);
+        }
+        validate::tags(errs, &o.tags);
+        errs.check(custom.validate(&o.custom));
+        if let Some(p) = o.parent {
+            if p == o.id {
+                errs.push("parent", "an organization cannot be its own parent");
+            } else if !self.contacts.org_exists(ctx, p).await? {
+                errs.push("parent", reference_reason(&RecordKind::ORGANIZATION));
+            } else {
+                // Walk up from the new parent: reaching `o` again would make a cycle.
+                let mut cur = Some(p);
+                let mut depth = 0;
+                while let Some(c) = cur {
+                    if c == o.id || depth > 64 {
+                        errs.push("parent", "would make a cycle of parents");
+                        break;
+                    }
+                    let row = self
+                        .store()
+                        .backend()
+                        .get(ctx.tenant(), ORG_TABLE, &[Value::Uuid(c.as_uuid())])
+                        .await?;
+                    cur = row
+                        .and_then(|r| r[12].as_uuid())
+                        .map(OrganizationId::from_uuid);
+                    depth += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn index_writes(cs: &mut Changeset, o: &Organization, replace: bool) {
+        let record = RecordRef::from(o.id);
+        let numbers: Vec<String> = o.phone.iter().cloned().collect();
+        cs.writes.extend(lookup::index_writes(
+            &record,
+            LookupKind::Phone,
+            &numbers,
+            false,
+            replace,
+        ));
+    }
+
+    /// Creates an organization.
+    pub async fn create(&self, ctx: &Ctx, input: NewOrganization) -> Result<Organization> {
+        let mut cs = Changeset::new(ctx);
+        let o = self.stage_create(ctx, input, &mut cs).await?;
+        self.contacts.store.commit(cs).await?;
+        Ok(o)
+    }
+
+    /// Validates a new organization and adds its writes to `cs` without committing (see
+    /// [`Contacts::stage_create`]).
+    pub async fn stage_create(
+        &self,
+        ctx: &Ctx,
+        input: NewOrganization,
+        cs: &mut Changeset,
+    ) -> Result<Organization> {
+        ctx.actor().require_write("create organization")?;
+        let custom = self
+            .contacts
+            .custom_schema(ctx, &RecordKind::ORGANIZATION)
+            .await?;
+        let now = ctx.now();
+        let mut o = Organization {
+            id: OrganizationId::new(),
+            name: input.name,
+            domain: input.domain,
+            industry: input.industry,
+            employee_count: input.employee_count,
+            annual_revenue: input.annual_revenue,
+            phone: None,
+            website: input.website,
+            address: input.address,
+            parent: input.parent,
+            owner: input.owner.unwrap_or(ctx.actor().user),
+            team: input.team,
+            tags: input.tags,
+            custom: input.custom,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            version: 1,
+        };
+        let mut errs = ValidationErrors::new();
+        self.build_fields(ctx, &mut errs, &mut o, input.phone.as_ref(), &custom)
+            .await?;
+        OwnerChecks::new()
+            .check(&self.contacts.store, ctx, &mut errs, o.owner, o.team)
+            .await?;
+        errs.into_result()?;
+        let record = RecordRef::from(o.id);
+        cs.writes.push(Write::Insert {
+            table: ORG_TABLE,
+            row: rows::org_row(&o)?,
+        });
+        Self::index_writes(cs, &o, false);
+        cs.writes
+            .extend(custom.index_writes(&record, &o.custom, false));
+        stage_created(cs, record, "organization", &o);
+        Ok(o)
+    }
+
+    /// The live organization (visible to the actor) with this web domain, oldest first.
+    /// The domain is normalised as on input (`https://www.Example.com/x` is `example.com`).
+    pub async fn find_by_domain(&self, ctx: &Ctx, domain: &str) -> Result<Option<Organization>> {
+        let d = validate::domain("domain", domain)?;
+        let page = self
+            .list(ctx, &Query::new().filter(Filter::eq("domain", d)).limit(1))
+            .await?;
+        Ok(page.items.into_iter().next())
+    }
+
+    async fn load(
+        &self,
+        ctx: &Ctx,
+        id: OrganizationId,
+        deleted: Option<bool>,
+    ) -> Result<Organization> {
+        service::load(&self.contacts.store, ctx, id, deleted).await
+    }
+
+    /// An organization visible to the actor and not deleted.
+    pub async fn get(&self, ctx: &Ctx, id: OrganizationId) -> Result<Organization> {
+        self.load(ctx, id, Some(false)).await
+    }
+
+    /// Changes an organization whose current version is `expected_version`.
+    pub async fn update(
+        &self,
+        ctx: &Ctx,
+        id: OrganizationId,
+        expected_version: u64,
+        patch: OrganizationPatch,
+    ) -> Result<Organization> {
+        ctx.actor().require_write("update organization")?;
+        let old = self.load(ctx, id, Some(false)).await?;
+        let custom = self
+            .contacts
+            .custom_schema(ctx, &RecordKind::ORGANIZATION)
+            .await?;
+        let mut new = old.clone();
+        if let Some(v) = patch.name {
+            new.name = v;
+        }
+        if let Some(v) = patch.domain {
+            new.domain = v;
+        }
+        if let Some(v) = patch.industry {
+            new.industry = v;
+        }
+        if let Some(v) = patch.employee_count {
+            new.employee_count = v;
+        }
+        if let Some(v) = patch.annual_revenue {
+            new.annual_revenue = v;
+        }
+        if let Some(v) = patch.website {
+            new.website = v;
+        }
+        if let Some(v) = patch.address {
+            new.address = v;
+        }
+        if let Some(v) = patch.parent {
+            new.parent = v;
+        }
+        if let Some(v) = patch.tags {
+            new.tags = v;
+        }
+        if !patch.custom.is_empty() {
+            new.custom = apply_custom_patch(&old.custom, &patch.custom);
+        }
+        let phone_input = match &patch.phone {
+            Some(Some(p)) => Some(p),
+            Some(None) => {
+                new.phone = None;
+                None
+            }
+            None => None,
+        };
+        let mut errs = ValidationErrors::new();
+        self.build_fields(ctx, &mut errs, &mut new, phone_input, &custom)
+            .await?;
+        let owner = (&mut new.owner, &mut new.team);
+        service::reassign(
+            &self.contacts.store,
+            ctx,
+            &mut errs,
+            owner,
+            (patch.owner, patch.team),
+        )
+        .await?;
+        errs.into_result()?;
+        service::check_version(id, expected_version, old.version)?;
+        new.updated_at = ctx.now();
+        new.version = old.version + 1;
+        let changes = service::changes(id, &old, &new);
+        if changes.is_empty() {
+            return Ok(old);
+        }
+        let record = changes.record.clone();
+        let mut cs = Changeset::new(ctx);
+        let def = self.contacts.store.backend().schema().table(ORG_TABLE)?;
+        let set = changed_columns(def, &rows::org_row(&old)?, &rows::org_row(&new)?);
+        let event = "organization.updated";
+        stage_update(
+            &mut cs,
+            changes,
+            ORG_TABLE,
+            set,
+            expected_version,
+            event,
+            to_json(&new),
+        );
+        if new.phone != old.phone {
+            Self::index_writes(&mut cs, &new, true);
+        }
+        if new.custom != old.custom {
+            cs.writes
+                .extend(custom.index_writes(&record, &new.custom, true));
+        }
+        self.contacts.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    /// Soft-deletes an organization.
+    pub async fn delete(
+        &self,
+        ctx: &Ctx,
+        id: OrganizationId,
+        expected_version: u64,
+    ) -> Result<Organization> {
+        self.set_deleted(ctx, id, expected_version, true).await
+    }
+
+    /// Restores a soft-deleted organization.
+    pub async fn restore(
+        &self,
+        ctx: &Ctx,
+        id: OrganizationId,
+        expected_version: u64,
+    ) -> Result<Organization> {
+        self.set_deleted(ctx, id, expected_version, false).await
+    }
+
+    async fn set_deleted(
+        &self,
+        ctx: &Ctx,
+        id: OrganizationId,
+        expected_version: u64,
+        delete: bool,
+    ) -> Result<Organization> {
+        let (mut cs, _, new) = service::stage_set_deleted::<Organization>(
+            &self.contacts.store,
+            ctx,
+            id,
+            expected_version,
+            delete,
+        )
+        .await?;
+        if delete {
+            cs.writes.push(lookup::remove_writes(&RecordRef::from(id)));
+        } else {
+            Self::index_writes(&mut cs, &new, true);
+        }
+        self.contacts.store.commit(cs).await?;
+        Ok(new)
+    }
+
+    /// Lists organizations (see [`rows::ORGANIZATION_FIELDS`] and `custom.<key>`).
+    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Organization>> {
+        service::list_visible(
+            &self.contacts.store,
+            ctx,
+            q,
+            &ORGANIZATION_FIELDS,
+            |o: &Organization| Some(&o.custom),
+        )
+        .await
+    }
+
+    /// The audit trail of a visible organization.
+    pub async fn audit(&self, ctx: &Ctx, id: OrganizationId) -> Result<Vec<AuditEntry>> {
+        service::audit_trail::<Organization>(&self.contacts.store, ctx, id).await
+    }
+}
+
+impl Organizations {
+    pub(crate) fn from_contacts(contacts: Contacts) -> Self {
+        Organizations { contacts }
+    }
+}
