@@ -77,6 +77,7 @@ pub mod pipeline_leads;
 pub mod queries;
 pub mod records;
 pub mod records_fixtures;
+mod sla_support;
 pub mod storage;
 pub mod tickets;
 pub mod tickets_analytics;

@@ -5,13 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{Duration, TimeZone, Utc};
 
 use crmkit_core::query::Query;
-use crmkit_core::{CalendarId, Ctx, Error, SlaPolicyId, Store};
+use crmkit_core::{Ctx, Error, SlaPolicyId, Store};
 use crmkit_tickets::analytics::average;
-use crmkit_tickets::calendar::{BusinessCalendar, CalendarSpec, Interval};
-use crmkit_tickets::sla::{NewSlaPolicy, SlaConditions, SlaTargetKind, SlaTargets};
+use crmkit_tickets::calendar::BusinessCalendar;
+use crmkit_tickets::sla::SlaTargetKind;
 use crmkit_tickets::{
     BacklogRow, MinutesStat, NewComment, SlaOutcome, Ticket, TicketPriority, TicketSla,
     TicketStatus,
@@ -19,69 +19,11 @@ use crmkit_tickets::{
 
 use crate::check::At;
 pub use crate::check::{CheckResult, Failure};
-use crate::support::all_pages;
-use crate::support::at_time;
+use crate::sla_support::{
+    always, calendar, catch_all, catch_all_policy, office, t0, t0_plus, targets,
+};
+use crate::support::{all_pages, at_time};
 pub use crate::tickets::{CheckFn, CheckFuture, Fixture, modules, setup};
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2027, 4, 5, 9, 0, 0).unwrap() // a Monday
-}
-
-fn days(days: &[chrono::Weekday], interval: Interval) -> CalendarSpec {
-    let mut spec = CalendarSpec::new("UTC");
-    for d in days {
-        *spec.hours.get_mut(*d) = vec![interval];
-    }
-    spec
-}
-
-/// Every day, all day, UTC.
-fn always() -> CalendarSpec {
-    use chrono::Weekday::*;
-    days(&[Mon, Tue, Wed, Thu, Fri, Sat, Sun], Interval::all_day())
-}
-
-/// Monday to Friday, 09:00-17:00 UTC.
-fn office() -> CalendarSpec {
-    use chrono::Weekday::*;
-    days(&[Mon, Tue, Wed, Thu, Fri], Interval::hm(9, 0, 17, 0))
-}
-
-fn targets(fr: Option<i64>, nr: Option<i64>, res: Option<i64>) -> SlaTargets {
-    SlaTargets {
-        first_response: fr,
-        next_response: nr,
-        resolution: res,
-    }
-}
-
-fn policy_input(cal: CalendarId, t: SlaTargets) -> NewSlaPolicy {
-    NewSlaPolicy {
-        name: "all".into(),
-        position: 1,
-        conditions: SlaConditions::default(),
-        calendar: cal,
-        targets: t,
-        active: true,
-    }
-}
-
-/// A calendar and one policy matching every ticket.
-async fn policy(f: &Fixture, spec: CalendarSpec, t: SlaTargets) -> CheckResult<SlaPolicyId> {
-    let cal = f
-        .tickets
-        .sla_calendars()
-        .create(&f.admin, "cal", spec)
-        .await
-        .at("create calendar")?
-        .id;
-    Ok(f.tickets
-        .sla_policies()
-        .create(&f.admin, policy_input(cal, t))
-        .await
-        .at("create policy")?
-        .id)
-}
 
 async fn new_ticket(f: &Fixture, ctx: &Ctx, priority: TicketPriority) -> CheckResult<Ticket> {
     crate::tickets::new_ticket(f, ctx, |t| t.priority(priority)).await
@@ -102,12 +44,9 @@ async fn status(f: &Fixture, ctx: &Ctx, t: &Ticket, s: TicketStatus) -> CheckRes
         .at("set status")
 }
 
+/// The SLA of `t` as the admin reads it.
 async fn sla(f: &Fixture, t: &Ticket) -> CheckResult<TicketSla> {
-    f.tickets
-        .sla(&f.admin, t.id)
-        .await
-        .at("sla")?
-        .ok_or_else(|| Failure::new("the ticket has an SLA"))
+    crate::sla_support::sla(f, &f.admin, t.id).await
 }
 
 fn row(status: TicketStatus, priority: TicketPriority, count: u64) -> BacklogRow {
@@ -202,7 +141,7 @@ pub async fn backlog_counts(store: &Store) -> CheckResult {
 /// `response_times` sums them over the tickets created in the period.
 pub async fn measured_minutes(store: &Store) -> CheckResult {
     let f = setup(store).await?;
-    policy(&f, office(), targets(Some(240), None, Some(2000))).await?;
+    catch_all_policy(&f, office(), targets(Some(240), None, Some(2000))).await?;
     let friday = |h, m| Utc.with_ymd_and_hms(2027, 4, 9, h, m, 0).unwrap();
     let monday = |h, m| Utc.with_ymd_and_hms(2027, 4, 12, h, m, 0).unwrap();
     let (ctx, clock) = at_time(&f.admin, friday(16, 0));
@@ -289,7 +228,7 @@ pub async fn measured_minutes(store: &Store) -> CheckResult {
 /// Per policy and target: achieved (met, not breached) and breached counts.
 pub async fn outcomes(store: &Store) -> CheckResult {
     let f = setup(store).await?;
-    let p = policy(&f, always(), targets(Some(60), None, Some(120))).await?;
+    let p = catch_all_policy(&f, always(), targets(Some(60), None, Some(120))).await?;
     let (ctx, clock) = at_time(&f.admin, t0());
     let good = new_ticket(&f, &ctx, TicketPriority::Normal).await?;
     let late = new_ticket(&f, &ctx, TicketPriority::Normal).await?;
@@ -297,7 +236,7 @@ pub async fn outcomes(store: &Store) -> CheckResult {
     let good = reply(&f, &ctx, &good).await?;
     clock.advance(Duration::minutes(20));
     status(&f, &ctx, &good, TicketStatus::Solved).await?;
-    clock.set(t0() + Duration::minutes(200));
+    clock.set(t0_plus(200));
     let swept = f
         .tickets
         .sweep(&f.admin, ctx.now(), Duration::zero())
@@ -380,13 +319,7 @@ pub async fn satisfaction_average(store: &Store) -> CheckResult {
 /// ticket is untouched; a second run updates nothing.
 pub async fn recompute(store: &Store) -> CheckResult {
     let f = setup(store).await?;
-    let cal = f
-        .tickets
-        .sla_calendars()
-        .create(&f.admin, "cal", always())
-        .await
-        .at("calendar")?
-        .id;
+    let cal = calendar(&f, always()).await?.id;
     let (ctx, clock) = at_time(&f.admin, t0());
     // Created before any policy: no SLA row until a recompute finds its policy.
     let pre = new_ticket(&f, &ctx, TicketPriority::Normal).await?;
@@ -397,7 +330,7 @@ pub async fn recompute(store: &Store) -> CheckResult {
     let a = f
         .tickets
         .sla_policies()
-        .create(&f.admin, policy_input(cal, targets(None, None, Some(600))))
+        .create(&f.admin, catch_all(cal, targets(None, None, Some(600))))
         .await
         .at("policy")?;
     let mut open = vec![];
@@ -416,14 +349,14 @@ pub async fn recompute(store: &Store) -> CheckResult {
             &f.admin,
             a.id,
             a.version,
-            policy_input(cal, targets(None, None, Some(300))),
+            catch_all(cal, targets(None, None, Some(300))),
         )
         .await
         .at("edit policy")?;
     for t in &open {
         ensure_eq!(
             sla(&f, t).await?.next_due_at,
-            Some(t0() + Duration::minutes(600)),
+            Some(t0_plus(600)),
             "not recomputed yet"
         );
     }
@@ -459,21 +392,17 @@ pub async fn recompute(store: &Store) -> CheckResult {
     ensure_eq!(s.policy, Some(a.id), "the policy found");
     ensure_eq!(
         s.next_due_at,
-        Some(t0() + Duration::minutes(60 + 300)),
+        Some(t0_plus(60 + 300)),
         "a new target starts at the recompute"
     );
     for t in &open {
         let s = sla(&f, t).await?;
         ensure_eq!(
             s.target(SlaTargetKind::Resolution).and_then(|t| t.due_at),
-            Some(t0() + Duration::minutes(300)),
+            Some(t0_plus(300)),
             "new target, time consumed kept"
         );
-        ensure_eq!(
-            s.next_due_at,
-            Some(t0() + Duration::minutes(300)),
-            "next due"
-        );
+        ensure_eq!(s.next_due_at, Some(t0_plus(300)), "next due");
     }
     ensure_eq!(sla(&f, &solved).await?, solved_before, "solved untouched");
     ensure_eq!(run(None).await?, (5, 0), "a second run updates nothing");
@@ -492,7 +421,7 @@ pub async fn recompute(store: &Store) -> CheckResult {
             &f.admin,
             a.id,
             a.version,
-            policy_input(cal, targets(None, None, Some(30))),
+            catch_all(cal, targets(None, None, Some(30))),
         )
         .await
         .at("edit policy again")?;
@@ -501,13 +430,13 @@ pub async fn recompute(store: &Store) -> CheckResult {
         let s = sla(&f, t).await?;
         ensure_eq!(
             s.target(SlaTargetKind::Resolution).and_then(|t| t.due_at),
-            Some(t0() + Duration::minutes(70)),
+            Some(t0_plus(70)),
             "shorter than the time consumed: reached at the change, not before"
         );
     }
     ensure_eq!(
         sla(&f, &pre).await?.next_due_at,
-        Some(t0() + Duration::minutes(60 + 30)),
+        Some(t0_plus(60 + 30)),
         "10 of 30 minutes consumed"
     );
     ensure_eq!(run(None).await?, (5, 0), "stable");
@@ -524,18 +453,10 @@ pub async fn recompute(store: &Store) -> CheckResult {
 /// new hours (the state is unchanged: the running segment is counted on the new calendar).
 pub async fn recompute_after_calendar_edit(store: &Store) -> CheckResult {
     let f = setup(store).await?;
-    let cal = f
-        .tickets
-        .sla_calendars()
-        .create(&f.admin, "cal", always())
-        .await
-        .at("calendar")?;
+    let cal = calendar(&f, always()).await?;
     f.tickets
         .sla_policies()
-        .create(
-            &f.admin,
-            policy_input(cal.id, targets(None, None, Some(600))),
-        )
+        .create(&f.admin, catch_all(cal.id, targets(None, None, Some(600))))
         .await
         .at("policy")?;
     let (ctx, clock) = at_time(&f.admin, t0());
@@ -543,7 +464,7 @@ pub async fn recompute_after_calendar_edit(store: &Store) -> CheckResult {
     let before = sla(&f, &t).await?;
     ensure_eq!(
         before.next_due_at,
-        Some(t0() + Duration::minutes(600)),
+        Some(t0_plus(600)),
         "on the all-day calendar"
     );
     clock.advance(Duration::minutes(60));
@@ -579,13 +500,7 @@ pub async fn recompute_after_calendar_edit(store: &Store) -> CheckResult {
 /// the result is the same as one recompute's. Spawns tokio tasks.
 pub async fn concurrent_recompute(store: &Store) -> CheckResult {
     let f = setup(store).await?;
-    let cal = f
-        .tickets
-        .sla_calendars()
-        .create(&f.admin, "cal", always())
-        .await
-        .at("calendar")?
-        .id;
+    let cal = calendar(&f, always()).await?.id;
     let (ctx, clock) = at_time(&f.admin, t0());
     // Two tickets without an SLA row yet (inserted by the recompute), six with one.
     let mut tickets = vec![];
@@ -597,7 +512,7 @@ pub async fn concurrent_recompute(store: &Store) -> CheckResult {
         .sla_policies()
         .create(
             &f.admin,
-            policy_input(cal, targets(Some(100), None, Some(600))),
+            catch_all(cal, targets(Some(100), None, Some(600))),
         )
         .await
         .at("policy")?;
@@ -611,7 +526,7 @@ pub async fn concurrent_recompute(store: &Store) -> CheckResult {
             &f.admin,
             a.id,
             a.version,
-            policy_input(cal, targets(Some(100), None, Some(200))),
+            catch_all(cal, targets(Some(100), None, Some(200))),
         )
         .await
         .at("edit policy")?;
@@ -641,9 +556,9 @@ pub async fn concurrent_recompute(store: &Store) -> CheckResult {
     for (i, t) in tickets.iter().enumerate() {
         let s = sla(&f, t).await?;
         let due = if i < 2 {
-            t0() + Duration::minutes(20 + 200)
+            t0_plus(20 + 200)
         } else {
-            t0() + Duration::minutes(200)
+            t0_plus(200)
         };
         ensure_eq!(
             s.target(SlaTargetKind::Resolution).and_then(|t| t.due_at),
@@ -713,7 +628,7 @@ pub async fn permissions(store: &Store) -> CheckResult {
 /// ticket of the mix is paused before either).
 pub async fn matches_brute_force(store: &Store) -> CheckResult {
     let f = setup(store).await?;
-    let p = policy(&f, office(), targets(Some(90), None, Some(480))).await?;
+    let p = catch_all_policy(&f, office(), targets(Some(90), None, Some(480))).await?;
     let cal = BusinessCalendar::new(office()).at("calendar")?;
     let (ctx, clock) = at_time(&f.admin, t0());
     let mut seed: u64 = 0x5eed;

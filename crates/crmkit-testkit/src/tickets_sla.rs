@@ -3,77 +3,28 @@
 //! check makes its own tenant; [`checks`] lists them; [`sweep_once`] spawns tokio tasks
 //! (run the suite on a multi-thread runtime).
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{Duration, TimeZone, Utc};
 use crmkit_contacts::NewOrganization;
 use crmkit_core::event::EVENTS_TABLE;
-use crmkit_core::store::Cond;
-use crmkit_core::{CalendarId, Ctx, OrganizationId, SlaPolicyId, Store, TicketId};
-use crmkit_tickets::calendar::{CalendarSpec, Interval};
+use crmkit_core::{CalendarId, Ctx, OrganizationId, Page, SlaPolicyId, Store, TicketId};
+use crmkit_tickets::calendar::CalendarSpec;
 use crmkit_tickets::sla::{NewSlaPolicy, SlaConditions, SlaTargetKind, SlaTargets};
 use crmkit_tickets::{
-    CALENDAR_TABLE, Channel, Escalation, NewComment, POLICY_TABLE, TicketPatch, TicketPriority,
-    TicketSla, TicketStatus,
+    CALENDAR_TABLE, Channel, Escalation, NewComment, POLICY_TABLE, Ticket, TicketPatch,
+    TicketPriority, TicketSla, TicketStatus,
 };
 
 use crate::check::{At, expect_validation};
 pub use crate::check::{CheckResult, Failure};
-use crate::support::{at_time, record_events};
+use crate::sla_support::{
+    always, calendar, catch_all, catch_all_policy, due, office, sla, t0, t0_plus, target, targets,
+};
+use crate::support::{at_time, record_events, row_counts};
 use crate::tickets::new_ticket;
 pub use crate::tickets::{CheckFn, CheckFuture, Fixture, modules, setup};
 
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2027, 4, 5, 9, 0, 0).unwrap() // a Monday
-}
-
-/// A spec working every day, all day, in UTC (business minutes are wall minutes).
-fn always() -> CalendarSpec {
-    let mut spec = CalendarSpec::new("UTC");
-    for d in [
-        chrono::Weekday::Mon,
-        chrono::Weekday::Tue,
-        chrono::Weekday::Wed,
-        chrono::Weekday::Thu,
-        chrono::Weekday::Fri,
-        chrono::Weekday::Sat,
-        chrono::Weekday::Sun,
-    ] {
-        *spec.hours.get_mut(d) = vec![Interval::all_day()];
-    }
-    spec
-}
-
-/// Weekdays 09:00-17:00 UTC.
-fn office() -> CalendarSpec {
-    let mut spec = CalendarSpec::new("UTC");
-    for d in [
-        chrono::Weekday::Mon,
-        chrono::Weekday::Tue,
-        chrono::Weekday::Wed,
-        chrono::Weekday::Thu,
-        chrono::Weekday::Fri,
-    ] {
-        *spec.hours.get_mut(d) = vec![Interval::hm(9, 0, 17, 0)];
-    }
-    spec
-}
-
-fn targets(fr: Option<i64>, nr: Option<i64>, res: Option<i64>) -> SlaTargets {
-    SlaTargets {
-        first_response: fr,
-        next_response: nr,
-        resolution: res,
-    }
-}
-
-async fn calendar(f: &Fixture, spec: CalendarSpec) -> CheckResult<CalendarId> {
-    Ok(f.tickets
-        .sla_calendars()
-        .create(&f.admin, "cal", spec)
-        .await
-        .at("create calendar")?
-        .id)
-}
-
+/// An active policy `name` at `position` on calendar `cal`, applying when `conditions`
+/// hold, with targets `t`, stored by the admin.
 async fn policy(
     f: &Fixture,
     name: &str,
@@ -86,14 +37,10 @@ async fn policy(
         .sla_policies()
         .create(
             &f.admin,
-            NewSlaPolicy {
-                name: name.into(),
-                position,
-                conditions,
-                calendar: cal,
-                targets: t,
-                active: true,
-            },
+            NewSlaPolicy::new(name, cal)
+                .position(position)
+                .conditions(conditions)
+                .targets(t),
         )
         .await
         .at("create policy")?
@@ -111,16 +58,48 @@ async fn org(f: &Fixture) -> CheckResult<OrganizationId> {
         .id)
 }
 
-async fn sla(f: &Fixture, ctx: &Ctx, id: TicketId) -> CheckResult<TicketSla> {
+/// Sets the status of `x` as `ctx` (`what` names the step in failures).
+async fn set_status(
+    f: &Fixture,
+    ctx: &Ctx,
+    x: &Ticket,
+    status: TicketStatus,
+    what: &str,
+) -> CheckResult<Ticket> {
     f.tickets
-        .sla(ctx, id)
+        .set_status(ctx, x.id, x.version, status)
         .await
-        .at("sla")?
-        .ok_or_else(|| Failure::new("the ticket has an SLA"))
+        .at(what)
 }
 
-fn due(s: &TicketSla, k: SlaTargetKind) -> Option<DateTime<Utc>> {
-    s.target(k).and_then(|t| t.due_at)
+/// Posts `comment` on ticket `id` as `ctx` (`what` names the step in failures).
+async fn comment(
+    f: &Fixture,
+    ctx: &Ctx,
+    id: TicketId,
+    comment: NewComment,
+    what: &str,
+) -> CheckResult {
+    f.tickets.comment(ctx, id, comment).await.at(what)?;
+    Ok(())
+}
+
+/// The tickets of every page of a due listing, following cursors: `page` fetches the page
+/// at a cursor.
+async fn due_tickets(
+    page: impl AsyncFn(Option<String>) -> crmkit_core::Result<Page<TicketSla>>,
+    what: &str,
+) -> CheckResult<Vec<TicketId>> {
+    let mut got = vec![];
+    let mut cursor = None;
+    loop {
+        let p = page(cursor).await.at(what)?;
+        got.extend(p.items.iter().map(|s| s.ticket));
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            return Ok(got);
+        }
+    }
 }
 
 async fn sla_events(store: &Store, ctx: &Ctx, id: TicketId) -> CheckResult<Vec<String>> {
@@ -143,7 +122,7 @@ async fn sla_events(store: &Store, ctx: &Ctx, id: TicketId) -> CheckResult<Vec<S
 /// keeping the business time consumed.
 pub async fn policy_selection(store: &Store) -> CheckResult {
     let f = setup(store).await?;
-    let cal = calendar(&f, always()).await?;
+    let cal = calendar(&f, always()).await?.id;
     let o = org(&f).await?;
     let any = SlaConditions::default();
     let p_fallback = policy(
@@ -160,14 +139,9 @@ pub async fn policy_selection(store: &Store) -> CheckResult {
         .sla_policies()
         .create(
             &f.admin,
-            NewSlaPolicy {
-                name: "off".into(),
-                position: 0,
-                conditions: any.clone(),
-                calendar: cal,
-                targets: targets(Some(1), None, None),
-                active: false,
-            },
+            NewSlaPolicy::new("off", cal)
+                .targets(targets(Some(1), None, None))
+                .active(false),
         )
         .await
         .at("inactive policy")?;
@@ -239,15 +213,11 @@ pub async fn policy_selection(store: &Store) -> CheckResult {
         ensure_eq!(s.policy, Some(p), "policy of ticket {}", t.number);
         ensure_eq!(
             due(&s, SlaTargetKind::FirstResponse),
-            Some(t0() + Duration::minutes(fr)),
+            Some(t0_plus(fr)),
             "first response due of ticket {}",
             t.number
         );
-        ensure_eq!(
-            s.next_due_at,
-            Some(t0() + Duration::minutes(fr)),
-            "next due"
-        );
+        ensure_eq!(s.next_due_at, Some(t0_plus(fr)), "next due");
     }
     // Priority change by update: 40 minutes consumed are kept under the new policy.
     clock.advance(Duration::minutes(40));
@@ -268,12 +238,12 @@ pub async fn policy_selection(store: &Store) -> CheckResult {
     ensure_eq!(s.policy, Some(p_urgent), "re-evaluated on update");
     ensure_eq!(
         due(&s, SlaTargetKind::FirstResponse),
-        Some(t0() + Duration::minutes(100)),
+        Some(t0_plus(100)),
         "elapsed time kept, new target"
     );
     ensure_eq!(
         due(&s, SlaTargetKind::Resolution),
-        Some(t0() + Duration::minutes(40 + 1000)),
+        Some(t0_plus(40 + 1000)),
         "a target kind new to the ticket starts at the change"
     );
     // Escalation of c (org policy) to urgent.
@@ -297,7 +267,7 @@ pub async fn policy_selection(store: &Store) -> CheckResult {
     ensure_eq!(s.policy, Some(p_urgent), "re-evaluated on escalation");
     ensure_eq!(
         due(&s, SlaTargetKind::FirstResponse),
-        Some(t0() + Duration::minutes(100)),
+        Some(t0_plus(100)),
         "due recomputed on escalation"
     );
     // Lowering it again falls back; activating the inactive policy changes new tickets only.
@@ -329,14 +299,9 @@ pub async fn policy_selection(store: &Store) -> CheckResult {
             &f.admin,
             inactive.id,
             inactive.version,
-            NewSlaPolicy {
-                name: "on".into(),
-                position: 0,
-                conditions: any,
-                calendar: cal,
-                targets: targets(Some(1), None, None),
-                active: true,
-            },
+            NewSlaPolicy::new("on", cal)
+                .conditions(any)
+                .targets(targets(Some(1), None, None)),
         )
         .await
         .at("activate")?;
@@ -360,23 +325,11 @@ pub async fn policy_selection(store: &Store) -> CheckResult {
 /// response, and is met by the next agent reply.
 pub async fn responses(store: &Store) -> CheckResult {
     let f = setup(store).await?;
-    let cal = calendar(&f, always()).await?;
-    policy(
-        &f,
-        "all",
-        1,
-        SlaConditions::default(),
-        cal,
-        targets(Some(60), Some(30), Some(600)),
-    )
-    .await?;
+    catch_all_policy(&f, always(), targets(Some(60), Some(30), Some(600))).await?;
     let (ctx, clock) = at_time(&f.rep, t0());
     let x = new_ticket(&f, &ctx, |n| n).await?;
     clock.advance(Duration::minutes(5));
-    f.tickets
-        .comment(&ctx, x.id, NewComment::internal("hm"))
-        .await
-        .at("note")?;
+    comment(&f, &ctx, x.id, NewComment::internal("hm"), "note").await?;
     let s = sla(&f, &ctx, x.id).await?;
     ensure_eq!(
         s.target(SlaTargetKind::FirstResponse)
@@ -384,10 +337,14 @@ pub async fn responses(store: &Store) -> CheckResult {
         None,
         "not by a note"
     );
-    f.tickets
-        .comment(&ctx, x.id, NewComment::from_requester("hello?"))
-        .await
-        .at("requester")?;
+    comment(
+        &f,
+        &ctx,
+        x.id,
+        NewComment::from_requester("hello?"),
+        "requester",
+    )
+    .await?;
     let s = sla(&f, &ctx, x.id).await?;
     ensure_eq!(
         s.target(SlaTargetKind::FirstResponse)
@@ -397,85 +354,67 @@ pub async fn responses(store: &Store) -> CheckResult {
     );
     ensure_eq!(
         due(&s, SlaTargetKind::NextResponse),
-        Some(t0() + Duration::minutes(35)),
+        Some(t0_plus(35)),
         "next response started by the requester"
     );
     ensure_eq!(
         due(&s, SlaTargetKind::FirstResponse),
-        Some(t0() + Duration::minutes(60)),
+        Some(t0_plus(60)),
         "first response not overridden"
     );
-    ensure_eq!(
-        s.next_due_at,
-        Some(t0() + Duration::minutes(35)),
-        "earliest"
-    );
+    ensure_eq!(s.next_due_at, Some(t0_plus(35)), "earliest");
     clock.advance(Duration::minutes(10));
-    f.tickets
-        .comment(&ctx, x.id, NewComment::from_requester("again"))
-        .await
-        .at("requester 2")?;
+    comment(
+        &f,
+        &ctx,
+        x.id,
+        NewComment::from_requester("again"),
+        "requester 2",
+    )
+    .await?;
     ensure_eq!(
         due(&sla(&f, &ctx, x.id).await?, SlaTargetKind::NextResponse),
-        Some(t0() + Duration::minutes(35)),
+        Some(t0_plus(35)),
         "a second message keeps the running next response"
     );
     clock.advance(Duration::minutes(5));
-    let replied = t0() + Duration::minutes(20);
-    f.tickets
-        .comment(&ctx, x.id, NewComment::reply("on it"))
-        .await
-        .at("reply")?;
+    let replied = t0_plus(20);
+    comment(&f, &ctx, x.id, NewComment::reply("on it"), "reply").await?;
     let s = sla(&f, &ctx, x.id).await?;
     for k in [SlaTargetKind::FirstResponse, SlaTargetKind::NextResponse] {
-        let t = s.target(k).ok_or_else(|| Failure::new("target"))?;
+        let t = target(&s, k)?;
         ensure_eq!(
             (t.achieved_at, t.due_at, t.breached_at),
             (Some(replied), None, None),
             "{k:?} met"
         );
     }
-    ensure_eq!(
-        s.next_due_at,
-        Some(t0() + Duration::minutes(600)),
-        "resolution is next"
-    );
+    ensure_eq!(s.next_due_at, Some(t0_plus(600)), "resolution is next");
     clock.advance(Duration::minutes(100));
-    f.tickets
-        .comment(&ctx, x.id, NewComment::from_requester("and now?"))
-        .await
-        .at("requester 3")?;
+    comment(
+        &f,
+        &ctx,
+        x.id,
+        NewComment::from_requester("and now?"),
+        "requester 3",
+    )
+    .await?;
     let s = sla(&f, &ctx, x.id).await?;
-    let nr = s
-        .target(SlaTargetKind::NextResponse)
-        .ok_or_else(|| Failure::new("nr"))?;
+    let nr = target(&s, SlaTargetKind::NextResponse)?;
     ensure_eq!(
         (nr.due_at, nr.achieved_at),
-        (Some(t0() + Duration::minutes(150)), None),
+        (Some(t0_plus(150)), None),
         "a new next-response cycle"
     );
-    ensure_eq!(
-        s.next_due_at,
-        Some(t0() + Duration::minutes(150)),
-        "next due"
-    );
+    ensure_eq!(s.next_due_at, Some(t0_plus(150)), "next due");
     clock.advance(Duration::minutes(40));
-    f.tickets
-        .comment(&ctx, x.id, NewComment::reply("sorry"))
-        .await
-        .at("late reply")?;
+    comment(&f, &ctx, x.id, NewComment::reply("sorry"), "late reply").await?;
     let s = sla(&f, &ctx, x.id).await?;
-    let nr = s
-        .target(SlaTargetKind::NextResponse)
-        .ok_or_else(|| Failure::new("nr"))?;
-    ensure_eq!(
-        nr.achieved_at,
-        Some(t0() + Duration::minutes(160)),
-        "met late"
-    );
+    let nr = target(&s, SlaTargetKind::NextResponse)?;
+    ensure_eq!(nr.achieved_at, Some(t0_plus(160)), "met late");
     ensure_eq!(
         nr.breached_at,
-        Some(t0() + Duration::minutes(150)),
+        Some(t0_plus(150)),
         "breached stays breached"
     );
     ensure_eq!(
@@ -491,16 +430,7 @@ pub async fn responses(store: &Store) -> CheckResult {
 /// time; delete stops everything.
 pub async fn pause_resume(store: &Store) -> CheckResult {
     let f = setup(store).await?;
-    let cal = calendar(&f, office()).await?;
-    policy(
-        &f,
-        "all",
-        1,
-        SlaConditions::default(),
-        cal,
-        targets(None, None, Some(240)),
-    )
-    .await?;
+    catch_all_policy(&f, office(), targets(None, None, Some(240))).await?;
     let (ctx, clock) = at_time(&f.rep, t0()); // Monday 09:00
     let x = new_ticket(&f, &ctx, |n| n).await?;
     let at = |d: u32, h: u32, m: u32| Utc.with_ymd_and_hms(2027, 4, d, h, m, 0).unwrap();
@@ -510,11 +440,7 @@ pub async fn pause_resume(store: &Store) -> CheckResult {
         "due"
     );
     clock.set(at(5, 10, 0));
-    let x = f
-        .tickets
-        .set_status(&ctx, x.id, x.version, TicketStatus::Pending)
-        .await
-        .at("pending")?;
+    let x = set_status(&f, &ctx, &x, TicketStatus::Pending, "pending").await?;
     let s = sla(&f, &ctx, x.id).await?;
     ensure_eq!(
         (s.next_due_at, due(&s, SlaTargetKind::Resolution)),
@@ -523,11 +449,7 @@ pub async fn pause_resume(store: &Store) -> CheckResult {
     );
     // Paused from 10:00 to 16:30: 390 business minutes.
     clock.set(at(5, 16, 30));
-    let x = f
-        .tickets
-        .set_status(&ctx, x.id, x.version, TicketStatus::Open)
-        .await
-        .at("open")?;
+    let x = set_status(&f, &ctx, &x, TicketStatus::Open, "open").await?;
     // 180 minutes left from 16:30: 30 on Monday, 150 on Tuesday: 11:30.
     ensure_eq!(
         due(&sla(&f, &ctx, x.id).await?, SlaTargetKind::Resolution),
@@ -535,47 +457,27 @@ pub async fn pause_resume(store: &Store) -> CheckResult {
         "moved by the paused business minutes"
     );
     clock.set(at(6, 9, 30));
-    let x = f
-        .tickets
-        .set_status(&ctx, x.id, x.version, TicketStatus::OnHold)
-        .await
-        .at("on hold")?;
+    let x = set_status(&f, &ctx, &x, TicketStatus::OnHold, "on hold").await?;
     clock.set(at(6, 10, 0)); // 30 business minutes on hold
-    let x = f
-        .tickets
-        .set_status(&ctx, x.id, x.version, TicketStatus::Open)
-        .await
-        .at("open 2")?;
+    let x = set_status(&f, &ctx, &x, TicketStatus::Open, "open 2").await?;
     ensure_eq!(
         due(&sla(&f, &ctx, x.id).await?, SlaTargetKind::Resolution),
         Some(at(6, 12, 0)),
         "on hold pauses too"
     );
     clock.set(at(6, 11, 0));
-    let x = f
-        .tickets
-        .set_status(&ctx, x.id, x.version, TicketStatus::Solved)
-        .await
-        .at("solve")?;
+    let x = set_status(&f, &ctx, &x, TicketStatus::Solved, "solve").await?;
     let s = sla(&f, &ctx, x.id).await?;
-    let r = s
-        .target(SlaTargetKind::Resolution)
-        .ok_or_else(|| Failure::new("res"))?;
+    let r = target(&s, SlaTargetKind::Resolution)?;
     ensure_eq!(
         (r.achieved_at, r.due_at, s.next_due_at),
         (Some(at(6, 11, 0)), None, None),
         "achieved"
     );
     clock.set(at(7, 9, 0));
-    let x = f
-        .tickets
-        .set_status(&ctx, x.id, x.version, TicketStatus::Open)
-        .await
-        .at("reopen")?;
+    let x = set_status(&f, &ctx, &x, TicketStatus::Open, "reopen").await?;
     let s = sla(&f, &ctx, x.id).await?;
-    let r = s
-        .target(SlaTargetKind::Resolution)
-        .ok_or_else(|| Failure::new("res"))?;
+    let r = target(&s, SlaTargetKind::Resolution)?;
     // 60 minutes were left when it was solved.
     ensure_eq!(
         (r.achieved_at, r.due_at),
@@ -613,16 +515,7 @@ pub async fn pause_resume(store: &Store) -> CheckResult {
 /// visible ones.
 pub async fn due_queries(store: &Store) -> CheckResult {
     let f = setup(store).await?;
-    let cal = calendar(&f, always()).await?;
-    policy(
-        &f,
-        "all",
-        1,
-        SlaConditions::default(),
-        cal,
-        targets(Some(60), None, None),
-    )
-    .await?;
+    catch_all_policy(&f, always(), targets(Some(60), None, None)).await?;
     let (ctx, clock) = at_time(&f.rep, t0());
     let mut ids = vec![];
     for _ in 0..7 {
@@ -631,21 +524,12 @@ pub async fn due_queries(store: &Store) -> CheckResult {
     }
     let (ctx_admin, _) = at_time(&f.admin, t0());
     let other = new_ticket(&f, &ctx_admin, |n| n).await?.id; // not visible to the rep
-    let now = t0() + Duration::minutes(90); // tickets 0..=3 due at or before now
-    let mut got = vec![];
-    let mut cursor = None;
-    loop {
-        let p = f
-            .tickets
-            .breached(&f.rep, now, cursor, 2)
-            .await
-            .at("breached")?;
-        got.extend(p.items.iter().map(|s| s.ticket));
-        cursor = p.next_cursor;
-        if cursor.is_none() {
-            break;
-        }
-    }
+    let now = t0_plus(90); // tickets 0..=3 due at or before now
+    let got = due_tickets(
+        async |cursor| f.tickets.breached(&f.rep, now, cursor, 2).await,
+        "breached",
+    )
+    .await?;
     ensure_eq!(got, ids[..4].to_vec(), "breached for the rep, by due time");
     let all = f
         .tickets
@@ -657,27 +541,16 @@ pub async fn due_queries(store: &Store) -> CheckResult {
         all.items.iter().any(|s| s.ticket == other),
         "including the admin's ticket"
     );
-    let mut got = vec![];
-    let mut cursor = None;
-    loop {
-        let p = f
-            .tickets
-            .at_risk(&f.rep, now, Duration::minutes(25), cursor, 1)
-            .await
-            .at("at risk")?;
-        got.extend(p.items.iter().map(|s| s.ticket));
-        cursor = p.next_cursor;
-        if cursor.is_none() {
-            break;
-        }
-    }
+    let window = Duration::minutes(25);
+    let got = due_tickets(
+        async |cursor| f.tickets.at_risk(&f.rep, now, window, cursor, 1).await,
+        "at risk",
+    )
+    .await?;
     ensure_eq!(got, ids[4..6].to_vec(), "at risk in (now, now+window]");
     // Replying removes a ticket from both.
     clock.set(now);
-    f.tickets
-        .comment(&ctx, ids[0], NewComment::reply("late"))
-        .await
-        .at("reply")?;
+    comment(&f, &ctx, ids[0], NewComment::reply("late"), "reply").await?;
     let p = f
         .tickets
         .breached(&f.rep, now, None, 100)
@@ -691,26 +564,14 @@ pub async fn due_queries(store: &Store) -> CheckResult {
 /// concurrent tasks; a target met before its due time is never reported.
 pub async fn sweep_once(store: &Store) -> CheckResult {
     let f = setup(store).await?;
-    let cal = calendar(&f, always()).await?;
-    policy(
-        &f,
-        "all",
-        1,
-        SlaConditions::default(),
-        cal,
-        targets(Some(60), None, Some(600)),
-    )
-    .await?;
+    catch_all_policy(&f, always(), targets(Some(60), None, Some(600))).await?;
     let (ctx, clock) = at_time(&f.rep, t0());
     let a = new_ticket(&f, &ctx, |n| n).await?; // fr due t0+60
     let b = new_ticket(&f, &ctx, |n| n).await?;
     clock.advance(Duration::minutes(59));
-    f.tickets
-        .comment(&ctx, b.id, NewComment::reply("in time"))
-        .await
-        .at("reply b")?;
+    comment(&f, &ctx, b.id, NewComment::reply("in time"), "reply b").await?;
     let c = new_ticket(&f, &ctx, |n| n).await?; // fr due t0+119
-    let now = t0() + Duration::minutes(70);
+    let now = t0_plus(70);
     let window = Duration::minutes(60);
     let mut tasks = vec![];
     for _ in 0..4 {
@@ -761,32 +622,25 @@ pub async fn sweep_once(store: &Store) -> CheckResult {
         "c"
     );
     let s = sla(&f, &f.admin, a.id).await?;
-    let fr = s
-        .target(SlaTargetKind::FirstResponse)
-        .ok_or_else(|| Failure::new("fr"))?;
+    let fr = target(&s, SlaTargetKind::FirstResponse)?;
     ensure_eq!(
         fr.breached_at,
-        Some(t0() + Duration::minutes(60)),
+        Some(t0_plus(60)),
         "breached_at is the due instant"
     );
     // A late reply achieves but keeps the breach, and emits nothing more.
     clock.set(now);
-    f.tickets
-        .comment(&ctx, a.id, NewComment::reply("sorry"))
-        .await
-        .at("late reply")?;
+    comment(&f, &ctx, a.id, NewComment::reply("sorry"), "late reply").await?;
     let s = sla(&f, &f.admin, a.id).await?;
-    let fr = s
-        .target(SlaTargetKind::FirstResponse)
-        .ok_or_else(|| Failure::new("fr"))?;
+    let fr = target(&s, SlaTargetKind::FirstResponse)?;
     ensure_eq!(
         (fr.achieved_at, fr.breached_at),
-        (Some(now), Some(t0() + Duration::minutes(60))),
+        (Some(now), Some(t0_plus(60))),
         "achieved, still breached"
     );
     let later = f
         .tickets
-        .sweep(&f.admin, t0() + Duration::minutes(200), window)
+        .sweep(&f.admin, t0_plus(200), window)
         .await
         .at("later sweep")?;
     ensure_eq!(later.breaches, 1, "c breaches later, once");
@@ -802,22 +656,8 @@ pub async fn sweep_once(store: &Store) -> CheckResult {
 /// nothing is written; only admins and managers save.
 pub async fn bad_input(store: &Store) -> CheckResult {
     let f = setup(store).await?;
-    let count = |table: &'static str| {
-        let store = store.clone();
-        let ctx = f.admin.clone();
-        async move {
-            store
-                .backend()
-                .count(ctx.tenant(), table, &Cond::True)
-                .await
-                .at("count")
-        }
-    };
-    let before = (
-        count(CALENDAR_TABLE).await?,
-        count(POLICY_TABLE).await?,
-        count(EVENTS_TABLE).await?,
-    );
+    const TABLES: [&str; 3] = [CALENDAR_TABLE, POLICY_TABLE, EVENTS_TABLE];
+    let before = row_counts(store, &f.admin, TABLES).await?;
     expect_validation(
         f.tickets
             .sla_calendars()
@@ -834,24 +674,15 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         "name",
         "blank name",
     )?;
-    let cal = calendar(&f, always()).await?;
-    let mid = (
-        count(CALENDAR_TABLE).await?,
-        count(POLICY_TABLE).await?,
-        count(EVENTS_TABLE).await?,
-    );
-    ensure_eq!(
-        mid,
-        (before.0 + 1, before.1, before.2 + 1),
-        "only the good calendar was written"
-    );
+    let cal = calendar(&f, always()).await?.id;
+    let mid = row_counts(store, &f.admin, TABLES).await?;
+    let mut expected = before.clone();
+    *expected.entry(CALENDAR_TABLE).or_default() += 1;
+    *expected.entry(EVENTS_TABLE).or_default() += 1;
+    ensure_eq!(mid, expected, "only the good calendar was written");
     let bad = NewSlaPolicy {
         name: "p".into(),
-        position: 1,
-        conditions: SlaConditions::default(),
-        calendar: cal,
-        targets: targets(Some(0), Some(-5), Some(10)),
-        active: true,
+        ..catch_all(cal, targets(Some(0), Some(-5), Some(10)))
     };
     let r = f.tickets.sla_policies().create(&f.admin, bad.clone()).await;
     expect_validation(r, "targets.first_response", "zero")?;
@@ -885,12 +716,11 @@ pub async fn bad_input(store: &Store) -> CheckResult {
         matches!(r, Err(crmkit_core::Error::PermissionDenied(_))),
         "a rep may not save policies: {r:?}"
     );
-    let after = (
-        count(CALENDAR_TABLE).await?,
-        count(POLICY_TABLE).await?,
-        count(EVENTS_TABLE).await?,
+    ensure_eq!(
+        row_counts(store, &f.admin, TABLES).await?,
+        mid,
+        "nothing written"
     );
-    ensure_eq!(after, mid, "nothing written");
     let bad_window = f
         .tickets
         .at_risk(&f.admin, t0(), Duration::minutes(-1), None, 10)
