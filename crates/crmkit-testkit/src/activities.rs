@@ -25,9 +25,10 @@ use crmkit_core::{
 };
 use crmkit_pipeline::PipelineModule;
 
-use crate::check::{At, expect_validation};
+use crate::check::{At, expect_not_found, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
-use crate::support::{count, date, fail_at_every_write, row_counts, t, user};
+use crate::pipeline_deals::deals_with_default;
+use crate::support::{count, date, fail_at_every_write_counting, row_counts, t, user};
 
 /// The modules the checks need: core, contacts, pipeline and activities.
 pub fn modules() -> crmkit_core::Result<Modules> {
@@ -191,10 +192,10 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         other => return Err(Failure::new(format!("stale update: {other:?}"))),
     }
     let del = a.delete(&f.rep, up.id, up.version).await.at("delete")?;
-    ensure!(
-        matches!(a.get(&f.rep, up.id).await, Err(Error::NotFound { .. })),
-        "a deleted activity is not found"
-    );
+    expect_not_found(
+        a.get(&f.rep, up.id).await,
+        "a deleted activity is not found",
+    )?;
     let back = a.restore(&f.rep, del.id, del.version).await.at("restore")?;
     ensure!(back.deleted_at.is_none(), "restored");
     let kind_change = a
@@ -689,10 +690,10 @@ pub async fn follow_up_tracking(store: &Store) -> CheckResult {
         ),
         "tenant-wide follow-up lists are for admins and managers"
     );
-    ensure!(
-        matches!(a.follow_up(&f.rep_y, &c).await, Err(Error::NotFound { .. })),
-        "follow-up of an invisible record"
-    );
+    expect_not_found(
+        a.follow_up(&f.rep_y, &c).await,
+        "follow-up of an invisible record",
+    )?;
     let without = a
         .without_next_activity(&f.manager, &RecordKind::CONTACT, None, 10)
         .await
@@ -747,20 +748,15 @@ pub async fn follow_up_tracking(store: &Store) -> CheckResult {
 /// them, by any module, lead conversion included), leave out deleted records, closed deals
 /// and finished leads, and page by keyset.
 pub async fn follow_up_lists(store: &Store) -> CheckResult {
-    use crmkit_pipeline::deal::{Deals, NewDeal};
+    use crmkit_pipeline::deal::NewDeal;
     use crmkit_pipeline::lead::{ConvertLead, LeadStatus, Leads, NewLead};
     let f = setup(store).await?;
     let a = &f.activities;
     let t0 = t(2027, 3, 1, 9);
     let clock = Arc::new(ManualClock::new(t0));
     let admin = f.admin.clone().with_clock(clock.clone());
-    let deals = Deals::new(store).at("Deals::new")?;
+    let (deals, p) = deals_with_default(store, &admin).await?;
     let leads = Leads::new(store).at("Leads::new")?;
-    let p = deals
-        .pipelines()
-        .ensure_default(&admin)
-        .await
-        .at("pipeline")?;
     let stage = |name: &str| {
         p.stages
             .iter()
@@ -1107,13 +1103,10 @@ pub async fn timeline(store: &Store) -> CheckResult {
         "cursor",
         "bad cursor",
     )?;
-    ensure!(
-        matches!(
-            a.timeline(&f.rep_y, &c, None, 5).await,
-            Err(Error::NotFound { .. })
-        ),
-        "an invisible record has no timeline"
-    );
+    expect_not_found(
+        a.timeline(&f.rep_y, &c, None, 5).await,
+        "an invisible record has no timeline",
+    )?;
     Ok(())
 }
 
@@ -1530,22 +1523,16 @@ pub async fn visibility_and_tenants(store: &Store) -> CheckResult {
         .await
         .at("team")?;
     ensure!(a.get(&f.rep2, team.id).await.is_ok(), "team mate sees team");
-    ensure!(
-        matches!(a.get(&f.rep2, mine.id).await, Err(Error::NotFound { .. })),
-        "team mate does not see a teamless activity"
-    );
-    ensure!(
-        matches!(a.get(&f.rep_y, team.id).await, Err(Error::NotFound { .. })),
-        "other team sees nothing"
-    );
+    expect_not_found(
+        a.get(&f.rep2, mine.id).await,
+        "team mate does not see a teamless activity",
+    )?;
+    expect_not_found(a.get(&f.rep_y, team.id).await, "other team sees nothing")?;
     ensure!(a.get(&f.manager, mine.id).await.is_ok(), "manager sees all");
-    ensure!(
-        matches!(
-            other.activities.get(&other.admin, mine.id).await,
-            Err(Error::NotFound { .. })
-        ),
-        "other tenant sees nothing"
-    );
+    expect_not_found(
+        other.activities.get(&other.admin, mine.id).await,
+        "other tenant sees nothing",
+    )?;
     let listed = other
         .activities
         .list(&other.admin, &Query::new())
@@ -1583,13 +1570,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
         FOLLOWUP_TABLE,
         REMINDER_TABLE,
     ];
-    let snapshot = || row_counts(store, &f.admin, tables);
-    let before = snapshot().await?;
-    let nothing_written = async |n| {
-        ensure_eq!(snapshot().await?, before, "nothing written at write {n}");
-        Ok(())
-    };
-    let (n, x) = fail_at_every_write(store, "create", nothing_written, async || {
+    let (n, x) = fail_at_every_write_counting(store, &f.admin, &tables, "create", async || {
         a.create(
             &f.rep,
             NewActivity::new("t", task(at(t(2027, 2, 1, 9)))).related_to(c.clone()),
@@ -1678,14 +1659,11 @@ pub async fn batch_create(store: &Store) -> CheckResult {
         .await
         .at("events")?
         .len();
-    let nothing_written = async |n| {
-        ensure_eq!(snapshot().await?, before, "nothing written at write {n}");
-        Ok(())
-    };
-    let (n, created) = fail_at_every_write(store, "create_many", nothing_written, async || {
-        a.create_many(&f.rep, good()).await
-    })
-    .await?;
+    let (n, created) =
+        fail_at_every_write_counting(store, &f.admin, &tables, "create_many", async || {
+            a.create_many(&f.rep, good()).await
+        })
+        .await?;
     ensure!(n > 8, "the batch has many writes ({n})");
     ensure_eq!(created.len(), 4, "four created");
     for x in &created {
@@ -1891,7 +1869,7 @@ fn reasons<T: std::fmt::Debug>(
 /// names the existing activity only when the actor sees it, and the follow-up and
 /// timeline of a hidden record are the NotFound of a nonexistent one.
 pub async fn hidden_like_nonexistent(store: &Store) -> CheckResult {
-    use crmkit_pipeline::deal::{Deals, NewDeal};
+    use crmkit_pipeline::deal::NewDeal;
     use crmkit_pipeline::lead::{Leads, NewLead};
     let f = setup(store).await?;
     let other = setup(store).await?;
@@ -1906,12 +1884,7 @@ pub async fn hidden_like_nonexistent(store: &Store) -> CheckResult {
         .at("delete contact")?;
     let foreign = contact(&other, &other.admin, None).await?;
     let visible = contact(&f, rep, None).await?;
-    let deals = Deals::new(store).at("Deals::new")?;
-    let p = deals
-        .pipelines()
-        .ensure_default(&f.admin)
-        .await
-        .at("pipeline")?;
+    let (deals, p) = deals_with_default(store, &f.admin).await?;
     let deal = deals
         .create(&f.admin, NewDeal::new("Hidden deal", p.id))
         .await

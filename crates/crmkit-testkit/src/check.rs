@@ -144,6 +144,17 @@ pub fn expect_validation<T: fmt::Debug>(
     }
 }
 
+/// Passes when `r` is NotFound (of any kind).
+#[track_caller]
+pub fn expect_not_found<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
+    match r {
+        Err(Error::NotFound { .. }) => Ok(()),
+        other => Err(Failure::new(format!(
+            "{what}: expected NotFound, got {other:?}"
+        ))),
+    }
+}
+
 /// Passes when `r` is PermissionDenied.
 #[track_caller]
 pub fn expect_denied<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {

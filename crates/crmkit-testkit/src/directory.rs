@@ -26,7 +26,7 @@ use crmkit_core::{
 };
 use crmkit_tickets::{NewTicket, TicketPatch, Tickets};
 
-use crate::check::{At, expect_denied, expect_validation};
+use crate::check::{At, expect_denied, expect_not_found, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 use crate::contacts::{Fixture, setup};
 
@@ -675,15 +675,12 @@ pub async fn directory_reads(store: &Store) -> CheckResult {
             .get(ctx, "user", f.admin.actor().user.as_uuid())
             .await
             .at("records get user")?;
-        ensure!(
-            matches!(
-                records
-                    .get(ctx, "user", other.admin.actor().user.as_uuid())
-                    .await,
-                Err(Error::NotFound { .. })
-            ),
-            "{name} reads another tenant's user through the generic API"
-        );
+        expect_not_found(
+            records
+                .get(ctx, "user", other.admin.actor().user.as_uuid())
+                .await,
+            &format!("{name} reads another tenant's user through the generic API"),
+        )?;
     }
     Ok(())
 }

@@ -7,7 +7,9 @@
 //! tests [`history_properties`] and [`weighted_totals`] are sync (they own a tokio
 //! runtime). [`atomicity`] injects faults into the backend: run it alone on its store.
 
-use crate::check::{At, CheckResult, Failure, expect_validation, validation_reasons};
+use crate::check::{
+    At, CheckResult, Failure, expect_not_found, expect_validation, validation_reasons,
+};
 pub use crate::check::{CheckFn, CheckFuture};
 use crate::support::all_pages;
 use crate::support::run_property;
@@ -31,16 +33,6 @@ use rust_decimal::Decimal;
 
 use crate::contacts::Fixture;
 
-#[track_caller]
-fn expect_not_found<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
-    match r {
-        Err(Error::NotFound { .. }) => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected NotFound, got {other:?}"
-        ))),
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Fixture
 // ---------------------------------------------------------------------------------------
@@ -57,10 +49,21 @@ pub struct DealFixture {
     pub default: Pipeline,
 }
 
+/// The deals service of `store` and the default pipeline of `ctx`'s tenant (made now if
+/// the tenant has none).
+pub(crate) async fn deals_with_default(store: &Store, ctx: &Ctx) -> CheckResult<(Deals, Pipeline)> {
+    let deals = Deals::new(store).at("Deals::new")?;
+    let default = deals
+        .pipelines()
+        .ensure_default(ctx)
+        .await
+        .at("default pipeline")?;
+    Ok((deals, default))
+}
+
 /// Makes a fresh tenant for the deal checks.
 pub async fn setup(store: &Store) -> CheckResult<DealFixture> {
     let f = crate::contacts::setup(store).await?;
-    let deals = Deals::new(store).at("Deals::new")?;
     store
         .custom_fields()
         .define(
@@ -78,11 +81,7 @@ pub async fn setup(store: &Store) -> CheckResult<DealFixture> {
         )
         .await
         .at("define deal custom field")?;
-    let default = deals
-        .pipelines()
-        .ensure_default(&f.admin)
-        .await
-        .at("default pipeline")?;
+    let (deals, default) = deals_with_default(store, &f.admin).await?;
     Ok(DealFixture { f, deals, default })
 }
 

@@ -10,8 +10,9 @@
 //! that backend: do not run it concurrently with other checks on the same store.
 //! [`concurrent_conversion`] spawns tokio tasks: run the suite on a multi-thread runtime.
 
-use crate::check::{At, expect_denied, expect_validation, validation_reasons};
+use crate::check::{At, expect_denied, expect_not_found, expect_validation, validation_reasons};
 use crate::contacts::{all_contacts, all_orgs, every_record};
+use crate::pipeline_deals::deals_with_default;
 use crate::support::all_pages;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -37,16 +38,6 @@ pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 // ---------------------------------------------------------------------------------------
 // Assertions
 // ---------------------------------------------------------------------------------------
-
-#[track_caller]
-fn expect_not_found<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
-    match r {
-        Err(Error::NotFound { .. }) => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected NotFound, got {other:?}"
-        ))),
-    }
-}
 
 #[track_caller]
 fn expect_transition<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
@@ -2038,12 +2029,7 @@ pub async fn conversion_transitions(store: &Store) -> CheckResult {
 /// A deal input in the tenant's default pipeline (its second stage, "Proposal", which
 /// requires an amount), with an amount.
 async fn deal_input(f: &Fixture, title: &str) -> CheckResult<ConvertDeal> {
-    let deals = Deals::new(&f.store).at("Deals::new")?;
-    let p = deals
-        .pipelines()
-        .ensure_default(&f.admin)
-        .await
-        .at("default pipeline")?;
+    let (_, p) = deals_with_default(&f.store, &f.admin).await?;
     let stage = p
         .stages
         .get(1)

@@ -35,6 +35,7 @@ use rust_decimal::Decimal;
 
 use crate::check::{At, CheckResult, Failure, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture};
+use crate::pipeline_deals::deals_with_default;
 use crate::pipeline_deals::{all_deals, ids};
 
 /// The storage-contract table of these checks.
@@ -141,12 +142,7 @@ fn expect_validation_at<T: fmt::Debug>(
 /// date range give the correct result.
 pub async fn date_bounds(store: &Store) -> CheckResult {
     let f = crate::contacts::setup(store).await?;
-    let deals = Deals::new(store).at("Deals::new")?;
-    let p = deals
-        .pipelines()
-        .ensure_default(&f.admin)
-        .await
-        .at("default pipeline")?;
+    let (deals, p) = deals_with_default(store, &f.admin).await?;
     let mut n = NewDeal::new("last day", p.id);
     n.expected_close = Some(date(9999, 12, 31));
     let late = deals.create(&f.admin, n.clone()).await.at("late deal")?;
@@ -474,12 +470,7 @@ pub async fn nul_bytes(store: &Store) -> CheckResult {
             &format!("a contact with NUL in {field}"),
         )?;
     }
-    let deals = Deals::new(store).at("Deals::new")?;
-    let p = deals
-        .pipelines()
-        .ensure_default(&f.admin)
-        .await
-        .at("default pipeline")?;
+    let (deals, p) = deals_with_default(store, &f.admin).await?;
     ensure!(
         matches!(
             deals

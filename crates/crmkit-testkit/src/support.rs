@@ -244,3 +244,26 @@ pub(crate) async fn fail_at_every_write<T>(
         "{what} still failed with a fault after {MAX_FAULT_STEPS} writes"
     )))
 }
+
+/// [`fail_at_every_write`] where every failing run must leave the row counts of `ctx`'s
+/// tenant in `tables` as they were before the first run (failures say "`what`: nothing
+/// written at write n").
+pub(crate) async fn fail_at_every_write_counting<T>(
+    store: &Store,
+    ctx: &Ctx,
+    tables: &[&'static str],
+    what: &str,
+    cmd: impl AsyncFn() -> crmkit_core::Result<T>,
+) -> CheckResult<(usize, T)> {
+    let tables = tables.to_vec();
+    let before = row_counts(store, ctx, tables.clone()).await?;
+    let nothing_written = async |n| {
+        ensure_eq!(
+            row_counts(store, ctx, tables.clone()).await?,
+            before,
+            "{what}: nothing written at write {n}"
+        );
+        Ok(())
+    };
+    fail_at_every_write(store, what, nothing_written, cmd).await
+}

@@ -24,10 +24,11 @@ use crmkit_tickets::{
     TicketPatch, TicketPriority, TicketStatus, Tickets, TicketsModule, tag_filter,
 };
 
-use crate::check::{At, expect_denied, expect_validation};
+use crate::check::{At, expect_denied, expect_not_found, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 use crate::support::{
-    all_pages, at_time, fail_at_every_write, record_event_kinds, row_counts, t, user,
+    all_pages, at_time, fail_at_every_write, fail_at_every_write_counting, record_event_kinds,
+    row_counts, t, user,
 };
 
 /// The modules the checks need: core, contacts, pipeline, activities and tickets.
@@ -355,10 +356,7 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
 
     // Delete and restore.
     let d = tk.delete(&admin, x.id, u.version).await.at("delete")?;
-    ensure!(
-        matches!(tk.get(&admin, x.id).await, Err(Error::NotFound { .. })),
-        "a deleted ticket is not found"
-    );
+    expect_not_found(tk.get(&admin, x.id).await, "a deleted ticket is not found")?;
     let listed = tk.list(&admin, &Query::new()).await.at("list")?;
     ensure!(!listed.items.iter().any(|t| t.id == x.id), "not listed");
     let listed = tk
@@ -970,10 +968,10 @@ pub async fn escalation(store: &Store) -> CheckResult {
         (Some(f.team_y), None),
         "in team Y's queue, unassigned"
     );
-    ensure!(
-        matches!(tk.get(&f.rep, x.id).await, Err(Error::NotFound { .. })),
-        "the rep of team X no longer sees it"
-    );
+    expect_not_found(
+        tk.get(&f.rep, x.id).await,
+        "the rep of team X no longer sees it",
+    )?;
     let seen = tk.get(&f.rep_y, x.id).await.at("team Y sees it")?;
     let g = tk
         .escalate(
@@ -1052,10 +1050,7 @@ pub async fn visibility_and_tenants(store: &Store) -> CheckResult {
     ensure_eq!(x.assignee, None, "queued only");
     ensure!(tk.get(&f.rep2, x.id).await.is_ok(), "team mate sees it");
     ensure!(tk.get(&f.manager, x.id).await.is_ok(), "manager sees it");
-    ensure!(
-        matches!(tk.get(&f.rep_y, x.id).await, Err(Error::NotFound { .. })),
-        "other team does not see it"
-    );
+    expect_not_found(tk.get(&f.rep_y, x.id).await, "other team does not see it")?;
     let before = row_counts(store, &f.admin, TABLES).await?;
     for (what, r) in [
         (
@@ -1101,10 +1096,7 @@ pub async fn visibility_and_tenants(store: &Store) -> CheckResult {
         ),
         ("history", tk.history(&f.rep_y, x.id).await.map(|_| ())),
     ] {
-        ensure!(
-            matches!(r, Err(Error::NotFound { .. })),
-            "{what} by another team: {r:?}"
-        );
+        expect_not_found(r, &format!("{what} by another team"))?;
     }
     ensure_eq!(
         row_counts(store, &f.admin, TABLES).await?,
@@ -1115,20 +1107,14 @@ pub async fn visibility_and_tenants(store: &Store) -> CheckResult {
     ensure!(listed.items.is_empty(), "other team lists nothing");
     let listed = tk.list(&f.rep2, &Query::new()).await.at("list rep2")?;
     ensure_eq!(listed.items.len(), 1, "team mate lists it");
-    ensure!(
-        matches!(
-            other.tickets.get(&other.admin, x.id).await,
-            Err(Error::NotFound { .. })
-        ),
-        "other tenant does not see it"
-    );
-    ensure!(
-        matches!(
-            other.tickets.get_by_number(&other.admin, x.number).await,
-            Err(Error::NotFound { .. })
-        ),
-        "other tenant has no such number"
-    );
+    expect_not_found(
+        other.tickets.get(&other.admin, x.id).await,
+        "other tenant does not see it",
+    )?;
+    expect_not_found(
+        other.tickets.get_by_number(&other.admin, x.number).await,
+        "other tenant has no such number",
+    )?;
     let listed = other
         .tickets
         .list(&other.admin, &Query::new())
@@ -1161,16 +1147,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     let f = setup(store).await?;
     let tk = &f.tickets;
     let c = contact(&f, &f.rep, None).await?;
-    let before = row_counts(store, &f.admin, TABLES).await?;
-    let nothing_written = async |n| {
-        ensure_eq!(
-            row_counts(store, &f.admin, TABLES).await?,
-            before,
-            "create: nothing written at write {n}"
-        );
-        Ok(())
-    };
-    let (n, made) = fail_at_every_write(store, "create", nothing_written, async || {
+    let (n, made) = fail_at_every_write_counting(store, &f.admin, &TABLES, "create", async || {
         tk.create(
             &f.rep,
             NewTicket::new("atomic", c)

@@ -18,7 +18,7 @@ use crmkit_tickets::{
 
 use crate::check::{At, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
-use crate::support::{at_time, fail_at_every_write, record_event_kinds, row_counts};
+use crate::support::{at_time, fail_at_every_write_counting, record_event_kinds, row_counts};
 use crate::tickets::{Fixture, setup};
 
 /// The contact's number, international.
@@ -472,16 +472,7 @@ pub async fn atomicity(store: &Store) -> CheckResult {
     let paths = ["create", "reopen"];
     let mut made: Option<Ticket> = None;
     for path in paths {
-        let before = row_counts(store, &f.admin, TABLES).await?;
-        let nothing_written = async |n| {
-            ensure_eq!(
-                row_counts(store, &f.admin, TABLES).await?,
-                before,
-                "{path}: nothing written at write {n}"
-            );
-            Ok(())
-        };
-        let (n, r) = fail_at_every_write(store, path, nothing_written, async || {
+        let (n, r) = fail_at_every_write_counting(store, &f.admin, &TABLES, path, async || {
             f.tickets
                 .record_inbound_call(&rep, inbound(INTL, rep.now()), CallRouting::default())
                 .await
