@@ -124,6 +124,17 @@ fn expect_duplicate<T: fmt::Debug>(
 // Fixture
 // ---------------------------------------------------------------------------------------
 
+/// Contacts a rep may not reference (see [`Fixture::unreachable_contacts`]).
+#[derive(Debug, Clone)]
+pub(crate) struct UnreachableContacts {
+    /// Made by the admin, hidden from the rep.
+    pub hidden: Contact,
+    /// Made by the rep and deleted.
+    pub gone: Contact,
+    /// Of another tenant.
+    pub foreign: Contact,
+}
+
 /// A fresh tenant with users in every role, two teams and custom fields.
 ///
 /// Users: `admin` (Admin), `manager` (Manager), `rep` and `rep2` (Rep in team X), `rep_y`
@@ -218,6 +229,29 @@ impl Fixture {
             .at(&format!("create contact {first} {last}"))
     }
 
+    /// Three contacts `rep` may not reference, each named after why, with last name
+    /// `last`: one the admin made (hidden from a rep), one `rep` made and deleted, and one
+    /// of `other`'s tenant.
+    pub(crate) async fn unreachable_contacts(
+        &self,
+        rep: &Ctx,
+        other: &Fixture,
+        last: &str,
+    ) -> CheckResult<UnreachableContacts> {
+        let hidden = self.person(&self.admin, "Hidden", last).await?;
+        let gone = self.person(rep, "Gone", last).await?;
+        self.contacts
+            .delete(rep, gone.id, gone.version)
+            .await
+            .at("delete contact")?;
+        let foreign = other.person(&other.admin, "Foreign", last).await?;
+        Ok(UnreachableContacts {
+            hidden,
+            gone,
+            foreign,
+        })
+    }
+
     /// Creates contact Grace Hopper in team X as `ctx`, after `edit` (such as adding a
     /// phone or an organization).
     pub(crate) async fn team_x_contact(
@@ -234,6 +268,25 @@ impl Fixture {
     /// leave unchanged.
     pub(crate) async fn rows_and_seq(&self) -> CheckResult<(BTreeMap<&'static str, u64>, u64)> {
         Ok((self.row_counts().await?, self.last_seq().await?))
+    }
+
+    /// [`crate::support::fail_at_every_write`] where every failing run must leave
+    /// [`Fixture::rows_and_seq`] as it was before the first run.
+    pub(crate) async fn fail_at_every_write_no_trace<T>(
+        &self,
+        what: &str,
+        cmd: impl AsyncFn() -> crmkit_core::Result<T>,
+    ) -> CheckResult<(usize, T)> {
+        let before = self.rows_and_seq().await?;
+        let unchanged = async |n| {
+            ensure_eq!(
+                self.rows_and_seq().await?,
+                before,
+                "{what} failing at write {n} left a trace"
+            );
+            Ok(())
+        };
+        crate::support::fail_at_every_write(&self.store, what, unchanged, cmd).await
     }
 }
 

@@ -15,6 +15,7 @@
 
 use crate::check::{At, CheckResult, Failure, expect_validation, validation_reasons};
 pub use crate::check::{CheckFn, CheckFuture};
+use crate::contacts::UnreachableContacts;
 use crate::support::all_pages;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -1451,20 +1452,7 @@ async fn fail_at_every_write<T: fmt::Debug>(
     what: &str,
     cmd: impl AsyncFn() -> crmkit_core::Result<T>,
 ) -> CheckResult<T> {
-    let before = f.rows_and_seq().await?;
-    let unchanged = async |n| {
-        ensure_eq!(
-            f.rows_and_seq().await?,
-            before,
-            "{what} failing at write {n} changed state"
-        );
-        Ok(())
-    };
-    Ok(
-        crate::support::fail_at_every_write(&f.store, what, unchanged, cmd)
-            .await?
-            .1,
-    )
+    Ok(f.fail_at_every_write_no_trace(what, cmd).await?.1)
 }
 
 /// F2: a fault before any write of a campaign or currency command leaves no trace.
@@ -1549,15 +1537,6 @@ pub async fn member_references(store: &Store) -> CheckResult {
         .create(rep, NewCampaign::named("Rep's", CampaignKind::Email))
         .await
         .at("rep's campaign")?;
-    let contact = |ctx: &Ctx, name: &'static str| {
-        let api = f.contacts.clone();
-        let ctx = ctx.clone();
-        async move {
-            api.create(&ctx, NewContact::named(name, "Member"))
-                .await
-                .at("contact")
-        }
-    };
     let lead = |ctx: &Ctx, name: &'static str| {
         let api = leads.clone();
         let ctx = ctx.clone();
@@ -1567,13 +1546,11 @@ pub async fn member_references(store: &Store) -> CheckResult {
                 .at("lead")
         }
     };
-    let hidden_c = contact(&f.admin, "Hidden").await?;
-    let gone_c = contact(rep, "Gone").await?;
-    f.contacts
-        .delete(rep, gone_c.id, gone_c.version)
-        .await
-        .at("delete contact")?;
-    let foreign_c = g.person(&g.admin, "Foreign", "Member").await?;
+    let UnreachableContacts {
+        hidden: hidden_c,
+        gone: gone_c,
+        foreign: foreign_c,
+    } = f.unreachable_contacts(rep, &g, "Member").await?;
     let hidden_l = lead(&f.admin, "Hidden").await?;
     let gone_l = lead(rep, "Gone").await?;
     leads
@@ -1624,7 +1601,7 @@ pub async fn member_references(store: &Store) -> CheckResult {
         before,
         "refused members wrote nothing"
     );
-    let mine_c = contact(rep, "Mine").await?;
+    let mine_c = f.person(rep, "Mine", "Member").await?;
     let mine_l = lead(rep, "Mine").await?;
     for m in [RecordRef::from(mine_c.id), RecordRef::from(mine_l.id)] {
         c.add_member(rep, camp.id, m, MemberStatus::Targeted)

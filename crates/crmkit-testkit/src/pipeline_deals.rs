@@ -18,7 +18,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
-use crmkit_contacts::NewContact;
 use crmkit_core::{
     Actor, ContactId, Ctx, CustomFieldDef, CustomFieldType, CustomValue, Error, Filter,
     ManualClock, Money, Query, RecordKind, RecordRef, Role, Store, TenantId, UserId,
@@ -31,7 +30,7 @@ use crmkit_pipeline::deal::{
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
-use crate::contacts::Fixture;
+use crate::contacts::{Fixture, UnreachableContacts};
 
 // ---------------------------------------------------------------------------------------
 // Fixture
@@ -1275,16 +1274,7 @@ async fn fail_at_every_write<T: fmt::Debug>(
     what: &str,
     cmd: impl AsyncFn() -> crmkit_core::Result<T>,
 ) -> CheckResult<T> {
-    let before = d.f.rows_and_seq().await?;
-    let unchanged = async |n| {
-        ensure_eq!(
-            before,
-            d.f.rows_and_seq().await?,
-            "{what} failing at write {n} left a trace"
-        );
-        Ok(())
-    };
-    let (n, v) = crate::support::fail_at_every_write(&d.f.store, what, unchanged, cmd).await?;
+    let (n, v) = d.f.fail_at_every_write_no_trace(what, cmd).await?;
     ensure!(n >= 4, "{what}: succeeded after only {n} writes");
     Ok(v)
 }
@@ -1600,23 +1590,12 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
     let other = crate::contacts::setup(store).await?;
     let rep = &f.rep_y;
     let campaigns = Campaigns::new(store).at("Campaigns::new")?;
-    let contact = |ctx: &Ctx, name: &'static str| {
-        let c = f.contacts.clone();
-        let ctx = ctx.clone();
-        async move {
-            c.create(&ctx, NewContact::named(name, "Ref"))
-                .await
-                .at("contact")
-        }
-    };
-    let hidden = contact(&f.admin, "Hidden").await?;
-    let gone = contact(rep, "Gone").await?;
-    f.contacts
-        .delete(rep, gone.id, gone.version)
-        .await
-        .at("delete contact")?;
-    let foreign = other.person(&other.admin, "Foreign", "Ref").await?;
-    let mine = contact(rep, "Mine").await?;
+    let UnreachableContacts {
+        hidden,
+        gone,
+        foreign,
+    } = f.unreachable_contacts(rep, &other, "Ref").await?;
+    let mine = f.person(rep, "Mine", "Ref").await?;
     let hidden_org = f.org(&f.admin, "Hidden Org").await?;
     let hidden_campaign = campaigns
         .create(&f.admin, NewCampaign::named("Hidden", CampaignKind::Email))
@@ -1722,7 +1701,7 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
             rep,
             deal.id,
             deal.version,
-            roles_patch(contact(rep, "Also mine").await?.id),
+            roles_patch(f.person(rep, "Also mine", "Ref").await?.id),
         )
         .await
         .at("roles the rep sees")?;

@@ -11,7 +11,7 @@
 //! [`concurrent_conversion`] spawns tokio tasks: run the suite on a multi-thread runtime.
 
 use crate::check::{At, expect_denied, expect_not_found, expect_validation, validation_reasons};
-use crate::contacts::{all_contacts, all_orgs, every_record};
+use crate::contacts::{UnreachableContacts, all_contacts, all_orgs, every_record};
 use crate::pipeline_deals::deals_with_default;
 use crate::support::all_pages;
 use std::collections::{BTreeMap, BTreeSet};
@@ -2397,18 +2397,11 @@ pub async fn conversion_references(store: &Store) -> CheckResult {
         )
         .await
         .at("rep's lead")?;
-    let hidden_c = c
-        .create(&f.admin, NewContact::named("Hidden", "Contact"))
-        .await
-        .at("hidden contact")?;
-    let gone_c = c
-        .create(rep, NewContact::named("Gone", "Contact"))
-        .await
-        .at("contact")?;
-    c.delete(rep, gone_c.id, gone_c.version)
-        .await
-        .at("delete contact")?;
-    let foreign_c = other.person(&other.admin, "Foreign", "Contact").await?;
+    let UnreachableContacts {
+        hidden: hidden_c,
+        gone: gone_c,
+        foreign: foreign_c,
+    } = f.unreachable_contacts(rep, &other, "Contact").await?;
     let hidden_o = c
         .organizations()
         .create(&f.admin, NewOrganization::named("Hidden Org"))
