@@ -92,16 +92,11 @@ impl Organizations {
         Ok(())
     }
 
-    fn index_writes(cs: &mut Changeset, o: &Organization, replace: bool) {
-        let record = RecordRef::from(o.id);
+    /// The phone lookup rows of an organization.
+    fn phone_writes(o: &Organization, replace: bool) -> Vec<Write> {
         let numbers: Vec<String> = o.phone.iter().cloned().collect();
-        cs.writes.extend(lookup::index_writes(
-            &record,
-            LookupKind::Phone,
-            &numbers,
-            false,
-            replace,
-        ));
+        let record = RecordRef::from(o.id);
+        lookup::index_writes(&record, LookupKind::Phone, &numbers, false, replace)
     }
 
     /// Creates an organization.
@@ -158,7 +153,7 @@ impl Organizations {
             table: ORG_TABLE,
             row: rows::org_row(&o)?,
         });
-        Self::index_writes(cs, &o, false);
+        cs.writes.extend(Self::phone_writes(&o, false));
         cs.writes
             .extend(custom.index_writes(&record, &o.custom, false));
         stage_created(cs, record, "organization", &o);
@@ -231,7 +226,7 @@ impl Organizations {
             return Ok(old);
         };
         if new.phone != old.phone {
-            Self::index_writes(&mut cs, &new, true);
+            cs.writes.extend(Self::phone_writes(&new, true));
         }
         cs.writes
             .extend(custom.changed_index_writes(&record, &old.custom, &new.custom));
@@ -253,13 +248,7 @@ crmkit_core::record_verbs! {
     delete;
     /// Restores a soft-deleted organization.
     restore;
-    set_deleted(|cs, o, delete| {
-        if delete {
-            cs.writes.push(lookup::remove_writes(&RecordRef::from(o.id)));
-        } else {
-            Organizations::index_writes(cs, o, true);
-        }
-    });
+    set_deleted(service::lookup_follows(|o: &Organization| Organizations::phone_writes(o, true)));
 }
 
 impl Organizations {

@@ -583,6 +583,22 @@ pub async fn set_deleted_with<R: StoredRecord>(
     Ok(new)
 }
 
+/// The hook of [`set_deleted_with`] for a kind whose records are in core's lookup index
+/// (emails, phones): a delete takes the record's rows out of the index, a restore writes
+/// `index(record)` back.
+pub fn lookup_follows<R: StoredRecord>(
+    index: impl FnOnce(&R) -> Vec<crate::store::Write>,
+) -> impl FnOnce(&mut crate::Changeset, &R, bool) {
+    move |cs, r, delete| {
+        if delete {
+            cs.writes
+                .push(crate::lookup::remove_writes(&r.record_id().into()));
+        } else {
+            cs.writes.extend(index(r));
+        }
+    }
+}
+
 /// Stages the versioned update of a record from `old` to `new` (validated, and its
 /// version checked, by the caller) in `cs`: marks `new` changed at the changeset's time
 /// ([`VersionedRecord::touch`]); when no field but `updated_at` and `version` differs,

@@ -444,11 +444,5 @@ crmkit_core::record_verbs! {
     delete;
     /// Restores a soft-deleted lead (and its lookup entries).
     restore;
-    set_deleted(|cs, l, delete| {
-        if delete {
-            cs.writes.push(lookup::remove_writes(&RecordRef::from(l.id)));
-        } else {
-            cs.writes.extend(index_writes(l, true));
-        }
-    });
+    set_deleted(service::lookup_follows(|l: &Lead| index_writes(l, true)));
 }
