@@ -49,22 +49,13 @@ impl NewActivity {
         }
     }
 
-    /// Related to one more record.
-    pub fn related_to(mut self, r: impl Into<RecordRef>) -> Self {
-        self.related.push(r.into());
-        self
-    }
-
-    /// Owned by `owner`.
-    pub fn owner(mut self, owner: UserId) -> Self {
-        self.owner = Some(owner);
-        self
-    }
-
-    /// Of team `team`.
-    pub fn team(mut self, team: TeamId) -> Self {
-        self.team = Some(team);
-        self
+    crmkit_core::setters! {
+        /// Related to one more record.
+        push related_to(related): RecordRef;
+        /// Owned by `owner`.
+        some owner: UserId;
+        /// Of team `team`.
+        some team: TeamId;
     }
 }
 
@@ -163,28 +154,15 @@ impl ActivityPatch {
         self
     }
 
-    /// Replaces the subject.
-    pub fn subject(mut self, subject: impl Into<String>) -> Self {
-        self.subject = Some(subject.into());
-        self
-    }
-
-    /// Gives the activity to `owner`.
-    pub fn owner(mut self, owner: UserId) -> Self {
-        self.owner = Some(owner);
-        self
-    }
-
-    /// Sets the team (`None` clears it).
-    pub fn team(mut self, team: Option<TeamId>) -> Self {
-        self.team = Some(team);
-        self
-    }
-
-    /// Replaces the details (of the same kind).
-    pub fn details(mut self, details: impl Into<ActivityDetails>) -> Self {
-        self.details = Some(details.into());
-        self
+    crmkit_core::setters! {
+        /// Replaces the subject.
+        some subject: String;
+        /// Gives the activity to `owner`.
+        some owner: UserId;
+        /// Sets the team (`None` clears it).
+        some team: Option<TeamId>;
+        /// Replaces the details (of the same kind).
+        some details: ActivityDetails;
     }
 }
 
@@ -201,10 +179,9 @@ impl Task {
         }
     }
 
-    /// With a description.
-    pub fn description(mut self, description: impl Into<String>) -> Self {
-        self.description = Some(description.into());
-        self
+    crmkit_core::setters! {
+        /// With a description.
+        some description: String;
     }
 
     /// Due some time on `date` (all-day, in the assignee's time zone).
@@ -222,22 +199,13 @@ impl Task {
         self
     }
 
-    /// With a priority.
-    pub fn priority(mut self, priority: Priority) -> Self {
-        self.priority = priority;
-        self
-    }
-
-    /// With a status (`done` sets the completion time when the task is stored).
-    pub fn status(mut self, status: TaskStatus) -> Self {
-        self.status = status;
-        self
-    }
-
-    /// Repeating (it needs a due time).
-    pub fn recurrence(mut self, recurrence: Recurrence) -> Self {
-        self.recurrence = Some(recurrence);
-        self
+    crmkit_core::setters! {
+        /// With a priority.
+        set priority: Priority;
+        /// With a status (`done` sets the completion time when the task is stored).
+        set status: TaskStatus;
+        /// Repeating (it needs a due time).
+        some recurrence: Recurrence;
     }
 }
 
@@ -282,28 +250,15 @@ impl Call {
         }
     }
 
-    /// Lasting `secs` seconds.
-    pub fn duration_secs(mut self, secs: u32) -> Self {
-        self.duration_secs = secs;
-        self
-    }
-
-    /// Taken or made by `agent`.
-    pub fn agent(mut self, agent: UserId) -> Self {
-        self.agent = Some(agent);
-        self
-    }
-
-    /// With the host's key of its recording.
-    pub fn recording_ref(mut self, key: impl Into<String>) -> Self {
-        self.recording_ref = Some(key.into());
-        self
-    }
-
-    /// With notes.
-    pub fn notes(mut self, notes: impl Into<String>) -> Self {
-        self.notes = Some(notes.into());
-        self
+    crmkit_core::setters! {
+        /// Lasting `secs` seconds.
+        val duration_secs: u32;
+        /// Taken or made by `agent`.
+        some agent: UserId;
+        /// With the host's key of its recording.
+        some recording_ref: String;
+        /// With notes.
+        some notes: String;
     }
 }
 
@@ -322,28 +277,15 @@ impl Meeting {
         }
     }
 
-    /// At a place.
-    pub fn location(mut self, location: impl Into<String>) -> Self {
-        self.location = Some(location.into());
-        self
-    }
-
-    /// With a video link.
-    pub fn link(mut self, link: impl Into<String>) -> Self {
-        self.link = Some(link.into());
-        self
-    }
-
-    /// With one more attendee.
-    pub fn attendee(mut self, attendee: Attendee) -> Self {
-        self.attendees.push(attendee);
-        self
-    }
-
-    /// With outcome notes.
-    pub fn outcome_notes(mut self, notes: impl Into<String>) -> Self {
-        self.outcome_notes = Some(notes.into());
-        self
+    crmkit_core::setters! {
+        /// At a place.
+        some location: String;
+        /// With a video link.
+        some link: String;
+        /// With one more attendee.
+        push attendee(attendees): Attendee;
+        /// With outcome notes.
+        some outcome_notes: String;
     }
 }
 
@@ -357,10 +299,9 @@ impl Note {
         }
     }
 
-    /// Pinned to the top of the timeline.
-    pub fn pinned(mut self, pinned: bool) -> Self {
-        self.pinned = pinned;
-        self
+    crmkit_core::setters! {
+        /// Pinned to the top of the timeline.
+        set pinned: bool;
     }
 }
 
@@ -381,22 +322,13 @@ impl LoggedEmail {
         }
     }
 
-    /// With one more recipient.
-    pub fn to(mut self, address: impl Into<String>) -> Self {
-        self.to.push(address.into());
-        self
-    }
-
-    /// With one more copy.
-    pub fn cc(mut self, address: impl Into<String>) -> Self {
-        self.cc.push(address.into());
-        self
-    }
-
-    /// With a text excerpt.
-    pub fn excerpt(mut self, excerpt: impl Into<String>) -> Self {
-        self.excerpt = Some(excerpt.into());
-        self
+    crmkit_core::setters! {
+        /// With one more recipient.
+        push to(to): String;
+        /// With one more copy.
+        push cc(cc): String;
+        /// With a text excerpt.
+        some excerpt: String;
     }
 }
 

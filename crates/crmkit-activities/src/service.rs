@@ -325,17 +325,6 @@ impl Activities {
         Ok((a, due_at))
     }
 
-    /// An activity visible to the actor and not deleted.
-    pub async fn get(&self, ctx: &Ctx, id: ActivityId) -> Result<Activity> {
-        Ok(self.load(ctx, id, Some(false)).await?.0)
-    }
-
-    /// The audit trail of an activity visible to the actor (a deleted one too), oldest
-    /// first.
-    pub async fn audit(&self, ctx: &Ctx, id: ActivityId) -> Result<Vec<crmkit_core::AuditEntry>> {
-        service::audit_trail::<Activity>(&self.store, ctx, id).await
-    }
-
     /// The time zone of a user (UTC when the user is unknown or has a bad zone).
     async fn user_tz(&self, ctx: &Ctx, user: UserId) -> Result<Tz> {
         match self.store.directory().user(ctx, user).await {
@@ -1193,27 +1182,6 @@ impl Activities {
         .await
     }
 
-    /// Soft-deletes an activity: it leaves its records' timelines and follow-up, and its
-    /// undelivered reminders are removed (a restore does not bring them back).
-    pub async fn delete(
-        &self,
-        ctx: &Ctx,
-        id: ActivityId,
-        expected_version: u64,
-    ) -> Result<Activity> {
-        self.set_deleted(ctx, id, expected_version, true).await
-    }
-
-    /// Restores a soft-deleted activity (and its place in timelines and follow-up).
-    pub async fn restore(
-        &self,
-        ctx: &Ctx,
-        id: ActivityId,
-        expected_version: u64,
-    ) -> Result<Activity> {
-        self.set_deleted(ctx, id, expected_version, false).await
-    }
-
     async fn set_deleted(
         &self,
         ctx: &Ctx,
@@ -1241,14 +1209,6 @@ impl Activities {
         let records: BTreeSet<RecordRef> = s.activity.related.iter().cloned().collect();
         self.commit_tracked(ctx, cs, &records, &[&s]).await?;
         Ok(s.activity)
-    }
-
-    /// Lists activities: filter, sort, keyset page; only visible ones, deleted ones only
-    /// with [`Query::include_deleted`]. Fields: see [`ACTIVITY_FIELDS`] (`kind`,
-    /// `subject`, `owner`, `team`, `status`, `open`, `due_at`, `starts_at`, `ends_at`,
-    /// `message_id`, `created_at`, `updated_at`, `deleted_at`).
-    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Activity>> {
-        service::list_visible(&self.store, ctx, q, &ACTIVITY_FIELDS, |_: &Activity| None).await
     }
 
     // ----- work lists -----
@@ -1919,6 +1879,25 @@ impl Activities {
             next_cursor: (!exhausted).then(|| next.encode()),
         })
     }
+}
+
+crmkit_core::record_verbs! {
+    Activities: Activity, ActivityId;
+    /// An activity visible to the actor and not deleted.
+    get;
+    /// The audit trail of an activity visible to the actor (a deleted one too), oldest
+    /// first.
+    audit;
+    /// Soft-deletes an activity: it leaves its records' timelines and follow-up, and its
+    /// undelivered reminders are removed (a restore does not bring them back).
+    delete;
+    /// Restores a soft-deleted activity (and its place in timelines and follow-up).
+    restore;
+    /// Lists activities: filter, sort, keyset page; only visible ones, deleted ones only
+    /// with [`Query::include_deleted`]. Fields: see [`ACTIVITY_FIELDS`] (`kind`,
+    /// `subject`, `owner`, `team`, `status`, `open`, `due_at`, `starts_at`, `ends_at`,
+    /// `message_id`, `created_at`, `updated_at`, `deleted_at`).
+    list(ACTIVITY_FIELDS);
 }
 
 /// A unique-index collision on the activity table is a repeated Message-ID.

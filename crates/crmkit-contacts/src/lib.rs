@@ -44,17 +44,15 @@ pub mod rows;
 mod stored;
 pub mod validate;
 
-use crmkit_core::service::{
-    self, OwnerChecks, apply_custom_patch, changed_columns, stage_created, stage_update, to_json,
-};
+use crmkit_core::service::{self, OwnerChecks, apply_custom_patch, stage_created};
 use std::collections::HashMap;
 
 use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::record::reference_reason;
 use crmkit_core::store::{Cond, Select, Value, Write};
 use crmkit_core::{
-    AuditEntry, Changeset, ContactId, Ctx, CustomSchema, Error, Filter, Migration, Module,
-    OrganizationId, Page, Query, RecordKind, RecordRef, Result, Store, ValidationErrors,
+    Changeset, ContactId, Ctx, CustomSchema, Error, Filter, Migration, Module, OrganizationId,
+    Query, RecordKind, RecordRef, Result, Store, ValidationErrors,
 };
 
 pub use model::*;
@@ -395,15 +393,6 @@ impl Contacts {
         self.commit_contact(ctx, cs, &keys, None).await
     }
 
-    async fn load(&self, ctx: &Ctx, id: ContactId, deleted: Option<bool>) -> Result<Contact> {
-        service::load(&self.store, ctx, id, deleted).await
-    }
-
-    /// A contact that is visible to the actor and not deleted.
-    pub async fn get(&self, ctx: &Ctx, id: ContactId) -> Result<Contact> {
-        self.load(ctx, id, Some(false)).await
-    }
-
     /// Changes a contact whose current version is `expected_version`.
     pub async fn update(
         &self,
@@ -417,12 +406,7 @@ impl Contacts {
         let custom = self.custom_schema(ctx, &RecordKind::CONTACT).await?;
         let mut errs = ValidationErrors::new();
         let mut new = old.clone();
-        if let Some(v) = &patch.first_name {
-            new.first_name = v.clone();
-        }
-        if let Some(v) = &patch.last_name {
-            new.last_name = v.clone();
-        }
+        crmkit_core::apply_patch!(patch => new; first_name, last_name, lifecycle_stage);
         validate::names(&mut errs, &new.first_name, &new.last_name);
         let mut keys = None;
         if let Some(v) = &patch.emails {
@@ -444,9 +428,6 @@ impl Contacts {
         if let Some(v) = &patch.consent {
             validate::consent(&mut errs, v);
             new.consent = v.clone();
-        }
-        if let Some(v) = patch.lifecycle_stage {
-            new.lifecycle_stage = v;
         }
         if let Some(org) = patch.organization {
             if let Some(o) = org
@@ -471,26 +452,14 @@ impl Contacts {
         }
         errs.into_result()?;
         service::check_version(id, expected_version, old.version)?;
-        new.updated_at = ctx.now();
-        new.version = old.version + 1;
-        let changes = service::changes(id, &old, &new);
-        if changes.is_empty() {
-            return Ok(old);
-        }
-        let record = changes.record.clone();
         let mut cs = Changeset::new(ctx);
-        let def = self.store.backend().schema().table(PERSON_TABLE)?;
-        let set = changed_columns(def, &rows::contact_row(&old), &rows::contact_row(&new));
+        let row = |c: &Contact| Ok(rows::contact_row(c));
         let event = "contact.updated";
-        stage_update(
-            &mut cs,
-            changes,
-            PERSON_TABLE,
-            set,
-            expected_version,
-            event,
-            to_json(&new),
-        );
+        let Some((record, _)) =
+            service::stage_record_update(&self.store, &mut cs, &old, &mut new, event, row)?
+        else {
+            return Ok(old);
+        };
         let email_keys = match &keys {
             Some(k) if new.emails != old.emails => {
                 let holders = self.email_holders(ctx, k, Some(id)).await?;
@@ -515,28 +484,10 @@ impl Contacts {
                 true,
             ));
         }
-        if new.custom != old.custom {
-            cs.writes
-                .extend(custom.index_writes(&record, &new.custom, true));
-        }
+        cs.writes
+            .extend(custom.changed_index_writes(&record, &old.custom, &new.custom));
         self.commit_contact(ctx, cs, &email_keys, Some(id)).await?;
         Ok(new)
-    }
-
-    /// Soft-deletes a contact (restorable). Its emails and phones leave the lookup index.
-    pub async fn delete(&self, ctx: &Ctx, id: ContactId, expected_version: u64) -> Result<Contact> {
-        self.set_deleted(ctx, id, expected_version, true).await
-    }
-
-    /// Restores a soft-deleted contact. Its emails are claimed again where no other live
-    /// contact holds them, and shared otherwise.
-    pub async fn restore(
-        &self,
-        ctx: &Ctx,
-        id: ContactId,
-        expected_version: u64,
-    ) -> Result<Contact> {
-        self.set_deleted(ctx, id, expected_version, false).await
     }
 
     async fn set_deleted(
@@ -575,16 +526,6 @@ impl Contacts {
         Ok(new)
     }
 
-    /// Lists contacts: filter, sort, keyset page. Only visible contacts; deleted ones only
-    /// with [`Query::include_deleted`]. Filterable fields: see [`rows::CONTACT_FIELDS`]
-    /// and `custom.<key>`.
-    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Contact>> {
-        service::list_visible(&self.store, ctx, q, &CONTACT_FIELDS, |c: &Contact| {
-            Some(&c.custom)
-        })
-        .await
-    }
-
     /// Contacts whose name, last name or primary email starts with `text` (ignoring case),
     /// by name.
     pub async fn search(&self, ctx: &Ctx, text: &str, limit: u32) -> Result<Vec<Contact>> {
@@ -595,11 +536,6 @@ impl Contacts {
             .list(ctx, &Query::new().filter(f).sort_asc("name").limit(limit))
             .await?
             .items)
-    }
-
-    /// The audit trail of a visible contact.
-    pub async fn audit(&self, ctx: &Ctx, id: ContactId) -> Result<Vec<AuditEntry>> {
-        service::audit_trail::<Contact>(&self.store, ctx, id).await
     }
 
     /// Creates many contacts at once (an import). Every row is validated first (including
@@ -776,4 +712,22 @@ impl Contacts {
         }
         Ok(None)
     }
+}
+
+crmkit_core::record_verbs! {
+    Contacts: Contact, ContactId;
+    load;
+    /// A contact that is visible to the actor and not deleted.
+    get;
+    /// Lists contacts: filter, sort, keyset page. Only visible contacts; deleted ones only
+    /// with [`Query::include_deleted`]. Filterable fields: see [`rows::CONTACT_FIELDS`]
+    /// and `custom.<key>`.
+    list(CONTACT_FIELDS, custom);
+    /// The audit trail of a visible contact.
+    audit;
+    /// Soft-deletes a contact (restorable). Its emails and phones leave the lookup index.
+    delete;
+    /// Restores a soft-deleted contact. Its emails are claimed again where no other live
+    /// contact holds them, and shared otherwise.
+    restore;
 }

@@ -276,16 +276,11 @@ impl NewContact {
         }
     }
 
-    /// With an email.
-    pub fn email(mut self, email: impl Into<String>) -> Self {
-        self.emails.push(email.into());
-        self
-    }
-
-    /// With a phone.
-    pub fn phone(mut self, phone: PhoneInput) -> Self {
-        self.phones.push(phone);
-        self
+    crmkit_core::setters! {
+        /// With an email.
+        push email(emails): String;
+        /// With a phone.
+        push phone(phones): PhoneInput;
     }
 }
 

@@ -2,13 +2,11 @@
 
 use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::record::reference_reason;
-use crmkit_core::service::{
-    self, OwnerChecks, apply_custom_patch, changed_columns, stage_created, stage_update, to_json,
-};
+use crmkit_core::service::{self, OwnerChecks, apply_custom_patch, stage_created};
 use crmkit_core::store::{Value, Write};
 use crmkit_core::{
-    AuditEntry, Changeset, Ctx, CustomSchema, Filter, OrganizationId, Page, Query, RecordKind,
-    RecordRef, Result, Store, ValidationErrors,
+    Changeset, Ctx, CustomSchema, Filter, OrganizationId, Query, RecordKind, RecordRef, Result,
+    Store, ValidationErrors,
 };
 
 use crate::rows::{self, ORG_TABLE, ORGANIZATION_FIELDS};
@@ -94,16 +92,11 @@ impl Organizations {
         Ok(())
     }
 
-    fn index_writes(cs: &mut Changeset, o: &Organization, replace: bool) {
-        let record = RecordRef::from(o.id);
+    /// The phone lookup rows of an organization.
+    fn phone_writes(o: &Organization, replace: bool) -> Vec<Write> {
         let numbers: Vec<String> = o.phone.iter().cloned().collect();
-        cs.writes.extend(lookup::index_writes(
-            &record,
-            LookupKind::Phone,
-            &numbers,
-            false,
-            replace,
-        ));
+        let record = RecordRef::from(o.id);
+        lookup::index_writes(&record, LookupKind::Phone, &numbers, false, replace)
     }
 
     /// Creates an organization.
@@ -160,7 +153,7 @@ impl Organizations {
             table: ORG_TABLE,
             row: rows::org_row(&o)?,
         });
-        Self::index_writes(cs, &o, false);
+        cs.writes.extend(Self::phone_writes(&o, false));
         cs.writes
             .extend(custom.index_writes(&record, &o.custom, false));
         stage_created(cs, record, "organization", &o);
@@ -175,20 +168,6 @@ impl Organizations {
             .list(ctx, &Query::new().filter(Filter::eq("domain", d)).limit(1))
             .await?;
         Ok(page.items.into_iter().next())
-    }
-
-    async fn load(
-        &self,
-        ctx: &Ctx,
-        id: OrganizationId,
-        deleted: Option<bool>,
-    ) -> Result<Organization> {
-        service::load(&self.contacts.store, ctx, id, deleted).await
-    }
-
-    /// An organization visible to the actor and not deleted.
-    pub async fn get(&self, ctx: &Ctx, id: OrganizationId) -> Result<Organization> {
-        self.load(ctx, id, Some(false)).await
     }
 
     /// Changes an organization whose current version is `expected_version`.
@@ -206,33 +185,8 @@ impl Organizations {
             .custom_schema(ctx, &RecordKind::ORGANIZATION)
             .await?;
         let mut new = old.clone();
-        if let Some(v) = patch.name {
-            new.name = v;
-        }
-        if let Some(v) = patch.domain {
-            new.domain = v;
-        }
-        if let Some(v) = patch.industry {
-            new.industry = v;
-        }
-        if let Some(v) = patch.employee_count {
-            new.employee_count = v;
-        }
-        if let Some(v) = patch.annual_revenue {
-            new.annual_revenue = v;
-        }
-        if let Some(v) = patch.website {
-            new.website = v;
-        }
-        if let Some(v) = patch.address {
-            new.address = v;
-        }
-        if let Some(v) = patch.parent {
-            new.parent = v;
-        }
-        if let Some(v) = patch.tags {
-            new.tags = v;
-        }
+        crmkit_core::apply_patch!(patch => new; name, domain, industry, employee_count,
+            annual_revenue, website, address, parent, tags);
         if !patch.custom.is_empty() {
             new.custom = apply_custom_patch(&old.custom, &patch.custom);
         }
@@ -258,97 +212,43 @@ impl Organizations {
         .await?;
         errs.into_result()?;
         service::check_version(id, expected_version, old.version)?;
-        new.updated_at = ctx.now();
-        new.version = old.version + 1;
-        let changes = service::changes(id, &old, &new);
-        if changes.is_empty() {
-            return Ok(old);
-        }
-        let record = changes.record.clone();
         let mut cs = Changeset::new(ctx);
-        let def = self.contacts.store.backend().schema().table(ORG_TABLE)?;
-        let set = changed_columns(def, &rows::org_row(&old)?, &rows::org_row(&new)?);
         let event = "organization.updated";
-        stage_update(
+        let Some((record, _)) = service::stage_record_update(
+            self.store(),
             &mut cs,
-            changes,
-            ORG_TABLE,
-            set,
-            expected_version,
+            &old,
+            &mut new,
             event,
-            to_json(&new),
-        );
+            rows::org_row,
+        )?
+        else {
+            return Ok(old);
+        };
         if new.phone != old.phone {
-            Self::index_writes(&mut cs, &new, true);
+            cs.writes.extend(Self::phone_writes(&new, true));
         }
-        if new.custom != old.custom {
-            cs.writes
-                .extend(custom.index_writes(&record, &new.custom, true));
-        }
+        cs.writes
+            .extend(custom.changed_index_writes(&record, &old.custom, &new.custom));
         self.contacts.store.commit(cs).await?;
         Ok(new)
     }
+}
 
-    /// Soft-deletes an organization.
-    pub async fn delete(
-        &self,
-        ctx: &Ctx,
-        id: OrganizationId,
-        expected_version: u64,
-    ) -> Result<Organization> {
-        self.set_deleted(ctx, id, expected_version, true).await
-    }
-
-    /// Restores a soft-deleted organization.
-    pub async fn restore(
-        &self,
-        ctx: &Ctx,
-        id: OrganizationId,
-        expected_version: u64,
-    ) -> Result<Organization> {
-        self.set_deleted(ctx, id, expected_version, false).await
-    }
-
-    async fn set_deleted(
-        &self,
-        ctx: &Ctx,
-        id: OrganizationId,
-        expected_version: u64,
-        delete: bool,
-    ) -> Result<Organization> {
-        let (mut cs, _, new) = service::stage_set_deleted::<Organization>(
-            &self.contacts.store,
-            ctx,
-            id,
-            expected_version,
-            delete,
-        )
-        .await?;
-        if delete {
-            cs.writes.push(lookup::remove_writes(&RecordRef::from(id)));
-        } else {
-            Self::index_writes(&mut cs, &new, true);
-        }
-        self.contacts.store.commit(cs).await?;
-        Ok(new)
-    }
-
+crmkit_core::record_verbs! {
+    Organizations: Organization, OrganizationId;
+    load;
+    /// An organization visible to the actor and not deleted.
+    get;
     /// Lists organizations (see [`rows::ORGANIZATION_FIELDS`] and `custom.<key>`).
-    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Organization>> {
-        service::list_visible(
-            &self.contacts.store,
-            ctx,
-            q,
-            &ORGANIZATION_FIELDS,
-            |o: &Organization| Some(&o.custom),
-        )
-        .await
-    }
-
+    list(ORGANIZATION_FIELDS, custom);
     /// The audit trail of a visible organization.
-    pub async fn audit(&self, ctx: &Ctx, id: OrganizationId) -> Result<Vec<AuditEntry>> {
-        service::audit_trail::<Organization>(&self.contacts.store, ctx, id).await
-    }
+    audit;
+    /// Soft-deletes an organization.
+    delete;
+    /// Restores a soft-deleted organization.
+    restore;
+    set_deleted(service::lookup_follows(|o: &Organization| Organizations::phone_writes(o, true)));
 }
 
 impl Organizations {

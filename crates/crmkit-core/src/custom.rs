@@ -161,6 +161,21 @@ impl CustomSchema {
         errs.into_result()
     }
 
+    /// The value-index writes that move a record's custom values from `old` to `new`
+    /// after an update: none when they are the same, else
+    /// [`index_writes`](Self::index_writes) replacing the old ones.
+    pub fn changed_index_writes(
+        &self,
+        record: &RecordRef,
+        old: &CustomValues,
+        new: &CustomValues,
+    ) -> Vec<Write> {
+        if old == new {
+            return vec![];
+        }
+        self.index_writes(record, new, true)
+    }
+
     /// The value-index writes for a record: delete its old values, insert the new ones.
     pub fn index_writes(
         &self,

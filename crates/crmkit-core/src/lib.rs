@@ -46,6 +46,7 @@ pub mod directory;
 pub mod error;
 pub mod event;
 pub mod id;
+pub mod input;
 pub mod kinds;
 pub mod lookup;
 pub mod memory;

@@ -436,25 +436,36 @@ pub fn stage_created<T: Serialize>(
     ));
 }
 
-/// A record kind stored in one table under crmkit's record conventions (an `id` key, an
-/// owner and a team for record-level access, `deleted_at`, `updated_at` and `version`):
-/// what [`load`], [`stage_set_deleted`], [`audit_trail`] and [`check_version`] need, so that
-/// every module gets, deletes, restores and audits its records with the same code.
-pub trait StoredRecord: Serialize + Clone + Send + Sync {
+/// A record kind stored as one versioned row: what [`stage_record_update`] needs to
+/// stage an update of it (configuration kinds such as SLA calendars implement it with
+/// [`versioned_record!`](crate::versioned_record); [`StoredRecord`]s have it from
+/// [`stored_record!`](crate::stored_record)).
+pub trait VersionedRecord: Serialize + Clone + Send + Sync {
     /// The record's typed id.
     type Id: Copy + Into<RecordRef> + Into<uuid::Uuid> + std::fmt::Display + Send + Sync;
     /// Its kind.
     const KIND: RecordKind;
     /// Its table.
     const TABLE: &'static str;
-    /// Decodes a full row of [`Self::TABLE`].
+    /// Its id.
+    fn record_id(&self) -> Self::Id;
+    /// Its version.
+    fn version(&self) -> u64;
+    /// Marks it changed at `now`: sets `updated_at` and bumps the version.
+    fn touch(&mut self, now: chrono::DateTime<chrono::Utc>);
+}
+
+/// A record kind stored in one table under crmkit's record conventions (an `id` key, an
+/// owner and a team for record-level access, `deleted_at`, `updated_at` and `version`):
+/// what [`load`], [`stage_set_deleted`], [`audit_trail`] and [`check_version`] need, so that
+/// every module gets, deletes, restores and audits its records with the same code.
+pub trait StoredRecord: VersionedRecord {
+    /// Decodes a full row of [`VersionedRecord::TABLE`].
     fn decode(row: Vec<Value>) -> Result<Self>;
     /// Its owner and team, for record-level access.
     fn access(&self) -> (Option<UserId>, Option<TeamId>);
     /// When it was soft-deleted.
     fn deleted_at(&self) -> Option<chrono::DateTime<chrono::Utc>>;
-    /// Its version.
-    fn version(&self) -> u64;
     /// Marks it deleted (`Some`) or restored (`None`) at `now`: sets `deleted_at` and
     /// `updated_at` and bumps the version.
     fn mark_deleted(
@@ -552,9 +563,76 @@ pub async fn set_deleted<R: StoredRecord>(
     expected_version: u64,
     delete: bool,
 ) -> Result<R> {
-    let (cs, _, new) = stage_set_deleted::<R>(store, ctx, id, expected_version, delete).await?;
+    set_deleted_with::<R>(store, ctx, id, expected_version, delete, |_, _, _| {}).await
+}
+
+/// [`stage_set_deleted`], then `extra` adds what the kind writes besides (given the
+/// changeset, the record after the change and whether it is a delete: lookup index rows
+/// leaving or coming back, ...), then commit.
+pub async fn set_deleted_with<R: StoredRecord>(
+    store: &Store,
+    ctx: &Ctx,
+    id: R::Id,
+    expected_version: u64,
+    delete: bool,
+    extra: impl FnOnce(&mut crate::Changeset, &R, bool),
+) -> Result<R> {
+    let (mut cs, _, new) = stage_set_deleted::<R>(store, ctx, id, expected_version, delete).await?;
+    extra(&mut cs, &new, delete);
     store.commit(cs).await?;
     Ok(new)
+}
+
+/// The hook of [`set_deleted_with`] for a kind whose records are in core's lookup index
+/// (emails, phones): a delete takes the record's rows out of the index, a restore writes
+/// `index(record)` back.
+pub fn lookup_follows<R: StoredRecord>(
+    index: impl FnOnce(&R) -> Vec<crate::store::Write>,
+) -> impl FnOnce(&mut crate::Changeset, &R, bool) {
+    move |cs, r, delete| {
+        if delete {
+            cs.writes
+                .push(crate::lookup::remove_writes(&r.record_id().into()));
+        } else {
+            cs.writes.extend(index(r));
+        }
+    }
+}
+
+/// Stages the versioned update of a record from `old` to `new` (validated, and its
+/// version checked, by the caller) in `cs`: marks `new` changed at the changeset's time
+/// ([`VersionedRecord::touch`]); when no field but `updated_at` and `version` differs,
+/// stages nothing and returns `None`. Otherwise stages, with [`stage_update`], the update
+/// of the columns whose cells differ between `row(old)` and `row(new)` (expecting `old`'s
+/// version), an audit entry per changed field and one event of kind `event` with `new` as
+/// its payload, and returns the [`Changes`] record and field names. The caller stages what
+/// the kind needs besides (index rows, links, ...) and commits.
+pub fn stage_record_update<R: VersionedRecord>(
+    store: &Store,
+    cs: &mut crate::Changeset,
+    old: &R,
+    new: &mut R,
+    event: &str,
+    row: impl Fn(&R) -> Result<Vec<Value>>,
+) -> Result<Option<(RecordRef, Vec<String>)>> {
+    new.touch(cs.at);
+    let changes = changes(old.record_id(), old, &*new);
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let record = changes.record.clone();
+    let def = store.backend().schema().table(R::TABLE)?;
+    let set = changed_columns(def, &row(old)?, &row(new)?);
+    let fields = stage_update(
+        cs,
+        changes,
+        R::TABLE,
+        set,
+        old.version(),
+        event,
+        to_json(&*new),
+    );
+    Ok(Some((record, fields)))
 }
 
 /// The audit trail of a record the actor may see (deleted ones included), oldest first.
@@ -567,8 +645,56 @@ pub async fn audit_trail<R: StoredRecord>(
     store.audit_of(ctx, &id.into()).await
 }
 
-/// Implements [`StoredRecord`] for a record struct with crmkit's usual fields (`deleted_at`,
-/// `updated_at`, `version`, and by default `owner` and `team` for access):
+/// [`stage_record_update`] in a changeset of its own, committed. Returns the record after
+/// the change, or `old` when nothing changed (and nothing is written).
+pub async fn update_record<R: VersionedRecord>(
+    store: &Store,
+    ctx: &Ctx,
+    old: R,
+    mut new: R,
+    event: &str,
+    row: impl Fn(&R) -> Result<Vec<Value>>,
+) -> Result<R> {
+    let mut cs = crate::Changeset::new(ctx);
+    if stage_record_update(store, &mut cs, &old, &mut new, event, row)?.is_none() {
+        return Ok(old);
+    }
+    store.commit(cs).await?;
+    Ok(new)
+}
+
+/// Implements [`VersionedRecord`] for a record struct with crmkit's usual `id`,
+/// `updated_at` and `version` fields:
+///
+/// ```ignore
+/// crmkit_core::versioned_record!(StoredCalendar, CalendarId, CALENDAR, CALENDAR_TABLE);
+/// ```
+///
+/// The crate using it must depend on `chrono`.
+#[macro_export]
+macro_rules! versioned_record {
+    ($ty:ty, $id:ty, $kind:expr, $table:expr) => {
+        impl $crate::service::VersionedRecord for $ty {
+            type Id = $id;
+            const KIND: $crate::RecordKind = $kind;
+            const TABLE: &'static str = $table;
+            fn record_id(&self) -> $id {
+                self.id
+            }
+            fn version(&self) -> u64 {
+                self.version
+            }
+            fn touch(&mut self, now: ::chrono::DateTime<::chrono::Utc>) {
+                self.updated_at = now;
+                self.version += 1;
+            }
+        }
+    };
+}
+
+/// Implements [`StoredRecord`] (and [`VersionedRecord`]) for a record struct with
+/// crmkit's usual fields (`id`, `deleted_at`, `updated_at`, `version`, and by default
+/// `owner` and `team` for access):
 ///
 /// ```ignore
 /// crmkit_core::stored_record!(Lead, LeadId, RecordKind::LEAD, LEAD_TABLE, rows::decode_lead);
@@ -586,10 +712,8 @@ macro_rules! stored_record {
             access: |r| (Some(r.owner), r.team));
     };
     ($ty:ty, $id:ty, $kind:expr, $table:expr, $decode:expr, access: |$r:ident| $access:expr) => {
+        $crate::versioned_record!($ty, $id, $kind, $table);
         impl $crate::service::StoredRecord for $ty {
-            type Id = $id;
-            const KIND: $crate::RecordKind = $kind;
-            const TABLE: &'static str = $table;
             fn decode(row: ::std::vec::Vec<$crate::store::Value>) -> $crate::Result<Self> {
                 ($decode)(row)
             }
@@ -600,9 +724,6 @@ macro_rules! stored_record {
             fn deleted_at(&self) -> Option<::chrono::DateTime<::chrono::Utc>> {
                 self.deleted_at
             }
-            fn version(&self) -> u64 {
-                self.version
-            }
             fn mark_deleted(
                 &mut self,
                 deleted_at: Option<::chrono::DateTime<::chrono::Utc>>,
@@ -612,6 +733,166 @@ macro_rules! stored_record {
                 self.updated_at = now;
                 self.version += 1;
             }
+        }
+    };
+}
+
+/// Writes the verbs every record kind's handle has in common, over this module's
+/// helpers, as inherent methods of the handle, so that each handle states only what
+/// differs. The handle must have a `store(&self) -> &Store` method; the record type must
+/// be a [`StoredRecord`]. Each verb takes the rustdoc written above it:
+///
+/// ```ignore
+/// crmkit_core::record_verbs! {
+///     Leads: Lead, LeadId;
+///     /// A lead that is visible to the actor and not deleted.
+///     get;
+///     load;                        // private: `load(ctx, id, deleted)`, see [`load`]
+///     /// Lists leads ...
+///     list(LEAD_FIELDS, custom);   // `custom`: the records have custom values
+///     /// The audit trail of a visible lead.
+///     audit;
+///     /// Soft-deletes a lead.
+///     delete;                      // both call `self.set_deleted(ctx, id, version, delete)`
+///     /// Restores a soft-deleted lead.
+///     restore;
+///     set_deleted(index_hook);     // private: [`set_deleted_with`] and this hook;
+///                                  // `set_deleted;` for [`set_deleted`] as it is
+/// }
+/// ```
+///
+/// - `get(ctx, id)`: [`load`] of a live record.
+/// - `list(ctx, q)`: [`list_visible`] over the given fields.
+/// - `audit(ctx, id)`: [`audit_trail`].
+/// - `delete` / `restore(ctx, id, expected_version)`: the handle's `set_deleted`, written
+///   by hand when the kind's extra writes need reads or its own commit, or generated.
+///
+/// Configuration kinds (every user of the tenant reads them; no owner, never deleted;
+/// a [`VersionedRecord`]) take `config_get(decode)` (the row by id, decoded),
+/// `config_list(FIELDS, decode)` ([`list_page`] of the tenant's records) and
+/// `config_audit` (the audit trail of a record `get` finds) instead.
+#[macro_export]
+macro_rules! record_verbs {
+    (@get [$($doc:tt)*] $rec:ty, $id:ty;) => {
+        $($doc)*
+        pub async fn get(&self, ctx: &$crate::Ctx, id: $id) -> $crate::Result<$rec> {
+            $crate::service::load::<$rec>(self.store(), ctx, id, Some(false)).await
+        }
+    };
+    (@load [$($doc:tt)*] $rec:ty, $id:ty;) => {
+        $($doc)*
+        async fn load(
+            &self,
+            ctx: &$crate::Ctx,
+            id: $id,
+            deleted: Option<bool>,
+        ) -> $crate::Result<$rec> {
+            $crate::service::load::<$rec>(self.store(), ctx, id, deleted).await
+        }
+    };
+    (@list [$($doc:tt)*] $rec:ty, $id:ty; $fields:expr, custom) => {
+        $crate::record_verbs!(@list_of [$($doc)*] $rec; $fields, |r: &$rec| Some(&r.custom));
+    };
+    (@list [$($doc:tt)*] $rec:ty, $id:ty; $fields:expr) => {
+        $crate::record_verbs!(@list_of [$($doc)*] $rec; $fields, |_: &$rec| None);
+    };
+    (@list_of [$($doc:tt)*] $rec:ty; $fields:expr, $custom_of:expr) => {
+        $($doc)*
+        pub async fn list(
+            &self,
+            ctx: &$crate::Ctx,
+            q: &$crate::Query,
+        ) -> $crate::Result<$crate::Page<$rec>> {
+            $crate::service::list_visible(self.store(), ctx, q, &$fields, $custom_of).await
+        }
+    };
+    (@audit [$($doc:tt)*] $rec:ty, $id:ty;) => {
+        $($doc)*
+        pub async fn audit(
+            &self,
+            ctx: &$crate::Ctx,
+            id: $id,
+        ) -> $crate::Result<::std::vec::Vec<$crate::AuditEntry>> {
+            $crate::service::audit_trail::<$rec>(self.store(), ctx, id).await
+        }
+    };
+    (@config_get [$($doc:tt)*] $rec:ty, $id:ty; $decode:expr) => {
+        $($doc)*
+        pub async fn get(&self, ctx: &$crate::Ctx, id: $id) -> $crate::Result<$rec> {
+            use $crate::service::VersionedRecord as _;
+            let row =
+                $crate::service::row_by_id(self.store(), ctx, <$rec>::TABLE, <$rec>::KIND, id)
+                    .await?;
+            ($decode)(row)
+        }
+    };
+    (@config_list [$($doc:tt)*] $rec:ty, $id:ty; $fields:expr, $decode:expr) => {
+        $($doc)*
+        pub async fn list(
+            &self,
+            ctx: &$crate::Ctx,
+            q: &$crate::Query,
+        ) -> $crate::Result<$crate::Page<$rec>> {
+            let scope = $crate::store::Cond::True;
+            $crate::service::list_page(self.store(), ctx, q, &$fields, scope, $decode, |_| None)
+                .await
+        }
+    };
+    (@config_audit [$($doc:tt)*] $rec:ty, $id:ty;) => {
+        $($doc)*
+        pub async fn audit(
+            &self,
+            ctx: &$crate::Ctx,
+            id: $id,
+        ) -> $crate::Result<::std::vec::Vec<$crate::AuditEntry>> {
+            self.get(ctx, id).await?;
+            self.store().audit_of(ctx, &$crate::RecordRef::from(id)).await
+        }
+    };
+    (@delete [$($doc:tt)*] $rec:ty, $id:ty;) => {
+        $crate::record_verbs!(@soft_delete [$($doc)*] delete, true, $rec, $id);
+    };
+    (@restore [$($doc:tt)*] $rec:ty, $id:ty;) => {
+        $crate::record_verbs!(@soft_delete [$($doc)*] restore, false, $rec, $id);
+    };
+    (@soft_delete [$($doc:tt)*] $verb:ident, $delete:literal, $rec:ty, $id:ty) => {
+        $($doc)*
+        pub async fn $verb(
+            &self,
+            ctx: &$crate::Ctx,
+            id: $id,
+            expected_version: u64,
+        ) -> $crate::Result<$rec> {
+            self.set_deleted(ctx, id, expected_version, $delete).await
+        }
+    };
+    (@set_deleted [$($doc:tt)*] $rec:ty, $id:ty;) => {
+        $crate::record_verbs!(@set_deleted [$($doc)*] $rec, $id; |_, _, _| {});
+    };
+    (@set_deleted [$($doc:tt)*] $rec:ty, $id:ty; $hook:expr) => {
+        $($doc)*
+        async fn set_deleted(
+            &self,
+            ctx: &$crate::Ctx,
+            id: $id,
+            expected_version: u64,
+            delete: bool,
+        ) -> $crate::Result<$rec> {
+            $crate::service::set_deleted_with::<$rec>(
+                self.store(),
+                ctx,
+                id,
+                expected_version,
+                delete,
+                $hook,
+            )
+            .await
+        }
+    };
+    // The entry point (last, so that the `@verb` rules above match first).
+    ($handle:ty: $rec:ty, $id:ty; $($(#[$doc:meta])* $verb:ident $(($($arg:tt)*))?;)*) => {
+        impl $handle {
+            $($crate::record_verbs!(@$verb [$(#[$doc])*] $rec, $id; $($($arg)*)?);)*
         }
     };
 }

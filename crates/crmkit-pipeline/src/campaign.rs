@@ -44,7 +44,7 @@
 mod rows;
 
 use crmkit_core::service::{
-    self, OwnerChecks, changed_columns, json_text, list_page, stage_created, stage_update, to_json,
+    self, OwnerChecks, apply_custom_patch, json_text, list_page, stage_created, to_json,
 };
 use std::collections::BTreeMap;
 
@@ -52,9 +52,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crmkit_core::record::reference_reason;
 use crmkit_core::store::{Aggregate, Cond, Measure, Select, TableDef, Value, Write};
 use crmkit_core::{
-    AuditChange, AuditEntry, CampaignId, CampaignMemberId, Changeset, Ctx, Currency, CustomSchema,
-    CustomValue, CustomValues, Error, Money, NewEvent, Page, Query, RecordKind, RecordRef, Result,
-    Store, TeamId, UserId, ValidationErrors, Visibility,
+    AuditChange, CampaignId, CampaignMemberId, Changeset, Ctx, Currency, CustomSchema, CustomValue,
+    CustomValues, Error, Money, NewEvent, Page, Query, RecordKind, RecordRef, Result, Store,
+    TeamId, UserId, ValidationErrors, Visibility,
 };
 use serde::{Deserialize, Serialize};
 
@@ -270,7 +270,7 @@ impl NewCampaign {
         }
     }
 
-    setters! {
+    crmkit_core::setters! {
         /// In this initial status.
         set status: CampaignStatus;
         /// With a first day.
@@ -336,7 +336,7 @@ pub struct CampaignPatch {
 }
 
 impl CampaignPatch {
-    setters! {
+    crmkit_core::setters! {
         /// New name.
         some name: String;
         /// New type.
@@ -570,15 +570,6 @@ impl Campaigns {
         Ok(c)
     }
 
-    async fn load(&self, ctx: &Ctx, id: CampaignId, deleted: Option<bool>) -> Result<Campaign> {
-        service::load(&self.store, ctx, id, deleted).await
-    }
-
-    /// A campaign that is visible to the actor and not deleted.
-    pub async fn get(&self, ctx: &Ctx, id: CampaignId) -> Result<Campaign> {
-        self.load(ctx, id, Some(false)).await
-    }
-
     /// Changes a campaign whose current version is `expected_version` (else Conflict). A
     /// status change must follow the transitions (else InvalidTransition); bad fields are
     /// reported as by [`Campaigns::create`]. An audit entry per changed field and one
@@ -594,43 +585,9 @@ impl Campaigns {
         let old = self.load(ctx, id, Some(false)).await?;
         let custom = self.custom_schema(ctx).await?;
         let mut new = old.clone();
-        if let Some(v) = patch.name {
-            new.name = v;
-        }
-        if let Some(v) = patch.kind {
-            new.kind = v;
-        }
-        if let Some(v) = patch.status {
-            new.status = v;
-        }
-        if let Some(v) = patch.start_date {
-            new.start_date = v;
-        }
-        if let Some(v) = patch.end_date {
-            new.end_date = v;
-        }
-        if let Some(v) = patch.budget {
-            new.budget = v;
-        }
-        if let Some(v) = patch.actual_cost {
-            new.actual_cost = v;
-        }
-        if let Some(v) = patch.expected_revenue {
-            new.expected_revenue = v;
-        }
-        if let Some(v) = patch.description {
-            new.description = v;
-        }
-        for (k, v) in &patch.custom {
-            match v {
-                Some(v) => {
-                    new.custom.insert(k.clone(), v.clone());
-                }
-                None => {
-                    new.custom.remove(k);
-                }
-            }
-        }
+        crmkit_core::apply_patch!(patch => new; name, kind, status, start_date, end_date,
+            budget, actual_cost, expected_revenue, description);
+        new.custom = apply_custom_patch(&old.custom, &patch.custom);
         let mut errs = ValidationErrors::new();
         check_fields(&mut errs, &new, &custom);
         let owner = (&mut new.owner, &mut new.team);
@@ -654,77 +611,23 @@ impl Campaigns {
                 ),
             });
         }
-        new.updated_at = ctx.now();
-        new.version = old.version + 1;
-        let changes = service::changes(id, &old, &new);
-        if changes.is_empty() {
-            return Ok(old);
-        }
-        let record = changes.record.clone();
-        let def = self.store.backend().schema().table(CAMPAIGN_TABLE)?;
-        let set = changed_columns(def, &rows::campaign_row(&old)?, &rows::campaign_row(&new)?);
         let mut cs = Changeset::new(ctx);
         let event = "campaign.updated";
-        stage_update(
+        let Some((record, _)) = service::stage_record_update(
+            &self.store,
             &mut cs,
-            changes,
-            CAMPAIGN_TABLE,
-            set,
-            expected_version,
+            &old,
+            &mut new,
             event,
-            to_json(&new),
-        );
-        if new.custom != old.custom {
-            cs.writes
-                .extend(custom.index_writes(&record, &new.custom, true));
-        }
+            rows::campaign_row,
+        )?
+        else {
+            return Ok(old);
+        };
+        cs.writes
+            .extend(custom.changed_index_writes(&record, &old.custom, &new.custom));
         self.store.commit(cs).await?;
         Ok(new)
-    }
-
-    /// Soft-deletes a campaign (restorable; its members stay).
-    pub async fn delete(
-        &self,
-        ctx: &Ctx,
-        id: CampaignId,
-        expected_version: u64,
-    ) -> Result<Campaign> {
-        self.set_deleted(ctx, id, expected_version, true).await
-    }
-
-    /// Restores a soft-deleted campaign.
-    pub async fn restore(
-        &self,
-        ctx: &Ctx,
-        id: CampaignId,
-        expected_version: u64,
-    ) -> Result<Campaign> {
-        self.set_deleted(ctx, id, expected_version, false).await
-    }
-
-    async fn set_deleted(
-        &self,
-        ctx: &Ctx,
-        id: CampaignId,
-        expected_version: u64,
-        delete: bool,
-    ) -> Result<Campaign> {
-        service::set_deleted::<Campaign>(&self.store, ctx, id, expected_version, delete).await
-    }
-
-    /// Lists campaigns visible to the actor: filter, sort, keyset page (fields:
-    /// [`CAMPAIGN_FIELDS`] and `custom.<key>`). Deleted ones only with
-    /// [`Query::include_deleted`].
-    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Campaign>> {
-        service::list_visible(&self.store, ctx, q, &CAMPAIGN_FIELDS, |c: &Campaign| {
-            Some(&c.custom)
-        })
-        .await
-    }
-
-    /// The audit trail of a visible campaign (deleted or not).
-    pub async fn audit(&self, ctx: &Ctx, id: CampaignId) -> Result<Vec<AuditEntry>> {
-        service::audit_trail::<Campaign>(&self.store, ctx, id).await
     }
 
     // ----- members -----
@@ -1072,4 +975,22 @@ impl Campaigns {
         out.members = by_status.into_iter().collect();
         Ok(out)
     }
+}
+
+crmkit_core::record_verbs! {
+    Campaigns: Campaign, CampaignId;
+    load;
+    /// A campaign that is visible to the actor and not deleted.
+    get;
+    /// Lists campaigns visible to the actor: filter, sort, keyset page (fields:
+    /// [`CAMPAIGN_FIELDS`] and `custom.<key>`). Deleted ones only with
+    /// [`Query::include_deleted`].
+    list(CAMPAIGN_FIELDS, custom);
+    /// The audit trail of a visible campaign (deleted or not).
+    audit;
+    /// Soft-deletes a campaign (restorable; its members stay).
+    delete;
+    /// Restores a soft-deleted campaign.
+    restore;
+    set_deleted;
 }

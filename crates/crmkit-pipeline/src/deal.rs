@@ -34,10 +34,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crmkit_core::record::reference_reason;
 use crmkit_core::store::{Cond, OrderKey, Select, TableDef, Value, Write};
 use crmkit_core::{
-    AuditChange, AuditEntry, CampaignId, Changeset, ContactId, Ctx, CustomSchema, CustomValue,
-    CustomValues, DealId, Error, Filter, LostReasonId, Money, NewEvent, OrganizationId, Page,
-    PipelineId, Query, RecordKind, RecordRef, Result, StageId, Store, TeamId, UserId,
-    ValidationErrors,
+    AuditChange, CampaignId, Changeset, ContactId, Ctx, CustomSchema, CustomValue, CustomValues,
+    DealId, Error, Filter, LostReasonId, Money, NewEvent, OrganizationId, Page, PipelineId, Query,
+    RecordKind, RecordRef, Result, StageId, Store, TeamId, UserId, ValidationErrors,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -291,7 +290,7 @@ impl NewDeal {
         }
     }
 
-    setters! {
+    crmkit_core::setters! {
         /// With an amount (not negative).
         some amount: Money;
         /// With an expected close date.
@@ -561,15 +560,14 @@ impl NewPipeline {
         }
     }
 
-    setters! {
+    crmkit_core::setters! {
         /// With a currency every deal amount must have.
         some currency: crmkit_core::Currency;
     }
 
-    /// With a stage after the ones given so far.
-    pub fn stage(mut self, stage: NewStage) -> Self {
-        self.stages.push(stage);
-        self
+    crmkit_core::setters! {
+        /// With a stage after the ones given so far.
+        push stage(stages): NewStage;
     }
 }
 
@@ -631,7 +629,7 @@ pub struct DealPatch {
 }
 
 impl DealPatch {
-    setters! {
+    crmkit_core::setters! {
         /// New title.
         some title: String;
         /// New amount (`None` clears it).
@@ -1079,11 +1077,6 @@ impl Deals {
         Ok(Loaded { deal, seq })
     }
 
-    /// A deal visible to the actor and not deleted.
-    pub async fn get(&self, ctx: &Ctx, id: DealId) -> Result<Deal> {
-        Ok(self.load_deal(ctx, id, Some(false)).await?.deal)
-    }
-
     /// Writes the change from `old` to `new` (rows, links, custom index, audit, event).
     #[allow(clippy::too_many_arguments)]
     fn update_writes(
@@ -1462,56 +1455,6 @@ impl Deals {
         Ok(new)
     }
 
-    /// Soft-deletes a deal (restorable; it leaves lists and summaries).
-    pub async fn delete(&self, ctx: &Ctx, id: DealId, expected_version: u64) -> Result<Deal> {
-        self.set_deleted(ctx, id, expected_version, true).await
-    }
-
-    /// Restores a soft-deleted deal.
-    pub async fn restore(&self, ctx: &Ctx, id: DealId, expected_version: u64) -> Result<Deal> {
-        self.set_deleted(ctx, id, expected_version, false).await
-    }
-
-    async fn set_deleted(
-        &self,
-        ctx: &Ctx,
-        id: DealId,
-        expected_version: u64,
-        delete: bool,
-    ) -> Result<Deal> {
-        ctx.actor().require_write(if delete {
-            "delete deal"
-        } else {
-            "restore deal"
-        })?;
-        let Loaded { deal: old, seq } = self.load_deal(ctx, id, Some(!delete)).await?;
-        service::check_version(id, expected_version, old.version)?;
-        let now = ctx.now();
-        let mut new = old.clone();
-        new.deleted_at = delete.then_some(now);
-        new.updated_at = now;
-        new.version += 1;
-        let mut cs = Changeset::new(ctx);
-        let kind = if delete {
-            "deal.deleted"
-        } else {
-            "deal.restored"
-        };
-        self.update_writes(&mut cs, &old, &new, seq, seq, None, kind)?;
-        self.store.commit(cs).await?;
-        Ok(new)
-    }
-
-    /// Lists deals: filter, sort, keyset page over [`rows::DEAL_FIELDS`] and
-    /// `custom.<key>`. Only visible deals; deleted ones only with
-    /// [`Query::include_deleted`].
-    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Deal>> {
-        service::list_visible(&self.store, ctx, q, &DEAL_FIELDS, |d: &Deal| {
-            Some(&d.custom)
-        })
-        .await
-    }
-
     /// The stage history of a visible deal, oldest first.
     pub async fn stage_history(&self, ctx: &Ctx, id: DealId) -> Result<Vec<StageChange>> {
         self.load_deal(ctx, id, None).await?;
@@ -1519,11 +1462,6 @@ impl Deals {
         s.order = vec![order_by("seq")];
         let rows = self.store.backend().select(ctx.tenant(), &s).await?;
         rows.into_iter().map(rows::decode_history).collect()
-    }
-
-    /// The audit trail of a visible deal.
-    pub async fn audit(&self, ctx: &Ctx, id: DealId) -> Result<Vec<AuditEntry>> {
-        service::audit_trail::<Deal>(&self.store, ctx, id).await
     }
 
     // ----- queries for analytics -----
@@ -1698,4 +1636,21 @@ impl Deals {
         self.store.commit(cs).await?;
         Ok(())
     }
+}
+
+crmkit_core::record_verbs! {
+    Deals: Deal, DealId;
+    /// A deal visible to the actor and not deleted.
+    get;
+    /// Lists deals: filter, sort, keyset page over [`rows::DEAL_FIELDS`] and
+    /// `custom.<key>`. Only visible deals; deleted ones only with
+    /// [`Query::include_deleted`].
+    list(DEAL_FIELDS, custom);
+    /// The audit trail of a visible deal.
+    audit;
+    /// Soft-deletes a deal (restorable; it leaves lists and summaries).
+    delete;
+    /// Restores a soft-deleted deal.
+    restore;
+    set_deleted;
 }

@@ -57,18 +57,16 @@ mod convert;
 pub mod model;
 pub mod rows;
 use crmkit_contacts::validate;
-use crmkit_core::service::{
-    self, OwnerChecks, apply_custom_patch, changed_columns, stage_created, stage_update, to_json,
-};
+use crmkit_core::service::{self, OwnerChecks, apply_custom_patch, stage_created};
 
 use crmkit_contacts::Contacts;
 use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::record::reference_reason;
-use crmkit_core::store::{TableDef, Value, Write};
+use crmkit_core::store::{TableDef, Write};
 use crmkit_core::text::{check_text, fold};
 use crmkit_core::{
-    AuditEntry, CampaignId, Changeset, Ctx, CustomSchema, Error, LeadId, Page, Query, RecordKind,
-    RecordRef, Result, Store, ValidationErrors,
+    CampaignId, Changeset, Ctx, CustomSchema, Error, LeadId, RecordKind, RecordRef, Result, Store,
+    ValidationErrors,
 };
 
 pub use model::*;
@@ -181,56 +179,30 @@ impl Leads {
             .await
     }
 
-    /// The lead if the actor may see it; `deleted` selects live (`Some(false)`), deleted
-    /// (`Some(true)`) or either (`None`).
-    async fn load(&self, ctx: &Ctx, id: LeadId, deleted: Option<bool>) -> Result<Lead> {
-        service::load(&self.store, ctx, id, deleted).await
-    }
-
-    /// The column updates that turn `old` into `new`.
-    fn row_update(&self, old: &Lead, new: &Lead) -> Result<Vec<(&'static str, Value)>> {
-        let def = self.store.backend().schema().table(LEAD_TABLE)?;
-        Ok(changed_columns(
-            def,
-            &rows::lead_row(old),
-            &rows::lead_row(new),
-        ))
-    }
-
-    /// The versioned update of `old` into `new` with an audit entry per changed field and
-    /// one event of `kind`, added to `cs`. Returns the changed field names (empty: nothing
-    /// to write).
+    /// The versioned update of `old` into `new` (marked changed here) with an audit entry
+    /// per changed field and one event of `kind`, added to `cs`, with the lookup and
+    /// custom-value index rows that change with it. Returns the changed field names
+    /// (empty: nothing to write).
     fn change_writes(
         &self,
         cs: &mut Changeset,
         old: &Lead,
-        new: &Lead,
+        new: &mut Lead,
         kind: &str,
         custom: Option<&CustomSchema>,
     ) -> Result<Vec<String>> {
-        let changes = service::changes(old.id, old, new);
-        if changes.is_empty() {
-            return Ok(changes.fields);
-        }
-        let record = changes.record.clone();
-        let set = self.row_update(old, new)?;
-        let changed = stage_update(
-            cs,
-            changes,
-            LEAD_TABLE,
-            set,
-            old.version,
-            kind,
-            to_json(new),
-        );
+        let row = |l: &Lead| Ok(rows::lead_row(l));
+        let Some((record, changed)) =
+            service::stage_record_update(&self.store, cs, old, new, kind, row)?
+        else {
+            return Ok(vec![]);
+        };
         if new.emails != old.emails || new.phones != old.phones {
             cs.writes.extend(index_writes(new, true));
         }
-        if let Some(custom) = custom
-            && new.custom != old.custom
-        {
+        if let Some(custom) = custom {
             cs.writes
-                .extend(custom.index_writes(&record, &new.custom, true));
+                .extend(custom.changed_index_writes(&record, &old.custom, &new.custom));
         }
         Ok(changed)
     }
@@ -246,11 +218,9 @@ impl Leads {
         custom: Option<&CustomSchema>,
     ) -> Result<Lead> {
         service::check_version(old.id, expected_version, old.version)?;
-        new.updated_at = ctx.now();
-        new.version = old.version + 1;
         let mut cs = Changeset::new(ctx);
         if self
-            .change_writes(&mut cs, &old, &new, kind, custom)?
+            .change_writes(&mut cs, &old, &mut new, kind, custom)?
             .is_empty()
         {
             return Ok(old);
@@ -346,11 +316,6 @@ impl Leads {
         Ok(lead)
     }
 
-    /// A lead that is visible to the actor and not deleted.
-    pub async fn get(&self, ctx: &Ctx, id: LeadId) -> Result<Lead> {
-        self.load(ctx, id, Some(false)).await
-    }
-
     /// Changes a lead whose current version is `expected_version`. A converted lead is
     /// final (InvalidTransition).
     pub async fn update(
@@ -368,36 +333,15 @@ impl Leads {
         let custom = self.custom_schema(ctx).await?;
         let mut errs = ValidationErrors::new();
         let mut new = old.clone();
-        if let Some(v) = patch.first_name {
-            new.first_name = v;
-        }
-        if let Some(v) = patch.last_name {
-            new.last_name = v;
-        }
-        if let Some(v) = patch.job_title {
-            new.job_title = v;
-        }
-        if let Some(v) = patch.company {
-            new.company = v;
-        }
-        if let Some(v) = patch.domain {
-            new.domain = v;
-        }
-        if let Some(v) = patch.website {
-            new.website = v;
-        }
-        if let Some(v) = patch.employee_count {
-            new.employee_count = v;
-        }
+        crmkit_core::apply_patch!(patch => new; first_name, last_name, job_title, company,
+            domain, website, employee_count);
         if let Some(v) = &patch.emails {
             new.emails = validate::emails(&mut errs, v).0;
         }
         if let Some(v) = &patch.phones {
             new.phones = validate::phones(&mut errs, v);
         }
-        if let Some(v) = patch.source {
-            new.source = v;
-        }
+        crmkit_core::apply_patch!(patch => new; source);
         if let Some(v) = patch.campaign
             && v != old.campaign
         {
@@ -482,49 +426,23 @@ impl Leads {
         self.commit_change(ctx, old, new, expected_version, "lead.score_changed", None)
             .await
     }
+}
 
-    /// Soft-deletes a lead (restorable). Its emails and phones leave the lookup index.
-    pub async fn delete(&self, ctx: &Ctx, id: LeadId, expected_version: u64) -> Result<Lead> {
-        self.set_deleted(ctx, id, expected_version, true).await
-    }
-
-    /// Restores a soft-deleted lead (and its lookup entries).
-    pub async fn restore(&self, ctx: &Ctx, id: LeadId, expected_version: u64) -> Result<Lead> {
-        self.set_deleted(ctx, id, expected_version, false).await
-    }
-
-    async fn set_deleted(
-        &self,
-        ctx: &Ctx,
-        id: LeadId,
-        expected_version: u64,
-        delete: bool,
-    ) -> Result<Lead> {
-        let (mut cs, _, new) =
-            service::stage_set_deleted::<Lead>(&self.store, ctx, id, expected_version, delete)
-                .await?;
-        if delete {
-            cs.writes.push(lookup::remove_writes(&RecordRef::from(id)));
-        } else {
-            cs.writes.extend(index_writes(&new, true));
-        }
-        self.store.commit(cs).await?;
-        Ok(new)
-    }
-
+crmkit_core::record_verbs! {
+    Leads: Lead, LeadId;
+    load;
+    /// A lead that is visible to the actor and not deleted.
+    get;
     /// Lists leads: filter, sort, keyset page. Only visible leads; deleted ones only with
-    /// [`Query::include_deleted`]. Fields: see [`LEAD_FIELDS`] (`name`, `email`,
+    /// [`Query::include_deleted`](crmkit_core::Query::include_deleted). Fields: see [`LEAD_FIELDS`] (`name`, `email`,
     /// `company`, `status`, `source`, `owner`, `team`, `campaign`, `score`, `created_at`,
     /// `updated_at`, ...) and `custom.<key>`.
-    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Lead>> {
-        service::list_visible(&self.store, ctx, q, &LEAD_FIELDS, |l: &Lead| {
-            Some(&l.custom)
-        })
-        .await
-    }
-
+    list(LEAD_FIELDS, custom);
     /// The audit trail of a visible lead (deleted or not), oldest first.
-    pub async fn audit(&self, ctx: &Ctx, id: LeadId) -> Result<Vec<AuditEntry>> {
-        service::audit_trail::<Lead>(&self.store, ctx, id).await
-    }
+    audit;
+    /// Soft-deletes a lead (restorable). Its emails and phones leave the lookup index.
+    delete;
+    /// Restores a soft-deleted lead (and its lookup entries).
+    restore;
+    set_deleted(service::lookup_follows(|l: &Lead| index_writes(l, true)));
 }

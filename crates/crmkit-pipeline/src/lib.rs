@@ -12,29 +12,6 @@
 //! The record kinds `lead`, `deal`, `campaign` and `pipeline` are declared for the
 //! generic record API ([`kinds`]; a pipeline's stages are a field of the pipeline).
 
-/// Chainable setters of an input's fields, named like the fields: `some` fields are
-/// `Option`s set to `Some(value)` (for a patch's `Option<Option<T>>`, pass `None` to
-/// clear), `set` fields take the value.
-macro_rules! setters {
-    ($($(#[$doc:meta])* $how:ident $name:ident: $ty:ty;)*) => {
-        $(setters!(@one $(#[$doc])* $how $name: $ty);)*
-    };
-    (@one $(#[$doc:meta])* some $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        pub fn $name(mut self, value: impl Into<$ty>) -> Self {
-            self.$name = Some(value.into());
-            self
-        }
-    };
-    (@one $(#[$doc:meta])* set $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        pub fn $name(mut self, value: impl Into<$ty>) -> Self {
-            self.$name = value.into();
-            self
-        }
-    };
-}
-
 pub mod campaign;
 pub mod currency;
 pub mod deal;

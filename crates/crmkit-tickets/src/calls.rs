@@ -110,40 +110,19 @@ impl InboundCall {
         }
     }
 
-    /// Lasting `secs` seconds.
-    pub fn duration_secs(mut self, secs: u32) -> Self {
-        self.duration_secs = secs;
-        self
-    }
-
-    /// With outcome `o`.
-    pub fn outcome(mut self, o: CallOutcome) -> Self {
-        self.outcome = o;
-        self
-    }
-
-    /// Taken by `agent`.
-    pub fn agent(mut self, agent: UserId) -> Self {
-        self.agent = Some(agent);
-        self
-    }
-
-    /// With the recording at `r` (a key the host owns).
-    pub fn recording_ref(mut self, r: impl Into<String>) -> Self {
-        self.recording_ref = Some(r.into());
-        self
-    }
-
-    /// With notes.
-    pub fn notes(mut self, n: impl Into<String>) -> Self {
-        self.notes = Some(n.into());
-        self
-    }
-
-    /// With the subject of the ticket it opens and of the call activity.
-    pub fn subject(mut self, s: impl Into<String>) -> Self {
-        self.subject = Some(s.into());
-        self
+    crmkit_core::setters! {
+        /// Lasting `secs` seconds.
+        val duration_secs: u32;
+        /// With outcome `o`.
+        set outcome: CallOutcome;
+        /// Taken by `agent`.
+        some agent: UserId;
+        /// With the recording at `r` (a key the host owns).
+        some recording_ref: String;
+        /// With notes.
+        some notes: String;
+        /// With the subject of the ticket it opens and of the call activity.
+        some subject: String;
     }
 }
 
@@ -186,34 +165,17 @@ impl CallRouting {
         CallRouting::default()
     }
 
-    /// With reopen window `w`.
-    pub fn reopen_window(mut self, w: Duration) -> Self {
-        self.reopen_window = w;
-        self
-    }
-
-    /// New tickets go to queue `team`.
-    pub fn queue(mut self, team: TeamId) -> Self {
-        self.queue = Some(team);
-        self
-    }
-
-    /// New tickets are assigned to `user`.
-    pub fn assignee(mut self, user: UserId) -> Self {
-        self.assignee = Some(user);
-        self
-    }
-
-    /// New tickets get priority `p`.
-    pub fn priority(mut self, p: TicketPriority) -> Self {
-        self.priority = p;
-        self
-    }
-
-    /// National numbers are read in region `r` (ISO 3166 alpha-2).
-    pub fn default_region(mut self, r: impl Into<String>) -> Self {
-        self.default_region = Some(r.into());
-        self
+    crmkit_core::setters! {
+        /// With reopen window `w`.
+        set reopen_window: Duration;
+        /// New tickets go to queue `team`.
+        some queue: TeamId;
+        /// New tickets are assigned to `user`.
+        some assignee: UserId;
+        /// New tickets get priority `p`.
+        set priority: TicketPriority;
+        /// National numbers are read in region `r` (ISO 3166 alpha-2).
+        some default_region: String;
     }
 }
 

@@ -59,46 +59,21 @@ impl NewTicket {
         }
     }
 
-    /// With a description.
-    pub fn description(mut self, d: impl Into<String>) -> Self {
-        self.description = Some(d.into());
-        self
-    }
-
-    /// With a priority.
-    pub fn priority(mut self, p: TicketPriority) -> Self {
-        self.priority = p;
-        self
-    }
-
-    /// With a channel.
-    pub fn channel(mut self, c: Channel) -> Self {
-        self.channel = c;
-        self
-    }
-
-    /// Assigned to `user`.
-    pub fn assignee(mut self, user: UserId) -> Self {
-        self.assignee = Some(user);
-        self
-    }
-
-    /// In queue `team`.
-    pub fn queue(mut self, team: TeamId) -> Self {
-        self.queue = Some(team);
-        self
-    }
-
-    /// Of organization `org`.
-    pub fn organization(mut self, org: OrganizationId) -> Self {
-        self.organization = Some(org);
-        self
-    }
-
-    /// With one more tag.
-    pub fn tag(mut self, t: impl Into<String>) -> Self {
-        self.tags.push(t.into());
-        self
+    crmkit_core::setters! {
+        /// With a description.
+        some description: String;
+        /// With a priority.
+        set priority: TicketPriority;
+        /// With a channel.
+        set channel: Channel;
+        /// Assigned to `user`.
+        some assignee: UserId;
+        /// In queue `team`.
+        some queue: TeamId;
+        /// Of organization `org`.
+        some organization: OrganizationId;
+        /// With one more tag.
+        push tag(tags): String;
     }
 
     /// With a custom value.
@@ -151,58 +126,25 @@ impl TicketPatch {
         TicketPatch::default()
     }
 
-    /// Setting the subject.
-    pub fn subject(mut self, s: impl Into<String>) -> Self {
-        self.subject = Some(s.into());
-        self
-    }
-
-    /// Setting (`Some`) or clearing (`None`) the description.
-    pub fn description(mut self, d: Option<String>) -> Self {
-        self.description = Some(d);
-        self
-    }
-
-    /// Setting the priority.
-    pub fn priority(mut self, p: TicketPriority) -> Self {
-        self.priority = Some(p);
-        self
-    }
-
-    /// Setting the channel.
-    pub fn channel(mut self, c: Channel) -> Self {
-        self.channel = Some(c);
-        self
-    }
-
-    /// Setting or clearing the requester contact.
-    pub fn requester(mut self, c: Option<ContactId>) -> Self {
-        self.requester = Some(c);
-        self
-    }
-
-    /// Setting or clearing the requester phone.
-    pub fn requester_phone(mut self, p: Option<String>) -> Self {
-        self.requester_phone = Some(p);
-        self
-    }
-
-    /// Setting or clearing the organization.
-    pub fn organization(mut self, o: Option<OrganizationId>) -> Self {
-        self.organization = Some(o);
-        self
-    }
-
-    /// Setting or clearing the assignee.
-    pub fn assignee(mut self, u: Option<UserId>) -> Self {
-        self.assignee = Some(u);
-        self
-    }
-
-    /// Setting or clearing the queue.
-    pub fn queue(mut self, t: Option<TeamId>) -> Self {
-        self.queue = Some(t);
-        self
+    crmkit_core::setters! {
+        /// Setting the subject.
+        some subject: String;
+        /// Setting (`Some`) or clearing (`None`) the description.
+        some description: Option<String>;
+        /// Setting the priority.
+        some priority: TicketPriority;
+        /// Setting the channel.
+        some channel: Channel;
+        /// Setting or clearing the requester contact.
+        some requester: Option<ContactId>;
+        /// Setting or clearing the requester phone.
+        some requester_phone: Option<String>;
+        /// Setting or clearing the organization.
+        some organization: Option<OrganizationId>;
+        /// Setting or clearing the assignee.
+        some assignee: Option<UserId>;
+        /// Setting or clearing the queue.
+        some queue: Option<TeamId>;
     }
 
     /// Replacing the tags.
@@ -267,10 +209,9 @@ impl NewComment {
         }
     }
 
-    /// With an attachment.
-    pub fn attach(mut self, a: Attachment) -> Self {
-        self.attachments.push(a);
-        self
+    crmkit_core::setters! {
+        /// With an attachment.
+        push attach(attachments): Attachment;
     }
 }
 
@@ -298,22 +239,13 @@ impl Escalation {
         }
     }
 
-    /// Raising the priority to `p`.
-    pub fn priority(mut self, p: TicketPriority) -> Self {
-        self.priority = Some(p);
-        self
-    }
-
-    /// Handing it to queue `team`.
-    pub fn queue(mut self, team: TeamId) -> Self {
-        self.queue = Some(team);
-        self
-    }
-
-    /// Handing it to `user`.
-    pub fn assignee(mut self, user: UserId) -> Self {
-        self.assignee = Some(user);
-        self
+    crmkit_core::setters! {
+        /// Raising the priority to `p`.
+        some priority: TicketPriority;
+        /// Handing it to queue `team`.
+        some queue: TeamId;
+        /// Handing it to `user`.
+        some assignee: UserId;
     }
 }
 

@@ -11,9 +11,9 @@ use crmkit_core::service::{
 use crmkit_core::store::{Cond, OrderKey, Select, Value, Write};
 use crmkit_core::text::check_text;
 use crmkit_core::{
-    AuditChange, AuditEntry, Changeset, CommentId, ContactId, Ctx, Error, Filter, NewEvent,
-    OrganizationId, Page, Query, RecordKind, RecordRef, Result, Role, Store, TeamId, TicketId,
-    UserId, ValidationErrors,
+    AuditChange, Changeset, CommentId, ContactId, Ctx, Error, Filter, NewEvent, OrganizationId,
+    Page, Query, RecordKind, RecordRef, Result, Role, Store, TeamId, TicketId, UserId,
+    ValidationErrors,
 };
 
 use crate::inputs::*;
@@ -248,17 +248,6 @@ impl Tickets {
     }
 
     // ----- loading -----
-
-    /// A ticket visible to the actor; `deleted` restricts it to deleted (`Some(true)`)
-    /// or live (`Some(false)`) ones. NotFound otherwise.
-    async fn load(&self, ctx: &Ctx, id: TicketId, deleted: Option<bool>) -> Result<Ticket> {
-        service::load(&self.store, ctx, id, deleted).await
-    }
-
-    /// A ticket visible to the actor and not deleted.
-    pub async fn get(&self, ctx: &Ctx, id: TicketId) -> Result<Ticket> {
-        self.load(ctx, id, Some(false)).await
-    }
 
     /// The ticket with this number, if it is visible to the actor and not deleted.
     pub async fn get_by_number(&self, ctx: &Ctx, number: u64) -> Result<Ticket> {
@@ -1110,16 +1099,6 @@ impl Tickets {
         }
     }
 
-    /// Soft-deletes a ticket (restorable; its number stays taken).
-    pub async fn delete(&self, ctx: &Ctx, id: TicketId, expected_version: u64) -> Result<Ticket> {
-        self.set_deleted(ctx, id, expected_version, true).await
-    }
-
-    /// Restores a soft-deleted ticket.
-    pub async fn restore(&self, ctx: &Ctx, id: TicketId, expected_version: u64) -> Result<Ticket> {
-        self.set_deleted(ctx, id, expected_version, false).await
-    }
-
     async fn set_deleted(
         &self,
         ctx: &Ctx,
@@ -1137,17 +1116,6 @@ impl Tickets {
     }
 
     // ----- queries -----
-
-    /// Lists tickets: filter, sort, keyset page; only visible ones (Admin and Manager see
-    /// all; others the tickets assigned to them or in their teams' queues), deleted ones
-    /// only with [`Query::include_deleted`]. Fields: see [`TICKET_FIELDS`], and
-    /// `custom.<key>`; filter on a tag with [`tag_filter`].
-    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Ticket>> {
-        service::list_visible(&self.store, ctx, q, &TICKET_FIELDS, |t: &Ticket| {
-            Some(&t.custom)
-        })
-        .await
-    }
 
     /// A requester's unsolved tickets (new, open, pending, on hold), oldest first,
     /// keyset-paged; only those visible to the actor.
@@ -1246,13 +1214,6 @@ impl Tickets {
             .collect()
     }
 
-    /// The audit trail of a ticket visible to the actor (deleted ones included), oldest
-    /// first: one entry per changed field of every command, comments and ratings
-    /// included.
-    pub async fn audit(&self, ctx: &Ctx, id: TicketId) -> Result<Vec<AuditEntry>> {
-        service::audit_trail::<Ticket>(&self.store, ctx, id).await
-    }
-
     /// The satisfaction ratings of a ticket visible to the actor, one per rated solve,
     /// oldest first.
     pub async fn satisfaction(&self, ctx: &Ctx, id: TicketId) -> Result<Vec<Satisfaction>> {
@@ -1267,6 +1228,28 @@ impl Tickets {
             .map(rows::decode_satisfaction)
             .collect()
     }
+}
+
+crmkit_core::record_verbs! {
+    Tickets: Ticket, TicketId;
+    /// A ticket visible to the actor; `deleted` restricts it to deleted (`Some(true)`)
+    /// or live (`Some(false)`) ones. NotFound otherwise.
+    load;
+    /// A ticket visible to the actor and not deleted.
+    get;
+    /// Soft-deletes a ticket (restorable; its number stays taken).
+    delete;
+    /// Restores a soft-deleted ticket.
+    restore;
+    /// Lists tickets: filter, sort, keyset page; only visible ones (Admin and Manager see
+    /// all; others the tickets assigned to them or in their teams' queues), deleted ones
+    /// only with [`Query::include_deleted`]. Fields: see [`TICKET_FIELDS`], and
+    /// `custom.<key>`; filter on a tag with [`tag_filter`].
+    list(TICKET_FIELDS, custom);
+    /// The audit trail of a ticket visible to the actor (deleted ones included), oldest
+    /// first: one entry per changed field of every command, comments and ratings
+    /// included.
+    audit;
 }
 
 #[cfg(test)]

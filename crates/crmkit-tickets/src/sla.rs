@@ -94,22 +94,13 @@ impl SlaTargets {
         SlaTargets::default()
     }
 
-    /// With a first-response target of `minutes` business minutes.
-    pub fn first_response(mut self, minutes: i64) -> Self {
-        self.first_response = Some(minutes);
-        self
-    }
-
-    /// With a next-response target of `minutes` business minutes.
-    pub fn next_response(mut self, minutes: i64) -> Self {
-        self.next_response = Some(minutes);
-        self
-    }
-
-    /// With a resolution target of `minutes` business minutes.
-    pub fn resolution(mut self, minutes: i64) -> Self {
-        self.resolution = Some(minutes);
-        self
+    crmkit_core::setters! {
+        /// With a first-response target of `minutes` business minutes.
+        some first_response: i64;
+        /// With a next-response target of `minutes` business minutes.
+        some next_response: i64;
+        /// With a resolution target of `minutes` business minutes.
+        some resolution: i64;
     }
 
     /// The target of one kind.
@@ -161,23 +152,14 @@ impl SlaConditions {
         SlaConditions::default()
     }
 
-    /// Also requiring the ticket's priority to be `p` or another priority given so.
-    pub fn priority(mut self, p: TicketPriority) -> Self {
-        self.priorities.push(p);
-        self
-    }
-
-    /// Also requiring the ticket's channel to be `c` or another channel given so.
-    pub fn channel(mut self, c: Channel) -> Self {
-        self.channels.push(c);
-        self
-    }
-
-    /// Also requiring the ticket's organization to be `o` or another organization given
-    /// so.
-    pub fn organization(mut self, o: OrganizationId) -> Self {
-        self.organizations.push(o);
-        self
+    crmkit_core::setters! {
+        /// Also requiring the ticket's priority to be `p` or another priority given so.
+        push priority(priorities): TicketPriority;
+        /// Also requiring the ticket's channel to be `c` or another channel given so.
+        push channel(channels): Channel;
+        /// Also requiring the ticket's organization to be `o` or another organization given
+        /// so.
+        push organization(organizations): OrganizationId;
     }
 
     /// Also requiring the ticket's custom field `key` to equal `value`.
@@ -262,28 +244,15 @@ impl NewSlaPolicy {
         }
     }
 
-    /// At `position` in the evaluation order (lower first).
-    pub fn position(mut self, position: i64) -> Self {
-        self.position = position;
-        self
-    }
-
-    /// Applying when `conditions` hold.
-    pub fn conditions(mut self, conditions: SlaConditions) -> Self {
-        self.conditions = conditions;
-        self
-    }
-
-    /// With these targets.
-    pub fn targets(mut self, targets: SlaTargets) -> Self {
-        self.targets = targets;
-        self
-    }
-
-    /// Considered (`true`) or not.
-    pub fn active(mut self, active: bool) -> Self {
-        self.active = active;
-        self
+    crmkit_core::setters! {
+        /// At `position` in the evaluation order (lower first).
+        val position: i64;
+        /// Applying when `conditions` hold.
+        set conditions: SlaConditions;
+        /// With these targets.
+        set targets: SlaTargets;
+        /// Considered (`true`) or not.
+        set active: bool;
     }
 }
 

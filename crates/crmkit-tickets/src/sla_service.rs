@@ -33,15 +33,15 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crmkit_core::query::{FieldSpec, FieldType as QueryType, RecordFields};
 use crmkit_core::record::reference_reason;
 use crmkit_core::row::{from_json, int, json, opt_timestamp, take_text, timestamp, uuid};
-use crmkit_core::service::{self, list_page, stage_created, to_json, visibility_scope};
+use crmkit_core::service::{self, stage_created, visibility_scope};
 use crmkit_core::store::{
     CmpOp, ColumnDef, ColumnType, Cond, IndexDef, OrderKey, Row, SchemaStep, Select, TableDef,
     Value, Write, columns,
 };
 use crmkit_core::text::check_text;
 use crmkit_core::{
-    AuditChange, AuditEntry, CalendarId, Changeset, Ctx, Error, NewEvent, Page, Query, RecordKind,
-    RecordRef, Result, Role, SlaPolicyId, TicketId, ValidationErrors,
+    AuditChange, CalendarId, Changeset, Ctx, Error, NewEvent, Page, RecordKind, RecordRef, Result,
+    Role, SlaPolicyId, TicketId, ValidationErrors,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -71,7 +71,10 @@ pub const CALENDAR: RecordKind = RecordKind::new("sla_calendar");
 /// Record kind of SLA policies.
 pub const POLICY: RecordKind = RecordKind::new("sla_policy");
 
-/// The names a [`Query`] of stored calendars filters and sorts on: `id`, `name`,
+crmkit_core::versioned_record!(StoredCalendar, CalendarId, CALENDAR, CALENDAR_TABLE);
+crmkit_core::versioned_record!(SlaPolicy, SlaPolicyId, POLICY, POLICY_TABLE);
+
+/// The names a [`Query`](crmkit_core::Query) of stored calendars filters and sorts on: `id`, `name`,
 /// `created_at`, `updated_at`.
 pub static CALENDAR_FIELDS: RecordFields = RecordFields {
     kind: CALENDAR,
@@ -85,7 +88,7 @@ pub static CALENDAR_FIELDS: RecordFields = RecordFields {
     custom_column: None,
 };
 
-/// The names a [`Query`] of SLA policies filters and sorts on: `id`, `name`, `position`,
+/// The names a [`Query`](crmkit_core::Query) of SLA policies filters and sorts on: `id`, `name`, `position`,
 /// `calendar`, `active`, `created_at`, `updated_at`.
 pub static POLICY_FIELDS: RecordFields = RecordFields {
     kind: POLICY,
@@ -517,6 +520,11 @@ impl SlaCalendars {
         })
     }
 
+    /// The underlying store.
+    pub fn store(&self) -> &crmkit_core::Store {
+        self.tickets.store()
+    }
+
     /// Stores a new business calendar of the tenant (Admin or Manager; PermissionDenied
     /// otherwise). Validation errors: an empty or over-long `name`, and every error of
     /// [`BusinessCalendar::new`] on the spec (`time_zone`, `hours.<day>[i]`, ...).
@@ -549,7 +557,7 @@ impl SlaCalendars {
             row: calendar_row(&c),
         });
         stage_created(&mut cs, RecordRef::from(c.id), "sla_calendar", &c);
-        self.tickets.store().commit(cs).await?;
+        self.store().commit(cs).await?;
         Ok(c)
     }
 
@@ -580,39 +588,8 @@ impl SlaCalendars {
         let mut new = old.clone();
         new.name = name.to_owned();
         new.calendar = calendar;
-        if new == old {
-            return Ok(old);
-        }
-        new.updated_at = ctx.now();
-        new.version += 1;
-        let def = self
-            .tickets
-            .store()
-            .backend()
-            .schema()
-            .table(CALENDAR_TABLE)?;
-        let set = service::changed_columns(def, &calendar_row(&old), &calendar_row(&new));
-        let changes = service::changes(id, &old, &new);
-        let (event, payload) = ("sla_calendar.updated", to_json(&new));
-        let mut cs = Changeset::new(ctx);
-        service::stage_update(
-            &mut cs,
-            changes,
-            CALENDAR_TABLE,
-            set,
-            old.version,
-            event,
-            payload,
-        );
-        self.tickets.store().commit(cs).await?;
-        Ok(new)
-    }
-
-    /// A stored calendar of the tenant (NotFound otherwise).
-    pub async fn get(&self, ctx: &Ctx, id: CalendarId) -> Result<StoredCalendar> {
-        decode_calendar(
-            service::row_by_id(self.tickets.store(), ctx, CALENDAR_TABLE, CALENDAR, id).await?,
-        )
+        let row = |c: &StoredCalendar| Ok(calendar_row(c));
+        service::update_record(self.store(), ctx, old, new, "sla_calendar.updated", row).await
     }
 
     /// The tenant's stored all, by name (then id).
@@ -628,31 +605,18 @@ impl SlaCalendars {
             .map(decode_calendar)
             .collect()
     }
+}
 
+crmkit_core::record_verbs! {
+    SlaCalendars: StoredCalendar, CalendarId;
+    /// A stored calendar of the tenant (NotFound otherwise).
+    config_get(decode_calendar);
     /// A page of the tenant's stored all (every user may read them): filter and
     /// sort on [`CALENDAR_FIELDS`], keyset-paged. Calendars are never deleted, so
-    /// [`Query::include_deleted`] changes nothing.
-    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<StoredCalendar>> {
-        list_page(
-            self.tickets.store(),
-            ctx,
-            q,
-            &CALENDAR_FIELDS,
-            Cond::True,
-            decode_calendar,
-            |_| None,
-        )
-        .await
-    }
-
+    /// [`Query::include_deleted`](crmkit_core::Query::include_deleted) changes nothing.
+    config_list(CALENDAR_FIELDS, decode_calendar);
     /// The audit trail of a stored calendar of the tenant, oldest first.
-    pub async fn audit(&self, ctx: &Ctx, id: CalendarId) -> Result<Vec<AuditEntry>> {
-        self.get(ctx, id).await?;
-        self.tickets
-            .store()
-            .audit_of(ctx, &RecordRef::from(id))
-            .await
-    }
+    config_audit;
 }
 
 /// The SLA policies API: which targets apply to which tickets (configuration: every user
@@ -671,6 +635,11 @@ impl SlaPolicies {
         })
     }
 
+    /// The underlying store.
+    pub fn store(&self) -> &crmkit_core::Store {
+        self.tickets.store()
+    }
+
     async fn check_policy(&self, ctx: &Ctx, p: &NewSlaPolicy) -> Result<()> {
         let mut errs = ValidationErrors::new();
         check_name(&mut errs, &p.name);
@@ -683,7 +652,7 @@ impl SlaPolicies {
         // References obey the one rule (`Records::visible`): a calendar or organization
         // that does not exist, belongs to another tenant, is deleted or hidden from the
         // actor gives the same error.
-        let records = self.tickets.store().records();
+        let records = self.store().records();
         if !records.visible(ctx, &RecordRef::from(p.calendar)).await? {
             errs.push("calendar", reference_reason(&CalendarId::kind()));
         }
@@ -730,7 +699,7 @@ impl SlaPolicies {
             row: policy_row(&p),
         });
         stage_created(&mut cs, RecordRef::from(p.id), "sla_policy", &p);
-        self.tickets.store().commit(cs).await?;
+        self.store().commit(cs).await?;
         Ok(p)
     }
 
@@ -749,7 +718,7 @@ impl SlaPolicies {
         let old = self.get(ctx, id).await?;
         self.check_policy(ctx, &input).await?;
         service::check_version(id, expected_version, old.version)?;
-        let mut new = SlaPolicy {
+        let new = SlaPolicy {
             name: input.name,
             position: input.position,
             conditions: input.conditions,
@@ -758,39 +727,8 @@ impl SlaPolicies {
             active: input.active,
             ..old.clone()
         };
-        if new == old {
-            return Ok(old);
-        }
-        new.updated_at = ctx.now();
-        new.version += 1;
-        let def = self
-            .tickets
-            .store()
-            .backend()
-            .schema()
-            .table(POLICY_TABLE)?;
-        let set = service::changed_columns(def, &policy_row(&old), &policy_row(&new));
-        let changes = service::changes(id, &old, &new);
-        let (event, payload) = ("sla_policy.updated", to_json(&new));
-        let mut cs = Changeset::new(ctx);
-        service::stage_update(
-            &mut cs,
-            changes,
-            POLICY_TABLE,
-            set,
-            old.version,
-            event,
-            payload,
-        );
-        self.tickets.store().commit(cs).await?;
-        Ok(new)
-    }
-
-    /// A policy of the tenant (NotFound otherwise).
-    pub async fn get(&self, ctx: &Ctx, id: SlaPolicyId) -> Result<SlaPolicy> {
-        decode_policy(
-            service::row_by_id(self.tickets.store(), ctx, POLICY_TABLE, POLICY, id).await?,
-        )
+        let row = |p: &SlaPolicy| Ok(policy_row(p));
+        service::update_record(self.store(), ctx, old, new, "sla_policy.updated", row).await
     }
 
     /// The tenant's all in evaluation order (position, then id), inactive ones
@@ -807,31 +745,18 @@ impl SlaPolicies {
             .map(decode_policy)
             .collect()
     }
+}
 
+crmkit_core::record_verbs! {
+    SlaPolicies: SlaPolicy, SlaPolicyId;
+    /// A policy of the tenant (NotFound otherwise).
+    config_get(decode_policy);
     /// A page of the tenant's SLA all (every user may read them): filter and sort on
     /// [`POLICY_FIELDS`], keyset-paged. Policies are never deleted (deactivate them), so
-    /// [`Query::include_deleted`] changes nothing.
-    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<SlaPolicy>> {
-        list_page(
-            self.tickets.store(),
-            ctx,
-            q,
-            &POLICY_FIELDS,
-            Cond::True,
-            decode_policy,
-            |_| None,
-        )
-        .await
-    }
-
+    /// [`Query::include_deleted`](crmkit_core::Query::include_deleted) changes nothing.
+    config_list(POLICY_FIELDS, decode_policy);
     /// The audit trail of an SLA policy of the tenant, oldest first.
-    pub async fn audit(&self, ctx: &Ctx, id: SlaPolicyId) -> Result<Vec<AuditEntry>> {
-        self.get(ctx, id).await?;
-        self.tickets
-            .store()
-            .audit_of(ctx, &RecordRef::from(id))
-            .await
-    }
+    config_audit;
 }
 
 impl Tickets {

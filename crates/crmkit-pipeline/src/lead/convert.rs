@@ -308,18 +308,15 @@ impl Leads {
 
         // The lead: its versioned update goes first, so that of concurrent conversions
         // all but one fail on it (a Conflict) before touching anything else.
-        let now = ctx.now();
+        let mut lead_cs = Changeset::new(ctx);
         let mut new = old.clone();
         new.status = LeadStatus::Converted;
         new.disqualified_reason = None;
         new.converted_contact = Some(contact.record().id);
         new.converted_organization = org_id;
         new.converted_deal = deal.as_ref().map(|d| d.id);
-        new.converted_at = Some(now);
-        new.updated_at = now;
-        new.version = old.version + 1;
-        let mut lead_cs = Changeset::new(ctx);
-        self.change_writes(&mut lead_cs, &old, &new, "lead.converted", None)?;
+        new.converted_at = Some(lead_cs.at);
+        self.change_writes(&mut lead_cs, &old, &mut new, "lead.converted", None)?;
         let mut writes = lead_cs.writes;
         writes.append(&mut cs.writes);
         cs.writes = writes;

@@ -202,16 +202,11 @@ impl NewLead {
         }
     }
 
-    /// With an email.
-    pub fn email(mut self, email: impl Into<String>) -> Self {
-        self.emails.push(email.into());
-        self
-    }
-
-    /// With a phone.
-    pub fn phone(mut self, phone: PhoneInput) -> Self {
-        self.phones.push(phone);
-        self
+    crmkit_core::setters! {
+        /// With an email.
+        push email(emails): String;
+        /// With a phone.
+        push phone(phones): PhoneInput;
     }
 
     /// With a company name and domain.
@@ -221,7 +216,7 @@ impl NewLead {
         self
     }
 
-    setters! {
+    crmkit_core::setters! {
         /// With a job title.
         some job_title: String;
         /// With a company website.
@@ -294,7 +289,7 @@ pub struct LeadPatch {
 }
 
 impl LeadPatch {
-    setters! {
+    crmkit_core::setters! {
         /// New first name.
         some first_name: String;
         /// New last name.
