@@ -592,7 +592,7 @@ impl SlaCalendars {
         service::update_record(self.store(), ctx, old, new, "sla_calendar.updated", row).await
     }
 
-    /// The tenant's stored all, by name (then id).
+    /// The tenant's stored calendars, by name (then id).
     pub async fn all(&self, ctx: &Ctx) -> Result<Vec<StoredCalendar>> {
         let mut s = Select::new(CALENDAR_TABLE, Cond::True);
         s.order = vec![order("name"), order("id")];
@@ -611,7 +611,7 @@ crmkit_core::record_verbs! {
     SlaCalendars: StoredCalendar, CalendarId;
     /// A stored calendar of the tenant (NotFound otherwise).
     config_get(decode_calendar);
-    /// A page of the tenant's stored all (every user may read them): filter and
+    /// A page of the tenant's stored calendars (every user may read them): filter and
     /// sort on [`CALENDAR_FIELDS`], keyset-paged. Calendars are never deleted, so
     /// [`Query::include_deleted`](crmkit_core::Query::include_deleted) changes nothing.
     config_list(CALENDAR_FIELDS, decode_calendar);
@@ -731,7 +731,7 @@ impl SlaPolicies {
         service::update_record(self.store(), ctx, old, new, "sla_policy.updated", row).await
     }
 
-    /// The tenant's all in evaluation order (position, then id), inactive ones
+    /// The tenant's policies in evaluation order (position, then id), inactive ones
     /// included.
     pub async fn all(&self, ctx: &Ctx) -> Result<Vec<SlaPolicy>> {
         let mut s = Select::new(POLICY_TABLE, Cond::True);
@@ -751,7 +751,7 @@ crmkit_core::record_verbs! {
     SlaPolicies: SlaPolicy, SlaPolicyId;
     /// A policy of the tenant (NotFound otherwise).
     config_get(decode_policy);
-    /// A page of the tenant's SLA all (every user may read them): filter and sort on
+    /// A page of the tenant's SLA policies (every user may read them): filter and sort on
     /// [`POLICY_FIELDS`], keyset-paged. Policies are never deleted (deactivate them), so
     /// [`Query::include_deleted`](crmkit_core::Query::include_deleted) changes nothing.
     config_list(POLICY_FIELDS, decode_policy);
