@@ -129,7 +129,7 @@ fn patch_generic(s: &Setup, ids: &[ContactId], round: &mut usize) {
     block_on(async {
         for id in ids {
             let c = records.get(&s.ctx, "contact", id.as_uuid()).await.unwrap();
-            let v = crmkit::core::record::version_of(&c).unwrap();
+            let v = c.version().unwrap();
             divan::black_box(
                 records
                     .patch(
