@@ -2,7 +2,10 @@
 //! kind name (`crm.records()`, JSON values) next to the same call through the typed
 //! contacts API. The generic path checks the body against the kind's description, turns
 //! it into the typed input, runs the typed command and serialises the record to JSON; the
-//! ratio is what that costs. Target: <= 1.2 for both.
+//! ratio is what that costs. The generic side's result is a `Record`: the record's JSON
+//! text, ready to be written out (what an HTTP API returns), with its fields parsed only
+//! when read; the typed side returns the `Contact` and produces no JSON. Target: <= 1.2
+//! for both.
 //!
 //! Sizes: `CRMKIT_BENCH_RECORDS` contacts in the file (default 10 000), 1000 gets and 200
 //! patches per iteration.

@@ -9,7 +9,9 @@
 //! generic API is exactly the command of the typed one: same validation, same access
 //! rules, same derived writes, same events.
 //!
-//! [`Records`] (from [`Store::records`]) is that API by kind name and JSON values, which is
+//! [`Records`] (from [`Store::records`]) is that API by kind name and JSON values (bodies
+//! are `serde_json::Value` objects; records come back as a [`Record`], the JSON text of the
+//! typed record, serialised once, whose fields read as values), which is
 //! what everything that must treat every kind alike builds on (automation, an HTTP API and
 //! its OpenAPI document, import and export, merge, privacy export, sync). Before a body
 //! reaches a handler, [`Records`] checks it against the description: an unknown field, a
@@ -1053,7 +1055,8 @@ fn collect_references<'a>(ty: &'a FieldType, out: &mut Vec<&'a RecordKind>) {
     }
 }
 
-/// The generic record API: every kind by name, with JSON values. From [`Store::records`].
+/// The generic record API: every kind by name, with JSON values (bodies in, [`Record`]s
+/// out). From [`Store::records`].
 #[derive(Clone)]
 pub struct Records {
     store: Store,
