@@ -166,13 +166,13 @@ async fn demo(url: &str, describe: bool) -> crmkit::Result<()> {
             json!({"organization": org.id, "title": "Budget", "body": "Budget is approved."}),
         )
         .await?;
-    let id = Uuid::parse_str(created["id"].as_str().expect("an id")).expect("a UUID");
+    let id = created.id().expect("an id");
     let patched = records
         .patch(
             &ctx,
             "org_note",
             id,
-            created["version"].as_u64().expect("a version"),
+            created.version().expect("a version"),
             json!({"pinned": true, "title": "Budget approved"}),
         )
         .await?;

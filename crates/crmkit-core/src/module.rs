@@ -93,7 +93,9 @@ impl Module for CoreModule {
 /// A validated composition of modules, in dependency order, with the schema they make.
 #[derive(Clone)]
 pub struct Modules {
-    list: Vec<Arc<dyn Module>>,
+    // Shared: a `Store` (and so every module API built from one, such as the one the
+    // generic record API builds per call) clones the composition without copying it.
+    list: Arc<[Arc<dyn Module>]>,
     schema: Arc<Schema>,
     registry: Arc<Registry>,
 }
@@ -207,7 +209,7 @@ impl ModulesBuilder {
         )?;
         let registry = Registry::build(ordered.iter().flat_map(|m| m.record_kinds()).collect())?;
         Ok(Modules {
-            list: ordered,
+            list: ordered.into(),
             schema: Arc::new(schema),
             registry: Arc::new(registry),
         })

@@ -9,7 +9,9 @@
 //! generic API is exactly the command of the typed one: same validation, same access
 //! rules, same derived writes, same events.
 //!
-//! [`Records`] (from [`Store::records`]) is that API by kind name and JSON values, which is
+//! [`Records`] (from [`Store::records`]) is that API by kind name and JSON values (bodies
+//! are `serde_json::Value` objects; records come back as a [`Record`], the JSON text of the
+//! typed record, serialised once, whose fields read as values), which is
 //! what everything that must treat every kind alike builds on (automation, an HTTP API and
 //! its OpenAPI document, import and export, merge, privacy export, sync). Before a body
 //! reaches a handler, [`Records`] checks it against the description: an unknown field, a
@@ -40,11 +42,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, NaiveDate};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::Store;
@@ -60,6 +63,159 @@ use crate::store::BoxFuture;
 pub type Json = serde_json::Value;
 /// A body of field values.
 pub type JsonMap = serde_json::Map<String, Json>;
+
+/// A record as the generic API returns it: the JSON object of its fields (keys are the
+/// kind's field names), serialised once, straight from the module's typed record.
+///
+/// The JSON text is what an HTTP API writes out as is ([`Record::json`]; serialising a
+/// `Record` with serde_json writes the same text, without re-encoding it). The fields are
+/// parsed into a [`Json`] value the first time one is read ([`Record::get`],
+/// [`Record::value`], indexing), once per record, so a caller that only passes the record
+/// on pays for no value tree, and one that reads fields (automation) reads them like a
+/// `serde_json::Value`:
+///
+/// ```
+/// use crmkit_core::record::Record;
+///
+/// let r = Record::from_typed(&serde_json::json!({"id": "x", "version": 3, "tags": ["a"]}));
+/// assert_eq!(r.json(), r#"{"id":"x","tags":["a"],"version":3}"#);
+/// assert_eq!(r.version(), Some(3));
+/// assert_eq!(r["tags"][0], "a");
+/// assert!(r.get("nope").is_none());
+/// assert_eq!(serde_json::to_string(&r).unwrap(), r.json());
+/// ```
+///
+/// Two records are equal when their JSON values are (key order and number formatting
+/// aside). `Record` implements `Serialize` for serde_json only (it writes the raw text);
+/// for another format, serialise [`Record::value`].
+pub struct Record {
+    text: Box<RawValue>,
+    value: OnceLock<Json>,
+}
+
+impl Record {
+    /// Serialises a typed record (anything that serialises to a JSON object).
+    pub fn from_typed<T: Serialize + ?Sized>(record: &T) -> Record {
+        Record {
+            text: serde_json::value::to_raw_value(record).expect("records serialize to JSON"),
+            value: OnceLock::new(),
+        }
+    }
+
+    /// The record's JSON text, as it goes out (an HTTP response body).
+    pub fn json(&self) -> &str {
+        self.text.get()
+    }
+
+    /// The record's JSON text as a [`RawValue`] (to embed it in another serde_json
+    /// document unchanged).
+    pub fn raw(&self) -> &RawValue {
+        &self.text
+    }
+
+    /// The record as a JSON value, parsed from its text on first use.
+    pub fn value(&self) -> &Json {
+        self.value.get_or_init(|| {
+            serde_json::from_str(self.text.get()).expect("a record's own JSON parses")
+        })
+    }
+
+    /// The record as a JSON value, owned.
+    pub fn into_value(self) -> Json {
+        let Record { text, value } = self;
+        match value.into_inner() {
+            Some(v) => v,
+            None => serde_json::from_str(text.get()).expect("a record's own JSON parses"),
+        }
+    }
+
+    /// The fields, by name.
+    pub fn fields(&self) -> &JsonMap {
+        static EMPTY: OnceLock<JsonMap> = OnceLock::new();
+        self.value()
+            .as_object()
+            .unwrap_or_else(|| EMPTY.get_or_init(JsonMap::new))
+    }
+
+    /// Field `name`'s value (`None` when the record has no such field).
+    pub fn get(&self, name: &str) -> Option<&Json> {
+        self.value().get(name)
+    }
+
+    /// The record's `id`.
+    pub fn id(&self) -> Option<Uuid> {
+        self.get("id")
+            .and_then(Json::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+    }
+
+    /// The record's `version`, for callers chaining generic calls (see [`version_of`]).
+    pub fn version(&self) -> Option<u64> {
+        version_of(self.value())
+    }
+}
+
+impl From<Json> for Record {
+    fn from(v: Json) -> Record {
+        let r = Record::from_typed(&v);
+        // The value is at hand: reading fields need not parse the text again.
+        let _ = r.value.set(v);
+        r
+    }
+}
+
+impl Clone for Record {
+    fn clone(&self) -> Record {
+        Record {
+            text: self.text.clone(),
+            value: self.value.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.json())
+    }
+}
+
+impl std::fmt::Display for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.json())
+    }
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Record) -> bool {
+        self.json() == other.json() || self.value() == other.value()
+    }
+}
+
+impl PartialEq<Json> for Record {
+    fn eq(&self, other: &Json) -> bool {
+        self.value() == other
+    }
+}
+
+impl std::ops::Index<&str> for Record {
+    type Output = Json;
+    /// Field `name`'s value, `null` when there is none (as indexing a `Json` object).
+    fn index(&self, name: &str) -> &Json {
+        &self.value()[name]
+    }
+}
+
+impl Serialize for Record {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.text.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Record, D::Error> {
+        Json::deserialize(d).map(Record::from)
+    }
+}
 
 /// The type of a described field, as its JSON value has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -459,7 +615,8 @@ pub trait KindHandler: Send + Sync + 'static {
     }
 
     /// A record visible to the actor and not deleted.
-    fn get<'a>(&'a self, store: &'a Store, ctx: &'a Ctx, id: Uuid) -> BoxFuture<'a, Result<Json>>;
+    fn get<'a>(&'a self, store: &'a Store, ctx: &'a Ctx, id: Uuid)
+    -> BoxFuture<'a, Result<Record>>;
 
     /// A page of visible records.
     fn list<'a>(
@@ -467,7 +624,7 @@ pub trait KindHandler: Send + Sync + 'static {
         store: &'a Store,
         ctx: &'a Ctx,
         q: &'a Query,
-    ) -> BoxFuture<'a, Result<Page<Json>>>;
+    ) -> BoxFuture<'a, Result<Page<Record>>>;
 
     /// Creates a record.
     fn create<'a>(
@@ -475,7 +632,7 @@ pub trait KindHandler: Send + Sync + 'static {
         store: &'a Store,
         ctx: &'a Ctx,
         body: JsonMap,
-    ) -> BoxFuture<'a, Result<Json>> {
+    ) -> BoxFuture<'a, Result<Record>> {
         let _ = (store, ctx, body);
         Box::pin(async move { Err(unsupported(&self.describe().kind, "create")) })
     }
@@ -488,7 +645,7 @@ pub trait KindHandler: Send + Sync + 'static {
         id: Uuid,
         expected_version: u64,
         body: JsonMap,
-    ) -> BoxFuture<'a, Result<Json>> {
+    ) -> BoxFuture<'a, Result<Record>> {
         let _ = (store, ctx, id, expected_version, body);
         Box::pin(async move { Err(unsupported(&self.describe().kind, "patch")) })
     }
@@ -500,7 +657,7 @@ pub trait KindHandler: Send + Sync + 'static {
         ctx: &'a Ctx,
         id: Uuid,
         expected_version: u64,
-    ) -> BoxFuture<'a, Result<Json>> {
+    ) -> BoxFuture<'a, Result<Record>> {
         let _ = (store, ctx, id, expected_version);
         Box::pin(async move { Err(unsupported(&self.describe().kind, "delete")) })
     }
@@ -512,7 +669,7 @@ pub trait KindHandler: Send + Sync + 'static {
         ctx: &'a Ctx,
         id: Uuid,
         expected_version: u64,
-    ) -> BoxFuture<'a, Result<Json>> {
+    ) -> BoxFuture<'a, Result<Record>> {
         let _ = (store, ctx, id, expected_version);
         Box::pin(async move { Err(unsupported(&self.describe().kind, "restore")) })
     }
@@ -660,16 +817,16 @@ pub fn typed<T: TypedKind>(kind: T) -> Arc<dyn KindHandler> {
 
 struct Typed<T>(T);
 
-/// The record a typed call returns, as JSON.
-fn as_json<'a, R: Serialize>(
+/// The record a typed call returns, serialised once into a [`Record`].
+fn as_record<'a, R: Serialize>(
     call: impl Future<Output = Result<R>> + Send + 'a,
-) -> BoxFuture<'a, Result<Json>> {
-    Box::pin(async move { Ok(to_record(&call.await?)) })
+) -> BoxFuture<'a, Result<Record>> {
+    Box::pin(async move { Ok(Record::from_typed(&call.await?)) })
 }
 
-fn page_json<R: Serialize>(p: Page<R>) -> Page<Json> {
+fn page_records<R: Serialize>(p: Page<R>) -> Page<Record> {
     Page {
-        items: p.items.iter().map(to_record).collect(),
+        items: p.items.iter().map(Record::from_typed).collect(),
         next_cursor: p.next_cursor,
         total: p.total,
     }
@@ -684,8 +841,13 @@ impl<T: TypedKind> KindHandler for Typed<T> {
         self.0.describe_in(composed)
     }
 
-    fn get<'a>(&'a self, store: &'a Store, ctx: &'a Ctx, id: Uuid) -> BoxFuture<'a, Result<Json>> {
-        as_json(self.0.get(store, ctx, id))
+    fn get<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        id: Uuid,
+    ) -> BoxFuture<'a, Result<Record>> {
+        as_record(self.0.get(store, ctx, id))
     }
 
     fn list<'a>(
@@ -693,8 +855,8 @@ impl<T: TypedKind> KindHandler for Typed<T> {
         store: &'a Store,
         ctx: &'a Ctx,
         q: &'a Query,
-    ) -> BoxFuture<'a, Result<Page<Json>>> {
-        Box::pin(async move { Ok(page_json(self.0.list(store, ctx, q).await?)) })
+    ) -> BoxFuture<'a, Result<Page<Record>>> {
+        Box::pin(async move { Ok(page_records(self.0.list(store, ctx, q).await?)) })
     }
 
     fn create<'a>(
@@ -702,10 +864,10 @@ impl<T: TypedKind> KindHandler for Typed<T> {
         store: &'a Store,
         ctx: &'a Ctx,
         body: JsonMap,
-    ) -> BoxFuture<'a, Result<Json>> {
+    ) -> BoxFuture<'a, Result<Record>> {
         Box::pin(async move {
             let input = from_body(self.0.create_body(body))?;
-            Ok(to_record(&self.0.create(store, ctx, input).await?))
+            Ok(Record::from_typed(&self.0.create(store, ctx, input).await?))
         })
     }
 
@@ -716,10 +878,10 @@ impl<T: TypedKind> KindHandler for Typed<T> {
         id: Uuid,
         expected_version: u64,
         body: JsonMap,
-    ) -> BoxFuture<'a, Result<Json>> {
+    ) -> BoxFuture<'a, Result<Record>> {
         Box::pin(async move {
             let patch = from_body(self.0.patch_body(body))?;
-            Ok(to_record(
+            Ok(Record::from_typed(
                 &self
                     .0
                     .patch(store, ctx, id, expected_version, patch)
@@ -734,8 +896,8 @@ impl<T: TypedKind> KindHandler for Typed<T> {
         ctx: &'a Ctx,
         id: Uuid,
         expected_version: u64,
-    ) -> BoxFuture<'a, Result<Json>> {
-        as_json(self.0.delete(store, ctx, id, expected_version))
+    ) -> BoxFuture<'a, Result<Record>> {
+        as_record(self.0.delete(store, ctx, id, expected_version))
     }
 
     fn restore<'a>(
@@ -744,8 +906,8 @@ impl<T: TypedKind> KindHandler for Typed<T> {
         ctx: &'a Ctx,
         id: Uuid,
         expected_version: u64,
-    ) -> BoxFuture<'a, Result<Json>> {
-        as_json(self.0.restore(store, ctx, id, expected_version))
+    ) -> BoxFuture<'a, Result<Record>> {
+        as_record(self.0.restore(store, ctx, id, expected_version))
     }
 
     fn audit<'a>(
@@ -755,6 +917,22 @@ impl<T: TypedKind> KindHandler for Typed<T> {
         id: Uuid,
     ) -> BoxFuture<'a, Result<Vec<AuditEntry>>> {
         Box::pin(self.0.audit(store, ctx, id))
+    }
+
+    /// The typed get, without serialising a record nobody reads.
+    fn visible<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        id: Uuid,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            match self.0.get(store, ctx, id).await {
+                Ok(_) => Ok(true),
+                Err(Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
     }
 }
 
@@ -877,7 +1055,8 @@ fn collect_references<'a>(ty: &'a FieldType, out: &mut Vec<&'a RecordKind>) {
     }
 }
 
-/// The generic record API: every kind by name, with JSON values. From [`Store::records`].
+/// The generic record API: every kind by name, with JSON values (bodies in, [`Record`]s
+/// out). From [`Store::records`].
 #[derive(Clone)]
 pub struct Records {
     store: Store,
@@ -936,14 +1115,14 @@ impl Records {
     }
 
     /// A visible, live record.
-    pub async fn get(&self, ctx: &Ctx, kind: &str, id: Uuid) -> Result<Json> {
+    pub async fn get(&self, ctx: &Ctx, kind: &str, id: Uuid) -> Result<Record> {
         let e = self.registry().entry(kind)?;
         e.handler.get(&self.store, ctx, id).await
     }
 
     /// A page of visible records (the query's filter names are the kind's
     /// [`KindDescription::query`] names).
-    pub async fn list(&self, ctx: &Ctx, kind: &str, q: &Query) -> Result<Page<Json>> {
+    pub async fn list(&self, ctx: &Ctx, kind: &str, q: &Query) -> Result<Page<Record>> {
         let e = self.registry().entry(kind)?;
         e.handler
             .list(&self.store, ctx, q)
@@ -952,7 +1131,7 @@ impl Records {
     }
 
     /// Creates a record from a JSON object of field values.
-    pub async fn create(&self, ctx: &Ctx, kind: &str, body: Json) -> Result<Json> {
+    pub async fn create(&self, ctx: &Ctx, kind: &str, body: Json) -> Result<Record> {
         let e = self.registry().entry(kind)?;
         let d = &e.description;
         if !d.lifecycle.create {
@@ -974,7 +1153,7 @@ impl Records {
         id: Uuid,
         expected_version: u64,
         body: Json,
-    ) -> Result<Json> {
+    ) -> Result<Record> {
         let e = self.registry().entry(kind)?;
         let d = &e.description;
         if !d.lifecycle.patch {
@@ -994,7 +1173,7 @@ impl Records {
         kind: &str,
         id: Uuid,
         expected_version: u64,
-    ) -> Result<Json> {
+    ) -> Result<Record> {
         let e = self.registry().entry(kind)?;
         e.handler
             .delete(&self.store, ctx, id, expected_version)
@@ -1008,7 +1187,7 @@ impl Records {
         kind: &str,
         id: Uuid,
         expected_version: u64,
-    ) -> Result<Json> {
+    ) -> Result<Record> {
         let e = self.registry().entry(kind)?;
         e.handler
             .restore(&self.store, ctx, id, expected_version)
@@ -1571,15 +1750,15 @@ mod tests {
                 FieldType::AnyReference(targets),
             ))
         }
-        fn get<'a>(&'a self, _: &'a Store, _: &'a Ctx, _: Uuid) -> BoxFuture<'a, Result<Json>> {
-            Box::pin(async { Ok(Json::Null) })
+        fn get<'a>(&'a self, _: &'a Store, _: &'a Ctx, _: Uuid) -> BoxFuture<'a, Result<Record>> {
+            Box::pin(async { Ok(Record::from(Json::Null)) })
         }
         fn list<'a>(
             &'a self,
             _: &'a Store,
             _: &'a Ctx,
             _: &'a Query,
-        ) -> BoxFuture<'a, Result<Page<Json>>> {
+        ) -> BoxFuture<'a, Result<Page<Record>>> {
             Box::pin(async { Err(Error::storage("unused")) })
         }
         fn audit<'a>(
@@ -1610,7 +1789,7 @@ mod tests {
                 s: &'a Store,
                 c: &'a Ctx,
                 id: Uuid,
-            ) -> BoxFuture<'a, Result<Json>> {
+            ) -> BoxFuture<'a, Result<Record>> {
                 Narrowing.get(s, c, id)
             }
             fn list<'a>(
@@ -1618,7 +1797,7 @@ mod tests {
                 s: &'a Store,
                 c: &'a Ctx,
                 q: &'a Query,
-            ) -> BoxFuture<'a, Result<Page<Json>>> {
+            ) -> BoxFuture<'a, Result<Page<Record>>> {
                 Narrowing.list(s, c, q)
             }
             fn audit<'a>(

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use crmkit_core::record::{FieldAccess, FieldType, Json, KindDescription};
+use crmkit_core::record::{FieldAccess, FieldType, Json, KindDescription, Record};
 use crmkit_core::store::BoxFuture;
 use crmkit_core::{Ctx, Error, Query, Store};
 use serde_json::json;
@@ -156,19 +156,17 @@ pub async fn describe_all(store: &Store) -> CheckResult {
     Ok(())
 }
 
-fn id_of(v: &Json) -> CheckResult<Uuid> {
-    v.get("id")
-        .and_then(Json::as_str)
-        .and_then(|s| Uuid::parse_str(s).ok())
+fn id_of(v: &Record) -> CheckResult<Uuid> {
+    v.id()
         .ok_or_else(|| Failure::new(format!("record without an id: {v}")))
 }
 
-fn version_of(v: &Json) -> CheckResult<u64> {
-    crmkit_core::record::version_of(v)
+fn version_of(v: &Record) -> CheckResult<u64> {
+    v.version()
         .ok_or_else(|| Failure::new(format!("record without a version: {v}")))
 }
 
-async fn create(store: &Store, k: &KindFixture, f: &Fixture, ctx: &Ctx) -> CheckResult<Json> {
+async fn create(store: &Store, k: &KindFixture, f: &Fixture, ctx: &Ctx) -> CheckResult<Record> {
     let body = (k.body)(f).await?;
     store
         .records()
@@ -177,11 +175,11 @@ async fn create(store: &Store, k: &KindFixture, f: &Fixture, ctx: &Ctx) -> Check
         .at(&format!("create {}", k.kind))
 }
 
-fn in_page(page: &crmkit_core::Page<Json>, id: Uuid) -> bool {
+fn in_page(page: &crmkit_core::Page<Record>, id: Uuid) -> bool {
     page.items.iter().any(|r| id_of(r).ok() == Some(id))
 }
 
-async fn list_all(store: &Store, ctx: &Ctx, kind: &str, deleted: bool) -> CheckResult<Vec<Json>> {
+async fn list_all(store: &Store, ctx: &Ctx, kind: &str, deleted: bool) -> CheckResult<Vec<Record>> {
     let mut q = Query::new().limit(1000);
     if deleted {
         q = q.include_deleted();
@@ -302,7 +300,7 @@ async fn change_of(
     store: &Store,
     f: &Fixture,
     k: &KindFixture,
-    before: &Json,
+    before: &Record,
     audit_before: usize,
     seq_before: u64,
 ) -> CheckResult<Change> {
@@ -310,15 +308,13 @@ async fn change_of(
     let r = store.records();
     let after = r.get(&f.admin, k.kind, id).await.at("get after change")?;
     let mut fields = BTreeMap::new();
-    if let (Some(b), Some(a)) = (before.as_object(), after.as_object()) {
-        for (key, av) in a {
-            if key == "updated_at" {
-                continue;
-            }
-            let bv = b.get(key).cloned().unwrap_or(Json::Null);
-            if &bv != av {
-                fields.insert(key.clone(), (bv, av.clone()));
-            }
+    for (key, av) in after.fields() {
+        if key == "updated_at" {
+            continue;
+        }
+        let bv = before.get(key).cloned().unwrap_or(Json::Null);
+        if &bv != av {
+            fields.insert(key.clone(), (bv, av.clone()));
         }
     }
     let audit = r
@@ -729,7 +725,7 @@ pub async fn references(store: &Store, k: &KindFixture) -> CheckResult {
             .expect("more than one fixture");
         let wrong = id_of(&create(store, wrong_kind, &a, &a.rep_y).await?)?;
         targets.push(("wrong kind", wrong));
-        let expected_of = |out: crmkit_core::Result<Json>| match out {
+        let expected_of = |out: crmkit_core::Result<Record>| match out {
             Err(Error::Validation(v)) => Ok(v
                 .errors
                 .iter()
@@ -838,7 +834,7 @@ async fn any_references(
             let one = json!({"kind": kind, "id": id});
             if list { json!([one]) } else { one }
         };
-        let named = |out: crmkit_core::Result<Json>| match out {
+        let named = |out: crmkit_core::Result<Record>| match out {
             Err(Error::Validation(v)) => Ok(v
                 .errors
                 .iter()
