@@ -417,15 +417,29 @@ impl SqliteBackend {
         f(&guard.0)
     }
 
-    fn apply(&self, conn: &Connection, tenant: TenantId, w: &Write) -> Result<()> {
+    fn apply<'c>(
+        &self,
+        conn: &'c Connection,
+        inserts: &mut Inserts<'c>,
+        tenant: TenantId,
+        w: &Write,
+    ) -> Result<()> {
         let r = &self.render;
         let t = r.write_table(w)?;
         match w {
             Write::Insert { table, row } => {
                 // The hottest write (imports, audit entries, events): bound straight from
-                // the row, with no copy of its text.
+                // the row, with no copy of its text, through the table's statement held
+                // for the commit (not looked up in rusqlite's cache by its SQL per row).
                 let (_, sql) = r.insert_sql(table, row)?;
-                let mut st = conn.prepare_cached(sql).map_err(storage)?;
+                let st = match inserts.iter().position(|(name, _)| *name == t.name) {
+                    Some(i) => &mut inserts[i].1,
+                    None => {
+                        let st = conn.prepare_cached(sql).map_err(storage)?;
+                        inserts.push((t.name, st));
+                        &mut inserts.last_mut().expect("just pushed").1
+                    }
+                };
                 let cells =
                     std::iter::once(Cell::uuid(&tenant.as_uuid())).chain(row.iter().map(Cell::of));
                 st.execute(rusqlite::params_from_iter(cells))
@@ -485,13 +499,14 @@ impl SqliteBackend {
     fn commit_in(&self, conn: &Connection, cs: &Changeset, fault: Option<Fault>) -> Result<Commit> {
         let mut steps = Steps::new(fault);
         let tenant = cs.tenant;
+        let mut inserts = Inserts::new();
         for w in &cs.writes {
             steps.step()?;
-            self.apply(conn, tenant, w)?;
+            self.apply(conn, &mut inserts, tenant, w)?;
         }
         for w in cs.audit_writes() {
             steps.step()?;
-            self.apply(conn, tenant, &w)?;
+            self.apply(conn, &mut inserts, tenant, &w)?;
         }
         let n = cs.events.len() as u64;
         if n == 0 {
@@ -508,13 +523,16 @@ impl SqliteBackend {
         let first = last + 1 - n;
         for w in cs.event_writes(first) {
             steps.step()?;
-            self.apply(conn, tenant, &w)?;
+            self.apply(conn, &mut inserts, tenant, &w)?;
         }
         Ok(Commit {
             events: Some((first, last)),
         })
     }
 }
+
+/// The INSERT statements of one commit, by table (a handful per commit).
+type Inserts<'c> = Vec<(&'static str, rusqlite::CachedStatement<'c>)>;
 
 /// Commits on success, rolls back on error.
 fn finish<T>(conn: &Connection, r: Result<T>) -> Result<T> {
