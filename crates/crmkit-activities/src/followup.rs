@@ -95,18 +95,113 @@ fn key_cond(kind: &RecordKind, id: uuid::Uuid) -> Cond {
 
 /// Whether a record snapshot (an event payload) is active: not deleted, not won or lost,
 /// not disqualified or converted. `None` when the payload is not a snapshot.
+///
+/// Only the four fields it looks at are read; the rest of the snapshot is skipped without
+/// building a JSON tree (this runs for every record an import creates).
 fn active_of(payload: &str) -> Option<bool> {
-    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
-    let o = v.as_object()?;
-    if !o.contains_key("deleted_at") {
+    if !payload.trim_start().starts_with('{') {
         return None;
     }
-    let set = |k: &str| o.get(k).is_some_and(|x| !x.is_null());
-    let closed_status = matches!(
-        o.get("status").and_then(|s| s.as_str()),
-        Some("converted" | "disqualified" | "won" | "lost")
-    );
-    Some(!(set("deleted_at") || set("won_at") || set("lost_at") || closed_status))
+    let s: Snapshot = serde_json::from_str(payload).ok()?;
+    s.deleted_at.as_ref()?;
+    let set = |f: &Option<Set>| f.as_ref().is_some_and(|x| x.0);
+    Some(
+        !(set(&s.deleted_at) || set(&s.won_at) || set(&s.lost_at) || s.status.is_some_and(|c| c.0)),
+    )
+}
+
+/// The fields of a snapshot [`active_of`] reads (the others are skipped).
+#[derive(serde::Deserialize)]
+struct Snapshot {
+    #[serde(default, deserialize_with = "present")]
+    deleted_at: Option<Set>,
+    #[serde(default, deserialize_with = "present")]
+    won_at: Option<Set>,
+    #[serde(default, deserialize_with = "present")]
+    lost_at: Option<Set>,
+    #[serde(default, deserialize_with = "present")]
+    status: Option<Closed>,
+}
+
+/// A field that is there (`None` only when it is missing, not when it is null).
+fn present<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// A field that is present: whether it is set (not null). Any JSON value is accepted.
+struct Set(bool);
+
+/// A `status` field: whether it is one of the closed statuses (text only).
+struct Closed(bool);
+
+/// Reads any JSON value, skipping its contents, into what `f` makes of it (`None` for
+/// null, the text for a string, `Some("")` for anything else).
+struct AnyValue<F>(F);
+
+impl<'de, T, F: FnOnce(Option<&str>) -> T> serde::de::Visitor<'de> for AnyValue<F> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> std::result::Result<T, E> {
+        Ok((self.0)(None))
+    }
+    fn visit_none<E>(self) -> std::result::Result<T, E> {
+        Ok((self.0)(None))
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<T, D::Error> {
+        <serde::de::IgnoredAny as serde::Deserialize>::deserialize(d)?;
+        Ok((self.0)(Some("")))
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<T, E> {
+        Ok((self.0)(Some("")))
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<T, E> {
+        Ok((self.0)(Some("")))
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<T, E> {
+        Ok((self.0)(Some("")))
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<T, E> {
+        Ok((self.0)(Some("")))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<T, E> {
+        // Text is passed on as text; `Some("")` from the other visits is never a status.
+        Ok((self.0)(Some(v)))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> std::result::Result<T, A::Error> {
+        while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok((self.0)(Some("")))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> std::result::Result<T, A::Error> {
+        while a
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok((self.0)(Some("")))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Set {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(AnyValue(|v: Option<&str>| Set(v.is_some())))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Closed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(AnyValue(|v: Option<&str>| {
+            Closed(matches!(
+                v,
+                Some("converted" | "disqualified" | "won" | "lost")
+            ))
+        }))
+    }
 }
 
 /// Adds the follow-up writes that `cs`'s events call for: a row for each tracked record
@@ -190,5 +285,21 @@ mod tests {
         );
         assert_eq!(active_of(r#"{"status":"won"}"#), None, "not a snapshot");
         assert_eq!(active_of("not json"), None);
+        assert_eq!(active_of("[null, null]"), None);
+        // Other fields of any type are skipped; a non-text status is not closed.
+        assert_eq!(
+            active_of(
+                r#"{"id":"x","tags":["a",{"b":[1,2.5,true]}],"deleted_at":null,"status":{"won":1},"lost_at":null,"n":-3}"#
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            active_of(r#"{"deleted_at":null,"lost_at":{"at":1},"status":"open"}"#),
+            Some(false)
+        );
+        assert_eq!(
+            active_of(r#"{"deleted_at":null,"status":null}"#),
+            Some(true)
+        );
     }
 }

@@ -3,10 +3,11 @@
 use crmkit_core::event::decode_timestamp;
 use crmkit_core::query::{FieldSpec, FieldType, RecordFields};
 use crmkit_core::row::{
+    cell_json, cell_opt_text, cell_opt_timestamp, cell_str, cell_text, cell_timestamp, cell_uuid,
     from_json, json, opt_timestamp as opt_ts, take_opt_text as opt_text, take_text as text, uuid,
 };
 use crmkit_core::store::columns;
-use crmkit_core::store::{ColumnType, IndexDef, Row, TableDef, Value};
+use crmkit_core::store::{CellRef, ColumnType, IndexDef, Row, RowRef, TableDef, Value};
 use crmkit_core::text::fold;
 use crmkit_core::{
     ContactId, Currency, Error, Money, OrganizationId, RecordKind, Result, TeamId, UserId,
@@ -195,31 +196,47 @@ pub(crate) fn contact_row(c: &Contact) -> Row {
     ]
 }
 
-pub(crate) fn decode_contact(mut r: Vec<Value>) -> Result<Contact> {
+pub(crate) fn decode_contact(r: Vec<Value>) -> Result<Contact> {
+    let cells: Vec<CellRef<'_>> = r.iter().map(Value::as_cell).collect();
+    decode_contact_cells(&cells)
+}
+
+/// A contact from its row as the backend hands it over: cells read in place are decoded
+/// without building a [`Row`] first.
+pub(crate) fn decode_contact_row(r: RowRef<'_>) -> Result<Contact> {
+    match r {
+        RowRef::Cells(cells) => decode_contact_cells(cells),
+        RowRef::Owned(row) => decode_contact(row),
+    }
+}
+
+fn decode_contact_cells(r: &[CellRef<'_>]) -> Result<Contact> {
     let bad = |what: &str| Error::storage(format!("malformed contact row: {what}"));
+    if r.len() != PERSON_COLUMNS.len() {
+        return Err(bad("columns"));
+    }
     Ok(Contact {
-        id: ContactId::from_uuid(uuid(&r[0])?),
-        first_name: text(&mut r[1])?,
-        last_name: text(&mut r[3])?,
-        emails: from_json(&r[8])?,
-        phones: from_json(&r[10])?,
-        job_title: opt_text(&mut r[11]),
+        id: ContactId::from_uuid(cell_uuid(&r[0])?),
+        first_name: cell_text(&r[1])?,
+        last_name: cell_text(&r[3])?,
+        emails: cell_json(&r[8])?,
+        phones: cell_json(&r[10])?,
+        job_title: cell_opt_text(&r[11]),
         organization: r[13].as_uuid().map(OrganizationId::from_uuid),
-        owner: UserId::from_uuid(uuid(&r[14])?),
+        owner: UserId::from_uuid(cell_uuid(&r[14])?),
         team: r[15].as_uuid().map(TeamId::from_uuid),
-        lifecycle_stage: LifecycleStage::parse(&text(&mut r[16])?)
+        lifecycle_stage: LifecycleStage::parse(cell_str(&r[16])?)
             .ok_or_else(|| bad("lifecycle_stage"))?,
         consent: Consent {
-            status: ConsentStatus::parse(&text(&mut r[17])?)
-                .ok_or_else(|| bad("consent_status"))?,
-            source: opt_text(&mut r[18]),
-            at: opt_ts(&r[19])?,
+            status: ConsentStatus::parse(cell_str(&r[17])?).ok_or_else(|| bad("consent_status"))?,
+            source: cell_opt_text(&r[18]),
+            at: cell_opt_timestamp(&r[19])?,
         },
-        tags: from_json(&r[20])?,
-        custom: from_json(&r[21])?,
-        created_at: decode_timestamp(&r[22])?,
-        updated_at: decode_timestamp(&r[23])?,
-        deleted_at: opt_ts(&r[24])?,
+        tags: cell_json(&r[20])?,
+        custom: cell_json(&r[21])?,
+        created_at: cell_timestamp(&r[22])?,
+        updated_at: cell_timestamp(&r[23])?,
+        deleted_at: cell_opt_timestamp(&r[24])?,
         version: r[25].as_int().ok_or_else(|| bad("version"))? as u64,
     })
 }

@@ -11,7 +11,8 @@ crmkit_core::stored_record!(
     crmkit_core::ContactId,
     RecordKind::CONTACT,
     PERSON_TABLE,
-    rows::decode_contact
+    rows::decode_contact,
+    rows: rows::decode_contact_row
 );
 crmkit_core::stored_record!(
     Organization,

@@ -422,13 +422,24 @@ enum OrderSource {
     Custom(String, &'static str, Option<Value>),
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x100000001b3);
+/// FNV-1a over text written into it (a `fmt::Write`), so a fingerprint is hashed from
+/// its formatted parts without building the string.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf29ce484222325)
     }
-    h
+}
+
+impl std::fmt::Write for Fnv {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for b in s.bytes() {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x100000001b3);
+        }
+        Ok(())
+    }
 }
 
 fn bad_field(section: &str, name: &str, reason: impl Into<String>) -> Error {
@@ -527,11 +538,20 @@ impl RecordFields {
             custom: None,
         });
         sources.push(OrderSource::Column(table_def_pos("id")?, None));
-        let fingerprint = fnv(format!(
-            "{tenant}|{}|{:?}|{:?}|{}",
-            self.table, cond, order, q.include_deleted
-        )
-        .as_bytes());
+        // The FNV-1a hash of `"{tenant}|{table}|{cond:?}|{order:?}|{include_deleted}"`,
+        // hashed as it is formatted.
+        let fingerprint = {
+            let mut h = Fnv::new();
+            std::fmt::Write::write_fmt(
+                &mut h,
+                format_args!(
+                    "{tenant}|{}|{:?}|{:?}|{}",
+                    self.table, cond, order, q.include_deleted
+                ),
+            )
+            .expect("hashing cannot fail");
+            h.0
+        };
         let after = match &q.cursor {
             None => None,
             Some(c) => {
@@ -882,12 +902,24 @@ fn encode_cursor(fingerprint: u64, vals: &[Value]) -> String {
             .collect(),
     };
     let json = serde_json::to_vec(&body).expect("cursor serializes");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(json.len() * 2 + 2);
     out.push_str("c1");
     for b in json {
-        out.push_str(&format!("{b:02x}"));
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     out
+}
+
+/// The value of one lowercase or uppercase hex digit.
+fn hex_digit(d: u8) -> Option<u8> {
+    match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        b'A'..=b'F' => Some(d - b'A' + 10),
+        _ => None,
+    }
 }
 
 fn decode_cursor(c: &str, fingerprint: u64, order: &[OrderKey]) -> Result<Vec<Value>> {
@@ -896,10 +928,12 @@ fn decode_cursor(c: &str, fingerprint: u64, order: &[OrderKey]) -> Result<Vec<Va
     if hex.len() % 2 != 0 || hex.len() > 16_384 {
         return Err(bad());
     }
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
-        .collect::<Result<Vec<u8>>>()?;
+    let bytes = hex
+        .as_bytes()
+        .chunks_exact(2)
+        .map(|p| Some(hex_digit(p[0])? << 4 | hex_digit(p[1])?))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
     let body: CursorBody = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     if body.f != fingerprint || body.k.len() != order.len() {
         return Err(bad());

@@ -3,7 +3,8 @@
 //! amount or a JSON column the same way.
 //!
 //! Decoding takes text out of the row (`&mut Value`) instead of copying it: a row is
-//! decoded once.
+//! decoded once. The `cell_*` functions decode borrowed cells ([`CellRef`], rows a backend
+//! reads in place), copying only the text the record keeps.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -12,7 +13,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::money::{Currency, Money};
-use crate::store::Value;
+use crate::store::{CellRef, Value};
 
 /// A value as a JSON text cell.
 pub fn json<T: Serialize>(v: &T) -> Value {
@@ -104,5 +105,57 @@ pub fn opt_money(units: &Value, code: &Value) -> Result<Option<Money>> {
             Ok(Some(Money::from_storage_units(*u, Currency::parse(c)?)))
         }
         _ => Ok(None),
+    }
+}
+
+/// The text of a NOT NULL text cell, borrowed.
+pub fn cell_str<'a>(c: &CellRef<'a>) -> Result<&'a str> {
+    match *c {
+        CellRef::Text(s) => Ok(s),
+        _ => Err(Error::storage("expected a text cell")),
+    }
+}
+
+/// The text of a NOT NULL text cell, copied.
+pub fn cell_text(c: &CellRef<'_>) -> Result<String> {
+    cell_str(c).map(str::to_owned)
+}
+
+/// The text of a nullable text cell, copied.
+pub fn cell_opt_text(c: &CellRef<'_>) -> Option<String> {
+    match *c {
+        CellRef::Text(s) => Some(s.to_owned()),
+        _ => None,
+    }
+}
+
+/// A NOT NULL UUID cell.
+pub fn cell_uuid(c: &CellRef<'_>) -> Result<Uuid> {
+    c.as_uuid()
+        .ok_or_else(|| Error::storage("expected an id cell"))
+}
+
+/// A value from a JSON text cell.
+pub fn cell_json<T: DeserializeOwned>(c: &CellRef<'_>) -> Result<T> {
+    serde_json::from_str(
+        c.as_text()
+            .ok_or_else(|| Error::storage("expected a JSON text cell"))?,
+    )
+    .map_err(|e| Error::storage_from("malformed JSON cell", e))
+}
+
+/// A NOT NULL timestamp cell (microseconds since the epoch).
+pub fn cell_timestamp(c: &CellRef<'_>) -> Result<DateTime<Utc>> {
+    c.as_int()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| Error::storage(format!("bad timestamp value {:?}", c.to_value())))
+}
+
+/// A nullable timestamp cell.
+pub fn cell_opt_timestamp(c: &CellRef<'_>) -> Result<Option<DateTime<Utc>>> {
+    if c.is_null() {
+        Ok(None)
+    } else {
+        cell_timestamp(c).map(Some)
     }
 }

@@ -16,7 +16,7 @@ use crate::custom::{CustomValue, CustomValues};
 use crate::error::{Error, Result, ValidationErrors};
 use crate::event::AuditChange;
 use crate::id::{RecordKind, RecordRef, TeamId, UserId};
-use crate::store::{Cond, TableDef, Value};
+use crate::store::{Cond, Row, RowRef, TableDef, Value};
 
 /// The condition a list query is and-ed with: not soft-deleted (unless asked), and
 /// visible to the actor (Admin and Manager see all; others their own and their teams').
@@ -339,13 +339,36 @@ pub fn stage_soft_delete<T: Serialize>(cs: &mut crate::Changeset, d: SoftDelete<
 ///
 /// `custom_of` gives a decoded record's custom values (for cursors on custom sort keys);
 /// kinds without custom fields return `None`.
-pub async fn list_page<T>(
+pub async fn list_page<T: Send>(
     store: &Store,
     ctx: &Ctx,
     q: &crate::query::Query,
     fields: &crate::query::RecordFields,
     scope: Cond,
-    decode: impl Fn(Vec<Value>) -> Result<T>,
+    decode: impl Fn(Vec<Value>) -> Result<T> + Send,
+    custom_of: impl Fn(&T) -> Option<&CustomValues>,
+) -> Result<crate::query::Page<T>> {
+    list_rows(
+        store,
+        ctx,
+        q,
+        fields,
+        scope,
+        move |row| decode(row.into_row()),
+        custom_of,
+    )
+    .await
+}
+
+/// [`list_page`] with rows decoded as the backend hands them over ([`RowRef`]): a kind
+/// that decodes borrowed cells reads a page without a `String` per text cell.
+async fn list_rows<T: Send>(
+    store: &Store,
+    ctx: &Ctx,
+    q: &crate::query::Query,
+    fields: &crate::query::RecordFields,
+    scope: Cond,
+    decode: impl Fn(RowRef<'_>) -> Result<T> + Send,
     custom_of: impl Fn(&T) -> Option<&CustomValues>,
 ) -> Result<crate::query::Page<T>> {
     let custom = if q.mentions_custom() && fields.custom_column.is_some() {
@@ -355,30 +378,35 @@ pub async fn list_page<T>(
     };
     let table = store.backend().schema().table(fields.table)?;
     let compiled = fields.compile(table, ctx.tenant(), q, &custom, scope)?;
-    let mut rows = store
-        .backend()
-        .select(ctx.tenant(), &compiled.select)
-        .await?;
-    let more = rows.len() > compiled.limit as usize;
-    rows.truncate(compiled.limit as usize);
+    let limit = compiled.limit as usize;
+    // The select asks for one row more than the page: it is counted, not decoded. The
+    // page's last row is kept (copied) for the next cursor, which is built from its sort
+    // values (and, for custom sort keys, the decoded record's custom values).
+    let mut items: Vec<T> = Vec::with_capacity(limit.min(64));
+    let mut last_row: Option<Row> = None;
+    let mut more = false;
+    {
+        let (items, last_row, more) = (&mut items, &mut last_row, &mut more);
+        let mut sink = move |row: RowRef<'_>| -> Result<()> {
+            if items.len() >= limit {
+                *more = true;
+                return Ok(());
+            }
+            if items.len() + 1 == limit {
+                *last_row = Some(row.to_row());
+            }
+            items.push(decode(row)?);
+            Ok(())
+        };
+        store
+            .backend()
+            .select_with(ctx.tenant(), &compiled.select, &mut sink)
+            .await?;
+    }
     let empty = CustomValues::new();
-    // Without a custom sort key the cursor comes from the last row alone, before decoding
-    // takes the row apart (no copy of it); with one it needs the decoded custom values.
-    let custom_sort = q.sort.iter().any(|s| s.field.starts_with("custom."));
-    let early_cursor = match rows.last() {
-        Some(row) if more && !custom_sort => Some(fields.cursor_after(&compiled, row, &empty)),
-        _ => None,
-    };
-    let last_row = if more && custom_sort {
-        rows.last().cloned()
-    } else {
-        None
-    };
-    let items = rows.into_iter().map(decode).collect::<Result<Vec<T>>>()?;
-    let next_cursor = match (early_cursor, last_row, items.last()) {
-        (Some(c), _, _) => Some(c),
-        (None, Some(row), Some(last)) => {
-            Some(fields.cursor_after(&compiled, &row, custom_of(last).unwrap_or(&empty)))
+    let next_cursor = match (more, &last_row, items.last()) {
+        (true, Some(row), Some(last)) => {
+            Some(fields.cursor_after(&compiled, row, custom_of(last).unwrap_or(&empty)))
         }
         _ => None,
     };
@@ -410,7 +438,7 @@ pub async fn list_visible<R: StoredRecord>(
     custom_of: impl Fn(&R) -> Option<&CustomValues>,
 ) -> Result<crate::query::Page<R>> {
     let scope = visibility_scope(ctx, q.include_deleted);
-    list_page(store, ctx, q, fields, scope, R::decode, custom_of).await
+    list_rows(store, ctx, q, fields, scope, R::decode_row, custom_of).await
 }
 
 /// Adds the audit entry (`*`, the whole record as its new value) and the
@@ -462,6 +490,11 @@ pub trait VersionedRecord: Serialize + Clone + Send + Sync {
 pub trait StoredRecord: VersionedRecord {
     /// Decodes a full row of [`VersionedRecord::TABLE`].
     fn decode(row: Vec<Value>) -> Result<Self>;
+    /// Decodes a full row as a backend hands it over ([`RowRef`]); kinds that can decode
+    /// borrowed cells without building a row first override it.
+    fn decode_row(row: RowRef<'_>) -> Result<Self> {
+        Self::decode(row.into_row())
+    }
     /// Its owner and team, for record-level access.
     fn access(&self) -> (Option<UserId>, Option<TeamId>);
     /// When it was soft-deleted.
@@ -500,7 +533,21 @@ pub async fn load<R: StoredRecord>(
     id: R::Id,
     deleted: Option<bool>,
 ) -> Result<R> {
-    let r = R::decode(row_by_id(store, ctx, R::TABLE, R::KIND, id).await?)?;
+    // The row is decoded as the backend hands it over (see `StoredRecord::decode_row`).
+    let key = [Value::Uuid(id.into())];
+    let mut found: Option<R> = None;
+    {
+        let found = &mut found;
+        let mut sink = move |row: RowRef<'_>| -> Result<()> {
+            *found = Some(R::decode_row(row)?);
+            Ok(())
+        };
+        store
+            .backend()
+            .get_with(ctx.tenant(), R::TABLE, &key, &mut sink)
+            .await?;
+    }
+    let r = found.ok_or_else(|| Error::not_found(R::KIND, id))?;
     let (owner, team) = r.access();
     if !ctx.actor().can_see(owner, team) || deleted.is_some_and(|d| d != r.deleted_at().is_some()) {
         return Err(Error::not_found(R::KIND, id));
@@ -707,16 +754,22 @@ macro_rules! versioned_record {
 /// The crate using it must depend on `chrono`.
 #[macro_export]
 macro_rules! stored_record {
-    ($ty:ty, $id:ty, $kind:expr, $table:expr, $decode:expr) => {
+    ($ty:ty, $id:ty, $kind:expr, $table:expr, $decode:expr $(, rows: $rows:expr)?) => {
         $crate::stored_record!($ty, $id, $kind, $table, $decode,
-            access: |r| (Some(r.owner), r.team));
+            access: |r| (Some(r.owner), r.team) $(, rows: $rows)?);
     };
-    ($ty:ty, $id:ty, $kind:expr, $table:expr, $decode:expr, access: |$r:ident| $access:expr) => {
+    ($ty:ty, $id:ty, $kind:expr, $table:expr, $decode:expr, access: |$r:ident| $access:expr
+        $(, rows: $rows:expr)?) => {
         $crate::versioned_record!($ty, $id, $kind, $table);
         impl $crate::service::StoredRecord for $ty {
             fn decode(row: ::std::vec::Vec<$crate::store::Value>) -> $crate::Result<Self> {
                 ($decode)(row)
             }
+            $(
+                fn decode_row(row: $crate::store::RowRef<'_>) -> $crate::Result<Self> {
+                    ($rows)(row)
+                }
+            )?
             fn access(&self) -> (Option<$crate::UserId>, Option<$crate::TeamId>) {
                 let $r = self;
                 $access

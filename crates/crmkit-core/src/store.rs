@@ -187,6 +187,105 @@ impl From<Uuid> for Value {
 /// The values of a table's declared columns, in declaration order (no `tenant_id`).
 pub type Row = Vec<Value>;
 
+/// A cell of a result row read in place: a [`Value`] whose text is borrowed from the
+/// backend's row instead of copied into a `String` (see [`Backend::select_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellRef<'a> {
+    /// SQL NULL.
+    Null,
+    /// A 64-bit integer.
+    Int(i64),
+    /// UTF-8 text.
+    Text(&'a str),
+    /// A UUID.
+    Uuid(Uuid),
+}
+
+impl CellRef<'_> {
+    /// The owned value.
+    pub fn to_value(&self) -> Value {
+        match *self {
+            CellRef::Null => Value::Null,
+            CellRef::Int(i) => Value::Int(i),
+            CellRef::Text(s) => Value::Text(s.to_owned()),
+            CellRef::Uuid(u) => Value::Uuid(u),
+        }
+    }
+
+    /// Whether this is NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, CellRef::Null)
+    }
+
+    /// The integer, if this is one.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            CellRef::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The text, if this is text.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            CellRef::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The UUID, if this is one.
+    pub fn as_uuid(&self) -> Option<Uuid> {
+        match self {
+            CellRef::Uuid(u) => Some(*u),
+            _ => None,
+        }
+    }
+}
+
+impl Value {
+    /// This value as a borrowed cell.
+    pub fn as_cell(&self) -> CellRef<'_> {
+        match self {
+            Value::Null => CellRef::Null,
+            Value::Int(i) => CellRef::Int(*i),
+            Value::Text(s) => CellRef::Text(s),
+            Value::Uuid(u) => CellRef::Uuid(*u),
+        }
+    }
+}
+
+/// One result row handed to a [`RowSink`]: cells read in place by the backend, or a row
+/// the backend owns already (the in-memory backend, the default implementations).
+#[derive(Debug)]
+pub enum RowRef<'a> {
+    /// Borrowed cells, valid for the call.
+    Cells(&'a [CellRef<'a>]),
+    /// An owned row.
+    Owned(Row),
+}
+
+impl RowRef<'_> {
+    /// The owned row (copies borrowed text).
+    pub fn into_row(self) -> Row {
+        match self {
+            RowRef::Cells(c) => c.iter().map(CellRef::to_value).collect(),
+            RowRef::Owned(r) => r,
+        }
+    }
+
+    /// A copy of the row.
+    pub fn to_row(&self) -> Row {
+        match self {
+            RowRef::Cells(c) => c.iter().map(CellRef::to_value).collect(),
+            RowRef::Owned(r) => r.clone(),
+        }
+    }
+}
+
+/// What [`Backend::select_with`] and [`Backend::get_with`] hand each row to; an error
+/// stops the read and is returned.
+pub type RowSink<'s> = dyn FnMut(RowRef<'_>) -> crate::Result<()> + Send + 's;
+
 /// The type of a column. Backends map each to a type that round-trips the same values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
@@ -1061,6 +1160,40 @@ pub trait Backend: Send + Sync + 'static {
         tenant: TenantId,
         select: &'a Select,
     ) -> BoxFuture<'a, Result<Vec<Row>>>;
+
+    /// Like [`Backend::get`], handing the row (if any) to `each` instead of returning it;
+    /// whether there was one. A backend that can read cells in place (SQLite) overrides it
+    /// so that text is not copied into a [`Row`] only to be decoded and dropped.
+    fn get_with<'a>(
+        &'a self,
+        tenant: TenantId,
+        table: &'a str,
+        key: &'a [Value],
+        each: &'a mut RowSink<'_>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            match self.get(tenant, table, key).await? {
+                Some(row) => each(RowRef::Owned(row)).map(|()| true),
+                None => Ok(false),
+            }
+        })
+    }
+
+    /// Like [`Backend::select`], handing the rows in order to `each` instead of returning
+    /// them (see [`Backend::get_with`]).
+    fn select_with<'a>(
+        &'a self,
+        tenant: TenantId,
+        select: &'a Select,
+        each: &'a mut RowSink<'_>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for row in self.select(tenant, select).await? {
+                each(RowRef::Owned(row))?;
+            }
+            Ok(())
+        })
+    }
 
     /// The number of rows of `table` matching `cond`.
     fn count<'a>(

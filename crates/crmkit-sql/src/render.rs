@@ -7,7 +7,8 @@
 //! [`Error::Config`].
 //!
 //! The SQL of the hottest statements (insert and point read per table) is built once, when
-//! the renderer is made.
+//! the renderer is made; the SQL of selects and counts is kept per statement shape (the
+//! `shape` module), so a list renders with sea-query once per shape, not once per call.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -169,6 +170,8 @@ pub(crate) struct Renderer {
     mysql_collation: String,
     inserts: HashMap<&'static str, Arc<str>>,
     gets: HashMap<&'static str, Arc<str>>,
+    /// Select and count SQL by statement shape (see `shape`).
+    shapes: shape::ShapeCache,
 }
 
 impl Renderer {
@@ -181,6 +184,7 @@ impl Renderer {
             mysql_collation: mysql_collation.to_owned(),
             inserts: HashMap::new(),
             gets: HashMap::new(),
+            shapes: shape::ShapeCache::default(),
         };
         let schema = r.schema.clone();
         for t in schema.tables() {
@@ -520,6 +524,14 @@ impl Renderer {
     pub(crate) fn select(&self, tenant: TenantId, s: &Select) -> Result<Fetch> {
         let t = self.table(s.table)?;
         crmkit_core::store::check_select(&self.schema, s)?;
+        Ok(Fetch {
+            stmt: self.select_stmt(tenant, t, s)?,
+            kinds: Self::row_kinds(t),
+        })
+    }
+
+    /// Builds [`Self::select`]'s statement with sea-query.
+    fn build_select(&self, tenant: TenantId, t: &TableDef, s: &Select) -> Result<Stmt> {
         let mut q = Query::select();
         for c in &t.columns {
             if s.omit.iter().any(|o| o == c.name) {
@@ -563,24 +575,26 @@ impl Renderer {
         if let Some(l) = s.limit {
             q.limit(u64::from(l));
         }
-        Ok(Fetch {
-            stmt: self.build(&q)?,
-            kinds: Self::row_kinds(t),
-        })
+        self.build(&q)
     }
 
     /// `SELECT COUNT(*)` of matching rows.
     pub(crate) fn count(&self, tenant: TenantId, table: &str, cond: &Cond) -> Result<Fetch> {
         let t = self.table(table)?;
         crmkit_core::store::check_cond(&self.schema, t, cond)?;
+        Ok(Fetch {
+            stmt: self.count_stmt(tenant, t, cond)?,
+            kinds: vec![Kind::Int],
+        })
+    }
+
+    /// Builds [`Self::count`]'s statement with sea-query.
+    fn build_count(&self, tenant: TenantId, t: &TableDef, cond: &Cond) -> Result<Stmt> {
         let mut q = Query::select();
         q.expr(Func::count(Expr::col(Asterisk)))
             .from(t.name)
             .and_where(self.scoped(tenant, t, cond)?);
-        Ok(Fetch {
-            stmt: self.build(&q)?,
-            kinds: vec![Kind::Int],
-        })
+        self.build(&q)
     }
 
     /// Grouped aggregates: group columns, then one column per measure (two per sum where
@@ -1077,5 +1091,6 @@ pub(crate) fn text_arg(v: &str) -> Expr {
     Expr::val(v)
 }
 
+mod shape;
 #[cfg(test)]
 mod tests;

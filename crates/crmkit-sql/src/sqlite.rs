@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crmkit_core::event::EVENT_SEQUENCE;
 use crmkit_core::id::TenantId;
 use crmkit_core::store::{
-    Aggregate, Backend, BackendKind, BoxFuture, Changeset, Commit, Cond, Fault, Row, Schema,
-    Select, Value, Write,
+    Aggregate, Backend, BackendKind, BoxFuture, CellRef, Changeset, Commit, Cond, Fault, Row,
+    RowRef, RowSink, Schema, Select, Value, Write,
 };
 use crmkit_core::{Error, Modules, Result};
 use rusqlite::Connection;
@@ -204,6 +204,72 @@ fn fetch(conn: &Connection, f: &Fetch) -> Result<Vec<Row>> {
     Ok(out)
 }
 
+/// A cell read in place, or `None` where [`decode`] would build a value that owns its text
+/// (an integer in a text column, a decimal sum) or report an error: the row is then
+/// decoded by [`decode`] instead, with the same result.
+fn cell(kind: Kind, v: ValueRef<'_>) -> Option<CellRef<'_>> {
+    match (v, kind) {
+        (ValueRef::Null, Kind::Sum) => Some(CellRef::Int(0)),
+        (ValueRef::Null, _) => Some(CellRef::Null),
+        (ValueRef::Integer(i), Kind::Int | Kind::Sum) => Some(CellRef::Int(i)),
+        (ValueRef::Text(t), Kind::Text) => std::str::from_utf8(t).ok().map(CellRef::Text),
+        (ValueRef::Text(t), Kind::Uuid) => std::str::from_utf8(t)
+            .ok()
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .map(CellRef::Uuid),
+        (ValueRef::Text(t), Kind::Int) => std::str::from_utf8(t)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(CellRef::Int),
+        _ => None,
+    }
+}
+
+/// Cells of a row kept on the stack up to this many columns.
+const STACK_CELLS: usize = 40;
+
+/// Runs `f` and hands each row to `each`, its cells read in place (text borrowed from
+/// SQLite's row, no `String` per cell); returns how many rows there were.
+fn fetch_with(conn: &Connection, f: &Fetch, each: &mut RowSink<'_>) -> Result<usize> {
+    let mut st = conn.prepare_cached(&f.stmt.sql).map_err(storage)?;
+    let mut rows = st
+        .query(rusqlite::params_from_iter(f.stmt.binds.iter()))
+        .map_err(storage)?;
+    let n = f.kinds.len();
+    let mut count = 0;
+    while let Some(r) = rows.next().map_err(storage)? {
+        count += 1;
+        let mut stack = [CellRef::Null; STACK_CELLS];
+        let mut heap = Vec::new();
+        let cells: &mut [CellRef<'_>] = if n <= STACK_CELLS {
+            &mut stack[..n]
+        } else {
+            heap.resize(n, CellRef::Null);
+            &mut heap
+        };
+        let mut in_place = true;
+        for (i, (k, c)) in f.kinds.iter().zip(cells.iter_mut()).enumerate() {
+            match cell(*k, r.get_ref(i).map_err(storage)?) {
+                Some(v) => *c = v,
+                None => {
+                    in_place = false;
+                    break;
+                }
+            }
+        }
+        if in_place {
+            each(RowRef::Cells(cells))?;
+        } else {
+            let mut row = Vec::with_capacity(n);
+            for (i, k) in f.kinds.iter().enumerate() {
+                row.push(decode(*k, r.get_ref(i).map_err(storage)?)?);
+            }
+            each(RowRef::Owned(row))?;
+        }
+    }
+    Ok(count)
+}
+
 /// Maps a write's driver error: a uniqueness violation becomes Duplicate.
 fn write_error(table: &crmkit_core::store::TableDef, e: rusqlite::Error) -> Error {
     if let rusqlite::Error::SqliteFailure(f, msg) = &e {
@@ -351,15 +417,29 @@ impl SqliteBackend {
         f(&guard.0)
     }
 
-    fn apply(&self, conn: &Connection, tenant: TenantId, w: &Write) -> Result<()> {
+    fn apply<'c>(
+        &self,
+        conn: &'c Connection,
+        inserts: &mut Inserts<'c>,
+        tenant: TenantId,
+        w: &Write,
+    ) -> Result<()> {
         let r = &self.render;
         let t = r.write_table(w)?;
         match w {
             Write::Insert { table, row } => {
                 // The hottest write (imports, audit entries, events): bound straight from
-                // the row, with no copy of its text.
+                // the row, with no copy of its text, through the table's statement held
+                // for the commit (not looked up in rusqlite's cache by its SQL per row).
                 let (_, sql) = r.insert_sql(table, row)?;
-                let mut st = conn.prepare_cached(sql).map_err(storage)?;
+                let st = match inserts.iter().position(|(name, _)| *name == t.name) {
+                    Some(i) => &mut inserts[i].1,
+                    None => {
+                        let st = conn.prepare_cached(sql).map_err(storage)?;
+                        inserts.push((t.name, st));
+                        &mut inserts.last_mut().expect("just pushed").1
+                    }
+                };
                 let cells =
                     std::iter::once(Cell::uuid(&tenant.as_uuid())).chain(row.iter().map(Cell::of));
                 st.execute(rusqlite::params_from_iter(cells))
@@ -419,13 +499,14 @@ impl SqliteBackend {
     fn commit_in(&self, conn: &Connection, cs: &Changeset, fault: Option<Fault>) -> Result<Commit> {
         let mut steps = Steps::new(fault);
         let tenant = cs.tenant;
+        let mut inserts = Inserts::new();
         for w in &cs.writes {
             steps.step()?;
-            self.apply(conn, tenant, w)?;
+            self.apply(conn, &mut inserts, tenant, w)?;
         }
         for w in cs.audit_writes() {
             steps.step()?;
-            self.apply(conn, tenant, &w)?;
+            self.apply(conn, &mut inserts, tenant, &w)?;
         }
         let n = cs.events.len() as u64;
         if n == 0 {
@@ -442,13 +523,16 @@ impl SqliteBackend {
         let first = last + 1 - n;
         for w in cs.event_writes(first) {
             steps.step()?;
-            self.apply(conn, tenant, &w)?;
+            self.apply(conn, &mut inserts, tenant, &w)?;
         }
         Ok(Commit {
             events: Some((first, last)),
         })
     }
 }
+
+/// The INSERT statements of one commit, by table (a handful per commit).
+type Inserts<'c> = Vec<(&'static str, rusqlite::CachedStatement<'c>)>;
 
 /// Commits on success, rolls back on error.
 fn finish<T>(conn: &Connection, r: Result<T>) -> Result<T> {
@@ -516,6 +600,34 @@ impl Backend for SqliteBackend {
         Box::pin(async move {
             let f = self.render.select(tenant, select)?;
             self.read(|c| fetch(c, &f)).await
+        })
+    }
+
+    fn get_with<'a>(
+        &'a self,
+        tenant: TenantId,
+        table: &'a str,
+        key: &'a [Value],
+        each: &'a mut RowSink<'_>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let Some(f) = self.render.get(tenant, table, key)? else {
+                return Ok(false);
+            };
+            // A point read yields at most one row (the key is the primary key).
+            self.read(|c| fetch_with(c, &f, each)).await.map(|n| n > 0)
+        })
+    }
+
+    fn select_with<'a>(
+        &'a self,
+        tenant: TenantId,
+        select: &'a Select,
+        each: &'a mut RowSink<'_>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let f = self.render.select(tenant, select)?;
+            self.read(|c| fetch_with(c, &f, each)).await.map(|_| ())
         })
     }
 

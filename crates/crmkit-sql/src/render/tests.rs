@@ -382,3 +382,100 @@ fn lock_calls_bind_their_arguments() {
         "CREATE TABLE IF NOT EXISTS `crm_migrations` ( `module` varchar(64) NOT NULL PRIMARY KEY, `version` bigint NOT NULL, `applied_at` bigint NOT NULL ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin",
     );
 }
+
+/// Selects and counts of one shape share their SQL; every value stays bound, in the
+/// order of its placeholder (in debug builds a cached statement is also compared with a
+/// fresh sea-query rendering, so this exercises that check for many shapes).
+#[test]
+fn shape_cache_binds_every_value() {
+    let field = CustomRef {
+        record_kind: "tm_item".into(),
+        key: "tier".into(),
+    };
+    let key = |column: &str, desc: bool, null_as: Option<Value>| OrderKey {
+        column: column.into(),
+        desc,
+        null_as,
+        custom: None,
+    };
+    let shapes = |i: i64| -> Vec<Select> {
+        let name = format!("name-{i}");
+        vec![
+            Select {
+                limit: Some(i as u32),
+                ..select()
+            },
+            Select {
+                after: Some(vec![Value::Null, Value::from(name.as_str())]),
+                ..select()
+            },
+            Select {
+                order: vec![
+                    key("n", false, Some(Value::Int(i))),
+                    key("name", true, None),
+                ],
+                after: Some(vec![Value::Int(i + 1), Value::from(name.as_str())]),
+                ..select()
+            },
+            Select {
+                table: "tm_item",
+                cond: Cond::Or(vec![
+                    Cond::StartsWith("name".into(), format!("{i}_%")),
+                    Cond::In(
+                        "n".into(),
+                        vec![Value::Int(i), Value::Null, Value::Int(i + 2)],
+                    ),
+                    Cond::Cmp("name".into(), CmpOp::Ne, Value::Null),
+                    Cond::Custom {
+                        field: field.clone(),
+                        cond: Some(Box::new(Cond::Cmp(
+                            "int_val".into(),
+                            CmpOp::Gte,
+                            Value::Int(i + 3),
+                        ))),
+                    },
+                    Cond::Custom {
+                        field: field.clone(),
+                        cond: None,
+                    },
+                ]),
+                order: vec![OrderKey {
+                    column: "text_val".into(),
+                    desc: true,
+                    null_as: Some(Value::from("")),
+                    custom: Some(field.clone()),
+                }],
+                after: Some(vec![
+                    Value::from(name.as_str()),
+                    Value::Uuid(uuid::Uuid::nil()),
+                ]),
+                limit: Some(i as u32 + 1),
+                omit: vec!["body".into()],
+            },
+        ]
+    };
+    for d in [Dialect::Sqlite, Dialect::Postgres, Dialect::Mysql] {
+        let r = renderer(d);
+        let first: Vec<_> = shapes(1)
+            .iter()
+            .map(|s| r.select(tenant(), s).unwrap().stmt)
+            .collect();
+        for (s, before) in shapes(7).iter().zip(&first) {
+            let again = r.select(tenant(), s).unwrap().stmt;
+            assert!(Arc::ptr_eq(&again.sql, &before.sql), "{d:?}: {}", again.sql);
+            assert_eq!(again.binds.len(), before.binds.len());
+            assert_ne!(
+                again.binds, before.binds,
+                "{d:?}: values are bound, not cached"
+            );
+            let c1 = r.count(tenant(), "tm_item", &s.cond).unwrap().stmt;
+            let c2 = r.count(tenant(), "tm_item", &s.cond).unwrap().stmt;
+            assert!(Arc::ptr_eq(&c1.sql, &c2.sql));
+        }
+        // Another shape (a different IN length) is another statement.
+        let mut other = shapes(1).remove(3);
+        other.cond = Cond::In("n".into(), vec![Value::Int(1)]);
+        let s = r.select(tenant(), &other).unwrap().stmt;
+        assert!(first.iter().all(|f| !Arc::ptr_eq(&f.sql, &s.sql)));
+    }
+}
