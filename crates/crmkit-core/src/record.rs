@@ -77,12 +77,13 @@ pub type JsonMap = serde_json::Map<String, Json>;
 /// ```
 /// use crmkit_core::record::Record;
 ///
-/// let r = Record::from_typed(&serde_json::json!({"id": "x", "version": 3, "tags": ["a"]}));
+/// let r = Record::from_typed(&serde_json::json!({"id": "x", "version": 3, "tags": ["a"]}))?;
 /// assert_eq!(r.json(), r#"{"id":"x","tags":["a"],"version":3}"#);
 /// assert_eq!(r.version(), Some(3));
 /// assert_eq!(r["tags"][0], "a");
 /// assert!(r.get("nope").is_none());
 /// assert_eq!(serde_json::to_string(&r).unwrap(), r.json());
+/// # Ok::<(), crmkit_core::Error>(())
 /// ```
 ///
 /// Two records are equal when their JSON values are (key order and number formatting
@@ -94,12 +95,16 @@ pub struct Record {
 }
 
 impl Record {
-    /// Serialises a typed record (anything that serialises to a JSON object).
-    pub fn from_typed<T: Serialize + ?Sized>(record: &T) -> Record {
-        Record {
-            text: serde_json::value::to_raw_value(record).expect("records serialize to JSON"),
+    /// Serialises a typed record (anything that serialises to a JSON object). A record
+    /// whose `Serialize` fails (a map with non-string keys, a custom impl's error) is a
+    /// Storage error naming the cause, never a panic.
+    pub fn from_typed<T: Serialize + ?Sized>(record: &T) -> Result<Record> {
+        let text = serde_json::value::to_raw_value(record)
+            .map_err(|e| Error::storage(format!("a record does not serialise to JSON: {e}")))?;
+        Ok(Record {
+            text,
             value: OnceLock::new(),
-        }
+        })
     }
 
     /// The record's JSON text, as it goes out (an HTTP response body).
@@ -157,7 +162,15 @@ impl Record {
 
 impl From<Json> for Record {
     fn from(v: Json) -> Record {
-        let r = Record::from_typed(&v);
+        // A `Value` always serialises (string keys, finite numbers), so the fallback to
+        // `null` is never taken; it keeps this conversion free of panics.
+        let text = serde_json::value::to_raw_value(&v).unwrap_or_else(|_| {
+            serde_json::value::RawValue::from_string("null".into()).unwrap_or_default()
+        });
+        let r = Record {
+            text,
+            value: OnceLock::new(),
+        };
         // The value is at hand: reading fields need not parse the text again.
         let _ = r.value.set(v);
         r
@@ -821,15 +834,19 @@ struct Typed<T>(T);
 fn as_record<'a, R: Serialize>(
     call: impl Future<Output = Result<R>> + Send + 'a,
 ) -> BoxFuture<'a, Result<Record>> {
-    Box::pin(async move { Ok(Record::from_typed(&call.await?)) })
+    Box::pin(async move { Record::from_typed(&call.await?) })
 }
 
-fn page_records<R: Serialize>(p: Page<R>) -> Page<Record> {
-    Page {
-        items: p.items.iter().map(Record::from_typed).collect(),
+fn page_records<R: Serialize>(p: Page<R>) -> Result<Page<Record>> {
+    Ok(Page {
+        items: p
+            .items
+            .iter()
+            .map(Record::from_typed)
+            .collect::<Result<_>>()?,
         next_cursor: p.next_cursor,
         total: p.total,
-    }
+    })
 }
 
 impl<T: TypedKind> KindHandler for Typed<T> {
@@ -856,7 +873,7 @@ impl<T: TypedKind> KindHandler for Typed<T> {
         ctx: &'a Ctx,
         q: &'a Query,
     ) -> BoxFuture<'a, Result<Page<Record>>> {
-        Box::pin(async move { Ok(page_records(self.0.list(store, ctx, q).await?)) })
+        Box::pin(async move { page_records(self.0.list(store, ctx, q).await?) })
     }
 
     fn create<'a>(
@@ -867,7 +884,7 @@ impl<T: TypedKind> KindHandler for Typed<T> {
     ) -> BoxFuture<'a, Result<Record>> {
         Box::pin(async move {
             let input = from_body(self.0.create_body(body))?;
-            Ok(Record::from_typed(&self.0.create(store, ctx, input).await?))
+            Record::from_typed(&self.0.create(store, ctx, input).await?)
         })
     }
 
@@ -881,12 +898,12 @@ impl<T: TypedKind> KindHandler for Typed<T> {
     ) -> BoxFuture<'a, Result<Record>> {
         Box::pin(async move {
             let patch = from_body(self.0.patch_body(body))?;
-            Ok(Record::from_typed(
+            Record::from_typed(
                 &self
                     .0
                     .patch(store, ctx, id, expected_version, patch)
                     .await?,
-            ))
+            )
         })
     }
 
