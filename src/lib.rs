@@ -89,6 +89,10 @@ assert_eq!(crm.events_since(&admin, 0, 10).await?[0].record.id, team.id.as_uuid(
     feature = "tickets",
     doc = "| [`tickets`] | tickets, business calendars, SLA policies, the call-centre path, analytics | [`Crm::tickets`] | `tickets` |"
 )]
+#![cfg_attr(
+    feature = "automation",
+    doc = "| [`automation`] | automation rules as versioned JSON, validated on save; condition dry run (the engine is still to come) | [`Crm::automation`] | `automation` |"
+)]
 //! | [`core`] | the kernel: everything above plus the storage contract ([`core::store`]), the in-memory backend ([`core::memory`]), module composition, events, text rules | [`Crm::store`], [`Crm::directory`], [`Crm::custom_fields`] | always |
 //! | [`sql`] | the SQL backends behind the URLs | [`Crm::open`] | always (backends by feature) |
 //!
@@ -103,6 +107,7 @@ assert_eq!(crm.events_since(&admin, 0, 10).await?[0].record.id, team.id.as_uuid(
 //! | `pipeline`   | yes     | the `pipeline` module (and `contacts`)                            |
 //! | `activities` | yes     | the `activities` module (and `pipeline`, `contacts`)              |
 //! | `tickets`    | yes     | the `tickets` module (and `activities`, `pipeline`, `contacts`)   |
+//! | `automation` | yes     | the `automation` module (rules; needs no other module)            |
 //!
 //! `memory:` is always available. [`Crm::builder`] composes exactly the built-in modules
 //! that are compiled in ([`Crm::built_in_modules`]), so a host that needs contacts and
@@ -116,6 +121,11 @@ assert_eq!(crm.events_since(&admin, 0, 10).await?[0].record.id, team.id.as_uuid(
 #[cfg(feature = "activities")]
 #[doc(inline)]
 pub use crmkit_activities as activities;
+/// Automation (feature `automation`): rules as versioned JSON, validated on save, and the
+/// pure condition evaluator. The whole `crmkit-automation` crate.
+#[cfg(feature = "automation")]
+#[doc(inline)]
+pub use crmkit_automation as automation;
 /// Contacts and organizations (feature `contacts`). The whole `crmkit-contacts` crate.
 #[cfg(feature = "contacts")]
 #[doc(inline)]
@@ -147,8 +157,8 @@ pub use crmkit_core::{
     CustomFieldId, CustomFieldType, CustomFields, CustomSchema, CustomValue, CustomValues, DealId,
     Directory, Error, Event, ExchangeRateId, FieldError, Filter, LeadId, LostReasonId, ManualClock,
     Module, Money, OrganizationId, Page, PipelineId, Query, RecordKind, RecordRef, ReminderId,
-    Result, Role, Rounding, SlaPolicyId, Sort, StageId, Store, SystemClock, Team, TeamId, TenantId,
-    TicketId, User, UserId, UserInput, ValidationErrors, Visibility,
+    Result, Role, Rounding, RuleId, SlaPolicyId, Sort, StageId, Store, SystemClock, Team, TeamId,
+    TenantId, TicketId, User, UserId, UserInput, ValidationErrors, Visibility,
 };
 
 #[doc(no_inline)]
@@ -164,6 +174,8 @@ pub use uuid::{self, Uuid};
 
 #[cfg(feature = "activities")]
 use crmkit_activities::{Activities, ActivitiesModule};
+#[cfg(feature = "automation")]
+use crmkit_automation::{AutomationModule, Rules};
 #[cfg(feature = "contacts")]
 use crmkit_contacts::{Contacts, ContactsModule, Organizations};
 use crmkit_core::memory::MemoryBackend;
@@ -236,6 +248,8 @@ impl Crm {
         let modules = modules.add(ActivitiesModule);
         #[cfg(feature = "tickets")]
         let modules = modules.add(TicketsModule);
+        #[cfg(feature = "automation")]
+        let modules = modules.add(AutomationModule::new());
         CrmBuilder { modules }
     }
 
@@ -251,6 +265,8 @@ impl Crm {
             "activities",
             #[cfg(feature = "tickets")]
             "tickets",
+            #[cfg(feature = "automation")]
+            "automation",
         ]
     }
 
@@ -332,6 +348,14 @@ impl Crm {
     #[cfg(feature = "tickets")]
     pub fn tickets(&self) -> Tickets {
         Tickets::new(&self.store).expect("Crm composes the tickets module")
+    }
+
+    /// Automation rules: rules as versioned JSON, validated on save, with the pure
+    /// evaluation of their conditions (the engine that runs them is still to come; see
+    /// [`automation`]). Feature `automation`.
+    #[cfg(feature = "automation")]
+    pub fn automation(&self) -> Rules {
+        Rules::new(&self.store).expect("Crm composes the automation module")
     }
 
     /// Business calendars the SLA clocks count on. Feature `tickets`.

@@ -20,6 +20,7 @@ fn builder_composes_the_compiled_in_modules() {
         cfg!(feature = "pipeline").then_some("pipeline"),
         cfg!(feature = "activities").then_some("activities"),
         cfg!(feature = "tickets").then_some("tickets"),
+        cfg!(feature = "automation").then_some("automation"),
     ]
     .into_iter()
     .flatten()
@@ -88,6 +89,41 @@ fn activities_relate_to_tickets() {
         .related_to(ticket.id);
         let note = crm.activities().create(&ctx, note).await?;
         assert_eq!(note.related.len(), 1);
+        Ok::<(), Error>(())
+    })
+    .unwrap();
+}
+
+#[cfg(all(feature = "automation", feature = "contacts"))]
+#[test]
+fn automation_rules_through_the_facade() {
+    use crmkit::automation::{Action, NewRule, Trigger};
+    use crmkit::{Actor, Ctx, Role, TenantId, UserId, UserInput};
+
+    block_on(async {
+        let crm = Crm::in_memory()?;
+        let me = UserId::new();
+        let ctx = Ctx::new(TenantId::new(), Actor::new(me, [Role::Admin], []))?;
+        crm.directory()
+            .put_user(
+                &ctx,
+                UserInput::new(me, "Ada", "ada@example.test", Role::Admin),
+            )
+            .await?;
+        let rule = NewRule::new(
+            "Tag new contacts",
+            Trigger::RecordCreated {
+                record_kind: "contact".into(),
+            },
+        )
+        .action(Action::AddTag { tag: "new".into() });
+        let saved = crm.automation().create(&ctx, rule).await?;
+        assert_eq!(crm.automation().get(&ctx, saved.id).await?, saved);
+        let generic = crm
+            .records()
+            .get(&ctx, "automation_rule", saved.id.as_uuid())
+            .await?;
+        assert_eq!(generic["name"], "Tag new contacts");
         Ok::<(), Error>(())
     })
     .unwrap();

@@ -44,6 +44,9 @@ fn crates_follow_the_layering() {
                 "crmkit-activities",
             ][..],
         ),
+        // Automation needs only the kernel: rules are checked against the composed kinds
+        // through the generic record API.
+        ("crmkit-automation", &["crmkit-core"][..]),
         ("crmkit-sql", &["crmkit-core"][..]),
         (
             "crmkit-testkit",
@@ -53,6 +56,7 @@ fn crates_follow_the_layering() {
                 "crmkit-pipeline",
                 "crmkit-activities",
                 "crmkit-tickets",
+                "crmkit-automation",
                 "crmkit-sql",
             ][..],
         ),

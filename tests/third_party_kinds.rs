@@ -28,6 +28,7 @@ fn modules() -> crmkit::Result<Modules> {
         .add(crmkit::pipeline::PipelineModule)
         .add(crmkit::activities::ActivitiesModule)
         .add(crmkit::tickets::TicketsModule)
+        .add(crmkit::automation::AutomationModule::new())
         .add(OrgNotesModule)
         .build()
 }

@@ -190,6 +190,11 @@ define_id!(
     CommentId,
     "comment"
 );
+define_id!(
+    /// An automation rule (crmkit-automation): record kind `automation_rule`.
+    RuleId,
+    "automation_rule"
+);
 
 /// The kind of a record, such as `contact` or `deal`.
 ///

@@ -69,6 +69,7 @@ pub mod check;
 #[macro_use]
 mod support;
 pub mod activities;
+pub mod automation;
 pub mod contacts;
 pub mod directory;
 pub mod pipeline_campaigns;

@@ -50,10 +50,10 @@ impl std::fmt::Debug for KindFixture {
     }
 }
 
-/// The modules whose kinds the suite covers: core, contacts, pipeline, activities and
-/// tickets.
+/// The modules whose kinds the suite covers: core, contacts, pipeline, activities,
+/// tickets and automation.
 pub fn modules() -> crmkit_core::Result<crmkit_core::Modules> {
-    crate::tickets::modules()
+    crate::automation::modules()
 }
 
 /// A check over one kind.

@@ -4,6 +4,7 @@
 use crate::records::KindFixture;
 
 pub mod activities;
+pub mod automation;
 pub mod contacts;
 pub mod pipeline;
 pub mod tickets;
@@ -14,6 +15,7 @@ pub fn all() -> Vec<KindFixture> {
     out.extend(pipeline::all());
     out.extend(activities::all());
     out.extend(tickets::all());
+    out.extend(automation::all());
     out
 }
 

@@ -105,6 +105,7 @@ macro_rules! store_property {
 }
 
 mod activities;
+mod automation;
 mod contacts;
 mod directory;
 mod pipeline_campaigns;

@@ -1,0 +1,101 @@
+//! The record kind `automation_rule` for the generic record API: every generic call runs
+//! the typed command of [`Rules`], so both paths validate, check access and write the
+//! same. `enabled` is given on create only; then [`Rules::enable`] and
+//! [`Rules::disable`] change it (with their own events).
+
+use std::sync::Arc;
+
+use crmkit_core::record::{FieldDescription as F, FieldType as T, KindDescription, TypedKind};
+use crmkit_core::{Ctx, Result, RuleId, Store};
+use uuid::Uuid;
+
+use crate::model::{NewRule, Rule, RulePatch, TRIGGER_KINDS};
+use crate::service::{RULE_FIELDS, Rules};
+use crate::validate::CustomActions;
+
+/// The `automation_rule` kind.
+#[derive(Clone, Default)]
+#[doc = ""]
+#[doc = include_str!("kinds/automation_rule.md")]
+pub struct RuleKind {
+    pub(crate) actions: Arc<CustomActions>,
+}
+
+impl std::fmt::Debug for RuleKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RuleKind")
+    }
+}
+
+impl RuleKind {
+    fn rules(&self, store: &Store) -> Result<Rules> {
+        Rules::with_actions(store, self.actions.clone())
+    }
+}
+
+impl TypedKind for RuleKind {
+    type Record = Rule;
+    type New = NewRule;
+    type Patch = RulePatch;
+
+    fn describe(&self) -> KindDescription {
+        KindDescription::new("automation_rule", "Automation rule", "Automation rules", "automation")
+            .doc("A rule: when its trigger fires and its conditions hold, its actions run, with its owner's authority. Versioned JSON (`format` 1); validated on save.")
+            .events(crate::EVENT_KINDS)
+            .id_field()
+            .field(F::new("format", T::Int).doc("The rule format (1); absent on create means 1."))
+            .field(F::new("name", T::text(200)).required())
+            .field(
+                F::new("enabled", T::Bool)
+                    .create_only()
+                    .doc("Whether it runs (true when absent); then `Rules::enable` / `Rules::disable`."),
+            )
+            .field(
+                F::new("trigger", T::Object)
+                    .required()
+                    .doc(&format!("`{{\"kind\": ..}}`, kind one of {}.", TRIGGER_KINDS.join(", "))),
+            )
+            .field(F::new("conditions", T::Object).doc("`{filter, changes}`."))
+            .field(F::new("actions", T::list(T::Object)).required().doc("`{\"type\": ..}` objects, in order."))
+            .field(F::new("owner", T::reference("user")).doc("Whose authority it runs with; the actor when absent."))
+            .system_fields()
+            .queryable(&RULE_FIELDS)
+    }
+
+    async fn create(&self, store: &Store, ctx: &Ctx, input: NewRule) -> Result<Rule> {
+        self.rules(store)?.create(ctx, input).await
+    }
+
+    async fn patch(
+        &self,
+        store: &Store,
+        ctx: &Ctx,
+        id: Uuid,
+        expected_version: u64,
+        patch: RulePatch,
+    ) -> Result<Rule> {
+        self.rules(store)?
+            .update(ctx, RuleId::from_uuid(id), expected_version, patch)
+            .await
+    }
+
+    crmkit_core::forward_typed_kind! {
+        api: |store| Rules::new(store)?, id: RuleId;
+        get, list, audit, delete, restore,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_docs_list_every_field() {
+        if let Err(e) = crmkit_core::record::check_field_table(
+            include_str!("kinds/automation_rule.md"),
+            &RuleKind::default().describe(),
+        ) {
+            panic!("{e}");
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! # crmkit-automation
+//!
+//! Automation rules: "when this happens to a record (or at this time), and these
+//! conditions hold, do these actions". This crate is being built in steps; **what exists
+//! now** is the first one:
+//!
+//! - **Rules as data** ([`model`]): a [`Trigger`] (record created / updated — any change,
+//!   a field changed, a field changed from A to B — / deleted / restored for any composed
+//!   record kind, built-in or third-party; a domain event of a composed module; a time
+//!   relative to a date or timestamp field; a schedule), [`Conditions`] (the query AST
+//!   over the record's fields plus predicates on what changed) and ordered [`Action`]s
+//!   (set fields, tags, assignment by strategy, activities, notes, tickets, deal stage,
+//!   lead status and score, campaigns, notifications, webhooks, sequences, and `custom`
+//!   actions other modules offer through [`CustomAction`]). Serialised as versioned JSON
+//!   (`{"format": 1, ...}`, [`RuleDefinition`]).
+//! - **Validation on save**, against the tenant's composed kinds, fields, custom fields,
+//!   event kinds, stages, users and records, as the saving actor sees them: every problem
+//!   at once in one Validation error naming each part (`trigger.kind`,
+//!   `conditions.filter.amount`, `actions[2].fields.amount`, `actions[0].subject`).
+//! - **Storage and the API**: [`AutomationModule`] (the `automation_rules` table, events
+//!   `automation_rule.*`, record kind `automation_rule` in the generic record API) and the
+//!   [`Rules`] handle (`create`, `get`, `list`, `update`, `delete`, `restore`, `audit`,
+//!   `enable`, `disable`), versioned, audited, soft-deleted, with record-level access
+//!   (see [`Rules`]).
+//! - **Pure evaluation of conditions** ([`evaluate_conditions`]): whether a rule's
+//!   conditions hold for a record and a change, and why: the dry run of conditions.
+//!
+//! **Still to come** (issue 10): the engine that consumes the change feed and runs
+//! actions exactly once per (rule, event), timers and schedules, assignment state, lead
+//! scoring, sequences, the notification and webhook outbox. Nothing runs a rule yet.
+//!
+//! ```
+//! use crmkit_automation::{Action, AutomationModule, NewRule, Rules, Trigger, evaluate_conditions};
+//! use crmkit_core::memory::MemoryBackend;
+//! use crmkit_core::{Actor, Ctx, Filter, Modules, Role, Store, TenantId, UserId, UserInput};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let modules = Modules::builder().add(AutomationModule::new()).build()?;
+//! let store = Store::new(MemoryBackend::new((**modules.schema()).clone()), modules);
+//! let admin = UserId::new();
+//! let ctx = Ctx::new(TenantId::new(), Actor::new(admin, [Role::Admin], []))?;
+//! store.directory().put_user(&ctx, UserInput::new(admin, "Ada", "ada@example.test", Role::Admin)).await?;
+//!
+//! // A rule on the kernel's own `user` kind: notify when a user is created.
+//! let rule = NewRule::new("Welcome", Trigger::RecordCreated { record_kind: "user".into() })
+//!     .filter(Filter::contains("email", "@example.test"))
+//!     .action(Action::Notify {
+//!         channel: crmkit_automation::Channel::Email,
+//!         to: Some(admin),
+//!         subject: "New user {{name}}".into(),
+//!         body: "{{email}} joined.".into(),
+//!     });
+//! let rules = Rules::new(&store)?;
+//! let saved = rules.create(&ctx, rule).await?;
+//! assert_eq!(saved.version, 1);
+//!
+//! // The dry run of its conditions on a record.
+//! let record = serde_json::json!({"name": "Grace", "email": "grace@EXAMPLE.test"});
+//! assert!(evaluate_conditions(&saved.conditions, &record, None).holds);
+//!
+//! // An unknown placeholder is refused, naming the part.
+//! let bad: Vec<Action> = saved.actions.clone().into_iter().map(|a| match a {
+//!     Action::Notify { channel, to, body, .. } =>
+//!         Action::Notify { channel, to, body, subject: "Hi {{nickname}}".into() },
+//!     a => a,
+//! }).collect();
+//! let err = rules
+//!     .update(&ctx, saved.id, 1, crmkit_automation::RulePatch::default().actions(bad))
+//!     .await
+//!     .unwrap_err();
+//! assert!(err.validation_errors().unwrap().has("actions[0].subject"));
+//! # Ok::<(), crmkit_core::Error>(())
+//! # }).unwrap();
+//! ```
+
+pub mod eval;
+pub mod kinds;
+pub mod model;
+mod service;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crmkit_core::{Migration, Module, Result, Store};
+
+pub use eval::{Change, Explanation, Outcome, Step, evaluate_conditions};
+pub use model::{
+    Action, ChangePredicate, Channel, Conditions, Direction, FORMAT, NewRule, Offset, PoolMember,
+    Recurrence, Rule, RuleDefinition, RulePatch, Strategy, TimeUnit, Trigger,
+};
+pub use service::{EVENT_KINDS, RULE_FIELDS, RULE_KIND, RULE_TABLE, Rules};
+pub use validate::CustomAction;
+
+/// The module's name.
+pub const MODULE_NAME: &str = "automation";
+
+/// The automation module: the rules table, the `automation_rule` kind and its events. It
+/// depends on no other module: rules are checked against whatever the composition holds.
+///
+/// Modules that offer their own action kinds register them here with
+/// [`AutomationModule::with_action`]; the handle from [`AutomationModule::rules`] and the
+/// generic record API know them ([`Rules::new`] does not).
+#[derive(Clone, Default)]
+pub struct AutomationModule {
+    actions: Arc<BTreeMap<&'static str, Arc<dyn CustomAction>>>,
+}
+
+impl std::fmt::Debug for AutomationModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutomationModule")
+            .field("actions", &self.actions.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl AutomationModule {
+    /// The module with no custom actions.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With an action kind another module offers (a later registration of the same kind
+    /// replaces an earlier one).
+    pub fn with_action(mut self, action: impl CustomAction) -> Self {
+        let mut m = (*self.actions).clone();
+        m.insert(action.kind(), Arc::new(action));
+        self.actions = Arc::new(m);
+        self
+    }
+
+    /// The rules API over a store this module is composed into, knowing its custom
+    /// actions.
+    pub fn rules(&self, store: &Store) -> Result<Rules> {
+        Rules::with_actions(store, self.actions.clone())
+    }
+}
+
+impl Module for AutomationModule {
+    fn name(&self) -> &'static str {
+        MODULE_NAME
+    }
+
+    fn migrations(&self) -> Vec<Migration> {
+        vec![Migration::create_tables(
+            1,
+            "automation rules",
+            service::tables(),
+        )]
+    }
+
+    fn event_kinds(&self) -> Vec<&'static str> {
+        EVENT_KINDS.to_vec()
+    }
+
+    fn record_kinds(&self) -> Vec<Arc<dyn crmkit_core::record::KindHandler>> {
+        vec![crmkit_core::record::typed(kinds::RuleKind {
+            actions: self.actions.clone(),
+        })]
+    }
+}

@@ -1,0 +1,417 @@
+//! The rules table, its rows, and the [`Rules`] API.
+
+use std::sync::Arc;
+
+use crmkit_core::event::decode_timestamp;
+use crmkit_core::query::{FieldSpec, FieldType as Q, RecordFields};
+use crmkit_core::row::{opt_timestamp as opt_ts, take_text as text, uuid};
+use crmkit_core::service::{self, OwnerChecks, stage_created};
+use crmkit_core::store::{ColumnType, Cond, IndexDef, Row, TableDef, Value, Write, columns};
+use crmkit_core::text::fold;
+use crmkit_core::{
+    Changeset, Ctx, Error, Page, Query, RecordKind, RecordRef, Result, Role, RuleId, Store, UserId,
+    ValidationErrors, Visibility,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Action, Conditions, FORMAT, NewRule, Rule, RulePatch, Trigger};
+use crate::validate::{CustomActions, check_rule};
+
+/// The rules table.
+pub const RULE_TABLE: &str = "automation_rules";
+/// The record kind of rules.
+pub const RULE_KIND: RecordKind = RecordKind::new("automation_rule");
+
+/// Event kinds the module emits.
+pub const EVENT_KINDS: &[&str] = &[
+    "automation_rule.created",
+    "automation_rule.updated",
+    "automation_rule.deleted",
+    "automation_rule.restored",
+    "automation_rule.enabled",
+    "automation_rule.disabled",
+];
+
+const RULE_COLUMNS: &[(&str, ColumnType, bool)] = {
+    use ColumnType::*;
+    &[
+        ("id", Uuid, false),
+        ("name", Text(200), false),
+        ("name_fold", Text(200), false),
+        ("enabled", Bool, false),
+        ("trigger_kind", Text(32), false),
+        ("record_kind", Text(64), true),
+        ("event_kind", Text(128), true),
+        ("definition", LongText, false),
+        ("owner_id", Uuid, false),
+        ("created_at", Timestamp, false),
+        ("updated_at", Timestamp, false),
+        ("deleted_at", Timestamp, true),
+        ("version", Int, false),
+    ]
+};
+
+pub(crate) fn tables() -> Vec<TableDef> {
+    vec![
+        TableDef::new(RULE_TABLE, columns(RULE_COLUMNS), ["id"])
+            .index(IndexDef::new("automation_rules_owner", ["owner_id", "id"]))
+            .index(IndexDef::new(
+                "automation_rules_dispatch",
+                ["enabled", "trigger_kind", "record_kind", "id"],
+            ))
+            .index(IndexDef::new(
+                "automation_rules_event",
+                ["enabled", "event_kind", "id"],
+            ))
+            .index(IndexDef::new("automation_rules_name", ["name_fold", "id"])),
+    ]
+}
+
+/// Queryable rule fields.
+pub const RULE_FIELDS: RecordFields = RecordFields {
+    kind: RULE_KIND,
+    table: RULE_TABLE,
+    fields: &[
+        FieldSpec::new("id", Q::Uuid, false),
+        FieldSpec::new("name", Q::Text, false).folded("name_fold"),
+        FieldSpec::new("enabled", Q::Bool, false),
+        FieldSpec::new("trigger_kind", Q::Enum(crate::model::TRIGGER_KINDS), false),
+        FieldSpec::new("record_kind", Q::Text, true),
+        FieldSpec::new("event_kind", Q::Text, true),
+        FieldSpec::new("owner", Q::Uuid, false).in_column("owner_id"),
+        FieldSpec::new("created_at", Q::Timestamp, false),
+        FieldSpec::new("updated_at", Q::Timestamp, false),
+        FieldSpec::new("deleted_at", Q::Timestamp, true),
+    ],
+    custom_column: None,
+};
+
+/// The stored definition column: trigger, conditions and actions.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    format: u32,
+    trigger: Trigger,
+    conditions: Conditions,
+    actions: Vec<Action>,
+}
+
+fn rule_row(r: &Rule) -> Result<Row> {
+    let def = serde_json::to_string(&Stored {
+        format: r.format,
+        trigger: r.trigger.clone(),
+        conditions: r.conditions.clone(),
+        actions: r.actions.clone(),
+    })
+    .map_err(|e| Error::storage_from("rule definition", e))?;
+    let event = match &r.trigger {
+        Trigger::Event { event } => Some(event.clone()),
+        _ => None,
+    };
+    let record_kind = match &r.trigger {
+        Trigger::Event { .. } => None,
+        t => t.record_kind().map(str::to_owned),
+    };
+    Ok(vec![
+        Value::Uuid(r.id.as_uuid()),
+        Value::Text(r.name.clone()),
+        Value::Text(fold(&r.name)),
+        Value::from(r.enabled),
+        Value::Text(r.trigger.kind_name().into()),
+        Value::opt_text(record_kind),
+        Value::opt_text(event),
+        Value::Text(def),
+        Value::Uuid(r.owner.as_uuid()),
+        Value::timestamp(r.created_at),
+        Value::timestamp(r.updated_at),
+        Value::opt_timestamp(r.deleted_at),
+        Value::Int(r.version as i64),
+    ])
+}
+
+fn decode_rule(mut r: Vec<Value>) -> Result<Rule> {
+    let bad = |w: &str| Error::storage(format!("malformed automation rule row: {w}"));
+    let stored: Stored = serde_json::from_str(r[7].as_text().ok_or_else(|| bad("definition"))?)
+        .map_err(|e| Error::storage_from("malformed automation rule row: definition", e))?;
+    Ok(Rule {
+        id: RuleId::from_uuid(uuid(&r[0])?),
+        format: stored.format,
+        name: text(&mut r[1])?,
+        enabled: r[3].as_int().ok_or_else(|| bad("enabled"))? != 0,
+        trigger: stored.trigger,
+        conditions: stored.conditions,
+        actions: stored.actions,
+        owner: UserId::from_uuid(uuid(&r[8])?),
+        created_at: decode_timestamp(&r[9])?,
+        updated_at: decode_timestamp(&r[10])?,
+        deleted_at: opt_ts(&r[11])?,
+        version: r[12].as_int().ok_or_else(|| bad("version"))? as u64,
+    })
+}
+
+crmkit_core::stored_record!(Rule, RuleId, RULE_KIND, RULE_TABLE, decode_rule,
+    access: |r| (Some(r.owner), None));
+
+/// The rules API (from [`crate::AutomationModule`] composed into a store).
+///
+/// ## Access
+///
+/// - Admin and Manager see and manage every rule of the tenant.
+/// - A Rep sees and manages only the rules they own, and can only own rules themselves
+///   (giving a rule to someone else is PermissionDenied). A rule owned by someone else is,
+///   for a Rep, exactly like a rule that does not exist (NotFound, never listed).
+/// - ReadOnly users see the rules they own and change none (PermissionDenied).
+/// - **A rule runs with its owner's authority**: when the engine (a later step) runs a
+///   rule, its reads and writes are those of its owner's current roles and teams, and a
+///   rule whose owner is no longer an active user does not run. Saving checks the rule
+///   as the saving actor sees the tenant: a Rep cannot name records they cannot see
+///   (campaigns, references in `set_fields`, calendars).
+#[derive(Clone)]
+pub struct Rules {
+    store: Store,
+    custom_actions: Arc<CustomActions>,
+}
+
+impl std::fmt::Debug for Rules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rules")
+            .field(
+                "custom_actions",
+                &self.custom_actions.keys().collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+fn check_format(errs: &mut ValidationErrors, f: Option<u32>) {
+    if let Some(f) = f
+        && f != FORMAT
+    {
+        errs.push(
+            "format",
+            format!("{f} is not a rule format this crmkit reads (it reads format {FORMAT})"),
+        );
+    }
+}
+
+impl Rules {
+    /// The API over a store composed with the automation module.
+    /// Custom actions are those of [`crate::AutomationModule::rules`]; this handle knows
+    /// none (a `custom` action is then refused on save).
+    pub fn new(store: &Store) -> Result<Self> {
+        Self::with_actions(store, Arc::default())
+    }
+
+    pub(crate) fn with_actions(store: &Store, custom_actions: Arc<CustomActions>) -> Result<Self> {
+        store.require_module(crate::MODULE_NAME)?;
+        Ok(Rules {
+            store: store.clone(),
+            custom_actions,
+        })
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn scope(ctx: &Ctx, include_deleted: bool) -> Cond {
+        let mut c = Cond::True;
+        if !include_deleted {
+            c = c.and(Cond::IsNull("deleted_at".into()));
+        }
+        if let Visibility::Owned { user, .. } = ctx.actor().visibility() {
+            c = c.and(Cond::eq("owner_id", user.as_uuid()));
+        }
+        c
+    }
+
+    /// A Rep may only own rules themselves; the owner must be an active user.
+    async fn check_owner(
+        &self,
+        ctx: &Ctx,
+        errs: &mut ValidationErrors,
+        owner: UserId,
+    ) -> Result<()> {
+        OwnerChecks::new()
+            .check(&self.store, ctx, errs, owner, None)
+            .await
+    }
+
+    async fn check(&self, ctx: &Ctx, errs: &mut ValidationErrors, r: &Rule) -> Result<()> {
+        check_rule(
+            &self.store,
+            ctx,
+            &self.custom_actions,
+            errs,
+            &r.name,
+            &r.trigger,
+            &r.conditions,
+            &r.actions,
+        )
+        .await
+    }
+
+    /// Creates a rule after validating everything (see the crate docs for the list),
+    /// every problem at once in one Validation error naming each part; nothing is written
+    /// then. Writes the rule, an audit entry and an `automation_rule.created` event.
+    pub async fn create(&self, ctx: &Ctx, input: NewRule) -> Result<Rule> {
+        ctx.actor().require_write("create automation rule")?;
+        let now = ctx.now();
+        let r = Rule {
+            id: RuleId::new(),
+            format: FORMAT,
+            name: input.name,
+            enabled: input.enabled,
+            trigger: input.trigger,
+            conditions: input.conditions,
+            actions: input.actions,
+            owner: input.owner.unwrap_or(ctx.actor().user),
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            version: 1,
+        };
+        let mut errs = ValidationErrors::new();
+        check_format(&mut errs, input.format);
+        self.check_owner(ctx, &mut errs, r.owner).await?;
+        self.check(ctx, &mut errs, &r).await?;
+        errs.into_result()?;
+        let mut cs = Changeset::new(ctx);
+        cs.writes.push(Write::Insert {
+            table: RULE_TABLE,
+            row: rule_row(&r)?,
+        });
+        stage_created(&mut cs, RecordRef::from(r.id), RULE_KIND.as_str(), &r);
+        self.store.commit(cs).await?;
+        Ok(r)
+    }
+
+    /// Changes a rule whose current version is `expected_version` (else Conflict). The
+    /// result is validated as by [`Rules::create`]. An audit entry per changed part and
+    /// one `automation_rule.updated` event; a patch that changes nothing writes nothing.
+    pub async fn update(
+        &self,
+        ctx: &Ctx,
+        id: RuleId,
+        expected_version: u64,
+        patch: RulePatch,
+    ) -> Result<Rule> {
+        ctx.actor().require_write("update automation rule")?;
+        let old = self.load(ctx, id, Some(false)).await?;
+        let mut new = old.clone();
+        crmkit_core::apply_patch!(patch => new; name, trigger, conditions, actions);
+        let mut errs = ValidationErrors::new();
+        check_format(&mut errs, patch.format);
+        if let Some(o) = patch.owner {
+            new.owner = o;
+            self.check_owner(ctx, &mut errs, o).await?;
+        }
+        self.check(ctx, &mut errs, &new).await?;
+        errs.into_result()?;
+        service::check_version(id, expected_version, old.version)?;
+        service::update_record(
+            &self.store,
+            ctx,
+            old,
+            new,
+            "automation_rule.updated",
+            rule_row,
+        )
+        .await
+    }
+
+    async fn set_enabled(
+        &self,
+        ctx: &Ctx,
+        id: RuleId,
+        expected_version: u64,
+        enabled: bool,
+    ) -> Result<Rule> {
+        let verb = if enabled { "enable" } else { "disable" };
+        ctx.actor()
+            .require_write(&format!("{verb} automation rule"))?;
+        let old = self.load(ctx, id, Some(false)).await?;
+        service::check_version(id, expected_version, old.version)?;
+        if old.enabled == enabled {
+            return Ok(old);
+        }
+        if enabled {
+            // A rule is enabled only while it is still valid (a stage, user or field it
+            // names may have gone since it was saved).
+            let mut errs = ValidationErrors::new();
+            self.check(ctx, &mut errs, &old).await?;
+            errs.into_result()?;
+        }
+        let mut new = old.clone();
+        new.enabled = enabled;
+        let event = if enabled {
+            "automation_rule.enabled"
+        } else {
+            "automation_rule.disabled"
+        };
+        service::update_record(&self.store, ctx, old, new, event, rule_row).await
+    }
+
+    /// Enables a rule (validated again first, as on save). Emits `automation_rule.enabled`;
+    /// enabling an enabled rule writes nothing.
+    pub async fn enable(&self, ctx: &Ctx, id: RuleId, expected_version: u64) -> Result<Rule> {
+        self.set_enabled(ctx, id, expected_version, true).await
+    }
+
+    /// Disables a rule. Emits `automation_rule.disabled`; disabling a disabled rule writes
+    /// nothing.
+    pub async fn disable(&self, ctx: &Ctx, id: RuleId, expected_version: u64) -> Result<Rule> {
+        self.set_enabled(ctx, id, expected_version, false).await
+    }
+
+    /// Lists the rules visible to the actor (Admin and Manager: all; others: their own):
+    /// filter, sort, keyset page (fields: [`RULE_FIELDS`]). Deleted ones only with
+    /// [`Query::include_deleted`].
+    pub async fn list(&self, ctx: &Ctx, q: &Query) -> Result<Page<Rule>> {
+        let scope = Self::scope(ctx, q.include_deleted);
+        service::list_page(
+            &self.store,
+            ctx,
+            q,
+            &RULE_FIELDS,
+            scope,
+            decode_rule,
+            |_| None,
+        )
+        .await
+    }
+
+    /// Whether the actor manages every rule (Admin, Manager).
+    pub fn manages_all(ctx: &Ctx) -> bool {
+        ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager)
+    }
+}
+
+crmkit_core::record_verbs! {
+    Rules: Rule, RuleId;
+    load;
+    /// A rule that is visible to the actor and not deleted (NotFound otherwise, the same
+    /// for missing, another tenant's and hidden).
+    get;
+    /// The audit trail of a visible rule (deleted or not).
+    audit;
+    /// Soft-deletes a rule (restorable; a deleted rule does not run).
+    delete;
+    /// Restores a soft-deleted rule (as it was, enabled or not).
+    restore;
+    set_deleted;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_columns_exist() {
+        let t = &tables()[0];
+        for f in RULE_FIELDS.fields {
+            assert!(t.position(f.column).is_some(), "{}", f.column);
+        }
+        assert_eq!(t.columns.len(), RULE_COLUMNS.len());
+    }
+}
