@@ -589,7 +589,7 @@ impl OrgNotes {
     /// The audit trail of a visible note (deleted or not), oldest first.
     pub async fn audit(&self, ctx: &Ctx, id: OrgNoteId) -> Result<Vec<AuditEntry>> {
         self.load(ctx, id, None).await?;
-        self.store.audit_of(ctx, &RecordRef::from(id)).await
+        self.store.audit_unchecked(ctx, &RecordRef::from(id)).await
     }
 }
 

@@ -147,7 +147,7 @@ impl TypedKind for UserKind {
         }
         self.get(store, ctx, id).await?;
         store
-            .audit_of(ctx, &RecordRef::new(RecordKind::USER, id))
+            .audit_unchecked(ctx, &RecordRef::new(RecordKind::USER, id))
             .await
     }
 }
@@ -208,7 +208,7 @@ impl TypedKind for TeamKind {
     async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
         self.get(store, ctx, id).await?;
         store
-            .audit_of(ctx, &RecordRef::new(RecordKind::TEAM, id))
+            .audit_unchecked(ctx, &RecordRef::new(RecordKind::TEAM, id))
             .await
     }
 }

@@ -189,9 +189,12 @@ impl Store {
             .collect()
     }
 
-    /// The audit trail of a record, oldest first. Callers check that the actor may see the
-    /// record (module APIs expose this per record kind).
-    pub async fn audit_of(&self, ctx: &Ctx, record: &RecordRef) -> Result<Vec<AuditEntry>> {
+    /// The audit trail of a record, oldest first, **without any access check**: a building
+    /// block for module authors whose own `audit` has already checked that the actor may
+    /// see the record (as [`service::audit_trail`] does). Hosts read audit trails through
+    /// the kind's handle (`crm.contacts().audit(..)`) or [`record::Records::audit`], which
+    /// refuse a hidden record exactly like a missing one.
+    pub async fn audit_unchecked(&self, ctx: &Ctx, record: &RecordRef) -> Result<Vec<AuditEntry>> {
         let mut s = Select::new(
             event::AUDIT_TABLE,
             Cond::eq("record_kind", record.kind.as_str()).and(Cond::eq("record_id", record.id)),

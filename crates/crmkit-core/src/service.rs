@@ -689,7 +689,7 @@ pub async fn audit_trail<R: StoredRecord>(
     id: R::Id,
 ) -> Result<Vec<crate::AuditEntry>> {
     load::<R>(store, ctx, id, None).await?;
-    store.audit_of(ctx, &id.into()).await
+    store.audit_unchecked(ctx, &id.into()).await
 }
 
 /// [`stage_record_update`] in a changeset of its own, committed. Returns the record after
@@ -899,7 +899,7 @@ macro_rules! record_verbs {
             id: $id,
         ) -> $crate::Result<::std::vec::Vec<$crate::AuditEntry>> {
             self.get(ctx, id).await?;
-            self.store().audit_of(ctx, &$crate::RecordRef::from(id)).await
+            self.store().audit_unchecked(ctx, &$crate::RecordRef::from(id)).await
         }
     };
     (@delete [$($doc:tt)*] $rec:ty, $id:ty;) => {

@@ -1407,7 +1407,7 @@ fn events_changeset(t: TenantId, kinds: &[&str]) -> (Changeset, Vec<NewEvent>) {
 
 /// Each tenant's events are numbered 1, 2, 3, ... without gaps, in commit order; a commit
 /// without events gets none; events read back through `Store::events_since` with every field
-/// intact (timestamp to the microsecond), as are audit entries through `Store::audit_of`.
+/// intact (timestamp to the microsecond), as are audit entries through `Store::audit_unchecked`.
 pub async fn event_sequence(backend: Arc<dyn Backend>) -> Result<()> {
     let b = &*backend;
     let (ta, tb) = (TenantId::new(), TenantId::new());
@@ -1494,7 +1494,7 @@ pub async fn event_sequence(backend: Arc<dyn Backend>) -> Result<()> {
     let actor = cs.actor;
     let want = cs.audit.clone();
     commit(b, cs).await?;
-    let trail = store.audit_of(&ctx, &item_ref(id)).await?;
+    let trail = store.audit_unchecked(&ctx, &item_ref(id)).await?;
     assert_eq!(
         trail.iter().map(|e| e.change.clone()).collect::<Vec<_>>(),
         want,
