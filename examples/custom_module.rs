@@ -3,19 +3,21 @@
 //! (create, get, list with keyset paging, versioned update, soft delete, restore, audit),
 //! record-level access like the built-in records, its organization reference checked by
 //! crmkit's one reference rule, and its `org_note` kind declared to the generic record
-//! API, on the in-memory backend and on SQLite.
+//! API, and an automation action kind (`org_note.add`) that rules saved through
+//! `crm.automation()` may use, on the in-memory backend and on SQLite.
 //!
 //! Run with `cargo run --example custom_module`.
 
 #[path = "custom_module/org_notes.rs"]
 mod org_notes;
 
+use crmkit::automation::{Action, NewRule, Trigger};
 use crmkit::contacts::NewOrganization;
 use crmkit::serde_json::{self, json};
 use crmkit::{
     Actor, Crm, Ctx, Error, Filter, Query, Role, TeamId, TenantId, UserId, UserInput, Uuid,
 };
-use org_notes::{NewOrgNote, OrgNoteId, OrgNotePatch, OrgNotes, OrgNotesModule};
+use org_notes::{ADD_NOTE_ACTION, NewOrgNote, OrgNoteId, OrgNotePatch, OrgNotes, OrgNotesModule};
 
 async fn put_user(
     crm: &Crm,
@@ -217,6 +219,35 @@ async fn demo(url: &str, describe: bool) -> crmkit::Result<()> {
     {
         Err(Error::Validation(v)) if v.has("body") => println!("  bad patch: {v}"),
         other => panic!("expected a Validation error, got {other:?}"),
+    }
+
+    // Automation: the module's `org_note.add` action kind reaches `crm.automation()` like
+    // the built-in ones; its parameters are validated on save by the module.
+    let rule = NewRule::new(
+        "Note new organizations",
+        Trigger::RecordCreated {
+            record_kind: "organization".into(),
+        },
+    )
+    .action(Action::Custom {
+        kind: ADD_NOTE_ACTION.into(),
+        params: json!({"title": "Welcome", "text": "New organization {{name}}: call within a week."}),
+    });
+    let saved = crm.automation().create(&ctx, rule.clone()).await?;
+    println!(
+        "  rule {:?} saved with action kind {ADD_NOTE_ACTION}",
+        saved.name
+    );
+    let mut bad = rule;
+    bad.actions = vec![Action::Custom {
+        kind: ADD_NOTE_ACTION.into(),
+        params: json!({"text": ""}),
+    }];
+    match crm.automation().create(&ctx, bad).await {
+        Err(Error::Validation(v)) if v.has("actions[0].params.text") => {
+            println!("  bad action params: {v}")
+        }
+        other => panic!("expected a Validation error on the action's text, got {other:?}"),
     }
 
     let feed = crm.events_since(&ctx, 0, 100).await?;

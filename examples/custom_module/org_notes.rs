@@ -25,6 +25,11 @@
 //!   `Module::record_kinds` with a full [`KindDescription`] (fields, query names, events,
 //!   lifecycle), served by [`OrgNoteKind`] over the typed API, so `crm.records()` by kind
 //!   name validates, checks access and writes exactly as the typed calls do.
+//! - **An automation action kind**: [`OrgNotesModule`] offers `org_note.add` (write a note
+//!   on the organization a rule fires for) through `Module::automation_actions`, with
+//!   its parameters (`text`, required; `title`, optional) validated by [`AddNoteAction`]
+//!   when a rule using it is saved, so `crm.automation()` accepts it and names a bad
+//!   parameter `actions[i].params.text`.
 //!
 //! This file is shared by `examples/custom_module.rs` and the facade's
 //! `tests/third_party_kinds.rs`, which runs crmkit-testkit's generic conformance checks
@@ -35,6 +40,7 @@
 
 use std::fmt;
 
+use crmkit::core::action::CustomAction;
 use crmkit::core::event::decode_timestamp;
 use crmkit::core::query::{FieldSpec, FieldType as Q, RecordFields};
 use crmkit::core::record::{
@@ -285,6 +291,56 @@ impl Module for OrgNotesModule {
 
     fn record_kinds(&self) -> Vec<std::sync::Arc<dyn KindHandler>> {
         vec![typed(OrgNoteKind)]
+    }
+
+    fn automation_actions(&self) -> Vec<std::sync::Arc<dyn CustomAction>> {
+        vec![std::sync::Arc::new(AddNoteAction)]
+    }
+}
+
+/// The action kind `org_note.add`, offered to automation rules: `{"type": "custom",
+/// "kind": "org_note.add", "params": {"text": "..", "title": ".."}}` writes a note on the
+/// organization the rule fires for (when the engine runs rules; a later step of crmkit).
+/// Only rules on organizations may use it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AddNoteAction;
+
+/// The kind name of [`AddNoteAction`].
+pub const ADD_NOTE_ACTION: &str = "org_note.add";
+
+impl CustomAction for AddNoteAction {
+    fn kind(&self) -> &'static str {
+        ADD_NOTE_ACTION
+    }
+
+    fn applies_to(&self, record_kind: Option<&str>) -> bool {
+        record_kind == Some("organization")
+    }
+
+    fn validate(&self, params: &crmkit::serde_json::Value) -> Result<()> {
+        let mut errs = ValidationErrors::new();
+        let Some(map) = params.as_object() else {
+            errs.push("text", "is required (params must be an object)");
+            return errs.into_result();
+        };
+        match map.get("text").map(|t| t.as_str()) {
+            Some(Some(t)) => {
+                errs.check(check_text("text", t, MAX_BODY, true));
+            }
+            Some(None) => errs.push("text", "must be a string"),
+            None => errs.push("text", "is required"),
+        }
+        match map.get("title").map(|t| t.as_str()) {
+            None => {}
+            Some(Some(t)) => {
+                errs.check(check_text("title", t, MAX_TITLE, false));
+            }
+            Some(None) => errs.push("title", "must be a string"),
+        }
+        for k in map.keys().filter(|k| *k != "text" && *k != "title") {
+            errs.push(k.clone(), "is not a parameter of org_note.add");
+        }
+        errs.into_result()
     }
 }
 

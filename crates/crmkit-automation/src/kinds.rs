@@ -3,33 +3,22 @@
 //! same. `enabled` is given on create only; then [`Rules::enable`] and
 //! [`Rules::disable`] change it (with their own events).
 
-use std::sync::Arc;
-
 use crmkit_core::record::{FieldDescription as F, FieldType as T, KindDescription, TypedKind};
 use crmkit_core::{Ctx, Result, RuleId, Store};
 use uuid::Uuid;
 
 use crate::model::{NewRule, Rule, RulePatch, TRIGGER_KINDS};
 use crate::service::{RULE_FIELDS, Rules};
-use crate::validate::CustomActions;
 
 /// The `automation_rule` kind.
-#[derive(Clone, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 #[doc = ""]
 #[doc = include_str!("kinds/automation_rule.md")]
-pub struct RuleKind {
-    pub(crate) actions: Arc<CustomActions>,
-}
-
-impl std::fmt::Debug for RuleKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RuleKind")
-    }
-}
+pub struct RuleKind;
 
 impl RuleKind {
     fn rules(&self, store: &Store) -> Result<Rules> {
-        Rules::with_actions(store, self.actions.clone())
+        Rules::new(store)
     }
 }
 
@@ -93,7 +82,7 @@ mod tests {
     fn the_docs_list_every_field() {
         if let Err(e) = crmkit_core::record::check_field_table(
             include_str!("kinds/automation_rule.md"),
-            &RuleKind::default().describe(),
+            &RuleKind.describe(),
         ) {
             panic!("{e}");
         }

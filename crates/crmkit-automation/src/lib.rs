@@ -79,18 +79,17 @@ pub mod model;
 mod service;
 mod validate;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crmkit_core::{Migration, Module, Result, Store};
 
+pub use crmkit_core::action::CustomAction;
 pub use eval::{Change, Explanation, Outcome, Step, evaluate_conditions};
 pub use model::{
     Action, ChangePredicate, Channel, Conditions, Direction, FORMAT, NewRule, Offset, PoolMember,
     Recurrence, Rule, RuleDefinition, RulePatch, Strategy, TimeUnit, Trigger,
 };
 pub use service::{EVENT_KINDS, RULE_FIELDS, RULE_KIND, RULE_TABLE, Rules};
-pub use validate::CustomAction;
 
 /// The module's name.
 pub const MODULE_NAME: &str = "automation";
@@ -98,41 +97,46 @@ pub const MODULE_NAME: &str = "automation";
 /// The automation module: the rules table, the `automation_rule` kind and its events. It
 /// depends on no other module: rules are checked against whatever the composition holds.
 ///
-/// Modules that offer their own action kinds register them here with
-/// [`AutomationModule::with_action`]; the handle from [`AutomationModule::rules`] and the
-/// generic record API know them ([`Rules::new`] does not).
+/// Custom action kinds (`{"type": "custom", "kind": .., "params": ..}`) come from every
+/// composed module's [`Module::automation_actions`] (a module offers them the way it
+/// offers record kinds; see [`crmkit_core::action`]), so [`Rules::new`], the generic
+/// record API and a facade's rules all know them. [`AutomationModule::with_action`]
+/// additionally lets a host offer an action kind that no module of its own declares.
 #[derive(Clone, Default)]
 pub struct AutomationModule {
-    actions: Arc<BTreeMap<&'static str, Arc<dyn CustomAction>>>,
+    actions: Vec<Arc<dyn CustomAction>>,
 }
 
 impl std::fmt::Debug for AutomationModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AutomationModule")
-            .field("actions", &self.actions.keys().collect::<Vec<_>>())
+            .field(
+                "actions",
+                &self.actions.iter().map(|a| a.kind()).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
 
 impl AutomationModule {
-    /// The module with no custom actions.
+    /// The module offering no action kinds of its own.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// With an action kind another module offers (a later registration of the same kind
-    /// replaces an earlier one).
+    /// With an action kind the host offers through this module (as if the module
+    /// declared it in [`Module::automation_actions`]). A kind offered twice in the
+    /// composition, here or by another module, makes [`crmkit_core::ModulesBuilder::build`]
+    /// fail with a Config error.
     pub fn with_action(mut self, action: impl CustomAction) -> Self {
-        let mut m = (*self.actions).clone();
-        m.insert(action.kind(), Arc::new(action));
-        self.actions = Arc::new(m);
+        self.actions.push(Arc::new(action));
         self
     }
 
-    /// The rules API over a store this module is composed into, knowing its custom
-    /// actions.
+    /// The rules API over a store this module is composed into (the same as
+    /// [`Rules::new`]).
     pub fn rules(&self, store: &Store) -> Result<Rules> {
-        Rules::with_actions(store, self.actions.clone())
+        Rules::new(store)
     }
 }
 
@@ -154,8 +158,10 @@ impl Module for AutomationModule {
     }
 
     fn record_kinds(&self) -> Vec<Arc<dyn crmkit_core::record::KindHandler>> {
-        vec![crmkit_core::record::typed(kinds::RuleKind {
-            actions: self.actions.clone(),
-        })]
+        vec![crmkit_core::record::typed(kinds::RuleKind)]
+    }
+
+    fn automation_actions(&self) -> Vec<Arc<dyn CustomAction>> {
+        self.actions.clone()
     }
 }

@@ -15,7 +15,8 @@ use crmkit_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Action, Conditions, FORMAT, NewRule, Rule, RulePatch, Trigger};
-use crate::validate::{CustomActions, check_rule};
+use crate::validate::check_rule;
+use crmkit_core::action::CustomActions;
 
 /// The rules table.
 pub const RULE_TABLE: &str = "automation_rules";
@@ -194,18 +195,14 @@ fn check_format(errs: &mut ValidationErrors, f: Option<u32>) {
 }
 
 impl Rules {
-    /// The API over a store composed with the automation module.
-    /// Custom actions are those of [`crate::AutomationModule::rules`]; this handle knows
-    /// none (a `custom` action is then refused on save).
+    /// The API over a store composed with the automation module. It knows the custom
+    /// action kinds every composed module offers ([`crmkit_core::Module::automation_actions`]);
+    /// a `custom` action of any other kind is refused on save.
     pub fn new(store: &Store) -> Result<Self> {
-        Self::with_actions(store, Arc::default())
-    }
-
-    pub(crate) fn with_actions(store: &Store, custom_actions: Arc<CustomActions>) -> Result<Self> {
         store.require_module(crate::MODULE_NAME)?;
         Ok(Rules {
             store: store.clone(),
-            custom_actions,
+            custom_actions: store.modules().automation_actions().clone(),
         })
     }
 

@@ -2,9 +2,7 @@
 //! descriptions, custom fields and event kinds), its directory and its records, as the
 //! saving actor sees them. Every problem is reported at once, each naming its part.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
+use crmkit_core::action::CustomActions;
 use crmkit_core::query::FieldValue;
 use crmkit_core::record::{FieldAccess, FieldType, KindDescription, check_body};
 use crmkit_core::{
@@ -16,29 +14,6 @@ use serde_json::Value as Json;
 use crate::model::{
     Action, Conditions, MAX_ACTIONS, MAX_NAME, Offset, Recurrence, TimeUnit, Trigger,
 };
-
-/// An action kind a module offers to rules (`{"type": "custom", "kind": .., "params": ..}`).
-/// A module implements it to validate its own parameters on save; register it with
-/// [`crate::AutomationModule::with_action`].
-pub trait CustomAction: Send + Sync + 'static {
-    /// The action kind (`<module>.<verb>`, such as `fleet.inspect`).
-    fn kind(&self) -> &'static str;
-
-    /// Whether the action can act on a record of `record_kind` (the trigger's; `None`
-    /// when the trigger names no record kind). The default: any.
-    fn applies_to(&self, record_kind: Option<&str>) -> bool {
-        let _ = record_kind;
-        true
-    }
-
-    /// Checks the parameters: the problems as a Validation error whose field names are
-    /// relative to `params` (`url`, `items[2]`); they are reported as
-    /// `actions[i].params.<field>`.
-    fn validate(&self, params: &Json) -> Result<()>;
-}
-
-/// The registered custom actions, by kind.
-pub(crate) type CustomActions = BTreeMap<&'static str, Arc<dyn CustomAction>>;
 
 /// A description whose every field is writable and optional: `check_body` over it checks
 /// only names and JSON types (conditions and change values may name read-only fields).

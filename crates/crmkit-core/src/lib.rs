@@ -40,6 +40,7 @@
 //! # }
 //! ```
 
+pub mod action;
 pub mod ctx;
 pub mod custom;
 pub mod directory;

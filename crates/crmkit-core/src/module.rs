@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::action::{CustomAction, CustomActions, valid_action_kind};
 use crate::error::{Error, Result};
 use crate::record::{KindHandler, Registry};
 use crate::store::{Changeset, Migration, ModuleMigrations, Schema};
@@ -37,6 +38,16 @@ pub trait Module: Send + Sync + 'static {
     ///
     /// The default declares none.
     fn record_kinds(&self) -> Vec<Arc<dyn KindHandler>> {
+        vec![]
+    }
+
+    /// The action kinds the module offers to automation rules (`{"type": "custom",
+    /// "kind": .., "params": ..}`; see [`crate::action`]). Kinds must be valid names
+    /// (`<module>.<verb>`) and unique across the composition; [`ModulesBuilder::build`]
+    /// checks both.
+    ///
+    /// The default offers none.
+    fn automation_actions(&self) -> Vec<Arc<dyn CustomAction>> {
         vec![]
     }
 
@@ -98,6 +109,7 @@ pub struct Modules {
     list: Arc<[Arc<dyn Module>]>,
     schema: Arc<Schema>,
     registry: Arc<Registry>,
+    actions: Arc<CustomActions>,
 }
 
 impl std::fmt::Debug for Modules {
@@ -134,6 +146,11 @@ impl Modules {
     /// The record kinds the modules declare.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The action kinds the modules offer to automation rules, by kind.
+    pub fn automation_actions(&self) -> &Arc<CustomActions> {
+        &self.actions
     }
 }
 
@@ -208,10 +225,29 @@ impl ModulesBuilder {
                 .collect(),
         )?;
         let registry = Registry::build(ordered.iter().flat_map(|m| m.record_kinds()).collect())?;
+        let mut actions = CustomActions::new();
+        for m in &ordered {
+            for a in m.automation_actions() {
+                let kind = a.kind();
+                if !valid_action_kind(kind) {
+                    return Err(Error::Config(format!(
+                        "module {} offers action kind {kind:?}, which is not a valid name \
+                         (`<module>.<verb>`, lowercase)",
+                        m.name()
+                    )));
+                }
+                if actions.insert(kind, a).is_some() {
+                    return Err(Error::Config(format!(
+                        "action kind {kind} is offered twice"
+                    )));
+                }
+            }
+        }
         Ok(Modules {
             list: ordered.into(),
             schema: Arc::new(schema),
             registry: Arc::new(registry),
+            actions: Arc::new(actions),
         })
     }
 }
@@ -254,5 +290,45 @@ mod tests {
             .unwrap();
         let order: Vec<_> = ok.iter().map(|m| m.name()).collect();
         assert_eq!(order, ["core", "a", "b"]);
+    }
+
+    struct Act(&'static str);
+    impl CustomAction for Act {
+        fn kind(&self) -> &'static str {
+            self.0
+        }
+        fn validate(&self, _: &serde_json::Value) -> Result<()> {
+            Ok(())
+        }
+    }
+    struct Offers(&'static str, &'static str);
+    impl Module for Offers {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn migrations(&self) -> Vec<Migration> {
+            vec![]
+        }
+        fn automation_actions(&self) -> Vec<Arc<dyn CustomAction>> {
+            vec![Arc::new(Act(self.1))]
+        }
+    }
+
+    #[test]
+    fn action_kinds_are_collected_unique_and_well_named() {
+        let ok = Modules::builder()
+            .add(Offers("a", "a.go"))
+            .add(Offers("b", "b.stop"))
+            .build()
+            .unwrap();
+        let kinds: Vec<_> = ok.automation_actions().keys().copied().collect();
+        assert_eq!(kinds, ["a.go", "b.stop"]);
+        let twice = Modules::builder()
+            .add(Offers("a", "x.go"))
+            .add(Offers("b", "x.go"))
+            .build();
+        assert!(matches!(twice, Err(Error::Config(m)) if m.contains("offered twice")));
+        let bad = Modules::builder().add(Offers("a", "Go")).build();
+        assert!(matches!(bad, Err(Error::Config(m)) if m.contains("not a valid name")));
     }
 }

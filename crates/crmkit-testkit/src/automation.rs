@@ -23,7 +23,54 @@ pub fn modules() -> crmkit_core::Result<Modules> {
         .add(crmkit_activities::ActivitiesModule)
         .add(crmkit_tickets::TicketsModule)
         .add(AutomationModule::new())
+        .add(ProbeModule)
         .build()
+}
+
+/// The action kind [`ProbeModule`] offers: `{"label": <1 to 40 characters>}`, on deals
+/// and contacts only.
+pub const PROBE_ACTION: &str = "probe.flag";
+
+/// A module with no tables that offers one automation action kind ([`PROBE_ACTION`])
+/// through [`crmkit_core::Module::automation_actions`], as a third-party module would.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProbeModule;
+
+struct ProbeFlag;
+
+impl crmkit_core::action::CustomAction for ProbeFlag {
+    fn kind(&self) -> &'static str {
+        PROBE_ACTION
+    }
+
+    fn applies_to(&self, record_kind: Option<&str>) -> bool {
+        matches!(record_kind, Some("deal" | "contact"))
+    }
+
+    fn validate(&self, params: &serde_json::Value) -> crmkit_core::Result<()> {
+        let n = params["label"].as_str().map(|s| s.chars().count());
+        match n {
+            Some(1..=40) => Ok(()),
+            _ => Err(Error::validation(
+                "label",
+                "must be a text of 1 to 40 characters",
+            )),
+        }
+    }
+}
+
+impl crmkit_core::Module for ProbeModule {
+    fn name(&self) -> &'static str {
+        "probe"
+    }
+
+    fn migrations(&self) -> Vec<crmkit_core::Migration> {
+        vec![]
+    }
+
+    fn automation_actions(&self) -> Vec<std::sync::Arc<dyn crmkit_core::action::CustomAction>> {
+        vec![std::sync::Arc::new(ProbeFlag)]
+    }
 }
 
 extended_fixture! {
@@ -637,8 +684,87 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// A composed module's custom action kind ([`ProbeModule`]'s [`PROBE_ACTION`]) is known
+/// to [`Rules::new`] and the generic record API: accepted with good parameters, refused
+/// with bad ones naming `actions[i].params.<name>`, refused on a kind it does not apply
+/// to; an unknown kind is refused naming `actions[i].kind`.
+pub async fn custom_actions(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let probe = |label: serde_json::Value| Action::Custom {
+        kind: PROBE_ACTION.into(),
+        params: json!({ "label": label }),
+    };
+    let ok = f
+        .rules
+        .create(&f.admin, contact_rule("probe").action(probe(json!("vip"))))
+        .await
+        .at("create with a composed module's action")?;
+    ensure_eq!(ok.actions.len(), 2, "both actions kept");
+    let before = f.last_seq().await?;
+    refused(
+        &f,
+        "bad params",
+        contact_rule("probe").action(probe(json!(""))),
+        &["actions[1].params.label"],
+    )
+    .await?;
+    refused(
+        &f,
+        "params of the wrong type",
+        contact_rule("probe").action(probe(json!(7))),
+        &["actions[1].params.label"],
+    )
+    .await?;
+    refused(
+        &f,
+        "unknown action kind",
+        contact_rule("probe").action(Action::Custom {
+            kind: "probe.unknown".into(),
+            params: json!({}),
+        }),
+        &["actions[1].kind"],
+    )
+    .await?;
+    refused(
+        &f,
+        "a kind the action does not apply to",
+        NewRule::new(
+            "probe",
+            Trigger::RecordCreated {
+                record_kind: "ticket".into(),
+            },
+        )
+        .action(probe(json!("vip"))),
+        &["actions[0].kind"],
+    )
+    .await?;
+    // The generic record API knows the same actions.
+    let body = |label: &str| {
+        json!({
+            "name": "generic probe",
+            "trigger": {"kind": "record_created", "record_kind": "contact"},
+            "actions": [{"type": "custom", "kind": PROBE_ACTION, "params": {"label": label}}],
+        })
+    };
+    let g = store
+        .records()
+        .create(&f.admin, "automation_rule", body(""))
+        .await;
+    ensure!(
+        matches!(&g, Err(Error::Validation(v)) if v.has("actions[0].params.label")),
+        "generic bad params: {g:?}"
+    );
+    ensure_eq!(f.last_seq().await?, before, "refused rules wrote nothing");
+    store
+        .records()
+        .create(&f.admin, "automation_rule", body("vip"))
+        .await
+        .at("generic create with a composed module's action")?;
+    Ok(())
+}
+
 suite_checks! {
     /// The automation checks, by name.
     names: automation_check_names,
-    checks: [crud_round_trip, isolation, access, bad_input],
+    checks: [crud_round_trip, isolation, access, bad_input, custom_actions],
 }

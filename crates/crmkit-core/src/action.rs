@@ -1,0 +1,67 @@
+//! Action kinds modules offer to automation rules.
+//!
+//! The automation module (`crmkit-automation`) runs rules whose actions are its own
+//! (`set_fields`, `notify`, ...) or `{"type": "custom", "kind": .., "params": ..}`
+//! actions other modules offer. A module offers such an action kind the way it offers
+//! record kinds: [`crate::Module::automation_actions`] returns a [`CustomAction`] per
+//! kind, [`crate::ModulesBuilder::build`] collects them (a kind offered twice is a Config
+//! error) and [`crate::Modules::automation_actions`] gives them to the rules API, which
+//! validates a custom action's parameters on save with the offering module's
+//! [`CustomAction::validate`]. The trait lives in the kernel so that a module offers
+//! actions without depending on the automation crate.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use crate::error::Result;
+
+/// An action kind a module offers to rules (`{"type": "custom", "kind": .., "params": ..}`).
+/// A module implements it to validate its own parameters on save and offers it from
+/// [`crate::Module::automation_actions`].
+pub trait CustomAction: Send + Sync + 'static {
+    /// The action kind (`<module>.<verb>`, such as `fleet.inspect`).
+    fn kind(&self) -> &'static str;
+
+    /// Whether the action can act on a record of `record_kind` (the trigger's; `None`
+    /// when the trigger names no record kind). The default: any.
+    fn applies_to(&self, record_kind: Option<&str>) -> bool {
+        let _ = record_kind;
+        true
+    }
+
+    /// Checks the parameters: the problems as a Validation error whose field names are
+    /// relative to `params` (`url`, `items[2]`); they are reported as
+    /// `actions[i].params.<field>`.
+    fn validate(&self, params: &Json) -> Result<()>;
+}
+
+/// The action kinds of a composition, by kind.
+pub type CustomActions = BTreeMap<&'static str, Arc<dyn CustomAction>>;
+
+/// Whether `kind` is a valid action kind name: dot-separated lowercase identifiers
+/// (`[a-z][a-z0-9_]*`), at least two parts (`<module>.<verb>`).
+pub fn valid_action_kind(kind: &str) -> bool {
+    let parts: Vec<&str> = kind.split('.').collect();
+    parts.len() >= 2
+        && parts.iter().all(|p| {
+            let mut c = p.chars();
+            matches!(c.next(), Some('a'..='z'))
+                && c.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_kind_names() {
+        assert!(valid_action_kind("fleet.inspect"));
+        assert!(valid_action_kind("org_note.add"));
+        assert!(!valid_action_kind("inspect"));
+        assert!(!valid_action_kind("Fleet.inspect"));
+        assert!(!valid_action_kind("fleet..inspect"));
+    }
+}
