@@ -91,7 +91,7 @@ assert_eq!(crm.events_since(&admin, 0, 10).await?[0].record.id, team.id.as_uuid(
 )]
 #![cfg_attr(
     feature = "automation",
-    doc = "| [`automation`] | automation rules as versioned JSON, validated on save; condition dry run (the engine is still to come) | [`Crm::automation`] | `automation` |"
+    doc = "| [`automation`] | automation rules as versioned JSON, validated on save (with every composed module's custom action kinds); dry run on a stored record (the engine is still to come) | [`Crm::automation`] | `automation` |"
 )]
 //! | [`core`] | the kernel: everything above plus the storage contract ([`core::store`]), the in-memory backend ([`core::memory`]), module composition, events, text rules | [`Crm::store`], [`Crm::directory`], [`Crm::custom_fields`] | always |
 //! | [`sql`] | the SQL backends behind the URLs | [`Crm::open`] | always (backends by feature) |
@@ -350,8 +350,9 @@ impl Crm {
         Tickets::new(&self.store).expect("Crm composes the tickets module")
     }
 
-    /// Automation rules: rules as versioned JSON, validated on save, with the pure
-    /// evaluation of their conditions (the engine that runs them is still to come; see
+    /// Automation rules: rules as versioned JSON, validated on save (custom actions of
+    /// every composed module included), with the dry run of a rule on a stored record
+    /// (the engine that runs them is still to come; see
     /// [`automation`]). Feature `automation`.
     #[cfg(feature = "automation")]
     pub fn automation(&self) -> Rules {

@@ -24,6 +24,10 @@
 //!   (see [`Rules`]).
 //! - **Pure evaluation of conditions** ([`evaluate_conditions`]): whether a rule's
 //!   conditions hold for a record and a change, and why: the dry run of conditions.
+//! - **The dry run on a stored record** ([`Rules::dry_run`], [`Rules::dry_run_saved`]):
+//!   loads a record the actor can see (a hidden one is NotFound, like a missing one),
+//!   checks the trigger is on its kind, evaluates the conditions and returns the
+//!   explanation and the actions that would run ([`DryRun`]), writing nothing.
 //!
 //! **Still to come** (issue 10): the engine that consumes the change feed and runs
 //! actions exactly once per (rule, event), timers and schedules, assignment state, lead
@@ -89,7 +93,7 @@ pub use model::{
     Action, ChangePredicate, Channel, Conditions, Direction, FORMAT, NewRule, Offset, PoolMember,
     Recurrence, Rule, RuleDefinition, RulePatch, Strategy, TimeUnit, Trigger,
 };
-pub use service::{EVENT_KINDS, RULE_FIELDS, RULE_KIND, RULE_TABLE, Rules};
+pub use service::{DryRun, EVENT_KINDS, RULE_FIELDS, RULE_KIND, RULE_TABLE, Rules};
 
 /// The module's name.
 pub const MODULE_NAME: &str = "automation";

@@ -14,7 +14,8 @@ use crmkit_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Action, Conditions, FORMAT, NewRule, Rule, RulePatch, Trigger};
+use crate::eval::{Change, Explanation, evaluate_conditions};
+use crate::model::{Action, Conditions, FORMAT, NewRule, Rule, RuleDefinition, RulePatch, Trigger};
 use crate::validate::check_rule;
 use crmkit_core::action::CustomActions;
 
@@ -151,6 +152,18 @@ fn decode_rule(mut r: Vec<Value>) -> Result<Rule> {
 
 crmkit_core::stored_record!(Rule, RuleId, RULE_KIND, RULE_TABLE, decode_rule,
     access: |r| (Some(r.owner), None));
+
+/// The result of [`Rules::dry_run`]: what the rule would do on a record, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DryRun {
+    /// The record it ran on.
+    pub record: RecordRef,
+    /// Whether the conditions hold, and each condition's result.
+    pub explanation: Explanation,
+    /// The actions that would run, in order: the rule's when the conditions hold, none
+    /// otherwise.
+    pub actions: Vec<Action>,
+}
 
 /// The rules API (from [`crate::AutomationModule`] composed into a store).
 ///
@@ -376,6 +389,73 @@ impl Rules {
             |_| None,
         )
         .await
+    }
+
+    /// The dry run of `rule` on a stored record: loads `record` through the generic
+    /// record API as the actor (a record hidden from the actor is NotFound, exactly like
+    /// a missing one), checks that the rule's trigger is on the record's kind (else a
+    /// Validation error on `record.kind`), evaluates the conditions on the record as it
+    /// is now and `change` (what changed; `None` when the rule was not started by a
+    /// change, so change predicates do not hold) with [`evaluate_conditions`], and returns
+    /// the explanation and the actions that would run (all of the rule's when the
+    /// conditions hold, none otherwise). Writes nothing: no row, audit entry or event;
+    /// runs nothing.
+    ///
+    /// The rule need not be saved (nor valid: nothing of it but its trigger's kind and
+    /// its conditions is looked at); [`Rules::dry_run_saved`] runs a saved one. Any role
+    /// may dry-run, on the records it can see.
+    pub async fn dry_run(
+        &self,
+        ctx: &Ctx,
+        rule: &RuleDefinition,
+        record: RecordRef,
+        change: Option<Change>,
+    ) -> Result<DryRun> {
+        match rule.trigger.record_kind() {
+            Some(k) if k == record.kind.as_str() => {}
+            Some(k) => {
+                return Err(Error::validation(
+                    "record.kind",
+                    format!("the rule's trigger is on {k} records, not {}", record.kind),
+                ));
+            }
+            None => {
+                return Err(Error::validation(
+                    "record.kind",
+                    "the rule's trigger names no record kind",
+                ));
+            }
+        }
+        let json = self
+            .store
+            .records()
+            .get(ctx, record.kind.as_str(), record.id)
+            .await?
+            .into_value();
+        let explanation = evaluate_conditions(&rule.conditions, &json, change.as_ref());
+        let actions = if explanation.holds {
+            rule.actions.clone()
+        } else {
+            vec![]
+        };
+        Ok(DryRun {
+            record,
+            explanation,
+            actions,
+        })
+    }
+
+    /// [`Rules::dry_run`] of a saved rule the actor can see (NotFound otherwise, as
+    /// [`Rules::get`]).
+    pub async fn dry_run_saved(
+        &self,
+        ctx: &Ctx,
+        id: RuleId,
+        record: RecordRef,
+        change: Option<Change>,
+    ) -> Result<DryRun> {
+        let rule = self.get(ctx, id).await?;
+        self.dry_run(ctx, &rule.definition(), record, change).await
     }
 
     /// Whether the actor manages every rule (Admin, Manager).

@@ -763,8 +763,97 @@ pub async fn custom_actions(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// The dry run on a stored record: it explains which conditions held and which failed
+/// and lists the actions that would run (none when the conditions fail); a record hidden
+/// from the actor is NotFound exactly like a missing one; a trigger on another kind is a
+/// Validation error on `record.kind`; a saved rule dry-runs the same; nothing is written
+/// (row counts and the event sequence unchanged).
+pub async fn dry_run(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let grace = f.person(&f.rep, "Grace", "Hopper").await?;
+    let at = crmkit_core::RecordRef::from(grace.id);
+    let holding = contact_rule("grace").filter(Filter::eq("first_name", "Grace"));
+    let failing = contact_rule("grace, not hopper")
+        .filter(Filter::eq("first_name", "Grace").and(Filter::contains("last_name", "lovelace")));
+    let saved = f
+        .rules
+        .create(&f.rep, holding.clone())
+        .await
+        .at("save a rule")?;
+    let rows = f.row_counts().await?;
+    let seq = f.last_seq().await?;
+    let def = |r: &NewRule| crmkit_automation::RuleDefinition {
+        name: r.name.clone(),
+        enabled: r.enabled,
+        trigger: r.trigger.clone(),
+        conditions: r.conditions.clone(),
+        actions: r.actions.clone(),
+    };
+    for ctx in [&f.admin, &f.rep] {
+        let run = f
+            .rules
+            .dry_run(ctx, &def(&holding), at.clone(), None)
+            .await
+            .at("dry run of a holding rule")?;
+        ensure!(run.explanation.holds, "holds: {run:?}");
+        ensure_eq!(run.record, at, "the record it ran on");
+        ensure_eq!(run.actions, holding.actions, "the actions that would run");
+        let run = f
+            .rules
+            .dry_run(ctx, &def(&failing), at.clone(), None)
+            .await
+            .at("dry run of a failing rule")?;
+        ensure!(!run.explanation.holds, "fails: {run:?}");
+        ensure!(run.actions.is_empty(), "no action would run: {run:?}");
+        let outcomes: Vec<_> = run.explanation.steps.iter().map(|s| s.outcome).collect();
+        ensure_eq!(
+            outcomes,
+            vec![
+                crmkit_automation::Outcome::Held,
+                crmkit_automation::Outcome::Failed
+            ],
+            "the explanation names the held and the failed condition"
+        );
+    }
+    let run = f
+        .rules
+        .dry_run_saved(&f.rep, saved.id, at.clone(), None)
+        .await
+        .at("dry run of a saved rule")?;
+    ensure!(run.explanation.holds, "saved rule holds: {run:?}");
+    // Hidden is exactly like missing.
+    let missing =
+        crmkit_core::RecordRef::new(crmkit_core::RecordKind::CONTACT, uuid::Uuid::now_v7());
+    for (what, ctx, r) in [
+        ("hidden record", &f.rep_y, at.clone()),
+        ("missing record", &f.rep_y, missing.clone()),
+        ("missing record (admin)", &f.admin, missing),
+    ] {
+        let got = f.rules.dry_run(ctx, &def(&holding), r, None).await;
+        expect_not_found(got, what)?;
+    }
+    expect_not_found(
+        f.rules
+            .dry_run_saved(&f.rep_y, saved.id, at.clone(), None)
+            .await,
+        "a hidden saved rule",
+    )?;
+    let on_deals = def(&deal_rule("deals"));
+    match f.rules.dry_run(&f.admin, &on_deals, at.clone(), None).await {
+        Err(Error::Validation(v)) if v.has("record.kind") => {}
+        other => {
+            return Err(Failure::new(format!(
+                "a rule on deals over a contact: {other:?}"
+            )));
+        }
+    }
+    ensure_eq!(f.row_counts().await?, rows, "a dry run writes no row");
+    ensure_eq!(f.last_seq().await?, seq, "a dry run emits no event");
+    Ok(())
+}
+
 suite_checks! {
     /// The automation checks, by name.
     names: automation_check_names,
-    checks: [crud_round_trip, isolation, access, bad_input, custom_actions],
+    checks: [crud_round_trip, isolation, access, bad_input, custom_actions, dry_run],
 }
