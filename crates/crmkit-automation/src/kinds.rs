@@ -45,7 +45,7 @@ impl TypedKind for RuleKind {
                     .doc(&format!("`{{\"kind\": ..}}`, kind one of {}.", TRIGGER_KINDS.join(", "))),
             )
             .field(F::new("conditions", T::Object).doc("`{filter, changes}`."))
-            .field(F::new("actions", T::list(T::Object)).required().doc("`{\"type\": ..}` objects, in order."))
+            .field(F::new("actions", T::list(T::Object)).required().doc("`{\"type\": ..}` objects, in order. A webhook's `secret` reads as `********`; giving the mask or none keeps the stored one."))
             .field(F::new("owner", T::reference("user")).doc("Whose authority it runs with; the actor when absent."))
             .system_fields()
             .queryable(&RULE_FIELDS)

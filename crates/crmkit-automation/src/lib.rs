@@ -21,7 +21,8 @@
 //!   `automation_rule.*`, record kind `automation_rule` in the generic record API) and the
 //!   [`Rules`] handle (`create`, `get`, `list`, `update`, `delete`, `restore`, `audit`,
 //!   `enable`, `disable`), versioned, audited, soft-deleted, with record-level access
-//!   (see [`Rules`]).
+//!   (see [`Rules`]). Webhook secrets are write-only: stored, but every read path shows
+//!   [`WEBHOOK_SECRET_MASK`], and an update that gives no new secret keeps the stored one.
 //! - **Pure evaluation of conditions** ([`evaluate_conditions`]): whether a rule's
 //!   conditions hold for a record and a change, and why: the dry run of conditions.
 //! - **The dry run on a stored record** ([`Rules::dry_run`], [`Rules::dry_run_saved`]):
@@ -93,7 +94,9 @@ pub use model::{
     Action, ChangePredicate, Channel, Conditions, Direction, FORMAT, NewRule, Offset, PoolMember,
     Recurrence, Rule, RuleDefinition, RulePatch, Strategy, TimeUnit, Trigger,
 };
-pub use service::{DryRun, EVENT_KINDS, RULE_FIELDS, RULE_KIND, RULE_TABLE, Rules};
+pub use service::{
+    DryRun, EVENT_KINDS, RULE_FIELDS, RULE_KIND, RULE_TABLE, Rules, WEBHOOK_SECRET_MASK,
+};
 
 /// The module's name.
 pub const MODULE_NAME: &str = "automation";

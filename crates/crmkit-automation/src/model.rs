@@ -402,7 +402,11 @@ pub enum Action {
     Webhook {
         /// `https://` (or `http://`) URL.
         url: String,
-        /// The signing secret (16 to 200 characters).
+        /// The signing secret (16 to 200 characters). Write-only: it is stored (the
+        /// outbox signs bodies with it) but every read shows
+        /// [`crate::WEBHOOK_SECRET_MASK`] instead; on update, the mask or an absent
+        /// (empty) secret keeps the stored one (see [`crate::Rules`]).
+        #[serde(default)]
         secret: String,
     },
     /// Enrol the record in a sequence.

@@ -130,7 +130,61 @@ fn rule_row(r: &Rule) -> Result<Row> {
     ])
 }
 
-fn decode_rule(mut r: Vec<Value>) -> Result<Rule> {
+/// What a webhook action's secret reads as, everywhere (typed get and list, the generic
+/// record API, audit entries, event payloads, dry runs). Shorter than any valid secret, so
+/// it is never mistaken for one.
+pub const WEBHOOK_SECRET_MASK: &str = "********";
+
+/// Masks the webhook secrets of `actions`.
+fn redact(actions: &mut [Action]) {
+    for a in actions {
+        if let Action::Webhook { secret, .. } = a {
+            *secret = WEBHOOK_SECRET_MASK.into();
+        }
+    }
+}
+
+/// The rule as it reads: webhook secrets masked.
+fn shown(mut r: Rule) -> Rule {
+    redact(&mut r.actions);
+    r
+}
+
+/// Gives each webhook action of `actions` whose secret is absent (empty) or the mask the
+/// stored secret it keeps: the one of the stored webhook action at the same position,
+/// else of the stored webhook action with the same URL. One with neither keeps its
+/// mask (and is refused on validation).
+fn keep_secrets(actions: &mut [Action], stored: &[Action]) {
+    fn webhook(a: &Action) -> Option<(&String, &String)> {
+        match a {
+            Action::Webhook { url, secret } => Some((url, secret)),
+            _ => None,
+        }
+    }
+    for (i, a) in actions.iter_mut().enumerate() {
+        let Action::Webhook { url, secret } = a else {
+            continue;
+        };
+        if !secret.is_empty() && secret != WEBHOOK_SECRET_MASK {
+            continue;
+        }
+        let kept = stored
+            .get(i)
+            .and_then(webhook)
+            .or_else(|| stored.iter().filter_map(webhook).find(|(u, _)| *u == url));
+        if let Some((_, s)) = kept {
+            *secret = s.clone();
+        }
+    }
+}
+
+/// A rule row as it reads (webhook secrets masked).
+fn decode_rule(r: Vec<Value>) -> Result<Rule> {
+    decode_stored_rule(r).map(shown)
+}
+
+/// A rule row as stored, webhook secrets included: never returned to a caller.
+fn decode_stored_rule(mut r: Vec<Value>) -> Result<Rule> {
     let bad = |w: &str| Error::storage(format!("malformed automation rule row: {w}"));
     let stored: Stored = serde_json::from_str(r[7].as_text().ok_or_else(|| bad("definition"))?)
         .map_err(|e| Error::storage_from("malformed automation rule row: definition", e))?;
@@ -179,6 +233,20 @@ pub struct DryRun {
 ///   rule whose owner is no longer an active user does not run. Saving checks the rule
 ///   as the saving actor sees the tenant: a Rep cannot name records they cannot see
 ///   (campaigns, references in `set_fields`, calendars).
+///
+/// ## Webhook secrets are write-only
+///
+/// A webhook action's `secret` is stored (the outbox, a later step, signs bodies with it)
+/// but never read back: every rule this API returns ([`Rules::get`], [`Rules::list`],
+/// what `create` and `update` return, the generic record API, audit entries, event
+/// payloads, [`Rules::dry_run`]) shows [`WEBHOOK_SECRET_MASK`] (`"********"`, shorter than
+/// any valid secret) in its place. A fixed mask rather than `null` keeps the action's
+/// shape, so a rule read back can be given back unchanged: on update, a webhook action
+/// whose secret is the mask or absent keeps the stored secret of the webhook action at
+/// the same position (else of the stored one with the same URL); a new webhook action
+/// must give its secret. An update that changes only a secret is a new version with an
+/// `automation_rule.updated` event (`changed: ["actions"]`) and an audit entry per
+/// changed secret, `actions[i].secret`, with masked values.
 #[derive(Clone)]
 pub struct Rules {
     store: Store,
@@ -291,9 +359,17 @@ impl Rules {
             table: RULE_TABLE,
             row: rule_row(&r)?,
         });
+        let r = shown(r);
         stage_created(&mut cs, RecordRef::from(r.id), RULE_KIND.as_str(), &r);
         self.store.commit(cs).await?;
         Ok(r)
+    }
+
+    /// The stored actions of a rule the caller has loaded (so may see), webhook secrets
+    /// included.
+    async fn stored_actions(&self, ctx: &Ctx, id: RuleId) -> Result<Vec<Action>> {
+        let row = service::row_by_id(&self.store, ctx, RULE_TABLE, RULE_KIND, id).await?;
+        Ok(decode_stored_rule(row)?.actions)
     }
 
     /// Changes a rule whose current version is `expected_version` (else Conflict). The
@@ -308,8 +384,11 @@ impl Rules {
     ) -> Result<Rule> {
         ctx.actor().require_write("update automation rule")?;
         let old = self.load(ctx, id, Some(false)).await?;
+        let stored = self.stored_actions(ctx, id).await?;
         let mut new = old.clone();
         crmkit_core::apply_patch!(patch => new; name, trigger, conditions, actions);
+        // `new.actions` with the secrets it keeps (or gives): what is validated and stored.
+        keep_secrets(&mut new.actions, &stored);
         let mut errs = ValidationErrors::new();
         check_format(&mut errs, patch.format);
         if let Some(o) = patch.owner {
@@ -319,15 +398,71 @@ impl Rules {
         self.check(ctx, &mut errs, &new).await?;
         errs.into_result()?;
         service::check_version(id, expected_version, old.version)?;
-        service::update_record(
+        let new_actions = std::mem::take(&mut new.actions);
+        let mut new = Rule {
+            actions: new_actions.clone(),
+            ..new
+        };
+        redact(&mut new.actions);
+        // Rows as stored: `old` with its stored secrets, `new` with its own. Audit
+        // entries and the event payload come from `old` and `new` as they read.
+        let old_version = old.version;
+        let row = |r: &Rule| {
+            let mut r = r.clone();
+            r.actions = if r.version == old_version {
+                stored.clone()
+            } else {
+                new_actions.clone()
+            };
+            rule_row(&r)
+        };
+        let mut cs = Changeset::new(ctx);
+        let staged = service::stage_record_update(
             &self.store,
-            ctx,
-            old,
-            new,
+            &mut cs,
+            &old,
+            &mut new,
             "automation_rule.updated",
-            rule_row,
-        )
-        .await
+            row,
+        )?;
+        if staged.is_none() {
+            if new_actions == stored {
+                return Ok(old);
+            }
+            // Only secrets changed, which the reading form does not show: the
+            // definition is written, with one audit entry per changed secret (masked
+            // values) and an `automation_rule.updated` event naming `actions`.
+            let def = self.store.backend().schema().table(RULE_TABLE)?;
+            let set = service::changed_columns(def, &row(&old)?, &row(&new)?);
+            let record = RecordRef::from(id);
+            let mask = Some(format!("{WEBHOOK_SECRET_MASK:?}"));
+            let audit = new_actions
+                .iter()
+                .enumerate()
+                .filter(|(i, a)| stored.get(*i) != Some(*a))
+                .map(|(i, _)| crmkit_core::AuditChange {
+                    record: record.clone(),
+                    field: format!("actions[{i}].secret"),
+                    old: mask.clone(),
+                    new: mask.clone(),
+                })
+                .collect();
+            service::stage_update(
+                &mut cs,
+                service::Changes {
+                    record,
+                    audit,
+                    fields: vec!["actions".into()],
+                },
+                RULE_TABLE,
+                set,
+                old.version,
+                "automation_rule.updated",
+                service::to_json(&new),
+            );
+        }
+        self.store.commit(cs).await?;
+        Ok(new)
     }
 
     async fn set_enabled(
@@ -349,7 +484,9 @@ impl Rules {
             // A rule is enabled only while it is still valid (a stage, user or field it
             // names may have gone since it was saved).
             let mut errs = ValidationErrors::new();
-            self.check(ctx, &mut errs, &old).await?;
+            let mut full = old.clone();
+            full.actions = self.stored_actions(ctx, id).await?;
+            self.check(ctx, &mut errs, &full).await?;
             errs.into_result()?;
         }
         let mut new = old.clone();
@@ -398,7 +535,7 @@ impl Rules {
     /// is now and `change` (what changed; `None` when the rule was not started by a
     /// change, so change predicates do not hold) with [`evaluate_conditions`], and returns
     /// the explanation and the actions that would run (all of the rule's when the
-    /// conditions hold, none otherwise). Writes nothing: no row, audit entry or event;
+    /// conditions hold, none otherwise; webhook secrets masked). Writes nothing: no row, audit entry or event;
     /// runs nothing.
     ///
     /// The rule need not be saved (nor valid: nothing of it but its trigger's kind and
@@ -433,11 +570,12 @@ impl Rules {
             .await?
             .into_value();
         let explanation = evaluate_conditions(&rule.conditions, &json, change.as_ref());
-        let actions = if explanation.holds {
+        let mut actions = if explanation.holds {
             rule.actions.clone()
         } else {
             vec![]
         };
+        redact(&mut actions);
         Ok(DryRun {
             record,
             explanation,

@@ -860,7 +860,12 @@ async fn check_action(
                 );
             }
             let n = secret.chars().count();
-            if !(16..=200).contains(&n) {
+            if secret.is_empty() || secret == crate::service::WEBHOOK_SECRET_MASK {
+                errs.push(
+                    format!("{path}.secret"),
+                    "is required (16 to 200 characters): a new webhook action has no stored secret to keep",
+                );
+            } else if !(16..=200).contains(&n) {
                 errs.push(format!("{path}.secret"), "must be 16 to 200 characters");
             }
         }
