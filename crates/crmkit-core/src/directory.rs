@@ -248,7 +248,8 @@ impl Directory {
         let existing = self.user(ctx, input.id).await.ok();
         if let Some(old) = existing.as_ref().filter(|u| is_active_admin(u)) {
             let stays_admin = input.roles.contains(&Role::Admin);
-            if !(stays_admin && input.active) && !self.other_active_admin(ctx, old.id).await? {
+            let removes_admin = !stays_admin || !input.active;
+            if removes_admin && !self.other_active_admin(ctx, old.id).await? {
                 let reason = "would remove the tenant's last active admin";
                 if !stays_admin {
                     errs.push("role", reason);
