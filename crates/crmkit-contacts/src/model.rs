@@ -555,3 +555,28 @@ pub struct ImportReport {
     /// Whether anything was written.
     pub committed: bool,
 }
+
+#[cfg(test)]
+mod email_input_tests {
+    use super::EmailInput;
+
+    #[test]
+    fn an_email_input_is_a_string_or_an_object() {
+        let from = |j: serde_json::Value| serde_json::from_value::<EmailInput>(j).unwrap();
+        assert_eq!(
+            from(serde_json::json!("a@b.test")),
+            EmailInput::new("a@b.test")
+        );
+        assert_eq!(
+            from(serde_json::json!({"address": "a@b.test", "label": "work"})),
+            EmailInput::labelled("a@b.test", "work")
+        );
+        assert_eq!(
+            from(serde_json::json!({"address": "a@b.test"})),
+            EmailInput::new("a@b.test")
+        );
+        let e = EmailInput::labelled("a@b.test", "work");
+        let back = serde_json::to_value(&e).unwrap();
+        assert_eq!(from(back), e);
+    }
+}
