@@ -52,7 +52,7 @@ pub fn import_contacts(
             )
             .unwrap();
         for r in rows {
-            let email = parse_email("email", &r.emails[0]).unwrap();
+            let email = parse_email("email", &r.emails[0].address).unwrap();
             let id = ContactId::new();
             let owner = r.owner.unwrap();
             let contact = Contact {

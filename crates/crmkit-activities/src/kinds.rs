@@ -20,8 +20,11 @@
 //! is checked and written as [`Activities::update`] checks and writes it, so "mark the
 //! task done" is `{"details": {"status": "done"}}`.
 //!
-//! Validation errors name the body's fields: a problem inside the details names
-//! `details.<key>` (`details.end`, `details.due.time_zone`, `details.attendees[0]`).
+//! Errors name the body's fields: a problem inside the details names `details.<key>`
+//! (`details.end`, `details.due.time_zone`, `details.attendees[0]`), in a Validation error
+//! and in a Duplicate (a logged email's taken Message-ID is `details.message_id`). The
+//! typed API names the same problems by the details' own fields (`end`, `message_id`), as
+//! its input has them: the generic kind adds the `details.` prefix and nothing else.
 
 use crmkit_core::record::{
     FieldDescription as F, FieldType as T, Json, JsonMap, KindDescription, TypedKind,
@@ -118,18 +121,35 @@ fn type_name(t: Type) -> &'static str {
 /// The body fields that are not inside the details.
 const TOP: [&str; 6] = ["type", "related", "subject", "owner", "team", "details"];
 
-/// Names the details' keys as the body has them: `end` is `details.end`.
+/// A field of the typed API's error as the body names it: `end` is `details.end`.
+fn body_field(field: String) -> String {
+    let root = field.split(['.', '[']).next().unwrap_or_default();
+    if TOP.contains(&root) {
+        field
+    } else {
+        format!("details.{field}")
+    }
+}
+
+/// Names the details' keys as the body has them, in a Validation error's fields and in a
+/// Duplicate's field (a logged email's taken `message_id` is `details.message_id`).
 fn body_fields(e: Error) -> Error {
     match e {
         Error::Validation(mut v) => {
             for f in &mut v.errors {
-                let root = f.field.split(['.', '[']).next().unwrap_or_default();
-                if !TOP.contains(&root) {
-                    f.field = format!("details.{}", f.field);
-                }
+                f.field = body_field(std::mem::take(&mut f.field));
             }
             Error::Validation(v)
         }
+        Error::Duplicate {
+            kind,
+            field,
+            existing,
+        } => Error::Duplicate {
+            kind,
+            field: body_field(field),
+            existing,
+        },
         other => other,
     }
 }

@@ -10,6 +10,11 @@
 //! their teams own), and commits one changeset: the activity row, its relation rows, the
 //! follow-up rows of its records, the next occurrence of a completed recurring task, audit
 //! entries and events. See [`Activities`].
+//!
+//! Errors name fields as the typed input has them: a problem inside an activity's details
+//! names the details' own field (`end`, `due.time_zone`, a taken `message_id`). The
+//! generic `activity` kind ([`kinds`]) names the same problems as its body has them, under
+//! `details.` (`details.end`, `details.message_id`).
 
 mod followup;
 pub mod ical;

@@ -18,19 +18,6 @@ use crate::rows::{CONTACT_FIELDS, ORGANIZATION_FIELDS};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ContactKind;
 
-/// Emails are `{address, label}` objects in a contact; a body may give them as objects or
-/// as plain strings.
-fn email_addresses(mut body: JsonMap) -> JsonMap {
-    if let Some(serde_json::Value::Array(items)) = body.get_mut("emails") {
-        for it in items.iter_mut() {
-            if let Some(a) = it.get("address").cloned() {
-                *it = a;
-            }
-        }
-    }
-    body
-}
-
 impl TypedKind for ContactKind {
     type Record = Contact;
     type New = NewContact;
@@ -45,7 +32,7 @@ impl TypedKind for ContactKind {
             .field(
                 F::new("emails", T::list(T::Object))
                     .personal()
-                    .doc("`{address, label}` objects, the first is the primary (a body's labels are not kept yet)."),
+                    .doc("`{address, label}` objects (`label` optional, at most 32 characters), the first is the primary."),
             )
             .field(
                 F::new("phones", T::list(T::Object))
@@ -61,14 +48,6 @@ impl TypedKind for ContactKind {
             .with_custom()
             .system_fields()
             .queryable(&CONTACT_FIELDS)
-    }
-
-    fn create_body(&self, body: JsonMap) -> JsonMap {
-        email_addresses(body)
-    }
-
-    fn patch_body(&self, body: JsonMap) -> JsonMap {
-        email_addresses(body)
     }
 
     crmkit_core::forward_typed_kind! {

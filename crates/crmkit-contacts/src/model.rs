@@ -133,6 +133,87 @@ pub struct Phone {
     pub label: Option<String>,
 }
 
+/// An email address as entered: the address and an optional label (`work`, at most 32
+/// characters). Built from a string (`"ada@example.com".into()`, no label) or with
+/// [`EmailInput::labelled`]; in JSON either a string or an `{address, label}` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "EmailInputJson")]
+pub struct EmailInput {
+    /// As typed.
+    pub address: String,
+    /// A label.
+    pub label: Option<String>,
+}
+
+impl EmailInput {
+    /// An address without a label.
+    pub fn new(address: impl Into<String>) -> Self {
+        EmailInput {
+            address: address.into(),
+            label: None,
+        }
+    }
+
+    /// An address with a label (`EmailInput::labelled("ada@example.com", "work")`).
+    pub fn labelled(address: impl Into<String>, label: impl Into<String>) -> Self {
+        EmailInput {
+            address: address.into(),
+            label: Some(label.into()),
+        }
+    }
+}
+
+impl From<String> for EmailInput {
+    fn from(address: String) -> Self {
+        EmailInput::new(address)
+    }
+}
+
+impl From<&str> for EmailInput {
+    fn from(address: &str) -> Self {
+        EmailInput::new(address)
+    }
+}
+
+impl From<&String> for EmailInput {
+    fn from(address: &String) -> Self {
+        EmailInput::new(address.as_str())
+    }
+}
+
+impl From<EmailAddress> for EmailInput {
+    fn from(e: EmailAddress) -> Self {
+        EmailInput {
+            address: e.address,
+            label: e.label,
+        }
+    }
+}
+
+/// The JSON forms of an [`EmailInput`]: a plain address or an `{address, label}` object.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EmailInputJson {
+    Address(String),
+    Object {
+        address: String,
+        #[serde(default)]
+        label: Option<String>,
+    },
+}
+
+impl From<EmailInputJson> for EmailInput {
+    fn from(j: EmailInputJson) -> Self {
+        match j {
+            EmailInputJson::Address(address) => EmailInput {
+                address,
+                label: None,
+            },
+            EmailInputJson::Object { address, label } => EmailInput { address, label },
+        }
+    }
+}
+
 /// A phone number as entered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhoneInput {
@@ -242,8 +323,8 @@ pub struct NewContact {
     pub first_name: String,
     /// Last name.
     pub last_name: String,
-    /// Emails (the first is primary).
-    pub emails: Vec<String>,
+    /// Emails (the first is primary), each with an optional label.
+    pub emails: Vec<EmailInput>,
     /// Phones.
     pub phones: Vec<PhoneInput>,
     /// Job title.
@@ -278,7 +359,7 @@ impl NewContact {
 
     crmkit_core::setters! {
         /// With an email.
-        push email(emails): String;
+        push email(emails): EmailInput;
         /// With a phone.
         push phone(phones): PhoneInput;
     }
@@ -293,8 +374,8 @@ pub struct ContactPatch {
     pub first_name: Option<String>,
     /// New last name.
     pub last_name: Option<String>,
-    /// New emails (replacing all).
-    pub emails: Option<Vec<String>>,
+    /// New emails (replacing all), each with an optional label.
+    pub emails: Option<Vec<EmailInput>>,
     /// New phones (replacing all).
     pub phones: Option<Vec<PhoneInput>>,
     /// New job title (`Some(None)` clears it).
@@ -473,4 +554,29 @@ pub struct ImportReport {
     pub errors: Vec<RowError>,
     /// Whether anything was written.
     pub committed: bool,
+}
+
+#[cfg(test)]
+mod email_input_tests {
+    use super::EmailInput;
+
+    #[test]
+    fn an_email_input_is_a_string_or_an_object() {
+        let from = |j: serde_json::Value| serde_json::from_value::<EmailInput>(j).unwrap();
+        assert_eq!(
+            from(serde_json::json!("a@b.test")),
+            EmailInput::new("a@b.test")
+        );
+        assert_eq!(
+            from(serde_json::json!({"address": "a@b.test", "label": "work"})),
+            EmailInput::labelled("a@b.test", "work")
+        );
+        assert_eq!(
+            from(serde_json::json!({"address": "a@b.test"})),
+            EmailInput::new("a@b.test")
+        );
+        let e = EmailInput::labelled("a@b.test", "work");
+        let back = serde_json::to_value(&e).unwrap();
+        assert_eq!(from(back), e);
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crmkit_core::text::{check_text, parse_email, parse_phone};
 use crmkit_core::{Error, Result, ValidationErrors};
 
-use crate::model::{Consent, EmailAddress, Phone, PhoneInput, PostalAddress};
+use crate::model::{Consent, EmailAddress, EmailInput, Phone, PhoneInput, PostalAddress};
 
 /// Most emails or phones one record may have.
 pub const MAX_CONTACT_POINTS: usize = 10;
@@ -33,7 +33,10 @@ pub fn names(errs: &mut ValidationErrors, first: &str, last: &str) {
 
 /// Emails (at most [`MAX_CONTACT_POINTS`], no repeats): the validated addresses and their
 /// match keys.
-pub fn emails(errs: &mut ValidationErrors, input: &[String]) -> (Vec<EmailAddress>, Vec<String>) {
+pub fn emails(
+    errs: &mut ValidationErrors,
+    input: &[EmailInput],
+) -> (Vec<EmailAddress>, Vec<String>) {
     if input.len() > MAX_CONTACT_POINTS {
         errs.push("emails", format!("at most {MAX_CONTACT_POINTS} emails"));
         return (vec![], vec![]);
@@ -41,7 +44,14 @@ pub fn emails(errs: &mut ValidationErrors, input: &[String]) -> (Vec<EmailAddres
     let mut out = vec![];
     let mut keys = vec![];
     for (i, e) in input.iter().enumerate() {
-        match parse_email(&format!("emails[{i}]"), e) {
+        let label_ok = match &e.label {
+            Some(l) => errs
+                .check(check_text(&format!("emails[{i}].label"), l, 32, false))
+                .is_some(),
+            None => true,
+        };
+        match parse_email(&format!("emails[{i}]"), &e.address) {
+            Ok(_) if !label_ok => {}
             Ok(p) => {
                 if keys.contains(&p.key) {
                     errs.push(format!("emails[{i}]"), "is listed twice");
@@ -49,7 +59,7 @@ pub fn emails(errs: &mut ValidationErrors, input: &[String]) -> (Vec<EmailAddres
                     keys.push(p.key);
                     out.push(EmailAddress {
                         address: p.address,
-                        label: None,
+                        label: e.label.clone(),
                     });
                 }
             }

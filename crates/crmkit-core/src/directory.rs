@@ -8,7 +8,8 @@
 //!
 //! - **Writes** ([`Directory::put_user`], [`Directory::put_team`], and so also making
 //!   someone an Admin or deactivating them) need the Admin role; a Manager, a Rep or a
-//!   ReadOnly user gets `PermissionDenied` and nothing is written.
+//!   ReadOnly user gets `PermissionDenied` and nothing is written. No write may leave a
+//!   tenant without an active Admin (a Validation error on `role` or `active`).
 //! - **Listing** every user ([`Directory::users`]: names, emails, roles, teams, active
 //!   flags) needs the Admin or Manager role, the ones who assign work to others; a Rep or
 //!   a ReadOnly user gets `PermissionDenied` (a Rep may only give records to themselves,
@@ -39,7 +40,7 @@ use crate::error::{Error, Result, ValidationErrors};
 use crate::event::{AuditChange, NewEvent};
 use crate::id::{RecordKind, RecordRef, TeamId, TenantId, UserId};
 use crate::store::{
-    Changeset, ColumnDef, ColumnType, Cond, OrderKey, Select, TableDef, Value, Write,
+    Changeset, CmpOp, ColumnDef, ColumnType, Cond, OrderKey, Select, TableDef, Value, Write,
 };
 use crate::text::{check_text, parse_email};
 
@@ -197,6 +198,11 @@ pub(crate) fn decode_user(row: &[Value]) -> Result<User> {
     })
 }
 
+/// Whether `u` is an active Admin.
+fn is_active_admin(u: &User) -> bool {
+    u.active && u.roles.contains(&Role::Admin)
+}
+
 /// Validates an IANA time zone name.
 pub fn parse_time_zone(field: &str, s: &str) -> Result<Tz> {
     s.parse::<Tz>()
@@ -217,8 +223,14 @@ impl Directory {
     /// Creates or replaces a user (Admin only: anyone else gets PermissionDenied, so a Rep
     /// cannot make themselves an Admin). Teams must be teams of this tenant (a nonexistent
     /// team or another tenant's is a Validation error on `teams[i]`); the email must be an
-    /// address and the time zone an IANA name; at least one role. Nothing is written on
-    /// error.
+    /// address and the time zone an IANA name; at least one role. A change that would leave
+    /// the tenant without an active Admin (demoting or deactivating its last active Admin,
+    /// the caller included) is a Validation error on `role` and/or `active` ("the tenant's
+    /// last active admin"); creating users never is, so bootstrap (the first Admin, put
+    /// with a [`Ctx::new`] context) works. Nothing is written on error.
+    ///
+    /// The last-admin check reads the other users before the commit; two Admins demoting
+    /// each other at the same moment are not serialised against each other.
     pub async fn put_user(&self, ctx: &Ctx, input: UserInput) -> Result<User> {
         ctx.actor().require_admin("put user")?;
         let mut errs = ValidationErrors::new();
@@ -233,8 +245,21 @@ impl Directory {
                 errs.push(format!("teams[{i}]"), "is not a team of this tenant");
             }
         }
-        errs.into_result()?;
         let existing = self.user(ctx, input.id).await.ok();
+        if let Some(old) = existing.as_ref().filter(|u| is_active_admin(u)) {
+            let stays_admin = input.roles.contains(&Role::Admin);
+            let removes_admin = !stays_admin || !input.active;
+            if removes_admin && !self.other_active_admin(ctx, old.id).await? {
+                let reason = "would remove the tenant's last active admin";
+                if !stays_admin {
+                    errs.push("role", reason);
+                }
+                if !input.active {
+                    errs.push("active", reason);
+                }
+            }
+        }
+        errs.into_result()?;
         let version = existing.as_ref().map(|u| u.version + 1).unwrap_or(1);
         let user = User {
             id: input.id,
@@ -308,6 +333,22 @@ impl Directory {
         ));
         self.store.commit(cs).await?;
         Ok(user)
+    }
+
+    /// Whether the tenant has an active Admin other than `except`.
+    async fn other_active_admin(&self, ctx: &Ctx, except: UserId) -> Result<bool> {
+        let s = Select::new(
+            USERS_TABLE,
+            Cond::Cmp("active".into(), CmpOp::Eq, Value::from(true)),
+        );
+        let rows = self.store.backend().select(ctx.tenant(), &s).await?;
+        for r in &rows {
+            let u = decode_user(r)?;
+            if u.id != except && is_active_admin(&u) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Creates or renames a team (Admin only: anyone else gets PermissionDenied and nothing

@@ -57,6 +57,14 @@ mod convert;
 pub mod model;
 pub mod rows;
 use crmkit_contacts::validate;
+
+/// A lead's emails (plain addresses, no labels) as contact email inputs.
+fn email_inputs(emails: &[String]) -> Vec<crmkit_contacts::EmailInput> {
+    emails
+        .iter()
+        .map(crmkit_contacts::EmailInput::from)
+        .collect()
+}
 use crmkit_core::service::{self, OwnerChecks, apply_custom_patch, stage_created};
 
 use crmkit_contacts::Contacts;
@@ -261,7 +269,7 @@ impl Leads {
         ctx.actor().require_write("create lead")?;
         let custom = self.custom_schema(ctx).await?;
         let mut errs = ValidationErrors::new();
-        let (emails, _) = validate::emails(&mut errs, &input.emails);
+        let (emails, _) = validate::emails(&mut errs, &email_inputs(&input.emails));
         let phones = validate::phones(&mut errs, &input.phones);
         let now = ctx.now();
         let mut lead = Lead {
@@ -336,7 +344,7 @@ impl Leads {
         crmkit_core::apply_patch!(patch => new; first_name, last_name, job_title, company,
             domain, website, employee_count);
         if let Some(v) = &patch.emails {
-            new.emails = validate::emails(&mut errs, v).0;
+            new.emails = validate::emails(&mut errs, &email_inputs(v)).0;
         }
         if let Some(v) = &patch.phones {
             new.phones = validate::phones(&mut errs, v);

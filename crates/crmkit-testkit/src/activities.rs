@@ -2242,6 +2242,127 @@ pub async fn reps_remind_and_sign_as_themselves(store: &Store) -> CheckResult {
 // The list
 // ---------------------------------------------------------------------------------------
 
+/// The field names of an error: a Validation error's fields, a Duplicate's field.
+fn error_fields<T: std::fmt::Debug>(
+    r: &crmkit_core::Result<T>,
+    what: &str,
+) -> CheckResult<Vec<String>> {
+    match r {
+        Err(Error::Validation(v)) => Ok(v.errors.iter().map(|e| e.field.clone()).collect()),
+        Err(Error::Duplicate { field, .. }) => Ok(vec![field.clone()]),
+        other => Err(Failure::new(format!(
+            "{what}: expected a Validation or Duplicate error, got {other:?}"
+        ))),
+    }
+}
+
+/// The same bad detail field gives the same error through the typed API and the generic
+/// `activity` kind, named as each path's input names it: the typed API by the details
+/// struct's own field (`end`), the generic kind by the body's field (`details.end`), as
+/// its description says. Checked for a meeting ending before it starts (create and
+/// patch), a note without a body, a task's bad due time zone, and a logged email whose
+/// Message-ID another activity has (a Duplicate).
+pub async fn detail_error_fields(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let a = &f.admin;
+    let acts = &f.activities;
+    let records = store.records();
+    let rel = contact(&f, a, None).await?;
+    let mid = format!("<{}@crmkit.test>", uuid::Uuid::now_v7().simple());
+    acts.create(
+        a,
+        NewActivity::new("first", email(&mid)).related_to(rel.clone()),
+    )
+    .await
+    .at("the first logged email")?;
+    let body_of = |d: &ActivityDetails| -> CheckResult<serde_json::Value> {
+        let mut details = serde_json::to_value(d).map_err(|e| Failure::new(e.to_string()))?;
+        let ty = details
+            .as_object_mut()
+            .and_then(|m| m.remove("kind"))
+            .ok_or_else(|| Failure::new("details without a kind"))?;
+        Ok(serde_json::json!({
+            "type": ty,
+            "subject": "bad",
+            "related": [rel],
+            "details": details,
+        }))
+    };
+    let mut bad_due = task(at(t(2027, 1, 5, 10)));
+    if let ActivityDetails::Task(Task {
+        due: Some(Due::At { time_zone, .. }),
+        ..
+    }) = &mut bad_due
+    {
+        *time_zone = "Mars/Olympus".into();
+    }
+    let cases = [
+        (
+            "meeting ending before its start",
+            meeting(t(2027, 1, 5, 11), t(2027, 1, 5, 10)),
+        ),
+        ("note without a body", note(a.actor().user, "")),
+        ("task due in no time zone", bad_due),
+        ("logged email with a taken Message-ID", email(&mid)),
+    ];
+    for (what, details) in cases {
+        let typed = acts
+            .create(
+                a,
+                NewActivity::new("bad", details.clone()).related_to(rel.clone()),
+            )
+            .await;
+        let generic = records.create(a, "activity", body_of(&details)?).await;
+        let typed = error_fields(&typed, &format!("typed create, {what}"))?;
+        let generic = error_fields(&generic, &format!("generic create, {what}"))?;
+        ensure!(!typed.is_empty(), "typed create, {what}: no field named");
+        ensure_eq!(
+            generic,
+            typed
+                .iter()
+                .map(|f| format!("details.{f}"))
+                .collect::<Vec<_>>(),
+            "generic create, {what}: the typed fields under details."
+        );
+    }
+
+    // A patch: a meeting moved to end before its start.
+    let m = acts
+        .create(
+            a,
+            NewActivity::new("meet", meeting(t(2027, 1, 5, 10), t(2027, 1, 5, 11)))
+                .related_to(rel.clone()),
+        )
+        .await
+        .at("a meeting")?;
+    let typed = acts
+        .update(
+            a,
+            m.id,
+            m.version,
+            ActivityPatch::new().details(meeting(t(2027, 1, 5, 10), t(2027, 1, 5, 9))),
+        )
+        .await;
+    let generic = records
+        .patch(
+            a,
+            "activity",
+            m.id.as_uuid(),
+            m.version,
+            serde_json::json!({"details": {"end": t(2027, 1, 5, 9)}}),
+        )
+        .await;
+    let typed = error_fields(&typed, "typed patch")?;
+    let generic = error_fields(&generic, "generic patch")?;
+    ensure_eq!(typed, vec!["end".to_string()], "typed patch's field");
+    ensure_eq!(
+        generic,
+        vec!["details.end".to_string()],
+        "generic patch's field"
+    );
+    Ok(())
+}
+
 suite_checks! {
     /// Every check of this module by name. [`atomicity`] and [`batch_create`] inject faults
     /// into the backend:
@@ -2265,5 +2386,6 @@ suite_checks! {
         other_kinds_and_staging,
         hidden_like_nonexistent,
         reps_remind_and_sign_as_themselves,
+        detail_error_fields,
     ],
 }

@@ -685,6 +685,122 @@ pub async fn directory_reads(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// No write leaves a tenant without an active Admin: the last active Admin demoting or
+/// deactivating themself, or another Admin doing it to them, is a Validation error naming
+/// `role` or `active` ("the tenant's last active admin") and nothing is written; with a
+/// second active Admin, either may be demoted; a fresh tenant's bootstrap (a `Ctx::new`
+/// Admin putting the first Admin) still works.
+pub async fn last_active_admin_stays(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let dir = store.directory();
+    let admin_id = f.admin.actor().user;
+    let me = dir.user(&f.admin, admin_id).await.at("read admin")?;
+    let expect_last = |r: crmkit_core::Result<User>, field: &str, what: &str| -> CheckResult {
+        expect_validation(r.map(|_| ()), field, what)?;
+        Ok(())
+    };
+    let before = snapshot(&f).await?;
+    let mut demote = input_of(&me);
+    demote.roles = vec![Role::Manager];
+    let r = dir.put_user(&f.admin, demote.clone()).await;
+    let reasons = crate::check::validation_reasons(&r).unwrap_or_default();
+    ensure!(
+        reasons
+            .iter()
+            .any(|(f, why)| f == "role" && why.contains("the tenant's last active admin")),
+        "the last admin demoting themself: {r:?}"
+    );
+    let mut deactivate = input_of(&me);
+    deactivate.active = false;
+    expect_last(
+        dir.put_user(&f.admin, deactivate.clone()).await,
+        "active",
+        "the last admin deactivating themself",
+    )?;
+    let mut both = input_of(&me);
+    both.active = false;
+    both.roles = vec![Role::Rep];
+    expect_last(
+        dir.put_user(&f.admin, both.clone()).await,
+        "role",
+        "the last admin demoted and deactivated (role)",
+    )?;
+    expect_last(
+        dir.put_user(&f.admin, both).await,
+        "active",
+        "the last admin demoted and deactivated (active)",
+    )?;
+    ensure_eq!(
+        snapshot(&f).await?,
+        before,
+        "the directory and the change feed after refused last-admin changes"
+    );
+    // Renaming the last admin is fine.
+    let mut rename = input_of(&me);
+    rename.name = "Admin Renamed".into();
+    let me = dir
+        .put_user(&f.admin, rename)
+        .await
+        .at("rename last admin")?;
+
+    // A second admin (promoted manager): now either may go, but not both.
+    let manager_id = f.manager.actor().user;
+    let mut promote = input_of(&dir.user(&f.admin, manager_id).await.at("read manager")?);
+    promote.roles = vec![Role::Admin];
+    let second = dir
+        .put_user(&f.admin, promote)
+        .await
+        .at("promote manager")?;
+    let second_ctx = dir
+        .ctx_for(f.tenant, second.id)
+        .await
+        .at("second admin ctx")?;
+    let mut demote_me = input_of(&me);
+    demote_me.roles = vec![Role::Manager];
+    dir.put_user(&second_ctx, demote_me)
+        .await
+        .at("demote one of two admins")?;
+    // The remaining admin is the last one again, also when an inactive admin exists.
+    let mut deactivate_second = input_of(&second);
+    deactivate_second.active = false;
+    expect_last(
+        dir.put_user(&second_ctx, deactivate_second).await,
+        "active",
+        "deactivating the remaining admin",
+    )?;
+    // An inactive admin does not count: the first one, reactivated as admin then
+    // deactivated, leaves `second` the only active one.
+    let me = dir.user(&second_ctx, me.id).await.at("read first admin")?;
+    let mut back = input_of(&me);
+    back.roles = vec![Role::Admin];
+    back.active = false;
+    dir.put_user(&second_ctx, back)
+        .await
+        .at("make the first an inactive admin")?;
+    let mut demote_second = input_of(&second);
+    demote_second.roles = vec![Role::Rep];
+    expect_last(
+        dir.put_user(&second_ctx, demote_second).await,
+        "role",
+        "demoting the only active admin beside an inactive one",
+    )?;
+
+    // Bootstrap of a fresh tenant: the first admin, then a second, still work.
+    let tenant = TenantId::new();
+    let boot_id = UserId::new();
+    let boot = crmkit_core::Ctx::new(tenant, crmkit_core::Actor::new(boot_id, [Role::Admin], []))
+        .at("bootstrap ctx")?;
+    let mut first = new_user(boot_id, "Boot Admin");
+    first.roles = vec![Role::Admin];
+    dir.put_user(&boot, first)
+        .await
+        .at("bootstrap the first admin")?;
+    dir.ctx_for(tenant, boot_id)
+        .await
+        .at("ctx_for the bootstrap admin")?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
@@ -700,5 +816,6 @@ suite_checks! {
         user_teams_of_this_tenant,
         no_work_for_inactive_users,
         directory_reads,
+        last_active_admin_stays,
     ],
 }

@@ -226,7 +226,7 @@ impl Leads {
                 let new_contact = NewContact {
                     first_name: old.first_name.clone(),
                     last_name: old.last_name.clone(),
-                    emails: old.emails.iter().map(|e| e.address.clone()).collect(),
+                    emails: old.emails.iter().cloned().map(Into::into).collect(),
                     phones: old
                         .phones
                         .iter()
