@@ -2,7 +2,7 @@
 //!
 //! The SQL backend of crmkit: SQLite (embedded, through rusqlite), PostgreSQL and
 //! MySQL/MariaDB (servers, through sqlx), each implementing crmkit-core's
-//! [`Backend`](crmkit_core::Backend) storage contract with exactly the observable behaviour
+//! [`Backend`] storage contract with exactly the observable behaviour
 //! of the in-memory reference backend.
 //!
 //! The main design decision: **one dialect-neutral renderer**. Conditions, selects,
