@@ -91,7 +91,7 @@ assert_eq!(crm.events_since(&admin, 0, 10).await?[0].record.id, team.id.as_uuid(
 )]
 #![cfg_attr(
     feature = "automation",
-    doc = "| [`automation`] | automation rules as versioned JSON, validated on save (with every composed module's custom action kinds); dry run on a stored record (the engine is still to come) | [`Crm::automation`] | `automation` |"
+    doc = "| [`automation`] | automation rules as versioned JSON, validated on save (with every composed module's custom action kinds); dry run on a stored record; the engine that runs them on the change feed, exactly once, with the run log, failed-run retries and the notification/webhook outbox | [`Crm::automation`], [`Crm::automation_engine`] | `automation` |"
 )]
 //! | [`core`] | the kernel: everything above plus the storage contract ([`core::store`]), the in-memory backend ([`core::memory`]), module composition, events, text rules | [`Crm::store`], [`Crm::directory`], [`Crm::custom_fields`] | always |
 //! | [`sql`] | the SQL backends behind the URLs | [`Crm::open`] | always (backends by feature) |
@@ -121,8 +121,8 @@ assert_eq!(crm.events_since(&admin, 0, 10).await?[0].record.id, team.id.as_uuid(
 #[cfg(feature = "activities")]
 #[doc(inline)]
 pub use crmkit_activities as activities;
-/// Automation (feature `automation`): rules as versioned JSON, validated on save, and the
-/// pure condition evaluator. The whole `crmkit-automation` crate.
+/// Automation (feature `automation`): rules as versioned JSON, validated on save, the pure
+/// condition evaluator and the engine. The whole `crmkit-automation` crate.
 #[cfg(feature = "automation")]
 #[doc(inline)]
 pub use crmkit_automation as automation;
@@ -351,12 +351,20 @@ impl Crm {
     }
 
     /// Automation rules: rules as versioned JSON, validated on save (custom actions of
-    /// every composed module included), with the dry run of a rule on a stored record
-    /// (the engine that runs them is still to come; see
-    /// [`automation`]). Feature `automation`.
+    /// every composed module included), with the dry run of a rule on a stored record.
+    /// [`Crm::automation_engine`] runs them. Feature `automation`.
     #[cfg(feature = "automation")]
     pub fn automation(&self) -> Rules {
         Rules::new(&self.store).expect("Crm composes the automation module")
+    }
+
+    /// An engine that runs the rules on the change feed, exactly once per (rule, event,
+    /// action), with the default configuration; give it the host's notifier and webhook
+    /// client with [`automation::Engine::with_notifier`] and
+    /// [`automation::Engine::with_webhooks`]. Feature `automation`.
+    #[cfg(feature = "automation")]
+    pub fn automation_engine(&self) -> automation::Engine {
+        automation::Engine::new(&self.store).expect("Crm composes the automation module")
     }
 
     /// Business calendars the SLA clocks count on. Feature `tickets`.

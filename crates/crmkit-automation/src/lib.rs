@@ -29,10 +29,23 @@
 //!   loads a record the actor can see (a hidden one is NotFound, like a missing one),
 //!   checks the trigger is on its kind, evaluates the conditions and returns the
 //!   explanation and the actions that would run ([`DryRun`]), writing nothing.
+//! - **The engine** ([`Engine`], [`engine`]): runs the rules on each tenant's change
+//!   feed from a stored cursor, whatever path wrote the change (typed API, import, the
+//!   generic record API). Each action's writes and its run-log line commit together
+//!   (through the rule's [`crmkit_core::Cause`] and this module's `before_commit`), so
+//!   every effect happens exactly once under redelivery, crashes and concurrent engines.
+//!   Rules act with their owner's authority; a rule's own change does not trigger it
+//!   again and chains stop at a depth limit; field triggers (changed, from, to); failed
+//!   actions are retried with backoff and kept for a host to retry; notifications and
+//!   signed webhook calls go through a delivery outbox to the host's [`Notifier`] and
+//!   [`WebhookClient`]; the run log per rule and per record says what each rule did or
+//!   why it did not.
 //!
-//! **Still to come** (issue 10): the engine that consumes the change feed and runs
-//! actions exactly once per (rule, event), timers and schedules, assignment state, lead
-//! scoring, sequences, the notification and webhook outbox. Nothing runs a rule yet.
+//! **Still to come** (issue 10): timers and schedules, assignment state (round robin,
+//! least loaded, weighted), lead scoring, sequences, auto-acknowledgement, the actions
+//! that need another module's command (move a deal, set a lead's status or score,
+//! escalate a ticket, add to a campaign; the engine records them as failed runs for
+//! now), a tokio worker, and the benchmarks.
 //!
 //! ```
 //! use crmkit_automation::{Action, AutomationModule, NewRule, Rules, Trigger, evaluate_conditions};
@@ -78,10 +91,15 @@
 //! # }).unwrap();
 //! ```
 
+pub mod engine;
 pub mod eval;
 pub mod kinds;
 pub mod model;
+pub mod outbox;
+pub mod runlog;
 mod service;
+mod template;
+mod timing;
 mod validate;
 
 use std::sync::Arc;
@@ -89,11 +107,16 @@ use std::sync::Arc;
 use crmkit_core::{Migration, Module, Result, Store};
 
 pub use crmkit_core::action::CustomAction;
+pub use engine::{DeliveryReport, Engine, EngineConfig, RunReport};
 pub use eval::{Change, Explanation, Outcome, Step, evaluate_conditions};
 pub use model::{
     Action, ChangePredicate, Channel, Conditions, Direction, FORMAT, NewRule, Offset, PoolMember,
     Recurrence, Rule, RuleDefinition, RulePatch, Strategy, TimeUnit, Trigger,
 };
+pub use outbox::{
+    Delivery, DeliveryStatus, Notification, Notifier, Payload, WebhookCall, WebhookClient,
+};
+pub use runlog::{FailedRun, RunEntry, RunOutcome};
 pub use service::{
     DryRun, EVENT_KINDS, RULE_FIELDS, RULE_KIND, RULE_TABLE, Rules, WEBHOOK_SECRET_MASK,
 };
@@ -153,11 +176,31 @@ impl Module for AutomationModule {
     }
 
     fn migrations(&self) -> Vec<Migration> {
-        vec![Migration::create_tables(
-            1,
-            "automation rules",
-            service::tables(),
-        )]
+        vec![
+            Migration::create_tables(1, "automation rules", service::tables()),
+            Migration::create_tables(
+                2,
+                "the engine: run log, failed runs, feed cursor, delivery outbox",
+                runlog::tables(),
+            ),
+        ]
+    }
+
+    /// A changeset made for a rule's action (one whose [`crmkit_core::Cause`] is set) gets
+    /// the action's run-log line, keyed `(rule, occurrence, action)`, and clears the
+    /// action's failed run: the action's writes and the record that it ran commit
+    /// together, so a second run of the same action fails on the key and writes nothing.
+    fn before_commit(&self, changeset: &mut crmkit_core::Changeset) -> Result<()> {
+        if let Some(cause) = &changeset.cause {
+            let key = runlog::key(cause.rule, &cause.occurrence, Some(cause.action));
+            let row = runlog::applied_row(cause, changeset.at);
+            changeset.writes.push(row);
+            changeset.writes.push(crmkit_core::store::Write::Delete {
+                table: runlog::FAILURE_TABLE,
+                key,
+            });
+        }
+        Ok(())
     }
 
     fn event_kinds(&self) -> Vec<&'static str> {

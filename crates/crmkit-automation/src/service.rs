@@ -184,7 +184,7 @@ fn decode_rule(r: Vec<Value>) -> Result<Rule> {
 }
 
 /// A rule row as stored, webhook secrets included: never returned to a caller.
-fn decode_stored_rule(mut r: Vec<Value>) -> Result<Rule> {
+pub(crate) fn decode_stored_rule(mut r: Vec<Value>) -> Result<Rule> {
     let bad = |w: &str| Error::storage(format!("malformed automation rule row: {w}"));
     let stored: Stored = serde_json::from_str(r[7].as_text().ok_or_else(|| bad("definition"))?)
         .map_err(|e| Error::storage_from("malformed automation rule row: definition", e))?;

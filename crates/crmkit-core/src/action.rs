@@ -15,7 +15,10 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::id::RecordRef;
+use crate::store::BoxFuture;
+use crate::{Ctx, Store};
 
 /// An action kind a module offers to rules (`{"type": "custom", "kind": .., "params": ..}`).
 /// A module implements it to validate its own parameters on save and offers it from
@@ -35,6 +38,35 @@ pub trait CustomAction: Send + Sync + 'static {
     /// relative to `params` (`url`, `items[2]`); they are reported as
     /// `actions[i].params.<field>`.
     fn validate(&self, params: &Json) -> Result<()>;
+
+    /// Runs the action for a rule on `record` (the triggering record; `None` for a rule
+    /// without one) with the saved, validated `params`, and says what it did, in words
+    /// (kept in the run log).
+    ///
+    /// `ctx` acts with the rule owner's authority and carries the run's
+    /// [`crate::Cause`]. The action must make its changes in **at most one commit**
+    /// through `store` (one module command, or one [`crate::Changeset`] of its own): the
+    /// automation module adds the run's record to that commit, which is what makes the
+    /// effect happen exactly once under redelivery, crashes and concurrent engines. An
+    /// action that commits nothing is recorded as applied all the same. An error leaves
+    /// nothing written; the engine retries it with backoff.
+    ///
+    /// The default refuses to run (an action kind that is only validated).
+    fn run<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        record: Option<&'a RecordRef>,
+        params: &'a Json,
+    ) -> BoxFuture<'a, Result<String>> {
+        let _ = (store, ctx, record, params);
+        let kind = self.kind();
+        Box::pin(async move {
+            Err(Error::Config(format!(
+                "the action kind {kind} cannot run (its module only validates it)"
+            )))
+        })
+    }
 }
 
 /// The action kinds of a composition, by kind.

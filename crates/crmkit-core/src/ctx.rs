@@ -193,6 +193,7 @@ pub struct Ctx {
     actor: Actor,
     clock: Arc<dyn Clock>,
     origin: String,
+    cause: Option<Arc<crate::event::Cause>>,
 }
 
 impl fmt::Debug for Ctx {
@@ -201,6 +202,7 @@ impl fmt::Debug for Ctx {
             .field("tenant", &self.tenant)
             .field("actor", &self.actor)
             .field("origin", &self.origin)
+            .field("cause", &self.cause)
             .finish()
     }
 }
@@ -226,6 +228,7 @@ impl Ctx {
             actor,
             clock: Arc::new(SystemClock),
             origin: "api".into(),
+            cause: None,
         })
     }
 
@@ -239,6 +242,18 @@ impl Ctx {
     pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
         self.origin = origin.into();
         self
+    }
+
+    /// The same context making changes for an automation rule's run (see
+    /// [`crate::event::Cause`]): every changeset committed with it carries the cause.
+    pub fn with_cause(mut self, cause: crate::event::Cause) -> Self {
+        self.cause = Some(Arc::new(cause));
+        self
+    }
+
+    /// The rule run this context makes changes for, if any.
+    pub fn cause(&self) -> Option<&crate::event::Cause> {
+        self.cause.as_deref()
     }
 
     /// The same context acting as another actor (trusted like [`Ctx::new`]).

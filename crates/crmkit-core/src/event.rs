@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::id::{RecordKind, RecordRef, TenantId, UserId};
+use crate::id::{RecordKind, RecordRef, RuleId, TenantId, UserId};
 use crate::store::{Changeset, ColumnDef, ColumnType, IndexDef, Row, TableDef, Value, Write};
 
 /// The outbox table.
@@ -68,6 +68,35 @@ impl NewEvent {
     }
 }
 
+/// Why a change was made, when an automation rule made it: the rule, the occurrence that
+/// triggered it (an event's `e<seq>`, a timer's or schedule's key), which of its actions
+/// and how deep in a chain of rules. A [`crate::Ctx`] carries it
+/// ([`crate::Ctx::with_cause`]) into every [`crate::Changeset`] the command commits; the
+/// events of that changeset record the rule and the depth ([`Event::rule`],
+/// [`Event::depth`]), so that a rule engine can tell a rule's own changes from others and
+/// stop a chain, and a module's [`crate::Module::before_commit`] can add a record of the
+/// run to the same changeset (the automation module does: that makes each action's
+/// effect happen exactly once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    /// The rule.
+    pub rule: RuleId,
+    /// What triggered it, as a key unique per rule (`e42`: event 42).
+    pub occurrence: String,
+    /// Which of the rule's actions (0-based).
+    pub action: u32,
+    /// The chain depth of the change: 1 for a rule triggered by a change no rule made,
+    /// one more than the triggering change's otherwise.
+    pub depth: u32,
+    /// The record the rule ran for, if any (kept in the run log).
+    pub record: Option<RecordRef>,
+    /// What the action does, in words (kept in the run log).
+    pub detail: String,
+    /// This attempt's id, unique per try: kept with the run's record so that an engine
+    /// can tell its own commit from a concurrent engine's.
+    pub attempt: uuid::Uuid,
+}
+
 /// A committed event, as read from the change feed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -89,6 +118,12 @@ pub struct Event {
     pub origin: String,
     /// When.
     pub at: DateTime<Utc>,
+    /// The automation rule whose action made the change, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleId>,
+    /// The chain depth of the change: 0 when no rule made it (see [`Cause::depth`]).
+    #[serde(default)]
+    pub depth: u32,
 }
 
 /// One audited field change of a command.
@@ -179,8 +214,19 @@ pub(crate) fn event_row(cs: &Changeset, e: &NewEvent, seq: u64) -> Write {
             Value::opt_uuid(cs.actor),
             Value::Text(cs.origin.clone()),
             Value::timestamp(cs.at),
+            Value::opt_uuid(cs.cause.as_ref().map(|c| c.rule)),
+            Value::opt_int(cs.cause.as_ref().map(|c| i64::from(c.depth))),
         ],
     }
+}
+
+/// The columns migration 2 of the kernel adds to the events table: the rule that made a
+/// change and the chain depth (see [`Cause`]).
+pub(crate) fn cause_columns() -> Vec<ColumnDef> {
+    vec![
+        ColumnDef::optional("cause_rule", ColumnType::Uuid),
+        ColumnDef::optional("cause_depth", ColumnType::Int),
+    ]
 }
 
 pub(crate) fn audit_row(cs: &Changeset, a: &AuditChange) -> Write {
@@ -224,6 +270,12 @@ pub fn decode_event(tenant: TenantId, row: &Row) -> Result<Event> {
         actor: row[6].as_uuid().map(UserId::from_uuid),
         origin: row[7].as_text().ok_or_else(bad)?.to_owned(),
         at: decode_timestamp(&row[8])?,
+        rule: row.get(9).and_then(Value::as_uuid).map(RuleId::from_uuid),
+        depth: row
+            .get(10)
+            .and_then(Value::as_int)
+            .and_then(|d| u32::try_from(d).ok())
+            .unwrap_or(0),
     })
 }
 

@@ -66,7 +66,7 @@ pub use ctx::{Actor, Clock, Ctx, ManualClock, Role, SystemClock, Visibility};
 pub use custom::{CustomFieldDef, CustomFieldType, CustomSchema, CustomValue, CustomValues};
 pub use directory::{Directory, Team, User, UserInput};
 pub use error::{Error, FieldError, Result, ValidationErrors};
-pub use event::{AuditChange, AuditEntry, Event, NewEvent};
+pub use event::{AuditChange, AuditEntry, Cause, Event, NewEvent};
 pub use id::*;
 pub use module::{CoreModule, Module, Modules, ModulesBuilder};
 pub use money::{Currency, Money, Rounding};

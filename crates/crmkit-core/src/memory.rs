@@ -848,6 +848,7 @@ mod tests {
             writes,
             audit: vec![],
             events: vec![],
+            cause: None,
         }
     }
 

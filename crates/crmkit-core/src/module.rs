@@ -80,11 +80,24 @@ impl Module for CoreModule {
         tables.extend(crate::lookup::tables());
         tables.extend(crate::custom::tables());
         tables.extend(crate::directory::tables());
-        vec![Migration::create_tables(
-            1,
-            "events, audit, sequences, lookup index, custom fields, directory",
-            tables,
-        )]
+        vec![
+            Migration::create_tables(
+                1,
+                "events, audit, sequences, lookup index, custom fields, directory",
+                tables,
+            ),
+            Migration {
+                version: 2,
+                description: "events record the automation rule that made a change",
+                steps: crate::event::cause_columns()
+                    .into_iter()
+                    .map(|column| crate::store::SchemaStep::AddColumn {
+                        table: crate::event::EVENTS_TABLE,
+                        column,
+                    })
+                    .collect(),
+            },
+        ]
     }
 
     fn record_kinds(&self) -> Vec<Arc<dyn KindHandler>> {

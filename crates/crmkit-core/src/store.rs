@@ -901,6 +901,9 @@ pub struct Changeset {
     pub audit: Vec<AuditChange>,
     /// Domain events; they get consecutive sequence numbers at commit.
     pub events: Vec<NewEvent>,
+    /// The automation rule run that makes the change, if one does (from
+    /// [`crate::Ctx::cause`]).
+    pub cause: Option<crate::event::Cause>,
 }
 
 impl Changeset {
@@ -914,6 +917,7 @@ impl Changeset {
             writes: vec![],
             audit: vec![],
             events: vec![],
+            cause: ctx.cause().cloned(),
         }
     }
 

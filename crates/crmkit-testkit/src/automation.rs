@@ -57,6 +57,35 @@ impl crmkit_core::action::CustomAction for ProbeFlag {
             )),
         }
     }
+
+    /// Tags the record with the label through the generic record API (one commit), or
+    /// fails when the label is `fail`.
+    fn run<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a crmkit_core::Ctx,
+        record: Option<&'a crmkit_core::RecordRef>,
+        params: &'a serde_json::Value,
+    ) -> crmkit_core::store::BoxFuture<'a, crmkit_core::Result<String>> {
+        Box::pin(async move {
+            let label = params["label"].as_str().unwrap_or_default();
+            if label == "fail" {
+                return Err(Error::validation("label", "the probe refuses \"fail\""));
+            }
+            let record =
+                record.ok_or_else(|| Error::validation("record", "the probe needs a record"))?;
+            let kind = record.kind.as_str();
+            let cur = store.records().get(ctx, kind, record.id).await?;
+            let mut tags = cur["tags"].as_array().cloned().unwrap_or_default();
+            tags.push(json!(label));
+            let version = cur.version().unwrap_or_default();
+            store
+                .records()
+                .patch(ctx, kind, record.id, version, json!({ "tags": tags }))
+                .await?;
+            Ok(format!("flagged {label}"))
+        })
+    }
 }
 
 impl crmkit_core::Module for ProbeModule {

@@ -70,6 +70,7 @@ pub mod check;
 mod support;
 pub mod activities;
 pub mod automation;
+pub mod automation_engine;
 pub mod contacts;
 pub mod directory;
 pub mod pipeline_campaigns;

@@ -281,6 +281,7 @@ fn changeset(tenant: TenantId, writes: Vec<Write>) -> Changeset {
         writes,
         audit: vec![],
         events: vec![],
+        cause: None,
     }
 }
 

@@ -199,6 +199,7 @@ fn cs(tenant: TenantId, writes: Vec<Write>) -> Changeset {
         writes,
         audit: vec![],
         events: vec![],
+        cause: None,
     }
 }
 

@@ -106,6 +106,7 @@ macro_rules! store_property {
 
 mod activities;
 mod automation;
+mod automation_engine;
 mod contacts;
 mod directory;
 mod pipeline_campaigns;

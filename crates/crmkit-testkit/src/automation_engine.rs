@@ -1,0 +1,978 @@
+//! Conformance checks of the automation engine (`crmkit_automation::Engine`) on any
+//! backend: exactly once under redelivery (F8), faults at every write (F2) and two
+//! engines at once; loop guard and depth limit; field triggers; the owner's authority and
+//! the run log's access; failed runs, retries and the delivery outbox.
+//!
+//! The store is the one of [`crate::automation::modules`]; every check makes its own
+//! tenant with [`crate::automation::setup`].
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{TimeDelta, Utc};
+use crmkit_activities::rows::ACTIVITY_TABLE;
+use crmkit_automation::runlog::{CURSOR_TABLE, FAILURE_TABLE, OUTBOX_TABLE, RUN_TABLE};
+use crmkit_automation::{
+    Action, Channel, DeliveryStatus, Engine, EngineConfig, NewRule, Notification, Notifier,
+    RulePatch, RunOutcome, RunReport, Trigger, WebhookCall, WebhookClient,
+};
+use crmkit_contacts::{ContactPatch, ImportOptions, NewContact};
+use crmkit_core::store::{BoxFuture, Value, Write};
+use crmkit_core::{
+    Changeset, ContactId, Ctx, ManualClock, RecordRef, Role, Store, UserId, UserInput,
+};
+use serde_json::json;
+
+use crate::automation::{Fixture, setup};
+use crate::check::{At, expect_denied, expect_not_found};
+pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
+use crate::support::{all_row_counts, count};
+
+/// What a test notifier or webhook client was asked to send.
+#[derive(Debug, Default)]
+struct Sent {
+    notes: Vec<Notification>,
+    calls: Vec<WebhookCall>,
+}
+
+/// A notifier and webhook client that record what they send, fail for `fail_to` and hang
+/// for `hang_to`.
+#[derive(Clone, Default)]
+struct Transport {
+    sent: Arc<Mutex<Sent>>,
+    fail_to: Option<UserId>,
+    hang_to: Option<UserId>,
+}
+
+impl Transport {
+    fn notes(&self) -> Vec<Notification> {
+        self.sent
+            .lock()
+            .map(|s| s.notes.clone())
+            .unwrap_or_default()
+    }
+
+    fn calls(&self) -> Vec<WebhookCall> {
+        self.sent
+            .lock()
+            .map(|s| s.calls.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Notifier for Transport {
+    fn send<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if Some(n.to) == self.hang_to {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            }
+            if Some(n.to) == self.fail_to {
+                return Err("mailbox full".into());
+            }
+            if let Ok(mut s) = self.sent.lock() {
+                s.notes.push(n.clone());
+            }
+            Ok(())
+        })
+    }
+}
+
+impl WebhookClient for Transport {
+    fn post<'a>(&'a self, c: &'a WebhookCall) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if let Ok(mut s) = self.sent.lock() {
+                s.calls.push(c.clone());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// An engine on a manual clock at the present, with a 1-second backoff.
+fn engine(store: &Store) -> CheckResult<(Engine, Arc<ManualClock>)> {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let e = Engine::new(store)
+        .at("Engine::new")?
+        .with_clock(clock.clone())
+        .with_config(EngineConfig {
+            backoff: TimeDelta::seconds(1),
+            max_attempts: 3,
+            delivery_timeout: std::time::Duration::from_millis(200),
+            ..EngineConfig::default()
+        });
+    Ok((e, clock))
+}
+
+/// Runs the engine until the feed is drained (at most 50 rounds); the summed report.
+async fn drain(e: &Engine, f: &Fixture) -> CheckResult<RunReport> {
+    let mut total = RunReport::default();
+    for _ in 0..50 {
+        let r = e.run_pending(f.tenant, 100).await.at("run_pending")?;
+        total += r;
+        if r.events == 0 {
+            return Ok(total);
+        }
+    }
+    Err(Failure::new(
+        "the engine did not drain the feed in 50 rounds",
+    ))
+}
+
+async fn contact_json(f: &Fixture, id: ContactId) -> CheckResult<serde_json::Value> {
+    Ok(f.store
+        .records()
+        .get(&f.admin, "contact", id.as_uuid())
+        .await
+        .at("get contact")?
+        .into_value())
+}
+
+fn tags(c: &serde_json::Value) -> Vec<String> {
+    c["tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const SECRET: &str = "0123456789abcdef-secret";
+
+/// The welcome rule: on a new contact, tag it, set its job title from a template, log a
+/// note, notify the admin and call a webhook.
+fn welcome(admin: UserId) -> NewRule {
+    NewRule::new(
+        "welcome",
+        Trigger::RecordCreated {
+            record_kind: "contact".into(),
+        },
+    )
+    .action(Action::AddTag {
+        tag: "welcome".into(),
+    })
+    .action(Action::SetFields {
+        fields: [("job_title".to_owned(), json!("Friend of {{last_name}}"))].into(),
+    })
+    .action(Action::LogNote {
+        body: "Welcome {{first_name}}".into(),
+    })
+    .action(Action::Notify {
+        channel: Channel::Email,
+        to: Some(admin),
+        subject: "New contact {{first_name}} {{last_name}}".into(),
+        body: "Say hello.".into(),
+    })
+    .action(Action::Webhook {
+        url: "https://hooks.example.test/crm".into(),
+        secret: SECRET.into(),
+    })
+}
+
+/// The welcome rule's effects, exactly once, for contacts created through the typed API,
+/// an import and the generic record API alike; a redelivery of the whole feed (the cursor
+/// lost) changes nothing; the run log names each action; deliveries go out once each,
+/// signed.
+pub async fn exactly_once(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let admin = f.admin.actor().user;
+    let rule = f.rules.create(&f.admin, welcome(admin)).await.at("rule")?;
+    let typed = f.person(&f.rep, "Ada", "Lovelace").await?.id;
+    let imported = f
+        .contacts
+        .import(
+            &f.rep,
+            vec![NewContact::named("Grace", "Hopper")],
+            ImportOptions::default(),
+        )
+        .await
+        .at("import")?
+        .created[0];
+    let generic = ContactId::from_uuid(
+        store
+            .records()
+            .create(
+                &f.rep,
+                "contact",
+                json!({"first_name": "Alan", "last_name": "Turing"}),
+            )
+            .await
+            .at("generic create")?
+            .id()
+            .ok_or_else(|| Failure::new("generic create: no id"))?,
+    );
+    let (e, _) = engine(store)?;
+    let r = drain(&e, &f).await?;
+    ensure_eq!(r.applied, 15, "3 contacts x 5 actions applied: {r:?}");
+    ensure_eq!(r.failed, 0, "nothing failed: {r:?}");
+    for (how, id, last) in [
+        ("typed", typed, "Lovelace"),
+        ("import", imported, "Hopper"),
+        ("generic", generic, "Turing"),
+    ] {
+        let c = contact_json(&f, id).await?;
+        ensure_eq!(tags(&c), vec!["welcome".to_owned()], "{how}: tagged once");
+        ensure_eq!(
+            c["job_title"],
+            json!(format!("Friend of {last}")),
+            "{how}: job title from the template"
+        );
+        let log = e
+            .runs_of_record(&f.admin, &RecordRef::from(id), 100)
+            .await
+            .at("runs_of_record")?;
+        let applied: Vec<Option<u32>> = log
+            .iter()
+            .filter(|l| l.outcome == RunOutcome::Applied)
+            .map(|l| l.action)
+            .collect();
+        ensure_eq!(
+            applied,
+            vec![Some(4), Some(3), Some(2), Some(1), Some(0)],
+            "{how}: five applied lines, newest first: {log:?}"
+        );
+    }
+    ensure_eq!(
+        count(store, &f.admin, ACTIVITY_TABLE).await?,
+        3,
+        "one note per contact"
+    );
+    ensure_eq!(
+        count(store, &f.admin, OUTBOX_TABLE).await?,
+        6,
+        "a notification and a webhook call per contact"
+    );
+    // F8: the whole feed again (a lost cursor) changes nothing.
+    let before = all_row_counts(store, &f.admin).await?;
+    let versions: Vec<serde_json::Value> = {
+        let mut v = vec![];
+        for id in [typed, imported, generic] {
+            v.push(contact_json(&f, id).await?["version"].clone());
+        }
+        v
+    };
+    let mut cs = Changeset::new(&f.admin);
+    cs.writes.push(Write::Delete {
+        table: CURSOR_TABLE,
+        key: vec![Value::Text("feed".into())],
+    });
+    store.commit(cs).await.at("lose the cursor")?;
+    let again = drain(&e, &f).await?;
+    ensure_eq!(again.applied, 0, "a redelivery applies nothing: {again:?}");
+    ensure_eq!(again.already_applied, 15, "every action found applied");
+    ensure_eq!(
+        all_row_counts(store, &f.admin).await?,
+        before,
+        "a redelivery writes nothing"
+    );
+    for (i, id) in [typed, imported, generic].into_iter().enumerate() {
+        ensure_eq!(
+            contact_json(&f, id).await?["version"],
+            versions[i],
+            "a redelivery leaves the contact alone"
+        );
+    }
+    // Deliveries: once each, signed with the secret, de-duplicable by id.
+    let t = Transport::default();
+    let e = Engine::new(store)
+        .at("engine")?
+        .with_notifier(t.clone())
+        .with_webhooks(t.clone());
+    let d = e.deliver(f.tenant, 100).await.at("deliver")?;
+    ensure_eq!(d.delivered, 6, "six deliveries: {d:?}");
+    ensure_eq!(
+        e.deliver(f.tenant, 100)
+            .await
+            .at("deliver again")?
+            .delivered,
+        0,
+        "nothing is delivered twice"
+    );
+    ensure_eq!(t.notes().len(), 3, "three notifications");
+    let mut subjects: Vec<String> = t.notes().into_iter().map(|n| n.subject).collect();
+    subjects.sort();
+    ensure_eq!(
+        subjects,
+        vec![
+            "New contact Ada Lovelace".to_owned(),
+            "New contact Alan Turing".into(),
+            "New contact Grace Hopper".into()
+        ],
+        "the notifications' rendered subjects"
+    );
+    for c in t.calls() {
+        ensure_eq!(
+            c.signature,
+            crmkit_automation::outbox::sign(SECRET, &c.body),
+            "the webhook body is signed with the secret"
+        );
+        let body: serde_json::Value = serde_json::from_str(&c.body)
+            .map_err(|e| Failure::new(format!("webhook body: {e}")))?;
+        ensure_eq!(
+            body["delivery"],
+            json!(c.delivery),
+            "the body names the delivery"
+        );
+        ensure_eq!(body["rule"], json!(rule.id), "the body names the rule");
+    }
+    ensure!(
+        !serde_json::to_string(
+            &e.deliveries(&f.admin, DeliveryStatus::Delivered, 100)
+                .await
+                .at("deliveries")?
+        )
+        .unwrap_or_default()
+        .contains(SECRET),
+        "the outbox never shows the secret"
+    );
+    Ok(())
+}
+
+/// F2: a fault before any write of a run (action commits, run-log lines, failure rows,
+/// the cursor) leaves each action applied at most once; once the fault is gone, running
+/// and retrying again applies each exactly once.
+pub async fn faults(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let admin = f.admin.actor().user;
+    f.rules.create(&f.admin, welcome(admin)).await.at("rule")?;
+    let (e, clock) = engine(store)?;
+    // Faults from the first write until a run no longer reaches the fault.
+    let mut n = 0;
+    loop {
+        let c = f.person(&f.rep, "Fault", &format!("At{n}")).await?.id;
+        let notes = count(store, &f.admin, ACTIVITY_TABLE).await?;
+        let outbox = count(store, &f.admin, OUTBOX_TABLE).await?;
+        store
+            .backend()
+            .inject_fault(Some(crmkit_core::Fault::FailAtWrite(n)));
+        let faulted = e.run_pending(f.tenant, 100).await;
+        store.backend().inject_fault(None);
+        // Whatever the fault hit, running and retrying until nothing is left gives
+        // every effect once.
+        for _ in 0..10 {
+            clock.advance(chrono::Duration::hours(1));
+            drain(&e, &f).await?;
+            e.retry_due(f.tenant).await.at("retry_due")?;
+        }
+        let cj = contact_json(&f, c).await?;
+        ensure_eq!(
+            tags(&cj),
+            vec!["welcome".to_owned()],
+            "fault at write {n}: tagged once"
+        );
+        ensure_eq!(
+            cj["job_title"],
+            json!(format!("Friend of At{n}")),
+            "fault at write {n}: job title set"
+        );
+        ensure_eq!(
+            count(store, &f.admin, ACTIVITY_TABLE).await? - notes,
+            1,
+            "fault at write {n}: one note"
+        );
+        ensure_eq!(
+            count(store, &f.admin, OUTBOX_TABLE).await? - outbox,
+            2,
+            "fault at write {n}: one notification and one webhook call"
+        );
+        ensure!(
+            e.failed(&f.admin).await.at("failed")?.is_empty(),
+            "fault at write {n}: no failed run is left"
+        );
+        match faulted {
+            // The fault was never reached: every write of a run has been covered.
+            Ok(r) if r.failed == 0 && n > 0 => break,
+            _ => n += 1,
+        }
+        ensure!(n < 200, "a run still reached the fault after 200 writes");
+    }
+    ensure!(n > 2, "a run's commits have more than two writes (saw {n})");
+    Ok(())
+}
+
+/// Two engines on the same database at once: every effect once.
+pub async fn concurrent_engines(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    f.rules
+        .create(
+            &f.admin,
+            NewRule::new(
+                "tag and note",
+                Trigger::RecordCreated {
+                    record_kind: "contact".into(),
+                },
+            )
+            .action(Action::AddTag { tag: "seen".into() })
+            .action(Action::LogNote {
+                body: "Seen {{first_name}}".into(),
+            })
+            .action(Action::Notify {
+                channel: Channel::Chat,
+                to: None,
+                subject: "{{first_name}}".into(),
+                body: "new".into(),
+            }),
+        )
+        .await
+        .at("rule")?;
+    const N: usize = 40;
+    let rows = (0..N)
+        .map(|i| NewContact::named(format!("C{i}"), "Twice"))
+        .collect();
+    let ids = f
+        .contacts
+        .import(&f.rep, rows, ImportOptions::default())
+        .await
+        .at("import")?
+        .created;
+    let (a, _) = engine(store)?;
+    let (b, _) = engine(store)?;
+    let f = &f;
+    let run = |e: Engine| async move {
+        let mut total = RunReport::default();
+        for _ in 0..200 {
+            let r = e.run_pending(f.tenant, 7).await?;
+            total += r;
+            if r.events == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        crmkit_core::Result::Ok(total)
+    };
+    let (ra, rb) = tokio::join!(run(a), run(b));
+    let (ra, rb) = (ra.at("engine a")?, rb.at("engine b")?);
+    ensure_eq!(
+        ra.applied + rb.applied,
+        (3 * N) as u64,
+        "every action applied once between the two engines: {ra:?} {rb:?}"
+    );
+    for id in ids {
+        ensure_eq!(
+            tags(&contact_json(f, id).await?),
+            vec!["seen".to_owned()],
+            "tagged once"
+        );
+    }
+    ensure_eq!(
+        count(store, &f.admin, ACTIVITY_TABLE).await?,
+        N as u64,
+        "one note each"
+    );
+    ensure_eq!(
+        count(store, &f.admin, OUTBOX_TABLE).await?,
+        N as u64,
+        "one notification each"
+    );
+    Ok(())
+}
+
+/// A rule that changes what it listens to stops at the loop guard; two rules that
+/// trigger each other stop at the depth limit, with a line saying so.
+pub async fn loops(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let selfish = f
+        .rules
+        .create(
+            &f.admin,
+            NewRule::new(
+                "exclaim",
+                Trigger::RecordUpdated {
+                    record_kind: "contact".into(),
+                    field: None,
+                    from: None,
+                    to: None,
+                },
+            )
+            .action(Action::SetFields {
+                fields: [("job_title".to_owned(), json!("{{job_title}}!"))].into(),
+            }),
+        )
+        .await
+        .at("self-triggering rule")?;
+    let c = f.person(&f.rep, "Loop", "Er").await?;
+    let c = f
+        .contacts
+        .update(
+            &f.rep,
+            c.id,
+            c.version,
+            ContactPatch {
+                job_title: Some(Some("Boss".into())),
+                ..ContactPatch::default()
+            },
+        )
+        .await
+        .at("update")?;
+    let (e, _) = engine(store)?;
+    drain(&e, &f).await?;
+    ensure_eq!(
+        contact_json(&f, c.id).await?["job_title"],
+        json!("Boss!"),
+        "the rule ran once for the human change and not for its own"
+    );
+    f.rules
+        .disable(&f.admin, selfish.id, selfish.version)
+        .await
+        .at("disable")?;
+    // A ping-pong between two rules: first name -> job title -> first name ...
+    let ping = |name: &str, on: &str, set: &str, tpl: &str| {
+        NewRule::new(
+            name,
+            Trigger::RecordUpdated {
+                record_kind: "contact".into(),
+                field: Some(on.into()),
+                from: None,
+                to: None,
+            },
+        )
+        .action(Action::SetFields {
+            fields: [(set.to_owned(), json!(tpl))].into(),
+        })
+    };
+    f.rules
+        .create(
+            &f.admin,
+            ping("a", "first_name", "job_title", "{{first_name}}a"),
+        )
+        .await
+        .at("rule a")?;
+    f.rules
+        .create(
+            &f.admin,
+            ping("b", "job_title", "first_name", "{{job_title}}b"),
+        )
+        .await
+        .at("rule b")?;
+    let cur = f.contacts.get(&f.rep, c.id).await.at("get")?;
+    f.contacts
+        .update(
+            &f.rep,
+            c.id,
+            cur.version,
+            ContactPatch {
+                first_name: Some("P".into()),
+                ..ContactPatch::default()
+            },
+        )
+        .await
+        .at("start the ping-pong")?;
+    // An engine whose clock is after the two rules were made (a rule never acts on a
+    // change older than itself).
+    let (e, _) = engine(store)?;
+    let r = drain(&e, &f).await?;
+    let max = e.config().max_depth as u64;
+    ensure_eq!(
+        r.applied,
+        max,
+        "the chain applied {max} changes and stopped: {r:?}"
+    );
+    let log = e
+        .runs_of_record(&f.admin, &RecordRef::from(c.id), 1000)
+        .await
+        .at("run log")?;
+    ensure!(
+        log.iter().any(|l| l.detail.starts_with("depth limit")),
+        "the run log says the depth limit stopped the chain: {log:?}"
+    );
+    Ok(())
+}
+
+/// Field triggers: a change of the field to a value, from a value; other changes do not
+/// start the rule, and the run log says why.
+pub async fn field_triggers(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let to = |name: &str, from: Option<Option<serde_json::Value>>, to, tag: &str| {
+        NewRule::new(
+            name,
+            Trigger::RecordUpdated {
+                record_kind: "contact".into(),
+                field: Some("job_title".into()),
+                from,
+                to,
+            },
+        )
+        .action(Action::AddTag { tag: tag.into() })
+    };
+    f.rules
+        .create(
+            &f.admin,
+            to("became ceo", None, Some(Some(json!("CEO"))), "ceo"),
+        )
+        .await
+        .at("rule to")?;
+    f.rules
+        .create(
+            &f.admin,
+            to("left ceo", Some(Some(json!("CEO"))), None, "ex-ceo"),
+        )
+        .await
+        .at("rule from")?;
+    let (e, _) = engine(store)?;
+    let c = f.person(&f.rep, "Field", "Trigger").await?;
+    let step = async |patch: ContactPatch| -> CheckResult<Vec<String>> {
+        let cur = f.contacts.get(&f.rep, c.id).await.at("get")?;
+        f.contacts
+            .update(&f.rep, c.id, cur.version, patch)
+            .await
+            .at("update")?;
+        drain(&e, &f).await?;
+        let mut t = tags(&contact_json(&f, c.id).await?);
+        t.sort();
+        Ok(t)
+    };
+    ensure_eq!(
+        step(ContactPatch {
+            job_title: Some(Some("CTO".into())),
+            ..ContactPatch::default()
+        })
+        .await?,
+        Vec::<String>::new(),
+        "CTO starts neither rule"
+    );
+    ensure_eq!(
+        step(ContactPatch {
+            first_name: Some("Fiona".into()),
+            ..ContactPatch::default()
+        })
+        .await?,
+        Vec::<String>::new(),
+        "another field starts neither rule"
+    );
+    ensure_eq!(
+        step(ContactPatch {
+            job_title: Some(Some("CEO".into())),
+            ..ContactPatch::default()
+        })
+        .await?,
+        vec!["ceo".to_owned()],
+        "to CEO"
+    );
+    ensure_eq!(
+        step(ContactPatch {
+            job_title: Some(None),
+            ..ContactPatch::default()
+        })
+        .await?,
+        vec!["ceo".to_owned(), "ex-ceo".into()],
+        "from CEO"
+    );
+    let log = e
+        .runs_of_record(&f.admin, &RecordRef::from(c.id), 1000)
+        .await
+        .at("run log")?;
+    ensure!(
+        log.iter()
+            .any(|l| l.detail == "job_title did not change to \"CEO\""),
+        "the run log says why the rule did not act: {log:?}"
+    );
+    Ok(())
+}
+
+/// A rule acts with its owner's authority: not on records the owner cannot see, not at
+/// all once the owner is deactivated; the run log, failed runs and retries show a rule
+/// only to who may see it; the outbox is for Admins and Managers.
+pub async fn authority(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let tag = |t: &str| {
+        NewRule::new(
+            t,
+            Trigger::RecordCreated {
+                record_kind: "contact".into(),
+            },
+        )
+        .action(Action::AddTag { tag: t.into() })
+    };
+    let reps = f.rules.create(&f.rep, tag("reps")).await.at("rep's rule")?;
+    let admins = f
+        .rules
+        .create(&f.admin, tag("admins"))
+        .await
+        .at("admin's rule")?;
+    // A rep whose rule outlives their account.
+    let temp = UserId::new();
+    let put = |active: bool| {
+        UserInput::new(temp, "Temp", format!("temp.{temp}@x.test"), Role::Rep)
+            .team(f.team_x)
+            .active(active)
+    };
+    let dir = store.directory();
+    dir.put_user(&f.admin, put(true)).await.at("temp user")?;
+    let temp_ctx: Ctx = dir.ctx_for(f.tenant, temp).await.at("temp ctx")?;
+    f.rules
+        .create(&temp_ctx, tag("temps"))
+        .await
+        .at("temp's rule")?;
+    dir.put_user(&f.admin, put(false)).await.at("deactivate")?;
+    // Admin's contact in team Y: hidden from the rep.
+    let mut hidden = NewContact::named("Hidden", "FromRep");
+    hidden.team = Some(f.team_y);
+    let hidden = f.contacts.create(&f.admin, hidden).await.at("hidden")?.id;
+    let own = f.person(&f.rep, "Own", "Contact").await?.id;
+    let (e, _) = engine(store)?;
+    drain(&e, &f).await?;
+    let mut h = tags(&contact_json(&f, hidden).await?);
+    h.sort();
+    ensure_eq!(
+        h,
+        vec!["admins".to_owned()],
+        "the rep's rule does not act on a hidden contact"
+    );
+    let mut o = tags(&contact_json(&f, own).await?);
+    o.sort();
+    ensure_eq!(
+        o,
+        vec!["admins".to_owned(), "reps".into()],
+        "a deactivated owner's rule does not act"
+    );
+    let log = e
+        .runs_of_record(&f.admin, &RecordRef::from(own), 100)
+        .await
+        .at("admin's run log")?;
+    ensure!(
+        log.iter()
+            .any(|l| l.detail == "the rule's owner is not an active user"),
+        "the run log says why: {log:?}"
+    );
+    // The run log: the rep sees their own rule's lines, not the admin's; a hidden record
+    // or rule is NotFound.
+    let mine = e
+        .runs_of_record(&f.rep, &RecordRef::from(own), 100)
+        .await
+        .at("rep's run log")?;
+    ensure!(
+        !mine.is_empty() && mine.iter().all(|l| l.rule == reps.id),
+        "the rep sees only their rule's lines: {mine:?}"
+    );
+    expect_not_found(
+        e.runs_of_record(&f.rep, &RecordRef::from(hidden), 100)
+            .await,
+        "the run log of a hidden contact",
+    )?;
+    expect_not_found(
+        e.runs_of_rule(&f.rep, admins.id, 100).await,
+        "the run log of the admin's rule",
+    )?;
+    ensure!(
+        !e.runs_of_rule(&f.admin, reps.id, 100)
+            .await
+            .at("admin reads the rep's rule log")?
+            .is_empty(),
+        "the admin reads every rule's log"
+    );
+    expect_denied(
+        e.deliveries(&f.rep, DeliveryStatus::Pending, 10).await,
+        "a rep reads the outbox",
+    )?;
+    expect_not_found(
+        e.retry(&f.rep, admins.id, "e1", 0).await,
+        "a rep retries the admin's rule",
+    )?;
+    Ok(())
+}
+
+/// A failing action is kept, retried with backoff, given up after the attempts, retried
+/// on request; the rule's later actions wait for it. A failing or hanging notifier never
+/// holds up other deliveries.
+pub async fn failures_and_retries(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let probe = |label: &str| Action::Custom {
+        kind: crate::automation::PROBE_ACTION.into(),
+        params: json!({ "label": label }),
+    };
+    let rule = f
+        .rules
+        .create(
+            &f.admin,
+            NewRule::new(
+                "steps",
+                Trigger::RecordCreated {
+                    record_kind: "contact".into(),
+                },
+            )
+            .action(Action::AddTag {
+                tag: "first".into(),
+            })
+            .action(probe("fail"))
+            .action(Action::AddTag {
+                tag: "third".into(),
+            }),
+        )
+        .await
+        .at("rule")?;
+    let c = f.person(&f.rep, "Fail", "Ing").await?.id;
+    let (e, clock) = engine(store)?;
+    let r = drain(&e, &f).await?;
+    ensure_eq!(
+        (r.applied, r.failed),
+        (1, 1),
+        "first applied, second failed: {r:?}"
+    );
+    ensure_eq!(
+        tags(&contact_json(&f, c).await?),
+        vec!["first".to_owned()],
+        "third waits"
+    );
+    let failed = e.failed(&f.admin).await.at("failed")?;
+    ensure_eq!(failed.len(), 1, "one failed run");
+    ensure_eq!(
+        (failed[0].action, failed[0].attempts),
+        (1, 1),
+        "the second action, one attempt"
+    );
+    ensure!(
+        failed[0].error.contains("probe refuses"),
+        "the error: {failed:?}"
+    );
+    ensure_eq!(
+        e.retry_due(f.tenant).await.at("retry early")?.failed,
+        0,
+        "not due before the backoff"
+    );
+    for attempt in 2..=3 {
+        clock.advance(chrono::Duration::hours(1));
+        ensure_eq!(
+            e.retry_due(f.tenant).await.at("retry")?.failed,
+            1,
+            "attempt {attempt} fails"
+        );
+    }
+    let failed = e.failed(&f.admin).await.at("failed")?;
+    ensure_eq!(failed[0].attempts, 3, "three attempts");
+    ensure!(
+        failed[0].next_attempt.is_none(),
+        "given up after 3 attempts"
+    );
+    clock.advance(chrono::Duration::hours(1));
+    ensure_eq!(
+        e.retry_due(f.tenant).await.at("given up")?.failed,
+        0,
+        "given up stays"
+    );
+    // Fix the rule and retry on request: the rest of the rule runs.
+    let fixed = f
+        .rules
+        .update(
+            &f.admin,
+            rule.id,
+            rule.version,
+            RulePatch::default().actions(vec![
+                Action::AddTag {
+                    tag: "first".into(),
+                },
+                probe("ok"),
+                Action::AddTag {
+                    tag: "third".into(),
+                },
+            ]),
+        )
+        .await
+        .at("fix the rule")?;
+    ensure_eq!(fixed.version, 2, "the fixed rule");
+    e.retry(&f.admin, rule.id, &failed[0].occurrence, 1)
+        .await
+        .at("retry")?;
+    let r = e.retry_due(f.tenant).await.at("retry now")?;
+    ensure_eq!(r.applied, 2, "the probe and the third action: {r:?}");
+    let mut t = tags(&contact_json(&f, c).await?);
+    t.sort();
+    ensure_eq!(
+        t,
+        vec!["first".to_owned(), "ok".into(), "third".into()],
+        "every action applied once"
+    );
+    ensure!(
+        e.failed(&f.admin).await.at("failed")?.is_empty(),
+        "no failure left"
+    );
+    ensure_eq!(
+        count(store, &f.admin, FAILURE_TABLE).await?,
+        0,
+        "the failure row is gone with the success"
+    );
+    ensure!(
+        count(store, &f.admin, RUN_TABLE).await? >= 3,
+        "the run log has the actions"
+    );
+    // Deliveries: one recipient's notifier fails, one hangs, the third gets through.
+    let users = [
+        f.admin.actor().user,
+        f.manager.actor().user,
+        f.rep.actor().user,
+    ];
+    let notify = NewRule::new(
+        "notify",
+        Trigger::RecordCreated {
+            record_kind: "organization".into(),
+        },
+    );
+    let notify = users.iter().fold(notify, |r, u| {
+        r.action(Action::Notify {
+            channel: Channel::Sms,
+            to: Some(*u),
+            subject: "org".into(),
+            body: "{{name}}".into(),
+        })
+    });
+    f.rules.create(&f.admin, notify).await.at("notify rule")?;
+    store
+        .records()
+        .create(&f.admin, "organization", json!({"name": "Acme"}))
+        .await
+        .at("organization")?;
+    drain(&e, &f).await?;
+    let t = Transport {
+        fail_to: Some(users[0]),
+        hang_to: Some(users[1]),
+        ..Transport::default()
+    };
+    let e = Engine::new(store)
+        .at("engine")?
+        .with_clock(clock.clone())
+        .with_notifier(t.clone())
+        .with_config(EngineConfig {
+            delivery_timeout: std::time::Duration::from_millis(100),
+            max_attempts: 2,
+            ..EngineConfig::default()
+        });
+    let d = e.deliver(f.tenant, 100).await.at("deliver")?;
+    ensure_eq!(
+        (d.delivered, d.failed),
+        (1, 2),
+        "one delivered, two failed: {d:?}"
+    );
+    ensure_eq!(t.notes().len(), 1, "one notification went out");
+    ensure_eq!(t.notes()[0].to, users[2], "the third recipient got it");
+    clock.advance(chrono::Duration::hours(1));
+    let d = e.deliver(f.tenant, 100).await.at("deliver again")?;
+    ensure_eq!(d.failed, 2, "failed again: {d:?}");
+    let given_up = e
+        .deliveries(&f.admin, DeliveryStatus::Failed, 10)
+        .await
+        .at("failed deliveries")?;
+    ensure_eq!(given_up.len(), 2, "both given up after two attempts");
+    ensure!(
+        given_up
+            .iter()
+            .any(|d| d.error.as_deref().is_some_and(|e| e.contains("timed out"))),
+        "the hanging one timed out: {given_up:?}"
+    );
+    e.retry_delivery(&f.admin, given_up[0].id)
+        .await
+        .at("retry delivery")?;
+    ensure_eq!(
+        e.deliveries(&f.admin, DeliveryStatus::Pending, 10)
+            .await
+            .at("pending")?
+            .len(),
+        1,
+        "the retried delivery is pending again"
+    );
+    Ok(())
+}
+
+suite_checks! {
+    /// The automation engine checks, by name.
+    names: automation_engine_check_names,
+    checks: [exactly_once, faults, concurrent_engines, loops, field_triggers, authority, failures_and_retries],
+}
