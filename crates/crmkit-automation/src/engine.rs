@@ -46,6 +46,7 @@ use crmkit_core::{
     SystemClock, TenantId,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::eval::{Change, Outcome, evaluate_conditions};
@@ -954,11 +955,51 @@ impl Engine {
                     .await
                     .map(|_| ())
             }
+            Action::MoveDealToStage { stage } => {
+                self.module_action(ctx, "deal.move_to_stage", target, json!({ "stage": stage }))
+                    .await
+            }
+            Action::SetLeadStatus { status } => {
+                self.module_action(ctx, "lead.set_status", target, json!({ "status": status }))
+                    .await
+            }
+            Action::SetLeadScore { score } => {
+                self.module_action(ctx, "lead.set_score", target, json!({ "score": score }))
+                    .await
+            }
+            Action::AddToCampaign { campaign } => {
+                let p = json!({ "campaign": campaign });
+                self.module_action(ctx, "campaign.add_member", target, p)
+                    .await
+            }
+            Action::EscalateTicket { reason } => {
+                let p = json!({ "reason": render(reason, &run.after) });
+                self.module_action(ctx, "ticket.escalate", target, p).await
+            }
             other => Err(Error::Config(format!(
                 "the engine does not run {} actions yet",
                 other.type_name()
             ))),
         }
+    }
+
+    /// Runs an action kind a composed module offers (the built-in actions that are
+    /// another module's command: moving a deal is the pipeline module's `Deals` command).
+    async fn module_action(
+        &self,
+        ctx: &Ctx,
+        kind: &str,
+        target: &RecordRef,
+        params: Json,
+    ) -> Result<()> {
+        let a = self.actions.get(kind).ok_or_else(|| {
+            Error::Config(format!(
+                "no composed module offers the action kind {kind} (is its module composed?)"
+            ))
+        })?;
+        a.run(&self.store, ctx, Some(target), &params)
+            .await
+            .map(|_| ())
     }
 
     /// Patches the current version of `target` with what `body` makes of it (`None`:

@@ -42,10 +42,12 @@
 //!   why it did not.
 //!
 //! **Still to come** (issue 10): timers and schedules, assignment state (round robin,
-//! least loaded, weighted), lead scoring, sequences, auto-acknowledgement, the actions
-//! that need another module's command (move a deal, set a lead's status or score,
-//! escalate a ticket, add to a campaign; the engine records them as failed runs for
-//! now), a tokio worker, and the benchmarks.
+//! least loaded, weighted; the engine records `assign_owner` as a failed run for now),
+//! lead scoring, sequences (refused on save), auto-acknowledgement, a tokio worker, and
+//! the benchmarks. The actions that are another module's command (move a deal, set a
+//! lead's status or score, add to a campaign, escalate a ticket) run through the action
+//! kinds that module offers (`deal.move_to_stage`, `lead.set_status`, `lead.set_score`,
+//! `campaign.add_member`, `ticket.escalate`), as a third-party module's would.
 //!
 //! ```
 //! use crmkit_automation::{Action, AutomationModule, NewRule, Rules, Trigger, evaluate_conditions};

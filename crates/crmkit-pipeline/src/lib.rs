@@ -12,6 +12,7 @@
 //! The record kinds `lead`, `deal`, `campaign` and `pipeline` are declared for the
 //! generic record API ([`kinds`]; a pipeline's stages are a field of the pipeline).
 
+pub mod actions;
 pub mod campaign;
 pub mod currency;
 pub mod deal;
@@ -47,6 +48,10 @@ impl Module for PipelineModule {
 
     fn record_kinds(&self) -> Vec<std::sync::Arc<dyn crmkit_core::record::KindHandler>> {
         kinds::handlers()
+    }
+
+    fn automation_actions(&self) -> Vec<std::sync::Arc<dyn crmkit_core::action::CustomAction>> {
+        actions::actions()
     }
 
     fn event_kinds(&self) -> Vec<&'static str> {

@@ -20,6 +20,7 @@ use crmkit_core::store::{BoxFuture, Value, Write};
 use crmkit_core::{
     Changeset, ContactId, Ctx, ManualClock, RecordRef, Role, Store, UserId, UserInput,
 };
+use crmkit_pipeline::campaign::Campaigns;
 use serde_json::json;
 
 use crate::automation::{Fixture, setup};
@@ -971,8 +972,139 @@ pub async fn failures_and_retries(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// The built-in actions that are another module's command run that module's command as
+/// the rule's owner: move a deal, set a lead's status and score, add it to a campaign,
+/// escalate a ticket; an action whose effect is already there changes nothing.
+pub async fn module_actions(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let records = store.records();
+    let created = |kind: &'static str| Trigger::RecordCreated {
+        record_kind: kind.into(),
+    };
+    let pipeline = records
+        .create(
+            &f.admin,
+            "pipeline",
+            json!({"name": "Rules", "currency": "EUR", "stages": [
+                {"name": "New", "probability": 10, "kind": "open"},
+                {"name": "Qualified", "probability": 40, "kind": "open"},
+                {"name": "Won", "probability": 100, "kind": "won"},
+                {"name": "Lost", "probability": 0, "kind": "lost"},
+            ]}),
+        )
+        .await
+        .at("pipeline")?;
+    let stage = |i: usize| -> CheckResult<crmkit_core::StageId> {
+        serde_json::from_value(pipeline["stages"][i]["id"].clone())
+            .map_err(|e| Failure::new(format!("stage id: {e}")))
+    };
+    let qualified = stage(1)?;
+    let campaign = records
+        .create(
+            &f.admin,
+            "campaign",
+            json!({"name": "Rules webinar", "kind": "webinar"}),
+        )
+        .await
+        .at("campaign")?;
+    let campaign_id: crmkit_core::CampaignId = serde_json::from_value(campaign["id"].clone())
+        .map_err(|e| Failure::new(format!("campaign id: {e}")))?;
+    for rule in [
+        NewRule::new("qualify deals", created("deal"))
+            .action(Action::MoveDealToStage { stage: qualified }),
+        NewRule::new("work leads", created("lead"))
+            .action(Action::SetLeadStatus {
+                status: "contacted".into(),
+            })
+            .action(Action::SetLeadScore { score: 40 })
+            .action(Action::AddToCampaign {
+                campaign: campaign_id,
+            }),
+        NewRule::new("vip tickets", created("ticket")).action(Action::EscalateTicket {
+            reason: "VIP: {{subject}}".into(),
+        }),
+    ] {
+        f.rules.create(&f.admin, rule).await.at("rule")?;
+    }
+    let deal = records
+        .create(
+            &f.rep,
+            "deal",
+            json!({"title": "Rule deal", "pipeline": pipeline["id"],
+                   "amount": {"amount": "100", "currency": "EUR"}}),
+        )
+        .await
+        .at("deal")?;
+    let lead = records
+        .create(
+            &f.rep,
+            "lead",
+            json!({"first_name": "Lead", "last_name": "Rules", "source": "web_form"}),
+        )
+        .await
+        .at("lead")?;
+    let ticket = records
+        .create(
+            &f.rep,
+            "ticket",
+            json!({"subject": "Printer", "requester_phone": "+4930901820"}),
+        )
+        .await
+        .at("ticket")?;
+    let (e, _) = engine(store)?;
+    let r = drain(&e, &f).await?;
+    ensure_eq!(
+        (r.applied, r.failed),
+        (5, 0),
+        "five actions applied: {r:?} {:?}",
+        e.failed(&f.admin).await
+    );
+    let get = async |kind: &str, v: &crmkit_core::record::Record| {
+        let id = v.id().ok_or_else(|| Failure::new("no id"))?;
+        Ok::<_, Failure>(records.get(&f.admin, kind, id).await.at(kind)?.into_value())
+    };
+    let d = get("deal", &deal).await?;
+    ensure_eq!(d["stage"], json!(qualified), "the deal moved to the stage");
+    let l = get("lead", &lead).await?;
+    ensure_eq!(
+        (l["status"].clone(), l["score"].clone()),
+        (json!("contacted"), json!(40)),
+        "the lead's status and score"
+    );
+    let t = get("ticket", &ticket).await?;
+    ensure_eq!(t["version"], json!(2), "the ticket was escalated: {t}");
+    let ticket_id = ticket.id().ok_or_else(|| Failure::new("no ticket id"))?;
+    let ticket_ref = RecordRef::new(crmkit_core::RecordKind::TICKET, ticket_id);
+    let kinds = crate::support::record_event_kinds(store, &f.admin, ticket_ref.clone()).await?;
+    ensure!(
+        kinds.iter().any(|k| k == "ticket.escalated"),
+        "the ticket's events: {kinds:?}"
+    );
+    let log = e
+        .runs_of_record(&f.admin, &ticket_ref, 10)
+        .await
+        .at("ticket run log")?;
+    ensure!(
+        log.iter()
+            .any(|l| l.outcome == RunOutcome::Applied && l.detail.starts_with("escalate")),
+        "the run log has the escalation: {log:?}"
+    );
+    ensure_eq!(
+        Campaigns::new(store)
+            .at("campaigns")?
+            .list_members(&f.admin, campaign_id, &crmkit_core::Query::new())
+            .await
+            .at("members")?
+            .items
+            .len(),
+        1,
+        "the lead joined the campaign"
+    );
+    Ok(())
+}
+
 suite_checks! {
     /// The automation engine checks, by name.
     names: automation_engine_check_names,
-    checks: [exactly_once, faults, concurrent_engines, loops, field_triggers, authority, failures_and_retries],
+    checks: [module_actions, exactly_once, faults, concurrent_engines, loops, field_triggers, authority, failures_and_retries],
 }

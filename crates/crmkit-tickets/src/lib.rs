@@ -133,6 +133,7 @@
 //! # Ok::<(), crmkit_core::Error>(())
 //! ```
 
+pub mod actions;
 pub mod analytics;
 pub mod calendar;
 pub mod calls;
@@ -212,5 +213,9 @@ impl Module for TicketsModule {
 
     fn event_kinds(&self) -> Vec<&'static str> {
         EVENT_KINDS.to_vec()
+    }
+
+    fn automation_actions(&self) -> Vec<std::sync::Arc<dyn crmkit_core::action::CustomAction>> {
+        actions::actions()
     }
 }
