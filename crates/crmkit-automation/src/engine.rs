@@ -693,6 +693,7 @@ impl Engine {
                 record: Some(run.record.clone()),
                 detail: describe(action, &run.after),
                 attempt: Uuid::now_v7(),
+                writes: vec![],
             };
             let actx = ctx.clone().with_cause(cause.clone());
             match self.apply(&actx, run, index, action).await {
@@ -952,6 +953,22 @@ impl Engine {
                     Error::Config(format!("no composed module offers the action kind {k}"))
                 })?;
                 a.run(&self.store, ctx, Some(target), params)
+                    .await
+                    .map(|_| ())
+            }
+            Action::AssignOwner {
+                strategy,
+                team,
+                users,
+            } => {
+                let a = crate::assign::Assignment {
+                    rule: run.rule.id,
+                    action: index,
+                    strategy: *strategy,
+                    team: *team,
+                    users,
+                };
+                crate::assign::assign(&self.store, ctx, &a, target)
                     .await
                     .map(|_| ())
             }

@@ -41,9 +41,14 @@
 //!   [`WebhookClient`]; the run log per rule and per record says what each rule did or
 //!   why it did not.
 //!
-//! **Still to come** (issue 10): timers and schedules, assignment state (round robin,
-//! least loaded, weighted; the engine records `assign_owner` as a failed run for now),
-//! lead scoring, sequences (refused on save), auto-acknowledgement, a tokio worker, and
+//! - **Assignment** (`assign_owner`): round robin, least loaded (fewest open records of
+//!   the kind) and weighted, over a team's or a list's active users; the state (position,
+//!   what each member was given) is a versioned row written in the same commit as the
+//!   record's new owner, so concurrent assignments spread exactly as the strategy says;
+//!   the run log says whom and why.
+//!
+//! **Still to come** (issue 10): timers and schedules, weighted capacity per period, lead
+//! scoring, sequences (refused on save), auto-acknowledgement, a tokio worker, and
 //! the benchmarks. The actions that are another module's command (move a deal, set a
 //! lead's status or score, add to a campaign, escalate a ticket) run through the action
 //! kinds that module offers (`deal.move_to_stage`, `lead.set_status`, `lead.set_score`,
@@ -93,6 +98,7 @@
 //! # }).unwrap();
 //! ```
 
+mod assign;
 pub mod engine;
 pub mod eval;
 pub mod kinds;
@@ -182,7 +188,8 @@ impl Module for AutomationModule {
             Migration::create_tables(1, "automation rules", service::tables()),
             Migration::create_tables(
                 2,
-                "the engine: run log, failed runs, feed cursor, delivery outbox",
+                "the engine: run log, failed runs, feed cursor, delivery outbox, assignment \
+                 state",
                 runlog::tables(),
             ),
         ]
@@ -194,6 +201,7 @@ impl Module for AutomationModule {
     /// together, so a second run of the same action fails on the key and writes nothing.
     fn before_commit(&self, changeset: &mut crmkit_core::Changeset) -> Result<()> {
         if let Some(cause) = &changeset.cause {
+            changeset.writes.extend(cause.writes.iter().cloned());
             let key = runlog::key(cause.rule, &cause.occurrence, Some(cause.action));
             let row = runlog::applied_row(cause, changeset.at);
             changeset.writes.push(row);

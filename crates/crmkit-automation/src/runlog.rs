@@ -84,6 +84,20 @@ const OUTBOX_COLUMNS: &[(&str, ColumnType, bool)] = {
     ]
 };
 
+/// Assignment state per (rule, action): the round-robin position and what each member
+/// was given, versioned, written in the commit of the assignment it records.
+pub const ASSIGNMENT_TABLE: &str = "automation_assignments";
+
+const ASSIGNMENT_COLUMNS: &[(&str, ColumnType, bool)] = {
+    use ColumnType::*;
+    &[
+        ("rule_id", Uuid, false),
+        ("action", Int, false),
+        ("state", LongText, false),
+        ("version", Int, false),
+    ]
+};
+
 /// The tables of the engine (the module's migration 2).
 pub(crate) fn tables() -> Vec<TableDef> {
     vec![
@@ -108,6 +122,11 @@ pub(crate) fn tables() -> Vec<TableDef> {
             "automation_outbox_due",
             ["status", "next_at"],
         )),
+        TableDef::new(
+            ASSIGNMENT_TABLE,
+            columns(ASSIGNMENT_COLUMNS),
+            ["rule_id", "action"],
+        ),
     ]
 }
 

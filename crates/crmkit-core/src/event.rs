@@ -77,7 +77,7 @@ impl NewEvent {
 /// stop a chain, and a module's [`crate::Module::before_commit`] can add a record of the
 /// run to the same changeset (the automation module does: that makes each action's
 /// effect happen exactly once).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cause {
     /// The rule.
     pub rule: RuleId,
@@ -95,6 +95,10 @@ pub struct Cause {
     /// This attempt's id, unique per try: kept with the run's record so that an engine
     /// can tell its own commit from a concurrent engine's.
     pub attempt: uuid::Uuid,
+    /// Rows the run writes with whatever the action commits (the rule engine's own state
+    /// that must change atomically with the record, such as an assignment pointer).
+    #[serde(skip)]
+    pub writes: Vec<crate::store::Write>,
 }
 
 /// A committed event, as read from the change feed.
