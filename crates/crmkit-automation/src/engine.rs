@@ -132,8 +132,10 @@ pub struct DeliveryReport {
 /// The rules of one tenant, indexed for dispatch.
 #[derive(Default)]
 pub(crate) struct RuleSet {
-    by_key: HashMap<String, Vec<Arc<Rule>>>,
-    by_id: HashMap<RuleId, Arc<Rule>>,
+    pub(crate) by_key: HashMap<String, Vec<Arc<Rule>>>,
+    pub(crate) by_id: HashMap<RuleId, Arc<Rule>>,
+    /// Rules with a time-relative trigger, by record kind.
+    pub(crate) timers: HashMap<String, Vec<Arc<Rule>>>,
 }
 
 /// The dispatch key of a trigger (`None` for timers and schedules, which the feed does
@@ -169,6 +171,12 @@ impl RuleSet {
             let r = Arc::new(r);
             if let Some(k) = trigger_key(&r.trigger) {
                 set.by_key.entry(k).or_default().push(r.clone());
+            }
+            if let Trigger::Relative { record_kind, .. } = &r.trigger {
+                set.timers
+                    .entry(record_kind.clone())
+                    .or_default()
+                    .push(r.clone());
             }
             set.by_id.insert(r.id, r);
         }
@@ -237,9 +245,9 @@ fn describe(a: &Action, record: &Json) -> String {
 /// several processes may run on the same database at once: every effect still happens
 /// once.
 pub struct Engine {
-    store: Store,
+    pub(crate) store: Store,
     config: EngineConfig,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     notifier: Option<Arc<dyn Notifier>>,
     webhooks: Option<Arc<dyn WebhookClient>>,
     actions: Arc<CustomActions>,
@@ -305,13 +313,13 @@ impl Engine {
         &self.config
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         use chrono::SubsecRound;
         self.clock.now().trunc_subsecs(6)
     }
 
     /// A changeset of the engine's own bookkeeping (no actor, no cause).
-    fn changeset(&self, tenant: TenantId, writes: Vec<Write>) -> Changeset {
+    pub(crate) fn changeset(&self, tenant: TenantId, writes: Vec<Write>) -> Changeset {
         Changeset {
             tenant,
             actor: None,
@@ -326,7 +334,7 @@ impl Engine {
 
     /// Commits bookkeeping rows whose key another engine may have written first (a
     /// Duplicate is that, not an error).
-    async fn commit_once(&self, tenant: TenantId, writes: Vec<Write>) -> Result<()> {
+    pub(crate) async fn commit_once(&self, tenant: TenantId, writes: Vec<Write>) -> Result<()> {
         match self.store.commit(self.changeset(tenant, writes)).await {
             Ok(_) | Err(Error::Duplicate { .. }) => Ok(()),
             Err(e) => Err(e),
@@ -397,7 +405,7 @@ impl Engine {
     }
 
     /// The tenant's enabled rules, loaded once and again after a rule changed.
-    async fn rule_set(&self, tenant: TenantId, reload: bool) -> Result<Arc<RuleSet>> {
+    pub(crate) async fn rule_set(&self, tenant: TenantId, reload: bool) -> Result<Arc<RuleSet>> {
         if !reload && let Some(s) = self.lock().get(&tenant) {
             return Ok(s.clone());
         }
@@ -474,10 +482,10 @@ impl Engine {
             report.triggered += 1;
             self.run_rule(tenant, rule, e, report).await?;
         }
-        Ok(())
+        crate::timers::arm_for_event(self, tenant, rules, e).await
     }
 
-    async fn skip(
+    pub(crate) async fn skip(
         &self,
         tenant: TenantId,
         rule: &Rule,
@@ -499,7 +507,7 @@ impl Engine {
     }
 
     /// The rule owner's context, or why the rule cannot act.
-    async fn owner_ctx(
+    pub(crate) async fn owner_ctx(
         &self,
         tenant: TenantId,
         rule: &Rule,
@@ -516,7 +524,11 @@ impl Engine {
     }
 
     /// The record as the owner sees it, or why the rule cannot act on it.
-    async fn load(&self, ctx: &Ctx, e: &Event) -> Result<std::result::Result<Json, String>> {
+    pub(crate) async fn load(
+        &self,
+        ctx: &Ctx,
+        e: &Event,
+    ) -> Result<std::result::Result<Json, String>> {
         let kind = e.record.kind.as_str();
         let records = self.store.records();
         let deleted = e.kind.strip_prefix(kind) == Some(".deleted");
@@ -665,13 +677,13 @@ impl Engine {
             depth,
             record: e.record.clone(),
             after,
-            event: e,
+            event: Some(e),
         };
         self.run_actions(&ctx, &run, 0, report).await
     }
 
     /// Runs a rule's actions from `first`, each once, stopping at the first failure.
-    async fn run_actions(
+    pub(crate) async fn run_actions(
         &self,
         ctx: &Ctx,
         run: &RuleRun<'_>,
@@ -931,12 +943,13 @@ impl Engine {
                     "delivery": delivery,
                     "tenant": run.tenant,
                     "rule": run.rule.id,
-                    "event": {
-                        "seq": run.event.seq,
-                        "kind": run.event.kind,
-                        "changed": run.event.changed,
-                        "at": run.event.at,
-                    },
+                    "occurrence": run.occurrence,
+                    "event": run.event.map(|e| json!({
+                        "seq": e.seq,
+                        "kind": e.kind,
+                        "changed": e.changed,
+                        "at": e.at,
+                    })),
                     "record": run.after,
                 })
                 .to_string();
@@ -1084,10 +1097,13 @@ impl Engine {
         self.store.commit(cs).await.map(|_| ())
     }
 
-    /// Retries the failed actions that are due, then delivers what is due in the outbox.
-    /// Timers and schedules join it in a later step.
+    /// Fires the timers that are due, retries the failed actions that are due, then
+    /// delivers what is due in the outbox. Schedules join it in a later step.
     pub async fn tick(&self, tenant: TenantId) -> Result<(RunReport, DeliveryReport)> {
-        let runs = self.retry_due(tenant).await?;
+        let mut runs = self
+            .fire_timers(tenant, crmkit_core::query::MAX_LIMIT)
+            .await?;
+        runs += self.retry_due(tenant).await?;
         let deliveries = self.deliver(tenant, crmkit_core::query::MAX_LIMIT).await?;
         Ok((runs, deliveries))
     }
@@ -1120,7 +1136,12 @@ impl Engine {
         Ok(report)
     }
 
-    async fn give_up(&self, tenant: TenantId, mut f: FailedRun, why: &str) -> Result<()> {
+    pub(crate) async fn give_up(
+        &self,
+        tenant: TenantId,
+        mut f: FailedRun,
+        why: &str,
+    ) -> Result<()> {
         f.next_attempt = None;
         f.error = why.to_owned();
         f.last_at = self.now();
@@ -1153,6 +1174,9 @@ impl Engine {
                 .give_up(tenant, f, "the rule is disabled or deleted")
                 .await;
         };
+        if f.occurrence.starts_with('t') {
+            return crate::timers::retry(self, tenant, &rule, f, report).await;
+        }
         let Some(seq) = seq_of(&f.occurrence) else {
             return self.give_up(tenant, f, "unknown occurrence").await;
         };
@@ -1184,7 +1208,7 @@ impl Engine {
             depth: f.depth,
             record: e.record.clone(),
             after,
-            event: &e,
+            event: Some(&e),
         };
         self.run_actions(&ctx, &run, f.action as usize, report)
             .await
@@ -1556,15 +1580,16 @@ fn show(v: Option<&Json>) -> String {
 }
 
 /// One rule running for one occurrence.
-struct RuleRun<'a> {
-    tenant: TenantId,
-    rule: &'a Rule,
-    occurrence: String,
-    depth: u32,
-    record: RecordRef,
+pub(crate) struct RuleRun<'a> {
+    pub(crate) tenant: TenantId,
+    pub(crate) rule: &'a Rule,
+    pub(crate) occurrence: String,
+    pub(crate) depth: u32,
+    pub(crate) record: RecordRef,
     /// The record as the rule sees it.
-    after: Json,
-    event: &'a Event,
+    pub(crate) after: Json,
+    /// The event that triggered it (`None` for a timer).
+    pub(crate) event: Option<&'a Event>,
 }
 
 #[cfg(test)]

@@ -47,8 +47,13 @@
 //!   record's new owner, so concurrent assignments spread exactly as the strategy says;
 //!   the run log says whom and why.
 //!
-//! **Still to come** (issue 10): timers and schedules, weighted capacity per period, lead
-//! scoring, sequences (refused on save), auto-acknowledgement, a tokio worker, and
+//! - **Timers** ([`timers`]): "N minutes, hours, days or working days before or after a
+//!   date or timestamp field", armed, re-planned and cancelled as the engine sees the
+//!   record change, fired by [`Engine::fire_timers`] (in [`Engine::tick`]) once per
+//!   instant and never before it; days are local days in the owner's time zone.
+//!
+//! **Still to come** (issue 10): schedules, arming timers for the records that existed
+//! before a timed rule was saved, weighted capacity per period, lead scoring, sequences (refused on save), auto-acknowledgement, a tokio worker, and
 //! the benchmarks. The actions that are another module's command (move a deal, set a
 //! lead's status or score, add to a campaign, escalate a ticket) run through the action
 //! kinds that module offers (`deal.move_to_stage`, `lead.set_status`, `lead.set_score`,
@@ -107,6 +112,7 @@ pub mod outbox;
 pub mod runlog;
 mod service;
 mod template;
+pub mod timers;
 mod timing;
 mod validate;
 
@@ -190,7 +196,7 @@ impl Module for AutomationModule {
                 2,
                 "the engine: run log, failed runs, feed cursor, delivery outbox, assignment \
                  state",
-                runlog::tables(),
+                runlog::tables().into_iter().chain(timers::tables()),
             ),
         ]
     }

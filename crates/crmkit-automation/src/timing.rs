@@ -24,7 +24,7 @@ pub(crate) async fn after(
     shift(store, ctx, from, offset, 1).await
 }
 
-async fn shift(
+pub(crate) async fn shift(
     store: &Store,
     ctx: &Ctx,
     from: DateTime<Utc>,

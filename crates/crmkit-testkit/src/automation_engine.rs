@@ -1281,8 +1281,149 @@ pub async fn assignment(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// A reminder three days before a deal's close date: it fires once, at its instant and not
+/// before; changing the date re-plans it (also when the engine has not yet seen the
+/// change); deleting the deal cancels it; the due timers are an index range.
+pub async fn timers(store: &Store) -> CheckResult {
+    use crmkit_automation::timers::TIMER_TABLE;
+    let f = setup(store).await?;
+    let records = store.records();
+    let pipeline = records
+        .create(
+            &f.admin,
+            "pipeline",
+            json!({"name": "Timed", "currency": "EUR", "stages": [
+                {"name": "Open", "probability": 10, "kind": "open"},
+                {"name": "Won", "probability": 100, "kind": "won"},
+                {"name": "Lost", "probability": 0, "kind": "lost"},
+            ]}),
+        )
+        .await
+        .at("pipeline")?;
+    f.rules
+        .create(
+            &f.admin,
+            NewRule::new(
+                "closing soon",
+                Trigger::Relative {
+                    record_kind: "deal".into(),
+                    field: "expected_close".into(),
+                    offset: crmkit_automation::Offset {
+                        amount: 3,
+                        unit: crmkit_automation::TimeUnit::Days,
+                        calendar: None,
+                    },
+                    direction: crmkit_automation::Direction::Before,
+                },
+            )
+            .action(Action::Notify {
+                channel: Channel::Email,
+                to: None,
+                subject: "{{title}} closes on {{expected_close}}".into(),
+                body: "".into(),
+            }),
+        )
+        .await
+        .at("rule")?;
+    let (e, clock) = engine(store)?;
+    let today = crmkit_core::Clock::now(&*clock).date_naive();
+    let day = |n: i64| (today + chrono::Days::new(n as u64)).to_string();
+    // Dates are midnight in the rule owner's zone (the fixture's users are in Berlin).
+    let midnight = |n: i64| -> chrono::DateTime<Utc> {
+        use chrono::TimeZone;
+        let local = (today + chrono::Days::new(n as u64))
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default();
+        chrono_tz::Europe::Berlin
+            .from_local_datetime(&local)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
+    };
+    let deal = |title: &str, close: String| json!({"title": title, "pipeline": pipeline["id"], "expected_close": close});
+    let d = records
+        .create(&f.rep, "deal", deal("Timed deal", day(10)))
+        .await
+        .at("deal")?;
+    let id = d.id().ok_or_else(|| Failure::new("deal id"))?;
+    let gone = records
+        .create(&f.rep, "deal", deal("Deleted deal", day(10)))
+        .await
+        .at("second deal")?;
+    drain(&e, &f).await?;
+    ensure_eq!(
+        count(store, &f.admin, TIMER_TABLE).await?,
+        2,
+        "two timers armed"
+    );
+    let v = gone.version().unwrap_or_default();
+    records
+        .delete(&f.rep, "deal", gone.id().unwrap_or_default(), v)
+        .await
+        .at("delete")?;
+    drain(&e, &f).await?;
+    ensure_eq!(
+        count(store, &f.admin, TIMER_TABLE).await?,
+        1,
+        "deleting the deal cancels its timer"
+    );
+    let outbox = || count(store, &f.admin, OUTBOX_TABLE);
+    // Not before its instant: midnight of day 7 (10 days out, 3 before).
+    clock.set(midnight(7) - TimeDelta::seconds(1));
+    e.fire_timers(f.tenant, 100).await.at("fire early")?;
+    ensure_eq!(outbox().await?, 0, "nothing before the instant");
+    // The date moves to day 20 and the engine has not seen it yet: at the old instant the
+    // timer is re-planned, not fired.
+    let cur = records.get(&f.rep, "deal", id).await.at("get")?;
+    records
+        .patch(
+            &f.rep,
+            "deal",
+            id,
+            cur.version().unwrap_or_default(),
+            json!({"expected_close": day(20)}),
+        )
+        .await
+        .at("move the close date")?;
+    clock.set(midnight(7));
+    e.fire_timers(f.tenant, 100)
+        .await
+        .at("fire at the old instant")?;
+    ensure_eq!(outbox().await?, 0, "the old instant does not fire");
+    drain(&e, &f).await?;
+    clock.set(midnight(17) - TimeDelta::seconds(1));
+    e.fire_timers(f.tenant, 100).await.at("fire early again")?;
+    ensure_eq!(outbox().await?, 0, "nothing before the new instant");
+    clock.set(midnight(17) + TimeDelta::minutes(5));
+    let r = e.fire_timers(f.tenant, 100).await.at("fire")?;
+    ensure_eq!(r.applied, 1, "fires at the new instant: {r:?}");
+    ensure_eq!(outbox().await?, 1, "one reminder");
+    clock.advance(chrono::Duration::days(30));
+    e.fire_timers(f.tenant, 100).await.at("fire again")?;
+    drain(&e, &f).await?;
+    ensure_eq!(outbox().await?, 1, "a timer fires once");
+    ensure_eq!(
+        count(store, &f.admin, TIMER_TABLE).await?,
+        0,
+        "the timer is spent"
+    );
+    let sent = e
+        .deliveries(&f.admin, DeliveryStatus::Pending, 10)
+        .await
+        .at("outbox")?;
+    match &sent[0].payload {
+        crmkit_automation::Payload::Notification { subject, .. } => ensure_eq!(
+            subject,
+            &format!("Timed deal closes on {}", day(20)),
+            "the reminder's subject"
+        ),
+        p => return Err(Failure::new(format!("not a notification: {p:?}"))),
+    }
+    Ok(())
+}
+
 suite_checks! {
     /// The automation engine checks, by name.
     names: automation_engine_check_names,
-    checks: [assignment, module_actions, exactly_once, faults, concurrent_engines, loops, field_triggers, authority, failures_and_retries],
+    checks: [timers, assignment, module_actions, exactly_once, faults, concurrent_engines, loops, field_triggers, authority, failures_and_retries],
 }
