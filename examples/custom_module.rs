@@ -250,6 +250,33 @@ async fn demo(url: &str, describe: bool) -> crmkit::Result<()> {
         other => panic!("expected a Validation error on the action's text, got {other:?}"),
     }
 
+    // The engine runs it: a new organization gets its note, written by the module's own
+    // command as the rule's owner.
+    let acme = crm
+        .organizations()
+        .create(&ctx, NewOrganization::named("Acme"))
+        .await?;
+    let engine = crm.automation_engine();
+    while engine.run_pending(tenant, 100).await?.events > 0 {}
+    let written = notes
+        .list(
+            &ctx,
+            &Query::new().filter(Filter::eq("organization", acme.id.as_uuid())),
+        )
+        .await?;
+    println!(
+        "  the engine ran {ADD_NOTE_ACTION}: {:?}",
+        written
+            .items
+            .iter()
+            .map(|n| (n.title.as_str(), n.body.as_str()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        written.items[0].body,
+        "New organization Acme: call within a week."
+    );
+
     let feed = crm.events_since(&ctx, 0, 100).await?;
     println!(
         "  feed: {:?}",

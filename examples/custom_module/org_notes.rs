@@ -300,8 +300,8 @@ impl Module for OrgNotesModule {
 
 /// The action kind `org_note.add`, offered to automation rules: `{"type": "custom",
 /// "kind": "org_note.add", "params": {"text": "..", "title": ".."}}` writes a note on the
-/// organization the rule fires for (when the engine runs rules; a later step of crmkit).
-/// Only rules on organizations may use it.
+/// organization the rule fires for, as the rule's owner, in one commit (the engine renders
+/// `{{field}}` templates in the parameters first). Only rules on organizations may use it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AddNoteAction;
 
@@ -341,6 +341,28 @@ impl CustomAction for AddNoteAction {
             errs.push(k.clone(), "is not a parameter of org_note.add");
         }
         errs.into_result()
+    }
+
+    fn run<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        record: Option<&'a RecordRef>,
+        params: &'a crmkit::serde_json::Value,
+    ) -> crmkit::core::store::BoxFuture<'a, Result<String>> {
+        Box::pin(async move {
+            let org = record
+                .filter(|r| r.kind.as_str() == "organization")
+                .map(|r| OrganizationId::from_uuid(r.id))
+                .ok_or_else(|| Error::validation("record", "org_note.add runs on organizations"))?;
+            let text = params["text"].as_str().unwrap_or_default();
+            let title = params["title"].as_str().unwrap_or("Note");
+            // One command, so one commit: the engine's run record joins it.
+            let note = OrgNotes::new(store)?
+                .create(ctx, NewOrgNote::new(org, title, text))
+                .await?;
+            Ok(format!("wrote the note {:?}", note.title))
+        })
     }
 }
 

@@ -962,12 +962,8 @@ impl Engine {
                     .await
             }
             Action::Custom { kind: k, params } => {
-                let a = self.actions.get(k.as_str()).ok_or_else(|| {
-                    Error::Config(format!("no composed module offers the action kind {k}"))
-                })?;
-                a.run(&self.store, ctx, Some(target), params)
-                    .await
-                    .map(|_| ())
+                let params = render_strings(params, &run.after);
+                self.module_action(ctx, k, target, params).await
             }
             Action::AssignOwner {
                 strategy,
@@ -1572,6 +1568,23 @@ fn desc(column: &str) -> OrderKey {
     OrderKey {
         desc: true,
         ..order(column)
+    }
+}
+
+/// `params` with every string rendered as a template over `record` (a custom action's
+/// parameters may use `{{field}}` placeholders like the built-in actions' texts).
+fn render_strings(params: &Json, record: &Json) -> Json {
+    match params {
+        Json::String(s) if s.contains("{{") => Json::String(render(s, record)),
+        Json::Array(items) => {
+            Json::Array(items.iter().map(|v| render_strings(v, record)).collect())
+        }
+        Json::Object(m) => Json::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), render_strings(v, record)))
+                .collect(),
+        ),
+        v => v.clone(),
     }
 }
 
