@@ -11,7 +11,7 @@ use crmkit_core::event::{EVENTS_TABLE, decode_timestamp};
 use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::record::reference_reason;
 use crmkit_core::service::{
-    self, OwnerChecks, changed_columns, stage_created, stage_update, to_json, visibility_scope,
+    self, OwnerChecks, changed_columns, stage_insert, stage_update, to_json, visibility_scope,
 };
 use crmkit_core::store::{BoxFuture, CmpOp, Cond, OrderKey, Row, Select, Value, Write};
 use crmkit_core::text::{check_text, parse_phone};
@@ -782,12 +782,8 @@ impl Activities {
     }
 
     fn insert_writes(cs: &mut Changeset, s: &Staged) {
-        cs.writes.push(Write::Insert {
-            table: ACTIVITY_TABLE,
-            row: rows::activity_row(&s.activity, s.due_at),
-        });
+        stage_insert(cs, &s.activity, rows::activity_row(&s.activity, s.due_at));
         cs.writes.extend(Self::relation_rows(s));
-        stage_created(cs, RecordRef::from(s.activity.id), "activity", &s.activity);
     }
 
     // ----- commands -----
@@ -1068,6 +1064,7 @@ impl Activities {
         let now = ctx.now();
         let mut errs = ValidationErrors::new();
         let mut new = old.clone();
+        let owner = (patch.owner, patch.team);
         if let Some(s) = patch.subject {
             errs.check(check_text("subject", &s, MAX_SUBJECT, false));
             new.subject = s;
@@ -1096,15 +1093,7 @@ impl Activities {
         if let Some(r) = &patch.related {
             new.related = self.check_related(ctx, &mut errs, r).await?;
         }
-        let owner = (&mut new.owner, &mut new.team);
-        service::reassign(
-            &self.store,
-            ctx,
-            &mut errs,
-            owner,
-            (patch.owner, patch.team),
-        )
-        .await?;
+        service::reassign(&self.store, ctx, &mut errs, &mut new, owner).await?;
         errs.into_result()?;
         service::check_version(id, expected_version, old.version)?;
         new.updated_at = now;
@@ -1222,13 +1211,8 @@ impl Activities {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<Activity>> {
-        let mut q = Query::new()
-            .filter(crmkit_core::Filter::eq("owner", user))
-            .filter(crmkit_core::Filter::eq("open", true))
-            .sort_asc("due_at")
-            .limit(limit);
-        q.cursor = cursor;
-        self.list(ctx, &q).await
+        let who = crmkit_core::Filter::eq("owner", user);
+        self.open_task_page(ctx, who, None, cursor, limit).await
     }
 
     /// A user's open tasks due before `now`, most overdue first, keyset-paged.
@@ -1240,14 +1224,9 @@ impl Activities {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<Activity>> {
-        let mut q = Query::new()
-            .filter(crmkit_core::Filter::eq("owner", user))
-            .filter(crmkit_core::Filter::eq("open", true))
-            .filter(crmkit_core::Filter::lt("due_at", now))
-            .sort_asc("due_at")
-            .limit(limit);
-        q.cursor = cursor;
-        self.list(ctx, &q).await
+        let who = crmkit_core::Filter::eq("owner", user);
+        self.open_task_page(ctx, who, Some(now), cursor, limit)
+            .await
     }
 
     /// A team's open tasks by due time, for managers: the tasks of the team's members
@@ -1281,11 +1260,26 @@ impl Activities {
         if !members.is_empty() {
             who = who.or(crmkit_core::Filter::is_in("owner", members));
         }
+        self.open_task_page(ctx, who, None, cursor, limit).await
+    }
+
+    /// The open tasks `who` matches (only those due before `due_before`, when given) by
+    /// due time, keyset-paged; only what the actor may see.
+    async fn open_task_page(
+        &self,
+        ctx: &Ctx,
+        who: crmkit_core::Filter,
+        due_before: Option<DateTime<Utc>>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Activity>> {
         let mut q = Query::new()
             .filter(who)
-            .filter(crmkit_core::Filter::eq("open", true))
-            .sort_asc("due_at")
-            .limit(limit);
+            .filter(crmkit_core::Filter::eq("open", true));
+        if let Some(now) = due_before {
+            q = q.filter(crmkit_core::Filter::lt("due_at", now));
+        }
+        let mut q = q.sort_asc("due_at").limit(limit);
         q.cursor = cursor;
         self.list(ctx, &q).await
     }

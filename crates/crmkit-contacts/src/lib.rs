@@ -44,7 +44,7 @@ pub mod rows;
 mod stored;
 pub mod validate;
 
-use crmkit_core::service::{self, OwnerChecks, apply_custom_patch, stage_created};
+use crmkit_core::service::{self, OwnerChecks, apply_custom_patch, stage_insert};
 use std::collections::HashMap;
 
 use crmkit_core::lookup::{self, LookupKind};
@@ -59,7 +59,7 @@ pub use model::*;
 pub use organizations::Organizations;
 pub use validate::{MAX_CONTACT_POINTS, MAX_TAGS};
 
-use rows::{CONTACT_FIELDS, PERSON_TABLE};
+use rows::CONTACT_FIELDS;
 
 /// The contacts module: tables for contacts and organizations.
 #[derive(Debug, Clone, Copy, Default)]
@@ -315,10 +315,7 @@ impl Contacts {
         custom: &CustomSchema,
     ) {
         let record = RecordRef::from(c.id);
-        cs.writes.push(Write::Insert {
-            table: PERSON_TABLE,
-            row: rows::contact_row(c),
-        });
+        stage_insert(cs, c, rows::contact_row(c));
         cs.writes
             .extend(Self::email_writes(&record, keys, holders, false));
         let numbers: Vec<String> = c.phones.iter().map(|p| p.number.clone()).collect();
@@ -331,7 +328,6 @@ impl Contacts {
         ));
         cs.writes
             .extend(custom.index_writes(&record, &c.custom, false));
-        stage_created(cs, record, "contact", c);
     }
 
     /// Creates a contact.
@@ -406,6 +402,7 @@ impl Contacts {
         let custom = self.custom_schema(ctx, &RecordKind::CONTACT).await?;
         let mut errs = ValidationErrors::new();
         let mut new = old.clone();
+        let owner = (patch.owner, patch.team);
         crmkit_core::apply_patch!(patch => new; first_name, last_name, lifecycle_stage);
         validate::names(&mut errs, &new.first_name, &new.last_name);
         let mut keys = None;
@@ -437,15 +434,7 @@ impl Contacts {
             }
             new.organization = org;
         }
-        let owner = (&mut new.owner, &mut new.team);
-        service::reassign(
-            &self.store,
-            ctx,
-            &mut errs,
-            owner,
-            (patch.owner, patch.team),
-        )
-        .await?;
+        service::reassign(&self.store, ctx, &mut errs, &mut new, owner).await?;
         if !patch.custom.is_empty() {
             new.custom = apply_custom_patch(&old.custom, &patch.custom);
             errs.check(custom.validate(&new.custom));

@@ -25,8 +25,8 @@ pub use pipelines::{Pipelines, REQUIRABLE_FIELDS};
 pub mod rows;
 
 use crmkit_core::service::{
-    self, OwnerChecks, changed_columns, json_text, stage_created, stage_update, to_json,
-    visibility_scope,
+    self, OwnerChecks, apply_custom_patch, changed_columns, json_text, stage_insert, stage_update,
+    to_json, visibility_scope,
 };
 use std::collections::{BTreeMap, HashSet};
 
@@ -1038,10 +1038,7 @@ impl Deals {
             deal.won_at = Some(now);
         }
         let record = RecordRef::from(deal.id);
-        cs.writes.push(Write::Insert {
-            table: DEAL_TABLE,
-            row: rows::deal_row(&deal, 1)?,
-        });
+        stage_insert(cs, &deal, rows::deal_row(&deal, 1)?);
         for (c, role) in &deal.contacts {
             cs.writes.push(Write::Insert {
                 table: DEAL_CONTACT_TABLE,
@@ -1054,7 +1051,6 @@ impl Deals {
         });
         cs.writes
             .extend(custom.index_writes(&record, &deal.custom, false));
-        stage_created(cs, record, "deal", &deal);
         Ok(deal)
     }
 
@@ -1142,26 +1138,14 @@ impl Deals {
         let pipeline = self.load_pipeline(ctx, old.pipeline).await?;
         let stage = self.stage_by_id(ctx, old.stage).await?;
         let mut new = old.clone();
+        let owner = (patch.owner, patch.team);
+        crmkit_core::apply_patch!(patch => new; amount, expected_close, organization, source,
+            campaign);
         if let Some(v) = &patch.title {
             new.title = v.clone();
         }
-        if let Some(v) = patch.amount {
-            new.amount = v;
-        }
-        if let Some(v) = patch.expected_close {
-            new.expected_close = v;
-        }
-        if let Some(v) = patch.organization {
-            new.organization = v;
-        }
         if let Some(v) = &patch.contacts {
             new.contacts = v.clone();
-        }
-        if let Some(v) = patch.source {
-            new.source = v;
-        }
-        if let Some(v) = patch.campaign {
-            new.campaign = v;
         }
         if let Some(v) = patch.probability {
             new.probability_override = v;
@@ -1169,28 +1153,11 @@ impl Deals {
         if let Some(v) = &patch.next_step {
             new.next_step = v.clone();
         }
-        for (k, v) in &patch.custom {
-            match v {
-                Some(v) => {
-                    new.custom.insert(k.clone(), v.clone());
-                }
-                None => {
-                    new.custom.remove(k);
-                }
-            }
-        }
+        new.custom = apply_custom_patch(&old.custom, &patch.custom);
         let mut errs = ValidationErrors::new();
         Self::check_fields(&mut errs, &new, &pipeline, &custom);
         Self::check_required(&mut errs, &new, &stage);
-        let owner = (&mut new.owner, &mut new.team);
-        service::reassign(
-            &self.store,
-            ctx,
-            &mut errs,
-            owner,
-            (patch.owner, patch.team),
-        )
-        .await?;
+        service::reassign(&self.store, ctx, &mut errs, &mut new, owner).await?;
         if patch.organization.is_some() || patch.contacts.is_some() || patch.campaign.is_some() {
             // Only new references are checked: a link the deal already has stays valid.
             let orgs = if new.organization != old.organization {

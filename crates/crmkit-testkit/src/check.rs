@@ -61,6 +61,30 @@ macro_rules! check_list {
     };
 }
 
+/// Runs `checks` one after the other on `store` and reports every failure (not just the
+/// first), counted as "`n` `what` check(s) failed".
+pub async fn run_checks(
+    store: &Store,
+    checks: Vec<(&'static str, CheckFn)>,
+    what: &str,
+) -> CheckResult {
+    let mut failures = vec![];
+    for (name, check) in checks {
+        if let Err(e) = check(store).await {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(format!(
+            "{} {what} check(s) failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        )))
+    }
+}
+
 /// Defines a suite module's `checks()` (with the given rustdoc), listing the named
 /// `async fn(&Store) -> CheckResult` checks, and the exported macro `$names`, which calls
 /// a macro with the same names: the one list behind `checks()` and the conformance tests.

@@ -13,7 +13,7 @@
 //! store. The concurrency checks ([`unique_race`], [`lost_update`]) spawn tokio tasks, so
 //! run the suite on a multi-thread runtime.
 
-use crate::check::{At, expect_denied, expect_validation};
+use crate::check::{At, expect_denied, expect_validation, run_checks};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 use crate::support::all_pages;
 use std::collections::{BTreeMap, BTreeSet};
@@ -3930,19 +3930,5 @@ suite_checks! {
 /// Runs every check of [`checks`] one after the other on `store` and reports every
 /// failure (not just the first). Needs a multi-thread runtime.
 pub async fn run_all(store: &Store) -> CheckResult {
-    let mut failures = vec![];
-    for (name, check) in checks() {
-        if let Err(e) = check(store).await {
-            failures.push(format!("{name}: {e}"));
-        }
-    }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::new(format!(
-            "{} contacts check(s) failed:\n{}",
-            failures.len(),
-            failures.join("\n")
-        )))
-    }
+    run_checks(store, checks(), "contacts").await
 }

@@ -10,7 +10,9 @@
 //! that backend: do not run it concurrently with other checks on the same store.
 //! [`concurrent_conversion`] spawns tokio tasks: run the suite on a multi-thread runtime.
 
-use crate::check::{At, expect_denied, expect_not_found, expect_validation, validation_reasons};
+use crate::check::{
+    At, expect_denied, expect_not_found, expect_validation, run_checks, validation_reasons,
+};
 use crate::contacts::{UnreachableContacts, all_contacts, all_orgs, every_record};
 use crate::pipeline_deals::deals_with_default;
 use crate::support::all_pages;
@@ -2533,19 +2535,5 @@ suite_checks! {
 /// Runs every check of [`checks`] one after the other on `store` and reports every
 /// failure. Needs a multi-thread runtime.
 pub async fn run_all(store: &Store) -> CheckResult {
-    let mut failures = vec![];
-    for (name, check) in checks() {
-        if let Err(e) = check(store).await {
-            failures.push(format!("{name}: {e}"));
-        }
-    }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::new(format!(
-            "{} lead check(s) failed:\n{}",
-            failures.len(),
-            failures.join("\n")
-        )))
-    }
+    run_checks(store, checks(), "lead").await
 }

@@ -6,7 +6,7 @@ use crmkit_contacts::Contacts;
 use crmkit_core::custom::CustomSchema;
 use crmkit_core::record::reference_reason;
 use crmkit_core::service::{
-    self, apply_custom_patch, changed_columns, json_text, stage_created, to_json,
+    self, apply_custom_patch, changed_columns, json_text, stage_insert, to_json,
 };
 use crmkit_core::store::{Cond, OrderKey, Select, Value, Write};
 use crmkit_core::text::check_text;
@@ -493,17 +493,30 @@ impl Tickets {
         let changed = self
             .stage_ticket_write(ctx, cs, old, &new, None, SlaTrigger::CustomerMessage)
             .await?;
+        Self::stage_status_changed(ctx, cs, old, &new, reason, changed);
+        Ok(new)
+    }
+
+    /// Stages what a status move records besides the ticket write: its history entry (with
+    /// `reason`) and the `ticket.status_changed` event naming the `changed` fields.
+    fn stage_status_changed(
+        ctx: &Ctx,
+        cs: &mut Changeset,
+        old: &Ticket,
+        new: &Ticket,
+        reason: Option<String>,
+        changed: Vec<String>,
+    ) {
         Self::stage_history(
             cs,
-            &history(ctx, HistoryKind::Status, Some(old), &new, reason),
+            &history(ctx, HistoryKind::Status, Some(old), new, reason),
         );
         cs.events.push(NewEvent::new(
             "ticket.status_changed",
             RecordRef::from(new.id),
             changed,
-            to_json(&new),
+            to_json(new),
         ));
-        Ok(new)
     }
 
     // ----- commands -----
@@ -610,14 +623,10 @@ impl Tickets {
             .backend()
             .reserve(ctx.tenant(), NUMBER_SEQUENCE, 1)
             .await?;
-        cs.writes.push(Write::Insert {
-            table: TICKET_TABLE,
-            row: rows::ticket_row(&ticket),
-        });
+        stage_insert(cs, &ticket, rows::ticket_row(&ticket));
         cs.writes
             .extend(custom.index_writes(&record, &ticket.custom, false));
         Self::stage_history(cs, &history(ctx, HistoryKind::Created, None, &ticket, None));
-        stage_created(cs, record.clone(), "ticket", &ticket);
         self.stage_sla(ctx, cs, None, &ticket, SlaTrigger::Change)
             .await?;
         Ok(ticket)
@@ -774,16 +783,7 @@ impl Tickets {
         let changed = self
             .stage_ticket_write(ctx, &mut cs, &old, &new, None, SlaTrigger::Change)
             .await?;
-        Self::stage_history(
-            &mut cs,
-            &history(ctx, HistoryKind::Status, Some(&old), &new, None),
-        );
-        cs.events.push(NewEvent::new(
-            "ticket.status_changed",
-            RecordRef::from(id),
-            changed,
-            to_json(&new),
-        ));
+        Self::stage_status_changed(ctx, &mut cs, &old, &new, None, changed);
         self.store.commit(cs).await?;
         Ok(new)
     }
@@ -900,16 +900,7 @@ impl Tickets {
                 to_json(&comment),
             ));
             if new.status != old.status {
-                Self::stage_history(
-                    &mut cs,
-                    &history(ctx, HistoryKind::Status, Some(&old), &new, reason),
-                );
-                cs.events.push(NewEvent::new(
-                    "ticket.status_changed",
-                    record.clone(),
-                    changed,
-                    to_json(&new),
-                ));
+                Self::stage_status_changed(ctx, &mut cs, &old, &new, reason, changed);
             }
             match self.store.commit(cs).await {
                 Ok(_) => {

@@ -33,7 +33,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crmkit_core::query::{FieldSpec, FieldType as QueryType, RecordFields};
 use crmkit_core::record::reference_reason;
 use crmkit_core::row::{from_json, int, json, opt_timestamp, take_text, timestamp, uuid};
-use crmkit_core::service::{self, stage_created, visibility_scope};
+use crmkit_core::service::{self, stage_insert, visibility_scope};
 use crmkit_core::store::{
     CmpOp, ColumnDef, ColumnType, Cond, IndexDef, OrderKey, Row, SchemaStep, Select, TableDef,
     Value, Write, columns,
@@ -484,6 +484,26 @@ fn policy_fields_changed(old: &Ticket, new: &Ticket) -> bool {
         || old.custom != new.custom
 }
 
+/// Every record of the tenant's configuration `table` (calendars, policies), ordered by
+/// `column` then id, decoded.
+async fn all_config<R>(
+    store: &crmkit_core::Store,
+    ctx: &Ctx,
+    table: &'static str,
+    column: &str,
+    decode: fn(Row) -> Result<R>,
+) -> Result<Vec<R>> {
+    let mut s = Select::new(table, Cond::True);
+    s.order = vec![order(column), order("id")];
+    store
+        .backend()
+        .select(ctx.tenant(), &s)
+        .await?
+        .into_iter()
+        .map(decode)
+        .collect()
+}
+
 fn check_name(errs: &mut ValidationErrors, name: &str) {
     if let Err(Error::Validation(v)) = check_text("name", name, MAX_SLA_NAME, true) {
         errs.errors.extend(v.errors);
@@ -552,11 +572,7 @@ impl SlaCalendars {
             version: 1,
         };
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Insert {
-            table: CALENDAR_TABLE,
-            row: calendar_row(&c),
-        });
-        stage_created(&mut cs, RecordRef::from(c.id), "sla_calendar", &c);
+        stage_insert(&mut cs, &c, calendar_row(&c));
         self.store().commit(cs).await?;
         Ok(c)
     }
@@ -594,16 +610,7 @@ impl SlaCalendars {
 
     /// The tenant's stored calendars, by name (then id).
     pub async fn all(&self, ctx: &Ctx) -> Result<Vec<StoredCalendar>> {
-        let mut s = Select::new(CALENDAR_TABLE, Cond::True);
-        s.order = vec![order("name"), order("id")];
-        self.tickets
-            .store()
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .into_iter()
-            .map(decode_calendar)
-            .collect()
+        all_config(self.store(), ctx, CALENDAR_TABLE, "name", decode_calendar).await
     }
 }
 
@@ -694,11 +701,7 @@ impl SlaPolicies {
             version: 1,
         };
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Insert {
-            table: POLICY_TABLE,
-            row: policy_row(&p),
-        });
-        stage_created(&mut cs, RecordRef::from(p.id), "sla_policy", &p);
+        stage_insert(&mut cs, &p, policy_row(&p));
         self.store().commit(cs).await?;
         Ok(p)
     }
@@ -734,16 +737,7 @@ impl SlaPolicies {
     /// The tenant's policies in evaluation order (position, then id), inactive ones
     /// included.
     pub async fn all(&self, ctx: &Ctx) -> Result<Vec<SlaPolicy>> {
-        let mut s = Select::new(POLICY_TABLE, Cond::True);
-        s.order = vec![order("position"), order("id")];
-        self.tickets
-            .store()
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .into_iter()
-            .map(decode_policy)
-            .collect()
+        all_config(self.store(), ctx, POLICY_TABLE, "position", decode_policy).await
     }
 }
 
