@@ -456,7 +456,7 @@ impl Activities {
             }
             ActivityDetails::Note(n) => {
                 let kept = matches!(old, Some(ActivityDetails::Note(o)) if o.author == n.author);
-                if !kept && n.author != ctx.actor().user && !manages(ctx) {
+                if !kept && n.author != ctx.actor().user && !ctx.actor().manages() {
                     return Err(Error::PermissionDenied(
                         "a rep may only write notes as themselves (author)".into(),
                     ));
@@ -1239,9 +1239,7 @@ impl Activities {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<Activity>> {
-        if !(ctx.actor().has(crmkit_core::Role::Admin)
-            || ctx.actor().has(crmkit_core::Role::Manager))
-        {
+        if !ctx.actor().manages() {
             return Err(Error::PermissionDenied(
                 "the team view needs the admin or manager role".into(),
             ));
@@ -1369,12 +1367,7 @@ impl Activities {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<Activity>> {
-        if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
-            return Err(Error::validation(
-                "limit",
-                format!("must be 1 to {}", crmkit_core::query::MAX_LIMIT),
-            ));
-        }
+        crmkit_core::query::check_limit(limit)?;
         let fingerprint = AgendaCursor::fingerprint(ctx, user, day);
         let after = match &cursor {
             Some(c) => Some(AgendaCursor::decode(c, fingerprint)?.position),
@@ -1471,7 +1464,7 @@ impl Activities {
         ctx.actor().require_write("add reminder")?;
         let (a, due_at) = self.load(ctx, activity, Some(false)).await?;
         let user = user.unwrap_or(ctx.actor().user);
-        if user != ctx.actor().user && !manages(ctx) {
+        if user != ctx.actor().user && !ctx.actor().manages() {
             return Err(Error::PermissionDenied(
                 "a rep may only add reminders for themselves (user)".into(),
             ));
@@ -1906,13 +1899,8 @@ fn message_id_duplicate(e: Error) -> Error {
     }
 }
 
-/// Whether the actor is an Admin or a Manager.
-fn manages(ctx: &Ctx) -> bool {
-    ctx.actor().has(crmkit_core::Role::Admin) || ctx.actor().has(crmkit_core::Role::Manager)
-}
-
 fn require_manager(ctx: &Ctx, action: &str) -> Result<()> {
-    if manages(ctx) {
+    if ctx.actor().manages() {
         Ok(())
     } else {
         Err(Error::PermissionDenied(format!(

@@ -438,7 +438,7 @@ impl Directory {
     /// Every user of the tenant, by id. Admin and Manager only (PermissionDenied for a Rep
     /// or a ReadOnly user: see the module docs).
     pub async fn users(&self, ctx: &Ctx) -> Result<Vec<User>> {
-        if !(ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager)) {
+        if !ctx.actor().manages() {
             return Err(Error::PermissionDenied(
                 "listing users needs the admin or manager role".into(),
             ));

@@ -161,17 +161,12 @@ impl Store {
         after: u64,
         limit: u32,
     ) -> Result<Vec<event::Event>> {
-        if !(ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager)) {
+        if !ctx.actor().manages() {
             return Err(Error::PermissionDenied(
                 "the change feed needs the admin or manager role".into(),
             ));
         }
-        if limit == 0 || limit > query::MAX_LIMIT {
-            return Err(Error::validation(
-                "limit",
-                format!("must be 1 to {}", query::MAX_LIMIT),
-            ));
-        }
+        query::check_limit(limit)?;
         let after = i64::try_from(after).map_err(|_| Error::validation("after", "is too large"))?;
         let mut s = Select::new(
             event::EVENTS_TABLE,

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::Store;
-use crate::ctx::{Ctx, Role, Visibility};
+use crate::ctx::{Ctx, Visibility};
 use crate::custom::{CustomValue, CustomValues};
 use crate::error::{Error, Result, ValidationErrors};
 use crate::event::AuditChange;
@@ -65,7 +65,7 @@ impl OwnerChecks {
         owner: UserId,
         team: Option<TeamId>,
     ) -> Result<()> {
-        let manages = ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager);
+        let manages = ctx.actor().manages();
         if !manages && owner != ctx.actor().user {
             return Err(Error::PermissionDenied(
                 "a rep may only give records to themselves".into(),

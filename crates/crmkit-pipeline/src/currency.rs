@@ -28,7 +28,7 @@ use crmkit_core::store::{CmpOp, ColumnDef, ColumnType, Cond, OrderKey, Select, T
 use crmkit_core::store::{IndexDef, Write};
 use crmkit_core::{
     AuditChange, Changeset, Ctx, Currency, Error, ExchangeRateId, Money, NewEvent, RecordKind,
-    RecordRef, Result, Role, Rounding, Store, ValidationErrors,
+    RecordRef, Result, Rounding, Store, ValidationErrors,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -352,7 +352,7 @@ impl Currencies {
         effective_from: NaiveDate,
         rate: Decimal,
     ) -> Result<ExchangeRate> {
-        if !(ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager)) {
+        if !ctx.actor().manages() {
             return Err(Error::PermissionDenied(
                 "set exchange rate: requires the admin or manager role".into(),
             ));
@@ -588,6 +588,7 @@ fn decode_rate(r: Vec<Value>) -> Result<ExchangeRate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crmkit_core::Role;
     use proptest::prelude::*;
 
     fn cur(c: &str) -> Currency {

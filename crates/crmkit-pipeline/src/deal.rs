@@ -1525,7 +1525,7 @@ impl Deals {
     /// Adds a managed lost reason (Admin or Manager). A name already used (ignoring case)
     /// is a Duplicate.
     pub async fn add_lost_reason(&self, ctx: &Ctx, name: &str) -> Result<LostReason> {
-        pipelines::require_manage(ctx, "add lost reason")?;
+        ctx.actor().require_manage("add lost reason")?;
         crmkit_core::text::check_text("name", name, 200, true)?;
         let l = LostReason {
             id: LostReasonId::new(),
@@ -1578,7 +1578,7 @@ impl Deals {
 
     /// Removes a managed lost reason (Admin or Manager). Deals lost for it keep its text.
     pub async fn remove_lost_reason(&self, ctx: &Ctx, id: LostReasonId) -> Result<()> {
-        pipelines::require_manage(ctx, "remove lost reason")?;
+        ctx.actor().require_manage("remove lost reason")?;
         let row =
             service::row_by_id(&self.store, ctx, LOST_REASON_TABLE, LOST_REASON_KIND, id).await?;
         let l = rows::decode_lost_reason(row)?;

@@ -12,8 +12,7 @@ use crmkit_core::store::{Cond, OrderKey, Select, Value, Write};
 use crmkit_core::text::check_text;
 use crmkit_core::{
     AuditChange, Changeset, CommentId, ContactId, Ctx, Error, Filter, NewEvent, OrganizationId,
-    Page, Query, RecordKind, RecordRef, Result, Role, Store, TeamId, TicketId, UserId,
-    ValidationErrors,
+    Page, Query, RecordKind, RecordRef, Result, Store, TeamId, TicketId, UserId, ValidationErrors,
 };
 
 use crate::inputs::*;
@@ -110,10 +109,6 @@ fn merge<T>(errs: &mut ValidationErrors, r: Result<T>) -> Result<Option<T>> {
         }
         Err(e) => Err(e),
     }
-}
-
-fn manages(ctx: &Ctx) -> bool {
-    ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager)
 }
 
 /// Validates and normalises tags (`tags`, `tags[i]`).
@@ -344,7 +339,7 @@ impl Tickets {
         queue: Option<TeamId>,
         handoff: bool,
     ) -> Result<()> {
-        if !handoff && !manages(ctx) {
+        if !handoff && !ctx.actor().manages() {
             if assignee.is_some_and(|a| a != ctx.actor().user) {
                 return Err(Error::PermissionDenied(
                     "a rep may only assign tickets to themselves".into(),
@@ -1141,12 +1136,7 @@ impl Tickets {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<Comment>> {
-        if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
-            return Err(Error::validation(
-                "limit",
-                format!("must be 1 to {}", crmkit_core::query::MAX_LIMIT),
-            ));
-        }
+        crmkit_core::query::check_limit(limit)?;
         self.load(ctx, id, None).await?;
         let b = self.store.backend();
         let mut cond = Cond::eq("ticket_id", id.as_uuid());

@@ -41,7 +41,7 @@ use crmkit_core::store::{
 use crmkit_core::text::check_text;
 use crmkit_core::{
     AuditChange, CalendarId, Changeset, Ctx, Error, NewEvent, Page, RecordKind, RecordRef, Result,
-    Role, SlaPolicyId, TicketId, ValidationErrors,
+    SlaPolicyId, TicketId, ValidationErrors,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -218,18 +218,6 @@ pub(crate) fn order(column: &str) -> OrderKey {
 
 fn opt_int(v: &Value) -> Option<i64> {
     v.as_int()
-}
-
-/// Fails with PermissionDenied, naming `action`, unless the actor is an Admin or a
-/// Manager (calendars, SLA policies, recompute and the analytics are theirs).
-pub(crate) fn manages(ctx: &Ctx, action: &str) -> Result<()> {
-    if ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager) {
-        Ok(())
-    } else {
-        Err(Error::PermissionDenied(format!(
-            "{action}: requires the admin or manager role"
-        )))
-    }
 }
 
 fn calendar_row(c: &StoredCalendar) -> Row {
@@ -554,7 +542,7 @@ impl SlaCalendars {
         name: &str,
         spec: CalendarSpec,
     ) -> Result<StoredCalendar> {
-        manages(ctx, "create calendar")?;
+        ctx.actor().require_manage("create calendar")?;
         let mut errs = ValidationErrors::new();
         check_name(&mut errs, name);
         let cal = check_calendar(&mut errs, spec);
@@ -591,7 +579,7 @@ impl SlaCalendars {
         name: &str,
         spec: CalendarSpec,
     ) -> Result<StoredCalendar> {
-        manages(ctx, "update calendar")?;
+        ctx.actor().require_manage("update calendar")?;
         let old = self.get(ctx, id).await?;
         let mut errs = ValidationErrors::new();
         check_name(&mut errs, name);
@@ -685,7 +673,7 @@ impl SlaPolicies {
     /// re-evaluated tickets see the policy (re-evaluate open tickets with
     /// [`recompute_sla`](Tickets::recompute_sla)).
     pub async fn create(&self, ctx: &Ctx, input: NewSlaPolicy) -> Result<SlaPolicy> {
-        manages(ctx, "create SLA policy")?;
+        ctx.actor().require_manage("create SLA policy")?;
         self.check_policy(ctx, &input).await?;
         let now = ctx.now();
         let p = SlaPolicy {
@@ -717,7 +705,7 @@ impl SlaPolicies {
         expected_version: u64,
         input: NewSlaPolicy,
     ) -> Result<SlaPolicy> {
-        manages(ctx, "update SLA policy")?;
+        ctx.actor().require_manage("update SLA policy")?;
         let old = self.get(ctx, id).await?;
         self.check_policy(ctx, &input).await?;
         service::check_version(id, expected_version, old.version)?;
@@ -997,12 +985,7 @@ impl Tickets {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<TicketSla>> {
-        if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
-            return Err(Error::validation(
-                "limit",
-                format!("must be 1 to {}", crmkit_core::query::MAX_LIMIT),
-            ));
-        }
+        crmkit_core::query::check_limit(limit)?;
         let mut s = Select::new(SLA_TABLE, visibility_scope(ctx, false).and(cond));
         s.order = vec![order("next_due_at"), order("ticket_id")];
         if let Some(c) = &cursor {
@@ -1236,13 +1219,8 @@ impl Tickets {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<RecomputeReport> {
-        manages(ctx, "recompute SLA")?;
-        if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
-            return Err(Error::validation(
-                "limit",
-                format!("must be 1 to {}", crmkit_core::query::MAX_LIMIT),
-            ));
-        }
+        ctx.actor().require_manage("recompute SLA")?;
+        crmkit_core::query::check_limit(limit)?;
         let after = cursor
             .as_deref()
             .map(Uuid::parse_str)

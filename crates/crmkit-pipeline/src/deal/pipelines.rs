@@ -7,7 +7,7 @@ use crmkit_core::store::{Cond, Select, Value, Write};
 use crmkit_core::text::{check_text, fold};
 use crmkit_core::{
     AuditChange, AuditEntry, Changeset, Ctx, Error, NewEvent, Page, PipelineId, Query, RecordRef,
-    Result, Role, StageId, ValidationErrors,
+    Result, StageId, ValidationErrors,
 };
 
 use super::rows::{self, DEAL_TABLE, PIPELINE_TABLE, STAGE_TABLE};
@@ -15,17 +15,6 @@ use super::{
     Deals, MAX_STAGES, NewPipeline, NewStage, Pipeline, Stage, StageKind, StagePatch, order_by,
     to_json,
 };
-
-/// Fails with PermissionDenied unless the actor is an Admin or a Manager.
-pub(crate) fn require_manage(ctx: &Ctx, action: &str) -> Result<()> {
-    if ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager) {
-        Ok(())
-    } else {
-        Err(Error::PermissionDenied(format!(
-            "{action}: requires the admin or manager role"
-        )))
-    }
-}
 
 /// The deal fields a stage may require (besides `custom.<key>`).
 pub const REQUIRABLE_FIELDS: &[&str] = &[
@@ -285,7 +274,7 @@ impl Pipelines {
 
     /// Creates a pipeline with its stages (Admin or Manager).
     pub async fn create(&self, ctx: &Ctx, input: NewPipeline) -> Result<Pipeline> {
-        require_manage(ctx, "create pipeline")?;
+        ctx.actor().require_manage("create pipeline")?;
         self.insert(ctx, input, false).await
     }
 
@@ -350,7 +339,7 @@ impl Pipelines {
         expected_version: u64,
         action: &str,
     ) -> Result<Pipeline> {
-        require_manage(ctx, action)?;
+        ctx.actor().require_manage(action)?;
         let p = self.deals.load_pipeline(ctx, id).await?;
         if p.version != expected_version {
             return Err(Error::conflict(id, expected_version, p.version));
