@@ -49,15 +49,6 @@ pub const MAX_AUTO_LINKS: u32 = 10;
 /// Most activities [`Activities::create_many`] takes in one batch.
 pub const MAX_BATCH: usize = 1000;
 
-fn order(column: &str, desc: bool) -> OrderKey {
-    OrderKey {
-        column: column.into(),
-        desc,
-        null_as: None,
-        custom: None,
-    }
-}
-
 fn record_cond(r: &RecordRef) -> Cond {
     Cond::eq("record_kind", r.kind.as_str()).and(Cond::eq("record_id", r.id))
 }
@@ -619,7 +610,7 @@ impl Activities {
             );
             // Ties by activity, in the index's direction, so the read walks
             // `activities_relation_done` instead of sorting the record's relations.
-            s.order = vec![order("done_at", true), order("activity_id", true)];
+            s.order = vec![OrderKey::desc("done_at"), OrderKey::desc("activity_id")];
             s.limit = Some(n);
             let mut last: Option<DateTime<Utc>> = match b.select(ctx.tenant(), &s).await?.first() {
                 Some(row) => Some(decode_timestamp(&row[4])?),
@@ -633,7 +624,7 @@ impl Activities {
                     Value::Int(i64::MIN),
                 )),
             );
-            s.order = vec![order("next_at", false), order("activity_id", false)];
+            s.order = vec![OrderKey::asc("next_at"), OrderKey::asc("activity_id")];
             s.limit = Some(n);
             let mut next: Option<(DateTime<Utc>, uuid::Uuid)> =
                 match b.select(ctx.tenant(), &s).await?.first() {
@@ -1314,7 +1305,7 @@ impl Activities {
                     Cond::eq("open", true).and(Cond::IsNull("due_at".into())),
                 ])),
         );
-        tasks.order = vec![order("id", false)];
+        tasks.order = vec![OrderKey::asc("id")];
         tasks.limit = Some(limit);
         let mut meetings = Select::new(
             ACTIVITY_TABLE,
@@ -1322,7 +1313,7 @@ impl Activities {
                 .and(Cond::eq("kind", "meeting"))
                 .and(range("starts_at")),
         );
-        meetings.order = vec![order("id", false)];
+        meetings.order = vec![OrderKey::asc("id")];
         meetings.limit = Some(limit);
         let b = self.store.backend();
         let mut activities = vec![];
@@ -1396,7 +1387,7 @@ impl Activities {
                 .and(Cond::eq("open", true))
                 .and(range("due_at")),
         );
-        tasks.order = vec![order("due_at", false), order("id", false)];
+        tasks.order = vec![OrderKey::asc("due_at"), OrderKey::asc("id")];
         tasks.after = position.clone();
         tasks.limit = Some(limit + 1);
         let mut meetings = Select::new(
@@ -1405,7 +1396,7 @@ impl Activities {
                 .and(Cond::eq("kind", "meeting"))
                 .and(range("starts_at")),
         );
-        meetings.order = vec![order("starts_at", false), order("id", false)];
+        meetings.order = vec![OrderKey::asc("starts_at"), OrderKey::asc("id")];
         meetings.after = position;
         meetings.limit = Some(limit + 1);
         let b = self.store.backend();
@@ -1541,7 +1532,7 @@ impl Activities {
             cond = cond.and(Cond::eq("user_id", user.as_uuid()));
         }
         let mut s = Select::new(REMINDER_TABLE, cond);
-        s.order = vec![order("remind_at", false), order("id", false)];
+        s.order = vec![OrderKey::asc("remind_at"), OrderKey::asc("id")];
         s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
         self.store
             .backend()
@@ -1653,7 +1644,7 @@ impl Activities {
                 Value::timestamp(since),
             )),
         );
-        s.order = vec![order("quiet_since", false), order("record_id", false)];
+        s.order = vec![OrderKey::asc("quiet_since"), OrderKey::asc("record_id")];
         self.followup_page(ctx, s, "stale", kind, cursor, limit, |f| {
             vec![
                 Value::opt_timestamp(f.last_activity_at.or(f.created_at)),
@@ -1678,7 +1669,7 @@ impl Activities {
             FOLLOWUP_TABLE,
             Self::live(kind)?.and(Cond::IsNull("next_activity_at".into())),
         );
-        s.order = vec![order("record_id", false)];
+        s.order = vec![OrderKey::asc("record_id")];
         self.followup_page(ctx, s, "pending", kind, cursor, limit, |f| {
             vec![Value::Uuid(f.record.id)]
         })
@@ -1799,14 +1790,14 @@ impl Activities {
         };
         let b = self.store.backend();
         let mut rs = Select::new(RELATION_TABLE, record_cond(record));
-        rs.order = vec![order("at", true), order("activity_id", true)];
+        rs.order = vec![OrderKey::desc("at"), OrderKey::desc("activity_id")];
         rs.after = cur
             .activity
             .map(|(t, id)| vec![Value::Int(t), Value::Uuid(id)]);
         rs.limit = Some(limit);
         let rels = b.select(ctx.tenant(), &rs).await?;
         let mut es = Select::new(EVENTS_TABLE, record_cond(record));
-        es.order = vec![order("seq", true)];
+        es.order = vec![OrderKey::desc("seq")];
         es.after = cur.seq.map(|s| vec![Value::Int(s)]);
         es.limit = Some(limit);
         let evs = b.select(ctx.tenant(), &es).await?;

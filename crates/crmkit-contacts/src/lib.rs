@@ -192,6 +192,14 @@ impl Contacts {
         Ok(out)
     }
 
+    /// The lookup writes that index a contact's phone numbers (`replace`: replacing what
+    /// it had).
+    fn phone_writes(c: &Contact, replace: bool) -> Vec<Write> {
+        let numbers: Vec<String> = c.phones.iter().map(|p| p.number.clone()).collect();
+        let record = RecordRef::from(c.id);
+        lookup::index_writes(&record, LookupKind::Phone, &numbers, false, replace)
+    }
+
     /// Email lookup writes for a contact: exclusive claims where nobody else holds the key.
     fn email_writes(
         record: &RecordRef,
@@ -318,14 +326,7 @@ impl Contacts {
         stage_insert(cs, c, rows::contact_row(c));
         cs.writes
             .extend(Self::email_writes(&record, keys, holders, false));
-        let numbers: Vec<String> = c.phones.iter().map(|p| p.number.clone()).collect();
-        cs.writes.extend(lookup::index_writes(
-            &record,
-            LookupKind::Phone,
-            &numbers,
-            false,
-            false,
-        ));
+        cs.writes.extend(Self::phone_writes(c, false));
         cs.writes
             .extend(custom.index_writes(&record, &c.custom, false));
     }
@@ -464,14 +465,7 @@ impl Contacts {
             _ => vec![],
         };
         if new.phones != old.phones {
-            let numbers: Vec<String> = new.phones.iter().map(|p| p.number.clone()).collect();
-            cs.writes.extend(lookup::index_writes(
-                &record,
-                LookupKind::Phone,
-                &numbers,
-                false,
-                true,
-            ));
+            cs.writes.extend(Self::phone_writes(&new, true));
         }
         cs.writes
             .extend(custom.changed_index_writes(&record, &old.custom, &new.custom));
@@ -502,14 +496,7 @@ impl Contacts {
             let holders = self.email_holders(ctx, &keys, Some(id)).await?;
             cs.writes
                 .extend(Self::email_writes(&record, &keys, &holders, true));
-            let numbers: Vec<String> = new.phones.iter().map(|p| p.number.clone()).collect();
-            cs.writes.extend(lookup::index_writes(
-                &record,
-                LookupKind::Phone,
-                &numbers,
-                false,
-                true,
-            ));
+            cs.writes.extend(Self::phone_writes(&new, true));
         }
         self.commit_contact(ctx, cs, &keys, Some(id)).await?;
         Ok(new)

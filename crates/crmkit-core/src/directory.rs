@@ -444,12 +444,7 @@ impl Directory {
             ));
         }
         let mut s = Select::new(USERS_TABLE, Cond::True);
-        s.order = vec![OrderKey {
-            column: "id".into(),
-            desc: false,
-            null_as: None,
-            custom: None,
-        }];
+        s.order = vec![OrderKey::asc("id")];
         let rows = self.store.backend().select(ctx.tenant(), &s).await?;
         rows.iter().map(|r| decode_user(r)).collect()
     }

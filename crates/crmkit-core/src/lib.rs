@@ -172,12 +172,7 @@ impl Store {
             event::EVENTS_TABLE,
             Cond::Cmp("seq".into(), store::CmpOp::Gt, Value::Int(after)),
         );
-        s.order = vec![OrderKey {
-            column: "seq".into(),
-            desc: false,
-            null_as: None,
-            custom: None,
-        }];
+        s.order = vec![OrderKey::asc("seq")];
         s.limit = Some(limit);
         let rows = self.backend.select(ctx.tenant(), &s).await?;
         rows.iter()
@@ -195,12 +190,7 @@ impl Store {
             event::AUDIT_TABLE,
             Cond::eq("record_kind", record.kind.as_str()).and(Cond::eq("record_id", record.id)),
         );
-        s.order = vec![OrderKey {
-            column: "id".into(),
-            desc: false,
-            null_as: None,
-            custom: None,
-        }];
+        s.order = vec![OrderKey::asc("id")];
         let rows = self.backend.select(ctx.tenant(), &s).await?;
         rows.iter().map(event::decode_audit).collect()
     }

@@ -538,12 +538,7 @@ impl RecordFields {
                 sources.push(OrderSource::Column(pos, null_as));
             }
         }
-        order.push(OrderKey {
-            column: "id".into(),
-            desc: false,
-            null_as: None,
-            custom: None,
-        });
+        order.push(OrderKey::asc("id"));
         sources.push(OrderSource::Column(table_def_pos("id")?, None));
         // The FNV-1a hash of `"{tenant}|{table}|{cond:?}|{order:?}|{include_deleted}"`,
         // hashed as it is formatted.

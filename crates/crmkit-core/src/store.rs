@@ -765,6 +765,26 @@ pub struct OrderKey {
     pub custom: Option<CustomRef>,
 }
 
+impl OrderKey {
+    /// Ascending on the table's `column` (no NULL substitute, not a custom field).
+    pub fn asc(column: impl Into<String>) -> Self {
+        OrderKey {
+            column: column.into(),
+            desc: false,
+            null_as: None,
+            custom: None,
+        }
+    }
+
+    /// Descending on the table's `column` (no NULL substitute, not a custom field).
+    pub fn desc(column: impl Into<String>) -> Self {
+        OrderKey {
+            desc: true,
+            ..OrderKey::asc(column)
+        }
+    }
+}
+
 /// A custom field of a record kind, as referenced by conditions and sort keys.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CustomRef {

@@ -460,12 +460,7 @@ impl Currencies {
             RATES_TABLE,
             Cond::eq("currency", currency.code()).and(Cond::eq("to_currency", base.code())),
         );
-        s.order = vec![OrderKey {
-            column: "effective_from".into(),
-            desc: false,
-            null_as: None,
-            custom: None,
-        }];
+        s.order = vec![OrderKey::asc("effective_from")];
         let rows = self.store.backend().select(ctx.tenant(), &s).await?;
         rows.into_iter().map(decode_rate).collect()
     }
@@ -506,12 +501,7 @@ impl Currencies {
                     Value::Text(date_text(date)),
                 )),
         );
-        s.order = vec![OrderKey {
-            column: "effective_from".into(),
-            desc: true,
-            null_as: None,
-            custom: None,
-        }];
+        s.order = vec![OrderKey::desc("effective_from")];
         s.limit = Some(1);
         let rows = self.store.backend().select(ctx.tenant(), &s).await?;
         match rows.into_iter().next() {

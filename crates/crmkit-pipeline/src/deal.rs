@@ -746,15 +746,6 @@ pub fn parse_close_date(s: &str) -> Result<NaiveDate> {
     Ok(d)
 }
 
-fn order_by(column: &str) -> OrderKey {
-    OrderKey {
-        column: column.into(),
-        desc: false,
-        null_as: None,
-        custom: None,
-    }
-}
-
 /// The deals API (pipelines, stages, deals, stage history, lost reasons).
 #[derive(Clone, Debug)]
 pub struct Deals {
@@ -1341,13 +1332,7 @@ impl Deals {
                 "is not a stage of the deal's pipeline",
             ));
         };
-        if to.id == old.stage {
-            return Err(Error::InvalidTransition {
-                record: RecordRef::from(id),
-                reason: "the deal is already in this stage".into(),
-            });
-        }
-        service::check_version(id, expected_version, old.version)?;
+        check_move(&old, &to, expected_version)?;
         let mut cs = Changeset::new(ctx);
         let new = self
             .transition(
@@ -1407,13 +1392,7 @@ impl Deals {
                     })?
             }
         };
-        if to.id == old.stage {
-            return Err(Error::InvalidTransition {
-                record: RecordRef::from(id),
-                reason: "the deal is already in this stage".into(),
-            });
-        }
-        service::check_version(id, expected_version, old.version)?;
+        check_move(&old, &to, expected_version)?;
         let mut cs = Changeset::new(ctx);
         let new = self
             .transition(ctx, &mut cs, &old, seq, &target, &to, None, true)
@@ -1426,7 +1405,7 @@ impl Deals {
     pub async fn stage_history(&self, ctx: &Ctx, id: DealId) -> Result<Vec<StageChange>> {
         self.load_deal(ctx, id, None).await?;
         let mut s = Select::new(HISTORY_TABLE, Cond::eq("deal_id", id.as_uuid()));
-        s.order = vec![order_by("seq")];
+        s.order = vec![OrderKey::asc("seq")];
         let rows = self.store.backend().select(ctx.tenant(), &s).await?;
         rows.into_iter().map(rows::decode_history).collect()
     }
@@ -1571,7 +1550,7 @@ impl Deals {
     /// The tenant's managed lost reasons, by name.
     pub async fn lost_reasons(&self, ctx: &Ctx) -> Result<Vec<LostReason>> {
         let mut s = Select::new(LOST_REASON_TABLE, Cond::True);
-        s.order = vec![order_by("name_fold"), order_by("id")];
+        s.order = vec![OrderKey::asc("name_fold"), OrderKey::asc("id")];
         let rows = self.store.backend().select(ctx.tenant(), &s).await?;
         rows.into_iter().map(rows::decode_lost_reason).collect()
     }
@@ -1620,4 +1599,16 @@ crmkit_core::record_verbs! {
     /// Restores a soft-deleted deal.
     restore;
     set_deleted;
+}
+
+/// Refuses a move of `old` to the stage it is already in (InvalidTransition) and one at a
+/// stale `expected_version` (Conflict).
+fn check_move(old: &Deal, to: &Stage, expected_version: u64) -> Result<()> {
+    if to.id == old.stage {
+        return Err(Error::InvalidTransition {
+            record: RecordRef::from(old.id),
+            reason: "the deal is already in this stage".into(),
+        });
+    }
+    service::check_version(old.id, expected_version, old.version)
 }

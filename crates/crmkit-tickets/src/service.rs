@@ -8,7 +8,7 @@ use crmkit_core::record::reference_reason;
 use crmkit_core::service::{
     self, apply_custom_patch, changed_columns, json_text, stage_insert, to_json,
 };
-use crmkit_core::store::{Cond, OrderKey, Select, Value, Write};
+use crmkit_core::store::{Cond, OrderKey, Row, Select, Value, Write};
 use crmkit_core::text::check_text;
 use crmkit_core::{
     AuditChange, Changeset, CommentId, ContactId, Ctx, Error, Filter, NewEvent, OrganizationId,
@@ -20,7 +20,7 @@ use crate::model::*;
 use crate::rows::{
     self, COMMENT_TABLE, HISTORY_TABLE, SATISFACTION_TABLE, TICKET, TICKET_FIELDS, TICKET_TABLE,
 };
-use crate::sla_service::SlaTrigger;
+use crate::sla_service::{SlaTrigger, select_sorted};
 
 /// Event kinds this module emits.
 pub const EVENT_KINDS: &[&str] = &[
@@ -81,15 +81,6 @@ pub fn tag_filter(tag: &str) -> Filter {
 
 fn key(id: TicketId) -> Vec<Value> {
     vec![Value::Uuid(id.as_uuid())]
-}
-
-fn order(column: &str) -> OrderKey {
-    OrderKey {
-        column: column.into(),
-        desc: false,
-        null_as: None,
-        custom: None,
-    }
 }
 
 fn invalid(id: TicketId, reason: impl Into<String>) -> Error {
@@ -1144,7 +1135,7 @@ impl Tickets {
             cond = cond.and(Cond::eq("public", true));
         }
         let mut s = Select::new(COMMENT_TABLE, cond);
-        s.order = vec![order("created_at"), order("id")];
+        s.order = vec![OrderKey::asc("created_at"), OrderKey::asc("id")];
         if let Some(c) = &cursor {
             let bad = || Error::validation("cursor", "is not a comment cursor of this ticket");
             let after = uuid::Uuid::parse_str(c).map_err(|_| bad())?;
@@ -1183,31 +1174,36 @@ impl Tickets {
 
     /// The status and priority history of a ticket visible to the actor, oldest first.
     pub async fn history(&self, ctx: &Ctx, id: TicketId) -> Result<Vec<HistoryEntry>> {
-        self.load(ctx, id, None).await?;
-        let mut s = Select::new(HISTORY_TABLE, Cond::eq("ticket_id", id.as_uuid()));
-        s.order = vec![order("version")];
-        self.store
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .into_iter()
-            .map(rows::decode_history)
-            .collect()
+        self.ticket_rows(ctx, id, HISTORY_TABLE, "version", rows::decode_history)
+            .await
     }
 
     /// The satisfaction ratings of a ticket visible to the actor, one per rated solve,
     /// oldest first.
     pub async fn satisfaction(&self, ctx: &Ctx, id: TicketId) -> Result<Vec<Satisfaction>> {
+        self.ticket_rows(
+            ctx,
+            id,
+            SATISFACTION_TABLE,
+            "solve",
+            rows::decode_satisfaction,
+        )
+        .await
+    }
+
+    /// The rows of a ticket's side `table` (history, ratings) ordered by `by`, decoded,
+    /// for a ticket visible to the actor (deleted or not).
+    async fn ticket_rows<R>(
+        &self,
+        ctx: &Ctx,
+        id: TicketId,
+        table: &'static str,
+        by: &str,
+        decode: fn(Row) -> Result<R>,
+    ) -> Result<Vec<R>> {
         self.load(ctx, id, None).await?;
-        let mut s = Select::new(SATISFACTION_TABLE, Cond::eq("ticket_id", id.as_uuid()));
-        s.order = vec![order("solve")];
-        self.store
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .into_iter()
-            .map(rows::decode_satisfaction)
-            .collect()
+        let cond = Cond::eq("ticket_id", id.as_uuid());
+        select_sorted(&self.store, ctx, table, cond, &[by], decode).await
     }
 }
 

@@ -207,13 +207,25 @@ pub(crate) fn measure_steps() -> Vec<SchemaStep> {
     steps
 }
 
-pub(crate) fn order(column: &str) -> OrderKey {
-    OrderKey {
-        column: column.into(),
-        desc: false,
-        null_as: None,
-        custom: None,
-    }
+/// The tenant's rows of `table` that match `cond`, ordered by the columns `by` (ascending),
+/// decoded.
+pub(crate) async fn select_sorted<R>(
+    store: &crmkit_core::Store,
+    ctx: &Ctx,
+    table: &'static str,
+    cond: Cond,
+    by: &[&str],
+    decode: fn(Row) -> Result<R>,
+) -> Result<Vec<R>> {
+    let mut s = Select::new(table, cond);
+    s.order = by.iter().map(|c| OrderKey::asc(*c)).collect();
+    store
+        .backend()
+        .select(ctx.tenant(), &s)
+        .await?
+        .into_iter()
+        .map(decode)
+        .collect()
 }
 
 fn opt_int(v: &Value) -> Option<i64> {
@@ -472,26 +484,6 @@ fn policy_fields_changed(old: &Ticket, new: &Ticket) -> bool {
         || old.custom != new.custom
 }
 
-/// Every record of the tenant's configuration `table` (calendars, policies), ordered by
-/// `column` then id, decoded.
-async fn all_config<R>(
-    store: &crmkit_core::Store,
-    ctx: &Ctx,
-    table: &'static str,
-    column: &str,
-    decode: fn(Row) -> Result<R>,
-) -> Result<Vec<R>> {
-    let mut s = Select::new(table, Cond::True);
-    s.order = vec![order(column), order("id")];
-    store
-        .backend()
-        .select(ctx.tenant(), &s)
-        .await?
-        .into_iter()
-        .map(decode)
-        .collect()
-}
-
 fn check_name(errs: &mut ValidationErrors, name: &str) {
     if let Err(Error::Validation(v)) = check_text("name", name, MAX_SLA_NAME, true) {
         errs.errors.extend(v.errors);
@@ -598,7 +590,16 @@ impl SlaCalendars {
 
     /// The tenant's stored calendars, by name (then id).
     pub async fn all(&self, ctx: &Ctx) -> Result<Vec<StoredCalendar>> {
-        all_config(self.store(), ctx, CALENDAR_TABLE, "name", decode_calendar).await
+        let by = ["name", "id"];
+        select_sorted(
+            self.store(),
+            ctx,
+            CALENDAR_TABLE,
+            Cond::True,
+            &by,
+            decode_calendar,
+        )
+        .await
     }
 }
 
@@ -725,7 +726,16 @@ impl SlaPolicies {
     /// The tenant's policies in evaluation order (position, then id), inactive ones
     /// included.
     pub async fn all(&self, ctx: &Ctx) -> Result<Vec<SlaPolicy>> {
-        all_config(self.store(), ctx, POLICY_TABLE, "position", decode_policy).await
+        let by = ["position", "id"];
+        select_sorted(
+            self.store(),
+            ctx,
+            POLICY_TABLE,
+            Cond::True,
+            &by,
+            decode_policy,
+        )
+        .await
     }
 }
 
@@ -987,7 +997,7 @@ impl Tickets {
     ) -> Result<Page<TicketSla>> {
         crmkit_core::query::check_limit(limit)?;
         let mut s = Select::new(SLA_TABLE, visibility_scope(ctx, false).and(cond));
-        s.order = vec![order("next_due_at"), order("ticket_id")];
+        s.order = vec![OrderKey::asc("next_due_at"), OrderKey::asc("ticket_id")];
         if let Some(c) = &cursor {
             s.after = Some(decode_cursor(c)?);
         }
@@ -1075,7 +1085,7 @@ impl Tickets {
                     Value::timestamp(until),
                 )),
             );
-            s.order = vec![order("next_due_at"), order("ticket_id")];
+            s.order = vec![OrderKey::asc("next_due_at"), OrderKey::asc("ticket_id")];
             s.after = after.clone();
             s.limit = Some(200);
             let rows = b.select(ctx.tenant(), &s).await?;
@@ -1230,7 +1240,7 @@ impl Tickets {
         let (tickets, next_cursor) = match policy {
             None => {
                 let mut s = Select::new(TICKET_TABLE, open_tickets());
-                s.order = vec![order("id")];
+                s.order = vec![OrderKey::asc("id")];
                 s.after = after.map(|u| vec![Value::Uuid(u)]);
                 s.limit = Some(limit + 1);
                 let mut found = b.select(ctx.tenant(), &s).await?;
@@ -1252,7 +1262,7 @@ impl Tickets {
                     SLA_TABLE,
                     Cond::eq("policy_id", p.as_uuid()).and(Cond::IsNull("deleted_at".into())),
                 );
-                s.order = vec![order("ticket_id")];
+                s.order = vec![OrderKey::asc("ticket_id")];
                 s.after = after.map(|u| vec![Value::Uuid(u)]);
                 s.limit = Some(limit + 1);
                 let mut found = b.select(ctx.tenant(), &s).await?;
