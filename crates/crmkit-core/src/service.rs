@@ -484,6 +484,20 @@ pub fn stage_insert<R: VersionedRecord>(cs: &mut crate::Changeset, record: &R, r
     stage_created(cs, record.record_id().into(), kind.as_str(), record);
 }
 
+/// Creates a record that needs no other writes: [`stage_insert`] of it and its `row`,
+/// committed as one changeset.
+pub async fn insert_record<R: VersionedRecord>(
+    store: &Store,
+    ctx: &Ctx,
+    record: R,
+    row: Row,
+) -> Result<R> {
+    let mut cs = crate::Changeset::new(ctx);
+    stage_insert(&mut cs, &record, row);
+    store.commit(cs).await?;
+    Ok(record)
+}
+
 /// A record kind stored as one versioned row: what [`stage_record_update`] needs to
 /// stage an update of it (configuration kinds such as SLA calendars implement it with
 /// [`versioned_record!`](crate::versioned_record); [`StoredRecord`]s have it from

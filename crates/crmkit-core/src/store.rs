@@ -475,6 +475,19 @@ pub enum SchemaStep {
     },
 }
 
+impl SchemaStep {
+    /// One [`SchemaStep::AddColumn`] of `table` per column, in order.
+    pub fn add_columns(
+        table: &'static str,
+        columns: impl IntoIterator<Item = ColumnDef>,
+    ) -> Vec<SchemaStep> {
+        columns
+            .into_iter()
+            .map(|column| SchemaStep::AddColumn { table, column })
+            .collect()
+    }
+}
+
 /// A versioned schema change of one module. Versions start at 1 and increase by one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {

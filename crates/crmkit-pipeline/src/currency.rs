@@ -352,11 +352,7 @@ impl Currencies {
         effective_from: NaiveDate,
         rate: Decimal,
     ) -> Result<ExchangeRate> {
-        if !ctx.actor().manages() {
-            return Err(Error::PermissionDenied(
-                "set exchange rate: requires the admin or manager role".into(),
-            ));
-        }
+        ctx.actor().require_manage("set exchange rate")?;
         let mut errs = ValidationErrors::new();
         let currency = errs.check(currency);
         let rate = check_rate(&mut errs, rate);

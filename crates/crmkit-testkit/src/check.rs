@@ -168,6 +168,17 @@ pub fn expect_validation<T: fmt::Debug>(
     }
 }
 
+/// Passes when `r` is a Validation error (naming any field).
+#[track_caller]
+pub fn expect_invalid<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
+    match r {
+        Err(Error::Validation(_)) => Ok(()),
+        other => Err(Failure::new(format!(
+            "{what}: expected a Validation error, got {other:?}"
+        ))),
+    }
+}
+
 /// Passes when `r` is NotFound (of any kind).
 #[track_caller]
 pub fn expect_not_found<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {

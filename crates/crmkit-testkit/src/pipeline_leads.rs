@@ -372,16 +372,8 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         "a no-op update writes no event"
     );
     expect_conflict(
-        l.update(
-            a,
-            lead.id,
-            1,
-            LeadPatch {
-                last_name: Some("X".into()),
-                ..Default::default()
-            },
-        )
-        .await,
+        l.update(a, lead.id, 1, LeadPatch::default().last_name("X"))
+            .await,
         "stale update",
     )?;
 
@@ -637,19 +629,10 @@ pub async fn bad_input(store: &Store) -> CheckResult {
                 ..Default::default()
             },
         ),
-        (
-            "emails[0]",
-            LeadPatch {
-                emails: Some(vec!["@".into()]),
-                ..Default::default()
-            },
-        ),
+        ("emails[0]", LeadPatch::default().emails(vec!["@".into()])),
         (
             "phones[0]",
-            LeadPatch {
-                phones: Some(vec![PhoneInput::new("+1 555")]),
-                ..Default::default()
-            },
+            LeadPatch::default().phones(vec![PhoneInput::new("+1 555")]),
         ),
         (
             "domain",
@@ -675,13 +658,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
                 ..Default::default()
             },
         ),
-        (
-            "owner",
-            LeadPatch {
-                owner: Some(UserId::new()),
-                ..Default::default()
-            },
-        ),
+        ("owner", LeadPatch::default().owner(UserId::new())),
     ];
     for (field, patch) in bad_patches {
         let e = fails_clean(&f, &format!("update with bad {field}"), async || {
@@ -916,16 +893,8 @@ pub async fn status_rules(store: &Store) -> CheckResult {
     .await?;
     expect_transition::<()>(Err(e), "score of a converted lead")?;
     let e = fails_clean(&f, "update a converted lead", async || {
-        l.update(
-            a,
-            lead.id,
-            v,
-            LeadPatch {
-                first_name: Some("X".into()),
-                ..Default::default()
-            },
-        )
-        .await
+        l.update(a, lead.id, v, LeadPatch::default().first_name("X"))
+            .await
     })
     .await?;
     expect_transition::<()>(Err(e), "update of a converted lead")?;
@@ -1153,10 +1122,7 @@ pub async fn record_access(store: &Store) -> CheckResult {
                             ctx,
                             x.id,
                             x.version,
-                            LeadPatch {
-                                first_name: Some("Hijack".into()),
-                                ..Default::default()
-                            },
+                            LeadPatch::default().first_name("Hijack"),
                         )
                         .await
                         .map(|_| ()),
@@ -1210,10 +1176,7 @@ pub async fn record_access(store: &Store) -> CheckResult {
             &f.readonly,
             team_x_lead.id,
             1,
-            LeadPatch {
-                first_name: Some("No".into()),
-                ..Default::default()
-            },
+            LeadPatch::default().first_name("No"),
         )
         .await
     })
@@ -1231,10 +1194,7 @@ pub async fn record_access(store: &Store) -> CheckResult {
             &f.rep,
             team_x_lead.id,
             1,
-            LeadPatch {
-                owner: Some(user(&f.rep_y)),
-                ..Default::default()
-            },
+            LeadPatch::default().owner(user(&f.rep_y)),
         )
         .await
     })
@@ -1328,16 +1288,8 @@ pub async fn tenant_isolation(store: &Store) -> CheckResult {
     expect_not_found(l.get(a, lb.id).await, "get B's lead")?;
     expect_not_found(l.audit(a, lb.id).await, "audit of B's lead")?;
     expect_not_found(
-        l.update(
-            a,
-            lb.id,
-            1,
-            LeadPatch {
-                first_name: Some("X".into()),
-                ..Default::default()
-            },
-        )
-        .await,
+        l.update(a, lb.id, 1, LeadPatch::default().first_name("X"))
+            .await,
         "update B's lead",
     )?;
     expect_not_found(

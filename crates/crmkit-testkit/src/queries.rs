@@ -33,7 +33,7 @@ use crmkit_pipeline::deal::{Deals, NewDeal, NewPipeline, NewStage};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
-use crate::check::{At, CheckResult, Failure, expect_validation};
+use crate::check::{At, CheckResult, Failure, expect_invalid, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture};
 use crate::pipeline_deals::deals_with_default;
 use crate::pipeline_deals::{all_deals, ids};
@@ -286,13 +286,10 @@ pub async fn date_bounds(store: &Store) -> CheckResult {
             &format!("custom.since < {d}"),
         )?;
         c.custom.insert("since".into(), CustomValue::Date(d));
-        ensure!(
-            matches!(
-                f.contacts.create(&f.admin, c.clone()).await,
-                Err(Error::Validation(_))
-            ),
-            "a custom date {d} is refused on create"
-        );
+        expect_invalid(
+            f.contacts.create(&f.admin, c.clone()).await,
+            &format!("a custom date {d} is refused on create"),
+        )?;
     }
 
     // Timestamps are integers: bounds far outside the date range are correct, not empty.
@@ -471,15 +468,12 @@ pub async fn nul_bytes(store: &Store) -> CheckResult {
         )?;
     }
     let (deals, p) = deals_with_default(store, &f.admin).await?;
-    ensure!(
-        matches!(
-            deals
-                .create(&f.admin, NewDeal::new("big\0deal", p.id))
-                .await,
-            Err(Error::Validation(_))
-        ),
-        "a deal title with NUL is a Validation error"
-    );
+    expect_invalid(
+        deals
+            .create(&f.admin, NewDeal::new("big\0deal", p.id))
+            .await,
+        "a deal title with NUL is a Validation error",
+    )?;
     let after = f
         .contacts
         .list(&f.admin, &Query::new().with_total())

@@ -83,6 +83,25 @@ fn key(id: TicketId) -> Vec<Value> {
     vec![Value::Uuid(id.as_uuid())]
 }
 
+/// Stages the insert of a row beside a ticket (a comment, a rating) with the audit entry
+/// that records `value` as new in the ticket's `field`.
+fn stage_side_insert<T: serde::Serialize>(
+    cs: &mut Changeset,
+    record: &RecordRef,
+    table: &'static str,
+    row: Row,
+    field: &str,
+    value: &T,
+) {
+    cs.writes.push(Write::Insert { table, row });
+    cs.audit.push(AuditChange {
+        record: record.clone(),
+        field: field.into(),
+        old: None,
+        new: Some(json_text(value)),
+    });
+}
+
 fn invalid(id: TicketId, reason: impl Into<String>) -> Error {
     Error::InvalidTransition {
         record: RecordRef::from(id),
@@ -427,28 +446,6 @@ impl Tickets {
         cs.audit.extend(changes.audit);
         self.stage_sla(ctx, cs, Some(old), new, trigger).await?;
         Ok(changes.fields)
-    }
-
-    /// **The SLA extension point.** Every command that writes a ticket calls this with the
-    /// ticket before (`None` when it is being created) and after the change, and what
-    /// triggered it (a field change, a public agent reply, a requester message), while the
-    /// command's changeset is still being built, so that the SLA state the change implies
-    /// (see [`crate::sla`]) is committed atomically with it: the policy is picked on
-    /// creation and re-evaluated when a field a policy matches on changes (priority,
-    /// channel, organization, custom values); clocks start, pause, resume, are met and
-    /// stop by the rules of [`crate::sla`]; newly recorded breaches emit
-    /// `ticket.sla_breached`. The per-ticket SLA row is written with a versioned update
-    /// (a concurrent sweep makes the command fail with a Conflict, which `comment`
-    /// retries).
-    async fn stage_sla(
-        &self,
-        ctx: &Ctx,
-        cs: &mut Changeset,
-        old: Option<&Ticket>,
-        new: &Ticket,
-        trigger: SlaTrigger,
-    ) -> Result<()> {
-        self.stage_sla_state(ctx, cs, old, new, trigger).await
     }
 
     fn stage_history(cs: &mut Changeset, h: &HistoryEntry) {
@@ -853,16 +850,8 @@ impl Tickets {
             }
             let record = RecordRef::from(id);
             let mut cs = Changeset::new(ctx);
-            cs.writes.push(Write::Insert {
-                table: COMMENT_TABLE,
-                row: rows::comment_row(&comment),
-            });
-            cs.audit.push(AuditChange {
-                record: record.clone(),
-                field: "comments".into(),
-                old: None,
-                new: Some(json_text(&comment)),
-            });
+            let row = rows::comment_row(&comment);
+            stage_side_insert(&mut cs, &record, COMMENT_TABLE, row, "comments", &comment);
             let trigger = match author {
                 CommentAuthor::Agent { .. } if comment.public => SlaTrigger::AgentReply,
                 CommentAuthor::Requester { .. } => SlaTrigger::CustomerMessage,
@@ -1051,16 +1040,15 @@ impl Tickets {
             recorded_by: Some(ctx.actor().user),
         };
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Insert {
-            table: SATISFACTION_TABLE,
-            row: rows::satisfaction_row(&s),
-        });
-        cs.audit.push(AuditChange {
-            record: record.clone(),
-            field: "satisfaction".into(),
-            old: None,
-            new: Some(json_text(&s)),
-        });
+        let row = rows::satisfaction_row(&s);
+        stage_side_insert(
+            &mut cs,
+            &record,
+            SATISFACTION_TABLE,
+            row,
+            "satisfaction",
+            &s,
+        );
         cs.events.push(NewEvent::new(
             "ticket.rated",
             record.clone(),

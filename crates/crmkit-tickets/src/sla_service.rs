@@ -33,7 +33,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crmkit_core::query::{FieldSpec, FieldType as QueryType, RecordFields};
 use crmkit_core::record::reference_reason;
 use crmkit_core::row::{from_json, int, json, opt_timestamp, take_text, timestamp, uuid};
-use crmkit_core::service::{self, stage_insert, visibility_scope};
+use crmkit_core::service::{self, visibility_scope};
 use crmkit_core::store::{
     CmpOp, ColumnDef, ColumnType, Cond, IndexDef, OrderKey, Row, SchemaStep, Select, TableDef,
     Value, Write, columns,
@@ -189,17 +189,12 @@ pub(crate) fn tables() -> Vec<TableDef> {
 
 /// Migration 3: the business-minute measures and the creation instant on [`SLA_TABLE`].
 pub(crate) fn measure_steps() -> Vec<SchemaStep> {
-    let mut steps: Vec<SchemaStep> = [
+    let columns = [
         ColumnDef::optional("first_response_minutes", ColumnType::Int),
         ColumnDef::optional("resolution_minutes", ColumnType::Int),
         ColumnDef::optional("created_at", ColumnType::Timestamp),
-    ]
-    .into_iter()
-    .map(|column| SchemaStep::AddColumn {
-        table: SLA_TABLE,
-        column,
-    })
-    .collect();
+    ];
+    let mut steps = SchemaStep::add_columns(SLA_TABLE, columns);
     steps.push(SchemaStep::CreateIndex {
         table: SLA_TABLE,
         index: IndexDef::new(CREATED_INDEX, ["created_at", "ticket_id"]),
@@ -551,10 +546,8 @@ impl SlaCalendars {
             updated_at: now,
             version: 1,
         };
-        let mut cs = Changeset::new(ctx);
-        stage_insert(&mut cs, &c, calendar_row(&c));
-        self.store().commit(cs).await?;
-        Ok(c)
+        let row = calendar_row(&c);
+        service::insert_record(self.store(), ctx, c, row).await
     }
 
     /// Replaces the name and spec of a stored calendar whose version is
@@ -689,10 +682,8 @@ impl SlaPolicies {
             updated_at: now,
             version: 1,
         };
-        let mut cs = Changeset::new(ctx);
-        stage_insert(&mut cs, &p, policy_row(&p));
-        self.store().commit(cs).await?;
-        Ok(p)
+        let row = policy_row(&p);
+        service::insert_record(self.store(), ctx, p, row).await
     }
 
     /// Replaces every field of a policy whose version is `expected_version` (Conflict
@@ -835,8 +826,18 @@ impl Tickets {
             .collect()
     }
 
-    /// Stages the SLA consequences of a ticket write (see `Tickets::stage_sla`).
-    pub(crate) async fn stage_sla_state(
+    /// **The SLA extension point.** Every command that writes a ticket calls this with the
+    /// ticket before (`None` when it is being created) and after the change, and what
+    /// triggered it (a field change, a public agent reply, a requester message), while the
+    /// command's changeset is still being built, so that the SLA state the change implies
+    /// (see [`crate::sla`]) is committed atomically with it: the policy is picked on
+    /// creation and re-evaluated when a field a policy matches on changes (priority,
+    /// channel, organization, custom values); clocks start, pause, resume, are met and
+    /// stop by the rules of [`crate::sla`]; newly recorded breaches emit
+    /// `ticket.sla_breached`. The per-ticket SLA row is written with a versioned update
+    /// (a concurrent sweep makes the command fail with a Conflict, which `comment`
+    /// retries).
+    pub(crate) async fn stage_sla(
         &self,
         ctx: &Ctx,
         cs: &mut Changeset,
