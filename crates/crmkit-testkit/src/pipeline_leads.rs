@@ -11,7 +11,8 @@
 //! [`concurrent_conversion`] spawns tokio tasks: run the suite on a multi-thread runtime.
 
 use crate::check::{
-    At, expect_denied, expect_not_found, expect_validation, run_checks, validation_reasons,
+    At, expect_denied, expect_error, expect_not_found, expect_validation, run_checks,
+    validation_reasons,
 };
 use crate::contacts::{UnreachableContacts, all_contacts, all_orgs, every_record};
 use crate::pipeline_deals::deals_with_default;
@@ -43,22 +44,17 @@ pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 
 #[track_caller]
 fn expect_transition<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
-    match r {
-        Err(Error::InvalidTransition { record, .. }) if record.kind == RecordKind::LEAD => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected InvalidTransition of the lead, got {other:?}"
-        ))),
-    }
+    expect_error(
+        r,
+        what,
+        "InvalidTransition of the lead",
+        |e| matches!(e, Error::InvalidTransition { record, .. } if record.kind == RecordKind::LEAD),
+    )
 }
 
 #[track_caller]
 fn expect_conflict<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
-    match r {
-        Err(Error::Conflict { .. }) => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected Conflict, got {other:?}"
-        ))),
-    }
+    expect_error(r, what, "Conflict", |e| matches!(e, Error::Conflict { .. }))
 }
 
 // ---------------------------------------------------------------------------------------

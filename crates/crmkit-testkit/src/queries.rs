@@ -443,12 +443,7 @@ pub async fn nul_bytes(store: &Store) -> CheckResult {
     );
 
     // Stored text: refused, nothing written.
-    let before = f
-        .contacts
-        .list(&f.admin, &Query::new().with_total())
-        .await
-        .at("count contacts")?
-        .total;
+    let before = contact_count(&f).await?;
     for (c, field) in [
         (NewContact::named("Gr\0ce", "Hopper"), "first_name"),
         (NewContact::named("Grace", "Hopper\0"), "last_name"),
@@ -474,12 +469,7 @@ pub async fn nul_bytes(store: &Store) -> CheckResult {
             .await,
         "a deal title with NUL is a Validation error",
     )?;
-    let after = f
-        .contacts
-        .list(&f.admin, &Query::new().with_total())
-        .await
-        .at("count contacts")?
-        .total;
+    let after = contact_count(&f).await?;
     ensure_eq!(after, before, "refused contacts are not written");
 
     // The storage contract refuses NUL wherever a value reaches a backend.
@@ -817,17 +807,22 @@ pub async fn wide_sums(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// How many contacts the admin of `f` lists.
+async fn contact_count(f: &crate::contacts::Fixture) -> CheckResult<Option<u64>> {
+    let q = Query::new().with_total();
+    Ok(f.contacts
+        .list(&f.admin, &q)
+        .await
+        .at("count contacts")?
+        .total)
+}
+
 /// A phone number with an extension is a Validation error naming the phone (a contact's
 /// `phones[i]`), and nothing is written; the main number alone
 /// is stored in E.164 and found by the phone lookup.
 pub async fn phone_extensions(store: &Store) -> CheckResult {
     let f = crate::contacts::setup(store).await?;
-    let before = f
-        .contacts
-        .list(&f.admin, &Query::new().with_total())
-        .await
-        .at("count")?
-        .total;
+    let before = contact_count(&f).await?;
     for number in [
         "+49 30 901820 ext. 12",
         "+49 30 901820 x12",
@@ -856,11 +851,7 @@ pub async fn phone_extensions(store: &Store) -> CheckResult {
         "an extension form the parser cannot read",
     )?;
     ensure_eq!(
-        f.contacts
-            .list(&f.admin, &Query::new().with_total())
-            .await
-            .at("count")?
-            .total,
+        contact_count(&f).await?,
         before,
         "refused contacts are not written"
     );
