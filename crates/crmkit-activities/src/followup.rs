@@ -59,14 +59,7 @@ pub(crate) fn migration_v2() -> Vec<SchemaStep> {
         ("active", Bool, false),
     ]);
     let active = cols.pop().map(|c| c.with_default(Value::Int(1)));
-    let mut steps: Vec<SchemaStep> = cols
-        .into_iter()
-        .chain(active)
-        .map(|column| SchemaStep::AddColumn {
-            table: FOLLOWUP_TABLE,
-            column,
-        })
-        .collect();
+    let mut steps = SchemaStep::add_columns(FOLLOWUP_TABLE, cols.into_iter().chain(active));
     steps.push(SchemaStep::CreateIndex {
         table: FOLLOWUP_TABLE,
         index: IndexDef::new(

@@ -162,17 +162,22 @@ mod tests {
         }
     }
 
+    /// Monthly on `day`, every `interval` months, ten times.
+    fn monthly(day: u8, interval: u32) -> Recurrence {
+        rec(
+            Frequency::Monthly { day },
+            interval,
+            RecurrenceEnd::Count { count: 10 },
+        )
+    }
+
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
     }
 
     #[test]
     fn monthly_uses_last_day_of_short_months() {
-        let r = rec(
-            Frequency::Monthly { day: 31 },
-            1,
-            RecurrenceEnd::Count { count: 10 },
-        );
+        let r = monthly(31, 1);
         assert_eq!(next_date(d(2027, 1, 31), &r), Some(d(2027, 2, 28)));
         assert_eq!(next_date(d(2027, 2, 28), &r), Some(d(2027, 3, 31)));
         assert_eq!(next_date(d(2028, 1, 31), &r), Some(d(2028, 2, 29)));
@@ -181,19 +186,11 @@ mod tests {
 
     #[test]
     fn monthly_from_a_day_before_the_rules_day_stays_in_the_month() {
-        let r = rec(
-            Frequency::Monthly { day: 20 },
-            3,
-            RecurrenceEnd::Count { count: 10 },
-        );
+        let r = monthly(20, 3);
         assert_eq!(next_date(d(2027, 1, 5), &r), Some(d(2027, 1, 20)));
         assert_eq!(next_date(d(2027, 1, 20), &r), Some(d(2027, 4, 20)));
         assert_eq!(next_date(d(2027, 1, 25), &r), Some(d(2027, 4, 20)));
-        let r = rec(
-            Frequency::Monthly { day: 31 },
-            1,
-            RecurrenceEnd::Count { count: 10 },
-        );
+        let r = monthly(31, 1);
         assert_eq!(next_date(d(2027, 2, 1), &r), Some(d(2027, 2, 28)));
     }
 
@@ -205,11 +202,7 @@ mod tests {
             u32::MAX - 1000,
             u32::MAX,
         ] {
-            let r = rec(
-                Frequency::Monthly { day: 1 },
-                interval,
-                RecurrenceEnd::Count { count: 10 },
-            );
+            let r = monthly(1, interval);
             assert_eq!(next_date(d(1990, 1, 1), &r), None, "interval {interval}");
         }
     }

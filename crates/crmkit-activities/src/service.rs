@@ -11,7 +11,7 @@ use crmkit_core::event::{EVENTS_TABLE, decode_timestamp};
 use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::record::reference_reason;
 use crmkit_core::service::{
-    self, OwnerChecks, changed_columns, stage_created, stage_update, to_json, visibility_scope,
+    self, OwnerChecks, changed_columns, stage_insert, stage_update, to_json, visibility_scope,
 };
 use crmkit_core::store::{BoxFuture, CmpOp, Cond, OrderKey, Row, Select, Value, Write};
 use crmkit_core::text::{check_text, parse_phone};
@@ -48,15 +48,6 @@ pub const MAX_RELATED: usize = 50;
 pub const MAX_AUTO_LINKS: u32 = 10;
 /// Most activities [`Activities::create_many`] takes in one batch.
 pub const MAX_BATCH: usize = 1000;
-
-fn order(column: &str, desc: bool) -> OrderKey {
-    OrderKey {
-        column: column.into(),
-        desc,
-        null_as: None,
-        custom: None,
-    }
-}
 
 fn record_cond(r: &RecordRef) -> Cond {
     Cond::eq("record_kind", r.kind.as_str()).and(Cond::eq("record_id", r.id))
@@ -456,7 +447,7 @@ impl Activities {
             }
             ActivityDetails::Note(n) => {
                 let kept = matches!(old, Some(ActivityDetails::Note(o)) if o.author == n.author);
-                if !kept && n.author != ctx.actor().user && !manages(ctx) {
+                if !kept && n.author != ctx.actor().user && !ctx.actor().manages() {
                     return Err(Error::PermissionDenied(
                         "a rep may only write notes as themselves (author)".into(),
                     ));
@@ -619,7 +610,7 @@ impl Activities {
             );
             // Ties by activity, in the index's direction, so the read walks
             // `activities_relation_done` instead of sorting the record's relations.
-            s.order = vec![order("done_at", true), order("activity_id", true)];
+            s.order = vec![OrderKey::desc("done_at"), OrderKey::desc("activity_id")];
             s.limit = Some(n);
             let mut last: Option<DateTime<Utc>> = match b.select(ctx.tenant(), &s).await?.first() {
                 Some(row) => Some(decode_timestamp(&row[4])?),
@@ -633,7 +624,7 @@ impl Activities {
                     Value::Int(i64::MIN),
                 )),
             );
-            s.order = vec![order("next_at", false), order("activity_id", false)];
+            s.order = vec![OrderKey::asc("next_at"), OrderKey::asc("activity_id")];
             s.limit = Some(n);
             let mut next: Option<(DateTime<Utc>, uuid::Uuid)> =
                 match b.select(ctx.tenant(), &s).await?.first() {
@@ -782,12 +773,8 @@ impl Activities {
     }
 
     fn insert_writes(cs: &mut Changeset, s: &Staged) {
-        cs.writes.push(Write::Insert {
-            table: ACTIVITY_TABLE,
-            row: rows::activity_row(&s.activity, s.due_at),
-        });
+        stage_insert(cs, &s.activity, rows::activity_row(&s.activity, s.due_at));
         cs.writes.extend(Self::relation_rows(s));
-        stage_created(cs, RecordRef::from(s.activity.id), "activity", &s.activity);
     }
 
     // ----- commands -----
@@ -1068,6 +1055,7 @@ impl Activities {
         let now = ctx.now();
         let mut errs = ValidationErrors::new();
         let mut new = old.clone();
+        let owner = (patch.owner, patch.team);
         if let Some(s) = patch.subject {
             errs.check(check_text("subject", &s, MAX_SUBJECT, false));
             new.subject = s;
@@ -1096,15 +1084,7 @@ impl Activities {
         if let Some(r) = &patch.related {
             new.related = self.check_related(ctx, &mut errs, r).await?;
         }
-        let owner = (&mut new.owner, &mut new.team);
-        service::reassign(
-            &self.store,
-            ctx,
-            &mut errs,
-            owner,
-            (patch.owner, patch.team),
-        )
-        .await?;
+        service::reassign(&self.store, ctx, &mut errs, &mut new, owner).await?;
         errs.into_result()?;
         service::check_version(id, expected_version, old.version)?;
         new.updated_at = now;
@@ -1222,13 +1202,8 @@ impl Activities {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<Activity>> {
-        let mut q = Query::new()
-            .filter(crmkit_core::Filter::eq("owner", user))
-            .filter(crmkit_core::Filter::eq("open", true))
-            .sort_asc("due_at")
-            .limit(limit);
-        q.cursor = cursor;
-        self.list(ctx, &q).await
+        let who = crmkit_core::Filter::eq("owner", user);
+        self.open_task_page(ctx, who, None, cursor, limit).await
     }
 
     /// A user's open tasks due before `now`, most overdue first, keyset-paged.
@@ -1240,14 +1215,9 @@ impl Activities {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<Activity>> {
-        let mut q = Query::new()
-            .filter(crmkit_core::Filter::eq("owner", user))
-            .filter(crmkit_core::Filter::eq("open", true))
-            .filter(crmkit_core::Filter::lt("due_at", now))
-            .sort_asc("due_at")
-            .limit(limit);
-        q.cursor = cursor;
-        self.list(ctx, &q).await
+        let who = crmkit_core::Filter::eq("owner", user);
+        self.open_task_page(ctx, who, Some(now), cursor, limit)
+            .await
     }
 
     /// A team's open tasks by due time, for managers: the tasks of the team's members
@@ -1260,9 +1230,7 @@ impl Activities {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<Activity>> {
-        if !(ctx.actor().has(crmkit_core::Role::Admin)
-            || ctx.actor().has(crmkit_core::Role::Manager))
-        {
+        if !ctx.actor().manages() {
             return Err(Error::PermissionDenied(
                 "the team view needs the admin or manager role".into(),
             ));
@@ -1281,11 +1249,26 @@ impl Activities {
         if !members.is_empty() {
             who = who.or(crmkit_core::Filter::is_in("owner", members));
         }
+        self.open_task_page(ctx, who, None, cursor, limit).await
+    }
+
+    /// The open tasks `who` matches (only those due before `due_before`, when given) by
+    /// due time, keyset-paged; only what the actor may see.
+    async fn open_task_page(
+        &self,
+        ctx: &Ctx,
+        who: crmkit_core::Filter,
+        due_before: Option<DateTime<Utc>>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Activity>> {
         let mut q = Query::new()
             .filter(who)
-            .filter(crmkit_core::Filter::eq("open", true))
-            .sort_asc("due_at")
-            .limit(limit);
+            .filter(crmkit_core::Filter::eq("open", true));
+        if let Some(now) = due_before {
+            q = q.filter(crmkit_core::Filter::lt("due_at", now));
+        }
+        let mut q = q.sort_asc("due_at").limit(limit);
         q.cursor = cursor;
         self.list(ctx, &q).await
     }
@@ -1322,7 +1305,7 @@ impl Activities {
                     Cond::eq("open", true).and(Cond::IsNull("due_at".into())),
                 ])),
         );
-        tasks.order = vec![order("id", false)];
+        tasks.order = vec![OrderKey::asc("id")];
         tasks.limit = Some(limit);
         let mut meetings = Select::new(
             ACTIVITY_TABLE,
@@ -1330,7 +1313,7 @@ impl Activities {
                 .and(Cond::eq("kind", "meeting"))
                 .and(range("starts_at")),
         );
-        meetings.order = vec![order("id", false)];
+        meetings.order = vec![OrderKey::asc("id")];
         meetings.limit = Some(limit);
         let b = self.store.backend();
         let mut activities = vec![];
@@ -1375,12 +1358,7 @@ impl Activities {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<Activity>> {
-        if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
-            return Err(Error::validation(
-                "limit",
-                format!("must be 1 to {}", crmkit_core::query::MAX_LIMIT),
-            ));
-        }
+        crmkit_core::query::check_limit(limit)?;
         let fingerprint = AgendaCursor::fingerprint(ctx, user, day);
         let after = match &cursor {
             Some(c) => Some(AgendaCursor::decode(c, fingerprint)?.position),
@@ -1409,7 +1387,7 @@ impl Activities {
                 .and(Cond::eq("open", true))
                 .and(range("due_at")),
         );
-        tasks.order = vec![order("due_at", false), order("id", false)];
+        tasks.order = vec![OrderKey::asc("due_at"), OrderKey::asc("id")];
         tasks.after = position.clone();
         tasks.limit = Some(limit + 1);
         let mut meetings = Select::new(
@@ -1418,7 +1396,7 @@ impl Activities {
                 .and(Cond::eq("kind", "meeting"))
                 .and(range("starts_at")),
         );
-        meetings.order = vec![order("starts_at", false), order("id", false)];
+        meetings.order = vec![OrderKey::asc("starts_at"), OrderKey::asc("id")];
         meetings.after = position;
         meetings.limit = Some(limit + 1);
         let b = self.store.backend();
@@ -1477,7 +1455,7 @@ impl Activities {
         ctx.actor().require_write("add reminder")?;
         let (a, due_at) = self.load(ctx, activity, Some(false)).await?;
         let user = user.unwrap_or(ctx.actor().user);
-        if user != ctx.actor().user && !manages(ctx) {
+        if user != ctx.actor().user && !ctx.actor().manages() {
             return Err(Error::PermissionDenied(
                 "a rep may only add reminders for themselves (user)".into(),
             ));
@@ -1554,7 +1532,7 @@ impl Activities {
             cond = cond.and(Cond::eq("user_id", user.as_uuid()));
         }
         let mut s = Select::new(REMINDER_TABLE, cond);
-        s.order = vec![order("remind_at", false), order("id", false)];
+        s.order = vec![OrderKey::asc("remind_at"), OrderKey::asc("id")];
         s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
         self.store
             .backend()
@@ -1666,7 +1644,7 @@ impl Activities {
                 Value::timestamp(since),
             )),
         );
-        s.order = vec![order("quiet_since", false), order("record_id", false)];
+        s.order = vec![OrderKey::asc("quiet_since"), OrderKey::asc("record_id")];
         self.followup_page(ctx, s, "stale", kind, cursor, limit, |f| {
             vec![
                 Value::opt_timestamp(f.last_activity_at.or(f.created_at)),
@@ -1691,7 +1669,7 @@ impl Activities {
             FOLLOWUP_TABLE,
             Self::live(kind)?.and(Cond::IsNull("next_activity_at".into())),
         );
-        s.order = vec![order("record_id", false)];
+        s.order = vec![OrderKey::asc("record_id")];
         self.followup_page(ctx, s, "pending", kind, cursor, limit, |f| {
             vec![Value::Uuid(f.record.id)]
         })
@@ -1812,14 +1790,14 @@ impl Activities {
         };
         let b = self.store.backend();
         let mut rs = Select::new(RELATION_TABLE, record_cond(record));
-        rs.order = vec![order("at", true), order("activity_id", true)];
+        rs.order = vec![OrderKey::desc("at"), OrderKey::desc("activity_id")];
         rs.after = cur
             .activity
             .map(|(t, id)| vec![Value::Int(t), Value::Uuid(id)]);
         rs.limit = Some(limit);
         let rels = b.select(ctx.tenant(), &rs).await?;
         let mut es = Select::new(EVENTS_TABLE, record_cond(record));
-        es.order = vec![order("seq", true)];
+        es.order = vec![OrderKey::desc("seq")];
         es.after = cur.seq.map(|s| vec![Value::Int(s)]);
         es.limit = Some(limit);
         let evs = b.select(ctx.tenant(), &es).await?;
@@ -1912,13 +1890,8 @@ fn message_id_duplicate(e: Error) -> Error {
     }
 }
 
-/// Whether the actor is an Admin or a Manager.
-fn manages(ctx: &Ctx) -> bool {
-    ctx.actor().has(crmkit_core::Role::Admin) || ctx.actor().has(crmkit_core::Role::Manager)
-}
-
 fn require_manager(ctx: &Ctx, action: &str) -> Result<()> {
-    if manages(ctx) {
+    if ctx.actor().manages() {
         Ok(())
     } else {
         Err(Error::PermissionDenied(format!(

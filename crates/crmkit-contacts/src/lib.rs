@@ -44,7 +44,7 @@ pub mod rows;
 mod stored;
 pub mod validate;
 
-use crmkit_core::service::{self, OwnerChecks, apply_custom_patch, stage_created};
+use crmkit_core::service::{self, OwnerChecks, apply_custom_patch, stage_insert};
 use std::collections::HashMap;
 
 use crmkit_core::lookup::{self, LookupKind};
@@ -59,7 +59,7 @@ pub use model::*;
 pub use organizations::Organizations;
 pub use validate::{MAX_CONTACT_POINTS, MAX_TAGS};
 
-use rows::{CONTACT_FIELDS, PERSON_TABLE};
+use rows::CONTACT_FIELDS;
 
 /// The contacts module: tables for contacts and organizations.
 #[derive(Debug, Clone, Copy, Default)]
@@ -192,6 +192,14 @@ impl Contacts {
         Ok(out)
     }
 
+    /// The lookup writes that index a contact's phone numbers (`replace`: replacing what
+    /// it had).
+    fn phone_writes(c: &Contact, replace: bool) -> Vec<Write> {
+        let numbers: Vec<String> = c.phones.iter().map(|p| p.number.clone()).collect();
+        let record = RecordRef::from(c.id);
+        lookup::index_writes(&record, LookupKind::Phone, &numbers, false, replace)
+    }
+
     /// Email lookup writes for a contact: exclusive claims where nobody else holds the key.
     fn email_writes(
         record: &RecordRef,
@@ -315,23 +323,12 @@ impl Contacts {
         custom: &CustomSchema,
     ) {
         let record = RecordRef::from(c.id);
-        cs.writes.push(Write::Insert {
-            table: PERSON_TABLE,
-            row: rows::contact_row(c),
-        });
+        stage_insert(cs, c, rows::contact_row(c));
         cs.writes
             .extend(Self::email_writes(&record, keys, holders, false));
-        let numbers: Vec<String> = c.phones.iter().map(|p| p.number.clone()).collect();
-        cs.writes.extend(lookup::index_writes(
-            &record,
-            LookupKind::Phone,
-            &numbers,
-            false,
-            false,
-        ));
+        cs.writes.extend(Self::phone_writes(c, false));
         cs.writes
             .extend(custom.index_writes(&record, &c.custom, false));
-        stage_created(cs, record, "contact", c);
     }
 
     /// Creates a contact.
@@ -406,6 +403,7 @@ impl Contacts {
         let custom = self.custom_schema(ctx, &RecordKind::CONTACT).await?;
         let mut errs = ValidationErrors::new();
         let mut new = old.clone();
+        let owner = (patch.owner, patch.team);
         crmkit_core::apply_patch!(patch => new; first_name, last_name, lifecycle_stage);
         validate::names(&mut errs, &new.first_name, &new.last_name);
         let mut keys = None;
@@ -437,15 +435,7 @@ impl Contacts {
             }
             new.organization = org;
         }
-        let owner = (&mut new.owner, &mut new.team);
-        service::reassign(
-            &self.store,
-            ctx,
-            &mut errs,
-            owner,
-            (patch.owner, patch.team),
-        )
-        .await?;
+        service::reassign(&self.store, ctx, &mut errs, &mut new, owner).await?;
         if !patch.custom.is_empty() {
             new.custom = apply_custom_patch(&old.custom, &patch.custom);
             errs.check(custom.validate(&new.custom));
@@ -475,14 +465,7 @@ impl Contacts {
             _ => vec![],
         };
         if new.phones != old.phones {
-            let numbers: Vec<String> = new.phones.iter().map(|p| p.number.clone()).collect();
-            cs.writes.extend(lookup::index_writes(
-                &record,
-                LookupKind::Phone,
-                &numbers,
-                false,
-                true,
-            ));
+            cs.writes.extend(Self::phone_writes(&new, true));
         }
         cs.writes
             .extend(custom.changed_index_writes(&record, &old.custom, &new.custom));
@@ -513,14 +496,7 @@ impl Contacts {
             let holders = self.email_holders(ctx, &keys, Some(id)).await?;
             cs.writes
                 .extend(Self::email_writes(&record, &keys, &holders, true));
-            let numbers: Vec<String> = new.phones.iter().map(|p| p.number.clone()).collect();
-            cs.writes.extend(lookup::index_writes(
-                &record,
-                LookupKind::Phone,
-                &numbers,
-                false,
-                true,
-            ));
+            cs.writes.extend(Self::phone_writes(&new, true));
         }
         self.commit_contact(ctx, cs, &keys, Some(id)).await?;
         Ok(new)

@@ -2,7 +2,7 @@
 
 use crmkit_core::lookup::{self, LookupKind};
 use crmkit_core::record::reference_reason;
-use crmkit_core::service::{self, OwnerChecks, apply_custom_patch, stage_created};
+use crmkit_core::service::{self, OwnerChecks, apply_custom_patch, stage_insert};
 use crmkit_core::store::{Value, Write};
 use crmkit_core::{
     Changeset, Ctx, CustomSchema, Filter, OrganizationId, Query, RecordKind, RecordRef, Result,
@@ -149,14 +149,10 @@ impl Organizations {
             .await?;
         errs.into_result()?;
         let record = RecordRef::from(o.id);
-        cs.writes.push(Write::Insert {
-            table: ORG_TABLE,
-            row: rows::org_row(&o)?,
-        });
+        stage_insert(cs, &o, rows::org_row(&o)?);
         cs.writes.extend(Self::phone_writes(&o, false));
         cs.writes
             .extend(custom.index_writes(&record, &o.custom, false));
-        stage_created(cs, record, "organization", &o);
         Ok(o)
     }
 
@@ -185,6 +181,7 @@ impl Organizations {
             .custom_schema(ctx, &RecordKind::ORGANIZATION)
             .await?;
         let mut new = old.clone();
+        let owner = (patch.owner, patch.team);
         crmkit_core::apply_patch!(patch => new; name, domain, industry, employee_count,
             annual_revenue, website, address, parent, tags);
         if !patch.custom.is_empty() {
@@ -201,15 +198,7 @@ impl Organizations {
         let mut errs = ValidationErrors::new();
         self.build_fields(ctx, &mut errs, &mut new, phone_input, &custom)
             .await?;
-        let owner = (&mut new.owner, &mut new.team);
-        service::reassign(
-            &self.contacts.store,
-            ctx,
-            &mut errs,
-            owner,
-            (patch.owner, patch.team),
-        )
-        .await?;
+        service::reassign(&self.contacts.store, ctx, &mut errs, &mut new, owner).await?;
         errs.into_result()?;
         service::check_version(id, expected_version, old.version)?;
         let mut cs = Changeset::new(ctx);

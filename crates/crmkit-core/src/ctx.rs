@@ -134,10 +134,28 @@ impl Actor {
         self.roles.contains(&role)
     }
 
+    /// Whether the actor is an Admin or a Manager: they see every record and manage the
+    /// tenant's configuration.
+    pub fn manages(&self) -> bool {
+        self.has(Role::Admin) || self.has(Role::Manager)
+    }
+
+    /// Fails with PermissionDenied, naming `action`, unless the actor is an Admin or a
+    /// Manager ([`manages`](Self::manages)).
+    pub fn require_manage(&self, action: &str) -> Result<()> {
+        if self.manages() {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "{action}: requires the admin or manager role"
+            )))
+        }
+    }
+
     /// Record-level visibility: Admin and Manager see all; others see their own and their
     /// teams' records.
     pub fn visibility(&self) -> Visibility {
-        if self.has(Role::Admin) || self.has(Role::Manager) {
+        if self.manages() {
             Visibility::All
         } else {
             Visibility::Owned {

@@ -438,18 +438,13 @@ impl Directory {
     /// Every user of the tenant, by id. Admin and Manager only (PermissionDenied for a Rep
     /// or a ReadOnly user: see the module docs).
     pub async fn users(&self, ctx: &Ctx) -> Result<Vec<User>> {
-        if !(ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager)) {
+        if !ctx.actor().manages() {
             return Err(Error::PermissionDenied(
                 "listing users needs the admin or manager role".into(),
             ));
         }
         let mut s = Select::new(USERS_TABLE, Cond::True);
-        s.order = vec![OrderKey {
-            column: "id".into(),
-            desc: false,
-            null_as: None,
-            custom: None,
-        }];
+        s.order = vec![OrderKey::asc("id")];
         let rows = self.store.backend().select(ctx.tenant(), &s).await?;
         rows.iter().map(|r| decode_user(r)).collect()
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::Store;
-use crate::ctx::{Ctx, Role};
+use crate::ctx::Ctx;
 use crate::directory::{TEAMS_TABLE, Team, USERS_TABLE, User, decode_user};
 use crate::error::{Error, Result};
 use crate::event::AuditEntry;
@@ -116,7 +116,7 @@ impl TypedKind for UserKind {
     async fn list(&self, store: &Store, ctx: &Ctx, q: &Query) -> Result<Page<User>> {
         // The same rule as `Directory::users`: the list (emails, roles) is for Admin and
         // Manager; one user by id stays readable by everyone in the tenant.
-        if !(ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager)) {
+        if !ctx.actor().manages() {
             return Err(Error::PermissionDenied(
                 "listing users needs the admin or manager role".into(),
             ));
@@ -140,7 +140,7 @@ impl TypedKind for UserKind {
     }
 
     async fn audit(&self, store: &Store, ctx: &Ctx, id: Uuid) -> Result<Vec<AuditEntry>> {
-        if !(ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager)) {
+        if !ctx.actor().manages() {
             return Err(Error::PermissionDenied(
                 "a user's audit trail needs the admin or manager role".into(),
             ));

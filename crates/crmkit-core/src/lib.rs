@@ -161,28 +161,18 @@ impl Store {
         after: u64,
         limit: u32,
     ) -> Result<Vec<event::Event>> {
-        if !(ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager)) {
+        if !ctx.actor().manages() {
             return Err(Error::PermissionDenied(
                 "the change feed needs the admin or manager role".into(),
             ));
         }
-        if limit == 0 || limit > query::MAX_LIMIT {
-            return Err(Error::validation(
-                "limit",
-                format!("must be 1 to {}", query::MAX_LIMIT),
-            ));
-        }
+        query::check_limit(limit)?;
         let after = i64::try_from(after).map_err(|_| Error::validation("after", "is too large"))?;
         let mut s = Select::new(
             event::EVENTS_TABLE,
             Cond::Cmp("seq".into(), store::CmpOp::Gt, Value::Int(after)),
         );
-        s.order = vec![OrderKey {
-            column: "seq".into(),
-            desc: false,
-            null_as: None,
-            custom: None,
-        }];
+        s.order = vec![OrderKey::asc("seq")];
         s.limit = Some(limit);
         let rows = self.backend.select(ctx.tenant(), &s).await?;
         rows.iter()
@@ -200,12 +190,7 @@ impl Store {
             event::AUDIT_TABLE,
             Cond::eq("record_kind", record.kind.as_str()).and(Cond::eq("record_id", record.id)),
         );
-        s.order = vec![OrderKey {
-            column: "id".into(),
-            desc: false,
-            null_as: None,
-            custom: None,
-        }];
+        s.order = vec![OrderKey::asc("id")];
         let rows = self.backend.select(ctx.tenant(), &s).await?;
         rows.iter().map(event::decode_audit).collect()
     }

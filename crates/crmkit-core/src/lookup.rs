@@ -144,20 +144,7 @@ async fn rows_to_refs(
     limit: u32,
 ) -> Result<Vec<RecordRef>> {
     let mut s = Select::new(TABLE, cond);
-    s.order = vec![
-        OrderKey {
-            column: "record_id".into(),
-            desc: false,
-            null_as: None,
-            custom: None,
-        },
-        OrderKey {
-            column: "value".into(),
-            desc: false,
-            null_as: None,
-            custom: None,
-        },
-    ];
+    s.order = vec![OrderKey::asc("record_id"), OrderKey::asc("value")];
     s.limit = Some(limit);
     let rows = backend.select(tenant, &s).await?;
     let mut out: Vec<RecordRef> = vec![];

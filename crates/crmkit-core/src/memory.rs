@@ -373,10 +373,7 @@ impl State {
                 let t = self.table_mut(table)?;
                 let k = (tenant, key);
                 let Some(old) = t.rows.get(&k) else {
-                    return Err(Error::NotFound {
-                        kind: record.kind.clone(),
-                        id: record.id.to_string(),
-                    });
+                    return Err(Error::not_found(record.kind.clone(), record.id));
                 };
                 let mut new = old.clone();
                 if let Some(expected) = expect_version {

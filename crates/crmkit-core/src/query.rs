@@ -40,6 +40,18 @@ pub const MAX_LIMIT: u32 = 1000;
 /// The page size when none is given.
 pub const DEFAULT_LIMIT: u32 = 50;
 
+/// Fails with a Validation error on `limit` unless a page of `limit` items may be asked
+/// for (1 to [`MAX_LIMIT`]).
+pub fn check_limit(limit: u32) -> Result<()> {
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(Error::validation(
+            "limit",
+            format!("must be 1 to {MAX_LIMIT}"),
+        ));
+    }
+    Ok(())
+}
+
 /// A value in a filter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FieldValue {
@@ -474,12 +486,7 @@ impl RecordFields {
         custom: &CustomSchema,
         scope: Cond,
     ) -> Result<Compiled> {
-        if q.limit == 0 || q.limit > MAX_LIMIT {
-            return Err(Error::validation(
-                "limit",
-                format!("must be 1 to {MAX_LIMIT}"),
-            ));
-        }
+        check_limit(q.limit)?;
         let mut cond = scope;
         if let Some(f) = &q.filter {
             cond = cond.and(self.compile_filter(f, custom, 0)?);
@@ -531,12 +538,7 @@ impl RecordFields {
                 sources.push(OrderSource::Column(pos, null_as));
             }
         }
-        order.push(OrderKey {
-            column: "id".into(),
-            desc: false,
-            null_as: None,
-            custom: None,
-        });
+        order.push(OrderKey::asc("id"));
         sources.push(OrderSource::Column(table_def_pos("id")?, None));
         // The FNV-1a hash of `"{tenant}|{table}|{cond:?}|{order:?}|{include_deleted}"`,
         // hashed as it is formatted.

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::Store;
-use crate::ctx::{Ctx, Role, Visibility};
+use crate::ctx::{Ctx, Visibility};
 use crate::custom::{CustomValue, CustomValues};
 use crate::error::{Error, Result, ValidationErrors};
 use crate::event::AuditChange;
@@ -65,7 +65,7 @@ impl OwnerChecks {
         owner: UserId,
         team: Option<TeamId>,
     ) -> Result<()> {
-        let manages = ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager);
+        let manages = ctx.actor().manages();
         if !manages && owner != ctx.actor().user {
             return Err(Error::PermissionDenied(
                 "a rep may only give records to themselves".into(),
@@ -111,26 +111,35 @@ impl OwnerChecks {
     }
 }
 
+/// A record with crmkit's usual `owner` and `team` fields, which a patch may change
+/// ([`reassign`]); [`stored_record!`](crate::stored_record) implements it for kinds whose
+/// access is their owner and team.
+pub trait Owned {
+    /// Its owner and its team, to change in place.
+    fn owner_and_team(&mut self) -> (&mut UserId, &mut Option<TeamId>);
+}
+
 /// Applies the owner and team of a patch (`None`: unchanged) to a record's `owner` and
 /// `team`; when the patch gives either, checks the result as [`OwnerChecks::check`] does.
 pub async fn reassign(
     store: &Store,
     ctx: &Ctx,
     errs: &mut ValidationErrors,
-    (owner, team): (&mut UserId, &mut Option<TeamId>),
-    patch: (Option<UserId>, Option<Option<TeamId>>),
+    record: &mut impl Owned,
+    (owner, team): (Option<UserId>, Option<Option<TeamId>>),
 ) -> Result<()> {
-    if patch.0.is_none() && patch.1.is_none() {
+    if owner.is_none() && team.is_none() {
         return Ok(());
     }
-    if let Some(o) = patch.0 {
-        *owner = o;
+    let (record_owner, record_team) = record.owner_and_team();
+    if let Some(o) = owner {
+        *record_owner = o;
     }
-    if let Some(t) = patch.1 {
-        *team = t;
+    if let Some(t) = team {
+        *record_team = t;
     }
     OwnerChecks::new()
-        .check(store, ctx, errs, *owner, *team)
+        .check(store, ctx, errs, *record_owner, *record_team)
         .await
 }
 
@@ -464,6 +473,31 @@ pub fn stage_created<T: Serialize>(
     ));
 }
 
+/// Stages a new record: the insert of its `row` into its table, and its audit entry and
+/// `<kind>.created` event as [`stage_created`] writes them.
+pub fn stage_insert<R: VersionedRecord>(cs: &mut crate::Changeset, record: &R, row: Row) {
+    cs.writes.push(crate::store::Write::Insert {
+        table: R::TABLE,
+        row,
+    });
+    let kind = R::KIND;
+    stage_created(cs, record.record_id().into(), kind.as_str(), record);
+}
+
+/// Creates a record that needs no other writes: [`stage_insert`] of it and its `row`,
+/// committed as one changeset.
+pub async fn insert_record<R: VersionedRecord>(
+    store: &Store,
+    ctx: &Ctx,
+    record: R,
+    row: Row,
+) -> Result<R> {
+    let mut cs = crate::Changeset::new(ctx);
+    stage_insert(&mut cs, &record, row);
+    store.commit(cs).await?;
+    Ok(record)
+}
+
 /// A record kind stored as one versioned row: what [`stage_record_update`] needs to
 /// stage an update of it (configuration kinds such as SLA calendars implement it with
 /// [`versioned_record!`](crate::versioned_record); [`StoredRecord`]s have it from
@@ -741,7 +775,7 @@ macro_rules! versioned_record {
 
 /// Implements [`StoredRecord`] (and [`VersionedRecord`]) for a record struct with
 /// crmkit's usual fields (`id`, `deleted_at`, `updated_at`, `version`, and by default
-/// `owner` and `team` for access):
+/// `owner` and `team` for access, which also makes it [`Owned`]):
 ///
 /// ```ignore
 /// crmkit_core::stored_record!(Lead, LeadId, RecordKind::LEAD, LEAD_TABLE, rows::decode_lead);
@@ -757,6 +791,11 @@ macro_rules! stored_record {
     ($ty:ty, $id:ty, $kind:expr, $table:expr, $decode:expr $(, rows: $rows:expr)?) => {
         $crate::stored_record!($ty, $id, $kind, $table, $decode,
             access: |r| (Some(r.owner), r.team) $(, rows: $rows)?);
+        impl $crate::service::Owned for $ty {
+            fn owner_and_team(&mut self) -> (&mut $crate::UserId, &mut Option<$crate::TeamId>) {
+                (&mut self.owner, &mut self.team)
+            }
+        }
     };
     ($ty:ty, $id:ty, $kind:expr, $table:expr, $decode:expr, access: |$r:ident| $access:expr
         $(, rows: $rows:expr)?) => {

@@ -475,6 +475,19 @@ pub enum SchemaStep {
     },
 }
 
+impl SchemaStep {
+    /// One [`SchemaStep::AddColumn`] of `table` per column, in order.
+    pub fn add_columns(
+        table: &'static str,
+        columns: impl IntoIterator<Item = ColumnDef>,
+    ) -> Vec<SchemaStep> {
+        columns
+            .into_iter()
+            .map(|column| SchemaStep::AddColumn { table, column })
+            .collect()
+    }
+}
+
 /// A versioned schema change of one module. Versions start at 1 and increase by one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
@@ -763,6 +776,26 @@ pub struct OrderKey {
     /// (`int_val` or `text_val`) of this custom field's first value (`ord = 0`) in the core
     /// custom-value table, joined on the row's `id`.
     pub custom: Option<CustomRef>,
+}
+
+impl OrderKey {
+    /// Ascending on the table's `column` (no NULL substitute, not a custom field).
+    pub fn asc(column: impl Into<String>) -> Self {
+        OrderKey {
+            column: column.into(),
+            desc: false,
+            null_as: None,
+            custom: None,
+        }
+    }
+
+    /// Descending on the table's `column` (no NULL substitute, not a custom field).
+    pub fn desc(column: impl Into<String>) -> Self {
+        OrderKey {
+            desc: true,
+            ..OrderKey::asc(column)
+        }
+    }
 }
 
 /// A custom field of a record kind, as referenced by conditions and sort keys.

@@ -143,6 +143,16 @@ pub fn parse_phone(field: &str, s: &str, default_region: Option<&str>) -> Result
     Ok(n.format().mode(phonenumber::Mode::E164).to_string())
 }
 
+/// A person's display name from its parts: "First Last", or the one part that is not
+/// empty.
+pub fn full_name(first: &str, last: &str) -> String {
+    match (first.is_empty(), last.is_empty()) {
+        (false, false) => format!("{first} {last}"),
+        (false, true) => first.to_owned(),
+        _ => last.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,7 +44,7 @@
 mod rows;
 
 use crmkit_core::service::{
-    self, OwnerChecks, apply_custom_patch, json_text, list_page, stage_created, to_json,
+    self, OwnerChecks, apply_custom_patch, json_text, list_page, stage_insert, to_json,
 };
 use std::collections::BTreeMap;
 
@@ -559,13 +559,9 @@ impl Campaigns {
         errs.into_result()?;
         let record = RecordRef::from(c.id);
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Insert {
-            table: CAMPAIGN_TABLE,
-            row: rows::campaign_row(&c)?,
-        });
+        stage_insert(&mut cs, &c, rows::campaign_row(&c)?);
         cs.writes
             .extend(custom.index_writes(&record, &c.custom, false));
-        stage_created(&mut cs, record, "campaign", &c);
         self.store.commit(cs).await?;
         Ok(c)
     }
@@ -585,20 +581,13 @@ impl Campaigns {
         let old = self.load(ctx, id, Some(false)).await?;
         let custom = self.custom_schema(ctx).await?;
         let mut new = old.clone();
+        let owner = (patch.owner, patch.team);
         crmkit_core::apply_patch!(patch => new; name, kind, status, start_date, end_date,
             budget, actual_cost, expected_revenue, description);
         new.custom = apply_custom_patch(&old.custom, &patch.custom);
         let mut errs = ValidationErrors::new();
         check_fields(&mut errs, &new, &custom);
-        let owner = (&mut new.owner, &mut new.team);
-        service::reassign(
-            &self.store,
-            ctx,
-            &mut errs,
-            owner,
-            (patch.owner, patch.team),
-        )
-        .await?;
+        service::reassign(&self.store, ctx, &mut errs, &mut new, owner).await?;
         errs.into_result()?;
         service::check_version(id, expected_version, old.version)?;
         if !old.status.can_become(new.status) {

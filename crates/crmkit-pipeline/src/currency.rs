@@ -28,7 +28,7 @@ use crmkit_core::store::{CmpOp, ColumnDef, ColumnType, Cond, OrderKey, Select, T
 use crmkit_core::store::{IndexDef, Write};
 use crmkit_core::{
     AuditChange, Changeset, Ctx, Currency, Error, ExchangeRateId, Money, NewEvent, RecordKind,
-    RecordRef, Result, Role, Rounding, Store, ValidationErrors,
+    RecordRef, Result, Rounding, Store, ValidationErrors,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -352,11 +352,7 @@ impl Currencies {
         effective_from: NaiveDate,
         rate: Decimal,
     ) -> Result<ExchangeRate> {
-        if !(ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager)) {
-            return Err(Error::PermissionDenied(
-                "set exchange rate: requires the admin or manager role".into(),
-            ));
-        }
+        ctx.actor().require_manage("set exchange rate")?;
         let mut errs = ValidationErrors::new();
         let currency = errs.check(currency);
         let rate = check_rate(&mut errs, rate);
@@ -460,12 +456,7 @@ impl Currencies {
             RATES_TABLE,
             Cond::eq("currency", currency.code()).and(Cond::eq("to_currency", base.code())),
         );
-        s.order = vec![OrderKey {
-            column: "effective_from".into(),
-            desc: false,
-            null_as: None,
-            custom: None,
-        }];
+        s.order = vec![OrderKey::asc("effective_from")];
         let rows = self.store.backend().select(ctx.tenant(), &s).await?;
         rows.into_iter().map(decode_rate).collect()
     }
@@ -506,12 +497,7 @@ impl Currencies {
                     Value::Text(date_text(date)),
                 )),
         );
-        s.order = vec![OrderKey {
-            column: "effective_from".into(),
-            desc: true,
-            null_as: None,
-            custom: None,
-        }];
+        s.order = vec![OrderKey::desc("effective_from")];
         s.limit = Some(1);
         let rows = self.store.backend().select(ctx.tenant(), &s).await?;
         match rows.into_iter().next() {
@@ -588,6 +574,7 @@ fn decode_rate(r: Vec<Value>) -> Result<ExchangeRate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crmkit_core::Role;
     use proptest::prelude::*;
 
     fn cur(c: &str) -> Currency {

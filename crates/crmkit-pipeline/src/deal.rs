@@ -25,8 +25,8 @@ pub use pipelines::{Pipelines, REQUIRABLE_FIELDS};
 pub mod rows;
 
 use crmkit_core::service::{
-    self, OwnerChecks, changed_columns, json_text, stage_created, stage_update, to_json,
-    visibility_scope,
+    self, OwnerChecks, apply_custom_patch, changed_columns, json_text, stage_insert, stage_update,
+    to_json, visibility_scope,
 };
 use std::collections::{BTreeMap, HashSet};
 
@@ -746,15 +746,6 @@ pub fn parse_close_date(s: &str) -> Result<NaiveDate> {
     Ok(d)
 }
 
-fn order_by(column: &str) -> OrderKey {
-    OrderKey {
-        column: column.into(),
-        desc: false,
-        null_as: None,
-        custom: None,
-    }
-}
-
 /// The deals API (pipelines, stages, deals, stage history, lost reasons).
 #[derive(Clone, Debug)]
 pub struct Deals {
@@ -1038,10 +1029,7 @@ impl Deals {
             deal.won_at = Some(now);
         }
         let record = RecordRef::from(deal.id);
-        cs.writes.push(Write::Insert {
-            table: DEAL_TABLE,
-            row: rows::deal_row(&deal, 1)?,
-        });
+        stage_insert(cs, &deal, rows::deal_row(&deal, 1)?);
         for (c, role) in &deal.contacts {
             cs.writes.push(Write::Insert {
                 table: DEAL_CONTACT_TABLE,
@@ -1054,7 +1042,6 @@ impl Deals {
         });
         cs.writes
             .extend(custom.index_writes(&record, &deal.custom, false));
-        stage_created(cs, record, "deal", &deal);
         Ok(deal)
     }
 
@@ -1142,26 +1129,14 @@ impl Deals {
         let pipeline = self.load_pipeline(ctx, old.pipeline).await?;
         let stage = self.stage_by_id(ctx, old.stage).await?;
         let mut new = old.clone();
+        let owner = (patch.owner, patch.team);
+        crmkit_core::apply_patch!(patch => new; amount, expected_close, organization, source,
+            campaign);
         if let Some(v) = &patch.title {
             new.title = v.clone();
         }
-        if let Some(v) = patch.amount {
-            new.amount = v;
-        }
-        if let Some(v) = patch.expected_close {
-            new.expected_close = v;
-        }
-        if let Some(v) = patch.organization {
-            new.organization = v;
-        }
         if let Some(v) = &patch.contacts {
             new.contacts = v.clone();
-        }
-        if let Some(v) = patch.source {
-            new.source = v;
-        }
-        if let Some(v) = patch.campaign {
-            new.campaign = v;
         }
         if let Some(v) = patch.probability {
             new.probability_override = v;
@@ -1169,28 +1144,11 @@ impl Deals {
         if let Some(v) = &patch.next_step {
             new.next_step = v.clone();
         }
-        for (k, v) in &patch.custom {
-            match v {
-                Some(v) => {
-                    new.custom.insert(k.clone(), v.clone());
-                }
-                None => {
-                    new.custom.remove(k);
-                }
-            }
-        }
+        new.custom = apply_custom_patch(&old.custom, &patch.custom);
         let mut errs = ValidationErrors::new();
         Self::check_fields(&mut errs, &new, &pipeline, &custom);
         Self::check_required(&mut errs, &new, &stage);
-        let owner = (&mut new.owner, &mut new.team);
-        service::reassign(
-            &self.store,
-            ctx,
-            &mut errs,
-            owner,
-            (patch.owner, patch.team),
-        )
-        .await?;
+        service::reassign(&self.store, ctx, &mut errs, &mut new, owner).await?;
         if patch.organization.is_some() || patch.contacts.is_some() || patch.campaign.is_some() {
             // Only new references are checked: a link the deal already has stays valid.
             let orgs = if new.organization != old.organization {
@@ -1374,13 +1332,7 @@ impl Deals {
                 "is not a stage of the deal's pipeline",
             ));
         };
-        if to.id == old.stage {
-            return Err(Error::InvalidTransition {
-                record: RecordRef::from(id),
-                reason: "the deal is already in this stage".into(),
-            });
-        }
-        service::check_version(id, expected_version, old.version)?;
+        check_move(&old, &to, expected_version)?;
         let mut cs = Changeset::new(ctx);
         let new = self
             .transition(
@@ -1440,13 +1392,7 @@ impl Deals {
                     })?
             }
         };
-        if to.id == old.stage {
-            return Err(Error::InvalidTransition {
-                record: RecordRef::from(id),
-                reason: "the deal is already in this stage".into(),
-            });
-        }
-        service::check_version(id, expected_version, old.version)?;
+        check_move(&old, &to, expected_version)?;
         let mut cs = Changeset::new(ctx);
         let new = self
             .transition(ctx, &mut cs, &old, seq, &target, &to, None, true)
@@ -1459,7 +1405,7 @@ impl Deals {
     pub async fn stage_history(&self, ctx: &Ctx, id: DealId) -> Result<Vec<StageChange>> {
         self.load_deal(ctx, id, None).await?;
         let mut s = Select::new(HISTORY_TABLE, Cond::eq("deal_id", id.as_uuid()));
-        s.order = vec![order_by("seq")];
+        s.order = vec![OrderKey::asc("seq")];
         let rows = self.store.backend().select(ctx.tenant(), &s).await?;
         rows.into_iter().map(rows::decode_history).collect()
     }
@@ -1558,7 +1504,7 @@ impl Deals {
     /// Adds a managed lost reason (Admin or Manager). A name already used (ignoring case)
     /// is a Duplicate.
     pub async fn add_lost_reason(&self, ctx: &Ctx, name: &str) -> Result<LostReason> {
-        pipelines::require_manage(ctx, "add lost reason")?;
+        ctx.actor().require_manage("add lost reason")?;
         crmkit_core::text::check_text("name", name, 200, true)?;
         let l = LostReason {
             id: LostReasonId::new(),
@@ -1604,14 +1550,14 @@ impl Deals {
     /// The tenant's managed lost reasons, by name.
     pub async fn lost_reasons(&self, ctx: &Ctx) -> Result<Vec<LostReason>> {
         let mut s = Select::new(LOST_REASON_TABLE, Cond::True);
-        s.order = vec![order_by("name_fold"), order_by("id")];
+        s.order = vec![OrderKey::asc("name_fold"), OrderKey::asc("id")];
         let rows = self.store.backend().select(ctx.tenant(), &s).await?;
         rows.into_iter().map(rows::decode_lost_reason).collect()
     }
 
     /// Removes a managed lost reason (Admin or Manager). Deals lost for it keep its text.
     pub async fn remove_lost_reason(&self, ctx: &Ctx, id: LostReasonId) -> Result<()> {
-        pipelines::require_manage(ctx, "remove lost reason")?;
+        ctx.actor().require_manage("remove lost reason")?;
         let row =
             service::row_by_id(&self.store, ctx, LOST_REASON_TABLE, LOST_REASON_KIND, id).await?;
         let l = rows::decode_lost_reason(row)?;
@@ -1653,4 +1599,16 @@ crmkit_core::record_verbs! {
     /// Restores a soft-deleted deal.
     restore;
     set_deleted;
+}
+
+/// Refuses a move of `old` to the stage it is already in (InvalidTransition) and one at a
+/// stale `expected_version` (Conflict).
+fn check_move(old: &Deal, to: &Stage, expected_version: u64) -> Result<()> {
+    if to.id == old.stage {
+        return Err(Error::InvalidTransition {
+            record: RecordRef::from(old.id),
+            reason: "the deal is already in this stage".into(),
+        });
+    }
+    service::check_version(old.id, expected_version, old.version)
 }

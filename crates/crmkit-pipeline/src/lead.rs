@@ -65,7 +65,7 @@ fn email_inputs(emails: &[String]) -> Vec<crmkit_contacts::EmailInput> {
         .map(crmkit_contacts::EmailInput::from)
         .collect()
 }
-use crmkit_core::service::{self, OwnerChecks, apply_custom_patch, stage_created};
+use crmkit_core::service::{self, OwnerChecks, apply_custom_patch, stage_insert};
 
 use crmkit_contacts::Contacts;
 use crmkit_core::lookup::{self, LookupKind};
@@ -312,14 +312,10 @@ impl Leads {
         errs.into_result()?;
         let record = RecordRef::from(lead.id);
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Insert {
-            table: LEAD_TABLE,
-            row: rows::lead_row(&lead),
-        });
+        stage_insert(&mut cs, &lead, rows::lead_row(&lead));
         cs.writes.extend(index_writes(&lead, false));
         cs.writes
             .extend(custom.index_writes(&record, &lead.custom, false));
-        stage_created(&mut cs, record, "lead", &lead);
         self.store.commit(cs).await?;
         Ok(lead)
     }
@@ -341,6 +337,7 @@ impl Leads {
         let custom = self.custom_schema(ctx).await?;
         let mut errs = ValidationErrors::new();
         let mut new = old.clone();
+        let owner = (patch.owner, patch.team);
         crmkit_core::apply_patch!(patch => new; first_name, last_name, job_title, company,
             domain, website, employee_count);
         if let Some(v) = &patch.emails {
@@ -362,15 +359,7 @@ impl Leads {
             new.custom = apply_custom_patch(&old.custom, &patch.custom);
             errs.check(custom.validate(&new.custom));
         }
-        let owner = (&mut new.owner, &mut new.team);
-        service::reassign(
-            &self.store,
-            ctx,
-            &mut errs,
-            owner,
-            (patch.owner, patch.team),
-        )
-        .await?;
+        service::reassign(&self.store, ctx, &mut errs, &mut new, owner).await?;
         errs.into_result()?;
         self.commit_change(
             ctx,

@@ -452,10 +452,7 @@ impl SqliteBackend {
                 expect_version,
                 record,
             } => {
-                let not_found = || Error::NotFound {
-                    kind: record.kind.clone(),
-                    id: record.id.to_string(),
-                };
+                let not_found = || Error::not_found(record.kind.clone(), record.id);
                 let Some(s) = r.update(tenant, table, key, set, *expect_version)? else {
                     return Err(not_found());
                 };

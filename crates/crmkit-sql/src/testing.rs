@@ -245,9 +245,6 @@ impl Drop for DatabaseHold {
     }
 }
 
-#[cfg(feature = "postgres")]
-use pg::{create as create_postgres, drop as drop_postgres};
-
 #[cfg(not(feature = "postgres"))]
 async fn create_postgres(_: &str, _: &str, _: u64) -> Result<()> {
     Err(crate::feature_off("postgres"))
@@ -257,9 +254,6 @@ async fn create_postgres(_: &str, _: &str, _: u64) -> Result<()> {
 async fn drop_postgres(_: &str, _: &str) -> Result<()> {
     Err(crate::feature_off("postgres"))
 }
-
-#[cfg(feature = "mysql")]
-use my::{create as create_mysql, drop as drop_mysql};
 
 #[cfg(not(feature = "mysql"))]
 async fn create_mysql(_: &str, _: &str, _: u64) -> Result<()> {
@@ -293,98 +287,113 @@ fn with_database(url: &str, db: &str) -> Result<String> {
     Ok(format!("{}{authority}/{db}{query}", &url[..start]))
 }
 
+/// How one server lists, drops and creates the test databases.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+struct Server {
+    /// Names the server in errors.
+    what: &'static str,
+    /// The URL sqlx connects to for a server URL.
+    url: fn(&str) -> String,
+    /// Lists the databases whose names start with [`DATABASE_PREFIX`].
+    list: &'static str,
+    /// Drops a database if it exists (names are generated, `[a-z0-9_]` only: identifiers
+    /// cannot be bound).
+    drop: fn(&str) -> String,
+    /// Creates a database.
+    create: fn(&str) -> String,
+}
+
 #[cfg(feature = "postgres")]
-mod pg {
-    use super::*;
-    use sqlx::Connection;
+const POSTGRES: Server = Server {
+    what: "postgres server",
+    url: str::to_owned,
+    list: "SELECT datname FROM pg_database WHERE datname LIKE 'crmkit!_t!_%' ESCAPE '!'",
+    drop: |name| format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+    create: |name| format!("CREATE DATABASE \"{name}\""),
+};
 
-    fn err(e: sqlx::Error) -> Error {
-        Error::storage_from("postgres server", e)
-    }
+#[cfg(feature = "mysql")]
+const MYSQL: Server = Server {
+    what: "mysql server",
+    url: |url| match url.strip_prefix("mariadb:") {
+        Some(rest) => format!("mysql:{rest}"),
+        None => url.to_owned(),
+    },
+    list: "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'crmkit!_t!_%' ESCAPE '!'",
+    drop: |name| format!("DROP DATABASE IF EXISTS `{name}`"),
+    create: |name| format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"),
+};
 
-    pub(super) async fn create(url: &str, name: &str, now: u64) -> Result<()> {
-        let mut conn = sqlx::PgConnection::connect(url).await.map_err(err)?;
-        let names: Vec<String> = sqlx::query_scalar(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'crmkit!_t!_%' ESCAPE '!'",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .map_err(err)?;
-        for old in names.iter().filter(|n| expired(n, now)) {
-            // Generated names only ([a-z0-9_]); identifiers cannot be bound.
-            let sql = format!("DROP DATABASE IF EXISTS \"{old}\" WITH (FORCE)");
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut conn)
-                .await;
-        }
-        let sql = format!("CREATE DATABASE \"{name}\"");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await
-            .map_err(err)?;
-        conn.close().await.map_err(err)
-    }
+#[cfg(feature = "postgres")]
+async fn create_postgres(url: &str, name: &str, now: u64) -> Result<()> {
+    POSTGRES.create_db::<sqlx::Postgres>(url, name, now).await
+}
 
-    pub(super) async fn drop(url: &str, name: &str) -> Result<()> {
-        let mut conn = sqlx::PgConnection::connect(url).await.map_err(err)?;
-        // `name` passed `database_name`: [a-z0-9_] only.
-        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await
-            .map_err(err)?;
-        conn.close().await.map_err(err)
-    }
+#[cfg(feature = "postgres")]
+async fn drop_postgres(url: &str, name: &str) -> Result<()> {
+    POSTGRES.drop_db::<sqlx::Postgres>(url, name).await
 }
 
 #[cfg(feature = "mysql")]
-mod my {
-    use super::*;
-    use sqlx::Connection;
+async fn create_mysql(url: &str, name: &str, now: u64) -> Result<()> {
+    MYSQL.create_db::<sqlx::MySql>(url, name, now).await
+}
 
-    fn err(e: sqlx::Error) -> Error {
-        Error::storage_from("mysql server", e)
+#[cfg(feature = "mysql")]
+async fn drop_mysql(url: &str, name: &str) -> Result<()> {
+    MYSQL.drop_db::<sqlx::MySql>(url, name).await
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl Server {
+    fn err(&self, e: sqlx::Error) -> Error {
+        Error::storage_from(self.what, e)
     }
 
-    pub(super) async fn create(url: &str, name: &str, now: u64) -> Result<()> {
-        let url = match url.strip_prefix("mariadb:") {
-            Some(rest) => format!("mysql:{rest}"),
-            None => url.to_owned(),
+    async fn connect<D: crate::server::Driver>(&self, url: &str) -> Result<D::Connection> {
+        use sqlx::Connection;
+        D::Connection::connect(&(self.url)(url))
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// Drops the expired test databases, then creates `name`.
+    async fn create_db<D: crate::server::Driver>(
+        &self,
+        url: &str,
+        name: &str,
+        now: u64,
+    ) -> Result<()> {
+        use crate::render::{Fetch, Kind, Stmt};
+        use sqlx::Connection;
+        let mut conn = self.connect::<D>(url).await?;
+        let list = Fetch {
+            stmt: Stmt {
+                sql: self.list.into(),
+                binds: vec![],
+            },
+            kinds: vec![Kind::Text],
         };
-        let mut conn = sqlx::MySqlConnection::connect(&url).await.map_err(err)?;
-        let names: Vec<String> = sqlx::query_scalar(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'crmkit!_t!_%' ESCAPE '!'",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .map_err(err)?;
-        for old in names.iter().filter(|n| expired(n, now)) {
-            let sql = format!("DROP DATABASE IF EXISTS `{old}`");
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut conn)
-                .await;
+        let names = D::fetch(&mut conn, &list).await.map_err(|e| self.err(e))?;
+        for old in names.iter().filter_map(|r| r.first()?.as_text()) {
+            if expired(old, now) {
+                let _ = D::ddl(&mut conn, (self.drop)(old)).await;
+            }
         }
-        let sql = format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
+        D::ddl(&mut conn, (self.create)(name))
             .await
-            .map_err(err)?;
-        conn.close().await.map_err(err)
+            .map_err(|e| self.err(e))?;
+        conn.close().await.map_err(|e| self.err(e))
     }
 
-    pub(super) async fn drop(url: &str, name: &str) -> Result<()> {
-        let url = match url.strip_prefix("mariadb:") {
-            Some(rest) => format!("mysql:{rest}"),
-            None => url.to_owned(),
-        };
-        let mut conn = sqlx::MySqlConnection::connect(&url).await.map_err(err)?;
-        // `name` passed `database_name`: [a-z0-9_] only.
-        let sql = format!("DROP DATABASE IF EXISTS `{name}`");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
+    /// Drops `name` (which passed [`database_name`]).
+    async fn drop_db<D: crate::server::Driver>(&self, url: &str, name: &str) -> Result<()> {
+        use sqlx::Connection;
+        let mut conn = self.connect::<D>(url).await?;
+        D::ddl(&mut conn, (self.drop)(name))
             .await
-            .map_err(err)?;
-        conn.close().await.map_err(err)
+            .map_err(|e| self.err(e))?;
+        conn.close().await.map_err(|e| self.err(e))
     }
 }
 

@@ -15,13 +15,13 @@ use chrono::{DateTime, Duration, TimeZone, Utc, Weekday};
 use crmkit_activities::rows::{ACTIVITY_TABLE, FOLLOWUP_TABLE, RELATION_TABLE, REMINDER_TABLE};
 use crmkit_activities::{
     Activities, ActivitiesModule, Activity, ActivityDetails, ActivityKind, ActivityPatch, Call,
-    CallOutcome, Direction, Due, Frequency, LoggedEmail, Meeting, NewActivity, Note, Priority,
-    Recurrence, RecurrenceEnd, Task, TaskStatus, TimelineEntry,
+    CallOutcome, Direction, Due, FollowUp, Frequency, LoggedEmail, Meeting, NewActivity, Note,
+    Priority, Recurrence, RecurrenceEnd, Task, TaskStatus, TimelineEntry,
 };
 use crmkit_contacts::{ContactsModule, NewContact, PhoneInput};
 use crmkit_core::store::Fault;
 use crmkit_core::{
-    Ctx, Error, Filter, ManualClock, Modules, Query, RecordKind, RecordRef, Store, UserId,
+    Ctx, Error, Filter, ManualClock, Modules, Page, Query, RecordKind, RecordRef, Store, UserId,
 };
 use crmkit_pipeline::PipelineModule;
 
@@ -639,6 +639,23 @@ pub async fn reminder_delivered_once(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// The records of a follow-up list page, in order.
+fn followed_records(page: &Page<FollowUp>) -> Vec<RecordRef> {
+    page.items.iter().map(|x| x.record.clone()).collect()
+}
+
+/// [`Activities::stale_records`] of contacts.
+async fn stale_contacts(
+    a: &Activities,
+    ctx: &Ctx,
+    since: DateTime<Utc>,
+    cursor: Option<String>,
+    limit: u32,
+) -> crmkit_core::Result<Page<FollowUp>> {
+    a.stale_records(ctx, &RecordKind::CONTACT, since, cursor, limit)
+        .await
+}
+
 /// Follow-up rows follow create, complete and delete.
 pub async fn follow_up_tracking(store: &Store) -> CheckResult {
     let f = setup(store).await?;
@@ -699,11 +716,7 @@ pub async fn follow_up_tracking(store: &Store) -> CheckResult {
         .await
         .at("without next")?;
     ensure_eq!(
-        without
-            .items
-            .iter()
-            .map(|x| x.record.clone())
-            .collect::<Vec<_>>(),
+        followed_records(&without),
         vec![quiet.clone()],
         "only the quiet contact has no next activity"
     );
@@ -715,22 +728,11 @@ pub async fn follow_up_tracking(store: &Store) -> CheckResult {
     let fu = a.follow_up(&rep, &c).await.at("after complete")?;
     ensure_eq!(fu.last_activity_at, Some(done_at), "last is the completion");
     ensure!(fu.next_activity.is_none(), "no next after completion");
-    let stale = a
-        .stale_records(
-            &f.admin,
-            &RecordKind::CONTACT,
-            t0 + Duration::minutes(30),
-            None,
-            10,
-        )
+    let stale = stale_contacts(a, &f.admin, t0 + Duration::minutes(30), None, 10)
         .await
         .at("stale")?;
     ensure_eq!(
-        stale
-            .items
-            .iter()
-            .map(|x| x.record.clone())
-            .collect::<Vec<_>>(),
+        followed_records(&stale),
         vec![quiet],
         "only the quiet contact is stale"
     );
@@ -866,51 +868,26 @@ pub async fn follow_up_lists(store: &Store) -> CheckResult {
     )
     .await
     .at("note")?;
-    let stale = a
-        .stale_records(
-            &admin,
-            &RecordKind::CONTACT,
-            t0 + Duration::minutes(30),
-            None,
-            10,
-        )
+    let stale = stale_contacts(a, &admin, t0 + Duration::minutes(30), None, 10)
         .await
         .at("stale")?;
     ensure_eq!(
-        stale
-            .items
-            .iter()
-            .map(|x| x.record.clone())
-            .collect::<Vec<_>>(),
+        followed_records(&stale),
         contacts[1..].to_vec(),
         "never-contacted contacts created before the cutoff, oldest first"
     );
-    let first = a
-        .stale_records(
-            &admin,
-            &RecordKind::CONTACT,
-            t0 + Duration::hours(2),
-            None,
-            3,
-        )
+    let first = stale_contacts(a, &admin, t0 + Duration::hours(2), None, 3)
         .await
         .at("stale page 1")?;
     let cursor = first
         .next_cursor
         .clone()
         .ok_or_else(|| Failure::new("no cursor"))?;
-    let second = a
-        .stale_records(
-            &admin,
-            &RecordKind::CONTACT,
-            t0 + Duration::hours(2),
-            Some(cursor.clone()),
-            3,
-        )
+    let second = stale_contacts(a, &admin, t0 + Duration::hours(2), Some(cursor.clone()), 3)
         .await
         .at("stale page 2")?;
-    let mut both: Vec<RecordRef> = first.items.iter().map(|x| x.record.clone()).collect();
-    both.extend(second.items.iter().map(|x| x.record.clone()));
+    let mut both = followed_records(&first);
+    both.extend(followed_records(&second));
     let mut want = contacts[1..].to_vec();
     want.push(contacts[0].clone());
     ensure_eq!(

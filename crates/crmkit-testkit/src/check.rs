@@ -61,6 +61,30 @@ macro_rules! check_list {
     };
 }
 
+/// Runs `checks` one after the other on `store` and reports every failure (not just the
+/// first), counted as "`n` `what` check(s) failed".
+pub async fn run_checks(
+    store: &Store,
+    checks: Vec<(&'static str, CheckFn)>,
+    what: &str,
+) -> CheckResult {
+    let mut failures = vec![];
+    for (name, check) in checks {
+        if let Err(e) = check(store).await {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(format!(
+            "{} {what} check(s) failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        )))
+    }
+}
+
 /// Defines a suite module's `checks()` (with the given rustdoc), listing the named
 /// `async fn(&Store) -> CheckResult` checks, and the exported macro `$names`, which calls
 /// a macro with the same names: the one list behind `checks()` and the conformance tests.
@@ -129,6 +153,23 @@ macro_rules! ensure_eq {
     }};
 }
 
+/// Passes when `r` is an error that `is` accepts; the failure names `what` and the
+/// `expected` error.
+#[track_caller]
+pub(crate) fn expect_error<T: fmt::Debug>(
+    r: crmkit_core::Result<T>,
+    what: &str,
+    expected: &str,
+    is: impl Fn(&Error) -> bool,
+) -> CheckResult {
+    match r {
+        Err(e) if is(&e) => Ok(()),
+        other => Err(Failure::new(format!(
+            "{what}: expected {expected}, got {other:?}"
+        ))),
+    }
+}
+
 /// Passes when `r` is a Validation error naming `field`.
 #[track_caller]
 pub fn expect_validation<T: fmt::Debug>(
@@ -136,34 +177,35 @@ pub fn expect_validation<T: fmt::Debug>(
     field: &str,
     what: &str,
 ) -> CheckResult {
-    match r {
-        Err(Error::Validation(v)) if v.has(field) => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected a Validation error naming {field:?}, got {other:?}"
-        ))),
-    }
+    let expected = format!("a Validation error naming {field:?}");
+    expect_error(
+        r,
+        what,
+        &expected,
+        |e| matches!(e, Error::Validation(v) if v.has(field)),
+    )
+}
+
+/// Passes when `r` is a Validation error (naming any field).
+#[track_caller]
+pub fn expect_invalid<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
+    expect_error(r, what, "a Validation error", |e| {
+        matches!(e, Error::Validation(_))
+    })
 }
 
 /// Passes when `r` is NotFound (of any kind).
 #[track_caller]
 pub fn expect_not_found<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
-    match r {
-        Err(Error::NotFound { .. }) => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected NotFound, got {other:?}"
-        ))),
-    }
+    expect_error(r, what, "NotFound", |e| matches!(e, Error::NotFound { .. }))
 }
 
 /// Passes when `r` is PermissionDenied.
 #[track_caller]
 pub fn expect_denied<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
-    match r {
-        Err(Error::PermissionDenied(_)) => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected PermissionDenied, got {other:?}"
-        ))),
-    }
+    expect_error(r, what, "PermissionDenied", |e| {
+        matches!(e, Error::PermissionDenied(_))
+    })
 }
 
 /// The `(field, reason)` pairs of a Validation error, or `None` for anything else (to

@@ -13,7 +13,7 @@
 //! store. The concurrency checks ([`unique_race`], [`lost_update`]) spawn tokio tasks, so
 //! run the suite on a multi-thread runtime.
 
-use crate::check::{At, expect_denied, expect_validation};
+use crate::check::{At, expect_denied, expect_error, expect_validation, run_checks};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 use crate::support::all_pages;
 use std::collections::{BTreeMap, BTreeSet};
@@ -75,12 +75,13 @@ fn expect_not_found<T: fmt::Debug>(
     kind: &RecordKind,
     what: &str,
 ) -> CheckResult {
-    match r {
-        Err(Error::NotFound { kind: k, .. }) if k == *kind => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected NotFound({kind}), got {other:?}"
-        ))),
-    }
+    let expected = format!("NotFound({kind})");
+    expect_error(
+        r,
+        what,
+        &expected,
+        |e| matches!(e, Error::NotFound { kind: k, .. } if k == kind),
+    )
 }
 
 #[track_caller]
@@ -90,16 +91,13 @@ fn expect_conflict<T: fmt::Debug>(
     actual: u64,
     what: &str,
 ) -> CheckResult {
-    match r {
-        Err(Error::Conflict {
-            expected: e,
-            actual: a,
-            ..
-        }) if e == expected && a == actual => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected Conflict {{ expected: {expected}, actual: {actual} }}, got {other:?}"
-        ))),
-    }
+    let want = format!("Conflict {{ expected: {expected}, actual: {actual} }}");
+    expect_error(
+        r,
+        what,
+        &want,
+        |e| matches!(e, Error::Conflict { expected: x, actual: y, .. } if *x == expected && *y == actual),
+    )
 }
 
 /// Expects a Duplicate error on a contact's emails; returns the record it names.
@@ -3930,19 +3928,5 @@ suite_checks! {
 /// Runs every check of [`checks`] one after the other on `store` and reports every
 /// failure (not just the first). Needs a multi-thread runtime.
 pub async fn run_all(store: &Store) -> CheckResult {
-    let mut failures = vec![];
-    for (name, check) in checks() {
-        if let Err(e) = check(store).await {
-            failures.push(format!("{name}: {e}"));
-        }
-    }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::new(format!(
-            "{} contacts check(s) failed:\n{}",
-            failures.len(),
-            failures.join("\n")
-        )))
-    }
+    run_checks(store, checks(), "contacts").await
 }

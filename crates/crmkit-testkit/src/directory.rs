@@ -513,10 +513,7 @@ pub async fn no_work_for_inactive_users(store: &Store) -> CheckResult {
                 &f.manager,
                 activity.id,
                 activity.version,
-                ActivityPatch {
-                    owner: Some(gone),
-                    ..Default::default()
-                },
+                ActivityPatch::default().owner(gone),
             )
             .await,
         "owner",

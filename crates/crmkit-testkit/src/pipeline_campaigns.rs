@@ -227,10 +227,7 @@ pub async fn campaign_crud(store: &Store) -> CheckResult {
             &f.rep,
             created.id,
             2,
-            CampaignPatch {
-                status: Some(CampaignStatus::Paused),
-                ..Default::default()
-            },
+            CampaignPatch::default().status(CampaignStatus::Paused),
         )
         .await
         .at("pause")?;
@@ -239,10 +236,7 @@ pub async fn campaign_crud(store: &Store) -> CheckResult {
             &f.rep,
             created.id,
             paused.version,
-            CampaignPatch {
-                status: Some(CampaignStatus::Completed),
-                ..Default::default()
-            },
+            CampaignPatch::default().status(CampaignStatus::Completed),
         )
         .await
         .at("complete")?;
@@ -256,10 +250,7 @@ pub async fn campaign_crud(store: &Store) -> CheckResult {
                 &f.rep,
                 created.id,
                 done.version,
-                CampaignPatch {
-                    status: Some(next),
-                    ..Default::default()
-                },
+                CampaignPatch::default().status(next),
             )
             .await,
             "InvalidTransition",
@@ -275,10 +266,7 @@ pub async fn campaign_crud(store: &Store) -> CheckResult {
             &f.rep,
             planned.id,
             1,
-            CampaignPatch {
-                status: Some(CampaignStatus::Completed),
-                ..Default::default()
-            },
+            CampaignPatch::default().status(CampaignStatus::Completed),
         )
         .await,
         "InvalidTransition",

@@ -10,7 +10,10 @@
 //! that backend: do not run it concurrently with other checks on the same store.
 //! [`concurrent_conversion`] spawns tokio tasks: run the suite on a multi-thread runtime.
 
-use crate::check::{At, expect_denied, expect_not_found, expect_validation, validation_reasons};
+use crate::check::{
+    At, expect_denied, expect_error, expect_not_found, expect_validation, run_checks,
+    validation_reasons,
+};
 use crate::contacts::{UnreachableContacts, all_contacts, all_orgs, every_record};
 use crate::pipeline_deals::deals_with_default;
 use crate::support::all_pages;
@@ -41,22 +44,17 @@ pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 
 #[track_caller]
 fn expect_transition<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
-    match r {
-        Err(Error::InvalidTransition { record, .. }) if record.kind == RecordKind::LEAD => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected InvalidTransition of the lead, got {other:?}"
-        ))),
-    }
+    expect_error(
+        r,
+        what,
+        "InvalidTransition of the lead",
+        |e| matches!(e, Error::InvalidTransition { record, .. } if record.kind == RecordKind::LEAD),
+    )
 }
 
 #[track_caller]
 fn expect_conflict<T: fmt::Debug>(r: crmkit_core::Result<T>, what: &str) -> CheckResult {
-    match r {
-        Err(Error::Conflict { .. }) => Ok(()),
-        other => Err(Failure::new(format!(
-            "{what}: expected Conflict, got {other:?}"
-        ))),
-    }
+    expect_error(r, what, "Conflict", |e| matches!(e, Error::Conflict { .. }))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -370,16 +368,8 @@ pub async fn crud_round_trip(store: &Store) -> CheckResult {
         "a no-op update writes no event"
     );
     expect_conflict(
-        l.update(
-            a,
-            lead.id,
-            1,
-            LeadPatch {
-                last_name: Some("X".into()),
-                ..Default::default()
-            },
-        )
-        .await,
+        l.update(a, lead.id, 1, LeadPatch::default().last_name("X"))
+            .await,
         "stale update",
     )?;
 
@@ -635,19 +625,10 @@ pub async fn bad_input(store: &Store) -> CheckResult {
                 ..Default::default()
             },
         ),
-        (
-            "emails[0]",
-            LeadPatch {
-                emails: Some(vec!["@".into()]),
-                ..Default::default()
-            },
-        ),
+        ("emails[0]", LeadPatch::default().emails(vec!["@".into()])),
         (
             "phones[0]",
-            LeadPatch {
-                phones: Some(vec![PhoneInput::new("+1 555")]),
-                ..Default::default()
-            },
+            LeadPatch::default().phones(vec![PhoneInput::new("+1 555")]),
         ),
         (
             "domain",
@@ -673,13 +654,7 @@ pub async fn bad_input(store: &Store) -> CheckResult {
                 ..Default::default()
             },
         ),
-        (
-            "owner",
-            LeadPatch {
-                owner: Some(UserId::new()),
-                ..Default::default()
-            },
-        ),
+        ("owner", LeadPatch::default().owner(UserId::new())),
     ];
     for (field, patch) in bad_patches {
         let e = fails_clean(&f, &format!("update with bad {field}"), async || {
@@ -914,16 +889,8 @@ pub async fn status_rules(store: &Store) -> CheckResult {
     .await?;
     expect_transition::<()>(Err(e), "score of a converted lead")?;
     let e = fails_clean(&f, "update a converted lead", async || {
-        l.update(
-            a,
-            lead.id,
-            v,
-            LeadPatch {
-                first_name: Some("X".into()),
-                ..Default::default()
-            },
-        )
-        .await
+        l.update(a, lead.id, v, LeadPatch::default().first_name("X"))
+            .await
     })
     .await?;
     expect_transition::<()>(Err(e), "update of a converted lead")?;
@@ -1151,10 +1118,7 @@ pub async fn record_access(store: &Store) -> CheckResult {
                             ctx,
                             x.id,
                             x.version,
-                            LeadPatch {
-                                first_name: Some("Hijack".into()),
-                                ..Default::default()
-                            },
+                            LeadPatch::default().first_name("Hijack"),
                         )
                         .await
                         .map(|_| ()),
@@ -1208,10 +1172,7 @@ pub async fn record_access(store: &Store) -> CheckResult {
             &f.readonly,
             team_x_lead.id,
             1,
-            LeadPatch {
-                first_name: Some("No".into()),
-                ..Default::default()
-            },
+            LeadPatch::default().first_name("No"),
         )
         .await
     })
@@ -1229,10 +1190,7 @@ pub async fn record_access(store: &Store) -> CheckResult {
             &f.rep,
             team_x_lead.id,
             1,
-            LeadPatch {
-                owner: Some(user(&f.rep_y)),
-                ..Default::default()
-            },
+            LeadPatch::default().owner(user(&f.rep_y)),
         )
         .await
     })
@@ -1326,16 +1284,8 @@ pub async fn tenant_isolation(store: &Store) -> CheckResult {
     expect_not_found(l.get(a, lb.id).await, "get B's lead")?;
     expect_not_found(l.audit(a, lb.id).await, "audit of B's lead")?;
     expect_not_found(
-        l.update(
-            a,
-            lb.id,
-            1,
-            LeadPatch {
-                first_name: Some("X".into()),
-                ..Default::default()
-            },
-        )
-        .await,
+        l.update(a, lb.id, 1, LeadPatch::default().first_name("X"))
+            .await,
         "update B's lead",
     )?;
     expect_not_found(
@@ -2533,19 +2483,5 @@ suite_checks! {
 /// Runs every check of [`checks`] one after the other on `store` and reports every
 /// failure. Needs a multi-thread runtime.
 pub async fn run_all(store: &Store) -> CheckResult {
-    let mut failures = vec![];
-    for (name, check) in checks() {
-        if let Err(e) = check(store).await {
-            failures.push(format!("{name}: {e}"));
-        }
-    }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::new(format!(
-            "{} lead check(s) failed:\n{}",
-            failures.len(),
-            failures.join("\n")
-        )))
-    }
+    run_checks(store, checks(), "lead").await
 }

@@ -33,7 +33,7 @@ use crmkit_pipeline::deal::{Deals, NewDeal, NewPipeline, NewStage};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
-use crate::check::{At, CheckResult, Failure, expect_validation};
+use crate::check::{At, CheckResult, Failure, expect_invalid, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture};
 use crate::pipeline_deals::deals_with_default;
 use crate::pipeline_deals::{all_deals, ids};
@@ -286,13 +286,10 @@ pub async fn date_bounds(store: &Store) -> CheckResult {
             &format!("custom.since < {d}"),
         )?;
         c.custom.insert("since".into(), CustomValue::Date(d));
-        ensure!(
-            matches!(
-                f.contacts.create(&f.admin, c.clone()).await,
-                Err(Error::Validation(_))
-            ),
-            "a custom date {d} is refused on create"
-        );
+        expect_invalid(
+            f.contacts.create(&f.admin, c.clone()).await,
+            &format!("a custom date {d} is refused on create"),
+        )?;
     }
 
     // Timestamps are integers: bounds far outside the date range are correct, not empty.
@@ -446,12 +443,7 @@ pub async fn nul_bytes(store: &Store) -> CheckResult {
     );
 
     // Stored text: refused, nothing written.
-    let before = f
-        .contacts
-        .list(&f.admin, &Query::new().with_total())
-        .await
-        .at("count contacts")?
-        .total;
+    let before = contact_count(&f).await?;
     for (c, field) in [
         (NewContact::named("Gr\0ce", "Hopper"), "first_name"),
         (NewContact::named("Grace", "Hopper\0"), "last_name"),
@@ -471,21 +463,13 @@ pub async fn nul_bytes(store: &Store) -> CheckResult {
         )?;
     }
     let (deals, p) = deals_with_default(store, &f.admin).await?;
-    ensure!(
-        matches!(
-            deals
-                .create(&f.admin, NewDeal::new("big\0deal", p.id))
-                .await,
-            Err(Error::Validation(_))
-        ),
-        "a deal title with NUL is a Validation error"
-    );
-    let after = f
-        .contacts
-        .list(&f.admin, &Query::new().with_total())
-        .await
-        .at("count contacts")?
-        .total;
+    expect_invalid(
+        deals
+            .create(&f.admin, NewDeal::new("big\0deal", p.id))
+            .await,
+        "a deal title with NUL is a Validation error",
+    )?;
+    let after = contact_count(&f).await?;
     ensure_eq!(after, before, "refused contacts are not written");
 
     // The storage contract refuses NUL wherever a value reaches a backend.
@@ -823,17 +807,22 @@ pub async fn wide_sums(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// How many contacts the admin of `f` lists.
+async fn contact_count(f: &crate::contacts::Fixture) -> CheckResult<Option<u64>> {
+    let q = Query::new().with_total();
+    Ok(f.contacts
+        .list(&f.admin, &q)
+        .await
+        .at("count contacts")?
+        .total)
+}
+
 /// A phone number with an extension is a Validation error naming the phone (a contact's
 /// `phones[i]`), and nothing is written; the main number alone
 /// is stored in E.164 and found by the phone lookup.
 pub async fn phone_extensions(store: &Store) -> CheckResult {
     let f = crate::contacts::setup(store).await?;
-    let before = f
-        .contacts
-        .list(&f.admin, &Query::new().with_total())
-        .await
-        .at("count")?
-        .total;
+    let before = contact_count(&f).await?;
     for number in [
         "+49 30 901820 ext. 12",
         "+49 30 901820 x12",
@@ -862,11 +851,7 @@ pub async fn phone_extensions(store: &Store) -> CheckResult {
         "an extension form the parser cannot read",
     )?;
     ensure_eq!(
-        f.contacts
-            .list(&f.admin, &Query::new().with_total())
-            .await
-            .at("count")?
-            .total,
+        contact_count(&f).await?,
         before,
         "refused contacts are not written"
     );

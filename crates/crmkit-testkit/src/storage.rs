@@ -317,19 +317,11 @@ fn update(id: Uuid, set: Vec<(&'static str, Value)>, expect_version: Option<u64>
 }
 
 fn asc(column: &str) -> OrderKey {
-    OrderKey {
-        column: column.into(),
-        desc: false,
-        null_as: None,
-        custom: None,
-    }
+    OrderKey::asc(column)
 }
 
 fn desc(column: &str) -> OrderKey {
-    OrderKey {
-        desc: true,
-        ..asc(column)
-    }
+    OrderKey::desc(column)
 }
 
 fn nulls_as(mut k: OrderKey, v: Value) -> OrderKey {

@@ -1239,6 +1239,18 @@ fn reasons<T: std::fmt::Debug>(
     }
 }
 
+/// Passes when `r` is a Validation error whose reasons for `field` are exactly `want`.
+#[track_caller]
+fn expect_reasons<T: std::fmt::Debug>(
+    r: crmkit_core::Result<T>,
+    field: &str,
+    want: &[String],
+    what: &str,
+) -> CheckResult {
+    ensure_eq!(reasons(r, field, what)?, want, "{what}");
+    Ok(())
+}
+
 /// The reference rule (`Records::visible`) on the references the generic `references`
 /// check does not reach (their target kinds, users and teams, have no fixture, or they sit
 /// inside an object): a ticket's `assignee` and `queue` on create, update and escalation,
@@ -1275,11 +1287,12 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
             .tickets
             .create(&f.admin, NewTicket::new("x", c).assignee(u))
             .await;
-        ensure_eq!(
-            reasons(r, "assignee", what)?,
-            user_reason,
-            "create with a {what} assignee"
-        );
+        expect_reasons(
+            r,
+            "assignee",
+            &user_reason,
+            &format!("create with a {what} assignee"),
+        )?;
         let r = f
             .tickets
             .update(
@@ -1289,11 +1302,12 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
                 TicketPatch::new().assignee(Some(u)),
             )
             .await;
-        ensure_eq!(
-            reasons(r, "assignee", what)?,
-            user_reason,
-            "update to a {what} assignee"
-        );
+        expect_reasons(
+            r,
+            "assignee",
+            &user_reason,
+            &format!("update to a {what} assignee"),
+        )?;
         let r = f
             .tickets
             .escalate(
@@ -1303,31 +1317,34 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
                 Escalation::because("why").assignee(u),
             )
             .await;
-        ensure_eq!(
-            reasons(r, "assignee", what)?,
-            user_reason,
-            "escalate to a {what} assignee"
-        );
+        expect_reasons(
+            r,
+            "assignee",
+            &user_reason,
+            &format!("escalate to a {what} assignee"),
+        )?;
         let call = InboundCall::new("+4930901820", "+4930000000", t.created_at).agent(u);
         let r = f
             .tickets
             .record_inbound_call(&f.admin, call, CallRouting::new())
             .await;
-        ensure_eq!(
-            reasons(r, "agent", what)?,
-            user_reason,
-            "a call taken by a {what} agent"
-        );
+        expect_reasons(
+            r,
+            "agent",
+            &user_reason,
+            &format!("a call taken by a {what} agent"),
+        )?;
         let call = InboundCall::new("+4930901820", "+4930000000", t.created_at);
         let r = f
             .tickets
             .record_inbound_call(&f.admin, call, CallRouting::new().assignee(u))
             .await;
-        ensure_eq!(
-            reasons(r, "assignee", what)?,
-            user_reason,
-            "a call routed to a {what} assignee"
-        );
+        expect_reasons(
+            r,
+            "assignee",
+            &user_reason,
+            &format!("a call routed to a {what} assignee"),
+        )?;
     }
     // Teams: none, another tenant's, a user's id (another kind).
     let teams = [
@@ -1340,20 +1357,22 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
             .tickets
             .create(&f.admin, NewTicket::new("x", c).queue(q))
             .await;
-        ensure_eq!(
-            reasons(r, "queue", what)?,
-            team_reason,
-            "create in a {what} queue"
-        );
+        expect_reasons(
+            r,
+            "queue",
+            &team_reason,
+            &format!("create in a {what} queue"),
+        )?;
         let r = f
             .tickets
             .update(&f.admin, t.id, t.version, TicketPatch::new().queue(Some(q)))
             .await;
-        ensure_eq!(
-            reasons(r, "queue", what)?,
-            team_reason,
-            "update to a {what} queue"
-        );
+        expect_reasons(
+            r,
+            "queue",
+            &team_reason,
+            &format!("update to a {what} queue"),
+        )?;
         let r = f
             .tickets
             .escalate(
@@ -1363,11 +1382,12 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
                 Escalation::because("why").queue(q),
             )
             .await;
-        ensure_eq!(
-            reasons(r, "queue", what)?,
-            team_reason,
-            "escalate to a {what} queue"
-        );
+        expect_reasons(
+            r,
+            "queue",
+            &team_reason,
+            &format!("escalate to a {what} queue"),
+        )?;
     }
     ensure_eq!(
         row_counts(store, &f.admin, TABLES).await?,
@@ -1414,21 +1434,23 @@ pub async fn reference_rule(store: &Store) -> CheckResult {
             .sla_policies()
             .create(&f.admin, input.clone())
             .await;
-        ensure_eq!(
-            reasons(r, field, what)?,
-            org_reason,
-            "policy on a {what} organization"
-        );
+        expect_reasons(
+            r,
+            field,
+            &org_reason,
+            &format!("policy on a {what} organization"),
+        )?;
         let r = f
             .tickets
             .sla_policies()
             .update(&f.admin, policy.id, policy.version, input)
             .await;
-        ensure_eq!(
-            reasons(r, field, what)?,
-            org_reason,
-            "policy changed to a {what} organization"
-        );
+        expect_reasons(
+            r,
+            field,
+            &org_reason,
+            &format!("policy changed to a {what} organization"),
+        )?;
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ use crate::model::{TicketPriority, TicketStatus};
 use crate::rows::{SATISFACTION_TABLE, TICKET_TABLE};
 use crate::service::Tickets;
 use crate::sla::SlaTargetKind;
-use crate::sla_service::{SLA_TABLE, manages, open_tickets};
+use crate::sla_service::{SLA_TABLE, open_tickets};
 
 /// Unsolved, not deleted tickets of one status and priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,7 +175,7 @@ impl Tickets {
     /// tenant per status and priority, one grouped count. Rows with a count of zero are
     /// left out; rows are in status order then priority order (low to urgent).
     pub async fn backlog(&self, ctx: &Ctx) -> Result<Vec<BacklogRow>> {
-        manages(ctx, "ticket analytics (backlog)")?;
+        ctx.actor().require_manage("ticket analytics (backlog)")?;
         let rows = self
             .aggregate_rows(
                 ctx,
@@ -221,7 +221,8 @@ impl Tickets {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<ResponseTimes> {
-        manages(ctx, "ticket analytics (response times)")?;
+        ctx.actor()
+            .require_manage("ticket analytics (response times)")?;
         let base = period("created_at", from, to)?.and(Cond::IsNull("deleted_at".into()));
         let mut out = ResponseTimes::default();
         for (column, stat) in [
@@ -251,7 +252,8 @@ impl Tickets {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<SlaOutcome>> {
-        manages(ctx, "ticket analytics (SLA outcomes)")?;
+        ctx.actor()
+            .require_manage("ticket analytics (SLA outcomes)")?;
         let base = period("created_at", from, to)?
             .and(Cond::IsNull("deleted_at".into()))
             .and(not_null("policy_id"));
@@ -320,7 +322,8 @@ impl Tickets {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<SatisfactionStat> {
-        manages(ctx, "ticket analytics (satisfaction)")?;
+        ctx.actor()
+            .require_manage("ticket analytics (satisfaction)")?;
         let (count, sum) = self
             .count_sum(ctx, SATISFACTION_TABLE, period("at", from, to)?, "rating")
             .await?;

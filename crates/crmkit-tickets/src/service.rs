@@ -6,14 +6,13 @@ use crmkit_contacts::Contacts;
 use crmkit_core::custom::CustomSchema;
 use crmkit_core::record::reference_reason;
 use crmkit_core::service::{
-    self, apply_custom_patch, changed_columns, json_text, stage_created, to_json,
+    self, apply_custom_patch, changed_columns, json_text, stage_insert, to_json,
 };
-use crmkit_core::store::{Cond, OrderKey, Select, Value, Write};
+use crmkit_core::store::{Cond, OrderKey, Row, Select, Value, Write};
 use crmkit_core::text::check_text;
 use crmkit_core::{
     AuditChange, Changeset, CommentId, ContactId, Ctx, Error, Filter, NewEvent, OrganizationId,
-    Page, Query, RecordKind, RecordRef, Result, Role, Store, TeamId, TicketId, UserId,
-    ValidationErrors,
+    Page, Query, RecordKind, RecordRef, Result, Store, TeamId, TicketId, UserId, ValidationErrors,
 };
 
 use crate::inputs::*;
@@ -21,7 +20,7 @@ use crate::model::*;
 use crate::rows::{
     self, COMMENT_TABLE, HISTORY_TABLE, SATISFACTION_TABLE, TICKET, TICKET_FIELDS, TICKET_TABLE,
 };
-use crate::sla_service::SlaTrigger;
+use crate::sla_service::{SlaTrigger, select_sorted};
 
 /// Event kinds this module emits.
 pub const EVENT_KINDS: &[&str] = &[
@@ -84,13 +83,23 @@ fn key(id: TicketId) -> Vec<Value> {
     vec![Value::Uuid(id.as_uuid())]
 }
 
-fn order(column: &str) -> OrderKey {
-    OrderKey {
-        column: column.into(),
-        desc: false,
-        null_as: None,
-        custom: None,
-    }
+/// Stages the insert of a row beside a ticket (a comment, a rating) with the audit entry
+/// that records `value` as new in the ticket's `field`.
+fn stage_side_insert<T: serde::Serialize>(
+    cs: &mut Changeset,
+    record: &RecordRef,
+    table: &'static str,
+    row: Row,
+    field: &str,
+    value: &T,
+) {
+    cs.writes.push(Write::Insert { table, row });
+    cs.audit.push(AuditChange {
+        record: record.clone(),
+        field: field.into(),
+        old: None,
+        new: Some(json_text(value)),
+    });
 }
 
 fn invalid(id: TicketId, reason: impl Into<String>) -> Error {
@@ -110,10 +119,6 @@ fn merge<T>(errs: &mut ValidationErrors, r: Result<T>) -> Result<Option<T>> {
         }
         Err(e) => Err(e),
     }
-}
-
-fn manages(ctx: &Ctx) -> bool {
-    ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager)
 }
 
 /// Validates and normalises tags (`tags`, `tags[i]`).
@@ -344,7 +349,7 @@ impl Tickets {
         queue: Option<TeamId>,
         handoff: bool,
     ) -> Result<()> {
-        if !handoff && !manages(ctx) {
+        if !handoff && !ctx.actor().manages() {
             if assignee.is_some_and(|a| a != ctx.actor().user) {
                 return Err(Error::PermissionDenied(
                     "a rep may only assign tickets to themselves".into(),
@@ -443,28 +448,6 @@ impl Tickets {
         Ok(changes.fields)
     }
 
-    /// **The SLA extension point.** Every command that writes a ticket calls this with the
-    /// ticket before (`None` when it is being created) and after the change, and what
-    /// triggered it (a field change, a public agent reply, a requester message), while the
-    /// command's changeset is still being built, so that the SLA state the change implies
-    /// (see [`crate::sla`]) is committed atomically with it: the policy is picked on
-    /// creation and re-evaluated when a field a policy matches on changes (priority,
-    /// channel, organization, custom values); clocks start, pause, resume, are met and
-    /// stop by the rules of [`crate::sla`]; newly recorded breaches emit
-    /// `ticket.sla_breached`. The per-ticket SLA row is written with a versioned update
-    /// (a concurrent sweep makes the command fail with a Conflict, which `comment`
-    /// retries).
-    async fn stage_sla(
-        &self,
-        ctx: &Ctx,
-        cs: &mut Changeset,
-        old: Option<&Ticket>,
-        new: &Ticket,
-        trigger: SlaTrigger,
-    ) -> Result<()> {
-        self.stage_sla_state(ctx, cs, old, new, trigger).await
-    }
-
     fn stage_history(cs: &mut Changeset, h: &HistoryEntry) {
         cs.writes.push(Write::Insert {
             table: HISTORY_TABLE,
@@ -493,17 +476,30 @@ impl Tickets {
         let changed = self
             .stage_ticket_write(ctx, cs, old, &new, None, SlaTrigger::CustomerMessage)
             .await?;
+        Self::stage_status_changed(ctx, cs, old, &new, reason, changed);
+        Ok(new)
+    }
+
+    /// Stages what a status move records besides the ticket write: its history entry (with
+    /// `reason`) and the `ticket.status_changed` event naming the `changed` fields.
+    fn stage_status_changed(
+        ctx: &Ctx,
+        cs: &mut Changeset,
+        old: &Ticket,
+        new: &Ticket,
+        reason: Option<String>,
+        changed: Vec<String>,
+    ) {
         Self::stage_history(
             cs,
-            &history(ctx, HistoryKind::Status, Some(old), &new, reason),
+            &history(ctx, HistoryKind::Status, Some(old), new, reason),
         );
         cs.events.push(NewEvent::new(
             "ticket.status_changed",
             RecordRef::from(new.id),
             changed,
-            to_json(&new),
+            to_json(new),
         ));
-        Ok(new)
     }
 
     // ----- commands -----
@@ -610,14 +606,10 @@ impl Tickets {
             .backend()
             .reserve(ctx.tenant(), NUMBER_SEQUENCE, 1)
             .await?;
-        cs.writes.push(Write::Insert {
-            table: TICKET_TABLE,
-            row: rows::ticket_row(&ticket),
-        });
+        stage_insert(cs, &ticket, rows::ticket_row(&ticket));
         cs.writes
             .extend(custom.index_writes(&record, &ticket.custom, false));
         Self::stage_history(cs, &history(ctx, HistoryKind::Created, None, &ticket, None));
-        stage_created(cs, record.clone(), "ticket", &ticket);
         self.stage_sla(ctx, cs, None, &ticket, SlaTrigger::Change)
             .await?;
         Ok(ticket)
@@ -774,16 +766,7 @@ impl Tickets {
         let changed = self
             .stage_ticket_write(ctx, &mut cs, &old, &new, None, SlaTrigger::Change)
             .await?;
-        Self::stage_history(
-            &mut cs,
-            &history(ctx, HistoryKind::Status, Some(&old), &new, None),
-        );
-        cs.events.push(NewEvent::new(
-            "ticket.status_changed",
-            RecordRef::from(id),
-            changed,
-            to_json(&new),
-        ));
+        Self::stage_status_changed(ctx, &mut cs, &old, &new, None, changed);
         self.store.commit(cs).await?;
         Ok(new)
     }
@@ -867,16 +850,8 @@ impl Tickets {
             }
             let record = RecordRef::from(id);
             let mut cs = Changeset::new(ctx);
-            cs.writes.push(Write::Insert {
-                table: COMMENT_TABLE,
-                row: rows::comment_row(&comment),
-            });
-            cs.audit.push(AuditChange {
-                record: record.clone(),
-                field: "comments".into(),
-                old: None,
-                new: Some(json_text(&comment)),
-            });
+            let row = rows::comment_row(&comment);
+            stage_side_insert(&mut cs, &record, COMMENT_TABLE, row, "comments", &comment);
             let trigger = match author {
                 CommentAuthor::Agent { .. } if comment.public => SlaTrigger::AgentReply,
                 CommentAuthor::Requester { .. } => SlaTrigger::CustomerMessage,
@@ -900,16 +875,7 @@ impl Tickets {
                 to_json(&comment),
             ));
             if new.status != old.status {
-                Self::stage_history(
-                    &mut cs,
-                    &history(ctx, HistoryKind::Status, Some(&old), &new, reason),
-                );
-                cs.events.push(NewEvent::new(
-                    "ticket.status_changed",
-                    record.clone(),
-                    changed,
-                    to_json(&new),
-                ));
+                Self::stage_status_changed(ctx, &mut cs, &old, &new, reason, changed);
             }
             match self.store.commit(cs).await {
                 Ok(_) => {
@@ -1074,16 +1040,15 @@ impl Tickets {
             recorded_by: Some(ctx.actor().user),
         };
         let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Insert {
-            table: SATISFACTION_TABLE,
-            row: rows::satisfaction_row(&s),
-        });
-        cs.audit.push(AuditChange {
-            record: record.clone(),
-            field: "satisfaction".into(),
-            old: None,
-            new: Some(json_text(&s)),
-        });
+        let row = rows::satisfaction_row(&s);
+        stage_side_insert(
+            &mut cs,
+            &record,
+            SATISFACTION_TABLE,
+            row,
+            "satisfaction",
+            &s,
+        );
         cs.events.push(NewEvent::new(
             "ticket.rated",
             record.clone(),
@@ -1150,12 +1115,7 @@ impl Tickets {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<Comment>> {
-        if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
-            return Err(Error::validation(
-                "limit",
-                format!("must be 1 to {}", crmkit_core::query::MAX_LIMIT),
-            ));
-        }
+        crmkit_core::query::check_limit(limit)?;
         self.load(ctx, id, None).await?;
         let b = self.store.backend();
         let mut cond = Cond::eq("ticket_id", id.as_uuid());
@@ -1163,7 +1123,7 @@ impl Tickets {
             cond = cond.and(Cond::eq("public", true));
         }
         let mut s = Select::new(COMMENT_TABLE, cond);
-        s.order = vec![order("created_at"), order("id")];
+        s.order = vec![OrderKey::asc("created_at"), OrderKey::asc("id")];
         if let Some(c) = &cursor {
             let bad = || Error::validation("cursor", "is not a comment cursor of this ticket");
             let after = uuid::Uuid::parse_str(c).map_err(|_| bad())?;
@@ -1202,31 +1162,36 @@ impl Tickets {
 
     /// The status and priority history of a ticket visible to the actor, oldest first.
     pub async fn history(&self, ctx: &Ctx, id: TicketId) -> Result<Vec<HistoryEntry>> {
-        self.load(ctx, id, None).await?;
-        let mut s = Select::new(HISTORY_TABLE, Cond::eq("ticket_id", id.as_uuid()));
-        s.order = vec![order("version")];
-        self.store
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .into_iter()
-            .map(rows::decode_history)
-            .collect()
+        self.ticket_rows(ctx, id, HISTORY_TABLE, "version", rows::decode_history)
+            .await
     }
 
     /// The satisfaction ratings of a ticket visible to the actor, one per rated solve,
     /// oldest first.
     pub async fn satisfaction(&self, ctx: &Ctx, id: TicketId) -> Result<Vec<Satisfaction>> {
+        self.ticket_rows(
+            ctx,
+            id,
+            SATISFACTION_TABLE,
+            "solve",
+            rows::decode_satisfaction,
+        )
+        .await
+    }
+
+    /// The rows of a ticket's side `table` (history, ratings) ordered by `by`, decoded,
+    /// for a ticket visible to the actor (deleted or not).
+    async fn ticket_rows<R>(
+        &self,
+        ctx: &Ctx,
+        id: TicketId,
+        table: &'static str,
+        by: &str,
+        decode: fn(Row) -> Result<R>,
+    ) -> Result<Vec<R>> {
         self.load(ctx, id, None).await?;
-        let mut s = Select::new(SATISFACTION_TABLE, Cond::eq("ticket_id", id.as_uuid()));
-        s.order = vec![order("solve")];
-        self.store
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .into_iter()
-            .map(rows::decode_satisfaction)
-            .collect()
+        let cond = Cond::eq("ticket_id", id.as_uuid());
+        select_sorted(&self.store, ctx, table, cond, &[by], decode).await
     }
 }
 

@@ -33,7 +33,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crmkit_core::query::{FieldSpec, FieldType as QueryType, RecordFields};
 use crmkit_core::record::reference_reason;
 use crmkit_core::row::{from_json, int, json, opt_timestamp, take_text, timestamp, uuid};
-use crmkit_core::service::{self, stage_created, visibility_scope};
+use crmkit_core::service::{self, visibility_scope};
 use crmkit_core::store::{
     CmpOp, ColumnDef, ColumnType, Cond, IndexDef, OrderKey, Row, SchemaStep, Select, TableDef,
     Value, Write, columns,
@@ -41,7 +41,7 @@ use crmkit_core::store::{
 use crmkit_core::text::check_text;
 use crmkit_core::{
     AuditChange, CalendarId, Changeset, Ctx, Error, NewEvent, Page, RecordKind, RecordRef, Result,
-    Role, SlaPolicyId, TicketId, ValidationErrors,
+    SlaPolicyId, TicketId, ValidationErrors,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -189,17 +189,12 @@ pub(crate) fn tables() -> Vec<TableDef> {
 
 /// Migration 3: the business-minute measures and the creation instant on [`SLA_TABLE`].
 pub(crate) fn measure_steps() -> Vec<SchemaStep> {
-    let mut steps: Vec<SchemaStep> = [
+    let columns = [
         ColumnDef::optional("first_response_minutes", ColumnType::Int),
         ColumnDef::optional("resolution_minutes", ColumnType::Int),
         ColumnDef::optional("created_at", ColumnType::Timestamp),
-    ]
-    .into_iter()
-    .map(|column| SchemaStep::AddColumn {
-        table: SLA_TABLE,
-        column,
-    })
-    .collect();
+    ];
+    let mut steps = SchemaStep::add_columns(SLA_TABLE, columns);
     steps.push(SchemaStep::CreateIndex {
         table: SLA_TABLE,
         index: IndexDef::new(CREATED_INDEX, ["created_at", "ticket_id"]),
@@ -207,29 +202,29 @@ pub(crate) fn measure_steps() -> Vec<SchemaStep> {
     steps
 }
 
-pub(crate) fn order(column: &str) -> OrderKey {
-    OrderKey {
-        column: column.into(),
-        desc: false,
-        null_as: None,
-        custom: None,
-    }
+/// The tenant's rows of `table` that match `cond`, ordered by the columns `by` (ascending),
+/// decoded.
+pub(crate) async fn select_sorted<R>(
+    store: &crmkit_core::Store,
+    ctx: &Ctx,
+    table: &'static str,
+    cond: Cond,
+    by: &[&str],
+    decode: fn(Row) -> Result<R>,
+) -> Result<Vec<R>> {
+    let mut s = Select::new(table, cond);
+    s.order = by.iter().map(|c| OrderKey::asc(*c)).collect();
+    store
+        .backend()
+        .select(ctx.tenant(), &s)
+        .await?
+        .into_iter()
+        .map(decode)
+        .collect()
 }
 
 fn opt_int(v: &Value) -> Option<i64> {
     v.as_int()
-}
-
-/// Fails with PermissionDenied, naming `action`, unless the actor is an Admin or a
-/// Manager (calendars, SLA policies, recompute and the analytics are theirs).
-pub(crate) fn manages(ctx: &Ctx, action: &str) -> Result<()> {
-    if ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager) {
-        Ok(())
-    } else {
-        Err(Error::PermissionDenied(format!(
-            "{action}: requires the admin or manager role"
-        )))
-    }
 }
 
 fn calendar_row(c: &StoredCalendar) -> Row {
@@ -534,7 +529,7 @@ impl SlaCalendars {
         name: &str,
         spec: CalendarSpec,
     ) -> Result<StoredCalendar> {
-        manages(ctx, "create calendar")?;
+        ctx.actor().require_manage("create calendar")?;
         let mut errs = ValidationErrors::new();
         check_name(&mut errs, name);
         let cal = check_calendar(&mut errs, spec);
@@ -551,14 +546,8 @@ impl SlaCalendars {
             updated_at: now,
             version: 1,
         };
-        let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Insert {
-            table: CALENDAR_TABLE,
-            row: calendar_row(&c),
-        });
-        stage_created(&mut cs, RecordRef::from(c.id), "sla_calendar", &c);
-        self.store().commit(cs).await?;
-        Ok(c)
+        let row = calendar_row(&c);
+        service::insert_record(self.store(), ctx, c, row).await
     }
 
     /// Replaces the name and spec of a stored calendar whose version is
@@ -575,7 +564,7 @@ impl SlaCalendars {
         name: &str,
         spec: CalendarSpec,
     ) -> Result<StoredCalendar> {
-        manages(ctx, "update calendar")?;
+        ctx.actor().require_manage("update calendar")?;
         let old = self.get(ctx, id).await?;
         let mut errs = ValidationErrors::new();
         check_name(&mut errs, name);
@@ -594,16 +583,16 @@ impl SlaCalendars {
 
     /// The tenant's stored calendars, by name (then id).
     pub async fn all(&self, ctx: &Ctx) -> Result<Vec<StoredCalendar>> {
-        let mut s = Select::new(CALENDAR_TABLE, Cond::True);
-        s.order = vec![order("name"), order("id")];
-        self.tickets
-            .store()
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .into_iter()
-            .map(decode_calendar)
-            .collect()
+        let by = ["name", "id"];
+        select_sorted(
+            self.store(),
+            ctx,
+            CALENDAR_TABLE,
+            Cond::True,
+            &by,
+            decode_calendar,
+        )
+        .await
     }
 }
 
@@ -678,7 +667,7 @@ impl SlaPolicies {
     /// re-evaluated tickets see the policy (re-evaluate open tickets with
     /// [`recompute_sla`](Tickets::recompute_sla)).
     pub async fn create(&self, ctx: &Ctx, input: NewSlaPolicy) -> Result<SlaPolicy> {
-        manages(ctx, "create SLA policy")?;
+        ctx.actor().require_manage("create SLA policy")?;
         self.check_policy(ctx, &input).await?;
         let now = ctx.now();
         let p = SlaPolicy {
@@ -693,14 +682,8 @@ impl SlaPolicies {
             updated_at: now,
             version: 1,
         };
-        let mut cs = Changeset::new(ctx);
-        cs.writes.push(Write::Insert {
-            table: POLICY_TABLE,
-            row: policy_row(&p),
-        });
-        stage_created(&mut cs, RecordRef::from(p.id), "sla_policy", &p);
-        self.store().commit(cs).await?;
-        Ok(p)
+        let row = policy_row(&p);
+        service::insert_record(self.store(), ctx, p, row).await
     }
 
     /// Replaces every field of a policy whose version is `expected_version` (Conflict
@@ -714,7 +697,7 @@ impl SlaPolicies {
         expected_version: u64,
         input: NewSlaPolicy,
     ) -> Result<SlaPolicy> {
-        manages(ctx, "update SLA policy")?;
+        ctx.actor().require_manage("update SLA policy")?;
         let old = self.get(ctx, id).await?;
         self.check_policy(ctx, &input).await?;
         service::check_version(id, expected_version, old.version)?;
@@ -734,16 +717,16 @@ impl SlaPolicies {
     /// The tenant's policies in evaluation order (position, then id), inactive ones
     /// included.
     pub async fn all(&self, ctx: &Ctx) -> Result<Vec<SlaPolicy>> {
-        let mut s = Select::new(POLICY_TABLE, Cond::True);
-        s.order = vec![order("position"), order("id")];
-        self.tickets
-            .store()
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .into_iter()
-            .map(decode_policy)
-            .collect()
+        let by = ["position", "id"];
+        select_sorted(
+            self.store(),
+            ctx,
+            POLICY_TABLE,
+            Cond::True,
+            &by,
+            decode_policy,
+        )
+        .await
     }
 }
 
@@ -843,8 +826,18 @@ impl Tickets {
             .collect()
     }
 
-    /// Stages the SLA consequences of a ticket write (see `Tickets::stage_sla`).
-    pub(crate) async fn stage_sla_state(
+    /// **The SLA extension point.** Every command that writes a ticket calls this with the
+    /// ticket before (`None` when it is being created) and after the change, and what
+    /// triggered it (a field change, a public agent reply, a requester message), while the
+    /// command's changeset is still being built, so that the SLA state the change implies
+    /// (see [`crate::sla`]) is committed atomically with it: the policy is picked on
+    /// creation and re-evaluated when a field a policy matches on changes (priority,
+    /// channel, organization, custom values); clocks start, pause, resume, are met and
+    /// stop by the rules of [`crate::sla`]; newly recorded breaches emit
+    /// `ticket.sla_breached`. The per-ticket SLA row is written with a versioned update
+    /// (a concurrent sweep makes the command fail with a Conflict, which `comment`
+    /// retries).
+    pub(crate) async fn stage_sla(
         &self,
         ctx: &Ctx,
         cs: &mut Changeset,
@@ -1003,14 +996,9 @@ impl Tickets {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<TicketSla>> {
-        if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
-            return Err(Error::validation(
-                "limit",
-                format!("must be 1 to {}", crmkit_core::query::MAX_LIMIT),
-            ));
-        }
+        crmkit_core::query::check_limit(limit)?;
         let mut s = Select::new(SLA_TABLE, visibility_scope(ctx, false).and(cond));
-        s.order = vec![order("next_due_at"), order("ticket_id")];
+        s.order = vec![OrderKey::asc("next_due_at"), OrderKey::asc("ticket_id")];
         if let Some(c) = &cursor {
             s.after = Some(decode_cursor(c)?);
         }
@@ -1098,7 +1086,7 @@ impl Tickets {
                     Value::timestamp(until),
                 )),
             );
-            s.order = vec![order("next_due_at"), order("ticket_id")];
+            s.order = vec![OrderKey::asc("next_due_at"), OrderKey::asc("ticket_id")];
             s.after = after.clone();
             s.limit = Some(200);
             let rows = b.select(ctx.tenant(), &s).await?;
@@ -1242,13 +1230,8 @@ impl Tickets {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<RecomputeReport> {
-        manages(ctx, "recompute SLA")?;
-        if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
-            return Err(Error::validation(
-                "limit",
-                format!("must be 1 to {}", crmkit_core::query::MAX_LIMIT),
-            ));
-        }
+        ctx.actor().require_manage("recompute SLA")?;
+        crmkit_core::query::check_limit(limit)?;
         let after = cursor
             .as_deref()
             .map(Uuid::parse_str)
@@ -1258,7 +1241,7 @@ impl Tickets {
         let (tickets, next_cursor) = match policy {
             None => {
                 let mut s = Select::new(TICKET_TABLE, open_tickets());
-                s.order = vec![order("id")];
+                s.order = vec![OrderKey::asc("id")];
                 s.after = after.map(|u| vec![Value::Uuid(u)]);
                 s.limit = Some(limit + 1);
                 let mut found = b.select(ctx.tenant(), &s).await?;
@@ -1280,7 +1263,7 @@ impl Tickets {
                     SLA_TABLE,
                     Cond::eq("policy_id", p.as_uuid()).and(Cond::IsNull("deleted_at".into())),
                 );
-                s.order = vec![order("ticket_id")];
+                s.order = vec![OrderKey::asc("ticket_id")];
                 s.after = after.map(|u| vec![Value::Uuid(u)]);
                 s.limit = Some(limit + 1);
                 let mut found = b.select(ctx.tenant(), &s).await?;

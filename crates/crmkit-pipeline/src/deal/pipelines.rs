@@ -3,29 +3,17 @@
 use std::collections::HashSet;
 
 use crmkit_core::service::{self, list_page, stage_created};
-use crmkit_core::store::{Cond, Select, Value, Write};
+use crmkit_core::store::{Cond, OrderKey, Select, Value, Write};
 use crmkit_core::text::{check_text, fold};
 use crmkit_core::{
     AuditChange, AuditEntry, Changeset, Ctx, Error, NewEvent, Page, PipelineId, Query, RecordRef,
-    Result, Role, StageId, ValidationErrors,
+    Result, StageId, ValidationErrors,
 };
 
 use super::rows::{self, DEAL_TABLE, PIPELINE_TABLE, STAGE_TABLE};
 use super::{
-    Deals, MAX_STAGES, NewPipeline, NewStage, Pipeline, Stage, StageKind, StagePatch, order_by,
-    to_json,
+    Deals, MAX_STAGES, NewPipeline, NewStage, Pipeline, Stage, StageKind, StagePatch, to_json,
 };
-
-/// Fails with PermissionDenied unless the actor is an Admin or a Manager.
-pub(crate) fn require_manage(ctx: &Ctx, action: &str) -> Result<()> {
-    if ctx.actor().has(Role::Admin) || ctx.actor().has(Role::Manager) {
-        Ok(())
-    } else {
-        Err(Error::PermissionDenied(format!(
-            "{action}: requires the admin or manager role"
-        )))
-    }
-}
 
 /// The deal fields a stage may require (besides `custom.<key>`).
 pub const REQUIRABLE_FIELDS: &[&str] = &[
@@ -118,7 +106,7 @@ impl Deals {
             STAGE_TABLE,
             Cond::eq("pipeline_id", id.as_uuid()).and(Cond::IsNull("removed_at".into())),
         );
-        s.order = vec![order_by("position"), order_by("id")];
+        s.order = vec![OrderKey::asc("position"), OrderKey::asc("id")];
         for r in self.store.backend().select(ctx.tenant(), &s).await? {
             p.stages.push(rows::decode_stage(r)?.0);
         }
@@ -204,7 +192,7 @@ impl Pipelines {
             STAGE_TABLE,
             Cond::In("pipeline_id".into(), ids).and(Cond::IsNull("removed_at".into())),
         );
-        s.order = vec![order_by("position"), order_by("id")];
+        s.order = vec![OrderKey::asc("position"), OrderKey::asc("id")];
         for r in self.deals.store.backend().select(ctx.tenant(), &s).await? {
             let st = rows::decode_stage(r)?.0;
             if let Some(p) = page.items.iter_mut().find(|p| p.id == st.pipeline) {
@@ -226,7 +214,7 @@ impl Pipelines {
     /// Every pipeline of the tenant with its stages, in creation order.
     pub async fn all(&self, ctx: &Ctx) -> Result<Vec<Pipeline>> {
         let mut s = Select::new(PIPELINE_TABLE, Cond::IsNull("deleted_at".into()));
-        s.order = vec![order_by("position"), order_by("id")];
+        s.order = vec![OrderKey::asc("position"), OrderKey::asc("id")];
         let mut out = vec![];
         for r in self.deals.store.backend().select(ctx.tenant(), &s).await? {
             out.push(rows::decode_pipeline(r)?.0);
@@ -285,7 +273,7 @@ impl Pipelines {
 
     /// Creates a pipeline with its stages (Admin or Manager).
     pub async fn create(&self, ctx: &Ctx, input: NewPipeline) -> Result<Pipeline> {
-        require_manage(ctx, "create pipeline")?;
+        ctx.actor().require_manage("create pipeline")?;
         self.insert(ctx, input, false).await
     }
 
@@ -350,7 +338,7 @@ impl Pipelines {
         expected_version: u64,
         action: &str,
     ) -> Result<Pipeline> {
-        require_manage(ctx, action)?;
+        ctx.actor().require_manage(action)?;
         let p = self.deals.load_pipeline(ctx, id).await?;
         if p.version != expected_version {
             return Err(Error::conflict(id, expected_version, p.version));

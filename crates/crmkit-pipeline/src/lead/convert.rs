@@ -3,9 +3,7 @@
 use crmkit_contacts::{LifecycleStage, NewContact, NewOrganization, PhoneInput};
 use crmkit_core::record::reference_reason;
 use crmkit_core::store::Write;
-use crmkit_core::{
-    Changeset, Ctx, Error, LeadId, RecordKind, RecordRef, Result, Role, ValidationErrors,
-};
+use crmkit_core::{Changeset, Ctx, Error, LeadId, RecordKind, RecordRef, Result, ValidationErrors};
 
 use super::{LEAD_TABLE, Leads, converted_is_final};
 use crate::deal::{DealRole, Deals, NewDeal};
@@ -123,7 +121,7 @@ impl Leads {
             _ => {}
         }
         let actor = ctx.actor();
-        let manages = actor.has(Role::Admin) || actor.has(Role::Manager);
+        let manages = actor.manages();
         let owner = input
             .owner
             .unwrap_or(if manages || old.owner == actor.user {

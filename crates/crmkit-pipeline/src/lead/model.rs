@@ -142,13 +142,9 @@ impl Lead {
         self.emails.first().map(|e| e.address.as_str())
     }
 
-    /// "First Last".
+    /// "First Last" ([`full_name`](crmkit_core::text::full_name)).
     pub fn full_name(&self) -> String {
-        match (self.first_name.is_empty(), self.last_name.is_empty()) {
-            (false, false) => format!("{} {}", self.first_name, self.last_name),
-            (false, true) => self.first_name.clone(),
-            _ => self.last_name.clone(),
-        }
+        crmkit_core::text::full_name(&self.first_name, &self.last_name)
     }
 }
 

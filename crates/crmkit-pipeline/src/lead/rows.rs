@@ -18,17 +18,8 @@ use crate::deal::Source;
 /// The leads table.
 pub const LEAD_TABLE: &str = "pipeline_lead";
 
-/// Stored names of [`Source`], in declaration order.
-pub const SOURCE_NAMES: &[&str] = &[
-    "web_form",
-    "campaign",
-    "referral",
-    "import",
-    "inbound_call",
-    "event",
-    "partner",
-    "other",
-];
+/// Stored names of [`Source`], in declaration order ([`Source::NAMES`]).
+pub const SOURCE_NAMES: &[&str] = Source::NAMES;
 
 /// The stored name of a source (its serde name).
 pub fn source_name(s: Source) -> String {
