@@ -39,6 +39,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, TimeDelta, Utc};
 use crmkit_core::action::CustomActions;
 use crmkit_core::event::{AUDIT_TABLE, EVENTS_TABLE, decode_event};
+use crmkit_core::query::check_limit;
 use crmkit_core::record::{Json, JsonMap};
 use crmkit_core::store::{CmpOp, Cond, OrderKey, Select, Value, Write};
 use crmkit_core::{
@@ -398,7 +399,7 @@ impl Engine {
             EVENTS_TABLE,
             Cond::Cmp("seq".into(), CmpOp::Gt, Value::Int(after as i64)),
         );
-        s.order = vec![order("seq")];
+        s.order = vec![OrderKey::asc("seq")];
         s.limit = Some(limit);
         let rows = self.store.backend().select(tenant, &s).await?;
         rows.iter().map(|r| decode_event(tenant, r)).collect()
@@ -433,12 +434,7 @@ impl Engine {
     /// Runs the rules for up to `limit` (1 to 1000) events after the tenant's cursor and
     /// moves the cursor past them. Call it until it reports no events to catch up.
     pub async fn run_pending(&self, tenant: TenantId, limit: u32) -> Result<RunReport> {
-        if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
-            return Err(Error::validation(
-                "limit",
-                format!("must be 1 to {}", crmkit_core::query::MAX_LIMIT),
-            ));
-        }
+        check_limit(limit)?;
         let cursor = self.cursor(tenant).await?;
         let events = self.events_after(tenant, cursor, limit).await?;
         let mut report = RunReport {
@@ -1114,7 +1110,7 @@ impl Engine {
             FAILURE_TABLE,
             Cond::Cmp("next_at".into(), CmpOp::Lte, Value::timestamp(now)),
         );
-        s.order = vec![order("next_at")];
+        s.order = vec![OrderKey::asc("next_at")];
         s.limit = Some(crmkit_core::query::MAX_LIMIT);
         let due = self
             .store
@@ -1225,7 +1221,7 @@ impl Engine {
                 Value::timestamp(now),
             )),
         );
-        s.order = vec![order("next_at"), order("id")];
+        s.order = vec![OrderKey::asc("next_at"), OrderKey::asc("id")];
         s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
         let due = self
             .store
@@ -1347,7 +1343,11 @@ impl Engine {
         check_limit(limit)?;
         Rules::new(&self.store)?.get(ctx, rule).await?;
         let mut s = Select::new(RUN_TABLE, Cond::eq("rule_id", rule.as_uuid()));
-        s.order = vec![desc("at"), desc("occurrence"), desc("action")];
+        s.order = vec![
+            OrderKey::desc("at"),
+            OrderKey::desc("occurrence"),
+            OrderKey::desc("action"),
+        ];
         s.limit = Some(limit);
         self.store
             .backend()
@@ -1379,10 +1379,10 @@ impl Engine {
             Cond::eq("record_kind", kind).and(Cond::eq("record_id", record.id)),
         );
         s.order = vec![
-            desc("at"),
-            desc("rule_id"),
-            desc("occurrence"),
-            desc("action"),
+            OrderKey::desc("at"),
+            OrderKey::desc("rule_id"),
+            OrderKey::desc("occurrence"),
+            OrderKey::desc("action"),
         ];
         let mut out = vec![];
         for row in self.store.backend().select(ctx.tenant(), &s).await? {
@@ -1420,10 +1420,10 @@ impl Engine {
         let owners = self.rule_owners(ctx.tenant()).await?;
         let mut s = Select::new(FAILURE_TABLE, Cond::True);
         s.order = vec![
-            order("first_at"),
-            order("rule_id"),
-            order("occurrence"),
-            order("action"),
+            OrderKey::asc("first_at"),
+            OrderKey::asc("rule_id"),
+            OrderKey::asc("occurrence"),
+            OrderKey::asc("action"),
         ];
         let mut out = vec![];
         for row in self.store.backend().select(ctx.tenant(), &s).await? {
@@ -1493,7 +1493,7 @@ impl Engine {
             ));
         }
         let mut s = Select::new(OUTBOX_TABLE, Cond::eq("status", status.as_str()));
-        s.order = vec![order("created_at"), order("id")];
+        s.order = vec![OrderKey::asc("created_at"), OrderKey::asc("id")];
         s.limit = Some(limit);
         self.store
             .backend()
@@ -1542,32 +1542,6 @@ impl Engine {
             )),
             None => Err(Error::validation("id", "no such delivery")),
         }
-    }
-}
-
-fn check_limit(limit: u32) -> Result<()> {
-    if limit == 0 || limit > crmkit_core::query::MAX_LIMIT {
-        return Err(Error::validation(
-            "limit",
-            format!("must be 1 to {}", crmkit_core::query::MAX_LIMIT),
-        ));
-    }
-    Ok(())
-}
-
-fn order(column: &str) -> OrderKey {
-    OrderKey {
-        column: column.into(),
-        desc: false,
-        null_as: None,
-        custom: None,
-    }
-}
-
-fn desc(column: &str) -> OrderKey {
-    OrderKey {
-        desc: true,
-        ..order(column)
     }
 }
 

@@ -236,12 +236,7 @@ impl Engine {
             TIMER_TABLE,
             Cond::Cmp("due_at".into(), CmpOp::Lte, Value::timestamp(now)),
         );
-        s.order = vec![OrderKey {
-            column: "due_at".into(),
-            desc: false,
-            null_as: None,
-            custom: None,
-        }];
+        s.order = vec![OrderKey::asc("due_at")];
         s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
         let due = self.store.backend().select(tenant, &s).await?;
         let rules = self.rule_set(tenant, true).await?;
