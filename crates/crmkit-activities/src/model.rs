@@ -36,10 +36,13 @@ pub struct Activity {
     /// Kind-specific details.
     pub details: ActivityDetails,
     /// Created.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub created_at: DateTime<Utc>,
     /// Last changed.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub updated_at: DateTime<Utc>,
     /// Soft-deleted.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub deleted_at: Option<DateTime<Utc>>,
     /// Version for optimistic concurrency.
     pub version: u64,
@@ -86,6 +89,7 @@ pub enum Due {
     /// An instant, with the IANA time zone it was given in (for display and calendars).
     At {
         /// The instant.
+        #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
         at: DateTime<Utc>,
         /// IANA time zone name.
         time_zone: String,
@@ -187,6 +191,7 @@ pub struct Task {
     /// Repetition.
     pub recurrence: Option<Recurrence>,
     /// When it was completed.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub completed_at: Option<DateTime<Utc>>,
 }
 
@@ -226,6 +231,7 @@ pub struct Call {
     /// Called number (E.164 when it parsed).
     pub to: String,
     /// Start.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub started_at: DateTime<Utc>,
     /// Duration in seconds (0 when absent).
     #[serde(default)]
@@ -260,8 +266,10 @@ pub enum Attendee {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meeting {
     /// Start.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub start: DateTime<Utc>,
     /// End (after the start).
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub end: DateTime<Utc>,
     /// IANA time zone it was scheduled in.
     pub time_zone: String,
@@ -317,7 +325,9 @@ pub struct Reminder {
     /// Who is reminded.
     pub user: UserId,
     /// When.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub remind_at: DateTime<Utc>,
     /// When it was delivered (once).
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub delivered_at: Option<DateTime<Utc>>,
 }

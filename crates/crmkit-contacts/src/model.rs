@@ -112,6 +112,7 @@ pub struct Consent {
     /// Where it was given or withdrawn (a form, a call, an import), at most 100 characters.
     pub source: Option<String>,
     /// When.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub at: Option<DateTime<Utc>>,
 }
 
@@ -290,10 +291,13 @@ pub struct Contact {
     /// Custom field values.
     pub custom: CustomValues,
     /// Created.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub created_at: DateTime<Utc>,
     /// Last changed.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub updated_at: DateTime<Utc>,
     /// Soft-deleted at.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub deleted_at: Option<DateTime<Utc>>,
     /// Version for optimistic concurrency (1 on creation).
     pub version: u64,
@@ -429,10 +433,13 @@ pub struct Organization {
     /// Custom values.
     pub custom: CustomValues,
     /// Created.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub created_at: DateTime<Utc>,
     /// Last changed.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub updated_at: DateTime<Utc>,
     /// Soft-deleted at.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub deleted_at: Option<DateTime<Utc>>,
     /// Version.
     pub version: u64,

@@ -1554,6 +1554,114 @@ where
     Option::<T>::deserialize(de).map(Some)
 }
 
+/// Serialises a UTC timestamp as the text chrono's own `Serialize` writes (RFC 3339 with
+/// `Z`, and 0, 3, 6 or 9 digits of fractional seconds, the fewest that are exact:
+/// `2026-12-07T11:57:05.810948Z`), formatted on the stack instead of through chrono's
+/// `Display`, which costs about as much as the rest of a record's JSON together. Use with
+/// `#[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]` on the
+/// timestamps of the records the generic API serialises; chrono's `Deserialize` reads the
+/// text back unchanged. Years outside 0..=9999 go through chrono.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+///
+/// #[derive(serde::Serialize)]
+/// struct R {
+///     #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
+///     at: chrono::DateTime<Utc>,
+/// }
+///
+/// let at = Utc.with_ymd_and_hms(2026, 12, 7, 11, 57, 5).unwrap();
+/// let r = R { at: at + chrono::TimeDelta::microseconds(810_948) };
+/// assert_eq!(serde_json::to_string(&r)?, r#"{"at":"2026-12-07T11:57:05.810948Z"}"#);
+/// assert_eq!(serde_json::to_value(&r)?["at"], serde_json::to_value(r.at)?);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub fn serialize_timestamp<S: Serializer>(
+    at: &DateTime<chrono::Utc>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    let mut buf = [0u8; 32];
+    match rfc3339(at, &mut buf) {
+        Some(text) => s.serialize_str(text),
+        None => at.serialize(s),
+    }
+}
+
+/// [`serialize_timestamp`] for an optional timestamp (`null` when there is none): use with
+/// `#[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]`.
+pub fn serialize_opt_timestamp<S: Serializer>(
+    at: &Option<DateTime<chrono::Utc>>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    /// The timestamp inside the `Some`, written by [`serialize_timestamp`].
+    struct Timestamp<'a>(&'a DateTime<chrono::Utc>);
+    impl Serialize for Timestamp<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            serialize_timestamp(self.0, s)
+        }
+    }
+    match at {
+        Some(at) => s.serialize_some(&Timestamp(at)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Writes `at` into `buf` as chrono's RFC 3339 `Display` of a `DateTime<Utc>` does
+/// (`SecondsFormat::AutoSi`, `Z`; a leap second as second 60); `None` for a year outside
+/// 0..=9999, which chrono writes with a sign.
+fn rfc3339<'b>(at: &DateTime<chrono::Utc>, buf: &'b mut [u8; 32]) -> Option<&'b str> {
+    use chrono::{Datelike, Timelike};
+    let t = at.naive_utc();
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let mut nano = t.nanosecond();
+    let mut sec = t.second();
+    if nano >= 1_000_000_000 {
+        sec += 1;
+        nano -= 1_000_000_000;
+    }
+    let year = year as u32;
+    let two = |buf: &mut [u8; 32], at: usize, n: u32| {
+        buf[at] = b'0' + (n / 10) as u8;
+        buf[at + 1] = b'0' + (n % 10) as u8;
+    };
+    two(buf, 0, year / 100);
+    two(buf, 2, year % 100);
+    buf[4] = b'-';
+    two(buf, 5, t.month());
+    buf[7] = b'-';
+    two(buf, 8, t.day());
+    buf[10] = b'T';
+    two(buf, 11, t.hour());
+    buf[13] = b':';
+    two(buf, 14, t.minute());
+    buf[16] = b':';
+    two(buf, 17, sec);
+    let mut len = 19;
+    let (mut frac, digits) = if nano == 0 {
+        (0, 0)
+    } else if nano.is_multiple_of(1_000_000) {
+        (nano / 1_000_000, 3)
+    } else if nano.is_multiple_of(1_000) {
+        (nano / 1_000, 6)
+    } else {
+        (nano, 9)
+    };
+    if digits > 0 {
+        buf[len] = b'.';
+        for i in (0..digits).rev() {
+            buf[len + 1 + i] = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        len += 1 + digits;
+    }
+    buf[len] = b'Z';
+    std::str::from_utf8(&buf[..len + 1]).ok()
+}
+
 /// The version a record's JSON carries (`version`), for callers chaining generic calls.
 pub fn version_of(record: &Json) -> Option<u64> {
     record.get("version").and_then(Json::as_u64)
@@ -1853,5 +1961,85 @@ mod tests {
         let e = from_body::<In>(m(serde_json::json!({"a": "x", "b": "y"}))).unwrap_err();
         let v = e.validation_errors().unwrap();
         assert!(v.has("b") && !v.has("a"), "{v}");
+    }
+
+    /// The fast timestamp text is chrono's, byte for byte, and reads back as the same
+    /// instant: every fraction length, leap seconds, the year bounds and beyond them.
+    #[test]
+    fn timestamps_serialise_as_chrono_does() {
+        use chrono::{NaiveDate, NaiveTime, TimeDelta, Utc};
+
+        #[derive(Serialize)]
+        struct R {
+            #[serde(serialize_with = "serialize_timestamp")]
+            at: DateTime<Utc>,
+            #[serde(serialize_with = "serialize_opt_timestamp")]
+            opt: Option<DateTime<Utc>>,
+        }
+        #[derive(Serialize)]
+        struct C {
+            at: DateTime<Utc>,
+            opt: Option<DateTime<Utc>>,
+        }
+        let check = |at: DateTime<Utc>| {
+            for opt in [None, Some(at)] {
+                let fast = serde_json::to_string(&R { at, opt }).unwrap();
+                assert_eq!(
+                    fast,
+                    serde_json::to_string(&C { at, opt }).unwrap(),
+                    "{at:?}"
+                );
+                let back: DateTime<Utc> = serde_json::from_value(
+                    serde_json::from_str::<Json>(&fast).unwrap()["at"].clone(),
+                )
+                .unwrap();
+                assert_eq!(back, at);
+            }
+        };
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let mut t = day(1970, 1, 1).and_hms_opt(0, 0, 0).unwrap().and_utc();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let nanos = match x % 4 {
+                0 => 0,
+                1 => (x >> 8) % 1000 * 1_000_000,
+                2 => (x >> 8) % 1_000_000 * 1000,
+                _ => (x >> 8) % 1_000_000_000,
+            };
+            t = day(1970, 1, 1).and_hms_opt(0, 0, 0).unwrap().and_utc()
+                + TimeDelta::seconds(((x >> 20) % 4_000_000_000) as i64)
+                + TimeDelta::nanoseconds(nanos as i64);
+            check(t);
+        }
+        check(t + TimeDelta::days(365 * 3000));
+        for (y, m, d) in [
+            (0, 1, 1),
+            (9999, 12, 31),
+            (-1, 12, 31),
+            (10_000, 1, 1),
+            (2000, 2, 29),
+        ] {
+            for nano in [0, 1, 10, 1_000, 120_000, 7_000_000, 999_999_999] {
+                check(
+                    day(y, m, d)
+                        .and_hms_nano_opt(23, 59, 59, nano)
+                        .unwrap()
+                        .and_utc(),
+                );
+                check(
+                    day(y, m, d)
+                        .and_hms_nano_opt(0, 0, 0, nano)
+                        .unwrap()
+                        .and_utc(),
+                );
+            }
+        }
+        for nano in [1_000_000_000, 1_500_000_000, 1_000_000_001, 1_999_999_000] {
+            let leap = NaiveTime::from_hms_nano_opt(23, 59, 59, nano).unwrap();
+            check(day(2016, 12, 31).and_time(leap).and_utc());
+        }
     }
 }

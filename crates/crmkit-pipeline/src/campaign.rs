@@ -221,10 +221,13 @@ pub struct Campaign {
     /// Custom values (record kind `campaign`).
     pub custom: CustomValues,
     /// Created.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub created_at: DateTime<Utc>,
     /// Last changed.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub updated_at: DateTime<Utc>,
     /// Soft-deleted.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub deleted_at: Option<DateTime<Utc>>,
     /// Version (1 when created, +1 per change).
     pub version: u64,

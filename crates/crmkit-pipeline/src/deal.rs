@@ -364,18 +364,24 @@ pub struct Deal {
     /// The managed lost reason it was lost for, when one was picked from the list.
     pub lost_reason_id: Option<LostReasonId>,
     /// When it was won.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub won_at: Option<DateTime<Utc>>,
     /// When it was lost.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub lost_at: Option<DateTime<Utc>>,
     /// When it entered its current stage.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub stage_entered_at: DateTime<Utc>,
     /// Custom values.
     pub custom: CustomValues,
     /// Created.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub created_at: DateTime<Utc>,
     /// Changed.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub updated_at: DateTime<Utc>,
     /// Soft-deleted.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub deleted_at: Option<DateTime<Utc>>,
     /// Version.
     pub version: u64,
@@ -466,8 +472,10 @@ pub struct Pipeline {
     /// Its stages, by position.
     pub stages: Vec<Stage>,
     /// Created.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub created_at: DateTime<Utc>,
     /// Changed (also by a change of its stages).
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub updated_at: DateTime<Utc>,
     /// Version (bumped by every change of the pipeline or its stages).
     pub version: u64,

@@ -52,6 +52,7 @@ pub struct SlaSummary {
     /// The policy that applies, if any.
     pub policy: Option<SlaPolicyId>,
     /// The earliest due instant among running, unmet targets.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub next_due_at: Option<DateTime<Utc>>,
     /// The targets the ticket has.
     pub targets: Vec<TargetView>,

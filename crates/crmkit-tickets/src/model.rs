@@ -223,18 +223,24 @@ pub struct Ticket {
     /// Custom field values.
     pub custom: CustomValues,
     /// When an agent first replied publicly.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub first_response_at: Option<DateTime<Utc>>,
     /// When it was last solved (cleared when reopened).
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub solved_at: Option<DateTime<Utc>>,
     /// When it was closed.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub closed_at: Option<DateTime<Utc>>,
     /// How many times it has been solved (each solve may get one satisfaction rating).
     pub solve_count: u32,
     /// Created.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub created_at: DateTime<Utc>,
     /// Last changed.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub updated_at: DateTime<Utc>,
     /// Soft-deleted.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub deleted_at: Option<DateTime<Utc>>,
     /// Version for optimistic concurrency.
     pub version: u64,

@@ -192,8 +192,10 @@ pub struct StoredCalendar {
     /// The calendar.
     pub calendar: BusinessCalendar,
     /// When it was created.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub created_at: DateTime<Utc>,
     /// When it was last changed.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub updated_at: DateTime<Utc>,
     /// Optimistic-concurrency version (1 after creation).
     pub version: u64,
@@ -288,8 +290,10 @@ pub struct SlaPolicy {
     /// Whether it is considered.
     pub active: bool,
     /// When it was created.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub created_at: DateTime<Utc>,
     /// When it was last changed.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub updated_at: DateTime<Utc>,
     /// Optimistic-concurrency version (1 after creation).
     pub version: u64,

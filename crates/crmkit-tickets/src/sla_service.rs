@@ -293,12 +293,16 @@ pub struct TargetView {
     /// The target in business minutes.
     pub target_minutes: i64,
     /// When it is due, if it is unmet and its clock runs.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub due_at: Option<DateTime<Utc>>,
     /// When it was met.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub achieved_at: Option<DateTime<Utc>>,
     /// When it was exceeded, once recorded.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub breached_at: Option<DateTime<Utc>>,
     /// When the sweep warned about it.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub warned_at: Option<DateTime<Utc>>,
     /// Whether its clock is paused (also when it is met or stopped).
     pub paused: bool,

@@ -125,12 +125,16 @@ pub struct Lead {
     /// The deal it was converted into.
     pub converted_deal: Option<DealId>,
     /// When it was converted.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub converted_at: Option<DateTime<Utc>>,
     /// Created.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub created_at: DateTime<Utc>,
     /// Last changed.
+    #[serde(serialize_with = "crmkit_core::record::serialize_timestamp")]
     pub updated_at: DateTime<Utc>,
     /// Soft-deleted at.
+    #[serde(serialize_with = "crmkit_core::record::serialize_opt_timestamp")]
     pub deleted_at: Option<DateTime<Utc>>,
     /// Version for optimistic concurrency (1 on creation).
     pub version: u64,
