@@ -144,6 +144,11 @@ pub(crate) struct RuleSet {
 fn trigger_key(t: &Trigger) -> Option<String> {
     match t {
         Trigger::RecordCreated { record_kind } => Some(format!("created:{record_kind}")),
+        Trigger::RecordUpdated {
+            record_kind,
+            field: Some(f),
+            ..
+        } => Some(field_key(record_kind, f)),
         Trigger::RecordUpdated { record_kind, .. } => Some(format!("updated:{record_kind}")),
         Trigger::RecordDeleted { record_kind } => Some(format!("deleted:{record_kind}")),
         Trigger::RecordRestored { record_kind } => Some(format!("restored:{record_kind}")),
@@ -152,17 +157,38 @@ fn trigger_key(t: &Trigger) -> Option<String> {
     }
 }
 
+/// The dispatch key of a field trigger: `updated:<kind>.<field>` (every custom field
+/// under `updated:<kind>.custom`, since an event may name custom values as a whole).
+fn field_key(kind: &str, field: &str) -> String {
+    if field.starts_with("custom") {
+        format!("updated:{kind}.custom")
+    } else {
+        format!("updated:{kind}.{field}")
+    }
+}
+
 /// The dispatch keys an event matches: its record trigger (when it is the record's
-/// `created`, `updated`, `deleted` or `restored` event) and its event trigger.
-fn event_keys(e: &Event) -> [Option<String>; 2] {
+/// `created`, `updated`, `deleted` or `restored` event; for an update, also the field
+/// trigger of each changed field) and its event trigger. Rules are found by key, so an
+/// event costs the same whatever the number of rules on other kinds, events or fields.
+fn event_keys(e: &Event) -> Vec<String> {
     let kind = e.record.kind.as_str();
-    let record = e
+    let mut keys = vec![format!("event:{}", e.kind)];
+    let verb = e
         .kind
         .strip_prefix(kind)
         .and_then(|rest| rest.strip_prefix('.'))
-        .filter(|verb| matches!(*verb, "created" | "updated" | "deleted" | "restored"))
-        .map(|verb| format!("{verb}:{kind}"));
-    [record, Some(format!("event:{}", e.kind))]
+        .filter(|verb| matches!(*verb, "created" | "updated" | "deleted" | "restored"));
+    if let Some(verb) = verb {
+        keys.push(format!("{verb}:{kind}"));
+        if verb == "updated" {
+            let mut fields: Vec<String> = e.changed.iter().map(|f| field_key(kind, f)).collect();
+            fields.sort();
+            fields.dedup();
+            keys.extend(fields);
+        }
+    }
+    keys
 }
 
 impl RuleSet {
@@ -188,7 +214,6 @@ impl RuleSet {
     pub(crate) fn matching<'a>(&'a self, e: &Event) -> impl Iterator<Item = &'a Arc<Rule>> {
         event_keys(e)
             .into_iter()
-            .flatten()
             .filter_map(|k| self.by_key.get(&k))
             .flatten()
     }
@@ -475,7 +500,6 @@ impl Engine {
             if e.at < rule.created_at {
                 continue;
             }
-            report.triggered += 1;
             self.run_rule(tenant, rule, e, report).await?;
         }
         crate::timers::arm_for_event(self, tenant, rules, e).await
@@ -585,6 +609,40 @@ impl Engine {
         Ok(before)
     }
 
+    /// Whether a field trigger (`field`, `from`, `to`) matches the event, compared with
+    /// the event's payload (the record after the change) and the old values its audit
+    /// entries hold; with the record before the change when it was needed. A rule whose
+    /// trigger does not match is not started: it leaves no line in the run log.
+    async fn field_trigger(
+        &self,
+        tenant: TenantId,
+        rule: &Rule,
+        e: &Event,
+    ) -> Result<Option<Option<Json>>> {
+        let Trigger::RecordUpdated {
+            field: Some(f),
+            from,
+            to,
+            ..
+        } = &rule.trigger
+        else {
+            return Ok(Some(None));
+        };
+        if !changed(&e.changed, f) {
+            return Ok(None);
+        }
+        if let Some(to) = to
+            && value_at(&e.payload, f) != to.as_ref()
+        {
+            return Ok(None);
+        }
+        let Some(from) = from else {
+            return Ok(Some(None));
+        };
+        let before = self.before(tenant, e, &e.payload).await?;
+        Ok((value_at(&before, f) == from.as_ref()).then_some(Some(before)))
+    }
+
     async fn run_rule(
         &self,
         tenant: TenantId,
@@ -592,6 +650,10 @@ impl Engine {
         e: &Event,
         report: &mut RunReport,
     ) -> Result<()> {
+        let Some(before) = self.field_trigger(tenant, rule, e).await? else {
+            return Ok(());
+        };
+        report.triggered += 1;
         let depth = e.depth + 1;
         if e.rule == Some(rule.id) {
             let why = "loop guard: the change was made by this rule";
@@ -612,45 +674,12 @@ impl Engine {
             Ok(v) => v,
             Err(why) => return self.skip(tenant, rule, e, depth, &why, report).await,
         };
-        let mut needs_before = rule.conditions.changes.iter().any(|c| c.from.is_some());
-        if let Trigger::RecordUpdated {
-            field: Some(f),
-            from,
-            to,
-            ..
-        } = &rule.trigger
-        {
-            if !changed(&e.changed, f) {
-                let why = format!("{f} did not change");
-                return self.skip(tenant, rule, e, depth, &why, report).await;
-            }
-            if let Some(to) = to {
-                let now = value_at(&e.payload, f).or_else(|| value_at(&after, f));
-                if now != to.as_ref() {
-                    let why = format!("{f} did not change to {}", show(to.as_ref()));
-                    return self.skip(tenant, rule, e, depth, &why, report).await;
-                }
-            }
-            needs_before |= from.is_some();
-        }
-        let before = if needs_before {
-            Some(self.before(tenant, e, &after).await?)
-        } else {
-            None
+        let needs_before = rule.conditions.changes.iter().any(|c| c.from.is_some());
+        let before = match before {
+            Some(b) => Some(b),
+            None if needs_before => Some(self.before(tenant, e, &after).await?),
+            None => None,
         };
-        if let (
-            Trigger::RecordUpdated {
-                field: Some(f),
-                from: Some(from),
-                ..
-            },
-            Some(b),
-        ) = (&rule.trigger, &before)
-            && value_at(b, f) != from.as_ref()
-        {
-            let why = format!("{f} did not change from {}", show(from.as_ref()));
-            return self.skip(tenant, rule, e, depth, &why, report).await;
-        }
         let change = Change {
             fields: e.changed.clone(),
             before,
@@ -1562,10 +1591,6 @@ fn render_strings(params: &Json, record: &Json) -> Json {
     }
 }
 
-fn show(v: Option<&Json>) -> String {
-    v.map_or_else(|| "no value".into(), Json::to_string)
-}
-
 /// One rule running for one occurrence.
 pub(crate) struct RuleRun<'a> {
     pub(crate) tenant: TenantId,
@@ -1598,18 +1623,25 @@ mod tests {
             rule: None,
             depth: 0,
         };
+        let e = Event {
+            changed: vec!["title".into(), "custom".into(), "amount".into()],
+            ..e
+        };
         assert_eq!(
             event_keys(&e),
             [
-                Some("updated:deal".into()),
-                Some("event:deal.updated".into())
+                "event:deal.updated",
+                "updated:deal",
+                "updated:deal.amount",
+                "updated:deal.custom",
+                "updated:deal.title"
             ]
         );
         let moved = Event {
             kind: "deal.moved".into(),
             ..e
         };
-        assert_eq!(event_keys(&moved), [None, Some("event:deal.moved".into())]);
+        assert_eq!(event_keys(&moved), ["event:deal.moved"]);
         assert_eq!(seq_of(&occurrence_of(42)), Some(42));
         assert!(changed(&["custom".into()], "custom.tier"));
         assert!(!changed(&["name".into()], "title"));
