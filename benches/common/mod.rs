@@ -163,14 +163,19 @@ static SAMPLES: Mutex<BTreeMap<String, Vec<Duration>>> = Mutex::new(BTreeMap::ne
 pub fn timed<O>(series: &str, items: u32, f: impl FnOnce() -> O) -> O {
     let t = Instant::now();
     let out = f();
-    let d = t.elapsed() / items.max(1);
+    record(series, t.elapsed() / items.max(1));
+    out
+}
+
+/// Records one sample of `series` (a time per item) that the caller measured itself,
+/// where setup inside an iteration must not be timed.
+pub fn record(series: &str, per_item: Duration) {
     SAMPLES
         .lock()
         .unwrap()
         .entry(series.to_owned())
         .or_default()
-        .push(d);
-    out
+        .push(per_item);
 }
 
 /// [`timed`] around a future run on [`rt`].
