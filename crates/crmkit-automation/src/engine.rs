@@ -376,6 +376,36 @@ impl Engine {
             .is_some())
     }
 
+    /// The rows `s` selects, decoded.
+    pub(crate) async fn select_decoded<T>(
+        &self,
+        tenant: TenantId,
+        s: &Select,
+        decode: fn(crmkit_core::store::Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.store
+            .backend()
+            .select(tenant, s)
+            .await?
+            .into_iter()
+            .map(decode)
+            .collect()
+    }
+
+    /// The record as the rule's owner sees it now (`None`: gone or hidden).
+    pub(crate) async fn current(&self, ctx: &Ctx, record: &RecordRef) -> Result<Option<Json>> {
+        match self
+            .store
+            .records()
+            .get(ctx, record.kind.as_str(), record.id)
+            .await
+        {
+            Ok(r) => Ok(Some(r.into_value())),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The tenant's feed cursor: the last event the engine has processed.
     pub async fn cursor(&self, tenant: TenantId) -> Result<u64> {
         let row = self
@@ -686,13 +716,7 @@ impl Engine {
         };
         let explanation = evaluate_conditions(&rule.conditions, &after, Some(&change));
         if !explanation.holds {
-            let failed: Vec<String> = explanation
-                .steps
-                .iter()
-                .filter(|s| s.outcome != Outcome::Held)
-                .map(|s| format!("{}: {}", s.path, s.reason))
-                .collect();
-            let why = format!("conditions did not hold ({})", failed.join("; "));
+            let why = why_not(&explanation);
             return self.skip(tenant, rule, e, depth, &why, report).await;
         }
         let run = RuleRun {
@@ -1141,14 +1165,7 @@ impl Engine {
         );
         s.order = vec![OrderKey::asc("next_at")];
         s.limit = Some(crmkit_core::query::MAX_LIMIT);
-        let due = self
-            .store
-            .backend()
-            .select(tenant, &s)
-            .await?
-            .into_iter()
-            .map(FailedRun::decode)
-            .collect::<Result<Vec<_>>>()?;
+        let due = self.select_decoded(tenant, &s, FailedRun::decode).await?;
         let mut report = RunReport::default();
         let rules = self.rule_set(tenant, true).await?;
         for f in due {
@@ -1252,14 +1269,7 @@ impl Engine {
         );
         s.order = vec![OrderKey::asc("next_at"), OrderKey::asc("id")];
         s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
-        let due = self
-            .store
-            .backend()
-            .select(tenant, &s)
-            .await?
-            .into_iter()
-            .map(Delivery::decode)
-            .collect::<Result<Vec<_>>>()?;
+        let due = self.select_decoded(tenant, &s, Delivery::decode).await?;
         let mut report = DeliveryReport::default();
         for d in due {
             let sent = match &d.payload {
@@ -1378,13 +1388,8 @@ impl Engine {
             OrderKey::desc("action"),
         ];
         s.limit = Some(limit);
-        self.store
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .into_iter()
-            .map(runlog::decode_run)
-            .collect()
+        self.select_decoded(ctx.tenant(), &s, runlog::decode_run)
+            .await
     }
 
     /// The run log of a record the actor can see (a hidden record is NotFound, like a
@@ -1524,13 +1529,8 @@ impl Engine {
         let mut s = Select::new(OUTBOX_TABLE, Cond::eq("status", status.as_str()));
         s.order = vec![OrderKey::asc("created_at"), OrderKey::asc("id")];
         s.limit = Some(limit);
-        self.store
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .into_iter()
-            .map(Delivery::decode)
-            .collect()
+        self.select_decoded(ctx.tenant(), &s, Delivery::decode)
+            .await
     }
 
     /// Sends a given-up delivery again at the next [`Engine::deliver`] (Admin and
@@ -1589,6 +1589,17 @@ fn render_strings(params: &Json, record: &Json) -> Json {
         ),
         v => v.clone(),
     }
+}
+
+/// Why a rule's conditions did not hold, for the run log.
+pub(crate) fn why_not(explanation: &crate::Explanation) -> String {
+    let failed: Vec<String> = explanation
+        .steps
+        .iter()
+        .filter(|s| s.outcome != Outcome::Held)
+        .map(|s| format!("{}: {}", s.path, s.reason))
+        .collect();
+    format!("conditions did not hold ({})", failed.join("; "))
 }
 
 /// One rule running for one occurrence.

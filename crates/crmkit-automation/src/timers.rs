@@ -27,7 +27,7 @@ use crmkit_core::store::{
 use crmkit_core::{Ctx, Error, Event, RecordKind, RecordRef, Result, RuleId, Store, TenantId};
 
 use crate::engine::{Engine, RuleRun, RuleSet};
-use crate::eval::{Outcome, evaluate_conditions};
+use crate::eval::evaluate_conditions;
 use crate::model::{Direction, Offset, Rule, TimeUnit, Trigger};
 use crate::runlog::FailedRun;
 use crate::template::field;
@@ -276,15 +276,8 @@ impl Engine {
             Ok(c) => c,
             Err(_) => return set(self, tenant, rule_id, &record, None).await,
         };
-        let after = match self
-            .store
-            .records()
-            .get(&ctx, record.kind.as_str(), record.id)
-            .await
-        {
-            Ok(r) => r.into_value(),
-            Err(Error::NotFound { .. }) => return set(self, tenant, rule_id, &record, None).await,
-            Err(e) => return Err(e),
+        let Some(after) = self.current(&ctx, &record).await? else {
+            return set(self, tenant, rule_id, &record, None).await;
         };
         // The record may have changed since the timer was armed (the feed brings it
         // later): fire only at the instant it gives now.
@@ -307,19 +300,13 @@ impl Engine {
             };
             self.run_actions(&ctx, &run, 0, report).await?;
         } else {
-            let failed: Vec<String> = explanation
-                .steps
-                .iter()
-                .filter(|s| s.outcome != Outcome::Held)
-                .map(|s| format!("{}: {}", s.path, s.reason))
-                .collect();
             report.skipped += 1;
             let row = runlog::skipped_row(
                 rule.id,
                 &occurrence,
                 Some(&record),
                 1,
-                &format!("conditions did not hold ({})", failed.join("; ")),
+                &crate::engine::why_not(&explanation),
                 self.now(),
             );
             self.commit_once(tenant, vec![row]).await?;
@@ -353,23 +340,9 @@ pub(crate) async fn retry(
         Ok(c) => c,
         Err(why) => return e.give_up(tenant, f, &why).await,
     };
-    let after = match e
-        .store
-        .records()
-        .get(&ctx, record.kind.as_str(), record.id)
-        .await
-    {
-        Ok(r) => r.into_value(),
-        Err(Error::NotFound { .. }) => {
-            return e
-                .give_up(
-                    tenant,
-                    f,
-                    "the record is gone or not visible to the rule's owner",
-                )
-                .await;
-        }
-        Err(err) => return Err(err),
+    let Some(after) = e.current(&ctx, &record).await? else {
+        let why = "the record is gone or not visible to the rule's owner";
+        return e.give_up(tenant, f, why).await;
     };
     let run = RuleRun {
         tenant,
