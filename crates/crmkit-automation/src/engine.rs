@@ -278,6 +278,9 @@ pub struct Engine {
     webhooks: Option<Arc<dyn WebhookClient>>,
     actions: Arc<CustomActions>,
     rules: Mutex<HashMap<TenantId, Arc<RuleSet>>>,
+    /// Rule owners' contexts, kept for one call of `run_pending`, `fire_timers` or
+    /// `retry_due` (so a deactivation takes effect from the next call on).
+    owners: Mutex<HashMap<(TenantId, crmkit_core::UserId), std::result::Result<Ctx, String>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -307,6 +310,7 @@ impl Engine {
             webhooks: None,
             actions: store.modules().automation_actions().clone(),
             rules: Mutex::new(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
         })
     }
 
@@ -498,9 +502,20 @@ impl Engine {
         };
         let mut rules = self.rule_set(tenant, false).await?;
         let mut done = cursor;
+        // A rule change takes effect from the next event on; a burst of rule changes
+        // (rules saved one after another) reloads the rules once.
+        let mut stale = false;
+        self.forget_owners();
         for e in &events {
             if e.kind.starts_with("automation_rule.") {
+                stale = true;
+                report.events += 1;
+                done = e.seq;
+                continue;
+            }
+            if stale {
                 rules = self.rule_set(tenant, true).await?;
+                stale = false;
             }
             let outcome = self.dispatch(tenant, &rules, e, &mut report).await;
             if let Err(err) = outcome {
@@ -511,6 +526,9 @@ impl Engine {
             }
             report.events += 1;
             done = e.seq;
+        }
+        if stale {
+            self.rule_set(tenant, true).await?;
         }
         if done > cursor {
             self.advance(tenant, done).await?;
@@ -562,15 +580,31 @@ impl Engine {
         tenant: TenantId,
         rule: &Rule,
     ) -> Result<std::result::Result<Ctx, String>> {
-        match self.store.directory().ctx_for(tenant, rule.owner).await {
-            Ok(ctx) => Ok(Ok(ctx
-                .with_clock(self.clock.clone())
-                .with_origin("automation"))),
-            Err(Error::PermissionDenied(_)) => {
-                Ok(Err("the rule's owner is not an active user".into()))
-            }
-            Err(e) => Err(e),
+        let key = (tenant, rule.owner);
+        if let Some(c) = self.owner_cache().get(&key) {
+            return Ok(c.clone());
         }
+        let c = match self.store.directory().ctx_for(tenant, rule.owner).await {
+            Ok(ctx) => Ok(ctx.with_clock(self.clock.clone()).with_origin("automation")),
+            Err(Error::PermissionDenied(_)) => Err("the rule's owner is not an active user".into()),
+            Err(e) => return Err(e),
+        };
+        self.owner_cache().insert(key, c.clone());
+        Ok(c)
+    }
+
+    fn owner_cache(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        HashMap<(TenantId, crmkit_core::UserId), std::result::Result<Ctx, String>>,
+    > {
+        // Each operation is one insert or get: a poisoned lock is still consistent.
+        self.owners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn forget_owners(&self) {
+        self.owner_cache().clear();
     }
 
     /// The record as the owner sees it, or why the rule cannot act on it.
@@ -725,6 +759,7 @@ impl Engine {
             occurrence: occurrence_of(e.seq),
             depth,
             record: e.record.clone(),
+            latest: Mutex::new(Some(after.clone())),
             after,
             event: Some(e),
         };
@@ -741,11 +776,9 @@ impl Engine {
     ) -> Result<()> {
         for (i, action) in run.rule.actions.iter().enumerate().skip(first) {
             let index = i as u32;
+            // No look-up first: an action already applied (a redelivery, a second
+            // engine) fails its commit on the run-log key, which is read below.
             let key = runlog::key(run.rule.id, &run.occurrence, Some(index));
-            if self.exists(run.tenant, RUN_TABLE, &key).await? {
-                report.already_applied += 1;
-                continue;
-            }
             let cause = Cause {
                 rule: run.rule.id,
                 occurrence: run.occurrence.clone(),
@@ -880,7 +913,7 @@ impl Engine {
                         (k.clone(), v)
                     })
                     .collect();
-                self.patch_current(ctx, target, |cur| {
+                self.patch_current(ctx, target, &run.latest, |cur| {
                     let differs = body.iter().any(|(k, v)| cur.get(k) != Some(v));
                     differs.then(|| body.clone())
                 })
@@ -888,7 +921,7 @@ impl Engine {
             }
             Action::AddTag { tag } | Action::RemoveTag { tag } => {
                 let add = matches!(action, Action::AddTag { .. });
-                self.patch_current(ctx, target, |cur| {
+                self.patch_current(ctx, target, &run.latest, |cur| {
                     let mut tags: Vec<Json> = cur
                         .get("tags")
                         .and_then(Json::as_array)
@@ -1083,25 +1116,35 @@ impl Engine {
         &self,
         ctx: &Ctx,
         target: &RecordRef,
+        latest: &Mutex<Option<Json>>,
         body: impl Fn(&Json) -> Option<JsonMap>,
     ) -> Result<()> {
         let records = self.store.records();
         let kind = target.kind.as_str();
         let mut attempt = 0;
+        // The record as this run last saw it (loaded when the rule started, or as the
+        // rule's previous patch left it); read again only after a concurrent change.
+        let mut cur = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
         loop {
-            let cur = records.get(ctx, kind, target.id).await?;
-            let Some(b) = body(cur.value()) else {
+            let known = match cur.take() {
+                Some(v) => v,
+                None => records.get(ctx, kind, target.id).await?.into_value(),
+            };
+            let Some(b) = body(&known) else {
                 return Ok(());
             };
-            let version = cur
-                .version()
+            let version = crmkit_core::record::version_of(&known)
                 .ok_or_else(|| Error::storage(format!("a {kind} without a version")))?;
             match records
                 .patch(ctx, kind, target.id, version, Json::Object(b))
                 .await
             {
+                Ok(r) => {
+                    *latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.into_value());
+                    return Ok(());
+                }
                 Err(Error::Conflict { .. }) if attempt < 2 => attempt += 1,
-                other => return other.map(|_| ()),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -1168,6 +1211,7 @@ impl Engine {
         let due = self.select_decoded(tenant, &s, FailedRun::decode).await?;
         let mut report = RunReport::default();
         let rules = self.rule_set(tenant, true).await?;
+        self.forget_owners();
         for f in due {
             self.retry_one(tenant, &rules, f, &mut report).await?;
         }
@@ -1245,6 +1289,7 @@ impl Engine {
             occurrence: f.occurrence.clone(),
             depth: f.depth,
             record: e.record.clone(),
+            latest: Mutex::new(Some(after.clone())),
             after,
             event: Some(&e),
         };
@@ -1613,6 +1658,8 @@ pub(crate) struct RuleRun<'a> {
     pub(crate) after: Json,
     /// The event that triggered it (`None` for a timer).
     pub(crate) event: Option<&'a Event>,
+    /// The record as this run last saw it (starts as `after`; each patch updates it).
+    pub(crate) latest: Mutex<Option<Json>>,
 }
 
 #[cfg(test)]

@@ -240,6 +240,7 @@ impl Engine {
         s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
         let due = self.store.backend().select(tenant, &s).await?;
         let rules = self.rule_set(tenant, true).await?;
+        self.forget_owners();
         let mut report = RunReport::default();
         for row in due {
             let rule = RuleId::from_uuid(
@@ -295,6 +296,7 @@ impl Engine {
                 occurrence,
                 depth: 1,
                 record: record.clone(),
+                latest: std::sync::Mutex::new(Some(after.clone())),
                 after,
                 event: None,
             };
@@ -350,6 +352,7 @@ pub(crate) async fn retry(
         occurrence: f.occurrence.clone(),
         depth: f.depth,
         record,
+        latest: std::sync::Mutex::new(Some(after.clone())),
         after,
         event: None,
     };
