@@ -762,6 +762,7 @@ impl Engine {
             latest: Mutex::new(Some(after.clone())),
             after,
             event: Some(e),
+            retry: false,
         };
         self.run_actions(&ctx, &run, 0, report).await
     }
@@ -787,7 +788,15 @@ impl Engine {
                 record: Some(run.record.clone()),
                 detail: describe(action, &run.after),
                 attempt: Uuid::now_v7(),
-                writes: vec![],
+                // A retry clears its failed run in the same commit.
+                writes: if run.retry {
+                    vec![Write::Delete {
+                        table: FAILURE_TABLE,
+                        key: key.clone(),
+                    }]
+                } else {
+                    vec![]
+                },
             };
             let actx = ctx.clone().with_cause(cause.clone());
             match self.apply(&actx, run, index, action).await {
@@ -1251,6 +1260,15 @@ impl Engine {
         f: FailedRun,
         report: &mut RunReport,
     ) -> Result<()> {
+        let key = runlog::key(f.rule, &f.occurrence, Some(f.action));
+        if self.recorded_attempt(tenant, &key).await?.is_some() {
+            // Applied meanwhile (a redelivery of its event): the failed run is stale.
+            let w = Write::Delete {
+                table: FAILURE_TABLE,
+                key,
+            };
+            return self.commit_once(tenant, vec![w]).await;
+        }
         let Some(rule) = rules.by_id.get(&f.rule).cloned() else {
             return self
                 .give_up(tenant, f, "the rule is disabled or deleted")
@@ -1292,6 +1310,7 @@ impl Engine {
             latest: Mutex::new(Some(after.clone())),
             after,
             event: Some(&e),
+            retry: true,
         };
         self.run_actions(&ctx, &run, f.action as usize, report)
             .await
@@ -1660,6 +1679,8 @@ pub(crate) struct RuleRun<'a> {
     pub(crate) event: Option<&'a Event>,
     /// The record as this run last saw it (starts as `after`; each patch updates it).
     pub(crate) latest: Mutex<Option<Json>>,
+    /// Whether this run retries a failed one (its actions then clear the failed run).
+    pub(crate) retry: bool,
 }
 
 #[cfg(test)]

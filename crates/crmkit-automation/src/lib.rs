@@ -202,19 +202,15 @@ impl Module for AutomationModule {
     }
 
     /// A changeset made for a rule's action (one whose [`crmkit_core::Cause`] is set) gets
-    /// the action's run-log line, keyed `(rule, occurrence, action)`, and clears the
-    /// action's failed run: the action's writes and the record that it ran commit
-    /// together, so a second run of the same action fails on the key and writes nothing.
+    /// the cause's own writes (assignment state; a retry's removal of its failed run) and
+    /// the action's run-log line, keyed `(rule, occurrence, action)`: the action's writes
+    /// and the record that it ran commit together, so a second run of the same action
+    /// fails on the key and writes nothing.
     fn before_commit(&self, changeset: &mut crmkit_core::Changeset) -> Result<()> {
         if let Some(cause) = &changeset.cause {
             changeset.writes.extend(cause.writes.iter().cloned());
-            let key = runlog::key(cause.rule, &cause.occurrence, Some(cause.action));
             let row = runlog::applied_row(cause, changeset.at);
             changeset.writes.push(row);
-            changeset.writes.push(crmkit_core::store::Write::Delete {
-                table: runlog::FAILURE_TABLE,
-                key,
-            });
         }
         Ok(())
     }

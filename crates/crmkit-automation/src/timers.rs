@@ -299,6 +299,7 @@ impl Engine {
                 latest: std::sync::Mutex::new(Some(after.clone())),
                 after,
                 event: None,
+                retry: false,
             };
             self.run_actions(&ctx, &run, 0, report).await?;
         } else {
@@ -355,6 +356,7 @@ pub(crate) async fn retry(
         latest: std::sync::Mutex::new(Some(after.clone())),
         after,
         event: None,
+        retry: true,
     };
     e.run_actions(&ctx, &run, f.action as usize, report).await
 }
