@@ -178,7 +178,7 @@ mod dispatch {
                 })
             }
         };
-        let (mut many, mut few) = (
+        let (many, few) = (
             run(&s.many, "dispatch/1000 rules"),
             run(&s.few, "dispatch/10 rules"),
         );
