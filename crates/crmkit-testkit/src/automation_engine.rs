@@ -1260,7 +1260,8 @@ pub async fn assignment(store: &Store) -> CheckResult {
         .at("disable")?;
     // Least loaded: rep holds 11 open leads, rep2 7, manager 5: the next four go to the
     // manager, then manager and rep2 alternate by load.
-    f.rules
+    let ll = f
+        .rules
         .create(
             &f.admin,
             NewRule::new("least loaded", created()).action(Action::AssignOwner {
@@ -1279,6 +1280,60 @@ pub async fn assignment(store: &Store) -> CheckResult {
         owners.get(&manager.as_uuid().to_string()).copied(),
         Some(2),
         "the least loaded member gets them: {owners:?}"
+    );
+    f.rules
+        .disable(&f.admin, ll.id, ll.version)
+        .await
+        .at("disable")?;
+    // Loads count what the rule's owner sees: a Rep's least-loaded rule over the Rep and
+    // a Rep of another team sees none of the 20 open leads of the other (hidden from
+    // them), so it picks the other, which a Rep may not assign to (a failed run); counted
+    // by anyone else, the other's 20 leads would show and the Rep would be picked.
+    let rep_y = f.rep_y.actor().user;
+    for i in 0..20 {
+        store
+            .records()
+            .create(
+                &f.admin,
+                "lead",
+                json!({"first_name": format!("Y{i}"), "last_name": "Hidden",
+                       "source": "web_form", "owner": rep_y}),
+            )
+            .await
+            .at("a hidden lead")?;
+    }
+    let own = f
+        .rules
+        .create(
+            &f.rep,
+            NewRule::new("rep's least loaded", created()).action(Action::AssignOwner {
+                strategy: crmkit_automation::Strategy::LeastLoaded,
+                team: None,
+                users: vec![member(rep), member(rep_y)],
+            }),
+        )
+        .await
+        .at("rep's rule")?;
+    let mine = store
+        .records()
+        .create(
+            &f.rep,
+            "lead",
+            json!({"first_name": "Mine", "last_name": "Lead", "source": "web_form"}),
+        )
+        .await
+        .at("rep's lead")?;
+    let (e, _) = engine(store)?;
+    drain(&e, &f).await?;
+    let failed = e.failed(&f.rep).await.at("failed")?;
+    ensure!(
+        failed.iter().any(|r| r.rule == own.id),
+        "the rep's rule chose the member whose leads it cannot see: {failed:?}"
+    );
+    ensure_eq!(
+        owners_of(&f, &[mine.id().unwrap_or_default()]).await?,
+        [(rep.as_uuid().to_string(), 1)].into(),
+        "the lead stays the rep's"
     );
     Ok(())
 }
