@@ -52,12 +52,18 @@
 //!   record change, fired by [`Engine::fire_timers`] (in [`Engine::tick`]) once per
 //!   instant and never before it; days are local days in the owner's time zone.
 //!
-//! **Still to come** (issue 10): schedules, arming timers for the records that existed
-//! before a timed rule was saved, weighted capacity per period, lead scoring, sequences (refused on save), auto-acknowledgement, a tokio worker, and
-//! the benchmarks. The actions that are another module's command (move a deal, set a
-//! lead's status or score, add to a campaign, escalate a ticket) run through the action
-//! kinds that module offers (`deal.move_to_stage`, `lead.set_status`, `lead.set_score`,
+//! - **A worker** ([`Engine::spawn`], [`Worker`]): a task on the host's tokio runtime
+//!   that runs the feed and the tick for its tenants at an interval, with a graceful
+//!   [`Worker::shutdown`].
+//!
+//! The actions that are another module's command (move a deal, set a lead's status or
+//! score, add to a campaign, escalate a ticket) run through the action kinds that module
+//! offers (`deal.move_to_stage`, `lead.set_status`, `lead.set_score`,
 //! `campaign.add_member`, `ticket.escalate`), as a third-party module's would.
+//!
+//! **Still to come** (issue 10): schedules, arming timers for the records that existed
+//! before a timed rule was saved, weighted capacity per period, lead scoring, sequences
+//! (refused on save), auto-acknowledgement.
 //!
 //! ```
 //! use crmkit_automation::{Action, AutomationModule, NewRule, Rules, Trigger, evaluate_conditions};
@@ -115,6 +121,7 @@ mod template;
 pub mod timers;
 mod timing;
 mod validate;
+mod worker;
 
 use std::sync::Arc;
 
@@ -134,6 +141,7 @@ pub use runlog::{FailedRun, RunEntry, RunOutcome};
 pub use service::{
     DryRun, EVENT_KINDS, RULE_FIELDS, RULE_KIND, RULE_TABLE, Rules, WEBHOOK_SECRET_MASK,
 };
+pub use worker::Worker;
 
 /// The module's name.
 pub const MODULE_NAME: &str = "automation";

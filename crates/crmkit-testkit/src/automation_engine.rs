@@ -1479,8 +1479,49 @@ pub async fn timers(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// A worker on the runtime runs rules as changes come in, and after a graceful shutdown
+/// it runs no more.
+pub async fn worker(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    f.rules
+        .create(
+            &f.admin,
+            NewRule::new(
+                "tag",
+                Trigger::RecordCreated {
+                    record_kind: "contact".into(),
+                },
+            )
+            .action(Action::AddTag {
+                tag: "worked".into(),
+            }),
+        )
+        .await
+        .at("rule")?;
+    let engine = Arc::new(Engine::new(store).at("engine")?);
+    let w = engine.spawn(vec![f.tenant], std::time::Duration::from_millis(10));
+    let c = f.person(&f.rep, "Work", "Er").await?.id;
+    let mut tagged = false;
+    for _ in 0..500 {
+        if tags(&contact_json(&f, c).await?) == ["worked"] {
+            tagged = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    ensure!(tagged, "the worker ran the rule: {:?}", w.last_error());
+    w.shutdown().await.at("shutdown")?;
+    let later = f.person(&f.rep, "After", "Shutdown").await?.id;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    ensure!(
+        tags(&contact_json(&f, later).await?).is_empty(),
+        "a stopped worker runs no more"
+    );
+    Ok(())
+}
+
 suite_checks! {
     /// The automation engine checks, by name.
     names: automation_engine_check_names,
-    checks: [timers, assignment, module_actions, exactly_once, faults, concurrent_engines, loops, field_triggers, authority, failures_and_retries],
+    checks: [worker, timers, assignment, module_actions, exactly_once, faults, concurrent_engines, loops, field_triggers, authority, failures_and_retries],
 }
