@@ -219,6 +219,15 @@ impl RuleSet {
     }
 }
 
+/// Whether dispatching `e` reads its payload: a deleted record's rules and timers act on
+/// it, and field triggers compare it.
+fn needs_payload(rules: &RuleSet, e: &Event) -> bool {
+    e.kind.ends_with(".deleted")
+        || rules
+            .matching(e)
+            .any(|r| matches!(r.trigger, Trigger::RecordUpdated { field: Some(_), .. }))
+}
+
 /// The occurrence key of event `seq`.
 fn occurrence_of(seq: u64) -> String {
     format!("e{seq}")
@@ -453,7 +462,14 @@ impl Engine {
             .map(|_| ())
     }
 
-    async fn events_after(&self, tenant: TenantId, after: u64, limit: u32) -> Result<Vec<Event>> {
+    /// The events after `after`, each with its payload's JSON text: the payload is parsed
+    /// only for an event a rule needs it for ([`needs_payload`]).
+    async fn events_after(
+        &self,
+        tenant: TenantId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(Event, String)>> {
         let mut s = Select::new(
             EVENTS_TABLE,
             Cond::Cmp("seq".into(), CmpOp::Gt, Value::Int(after as i64)),
@@ -461,7 +477,16 @@ impl Engine {
         s.order = vec![OrderKey::asc("seq")];
         s.limit = Some(limit);
         let rows = self.store.backend().select(tenant, &s).await?;
-        rows.iter().map(|r| decode_event(tenant, r)).collect()
+        rows.into_iter()
+            .map(|mut r| {
+                let text = match r.get_mut(5) {
+                    Some(v) => std::mem::replace(v, Value::Text("null".into())),
+                    None => Value::Null,
+                };
+                let e = decode_event(tenant, &r)?;
+                Ok((e, text.as_text().unwrap_or("null").to_owned()))
+            })
+            .collect()
     }
 
     /// The tenant's enabled rules, loaded once and again after a rule changed.
@@ -495,7 +520,7 @@ impl Engine {
     pub async fn run_pending(&self, tenant: TenantId, limit: u32) -> Result<RunReport> {
         check_limit(limit)?;
         let cursor = self.cursor(tenant).await?;
-        let events = self.events_after(tenant, cursor, limit).await?;
+        let mut events = self.events_after(tenant, cursor, limit).await?;
         let mut report = RunReport {
             cursor,
             ..RunReport::default()
@@ -506,7 +531,7 @@ impl Engine {
         // (rules saved one after another) reloads the rules once.
         let mut stale = false;
         self.forget_owners();
-        for e in &events {
+        for (e, payload) in &mut events {
             if e.kind.starts_with("automation_rule.") {
                 stale = true;
                 report.events += 1;
@@ -516,6 +541,10 @@ impl Engine {
             if stale {
                 rules = self.rule_set(tenant, true).await?;
                 stale = false;
+            }
+            if needs_payload(&rules, e) {
+                e.payload = serde_json::from_str(payload)
+                    .map_err(|err| Error::storage_from("event", err))?;
             }
             let outcome = self.dispatch(tenant, &rules, e, &mut report).await;
             if let Err(err) = outcome {
@@ -800,7 +829,9 @@ impl Engine {
             };
             let actx = ctx.clone().with_cause(cause.clone());
             match self.apply(&actx, run, index, action).await {
-                Ok(()) => {
+                // The action's own commit carried the run-log row: applied, by us.
+                Ok(true) => report.applied += 1,
+                Ok(false) => {
                     match self.recorded_attempt(run.tenant, &key).await? {
                         Some(a) if a == cause.attempt => {
                             report.applied += 1;
@@ -904,7 +935,13 @@ impl Engine {
     }
 
     /// Applies one action.
-    async fn apply(&self, ctx: &Ctx, run: &RuleRun<'_>, index: u32, action: &Action) -> Result<()> {
+    async fn apply(
+        &self,
+        ctx: &Ctx,
+        run: &RuleRun<'_>,
+        index: u32,
+        action: &Action,
+    ) -> Result<bool> {
         let records = self.store.records();
         let target = &run.record;
         let kind = target.kind.as_str();
@@ -971,7 +1008,7 @@ impl Engine {
                     "related": [target],
                     "details": details,
                 });
-                records.create(ctx, "activity", body).await.map(|_| ())
+                records.create(ctx, "activity", body).await.map(|_| true)
             }
             Action::LogNote { body } => {
                 let text = render(body, &run.after);
@@ -980,7 +1017,7 @@ impl Engine {
                     "related": [target],
                     "details": {"body": text, "author": ctx.actor().user},
                 });
-                records.create(ctx, "activity", body).await.map(|_| ())
+                records.create(ctx, "activity", body).await.map(|_| true)
             }
             Action::CreateTicket { subject, priority } => {
                 let mut body = JsonMap::new();
@@ -1000,7 +1037,7 @@ impl Engine {
                 records
                     .create(ctx, "ticket", Json::Object(body))
                     .await
-                    .map(|_| ())
+                    .map(|_| true)
             }
             Action::Notify {
                 channel,
@@ -1026,7 +1063,7 @@ impl Engine {
                     subject: render(subject, &run.after),
                     body: render(body, &run.after),
                 };
-                self.enqueue(ctx, run, index, payload).await
+                self.enqueue(ctx, run, index, payload).await.map(|()| true)
             }
             Action::Webhook { url, secret } => {
                 let delivery = Uuid::now_v7();
@@ -1051,10 +1088,13 @@ impl Engine {
                 };
                 self.enqueue_with_id(ctx, run, index, delivery, payload)
                     .await
+                    .map(|()| true)
             }
             Action::Custom { kind: k, params } => {
                 let params = render_strings(params, &run.after);
-                self.module_action(ctx, k, target, params).await
+                self.module_action(ctx, k, target, params)
+                    .await
+                    .map(|()| false)
             }
             Action::AssignOwner {
                 strategy,
@@ -1070,28 +1110,31 @@ impl Engine {
                 };
                 crate::assign::assign(&self.store, ctx, &a, target)
                     .await
-                    .map(|_| ())
+                    .map(|_| false)
             }
-            Action::MoveDealToStage { stage } => {
-                self.module_action(ctx, "deal.move_to_stage", target, json!({ "stage": stage }))
-                    .await
-            }
-            Action::SetLeadStatus { status } => {
-                self.module_action(ctx, "lead.set_status", target, json!({ "status": status }))
-                    .await
-            }
-            Action::SetLeadScore { score } => {
-                self.module_action(ctx, "lead.set_score", target, json!({ "score": score }))
-                    .await
-            }
+            Action::MoveDealToStage { stage } => self
+                .module_action(ctx, "deal.move_to_stage", target, json!({ "stage": stage }))
+                .await
+                .map(|()| false),
+            Action::SetLeadStatus { status } => self
+                .module_action(ctx, "lead.set_status", target, json!({ "status": status }))
+                .await
+                .map(|()| false),
+            Action::SetLeadScore { score } => self
+                .module_action(ctx, "lead.set_score", target, json!({ "score": score }))
+                .await
+                .map(|()| false),
             Action::AddToCampaign { campaign } => {
                 let p = json!({ "campaign": campaign });
                 self.module_action(ctx, "campaign.add_member", target, p)
                     .await
+                    .map(|()| false)
             }
             Action::EscalateTicket { reason } => {
                 let p = json!({ "reason": render(reason, &run.after) });
-                self.module_action(ctx, "ticket.escalate", target, p).await
+                self.module_action(ctx, "ticket.escalate", target, p)
+                    .await
+                    .map(|()| false)
             }
             other => Err(Error::Config(format!(
                 "the engine does not run {} actions yet",
@@ -1127,7 +1170,7 @@ impl Engine {
         target: &RecordRef,
         latest: &Mutex<Option<Json>>,
         body: impl Fn(&Json) -> Option<JsonMap>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let records = self.store.records();
         let kind = target.kind.as_str();
         let mut attempt = 0;
@@ -1140,7 +1183,7 @@ impl Engine {
                 None => records.get(ctx, kind, target.id).await?.into_value(),
             };
             let Some(b) = body(&known) else {
-                return Ok(());
+                return Ok(false);
             };
             let version = crmkit_core::record::version_of(&known)
                 .ok_or_else(|| Error::storage(format!("a {kind} without a version")))?;
@@ -1149,8 +1192,11 @@ impl Engine {
                 .await
             {
                 Ok(r) => {
+                    // A module may find nothing to change after all (a value it
+                    // normalises to the same): only a new version is a commit.
+                    let committed = r.version().is_some_and(|v| v > version);
                     *latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.into_value());
-                    return Ok(());
+                    return Ok(committed);
                 }
                 Err(Error::Conflict { .. }) if attempt < 2 => attempt += 1,
                 Err(e) => return Err(e),
