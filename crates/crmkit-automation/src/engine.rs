@@ -788,7 +788,7 @@ impl Engine {
             occurrence: occurrence_of(e.seq),
             depth,
             record: e.record.clone(),
-            latest: Mutex::new(Some(after.clone())),
+            latest: Mutex::new(Latest::After),
             after,
             event: Some(e),
             retry: false,
@@ -959,7 +959,7 @@ impl Engine {
                         (k.clone(), v)
                     })
                     .collect();
-                self.patch_current(ctx, target, &run.latest, |cur| {
+                self.patch_current(ctx, run, |cur| {
                     let differs = body.iter().any(|(k, v)| cur.get(k) != Some(v));
                     differs.then(|| body.clone())
                 })
@@ -967,7 +967,7 @@ impl Engine {
             }
             Action::AddTag { tag } | Action::RemoveTag { tag } => {
                 let add = matches!(action, Action::AddTag { .. });
-                self.patch_current(ctx, target, &run.latest, |cur| {
+                self.patch_current(ctx, run, |cur| {
                     let mut tags: Vec<Json> = cur
                         .get("tags")
                         .and_then(Json::as_array)
@@ -1162,31 +1162,38 @@ impl Engine {
             .map(|_| ())
     }
 
-    /// Patches the current version of `target` with what `body` makes of it (`None`:
-    /// nothing to change), again on a concurrent change (up to three times).
+    /// Patches the current version of the run's record with what `body` makes of it
+    /// (`None`: nothing to change), again on a concurrent change (up to three times).
+    /// Whether it committed.
     async fn patch_current(
         &self,
         ctx: &Ctx,
-        target: &RecordRef,
-        latest: &Mutex<Option<Json>>,
+        run: &RuleRun<'_>,
         body: impl Fn(&Json) -> Option<JsonMap>,
     ) -> Result<bool> {
         let records = self.store.records();
+        let target = &run.record;
         let kind = target.kind.as_str();
         let mut attempt = 0;
-        // The record as this run last saw it (loaded when the rule started, or as the
-        // rule's previous patch left it); read again only after a concurrent change.
-        let mut cur = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // First the record as this run last saw it (loaded when the rule started, or as
+        // the rule's previous patch left it); read again only after a concurrent change.
+        let mut fresh: Option<crmkit_core::record::Record> = None;
         loop {
-            let known = match cur.take() {
-                Some(v) => v,
-                None => records.get(ctx, kind, target.id).await?.into_value(),
+            let (b, version) = match &fresh {
+                Some(r) => (body(r.value()), r.version()),
+                None => match &*run.latest.lock().unwrap_or_else(|p| p.into_inner()) {
+                    Latest::After => (
+                        body(&run.after),
+                        crmkit_core::record::version_of(&run.after),
+                    ),
+                    Latest::Record(r) => (body(r.value()), r.version()),
+                },
             };
-            let Some(b) = body(&known) else {
+            let Some(b) = b else {
                 return Ok(false);
             };
-            let version = crmkit_core::record::version_of(&known)
-                .ok_or_else(|| Error::storage(format!("a {kind} without a version")))?;
+            let version =
+                version.ok_or_else(|| Error::storage(format!("a {kind} without a version")))?;
             match records
                 .patch(ctx, kind, target.id, version, Json::Object(b))
                 .await
@@ -1195,10 +1202,13 @@ impl Engine {
                     // A module may find nothing to change after all (a value it
                     // normalises to the same): only a new version is a commit.
                     let committed = r.version().is_some_and(|v| v > version);
-                    *latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.into_value());
+                    *run.latest.lock().unwrap_or_else(|p| p.into_inner()) = Latest::Record(r);
                     return Ok(committed);
                 }
-                Err(Error::Conflict { .. }) if attempt < 2 => attempt += 1,
+                Err(Error::Conflict { .. }) if attempt < 2 => {
+                    attempt += 1;
+                    fresh = Some(records.get(ctx, kind, target.id).await?);
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -1353,7 +1363,7 @@ impl Engine {
             occurrence: f.occurrence.clone(),
             depth: f.depth,
             record: e.record.clone(),
-            latest: Mutex::new(Some(after.clone())),
+            latest: Mutex::new(Latest::After),
             after,
             event: Some(&e),
             retry: true,
@@ -1712,6 +1722,14 @@ pub(crate) fn why_not(explanation: &crate::Explanation) -> String {
     format!("conditions did not hold ({})", failed.join("; "))
 }
 
+/// The record as a rule's run last saw it.
+pub(crate) enum Latest {
+    /// As loaded when the rule started ([`RuleRun::after`]).
+    After,
+    /// As the run's last patch returned it.
+    Record(crmkit_core::record::Record),
+}
+
 /// One rule running for one occurrence.
 pub(crate) struct RuleRun<'a> {
     pub(crate) tenant: TenantId,
@@ -1723,8 +1741,9 @@ pub(crate) struct RuleRun<'a> {
     pub(crate) after: Json,
     /// The event that triggered it (`None` for a timer).
     pub(crate) event: Option<&'a Event>,
-    /// The record as this run last saw it (starts as `after`; each patch updates it).
-    pub(crate) latest: Mutex<Option<Json>>,
+    /// The record as this run last saw it (`after` until a patch of the run returns a
+    /// newer one; parsed only if a later action reads it).
+    pub(crate) latest: Mutex<Latest>,
     /// Whether this run retries a failed one (its actions then clear the failed run).
     pub(crate) retry: bool,
 }
