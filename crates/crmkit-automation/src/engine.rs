@@ -1250,12 +1250,13 @@ impl Engine {
         self.store.commit(cs).await.map(|_| ())
     }
 
-    /// Fires the timers that are due, retries the failed actions that are due, then
-    /// delivers what is due in the outbox. Schedules join it in a later step.
+    /// Fires the timers that are due, runs the schedules whose instant has come, retries
+    /// the failed actions that are due, then delivers what is due in the outbox.
     pub async fn tick(&self, tenant: TenantId) -> Result<(RunReport, DeliveryReport)> {
         let mut runs = self
             .fire_timers(tenant, crmkit_core::query::MAX_LIMIT)
             .await?;
+        runs += self.run_schedules(tenant).await?;
         runs += self.retry_due(tenant).await?;
         let deliveries = self.deliver(tenant, crmkit_core::query::MAX_LIMIT).await?;
         Ok((runs, deliveries))
@@ -1330,7 +1331,7 @@ impl Engine {
                 .give_up(tenant, f, "the rule is disabled or deleted")
                 .await;
         };
-        if f.occurrence.starts_with('t') {
+        if f.occurrence.starts_with('t') || f.occurrence.starts_with('s') {
             return crate::timers::retry(self, tenant, &rule, f, report).await;
         }
         let Some(seq) = seq_of(&f.occurrence) else {

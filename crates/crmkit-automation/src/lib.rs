@@ -52,6 +52,10 @@
 //!   record change, fired by [`Engine::fire_timers`] (in [`Engine::tick`]) once per
 //!   instant and never before it; days are local days in the owner's time zone.
 //!
+//! - **Schedules** ([`schedules`]): every day, week or month at a local time in a time
+//!   zone, over the records a query selects as the owner sees them; run by
+//!   [`Engine::run_schedules`] (in [`Engine::tick`]) once per instant and record, a
+//!   missed instant made up once.
 //! - **A worker** ([`Engine::spawn`], [`Worker`]): a task on the host's tokio runtime
 //!   that runs the feed and the tick for its tenants at an interval, with a graceful
 //!   [`Worker::shutdown`].
@@ -61,7 +65,7 @@
 //! offers (`deal.move_to_stage`, `lead.set_status`, `lead.set_score`,
 //! `campaign.add_member`, `ticket.escalate`), as a third-party module's would.
 //!
-//! **Still to come** (issue 10): schedules, arming timers for the records that existed
+//! **Still to come** (issue 10): arming timers for the records that existed
 //! before a timed rule was saved, weighted capacity per period, lead scoring, sequences
 //! (refused on save), auto-acknowledgement.
 //!
@@ -116,6 +120,7 @@ pub mod kinds;
 pub mod model;
 pub mod outbox;
 pub mod runlog;
+pub mod schedules;
 mod service;
 mod template;
 pub mod timers;
@@ -204,7 +209,10 @@ impl Module for AutomationModule {
                 2,
                 "the engine: run log, failed runs, feed cursor, delivery outbox, assignment \
                  state",
-                runlog::tables().into_iter().chain(timers::tables()),
+                runlog::tables()
+                    .into_iter()
+                    .chain(timers::tables())
+                    .chain(schedules::tables()),
             ),
         ]
     }

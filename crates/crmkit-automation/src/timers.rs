@@ -327,8 +327,8 @@ impl Engine {
     }
 }
 
-/// Retries a timer's failed run: the rule's actions from the failed one, on the record as
-/// it is now.
+/// Retries a timer's or a schedule's failed run: the rule's actions from the failed one,
+/// on the record as it is now.
 pub(crate) async fn retry(
     e: &Engine,
     tenant: TenantId,

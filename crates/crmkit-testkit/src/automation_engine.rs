@@ -1520,8 +1520,81 @@ pub async fn worker(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// "Every day at 09:00 in Berlin, over the contacts whose job title is Buyer": a missed
+/// instant is made up once, each instant runs once per record, never before its time,
+/// and records the filter leaves out are not touched.
+pub async fn schedules(store: &Store) -> CheckResult {
+    use chrono::TimeZone;
+    let f = setup(store).await?;
+    for (first, title) in [("Bea", "Buyer"), ("Bo", "Buyer"), ("Sam", "Seller")] {
+        let mut c = NewContact::named(first, "Scheduled");
+        c.job_title = Some(title.into());
+        f.contacts.create(&f.rep, c).await.at("contact")?;
+    }
+    f.rules
+        .create(
+            &f.admin,
+            NewRule::new(
+                "morning buyers",
+                Trigger::Schedule {
+                    record_kind: "contact".into(),
+                    every: crmkit_automation::Recurrence::Daily,
+                    at: "09:00".into(),
+                    time_zone: "Europe/Berlin".into(),
+                    filter: Some(crmkit_core::Filter::eq("job_title", "Buyer")),
+                },
+            )
+            .action(Action::Notify {
+                channel: Channel::Email,
+                to: Some(f.admin.actor().user),
+                subject: "Call {{first_name}}".into(),
+                body: "".into(),
+            }),
+        )
+        .await
+        .at("rule")?;
+    let (e, clock) = engine(store)?;
+    let day = crmkit_core::Clock::now(&*clock).date_naive() + chrono::Days::new(3);
+    let berlin = |h: u32, m: u32| {
+        chrono_tz::Europe::Berlin
+            .from_local_datetime(&day.and_hms_opt(h, m, 0).unwrap_or_default())
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
+    };
+    let outbox = || count(store, &f.admin, OUTBOX_TABLE);
+    clock.set(berlin(8, 59));
+    e.tick(f.tenant).await.at("tick")?;
+    ensure_eq!(
+        outbox().await?,
+        2,
+        "yesterday's 09:00 made up once, for the two buyers"
+    );
+    e.tick(f.tenant).await.at("tick again")?;
+    ensure_eq!(outbox().await?, 2, "not again before 09:00");
+    clock.set(berlin(9, 0));
+    e.tick(f.tenant).await.at("tick at 09:00")?;
+    ensure_eq!(outbox().await?, 4, "today's 09:00 for the two buyers");
+    clock.set(berlin(9, 30));
+    e.tick(f.tenant).await.at("tick later")?;
+    ensure_eq!(outbox().await?, 4, "once per instant");
+    let sent = e
+        .deliveries(&f.admin, DeliveryStatus::Pending, 10)
+        .await
+        .at("outbox")?;
+    ensure!(
+        sent.iter().all(|d| match &d.payload {
+            crmkit_automation::Payload::Notification { subject, .. } =>
+                subject == "Call Bea" || subject == "Call Bo",
+            _ => false,
+        }),
+        "only the buyers: {sent:?}"
+    );
+    Ok(())
+}
+
 suite_checks! {
     /// The automation engine checks, by name.
     names: automation_engine_check_names,
-    checks: [worker, timers, assignment, module_actions, exactly_once, faults, concurrent_engines, loops, field_triggers, authority, failures_and_retries],
+    checks: [schedules, worker, timers, assignment, module_actions, exactly_once, faults, concurrent_engines, loops, field_triggers, authority, failures_and_retries],
 }
