@@ -531,9 +531,13 @@ impl Engine {
         // (rules saved one after another) reloads the rules once.
         let mut stale = false;
         self.forget_owners();
+        // Rules saved, changed, enabled or restored since the last reload: a timed one
+        // arms the timers of the records that already exist.
+        let mut changed_rules: Vec<RuleId> = vec![];
         for (e, payload) in &mut events {
             if e.kind.starts_with("automation_rule.") {
                 stale = true;
+                changed_rules.push(RuleId::from_uuid(e.record.id));
                 report.events += 1;
                 done = e.seq;
                 continue;
@@ -541,6 +545,8 @@ impl Engine {
             if stale {
                 rules = self.rule_set(tenant, true).await?;
                 stale = false;
+                crate::timers::arm_existing(self, tenant, &rules, &changed_rules).await?;
+                changed_rules.clear();
             }
             if needs_payload(&rules, e) {
                 e.payload = serde_json::from_str(payload)
@@ -557,7 +563,8 @@ impl Engine {
             done = e.seq;
         }
         if stale {
-            self.rule_set(tenant, true).await?;
+            let rules = self.rule_set(tenant, true).await?;
+            crate::timers::arm_existing(self, tenant, &rules, &changed_rules).await?;
         }
         if done > cursor {
             self.advance(tenant, done).await?;

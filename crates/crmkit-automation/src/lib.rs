@@ -48,8 +48,8 @@
 //!   the run log says whom and why.
 //!
 //! - **Timers** ([`timers`]): "N minutes, hours, days or working days before or after a
-//!   date or timestamp field", armed, re-planned and cancelled as the engine sees the
-//!   record change, fired by [`Engine::fire_timers`] (in [`Engine::tick`]) once per
+//!   date or timestamp field", armed for the existing records when the rule is saved,
+//!   re-planned and cancelled as the engine sees a record change, fired by [`Engine::fire_timers`] (in [`Engine::tick`]) once per
 //!   instant and never before it; days are local days in the owner's time zone.
 //!
 //! - **Schedules** ([`schedules`]): every day, week or month at a local time in a time
@@ -65,8 +65,7 @@
 //! offers (`deal.move_to_stage`, `lead.set_status`, `lead.set_score`,
 //! `campaign.add_member`, `ticket.escalate`), as a third-party module's would.
 //!
-//! **Still to come** (issue 10): arming timers for the records that existed
-//! before a timed rule was saved, weighted capacity per period, lead scoring, sequences
+//! **Still to come** (issue 10): weighted capacity per period, lead scoring, sequences
 //! (refused on save), auto-acknowledgement.
 //!
 //! ```

@@ -2,8 +2,10 @@
 //! or timestamp field of a record".
 //!
 //! A timer per (rule, record) is a row of [`TIMER_TABLE`] with its due instant (indexed,
-//! so finding the due ones is an index range). The engine arms, re-plans and cancels it
-//! when it processes a change of the record (created, updated, restored: armed from the
+//! so finding the due ones is an index range). When a timed rule is saved, changed,
+//! enabled or restored, the engine arms the timers of the records that exist then
+//! (as the rule's owner sees them). It arms, re-plans and cancels a
+//! timer when it processes a change of the record (created, updated, restored: armed from the
 //! field's value as the rule's owner sees the record; deleted, field cleared, record no
 //! longer visible: cancelled). [`Engine::fire_timers`] runs the due ones: it reloads the
 //! record and computes the instant again (a change the feed has not brought yet re-plans
@@ -223,6 +225,46 @@ pub(crate) async fn arm_for_event(
             }
         };
         set(e, tenant, rule.id, &ev.record, due).await?;
+    }
+    Ok(())
+}
+
+/// Arms the timers of the records that exist when a timed rule is saved, changed, enabled
+/// or restored (`changed`: those rules' ids), reading them page by page as the rule's
+/// owner sees them. Records that change later are re-planned by [`arm_for_event`].
+pub(crate) async fn arm_existing(
+    e: &Engine,
+    tenant: TenantId,
+    rules: &RuleSet,
+    changed: &[RuleId],
+) -> Result<()> {
+    let mut ids = changed.to_vec();
+    ids.sort();
+    ids.dedup();
+    for id in ids {
+        let Some(rule) = rules.by_id.get(&id) else {
+            continue;
+        };
+        let Trigger::Relative { record_kind, .. } = &rule.trigger else {
+            continue;
+        };
+        let Ok(ctx) = e.owner_ctx(tenant, rule).await? else {
+            continue;
+        };
+        let kind = RecordKind::parse(record_kind)?;
+        let mut q = crmkit_core::Query::new().limit(crmkit_core::query::MAX_LIMIT);
+        loop {
+            let page = e.store.records().list(&ctx, record_kind, &q).await?;
+            for r in &page.items {
+                let Some(rid) = r.id() else { continue };
+                let due = due_for(&e.store, &ctx, rule, r.value()).await?;
+                set(e, tenant, rule.id, &RecordRef::new(kind.clone(), rid), due).await?;
+            }
+            match page.next_cursor {
+                Some(c) => q = q.after(c),
+                None => break,
+            }
+        }
     }
     Ok(())
 }

@@ -1357,6 +1357,17 @@ pub async fn timers(store: &Store) -> CheckResult {
         )
         .await
         .at("pipeline")?;
+    // A deal that exists before the rule: saving the rule arms its timer too.
+    let early_close = (Utc::now().date_naive() + chrono::Days::new(100)).to_string();
+    records
+        .create(
+            &f.rep,
+            "deal",
+            json!({"title": "Early deal", "pipeline": pipeline["id"],
+                   "expected_close": early_close}),
+        )
+        .await
+        .at("early deal")?;
     f.rules
         .create(
             &f.admin,
@@ -1410,8 +1421,8 @@ pub async fn timers(store: &Store) -> CheckResult {
     drain(&e, &f).await?;
     ensure_eq!(
         count(store, &f.admin, TIMER_TABLE).await?,
-        2,
-        "two timers armed"
+        3,
+        "three timers armed: the two new deals' and the one that existed before the rule"
     );
     let v = gone.version().unwrap_or_default();
     records
@@ -1421,7 +1432,7 @@ pub async fn timers(store: &Store) -> CheckResult {
     drain(&e, &f).await?;
     ensure_eq!(
         count(store, &f.admin, TIMER_TABLE).await?,
-        1,
+        2,
         "deleting the deal cancels its timer"
     );
     let outbox = || count(store, &f.admin, OUTBOX_TABLE);
@@ -1461,8 +1472,8 @@ pub async fn timers(store: &Store) -> CheckResult {
     ensure_eq!(outbox().await?, 1, "a timer fires once");
     ensure_eq!(
         count(store, &f.admin, TIMER_TABLE).await?,
-        0,
-        "the timer is spent"
+        1,
+        "the timer is spent; the early deal's, 97 days out, waits"
     );
     let sent = e
         .deliveries(&f.admin, DeliveryStatus::Pending, 10)
