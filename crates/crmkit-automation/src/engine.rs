@@ -1546,20 +1546,17 @@ impl Engine {
             OrderKey::desc("occurrence"),
             OrderKey::desc("action"),
         ];
-        let mut out = vec![];
-        for row in self.store.backend().select(ctx.tenant(), &s).await? {
-            let entry = runlog::decode_run(row)?;
-            let visible = owners
-                .get(&entry.rule)
-                .is_some_and(|o| Self::sees_rule(ctx, *o));
-            if visible {
-                out.push(entry);
-                if out.len() == limit as usize {
-                    break;
-                }
-            }
-        }
+        let mut out = self
+            .select_decoded(ctx.tenant(), &s, runlog::decode_run)
+            .await?;
+        out.retain(|l| Self::sees(ctx, &owners, l.rule));
+        out.truncate(limit as usize);
         Ok(out)
+    }
+
+    /// Whether the actor may see rule `rule` (of `owners`: every rule's owner).
+    fn sees(ctx: &Ctx, owners: &HashMap<RuleId, crmkit_core::UserId>, rule: RuleId) -> bool {
+        owners.get(&rule).is_some_and(|o| Self::sees_rule(ctx, *o))
     }
 
     /// Every rule's owner (deleted rules too), by rule.
@@ -1587,16 +1584,10 @@ impl Engine {
             OrderKey::asc("occurrence"),
             OrderKey::asc("action"),
         ];
-        let mut out = vec![];
-        for row in self.store.backend().select(ctx.tenant(), &s).await? {
-            let f = FailedRun::decode(row)?;
-            if owners
-                .get(&f.rule)
-                .is_some_and(|o| Self::sees_rule(ctx, *o))
-            {
-                out.push(f);
-            }
-        }
+        let mut out = self
+            .select_decoded(ctx.tenant(), &s, FailedRun::decode)
+            .await?;
+        out.retain(|f| Self::sees(ctx, &owners, f.rule));
         Ok(out)
     }
 

@@ -818,6 +818,10 @@ pub async fn failures_and_retries(store: &Store) -> CheckResult {
     );
     let failed = e.failed(&f.admin).await.at("failed")?;
     ensure_eq!(failed.len(), 1, "one failed run");
+    ensure!(
+        e.failed(&f.rep).await.at("a rep's failed runs")?.is_empty(),
+        "a rep sees no failed run of the admin's rule"
+    );
     ensure_eq!(
         (failed[0].action, failed[0].attempts),
         (1, 1),
@@ -960,6 +964,11 @@ pub async fn failures_and_retries(store: &Store) -> CheckResult {
             .any(|d| d.error.as_deref().is_some_and(|e| e.contains("timed out"))),
         "the hanging one timed out: {given_up:?}"
     );
+    // Deliveries are not a Rep's to retry.
+    expect_denied(
+        e.retry_delivery(&f.rep, given_up[0].id).await,
+        "a rep retries a delivery",
+    )?;
     e.retry_delivery(&f.admin, given_up[0].id)
         .await
         .at("retry delivery")?;
