@@ -755,7 +755,7 @@ impl Engine {
         };
         report.triggered += 1;
         let depth = e.depth + 1;
-        if e.rule == Some(rule.id) {
+        if e.rule == Some(rule.id) && !rule.retrigger_on_own_changes {
             let why = "loop guard: the change was made by this rule";
             return self.skip(tenant, rule, e, depth, why, report).await;
         }

@@ -46,6 +46,7 @@ impl TypedKind for RuleKind {
             )
             .field(F::new("conditions", T::Object).doc("`{filter, changes}`."))
             .field(F::new("actions", T::list(T::Object)).required().doc("`{\"type\": ..}` objects, in order. A webhook's `secret` reads as `********`; giving the mask or none keeps the stored one."))
+            .field(F::new("retrigger_on_own_changes", T::Bool).doc("Whether it runs again on a change it made itself (false when absent: the loop guard skips it; the engine's depth limit ends a chain either way)."))
             .field(F::new("owner", T::reference("user")).doc("Whose authority it runs with; the actor when absent."))
             .system_fields()
             .queryable(&RULE_FIELDS)

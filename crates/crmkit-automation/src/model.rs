@@ -490,6 +490,17 @@ pub struct RuleDefinition {
     pub conditions: Conditions,
     /// What it does, in order (1 to [`MAX_ACTIONS`]).
     pub actions: Vec<Action>,
+    /// Whether the rule runs again on a change it made itself. `false` (the default, and
+    /// absent from the JSON): the loop guard skips such a change, with a line in the run
+    /// log. `true`: it runs like any other change, and only the engine's depth limit
+    /// ([`crate::EngineConfig::max_depth`]) ends the chain (a rule that appends to a
+    /// field it listens to appends that many times).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub retrigger_on_own_changes: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Deserialises one part of a rule document, naming `path` on failure.
@@ -614,7 +625,16 @@ impl RuleDefinition {
         }
         m.remove("format");
         for k in m.keys() {
-            if !["name", "enabled", "trigger", "conditions", "actions"].contains(&k.as_str()) {
+            if ![
+                "name",
+                "enabled",
+                "trigger",
+                "conditions",
+                "actions",
+                "retrigger_on_own_changes",
+            ]
+            .contains(&k.as_str())
+            {
                 errs.push(k.clone(), "is not a member of a rule");
             }
         }
@@ -638,6 +658,14 @@ impl RuleDefinition {
                 None
             }
         };
+        let retrigger = match take("retrigger_on_own_changes") {
+            None => Some(false),
+            Some(serde_json::Value::Bool(b)) => Some(b),
+            Some(_) => {
+                errs.push("retrigger_on_own_changes", "must be true or false");
+                None
+            }
+        };
         let trigger = match take("trigger") {
             Some(t) => parse_trigger(&mut errs, "trigger", t),
             None => {
@@ -656,18 +684,22 @@ impl RuleDefinition {
                 None
             }
         };
-        match (name, enabled, trigger, conditions, actions) {
-            (Some(name), Some(enabled), Some(trigger), Some(conditions), Some(actions))
-                if errs.is_empty() =>
-            {
-                Ok(RuleDefinition {
-                    name,
-                    enabled,
-                    trigger,
-                    conditions,
-                    actions,
-                })
-            }
+        match (name, enabled, trigger, conditions, actions, retrigger) {
+            (
+                Some(name),
+                Some(enabled),
+                Some(trigger),
+                Some(conditions),
+                Some(actions),
+                Some(retrigger_on_own_changes),
+            ) if errs.is_empty() => Ok(RuleDefinition {
+                name,
+                enabled,
+                trigger,
+                conditions,
+                actions,
+                retrigger_on_own_changes,
+            }),
             _ => Err(errs.into()),
         }
     }
@@ -702,6 +734,10 @@ pub struct Rule {
     pub conditions: Conditions,
     /// What it does, in order.
     pub actions: Vec<Action>,
+    /// Whether it runs again on its own changes (see
+    /// [`RuleDefinition::retrigger_on_own_changes`]).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub retrigger_on_own_changes: bool,
     /// The owner: the rule acts with this user's authority.
     pub owner: UserId,
     /// Created.
@@ -723,6 +759,7 @@ impl Rule {
             trigger: self.trigger.clone(),
             conditions: self.conditions.clone(),
             actions: self.actions.clone(),
+            retrigger_on_own_changes: self.retrigger_on_own_changes,
         }
     }
 }
@@ -746,6 +783,10 @@ pub struct NewRule {
     pub conditions: Conditions,
     /// What it does, in order.
     pub actions: Vec<Action>,
+    /// Whether it runs again on its own changes (false when absent; see
+    /// [`RuleDefinition::retrigger_on_own_changes`]).
+    #[serde(default)]
+    pub retrigger_on_own_changes: bool,
     /// Owner; the actor when absent. A Rep may only own rules themselves.
     #[serde(default)]
     pub owner: Option<UserId>,
@@ -765,6 +806,7 @@ impl NewRule {
             trigger,
             conditions: Conditions::default(),
             actions: vec![],
+            retrigger_on_own_changes: false,
             owner: None,
         }
     }
@@ -778,6 +820,7 @@ impl NewRule {
             trigger: d.trigger,
             conditions: d.conditions,
             actions: d.actions,
+            retrigger_on_own_changes: d.retrigger_on_own_changes,
             owner: None,
         }
     }
@@ -803,6 +846,8 @@ impl NewRule {
     crmkit_core::setters! {
         /// Enabled or not.
         set enabled: bool;
+        /// Runs again on its own changes or not.
+        set retrigger_on_own_changes: bool;
         /// Owned by this user.
         some owner: UserId;
     }
@@ -823,6 +868,8 @@ pub struct RulePatch {
     pub conditions: Option<Conditions>,
     /// New actions.
     pub actions: Option<Vec<Action>>,
+    /// Whether it runs again on its own changes.
+    pub retrigger_on_own_changes: Option<bool>,
     /// New owner.
     pub owner: Option<UserId>,
 }
@@ -837,6 +884,8 @@ impl RulePatch {
         some conditions: Conditions;
         /// New actions.
         some actions: Vec<Action>;
+        /// Runs again on its own changes or not.
+        some retrigger_on_own_changes: bool;
         /// New owner.
         some owner: UserId;
     }
@@ -906,6 +955,18 @@ mod tests {
             fields(RuleDefinition::from_value(d)),
             ["extra", "trigger.kind", "actions[1].type", "actions[2]"]
         );
+        let mut d = doc();
+        d["retrigger_on_own_changes"] = json!("yes");
+        assert_eq!(
+            fields(RuleDefinition::from_value(d)),
+            ["retrigger_on_own_changes"]
+        );
+        let mut d = doc();
+        d["retrigger_on_own_changes"] = json!(true);
+        let r = RuleDefinition::from_value(d).expect("the option parses");
+        assert!(r.retrigger_on_own_changes);
+        assert_eq!(r.to_json()["retrigger_on_own_changes"], true);
+        assert!(doc().get("retrigger_on_own_changes").is_none());
         let mut d = doc();
         d["conditions"] = json!({"filter": 12});
         d["name"] = json!(5);

@@ -95,6 +95,8 @@ struct Stored {
     trigger: Trigger,
     conditions: Conditions,
     actions: Vec<Action>,
+    #[serde(default)]
+    retrigger_on_own_changes: bool,
 }
 
 fn rule_row(r: &Rule) -> Result<Row> {
@@ -103,6 +105,7 @@ fn rule_row(r: &Rule) -> Result<Row> {
         trigger: r.trigger.clone(),
         conditions: r.conditions.clone(),
         actions: r.actions.clone(),
+        retrigger_on_own_changes: r.retrigger_on_own_changes,
     })
     .map_err(|e| Error::storage_from("rule definition", e))?;
     let event = match &r.trigger {
@@ -196,6 +199,7 @@ pub(crate) fn decode_stored_rule(mut r: Vec<Value>) -> Result<Rule> {
         trigger: stored.trigger,
         conditions: stored.conditions,
         actions: stored.actions,
+        retrigger_on_own_changes: stored.retrigger_on_own_changes,
         owner: UserId::from_uuid(uuid(&r[8])?),
         created_at: decode_timestamp(&r[9])?,
         updated_at: decode_timestamp(&r[10])?,
@@ -343,6 +347,7 @@ impl Rules {
             trigger: input.trigger,
             conditions: input.conditions,
             actions: input.actions,
+            retrigger_on_own_changes: input.retrigger_on_own_changes,
             owner: input.owner.unwrap_or(ctx.actor().user),
             created_at: now,
             updated_at: now,
@@ -386,7 +391,7 @@ impl Rules {
         let old = self.load(ctx, id, Some(false)).await?;
         let stored = self.stored_actions(ctx, id).await?;
         let mut new = old.clone();
-        crmkit_core::apply_patch!(patch => new; name, trigger, conditions, actions);
+        crmkit_core::apply_patch!(patch => new; name, trigger, conditions, actions, retrigger_on_own_changes);
         // `new.actions` with the secrets it keeps (or gives): what is validated and stored.
         keep_secrets(&mut new.actions, &stored);
         let mut errs = ValidationErrors::new();

@@ -817,6 +817,7 @@ pub async fn dry_run(store: &Store) -> CheckResult {
         trigger: r.trigger.clone(),
         conditions: r.conditions.clone(),
         actions: r.actions.clone(),
+        retrigger_on_own_changes: r.retrigger_on_own_changes,
     };
     for ctx in [&f.admin, &f.rep] {
         let run = f

@@ -516,6 +516,47 @@ pub async fn loops(store: &Store) -> CheckResult {
         .disable(&f.admin, selfish.id, selfish.version)
         .await
         .at("disable")?;
+    // A rule that says it runs again on its own changes appends until the depth limit.
+    let again = NewRule::new(
+        "exclaim again",
+        Trigger::RecordUpdated {
+            record_kind: "contact".into(),
+            field: Some("last_name".into()),
+            from: None,
+            to: None,
+        },
+    )
+    .retrigger_on_own_changes(true)
+    .action(Action::SetFields {
+        fields: [("last_name".to_owned(), json!("{{last_name}}!"))].into(),
+    });
+    let again = f.rules.create(&f.admin, again).await.at("retriggering rule")?;
+    ensure!(again.retrigger_on_own_changes, "the option is kept: {again:?}");
+    let cur = f.contacts.get(&f.rep, c.id).await.at("get")?;
+    f.contacts
+        .update(
+            &f.rep,
+            c.id,
+            cur.version,
+            ContactPatch {
+                last_name: Some("Again".into()),
+                ..ContactPatch::default()
+            },
+        )
+        .await
+        .at("start the chain")?;
+    let (e, _) = engine(store)?;
+    drain(&e, &f).await?;
+    let depth = e.config().max_depth as usize;
+    ensure_eq!(
+        contact_json(&f, c.id).await?["last_name"],
+        json!(format!("Again{}", "!".repeat(depth))),
+        "the rule ran again on its own change until the depth limit"
+    );
+    f.rules
+        .disable(&f.admin, again.id, again.version)
+        .await
+        .at("disable")?;
     // A ping-pong between two rules: first name -> job title -> first name ...
     let ping = |name: &str, on: &str, set: &str, tpl: &str| {
         NewRule::new(
