@@ -147,9 +147,7 @@ async fn main() -> Result<(), Error> {
 
     // The rules.
     let rules = crm.automation();
-    let members = team
-        .map(|(user, _)| PoolMember { user, weight: 1 })
-        .to_vec();
+    let members = team.map(|(user, _)| PoolMember::new(user)).to_vec();
     rules
         .create(
             &ctx,
@@ -163,6 +161,7 @@ async fn main() -> Result<(), Error> {
                 strategy: Strategy::RoundRobin,
                 team: None,
                 users: members,
+                capacity: None,
             })
             .action(Action::Webhook {
                 url: "https://erp.example.com/hooks/leads".into(),

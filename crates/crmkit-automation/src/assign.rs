@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use crmkit_core::record::Json;
 use crmkit_core::store::{Value, Write};
 use crmkit_core::{
@@ -20,7 +21,7 @@ use crmkit_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::model::{PoolMember, Strategy};
+use crate::model::{Capacity, CapacityPeriod, PoolMember, Strategy};
 use crate::runlog::{ASSIGNMENT_TABLE, RUN_TABLE, key};
 
 /// How many times an assignment chooses again after losing a race.
@@ -33,6 +34,41 @@ struct State {
     next: usize,
     /// What each member was given.
     given: BTreeMap<UserId, u64>,
+    /// The capacity period the counts below are of (`2026-12-07`, `2026-W49`,
+    /// `2026-12`), when the action has a capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    period: Option<String>,
+    /// What each member was given in that period.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    in_period: BTreeMap<UserId, u64>,
+}
+
+impl State {
+    /// Starts the counts of a new period when `now` is in another one than the state's.
+    fn enter(&mut self, period: Option<String>) {
+        if self.period != period {
+            self.period = period;
+            self.in_period.clear();
+        }
+    }
+}
+
+/// The period `at` falls in, in the capacity's time zone: `2026-12-07`, `2026-W49` (ISO
+/// week) or `2026-12`.
+fn period_of(c: &Capacity, at: DateTime<Utc>) -> Result<String> {
+    let tz = crmkit_core::directory::parse_time_zone("capacity.time_zone", &c.time_zone)?;
+    let local = at.with_timezone(&tz);
+    Ok(match c.period {
+        CapacityPeriod::Day => local.format("%Y-%m-%d").to_string(),
+        CapacityPeriod::Week => local.format("%G-W%V").to_string(),
+        CapacityPeriod::Month => local.format("%Y-%m").to_string(),
+    })
+}
+
+/// A member's cap per period, if any.
+fn cap_of(m: &PoolMember, c: Option<&Capacity>) -> Option<u64> {
+    let c = c?;
+    m.capacity.or(c.per_member).map(u64::from)
 }
 
 /// One assignment to make.
@@ -42,6 +78,7 @@ pub(crate) struct Assignment<'a> {
     pub(crate) strategy: Strategy,
     pub(crate) team: Option<TeamId>,
     pub(crate) users: &'a [PoolMember],
+    pub(crate) capacity: Option<&'a Capacity>,
 }
 
 /// The active members of the pool, in a stable order (a team's by user id, a list's as
@@ -59,13 +96,12 @@ async fn pool(store: &Store, ctx: &Ctx, a: &Assignment<'_>) -> Result<Vec<PoolMe
         Some(team) => users
             .iter()
             .filter(|u| u.active && u.teams.contains(&team))
-            .map(|u| PoolMember {
-                user: u.id,
-                weight: a
-                    .users
+            .map(|u| {
+                a.users
                     .iter()
                     .find(|m| m.user == u.id)
-                    .map_or(1, |m| m.weight),
+                    .copied()
+                    .unwrap_or(PoolMember::new(u.id))
             })
             .collect(),
         None => a.users.iter().filter(|m| active(m.user)).copied().collect(),
@@ -115,16 +151,59 @@ async fn choose(
     pool: &[PoolMember],
     state: &State,
 ) -> Result<(usize, String)> {
+    // Members who reached their cap this period are passed over; the indices returned
+    // are those of `pool`.
+    let open: Vec<usize> = (0..pool.len())
+        .filter(|&i| {
+            cap_of(&pool[i], a.capacity)
+                .is_none_or(|cap| state.in_period.get(&pool[i].user).copied().unwrap_or(0) < cap)
+        })
+        .collect();
+    if open.is_empty() {
+        return Err(Error::validation(
+            "capacity",
+            format!(
+                "every member of the pool has been given their capacity for {}",
+                state.period.as_deref().unwrap_or("this period")
+            ),
+        ));
+    }
+    let (i, why) = choose_among(store, ctx, a, kind, pool, &open, state).await?;
+    Ok(match (cap_of(&pool[i], a.capacity), &state.period) {
+        (Some(cap), Some(p)) => {
+            let had = state.in_period.get(&pool[i].user).copied().unwrap_or(0);
+            (i, format!("{why}; {} of {cap} in {p}", had + 1))
+        }
+        _ => (i, why),
+    })
+}
+
+/// Chooses among the members of `pool` at the indices `open` (not empty).
+async fn choose_among(
+    store: &Store,
+    ctx: &Ctx,
+    a: &Assignment<'_>,
+    kind: &str,
+    pool: &[PoolMember],
+    open: &[usize],
+    state: &State,
+) -> Result<(usize, String)> {
     let n = pool.len();
     Ok(match a.strategy {
         Strategy::RoundRobin => {
-            let i = state.next % n;
+            // The first open member from the position on, in turn.
+            let start = state.next % n;
+            let i = (0..n)
+                .map(|k| (start + k) % n)
+                .find(|i| open.contains(i))
+                .unwrap_or(open[0]);
             (i, format!("round robin: member {} of {n}", i + 1))
         }
         Strategy::LeastLoaded => {
             let mut best: Option<(usize, u64)> = None;
             let mut loads = vec![];
-            for (i, m) in pool.iter().enumerate() {
+            for &i in open {
+                let m = &pool[i];
                 let l = load_of(store, ctx, kind, m.user).await?;
                 loads.push(l);
                 if best.is_none_or(|(_, b)| l < b) {
@@ -141,8 +220,9 @@ async fn choose(
             // The member furthest below their share: smallest given / weight, compared
             // exactly as given_i * weight_j < given_j * weight_i; ties in pool order.
             let given = |m: &PoolMember| state.given.get(&m.user).copied().unwrap_or(0);
-            let mut i = 0;
-            for (j, m) in pool.iter().enumerate().skip(1) {
+            let mut i = open[0];
+            for &j in &open[1..] {
+                let m = &pool[j];
                 let (gi, wi) = (
                     u128::from(given(&pool[i])),
                     u128::from(pool[i].weight.max(1)),
@@ -213,10 +293,15 @@ pub(crate) async fn assign(
             ),
             None => (State::default(), None),
         };
+        let period = a.capacity.map(|c| period_of(c, ctx.now())).transpose()?;
+        state.enter(period);
         let (i, why) = choose(store, ctx, a, kind, &members, &state).await?;
         let chosen = members[i].user;
         state.next = i + 1;
         *state.given.entry(chosen).or_insert(0) += 1;
+        if state.period.is_some() {
+            *state.in_period.entry(chosen).or_insert(0) += 1;
+        }
         let text = serde_json::to_string(&state)
             .map_err(|e| Error::storage_from("assignment state", e))?;
         let write = match version {

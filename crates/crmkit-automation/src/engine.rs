@@ -1107,6 +1107,7 @@ impl Engine {
                 strategy,
                 team,
                 users,
+                capacity,
             } => {
                 let a = crate::assign::Assignment {
                     rule: run.rule.id,
@@ -1114,6 +1115,7 @@ impl Engine {
                     strategy: *strategy,
                     team: *team,
                     users,
+                    capacity: capacity.as_ref(),
                 };
                 crate::assign::assign(&self.store, ctx, &a, target)
                     .await

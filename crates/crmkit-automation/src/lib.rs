@@ -135,8 +135,9 @@ pub use crmkit_core::action::CustomAction;
 pub use engine::{DeliveryReport, Engine, EngineConfig, RunReport};
 pub use eval::{Change, Explanation, Outcome, Step, evaluate_conditions};
 pub use model::{
-    Action, ChangePredicate, Channel, Conditions, Direction, FORMAT, NewRule, Offset, PoolMember,
-    Recurrence, Rule, RuleDefinition, RulePatch, Strategy, TimeUnit, Trigger,
+    Action, Capacity, CapacityPeriod, ChangePredicate, Channel, Conditions, Direction, FORMAT,
+    NewRule, Offset, PoolMember, Recurrence, Rule, RuleDefinition, RulePatch, Strategy, TimeUnit,
+    Trigger,
 };
 pub use outbox::{
     Delivery, DeliveryStatus, Notification, Notifier, Payload, WebhookCall, WebhookClient,

@@ -288,6 +288,62 @@ pub struct PoolMember {
     /// Their weight (for [`Strategy::Weighted`]; 1 by default).
     #[serde(default = "one")]
     pub weight: u32,
+    /// The most records they are given per period of the action's [`Capacity`]
+    /// (overriding its `per_member`); needs a `capacity` on the action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
+}
+
+impl PoolMember {
+    /// A member of weight 1 with no capacity of their own.
+    pub fn new(user: UserId) -> Self {
+        PoolMember {
+            user,
+            weight: 1,
+            capacity: None,
+        }
+    }
+
+    /// With a weight (for [`Strategy::Weighted`]).
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    /// With their own capacity per period.
+    pub fn capacity(mut self, capacity: u32) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+}
+
+/// A period over which an assignment's capacities count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapacityPeriod {
+    /// A local calendar day.
+    Day,
+    /// An ISO week (Monday to Sunday), local.
+    Week,
+    /// A local calendar month.
+    Month,
+}
+
+/// Caps on what each member of an assignment pool is given per period: a member who has
+/// reached their cap in the current period is passed over (whatever the strategy); when
+/// every member has, the action fails with a Validation error on `capacity` (a failed run
+/// a host can list and retry), and the record keeps its owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    /// The period the counts start again at.
+    pub period: CapacityPeriod,
+    /// The IANA time zone whose days, weeks and months count (`Europe/Berlin`).
+    pub time_zone: String,
+    /// Every member's cap, unless a member gives their own
+    /// ([`PoolMember::capacity`]); absent: only members with their own cap are capped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_member: Option<u32>,
 }
 
 fn one() -> u32 {
@@ -337,6 +393,9 @@ pub enum Action {
         /// ... or among these users.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         users: Vec<PoolMember>,
+        /// Caps per member per period.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capacity: Option<Capacity>,
     },
     /// Create an activity related to the record.
     CreateActivity {

@@ -645,7 +645,9 @@ async fn check_action(
             strategy,
             team,
             users,
+            capacity,
         } => {
+            check_capacity(errs, path, capacity.as_ref(), users);
             match d {
                 Some(d) if patchable(d, "owner") => {}
                 Some(d) => errs.push(
@@ -936,5 +938,51 @@ async fn stage_exists(store: &Store, ctx: &Ctx, stage: crmkit_core::StageId) -> 
             Some(c) => q = q.after(c),
             None => return Ok(false),
         }
+    }
+}
+
+/// Most records a member can be given per period.
+const MAX_CAPACITY: u32 = 100_000;
+
+/// An assignment's capacities: a valid time zone, caps of 1 to [`MAX_CAPACITY`], member
+/// caps only with the action's capacity, and some cap when there is a capacity.
+fn check_capacity(
+    errs: &mut ValidationErrors,
+    path: &str,
+    capacity: Option<&crate::model::Capacity>,
+    users: &[crate::model::PoolMember],
+) {
+    let bad_cap = |c: u32| c == 0 || c > MAX_CAPACITY;
+    for (i, m) in users.iter().enumerate() {
+        match m.capacity {
+            Some(c) if bad_cap(c) => errs.push(
+                format!("{path}.users[{i}].capacity"),
+                format!("must be 1 to {MAX_CAPACITY}"),
+            ),
+            Some(_) if capacity.is_none() => errs.push(
+                format!("{path}.users[{i}].capacity"),
+                "a member's capacity needs the action's capacity (its period and time zone)",
+            ),
+            _ => {}
+        }
+    }
+    let Some(c) = capacity else {
+        return;
+    };
+    if let Err(Error::Validation(v)) =
+        crmkit_core::directory::parse_time_zone(&format!("{path}.capacity.time_zone"), &c.time_zone)
+    {
+        errs.errors.extend(v.errors);
+    }
+    match c.per_member {
+        Some(p) if bad_cap(p) => errs.push(
+            format!("{path}.capacity.per_member"),
+            format!("must be 1 to {MAX_CAPACITY}"),
+        ),
+        None if users.iter().all(|m| m.capacity.is_none()) => errs.push(
+            format!("{path}.capacity.per_member"),
+            "is required when no member has a capacity of their own",
+        ),
+        _ => {}
     }
 }

@@ -530,8 +530,15 @@ pub async fn loops(store: &Store) -> CheckResult {
     .action(Action::SetFields {
         fields: [("last_name".to_owned(), json!("{{last_name}}!"))].into(),
     });
-    let again = f.rules.create(&f.admin, again).await.at("retriggering rule")?;
-    ensure!(again.retrigger_on_own_changes, "the option is kept: {again:?}");
+    let again = f
+        .rules
+        .create(&f.admin, again)
+        .await
+        .at("retriggering rule")?;
+    ensure!(
+        again.retrigger_on_own_changes,
+        "the option is kept: {again:?}"
+    );
     let cur = f.contacts.get(&f.rep, c.id).await.at("get")?;
     f.contacts
         .update(
@@ -1190,7 +1197,7 @@ pub async fn assignment(store: &Store) -> CheckResult {
         f.rep2.actor().user,
         f.manager.actor().user,
     );
-    let member = |user| crmkit_automation::PoolMember { user, weight: 1 };
+    let member = crmkit_automation::PoolMember::new;
     let created = || Trigger::RecordCreated {
         record_kind: "lead".into(),
     };
@@ -1202,6 +1209,7 @@ pub async fn assignment(store: &Store) -> CheckResult {
                 strategy: crmkit_automation::Strategy::RoundRobin,
                 team: None,
                 users: vec![member(rep), member(gone), member(rep2), member(manager)],
+                capacity: None,
             }),
         )
         .await
@@ -1283,13 +1291,8 @@ pub async fn assignment(store: &Store) -> CheckResult {
             NewRule::new("weighted", created()).action(Action::AssignOwner {
                 strategy: crmkit_automation::Strategy::Weighted,
                 team: None,
-                users: vec![
-                    crmkit_automation::PoolMember {
-                        user: rep,
-                        weight: 3,
-                    },
-                    member(rep2),
-                ],
+                users: vec![member(rep).weight(3), member(rep2)],
+                capacity: None,
             }),
         )
         .await
@@ -1318,6 +1321,7 @@ pub async fn assignment(store: &Store) -> CheckResult {
                 strategy: crmkit_automation::Strategy::LeastLoaded,
                 team: None,
                 users: vec![member(rep), member(rep2), member(manager)],
+                capacity: None,
             }),
         )
         .await
@@ -1360,6 +1364,7 @@ pub async fn assignment(store: &Store) -> CheckResult {
                 strategy: crmkit_automation::Strategy::LeastLoaded,
                 team: None,
                 users: vec![member(rep), member(rep_y)],
+                capacity: None,
             }),
         )
         .await
@@ -1384,6 +1389,87 @@ pub async fn assignment(store: &Store) -> CheckResult {
         owners_of(&f, &[mine.id().unwrap_or_default()]).await?,
         [(rep.as_uuid().to_string(), 1)].into(),
         "the lead stays the rep's"
+    );
+    f.rules
+        .disable(&f.rep, own.id, own.version)
+        .await
+        .at("disable")?;
+    // Capacity per member per period: weighted 3:1, but the rep takes at most 2 a day
+    // and everyone at most 3; when all are full the action fails (listed, retried), and
+    // the next day's counts start again.
+    let capped = |capacity: crmkit_automation::Capacity, users| {
+        NewRule::new("capped", created()).action(Action::AssignOwner {
+            strategy: crmkit_automation::Strategy::Weighted,
+            team: None,
+            users,
+            capacity: Some(capacity),
+        })
+    };
+    let day = |tz: &str, per_member| crmkit_automation::Capacity {
+        period: crmkit_automation::CapacityPeriod::Day,
+        time_zone: tz.into(),
+        per_member,
+    };
+    let bad = f
+        .rules
+        .create(
+            &f.admin,
+            capped(day("Mars/Olympus", None), vec![member(rep).capacity(0)]),
+        )
+        .await;
+    let named: Option<std::collections::BTreeSet<String>> = crate::check::validation_reasons(&bad)
+        .map(|v| v.into_iter().map(|(field, _)| field).collect());
+    ensure_eq!(
+        named,
+        Some(
+            [
+                "actions[0].capacity.time_zone".to_owned(),
+                "actions[0].users[0].capacity".to_owned()
+            ]
+            .into()
+        ),
+        "bad capacities are named: {bad:?}"
+    );
+    let cap = f
+        .rules
+        .create(
+            &f.admin,
+            capped(
+                day("Europe/Berlin", Some(3)),
+                vec![member(rep).weight(3).capacity(2), member(rep2)],
+            ),
+        )
+        .await
+        .at("capped rule")?;
+    let ids = new_leads(6, "cap").await?;
+    let (e, clock) = engine(store)?;
+    drain(&e, &f).await?;
+    let owners = owners_of(&f, &ids).await?;
+    let count_of = |u: UserId| owners.get(&u.as_uuid().to_string()).copied().unwrap_or(0);
+    ensure_eq!(
+        (count_of(rep), count_of(rep2)),
+        (2, 3),
+        "each member up to their cap: {owners:?}"
+    );
+    let failed = e.failed(&f.admin).await.at("failed")?;
+    ensure!(
+        failed
+            .iter()
+            .any(|r| r.rule == cap.id && r.error.contains("capacity")),
+        "the sixth lead's assignment failed on the capacity: {failed:?}"
+    );
+    clock.advance(TimeDelta::days(1));
+    e.retry_due(f.tenant).await.at("retry the next day")?;
+    let owners = owners_of(&f, &ids).await?;
+    ensure_eq!(
+        owners.get(&rep.as_uuid().to_string()).copied(),
+        Some(3),
+        "a new day, a new capacity: the sixth goes to the rep (furthest below their share)"
+    );
+    let log = e.runs_of_rule(&f.admin, cap.id, 100).await.at("log")?;
+    ensure!(
+        log.iter().any(|l| l.detail.contains("1 of 2 in ")),
+        "the capacity is explained: {log:?}"
     );
     Ok(())
 }
