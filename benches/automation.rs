@@ -71,6 +71,7 @@ async fn unrelated_rules(crm: &Crm, ctx: &Ctx, n: usize) {
         let rule = NewRule::new(format!("unrelated {i}"), trigger).action(Action::Notify {
             channel: crmkit::automation::Channel::Email,
             to: Some(ctx.actor().user),
+            to_field: None,
             subject: "never".into(),
             body: "never".into(),
         });

@@ -1,7 +1,7 @@
 //! Sales force automation with rules: round-robin lead assignment, a follow-up task when a
 //! deal enters a stage, a reminder three days before a deal's close date, escalation of a
-//! ticket whose SLA is breached with a notification, a signed webhook, a dry run and the
-//! run log.
+//! ticket whose SLA is breached with a notification, a ticket opened by email
+//! acknowledged to its requester, a signed webhook, a dry run and the run log.
 //!
 //! `cargo run --example automation` (in memory; the clock is set by hand so the run is the
 //! same every time). The engine runs on the change feed: the host calls
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc, Weekday};
 use crmkit::automation::{
     Action, Channel, Direction, Engine, NewRule, Notification, Notifier, Offset, PoolMember,
-    Strategy, TimeUnit, Trigger, WebhookCall, WebhookClient,
+    Recipient, Strategy, TimeUnit, Trigger, WebhookCall, WebhookClient,
 };
 use crmkit::core::store::BoxFuture;
 use crmkit::pipeline::deal::{NewDeal, NewPipeline, NewStage};
@@ -30,11 +30,15 @@ struct PrintingNotifier(Vec<(UserId, &'static str)>);
 
 impl Notifier for PrintingNotifier {
     fn send<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), String>> {
-        let who = self
-            .0
-            .iter()
-            .find(|(id, _)| *id == n.to)
-            .map_or("someone", |(_, name)| name);
+        let who = match &n.to {
+            Recipient::Contact { name, address, .. } => format!("{name} <{address}>"),
+            to => self
+                .0
+                .iter()
+                .find(|(id, _)| Some(*id) == to.user())
+                .map_or("someone", |(_, name)| name)
+                .to_owned(),
+        };
         println!("    -> {:?} to {who}: {:?}", n.channel, n.subject);
         Box::pin(async { Ok(()) })
     }
@@ -205,6 +209,7 @@ async fn main() -> Result<(), Error> {
             .action(Action::Notify {
                 channel: Channel::Email,
                 to: None,
+                to_field: None,
                 subject: "{{title}} closes on {{expected_close}}".into(),
                 body: "Amount {{amount}}. Time to call?".into(),
             }),
@@ -225,12 +230,22 @@ async fn main() -> Result<(), Error> {
             .action(Action::Notify {
                 channel: Channel::Chat,
                 to: Some(admin),
+                to_field: None,
                 subject: "Ticket #{{number}} breached its SLA".into(),
                 body: "{{subject}}".into(),
             }),
         )
         .await?;
-    println!("4 rules saved");
+    rules
+        .create(
+            &ctx,
+            NewRule::auto_acknowledgement(
+                "[#{{number}}] We received your message: {{subject}}",
+                "Thank you for writing to us. Your ticket number is {{number}}.",
+            ),
+        )
+        .await?;
+    println!("5 rules saved");
 
     let engine = Engine::new(crm.store())?
         .with_clock(clock.clone())
@@ -310,12 +325,21 @@ async fn main() -> Result<(), Error> {
     clock.set(at(10, 9));
     let ada = crm
         .contacts()
-        .create(&ctx, crmkit::contacts::NewContact::named("Ada", "Lovelace"))
+        .create(
+            &ctx,
+            crmkit::contacts::NewContact::named("Ada", "Lovelace").email("ada@example.com"),
+        )
         .await?;
+    // Opened by email: the auto-acknowledgement goes to Ada, once.
     let ticket = crm
         .tickets()
-        .create(&ctx, NewTicket::new("Invoice shows the wrong VAT", ada.id))
+        .create(
+            &ctx,
+            NewTicket::new("Invoice shows the wrong VAT", ada.id)
+                .channel(crmkit::tickets::Channel::Email),
+        )
         .await?;
+    run().await?;
     clock.set(at(10, 10) + TimeDelta::minutes(5));
     crm.tickets()
         .sweep(&ctx, ctx.clock().now(), TimeDelta::zero())

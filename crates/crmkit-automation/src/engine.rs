@@ -40,10 +40,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crmkit_core::action::CustomActions;
 use crmkit_core::event::{AUDIT_TABLE, EVENTS_TABLE, decode_event};
 use crmkit_core::query::check_limit;
-use crmkit_core::record::{Json, JsonMap};
+use crmkit_core::record::{FieldType, Json, JsonMap};
 use crmkit_core::store::{CmpOp, Cond, OrderKey, Select, Value, Write};
 use crmkit_core::{
-    Cause, Changeset, Clock, Ctx, Error, Event, RecordRef, Result, Role, RuleId, Store,
+    Cause, Changeset, Clock, Ctx, Error, Event, RecordKind, RecordRef, Result, Role, RuleId, Store,
     SystemClock, TenantId,
 };
 use serde::{Deserialize, Serialize};
@@ -1049,17 +1049,19 @@ impl Engine {
             Action::Notify {
                 channel,
                 to,
+                to_field,
                 subject,
                 body,
             } => {
-                let to = match to {
-                    Some(u) => *u,
-                    None => run
+                let to = match (to, to_field) {
+                    (Some(u), _) => (*u).into(),
+                    (None, Some(f)) => self.recipient(ctx, run, *channel, f).await?,
+                    (None, None) => run
                         .after
                         .get("owner")
                         .and_then(Json::as_str)
                         .and_then(|s| Uuid::parse_str(s).ok())
-                        .map(crmkit_core::UserId::from_uuid)
+                        .map(|u| crmkit_core::UserId::from_uuid(u).into())
                         .ok_or_else(|| {
                             Error::validation("to", format!("the {kind} has no owner to notify"))
                         })?,
@@ -1150,6 +1152,79 @@ impl Engine {
                 other.type_name()
             ))),
         }
+    }
+
+    /// Whom the field `field` of the run's record names, for a notification on
+    /// `channel`: a user, or a contact (loaded as the rule's owner sees it) with their
+    /// first email address or phone number.
+    async fn recipient(
+        &self,
+        ctx: &Ctx,
+        run: &RuleRun<'_>,
+        channel: crate::Channel,
+        field: &str,
+    ) -> Result<crate::Recipient> {
+        let records = self.store.records();
+        let kind = run.record.kind.as_str();
+        let d = records.describe(ctx, kind).await?;
+        let target = match d.get(field).map(|f| &f.ty) {
+            Some(FieldType::Id) if field == "id" && kind == "contact" => RecordKind::CONTACT,
+            Some(FieldType::Reference(to)) => to.clone(),
+            _ => {
+                return Err(Error::validation(
+                    "to_field",
+                    format!("{field} of a {kind} names no user or contact"),
+                ));
+            }
+        };
+        let id = run
+            .after
+            .get(field)
+            .and_then(Json::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(|| {
+                Error::validation("to_field", format!("the {kind} has no {field} to notify"))
+            })?;
+        if target == RecordKind::USER {
+            return Ok(crmkit_core::UserId::from_uuid(id).into());
+        }
+        if target != RecordKind::CONTACT {
+            return Err(Error::validation(
+                "to_field",
+                format!("{field} of a {kind} names no user or contact"),
+            ));
+        }
+        let contact = if field == "id" {
+            run.after.clone()
+        } else {
+            records.get(ctx, "contact", id).await?.into_value()
+        };
+        let (list, key, what) = match channel {
+            crate::Channel::Email => ("emails", "address", "email address"),
+            crate::Channel::Sms => ("phones", "number", "phone number"),
+            crate::Channel::Chat => {
+                return Err(Error::validation(
+                    "channel",
+                    "chat notifications go to users only",
+                ));
+            }
+        };
+        let address = contact
+            .get(list)
+            .and_then(Json::as_array)
+            .and_then(|l| l.first())
+            .and_then(|a| a.get(key))
+            .and_then(Json::as_str)
+            .ok_or_else(|| Error::validation("to_field", format!("the contact has no {what}")))?;
+        let part = |k: &str| contact.get(k).and_then(Json::as_str).unwrap_or_default();
+        let name = format!("{} {}", part("first_name"), part("last_name"))
+            .trim()
+            .to_owned();
+        Ok(crate::Recipient::Contact {
+            contact: crmkit_core::ContactId::from_uuid(id),
+            name,
+            address: address.to_owned(),
+        })
     }
 
     /// Runs an action kind a composed module offers (the built-in actions that are
@@ -1416,7 +1491,7 @@ impl Engine {
                             tenant,
                             rule: d.rule,
                             channel: *channel,
-                            to: *to,
+                            to: to.clone(),
                             subject: subject.clone(),
                             body: body.clone(),
                         };

@@ -140,7 +140,8 @@ pub use model::{
     Trigger,
 };
 pub use outbox::{
-    Delivery, DeliveryStatus, Notification, Notifier, Payload, WebhookCall, WebhookClient,
+    Delivery, DeliveryStatus, Notification, Notifier, Payload, Recipient, WebhookCall,
+    WebhookClient,
 };
 pub use runlog::{FailedRun, RunEntry, RunOutcome};
 pub use service::{

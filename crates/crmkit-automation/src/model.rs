@@ -445,13 +445,20 @@ pub enum Action {
         /// The campaign.
         campaign: CampaignId,
     },
-    /// Notify a user through the host's notifier.
+    /// Notify a user, or a contact (a customer), through the host's notifier.
     Notify {
         /// The channel.
         channel: Channel,
-        /// The user to notify; the record's owner when absent.
+        /// The user to notify. With neither this nor `to_field`, the record's owner.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<UserId>,
+        /// Or whom a field of the record names: a reference to a user (`owner`,
+        /// `assignee`) or to a contact (a ticket's `requester`, a deal's `contact`), or
+        /// `id` when the record is a contact. A contact is notified at their first email
+        /// address (channel `email`) or phone number (`sms`), read as the rule's owner
+        /// sees the contact when the rule runs; chat goes to users only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_field: Option<String>,
         /// Subject (template).
         subject: String,
         /// Body (template).
@@ -882,6 +889,28 @@ impl NewRule {
             retrigger_on_own_changes: d.retrigger_on_own_changes,
             owner: None,
         }
+    }
+
+    /// The auto-acknowledgement rule: when a ticket opened by email is created, its
+    /// requester gets an email with this subject and body (templates over the ticket's
+    /// fields: `{{number}}`, `{{subject}}`, ...), once per ticket (the engine applies an
+    /// action once per triggering event). A ticket without a requester, or whose
+    /// requester has no email address, makes a failed run the host can list.
+    pub fn auto_acknowledgement(subject: impl Into<String>, body: impl Into<String>) -> Self {
+        NewRule::new(
+            "Acknowledge tickets opened by email",
+            Trigger::RecordCreated {
+                record_kind: "ticket".into(),
+            },
+        )
+        .filter(Filter::eq("channel", "email"))
+        .action(Action::Notify {
+            channel: Channel::Email,
+            to: None,
+            to_field: Some("requester".into()),
+            subject: subject.into(),
+            body: body.into(),
+        })
     }
 
     /// With an action (after the others).

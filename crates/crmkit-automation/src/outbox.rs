@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crmkit_core::event::decode_timestamp;
 use crmkit_core::row::{opt_timestamp, take_opt_text, take_text, uuid};
 use crmkit_core::store::{BoxFuture, Row, Value};
-use crmkit_core::{Error, Result, RuleId, TenantId, UserId};
+use crmkit_core::{ContactId, Error, Result, RuleId, TenantId, UserId};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -21,6 +21,71 @@ pub const SIGNATURE_HEADER: &str = "X-Crmkit-Signature";
 /// The header a webhook call carries its delivery id in (the same on every retry).
 pub const DELIVERY_HEADER: &str = "X-Crmkit-Delivery";
 
+/// Whom a notification goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Recipient {
+    /// A user of the tenant: the host looks up their address for the channel.
+    User {
+        /// The user.
+        user: UserId,
+    },
+    /// A contact (a customer), with the address for the channel as the contact had it
+    /// when the rule ran.
+    Contact {
+        /// The contact.
+        contact: ContactId,
+        /// Their name (first and last).
+        name: String,
+        /// Their email address (channel email) or phone number in E.164 (sms).
+        address: String,
+    },
+}
+
+impl Recipient {
+    /// The user, when a user is notified.
+    pub fn user(&self) -> Option<UserId> {
+        match self {
+            Recipient::User { user } => Some(*user),
+            Recipient::Contact { .. } => None,
+        }
+    }
+
+    /// The contact, when a contact is notified.
+    pub fn contact(&self) -> Option<ContactId> {
+        match self {
+            Recipient::Contact { contact, .. } => Some(*contact),
+            Recipient::User { .. } => None,
+        }
+    }
+
+    /// As the outbox's `recipient` column holds it: a user's id, or the contact as JSON.
+    fn to_column(&self) -> String {
+        match self {
+            Recipient::User { user } => user.as_uuid().to_string(),
+            Recipient::Contact { .. } => {
+                serde_json::to_string(self).unwrap_or_else(|_| unreachable!("plain data"))
+            }
+        }
+    }
+
+    fn from_column(s: &str) -> Option<Recipient> {
+        if s.starts_with('{') {
+            serde_json::from_str(s).ok()
+        } else {
+            Uuid::parse_str(s).ok().map(|u| Recipient::User {
+                user: UserId::from_uuid(u),
+            })
+        }
+    }
+}
+
+impl From<UserId> for Recipient {
+    fn from(user: UserId) -> Self {
+        Recipient::User { user }
+    }
+}
+
 /// A notification for the host to send (email, SMS, chat).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
@@ -32,8 +97,9 @@ pub struct Notification {
     pub rule: RuleId,
     /// The channel.
     pub channel: Channel,
-    /// The user to notify (the host looks up their address for the channel).
-    pub to: UserId,
+    /// Whom to notify: a user (the host looks up their address for the channel) or a
+    /// contact (with their address).
+    pub to: Recipient,
     /// The rendered subject.
     pub subject: String,
     /// The rendered body.
@@ -123,12 +189,12 @@ impl DeliveryStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Payload {
-    /// A notification to a user.
+    /// A notification to a user or a contact.
     Notification {
         /// The channel.
         channel: Channel,
-        /// The user.
-        to: UserId,
+        /// Whom.
+        to: Recipient,
         /// The subject.
         subject: String,
         /// The body.
@@ -190,7 +256,7 @@ impl Delivery {
                 body,
             } => (
                 channel_name(*channel),
-                to.as_uuid().to_string(),
+                to.to_column(),
                 Some(subject.clone()),
                 body.clone(),
                 None,
@@ -251,7 +317,7 @@ impl Delivery {
             };
             Payload::Notification {
                 channel,
-                to: UserId::from_uuid(Uuid::parse_str(&recipient).map_err(|_| bad("recipient"))?),
+                to: Recipient::from_column(&recipient).ok_or_else(|| bad("recipient"))?,
                 subject: take_opt_text(&mut r[6]).unwrap_or_default(),
                 body,
             }
@@ -275,6 +341,25 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recipients_round_trip_through_their_column() {
+        let user = Recipient::from(UserId::new());
+        let contact = Recipient::Contact {
+            contact: ContactId::new(),
+            name: "Ada \"the\" Countess".into(),
+            address: "ada@example.test".into(),
+        };
+        for r in [user.clone(), contact.clone()] {
+            assert_eq!(Recipient::from_column(&r.to_column()), Some(r));
+        }
+        // A user is stored as their bare id, as before contacts could be notified.
+        assert_eq!(user.to_column(), user.user().unwrap().as_uuid().to_string());
+        assert_eq!(contact.user(), None);
+        assert!(contact.contact().is_some());
+        assert_eq!(Recipient::from_column("{\"kind\":\"martian\"}"), None);
+        assert_eq!(Recipient::from_column("nope"), None);
+    }
 
     #[test]
     fn signature_is_rfc_4231_hmac_sha256() {

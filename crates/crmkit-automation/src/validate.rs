@@ -827,11 +827,19 @@ async fn check_action(
             }
         }
         Action::Notify {
-            to, subject, body, ..
+            channel,
+            to,
+            to_field,
+            subject,
+            body,
         } => {
-            match to {
-                Some(u) => check_user(store, ctx, errs, &format!("{path}.to"), *u).await?,
-                None => {
+            match (to, to_field) {
+                (Some(_), Some(_)) => {
+                    errs.push(format!("{path}.to_field"), "give to or to_field, not both")
+                }
+                (Some(u), None) => check_user(store, ctx, errs, &format!("{path}.to"), *u).await?,
+                (None, Some(f)) => check_recipient_field(errs, path, d, f, *channel),
+                (None, None) => {
                     if d.is_none_or(|d| d.get("owner").is_none()) {
                         errs.push(
                             format!("{path}.to"),
@@ -984,5 +992,45 @@ fn check_capacity(
             "is required when no member has a capacity of their own",
         ),
         _ => {}
+    }
+}
+
+/// A notification's `to_field`: a reference of the trigger's kind to a user or a contact
+/// (or `id` of a contact), and no chat to a contact.
+fn check_recipient_field(
+    errs: &mut ValidationErrors,
+    path: &str,
+    d: Option<&KindDescription>,
+    field: &str,
+    channel: crate::model::Channel,
+) {
+    let p = format!("{path}.to_field");
+    let Some(d) = d else {
+        errs.push(p, "needs a trigger on a record kind");
+        return;
+    };
+    let to = match d.get(field).map(|f| &f.ty) {
+        Some(FieldType::Id) if field == "id" && d.kind == RecordKind::CONTACT => {
+            RecordKind::CONTACT
+        }
+        Some(FieldType::Reference(to)) if *to == RecordKind::USER || *to == RecordKind::CONTACT => {
+            to.clone()
+        }
+        _ => {
+            errs.push(
+                p,
+                format!(
+                    "{field:?} is not a field of a {} that names a user or a contact",
+                    d.kind
+                ),
+            );
+            return;
+        }
+    };
+    if to == RecordKind::CONTACT && channel == crate::model::Channel::Chat {
+        errs.push(
+            format!("{path}.channel"),
+            "chat notifications go to users only (a contact gets email or sms)",
+        );
     }
 }

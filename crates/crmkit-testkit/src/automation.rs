@@ -141,6 +141,7 @@ pub fn deal_rule(name: &str) -> NewRule {
     .action(Action::Notify {
         channel: Channel::Email,
         to: None,
+        to_field: None,
         subject: "{{title}} won".into(),
         body: "Amount {{amount}}".into(),
     })
@@ -554,12 +555,14 @@ pub async fn bad_input(store: &Store) -> CheckResult {
             .action(Action::Notify {
                 channel: Channel::Sms,
                 to: Some(UserId::new()),
+                to_field: None,
                 subject: "Hi {{first_name}} {{unknown_thing}}".into(),
                 body: "{{broken".into(),
             })
             .action(Action::Notify {
                 channel: Channel::Chat,
                 to: Some(gone),
+                to_field: None,
                 subject: "x".into(),
                 body: "y".into(),
             }),

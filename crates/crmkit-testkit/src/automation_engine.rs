@@ -63,10 +63,10 @@ impl Transport {
 impl Notifier for Transport {
     fn send<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            if Some(n.to) == self.hang_to {
+            if n.to.user().is_some() && n.to.user() == self.hang_to {
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
             }
-            if Some(n.to) == self.fail_to {
+            if n.to.user().is_some() && n.to.user() == self.fail_to {
                 return Err("mailbox full".into());
             }
             if let Ok(mut s) = self.sent.lock() {
@@ -161,6 +161,7 @@ fn welcome(admin: UserId) -> NewRule {
     .action(Action::Notify {
         channel: Channel::Email,
         to: Some(admin),
+        to_field: None,
         subject: "New contact {{first_name}} {{last_name}}".into(),
         body: "Say hello.".into(),
     })
@@ -410,6 +411,7 @@ pub async fn concurrent_engines(store: &Store) -> CheckResult {
             .action(Action::Notify {
                 channel: Channel::Chat,
                 to: None,
+                to_field: None,
                 subject: "{{first_name}}".into(),
                 body: "new".into(),
             }),
@@ -965,6 +967,7 @@ pub async fn failures_and_retries(store: &Store) -> CheckResult {
         r.action(Action::Notify {
             channel: Channel::Sms,
             to: Some(*u),
+            to_field: None,
             subject: "org".into(),
             body: "{{name}}".into(),
         })
@@ -997,7 +1000,11 @@ pub async fn failures_and_retries(store: &Store) -> CheckResult {
         "one delivered, two failed: {d:?}"
     );
     ensure_eq!(t.notes().len(), 1, "one notification went out");
-    ensure_eq!(t.notes()[0].to, users[2], "the third recipient got it");
+    ensure_eq!(
+        t.notes()[0].to.user(),
+        Some(users[2]),
+        "the third recipient got it"
+    );
     clock.advance(chrono::Duration::hours(1));
     let d = e.deliver(f.tenant, 100).await.at("deliver again")?;
     ensure_eq!(d.failed, 2, "failed again: {d:?}");
@@ -1523,6 +1530,7 @@ pub async fn timers(store: &Store) -> CheckResult {
             .action(Action::Notify {
                 channel: Channel::Email,
                 to: None,
+                to_field: None,
                 subject: "{{title}} closes on {{expected_close}}".into(),
                 body: "".into(),
             }),
@@ -1694,6 +1702,7 @@ pub async fn schedules(store: &Store) -> CheckResult {
             .action(Action::Notify {
                 channel: Channel::Email,
                 to: Some(f.admin.actor().user),
+                to_field: None,
                 subject: "Call {{first_name}}".into(),
                 body: "".into(),
             }),
@@ -1740,8 +1749,117 @@ pub async fn schedules(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// Auto-acknowledgement: a ticket opened by email gets one templated email to its
+/// requester (a contact, at their address), none for other channels, none twice; a
+/// requester without an address is a failed run; bad recipients are refused on save.
+pub async fn auto_acknowledgement(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let ack = NewRule::auto_acknowledgement("[#{{number}}] Received: {{subject}}", "We are on it.");
+    let bad = |to, to_field: Option<&str>, channel| {
+        NewRule::new(
+            "bad",
+            Trigger::RecordCreated {
+                record_kind: "ticket".into(),
+            },
+        )
+        .action(Action::Notify {
+            channel,
+            to,
+            to_field: to_field.map(str::to_owned),
+            subject: "s".into(),
+            body: "b".into(),
+        })
+    };
+    for (input, field) in [
+        (
+            bad(None, Some("subject"), Channel::Email),
+            "actions[0].to_field",
+        ),
+        (
+            bad(None, Some("requester"), Channel::Chat),
+            "actions[0].channel",
+        ),
+        (
+            bad(
+                Some(f.admin.actor().user),
+                Some("requester"),
+                Channel::Email,
+            ),
+            "actions[0].to_field",
+        ),
+    ] {
+        crate::check::expect_validation(f.rules.create(&f.admin, input).await, field, field)?;
+    }
+    f.rules.create(&f.admin, ack).await.at("the rule")?;
+    let records = store.records();
+    let ada = f
+        .contacts
+        .create(
+            &f.admin,
+            NewContact::named("Ada", "Lovelace").email("ada@example.test"),
+        )
+        .await
+        .at("ada")?;
+    let bob = f.person(&f.admin, "Bob", "Noaddress").await?;
+    let ticket = |subject: &str, requester: ContactId, channel: &str| {
+        records.create(
+            &f.admin,
+            "ticket",
+            json!({"subject": subject, "requester": requester, "channel": channel}),
+        )
+    };
+    let mailed = ticket("Wrong VAT", ada.id, "email")
+        .await
+        .at("email ticket")?;
+    ticket("By phone", ada.id, "phone")
+        .await
+        .at("phone ticket")?;
+    ticket("No address", bob.id, "email")
+        .await
+        .at("bob's ticket")?;
+    let t = Transport::default();
+    let (e, _) = engine(store)?;
+    let e = e.with_notifier(t.clone());
+    drain(&e, &f).await?;
+    e.deliver(f.tenant, 100).await.at("deliver")?;
+    // A second engine over the whole feed again (a redelivery: the cursor lost) adds
+    // nothing.
+    let mut cs = Changeset::new(&f.admin);
+    cs.writes.push(Write::Delete {
+        table: CURSOR_TABLE,
+        key: vec![Value::Text("feed".into())],
+    });
+    store.commit(cs).await.at("lose the cursor")?;
+    let (again, _) = engine(store)?;
+    let again = again.with_notifier(t.clone());
+    drain(&again, &f).await?;
+    again.deliver(f.tenant, 100).await.at("deliver again")?;
+    let notes = t.notes();
+    ensure_eq!(notes.len(), 1, "one acknowledgement: {notes:?}");
+    ensure_eq!(
+        &notes[0].to,
+        &crmkit_automation::Recipient::Contact {
+            contact: ada.id,
+            name: "Ada Lovelace".into(),
+            address: "ada@example.test".into(),
+        },
+        "to the requester at their address"
+    );
+    ensure_eq!(
+        notes[0].subject,
+        format!("[#{}] Received: Wrong VAT", mailed["number"]),
+        "the subject rendered over the ticket"
+    );
+    let failed = e.failed(&f.admin).await.at("failed")?;
+    ensure!(
+        failed.len() == 1 && failed[0].error.contains("no email address"),
+        "bob's acknowledgement is a failed run: {failed:?}"
+    );
+    Ok(())
+}
+
 suite_checks! {
     /// The automation engine checks, by name.
     names: automation_engine_check_names,
-    checks: [schedules, worker, timers, assignment, module_actions, exactly_once, faults, concurrent_engines, loops, field_triggers, authority, failures_and_retries],
+    checks: [auto_acknowledgement, schedules, worker, timers, assignment, module_actions, exactly_once, faults, concurrent_engines, loops, field_triggers, authority, failures_and_retries],
 }
