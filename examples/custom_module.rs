@@ -4,7 +4,8 @@
 //! record-level access like the built-in records, its organization reference checked by
 //! crmkit's one reference rule, and its `org_note` kind declared to the generic record
 //! API, and an automation action kind (`org_note.add`) that rules saved through
-//! `crm.automation()` may use, on the in-memory backend and on SQLite.
+//! `crm.automation()` may use, while its kind triggers rules like a built-in one, on the
+//! in-memory backend and on SQLite.
 //!
 //! Run with `cargo run --example custom_module`.
 
@@ -250,8 +251,25 @@ async fn demo(url: &str, describe: bool) -> crmkit::Result<()> {
         other => panic!("expected a Validation error on the action's text, got {other:?}"),
     }
 
-    // The engine runs it: a new organization gets its note, written by the module's own
-    // command as the rule's owner.
+    // The module's own kind is a trigger like any other: a rule on new org notes marks
+    // their title through the generic record API (the module's own patch command).
+    crm.automation()
+        .create(
+            &ctx,
+            NewRule::new(
+                "Mark new notes",
+                Trigger::RecordCreated {
+                    record_kind: "org_note".into(),
+                },
+            )
+            .action(Action::SetFields {
+                fields: [("title".to_owned(), json!("[new] {{title}}"))].into(),
+            }),
+        )
+        .await?;
+
+    // The engine runs them: a new organization gets its note, written by the module's own
+    // command as the rule's owner, and the note's creation starts the second rule.
     let acme = crm
         .organizations()
         .create(&ctx, NewOrganization::named("Acme"))
@@ -276,6 +294,7 @@ async fn demo(url: &str, describe: bool) -> crmkit::Result<()> {
         written.items[0].body,
         "New organization Acme: call within a week."
     );
+    assert_eq!(written.items[0].title, "[new] Welcome");
 
     let feed = crm.events_since(&ctx, 0, 100).await?;
     println!(
