@@ -907,6 +907,8 @@ async fn check_action(
                     }
                     Err(e) => return Err(e),
                 }
+                // The engine renders every string of the parameters as a template.
+                check_param_templates(errs, d, &format!("{path}.params"), params);
             }
         },
     }
@@ -1032,5 +1034,30 @@ fn check_recipient_field(
             format!("{path}.channel"),
             "chat notifications go to users only (a contact gets email or sms)",
         );
+    }
+}
+
+/// Checks the placeholders of every string in a custom action's parameters (the engine
+/// renders each as a template over the record), naming it by its path
+/// (`actions[0].params.title`, `actions[0].params.lines[1]`).
+fn check_param_templates(
+    errs: &mut ValidationErrors,
+    d: Option<&KindDescription>,
+    path: &str,
+    v: &Json,
+) {
+    match v {
+        Json::String(s) if s.contains("{{") => check_template(errs, d, path, s),
+        Json::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_param_templates(errs, d, &format!("{path}[{i}]"), item);
+            }
+        }
+        Json::Object(m) => {
+            for (k, item) in m {
+                check_param_templates(errs, d, &format!("{path}.{k}"), item);
+            }
+        }
+        _ => {}
     }
 }

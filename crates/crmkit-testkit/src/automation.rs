@@ -732,11 +732,25 @@ pub async fn custom_actions(store: &Store) -> CheckResult {
         .await
         .at("create with a composed module's action")?;
     ensure_eq!(ok.actions.len(), 2, "both actions kept");
+    f.rules
+        .create(
+            &f.admin,
+            contact_rule("probe").action(probe(json!("hi {{first_name}}"))),
+        )
+        .await
+        .at("a parameter with a known placeholder")?;
     let before = f.last_seq().await?;
     refused(
         &f,
         "bad params",
         contact_rule("probe").action(probe(json!(""))),
+        &["actions[1].params.label"],
+    )
+    .await?;
+    refused(
+        &f,
+        "a parameter with an unknown placeholder (parameters are templates)",
+        contact_rule("probe").action(probe(json!("hi {{nickname}}"))),
         &["actions[1].params.label"],
     )
     .await?;
