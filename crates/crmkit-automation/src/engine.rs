@@ -1035,11 +1035,18 @@ impl Engine {
                 match kind {
                     "contact" => {
                         body.insert("requester".into(), serde_json::json!(target.id));
+                        if let Some(o) = run.after.get("organization").filter(|o| !o.is_null()) {
+                            body.insert("organization".into(), o.clone());
+                        }
                     }
-                    "organization" => {
-                        body.insert("organization".into(), serde_json::json!(target.id));
+                    // A ticket's follow-up ticket: the same requester and organization.
+                    _ => {
+                        for f in ["requester", "requester_phone", "organization"] {
+                            if let Some(v) = run.after.get(f).filter(|v| !v.is_null()) {
+                                body.insert(f.into(), v.clone());
+                            }
+                        }
                     }
-                    _ => {}
                 }
                 records
                     .create(ctx, "ticket", Json::Object(body))

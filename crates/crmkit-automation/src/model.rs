@@ -412,7 +412,9 @@ pub enum Action {
         /// The note (template).
         body: String,
     },
-    /// Create a ticket for the record.
+    /// Create a ticket for the record: a contact's (they are its requester, their
+    /// organization its organization) or a ticket's follow-up (the same requester,
+    /// requester phone and organization).
     CreateTicket {
         /// Subject (template).
         subject: String,

@@ -768,13 +768,8 @@ async fn check_action(
                         );
                     }
                 }
-                needs_kind(
-                    errs,
-                    path,
-                    "create_ticket",
-                    d,
-                    &["contact", "organization", "ticket"],
-                );
+                // A ticket needs a requester: the contact, or the triggering ticket's.
+                needs_kind(errs, path, "create_ticket", d, &["contact", "ticket"]);
             }
             if subject.trim().is_empty() {
                 errs.push(format!("{path}.subject"), "is required");

@@ -1858,8 +1858,117 @@ pub async fn auto_acknowledgement(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// `create_ticket`: a new contact's ticket has them as requester (and their
+/// organization); a ticket's follow-up keeps its requester; a trigger on a kind without a
+/// requester is refused on save.
+pub async fn create_ticket(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let on = |kind: &str| Trigger::RecordCreated {
+        record_kind: kind.into(),
+    };
+    let action = |subject: &str| Action::CreateTicket {
+        subject: subject.into(),
+        priority: Some("high".into()),
+    };
+    crate::check::expect_validation(
+        f.rules
+            .create(
+                &f.admin,
+                NewRule::new("org", on("organization")).action(action("x")),
+            )
+            .await,
+        "actions[0].type",
+        "create_ticket on organizations",
+    )?;
+    f.rules
+        .create(
+            &f.admin,
+            NewRule::new("welcome", on("contact"))
+                .filter(crmkit_core::Filter::eq("job_title", "CEO"))
+                .action(action("Welcome call for {{first_name}}")),
+        )
+        .await
+        .at("contact rule")?;
+    f.rules
+        .create(
+            &f.admin,
+            NewRule::new("review", on("ticket"))
+                .filter(crmkit_core::Filter::eq("priority", "urgent"))
+                .action(action("Review of: {{subject}}")),
+        )
+        .await
+        .at("ticket rule")?;
+    let records = store.records();
+    let org = records
+        .create(&f.admin, "organization", json!({"name": "Acme"}))
+        .await
+        .at("organization")?;
+    let ceo = records
+        .create(
+            &f.admin,
+            "contact",
+            json!({"first_name": "Grace", "last_name": "Boss", "job_title": "CEO",
+                   "organization": org["id"]}),
+        )
+        .await
+        .at("ceo")?;
+    records
+        .create(
+            &f.admin,
+            "contact",
+            json!({"first_name": "Not", "last_name": "Ceo", "job_title": "CTO"}),
+        )
+        .await
+        .at("cto")?;
+    let urgent = records
+        .create(
+            &f.admin,
+            "ticket",
+            json!({"subject": "Down", "requester_phone": "+4930901820", "priority": "urgent"}),
+        )
+        .await
+        .at("urgent ticket")?;
+    let (e, _) = engine(store)?;
+    let r = drain(&e, &f).await?;
+    ensure_eq!(r.failed, 0, "no failed runs: {r:?}");
+    let tickets = records
+        .list(&f.admin, "ticket", &crmkit_core::Query::new().limit(100))
+        .await
+        .at("tickets")?
+        .items;
+    let subjects: std::collections::BTreeSet<String> = tickets
+        .iter()
+        .map(|t| t["subject"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ensure_eq!(
+        subjects,
+        ["Down", "Review of: Down", "Welcome call for Grace"]
+            .map(str::to_owned)
+            .into(),
+        "one ticket per matching record: none for the CTO, none for the (high-priority) review ticket"
+    );
+    let by_subject = |s: &str| tickets.iter().find(|t| t["subject"] == s);
+    let welcome = by_subject("Welcome call for Grace").ok_or_else(|| Failure::new("welcome"))?;
+    ensure_eq!(
+        (
+            &welcome["requester"],
+            &welcome["organization"],
+            &welcome["priority"]
+        ),
+        (&ceo["id"], &org["id"], &json!("high")),
+        "the contact is the requester, their organization the ticket's"
+    );
+    let review = by_subject("Review of: Down").ok_or_else(|| Failure::new("review"))?;
+    ensure_eq!(
+        &review["requester_phone"],
+        &urgent["requester_phone"],
+        "the follow-up keeps the requester"
+    );
+    Ok(())
+}
+
 suite_checks! {
     /// The automation engine checks, by name.
     names: automation_engine_check_names,
-    checks: [auto_acknowledgement, schedules, worker, timers, assignment, module_actions, exactly_once, faults, concurrent_engines, loops, field_triggers, authority, failures_and_retries],
+    checks: [auto_acknowledgement, create_ticket, schedules, worker, timers, assignment, module_actions, exactly_once, faults, concurrent_engines, loops, field_triggers, authority, failures_and_retries],
 }
