@@ -114,12 +114,14 @@
 
 mod assign;
 pub mod engine;
+pub mod enrolments;
 pub mod eval;
 pub mod kinds;
 pub mod model;
 pub mod outbox;
 pub mod runlog;
 pub mod schedules;
+pub mod sequences;
 mod service;
 mod template;
 pub mod timers;
@@ -133,6 +135,7 @@ use crmkit_core::{Migration, Module, Result, Store};
 
 pub use crmkit_core::action::CustomAction;
 pub use engine::{DeliveryReport, Engine, EngineConfig, RunReport};
+pub use enrolments::{ENROLMENT_TABLE, Enrolment, EnrolmentStatus};
 pub use eval::{Change, Explanation, Outcome, Step, evaluate_conditions};
 pub use model::{
     Action, ChangePredicate, Channel, Conditions, Direction, FORMAT, NewRule, Offset, PoolMember,
@@ -142,6 +145,10 @@ pub use outbox::{
     Delivery, DeliveryStatus, Notification, Notifier, Payload, WebhookCall, WebhookClient,
 };
 pub use runlog::{FailedRun, RunEntry, RunOutcome};
+pub use sequences::{
+    Exit, MAX_STEPS, NewSequence, SEQUENCE_EVENT_KINDS, SEQUENCE_FIELDS, SEQUENCE_KIND,
+    SEQUENCE_TABLE, Sequence, SequenceDefinition, SequencePatch, SequenceStep, Sequences,
+};
 pub use service::{
     DryRun, EVENT_KINDS, RULE_FIELDS, RULE_KIND, RULE_TABLE, Rules, WEBHOOK_SECRET_MASK,
 };
@@ -150,7 +157,8 @@ pub use worker::Worker;
 /// The module's name.
 pub const MODULE_NAME: &str = "automation";
 
-/// The automation module: the rules table, the `automation_rule` kind and its events. It
+/// The automation module: the rules and sequences tables, the `automation_rule` and
+/// `automation_sequence` kinds and their events. It
 /// depends on no other module: rules are checked against whatever the composition holds.
 ///
 /// Custom action kinds (`{"type": "custom", "kind": .., "params": ..}`) come from every
@@ -194,6 +202,12 @@ impl AutomationModule {
     pub fn rules(&self, store: &Store) -> Result<Rules> {
         Rules::new(store)
     }
+
+    /// The sequences API over a store this module is composed into (the same as
+    /// [`Sequences::new`]).
+    pub fn sequences(&self, store: &Store) -> Result<Sequences> {
+        Sequences::new(store)
+    }
 }
 
 impl Module for AutomationModule {
@@ -213,6 +227,11 @@ impl Module for AutomationModule {
                     .chain(timers::tables())
                     .chain(schedules::tables()),
             ),
+            Migration::create_tables(
+                3,
+                "sequences and their enrolments",
+                sequences::tables().into_iter().chain(enrolments::tables()),
+            ),
         ]
     }
 
@@ -231,11 +250,18 @@ impl Module for AutomationModule {
     }
 
     fn event_kinds(&self) -> Vec<&'static str> {
-        EVENT_KINDS.to_vec()
+        EVENT_KINDS
+            .iter()
+            .chain(SEQUENCE_EVENT_KINDS)
+            .copied()
+            .collect()
     }
 
     fn record_kinds(&self) -> Vec<Arc<dyn crmkit_core::record::KindHandler>> {
-        vec![crmkit_core::record::typed(kinds::RuleKind)]
+        vec![
+            crmkit_core::record::typed(kinds::RuleKind),
+            crmkit_core::record::typed(kinds::SequenceKind),
+        ]
     }
 
     fn automation_actions(&self) -> Vec<Arc<dyn CustomAction>> {
