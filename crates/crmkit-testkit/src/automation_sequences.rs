@@ -705,6 +705,88 @@ pub async fn access(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// A failing step is a failed run of the enrolling rule (listed by `Engine::failed`, the
+/// enrolment not due meanwhile), retried with backoff with the sequence's current
+/// definition; the retry runs the step once and moves the enrolment on in its commit.
+pub async fn failed_steps(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let seqs = Sequences::new(store).at("Sequences::new")?;
+    let probe = |label: &str| Action::Custom {
+        kind: crate::automation::PROBE_ACTION.into(),
+        params: json!({ "label": label }),
+    };
+    let seq = seqs
+        .create(
+            &f.admin,
+            NewSequence::new("fragile", "contact")
+                .action(probe("fail"))
+                .action(Action::AddTag {
+                    tag: "after".into(),
+                }),
+        )
+        .await
+        .at("sequence")?;
+    let rule = enrol_new_contacts(&f, &f.admin, seq.id).await?;
+    let (e, clock) = engine(store)?;
+    let c = f.person(&f.rep, "Frag", "Ile").await?.id;
+    drain(&e, &f).await?;
+    let (r, _) = e.tick(f.tenant).await.at("tick")?;
+    ensure_eq!(r.failed, 1, "the step failed: {r:?}");
+    let failed = e.failed(&f.admin).await.at("failed runs")?;
+    ensure!(
+        failed.len() == 1 && failed[0].rule == rule.id && failed[0].action == 0,
+        "listed as a failed run of the enrolling rule: {failed:?}"
+    );
+    ensure!(
+        failed[0].occurrence.starts_with('q') && failed[0].record == Some(RecordRef::from(c)),
+        "with the step's occurrence and the record: {failed:?}"
+    );
+    let en = enrolment(&seqs, &f, c, seq.id).await?;
+    ensure_eq!(
+        (en.status, en.step, en.due_at),
+        (EnrolmentStatus::Active, 0, None),
+        "the enrolment waits for the retry"
+    );
+    let (r, _) = e.tick(f.tenant).await.at("tick again")?;
+    ensure_eq!(r.failed + r.applied, 0, "nothing before the backoff: {r:?}");
+    seqs.update(
+        &f.admin,
+        seq.id,
+        seq.version,
+        SequencePatch::default().steps(vec![
+            SequenceStep::Action(probe("fixed")),
+            SequenceStep::Action(Action::AddTag {
+                tag: "after".into(),
+            }),
+        ]),
+    )
+    .await
+    .at("fix the step")?;
+    clock.advance(TimeDelta::seconds(2));
+    let (r, _) = e.tick(f.tenant).await.at("tick after the backoff")?;
+    ensure_eq!(
+        r.applied,
+        2,
+        "the retry ran the step and moved the enrolment on, so the next step ran too: {r:?}"
+    );
+    ensure!(
+        e.failed(&f.admin).await.at("failed runs")?.is_empty(),
+        "the failed run is cleared with the step's commit"
+    );
+    e.tick(f.tenant).await.at("last tick")?;
+    ensure_eq!(
+        tags(&contact_json(&f, c).await?),
+        ["fixed", "after"],
+        "each step once, in order"
+    );
+    ensure_eq!(
+        enrolment(&seqs, &f, c, seq.id).await?.status,
+        EnrolmentStatus::Completed,
+        "completed"
+    );
+    Ok(())
+}
+
 /// Malformed documents, unknown step types, sequences inside a sequence, webhooks, a
 /// last wait, unknown placeholders, offsets, kinds, exit activities and filters are
 /// Validation errors naming the part, with nothing written; a rule enrolling a record of
@@ -864,5 +946,5 @@ pub async fn bad_input(store: &Store) -> CheckResult {
 suite_checks! {
     /// The automation sequence checks, by name.
     names: automation_sequences_check_names,
-    checks: [steps_and_waits, exactly_once, exits, re_enrol, access, bad_input],
+    checks: [steps_and_waits, exactly_once, exits, re_enrol, failed_steps, access, bad_input],
 }
