@@ -558,7 +558,7 @@ pub(crate) async fn exit_for_event(
                     continue;
                 };
                 if seq.exit.activities.iter().any(|a| a == ty) {
-                    let why = format!("a {ty} was logged on the record");
+                    let why = format!("an activity of type {ty} was logged on the record");
                     exit(e, tenant, &en, &why).await?;
                 }
             }
@@ -814,4 +814,34 @@ pub(crate) async fn retry(
     };
     e.run_step(&ctx, &rule, &seq, &en, record, &a, true, report)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn what_counts_as_an_activity_logged() {
+        let at = Utc::now();
+        let when = |d: i64| (at + chrono::TimeDelta::days(d)).to_rfc3339();
+        let email = |dir: &str| json!({"details": {"kind": "email", "direction": dir}});
+        assert_eq!(counting_type(&email("inbound"), at), Some("email"));
+        assert_eq!(counting_type(&email("outbound"), at), None);
+        let meeting = |d: i64| json!({"type": "meeting", "details": {"start": when(d)}});
+        assert_eq!(counting_type(&meeting(-1), at), Some("meeting"));
+        assert_eq!(counting_type(&meeting(0), at), Some("meeting"));
+        assert_eq!(counting_type(&meeting(1), at), None);
+        let call = |o: &str| json!({"details": {"kind": "call", "outcome": o}});
+        assert_eq!(counting_type(&call("connected"), at), Some("call"));
+        assert_eq!(counting_type(&call("no_answer"), at), None);
+        let task = |s: &str| json!({"details": {"kind": "task", "status": s}});
+        assert_eq!(counting_type(&task("done"), at), Some("task"));
+        assert_eq!(counting_type(&task("open"), at), None);
+        assert_eq!(
+            counting_type(&json!({"details": {"kind": "note"}}), at),
+            Some("note")
+        );
+        assert_eq!(counting_type(&json!({"type": "email"}), at), None);
+    }
 }

@@ -863,6 +863,71 @@ mod tests {
         );
     }
 
+    /// One item of a generated steps list: what it is, for the oracle.
+    #[derive(Debug, Clone)]
+    enum Item {
+        Wait(u32, crate::TimeUnit),
+        Tag(String),
+        UnknownType,
+        NoType,
+        BadShape,
+    }
+
+    fn item_json(i: &Item) -> Json {
+        match i {
+            Item::Wait(n, u) => json!({"type": "wait", "amount": n, "unit": u}),
+            Item::Tag(t) => json!({"type": "add_tag", "tag": t}),
+            Item::UnknownType => json!({"type": "teleport"}),
+            Item::NoType => json!({"tag": "x"}),
+            Item::BadShape => json!({"type": "wait", "amount": "soon", "unit": "days"}),
+        }
+    }
+
+    fn items() -> impl proptest::strategy::Strategy<Value = Vec<Item>> {
+        use crate::TimeUnit::*;
+        use proptest::prelude::*;
+        let item = prop_oneof![
+            4 => (1u32..100, prop_oneof![Just(Minutes), Just(Hours), Just(Days)])
+                .prop_map(|(n, u)| Item::Wait(n, u)),
+            4 => "[a-z]{1,8}".prop_map(Item::Tag),
+            1 => Just(Item::UnknownType),
+            1 => Just(Item::NoType),
+            1 => Just(Item::BadShape),
+        ];
+        proptest::collection::vec(item, 0..12)
+    }
+
+    proptest::proptest! {
+        /// `parse_steps` names exactly the bad items (by index, `.type` for an unknown or
+        /// missing type), and gives back the good ones, which serialise to what was read.
+        #[test]
+        fn parse_steps_names_exactly_the_bad_items(list in items()) {
+            let mut errs = ValidationErrors::new();
+            let parsed = parse_steps(&mut errs, "steps", Json::Array(list.iter().map(item_json).collect()));
+            let expected: Vec<String> = list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, it)| match it {
+                    Item::UnknownType | Item::NoType => Some(format!("steps[{i}].type")),
+                    Item::BadShape => Some(format!("steps[{i}]")),
+                    _ => None,
+                })
+                .collect();
+            let named: Vec<String> = errs.errors.iter().map(|e| e.field.clone()).collect();
+            proptest::prop_assert_eq!(&named, &expected);
+            match parsed {
+                None => proptest::prop_assert!(!expected.is_empty()),
+                Some(steps) => {
+                    proptest::prop_assert!(expected.is_empty());
+                    proptest::prop_assert_eq!(steps.len(), list.len());
+                    for (s, it) in steps.iter().zip(&list) {
+                        proptest::prop_assert_eq!(serde_json::to_value(s).unwrap(), item_json(it));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn field_columns_exist() {
         let t = &tables()[0];

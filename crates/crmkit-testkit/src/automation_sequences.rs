@@ -318,18 +318,26 @@ pub async fn exits(store: &Store) -> CheckResult {
         .at("leaving rule")?;
     let (e, clock) = engine(store)?;
     let mut ids = vec![];
-    for name in ["Filter", "Email", "Deleted", "Leaver", "Meeting"] {
+    for name in ["Filter", "Email", "Deleted", "Leaver", "Meeting", "Held"] {
         ids.push(f.person(&f.rep, name, "Exit").await?.id);
     }
-    let [by_filter, by_email, by_delete, by_leave, by_meeting] = ids[..] else {
-        return Err(Failure::new("five contacts"));
+    let [
+        by_filter,
+        by_email,
+        by_delete,
+        by_leave,
+        by_meeting,
+        by_held,
+    ] = ids[..]
+    else {
+        return Err(Failure::new("six contacts"));
     };
     drain(&e, &f).await?;
     for c in &ids {
         ensure_eq!(
             enrolment(&seqs, &f, *c, seq.id).await?.status,
             EnrolmentStatus::Active,
-            "all five enrolled"
+            "all six enrolled"
         );
     }
     let records = store.records();
@@ -376,25 +384,31 @@ pub async fn exits(store: &Store) -> CheckResult {
     )
     .await
     .at("an outbound mail")?;
-    let start = Utc::now() + TimeDelta::days(7);
+    let meeting = |start: DateTime<Utc>| {
+        ActivityDetails::Meeting(Meeting {
+            start,
+            end: start + TimeDelta::hours(1),
+            time_zone: "Europe/Berlin".into(),
+            location: None,
+            link: None,
+            attendees: vec![],
+            outcome_notes: None,
+        })
+    };
     acts.create(
         &f.admin,
-        NewActivity::new(
-            "Demo",
-            ActivityDetails::Meeting(Meeting {
-                start,
-                end: start + TimeDelta::hours(1),
-                time_zone: "Europe/Berlin".into(),
-                location: None,
-                link: None,
-                attendees: vec![],
-                outcome_notes: None,
-            }),
-        )
-        .related_to(RecordRef::from(by_meeting)),
+        NewActivity::new("Demo", meeting(Utc::now() + TimeDelta::days(7)))
+            .related_to(RecordRef::from(by_meeting)),
     )
     .await
     .at("a meeting next week")?;
+    acts.create(
+        &f.admin,
+        NewActivity::new("Held", meeting(Utc::now() - TimeDelta::hours(2)))
+            .related_to(RecordRef::from(by_held)),
+    )
+    .await
+    .at("a meeting held this morning")?;
     let gone = records
         .get(&f.rep, "contact", by_delete.as_uuid())
         .await
@@ -415,6 +429,7 @@ pub async fn exits(store: &Store) -> CheckResult {
         (by_email, "email"),
         (by_delete, "deleted"),
         (by_leave, "leave_sequence"),
+        (by_held, "meeting"),
     ] {
         let en = enrolment(&seqs, &f, c, seq.id).await?;
         ensure_eq!(en.status, EnrolmentStatus::Exited, "exited ({why})");
