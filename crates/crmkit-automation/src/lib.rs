@@ -56,6 +56,15 @@
 //!   zone, over the records a query selects as the owner sees them; run by
 //!   [`Engine::run_schedules`] (in [`Engine::tick`]) once per instant and record, a
 //!   missed instant made up once.
+//! - **Sequences** ([`sequences`], [`enrolments`]): ordered steps (rule actions and
+//!   waits of minutes, hours, calendar days or an SLA calendar's working days) on a record
+//!   kind, managed through [`Sequences`] (kind `automation_sequence`, versioned JSON,
+//!   validated on save, access like rules). A rule's `enrol_sequence` enrols the record
+//!   (in the commit of its run-log line); [`Engine::advance_sequences`] (in
+//!   [`Engine::tick`]) runs each due step once, with the enrolling rule's owner's
+//!   authority, the enrolment's advance in the step's commit; an enrolment exits when the
+//!   record is deleted, its exit filter holds, a reply or a held meeting (or another
+//!   listed activity type) is logged on it, or `leave_sequence` takes it out.
 //! - **A worker** ([`Engine::spawn`], [`Worker`]): a task on the host's tokio runtime
 //!   that runs the feed and the tick for its tenants at an interval, with a graceful
 //!   [`Worker::shutdown`].
@@ -65,8 +74,8 @@
 //! offers (`deal.move_to_stage`, `lead.set_status`, `lead.set_score`,
 //! `campaign.add_member`, `ticket.escalate`), as a third-party module's would.
 //!
-//! **Still to come** (issue 10): weighted capacity per period, lead scoring, sequences
-//! (refused on save), auto-acknowledgement.
+//! **Still to come** (issue 10): weighted capacity per period, lead scoring,
+//! auto-acknowledgement.
 //!
 //! ```
 //! use crmkit_automation::{Action, AutomationModule, NewRule, Rules, Trigger, evaluate_conditions};
