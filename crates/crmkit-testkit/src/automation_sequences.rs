@@ -466,6 +466,75 @@ pub async fn exits(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// F2: a fault at any write of a tick (a step's commit with its run-log line and the
+/// enrolment's advance, a failed run, the enrolment's bookkeeping) applies each step at
+/// most once; ticking on once the fault is gone applies each exactly once and completes
+/// the enrolment, with no failed run left.
+pub async fn faults(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let seqs = Sequences::new(store).at("Sequences::new")?;
+    let seq = seqs
+        .create(
+            &f.admin,
+            NewSequence::new("faulty", "contact")
+                .action(Action::AddTag { tag: "a".into() })
+                .action(Action::LogNote {
+                    body: "Note for {{first_name}}".into(),
+                })
+                .wait(Offset {
+                    amount: 5,
+                    unit: TimeUnit::Minutes,
+                    calendar: None,
+                })
+                .action(Action::AddTag { tag: "b".into() }),
+        )
+        .await
+        .at("sequence")?;
+    enrol_new_contacts(&f, &f.admin, seq.id).await?;
+    let (e, clock) = engine(store)?;
+    let mut n = 0;
+    loop {
+        let c = f.person(&f.rep, "Fault", &format!("At{n}")).await?.id;
+        drain(&e, &f).await?;
+        let notes = count(store, &f.admin, ACTIVITY_TABLE).await?;
+        store
+            .backend()
+            .inject_fault(Some(crmkit_core::Fault::FailAtWrite(n)));
+        let faulted = e.advance_sequences(f.tenant).await;
+        store.backend().inject_fault(None);
+        for _ in 0..10 {
+            clock.advance(TimeDelta::hours(1));
+            e.tick(f.tenant).await.at("tick")?;
+        }
+        ensure_eq!(
+            tags(&contact_json(&f, c).await?),
+            ["a", "b"],
+            "fault at write {n}: each tag once, in order"
+        );
+        ensure_eq!(
+            count(store, &f.admin, ACTIVITY_TABLE).await? - notes,
+            1,
+            "fault at write {n}: one note"
+        );
+        ensure_eq!(
+            enrolment(&seqs, &f, c, seq.id).await?.status,
+            EnrolmentStatus::Completed,
+            "fault at write {n}: completed"
+        );
+        ensure!(
+            e.failed(&f.admin).await.at("failed")?.is_empty(),
+            "fault at write {n}: no failed run is left"
+        );
+        match faulted {
+            Ok(r) if r.failed == 0 && n > 0 => break,
+            _ => n += 1,
+        }
+        ensure!(n < 100, "a tick still reached the fault after 100 writes");
+    }
+    ensure!(n > 1, "a step's commit has more than one write (saw {n})");
+    Ok(())
+}
+
 /// Enrolling a record that is active in the sequence is a no-op recorded as applied;
 /// once it completed, enrolling it again starts round 2 (by the enrolling rule), which
 /// runs the steps again.
@@ -961,5 +1030,5 @@ pub async fn bad_input(store: &Store) -> CheckResult {
 suite_checks! {
     /// The automation sequence checks, by name.
     names: automation_sequences_check_names,
-    checks: [steps_and_waits, exactly_once, exits, re_enrol, failed_steps, access, bad_input],
+    checks: [steps_and_waits, exactly_once, faults, exits, re_enrol, failed_steps, access, bad_input],
 }
