@@ -128,3 +128,53 @@ fn automation_rules_through_the_facade() {
     })
     .unwrap();
 }
+
+#[cfg(all(feature = "automation", feature = "contacts"))]
+#[test]
+fn automation_sequences_through_the_facade() {
+    use crmkit::automation::{Action, NewRule, NewSequence, Trigger};
+    use crmkit::{Actor, Ctx, RecordRef, Role, TenantId, UserId, UserInput};
+
+    block_on(async {
+        let crm = Crm::in_memory()?;
+        let me = UserId::new();
+        let ctx = Ctx::new(TenantId::new(), Actor::new(me, [Role::Admin], []))?;
+        crm.directory()
+            .put_user(
+                &ctx,
+                UserInput::new(me, "Ada", "ada@example.test", Role::Admin),
+            )
+            .await?;
+        let seq = crm
+            .automation_sequences()
+            .create(
+                &ctx,
+                NewSequence::new("Welcome", "contact").action(Action::AddTag { tag: "seq".into() }),
+            )
+            .await?;
+        let rule = NewRule::new(
+            "Enrol new contacts",
+            Trigger::RecordCreated {
+                record_kind: "contact".into(),
+            },
+        )
+        .action(Action::EnrolSequence { sequence: seq.id });
+        crm.automation().create(&ctx, rule).await?;
+        let c = crm
+            .contacts()
+            .create(&ctx, crmkit::contacts::NewContact::named("Grace", "Hopper"))
+            .await?;
+        let engine = crm.automation_engine();
+        engine.run_pending(ctx.tenant(), 100).await?;
+        engine.tick(ctx.tenant()).await?;
+        let tagged = crm.records().get(&ctx, "contact", c.id.as_uuid()).await?;
+        assert_eq!(tagged["tags"], crmkit::serde_json::json!(["seq"]));
+        let enrolments = crm
+            .automation_sequences()
+            .enrolments_of_record(&ctx, &RecordRef::from(c.id), 10)
+            .await?;
+        assert_eq!(enrolments.len(), 1);
+        Ok::<(), Error>(())
+    })
+    .unwrap();
+}

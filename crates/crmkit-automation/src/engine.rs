@@ -33,7 +33,7 @@
 //! outbox written in the action's commit, delivered by [`Engine::deliver`] through the
 //! host's [`Notifier`] and [`WebhookClient`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -137,6 +137,9 @@ pub(crate) struct RuleSet {
     pub(crate) by_id: HashMap<RuleId, Arc<Rule>>,
     /// Rules with a time-relative trigger, by record kind.
     pub(crate) timers: HashMap<String, Vec<Arc<Rule>>>,
+    /// The record kinds that rules enrol in sequences (sequence exits are looked for on
+    /// their events only).
+    pub(crate) enrolled_kinds: HashSet<String>,
 }
 
 /// The dispatch key of a trigger (`None` for timers and schedules, which the feed does
@@ -199,6 +202,13 @@ impl RuleSet {
             if let Some(k) = trigger_key(&r.trigger) {
                 set.by_key.entry(k).or_default().push(r.clone());
             }
+            if r.actions
+                .iter()
+                .any(|a| matches!(a, Action::EnrolSequence { .. }))
+                && let Some(k) = r.trigger.record_kind()
+            {
+                set.enrolled_kinds.insert(k.to_owned());
+            }
             if let Trigger::Relative { record_kind, .. } = &r.trigger {
                 set.timers
                     .entry(record_kind.clone())
@@ -223,6 +233,7 @@ impl RuleSet {
 /// it, and field triggers compare it.
 fn needs_payload(rules: &RuleSet, e: &Event) -> bool {
     e.kind.ends_with(".deleted")
+        || crate::enrolments::needs_payload(rules, e)
         || rules
             .matching(e)
             .any(|r| matches!(r.trigger, Trigger::RecordUpdated { field: Some(_), .. }))
@@ -250,7 +261,7 @@ fn value_at<'a>(record: &'a Json, path: &str) -> Option<&'a Json> {
 }
 
 /// What an action does, in words (the run log's detail).
-fn describe(a: &Action, record: &Json) -> String {
+pub(crate) fn describe(a: &Action, record: &Json) -> String {
     match a {
         Action::SetFields { fields } => format!(
             "set {}",
@@ -380,7 +391,12 @@ impl Engine {
         }
     }
 
-    async fn exists(&self, tenant: TenantId, table: &str, key: &[Value]) -> Result<bool> {
+    pub(crate) async fn exists(
+        &self,
+        tenant: TenantId,
+        table: &str,
+        key: &[Value],
+    ) -> Result<bool> {
         Ok(self
             .store
             .backend()
@@ -586,7 +602,8 @@ impl Engine {
             }
             self.run_rule(tenant, rule, e, report).await?;
         }
-        crate::timers::arm_for_event(self, tenant, rules, e).await
+        crate::timers::arm_for_event(self, tenant, rules, e).await?;
+        crate::enrolments::exit_for_event(self, tenant, rules, e).await
     }
 
     pub(crate) async fn skip(
@@ -882,18 +899,27 @@ impl Engine {
     }
 
     /// The attempt id of the run-log line with this key, if there is one.
-    async fn recorded_attempt(&self, tenant: TenantId, key: &[Value]) -> Result<Option<Uuid>> {
+    pub(crate) async fn recorded_attempt(
+        &self,
+        tenant: TenantId,
+        key: &[Value],
+    ) -> Result<Option<Uuid>> {
         let row = self.store.backend().get(tenant, RUN_TABLE, key).await?;
         Ok(row.map(|r| r.get(9).and_then(Value::as_uuid).unwrap_or_default()))
     }
 
     /// Whether storage answers at all (a Storage error of an action is then the action's
     /// failure, kept for a retry; otherwise the whole run stops with it).
-    async fn store_answers(&self, tenant: TenantId) -> bool {
+    pub(crate) async fn store_answers(&self, tenant: TenantId) -> bool {
         self.cursor(tenant).await.is_ok()
     }
 
-    async fn record_failure(&self, run: &RuleRun<'_>, action: u32, err: &Error) -> Result<()> {
+    pub(crate) async fn record_failure(
+        &self,
+        run: &RuleRun<'_>,
+        action: u32,
+        err: &Error,
+    ) -> Result<()> {
         let key = runlog::key(run.rule.id, &run.occurrence, Some(action));
         let now = self.now();
         let old = self
@@ -942,7 +968,7 @@ impl Engine {
     }
 
     /// Applies one action.
-    async fn apply(
+    pub(crate) async fn apply(
         &self,
         ctx: &Ctx,
         run: &RuleRun<'_>,
@@ -1130,6 +1156,12 @@ impl Engine {
                     .await
                     .map(|_| false)
             }
+            Action::EnrolSequence { sequence } => {
+                crate::enrolments::enrol(self, ctx, run, *sequence).await
+            }
+            Action::LeaveSequence { sequence } => {
+                crate::enrolments::leave(self, ctx, run, *sequence).await
+            }
             Action::MoveDealToStage { stage } => self
                 .module_action(ctx, "deal.move_to_stage", target, json!({ "stage": stage }))
                 .await
@@ -1154,10 +1186,6 @@ impl Engine {
                     .await
                     .map(|()| false)
             }
-            other => Err(Error::Config(format!(
-                "the engine does not run {} actions yet",
-                other.type_name()
-            ))),
         }
     }
 
@@ -1342,13 +1370,15 @@ impl Engine {
     }
 
     /// Fires the timers that are due, runs the schedules whose instant has come, retries
-    /// the failed actions that are due, then delivers what is due in the outbox.
+    /// the failed actions that are due, runs the sequence steps that are due
+    /// ([`Engine::advance_sequences`]), then delivers what is due in the outbox.
     pub async fn tick(&self, tenant: TenantId) -> Result<(RunReport, DeliveryReport)> {
         let mut runs = self
             .fire_timers(tenant, crmkit_core::query::MAX_LIMIT)
             .await?;
         runs += self.run_schedules(tenant).await?;
         runs += self.retry_due(tenant).await?;
+        runs += self.advance_sequences(tenant).await?;
         let deliveries = self.deliver(tenant, crmkit_core::query::MAX_LIMIT).await?;
         Ok((runs, deliveries))
     }
@@ -1422,6 +1452,9 @@ impl Engine {
                 .give_up(tenant, f, "the rule is disabled or deleted")
                 .await;
         };
+        if f.occurrence.starts_with('q') {
+            return crate::enrolments::retry(self, tenant, rules, f, report).await;
+        }
         if f.occurrence.starts_with('t') || f.occurrence.starts_with('s') {
             return crate::timers::retry(self, tenant, &rule, f, report).await;
         }

@@ -56,6 +56,15 @@
 //!   zone, over the records a query selects as the owner sees them; run by
 //!   [`Engine::run_schedules`] (in [`Engine::tick`]) once per instant and record, a
 //!   missed instant made up once.
+//! - **Sequences** ([`sequences`], [`enrolments`]): ordered steps (rule actions and
+//!   waits of minutes, hours, calendar days or an SLA calendar's working days) on a record
+//!   kind, managed through [`Sequences`] (kind `automation_sequence`, versioned JSON,
+//!   validated on save, access like rules). A rule's `enrol_sequence` enrols the record
+//!   (in the commit of its run-log line); [`Engine::advance_sequences`] (in
+//!   [`Engine::tick`]) runs each due step once, with the enrolling rule's owner's
+//!   authority, the enrolment's advance in the step's commit; an enrolment exits when the
+//!   record is deleted, its exit filter holds, a reply or a held meeting (or another
+//!   listed activity type) is logged on it, or `leave_sequence` takes it out.
 //! - **A worker** ([`Engine::spawn`], [`Worker`]): a task on the host's tokio runtime
 //!   that runs the feed and the tick for its tenants at an interval, with a graceful
 //!   [`Worker::shutdown`].
@@ -65,8 +74,8 @@
 //! offers (`deal.move_to_stage`, `lead.set_status`, `lead.set_score`,
 //! `campaign.add_member`, `ticket.escalate`), as a third-party module's would.
 //!
-//! **Still to come** (issue 10): weighted capacity per period, lead scoring, sequences
-//! (refused on save), auto-acknowledgement.
+//! **Still to come** (issue 10): weighted capacity per period, lead scoring,
+//! auto-acknowledgement.
 //!
 //! ```
 //! use crmkit_automation::{Action, AutomationModule, NewRule, Rules, Trigger, evaluate_conditions};
@@ -114,12 +123,14 @@
 
 mod assign;
 pub mod engine;
+pub mod enrolments;
 pub mod eval;
 pub mod kinds;
 pub mod model;
 pub mod outbox;
 pub mod runlog;
 pub mod schedules;
+pub mod sequences;
 mod service;
 mod template;
 pub mod timers;
@@ -133,6 +144,7 @@ use crmkit_core::{Migration, Module, Result, Store};
 
 pub use crmkit_core::action::CustomAction;
 pub use engine::{DeliveryReport, Engine, EngineConfig, RunReport};
+pub use enrolments::{ENROLMENT_TABLE, Enrolment, EnrolmentStatus};
 pub use eval::{Change, Explanation, Outcome, Step, evaluate_conditions};
 pub use model::{
     Action, Capacity, CapacityPeriod, ChangePredicate, Channel, Conditions, Direction, FORMAT,
@@ -144,6 +156,10 @@ pub use outbox::{
     WebhookClient,
 };
 pub use runlog::{FailedRun, RunEntry, RunOutcome};
+pub use sequences::{
+    Exit, MAX_STEPS, NewSequence, SEQUENCE_EVENT_KINDS, SEQUENCE_FIELDS, SEQUENCE_KIND,
+    SEQUENCE_TABLE, Sequence, SequenceDefinition, SequencePatch, SequenceStep, Sequences,
+};
 pub use service::{
     DryRun, EVENT_KINDS, RULE_FIELDS, RULE_KIND, RULE_TABLE, Rules, WEBHOOK_SECRET_MASK,
 };
@@ -152,7 +168,8 @@ pub use worker::Worker;
 /// The module's name.
 pub const MODULE_NAME: &str = "automation";
 
-/// The automation module: the rules table, the `automation_rule` kind and its events. It
+/// The automation module: the rules and sequences tables, the `automation_rule` and
+/// `automation_sequence` kinds and their events. It
 /// depends on no other module: rules are checked against whatever the composition holds.
 ///
 /// Custom action kinds (`{"type": "custom", "kind": .., "params": ..}`) come from every
@@ -196,6 +213,12 @@ impl AutomationModule {
     pub fn rules(&self, store: &Store) -> Result<Rules> {
         Rules::new(store)
     }
+
+    /// The sequences API over a store this module is composed into (the same as
+    /// [`Sequences::new`]).
+    pub fn sequences(&self, store: &Store) -> Result<Sequences> {
+        Sequences::new(store)
+    }
 }
 
 impl Module for AutomationModule {
@@ -215,6 +238,11 @@ impl Module for AutomationModule {
                     .chain(timers::tables())
                     .chain(schedules::tables()),
             ),
+            Migration::create_tables(
+                3,
+                "sequences and their enrolments",
+                sequences::tables().into_iter().chain(enrolments::tables()),
+            ),
         ]
     }
 
@@ -233,11 +261,18 @@ impl Module for AutomationModule {
     }
 
     fn event_kinds(&self) -> Vec<&'static str> {
-        EVENT_KINDS.to_vec()
+        EVENT_KINDS
+            .iter()
+            .chain(SEQUENCE_EVENT_KINDS)
+            .copied()
+            .collect()
     }
 
     fn record_kinds(&self) -> Vec<Arc<dyn crmkit_core::record::KindHandler>> {
-        vec![crmkit_core::record::typed(kinds::RuleKind)]
+        vec![
+            crmkit_core::record::typed(kinds::RuleKind),
+            crmkit_core::record::typed(kinds::SequenceKind),
+        ]
     }
 
     fn automation_actions(&self) -> Vec<Arc<dyn CustomAction>> {

@@ -9,11 +9,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use crmkit_core::{
-    CalendarId, CampaignId, Error, Filter, Result, RuleId, StageId, TeamId, UserId,
+    CalendarId, CampaignId, Error, Filter, Result, RuleId, SequenceId, StageId, TeamId, UserId,
     ValidationErrors,
 };
 use serde::{Deserialize, Deserializer, Serialize};
-use uuid::Uuid;
 
 /// The rule format this crmkit reads and writes.
 pub const FORMAT: u32 = 1;
@@ -477,15 +476,16 @@ pub enum Action {
         #[serde(default)]
         secret: String,
     },
-    /// Enrol the record in a sequence.
+    /// Enrol the record in a sequence (see [`crate::sequences`]): a no-op while it is
+    /// enrolled; a new round once its last enrolment completed or exited.
     EnrolSequence {
-        /// The sequence.
-        sequence: Uuid,
+        /// The sequence (on the trigger's record kind).
+        sequence: SequenceId,
     },
-    /// Take the record out of a sequence.
+    /// Take the record out of a sequence (its active enrolment ends as exited).
     LeaveSequence {
         /// The sequence.
-        sequence: Uuid,
+        sequence: SequenceId,
     },
     /// An action another module offers (see [`crate::CustomAction`]).
     Custom {
@@ -572,7 +572,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// Deserialises one part of a rule document, naming `path` on failure.
-fn part<T: serde::de::DeserializeOwned>(
+pub(crate) fn part<T: serde::de::DeserializeOwned>(
     errs: &mut ValidationErrors,
     path: &str,
     v: serde_json::Value,
@@ -586,7 +586,7 @@ fn part<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn clean_serde(e: &serde_json::Error) -> String {
+pub(crate) fn clean_serde(e: &serde_json::Error) -> String {
     let s = e.to_string();
     match s.find(" at line ") {
         Some(i) => s[..i].to_owned(),

@@ -132,7 +132,7 @@ fn shift_days(anchor: DateTime<Utc>, days: i64, tz: Tz) -> Result<DateTime<Utc>>
 }
 
 /// The owner's time zone (UTC when unknown).
-async fn zone_of(store: &Store, ctx: &Ctx) -> Tz {
+pub(crate) async fn zone_of(store: &Store, ctx: &Ctx) -> Tz {
     match store.directory().user(ctx, ctx.actor().user).await {
         Ok(u) => u.time_zone.parse().unwrap_or(Tz::UTC),
         Err(_) => Tz::UTC,

@@ -874,11 +874,33 @@ async fn check_action(
                 errs.push(format!("{path}.secret"), "must be 16 to 200 characters");
             }
         }
-        Action::EnrolSequence { .. } | Action::LeaveSequence { .. } => {
-            errs.push(
-                format!("{path}.sequence"),
-                "sequences are not available yet (a later step of the automation module)",
-            );
+        Action::EnrolSequence { sequence } | Action::LeaveSequence { sequence } => {
+            // As the saving actor sees it: a hidden sequence is refused exactly like a
+            // missing one.
+            match crate::sequences::Sequences::new(store)?
+                .get(ctx, *sequence)
+                .await
+            {
+                Ok(seq) => match d {
+                    Some(d) if seq.record_kind == d.kind.as_str() => {}
+                    Some(d) => errs.push(
+                        format!("{path}.sequence"),
+                        format!(
+                            "the sequence is on {} records, not on a {}",
+                            seq.record_kind, d.kind
+                        ),
+                    ),
+                    None => errs.push(
+                        format!("{path}.type"),
+                        "sequences need a trigger on a record kind",
+                    ),
+                },
+                Err(Error::NotFound { .. }) => errs.push(
+                    format!("{path}.sequence"),
+                    "is not a sequence of this tenant",
+                ),
+                Err(e) => return Err(e),
+            }
         }
         Action::Custom { kind, params } => match custom_actions.get(kind.as_str()) {
             None => errs.push(
@@ -906,6 +928,110 @@ async fn check_action(
                 check_param_templates(errs, d, &format!("{path}.params"), params);
             }
         },
+    }
+    Ok(())
+}
+
+/// Validates a sequence's name, record kind, steps and exit conditions for `ctx`'s
+/// tenant, pushing every problem into `errs`: each action step is checked as a rule's
+/// action on the sequence's record kind, each wait as an offset.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn check_sequence(
+    store: &Store,
+    ctx: &Ctx,
+    custom_actions: &CustomActions,
+    errs: &mut ValidationErrors,
+    name: &str,
+    record_kind: &str,
+    steps: &[crate::sequences::SequenceStep],
+    exit: &crate::sequences::Exit,
+) -> Result<()> {
+    use crate::sequences::{MAX_STEPS, SequenceStep};
+    errs.check(crmkit_core::text::check_text("name", name, MAX_NAME, true));
+    let records = store.records();
+    let desc = match records.describe(ctx, record_kind).await {
+        Ok(d) => Some(d),
+        Err(Error::Validation(_)) => {
+            errs.push(
+                "record_kind",
+                format!("{record_kind:?} is not a record kind of the composed modules"),
+            );
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let d = desc.as_ref();
+    if steps.is_empty() {
+        errs.push("steps", "a sequence needs at least one step");
+    }
+    if steps.len() > MAX_STEPS {
+        errs.push("steps", format!("at most {MAX_STEPS} steps"));
+    }
+    if let Some(SequenceStep::Wait(_)) = steps.last() {
+        errs.push(
+            format!("steps[{}]", steps.len() - 1),
+            "the last step cannot be a wait (nothing would follow it)",
+        );
+    }
+    let kinds: Vec<RecordKind> = records.kinds().into_iter().map(|k| k.kind).collect();
+    for (i, step) in steps.iter().enumerate() {
+        let path = format!("steps[{i}]");
+        match step {
+            SequenceStep::Wait(o) => {
+                check_offset(errs, &path, o, &kinds);
+                check_calendar(store, ctx, errs, &path, o).await?;
+            }
+            SequenceStep::Action(
+                a @ (Action::EnrolSequence { .. }
+                | Action::LeaveSequence { .. }
+                | Action::Webhook { .. }
+                | Action::AssignOwner { .. }),
+            ) => errs.push(
+                format!("{path}.type"),
+                format!(
+                    "a sequence step cannot be {} (not one of a sequence's actions)",
+                    a.type_name()
+                ),
+            ),
+            SequenceStep::Action(a) => {
+                check_action(store, ctx, custom_actions, errs, &path, a, d).await?;
+            }
+        }
+    }
+    if let (Some(f), Some(d)) = (&exit.filter, d) {
+        check_filter(errs, d, "exit.filter", f, 0);
+    }
+    if !exit.activities.is_empty() {
+        match records
+            .kinds()
+            .into_iter()
+            .find(|k| k.kind.as_str() == "activity")
+        {
+            None => errs.push(
+                "exit.activities",
+                "needs the activity kind, which no composed module declares",
+            ),
+            Some(a) => {
+                let types = choices_of(&a, "type");
+                let mut seen = std::collections::BTreeSet::new();
+                for (i, t) in exit.activities.iter().enumerate() {
+                    let p = format!("exit.activities[{i}]");
+                    if !types.contains(t) {
+                        errs.push(p, format!("must be one of {}", types.join(", ")));
+                    } else if !seen.insert(t) {
+                        errs.push(p, "is listed twice");
+                    }
+                }
+                if let Some(d) = d
+                    && !relates_to(&a, &d.kind)
+                {
+                    errs.push(
+                        "exit.activities",
+                        format!("activities cannot relate to a {}", d.kind),
+                    );
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -195,6 +195,11 @@ define_id!(
     RuleId,
     "automation_rule"
 );
+define_id!(
+    /// An automation sequence (crmkit-automation): record kind `automation_sequence`.
+    SequenceId,
+    "automation_sequence"
+);
 
 /// The kind of a record, such as `contact` or `deal`.
 ///

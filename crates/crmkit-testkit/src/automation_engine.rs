@@ -89,7 +89,7 @@ impl WebhookClient for Transport {
 }
 
 /// An engine on a manual clock at the present, with a 1-second backoff.
-fn engine(store: &Store) -> CheckResult<(Engine, Arc<ManualClock>)> {
+pub(crate) fn engine(store: &Store) -> CheckResult<(Engine, Arc<ManualClock>)> {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let e = Engine::new(store)
         .at("Engine::new")?
@@ -104,7 +104,7 @@ fn engine(store: &Store) -> CheckResult<(Engine, Arc<ManualClock>)> {
 }
 
 /// Runs the engine until the feed is drained (at most 50 rounds); the summed report.
-async fn drain(e: &Engine, f: &Fixture) -> CheckResult<RunReport> {
+pub(crate) async fn drain(e: &Engine, f: &Fixture) -> CheckResult<RunReport> {
     let mut total = RunReport::default();
     for _ in 0..50 {
         let r = e.run_pending(f.tenant, 100).await.at("run_pending")?;
@@ -118,7 +118,7 @@ async fn drain(e: &Engine, f: &Fixture) -> CheckResult<RunReport> {
     ))
 }
 
-async fn contact_json(f: &Fixture, id: ContactId) -> CheckResult<serde_json::Value> {
+pub(crate) async fn contact_json(f: &Fixture, id: ContactId) -> CheckResult<serde_json::Value> {
     Ok(f.store
         .records()
         .get(&f.admin, "contact", id.as_uuid())
@@ -127,7 +127,7 @@ async fn contact_json(f: &Fixture, id: ContactId) -> CheckResult<serde_json::Val
         .into_value())
 }
 
-fn tags(c: &serde_json::Value) -> Vec<String> {
+pub(crate) fn tags(c: &serde_json::Value) -> Vec<String> {
     c["tags"]
         .as_array()
         .map(|a| {

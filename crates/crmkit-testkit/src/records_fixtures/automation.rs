@@ -1,9 +1,9 @@
-//! The [`KindFixture`] of the automation module's kind (`automation_rule`), for the
-//! generic record checks in [`crate::records`].
+//! The [`KindFixture`]s of the automation module's kinds (`automation_rule`,
+//! `automation_sequence`), for the generic record checks in [`crate::records`].
 
-use crmkit_automation::{RulePatch, Rules};
-use crmkit_core::RuleId;
+use crmkit_automation::{RulePatch, Rules, SequencePatch, Sequences};
 use crmkit_core::store::BoxFuture;
+use crmkit_core::{RuleId, SequenceId};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
@@ -13,7 +13,7 @@ use crate::records::KindFixture;
 
 /// The automation module's fixtures.
 pub fn all() -> Vec<KindFixture> {
-    vec![rule()]
+    vec![rule(), sequence()]
 }
 
 /// `automation_rule`: a rule tagging new contacts and notifying their owner; the patch
@@ -52,6 +52,47 @@ pub fn rule() -> KindFixture {
         kind: "automation_rule",
         body,
         patch: || json!({"name": "Tag every new contact"}),
+        typed_patch: typed,
+    }
+}
+
+/// `automation_sequence`: a task, a wait of two days and a notification for contacts,
+/// ending when a reply is logged; the patch renames it.
+pub fn sequence() -> KindFixture {
+    fn body(_: &Fixture) -> BoxFuture<'_, CheckResult<Json>> {
+        Box::pin(async move {
+            Ok(json!({
+                "format": 1,
+                "name": "Follow up new contacts",
+                "record_kind": "contact",
+                "steps": [
+                    {"type": "create_activity", "activity_type": "task", "subject": "Call {{first_name}}"},
+                    {"type": "wait", "amount": 2, "unit": "days"},
+                    {"type": "notify", "channel": "email", "subject": "Still no answer from {{last_name}}", "body": ""}
+                ],
+                "exit": {"activities": ["email"]},
+            }))
+        })
+    }
+    fn typed(f: &Fixture, id: Uuid, v: u64) -> BoxFuture<'_, CheckResult<()>> {
+        Box::pin(async move {
+            Sequences::new(&f.store)
+                .at("Sequences::new")?
+                .update(
+                    &f.admin,
+                    SequenceId::from_uuid(id),
+                    v,
+                    SequencePatch::default().name("Follow up every new contact"),
+                )
+                .await
+                .at("typed sequence patch")?;
+            Ok(())
+        })
+    }
+    KindFixture {
+        kind: "automation_sequence",
+        body,
+        patch: || json!({"name": "Follow up every new contact"}),
         typed_patch: typed,
     }
 }
