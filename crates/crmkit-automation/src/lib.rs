@@ -95,6 +95,7 @@
 //!     .action(Action::Notify {
 //!         channel: crmkit_automation::Channel::Email,
 //!         to: Some(admin),
+//!         to_field: None,
 //!         subject: "New user {{name}}".into(),
 //!         body: "{{email}} joined.".into(),
 //!     });
@@ -108,8 +109,8 @@
 //!
 //! // An unknown placeholder is refused, naming the part.
 //! let bad: Vec<Action> = saved.actions.clone().into_iter().map(|a| match a {
-//!     Action::Notify { channel, to, body, .. } =>
-//!         Action::Notify { channel, to, body, subject: "Hi {{nickname}}".into() },
+//!     Action::Notify { channel, to, to_field, body, .. } =>
+//!         Action::Notify { channel, to, to_field, body, subject: "Hi {{nickname}}".into() },
 //!     a => a,
 //! }).collect();
 //! let err = rules
