@@ -21,7 +21,7 @@ use sqlx::pool::PoolOptions;
 use crate::dialect::Dialect;
 use crate::render::{Fetch, Renderer, Stmt, int_arg, text_arg};
 use crate::shared::{
-    Steps, duplicate, index_named_in, now_micros, pending, sort_groups, version_of,
+    Steps, duplicate, index_named_in, now_micros, pending, sort_groups, update_missed, version_of,
 };
 
 /// What the generic server backend needs from a sqlx driver.
@@ -533,18 +533,7 @@ impl<D: Driver> ServerBackend<D> {
                             .next(),
                         None => None,
                     };
-                    return Err(match (current, expect_version) {
-                        (Some(row), Some(expected)) => {
-                            let vp = t.position("version").unwrap_or(0);
-                            Error::conflict(
-                                record.clone(),
-                                *expected,
-                                row[vp].as_int().unwrap_or(0) as u64,
-                            )
-                        }
-                        _ => not_found(),
-                    }
-                    .into());
+                    return Err(update_missed(t, record, *expect_version, current).into());
                 }
             }
             Write::Delete { table, key } => {

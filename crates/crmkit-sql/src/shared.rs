@@ -1,6 +1,6 @@
 //! Pieces every backend shares: error shapes, fault counting, group sorting, URLs.
 
-use crmkit_core::id::RecordKind;
+use crmkit_core::id::{RecordKind, RecordRef};
 use crmkit_core::store::{Fault, Row, TableDef, Value};
 use crmkit_core::{Error, Result};
 
@@ -11,6 +11,28 @@ pub(crate) fn duplicate(table: &TableDef, index: Option<&str>) -> Error {
         kind: RecordKind::parse(table.name).unwrap_or(RecordKind::new("row")),
         field: index.unwrap_or("id").to_owned(),
         existing: None,
+    }
+}
+
+/// The error of an update of `record` that changed no row: Conflict (with the stored
+/// version) when the row is there (`current`) and the update expected a version, else
+/// NotFound, as the in-memory backend reports them.
+pub(crate) fn update_missed(
+    table: &TableDef,
+    record: &RecordRef,
+    expect_version: Option<u64>,
+    current: Option<Row>,
+) -> Error {
+    match (current, expect_version) {
+        (Some(row), Some(expected)) => {
+            let vp = table.position("version").unwrap_or(0);
+            Error::conflict(
+                record.clone(),
+                expected,
+                row[vp].as_int().unwrap_or(0) as u64,
+            )
+        }
+        _ => Error::not_found(record.kind.clone(), record.id),
     }
 }
 

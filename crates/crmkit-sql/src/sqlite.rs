@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 use crate::dialect::Dialect;
 use crate::render::{Bind, Fetch, Kind, Renderer, Stmt, decode_text};
 use crate::shared::{
-    Steps, duplicate, index_named_in, now_micros, pending, sort_groups, version_of,
+    Steps, duplicate, index_named_in, now_micros, pending, sort_groups, update_missed, version_of,
 };
 
 const READERS: usize = 4;
@@ -462,17 +462,7 @@ impl SqliteBackend {
                         Some(f) => fetch(conn, &f)?.into_iter().next(),
                         None => None,
                     };
-                    return Err(match (current, expect_version) {
-                        (Some(row), Some(expected)) => {
-                            let vp = t.position("version").unwrap_or(0);
-                            Error::conflict(
-                                record.clone(),
-                                *expected,
-                                row[vp].as_int().unwrap_or(0) as u64,
-                            )
-                        }
-                        _ => not_found(),
-                    });
+                    return Err(update_missed(t, record, *expect_version, current));
                 }
             }
             Write::Delete { table, key } => {
