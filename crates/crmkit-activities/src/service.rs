@@ -1720,27 +1720,17 @@ impl Activities {
             s.after = Some(after);
         }
         s.limit = Some(limit + 1);
-        let mut items = self.followups(ctx, &s).await?;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next_cursor = match items.last() {
-            Some(last) if more => {
-                let parts: Vec<String> = position(last)
-                    .iter()
-                    .map(|v| match v {
-                        Value::Int(i) => i.to_string(),
-                        Value::Uuid(u) => u.to_string(),
-                        _ => String::new(),
-                    })
-                    .collect();
-                Some(format!("{tag}{}", parts.join(".")))
-            }
-            _ => None,
-        };
-        Ok(Page {
-            items,
-            next_cursor,
-            total: None,
+        let found = self.followups(ctx, &s).await?;
+        service::page_of(found, limit, Ok, |last| {
+            let parts: Vec<String> = position(last)
+                .iter()
+                .map(|v| match v {
+                    Value::Int(i) => i.to_string(),
+                    Value::Uuid(u) => u.to_string(),
+                    _ => String::new(),
+                })
+                .collect();
+            Some(format!("{tag}{}", parts.join(".")))
         })
     }
 

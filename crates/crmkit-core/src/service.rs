@@ -436,6 +436,47 @@ async fn list_rows<T: Send>(
     })
 }
 
+/// The page of `found`, rows read for a page of `limit` with one more asked for (a
+/// select's `limit` of `limit + 1`, which tells whether more follow): the first `limit`
+/// decoded (the extra one is not), and when there were more, the next cursor `cursor_of`
+/// makes from the page's last item. No total.
+pub fn page_of<R, T>(
+    mut found: Vec<R>,
+    limit: u32,
+    decode: impl FnMut(R) -> Result<T>,
+    cursor_of: impl FnOnce(&T) -> Option<String>,
+) -> Result<crate::query::Page<T>> {
+    let more = found.len() > limit as usize;
+    found.truncate(limit as usize);
+    let items = found.into_iter().map(decode).collect::<Result<Vec<_>>>()?;
+    let next_cursor = if more {
+        items.last().and_then(cursor_of)
+    } else {
+        None
+    };
+    Ok(crate::query::Page {
+        items,
+        next_cursor,
+        total: None,
+    })
+}
+
+/// One keyset page of `s` in the actor's tenant, for lists whose cursor is not a
+/// [`Query`](crate::Query)'s: selects one row more than `limit` and makes the page with
+/// [`page_of`].
+pub async fn select_page<T>(
+    store: &Store,
+    ctx: &Ctx,
+    mut s: crate::store::Select,
+    limit: u32,
+    decode: impl FnMut(Row) -> Result<T>,
+    cursor_of: impl FnOnce(&T) -> Option<String>,
+) -> Result<crate::query::Page<T>> {
+    s.limit = Some(limit + 1);
+    let found = store.backend().select(ctx.tenant(), &s).await?;
+    page_of(found, limit, decode, cursor_of)
+}
+
 /// One page of the records of kind `R` the actor may see: [`list_page`] over `fields`
 /// and-ed with [`visibility_scope`] (deleted records only with `q.include_deleted`), rows
 /// decoded by [`StoredRecord::decode`]. `custom_of` as for [`list_page`].

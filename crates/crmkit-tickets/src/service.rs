@@ -1140,24 +1140,8 @@ impl Tickets {
                 Value::Uuid(c.id.as_uuid()),
             ]);
         }
-        s.limit = Some(limit + 1);
-        let mut found = b.select(ctx.tenant(), &s).await?;
-        let more = found.len() > limit as usize;
-        found.truncate(limit as usize);
-        let items = found
-            .into_iter()
-            .map(rows::decode_comment)
-            .collect::<Result<Vec<_>>>()?;
-        let next_cursor = if more {
-            items.last().map(|c| c.id.to_string())
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_cursor,
-            total: None,
-        })
+        let cursor_of = |c: &Comment| Some(c.id.to_string());
+        service::select_page(&self.store, ctx, s, limit, rows::decode_comment, cursor_of).await
     }
 
     /// The status and priority history of a ticket visible to the actor, oldest first.

@@ -1006,23 +1006,9 @@ impl Tickets {
         if let Some(c) = &cursor {
             s.after = Some(decode_cursor(c)?);
         }
-        s.limit = Some(limit + 1);
-        let mut found = self.store().backend().select(ctx.tenant(), &s).await?;
-        let more = found.len() > limit as usize;
-        found.truncate(limit as usize);
-        let items = found.iter().map(decode_sla).collect::<Result<Vec<_>>>()?;
-        let next_cursor = if more {
-            items
-                .last()
-                .and_then(|t| Some(encode_cursor(t.next_due_at?, t.ticket.as_uuid())))
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_cursor,
-            total: None,
-        })
+        let decode = |r: Row| decode_sla(&r);
+        let cursor_of = |t: &TicketSla| Some(encode_cursor(t.next_due_at?, t.ticket.as_uuid()));
+        service::select_page(self.store(), ctx, s, limit, decode, cursor_of).await
     }
 
     /// Tickets visible to the actor (and not deleted) with a running, unmet SLA target due
@@ -1247,20 +1233,17 @@ impl Tickets {
                 let mut s = Select::new(TICKET_TABLE, open_tickets());
                 s.order = vec![OrderKey::asc("id")];
                 s.after = after.map(|u| vec![Value::Uuid(u)]);
-                s.limit = Some(limit + 1);
-                let mut found = b.select(ctx.tenant(), &s).await?;
-                let more = found.len() > limit as usize;
-                found.truncate(limit as usize);
-                let tickets = found
-                    .into_iter()
-                    .map(crate::rows::decode_ticket)
-                    .collect::<Result<Vec<_>>>()?;
-                let next = if more {
-                    tickets.last().map(|t| t.id.as_uuid().to_string())
-                } else {
-                    None
-                };
-                (tickets, next)
+                let cursor_of = |t: &Ticket| Some(t.id.as_uuid().to_string());
+                let page = service::select_page(
+                    self.store(),
+                    ctx,
+                    s,
+                    limit,
+                    crate::rows::decode_ticket,
+                    cursor_of,
+                )
+                .await?;
+                (page.items, page.next_cursor)
             }
             Some(p) => {
                 let mut s = Select::new(
@@ -1269,16 +1252,11 @@ impl Tickets {
                 );
                 s.order = vec![OrderKey::asc("ticket_id")];
                 s.after = after.map(|u| vec![Value::Uuid(u)]);
-                s.limit = Some(limit + 1);
-                let mut found = b.select(ctx.tenant(), &s).await?;
-                let more = found.len() > limit as usize;
-                found.truncate(limit as usize);
-                let ids: Vec<Value> = found.iter().map(|r| r[0].clone()).collect();
-                let next = if more {
-                    ids.last().and_then(Value::as_uuid).map(|u| u.to_string())
-                } else {
-                    None
-                };
+                let first = |mut r: Row| Ok(std::mem::replace(&mut r[0], Value::Null));
+                let cursor_of = |id: &Value| id.as_uuid().map(|u| u.to_string());
+                let page =
+                    service::select_page(self.store(), ctx, s, limit, first, cursor_of).await?;
+                let (ids, next) = (page.items, page.next_cursor);
                 let mut tickets = if ids.is_empty() {
                     vec![]
                 } else {
