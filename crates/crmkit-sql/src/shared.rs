@@ -88,13 +88,20 @@ pub(crate) fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
-/// The recorded version of a module and the number of migrations the code has: what to
-/// apply, or SchemaTooNew.
+/// The migrations of `module` to apply: its version in `recorded` (the migrations
+/// table's `(module, version)` rows; 0 when absent) up to the `supported` number the
+/// code has, or SchemaTooNew when the database is ahead.
 pub(crate) fn pending(
+    recorded: &[Row],
     module: &str,
-    found: u32,
     supported: usize,
 ) -> Result<std::ops::Range<usize>> {
+    let found = recorded
+        .iter()
+        .find(|row| row[0].as_text() == Some(module))
+        .map(|row| version_of(&row[1]))
+        .transpose()?
+        .unwrap_or(0);
     let supported_u32 = u32::try_from(supported).unwrap_or(u32::MAX);
     if found > supported_u32 {
         return Err(Error::SchemaTooNew {
@@ -106,8 +113,19 @@ pub(crate) fn pending(
     Ok(found as usize..supported)
 }
 
+/// The first number of a block of `n` just taken from a sequence: `rows` is the read of
+/// the sequence after the bump (its last number); `missing` is the Storage error's text
+/// when there is no row.
+pub(crate) fn block_start(rows: &[Row], n: u64, missing: &str) -> Result<u64> {
+    let last = rows
+        .first()
+        .and_then(|row| row[0].as_int())
+        .ok_or_else(|| Error::storage(missing))?;
+    Ok(last as u64 + 1 - n)
+}
+
 /// Converts a stored version to u32.
-pub(crate) fn version_of(v: &Value) -> Result<u32> {
+fn version_of(v: &Value) -> Result<u32> {
     v.as_int()
         .and_then(|i| u32::try_from(i).ok())
         .ok_or_else(|| Error::storage(format!("bad migration version {v:?}")))
