@@ -1335,11 +1335,10 @@ impl Activities {
             rows::REMINDER_TABLE,
             Cond::eq("activity_id", activity.as_uuid()),
         );
-        let found = self.store.backend().select(ctx.tenant(), &s).await?;
-        found
-            .iter()
-            .map(|r| rows::decode_reminder(r).map(|(m, _)| m))
-            .collect()
+        service::select_rows(&self.store, ctx, &s, |r| {
+            rows::decode_reminder(&r).map(|(m, _)| m)
+        })
+        .await
     }
 
     /// A user's agenda for `day` in the user's time zone: open tasks due that day (an
@@ -1534,13 +1533,10 @@ impl Activities {
         let mut s = Select::new(REMINDER_TABLE, cond);
         s.order = vec![OrderKey::asc("remind_at"), OrderKey::asc("id")];
         s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
-        self.store
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .iter()
-            .map(|r| rows::decode_reminder(r).map(|x| x.0))
-            .collect()
+        service::select_rows(&self.store, ctx, &s, |r| {
+            rows::decode_reminder(&r).map(|x| x.0)
+        })
+        .await
     }
 
     /// Marks a reminder delivered, once: a conditional (versioned) update, so of any

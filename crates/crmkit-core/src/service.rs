@@ -436,6 +436,18 @@ async fn list_rows<T: Send>(
     })
 }
 
+/// The rows `s` selects in the actor's tenant, each decoded with `decode`, in the order
+/// the select gives them.
+pub async fn select_rows<T>(
+    store: &Store,
+    ctx: &Ctx,
+    s: &crate::store::Select,
+    decode: impl FnMut(Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    let rows = store.backend().select(ctx.tenant(), s).await?;
+    rows.into_iter().map(decode).collect()
+}
+
 /// The page of `found`, rows read for a page of `limit` with one more asked for (a
 /// select's `limit` of `limit + 1`, which tells whether more follow): the first `limit`
 /// decoded (the extra one is not), and when there were more, the next cursor `cursor_of`
@@ -881,6 +893,8 @@ macro_rules! stored_record {
 ///     /// A lead that is visible to the actor and not deleted.
 ///     get;
 ///     load;                        // private: `load(ctx, id, deleted)`, see [`load`]
+///     live;                        // private: `live(ctx, id, action)`, the write-rights
+///                                  // check naming `action`, then [`load`] of a live record
 ///     /// Lists leads ...
 ///     list(LEAD_FIELDS, custom);   // `custom`: the records have custom values
 ///     /// The audit trail of a visible lead.
@@ -921,6 +935,13 @@ macro_rules! record_verbs {
             deleted: Option<bool>,
         ) -> $crate::Result<$rec> {
             $crate::service::load::<$rec>(self.store(), ctx, id, deleted).await
+        }
+    };
+    (@live [$($doc:tt)*] $rec:ty, $id:ty;) => {
+        $($doc)*
+        async fn live(&self, ctx: &$crate::Ctx, id: $id, action: &str) -> $crate::Result<$rec> {
+            ctx.actor().require_write(action)?;
+            $crate::service::load::<$rec>(self.store(), ctx, id, Some(false)).await
         }
     };
     (@list [$($doc:tt)*] $rec:ty, $id:ty; $fields:expr, custom) => {

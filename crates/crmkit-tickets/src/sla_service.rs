@@ -214,13 +214,7 @@ pub(crate) async fn select_sorted<R>(
 ) -> Result<Vec<R>> {
     let mut s = Select::new(table, cond);
     s.order = by.iter().map(|c| OrderKey::asc(*c)).collect();
-    store
-        .backend()
-        .select(ctx.tenant(), &s)
-        .await?
-        .into_iter()
-        .map(decode)
-        .collect()
+    service::select_rows(store, ctx, &s, decode).await
 }
 
 fn opt_int(v: &Value) -> Option<i64> {
@@ -821,13 +815,8 @@ impl Tickets {
                 ids.iter().map(|t| Value::Uuid(t.as_uuid())).collect(),
             ),
         );
-        self.store()
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .iter()
-            .map(|r| decode_sla(r).map(|t| (t.ticket, t)))
-            .collect()
+        let rows = service::select_rows(self.store(), ctx, &s, |r| decode_sla(&r)).await?;
+        Ok(rows.into_iter().map(|t| (t.ticket, t)).collect())
     }
 
     /// **The SLA extension point.** Every command that writes a ticket calls this with the
