@@ -1335,11 +1335,10 @@ impl Activities {
             rows::REMINDER_TABLE,
             Cond::eq("activity_id", activity.as_uuid()),
         );
-        let found = self.store.backend().select(ctx.tenant(), &s).await?;
-        found
-            .iter()
-            .map(|r| rows::decode_reminder(r).map(|(m, _)| m))
-            .collect()
+        service::select_rows(&self.store, ctx, &s, |r| {
+            rows::decode_reminder(&r).map(|(m, _)| m)
+        })
+        .await
     }
 
     /// A user's agenda for `day` in the user's time zone: open tasks due that day (an
@@ -1534,13 +1533,10 @@ impl Activities {
         let mut s = Select::new(REMINDER_TABLE, cond);
         s.order = vec![OrderKey::asc("remind_at"), OrderKey::asc("id")];
         s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
-        self.store
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .iter()
-            .map(|r| rows::decode_reminder(r).map(|x| x.0))
-            .collect()
+        service::select_rows(&self.store, ctx, &s, |r| {
+            rows::decode_reminder(&r).map(|x| x.0)
+        })
+        .await
     }
 
     /// Marks a reminder delivered, once: a conditional (versioned) update, so of any
@@ -1720,27 +1716,17 @@ impl Activities {
             s.after = Some(after);
         }
         s.limit = Some(limit + 1);
-        let mut items = self.followups(ctx, &s).await?;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next_cursor = match items.last() {
-            Some(last) if more => {
-                let parts: Vec<String> = position(last)
-                    .iter()
-                    .map(|v| match v {
-                        Value::Int(i) => i.to_string(),
-                        Value::Uuid(u) => u.to_string(),
-                        _ => String::new(),
-                    })
-                    .collect();
-                Some(format!("{tag}{}", parts.join(".")))
-            }
-            _ => None,
-        };
-        Ok(Page {
-            items,
-            next_cursor,
-            total: None,
+        let found = self.followups(ctx, &s).await?;
+        service::page_of(found, limit, Ok, |last| {
+            let parts: Vec<String> = position(last)
+                .iter()
+                .map(|v| match v {
+                    Value::Int(i) => i.to_string(),
+                    Value::Uuid(u) => u.to_string(),
+                    _ => String::new(),
+                })
+                .collect();
+            Some(format!("{tag}{}", parts.join(".")))
         })
     }
 

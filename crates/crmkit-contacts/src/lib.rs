@@ -398,8 +398,7 @@ impl Contacts {
         expected_version: u64,
         patch: ContactPatch,
     ) -> Result<Contact> {
-        ctx.actor().require_write("update contact")?;
-        let old = self.load(ctx, id, Some(false)).await?;
+        let old = self.live(ctx, id, "update contact").await?;
         let custom = self.custom_schema(ctx, &RecordKind::CONTACT).await?;
         let mut errs = ValidationErrors::new();
         let mut new = old.clone();
@@ -693,6 +692,7 @@ impl Contacts {
 crmkit_core::record_verbs! {
     Contacts: Contact, ContactId;
     load;
+    live;
     /// A contact that is visible to the actor and not deleted.
     get;
     /// Lists contacts: filter, sort, keyset page. Only visible contacts; deleted ones only

@@ -174,8 +174,7 @@ impl Organizations {
         expected_version: u64,
         patch: OrganizationPatch,
     ) -> Result<Organization> {
-        ctx.actor().require_write("update organization")?;
-        let old = self.load(ctx, id, Some(false)).await?;
+        let old = self.live(ctx, id, "update organization").await?;
         let custom = self
             .contacts
             .custom_schema(ctx, &RecordKind::ORGANIZATION)
@@ -227,6 +226,7 @@ impl Organizations {
 crmkit_core::record_verbs! {
     Organizations: Organization, OrganizationId;
     load;
+    live;
     /// An organization visible to the actor and not deleted.
     get;
     /// Lists organizations (see [`rows::ORGANIZATION_FIELDS`] and `custom.<key>`).

@@ -69,6 +69,77 @@ pub trait CustomAction: Send + Sync + 'static {
     }
 }
 
+/// What a [`RecordAction`] runs with: the store, the rule owner's context, the triggering
+/// record (if any) and the parameters as the action's parser read them.
+#[derive(Debug)]
+pub struct ActionCall<'a, P> {
+    /// The store, to commit through (at most once, see [`CustomAction::run`]).
+    pub store: &'a Store,
+    /// The rule owner's context, carrying the run's cause.
+    pub ctx: &'a Ctx,
+    /// The triggering record; `None` for a rule without one.
+    pub record: Option<&'a RecordRef>,
+    /// The parameters, read by [`RecordAction::params`].
+    pub params: P,
+}
+
+/// A [`CustomAction`] made of its parts, for the usual action that reads its parameters
+/// into a value and runs one command on the triggering record: the parameters are read
+/// by one function both on save ([`CustomAction::validate`]) and before each run, so
+/// that the two cannot disagree.
+pub struct RecordAction<P> {
+    /// The action kind ([`CustomAction::kind`]).
+    pub kind: &'static str,
+    /// The record kinds it acts on ([`CustomAction::applies_to`] is true for these only).
+    pub on: &'static [&'static str],
+    /// Reads the parameters, or says what is wrong with them (a Validation error whose
+    /// field names are relative to the parameters).
+    pub params: fn(&Json) -> Result<P>,
+    /// Runs the action with the parameters read, and says what it did.
+    pub run: for<'a> fn(ActionCall<'a, P>) -> BoxFuture<'a, Result<String>>,
+}
+
+impl<P> std::fmt::Debug for RecordAction<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordAction")
+            .field("kind", &self.kind)
+            .field("on", &self.on)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: 'static> CustomAction for RecordAction<P> {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn applies_to(&self, record_kind: Option<&str>) -> bool {
+        record_kind.is_some_and(|k| self.on.contains(&k))
+    }
+
+    fn validate(&self, params: &Json) -> Result<()> {
+        (self.params)(params).map(drop)
+    }
+
+    fn run<'a>(
+        &'a self,
+        store: &'a Store,
+        ctx: &'a Ctx,
+        record: Option<&'a RecordRef>,
+        params: &'a Json,
+    ) -> BoxFuture<'a, Result<String>> {
+        match (self.params)(params) {
+            Ok(params) => (self.run)(ActionCall {
+                store,
+                ctx,
+                record,
+                params,
+            }),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+}
+
 /// The action kinds of a composition, by kind.
 pub type CustomActions = BTreeMap<&'static str, Arc<dyn CustomAction>>;
 

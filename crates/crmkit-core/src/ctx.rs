@@ -143,13 +143,7 @@ impl Actor {
     /// Fails with PermissionDenied, naming `action`, unless the actor is an Admin or a
     /// Manager ([`manages`](Self::manages)).
     pub fn require_manage(&self, action: &str) -> Result<()> {
-        if self.manages() {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied(format!(
-                "{action}: requires the admin or manager role"
-            )))
-        }
+        allowed(self.manages(), action, "requires the admin or manager role")
     }
 
     /// Record-level visibility: Admin and Manager see all; others see their own and their
@@ -182,24 +176,25 @@ impl Actor {
 
     /// Fails with PermissionDenied unless the actor may write.
     pub fn require_write(&self, action: &str) -> Result<()> {
-        if self.can_write() {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied(format!(
-                "{action}: the actor's roles do not allow changes"
-            )))
-        }
+        allowed(
+            self.can_write(),
+            action,
+            "the actor's roles do not allow changes",
+        )
     }
 
     /// Fails with PermissionDenied unless the actor is an Admin.
     pub fn require_admin(&self, action: &str) -> Result<()> {
-        if self.has(Role::Admin) {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied(format!(
-                "{action}: requires the admin role"
-            )))
-        }
+        allowed(self.has(Role::Admin), action, "requires the admin role")
+    }
+}
+
+/// `Ok` when `ok`, else PermissionDenied naming `action` and why (`{action}: {why}`).
+fn allowed(ok: bool, action: &str, why: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(format!("{action}: {why}")))
     }
 }
 

@@ -111,6 +111,28 @@ impl MemTable {
         Some(row)
     }
 
+    /// Inserts `new` in place of `old` (which the caller removed), putting `old` back when
+    /// the insert fails (a unique clash); the undo of the swap goes to `undo`. `new` may
+    /// have another key than `old`: the undo removes the row where it is now.
+    fn replace(
+        &mut self,
+        table: &'static str,
+        tenant: TenantId,
+        old: Row,
+        new: Row,
+        undo: &mut Vec<Undo>,
+    ) -> Result<()> {
+        let new_key = (tenant, self.key_of(&new));
+        if let Err(e) = self.insert(tenant, new) {
+            self.insert(tenant, old)
+                .expect("restoring the row that was there");
+            return Err(e);
+        }
+        undo.push(Undo::Removed(table, old, tenant));
+        undo.push(Undo::Inserted(table, new_key));
+        Ok(())
+    }
+
     fn tenant_rows(&self, tenant: TenantId) -> impl Iterator<Item = &Row> {
         self.rows
             .range((Bound::Included((tenant, Vec::new())), Bound::Unbounded))
@@ -252,6 +274,39 @@ impl State {
         }
     }
 
+    /// An AND (`decisive` false) or an OR (`decisive` true) of `cs` in SQL's three-valued
+    /// logic: the decisive value as soon as one condition has it; else unknown (`None`)
+    /// when one was unknown; else the other value (also for no conditions).
+    fn eval_all(
+        &self,
+        tenant: TenantId,
+        t: &MemTable,
+        cs: &[Cond],
+        row: &Row,
+        decisive: bool,
+    ) -> Result<Option<bool>> {
+        let mut acc = Some(!decisive);
+        for c in cs {
+            match self.eval(tenant, t, c, row)? {
+                Some(v) if v == decisive => return Ok(Some(decisive)),
+                None => acc = None,
+                Some(_) => {}
+            }
+        }
+        Ok(acc)
+    }
+
+    /// The keys of the rows of `t` in `tenant` that match `cond`.
+    fn matching_keys(&self, tenant: TenantId, t: &MemTable, cond: &Cond) -> Result<Vec<Key>> {
+        let mut hit = vec![];
+        for row in t.candidates(tenant, cond) {
+            if self.eval(tenant, t, cond, row)? == Some(true) {
+                hit.push((tenant, t.key_of(row)));
+            }
+        }
+        Ok(hit)
+    }
+
     fn eval(&self, tenant: TenantId, t: &MemTable, cond: &Cond, row: &Row) -> Result<Option<bool>> {
         let col = |name: &str| -> Result<&Value> {
             t.def
@@ -295,28 +350,8 @@ impl State {
                 Value::Text(s) => Some(s.starts_with(prefix.as_str())),
                 other => Some(format_value(other).starts_with(prefix.as_str())),
             },
-            Cond::And(cs) => {
-                let mut acc = Some(true);
-                for c in cs {
-                    match self.eval(tenant, t, c, row)? {
-                        Some(false) => return Ok(Some(false)),
-                        None => acc = None,
-                        Some(true) => {}
-                    }
-                }
-                acc
-            }
-            Cond::Or(cs) => {
-                let mut acc = Some(false);
-                for c in cs {
-                    match self.eval(tenant, t, c, row)? {
-                        Some(true) => return Ok(Some(true)),
-                        None => acc = None,
-                        Some(false) => {}
-                    }
-                }
-                acc
-            }
+            Cond::And(cs) => self.eval_all(tenant, t, cs, row, false)?,
+            Cond::Or(cs) => self.eval_all(tenant, t, cs, row, true)?,
             Cond::Not(c) => self.eval(tenant, t, c, row)?.map(|b| !b),
             Cond::Custom { field, cond } => {
                 let id = col("id")?.clone();
@@ -397,16 +432,8 @@ impl State {
                         .ok_or_else(|| Error::Config(format!("unknown column {table}.{c}")))?;
                     new[p] = v;
                 }
-                let new_key = (tenant, t.key_of(&new));
                 let old = t.remove(&k).expect("present");
-                if let Err(e) = t.insert(tenant, new) {
-                    t.insert(tenant, old)
-                        .expect("restoring the row that was there");
-                    return Err(e);
-                }
-                undo.push(Undo::Removed(table, old, tenant));
-                // The update may have changed the key: undo removes the row where it is now.
-                undo.push(Undo::Inserted(table, new_key));
+                t.replace(table, tenant, old, new, undo)?;
             }
             Write::Delete { table, key } => {
                 let t = self.table_mut(table)?;
@@ -430,12 +457,7 @@ impl State {
                     }
                     positions.push((p, v));
                 }
-                let mut hit = vec![];
-                for row in t.candidates(tenant, &cond) {
-                    if self.eval(tenant, t, &cond, row)? == Some(true) {
-                        hit.push((tenant, t.key_of(row)));
-                    }
-                }
+                let hit = self.matching_keys(tenant, t, &cond)?;
                 let t = self.table_mut(table)?;
                 for k in hit {
                     let Some(old) = t.remove(&k) else { continue };
@@ -443,24 +465,13 @@ impl State {
                     for (p, v) in &positions {
                         new[*p] = v.clone();
                     }
-                    if let Err(e) = t.insert(tenant, new) {
-                        t.insert(tenant, old)
-                            .expect("restoring the row that was there");
-                        return Err(e);
-                    }
-                    undo.push(Undo::Removed(table, old, tenant));
-                    undo.push(Undo::Inserted(table, k));
+                    t.replace(table, tenant, old, new, undo)?;
                 }
             }
             Write::DeleteWhere { table, cond } => {
                 let t = self.table(table)?;
                 self.check_cond(t, &cond)?;
-                let mut doomed = vec![];
-                for row in t.candidates(tenant, &cond) {
-                    if self.eval(tenant, t, &cond, row)? == Some(true) {
-                        doomed.push((tenant, t.key_of(row)));
-                    }
-                }
+                let doomed = self.matching_keys(tenant, t, &cond)?;
                 let t = self.table_mut(table)?;
                 for k in doomed {
                     if let Some(old) = t.remove(&k) {

@@ -436,6 +436,59 @@ async fn list_rows<T: Send>(
     })
 }
 
+/// The rows `s` selects in the actor's tenant, each decoded with `decode`, in the order
+/// the select gives them.
+pub async fn select_rows<T>(
+    store: &Store,
+    ctx: &Ctx,
+    s: &crate::store::Select,
+    decode: impl FnMut(Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    let rows = store.backend().select(ctx.tenant(), s).await?;
+    rows.into_iter().map(decode).collect()
+}
+
+/// The page of `found`, rows read for a page of `limit` with one more asked for (a
+/// select's `limit` of `limit + 1`, which tells whether more follow): the first `limit`
+/// decoded (the extra one is not), and when there were more, the next cursor `cursor_of`
+/// makes from the page's last item. No total.
+pub fn page_of<R, T>(
+    mut found: Vec<R>,
+    limit: u32,
+    decode: impl FnMut(R) -> Result<T>,
+    cursor_of: impl FnOnce(&T) -> Option<String>,
+) -> Result<crate::query::Page<T>> {
+    let more = found.len() > limit as usize;
+    found.truncate(limit as usize);
+    let items = found.into_iter().map(decode).collect::<Result<Vec<_>>>()?;
+    let next_cursor = if more {
+        items.last().and_then(cursor_of)
+    } else {
+        None
+    };
+    Ok(crate::query::Page {
+        items,
+        next_cursor,
+        total: None,
+    })
+}
+
+/// One keyset page of `s` in the actor's tenant, for lists whose cursor is not a
+/// [`Query`](crate::Query)'s: selects one row more than `limit` and makes the page with
+/// [`page_of`].
+pub async fn select_page<T>(
+    store: &Store,
+    ctx: &Ctx,
+    mut s: crate::store::Select,
+    limit: u32,
+    decode: impl FnMut(Row) -> Result<T>,
+    cursor_of: impl FnOnce(&T) -> Option<String>,
+) -> Result<crate::query::Page<T>> {
+    s.limit = Some(limit + 1);
+    let found = store.backend().select(ctx.tenant(), &s).await?;
+    page_of(found, limit, decode, cursor_of)
+}
+
 /// One page of the records of kind `R` the actor may see: [`list_page`] over `fields`
 /// and-ed with [`visibility_scope`] (deleted records only with `q.include_deleted`), rows
 /// decoded by [`StoredRecord::decode`]. `custom_of` as for [`list_page`].
@@ -840,6 +893,8 @@ macro_rules! stored_record {
 ///     /// A lead that is visible to the actor and not deleted.
 ///     get;
 ///     load;                        // private: `load(ctx, id, deleted)`, see [`load`]
+///     live;                        // private: `live(ctx, id, action)`, the write-rights
+///                                  // check naming `action`, then [`load`] of a live record
 ///     /// Lists leads ...
 ///     list(LEAD_FIELDS, custom);   // `custom`: the records have custom values
 ///     /// The audit trail of a visible lead.
@@ -880,6 +935,13 @@ macro_rules! record_verbs {
             deleted: Option<bool>,
         ) -> $crate::Result<$rec> {
             $crate::service::load::<$rec>(self.store(), ctx, id, deleted).await
+        }
+    };
+    (@live [$($doc:tt)*] $rec:ty, $id:ty;) => {
+        $($doc)*
+        async fn live(&self, ctx: &$crate::Ctx, id: $id, action: &str) -> $crate::Result<$rec> {
+            ctx.actor().require_write(action)?;
+            $crate::service::load::<$rec>(self.store(), ctx, id, Some(false)).await
         }
     };
     (@list [$($doc:tt)*] $rec:ty, $id:ty; $fields:expr, custom) => {

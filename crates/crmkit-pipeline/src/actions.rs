@@ -14,11 +14,9 @@
 
 use std::sync::Arc;
 
-use crmkit_core::action::CustomAction;
+use crmkit_core::action::{ActionCall, CustomAction, RecordAction};
 use crmkit_core::store::BoxFuture;
-use crmkit_core::{
-    CampaignId, Ctx, DealId, Error, LeadId, RecordRef, Result, StageId, Store, ValidationErrors,
-};
+use crmkit_core::{CampaignId, DealId, Error, LeadId, RecordRef, Result, StageId};
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 
@@ -29,10 +27,30 @@ use crate::lead::{LeadStatus, Leads};
 /// The action kinds of this module.
 pub fn actions() -> Vec<Arc<dyn CustomAction>> {
     vec![
-        Arc::new(MoveDeal),
-        Arc::new(LeadStatusAction),
-        Arc::new(LeadScore),
-        Arc::new(AddMember),
+        Arc::new(RecordAction {
+            kind: "deal.move_to_stage",
+            on: &["deal"],
+            params: |p| param::<StageId>(p, "stage", "a stage id"),
+            run: move_deal,
+        }),
+        Arc::new(RecordAction {
+            kind: "lead.set_status",
+            on: &["lead"],
+            params: |p| param::<LeadStatus>(p, "status", "a lead status"),
+            run: set_lead_status,
+        }),
+        Arc::new(RecordAction {
+            kind: "lead.set_score",
+            on: &["lead"],
+            params: |p| param::<i64>(p, "score", "a whole number"),
+            run: set_lead_score,
+        }),
+        Arc::new(RecordAction {
+            kind: "campaign.add_member",
+            on: &["lead", "contact"],
+            params: |p| param::<CampaignId>(p, "campaign", "a campaign id"),
+            run: add_member,
+        }),
     ]
 }
 
@@ -43,14 +61,6 @@ fn param<T: DeserializeOwned>(params: &Json, name: &str, what: &str) -> Result<T
         Some(v) => serde_json::from_value(v.clone())
             .map_err(|_| Error::validation(name, format!("must be {what}"))),
     }
-}
-
-fn check<T: DeserializeOwned>(params: &Json, name: &str, what: &str) -> Result<()> {
-    let mut errs = ValidationErrors::new();
-    if let Err(Error::Validation(v)) = param::<T>(params, name, what) {
-        errs.errors.extend(v.errors);
-    }
-    errs.into_result()
 }
 
 fn target<'a>(record: Option<&'a RecordRef>, kinds: &[&str]) -> Result<&'a RecordRef> {
@@ -64,154 +74,66 @@ fn target<'a>(record: Option<&'a RecordRef>, kinds: &[&str]) -> Result<&'a Recor
         })
 }
 
-struct MoveDeal;
-
-impl CustomAction for MoveDeal {
-    fn kind(&self) -> &'static str {
-        "deal.move_to_stage"
-    }
-
-    fn applies_to(&self, record_kind: Option<&str>) -> bool {
-        record_kind == Some("deal")
-    }
-
-    fn validate(&self, params: &Json) -> Result<()> {
-        check::<StageId>(params, "stage", "a stage id")
-    }
-
-    fn run<'a>(
-        &'a self,
-        store: &'a Store,
-        ctx: &'a Ctx,
-        record: Option<&'a RecordRef>,
-        params: &'a Json,
-    ) -> BoxFuture<'a, Result<String>> {
-        Box::pin(async move {
-            let stage: StageId = param(params, "stage", "a stage id")?;
-            let id = DealId::from_uuid(target(record, &["deal"])?.id);
-            let deals = Deals::new(store)?;
-            let deal = deals.get(ctx, id).await?;
-            if deal.stage == stage {
-                return Ok("the deal is in the stage already".into());
-            }
-            deals
-                .move_to_stage(ctx, id, deal.version, stage, None)
-                .await?;
-            Ok(format!("moved the deal to stage {stage}"))
-        })
-    }
+fn move_deal(a: ActionCall<'_, StageId>) -> BoxFuture<'_, Result<String>> {
+    Box::pin(async move {
+        let stage = a.params;
+        let id = DealId::from_uuid(target(a.record, &["deal"])?.id);
+        let deals = Deals::new(a.store)?;
+        let deal = deals.get(a.ctx, id).await?;
+        if deal.stage == stage {
+            return Ok("the deal is in the stage already".into());
+        }
+        deals
+            .move_to_stage(a.ctx, id, deal.version, stage, None)
+            .await?;
+        Ok(format!("moved the deal to stage {stage}"))
+    })
 }
 
-struct LeadStatusAction;
-
-impl CustomAction for LeadStatusAction {
-    fn kind(&self) -> &'static str {
-        "lead.set_status"
-    }
-
-    fn applies_to(&self, record_kind: Option<&str>) -> bool {
-        record_kind == Some("lead")
-    }
-
-    fn validate(&self, params: &Json) -> Result<()> {
-        check::<LeadStatus>(params, "status", "a lead status")
-    }
-
-    fn run<'a>(
-        &'a self,
-        store: &'a Store,
-        ctx: &'a Ctx,
-        record: Option<&'a RecordRef>,
-        params: &'a Json,
-    ) -> BoxFuture<'a, Result<String>> {
-        Box::pin(async move {
-            let status: LeadStatus = param(params, "status", "a lead status")?;
-            let id = LeadId::from_uuid(target(record, &["lead"])?.id);
-            let leads = Leads::new(store)?;
-            let lead = leads.get(ctx, id).await?;
-            if lead.status == status {
-                return Ok("the lead has the status already".into());
-            }
-            leads
-                .set_status(ctx, id, lead.version, status, None)
-                .await?;
-            Ok(format!("set the lead's status to {status:?}").to_lowercase())
-        })
-    }
+fn set_lead_status(a: ActionCall<'_, LeadStatus>) -> BoxFuture<'_, Result<String>> {
+    Box::pin(async move {
+        let status = a.params;
+        let id = LeadId::from_uuid(target(a.record, &["lead"])?.id);
+        let leads = Leads::new(a.store)?;
+        let lead = leads.get(a.ctx, id).await?;
+        if lead.status == status {
+            return Ok("the lead has the status already".into());
+        }
+        leads
+            .set_status(a.ctx, id, lead.version, status, None)
+            .await?;
+        Ok(format!("set the lead's status to {status:?}").to_lowercase())
+    })
 }
 
-struct LeadScore;
-
-impl CustomAction for LeadScore {
-    fn kind(&self) -> &'static str {
-        "lead.set_score"
-    }
-
-    fn applies_to(&self, record_kind: Option<&str>) -> bool {
-        record_kind == Some("lead")
-    }
-
-    fn validate(&self, params: &Json) -> Result<()> {
-        check::<i64>(params, "score", "a whole number")
-    }
-
-    fn run<'a>(
-        &'a self,
-        store: &'a Store,
-        ctx: &'a Ctx,
-        record: Option<&'a RecordRef>,
-        params: &'a Json,
-    ) -> BoxFuture<'a, Result<String>> {
-        Box::pin(async move {
-            let score: i64 = param(params, "score", "a whole number")?;
-            let id = LeadId::from_uuid(target(record, &["lead"])?.id);
-            let leads = Leads::new(store)?;
-            let lead = leads.get(ctx, id).await?;
-            if lead.score == score {
-                return Ok("the lead has the score already".into());
-            }
-            leads.set_score(ctx, id, lead.version, score).await?;
-            Ok(format!("set the lead's score to {score}"))
-        })
-    }
+fn set_lead_score(a: ActionCall<'_, i64>) -> BoxFuture<'_, Result<String>> {
+    Box::pin(async move {
+        let score = a.params;
+        let id = LeadId::from_uuid(target(a.record, &["lead"])?.id);
+        let leads = Leads::new(a.store)?;
+        let lead = leads.get(a.ctx, id).await?;
+        if lead.score == score {
+            return Ok("the lead has the score already".into());
+        }
+        leads.set_score(a.ctx, id, lead.version, score).await?;
+        Ok(format!("set the lead's score to {score}"))
+    })
 }
 
-struct AddMember;
-
-impl CustomAction for AddMember {
-    fn kind(&self) -> &'static str {
-        "campaign.add_member"
-    }
-
-    fn applies_to(&self, record_kind: Option<&str>) -> bool {
-        matches!(record_kind, Some("lead" | "contact"))
-    }
-
-    fn validate(&self, params: &Json) -> Result<()> {
-        check::<CampaignId>(params, "campaign", "a campaign id")
-    }
-
-    fn run<'a>(
-        &'a self,
-        store: &'a Store,
-        ctx: &'a Ctx,
-        record: Option<&'a RecordRef>,
-        params: &'a Json,
-    ) -> BoxFuture<'a, Result<String>> {
-        Box::pin(async move {
-            let campaign: CampaignId = param(params, "campaign", "a campaign id")?;
-            let member = target(record, &["lead", "contact"])?;
-            let campaigns = Campaigns::new(store)?;
-            match campaigns
-                .add_member(ctx, campaign, member.clone(), MemberStatus::Targeted)
-                .await
-            {
-                Ok(_) => Ok(format!("added the {} to campaign {campaign}", member.kind)),
-                // A member already: nothing to do (or a concurrent run won, which the
-                // engine tells by the run log).
-                Err(Error::Duplicate { .. }) => Ok("a member already".into()),
-                Err(e) => Err(e),
-            }
-        })
-    }
+fn add_member(a: ActionCall<'_, CampaignId>) -> BoxFuture<'_, Result<String>> {
+    Box::pin(async move {
+        let campaign = a.params;
+        let member = target(a.record, &["lead", "contact"])?;
+        let campaigns = Campaigns::new(a.store)?;
+        match campaigns
+            .add_member(a.ctx, campaign, member.clone(), MemberStatus::Targeted)
+            .await
+        {
+            Ok(_) => Ok(format!("added the {} to campaign {campaign}", member.kind)),
+            // A member already: nothing to do (or a concurrent run won, which the
+            // engine tells by the run log).
+            Err(Error::Duplicate { .. }) => Ok("a member already".into()),
+            Err(e) => Err(e),
+        }
+    })
 }

@@ -580,8 +580,7 @@ impl Campaigns {
         expected_version: u64,
         patch: CampaignPatch,
     ) -> Result<Campaign> {
-        ctx.actor().require_write("update campaign")?;
-        let old = self.load(ctx, id, Some(false)).await?;
+        let old = self.live(ctx, id, "update campaign").await?;
         let custom = self.custom_schema(ctx).await?;
         let mut new = old.clone();
         let owner = (patch.owner, patch.team);
@@ -666,8 +665,7 @@ impl Campaigns {
 
     /// The campaign for a member command: visible, not deleted, and the actor may write.
     async fn campaign_for_members(&self, ctx: &Ctx, id: CampaignId, action: &str) -> Result<()> {
-        ctx.actor().require_write(action)?;
-        self.load(ctx, id, Some(false)).await.map(|_| ())
+        self.live(ctx, id, action).await.map(|_| ())
     }
 
     /// Adds a lead or contact (`RecordRef` of kind `lead` or `contact`) to a campaign. A
@@ -972,6 +970,7 @@ impl Campaigns {
 crmkit_core::record_verbs! {
     Campaigns: Campaign, CampaignId;
     load;
+    live;
     /// A campaign that is visible to the actor and not deleted.
     get;
     /// Lists campaigns visible to the actor: filter, sort, keyset page (fields:

@@ -457,8 +457,7 @@ impl Currencies {
             Cond::eq("currency", currency.code()).and(Cond::eq("to_currency", base.code())),
         );
         s.order = vec![OrderKey::asc("effective_from")];
-        let rows = self.store.backend().select(ctx.tenant(), &s).await?;
-        rows.into_iter().map(decode_rate).collect()
+        crmkit_core::service::select_rows(&self.store, ctx, &s, decode_rate).await
     }
 
     /// The rate of `currency` against the base currency on `date`: the one with the latest

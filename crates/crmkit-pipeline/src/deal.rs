@@ -1061,6 +1061,13 @@ impl Deals {
         Ok(deal)
     }
 
+    /// The live deal `id` the actor may see, for a change named `action` (the write-rights
+    /// check first).
+    async fn live_deal(&self, ctx: &Ctx, id: DealId, action: &str) -> Result<Loaded> {
+        ctx.actor().require_write(action)?;
+        self.load_deal(ctx, id, Some(false)).await
+    }
+
     async fn load_deal(&self, ctx: &Ctx, id: DealId, deleted: Option<bool>) -> Result<Loaded> {
         let row = service::row_by_id(&self.store, ctx, DEAL_TABLE, RecordKind::DEAL, id).await?;
         let (deal, seq) = rows::decode_deal(row)?;
@@ -1131,8 +1138,7 @@ impl Deals {
         expected_version: u64,
         patch: DealPatch,
     ) -> Result<Deal> {
-        ctx.actor().require_write("update deal")?;
-        let Loaded { deal: old, seq } = self.load_deal(ctx, id, Some(false)).await?;
+        let Loaded { deal: old, seq } = self.live_deal(ctx, id, "update deal").await?;
         let custom = self.custom_schema(ctx).await?;
         let pipeline = self.load_pipeline(ctx, old.pipeline).await?;
         let stage = self.stage_by_id(ctx, old.stage).await?;
@@ -1331,8 +1337,7 @@ impl Deals {
         to_stage: StageId,
         lost_reason: Option<LostReasonInput>,
     ) -> Result<Deal> {
-        ctx.actor().require_write("move deal")?;
-        let Loaded { deal: old, seq } = self.load_deal(ctx, id, Some(false)).await?;
+        let Loaded { deal: old, seq } = self.live_deal(ctx, id, "move deal").await?;
         let pipeline = self.load_pipeline(ctx, old.pipeline).await?;
         let Some(to) = pipeline.stage(to_stage).cloned() else {
             return Err(Error::validation(
@@ -1369,8 +1374,7 @@ impl Deals {
         pipeline: PipelineId,
         stage: Option<StageId>,
     ) -> Result<Deal> {
-        ctx.actor().require_write("move deal")?;
-        let Loaded { deal: old, seq } = self.load_deal(ctx, id, Some(false)).await?;
+        let Loaded { deal: old, seq } = self.live_deal(ctx, id, "move deal").await?;
         let target = match self.load_pipeline(ctx, pipeline).await {
             Ok(p) => p,
             Err(Error::NotFound { .. }) => {
@@ -1414,8 +1418,7 @@ impl Deals {
         self.load_deal(ctx, id, None).await?;
         let mut s = Select::new(HISTORY_TABLE, Cond::eq("deal_id", id.as_uuid()));
         s.order = vec![OrderKey::asc("seq")];
-        let rows = self.store.backend().select(ctx.tenant(), &s).await?;
-        rows.into_iter().map(rows::decode_history).collect()
+        service::select_rows(&self.store, ctx, &s, rows::decode_history).await
     }
 
     // ----- queries for analytics -----
@@ -1559,8 +1562,7 @@ impl Deals {
     pub async fn lost_reasons(&self, ctx: &Ctx) -> Result<Vec<LostReason>> {
         let mut s = Select::new(LOST_REASON_TABLE, Cond::True);
         s.order = vec![OrderKey::asc("name_fold"), OrderKey::asc("id")];
-        let rows = self.store.backend().select(ctx.tenant(), &s).await?;
-        rows.into_iter().map(rows::decode_lost_reason).collect()
+        service::select_rows(&self.store, ctx, &s, rows::decode_lost_reason).await
     }
 
     /// Removes a managed lost reason (Admin or Manager). Deals lost for it keep its text.

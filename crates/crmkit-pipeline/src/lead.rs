@@ -329,11 +329,7 @@ impl Leads {
         expected_version: u64,
         patch: LeadPatch,
     ) -> Result<Lead> {
-        ctx.actor().require_write("update lead")?;
-        let old = self.load(ctx, id, Some(false)).await?;
-        if old.status == LeadStatus::Converted {
-            return Err(converted_is_final(id));
-        }
+        let old = self.open_lead(ctx, id, "update lead").await?;
         let custom = self.custom_schema(ctx).await?;
         let mut errs = ValidationErrors::new();
         let mut new = old.clone();
@@ -383,11 +379,7 @@ impl Leads {
         status: LeadStatus,
         reason: Option<String>,
     ) -> Result<Lead> {
-        ctx.actor().require_write("set lead status")?;
-        let old = self.load(ctx, id, Some(false)).await?;
-        if old.status == LeadStatus::Converted {
-            return Err(converted_is_final(id));
-        }
+        let old = self.open_lead(ctx, id, "set lead status").await?;
         if status == LeadStatus::Converted {
             return Err(Error::InvalidTransition {
                 record: RecordRef::from(id),
@@ -413,21 +405,28 @@ impl Leads {
         expected_version: u64,
         score: i64,
     ) -> Result<Lead> {
-        ctx.actor().require_write("set lead score")?;
-        let old = self.load(ctx, id, Some(false)).await?;
-        if old.status == LeadStatus::Converted {
-            return Err(converted_is_final(id));
-        }
+        let old = self.open_lead(ctx, id, "set lead score").await?;
         let mut new = old.clone();
         new.score = score;
         self.commit_change(ctx, old, new, expected_version, "lead.score_changed", None)
             .await
+    }
+
+    /// The live lead `id` the actor may see, for a change named `action`: the write-rights
+    /// check, then [`load`](Self::load); a converted lead is final (InvalidTransition).
+    async fn open_lead(&self, ctx: &Ctx, id: LeadId, action: &str) -> Result<Lead> {
+        let old = self.live(ctx, id, action).await?;
+        if old.status == LeadStatus::Converted {
+            return Err(converted_is_final(id));
+        }
+        Ok(old)
     }
 }
 
 crmkit_core::record_verbs! {
     Leads: Lead, LeadId;
     load;
+    live;
     /// A lead that is visible to the actor and not deleted.
     get;
     /// Lists leads: filter, sort, keyset page. Only visible leads; deleted ones only with

@@ -354,6 +354,26 @@ impl Renderer {
         }
     }
 
+    /// `cs` joined with `op` (AND or OR), left to right; `empty` (TRUE or FALSE) for none.
+    fn join(
+        &self,
+        tenant: TenantId,
+        t: &TableDef,
+        cs: &[Cond],
+        empty: &'static str,
+        op: fn(Expr, Expr) -> Expr,
+    ) -> Result<Expr> {
+        let mut it = cs.iter();
+        let Some(first) = it.next() else {
+            return Ok(Expr::cust(empty));
+        };
+        let mut e = self.cond(tenant, t, first)?;
+        for c in it {
+            e = op(e, self.cond(tenant, t, c)?);
+        }
+        Ok(e)
+    }
+
     /// Renders a condition on table `t` (columns unqualified).
     pub(crate) fn cond(&self, tenant: TenantId, t: &TableDef, c: &Cond) -> Result<Expr> {
         Ok(match c {
@@ -394,32 +414,8 @@ impl Renderer {
                 self.text_expr(Expr::col(col.clone()), ty)
                     .like(LikeExpr::new(format!("{}%", like_escape(prefix))).escape(LIKE_ESCAPE))
             }
-            Cond::And(cs) => {
-                let mut it = cs.iter();
-                match it.next() {
-                    None => Expr::cust("TRUE"),
-                    Some(first) => {
-                        let mut e = self.cond(tenant, t, first)?;
-                        for c in it {
-                            e = e.and(self.cond(tenant, t, c)?);
-                        }
-                        e
-                    }
-                }
-            }
-            Cond::Or(cs) => {
-                let mut it = cs.iter();
-                match it.next() {
-                    None => Expr::cust("FALSE"),
-                    Some(first) => {
-                        let mut e = self.cond(tenant, t, first)?;
-                        for c in it {
-                            e = e.or(self.cond(tenant, t, c)?);
-                        }
-                        e
-                    }
-                }
-            }
+            Cond::And(cs) => self.join(tenant, t, cs, "TRUE", |a, b| a.and(b))?,
+            Cond::Or(cs) => self.join(tenant, t, cs, "FALSE", |a, b| a.or(b))?,
             Cond::Not(c) => self.cond(tenant, t, c)?.not(),
             Cond::Custom { field, cond } => {
                 self.column(t, "id")?;

@@ -21,7 +21,7 @@ use sqlx::pool::PoolOptions;
 use crate::dialect::Dialect;
 use crate::render::{Fetch, Renderer, Stmt, int_arg, text_arg};
 use crate::shared::{
-    Steps, duplicate, index_named_in, now_micros, pending, sort_groups, version_of,
+    Steps, block_start, duplicate, index_named_in, now_micros, pending, sort_groups, update_missed,
 };
 
 /// What the generic server backend needs from a sqlx driver.
@@ -203,6 +203,24 @@ fn classify(e: sqlx::Error, map: impl FnOnce(sqlx::Error) -> Error) -> Failure {
     }
 }
 
+/// Ends a transaction with the outcome of its work `r`: commits it after a success (a
+/// failing commit is the failure), rolls it back after a failure; returns `r`.
+async fn finish<D: Driver, T>(
+    tx: sqlx::Transaction<'_, D>,
+    r: std::result::Result<T, Failure>,
+) -> std::result::Result<T, Failure> {
+    match r {
+        Ok(v) => {
+            tx.commit().await.map_err(|e| classify(e, storage))?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
 const COMMIT_ATTEMPTS: usize = 8;
 const MIGRATION_LOCK_KEY: i64 = 0x63726d6b6974; // "crmkit"
 const MYSQL_LOCK_NAME: &str = "crmkit_migrations";
@@ -284,13 +302,7 @@ impl<D: Driver> ServerBackend<D> {
             .await
             .map_err(storage)?;
         for m in r.schema().modules() {
-            let found = recorded
-                .iter()
-                .find(|row| row[0].as_text() == Some(m.module))
-                .map(|row| version_of(&row[1]))
-                .transpose()?
-                .unwrap_or(0);
-            let todo = pending(m.module, found, m.migrations.len())?;
+            let todo = pending(&recorded, m.module, m.migrations.len())?;
             for mig in &m.migrations[todo] {
                 // PostgreSQL DDL is transactional: a migration applies fully or not at all.
                 // MySQL commits each DDL statement implicitly.
@@ -411,25 +423,13 @@ impl<D: Driver> ServerBackend<D> {
             D::exec(conn, &r.seq_bump(tenant, sequence, n as i64)?)
                 .await
                 .map_err(|e| classify(e, storage))?;
-            let last = D::fetch(conn, &r.seq_read(tenant, sequence)?)
+            let read = D::fetch(conn, &r.seq_read(tenant, sequence)?)
                 .await
-                .map_err(|e| classify(e, storage))?
-                .first()
-                .and_then(|row| row[0].as_int())
-                .ok_or_else(|| Error::storage("sequence row missing"))?;
-            std::result::Result::<u64, Failure>::Ok(last as u64 + 1 - n)
+                .map_err(|e| classify(e, storage))?;
+            std::result::Result::<u64, Failure>::Ok(block_start(&read, n, "sequence row missing")?)
         }
         .await;
-        match r {
-            Ok(first) => {
-                tx.commit().await.map_err(|e| classify(e, storage))?;
-                Ok(first)
-            }
-            Err(e) => {
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        }
+        finish(tx, r).await
     }
 
     async fn commit_once(
@@ -439,16 +439,7 @@ impl<D: Driver> ServerBackend<D> {
     ) -> std::result::Result<Commit, Failure> {
         let mut tx = self.pool.begin().await.map_err(|e| classify(e, storage))?;
         let r = self.commit_in(&mut *tx, cs, fault).await;
-        match r {
-            Ok(c) => {
-                tx.commit().await.map_err(|e| classify(e, storage))?;
-                Ok(c)
-            }
-            Err(e) => {
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        }
+        finish(tx, r).await
     }
 
     async fn commit_in(
@@ -479,19 +470,16 @@ impl<D: Driver> ServerBackend<D> {
         D::exec(conn, &r.seq_bump(tenant, EVENT_SEQUENCE, n as i64)?)
             .await
             .map_err(|e| classify(e, storage))?;
-        let last = D::fetch(conn, &r.seq_read(tenant, EVENT_SEQUENCE)?)
+        let read = D::fetch(conn, &r.seq_read(tenant, EVENT_SEQUENCE)?)
             .await
-            .map_err(|e| classify(e, storage))?
-            .first()
-            .and_then(|row| row[0].as_int())
-            .ok_or_else(|| Error::storage("event sequence row missing"))? as u64;
-        let first = last + 1 - n;
+            .map_err(|e| classify(e, storage))?;
+        let first = block_start(&read, n, "event sequence row missing")?;
         for w in cs.event_writes(first) {
             steps.step()?;
             self.apply(conn, tenant, &w).await?;
         }
         Ok(Commit {
-            events: Some((first, last)),
+            events: Some((first, first + n - 1)),
         })
     }
 
@@ -533,18 +521,7 @@ impl<D: Driver> ServerBackend<D> {
                             .next(),
                         None => None,
                     };
-                    return Err(match (current, expect_version) {
-                        (Some(row), Some(expected)) => {
-                            let vp = t.position("version").unwrap_or(0);
-                            Error::conflict(
-                                record.clone(),
-                                *expected,
-                                row[vp].as_int().unwrap_or(0) as u64,
-                            )
-                        }
-                        _ => not_found(),
-                    }
-                    .into());
+                    return Err(update_missed(t, record, *expect_version, current).into());
                 }
             }
             Write::Delete { table, key } => {

@@ -1,6 +1,6 @@
 //! Pieces every backend shares: error shapes, fault counting, group sorting, URLs.
 
-use crmkit_core::id::RecordKind;
+use crmkit_core::id::{RecordKind, RecordRef};
 use crmkit_core::store::{Fault, Row, TableDef, Value};
 use crmkit_core::{Error, Result};
 
@@ -11,6 +11,28 @@ pub(crate) fn duplicate(table: &TableDef, index: Option<&str>) -> Error {
         kind: RecordKind::parse(table.name).unwrap_or(RecordKind::new("row")),
         field: index.unwrap_or("id").to_owned(),
         existing: None,
+    }
+}
+
+/// The error of an update of `record` that changed no row: Conflict (with the stored
+/// version) when the row is there (`current`) and the update expected a version, else
+/// NotFound, as the in-memory backend reports them.
+pub(crate) fn update_missed(
+    table: &TableDef,
+    record: &RecordRef,
+    expect_version: Option<u64>,
+    current: Option<Row>,
+) -> Error {
+    match (current, expect_version) {
+        (Some(row), Some(expected)) => {
+            let vp = table.position("version").unwrap_or(0);
+            Error::conflict(
+                record.clone(),
+                expected,
+                row[vp].as_int().unwrap_or(0) as u64,
+            )
+        }
+        _ => Error::not_found(record.kind.clone(), record.id),
     }
 }
 
@@ -66,13 +88,20 @@ pub(crate) fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
-/// The recorded version of a module and the number of migrations the code has: what to
-/// apply, or SchemaTooNew.
+/// The migrations of `module` to apply: its version in `recorded` (the migrations
+/// table's `(module, version)` rows; 0 when absent) up to the `supported` number the
+/// code has, or SchemaTooNew when the database is ahead.
 pub(crate) fn pending(
+    recorded: &[Row],
     module: &str,
-    found: u32,
     supported: usize,
 ) -> Result<std::ops::Range<usize>> {
+    let found = recorded
+        .iter()
+        .find(|row| row[0].as_text() == Some(module))
+        .map(|row| version_of(&row[1]))
+        .transpose()?
+        .unwrap_or(0);
     let supported_u32 = u32::try_from(supported).unwrap_or(u32::MAX);
     if found > supported_u32 {
         return Err(Error::SchemaTooNew {
@@ -84,8 +113,19 @@ pub(crate) fn pending(
     Ok(found as usize..supported)
 }
 
+/// The first number of a block of `n` just taken from a sequence: `rows` is the read of
+/// the sequence after the bump (its last number); `missing` is the Storage error's text
+/// when there is no row.
+pub(crate) fn block_start(rows: &[Row], n: u64, missing: &str) -> Result<u64> {
+    let last = rows
+        .first()
+        .and_then(|row| row[0].as_int())
+        .ok_or_else(|| Error::storage(missing))?;
+    Ok(last as u64 + 1 - n)
+}
+
 /// Converts a stored version to u32.
-pub(crate) fn version_of(v: &Value) -> Result<u32> {
+fn version_of(v: &Value) -> Result<u32> {
     v.as_int()
         .and_then(|i| u32::try_from(i).ok())
         .ok_or_else(|| Error::storage(format!("bad migration version {v:?}")))

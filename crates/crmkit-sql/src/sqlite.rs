@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 use crate::dialect::Dialect;
 use crate::render::{Bind, Fetch, Kind, Renderer, Stmt, decode_text};
 use crate::shared::{
-    Steps, duplicate, index_named_in, now_micros, pending, sort_groups, version_of,
+    Steps, block_start, duplicate, index_named_in, now_micros, pending, sort_groups, update_missed,
 };
 
 const READERS: usize = 4;
@@ -361,13 +361,7 @@ impl SqliteBackend {
             .map_err(storage)?;
         let recorded = fetch(conn, &r.read_migrations()?)?;
         for m in r.schema().modules() {
-            let found = recorded
-                .iter()
-                .find(|row| row[0].as_text() == Some(m.module))
-                .map(|row| version_of(&row[1]))
-                .transpose()?
-                .unwrap_or(0);
-            let todo = pending(m.module, found, m.migrations.len())?;
+            let todo = pending(&recorded, m.module, m.migrations.len())?;
             if todo.is_empty() {
                 continue;
             }
@@ -462,17 +456,7 @@ impl SqliteBackend {
                         Some(f) => fetch(conn, &f)?.into_iter().next(),
                         None => None,
                     };
-                    return Err(match (current, expect_version) {
-                        (Some(row), Some(expected)) => {
-                            let vp = t.position("version").unwrap_or(0);
-                            Error::conflict(
-                                record.clone(),
-                                *expected,
-                                row[vp].as_int().unwrap_or(0) as u64,
-                            )
-                        }
-                        _ => not_found(),
-                    });
+                    return Err(update_missed(t, record, *expect_version, current));
                 }
             }
             Write::Delete { table, key } => {
@@ -513,17 +497,14 @@ impl SqliteBackend {
         let r = &self.render;
         exec(conn, &r.seq_ensure(tenant, EVENT_SEQUENCE)?).map_err(storage)?;
         exec(conn, &r.seq_bump(tenant, EVENT_SEQUENCE, n as i64)?).map_err(storage)?;
-        let last = fetch(conn, &r.seq_read(tenant, EVENT_SEQUENCE)?)?
-            .first()
-            .and_then(|row| row[0].as_int())
-            .ok_or_else(|| Error::storage("event sequence row missing"))? as u64;
-        let first = last + 1 - n;
+        let read = fetch(conn, &r.seq_read(tenant, EVENT_SEQUENCE)?)?;
+        let first = block_start(&read, n, "event sequence row missing")?;
         for w in cs.event_writes(first) {
             steps.step()?;
             self.apply(conn, &mut inserts, tenant, &w)?;
         }
         Ok(Commit {
-            events: Some((first, last)),
+            events: Some((first, first + n - 1)),
         })
     }
 }
@@ -708,11 +689,8 @@ impl Backend for SqliteBackend {
                 let r = &self.render;
                 exec(&conn, &r.seq_ensure(tenant, sequence)?).map_err(storage)?;
                 exec(&conn, &r.seq_bump(tenant, sequence, n as i64)?).map_err(storage)?;
-                let last = fetch(&conn, &r.seq_read(tenant, sequence)?)?
-                    .first()
-                    .and_then(|row| row[0].as_int())
-                    .ok_or_else(|| Error::storage("sequence row missing"))?;
-                Ok(last as u64 + 1 - n)
+                let read = fetch(&conn, &r.seq_read(tenant, sequence)?)?;
+                block_start(&read, n, "sequence row missing")
             })();
             finish(&conn, r)
         })

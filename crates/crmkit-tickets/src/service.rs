@@ -627,8 +627,7 @@ impl Tickets {
         expected_version: u64,
         patch: TicketPatch,
     ) -> Result<Ticket> {
-        ctx.actor().require_write("update ticket")?;
-        let old = self.load(ctx, id, Some(false)).await?;
+        let old = self.live(ctx, id, "update ticket").await?;
         let mut errs = ValidationErrors::new();
         let mut new = old.clone();
         if let Some(s) = patch.subject {
@@ -742,8 +741,7 @@ impl Tickets {
         expected_version: u64,
         to: TicketStatus,
     ) -> Result<Ticket> {
-        ctx.actor().require_write("change ticket status")?;
-        let old = self.load(ctx, id, Some(false)).await?;
+        let old = self.live(ctx, id, "change ticket status").await?;
         service::check_version(id, expected_version, old.version)?;
         if old.status == to {
             return Ok(old);
@@ -912,8 +910,7 @@ impl Tickets {
         expected_version: u64,
         e: Escalation,
     ) -> Result<Ticket> {
-        ctx.actor().require_write("escalate ticket")?;
-        let old = self.load(ctx, id, Some(false)).await?;
+        let old = self.live(ctx, id, "escalate ticket").await?;
         let mut errs = ValidationErrors::new();
         merge(&mut errs, check_text("reason", &e.reason, MAX_REASON, true))?;
         if e.priority.is_none() && e.queue.is_none() && e.assignee.is_none() {
@@ -1140,24 +1137,8 @@ impl Tickets {
                 Value::Uuid(c.id.as_uuid()),
             ]);
         }
-        s.limit = Some(limit + 1);
-        let mut found = b.select(ctx.tenant(), &s).await?;
-        let more = found.len() > limit as usize;
-        found.truncate(limit as usize);
-        let items = found
-            .into_iter()
-            .map(rows::decode_comment)
-            .collect::<Result<Vec<_>>>()?;
-        let next_cursor = if more {
-            items.last().map(|c| c.id.to_string())
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_cursor,
-            total: None,
-        })
+        let cursor_of = |c: &Comment| Some(c.id.to_string());
+        service::select_page(&self.store, ctx, s, limit, rows::decode_comment, cursor_of).await
     }
 
     /// The status and priority history of a ticket visible to the actor, oldest first.
@@ -1200,6 +1181,7 @@ crmkit_core::record_verbs! {
     /// A ticket visible to the actor; `deleted` restricts it to deleted (`Some(true)`)
     /// or live (`Some(false)`) ones. NotFound otherwise.
     load;
+    live;
     /// A ticket visible to the actor and not deleted.
     get;
     /// Soft-deletes a ticket (restorable; its number stays taken).

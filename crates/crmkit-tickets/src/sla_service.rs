@@ -214,13 +214,7 @@ pub(crate) async fn select_sorted<R>(
 ) -> Result<Vec<R>> {
     let mut s = Select::new(table, cond);
     s.order = by.iter().map(|c| OrderKey::asc(*c)).collect();
-    store
-        .backend()
-        .select(ctx.tenant(), &s)
-        .await?
-        .into_iter()
-        .map(decode)
-        .collect()
+    service::select_rows(store, ctx, &s, decode).await
 }
 
 fn opt_int(v: &Value) -> Option<i64> {
@@ -821,13 +815,8 @@ impl Tickets {
                 ids.iter().map(|t| Value::Uuid(t.as_uuid())).collect(),
             ),
         );
-        self.store()
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .iter()
-            .map(|r| decode_sla(r).map(|t| (t.ticket, t)))
-            .collect()
+        let rows = service::select_rows(self.store(), ctx, &s, |r| decode_sla(&r)).await?;
+        Ok(rows.into_iter().map(|t| (t.ticket, t)).collect())
     }
 
     /// **The SLA extension point.** Every command that writes a ticket calls this with the
@@ -1006,23 +995,9 @@ impl Tickets {
         if let Some(c) = &cursor {
             s.after = Some(decode_cursor(c)?);
         }
-        s.limit = Some(limit + 1);
-        let mut found = self.store().backend().select(ctx.tenant(), &s).await?;
-        let more = found.len() > limit as usize;
-        found.truncate(limit as usize);
-        let items = found.iter().map(decode_sla).collect::<Result<Vec<_>>>()?;
-        let next_cursor = if more {
-            items
-                .last()
-                .and_then(|t| Some(encode_cursor(t.next_due_at?, t.ticket.as_uuid())))
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_cursor,
-            total: None,
-        })
+        let decode = |r: Row| decode_sla(&r);
+        let cursor_of = |t: &TicketSla| Some(encode_cursor(t.next_due_at?, t.ticket.as_uuid()));
+        service::select_page(self.store(), ctx, s, limit, decode, cursor_of).await
     }
 
     /// Tickets visible to the actor (and not deleted) with a running, unmet SLA target due
@@ -1247,20 +1222,17 @@ impl Tickets {
                 let mut s = Select::new(TICKET_TABLE, open_tickets());
                 s.order = vec![OrderKey::asc("id")];
                 s.after = after.map(|u| vec![Value::Uuid(u)]);
-                s.limit = Some(limit + 1);
-                let mut found = b.select(ctx.tenant(), &s).await?;
-                let more = found.len() > limit as usize;
-                found.truncate(limit as usize);
-                let tickets = found
-                    .into_iter()
-                    .map(crate::rows::decode_ticket)
-                    .collect::<Result<Vec<_>>>()?;
-                let next = if more {
-                    tickets.last().map(|t| t.id.as_uuid().to_string())
-                } else {
-                    None
-                };
-                (tickets, next)
+                let cursor_of = |t: &Ticket| Some(t.id.as_uuid().to_string());
+                let page = service::select_page(
+                    self.store(),
+                    ctx,
+                    s,
+                    limit,
+                    crate::rows::decode_ticket,
+                    cursor_of,
+                )
+                .await?;
+                (page.items, page.next_cursor)
             }
             Some(p) => {
                 let mut s = Select::new(
@@ -1269,16 +1241,11 @@ impl Tickets {
                 );
                 s.order = vec![OrderKey::asc("ticket_id")];
                 s.after = after.map(|u| vec![Value::Uuid(u)]);
-                s.limit = Some(limit + 1);
-                let mut found = b.select(ctx.tenant(), &s).await?;
-                let more = found.len() > limit as usize;
-                found.truncate(limit as usize);
-                let ids: Vec<Value> = found.iter().map(|r| r[0].clone()).collect();
-                let next = if more {
-                    ids.last().and_then(Value::as_uuid).map(|u| u.to_string())
-                } else {
-                    None
-                };
+                let first = |mut r: Row| Ok(std::mem::replace(&mut r[0], Value::Null));
+                let cursor_of = |id: &Value| id.as_uuid().map(|u| u.to_string());
+                let page =
+                    service::select_page(self.store(), ctx, s, limit, first, cursor_of).await?;
+                let (ids, next) = (page.items, page.next_cursor);
                 let mut tickets = if ids.is_empty() {
                     vec![]
                 } else {

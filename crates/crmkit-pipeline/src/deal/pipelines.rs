@@ -122,13 +122,7 @@ impl Deals {
     /// Every live stage of the tenant.
     pub(crate) async fn all_stages(&self, ctx: &Ctx) -> Result<Vec<Stage>> {
         let s = Select::new(STAGE_TABLE, Cond::IsNull("removed_at".into()));
-        self.store
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .into_iter()
-            .map(|r| rows::decode_stage(r).map(|x| x.0))
-            .collect()
+        service::select_rows(&self.store, ctx, &s, |r| rows::decode_stage(r).map(|x| x.0)).await
     }
 }
 
@@ -215,10 +209,10 @@ impl Pipelines {
     pub async fn all(&self, ctx: &Ctx) -> Result<Vec<Pipeline>> {
         let mut s = Select::new(PIPELINE_TABLE, Cond::IsNull("deleted_at".into()));
         s.order = vec![OrderKey::asc("position"), OrderKey::asc("id")];
-        let mut out = vec![];
-        for r in self.deals.store.backend().select(ctx.tenant(), &s).await? {
-            out.push(rows::decode_pipeline(r)?.0);
-        }
+        let mut out = service::select_rows(&self.deals.store, ctx, &s, |r| {
+            rows::decode_pipeline(r).map(|p| p.0)
+        })
+        .await?;
         let mut stages = self.deals.all_stages(ctx).await?;
         stages.sort_by_key(|s| (s.position, s.id));
         for st in stages {
@@ -641,14 +635,7 @@ impl Pipelines {
     /// Every deal in a stage (deleted ones too), with its history sequence.
     async fn deals_in_stage(&self, ctx: &Ctx, stage: StageId) -> Result<Vec<(super::Deal, i64)>> {
         let s = Select::new(DEAL_TABLE, Cond::eq("stage_id", stage.as_uuid()));
-        self.deals
-            .store
-            .backend()
-            .select(ctx.tenant(), &s)
-            .await?
-            .into_iter()
-            .map(rows::decode_deal)
-            .collect()
+        service::select_rows(&self.deals.store, ctx, &s, rows::decode_deal).await
     }
 
     /// Removes a stage. A stage that holds deals (deleted ones included) needs `move_to`,

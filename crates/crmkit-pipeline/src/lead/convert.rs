@@ -12,13 +12,17 @@ use crate::lead::model::{
 };
 
 /// Records a validation error of a staged part under `prefix`, or passes other errors on.
-fn part_error(errs: &mut ValidationErrors, prefix: &str, e: Error) -> Result<()> {
-    match e {
-        Error::Validation(v) => {
+/// A part (organization, contact, deal) of a conversion, staged: `Some` when `staged` is
+/// a success; `None` when it is a Validation error, whose fields go to `errs` under
+/// `prefix`; any other error fails the conversion.
+fn part<T>(errs: &mut ValidationErrors, prefix: &str, staged: Result<T>) -> Result<Option<T>> {
+    match staged {
+        Ok(t) => Ok(Some(t)),
+        Err(Error::Validation(v)) => {
             errs.extend_prefixed(prefix, v);
-            Ok(())
+            Ok(None)
         }
-        other => Err(other),
+        Err(other) => Err(other),
     }
 }
 
@@ -108,8 +112,7 @@ impl Leads {
         expected_version: Option<u64>,
         input: &ConvertLead,
     ) -> Result<(Changeset, ConversionPlan)> {
-        ctx.actor().require_write("convert lead")?;
-        let old = self.load(ctx, id, Some(false)).await?;
+        let old = self.live(ctx, id, "convert lead").await?;
         match old.status {
             LeadStatus::Converted => return Err(converted_is_final(id)),
             LeadStatus::Disqualified if !input.allow_disqualified => {
@@ -167,21 +170,14 @@ impl Leads {
                             team,
                             ..Default::default()
                         };
-                        match self
+                        let r = self
                             .contacts
                             .organizations()
                             .stage_create(ctx, new_org, &mut cs)
-                            .await
-                        {
-                            Ok(o) => {
-                                staged.push(RecordRef::from(o.id));
-                                Some(Outcome::Created(o))
-                            }
-                            Err(e) => {
-                                part_error(&mut errs, "organization.", e)?;
-                                None
-                            }
-                        }
+                            .await;
+                        let o = part(&mut errs, "organization.", r)?;
+                        staged.extend(o.as_ref().map(|o| RecordRef::from(o.id)));
+                        o.map(Outcome::Created)
                     }
                     (None, None) => {
                         if input.organization == OrganizationChoice::Create {
@@ -241,20 +237,13 @@ impl Leads {
                     },
                     ..Default::default()
                 };
-                match self
+                let r = self
                     .contacts
                     .stage_create(ctx, &new_contact, &staged, &mut cs)
-                    .await
-                {
-                    Ok(c) => {
-                        staged.push(RecordRef::from(c.id));
-                        Some(Outcome::Created(c))
-                    }
-                    Err(e) => {
-                        part_error(&mut errs, "contact.", e)?;
-                        None
-                    }
-                }
+                    .await;
+                let c = part(&mut errs, "contact.", r)?;
+                staged.extend(c.as_ref().map(|c| RecordRef::from(c.id)));
+                c.map(Outcome::Created)
             }
         };
 
@@ -284,16 +273,10 @@ impl Leads {
                 // The deal inherits the lead's campaign as the lead has it.
                 let mut vouched = staged.clone();
                 vouched.extend(old.campaign.map(RecordRef::from));
-                match Deals::new(&self.store)?
+                let r = Deals::new(&self.store)?
                     .stage_create(ctx, &new_deal, &vouched, &mut cs)
-                    .await
-                {
-                    Ok(deal) => Some(deal),
-                    Err(e) => {
-                        part_error(&mut errs, "deal.", e)?;
-                        None
-                    }
-                }
+                    .await;
+                part(&mut errs, "deal.", r)?
             }
         };
         errs.into_result()?;
