@@ -290,6 +290,8 @@ pub struct Engine {
     /// Rule owners' contexts, kept for one call of `run_pending`, `fire_timers` or
     /// `retry_due` (so a deactivation takes effect from the next call on).
     owners: Mutex<HashMap<(TenantId, crmkit_core::UserId), std::result::Result<Ctx, String>>>,
+    /// Each tenant's lead scoring model, loaded once and again after it changed.
+    pub(crate) scoring: crate::scoring::ModelCache,
 }
 
 impl std::fmt::Debug for Engine {
@@ -320,6 +322,7 @@ impl Engine {
             actions: store.modules().automation_actions().clone(),
             rules: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
+            scoring: crate::scoring::ModelCache::default(),
         })
     }
 
@@ -586,7 +589,8 @@ impl Engine {
             }
             self.run_rule(tenant, rule, e, report).await?;
         }
-        crate::timers::arm_for_event(self, tenant, rules, e).await
+        crate::timers::arm_for_event(self, tenant, rules, e).await?;
+        crate::scoring::on_event(self, tenant, e, report).await
     }
 
     pub(crate) async fn skip(
@@ -882,7 +886,11 @@ impl Engine {
     }
 
     /// The attempt id of the run-log line with this key, if there is one.
-    async fn recorded_attempt(&self, tenant: TenantId, key: &[Value]) -> Result<Option<Uuid>> {
+    pub(crate) async fn recorded_attempt(
+        &self,
+        tenant: TenantId,
+        key: &[Value],
+    ) -> Result<Option<Uuid>> {
         let row = self.store.backend().get(tenant, RUN_TABLE, key).await?;
         Ok(row.map(|r| r.get(9).and_then(Value::as_uuid).unwrap_or_default()))
     }
@@ -1152,7 +1160,7 @@ impl Engine {
 
     /// Runs an action kind a composed module offers (the built-in actions that are
     /// another module's command: moving a deal is the pipeline module's `Deals` command).
-    async fn module_action(
+    pub(crate) async fn module_action(
         &self,
         ctx: &Ctx,
         kind: &str,
@@ -1258,13 +1266,15 @@ impl Engine {
     }
 
     /// Fires the timers that are due, runs the schedules whose instant has come, retries
-    /// the failed actions that are due, then delivers what is due in the outbox.
+    /// the failed actions that are due, recomputes the decayed lead scores that are due
+    /// ([`crate::scoring`]), then delivers what is due in the outbox.
     pub async fn tick(&self, tenant: TenantId) -> Result<(RunReport, DeliveryReport)> {
         let mut runs = self
             .fire_timers(tenant, crmkit_core::query::MAX_LIMIT)
             .await?;
         runs += self.run_schedules(tenant).await?;
         runs += self.retry_due(tenant).await?;
+        runs += crate::scoring::decay_due(self, tenant).await?;
         let deliveries = self.deliver(tenant, crmkit_core::query::MAX_LIMIT).await?;
         Ok((runs, deliveries))
     }

@@ -60,12 +60,19 @@
 //!   that runs the feed and the tick for its tenants at an interval, with a graceful
 //!   [`Worker::shutdown`].
 //!
+//! - **Lead scoring** ([`scoring`], [`Scoring`]): one model per tenant, versioned JSON:
+//!   points for field rules over the lead and for events (a meeting held, an email
+//!   logged) on its related leads, decaying with a half life, clamped; run by the engine
+//!   on the feed and in [`Engine::tick`], written through the leads module's
+//!   `lead.set_score` exactly once with the hits it counted, explained per lead
+//!   ([`Scoring::explain`]) and in the run log.
+//!
 //! The actions that are another module's command (move a deal, set a lead's status or
 //! score, add to a campaign, escalate a ticket) run through the action kinds that module
 //! offers (`deal.move_to_stage`, `lead.set_status`, `lead.set_score`,
 //! `campaign.add_member`, `ticket.escalate`), as a third-party module's would.
 //!
-//! **Still to come** (issue 10): weighted capacity per period, lead scoring, sequences
+//! **Still to come** (issue 10): weighted capacity per period, sequences
 //! (refused on save), auto-acknowledgement.
 //!
 //! ```
@@ -120,6 +127,7 @@ pub mod model;
 pub mod outbox;
 pub mod runlog;
 pub mod schedules;
+pub mod scoring;
 mod service;
 mod template;
 pub mod timers;
@@ -142,6 +150,10 @@ pub use outbox::{
     Delivery, DeliveryStatus, Notification, Notifier, Payload, WebhookCall, WebhookClient,
 };
 pub use runlog::{FailedRun, RunEntry, RunOutcome};
+pub use scoring::{
+    Contribution, ContributionSource, Decay, EventRule, FieldRule, ScoreExplanation, ScoreHit,
+    Scoring, ScoringId, ScoringModel, StoredScoring, compute_score,
+};
 pub use service::{
     DryRun, EVENT_KINDS, RULE_FIELDS, RULE_KIND, RULE_TABLE, Rules, WEBHOOK_SECRET_MASK,
 };
@@ -213,6 +225,11 @@ impl Module for AutomationModule {
                     .chain(timers::tables())
                     .chain(schedules::tables()),
             ),
+            Migration::create_tables(
+                3,
+                "lead scoring: the model, the hits of event rules, the per-lead state",
+                scoring::tables(),
+            ),
         ]
     }
 
@@ -231,7 +248,11 @@ impl Module for AutomationModule {
     }
 
     fn event_kinds(&self) -> Vec<&'static str> {
-        EVENT_KINDS.to_vec()
+        EVENT_KINDS
+            .iter()
+            .chain(scoring::EVENT_KINDS)
+            .copied()
+            .collect()
     }
 
     fn record_kinds(&self) -> Vec<Arc<dyn crmkit_core::record::KindHandler>> {
