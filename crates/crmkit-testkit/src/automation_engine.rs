@@ -89,7 +89,7 @@ impl WebhookClient for Transport {
 }
 
 /// An engine on a manual clock at the present, with a 1-second backoff.
-fn engine(store: &Store) -> CheckResult<(Engine, Arc<ManualClock>)> {
+pub(crate) fn engine(store: &Store) -> CheckResult<(Engine, Arc<ManualClock>)> {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let e = Engine::new(store)
         .at("Engine::new")?
@@ -104,7 +104,7 @@ fn engine(store: &Store) -> CheckResult<(Engine, Arc<ManualClock>)> {
 }
 
 /// Runs the engine until the feed is drained (at most 50 rounds); the summed report.
-async fn drain(e: &Engine, f: &Fixture) -> CheckResult<RunReport> {
+pub(crate) async fn drain(e: &Engine, f: &Fixture) -> CheckResult<RunReport> {
     let mut total = RunReport::default();
     for _ in 0..50 {
         let r = e.run_pending(f.tenant, 100).await.at("run_pending")?;

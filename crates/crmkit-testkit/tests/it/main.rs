@@ -107,6 +107,7 @@ macro_rules! store_property {
 mod activities;
 mod automation;
 mod automation_engine;
+mod automation_scoring;
 mod contacts;
 mod directory;
 mod pipeline_campaigns;
