@@ -35,7 +35,7 @@
 //!
 //! ## Who computes it, and when
 //!
-//! The [`Engine`](crate::Engine), on its feed: a lead's own change (created, updated,
+//! The [`Engine`], on its feed: a lead's own change (created, updated,
 //! status changed, restored, converted; not deleted, and not a score change) recomputes its
 //! score; an event an event rule matches records a hit on each related lead and
 //! recomputes it; a change of the model recomputes every lead; and
@@ -944,7 +944,8 @@ impl Scoring {
     /// The run log of the model on a lead the actor sees (deleted or not; NotFound
     /// otherwise, like a lead that does not exist): each score change with the labels
     /// that made it, and why the model skipped the lead. Newest first, at most `limit`
-    /// (1 to 1000) lines.
+    /// (1 to 1000) lines. (The model is not a rule: [`Engine::runs_of_record`] lists the
+    /// rules' lines only.)
     pub async fn runs(&self, ctx: &Ctx, lead: LeadId, limit: u32) -> Result<Vec<RunEntry>> {
         check_limit(limit)?;
         self.store
