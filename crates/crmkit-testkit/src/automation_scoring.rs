@@ -328,8 +328,13 @@ pub async fn decay(store: &Store) -> CheckResult {
     tick("tick at once").await?;
     ensure_eq!(score_of(&f, l).await?, 40, "not due yet");
     clock.advance(TimeDelta::days(10));
-    let r = tick("tick after 10 days").await?;
-    ensure_eq!(r.applied, 1, "one score write: {r:?}");
+    // Two engines tick at once: one writes the decayed score.
+    let other = Engine::new(store).at("engine")?.with_clock(clock.clone());
+    let (ra, rb) = tokio::join!(e.tick(f.tenant), other.tick(f.tenant));
+    let (ra, rb) = (ra.at("tick a")?.0, rb.at("tick b")?.0);
+    ensure_eq!(ra.applied + rb.applied, 1, "one score write: {ra:?} {rb:?}");
+    let r = tick("tick again").await?;
+    ensure_eq!(r.applied, 0, "nothing left: {r:?}");
     ensure_eq!(score_of(&f, l).await?, 20, "one half life: 20");
     let before = all_row_counts(store, &f.admin).await?;
     let version = lead_json(&f, l).await?["version"].clone();
@@ -446,6 +451,50 @@ pub async fn exactly_once(store: &Store) -> CheckResult {
             "a redelivery leaves the lead alone"
         );
     }
+    Ok(())
+}
+
+/// F2: a fault before any write of a scoring run (the score, its hits, the state, the
+/// run-log line, the cursor) leaves the score exact: running again after the fault gives
+/// each event's points once.
+pub async fn faults(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let scoring = Scoring::new(store).at("Scoring::new")?;
+    let model = meetings_and_emails().field_rule("Referral", Filter::eq("source", "referral"), 1);
+    scoring.put(&f.admin, 0, model).await.at("put model")?;
+    let (e, _) = engine(store)?;
+    drain(&e, &f).await?;
+    let mut n = 0;
+    loop {
+        let l = lead(&f, &f.rep, json!({"source": "referral"})).await?;
+        activity(&f, &f.rep, "meeting", &[l], None).await?;
+        store
+            .backend()
+            .inject_fault(Some(crmkit_core::Fault::FailAtWrite(n)));
+        let faulted = e.run_pending(f.tenant, 100).await;
+        store.backend().inject_fault(None);
+        drain(&e, &f).await?;
+        ensure_eq!(score_of(&f, l).await?, 11, "fault at write {n}: 1 + 10");
+        let why = scoring.explain(&f.admin, l).await.at("explain")?;
+        ensure_eq!(
+            why.contributions.len(),
+            2,
+            "fault at write {n}: the field rule and one hit: {:?}",
+            why.contributions
+        );
+        ensure_eq!(
+            score_events(&f, l).await?.len(),
+            2,
+            "fault at write {n}: two score changes (1, then 11)"
+        );
+        match faulted {
+            // The fault was never reached: every write of a run has been covered.
+            Ok(_) if n > 0 => break,
+            _ => n += 1,
+        }
+        ensure!(n < 100, "a run still reached the fault after 100 writes");
+    }
+    ensure!(n > 2, "a scoring commit has more than two writes (saw {n})");
     Ok(())
 }
 
@@ -655,5 +704,5 @@ pub async fn access(store: &Store) -> CheckResult {
 suite_checks! {
     /// The lead scoring checks, by name.
     names: automation_scoring_check_names,
-    checks: [field_points, event_points, decay, exactly_once, bad_model, access],
+    checks: [field_points, event_points, decay, exactly_once, faults, bad_model, access],
 }
