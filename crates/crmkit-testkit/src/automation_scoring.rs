@@ -624,6 +624,20 @@ pub async fn access(store: &Store) -> CheckResult {
         5,
         "a visible lead is explained"
     );
+    // Another tenant sees no model and no lead of this one.
+    let g = setup(store).await?;
+    ensure!(
+        scoring
+            .get(&g.admin)
+            .await
+            .at("another tenant's get")?
+            .is_none(),
+        "another tenant has no model"
+    );
+    expect_not_found(
+        scoring.explain(&g.admin, mine).await,
+        "explain another tenant's lead",
+    )?;
     // An activity the Rep cannot see counts (the model sees it) but is not named.
     let hidden = activity(&f, &f.admin, "meeting", &[mine], Some(f.rep_y.actor().user)).await?;
     expect_not_found(
