@@ -91,7 +91,7 @@ assert_eq!(crm.events_since(&admin, 0, 10).await?[0].record.id, team.id.as_uuid(
 )]
 #![cfg_attr(
     feature = "automation",
-    doc = "| [`automation`] | automation rules as versioned JSON, validated on save (with every composed module's custom action kinds); dry run on a stored record; the engine that runs them on the change feed, exactly once, with the run log, failed-run retries and the notification/webhook outbox; sequences of steps and waits that rules enrol records in | [`Crm::automation`], [`Crm::automation_sequences`], [`Crm::automation_engine`] | `automation` |"
+    doc = "| [`automation`] | automation rules as versioned JSON, validated on save (with every composed module's custom action kinds); dry run on a stored record; the engine that runs them on the change feed, exactly once, with the run log, failed-run retries and the notification/webhook outbox; sequences of steps and waits that rules enrol records in; lead scoring | [`Crm::automation`], [`Crm::automation_sequences`], [`Crm::lead_scoring`], [`Crm::automation_engine`] | `automation` |"
 )]
 //! | [`core`] | the kernel: everything above plus the storage contract ([`core::store`]), the in-memory backend ([`core::memory`]), module composition, events, text rules | [`Crm::store`], [`Crm::directory`], [`Crm::custom_fields`] | always |
 //! | [`sql`] | the SQL backends behind the URLs | [`Crm::open`] | always (backends by feature) |
@@ -373,6 +373,14 @@ impl Crm {
     #[cfg(feature = "automation")]
     pub fn automation_engine(&self) -> automation::Engine {
         automation::Engine::new(&self.store).expect("Crm composes the automation module")
+    }
+
+    /// Lead scoring: the tenant's scoring model, why a lead has its score and the run log
+    /// of its score changes; [`Crm::automation_engine`] computes and writes the scores.
+    /// Feature `automation`.
+    #[cfg(feature = "automation")]
+    pub fn lead_scoring(&self) -> automation::Scoring {
+        automation::Scoring::new(&self.store).expect("Crm composes the automation module")
     }
 
     /// Business calendars the SLA clocks count on. Feature `tickets`.

@@ -124,6 +124,17 @@ fn automation_rules_through_the_facade() {
             .get(&ctx, "automation_rule", saved.id.as_uuid())
             .await?;
         assert_eq!(generic["name"], "Tag new contacts");
+        // Lead scoring needs the lead kind (the pipeline module).
+        #[cfg(feature = "pipeline")]
+        {
+            let model = crmkit::automation::ScoringModel::new().field_rule(
+                "Referral",
+                crmkit::Filter::eq("source", "referral"),
+                10,
+            );
+            let scoring = crm.lead_scoring().put(&ctx, 0, model).await?;
+            assert_eq!(crm.lead_scoring().get(&ctx).await?, Some(scoring));
+        }
         Ok::<(), Error>(())
     })
     .unwrap();

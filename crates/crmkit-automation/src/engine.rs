@@ -301,6 +301,8 @@ pub struct Engine {
     /// Rule owners' contexts, kept for one call of `run_pending`, `fire_timers` or
     /// `retry_due` (so a deactivation takes effect from the next call on).
     owners: Mutex<HashMap<(TenantId, crmkit_core::UserId), std::result::Result<Ctx, String>>>,
+    /// Each tenant's lead scoring model, loaded once and again after it changed.
+    pub(crate) scoring: crate::scoring::ModelCache,
 }
 
 impl std::fmt::Debug for Engine {
@@ -331,6 +333,7 @@ impl Engine {
             actions: store.modules().automation_actions().clone(),
             rules: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
+            scoring: crate::scoring::ModelCache::default(),
         })
     }
 
@@ -603,7 +606,8 @@ impl Engine {
             self.run_rule(tenant, rule, e, report).await?;
         }
         crate::timers::arm_for_event(self, tenant, rules, e).await?;
-        crate::enrolments::exit_for_event(self, tenant, rules, e).await
+        crate::enrolments::exit_for_event(self, tenant, rules, e).await?;
+        crate::scoring::on_event(self, tenant, e, report).await
     }
 
     pub(crate) async fn skip(
@@ -1264,7 +1268,7 @@ impl Engine {
 
     /// Runs an action kind a composed module offers (the built-in actions that are
     /// another module's command: moving a deal is the pipeline module's `Deals` command).
-    async fn module_action(
+    pub(crate) async fn module_action(
         &self,
         ctx: &Ctx,
         kind: &str,
@@ -1371,7 +1375,8 @@ impl Engine {
 
     /// Fires the timers that are due, runs the schedules whose instant has come, retries
     /// the failed actions that are due, runs the sequence steps that are due
-    /// ([`Engine::advance_sequences`]), then delivers what is due in the outbox.
+    /// ([`Engine::advance_sequences`]), recomputes the decayed lead scores that are due
+    /// ([`crate::scoring`]), then delivers what is due in the outbox.
     pub async fn tick(&self, tenant: TenantId) -> Result<(RunReport, DeliveryReport)> {
         let mut runs = self
             .fire_timers(tenant, crmkit_core::query::MAX_LIMIT)
@@ -1379,6 +1384,7 @@ impl Engine {
         runs += self.run_schedules(tenant).await?;
         runs += self.retry_due(tenant).await?;
         runs += self.advance_sequences(tenant).await?;
+        runs += crate::scoring::decay_due(self, tenant).await?;
         let deliveries = self.deliver(tenant, crmkit_core::query::MAX_LIMIT).await?;
         Ok((runs, deliveries))
     }

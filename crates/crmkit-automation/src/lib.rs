@@ -69,13 +69,18 @@
 //!   that runs the feed and the tick for its tenants at an interval, with a graceful
 //!   [`Worker::shutdown`].
 //!
+//! - **Lead scoring** ([`scoring`], [`Scoring`]): one model per tenant, versioned JSON:
+//!   points for field rules over the lead and for events (a meeting held, an email
+//!   logged) on its related leads, decaying with a half life, clamped; run by the engine
+//!   on the feed and in [`Engine::tick`], written through the leads module's
+//!   `lead.set_score` exactly once with the hits it counted, explained per lead
+//!   ([`Scoring::explain`]) and in the run log.
+//!
 //! The actions that are another module's command (move a deal, set a lead's status or
 //! score, add to a campaign, escalate a ticket) run through the action kinds that module
 //! offers (`deal.move_to_stage`, `lead.set_status`, `lead.set_score`,
 //! `campaign.add_member`, `ticket.escalate`), as a third-party module's would.
 //!
-//! **Still to come** (issue 10): weighted capacity per period, lead scoring,
-//! auto-acknowledgement.
 //!
 //! ```
 //! use crmkit_automation::{Action, AutomationModule, NewRule, Rules, Trigger, evaluate_conditions};
@@ -131,6 +136,7 @@ pub mod model;
 pub mod outbox;
 pub mod runlog;
 pub mod schedules;
+pub mod scoring;
 pub mod sequences;
 mod service;
 mod template;
@@ -157,6 +163,10 @@ pub use outbox::{
     WebhookClient,
 };
 pub use runlog::{FailedRun, RunEntry, RunOutcome};
+pub use scoring::{
+    Contribution, ContributionSource, Decay, EventRule, FieldRule, ScoreExplanation, ScoreHit,
+    Scoring, ScoringId, ScoringModel, StoredScoring, compute_score,
+};
 pub use sequences::{
     Exit, MAX_STEPS, NewSequence, SEQUENCE_EVENT_KINDS, SEQUENCE_FIELDS, SEQUENCE_KIND,
     SEQUENCE_TABLE, Sequence, SequenceDefinition, SequencePatch, SequenceStep, Sequences,
@@ -244,6 +254,11 @@ impl Module for AutomationModule {
                 "sequences and their enrolments",
                 sequences::tables().into_iter().chain(enrolments::tables()),
             ),
+            Migration::create_tables(
+                4,
+                "lead scoring: the model, the hits of event rules, the per-lead state",
+                scoring::tables(),
+            ),
         ]
     }
 
@@ -265,6 +280,7 @@ impl Module for AutomationModule {
         EVENT_KINDS
             .iter()
             .chain(SEQUENCE_EVENT_KINDS)
+            .chain(scoring::EVENT_KINDS)
             .copied()
             .collect()
     }

@@ -86,7 +86,7 @@ fn unknown_field(d: &KindDescription) -> String {
 }
 
 /// Checks a filter over a record's JSON field names against `d`.
-fn check_filter(
+pub(crate) fn check_filter(
     errs: &mut ValidationErrors,
     d: &KindDescription,
     path: &str,
@@ -1037,7 +1037,7 @@ pub(crate) async fn check_sequence(
 }
 
 /// Whether the activity kind's `related` field may refer to `kind`.
-fn relates_to(activity: &KindDescription, kind: &RecordKind) -> bool {
+pub(crate) fn relates_to(activity: &KindDescription, kind: &RecordKind) -> bool {
     fn walk(t: &FieldType, kind: &RecordKind) -> bool {
         match t {
             FieldType::AnyReference(ks) => ks.is_empty() || ks.contains(kind),

@@ -71,6 +71,7 @@ mod support;
 pub mod activities;
 pub mod automation;
 pub mod automation_engine;
+pub mod automation_scoring;
 pub mod automation_sequences;
 pub mod contacts;
 pub mod directory;

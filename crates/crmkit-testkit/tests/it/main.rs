@@ -107,6 +107,7 @@ macro_rules! store_property {
 mod activities;
 mod automation;
 mod automation_engine;
+mod automation_scoring;
 mod automation_sequences;
 mod contacts;
 mod directory;
