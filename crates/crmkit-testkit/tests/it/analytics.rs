@@ -1,0 +1,5 @@
+//! The sales reports (crmkit-analytics) against their oracle on every backend.
+
+use crmkit_testkit::analytics;
+
+store_suite!(analytics, analytics::modules, analytics_check_names);
