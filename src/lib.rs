@@ -1,7 +1,7 @@
 //! # crmkit
 //!
 //! A headless CRM library: the domain logic of a CRM (contacts and organizations,
-//! pipelines, activities and tickets today; automation and analytics as they land), with
+//! pipelines, activities, tickets, automation and sales analytics), with
 //! no UI.
 //! Storage sits behind a trait with two kinds of backend: in memory, and SQL (SQLite
 //! embedded by default; PostgreSQL and MySQL/MariaDB as servers), picked at run time from a

@@ -252,7 +252,7 @@ mod tests {
             Bucket::Day => true,
             Bucket::Week => x.weekday() == chrono::Weekday::Mon,
             Bucket::Month => x.day() == 1,
-            Bucket::Quarter => x.day() == 1 && (x.month() + 12 - fs) % 3 == 0,
+            Bucket::Quarter => x.day() == 1 && (x.month() + 12 - fs).is_multiple_of(3),
             Bucket::Year => x.day() == 1 && x.month() == fs,
         };
         let mut s = d;

@@ -9,10 +9,12 @@
 //! are left out.
 //!
 //! ## Money
-//! Figures are in the tenant's base currency. Within one row, the exact sum of each
-//! currency's amounts (or weighted amounts) is converted at the rate of the report's
-//! `rate_date` (the rate with the latest effective date on or before it) and rounded once,
-//! half to even, to the base currency's minor unit; the row's figure is the sum of those.
+//! Figures are in the tenant's base currency. For each money figure of a row (an amount,
+//! a weighted amount, each forecast category), the exact sum of each currency's amounts
+//! (or weighted amounts) is converted at the rate of the report's `rate_date` (the rate
+//! with the latest effective date on or before it) and rounded once, half to even, to the
+//! base currency's minor unit; the figure is the sum of those (and the forecast's
+//! `weighted` adds its categories' figures).
 //! A currency without a rate is a Validation error on `rate_date` naming the currency and
 //! the date; no base currency is one on `base_currency`. Deals without an amount count
 //! but add nothing.
