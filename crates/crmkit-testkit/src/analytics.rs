@@ -1227,6 +1227,163 @@ pub async fn bad_input(store: &Store) -> CheckResult {
 }
 
 // ---------------------------------------------------------------------------------------
+// Property
+// ---------------------------------------------------------------------------------------
+
+/// One random deal: owner (index), team (index), amount (currency index, cents), close
+/// date (days from 2025-12-01), probability, source (index), outcome (0 open, 1 won, 2
+/// lost), seconds from 2026-01-01 to its creation, seconds from creation to its end,
+/// deleted.
+type RandomDeal = (
+    usize,
+    usize,
+    Option<(usize, i64)>,
+    Option<u64>,
+    Option<u8>,
+    usize,
+    u8,
+    i64,
+    i64,
+    bool,
+);
+
+async fn random_case(store: &Store, deals: &[RandomDeal]) -> CheckResult {
+    let (d, a) = tenant(store, 1 + (deals.len() as u32 % 12)).await?;
+    let owners = ["admin", "rep", "rep2", "rep_y"];
+    let teams = [None, Some("x"), Some("y")];
+    let sources = [Source::WebForm, Source::Referral, Source::Other];
+    let start = local(2026, 1, 1, 0, 0, 0);
+    let specs: Vec<Spec> = deals
+        .iter()
+        .map(
+            |&(o, t, amount, close, probability, src, outcome, created, len, deleted)| {
+                let created = start + chrono::Duration::seconds(created);
+                let at = created + chrono::Duration::seconds(len);
+                Spec {
+                    team: teams[t % 3],
+                    close: close.map(|c| date(2025, 12, 1) + chrono::Days::new(c)),
+                    probability,
+                    source: sources[src % 3],
+                    deleted,
+                    ..spec(
+                        owners[o % 4],
+                        amount.map(|(c, cents)| {
+                            Money::new(
+                                Decimal::new(cents, 2),
+                                Currency::parse(["EUR", "USD"][c % 2]).expect("currency"),
+                            )
+                            .expect("money")
+                        }),
+                        created,
+                        match outcome {
+                            1 => End::Won(at),
+                            2 => End::Lost(at),
+                            _ => End::Open,
+                        },
+                    )
+                }
+            },
+        )
+        .collect();
+    make(&d, &specs, None).await?;
+    let rd = date(2026, 12, 31);
+    for (who, ctx) in [("admin", &d.f.admin), ("rep", &d.f.rep)] {
+        let o = oracle(store, &d, ctx).await?;
+        let rates = Rates::new(store, ctx, &o, rd).await?;
+        let r = PipelineByStage {
+            pipeline: None,
+            by: Some(Dim::Owner),
+            rate_date: Some(rd),
+        };
+        ensure_eq!(
+            a.pipeline_by_stage(ctx, &r).await.at("by stage")?,
+            oracle_by_stage(&o, &rates, &r),
+            "{who}: pipeline by stage"
+        );
+        let f = Forecast {
+            period: year_2026(),
+            bucket: Bucket::Month,
+            pipeline: None,
+            rate_date: Some(rd),
+            best_case_at: 40,
+            commit_at: 80,
+        };
+        ensure_eq!(
+            a.forecast(ctx, &f).await.at("forecast")?,
+            oracle_forecast(&o, &rates, &f),
+            "{who}: forecast"
+        );
+        let w = WinRate {
+            period: year_2026(),
+            by: Some(Dim::Team),
+            pipeline: None,
+            rate_date: Some(rd),
+        };
+        ensure_eq!(
+            a.win_rate(ctx, &w).await.at("win rate")?,
+            oracle_win_rate(&o, &rates, &w),
+            "{who}: win rate"
+        );
+        let c = SalesCycle {
+            period: year_2026(),
+            by: None,
+            pipeline: None,
+        };
+        ensure_eq!(
+            a.sales_cycle(ctx, &c).await.at("cycle")?,
+            oracle_cycle(&o, &c),
+            "{who}: sales cycle"
+        );
+        let v = Velocity {
+            period: year_2026(),
+            pipeline: None,
+            rate_date: Some(rd),
+        };
+        ensure_eq!(
+            a.velocity(ctx, &v).await.at("velocity")?,
+            oracle_velocity(&o, &rates, &v),
+            "{who}: velocity"
+        );
+    }
+    Ok(())
+}
+
+/// Property: on random deals (owners, teams, EUR/USD amounts or none, close dates in and
+/// out of the period or none, probabilities, wins and losses at random instants, some
+/// deleted) and a random fiscal start, the reports equal the oracle for the Admin and for
+/// a Rep (proptest, 8 cases of up to 12 deals).
+pub fn random_deals<F, Fut>(factory: F) -> CheckResult
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = crmkit_core::Result<Store>>,
+{
+    use proptest::prelude::*;
+    let deal = (
+        0usize..4,
+        0usize..3,
+        proptest::option::of((0usize..2, 0i64..100_000_000)),
+        proptest::option::weighted(0.8, 0u64..430),
+        // The thresholds themselves (40, 80) often, so that a band's edge is exercised.
+        proptest::option::weighted(
+            0.8,
+            prop_oneof![1 => Just(40u8), 1 => Just(80u8), 2 => 0u8..=100],
+        ),
+        0usize..3,
+        prop_oneof![2 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)],
+        0i64..(330 * 86_400),
+        0i64..(60 * 86_400),
+        prop_oneof![5 => Just(false), 1 => Just(true)],
+    );
+    crate::support::run_property(
+        "random deals",
+        factory,
+        proptest::collection::vec(deal, 0..12),
+        (8, 20),
+        |s, deals| Box::pin(async move { random_case(s, &deals).await }),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
 

@@ -3,3 +3,4 @@
 use crmkit_testkit::analytics;
 
 store_suite!(analytics, analytics::modules, analytics_check_names);
+store_property!(analytics_random_deals: analytics::random_deals, analytics::modules);
