@@ -113,7 +113,9 @@ pub struct StageRow {
 /// to below `commit_at`, `commit` from `commit_at`; open deals without an expected close
 /// date make a last row with no period. `closed` is the deals won in the bucket (by
 /// `won_at`'s local date). The categories are disjoint; `weighted` is the open deals'
-/// weighted amount plus the closed amount.
+/// weighted amount plus the closed amount. `best_case_at` above `commit_at`, or
+/// `commit_at` above 100, is a Validation error on `commit_at`; more than
+/// [`crate::MAX_BUCKETS`] buckets one on `bucket`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Forecast {
     /// The period.
