@@ -1,7 +1,7 @@
 //! # crmkit
 //!
 //! A headless CRM library: the domain logic of a CRM (contacts and organizations,
-//! pipelines, activities and tickets today; automation and analytics as they land), with
+//! pipelines, activities, tickets, automation and sales analytics), with
 //! no UI.
 //! Storage sits behind a trait with two kinds of backend: in memory, and SQL (SQLite
 //! embedded by default; PostgreSQL and MySQL/MariaDB as servers), picked at run time from a
@@ -93,6 +93,10 @@ assert_eq!(crm.events_since(&admin, 0, 10).await?[0].record.id, team.id.as_uuid(
     feature = "automation",
     doc = "| [`automation`] | automation rules as versioned JSON, validated on save (with every composed module's custom action kinds); dry run on a stored record; the engine that runs them on the change feed, exactly once, with the run log, failed-run retries and the notification/webhook outbox; sequences of steps and waits that rules enrol records in; lead scoring | [`Crm::automation`], [`Crm::automation_sequences`], [`Crm::lead_scoring`], [`Crm::automation_engine`] | `automation` |"
 )]
+#![cfg_attr(
+    feature = "analytics",
+    doc = "| [`analytics`] | sales reports computed by the backend (pipeline by stage, forecast, win rate and deal size, sales cycle, velocity) as typed functions and versioned JSON definitions, in the tenant's time zone and fiscal year | [`Crm::analytics`] | `analytics` |"
+)]
 //! | [`core`] | the kernel: everything above plus the storage contract ([`core::store`]), the in-memory backend ([`core::memory`]), module composition, events, text rules | [`Crm::store`], [`Crm::directory`], [`Crm::custom_fields`] | always |
 //! | [`sql`] | the SQL backends behind the URLs | [`Crm::open`] | always (backends by feature) |
 //!
@@ -108,6 +112,7 @@ assert_eq!(crm.events_since(&admin, 0, 10).await?[0].record.id, team.id.as_uuid(
 //! | `activities` | yes     | the `activities` module (and `pipeline`, `contacts`)              |
 //! | `tickets`    | yes     | the `tickets` module (and `activities`, `pipeline`, `contacts`)   |
 //! | `automation` | yes     | the `automation` module (rules; needs no other module)            |
+//! | `analytics`  | yes     | the `analytics` module (sales reports; and `pipeline`, `contacts`) |
 //!
 //! `memory:` is always available. [`Crm::builder`] composes exactly the built-in modules
 //! that are compiled in ([`Crm::built_in_modules`]), so a host that needs contacts and
@@ -121,6 +126,11 @@ assert_eq!(crm.events_since(&admin, 0, 10).await?[0].record.id, team.id.as_uuid(
 #[cfg(feature = "activities")]
 #[doc(inline)]
 pub use crmkit_activities as activities;
+/// Analytics (feature `analytics`): sales reports computed by the backend, report
+/// definitions as versioned JSON, reporting settings. The whole `crmkit-analytics` crate.
+#[cfg(feature = "analytics")]
+#[doc(inline)]
+pub use crmkit_analytics as analytics;
 /// Automation (feature `automation`): rules as versioned JSON, validated on save, the pure
 /// condition evaluator and the engine. The whole `crmkit-automation` crate.
 #[cfg(feature = "automation")]
@@ -174,6 +184,8 @@ pub use uuid::{self, Uuid};
 
 #[cfg(feature = "activities")]
 use crmkit_activities::{Activities, ActivitiesModule};
+#[cfg(feature = "analytics")]
+use crmkit_analytics::{Analytics, AnalyticsModule};
 #[cfg(feature = "automation")]
 use crmkit_automation::{AutomationModule, Rules};
 #[cfg(feature = "contacts")]
@@ -236,8 +248,8 @@ impl CrmBuilder {
 
 impl Crm {
     /// A builder with the built-in modules compiled into this build (see
-    /// [`Crm::built_in_modules`]): contacts, pipeline, activities and tickets with the
-    /// default features.
+    /// [`Crm::built_in_modules`]): contacts, pipeline, activities, tickets, automation and
+    /// analytics with the default features.
     pub fn builder() -> CrmBuilder {
         let modules = Modules::builder();
         #[cfg(feature = "contacts")]
@@ -250,6 +262,8 @@ impl Crm {
         let modules = modules.add(TicketsModule);
         #[cfg(feature = "automation")]
         let modules = modules.add(AutomationModule::new());
+        #[cfg(feature = "analytics")]
+        let modules = modules.add(AnalyticsModule);
         CrmBuilder { modules }
     }
 
@@ -267,6 +281,8 @@ impl Crm {
             "tickets",
             #[cfg(feature = "automation")]
             "automation",
+            #[cfg(feature = "analytics")]
+            "analytics",
         ]
     }
 
@@ -381,6 +397,13 @@ impl Crm {
     #[cfg(feature = "automation")]
     pub fn lead_scoring(&self) -> automation::Scoring {
         automation::Scoring::new(&self.store).expect("Crm composes the automation module")
+    }
+
+    /// Sales reports (pipeline by stage, forecast, win rate, sales cycle, velocity), report
+    /// definitions run from JSON, and the tenant's reporting settings. Feature `analytics`.
+    #[cfg(feature = "analytics")]
+    pub fn analytics(&self) -> Analytics {
+        Analytics::new(&self.store).expect("Crm composes the analytics module")
     }
 
     /// Business calendars the SLA clocks count on. Feature `tickets`.

@@ -21,6 +21,7 @@ fn builder_composes_the_compiled_in_modules() {
         cfg!(feature = "activities").then_some("activities"),
         cfg!(feature = "tickets").then_some("tickets"),
         cfg!(feature = "automation").then_some("automation"),
+        cfg!(feature = "analytics").then_some("analytics"),
     ]
     .into_iter()
     .flatten()

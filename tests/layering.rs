@@ -47,6 +47,8 @@ fn crates_follow_the_layering() {
         // Automation needs only the kernel: rules are checked against the composed kinds
         // through the generic record API.
         ("crmkit-automation", &["crmkit-core"][..]),
+        // Analytics reports on deals, pipelines and exchange rates.
+        ("crmkit-analytics", &["crmkit-core", "crmkit-pipeline"][..]),
         ("crmkit-sql", &["crmkit-core"][..]),
         (
             "crmkit-testkit",
@@ -57,6 +59,7 @@ fn crates_follow_the_layering() {
                 "crmkit-activities",
                 "crmkit-tickets",
                 "crmkit-automation",
+                "crmkit-analytics",
                 "crmkit-sql",
             ][..],
         ),

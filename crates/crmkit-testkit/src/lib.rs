@@ -69,6 +69,7 @@ pub mod check;
 #[macro_use]
 mod support;
 pub mod activities;
+pub mod analytics;
 pub mod automation;
 pub mod automation_engine;
 pub mod automation_scoring;

@@ -105,6 +105,7 @@ macro_rules! store_property {
 }
 
 mod activities;
+mod analytics;
 mod automation;
 mod automation_engine;
 mod automation_scoring;

@@ -1,0 +1,208 @@
+//! crmkit analytics: sales reports computed by the storage backend.
+//!
+//! Reports are typed functions with typed parameters and rows ([`Analytics::pipeline_by_stage`],
+//! [`Analytics::forecast`], [`Analytics::win_rate`], [`Analytics::sales_cycle`],
+//! [`Analytics::velocity`]), and also data: a [`Report`] is stored as versioned JSON
+//! (`"format": 1`) and run with [`Analytics::run`], which returns its rows as JSON.
+//!
+//! The main design decision: **every count and sum is a grouped aggregate computed by the
+//! backend** (`Backend::aggregate` over the deals table's indexed columns), never rows read
+//! into Rust to be counted, so the figures are exact and identical on every backend; the
+//! conformance suite compares each report with an oracle computed in plain Rust from the
+//! deals read through the public API. Money is exact: per-currency sums are converted into
+//! the tenant's base currency at one date's rates and rounded once (see [`sales`]).
+//!
+//! **Access.** A report sees what the actor sees: Admin and Manager every deal, a Rep and
+//! a ReadOnly user their own and their teams' deals, through the same condition deal lists
+//! use; deleted deals never count. A hidden deal never shows through a count, a total or a
+//! group.
+//!
+//! **Time.** Periods are local dates in the tenant's reporting time zone, and quarters and
+//! years follow the tenant's fiscal year ([`ReportSettings`], set by an Admin with
+//! [`Analytics::set_settings`]); see [`period`].
+//!
+//! ```
+//! use crmkit_analytics::{Analytics, AnalyticsModule, Report};
+//! use crmkit_core::memory::MemoryBackend;
+//! use crmkit_core::{Actor, Ctx, Modules, Role, Store, TenantId, UserId};
+//!
+//! # fn main() -> crmkit_core::Result<()> {
+//! let modules = Modules::builder()
+//!     .add(crmkit_contacts::ContactsModule)
+//!     .add(crmkit_pipeline::PipelineModule)
+//!     .add(AnalyticsModule)
+//!     .build()?;
+//! let store = Store::new(MemoryBackend::new((**modules.schema()).clone()), modules);
+//! let admin = Ctx::new(TenantId::new(), Actor::new(UserId::new(), [Role::Admin], []))?;
+//! let analytics = Analytics::new(&store)?;
+//! let report = Report::from_json(
+//!     r#"{"format": 1, "report": "sales_cycle",
+//!         "period": {"from": "2026-01-01", "to": "2026-03-31"}}"#,
+//! )?;
+//! let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+//! rt.block_on(async {
+//!     analytics.set_settings(&admin, "Europe/Berlin", 4, 0).await?;
+//!     let rows = analytics.run(&admin, &report).await?;
+//!     assert_eq!(rows.rows[0]["won"], 0); // nothing won yet
+//!     Ok(())
+//! })
+//! # }
+//! ```
+
+pub mod period;
+pub mod report;
+pub mod sales;
+pub mod settings;
+
+pub use period::{Bucket, BucketKey, MAX_BUCKETS, Period};
+pub use report::{FORMAT, Report, ReportRows};
+pub use sales::{
+    CycleRow, Dim, Forecast, ForecastRow, Line, PipelineByStage, SalesCycle, StageRow, Velocity,
+    VelocityRow, WinRate, WinRateRow,
+};
+pub use settings::{REPORT_SETTINGS, ReportSettings, SETTINGS_TABLE};
+
+use crmkit_core::{Ctx, Error, Migration, Module, Result, Store};
+use serde::Serialize;
+
+/// The analytics module: its settings table and event kind. Composed after the pipeline
+/// module, whose deals, pipelines and exchange rates it reports on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnalyticsModule;
+
+/// Event kinds this module emits.
+pub const EVENT_KINDS: &[&str] = &["analytics.settings_set"];
+
+impl Module for AnalyticsModule {
+    fn name(&self) -> &'static str {
+        "analytics"
+    }
+
+    fn dependencies(&self) -> Vec<&'static str> {
+        vec!["pipeline"]
+    }
+
+    fn migrations(&self) -> Vec<Migration> {
+        vec![Migration::create_tables(
+            1,
+            "reporting settings (time zone, fiscal year start)",
+            settings::tables(),
+        )]
+    }
+
+    fn event_kinds(&self) -> Vec<&'static str> {
+        EVENT_KINDS.to_vec()
+    }
+}
+
+/// The analytics API over a store composed with [`AnalyticsModule`].
+#[derive(Clone, Debug)]
+pub struct Analytics {
+    store: Store,
+}
+
+impl Analytics {
+    /// The API over `store` (a Config error unless the analytics module is composed).
+    pub fn new(store: &Store) -> Result<Self> {
+        store.require_module("analytics")?;
+        Ok(Analytics {
+            store: store.clone(),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The tenant's reporting settings (UTC and January until an Admin sets them).
+    /// Readable by every actor.
+    pub async fn settings(&self, ctx: &Ctx) -> Result<ReportSettings> {
+        settings::load(&self.store, ctx).await
+    }
+
+    /// Sets the reporting time zone (an IANA name) and the fiscal year's first month
+    /// (1-12), Admin only (PermissionDenied otherwise). `expected_version` is the version
+    /// read (0 for the defaults); a stale one is a Conflict. Bad values are one
+    /// Validation error naming `time_zone` and/or `fiscal_year_start`.
+    pub async fn set_settings(
+        &self,
+        ctx: &Ctx,
+        time_zone: &str,
+        fiscal_year_start: u32,
+        expected_version: u64,
+    ) -> Result<ReportSettings> {
+        settings::save(
+            &self.store,
+            ctx,
+            time_zone,
+            fiscal_year_start,
+            expected_version,
+        )
+        .await
+    }
+
+    async fn sales(&self, ctx: &Ctx) -> Result<sales::Sales<'_>> {
+        let settings = self.settings(ctx).await?;
+        let tz = settings.tz()?;
+        Ok(sales::Sales {
+            store: &self.store,
+            settings,
+            tz,
+        })
+    }
+
+    /// Open deals per pipeline and stage (and `by`): count, amount and weighted amount
+    /// in the base currency. Rows are ordered by pipeline, stage position and group.
+    pub async fn pipeline_by_stage(&self, ctx: &Ctx, r: &PipelineByStage) -> Result<Vec<StageRow>> {
+        self.sales(ctx).await?.pipeline_by_stage(ctx, r).await
+    }
+
+    /// The forecast by close period: one row per bucket of the period, then a row for
+    /// open deals without a close date when there are any (see [`Forecast`]).
+    pub async fn forecast(&self, ctx: &Ctx, r: &Forecast) -> Result<Vec<ForecastRow>> {
+        self.sales(ctx).await?.forecast(ctx, r).await
+    }
+
+    /// Win rate by count and by value, and average deal size, of the deals closed in the
+    /// period, per group (one total row without `by`).
+    pub async fn win_rate(&self, ctx: &Ctx, r: &WinRate) -> Result<Vec<WinRateRow>> {
+        self.sales(ctx).await?.win_rate(ctx, r).await
+    }
+
+    /// Sales cycle length (average, median and 90th percentile, nearest rank) of the deals
+    /// won in the period, per group (one total row without `by`).
+    pub async fn sales_cycle(&self, ctx: &Ctx, r: &SalesCycle) -> Result<Vec<CycleRow>> {
+        self.sales(ctx).await?.sales_cycle(ctx, r).await
+    }
+
+    /// Sales velocity (see [`Velocity`]).
+    pub async fn velocity(&self, ctx: &Ctx, r: &Velocity) -> Result<VelocityRow> {
+        self.sales(ctx).await?.velocity(ctx, r).await
+    }
+
+    /// Runs a report definition; its rows as JSON, with the base currency.
+    pub async fn run(&self, ctx: &Ctx, report: &Report) -> Result<ReportRows> {
+        fn rows<T: Serialize>(rows: &[T]) -> Result<Vec<serde_json::Value>> {
+            rows.iter()
+                .map(|r| serde_json::to_value(r).map_err(|e| Error::storage_from("report row", e)))
+                .collect()
+        }
+        let rows = match report {
+            Report::PipelineByStage(r) => rows(&self.pipeline_by_stage(ctx, r).await?)?,
+            Report::Forecast(r) => rows(&self.forecast(ctx, r).await?)?,
+            Report::WinRate(r) => rows(&self.win_rate(ctx, r).await?)?,
+            Report::SalesCycle(r) => rows(&self.sales_cycle(ctx, r).await?)?,
+            Report::Velocity(r) => rows(&[self.velocity(ctx, r).await?])?,
+        };
+        let currency = crmkit_pipeline::currency::Currencies::new(&self.store)?
+            .base_currency(ctx)
+            .await?
+            .map(|c| c.code().to_owned());
+        Ok(ReportRows {
+            report: report.name().into(),
+            currency,
+            rows,
+        })
+    }
+}

@@ -1,0 +1,435 @@
+//! Report definitions as data: the [`Report`] enum, stored as versioned JSON.
+//!
+//! ```json
+//! {"format": 1, "report": "forecast",
+//!  "period": {"from": "2026-01-01", "to": "2026-12-31"}, "bucket": "quarter",
+//!  "pipeline": null, "rate_date": null, "best_case_at": 50, "commit_at": 90}
+//! ```
+//!
+//! [`Report::from_json`] refuses, as one Validation error naming every bad part:
+//! malformed JSON (`report`), a missing or unknown `format` (only `1` exists), an
+//! unknown `report` name, unknown members, and each bad member by its path
+//! (`period.to`, `by`, `bucket`, ...): an unknown group-by field, an inverted or
+//! unbounded period (`to` missing), a malformed date or id. Members that may be left out
+//! take their documented defaults (`null`; `best_case_at` 50, `commit_at` 90).
+
+use chrono::NaiveDate;
+use crmkit_core::{Error, Result, ValidationErrors};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::period::{Bucket, Period};
+use crate::sales::{Dim, Forecast, PipelineByStage, SalesCycle, Velocity, WinRate};
+
+/// The report-definition format this version reads and writes.
+pub const FORMAT: u64 = 1;
+
+/// Every report's JSON name.
+pub const REPORT_NAMES: &[&str] = &[
+    "pipeline_by_stage",
+    "forecast",
+    "win_rate",
+    "sales_cycle",
+    "velocity",
+];
+
+/// A report definition: which report, with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "report", rename_all = "snake_case")]
+pub enum Report {
+    /// Open deals per pipeline and stage.
+    PipelineByStage(PipelineByStage),
+    /// Forecast by close period.
+    Forecast(Forecast),
+    /// Win rate and average deal size.
+    WinRate(WinRate),
+    /// Sales cycle length.
+    SalesCycle(SalesCycle),
+    /// Sales velocity.
+    Velocity(Velocity),
+}
+
+/// The rows a report returned, as JSON (each row is the typed row serialised; decimals
+/// are strings, so nothing is lost).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportRows {
+    /// The report's name.
+    pub report: String,
+    /// The base currency money figures are in.
+    pub currency: Option<String>,
+    /// The rows.
+    pub rows: Vec<Value>,
+}
+
+impl Report {
+    /// The report's JSON name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Report::PipelineByStage(_) => "pipeline_by_stage",
+            Report::Forecast(_) => "forecast",
+            Report::WinRate(_) => "win_rate",
+            Report::SalesCycle(_) => "sales_cycle",
+            Report::Velocity(_) => "velocity",
+        }
+    }
+
+    /// The definition as JSON, with `"format": 1`.
+    pub fn to_json(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            m.insert("format".into(), Value::from(FORMAT));
+        }
+        v
+    }
+
+    /// Reads a definition (see the module docs for the errors).
+    pub fn from_json(text: &str) -> Result<Report> {
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| Error::validation("report", format!("is not JSON: {e}")))?;
+        Report::from_value(&v)
+    }
+
+    /// Reads a definition from a JSON value.
+    pub fn from_value(v: &Value) -> Result<Report> {
+        let Value::Object(m) = v else {
+            return Err(Error::validation("report", "must be a JSON object"));
+        };
+        let mut f = Fields::new(m);
+        match m.get("format") {
+            None => f.errs.push("format", "is required"),
+            Some(Value::Number(n)) if n.as_u64() == Some(FORMAT) => {}
+            Some(other) => f.errs.push(
+                "format",
+                format!("unknown report format {other}; this version reads 1"),
+            ),
+        }
+        f.seen("format");
+        f.seen("report");
+        let name = match m.get("report") {
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => {
+                f.errs.push("report", "must be a report name");
+                String::new()
+            }
+            None => {
+                f.errs.push("report", "is required");
+                String::new()
+            }
+        };
+        let report = match name.as_str() {
+            "pipeline_by_stage" => Some(Report::PipelineByStage(PipelineByStage {
+                pipeline: f.opt("pipeline"),
+                by: f.opt_named("by", Dim::NAMES),
+                rate_date: f.opt::<NaiveDate>("rate_date"),
+            })),
+            "forecast" => {
+                let period = f.period();
+                let bucket = f.req_named::<Bucket>("bucket", Bucket::NAMES);
+                let pipeline = f.opt("pipeline");
+                let rate_date = f.opt("rate_date");
+                let best_case_at = f.opt::<u8>("best_case_at").unwrap_or(50);
+                let commit_at = f.opt::<u8>("commit_at").unwrap_or(90);
+                match (period, bucket) {
+                    (Some(period), Some(bucket)) => Some(Report::Forecast(Forecast {
+                        period,
+                        bucket,
+                        pipeline,
+                        rate_date,
+                        best_case_at,
+                        commit_at,
+                    })),
+                    _ => None,
+                }
+            }
+            "win_rate" => {
+                let period = f.period();
+                let by = f.opt_named("by", Dim::NAMES);
+                let pipeline = f.opt("pipeline");
+                let rate_date = f.opt("rate_date");
+                period.map(|period| {
+                    Report::WinRate(WinRate {
+                        period,
+                        by,
+                        pipeline,
+                        rate_date,
+                    })
+                })
+            }
+            "sales_cycle" => {
+                let period = f.period();
+                let by = f.opt_named("by", Dim::NAMES);
+                let pipeline = f.opt("pipeline");
+                period.map(|period| {
+                    Report::SalesCycle(SalesCycle {
+                        period,
+                        by,
+                        pipeline,
+                    })
+                })
+            }
+            "velocity" => {
+                let period = f.period();
+                let pipeline = f.opt("pipeline");
+                let rate_date = f.opt("rate_date");
+                period.map(|period| {
+                    Report::Velocity(Velocity {
+                        period,
+                        pipeline,
+                        rate_date,
+                    })
+                })
+            }
+            "" => None,
+            other => {
+                f.errs.push(
+                    "report",
+                    format!(
+                        "unknown report {other:?}; known: {}",
+                        REPORT_NAMES.join(", ")
+                    ),
+                );
+                None
+            }
+        };
+        if REPORT_NAMES.contains(&name.as_str()) {
+            f.unknown_members();
+        }
+        f.errs.into_result()?;
+        report.ok_or_else(|| Error::validation("report", "is not a report definition"))
+    }
+}
+
+/// Reads members of one JSON object, collecting every problem by member path.
+struct Fields<'a> {
+    m: &'a Map<String, Value>,
+    seen: Vec<&'static str>,
+    errs: ValidationErrors,
+}
+
+impl<'a> Fields<'a> {
+    fn new(m: &'a Map<String, Value>) -> Self {
+        Fields {
+            m,
+            seen: vec![],
+            errs: ValidationErrors::new(),
+        }
+    }
+
+    fn seen(&mut self, name: &'static str) {
+        self.seen.push(name);
+    }
+
+    fn parse<T: DeserializeOwned>(
+        &mut self,
+        name: &'static str,
+        v: &Value,
+        what: &str,
+    ) -> Option<T> {
+        match serde_json::from_value::<T>(v.clone()) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                self.errs.push(name, format!("must be {what}"));
+                None
+            }
+        }
+    }
+
+    fn opt<T: DeserializeOwned>(&mut self, name: &'static str) -> Option<T> {
+        self.seen(name);
+        match self.m.get(name) {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let what = match name {
+                    "pipeline" => "a pipeline id or null",
+                    "rate_date" => "a date (YYYY-MM-DD) or null",
+                    _ => "an integer from 0 to 100",
+                };
+                self.parse(name, v, what)
+            }
+        }
+    }
+
+    fn opt_named<T: DeserializeOwned>(&mut self, name: &'static str, names: &[&str]) -> Option<T> {
+        self.seen(name);
+        match self.m.get(name) {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let what = format!("null or one of {}", names.join(", "));
+                self.parse(name, v, &what)
+            }
+        }
+    }
+
+    fn req_named<T: DeserializeOwned>(&mut self, name: &'static str, names: &[&str]) -> Option<T> {
+        self.seen(name);
+        match self.m.get(name) {
+            None | Some(Value::Null) => {
+                self.errs.push(name, "is required");
+                None
+            }
+            Some(v) => {
+                let what = format!("one of {}", names.join(", "));
+                self.parse(name, v, &what)
+            }
+        }
+    }
+
+    /// `period`: an object with `from` and `to` dates, bounded and in order.
+    fn period(&mut self) -> Option<Period> {
+        self.seen("period");
+        let Some(Value::Object(p)) = self.m.get("period") else {
+            self.errs.push(
+                "period",
+                "is required: an object with the dates from and to",
+            );
+            return None;
+        };
+        let mut date = |k: &str| match p.get(k) {
+            None | Some(Value::Null) => {
+                self.errs
+                    .push(format!("period.{k}"), "is required (a period is bounded)");
+                None
+            }
+            Some(v) => match serde_json::from_value::<NaiveDate>(v.clone()) {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    self.errs
+                        .push(format!("period.{k}"), "must be a date (YYYY-MM-DD)");
+                    None
+                }
+            },
+        };
+        let from = date("from");
+        let to = date("to");
+        for k in p.keys() {
+            if k != "from" && k != "to" {
+                self.errs
+                    .push(format!("period.{k}"), "is not a member of a period");
+            }
+        }
+        match Period::new(from?, to?) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                if let Some(v) = e.validation_errors() {
+                    for fe in &v.errors {
+                        self.errs.push(fe.field.clone(), fe.reason.clone());
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    fn unknown_members(&mut self) {
+        for k in self.m.keys() {
+            if !self.seen.contains(&k.as_str()) {
+                self.errs.push(k.clone(), "is not a member of this report");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(text: &str) -> Vec<String> {
+        let e = Report::from_json(text).expect_err("invalid");
+        e.validation_errors()
+            .expect("validation")
+            .errors
+            .iter()
+            .map(|f| f.field.clone())
+            .collect()
+    }
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().expect("date")
+    }
+
+    #[test]
+    fn definitions_round_trip() {
+        let p = Period::new(d("2026-01-01"), d("2026-12-31")).expect("period");
+        for r in [
+            Report::PipelineByStage(PipelineByStage {
+                pipeline: None,
+                by: Some(Dim::Owner),
+                rate_date: Some(d("2026-06-30")),
+            }),
+            Report::Forecast(Forecast {
+                period: p,
+                bucket: Bucket::Quarter,
+                pipeline: Some(crmkit_core::PipelineId::new()),
+                rate_date: None,
+                best_case_at: 40,
+                commit_at: 80,
+            }),
+            Report::WinRate(WinRate {
+                period: p,
+                by: Some(Dim::Campaign),
+                pipeline: None,
+                rate_date: None,
+            }),
+            Report::SalesCycle(SalesCycle {
+                period: p,
+                by: None,
+                pipeline: None,
+            }),
+            Report::Velocity(Velocity {
+                period: p,
+                pipeline: None,
+                rate_date: None,
+            }),
+        ] {
+            let json = r.to_json();
+            assert_eq!(json["format"], 1);
+            assert_eq!(json["report"], r.name());
+            assert_eq!(Report::from_json(&json.to_string()).expect("parses"), r);
+        }
+    }
+
+    #[test]
+    fn bad_parts_are_named() {
+        assert_eq!(fields("nope"), ["report"]);
+        assert_eq!(
+            fields(r#"{"report":"win_rate","period":{"from":"2026-01-01","to":"2026-02-01"}}"#),
+            ["format"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"format":2,"report":"velocity","period":{"from":"2026-01-01","to":"2026-02-01"}}"#
+            ),
+            ["format"]
+        );
+        assert_eq!(fields(r#"{"format":1,"report":"funnel"}"#), ["report"]);
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"win_rate","by":"owner_id; DROP TABLE x","period":{"from":"2026-01-01","to":"2026-02-01"}}"#
+            ),
+            ["by"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"win_rate","period":{"from":"2026-03-01","to":"2026-02-01"}}"#
+            ),
+            ["period"]
+        );
+        assert_eq!(
+            fields(r#"{"format":1,"report":"win_rate","period":{"from":"2026-03-01"}}"#),
+            ["period.to"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"forecast","period":{"from":"2026-01-01","to":"x"},"bucket":"fortnight","extra":1}"#
+            ),
+            ["period.to", "bucket", "extra"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"pipeline_by_stage","pipeline":"42","rate_date":"2026-02-30"}"#
+            ),
+            ["pipeline", "rate_date"]
+        );
+    }
+}
