@@ -554,6 +554,11 @@ pub(crate) async fn exit_for_event(
                 continue;
             }
             for en in active_of(e, tenant, &r).await? {
+                // An activity the enrolment's own steps logged (under the enrolling rule)
+                // is not the customer's reply.
+                if ev.rule == Some(en.rule) {
+                    continue;
+                }
                 let Some(seq) = stored_sequence(e, tenant, en.sequence).await? else {
                     continue;
                 };

@@ -1027,8 +1027,86 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// A note the sequence's own step logs does not end an enrolment whose exit lists notes
+/// (only someone else's note does): the steps after it still run.
+pub async fn own_steps_do_not_exit(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let seqs = Sequences::new(store).at("Sequences::new")?;
+    let seq = seqs
+        .create(
+            &f.admin,
+            NewSequence::new("note, wait, tag", "contact")
+                .action(Action::LogNote {
+                    body: "Intro for {{first_name}}".into(),
+                })
+                .wait(Offset {
+                    amount: 1,
+                    unit: TimeUnit::Days,
+                    calendar: None,
+                })
+                .action(Action::AddTag {
+                    tag: "second".into(),
+                })
+                .exit(Exit {
+                    filter: None,
+                    activities: vec!["note".into()],
+                }),
+        )
+        .await
+        .at("sequence")?;
+    enrol_new_contacts(&f, &f.admin, seq.id).await?;
+    let (e, clock) = engine(store)?;
+    let mine = f.person(&f.rep, "Own", "Steps").await?.id;
+    let theirs = f.person(&f.rep, "Their", "Note").await?.id;
+    drain(&e, &f).await?;
+    e.tick(f.tenant).await.at("first steps")?;
+    drain(&e, &f).await?;
+    for c in [mine, theirs] {
+        ensure_eq!(
+            enrolment(&seqs, &f, c, seq.id).await?.status,
+            EnrolmentStatus::Active,
+            "the step's own note ended nothing"
+        );
+    }
+    Activities::new(store)
+        .at("Activities::new")?
+        .create(
+            &f.rep,
+            NewActivity::new(
+                "Called back",
+                ActivityDetails::Note(crmkit_activities::Note {
+                    body: "They called back".into(),
+                    pinned: false,
+                    author: f.rep.actor().user,
+                }),
+            )
+            .related_to(RecordRef::from(theirs)),
+        )
+        .await
+        .at("someone's note")?;
+    drain(&e, &f).await?;
+    clock.advance(TimeDelta::days(2));
+    e.tick(f.tenant).await.at("after the wait")?;
+    ensure_eq!(
+        enrolment(&seqs, &f, mine, seq.id).await?.status,
+        EnrolmentStatus::Completed,
+        "the sequence ran to its end"
+    );
+    ensure_eq!(
+        tags(&contact_json(&f, mine).await?),
+        vec!["second".to_owned()],
+        "the step after the wait ran"
+    );
+    ensure_eq!(
+        enrolment(&seqs, &f, theirs, seq.id).await?.status,
+        EnrolmentStatus::Exited,
+        "a note someone else logged ended it"
+    );
+    Ok(())
+}
+
 suite_checks! {
     /// The automation sequence checks, by name.
     names: automation_sequences_check_names,
-    checks: [steps_and_waits, exactly_once, faults, exits, re_enrol, failed_steps, access, bad_input],
+    checks: [steps_and_waits, own_steps_do_not_exit, exactly_once, faults, exits, re_enrol, failed_steps, access, bad_input],
 }
