@@ -507,6 +507,9 @@ static TIMERS: LazyLock<Timers> = LazyLock::new(|| {
     })
 });
 
+/// A timer row as the baseline decodes it: rule, record kind and id, due, armed.
+type RawTimer = (Uuid, String, Uuid, DateTime<Utc>, DateTime<Utc>);
+
 /// The SQL the baseline runs: what crmkit renders for [`due_select`] (same columns, order
 /// and limit), hand-written.
 const DUE_TIMERS: &str = "SELECT rule_id, record_kind, record_id, due_at, armed_at \
@@ -567,7 +570,7 @@ mod timers {
             common::timed("timers/raw", 1, || {
                 let now = Utc::now().timestamp_micros();
                 let mut st = conn.prepare_cached(DUE_TIMERS).expect("prepare");
-                let rows: Vec<(Uuid, String, Uuid, DateTime<Utc>, DateTime<Utc>)> = st
+                let rows: Vec<RawTimer> = st
                     .query_map(params![tenant, now], |r| {
                         let uuid = |s: String| Uuid::parse_str(&s).expect("uuid");
                         let at = |us: i64| DateTime::from_timestamp_micros(us).expect("instant");
