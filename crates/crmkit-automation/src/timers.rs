@@ -24,7 +24,7 @@ use chrono_tz::Tz;
 use crmkit_core::event::decode_timestamp;
 use crmkit_core::record::Json;
 use crmkit_core::store::{
-    CmpOp, ColumnType, Cond, IndexDef, OrderKey, Select, TableDef, Value, Write, columns,
+    CmpOp, ColumnType, Cond, IndexDef, OrderKey, Row, Select, TableDef, Value, Write, columns,
 };
 use crmkit_core::{Ctx, Error, Event, RecordKind, RecordRef, Result, RuleId, Store, TenantId};
 
@@ -58,6 +58,60 @@ pub(crate) fn tables() -> Vec<TableDef> {
         )
         .index(IndexDef::new("automation_timers_due", ["due_at"])),
     ]
+}
+
+/// An armed timer: rule `rule` fires for `record` at `due_at` (a row of [`TIMER_TABLE`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    /// The timed rule.
+    pub rule: RuleId,
+    /// The record it fires for.
+    pub record: RecordRef,
+    /// When it is due.
+    pub due_at: DateTime<Utc>,
+    /// When the engine armed (or last re-planned) it.
+    pub armed_at: DateTime<Utc>,
+}
+
+impl Timer {
+    /// The timer's row of [`TIMER_TABLE`], as the engine writes it.
+    pub fn row(&self) -> Row {
+        let mut row = key(self.rule, &self.record);
+        row.push(Value::timestamp(self.due_at));
+        row.push(Value::timestamp(self.armed_at));
+        row
+    }
+
+    fn decode(row: &Row) -> Result<Timer> {
+        let bad = || Error::storage("malformed timer row");
+        let (Some(rule), Some(kind), Some(id), Some(due), Some(armed)) =
+            (row.first(), row.get(1), row.get(2), row.get(3), row.get(4))
+        else {
+            return Err(bad());
+        };
+        Ok(Timer {
+            rule: RuleId::from_uuid(rule.as_uuid().ok_or_else(bad)?),
+            record: RecordRef::new(
+                RecordKind::parse(kind.as_text().ok_or_else(bad)?)?,
+                id.as_uuid().ok_or_else(bad)?,
+            ),
+            due_at: decode_timestamp(due)?,
+            armed_at: decode_timestamp(armed)?,
+        })
+    }
+}
+
+/// The read [`Engine::due_timers`] (and so [`Engine::fire_timers`]) runs: the timers due at
+/// `now`, earliest first, at most `limit` (clamped to 1..=1000). On the SQL backends it is a
+/// range of the index `automation_timers_due` (`tenant_id`, `due_at`).
+pub fn due_select(now: DateTime<Utc>, limit: u32) -> Select {
+    let mut s = Select::new(
+        TIMER_TABLE,
+        Cond::Cmp("due_at".into(), CmpOp::Lte, Value::timestamp(now)),
+    );
+    s.order = vec![OrderKey::asc("due_at")];
+    s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
+    s
 }
 
 fn key(rule: RuleId, record: &RecordRef) -> Vec<Value> {
@@ -180,18 +234,18 @@ async fn set(
     }
     let mut writes = vec![Write::Delete {
         table: TIMER_TABLE,
-        key: k.clone(),
+        key: k,
     }];
-    if let Some(due) = due {
+    if let Some(due_at) = due {
+        let timer = Timer {
+            rule,
+            record: record.clone(),
+            due_at,
+            armed_at: e.now(),
+        };
         writes.push(Write::Insert {
             table: TIMER_TABLE,
-            row: vec![
-                k[0].clone(),
-                k[1].clone(),
-                k[2].clone(),
-                Value::timestamp(due),
-                Value::timestamp(e.now()),
-            ],
+            row: timer.row(),
         });
     }
     e.commit_once(tenant, writes).await
@@ -273,34 +327,24 @@ impl Engine {
     /// Fires up to `limit` (1 to 1000) timers that are due: each at most once per
     /// instant, never before it. See [the timers](crate::timers) for how they are armed.
     pub async fn fire_timers(&self, tenant: TenantId, limit: u32) -> Result<RunReport> {
-        let now = self.now();
-        let mut s = Select::new(
-            TIMER_TABLE,
-            Cond::Cmp("due_at".into(), CmpOp::Lte, Value::timestamp(now)),
-        );
-        s.order = vec![OrderKey::asc("due_at")];
-        s.limit = Some(limit.clamp(1, crmkit_core::query::MAX_LIMIT));
-        let due = self.store.backend().select(tenant, &s).await?;
+        let due = self.due_timers(tenant, limit).await?;
         let rules = self.rule_set(tenant, true).await?;
         self.forget_owners();
         let mut report = RunReport::default();
-        for row in due {
-            let rule = RuleId::from_uuid(
-                row[0]
-                    .as_uuid()
-                    .ok_or_else(|| Error::storage("malformed timer row"))?,
-            );
-            let record = RecordRef::new(
-                RecordKind::parse(row[1].as_text().unwrap_or_default())?,
-                row[2]
-                    .as_uuid()
-                    .ok_or_else(|| Error::storage("malformed timer row"))?,
-            );
-            let at = decode_timestamp(&row[3])?;
-            self.fire(tenant, &rules, rule, record, at, &mut report)
+        for t in due {
+            self.fire(tenant, &rules, t.rule, t.record, t.due_at, &mut report)
                 .await?;
         }
         Ok(report)
+    }
+
+    /// The first `limit` (1 to 1000) timers due now, earliest first: what
+    /// [`Engine::fire_timers`] fires next ([`due_select`], one index range), without firing
+    /// them.
+    pub async fn due_timers(&self, tenant: TenantId, limit: u32) -> Result<Vec<Timer>> {
+        let s = due_select(self.now(), limit);
+        let rows = self.store.backend().select(tenant, &s).await?;
+        rows.iter().map(Timer::decode).collect()
     }
 
     async fn fire(

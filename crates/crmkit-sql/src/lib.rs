@@ -51,7 +51,7 @@ use crmkit_core::{Backend, Error, Modules, Result};
 
 pub use dialect::Dialect;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteBackend;
+pub use sqlite::{QueryPlan, SqliteBackend};
 
 /// Opens a backend by URL and applies every composed module's pending migrations.
 ///

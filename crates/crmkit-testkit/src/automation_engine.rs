@@ -16,9 +16,11 @@ use crmkit_automation::{
     RulePatch, RunOutcome, RunReport, Trigger, WebhookCall, WebhookClient,
 };
 use crmkit_contacts::{ContactPatch, ImportOptions, NewContact};
-use crmkit_core::store::{BoxFuture, Value, Write};
+use crmkit_core::event::EVENTS_TABLE;
+use crmkit_core::query::MAX_LIMIT;
+use crmkit_core::store::{BoxFuture, Cond, Value, Write};
 use crmkit_core::{
-    Changeset, ContactId, Ctx, ManualClock, RecordRef, Role, Store, UserId, UserInput,
+    Changeset, ContactId, Ctx, ManualClock, Query, RecordRef, Role, Store, UserId, UserInput,
 };
 use crmkit_pipeline::campaign::Campaigns;
 use serde_json::json;
@@ -466,6 +468,146 @@ pub async fn concurrent_engines(store: &Store) -> CheckResult {
         count(store, &f.admin, OUTBOX_TABLE).await?,
         N as u64,
         "one notification each"
+    );
+    Ok(())
+}
+
+/// How many contacts [`concurrent_engines_at_scale`] creates: each brings two feed events
+/// (its creation and the rule's tag), so the engines run over twice as many events.
+pub const AT_SCALE_CONTACTS: usize = 5_000;
+
+/// Two engines on the same database at once over 10 000 feed events ([`AT_SCALE_CONTACTS`]
+/// new contacts, then the rule's own update of each), with a cheap action (one tag each):
+/// every contact tagged once, one applied run-log line and one event made by the rule per
+/// contact, nothing failed or skipped, and the whole feed consumed.
+pub async fn concurrent_engines_at_scale(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let rule = f
+        .rules
+        .create(
+            &f.admin,
+            NewRule::new(
+                "tag every new contact",
+                Trigger::RecordCreated {
+                    record_kind: "contact".into(),
+                },
+            )
+            .action(Action::AddTag { tag: "seen".into() }),
+        )
+        .await
+        .at("rule")?;
+    const N: usize = AT_SCALE_CONTACTS;
+    let rows = (0..N)
+        .map(|i| NewContact::named(format!("S{i}"), "Scale"))
+        .collect();
+    let created = f
+        .contacts
+        .import(&f.rep, rows, ImportOptions::default())
+        .await
+        .at("import")?
+        .created;
+    ensure_eq!(created.len(), N, "every contact imported");
+    let (a, _) = engine(store)?;
+    let (b, _) = engine(store)?;
+    let f = &f;
+    // Each engine alone would need 2N / 250 rounds with events; racing, fewer each.
+    let rounds = 4 * N / 250 + 10;
+    let run = |e: Engine| async move {
+        let mut total = RunReport::default();
+        for _ in 0..rounds {
+            let r = e.run_pending(f.tenant, 250).await?;
+            total += r;
+            if r.events == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        crmkit_core::Result::Ok(total)
+    };
+    let (ra, rb) = tokio::join!(run(a), run(b));
+    let (ra, rb) = (ra.at("engine a")?, rb.at("engine b")?);
+    ensure_eq!(
+        (
+            ra.applied + rb.applied,
+            ra.failed + rb.failed,
+            ra.skipped + rb.skipped
+        ),
+        (N as u64, 0, 0),
+        "every tag applied once between the two engines, none failed or skipped: {ra:?} {rb:?}"
+    );
+    ensure!(
+        ra.events > 0 && rb.events > 0,
+        "both engines read the feed: {ra:?} {rb:?}"
+    );
+    // Sequence numbers are gap-free from 1: the last is the number of events.
+    let last = store
+        .backend()
+        .count(f.tenant, EVENTS_TABLE, &Cond::True)
+        .await
+        .at("count events")?;
+    ensure!(
+        last > 2 * N as u64,
+        "the feed holds the creations and the tags ({last} events)"
+    );
+    let (c, _) = engine(store)?;
+    ensure_eq!(
+        c.cursor(f.tenant).await.at("cursor")?,
+        last,
+        "the feed is consumed to its last event"
+    );
+    // The run log: one applied line per contact, each about its contact.
+    let backend = store.backend();
+    let applied = Cond::eq("rule_id", rule.id.as_uuid()).and(Cond::eq("outcome", "applied"));
+    ensure_eq!(
+        (
+            backend
+                .count(f.tenant, RUN_TABLE, &Cond::True)
+                .await
+                .at("run log")?,
+            backend
+                .count(f.tenant, RUN_TABLE, &applied)
+                .await
+                .at("applied lines")?
+        ),
+        (N as u64, N as u64),
+        "one run-log line per contact, applied"
+    );
+    // The effects: one update made by the rule per contact, and each contact's tags.
+    let caused = Cond::eq("cause_rule", rule.id.as_uuid());
+    ensure_eq!(
+        backend
+            .count(f.tenant, EVENTS_TABLE, &caused)
+            .await
+            .at("events made by the rule")?,
+        N as u64,
+        "one change made by the rule per contact"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let mut q = Query::new().limit(MAX_LIMIT);
+    loop {
+        let page = store
+            .records()
+            .list(&f.admin, "contact", &q)
+            .await
+            .at("list contacts")?;
+        for c in &page.items {
+            ensure_eq!(
+                tags(c.value()),
+                vec!["seen".to_owned()],
+                "tagged once: {}",
+                c.json()
+            );
+            seen.insert(c.id());
+        }
+        match page.next_cursor {
+            Some(next) => q = q.after(next),
+            None => break,
+        }
+    }
+    ensure_eq!(seen.len(), N, "every contact listed once");
+    ensure!(
+        created.iter().all(|id| seen.contains(&Some(id.as_uuid()))),
+        "the listed contacts are the imported ones"
     );
     Ok(())
 }
@@ -1970,5 +2112,5 @@ pub async fn create_ticket(store: &Store) -> CheckResult {
 suite_checks! {
     /// The automation engine checks, by name.
     names: automation_engine_check_names,
-    checks: [auto_acknowledgement, create_ticket, schedules, worker, timers, assignment, module_actions, exactly_once, faults, concurrent_engines, loops, field_triggers, authority, failures_and_retries],
+    checks: [auto_acknowledgement, create_ticket, schedules, worker, timers, assignment, module_actions, exactly_once, faults, concurrent_engines, concurrent_engines_at_scale, loops, field_triggers, authority, failures_and_retries],
 }

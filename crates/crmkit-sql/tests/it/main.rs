@@ -1063,3 +1063,35 @@ async fn bad_urls_are_config_errors() {
         Err(Error::Config(_))
     ));
 }
+
+/// `explain_select` shows the SQL a select runs and SQLite's plan for it: a range on an
+/// index (tenant first) for a filter and order on its column, a scan of the table (and a
+/// sort) for a column without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_explains_the_selects_it_runs() {
+    let b = crmkit_sql::SqliteBackend::open("sqlite::memory:", &modules(1))
+        .await
+        .expect("open");
+    let t = TenantId::new();
+    let mut s = Select::new(ITEM, Cond::Cmp("name".into(), CmpOp::Lte, "m".into()));
+    s.order = vec![OrderKey::asc("name")];
+    s.limit = Some(10);
+    let plan = b.explain_select(t, &s).await.expect("explain");
+    assert!(plan.sql.starts_with("SELECT "), "{plan:?}");
+    assert!(plan.sql.contains("LIMIT"), "{plan:?}");
+    assert_eq!(
+        plan.steps,
+        ["SEARCH tm_item USING INDEX tm_item_name (tenant_id=? AND name<?)"],
+        "{plan:?}"
+    );
+    let mut s = Select::new(ITEM, Cond::Cmp("n".into(), CmpOp::Gt, Value::Int(3)));
+    s.order = vec![OrderKey::asc("n")];
+    let plan = b.explain_select(t, &s).await.expect("explain");
+    assert!(
+        plan.steps.iter().any(|l| l.contains("TEMP B-TREE")),
+        "no index on n: {plan:?}"
+    );
+    // A select the schema does not allow is refused before any SQL.
+    let bad = Select::new("tm_nosuch", Cond::True);
+    assert!(b.explain_select(t, &bad).await.is_err());
+}
