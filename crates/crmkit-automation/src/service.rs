@@ -232,7 +232,7 @@ pub struct DryRun {
 ///   (giving a rule to someone else is PermissionDenied). A rule owned by someone else is,
 ///   for a Rep, exactly like a rule that does not exist (NotFound, never listed).
 /// - ReadOnly users see the rules they own and change none (PermissionDenied).
-/// - **A rule runs with its owner's authority**: when the engine (a later step) runs a
+/// - **A rule runs with its owner's authority**: when the engine runs a
 ///   rule, its reads and writes are those of its owner's current roles and teams, and a
 ///   rule whose owner is no longer an active user does not run. Saving checks the rule
 ///   as the saving actor sees the tenant: a Rep cannot name records they cannot see
@@ -240,7 +240,7 @@ pub struct DryRun {
 ///
 /// ## Webhook secrets are write-only
 ///
-/// A webhook action's `secret` is stored (the outbox, a later step, signs bodies with it)
+/// A webhook action's `secret` is stored (the outbox signs bodies with it)
 /// but never read back: every rule this API returns ([`Rules::get`], [`Rules::list`],
 /// what `create` and `update` return, the generic record API, audit entries, event
 /// payloads, [`Rules::dry_run`]) shows [`WEBHOOK_SECRET_MASK`] (`"********"`, shorter than
