@@ -655,17 +655,38 @@ pub(crate) fn parse_actions(
 
 /// Checks the `format` member of a rule document.
 pub(crate) fn check_format(errs: &mut ValidationErrors, v: Option<&serde_json::Value>) {
+    check_document_format(errs, "rule", v)
+}
+
+/// Checks the `format` member of a `what` document (a rule, a sequence): required, and
+/// [`FORMAT`].
+pub(crate) fn check_document_format(
+    errs: &mut ValidationErrors,
+    what: &str,
+    v: Option<&serde_json::Value>,
+) {
     match v {
         None => errs.push(
             "format",
             format!("is required (this crmkit reads format {FORMAT})"),
         ),
         Some(f) if f.as_u64() == Some(u64::from(FORMAT)) => {}
-        Some(f) => errs.push(
-            "format",
-            format!("{f} is not a rule format this crmkit reads (it reads format {FORMAT})"),
-        ),
+        Some(f) => unknown_format(errs, what, f),
     }
+}
+
+/// Checks a `format` given with an input (absent: [`FORMAT`]).
+pub(crate) fn check_input_format(errs: &mut ValidationErrors, what: &str, f: Option<u32>) {
+    if let Some(f) = f.filter(|f| *f != FORMAT) {
+        unknown_format(errs, what, f);
+    }
+}
+
+fn unknown_format(errs: &mut ValidationErrors, what: &str, f: impl std::fmt::Display) {
+    errs.push(
+        "format",
+        format!("{f} is not a {what} format this crmkit reads (it reads format {FORMAT})"),
+    );
 }
 
 impl RuleDefinition {

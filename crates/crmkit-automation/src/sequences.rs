@@ -58,7 +58,7 @@ use crmkit_core::store::{ColumnType, Cond, IndexDef, Row, TableDef, Value, Write
 use crmkit_core::text::fold;
 use crmkit_core::{
     Changeset, Ctx, Error, Filter, Page, Query, RecordKind, RecordRef, Result, SequenceId, Store,
-    UserId, ValidationErrors, Visibility,
+    UserId, ValidationErrors,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -163,17 +163,7 @@ pub struct SequenceDefinition {
 }
 
 fn check_format(errs: &mut ValidationErrors, v: Option<&Json>) {
-    match v {
-        None => errs.push(
-            "format",
-            format!("is required (this crmkit reads format {FORMAT})"),
-        ),
-        Some(f) if f.as_u64() == Some(u64::from(FORMAT)) => {}
-        Some(f) => errs.push(
-            "format",
-            format!("{f} is not a sequence format this crmkit reads (it reads format {FORMAT})"),
-        ),
-    }
+    crate::model::check_document_format(errs, "sequence", v)
 }
 
 /// Parses steps one by one, naming `path[i].type` for an unknown type and `path[i]`
@@ -531,14 +521,7 @@ impl std::fmt::Debug for Sequences {
 }
 
 fn check_patch_format(errs: &mut ValidationErrors, f: Option<u32>) {
-    if let Some(f) = f
-        && f != FORMAT
-    {
-        errs.push(
-            "format",
-            format!("{f} is not a sequence format this crmkit reads (it reads format {FORMAT})"),
-        );
-    }
+    crate::model::check_input_format(errs, "sequence", f)
 }
 
 impl Sequences {
@@ -557,14 +540,7 @@ impl Sequences {
     }
 
     fn scope(ctx: &Ctx, include_deleted: bool) -> Cond {
-        let mut c = Cond::True;
-        if !include_deleted {
-            c = c.and(Cond::IsNull("deleted_at".into()));
-        }
-        if let Visibility::Owned { user, .. } = ctx.actor().visibility() {
-            c = c.and(Cond::eq("owner_id", user.as_uuid()));
-        }
-        c
+        crate::service::owned_scope(ctx, include_deleted)
     }
 
     async fn check(&self, ctx: &Ctx, errs: &mut ValidationErrors, s: &Sequence) -> Result<()> {

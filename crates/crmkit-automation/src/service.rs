@@ -269,14 +269,20 @@ impl std::fmt::Debug for Rules {
 }
 
 fn check_format(errs: &mut ValidationErrors, f: Option<u32>) {
-    if let Some(f) = f
-        && f != FORMAT
-    {
-        errs.push(
-            "format",
-            format!("{f} is not a rule format this crmkit reads (it reads format {FORMAT})"),
-        );
+    crate::model::check_input_format(errs, "rule", f)
+}
+
+/// What an actor sees of rule-like configuration (rules, sequences): Admin, Manager all;
+/// others only what they own; soft-deleted rows only when asked for.
+pub(crate) fn owned_scope(ctx: &Ctx, include_deleted: bool) -> Cond {
+    let mut c = Cond::True;
+    if !include_deleted {
+        c = c.and(Cond::IsNull("deleted_at".into()));
     }
+    if let Visibility::Owned { user, .. } = ctx.actor().visibility() {
+        c = c.and(Cond::eq("owner_id", user.as_uuid()));
+    }
+    c
 }
 
 impl Rules {
@@ -297,14 +303,7 @@ impl Rules {
     }
 
     fn scope(ctx: &Ctx, include_deleted: bool) -> Cond {
-        let mut c = Cond::True;
-        if !include_deleted {
-            c = c.and(Cond::IsNull("deleted_at".into()));
-        }
-        if let Visibility::Owned { user, .. } = ctx.actor().visibility() {
-            c = c.and(Cond::eq("owner_id", user.as_uuid()));
-        }
-        c
+        owned_scope(ctx, include_deleted)
     }
 
     /// A Rep may only own rules themselves; the owner must be an active user.
