@@ -35,17 +35,19 @@
 //!   (through the rule's [`crmkit_core::Cause`] and this module's `before_commit`), so
 //!   every effect happens exactly once under redelivery, crashes and concurrent engines.
 //!   Rules act with their owner's authority; a rule's own change does not trigger it
-//!   again and chains stop at a depth limit; field triggers (changed, from, to); failed
+//!   again (unless it says `retrigger_on_own_changes`) and chains stop at a depth limit;
+//!   field triggers (changed, from, to); failed
 //!   actions are retried with backoff and kept for a host to retry; notifications and
 //!   signed webhook calls go through a delivery outbox to the host's [`Notifier`] and
-//!   [`WebhookClient`]; the run log per rule and per record says what each rule did or
-//!   why it did not.
+//!   [`WebhookClient`] (to a user, or to a contact a record's field names:
+//!   [`NewRule::auto_acknowledgement`] answers a ticket opened by email, once); the run
+//!   log per rule and per record says what each rule did or why it did not.
 //!
 //! - **Assignment** (`assign_owner`): round robin, least loaded (fewest open records of
 //!   the kind) and weighted, over a team's or a list's active users; the state (position,
-//!   what each member was given) is a versioned row written in the same commit as the
-//!   record's new owner, so concurrent assignments spread exactly as the strategy says;
-//!   the run log says whom and why.
+//!   what each member was given, per period when members have a [`Capacity`]) is a
+//!   versioned row written in the same commit as the record's new owner, so concurrent
+//!   assignments spread exactly as the strategy says; the run log says whom and why.
 //!
 //! - **Timers** ([`timers`]): "N minutes, hours, days or working days before or after a
 //!   date or timestamp field", armed for the existing records when the rule is saved,
@@ -56,6 +58,7 @@
 //!   zone, over the records a query selects as the owner sees them; run by
 //!   [`Engine::run_schedules`] (in [`Engine::tick`]) once per instant and record, a
 //!   missed instant made up once.
+//!
 //! - **Sequences** ([`sequences`], [`enrolments`]): ordered steps (rule actions and
 //!   waits of minutes, hours, calendar days or an SLA calendar's working days) on a record
 //!   kind, managed through [`Sequences`] (kind `automation_sequence`, versioned JSON,
@@ -65,6 +68,7 @@
 //!   authority, the enrolment's advance in the step's commit; an enrolment exits when the
 //!   record is deleted, its exit filter holds, a reply or a held meeting (or another
 //!   listed activity type) is logged on it, or `leave_sequence` takes it out.
+//!
 //! - **A worker** ([`Engine::spawn`], [`Worker`]): a task on the host's tokio runtime
 //!   that runs the feed and the tick for its tenants at an interval, with a graceful
 //!   [`Worker::shutdown`].
@@ -80,7 +84,6 @@
 //! score, add to a campaign, escalate a ticket) run through the action kinds that module
 //! offers (`deal.move_to_stage`, `lead.set_status`, `lead.set_score`,
 //! `campaign.add_member`, `ticket.escalate`), as a third-party module's would.
-//!
 //!
 //! ```
 //! use crmkit_automation::{Action, AutomationModule, NewRule, Rules, Trigger, evaluate_conditions};
