@@ -562,7 +562,19 @@ pub(crate) async fn exit_for_event(
                 let Some(seq) = stored_sequence(e, tenant, en.sequence).await? else {
                     continue;
                 };
-                if seq.exit.activities.iter().any(|a| a == ty) {
+                if !seq.exit.activities.iter().any(|a| a == ty) {
+                    continue;
+                }
+                // Only an activity the enrolling rule's owner can see ends the enrolment:
+                // otherwise its end (and its reason) would tell them a hidden activity
+                // exists. (A disabled rule's enrolments end when their next step is due.)
+                let Some(rule) = rules.by_id.get(&en.rule) else {
+                    continue;
+                };
+                let Ok(ctx) = e.owner_ctx(tenant, rule).await? else {
+                    continue;
+                };
+                if e.store.records().visible(&ctx, &ev.record).await? {
                     let why = format!("an activity of type {ty} was logged on the record");
                     exit(e, tenant, &en, &why).await?;
                 }

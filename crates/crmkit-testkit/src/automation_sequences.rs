@@ -1105,8 +1105,79 @@ pub async fn own_steps_do_not_exit(store: &Store) -> CheckResult {
     Ok(())
 }
 
+/// An activity hidden from the enrolling rule's owner does not end the enrolment (its
+/// end and reason would tell them the activity exists); the same reply they can see does.
+pub async fn hidden_activities_do_not_exit(store: &Store) -> CheckResult {
+    let f = setup(store).await?;
+    let seqs = Sequences::new(store).at("Sequences::new")?;
+    let seq = seqs
+        .create(
+            &f.rep,
+            NewSequence::new("until they reply", "contact")
+                .wait(Offset {
+                    amount: 1,
+                    unit: TimeUnit::Days,
+                    calendar: None,
+                })
+                .action(Action::AddTag { tag: "late".into() })
+                .exit(Exit {
+                    filter: None,
+                    activities: vec!["email".into()],
+                }),
+        )
+        .await
+        .at("the rep's sequence")?;
+    enrol_new_contacts(&f, &f.rep, seq.id).await?;
+    let (e, _clock) = engine(store)?;
+    let c = f.person(&f.rep, "Hidden", "Reply").await?.id;
+    drain(&e, &f).await?;
+    let acts = Activities::new(store).at("Activities::new")?;
+    let reply = |id: String| {
+        NewActivity::new(
+            "Re: hello",
+            ActivityDetails::Email(LoggedEmail {
+                direction: Direction::Inbound,
+                from: "them@example.test".into(),
+                to: vec!["sales@example.test".into()],
+                cc: vec![],
+                excerpt: None,
+                message_id: format!("<{id}@example.test>"),
+            }),
+        )
+        .related_to(RecordRef::from(c))
+    };
+    let msg = uuid::Uuid::now_v7().simple().to_string();
+    let hidden = acts
+        .create(&f.admin, reply(format!("hidden{msg}")))
+        .await
+        .at("the admin's reply")?;
+    expect_not_found(
+        store
+            .records()
+            .get(&f.rep, "activity", hidden.id.as_uuid())
+            .await,
+        "the admin's activity is hidden from the rep",
+    )?;
+    drain(&e, &f).await?;
+    ensure_eq!(
+        enrolment(&seqs, &f, c, seq.id).await?.status,
+        EnrolmentStatus::Active,
+        "an activity hidden from the rule's owner ends nothing"
+    );
+    acts.create(&f.rep, reply(format!("seen{msg}")))
+        .await
+        .at("the rep's reply")?;
+    drain(&e, &f).await?;
+    ensure_eq!(
+        enrolment(&seqs, &f, c, seq.id).await?.status,
+        EnrolmentStatus::Exited,
+        "a reply the owner sees ends it"
+    );
+    Ok(())
+}
+
 suite_checks! {
     /// The automation sequence checks, by name.
     names: automation_sequences_check_names,
-    checks: [steps_and_waits, own_steps_do_not_exit, exactly_once, faults, exits, re_enrol, failed_steps, access, bad_input],
+    checks: [steps_and_waits, own_steps_do_not_exit, hidden_activities_do_not_exit, exactly_once, faults, exits, re_enrol, failed_steps, access, bad_input],
 }
