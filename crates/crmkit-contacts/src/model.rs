@@ -401,6 +401,45 @@ pub struct ContactPatch {
     pub allow_duplicate_email: bool,
 }
 
+impl ContactPatch {
+    crmkit_core::setters! {
+        /// New first name.
+        some first_name: String;
+        /// New last name.
+        some last_name: String;
+        /// New emails (replacing all).
+        some emails: Vec<EmailInput>;
+        /// New phones (replacing all).
+        some phones: Vec<PhoneInput>;
+        /// New job title (`None` clears it).
+        some job_title: Option<String>;
+        /// New organization (`None` clears it).
+        some organization: Option<OrganizationId>;
+        /// New owner.
+        some owner: UserId;
+        /// New team (`None` clears it).
+        some team: Option<TeamId>;
+        /// New lifecycle stage.
+        some lifecycle_stage: LifecycleStage;
+        /// New consent.
+        some consent: Consent;
+        /// New tags (replacing all).
+        some tags: Vec<String>;
+        /// Allow new emails that another contact already has.
+        set allow_duplicate_email: bool;
+    }
+
+    /// Sets (`Some`) or removes (`None`) a custom value.
+    pub fn custom(
+        mut self,
+        key: impl Into<String>,
+        value: Option<crmkit_core::CustomValue>,
+    ) -> Self {
+        self.custom.insert(key.into(), value);
+        self
+    }
+}
+
 /// An organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Organization {
@@ -528,6 +567,45 @@ pub struct OrganizationPatch {
     pub custom: std::collections::BTreeMap<String, Option<crmkit_core::CustomValue>>,
 }
 
+impl OrganizationPatch {
+    crmkit_core::setters! {
+        /// New name.
+        some name: String;
+        /// New domain (`None` clears it).
+        some domain: Option<String>;
+        /// New industry (`None` clears it).
+        some industry: Option<String>;
+        /// New employee count (`None` clears it).
+        some employee_count: Option<i64>;
+        /// New annual revenue (`None` clears it).
+        some annual_revenue: Option<Money>;
+        /// New phone (`None` clears it).
+        some phone: Option<PhoneInput>;
+        /// New website (`None` clears it).
+        some website: Option<String>;
+        /// New address (`None` clears it).
+        some address: Option<PostalAddress>;
+        /// New parent organization (`None` clears it).
+        some parent: Option<OrganizationId>;
+        /// New owner.
+        some owner: UserId;
+        /// New team (`None` clears it).
+        some team: Option<TeamId>;
+        /// New tags (replacing all).
+        some tags: Vec<String>;
+    }
+
+    /// Sets (`Some`) or removes (`None`) a custom value.
+    pub fn custom(
+        mut self,
+        key: impl Into<String>,
+        value: Option<crmkit_core::CustomValue>,
+    ) -> Self {
+        self.custom.insert(key.into(), value);
+        self
+    }
+}
+
 /// How a batch import behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ImportOptions {
@@ -581,5 +659,37 @@ mod email_input_tests {
         let e = EmailInput::labelled("a@b.test", "work");
         let back = serde_json::to_value(&e).unwrap();
         assert_eq!(from(back), e);
+    }
+}
+
+#[cfg(test)]
+mod patch_builder_tests {
+    use super::*;
+
+    #[test]
+    fn patch_builders_set_what_they_name() {
+        let team = TeamId::new();
+        let p = ContactPatch::default()
+            .first_name("Ada")
+            .job_title(None)
+            .team(Some(team))
+            .emails(vec![EmailInput::new("ada@example.test")])
+            .allow_duplicate_email(true)
+            .custom("tier", None);
+        assert_eq!(p.first_name.as_deref(), Some("Ada"));
+        assert_eq!(p.job_title, Some(None));
+        assert_eq!(p.team, Some(Some(team)));
+        assert_eq!(p.emails, Some(vec![EmailInput::new("ada@example.test")]));
+        assert!(p.allow_duplicate_email);
+        assert_eq!(p.custom.get("tier"), Some(&None));
+        assert_eq!(p.last_name, None, "what is not named stays unchanged");
+        let o = OrganizationPatch::default()
+            .name("Acme")
+            .website(Some("https://acme.test".to_owned()))
+            .parent(None);
+        assert_eq!(o.name.as_deref(), Some("Acme"));
+        assert_eq!(o.website, Some(Some("https://acme.test".to_owned())));
+        assert_eq!(o.parent, Some(None));
+        assert_eq!(o.domain, None);
     }
 }
