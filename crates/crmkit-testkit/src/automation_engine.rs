@@ -616,43 +616,48 @@ pub async fn concurrent_engines_at_scale(store: &Store) -> CheckResult {
 /// trigger each other stop at the depth limit, with a line saying so.
 pub async fn loops(store: &Store) -> CheckResult {
     let f = setup(store).await?;
+    // A rule on a contact change (of `on`, or any) that sets `set` from a template.
+    let on_change = |name: &str, on: Option<&str>, set: &str, tpl: &str| {
+        NewRule::new(
+            name,
+            Trigger::RecordUpdated {
+                record_kind: "contact".into(),
+                field: on.map(str::to_owned),
+                from: None,
+                to: None,
+            },
+        )
+        .action(Action::SetFields {
+            fields: [(set.to_owned(), json!(tpl))].into(),
+        })
+    };
     let selfish = f
         .rules
         .create(
             &f.admin,
-            NewRule::new(
-                "exclaim",
-                Trigger::RecordUpdated {
-                    record_kind: "contact".into(),
-                    field: None,
-                    from: None,
-                    to: None,
-                },
-            )
-            .action(Action::SetFields {
-                fields: [("job_title".to_owned(), json!("{{job_title}}!"))].into(),
-            }),
+            on_change("exclaim", None, "job_title", "{{job_title}}!"),
         )
         .await
         .at("self-triggering rule")?;
-    let c = f.person(&f.rep, "Loop", "Er").await?;
-    let c = f
-        .contacts
-        .update(
-            &f.rep,
-            c.id,
-            c.version,
-            ContactPatch {
-                job_title: Some(Some("Boss".into())),
-                ..ContactPatch::default()
-            },
-        )
-        .await
-        .at("update")?;
+    let c = f.person(&f.rep, "Loop", "Er").await?.id;
+    // The rep changes the contact's current version.
+    let change = async |patch: ContactPatch, what: &str| -> CheckResult {
+        let cur = f.contacts.get(&f.rep, c).await.at("get")?;
+        f.contacts
+            .update(&f.rep, c, cur.version, patch)
+            .await
+            .at(what)?;
+        Ok(())
+    };
+    change(
+        ContactPatch::default().job_title(Some("Boss".into())),
+        "update",
+    )
+    .await?;
     let (e, _) = engine(store)?;
     drain(&e, &f).await?;
     ensure_eq!(
-        contact_json(&f, c.id).await?["job_title"],
+        contact_json(&f, c).await?["job_title"],
         json!("Boss!"),
         "the rule ran once for the human change and not for its own"
     );
@@ -661,19 +666,13 @@ pub async fn loops(store: &Store) -> CheckResult {
         .await
         .at("disable")?;
     // A rule that says it runs again on its own changes appends until the depth limit.
-    let again = NewRule::new(
+    let again = on_change(
         "exclaim again",
-        Trigger::RecordUpdated {
-            record_kind: "contact".into(),
-            field: Some("last_name".into()),
-            from: None,
-            to: None,
-        },
+        Some("last_name"),
+        "last_name",
+        "{{last_name}}!",
     )
-    .retrigger_on_own_changes(true)
-    .action(Action::SetFields {
-        fields: [("last_name".to_owned(), json!("{{last_name}}!"))].into(),
-    });
+    .retrigger_on_own_changes(true);
     let again = f
         .rules
         .create(&f.admin, again)
@@ -683,24 +682,16 @@ pub async fn loops(store: &Store) -> CheckResult {
         again.retrigger_on_own_changes,
         "the option is kept: {again:?}"
     );
-    let cur = f.contacts.get(&f.rep, c.id).await.at("get")?;
-    f.contacts
-        .update(
-            &f.rep,
-            c.id,
-            cur.version,
-            ContactPatch {
-                last_name: Some("Again".into()),
-                ..ContactPatch::default()
-            },
-        )
-        .await
-        .at("start the chain")?;
+    change(
+        ContactPatch::default().last_name("Again"),
+        "start the chain",
+    )
+    .await?;
     let (e, _) = engine(store)?;
     drain(&e, &f).await?;
     let depth = e.config().max_depth as usize;
     ensure_eq!(
-        contact_json(&f, c.id).await?["last_name"],
+        contact_json(&f, c).await?["last_name"],
         json!(format!("Again{}", "!".repeat(depth))),
         "the rule ran again on its own change until the depth limit"
     );
@@ -709,47 +700,25 @@ pub async fn loops(store: &Store) -> CheckResult {
         .await
         .at("disable")?;
     // A ping-pong between two rules: first name -> job title -> first name ...
-    let ping = |name: &str, on: &str, set: &str, tpl: &str| {
-        NewRule::new(
-            name,
-            Trigger::RecordUpdated {
-                record_kind: "contact".into(),
-                field: Some(on.into()),
-                from: None,
-                to: None,
-            },
-        )
-        .action(Action::SetFields {
-            fields: [(set.to_owned(), json!(tpl))].into(),
-        })
-    };
     f.rules
         .create(
             &f.admin,
-            ping("a", "first_name", "job_title", "{{first_name}}a"),
+            on_change("a", Some("first_name"), "job_title", "{{first_name}}a"),
         )
         .await
         .at("rule a")?;
     f.rules
         .create(
             &f.admin,
-            ping("b", "job_title", "first_name", "{{job_title}}b"),
+            on_change("b", Some("job_title"), "first_name", "{{job_title}}b"),
         )
         .await
         .at("rule b")?;
-    let cur = f.contacts.get(&f.rep, c.id).await.at("get")?;
-    f.contacts
-        .update(
-            &f.rep,
-            c.id,
-            cur.version,
-            ContactPatch {
-                first_name: Some("P".into()),
-                ..ContactPatch::default()
-            },
-        )
-        .await
-        .at("start the ping-pong")?;
+    change(
+        ContactPatch::default().first_name("P"),
+        "start the ping-pong",
+    )
+    .await?;
     // An engine whose clock is after the two rules were made (a rule never acts on a
     // change older than itself).
     let (e, _) = engine(store)?;
@@ -761,7 +730,7 @@ pub async fn loops(store: &Store) -> CheckResult {
         "the chain applied {max} changes and stopped: {r:?}"
     );
     let log = e
-        .runs_of_record(&f.admin, &RecordRef::from(c.id), 1000)
+        .runs_of_record(&f.admin, &RecordRef::from(c), 1000)
         .await
         .at("run log")?;
     ensure!(
