@@ -626,8 +626,30 @@ pub(crate) fn parse_actions(
     path: &str,
     v: serde_json::Value,
 ) -> Option<Vec<Action>> {
+    parse_tagged_list(
+        errs,
+        path,
+        v,
+        ("an action", "actions"),
+        ACTION_TYPES,
+        serde_json::from_value,
+    )
+}
+
+/// Parses a list of `{"type": ..}` items one by one (`names`: the item with its article
+/// and the plural, `("an action", "actions")`): a type not in `types` is named at
+/// `path[i].type`, a missing one too, and an item of the wrong shape at `path[i]`. `None`
+/// when anything was wrong.
+pub(crate) fn parse_tagged_list<T>(
+    errs: &mut ValidationErrors,
+    path: &str,
+    v: serde_json::Value,
+    (an_item, items_name): (&str, &str),
+    types: &[&str],
+    parse: impl Fn(serde_json::Value) -> std::result::Result<T, serde_json::Error>,
+) -> Option<Vec<T>> {
     let serde_json::Value::Array(items) = v else {
-        errs.push(path, "must be a list of actions");
+        errs.push(path, format!("must be a list of {items_name}"));
         return None;
     };
     let mut out = vec![];
@@ -635,19 +657,15 @@ pub(crate) fn parse_actions(
     for (i, item) in items.into_iter().enumerate() {
         let p = format!("{path}[{i}]");
         match item.get("type").and_then(serde_json::Value::as_str) {
-            Some(t) if !ACTION_TYPES.contains(&t) => errs.push(
+            Some(t) if !types.contains(&t) => errs.push(
                 format!("{p}.type"),
-                format!(
-                    "{t:?} is not an action type (one of {})",
-                    ACTION_TYPES.join(", ")
-                ),
+                format!("{t:?} is not {an_item} type (one of {})", types.join(", ")),
             ),
             None => errs.push(format!("{p}.type"), "is required"),
-            _ => {
-                if let Some(a) = part(errs, &p, item) {
-                    out.push(a);
-                }
-            }
+            _ => match parse(item) {
+                Ok(a) => out.push(a),
+                Err(e) => errs.push(p, clean_serde(&e)),
+            },
         }
     }
     (errs.errors.len() == before).then_some(out)

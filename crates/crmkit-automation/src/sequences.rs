@@ -173,28 +173,8 @@ pub(crate) fn parse_steps(
     path: &str,
     v: Json,
 ) -> Option<Vec<SequenceStep>> {
-    let Json::Array(items) = v else {
-        errs.push(path, "must be a list of steps");
-        return None;
-    };
     let types = step_types();
-    let before = errs.errors.len();
-    let mut out = vec![];
-    for (i, item) in items.into_iter().enumerate() {
-        let p = format!("{path}[{i}]");
-        match item.get("type").and_then(Json::as_str) {
-            Some(t) if !types.contains(&t) => errs.push(
-                format!("{p}.type"),
-                format!("{t:?} is not a step type (one of {})", types.join(", ")),
-            ),
-            None => errs.push(format!("{p}.type"), "is required"),
-            _ => match step_from_value(item) {
-                Ok(s) => out.push(s),
-                Err(e) => errs.push(p, clean_serde(&e)),
-            },
-        }
-    }
-    (errs.errors.len() == before).then_some(out)
+    crate::model::parse_tagged_list(errs, path, v, ("a step", "steps"), &types, step_from_value)
 }
 
 impl SequenceDefinition {
