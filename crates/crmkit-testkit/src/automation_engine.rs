@@ -1966,6 +1966,46 @@ pub async fn auto_acknowledgement(store: &Store) -> CheckResult {
         failed.len() == 1 && failed[0].error.contains("no email address"),
         "bob's acknowledgement is a failed run: {failed:?}"
     );
+    // A Rep's rule reads the requester as the Rep sees it: on a ticket assigned to them
+    // whose requester they cannot see, it sends nothing (the address stays hidden) and
+    // fails like a requester that does not exist.
+    let rep_rule = f
+        .rules
+        .create(
+            &f.rep,
+            NewRule::auto_acknowledgement("Rep ack: {{subject}}", "Thanks."),
+        )
+        .await
+        .at("the rep's rule")?;
+    let hidden = f
+        .contacts
+        .create(
+            &f.rep_y,
+            NewContact::named("Yolanda", "Hidden").email("yolanda@example.test"),
+        )
+        .await
+        .at("a contact of another team")?;
+    records
+        .create(
+            &f.admin,
+            "ticket",
+            json!({"subject": "Their issue", "requester": hidden.id, "channel": "email",
+                   "assignee": f.rep.actor().user}),
+        )
+        .await
+        .at("a ticket assigned to the rep")?;
+    drain(&e, &f).await?;
+    e.deliver(f.tenant, 100).await.at("deliver")?;
+    ensure!(
+        !t.notes().iter().any(|n| n.subject.starts_with("Rep ack")),
+        "the rep's rule sent nothing to a contact hidden from the rep: {:?}",
+        t.notes()
+    );
+    let failed = e.failed(&f.rep).await.at("the rep's failed runs")?;
+    ensure!(
+        failed.iter().any(|r| r.rule == rep_rule.id),
+        "the rep's rule failed on the hidden requester: {failed:?}"
+    );
     Ok(())
 }
 
