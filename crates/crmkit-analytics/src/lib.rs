@@ -49,11 +49,15 @@
 //! # }
 //! ```
 
+pub mod chart;
+pub mod dashboard;
 pub mod period;
 pub mod report;
 pub mod sales;
 pub mod settings;
 
+pub use chart::{ChartData, ChartKind, Series};
+pub use dashboard::{Dashboard, RenderedDashboard, RenderedWidget, Widget};
 pub use period::{Bucket, BucketKey, MAX_BUCKETS, Period};
 pub use report::{FORMAT, Report, ReportRows};
 pub use sales::{
@@ -179,6 +183,28 @@ impl Analytics {
     /// Sales velocity (see [`Velocity`]).
     pub async fn velocity(&self, ctx: &Ctx, r: &Velocity) -> Result<VelocityRow> {
         self.sales(ctx).await?.velocity(ctx, r).await
+    }
+
+    /// Renders a dashboard: every widget's report run as `ctx` (so each shows what the
+    /// actor can see), its rows as JSON and its chart as an SVG document. The definition
+    /// is checked first ([`Dashboard::validate`]); a report's error is returned as it is.
+    pub async fn render_dashboard(&self, ctx: &Ctx, d: &Dashboard) -> Result<RenderedDashboard> {
+        d.validate()?;
+        let mut widgets = Vec::with_capacity(d.widgets.len());
+        for w in &d.widgets {
+            let rows = self.run(ctx, &w.report).await?;
+            let svg = chart::render(w.chart, &w.chart_data(&rows)?)?;
+            widgets.push(RenderedWidget {
+                title: w.title.clone(),
+                chart: w.chart,
+                rows,
+                svg,
+            });
+        }
+        Ok(RenderedDashboard {
+            name: d.name.clone(),
+            widgets,
+        })
     }
 
     /// Runs a report definition; its rows as JSON, with the base currency.

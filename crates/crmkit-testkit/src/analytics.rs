@@ -16,11 +16,13 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use rust_decimal::{Decimal, RoundingStrategy};
 
+use crmkit_analytics::chart::color_hex;
 use crmkit_analytics::period::{Period, local_date};
 use crmkit_analytics::sales::sort_stage_rows;
 use crmkit_analytics::{
-    Analytics, AnalyticsModule, Bucket, CycleRow, Dim, Forecast, ForecastRow, Line,
-    PipelineByStage, Report, SalesCycle, StageRow, Velocity, VelocityRow, WinRate, WinRateRow,
+    Analytics, AnalyticsModule, Bucket, ChartKind, CycleRow, Dashboard, Dim, Forecast, ForecastRow,
+    Line, PipelineByStage, Report, SalesCycle, StageRow, Velocity, VelocityRow, Widget, WinRate,
+    WinRateRow,
 };
 use crmkit_contacts::ContactsModule;
 use crmkit_core::{CampaignId, Ctx, Currency, Error, Modules, Money, Query, Store, TeamId};
@@ -1383,6 +1385,118 @@ where
     )
 }
 
+/// The `<rect>` fills (lower case) and the texts of an SVG chart, parsed as XML.
+fn svg_parts(svg: &str) -> CheckResult<(Vec<String>, Vec<String>)> {
+    let doc = roxmltree::Document::parse(svg).map_err(|e| Failure::new(format!("SVG: {e}")))?;
+    let root = doc.root_element();
+    ensure!(root.tag_name().name() == "svg", "the chart is an <svg>");
+    let fills = root
+        .descendants()
+        .filter(|n| n.has_tag_name("rect"))
+        .filter_map(|n| n.attribute("fill").map(str::to_ascii_lowercase))
+        .collect();
+    let texts = root
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text().map(|t| t.trim().to_owned()))
+        .filter(|t| !t.is_empty())
+        .collect();
+    Ok((fills, texts))
+}
+
+/// A dashboard renders every widget's report as the actor runs it (the same rows as
+/// `Analytics::run`), with one bar per row and series in its SVG chart and the row labels
+/// and series names as text; a Rep's dashboard shows no group of another team's rep; a
+/// bad definition is a Validation error naming the widget's part, and a widget whose
+/// report fails fails the rendering with the report's error.
+pub async fn dashboard(store: &Store) -> CheckResult {
+    let (d, a) = scenario_tenant(store, 1).await?;
+    let forecast = Report::Forecast(Forecast {
+        period: year_2026(),
+        bucket: Bucket::Quarter,
+        pipeline: None,
+        rate_date: None,
+        best_case_at: 50,
+        commit_at: 90,
+    });
+    let by_owner = Report::PipelineByStage(PipelineByStage {
+        pipeline: None,
+        by: Some(Dim::Owner),
+        rate_date: None,
+    });
+    let win = Report::WinRate(WinRate {
+        period: year_2026(),
+        by: Some(Dim::Owner),
+        pipeline: None,
+        rate_date: None,
+    });
+    let dash = Dashboard::new("Monday")
+        .widget(Widget::new("Forecast", forecast, ChartKind::StackedBar))
+        .widget(
+            Widget::new("Pipeline by owner", by_owner, ChartKind::StackedBar)
+                .label("stage_name")
+                .values(["amount"])
+                .series("group"),
+        )
+        .widget(Widget::new("Win rate", win, ChartKind::Bar).values(["won", "lost"]));
+    let back = Dashboard::from_json(&dash.to_json().to_string()).at("definition")?;
+    ensure!(back == dash, "the definition round-trips through JSON");
+    for who in ["admin", "rep", "rep_y"] {
+        let ctx = actor(&d, who);
+        let out = a.render_dashboard(ctx, &dash).await.at(who)?;
+        ensure!(out.widgets.len() == 3, "{who}: three widgets");
+        for (w, r) in dash.widgets.iter().zip(&out.widgets) {
+            let rows = a.run(ctx, &w.report).await.at("run")?;
+            ensure!(r.rows == rows, "{who}: {} shows the report's rows", w.title);
+            let (fills, texts) = svg_parts(&r.svg)?;
+            ensure!(texts.contains(&w.title), "{who}: the caption {}", w.title);
+            let data = w.chart_data(&rows).at("chart data")?;
+            for (i, s) in data.series.iter().enumerate() {
+                let bars = fills
+                    .iter()
+                    .filter(|f| **f == color_hex(i).to_ascii_lowercase());
+                ensure!(
+                    bars.count() == data.labels.len() + 1,
+                    "{who}: {}: one bar per row of series {} plus its legend box",
+                    w.title,
+                    s.name
+                );
+                ensure!(texts.contains(&s.name), "{who}: legend {}", s.name);
+            }
+            for l in &data.labels {
+                ensure!(texts.contains(l), "{who}: {}: label {l}", w.title);
+            }
+        }
+        if who != "admin" {
+            let other = if who == "rep" { &d.f.rep_y } else { &d.f.rep };
+            let other = other.actor().user.to_string();
+            ensure!(
+                out.widgets.iter().all(|w| !w.svg.contains(&other)
+                    && w.rows.rows.iter().all(|r| r["group"] != other.as_str())),
+                "{who}'s dashboard shows nothing of another team's rep"
+            );
+        }
+    }
+    let mut bad = dash.clone();
+    bad.widgets[2].values = vec!["nope".into()];
+    let e = a.render_dashboard(&d.f.admin, &bad).await;
+    expect_validation(e, "widgets[2].values[0]", "an unknown value field")?;
+    let mut no_rate = dash;
+    no_rate.widgets.truncate(1);
+    if let Report::Forecast(f) = &mut no_rate.widgets[0].report {
+        f.rate_date = Some(date(1990, 1, 1));
+    }
+    let e = a.render_dashboard(&d.f.admin, &no_rate).await;
+    ensure!(
+        e.as_ref()
+            .err()
+            .and_then(Error::validation_errors)
+            .is_some(),
+        "a report's error fails the rendering: {e:?}"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
@@ -1399,5 +1513,6 @@ suite_checks! {
         scoped_by_access,
         missing_rate,
         bad_input,
+        dashboard,
     ],
 }
