@@ -40,6 +40,22 @@ pub struct QueryPlan {
     pub steps: Vec<String>,
 }
 
+/// Runs a read that may visit many rows (a count, a grouped aggregate) where it does not
+/// stall the runtime: on a multi-threaded tokio runtime through
+/// [`tokio::task::block_in_place`], so the worker's other tasks (point reads, writes)
+/// move to another thread while this one reads; elsewhere (a current-thread runtime, no
+/// runtime) inline. SQLite's calls block; an aggregate over a million deals holding a
+/// worker for its whole run made every other task on that worker wait for it. Point
+/// reads and pages stay inline: handing a worker off costs more than they take.
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// The SQLite backend (a file or an in-memory database).
 pub struct SqliteBackend {
     render: Renderer,
@@ -654,7 +670,7 @@ impl Backend for SqliteBackend {
     ) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             let f = self.render.count(tenant, table, cond)?;
-            let rows = self.read(|c| fetch(c, &f)).await?;
+            let rows = self.read(|c| off_worker(|| fetch(c, &f))).await?;
             Ok(rows.first().and_then(|r| r[0].as_int()).unwrap_or(0).max(0) as u64)
         })
     }
@@ -666,7 +682,7 @@ impl Backend for SqliteBackend {
     ) -> BoxFuture<'a, Result<Vec<Row>>> {
         Box::pin(async move {
             let f = self.render.aggregate(tenant, agg)?;
-            let rows = self.read(|c| fetch(c, &f)).await?;
+            let rows = self.read(|c| off_worker(|| fetch(c, &f))).await?;
             let mut rows = self.render.finish_aggregate(agg, rows)?;
             sort_groups(&mut rows, agg.group_by.len());
             Ok(rows)
@@ -754,5 +770,36 @@ mod tests {
             Some("/tmp/x.db")
         );
         assert!(parse_url("sqlite://").is_err());
+    }
+
+    /// A long read frees its worker: on a one-worker runtime, a second task runs while
+    /// the first is inside `off_worker` (the read waits for that task's message, so
+    /// without the hand-off it would wait its whole timeout and fail). Elsewhere it runs
+    /// inline.
+    #[test]
+    fn long_reads_leave_the_worker() {
+        use super::off_worker;
+        assert_eq!(off_worker(|| 1), 1);
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        assert_eq!(current.block_on(async { off_worker(|| 2) }), 2);
+
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .expect("runtime");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let got = rt.block_on(async move {
+            let reader = tokio::spawn(async move {
+                off_worker(|| rx.recv_timeout(std::time::Duration::from_secs(20)).is_ok())
+            });
+            // Give the reader the worker first.
+            tokio::task::yield_now().await;
+            let other = tokio::spawn(async move { tx.send(()).is_ok() });
+            let sent = other.await.expect("the other task");
+            (reader.await.expect("the reader"), sent)
+        });
+        assert_eq!(got, (true, true));
     }
 }
