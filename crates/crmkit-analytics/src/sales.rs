@@ -583,36 +583,41 @@ impl Sales<'_> {
         // Per bucket (None: no close date): the three open categories and closed.
         let nb = buckets.len();
         let mut cats: Vec<[Sums; 4]> = (0..=nb).map(|_| Default::default()).collect();
-        let p = |v: u8| Value::Int(i64::from(v));
-        let bands = [
-            Cond::Cmp("probability".into(), CmpOp::Lt, p(r.best_case_at)),
-            Cond::And(vec![
-                Cond::Cmp("probability".into(), CmpOp::Gte, p(r.best_case_at)),
-                Cond::Cmp("probability".into(), CmpOp::Lt, p(r.commit_at)),
-            ]),
-            Cond::Cmp("probability".into(), CmpOp::Gte, p(r.commit_at)),
-        ];
-        for (ci, band) in bands.into_iter().enumerate() {
-            let cond = scope
-                .clone()
-                .and(Cond::eq("status", "open"))
-                .and(in_period.clone())
-                .and(band);
-            let rows = self
-                .aggregate(ctx, cond, vec!["expected_close", "currency"], measures())
-                .await?;
-            for row in rows {
-                let slot = match crmkit_core::row::opt_date(&row[0])? {
-                    None => nb,
-                    Some(d) => buckets.iter().position(|b| b.contains(d)).ok_or_else(bad)?,
-                };
-                cats[slot][ci].add(
-                    currency_of(&row[1])?,
-                    count_of(&row[2])?,
-                    sum_of(&row[3])?,
-                    sum_of(&row[4])?,
-                );
+        // One aggregate for the open deals, grouped by close date, probability (at most
+        // 101 values) and currency; the bands are applied to the groups here.
+        let band = |probability: i64| {
+            if probability < i64::from(r.best_case_at) {
+                0
+            } else if probability < i64::from(r.commit_at) {
+                1
+            } else {
+                2
             }
+        };
+        let cond = scope
+            .clone()
+            .and(Cond::eq("status", "open"))
+            .and(in_period);
+        let rows = self
+            .aggregate(
+                ctx,
+                cond,
+                vec!["expected_close", "probability", "currency"],
+                measures(),
+            )
+            .await?;
+        for row in rows {
+            let slot = match crmkit_core::row::opt_date(&row[0])? {
+                None => nb,
+                Some(d) => buckets.iter().position(|b| b.contains(d)).ok_or_else(bad)?,
+            };
+            let ci = band(row[1].as_int().ok_or_else(bad)?);
+            cats[slot][ci].add(
+                currency_of(&row[2])?,
+                count_of(&row[3])?,
+                sum_of(&row[4])?,
+                sum_of(&row[5])?,
+            );
         }
         for (i, b) in buckets.iter().enumerate() {
             let from = b.start.max(r.period.from());
