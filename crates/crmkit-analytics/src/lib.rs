@@ -2,7 +2,9 @@
 //!
 //! Reports are typed functions with typed parameters and rows ([`Analytics::pipeline_by_stage`],
 //! [`Analytics::forecast`], [`Analytics::win_rate`], [`Analytics::sales_cycle`],
-//! [`Analytics::velocity`]), and also data: a [`Report`] is stored as versioned JSON
+//! [`Analytics::velocity`]; the deal progress reports of [`funnel`]:
+//! [`Analytics::stage_funnel`], [`Analytics::time_in_stage`], [`Analytics::lost_reasons`],
+//! [`Analytics::slipped_deals`]), and also data: a [`Report`] is stored as versioned JSON
 //! (`"format": 1`) and run with [`Analytics::run`], which returns its rows as JSON.
 //!
 //! The main design decision: **every count and sum is a grouped aggregate computed by the
