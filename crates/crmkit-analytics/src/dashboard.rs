@@ -137,6 +137,22 @@ pub fn row_fields(report: &str) -> Option<(&'static [&'static str], &'static [&'
                 "per_day",
             ],
         ),
+        "stage_funnel" => (
+            &["stage_name", "pipeline", "stage"],
+            &["reached", "conversion"],
+        ),
+        "time_in_stage" => (
+            &["stage_name", "pipeline", "stage"],
+            &[
+                "stays",
+                "average_seconds",
+                "median_seconds",
+                "p90_seconds",
+                "still_in",
+            ],
+        ),
+        "lost_reasons" => (&["name", "kind", "reason"], &["count", "value"]),
+        "slipped_deals" => (&["group"], &["slips", "deals", "days", "average_days"]),
         _ => return None,
     })
 }
@@ -157,6 +173,10 @@ pub fn defaults(report: &str) -> Option<(Option<&'static str>, &'static [&'stati
         "win_rate" => (Some("group"), &["win_rate_by_count", "win_rate_by_value"]),
         "sales_cycle" => (Some("group"), &["median_seconds", "p90_seconds"]),
         "velocity" => (None, &["per_day"]),
+        "stage_funnel" => (Some("stage_name"), &["reached"]),
+        "time_in_stage" => (Some("stage_name"), &["median_seconds", "p90_seconds"]),
+        "lost_reasons" => (Some("name"), &["count"]),
+        "slipped_deals" => (Some("group"), &["slips"]),
         _ => return None,
     })
 }
@@ -272,21 +292,25 @@ impl Widget {
 
     /// The widget's chart data from its report's rows.
     ///
-    /// A Validation error when a row's value field is neither a number, a decimal string
-    /// nor null (rows of another report than the widget's).
+    /// A Validation error when a row lacks a drawn field, or a value field is neither a
+    /// number, a decimal string nor null (rows of another report than the widget's).
     pub fn chart_data(&self, rows: &ReportRows) -> Result<ChartData> {
-        let label_of = |row: &Value, i: usize| match self.label_field() {
-            None => (i + 1).to_string(),
-            Some(path) => match lookup(row, path) {
-                None | Some(Value::Null) => "(none)".to_owned(),
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => other.to_string(),
-            },
+        let label_of = |row: &Value, i: usize| -> Result<String> {
+            Ok(match self.label_field() {
+                None => (i + 1).to_string(),
+                Some(path) => match lookup(row, path) {
+                    None => return Err(missing("label", path)),
+                    Some(Value::Null) => "(none)".to_owned(),
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                },
+            })
         };
         let values = self.value_fields();
         let number = |row: &Value, j: usize, path: &str| -> Result<f64> {
             match lookup(row, path) {
-                None | Some(Value::Null) => Ok(0.0),
+                None => Err(missing(&format!("values[{j}]"), path)),
+                Some(Value::Null) => Ok(0.0),
                 Some(Value::Number(n)) => n.as_f64().ok_or_else(|| not_number(j, path)),
                 Some(Value::String(s)) => s.parse::<f64>().map_err(|_| not_number(j, path)),
                 Some(_) => Err(not_number(j, path)),
@@ -307,7 +331,7 @@ impl Widget {
                     })
                     .collect();
                 for (i, row) in rows.rows.iter().enumerate() {
-                    data.labels.push(label_of(row, i));
+                    data.labels.push(label_of(row, i)?);
                     for (j, path) in values.iter().enumerate() {
                         let v = number(row, j, path)?;
                         data.series[j].values.push(v);
@@ -317,9 +341,10 @@ impl Widget {
             Some(series_field) => {
                 let path = values.first().copied().unwrap_or_default();
                 for (i, row) in rows.rows.iter().enumerate() {
-                    let label = label_of(row, i);
+                    let label = label_of(row, i)?;
                     let name = match lookup(row, series_field) {
-                        None | Some(Value::Null) => "(none)".to_owned(),
+                        None => return Err(missing("series", series_field)),
+                        Some(Value::Null) => "(none)".to_owned(),
                         Some(Value::String(s)) => s.clone(),
                         Some(other) => other.to_string(),
                     };
@@ -360,6 +385,13 @@ fn known(labels: &[&str], numbers: &[&str]) -> String {
         .join(", ")
 }
 
+fn missing(field: &str, path: &str) -> Error {
+    Error::validation(
+        field,
+        format!("{path:?} is not a field of the report's rows"),
+    )
+}
+
 fn not_number(j: usize, path: &str) -> Error {
     Error::validation(
         format!("values[{j}]"),
@@ -367,9 +399,13 @@ fn not_number(j: usize, path: &str) -> Error {
     )
 }
 
-/// The member at a dotted path of a JSON object.
+/// The member at a dotted path of a JSON object (`null` when a step on the way is
+/// `null`: the forecast's row without a period has `period.label` null).
 fn lookup<'a>(row: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(row, |v, part| v.get(part))
+    path.split('.').try_fold(row, |v, part| match v {
+        Value::Null => Some(v),
+        _ => v.get(part),
+    })
 }
 
 fn check_title(field: &str, text: &str, errs: &mut ValidationErrors) {
@@ -766,11 +802,17 @@ mod tests {
         assert_eq!(data.series[2].values, [0.0, 0.0]);
 
         let bad = ReportRows {
-            rows: vec![serde_json::json!({"stage_name": "Lead", "amount": {"x": 1}})],
-            ..rows
+            rows: vec![serde_json::json!({"stage_name": "Lead", "group": "a", "amount": {"x": 1}})],
+            ..rows.clone()
         };
         let e = d.widgets[1].chart_data(&bad).expect_err("not a number");
         assert!(e.validation_errors().expect("validation").has("values[0]"));
+        let other = ReportRows {
+            rows: vec![serde_json::json!({"stage_name": "Lead", "amount": "1"})],
+            ..rows
+        };
+        let e = d.widgets[1].chart_data(&other).expect_err("no group field");
+        assert!(e.validation_errors().expect("validation").has("series"));
     }
 
     #[test]

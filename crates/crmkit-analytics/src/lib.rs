@@ -2,7 +2,9 @@
 //!
 //! Reports are typed functions with typed parameters and rows ([`Analytics::pipeline_by_stage`],
 //! [`Analytics::forecast`], [`Analytics::win_rate`], [`Analytics::sales_cycle`],
-//! [`Analytics::velocity`]), and also data: a [`Report`] is stored as versioned JSON
+//! [`Analytics::velocity`]; the deal progress reports of [`funnel`]:
+//! [`Analytics::stage_funnel`], [`Analytics::time_in_stage`], [`Analytics::lost_reasons`],
+//! [`Analytics::slipped_deals`]), and also data: a [`Report`] is stored as versioned JSON
 //! (`"format": 1`) and run with [`Analytics::run`], which returns its rows as JSON.
 //!
 //! The main design decision: **every count and sum is a grouped aggregate computed by the
@@ -51,6 +53,7 @@
 
 pub mod chart;
 pub mod dashboard;
+pub mod funnel;
 pub mod period;
 pub mod report;
 pub mod sales;
@@ -58,6 +61,10 @@ pub mod settings;
 
 pub use chart::{ChartData, ChartKind, Series};
 pub use dashboard::{Dashboard, RenderedDashboard, RenderedWidget, Widget};
+pub use funnel::{
+    FunnelRow, LostReasonRow, LostReasons, ReasonKind, SlipDim, SlipRow, SlippedDeals, StageFunnel,
+    StageTimeRow, TimeInStage,
+};
 pub use period::{Bucket, BucketKey, MAX_BUCKETS, Period};
 pub use report::{FORMAT, Report, ReportRows};
 pub use sales::{
@@ -207,6 +214,40 @@ impl Analytics {
         })
     }
 
+    async fn progress(&self, ctx: &Ctx) -> Result<funnel::Progress<'_>> {
+        let tz = self.settings(ctx).await?.tz()?;
+        Ok(funnel::Progress {
+            store: &self.store,
+            tz,
+        })
+    }
+
+    /// The stage funnel of the deals created in the period: per pipeline, each open stage
+    /// in order and then won, with the deals that reached it and the share of those that
+    /// reached the next step (see [`funnel`] for what "reached" means).
+    pub async fn stage_funnel(&self, ctx: &Ctx, r: &StageFunnel) -> Result<Vec<FunnelRow>> {
+        self.progress(ctx).await?.stage_funnel(ctx, r).await
+    }
+
+    /// Time in stage: per stage, the stays that ended in the period (count, average,
+    /// median and 90th percentile) and the deals still in it at the period's end.
+    pub async fn time_in_stage(&self, ctx: &Ctx, r: &TimeInStage) -> Result<Vec<StageTimeRow>> {
+        self.progress(ctx).await?.time_in_stage(ctx, r).await
+    }
+
+    /// Count and value of the deals lost in the period per lost reason (managed reasons,
+    /// then free text and no reason in rows of their own).
+    pub async fn lost_reasons(&self, ctx: &Ctx, r: &LostReasons) -> Result<Vec<LostReasonRow>> {
+        self.progress(ctx).await?.lost_reasons(ctx, r).await
+    }
+
+    /// Close dates moved later in the period: how often and by how many days, per owner,
+    /// team or pipeline (from the close-date history, recorded from the pipeline module's
+    /// migration 2 on).
+    pub async fn slipped_deals(&self, ctx: &Ctx, r: &SlippedDeals) -> Result<Vec<SlipRow>> {
+        self.progress(ctx).await?.slipped_deals(ctx, r).await
+    }
+
     /// Runs a report definition; its rows as JSON, with the base currency.
     pub async fn run(&self, ctx: &Ctx, report: &Report) -> Result<ReportRows> {
         fn rows<T: Serialize>(rows: &[T]) -> Result<Vec<serde_json::Value>> {
@@ -220,6 +261,10 @@ impl Analytics {
             Report::WinRate(r) => rows(&self.win_rate(ctx, r).await?)?,
             Report::SalesCycle(r) => rows(&self.sales_cycle(ctx, r).await?)?,
             Report::Velocity(r) => rows(&[self.velocity(ctx, r).await?])?,
+            Report::StageFunnel(r) => rows(&self.stage_funnel(ctx, r).await?)?,
+            Report::TimeInStage(r) => rows(&self.time_in_stage(ctx, r).await?)?,
+            Report::LostReasons(r) => rows(&self.lost_reasons(ctx, r).await?)?,
+            Report::SlippedDeals(r) => rows(&self.slipped_deals(ctx, r).await?)?,
         };
         let currency = crmkit_pipeline::currency::Currencies::new(&self.store)?
             .base_currency(ctx)

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::funnel::{LostReasons, SlipDim, SlippedDeals, StageFunnel, TimeInStage};
 use crate::period::{Bucket, Period};
 use crate::sales::{Dim, Forecast, PipelineByStage, SalesCycle, Velocity, WinRate};
 
@@ -32,6 +33,10 @@ pub const REPORT_NAMES: &[&str] = &[
     "win_rate",
     "sales_cycle",
     "velocity",
+    "stage_funnel",
+    "time_in_stage",
+    "lost_reasons",
+    "slipped_deals",
 ];
 
 /// A report definition: which report, with its parameters.
@@ -48,6 +53,14 @@ pub enum Report {
     SalesCycle(SalesCycle),
     /// Sales velocity.
     Velocity(Velocity),
+    /// Stage funnel.
+    StageFunnel(StageFunnel),
+    /// Time in stage.
+    TimeInStage(TimeInStage),
+    /// Lost reasons.
+    LostReasons(LostReasons),
+    /// Slipped deals.
+    SlippedDeals(SlippedDeals),
 }
 
 /// The rows a report returned, as JSON (each row is the typed row serialised; decimals
@@ -71,6 +84,10 @@ impl Report {
             Report::WinRate(_) => "win_rate",
             Report::SalesCycle(_) => "sales_cycle",
             Report::Velocity(_) => "velocity",
+            Report::StageFunnel(_) => "stage_funnel",
+            Report::TimeInStage(_) => "time_in_stage",
+            Report::LostReasons(_) => "lost_reasons",
+            Report::SlippedDeals(_) => "slipped_deals",
         }
     }
 
@@ -177,6 +194,40 @@ impl Report {
                         period,
                         pipeline,
                         rate_date,
+                    })
+                })
+            }
+            "stage_funnel" => {
+                let period = f.period();
+                let pipeline = f.opt("pipeline");
+                period.map(|period| Report::StageFunnel(StageFunnel { period, pipeline }))
+            }
+            "time_in_stage" => {
+                let period = f.period();
+                let pipeline = f.opt("pipeline");
+                period.map(|period| Report::TimeInStage(TimeInStage { period, pipeline }))
+            }
+            "lost_reasons" => {
+                let period = f.period();
+                let pipeline = f.opt("pipeline");
+                let rate_date = f.opt("rate_date");
+                period.map(|period| {
+                    Report::LostReasons(LostReasons {
+                        period,
+                        pipeline,
+                        rate_date,
+                    })
+                })
+            }
+            "slipped_deals" => {
+                let period = f.period();
+                let by = f.opt_named("by", SlipDim::NAMES);
+                let pipeline = f.opt("pipeline");
+                period.map(|period| {
+                    Report::SlippedDeals(SlippedDeals {
+                        period,
+                        by,
+                        pipeline,
                     })
                 })
             }
@@ -381,12 +432,77 @@ mod tests {
                 pipeline: None,
                 rate_date: None,
             }),
+            Report::StageFunnel(StageFunnel {
+                period: p,
+                pipeline: Some(crmkit_core::PipelineId::new()),
+            }),
+            Report::TimeInStage(TimeInStage {
+                period: p,
+                pipeline: None,
+            }),
+            Report::LostReasons(LostReasons {
+                period: p,
+                pipeline: None,
+                rate_date: Some(d("2026-03-31")),
+            }),
+            Report::SlippedDeals(SlippedDeals {
+                period: p,
+                by: Some(SlipDim::Team),
+                pipeline: None,
+            }),
+            Report::SlippedDeals(SlippedDeals {
+                period: p,
+                by: None,
+                pipeline: Some(crmkit_core::PipelineId::new()),
+            }),
         ] {
             let json = r.to_json();
             assert_eq!(json["format"], 1);
             assert_eq!(json["report"], r.name());
             assert_eq!(Report::from_json(&json.to_string()).expect("parses"), r);
         }
+    }
+
+    #[test]
+    fn bad_parts_of_progress_reports_are_named() {
+        assert_eq!(
+            fields(r#"{"format":1,"report":"stage_funnel"}"#),
+            ["period"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"stage_funnel","period":{"from":"2026-01-01","to":"2026-02-01"},"by":"owner"}"#
+            ),
+            ["by"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"time_in_stage","period":{"from":"2026-01-01","to":"2026-13-01"},"pipeline":"x"}"#
+            ),
+            ["period.to", "pipeline"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"lost_reasons","period":{"from":"2026-02-01","to":"2026-01-01"},"rate_date":"yesterday"}"#
+            ),
+            ["period", "rate_date"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"slipped_deals","period":{"from":"2026-01-01","to":"2026-02-01"},"by":"source"}"#
+            ),
+            ["by"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"slipped_deals","period":{"from":"2026-01-01","to":"2026-02-01","until":"x"},"by":"team; DROP TABLE x"}"#
+            ),
+            ["period.until", "by"]
+        );
+        assert_eq!(
+            fields(r#"{"format":1,"report":"lost_reasons","rate_date":null}"#),
+            ["period"]
+        );
     }
 
     #[test]

@@ -298,7 +298,7 @@ pub(crate) struct Converter {
 }
 
 impl Converter {
-    async fn new(store: &Store, ctx: &Ctx, date: NaiveDate) -> Result<Converter> {
+    pub(crate) async fn new(store: &Store, ctx: &Ctx, date: NaiveDate) -> Result<Converter> {
         let currencies = Currencies::new(store)?;
         let base = currencies
             .base_currency(ctx)
@@ -315,7 +315,7 @@ impl Converter {
         })
     }
 
-    fn digits(&self) -> u32 {
+    pub(crate) fn digits(&self) -> u32 {
         self.base
             .minor_digits()
             .min(crmkit_core::Money::STORAGE_SCALE)
@@ -346,7 +346,13 @@ impl Converter {
     }
 
     /// `sum × 10^-scale` of currency `c` in the base currency, rounded half to even.
-    async fn convert(&mut self, ctx: &Ctx, c: Currency, sum: i128, scale: u32) -> Result<Decimal> {
+    pub(crate) async fn convert(
+        &mut self,
+        ctx: &Ctx,
+        c: Currency,
+        sum: i128,
+        scale: u32,
+    ) -> Result<Decimal> {
         let rate = self.rate(ctx, c).await?;
         let amount = Decimal::try_from_i128_with_scale(sum, scale).map_err(|_| too_large())?;
         multiply_exact(amount, rate.normalize(), self.digits()).ok_or_else(too_large)
@@ -594,10 +600,7 @@ impl Sales<'_> {
                 2
             }
         };
-        let cond = scope
-            .clone()
-            .and(Cond::eq("status", "open"))
-            .and(in_period);
+        let cond = scope.clone().and(Cond::eq("status", "open")).and(in_period);
         let rows = self
             .aggregate(
                 ctx,

@@ -42,7 +42,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use rows::{DEAL_CONTACT_TABLE, DEAL_FIELDS, DEAL_TABLE, HISTORY_TABLE, LOST_REASON_TABLE};
+use rows::{
+    CLOSE_HISTORY_TABLE, DEAL_CONTACT_TABLE, DEAL_FIELDS, DEAL_TABLE, HISTORY_TABLE,
+    LOST_REASON_TABLE,
+};
 
 /// Event kinds this part emits.
 pub const EVENT_KINDS: &[&str] = &[
@@ -717,6 +720,39 @@ pub struct StageChange {
     pub seconds_in_previous: Option<i64>,
 }
 
+/// One entry of a deal's append-only history of expected close date changes.
+///
+/// Every change of a deal's `expected_close` (set, moved or cleared) appends one, in the
+/// same changeset as the deal's update, through the one write path every deal update
+/// takes: [`Deals::update`], and so the generic record patch and automation's field
+/// actions, which run it. The history is recorded **from the pipeline module's migration 2
+/// on**: changes made before a database was upgraded to it are not in it, and the close
+/// date a deal was created with is not a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseDateChange {
+    /// The deal.
+    pub deal: DealId,
+    /// The deal's version after the change (the entry's key within the deal).
+    pub version: u64,
+    /// The deal's pipeline at the time.
+    pub pipeline: PipelineId,
+    /// The deal's owner at the time.
+    pub owner: UserId,
+    /// The deal's team at the time.
+    pub team: Option<TeamId>,
+    /// The close date before (none: it had none).
+    pub from: Option<NaiveDate>,
+    /// The close date after (none: cleared).
+    pub to: Option<NaiveDate>,
+    /// `to - from` in days when both are set (positive: moved later, a slip; negative:
+    /// pulled in); none otherwise.
+    pub days_later: Option<i64>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// By whom.
+    pub by: Option<UserId>,
+}
+
 /// Open deals of one stage in one currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SummaryLine {
@@ -1096,6 +1132,28 @@ impl Deals {
             return Ok(false);
         }
         let record = changes.record.clone();
+        if new.expected_close != old.expected_close {
+            // Every deal update comes through here, so a close date never moves unrecorded.
+            let change = CloseDateChange {
+                deal: new.id,
+                version: new.version,
+                pipeline: new.pipeline,
+                owner: new.owner,
+                team: new.team,
+                from: old.expected_close,
+                to: new.expected_close,
+                days_later: match (old.expected_close, new.expected_close) {
+                    (Some(a), Some(b)) => Some((b - a).num_days()),
+                    _ => None,
+                },
+                at: cs.at,
+                by: cs.actor,
+            };
+            cs.writes.push(Write::Insert {
+                table: CLOSE_HISTORY_TABLE,
+                row: rows::close_history_row(&change),
+            });
+        }
         let def = self.store.backend().schema().table(DEAL_TABLE)?;
         let (o, n) = (rows::deal_row(old, old_seq)?, rows::deal_row(new, new_seq)?);
         let set = changed_columns(def, &o, &n);
@@ -1419,6 +1477,15 @@ impl Deals {
         let mut s = Select::new(HISTORY_TABLE, Cond::eq("deal_id", id.as_uuid()));
         s.order = vec![OrderKey::asc("seq")];
         service::select_rows(&self.store, ctx, &s, rows::decode_history).await
+    }
+
+    /// The close-date history of a visible deal (deleted ones too), oldest first (see
+    /// [`CloseDateChange`]; recorded from the pipeline module's migration 2 on).
+    pub async fn close_history(&self, ctx: &Ctx, id: DealId) -> Result<Vec<CloseDateChange>> {
+        self.load_deal(ctx, id, None).await?;
+        let mut s = Select::new(CLOSE_HISTORY_TABLE, Cond::eq("deal_id", id.as_uuid()));
+        s.order = vec![OrderKey::asc("deal_version")];
+        service::select_rows(&self.store, ctx, &s, rows::decode_close_history).await
     }
 
     // ----- queries for analytics -----

@@ -39,11 +39,19 @@ impl Module for PipelineModule {
         tables.extend(lead::tables());
         tables.extend(campaign::tables());
         tables.extend(currency::tables());
-        vec![Migration::create_tables(
-            1,
-            "pipelines, stages, deals, stage history, leads, campaigns, exchange rates",
-            tables,
-        )]
+        vec![
+            Migration::create_tables(
+                1,
+                "pipelines, stages, deals, stage history, leads, campaigns, exchange rates",
+                tables,
+            ),
+            // Never change a released migration: new tables come in new versions.
+            Migration::create_tables(
+                2,
+                "history of deals' expected close date changes (recorded from here on)",
+                [deal::rows::close_history_table()],
+            ),
+        ]
     }
 
     fn record_kinds(&self) -> Vec<std::sync::Arc<dyn crmkit_core::record::KindHandler>> {

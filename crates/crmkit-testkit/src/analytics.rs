@@ -18,6 +18,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use crmkit_analytics::chart::color_hex;
 use crmkit_analytics::period::{Period, local_date};
+use crmkit_analytics::report::REPORT_NAMES;
 use crmkit_analytics::sales::sort_stage_rows;
 use crmkit_analytics::{
     Analytics, AnalyticsModule, Bucket, ChartKind, CycleRow, Dashboard, Dim, Forecast, ForecastRow,
@@ -1404,6 +1405,24 @@ fn svg_parts(svg: &str) -> CheckResult<(Vec<String>, Vec<String>)> {
     Ok((fills, texts))
 }
 
+/// Reports whose definitions need more than a period and a bucket (snapshot ids).
+const NEEDS_FIXTURES: &[&str] = &[];
+
+/// A definition of report `name` over 2026: the first of (no parameters, a period, a
+/// period and a monthly bucket) that parses.
+fn any_definition(name: &str) -> Option<Report> {
+    let period = r#""period": {"from": "2026-01-01", "to": "2026-12-31"}"#;
+    [
+        String::new(),
+        format!(", {period}"),
+        format!(r#", {period}, "bucket": "month""#),
+    ]
+    .iter()
+    .find_map(|extra| {
+        Report::from_json(&format!(r#"{{"format": 1, "report": "{name}"{extra}}}"#)).ok()
+    })
+}
+
 /// A dashboard renders every widget's report as the actor runs it (the same rows as
 /// `Analytics::run`), with one bar per row and series in its SVG chart and the row labels
 /// and series names as text; a Rep's dashboard shows no group of another team's rep; a
@@ -1477,6 +1496,40 @@ pub async fn dashboard(store: &Store) -> CheckResult {
             );
         }
     }
+    // A widget of every report with its default fields: the dashboard module's table of
+    // row fields matches the rows each report really returns (a drawn field missing from
+    // a row fails the rendering).
+    let mut every = Dashboard::new("Every report");
+    for name in REPORT_NAMES {
+        let Some(report) = any_definition(name) else {
+            ensure!(
+                NEEDS_FIXTURES.contains(name),
+                "report {name} has a definition with only a period and a bucket"
+            );
+            continue;
+        };
+        let chart = if *name == "stage_funnel" {
+            ChartKind::Funnel
+        } else {
+            ChartKind::Bar
+        };
+        every = every.widget(Widget::new(*name, report, chart));
+    }
+    let out = a
+        .render_dashboard(&d.f.admin, &every)
+        .await
+        .at("every report")?;
+    for w in &out.widgets {
+        svg_parts(&w.svg)?;
+    }
+    ensure!(
+        out.widgets
+            .iter()
+            .filter(|w| !w.rows.rows.is_empty())
+            .count()
+            >= 6,
+        "most reports have rows in the scenario"
+    );
     let mut bad = dash.clone();
     bad.widgets[2].values = vec!["nope".into()];
     let e = a.render_dashboard(&d.f.admin, &bad).await;

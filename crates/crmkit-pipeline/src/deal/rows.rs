@@ -14,7 +14,9 @@ use crmkit_core::{
     PipelineId, RecordKind, Result, StageId, TeamId, UserId,
 };
 
-use super::{Deal, DealRole, LostReason, Pipeline, Source, Stage, StageChange, StageKind};
+use super::{
+    CloseDateChange, Deal, DealRole, LostReason, Pipeline, Source, Stage, StageChange, StageKind,
+};
 
 /// The pipelines table.
 pub const PIPELINE_TABLE: &str = "pipeline_pipelines";
@@ -28,6 +30,9 @@ pub const DEAL_CONTACT_TABLE: &str = "pipeline_deal_contacts";
 pub const HISTORY_TABLE: &str = "pipeline_stage_history";
 /// The managed lost reasons table.
 pub const LOST_REASON_TABLE: &str = "pipeline_lost_reasons";
+/// The append-only history of expected close date changes (migration 2; see
+/// [`super::CloseDateChange`]).
+pub const CLOSE_HISTORY_TABLE: &str = "pipeline_close_history";
 
 type Cols = &'static [(&'static str, ColumnType, bool)];
 
@@ -126,6 +131,22 @@ const HISTORY_COLUMNS: Cols = {
     ]
 };
 
+const CLOSE_HISTORY_COLUMNS: Cols = {
+    use ColumnType::*;
+    &[
+        ("deal_id", Uuid, false),
+        ("deal_version", Int, false),
+        ("pipeline_id", Uuid, false),
+        ("owner_id", Uuid, false),
+        ("team_id", Uuid, true),
+        ("from_close", Date, true),
+        ("to_close", Date, true),
+        ("days", Int, true),
+        ("at", Timestamp, false),
+        ("by_user", Uuid, true),
+    ]
+};
+
 const LOST_REASON_COLUMNS: Cols = {
     use ColumnType::*;
     &[
@@ -180,6 +201,16 @@ pub(crate) fn tables() -> Vec<TableDef> {
             IndexDef::unique("pipeline_lost_reasons_name", ["name_fold"]),
         ),
     ]
+}
+
+/// The close-date history table (created by the pipeline module's migration 2, keyed by
+/// deal and the deal's version after the change).
+pub(crate) fn close_history_table() -> TableDef {
+    TableDef::new(
+        CLOSE_HISTORY_TABLE,
+        columns(CLOSE_HISTORY_COLUMNS),
+        ["deal_id", "deal_version"],
+    )
 }
 
 /// Queryable deal fields (and `custom.<key>`). `status` is `open`, `won` or `lost`;
@@ -435,6 +466,36 @@ pub(crate) fn decode_history(r: Row) -> Result<StageChange> {
         at: decode_timestamp(&r[9])?,
         by: r[10].as_uuid().map(UserId::from_uuid),
         seconds_in_previous: r[11].as_int(),
+    })
+}
+
+pub(crate) fn close_history_row(c: &CloseDateChange) -> Row {
+    vec![
+        Value::Uuid(c.deal.as_uuid()),
+        Value::Int(c.version as i64),
+        Value::Uuid(c.pipeline.as_uuid()),
+        Value::Uuid(c.owner.as_uuid()),
+        Value::opt_uuid(c.team),
+        date_value(c.from),
+        date_value(c.to),
+        Value::opt_int(c.days_later),
+        Value::timestamp(c.at),
+        Value::opt_uuid(c.by),
+    ]
+}
+
+pub(crate) fn decode_close_history(r: Row) -> Result<CloseDateChange> {
+    Ok(CloseDateChange {
+        deal: DealId::from_uuid(uuid(&r[0])?),
+        version: int(&r[1])? as u64,
+        pipeline: PipelineId::from_uuid(uuid(&r[2])?),
+        owner: UserId::from_uuid(uuid(&r[3])?),
+        team: r[4].as_uuid().map(TeamId::from_uuid),
+        from: opt_date(&r[5])?,
+        to: opt_date(&r[6])?,
+        days_later: r[7].as_int(),
+        at: decode_timestamp(&r[8])?,
+        by: r[9].as_uuid().map(UserId::from_uuid),
     })
 }
 
