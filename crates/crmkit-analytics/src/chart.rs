@@ -88,14 +88,17 @@ fn draw_error<E: std::fmt::Debug>(e: E) -> Error {
 }
 
 /// The value range of the y axis: from 0 (or the lowest value, if negative) to the
-/// highest, with 10% headroom; never empty.
-fn value_range(lo: f64, hi: f64) -> (f64, f64) {
+/// highest, with headroom above for the legend of `series` series (about 16 pixels a
+/// line in a plotting area of about 330), at least 10%; never empty.
+fn value_range(lo: f64, hi: f64, series: usize) -> (f64, f64) {
     let lo = lo.min(0.0);
     let hi = hi.max(0.0);
     let span = if hi - lo > 0.0 { hi - lo } else { 1.0 };
+    let legend = (16.0 * series as f64 + 24.0) / 330.0;
+    let top = legend.max(0.1) / (1.0 - legend.max(0.1)).max(0.2);
     (
         if lo < 0.0 { lo - span * 0.1 } else { 0.0 },
-        hi + span * 0.1,
+        hi + span * top,
     )
 }
 
@@ -220,7 +223,7 @@ fn bars(root: &Area<'_>, data: &ChartData, stacked: bool) -> Result<()> {
             }
         }
     }
-    let (y0, y1) = value_range(lo, hi);
+    let (y0, y1) = value_range(lo, hi, data.series.len());
     let mut chart = ChartBuilder::on(root)
         .caption(&data.title, ("sans-serif", 20))
         .margin(10)
@@ -277,7 +280,7 @@ fn lines(root: &Area<'_>, data: &ChartData) -> Result<()> {
     let n = data.labels.len() as i32;
     let all = data.series.iter().flat_map(|s| s.values.iter().copied());
     let (lo, hi) = all.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let (y0, y1) = value_range(lo, hi);
+    let (y0, y1) = value_range(lo, hi, data.series.len());
     let mut chart = ChartBuilder::on(root)
         .caption(&data.title, ("sans-serif", 20))
         .margin(10)

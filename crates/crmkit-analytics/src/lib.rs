@@ -73,8 +73,11 @@ pub use sales::{
 };
 pub use settings::{REPORT_SETTINGS, ReportSettings, SETTINGS_TABLE};
 
-use crmkit_core::{Ctx, Error, Migration, Module, Result, Store};
+use std::collections::HashMap;
+
+use crmkit_core::{Ctx, Error, Migration, Module, Result, Store, TeamId, UserId};
 use serde::Serialize;
+use uuid::Uuid;
 
 /// The analytics module: its settings table and event kind. Composed after the pipeline
 /// module, whose deals, pipelines and exchange rates it reports on.
@@ -198,9 +201,20 @@ impl Analytics {
     pub async fn render_dashboard(&self, ctx: &Ctx, d: &Dashboard) -> Result<RenderedDashboard> {
         d.validate()?;
         let mut widgets = Vec::with_capacity(d.widgets.len());
+        let mut names = HashMap::new();
         for w in &d.widgets {
             let rows = self.run(ctx, &w.report).await?;
-            let svg = chart::render(w.chart, &w.chart_data(&rows)?)?;
+            let mut data = w.chart_data(&rows)?;
+            for text in data
+                .labels
+                .iter_mut()
+                .chain(data.series.iter_mut().map(|s| &mut s.name))
+            {
+                if let Some(name) = self.display_name(ctx, text, &mut names).await? {
+                    *text = name;
+                }
+            }
+            let svg = chart::render(w.chart, &data)?;
             widgets.push(RenderedWidget {
                 title: w.title.clone(),
                 chart: w.chart,
@@ -212,6 +226,51 @@ impl Analytics {
             name: d.name.clone(),
             widgets,
         })
+    }
+
+    /// The name a chart shows for a group that is an id: a user's or a team's name (the
+    /// directory, readable by every actor), a pipeline's or a campaign's (through the
+    /// generic record API, as the actor sees them). `None` when `text` is no id, or names
+    /// nothing the actor may read (the id stays). Looked up once per render.
+    async fn display_name(
+        &self,
+        ctx: &Ctx,
+        text: &str,
+        names: &mut HashMap<Uuid, Option<String>>,
+    ) -> Result<Option<String>> {
+        let Ok(id) = Uuid::parse_str(text) else {
+            return Ok(None);
+        };
+        if let Some(known) = names.get(&id) {
+            return Ok(known.clone());
+        }
+        let dir = self.store.directory();
+        let mut name = match dir.user(ctx, UserId::from_uuid(id)).await {
+            Ok(u) => Some(u.name),
+            Err(Error::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        if name.is_none() {
+            name = match dir.team(ctx, TeamId::from_uuid(id)).await {
+                Ok(t) => Some(t.name),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            };
+        }
+        let records = self.store.records();
+        // Both kinds belong to the pipeline module, which this module depends on.
+        for kind in ["pipeline", "campaign"] {
+            if name.is_some() {
+                break;
+            }
+            name = match records.get(ctx, kind, id).await {
+                Ok(r) => r.get("name").and_then(|n| n.as_str()).map(str::to_owned),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            };
+        }
+        names.insert(id, name.clone());
+        Ok(name)
     }
 
     async fn progress(&self, ctx: &Ctx) -> Result<funnel::Progress<'_>> {

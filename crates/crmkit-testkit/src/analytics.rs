@@ -1405,6 +1405,29 @@ fn svg_parts(svg: &str) -> CheckResult<(Vec<String>, Vec<String>)> {
     Ok((fills, texts))
 }
 
+/// What a chart shows for `text`: a user's or team's name for their id, a pipeline's or
+/// campaign's name as `ctx` reads it, else the text.
+async fn shown(store: &Store, ctx: &Ctx, text: &str) -> CheckResult<String> {
+    let Ok(id) = uuid::Uuid::parse_str(text) else {
+        return Ok(text.to_owned());
+    };
+    let dir = store.directory();
+    if let Ok(u) = dir.user(ctx, crmkit_core::UserId::from_uuid(id)).await {
+        return Ok(u.name);
+    }
+    if let Ok(t) = dir.team(ctx, TeamId::from_uuid(id)).await {
+        return Ok(t.name);
+    }
+    for kind in ["pipeline", "campaign"] {
+        if let Ok(r) = store.records().get(ctx, kind, id).await
+            && let Some(n) = r.get("name").and_then(|n| n.as_str())
+        {
+            return Ok(n.to_owned());
+        }
+    }
+    Ok(text.to_owned())
+}
+
 /// Reports whose definitions need more than a period and a bucket (snapshot ids).
 const NEEDS_FIXTURES: &[&str] = &[];
 
@@ -1480,20 +1503,42 @@ pub async fn dashboard(store: &Store) -> CheckResult {
                     w.title,
                     s.name
                 );
-                ensure!(texts.contains(&s.name), "{who}: legend {}", s.name);
+                let name = shown(store, ctx, &s.name).await?;
+                ensure!(texts.contains(&name), "{who}: legend {name} ({})", s.name);
             }
             for l in &data.labels {
-                ensure!(texts.contains(l), "{who}: {}: label {l}", w.title);
+                let name = shown(store, ctx, l).await?;
+                ensure!(texts.contains(&name), "{who}: {}: label {name}", w.title);
             }
         }
         if who != "admin" {
             let other = if who == "rep" { &d.f.rep_y } else { &d.f.rep };
-            let other = other.actor().user.to_string();
-            ensure!(
-                out.widgets.iter().all(|w| !w.svg.contains(&other)
-                    && w.rows.rows.iter().all(|r| r["group"] != other.as_str())),
-                "{who}'s dashboard shows nothing of another team's rep"
-            );
+            let other = other.actor().user;
+            let other_name = store
+                .directory()
+                .user(&d.f.admin, other)
+                .await
+                .at("other rep")?
+                .name;
+            let other = other.to_string();
+            for w in &out.widgets {
+                let (_, texts) = svg_parts(&w.svg)?;
+                ensure!(
+                    !w.svg.contains(&other)
+                        && !texts.contains(&other_name)
+                        && w.rows.rows.iter().all(|r| r["group"] != other.as_str()),
+                    "{who}'s dashboard shows nothing of another team's rep"
+                );
+            }
+        } else {
+            // The admin's pipeline pivot names the owners, not their ids.
+            let (_, texts) = svg_parts(&out.widgets[1].svg)?;
+            let rep = store
+                .directory()
+                .user(ctx, d.f.rep.actor().user)
+                .await
+                .at("rep")?;
+            ensure!(texts.contains(&rep.name), "owners by name: {texts:?}");
         }
     }
     // A widget of every report with its default fields: the dashboard module's table of
