@@ -2,7 +2,8 @@
 //!
 //! Reports are typed functions with typed parameters and rows ([`Analytics::pipeline_by_stage`],
 //! [`Analytics::forecast`], [`Analytics::win_rate`], [`Analytics::sales_cycle`],
-//! [`Analytics::velocity`]), and also data: a [`Report`] is stored as versioned JSON
+//! [`Analytics::velocity`]; from pipeline snapshots, [`Analytics::pipeline_waterfall`] and
+//! [`Analytics::forecast_accuracy`], see [`snapshot`]), and also data: a [`Report`] is stored as versioned JSON
 //! (`"format": 1`) and run with [`Analytics::run`], which returns its rows as JSON.
 //!
 //! The main design decision: **every count and sum is a grouped aggregate computed by the
@@ -53,6 +54,7 @@ pub mod period;
 pub mod report;
 pub mod sales;
 pub mod settings;
+pub mod snapshot;
 
 pub use period::{Bucket, BucketKey, MAX_BUCKETS, Period};
 pub use report::{FORMAT, Report, ReportRows};
@@ -61,6 +63,10 @@ pub use sales::{
     VelocityRow, WinRate, WinRateRow,
 };
 pub use settings::{REPORT_SETTINGS, ReportSettings, SETTINGS_TABLE};
+pub use snapshot::{
+    AccuracyRow, Change, Every, ForecastAccuracy, ScheduleSetting, Snapshot, SnapshotId,
+    SnapshotRow, SnapshotSchedule, Waterfall, WaterfallRow,
+};
 
 use crmkit_core::{Ctx, Error, Migration, Module, Result, Store};
 use serde::Serialize;
@@ -71,7 +77,12 @@ use serde::Serialize;
 pub struct AnalyticsModule;
 
 /// Event kinds this module emits.
-pub const EVENT_KINDS: &[&str] = &["analytics.settings_set"];
+pub const EVENT_KINDS: &[&str] = &[
+    "analytics.settings_set",
+    "analytics.snapshot_taken",
+    "analytics.snapshot_deleted",
+    "analytics.snapshot_schedule_set",
+];
 
 impl Module for AnalyticsModule {
     fn name(&self) -> &'static str {
@@ -83,11 +94,18 @@ impl Module for AnalyticsModule {
     }
 
     fn migrations(&self) -> Vec<Migration> {
-        vec![Migration::create_tables(
-            1,
-            "reporting settings (time zone, fiscal year start)",
-            settings::tables(),
-        )]
+        vec![
+            Migration::create_tables(
+                1,
+                "reporting settings (time zone, fiscal year start)",
+                settings::tables(),
+            ),
+            Migration::create_tables(
+                2,
+                "pipeline snapshots (headers and one row per open deal)",
+                snapshot::tables(),
+            ),
+        ]
     }
 
     fn event_kinds(&self) -> Vec<&'static str> {
@@ -194,6 +212,8 @@ impl Analytics {
             Report::WinRate(r) => rows(&self.win_rate(ctx, r).await?)?,
             Report::SalesCycle(r) => rows(&self.sales_cycle(ctx, r).await?)?,
             Report::Velocity(r) => rows(&[self.velocity(ctx, r).await?])?,
+            Report::PipelineWaterfall(r) => rows(&self.pipeline_waterfall(ctx, r).await?)?,
+            Report::ForecastAccuracy(r) => rows(&self.forecast_accuracy(ctx, r).await?)?,
         };
         let currency = crmkit_pipeline::currency::Currencies::new(&self.store)?
             .base_currency(ctx)
