@@ -98,12 +98,12 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Timelike, Utc, 
 use chrono_tz::Tz;
 use crmkit_core::service::visibility_scope;
 use crmkit_core::store::{
-    Aggregate, CmpOp, ColumnType, Cond, IndexDef, Measure, OrderKey, Row, Select, TableDef,
-    Value, Write, columns,
+    Aggregate, CmpOp, ColumnType, Cond, IndexDef, Measure, OrderKey, Row, Select, TableDef, Value,
+    Write, columns,
 };
 use crmkit_core::{
-    AuditChange, Changeset, Ctx, Currency, DealId, Error, Money, NewEvent, PipelineId,
-    RecordKind, RecordRef, Result, StageId, TeamId, UserId, ValidationErrors,
+    AuditChange, Changeset, Ctx, Currency, DealId, Error, Money, NewEvent, PipelineId, RecordKind,
+    RecordRef, Result, StageId, TeamId, UserId, ValidationErrors,
 };
 use crmkit_pipeline::currency::{Currencies, multiply_exact};
 use crmkit_pipeline::deal::Deals;
@@ -352,9 +352,7 @@ impl Change {
     pub fn count_sign(self) -> i64 {
         match self {
             Change::New | Change::MovedIn => 1,
-            Change::Slipped | Change::MovedOut | Change::Won | Change::Lost | Change::Removed => {
-                -1
-            }
+            Change::Slipped | Change::MovedOut | Change::Won | Change::Lost | Change::Removed => -1,
             _ => 0,
         }
     }
@@ -684,7 +682,10 @@ impl Tally {
 }
 
 fn base_units(r: &SnapshotRow) -> Result<i128> {
-    r.base_amount.map(to_units).transpose().map(|u| u.unwrap_or(0))
+    r.base_amount
+        .map(to_units)
+        .transpose()
+        .map(|u| u.unwrap_or(0))
 }
 
 /// The waterfall's filter.
@@ -788,10 +789,9 @@ impl Analytics {
     /// A snapshot named by a report parameter: a missing one is a Validation error on it.
     async fn snapshot_param(&self, ctx: &Ctx, id: SnapshotId, field: &str) -> Result<Snapshot> {
         match self.header(ctx, id).await {
-            Err(Error::NotFound { .. }) => Err(Error::validation(
-                field,
-                "is not a snapshot of this tenant",
-            )),
+            Err(Error::NotFound { .. }) => {
+                Err(Error::validation(field, "is not a snapshot of this tenant"))
+            }
             other => other,
         }
     }
@@ -829,9 +829,13 @@ impl Analytics {
         let open = Cond::IsNull("deleted_at".into()).and(Cond::eq("status", "open"));
         // Every currency of an open deal has a rate, before anything is written.
         for row in self
-            .aggregate_on(ctx, DEAL_TABLE, open.clone(), &["currency"], vec![
-                Measure::Count,
-            ])
+            .aggregate_on(
+                ctx,
+                DEAL_TABLE,
+                open.clone(),
+                &["currency"],
+                vec![Measure::Count],
+            )
             .await?
         {
             if let Some(c) = row[0].as_text() {
@@ -890,8 +894,7 @@ impl Analytics {
                 "analytics.snapshot_taken",
                 id.into(),
                 vec![],
-                serde_json::to_value(&snapshot)
-                    .map_err(|e| Error::storage_from("snapshot", e))?,
+                serde_json::to_value(&snapshot).map_err(|e| Error::storage_from("snapshot", e))?,
             ));
             self.store.commit(cs).await?;
             Ok(snapshot)
@@ -1085,7 +1088,11 @@ impl Analytics {
         let row = self
             .store
             .backend()
-            .get(ctx.tenant(), SETTINGS_TABLE, &[Value::Text(SCHEDULE_KEY.into())])
+            .get(
+                ctx.tenant(),
+                SETTINGS_TABLE,
+                &[Value::Text(SCHEDULE_KEY.into())],
+            )
             .await?;
         match row {
             None => Ok(ScheduleSetting {
@@ -1094,9 +1101,8 @@ impl Analytics {
                 version: 0,
             }),
             Some(r) => {
-                let mut s: ScheduleSetting =
-                    serde_json::from_str(r[1].as_text().ok_or_else(bad)?)
-                        .map_err(|e| Error::storage_from("snapshot schedule", e))?;
+                let mut s: ScheduleSetting = serde_json::from_str(r[1].as_text().ok_or_else(bad)?)
+                    .map_err(|e| Error::storage_from("snapshot schedule", e))?;
                 s.version = r[3].as_int().ok_or_else(bad)? as u64;
                 Ok(s)
             }
@@ -1183,7 +1189,8 @@ impl Analytics {
         ctx: &Ctx,
         now: DateTime<Utc>,
     ) -> Result<Option<Snapshot>> {
-        ctx.actor().require_manage("take scheduled pipeline snapshots")?;
+        ctx.actor()
+            .require_manage("take scheduled pipeline snapshots")?;
         let stale = Select::new(
             SNAPSHOT_TABLE,
             Cond::eq("complete", 0i64).and(Cond::Cmp(
@@ -1278,10 +1285,13 @@ impl Analytics {
                 .and(visibility_scope(ctx, true))
                 .and(filter.cond());
             let rows = self
-                .aggregate_on(ctx, SNAPSHOT_DEAL_TABLE, cond, &[], vec![
-                    Measure::Count,
-                    Measure::Sum("base_amount".into()),
-                ])
+                .aggregate_on(
+                    ctx,
+                    SNAPSHOT_DEAL_TABLE,
+                    cond,
+                    &[],
+                    vec![Measure::Count, Measure::Sum("base_amount".into())],
+                )
                 .await?;
             let (n, sum) = match rows.first() {
                 Some(r) => (
@@ -1338,9 +1348,9 @@ impl Analytics {
                     match lr {
                         Some(lr) => {
                             let slipped = filter.pipeline.is_none_or(|p| p == lr.pipeline)
-                                && filter.period.is_some_and(|p| {
-                                    lr.expected_close.is_some_and(|d| d > p.to())
-                                });
+                                && filter
+                                    .period
+                                    .is_some_and(|p| lr.expected_close.is_some_and(|d| d > p.to()));
                             let c = if slipped {
                                 Change::Slipped
                             } else {
@@ -1414,7 +1424,8 @@ impl Analytics {
         let mut state = HashMap::new();
         for r in self.store.backend().select(ctx.tenant(), &s).await? {
             let closed_by = |i: usize| -> Result<bool> {
-                Ok(crmkit_core::row::opt_timestamp(&r[pos[i]])?.is_some_and(|t| t <= later.taken_at))
+                Ok(crmkit_core::row::opt_timestamp(&r[pos[i]])?
+                    .is_some_and(|t| t <= later.taken_at))
             };
             let c = match r[pos[1]].as_text() {
                 Some("won") if closed_by(2)? => Change::Won,
@@ -1496,11 +1507,17 @@ impl Analytics {
                 cond = cond.and(Cond::eq("pipeline_id", pl.as_uuid()));
             }
             for row in self
-                .aggregate_on(ctx, SNAPSHOT_DEAL_TABLE, cond, group, vec![
-                    Measure::Count,
-                    Measure::Sum("base_amount".into()),
-                    Measure::Sum("base_weighted_x100".into()),
-                ])
+                .aggregate_on(
+                    ctx,
+                    SNAPSHOT_DEAL_TABLE,
+                    cond,
+                    group,
+                    vec![
+                        Measure::Count,
+                        Measure::Sum("base_amount".into()),
+                        Measure::Sum("base_weighted_x100".into()),
+                    ],
+                )
                 .await?
             {
                 let g = groups.entry(owner_of(&row)?).or_default();
@@ -1514,7 +1531,11 @@ impl Analytics {
         let start = start.max(s.taken_at);
         let mut cond = visibility_scope(ctx, false)
             .and(Cond::eq("status", "won"))
-            .and(Cond::Cmp("won_at".into(), CmpOp::Gte, Value::timestamp(start)))
+            .and(Cond::Cmp(
+                "won_at".into(),
+                CmpOp::Gte,
+                Value::timestamp(start),
+            ))
             .and(Cond::Cmp("won_at".into(), CmpOp::Lt, Value::timestamp(end)));
         if let Some(pl) = r.pipeline {
             cond = cond.and(Cond::eq("pipeline_id", pl.as_uuid()));
@@ -1522,10 +1543,13 @@ impl Analytics {
         let mut won_group: Vec<&str> = group.to_vec();
         won_group.push("currency");
         for row in self
-            .aggregate_on(ctx, DEAL_TABLE, cond, &won_group, vec![
-                Measure::Count,
-                Measure::Sum("amount".into()),
-            ])
+            .aggregate_on(
+                ctx,
+                DEAL_TABLE,
+                cond,
+                &won_group,
+                vec![Measure::Count, Measure::Sum("amount".into())],
+            )
             .await?
         {
             let amount = match row[n].as_text() {
@@ -1550,8 +1574,8 @@ impl Analytics {
         for (owner, (lines, w)) in groups {
             let wf = 10i128.pow(6 - digits);
             let weighted_units = div_half_even(w, wf);
-            let weighted =
-                Decimal::try_from_i128_with_scale(weighted_units, digits).map_err(|_| too_large())?;
+            let weighted = Decimal::try_from_i128_with_scale(weighted_units, digits)
+                .map_err(|_| too_large())?;
             let won_units = lines[3].1 / 10i128.pow(4 - digits);
             out.push(AccuracyRow {
                 owner,
@@ -1588,15 +1612,20 @@ mod tests {
             at,
         };
         // 2026-03-29 02:30 does not exist in Berlin (summer time begins): 03:00 CEST.
-        let now = local_instant(tz, d("2026-03-29"), NaiveTime::from_hms_opt(12, 0, 0).expect("t"));
+        let now = local_instant(
+            tz,
+            d("2026-03-29"),
+            NaiveTime::from_hms_opt(12, 0, 0).expect("t"),
+        );
         let due = daily.latest_at_or_before(tz, now).expect("due");
         assert_eq!(due.to_rfc3339(), "2026-03-29T01:00:00+00:00");
         // Before today's time: yesterday's.
-        let early = local_instant(tz, d("2026-03-30"), NaiveTime::from_hms_opt(1, 0, 0).expect("t"));
-        assert_eq!(
-            daily.latest_at_or_before(tz, early).expect("due"),
-            due
+        let early = local_instant(
+            tz,
+            d("2026-03-30"),
+            NaiveTime::from_hms_opt(1, 0, 0).expect("t"),
         );
+        assert_eq!(daily.latest_at_or_before(tz, early).expect("due"), due);
         let weekly = SnapshotSchedule {
             every: Every::Week(Weekday::Mon),
             at,

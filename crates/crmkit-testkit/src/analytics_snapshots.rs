@@ -271,11 +271,10 @@ async fn move_pipeline(w: &World, deal: &Deal, to: PipelineId) -> CheckResult<De
 async fn all_rows(w: &World, id: SnapshotId) -> CheckResult<Vec<SnapshotRow>> {
     let mut out: Vec<SnapshotRow> = vec![];
     loop {
-        let page = w
-            .a
-            .snapshot_rows(w.admin(), id, out.last().map(|r| r.deal), 7)
-            .await
-            .at("snapshot rows")?;
+        let page =
+            w.a.snapshot_rows(w.admin(), id, out.last().map(|r| r.deal), 7)
+                .await
+                .at("snapshot rows")?;
         let n = page.len();
         out.extend(page);
         if n < 7 {
@@ -486,8 +485,7 @@ async fn oracle_accuracy(
     }
     let cur = Currencies::new(&w.d.f.store).at("currencies")?;
     let on = q.rate_date.unwrap_or(s.rate_date);
-    let mut won: BTreeMap<Option<UserId>, (u64, BTreeMap<&'static str, Decimal>)> =
-        BTreeMap::new();
+    let mut won: BTreeMap<Option<UserId>, (u64, BTreeMap<&'static str, Decimal>)> = BTreeMap::new();
     let mut rates: HashMap<&'static str, Decimal> = HashMap::new();
     for d in listed(w, ctx).await?.into_values() {
         let Some(t) = d.won_at else { continue };
@@ -776,7 +774,10 @@ async fn scenario(store: &Store) -> CheckResult<(World, Snapshot, Snapshot)> {
 pub async fn snapshot_rights_and_content(store: &Store) -> CheckResult {
     let (w, e, l) = scenario(store).await?;
     for who in ["rep", "readonly"] {
-        expect_denied(w.a.take_snapshot(w.ctx(who)).await, &format!("take as {who}"))?;
+        expect_denied(
+            w.a.take_snapshot(w.ctx(who)).await,
+            &format!("take as {who}"),
+        )?;
     }
     // Immutable: the deals changed after both snapshots; the rows are still those
     // recorded (compared with the deals of the time in the scenario).
@@ -805,11 +806,10 @@ pub async fn snapshot_rights_and_content(store: &Store) -> CheckResult {
             .filter(|r| ctx.actor().can_see(Some(r.owner), r.team))
             .cloned()
             .collect();
-        let got = w
-            .a
-            .snapshot_rows(ctx, e.id, None, 1000)
-            .await
-            .at("rows as rep")?;
+        let got =
+            w.a.snapshot_rows(ctx, e.id, None, 1000)
+                .await
+                .at("rows as rep")?;
         ensure_eq!(got, want, "{who} reads the rows of what they owned");
         ensure!(
             got.len() < e_rows.len(),
@@ -838,10 +838,7 @@ pub async fn snapshot_rights_and_content(store: &Store) -> CheckResult {
         w.a.snapshot_rows(w.admin(), e.id, None, 10).await,
         "rows of a deleted snapshot",
     )?;
-    expect_not_found(
-        w.a.delete_snapshot(w.admin(), e.id).await,
-        "delete twice",
-    )?;
+    expect_not_found(w.a.delete_snapshot(w.admin(), e.id).await, "delete twice")?;
     expect_validation(
         w.a.pipeline_waterfall(
             w.admin(),
@@ -897,14 +894,17 @@ pub async fn waterfall_equals_oracle(store: &Store) -> CheckResult {
             "the scenario has a {c:?} deal for some filter: {admin:?}"
         );
     }
-    ensure_eq!(all["manager"], *admin, "the manager sees what the admin sees");
+    ensure_eq!(
+        all["manager"],
+        *admin,
+        "the manager sees what the admin sees"
+    );
     for who in ["rep", "rep2", "rep_y", "readonly"] {
         ensure!(all[who] != *admin, "{who}'s waterfall is not the admin's");
     }
     // The same snapshot twice: nothing changes.
-    let same = w
-        .a
-        .pipeline_waterfall(
+    let same =
+        w.a.pipeline_waterfall(
             w.admin(),
             &Waterfall {
                 earlier: l.id,
@@ -916,9 +916,9 @@ pub async fn waterfall_equals_oracle(store: &Store) -> CheckResult {
         .await
         .at("same snapshot")?;
     ensure!(
-        same.iter()
-            .all(|r| matches!(r.change, Change::Start | Change::End | Change::Unchanged)
-                || r.count == 0),
+        same.iter().all(
+            |r| matches!(r.change, Change::Start | Change::End | Change::Unchanged) || r.count == 0
+        ),
         "only unchanged deals between a snapshot and itself: {same:?}"
     );
     Ok(())
@@ -945,7 +945,11 @@ pub async fn waterfall_edges(store: &Store) -> CheckResult {
     // One deal closing on the last day of Q2, slipped by one day; another won exactly at
     // the later snapshot's instant.
     w.at(local(2026, 2, 3, 9));
-    let one = make(&w, spec("rep", Some(usd("10.01")), Some(date(2026, 6, 30)), 50)).await?;
+    let one = make(
+        &w,
+        spec("rep", Some(usd("10.01")), Some(date(2026, 6, 30)), 50),
+    )
+    .await?;
     let two = make(&w, spec("rep", Some(eur("3")), Some(date(2026, 4, 1)), 50)).await?;
     w.at(local(2026, 2, 4, 12));
     let e = w.a.take_snapshot(w.admin()).await.at("E")?;
@@ -1090,11 +1094,10 @@ pub async fn schedule(store: &Store) -> CheckResult {
         "at",
         "seconds",
     )?;
-    let set = w
-        .a
-        .set_snapshot_schedule(admin, Some(daily), 0)
-        .await
-        .at("set")?;
+    let set =
+        w.a.set_snapshot_schedule(admin, Some(daily), 0)
+            .await
+            .at("set")?;
     ensure_eq!(
         w.a.snapshot_schedule(w.ctx("rep")).await.at("read")?,
         set,
@@ -1114,24 +1117,29 @@ pub async fn schedule(store: &Store) -> CheckResult {
     for now in [local(2026, 3, 10, 12), local(2026, 3, 11, 5)] {
         w.at(now);
         ensure!(
-            w.a.take_due_snapshots(admin, now).await.at("tick")?.is_none(),
+            w.a.take_due_snapshots(admin, now)
+                .await
+                .at("tick")?
+                .is_none(),
             "nothing due at {now}"
         );
     }
     let now = local(2026, 3, 11, 6);
     w.at(now);
-    let taken = w
-        .a
-        .take_due_snapshots(w.ctx("manager"), now)
-        .await
-        .at("tick")?
-        .ok_or_else(|| Failure::new("due at 06:00"))?;
+    let taken =
+        w.a.take_due_snapshots(w.ctx("manager"), now)
+            .await
+            .at("tick")?
+            .ok_or_else(|| Failure::new("due at 06:00"))?;
     ensure_eq!(taken.scheduled_for, Some(now), "scheduled for 06:00 local");
     ensure_eq!(taken.deal_count, 1, "the open deal");
     for later in [local(2026, 3, 11, 6), local(2026, 3, 11, 23)] {
         w.at(later);
         ensure!(
-            w.a.take_due_snapshots(admin, later).await.at("tick")?.is_none(),
+            w.a.take_due_snapshots(admin, later)
+                .await
+                .at("tick")?
+                .is_none(),
             "taken once ({later})"
         );
     }
@@ -1367,6 +1375,61 @@ pub async fn bad_input(store: &Store) -> CheckResult {
     )
 }
 
+/// More deals than one chunk ([`crmkit_analytics::snapshot::SNAPSHOT_CHUNK`]): a snapshot
+/// of 1,030 open deals is written in two changesets and holds every deal once; read back
+/// in pages across the chunk edge; the waterfall (read page by page on both sides) equals
+/// the oracle for the Admin and a Rep.
+pub async fn more_deals_than_a_chunk(store: &Store) -> CheckResult {
+    let w = world(store).await?;
+    w.at(local(2026, 1, 10, 9));
+    let n = crmkit_analytics::snapshot::SNAPSHOT_CHUNK + 30;
+    let mut deals = vec![];
+    for i in 0..n {
+        let owner = ["rep", "rep2", "rep_y", "admin"][i % 4];
+        let amount = Money::new(
+            Decimal::new(i as i64 + 1, 0),
+            Currency::parse(["EUR", "USD"][i % 2]).expect("currency"),
+        )
+        .expect("money");
+        deals.push(
+            make(
+                &w,
+                spec(
+                    owner,
+                    Some(amount),
+                    Some(date(2026, 4, 1) + chrono::Days::new(i as u64 % 90)),
+                    (i % 101) as u8,
+                ),
+            )
+            .await?,
+        );
+    }
+    w.at(local(2026, 2, 1, 12));
+    let e = w.a.take_snapshot(w.admin()).await.at("E")?;
+    ensure_eq!(e.deal_count, n as u64, "every deal");
+    ensure_eq!(
+        all_rows(&w, e.id).await?,
+        expected_rows(&w, e.rate_date).await?,
+        "the rows across the chunk edge"
+    );
+    w.at(local(2026, 2, 10, 9));
+    for (i, deal) in deals.iter().enumerate().filter(|(i, _)| i % 97 == 0) {
+        match i % 3 {
+            0 => {
+                win(&w, deal).await?;
+            }
+            1 => {
+                patch(&w, deal, DealPatch::default().amount(None)).await?;
+            }
+            _ => delete(&w, deal).await?,
+        }
+    }
+    w.at(local(2026, 3, 1, 12));
+    let l = w.a.take_snapshot(w.admin()).await.at("L")?;
+    waterfalls_equal_oracle(&w, &e, &l, &["admin", "rep"], &[q2()]).await?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // Property
 // ---------------------------------------------------------------------------------------
@@ -1542,5 +1605,6 @@ suite_checks! {
         forecast_accuracy_equals_oracle,
         schedule,
         bad_input,
+        more_deals_than_a_chunk,
     ],
 }
