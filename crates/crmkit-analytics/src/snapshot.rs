@@ -688,6 +688,10 @@ fn base_units(r: &SnapshotRow) -> Result<i128> {
         .map(|u| u.unwrap_or(0))
 }
 
+/// Per owner: [pipeline, best case, commit, won] as (count, 10^-4 units), and the
+/// weighted 10^-6 units.
+type OwnerSums = ([(u64, i128); 4], i128);
+
 /// The waterfall's filter.
 struct Filter {
     pipeline: Option<PipelineId>,
@@ -1484,7 +1488,7 @@ impl Analytics {
         };
         // Per owner: [pipeline, best case, commit, won] as (count, 10^-4 units), and the
         // weighted 10^-6 units.
-        let mut groups: BTreeMap<Option<UserId>, ([(u64, i128); 4], i128)> = BTreeMap::new();
+        let mut groups: BTreeMap<Option<UserId>, OwnerSums> = BTreeMap::new();
         if !r.by_owner {
             groups.insert(None, Default::default());
         }
