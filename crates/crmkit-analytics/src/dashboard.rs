@@ -153,6 +153,22 @@ pub fn row_fields(report: &str) -> Option<(&'static [&'static str], &'static [&'
         ),
         "lost_reasons" => (&["name", "kind", "reason"], &["count", "value"]),
         "slipped_deals" => (&["group"], &["slips", "deals", "days", "average_days"]),
+        "pipeline_waterfall" => (&["change"], &["count", "amount"]),
+        "forecast_accuracy" => (
+            &["owner"],
+            &[
+                "pipeline.count",
+                "pipeline.amount",
+                "best_case.count",
+                "best_case.amount",
+                "commit.count",
+                "commit.amount",
+                "weighted",
+                "won.count",
+                "won.amount",
+                "accuracy",
+            ],
+        ),
         _ => return None,
     })
 }
@@ -177,6 +193,8 @@ pub fn defaults(report: &str) -> Option<(Option<&'static str>, &'static [&'stati
         "time_in_stage" => (Some("stage_name"), &["median_seconds", "p90_seconds"]),
         "lost_reasons" => (Some("name"), &["count"]),
         "slipped_deals" => (Some("group"), &["slips"]),
+        "pipeline_waterfall" => (Some("change"), &["amount"]),
+        "forecast_accuracy" => (Some("owner"), &["weighted", "won.amount"]),
         _ => return None,
     })
 }

@@ -4,7 +4,9 @@
 //! [`Analytics::forecast`], [`Analytics::win_rate`], [`Analytics::sales_cycle`],
 //! [`Analytics::velocity`]; the deal progress reports of [`funnel`]:
 //! [`Analytics::stage_funnel`], [`Analytics::time_in_stage`], [`Analytics::lost_reasons`],
-//! [`Analytics::slipped_deals`]), and also data: a [`Report`] is stored as versioned JSON
+//! [`Analytics::slipped_deals`]; from pipeline snapshots, [`Analytics::pipeline_waterfall`]
+//! and [`Analytics::forecast_accuracy`], see [`snapshot`]), and also data: a [`Report`] is
+//! stored as versioned JSON
 //! (`"format": 1`) and run with [`Analytics::run`], which returns its rows as JSON.
 //!
 //! The main design decision: **every count and sum is a grouped aggregate computed by the
@@ -58,6 +60,7 @@ pub mod period;
 pub mod report;
 pub mod sales;
 pub mod settings;
+pub mod snapshot;
 
 pub use chart::{ChartData, ChartKind, Series};
 pub use dashboard::{Dashboard, RenderedDashboard, RenderedWidget, Widget};
@@ -72,6 +75,10 @@ pub use sales::{
     VelocityRow, WinRate, WinRateRow,
 };
 pub use settings::{REPORT_SETTINGS, ReportSettings, SETTINGS_TABLE};
+pub use snapshot::{
+    AccuracyRow, Change, Every, ForecastAccuracy, ScheduleSetting, Snapshot, SnapshotId,
+    SnapshotRow, SnapshotSchedule, Waterfall, WaterfallRow,
+};
 
 use std::collections::HashMap;
 
@@ -85,7 +92,12 @@ use uuid::Uuid;
 pub struct AnalyticsModule;
 
 /// Event kinds this module emits.
-pub const EVENT_KINDS: &[&str] = &["analytics.settings_set"];
+pub const EVENT_KINDS: &[&str] = &[
+    "analytics.settings_set",
+    "analytics.snapshot_taken",
+    "analytics.snapshot_deleted",
+    "analytics.snapshot_schedule_set",
+];
 
 impl Module for AnalyticsModule {
     fn name(&self) -> &'static str {
@@ -97,11 +109,18 @@ impl Module for AnalyticsModule {
     }
 
     fn migrations(&self) -> Vec<Migration> {
-        vec![Migration::create_tables(
-            1,
-            "reporting settings (time zone, fiscal year start)",
-            settings::tables(),
-        )]
+        vec![
+            Migration::create_tables(
+                1,
+                "reporting settings (time zone, fiscal year start)",
+                settings::tables(),
+            ),
+            Migration::create_tables(
+                2,
+                "pipeline snapshots (headers and one row per open deal)",
+                snapshot::tables(),
+            ),
+        ]
     }
 
     fn event_kinds(&self) -> Vec<&'static str> {
@@ -324,6 +343,8 @@ impl Analytics {
             Report::TimeInStage(r) => rows(&self.time_in_stage(ctx, r).await?)?,
             Report::LostReasons(r) => rows(&self.lost_reasons(ctx, r).await?)?,
             Report::SlippedDeals(r) => rows(&self.slipped_deals(ctx, r).await?)?,
+            Report::PipelineWaterfall(r) => rows(&self.pipeline_waterfall(ctx, r).await?)?,
+            Report::ForecastAccuracy(r) => rows(&self.forecast_accuracy(ctx, r).await?)?,
         };
         let currency = crmkit_pipeline::currency::Currencies::new(&self.store)?
             .base_currency(ctx)

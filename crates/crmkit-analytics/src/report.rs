@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 use crate::funnel::{LostReasons, SlipDim, SlippedDeals, StageFunnel, TimeInStage};
 use crate::period::{Bucket, Period};
 use crate::sales::{Dim, Forecast, PipelineByStage, SalesCycle, Velocity, WinRate};
+use crate::snapshot::{ForecastAccuracy, SnapshotId, Waterfall};
 
 /// The report-definition format this version reads and writes.
 pub const FORMAT: u64 = 1;
@@ -37,6 +38,8 @@ pub const REPORT_NAMES: &[&str] = &[
     "time_in_stage",
     "lost_reasons",
     "slipped_deals",
+    "pipeline_waterfall",
+    "forecast_accuracy",
 ];
 
 /// A report definition: which report, with its parameters.
@@ -61,6 +64,10 @@ pub enum Report {
     LostReasons(LostReasons),
     /// Slipped deals.
     SlippedDeals(SlippedDeals),
+    /// The pipeline waterfall between two snapshots.
+    PipelineWaterfall(Waterfall),
+    /// A snapshot's forecast against what was won.
+    ForecastAccuracy(ForecastAccuracy),
 }
 
 /// The rows a report returned, as JSON (each row is the typed row serialised; decimals
@@ -88,6 +95,8 @@ impl Report {
             Report::TimeInStage(_) => "time_in_stage",
             Report::LostReasons(_) => "lost_reasons",
             Report::SlippedDeals(_) => "slipped_deals",
+            Report::PipelineWaterfall(_) => "pipeline_waterfall",
+            Report::ForecastAccuracy(_) => "forecast_accuracy",
         }
     }
 
@@ -231,6 +240,46 @@ impl Report {
                     })
                 })
             }
+            "pipeline_waterfall" => {
+                let earlier = f.member::<SnapshotId>("earlier", true, "a snapshot id");
+                let later = f.member::<SnapshotId>("later", true, "a snapshot id");
+                let pipeline = f.opt("pipeline");
+                let period = f.opt_period();
+                match (earlier, later) {
+                    (Some(earlier), Some(later)) => Some(Report::PipelineWaterfall(Waterfall {
+                        earlier,
+                        later,
+                        pipeline,
+                        period,
+                    })),
+                    _ => None,
+                }
+            }
+            "forecast_accuracy" => {
+                let snapshot = f.member::<SnapshotId>("snapshot", true, "a snapshot id");
+                let period = f.period();
+                let pipeline = f.opt("pipeline");
+                let by_owner = f
+                    .member::<bool>("by_owner", false, "true or false")
+                    .unwrap_or(false);
+                let rate_date = f.opt("rate_date");
+                let best_case_at = f.opt::<u8>("best_case_at").unwrap_or(50);
+                let commit_at = f.opt::<u8>("commit_at").unwrap_or(90);
+                match (snapshot, period) {
+                    (Some(snapshot), Some(period)) => {
+                        Some(Report::ForecastAccuracy(ForecastAccuracy {
+                            snapshot,
+                            period,
+                            pipeline,
+                            by_owner,
+                            rate_date,
+                            best_case_at,
+                            commit_at,
+                        }))
+                    }
+                    _ => None,
+                }
+            }
             "" => None,
             other => {
                 f.errs.push(
@@ -372,6 +421,37 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A member of type `T` (described as `what` in the error): `None` when absent or
+    /// null, which is an error when `required`.
+    fn member<T: DeserializeOwned>(
+        &mut self,
+        name: &'static str,
+        required: bool,
+        what: &str,
+    ) -> Option<T> {
+        self.seen(name);
+        match self.m.get(name) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.errs.push(name, "is required");
+                }
+                None
+            }
+            Some(v) => self.parse(name, v, what),
+        }
+    }
+
+    /// `period` when present and not null (read as [`Self::period`]).
+    fn opt_period(&mut self) -> Option<Period> {
+        match self.m.get("period") {
+            None | Some(Value::Null) => {
+                self.seen("period");
+                None
+            }
+            Some(_) => self.period(),
+        }
+    }
+
     fn unknown_members(&mut self) {
         for k in self.m.keys() {
             if !self.seen.contains(&k.as_str()) {
@@ -454,6 +534,27 @@ mod tests {
                 period: p,
                 by: None,
                 pipeline: Some(crmkit_core::PipelineId::new()),
+            }),
+            Report::PipelineWaterfall(Waterfall {
+                earlier: SnapshotId::new(),
+                later: SnapshotId::new(),
+                pipeline: None,
+                period: None,
+            }),
+            Report::PipelineWaterfall(Waterfall {
+                earlier: SnapshotId::new(),
+                later: SnapshotId::new(),
+                pipeline: Some(crmkit_core::PipelineId::new()),
+                period: Some(p),
+            }),
+            Report::ForecastAccuracy(ForecastAccuracy {
+                snapshot: SnapshotId::new(),
+                period: p,
+                pipeline: None,
+                by_owner: true,
+                rate_date: Some(d("2026-03-31")),
+                best_case_at: 30,
+                commit_at: 70,
             }),
         ] {
             let json = r.to_json();
@@ -547,5 +648,44 @@ mod tests {
             ),
             ["pipeline", "rate_date"]
         );
+    }
+
+    #[test]
+    fn bad_snapshot_report_parts_are_named() {
+        assert_eq!(
+            fields(r#"{"format":1,"report":"pipeline_waterfall"}"#),
+            ["earlier", "later"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"pipeline_waterfall","earlier":"x'; DROP TABLE y--","later":"0190b6c8-0000-7000-8000-000000000000","period":{"from":"2026-02-01","to":"2026-01-01"},"pipeline":7}"#
+            ),
+            ["earlier", "pipeline", "period"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"pipeline_waterfall","earlier":"0190b6c8-0000-7000-8000-000000000000","later":"0190b6c8-0000-7000-8000-000000000000","period":{"from":"2026-02-01"},"by":"owner"}"#
+            ),
+            ["period.to", "by"]
+        );
+        assert_eq!(
+            fields(r#"{"format":1,"report":"forecast_accuracy","by_owner":"yes"}"#),
+            ["snapshot", "period", "by_owner"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"forecast_accuracy","snapshot":"0190b6c8-0000-7000-8000-000000000000","period":{"from":"2026-01-01","to":"2026-01-31"},"commit_at":300,"rate_date":"soon"}"#
+            ),
+            ["rate_date", "commit_at"]
+        );
+        // Defaults.
+        let r = Report::from_json(
+            r#"{"format":1,"report":"forecast_accuracy","snapshot":"0190b6c8-0000-7000-8000-000000000000","period":{"from":"2026-01-01","to":"2026-01-31"}}"#,
+        )
+        .expect("parses");
+        let Report::ForecastAccuracy(a) = r else {
+            panic!("forecast accuracy: {r:?}")
+        };
+        assert_eq!((a.by_owner, a.best_case_at, a.commit_at), (false, 50, 90));
     }
 }

@@ -21,9 +21,9 @@ use crmkit_analytics::period::{Period, local_date};
 use crmkit_analytics::report::REPORT_NAMES;
 use crmkit_analytics::sales::sort_stage_rows;
 use crmkit_analytics::{
-    Analytics, AnalyticsModule, Bucket, ChartKind, CycleRow, Dashboard, Dim, Forecast, ForecastRow,
-    Line, PipelineByStage, Report, SalesCycle, StageRow, Velocity, VelocityRow, Widget, WinRate,
-    WinRateRow,
+    Analytics, AnalyticsModule, Bucket, ChartKind, CycleRow, Dashboard, Dim, Forecast,
+    ForecastAccuracy, ForecastRow, Line, PipelineByStage, Report, SalesCycle, StageRow, Velocity,
+    VelocityRow, Waterfall, Widget, WinRate, WinRateRow,
 };
 use crmkit_contacts::ContactsModule;
 use crmkit_core::{CampaignId, Ctx, Currency, Error, Modules, Money, Query, Store, TeamId};
@@ -1429,7 +1429,7 @@ async fn shown(store: &Store, ctx: &Ctx, text: &str) -> CheckResult<String> {
 }
 
 /// Reports whose definitions need more than a period and a bucket (snapshot ids).
-const NEEDS_FIXTURES: &[&str] = &[];
+const NEEDS_FIXTURES: &[&str] = &["pipeline_waterfall", "forecast_accuracy"];
 
 /// A definition of report `name` over 2026: the first of (no parameters, a period, a
 /// period and a monthly bucket) that parses.
@@ -1560,6 +1560,36 @@ pub async fn dashboard(store: &Store) -> CheckResult {
         };
         every = every.widget(Widget::new(*name, report, chart));
     }
+    let earlier = a.take_snapshot(&d.f.admin).await.at("snapshot")?;
+    let later = a.take_snapshot(&d.f.admin).await.at("snapshot")?;
+    every = every
+        .widget(Widget::new(
+            "pipeline_waterfall",
+            Report::PipelineWaterfall(Waterfall {
+                earlier: earlier.id,
+                later: later.id,
+                pipeline: None,
+                period: None,
+            }),
+            ChartKind::Bar,
+        ))
+        .widget(Widget::new(
+            "forecast_accuracy",
+            Report::ForecastAccuracy(ForecastAccuracy {
+                snapshot: earlier.id,
+                period: year_2026(),
+                pipeline: None,
+                by_owner: true,
+                rate_date: None,
+                best_case_at: 50,
+                commit_at: 90,
+            }),
+            ChartKind::Bar,
+        ));
+    ensure!(
+        every.widgets.len() == REPORT_NAMES.len(),
+        "a widget of every report"
+    );
     let out = a
         .render_dashboard(&d.f.admin, &every)
         .await
