@@ -70,6 +70,7 @@ pub mod check;
 mod support;
 pub mod activities;
 pub mod analytics;
+pub mod analytics_service;
 pub mod automation;
 pub mod automation_engine;
 pub mod automation_scoring;

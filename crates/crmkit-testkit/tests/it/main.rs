@@ -106,6 +106,7 @@ macro_rules! store_property {
 
 mod activities;
 mod analytics;
+mod analytics_service;
 mod automation;
 mod automation_engine;
 mod automation_scoring;
