@@ -380,3 +380,75 @@ impl crate::Analytics {
         self.ticket_times_impl(ctx, r).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crmkit_core::memory::MemoryBackend;
+    use crmkit_core::{Actor, Ctx, Error, Modules, Role, Store, TenantId, UserId};
+
+    use super::*;
+    use crate::activity::{ActivitiesDone, FollowUpHealth, OverdueTasks};
+    use crate::{Analytics, AnalyticsModule, Report};
+
+    /// Without the activities and tickets modules composed (or built), every activity
+    /// and service report is a Config error.
+    #[test]
+    fn reports_of_modules_not_composed_are_config_errors() {
+        let modules = Modules::builder()
+            .add(crmkit_contacts::ContactsModule)
+            .add(crmkit_pipeline::PipelineModule)
+            .add(AnalyticsModule)
+            .build()
+            .expect("modules");
+        let store = Store::new(MemoryBackend::new((**modules.schema()).clone()), modules);
+        let admin = Ctx::new(
+            TenantId::new(),
+            Actor::new(UserId::new(), [Role::Admin], []),
+        )
+        .expect("ctx");
+        let a = Analytics::new(&store).expect("analytics");
+        let p = Period::new(
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("date"),
+            chrono::NaiveDate::from_ymd_opt(2026, 3, 31).expect("date"),
+        )
+        .expect("period");
+        let config = |r: crmkit_core::Result<crate::ReportRows>| {
+            assert!(matches!(r, Err(Error::Config(_))), "{r:?}");
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            for report in [
+                Report::ActivitiesDone(ActivitiesDone {
+                    period: p,
+                    bucket: Bucket::Month,
+                }),
+                Report::OverdueTasks(OverdueTasks {}),
+                Report::FollowUpHealth(FollowUpHealth {
+                    kind: None,
+                    quiet_days: 7,
+                }),
+                Report::TicketBacklog(TicketBacklog {}),
+                Report::TicketResponseTimes(TicketResponseTimes { period: p }),
+                Report::TicketSlaOutcomes(TicketSlaOutcomes { period: p }),
+                Report::TicketSatisfaction(TicketSatisfaction { period: p }),
+                Report::TicketVolume(TicketVolume {
+                    period: p,
+                    bucket: Bucket::Week,
+                }),
+                Report::TicketTimes(TicketTimes { period: p }),
+            ] {
+                config(a.run(&admin, &report).await);
+            }
+            assert!(matches!(
+                a.ticket_times(&admin, &TicketTimes { period: p }).await,
+                Err(Error::Config(_))
+            ));
+            assert!(matches!(
+                a.overdue_tasks(&admin, &OverdueTasks {}).await,
+                Err(Error::Config(_))
+            ));
+        });
+    }
+}

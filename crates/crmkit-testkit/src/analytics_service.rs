@@ -102,7 +102,7 @@ extended_fixture! {
     }
 }
 
-/// A tenant reporting in [`ZONE`] with the fiscal year from April.
+/// A tenant reporting in Europe/Berlin with the fiscal year from April.
 pub async fn setup(store: &Store) -> CheckResult<Fixture> {
     let base = crate::contacts::setup(store).await?;
     let tickets = Tickets::new(store).at("Tickets::new")?;
@@ -939,6 +939,22 @@ pub async fn follow_up_pages(store: &Store) -> CheckResult {
 // Ticket checks
 // ---------------------------------------------------------------------------------------
 
+/// What happens to a scenario ticket after its reply.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Solved and rated.
+    Solved,
+    /// Solved, then reopened: not solved now.
+    Reopened,
+    /// Solved, then deleted.
+    Deleted,
+    /// Left open.
+    Open,
+}
+
+/// A scenario ticket: created, assignee, also in queue X, reply after minutes, then.
+type Planned = (DateTime<Utc>, Option<&'static str>, bool, i64, Then);
+
 /// The ticket scenario: a catch-all policy on an always-open calendar (first response in
 /// 60 minutes, resolution in 600); tickets assigned to rep, rep_y, the admin and to queue
 /// X only, created across the first half of 2026 (one on the first second of April),
@@ -956,23 +972,66 @@ async fn ticket_scenario(f: &Fixture) -> CheckResult {
     .await?;
     let (ctx, clock) = at_time(&f.admin, local(2026, 1, 1, 0, 0, 0));
     let requester = f.team_x_contact(&ctx, |c| c).await?;
-    let plan: [(DateTime<Utc>, Option<&str>, Option<bool>, i64, u8); 9] = [
-        // (created, assignee (None: queue X), queue too, reply after minutes, what next)
-        (local(2026, 1, 1, 0, 0, 0), Some("rep"), None, 30, 1),
-        (local(2026, 1, 1, 0, 0, 0), Some("rep_y"), None, 30, 1),
+    // (created, assignee (None: queue X only), also in queue X, reply after minutes
+    // (0: never), then).
+    let plan: [Planned; 9] = [
+        (
+            local(2026, 1, 1, 0, 0, 0),
+            Some("rep"),
+            false,
+            30,
+            Then::Solved,
+        ),
+        (
+            local(2026, 1, 1, 0, 0, 0),
+            Some("rep_y"),
+            false,
+            30,
+            Then::Solved,
+        ),
         (
             local(2026, 3, 31, 23, 59, 59),
             Some("rep"),
-            Some(true),
+            true,
             90,
-            2,
+            Then::Reopened,
         ),
-        (local(2026, 4, 1, 0, 0, 0), None, Some(true), 45, 1),
-        (local(2026, 5, 10, 8, 0, 0), Some("admin"), None, 10, 3),
-        (local(2026, 6, 30, 23, 0, 0), Some("rep_y"), None, 20, 1),
-        (local(2026, 6, 1, 8, 0, 0), Some("rep"), None, 0, 4),
-        (local(2025, 12, 31, 23, 0, 0), Some("rep"), None, 5, 1),
-        (local(2026, 2, 10, 9, 0, 0), Some("rep_y"), None, 0, 4),
+        (local(2026, 4, 1, 0, 0, 0), None, true, 45, Then::Solved),
+        (
+            local(2026, 5, 10, 8, 0, 0),
+            Some("admin"),
+            false,
+            10,
+            Then::Deleted,
+        ),
+        (
+            local(2026, 6, 30, 23, 0, 0),
+            Some("rep_y"),
+            false,
+            20,
+            Then::Solved,
+        ),
+        (
+            local(2026, 6, 1, 8, 0, 0),
+            Some("rep"),
+            false,
+            0,
+            Then::Open,
+        ),
+        (
+            local(2025, 12, 31, 23, 0, 0),
+            Some("rep"),
+            false,
+            5,
+            Then::Solved,
+        ),
+        (
+            local(2026, 2, 10, 9, 0, 0),
+            Some("rep_y"),
+            false,
+            0,
+            Then::Open,
+        ),
     ];
     for (i, (created, assignee, queue, reply_after, next)) in plan.into_iter().enumerate() {
         clock.set(created);
@@ -980,7 +1039,7 @@ async fn ticket_scenario(f: &Fixture) -> CheckResult {
         if let Some(a) = assignee {
             n = n.assignee(user(f, a));
         }
-        if queue.is_some() || assignee.is_none() {
+        if queue || assignee.is_none() {
             n = n.queue(f.team_x);
         }
         let mut t = f.tickets.create(&ctx, n).await.at("create ticket")?;
@@ -995,27 +1054,23 @@ async fn ticket_scenario(f: &Fixture) -> CheckResult {
         }
         clock.set(created + Duration::minutes(reply_after + 100 + 7 * i as i64));
         match next {
-            // Solved (and rated).
-            1 => {
+            Then::Solved => {
                 let t = status(f, &ctx, &t, TicketStatus::Solved).await?;
                 f.tickets
                     .rate(&ctx, t.id, 1 + (i as i32 % 5), None)
                     .await
                     .at("rate")?;
             }
-            // Solved, then reopened: not solved now.
-            2 => {
+            Then::Reopened => {
                 let t = status(f, &ctx, &t, TicketStatus::Solved).await?;
                 clock.set(created + Duration::hours(12));
                 status(f, &ctx, &t, TicketStatus::Open).await?;
             }
-            // Deleted after being solved.
-            3 => {
+            Then::Deleted => {
                 let t = status(f, &ctx, &t, TicketStatus::Solved).await?;
                 f.tickets.delete(&ctx, t.id, t.version).await.at("delete")?;
             }
-            // Left open, no reply.
-            _ => {}
+            Then::Open => {}
         }
     }
     f.tickets
