@@ -95,7 +95,7 @@ assert_eq!(crm.events_since(&admin, 0, 10).await?[0].record.id, team.id.as_uuid(
 )]
 #![cfg_attr(
     feature = "analytics",
-    doc = "| [`analytics`] | sales reports computed by the backend (pipeline by stage, forecast, win rate and deal size, sales cycle, velocity) as typed functions and versioned JSON definitions, in the tenant's time zone and fiscal year | [`Crm::analytics`] | `analytics` |"
+    doc = "| [`analytics`] | sales reports computed by the backend (pipeline by stage, forecast, win rate and deal size, sales cycle, velocity; with `activities` / `tickets` also activities done, overdue tasks, follow-up health and the service reports) as typed functions and versioned JSON definitions, in the tenant's time zone and fiscal year | [`Crm::analytics`] | `analytics` |"
 )]
 //! | [`core`] | the kernel: everything above plus the storage contract ([`core::store`]), the in-memory backend ([`core::memory`]), module composition, events, text rules | [`Crm::store`], [`Crm::directory`], [`Crm::custom_fields`] | always |
 //! | [`sql`] | the SQL backends behind the URLs | [`Crm::open`] | always (backends by feature) |

@@ -47,8 +47,18 @@ fn crates_follow_the_layering() {
         // Automation needs only the kernel: rules are checked against the composed kinds
         // through the generic record API.
         ("crmkit-automation", &["crmkit-core"][..]),
-        // Analytics reports on deals, pipelines and exchange rates.
-        ("crmkit-analytics", &["crmkit-core", "crmkit-pipeline"][..]),
+        // Analytics reports on deals, pipelines and exchange rates; with its optional
+        // features `activities` and `tickets` on activities, follow-up and tickets too.
+        (
+            "crmkit-analytics",
+            &[
+                "crmkit-core",
+                "crmkit-pipeline",
+                "crmkit-contacts",
+                "crmkit-activities",
+                "crmkit-tickets",
+            ][..],
+        ),
         ("crmkit-sql", &["crmkit-core"][..]),
         (
             "crmkit-testkit",

@@ -60,6 +60,12 @@ impl Module for ActivitiesModule {
                               quiet-since, active flag and their indexes",
                 steps: followup::migration_v2(),
             },
+            Migration {
+                version: 3,
+                description: "a task's completion instant as an indexed column \
+                              (activity reports)",
+                steps: rows::migration_v3(),
+            },
         ]
     }
 

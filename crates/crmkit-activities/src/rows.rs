@@ -10,11 +10,18 @@
 //!   reminders are an index range.
 //! - [`FOLLOWUP_TABLE`]: per record, the last and next activity, indexed for "no next
 //!   activity" and "not contacted since".
+//!
+//! Migration 3 adds `completed_at` at the end of [`ACTIVITY_TABLE`]'s rows: a done task's
+//! completion instant (NULL for every other activity), indexed with the id
+//! (`activities_activity_completed`), so that "tasks done in a period" is an index range
+//! for reports. Tasks completed before migration 3 get it on their next write.
 
 use chrono::{DateTime, Utc};
 use crmkit_core::query::{FieldSpec, FieldType, RecordFields};
 use crmkit_core::row::{from_json, int, json, opt_timestamp, take_text, timestamp, uuid};
-use crmkit_core::store::{ColumnType, IndexDef, Row, TableDef, Value, columns};
+use crmkit_core::store::{
+    ColumnDef, ColumnType, IndexDef, Row, SchemaStep, TableDef, Value, columns,
+};
 use crmkit_core::{ActivityId, Error, RecordKind, RecordRef, ReminderId, Result, TeamId, UserId};
 
 use crate::model::{Activity, ActivityDetails, ActivityKind, Reminder, TaskStatus};
@@ -173,6 +180,20 @@ pub(crate) fn tables() -> Vec<TableDef> {
     ]
 }
 
+/// Migration 3: `completed_at` on [`ACTIVITY_TABLE`] and its index.
+pub(crate) fn migration_v3() -> Vec<SchemaStep> {
+    vec![
+        SchemaStep::AddColumn {
+            table: ACTIVITY_TABLE,
+            column: ColumnDef::optional("completed_at", ColumnType::Timestamp),
+        },
+        SchemaStep::CreateIndex {
+            table: ACTIVITY_TABLE,
+            index: IndexDef::new("activities_activity_completed", ["completed_at", "id"]),
+        },
+    ]
+}
+
 /// Queryable activity fields.
 pub const ACTIVITY_FIELDS: RecordFields = RecordFields {
     kind: ACTIVITY,
@@ -262,7 +283,18 @@ pub(crate) fn activity_row(a: &Activity, date_start: Option<DateTime<Utc>>) -> R
         Value::timestamp(a.updated_at),
         Value::opt_timestamp(a.deleted_at),
         Value::Int(a.version as i64),
+        // Migration 3.
+        Value::opt_timestamp(completed_at(a)),
     ]
+}
+
+/// A done task's completion instant (the stored `completed_at` column); `None` for any
+/// other activity.
+pub fn completed_at(a: &Activity) -> Option<DateTime<Utc>> {
+    match &a.details {
+        ActivityDetails::Task(t) if t.status == TaskStatus::Done => t.completed_at,
+        _ => None,
+    }
 }
 
 /// The stored `due_at` of an activity row.

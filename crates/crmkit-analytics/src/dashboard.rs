@@ -169,6 +169,41 @@ pub fn row_fields(report: &str) -> Option<(&'static [&'static str], &'static [&'
                 "accuracy",
             ],
         ),
+        "activities_done" => (
+            &["period.label", "owner"],
+            &["tasks", "calls", "meetings", "emails", "total"],
+        ),
+        "overdue_tasks" => (&["owner"], &["open", "overdue"]),
+        "follow_up_health" => (
+            &["owner", "kind"],
+            &["records", "no_next_step", "not_contacted"],
+        ),
+        "ticket_backlog" => (&["status", "priority"], &["count"]),
+        "ticket_response_times" => (
+            &[],
+            &[
+                "first_response.count",
+                "first_response.total_minutes",
+                "first_response.average",
+                "resolution.count",
+                "resolution.total_minutes",
+                "resolution.average",
+            ],
+        ),
+        "ticket_sla_outcomes" => (&["target", "policy_id"], &["achieved", "breached"]),
+        "ticket_satisfaction" => (&[], &["count", "sum", "average"]),
+        "ticket_volume" => (&["period.label"], &["created", "solved"]),
+        "ticket_times" => (
+            &[],
+            &[
+                "first_response.count",
+                "first_response.median_minutes",
+                "first_response.p90_minutes",
+                "resolution.count",
+                "resolution.median_minutes",
+                "resolution.p90_minutes",
+            ],
+        ),
         _ => return None,
     })
 }
@@ -195,8 +230,29 @@ pub fn defaults(report: &str) -> Option<(Option<&'static str>, &'static [&'stati
         "slipped_deals" => (Some("group"), &["slips"]),
         "pipeline_waterfall" => (Some("change"), &["amount"]),
         "forecast_accuracy" => (Some("owner"), &["weighted", "won.amount"]),
+        "activities_done" => (Some("period.label"), &["total"]),
+        "overdue_tasks" => (Some("owner"), &["overdue"]),
+        "follow_up_health" => (Some("owner"), &["no_next_step", "not_contacted"]),
+        "ticket_backlog" => (Some("status"), &["count"]),
+        "ticket_response_times" => (None, &["first_response.average", "resolution.average"]),
+        "ticket_sla_outcomes" => (Some("target"), &["achieved", "breached"]),
+        "ticket_satisfaction" => (None, &["average"]),
+        "ticket_volume" => (Some("period.label"), &["created", "solved"]),
+        "ticket_times" => (
+            None,
+            &["first_response.median_minutes", "resolution.median_minutes"],
+        ),
         _ => return None,
     })
+}
+
+/// A report's default pivot field (with its default values), for reports whose rows are
+/// per period and owner.
+pub fn default_series(report: &str) -> Option<&'static str> {
+    match report {
+        "activities_done" => Some("owner"),
+        _ => None,
+    }
 }
 
 impl Widget {
@@ -235,6 +291,16 @@ impl Widget {
         match &self.label {
             Some(l) => Some(l),
             None => defaults(self.report.name()).and_then(|(l, _)| l),
+        }
+    }
+
+    /// The pivot field: explicit, or the report's default when the widget leaves its
+    /// values to the report too (activities done: one series per owner).
+    pub fn series_field(&self) -> Option<&str> {
+        match &self.series {
+            Some(s) => Some(s),
+            None if self.values.is_empty() => default_series(self.report.name()),
+            None => None,
         }
     }
 
@@ -292,13 +358,13 @@ impl Widget {
             );
         }
         let drawn = self.value_fields().len();
-        if self.series.is_some() && drawn != 1 {
+        if self.series_field().is_some() && drawn != 1 {
             errs.push(
                 "series",
                 format!("a pivot draws exactly one value, not {drawn}"),
             );
         }
-        if self.chart == ChartKind::Funnel && self.series.is_some() {
+        if self.chart == ChartKind::Funnel && self.series_field().is_some() {
             errs.push("series", "a funnel draws one series; it cannot pivot");
         } else if self.chart == ChartKind::Funnel && drawn != 1 {
             errs.push(
@@ -339,7 +405,7 @@ impl Widget {
             labels: vec![],
             series: vec![],
         };
-        match &self.series {
+        match self.series_field() {
             None => {
                 data.series = values
                     .iter()
@@ -731,6 +797,9 @@ mod tests {
             assert!(label.is_none_or(|l| labels.contains(&l)), "{name}");
             assert!(!values.is_empty(), "{name}");
             assert!(values.iter().all(|v| numbers.contains(v)), "{name}");
+            if let Some(series) = default_series(name) {
+                assert!(labels.contains(&series) && values.len() == 1, "{name}");
+            }
         }
     }
 

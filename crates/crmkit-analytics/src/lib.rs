@@ -21,6 +21,14 @@
 //! use; deleted deals never count. A hidden deal never shows through a count, a total or a
 //! group.
 //!
+//! **Activity and service reports** ([`activity`], feature `activities`; [`service`],
+//! feature `tickets`): activities done per rep and period by kind, open and overdue tasks
+//! per rep, follow-up health per owner; and the tickets module's backlog, response
+//! times, SLA outcomes and satisfaction through the same [`Report`] API, with tickets
+//! created and solved per period and median and 90th-percentile response and resolution
+//! times. Their definitions always parse; running one needs the feature and the module
+//! composed in the store (a Config error otherwise).
+//!
 //! **Time.** Periods are local dates in the tenant's reporting time zone, and quarters and
 //! years follow the tenant's fiscal year ([`ReportSettings`], set by an Admin with
 //! [`Analytics::set_settings`]); see [`period`].
@@ -53,15 +61,21 @@
 //! # }
 //! ```
 
+pub mod activity;
 pub mod chart;
 pub mod dashboard;
 pub mod funnel;
 pub mod period;
 pub mod report;
 pub mod sales;
+pub mod service;
 pub mod settings;
 pub mod snapshot;
 
+pub use activity::{
+    ActivitiesDone, ActivitiesDoneRow, FollowUpHealth, FollowUpRow, OverdueRow, OverdueTasks,
+    TrackedKind,
+};
 pub use chart::{ChartData, ChartKind, Series};
 pub use dashboard::{Dashboard, RenderedDashboard, RenderedWidget, Widget};
 pub use funnel::{
@@ -73,6 +87,10 @@ pub use report::{FORMAT, Report, ReportRows};
 pub use sales::{
     CycleRow, Dim, Forecast, ForecastRow, Line, PipelineByStage, SalesCycle, StageRow, Velocity,
     VelocityRow, WinRate, WinRateRow,
+};
+pub use service::{
+    TicketBacklog, TicketResponseTimes, TicketSatisfaction, TicketSlaOutcomes, TicketTimes,
+    TicketTimesRow, TicketVolume, TicketVolumeRow, TimePercentiles,
 };
 pub use settings::{REPORT_SETTINGS, ReportSettings, SETTINGS_TABLE};
 pub use snapshot::{
@@ -345,6 +363,15 @@ impl Analytics {
             Report::SlippedDeals(r) => rows(&self.slipped_deals(ctx, r).await?)?,
             Report::PipelineWaterfall(r) => rows(&self.pipeline_waterfall(ctx, r).await?)?,
             Report::ForecastAccuracy(r) => rows(&self.forecast_accuracy(ctx, r).await?)?,
+            Report::ActivitiesDone(r) => rows(&self.activities_done(ctx, r).await?)?,
+            Report::OverdueTasks(r) => rows(&self.overdue_tasks(ctx, r).await?)?,
+            Report::FollowUpHealth(r) => rows(&self.follow_up_health(ctx, r).await?)?,
+            Report::TicketBacklog(_)
+            | Report::TicketResponseTimes(_)
+            | Report::TicketSlaOutcomes(_)
+            | Report::TicketSatisfaction(_)
+            | Report::TicketVolume(_)
+            | Report::TicketTimes(_) => self.run_service(ctx, report).await?,
         };
         let currency = crmkit_pipeline::currency::Currencies::new(&self.store)?
             .base_currency(ctx)

@@ -19,9 +19,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::activity::{ActivitiesDone, FollowUpHealth, OverdueTasks, TrackedKind};
 use crate::funnel::{LostReasons, SlipDim, SlippedDeals, StageFunnel, TimeInStage};
 use crate::period::{Bucket, Period};
 use crate::sales::{Dim, Forecast, PipelineByStage, SalesCycle, Velocity, WinRate};
+use crate::service::{
+    TicketBacklog, TicketResponseTimes, TicketSatisfaction, TicketSlaOutcomes, TicketTimes,
+    TicketVolume,
+};
 use crate::snapshot::{ForecastAccuracy, SnapshotId, Waterfall};
 
 /// The report-definition format this version reads and writes.
@@ -40,6 +45,15 @@ pub const REPORT_NAMES: &[&str] = &[
     "slipped_deals",
     "pipeline_waterfall",
     "forecast_accuracy",
+    "activities_done",
+    "overdue_tasks",
+    "follow_up_health",
+    "ticket_backlog",
+    "ticket_response_times",
+    "ticket_sla_outcomes",
+    "ticket_satisfaction",
+    "ticket_volume",
+    "ticket_times",
 ];
 
 /// A report definition: which report, with its parameters.
@@ -68,6 +82,24 @@ pub enum Report {
     PipelineWaterfall(Waterfall),
     /// A snapshot's forecast against what was won.
     ForecastAccuracy(ForecastAccuracy),
+    /// Activities done per owner and period, by kind.
+    ActivitiesDone(ActivitiesDone),
+    /// Open and overdue tasks per owner.
+    OverdueTasks(OverdueTasks),
+    /// Follow-up health per kind and owner.
+    FollowUpHealth(FollowUpHealth),
+    /// The ticket backlog (the tickets module's).
+    TicketBacklog(TicketBacklog),
+    /// Ticket response and resolution business minutes (the tickets module's).
+    TicketResponseTimes(TicketResponseTimes),
+    /// SLA outcomes (the tickets module's).
+    TicketSlaOutcomes(TicketSlaOutcomes),
+    /// Satisfaction ratings (the tickets module's).
+    TicketSatisfaction(TicketSatisfaction),
+    /// Tickets created and solved per period.
+    TicketVolume(TicketVolume),
+    /// Median and 90th percentile ticket response and resolution times.
+    TicketTimes(TicketTimes),
 }
 
 /// The rows a report returned, as JSON (each row is the typed row serialised; decimals
@@ -97,6 +129,15 @@ impl Report {
             Report::SlippedDeals(_) => "slipped_deals",
             Report::PipelineWaterfall(_) => "pipeline_waterfall",
             Report::ForecastAccuracy(_) => "forecast_accuracy",
+            Report::ActivitiesDone(_) => "activities_done",
+            Report::OverdueTasks(_) => "overdue_tasks",
+            Report::FollowUpHealth(_) => "follow_up_health",
+            Report::TicketBacklog(_) => "ticket_backlog",
+            Report::TicketResponseTimes(_) => "ticket_response_times",
+            Report::TicketSlaOutcomes(_) => "ticket_sla_outcomes",
+            Report::TicketSatisfaction(_) => "ticket_satisfaction",
+            Report::TicketVolume(_) => "ticket_volume",
+            Report::TicketTimes(_) => "ticket_times",
         }
     }
 
@@ -280,6 +321,46 @@ impl Report {
                     _ => None,
                 }
             }
+            "activities_done" => {
+                let period = f.period();
+                let bucket = f.req_named::<Bucket>("bucket", Bucket::NAMES);
+                match (period, bucket) {
+                    (Some(period), Some(bucket)) => {
+                        Some(Report::ActivitiesDone(ActivitiesDone { period, bucket }))
+                    }
+                    _ => None,
+                }
+            }
+            "overdue_tasks" => Some(Report::OverdueTasks(OverdueTasks {})),
+            "follow_up_health" => {
+                let kind = f.opt_named::<TrackedKind>("kind", TrackedKind::NAMES);
+                let quiet_days = f.quiet_days();
+                quiet_days
+                    .map(|quiet_days| Report::FollowUpHealth(FollowUpHealth { kind, quiet_days }))
+            }
+            "ticket_backlog" => Some(Report::TicketBacklog(TicketBacklog {})),
+            "ticket_response_times" => f
+                .period()
+                .map(|period| Report::TicketResponseTimes(TicketResponseTimes { period })),
+            "ticket_sla_outcomes" => f
+                .period()
+                .map(|period| Report::TicketSlaOutcomes(TicketSlaOutcomes { period })),
+            "ticket_satisfaction" => f
+                .period()
+                .map(|period| Report::TicketSatisfaction(TicketSatisfaction { period })),
+            "ticket_volume" => {
+                let period = f.period();
+                let bucket = f.req_named::<Bucket>("bucket", Bucket::NAMES);
+                match (period, bucket) {
+                    (Some(period), Some(bucket)) => {
+                        Some(Report::TicketVolume(TicketVolume { period, bucket }))
+                    }
+                    _ => None,
+                }
+            }
+            "ticket_times" => f
+                .period()
+                .map(|period| Report::TicketTimes(TicketTimes { period })),
             "" => None,
             other => {
                 f.errs.push(
@@ -452,6 +533,20 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// `quiet_days`: a whole number of days from 1 to [`crate::activity::MAX_QUIET_DAYS`].
+    fn quiet_days(&mut self) -> Option<u32> {
+        self.seen("quiet_days");
+        let max = crate::activity::MAX_QUIET_DAYS;
+        let what = format!("is required: a whole number of days from 1 to {max}");
+        match self.m.get("quiet_days").and_then(Value::as_u64) {
+            Some(n) if (1..=u64::from(max)).contains(&n) => u32::try_from(n).ok(),
+            _ => {
+                self.errs.push("quiet_days", what);
+                None
+            }
+        }
+    }
+
     fn unknown_members(&mut self) {
         for k in self.m.keys() {
             if !self.seen.contains(&k.as_str()) {
@@ -556,6 +651,28 @@ mod tests {
                 best_case_at: 30,
                 commit_at: 70,
             }),
+            Report::ActivitiesDone(ActivitiesDone {
+                period: p,
+                bucket: Bucket::Week,
+            }),
+            Report::OverdueTasks(OverdueTasks {}),
+            Report::FollowUpHealth(FollowUpHealth {
+                kind: Some(TrackedKind::Organization),
+                quiet_days: 14,
+            }),
+            Report::FollowUpHealth(FollowUpHealth {
+                kind: None,
+                quiet_days: 1,
+            }),
+            Report::TicketBacklog(TicketBacklog {}),
+            Report::TicketResponseTimes(TicketResponseTimes { period: p }),
+            Report::TicketSlaOutcomes(TicketSlaOutcomes { period: p }),
+            Report::TicketSatisfaction(TicketSatisfaction { period: p }),
+            Report::TicketVolume(TicketVolume {
+                period: p,
+                bucket: Bucket::Quarter,
+            }),
+            Report::TicketTimes(TicketTimes { period: p }),
         ] {
             let json = r.to_json();
             assert_eq!(json["format"], 1);
@@ -687,5 +804,93 @@ mod tests {
             panic!("forecast accuracy: {r:?}")
         };
         assert_eq!((a.by_owner, a.best_case_at, a.commit_at), (false, 50, 90));
+    }
+
+    #[test]
+    fn every_report_name_round_trips() {
+        // The round-trip test above has one definition per name at least.
+        let names: Vec<&str> = REPORT_NAMES.to_vec();
+        for n in &names {
+            let e = Report::from_json(&format!(r#"{{"format":1,"report":"{n}","zzz":1}}"#))
+                .expect_err("an unknown member");
+            let fields: Vec<String> = e
+                .validation_errors()
+                .expect("validation")
+                .errors
+                .iter()
+                .map(|f| f.field.clone())
+                .collect();
+            assert!(fields.contains(&"zzz".to_string()), "{n}: {fields:?}");
+        }
+    }
+
+    #[test]
+    fn bad_parts_of_activity_and_service_reports_are_named() {
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"activities_done","period":{"from":"2026-01-01","to":"2026-01-31"}}"#
+            ),
+            ["bucket"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"activities_done","period":{"from":"2026-02-01","to":"2026-01-31"},"bucket":"hour"}"#
+            ),
+            ["period", "bucket"]
+        );
+        assert_eq!(
+            fields(r#"{"format":1,"report":"overdue_tasks","owner":"me"}"#),
+            ["owner"]
+        );
+        assert_eq!(
+            fields(r#"{"format":1,"report":"follow_up_health"}"#),
+            ["quiet_days"]
+        );
+        for bad in ["0", "3651", "-1", "1.5", "\"7\"", "null"] {
+            assert_eq!(
+                fields(&format!(
+                    r#"{{"format":1,"report":"follow_up_health","quiet_days":{bad}}}"#
+                )),
+                ["quiet_days"],
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"follow_up_health","quiet_days":7,"kind":"ticket' OR 1=1--"}"#
+            ),
+            ["kind"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"ticket_backlog","period":{"from":"2026-01-01","to":"2026-01-31"}}"#
+            ),
+            ["period"]
+        );
+        for name in [
+            "ticket_response_times",
+            "ticket_sla_outcomes",
+            "ticket_satisfaction",
+            "ticket_times",
+        ] {
+            assert_eq!(
+                fields(&format!(r#"{{"format":1,"report":"{name}"}}"#)),
+                ["period"],
+                "{name}"
+            );
+            assert_eq!(
+                fields(&format!(
+                    r#"{{"format":1,"report":"{name}","period":{{"from":"2026-01-01","to":"2026-13-01"}}}}"#
+                )),
+                ["period.to"],
+                "{name}"
+            );
+        }
+        assert_eq!(
+            fields(
+                r#"{"format":1,"report":"ticket_volume","period":{"from":"2026-01-01"},"bucket":7}"#
+            ),
+            ["period.to", "bucket"]
+        );
     }
 }

@@ -37,11 +37,14 @@ pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 use crate::pipeline_deals::DealFixture;
 use crate::support::{all_pages, at_time, date};
 
-/// Core, contacts, pipeline and analytics.
+/// Core, contacts, pipeline, activities, tickets and analytics (the dashboard check
+/// renders every report, the activity and service ones too).
 pub fn modules() -> crmkit_core::Result<Modules> {
     Modules::builder()
         .add(ContactsModule)
         .add(PipelineModule)
+        .add(crmkit_activities::ActivitiesModule)
+        .add(crmkit_tickets::TicketsModule)
         .add(AnalyticsModule)
         .build()
 }
@@ -1432,13 +1435,14 @@ async fn shown(store: &Store, ctx: &Ctx, text: &str) -> CheckResult<String> {
 const NEEDS_FIXTURES: &[&str] = &["pipeline_waterfall", "forecast_accuracy"];
 
 /// A definition of report `name` over 2026: the first of (no parameters, a period, a
-/// period and a monthly bucket) that parses.
+/// period and a monthly bucket, 14 quiet days) that parses.
 fn any_definition(name: &str) -> Option<Report> {
     let period = r#""period": {"from": "2026-01-01", "to": "2026-12-31"}"#;
     [
         String::new(),
         format!(", {period}"),
         format!(r#", {period}, "bucket": "month""#),
+        r#", "quiet_days": 14"#.to_owned(),
     ]
     .iter()
     .find_map(|extra| {
@@ -1549,7 +1553,7 @@ pub async fn dashboard(store: &Store) -> CheckResult {
         let Some(report) = any_definition(name) else {
             ensure!(
                 NEEDS_FIXTURES.contains(name),
-                "report {name} has a definition with only a period and a bucket"
+                "report {name} has a definition with only a period, a bucket or quiet days"
             );
             continue;
         };

@@ -3,8 +3,13 @@
 //!
 //! Every number is computed by the backend (`count` and grouped `aggregate` with exact
 //! integer sums, see [`crmkit_core::store::Aggregate`]), so it is identical on every
-//! backend. Queries are tenant-scoped and for Admins and Managers only (PermissionDenied
-//! otherwise): they cover every ticket of the tenant, whoever it is assigned to.
+//! backend. Queries are tenant-scoped and see what the actor sees: the backlog, response
+//! times and SLA outcomes carry ticket visibility (`visibility_scope`, the condition of
+//! ticket lists: Admin and Manager every ticket, others the tickets assigned to them or
+//! their queues; the SLA rows mirror the assignee, queue and deletion for it), so a
+//! ticket hidden from the actor never shows through a count. Satisfaction is for Admins
+//! and Managers only (PermissionDenied otherwise): it covers every rating of the tenant,
+//! also those of tickets deleted since, and the rating rows carry no assignee to scope by.
 //!
 //! Periods are half-open, `[from, to)`; `from` after `to` is a Validation error on `to`.
 //! Ticket periods select on the creation instant mirrored on the SLA row (migration 3):
@@ -16,6 +21,7 @@
 //! `None` when nothing was counted.
 
 use chrono::{DateTime, Utc};
+use crmkit_core::service::visibility_scope;
 use crmkit_core::store::{Aggregate, CmpOp, Cond, Measure, Row, Value};
 use crmkit_core::{Ctx, Error, Result, SlaPolicyId};
 use rust_decimal::Decimal;
@@ -171,16 +177,15 @@ impl Tickets {
         }
     }
 
-    /// The backlog: unsolved (new, open, pending, on hold), not deleted tickets of the
-    /// tenant per status and priority, one grouped count. Rows with a count of zero are
+    /// The backlog: unsolved (new, open, pending, on hold), not deleted tickets the actor
+    /// sees per status and priority, one grouped count. Rows with a count of zero are
     /// left out; rows are in status order then priority order (low to urgent).
     pub async fn backlog(&self, ctx: &Ctx) -> Result<Vec<BacklogRow>> {
-        ctx.actor().require_manage("ticket analytics (backlog)")?;
         let rows = self
             .aggregate_rows(
                 ctx,
                 TICKET_TABLE,
-                open_tickets(),
+                visibility_scope(ctx, false).and(open_tickets()),
                 &["status", "priority"],
                 vec![Measure::Count],
             )
@@ -212,18 +217,17 @@ impl Tickets {
     }
 
     /// First-response and resolution business minutes of the tickets created in
-    /// `[from, to)` that are not deleted (from the measures of their SLA rows: tickets
-    /// without a policy, or whose policy lacks the target, are not measured; a reopened
-    /// ticket counts for resolution again once solved again, with its total).
+    /// `[from, to)` that are not deleted and that the actor sees (from the measures of
+    /// their SLA rows: tickets without a policy, or whose policy lacks the target, are not
+    /// measured; a reopened ticket counts for resolution again once solved again, with its
+    /// total).
     pub async fn response_times(
         &self,
         ctx: &Ctx,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<ResponseTimes> {
-        ctx.actor()
-            .require_manage("ticket analytics (response times)")?;
-        let base = period("created_at", from, to)?.and(Cond::IsNull("deleted_at".into()));
+        let base = period("created_at", from, to)?.and(visibility_scope(ctx, false));
         let mut out = ResponseTimes::default();
         for (column, stat) in [
             ("first_response_minutes", &mut out.first_response),
@@ -241,21 +245,20 @@ impl Tickets {
         Ok(out)
     }
 
-    /// Per policy and target, how many tickets created in `[from, to)` (not deleted) met
-    /// the target without breaching it (`achieved_at` set, `breached_at` not) and how many
-    /// breached it (`breached_at` set), as of their stored SLA rows (breaches the sweep
-    /// has not recorded yet are not counted). The policy is the one each ticket is under
-    /// now. Only pairs with a non-zero count are listed, by policy id then target.
+    /// Per policy and target, how many tickets created in `[from, to)` (not deleted, seen
+    /// by the actor) met the target without breaching it (`achieved_at` set,
+    /// `breached_at` not) and how many breached it (`breached_at` set), as of their stored
+    /// SLA rows (breaches the sweep has not recorded yet are not counted). The policy is
+    /// the one each ticket is under now. Only pairs with a non-zero count are listed, by
+    /// policy id then target.
     pub async fn sla_outcomes(
         &self,
         ctx: &Ctx,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<SlaOutcome>> {
-        ctx.actor()
-            .require_manage("ticket analytics (SLA outcomes)")?;
         let base = period("created_at", from, to)?
-            .and(Cond::IsNull("deleted_at".into()))
+            .and(visibility_scope(ctx, false))
             .and(not_null("policy_id"));
         let mut out: Vec<SlaOutcome> = vec![];
         for kind in SlaTargetKind::ALL {
@@ -314,7 +317,8 @@ impl Tickets {
     }
 
     /// Satisfaction ratings recorded in `[from, to)`: count, exact sum and average (also
-    /// ratings of tickets deleted since). (Named so beside
+    /// ratings of tickets deleted since). Admin and Manager only: the rating rows carry
+    /// no assignee or queue to scope a Rep's count by. (Named so beside
     /// [`satisfaction`](Self::satisfaction), one ticket's ratings.)
     pub async fn satisfaction_stats(
         &self,
