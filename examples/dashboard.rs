@@ -9,16 +9,19 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use crmkit::activities::{ActivityDetails, Call, CallOutcome, Direction, Meeting, NewActivity};
 use crmkit::analytics::{
-    Bucket, ChartKind, Dashboard, Dim, Forecast, LostReasons, Period, PipelineByStage, Report,
-    SalesCycle, SlipDim, SlippedDeals, StageFunnel, TimeInStage, Widget, WinRate,
+    ActivitiesDone, Bucket, ChartKind, Dashboard, Dim, Forecast, ForecastAccuracy, LostReasons,
+    Period, PipelineByStage, Report, SalesCycle, SlipDim, SlippedDeals, StageFunnel, TicketTimes,
+    TicketVolume, TimeInStage, Waterfall, Widget, WinRate,
 };
 use crmkit::contacts::NewContact;
 use crmkit::pipeline::deal::{DealPatch, LostReasonInput, NewDeal, Source, StageKind};
 use crmkit::pipeline::lead::{LeadStatus, NewLead};
-use crmkit::tickets::{NewTicket, TicketStatus};
+use crmkit::tickets::calendar::{CalendarSpec, Interval};
+use crmkit::tickets::sla::{NewSlaPolicy, SlaConditions, SlaTargets};
+use crmkit::tickets::{NewComment, NewTicket, TicketStatus};
 use crmkit::{
     Actor, Crm, Ctx, Currency, Decimal, Error, ManualClock, Money, RecordRef, Role, TenantId,
     UserId, UserInput,
@@ -132,6 +135,35 @@ async fn main() -> Result<(), Error> {
             Decimal::new(92, 2),
         )
         .await?;
+    // Support hours and an SLA: first response within 4 working hours, resolution in 3 days.
+    let mut spec = CalendarSpec::new(ZONE);
+    for wd in [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+    ] {
+        *spec.hours.get_mut(wd) = vec![Interval::hm(8, 0, 18, 0)];
+    }
+    let calendar = crm.sla_calendars().create(&ctx, "Berlin", spec).await?;
+    crm.sla_policies()
+        .create(
+            &ctx,
+            NewSlaPolicy {
+                name: "Standard".into(),
+                position: 0,
+                conditions: SlaConditions::default(),
+                calendar: calendar.id,
+                targets: SlaTargets {
+                    first_response: Some(240),
+                    next_response: None,
+                    resolution: Some(3 * 600),
+                },
+                active: true,
+            },
+        )
+        .await?;
     let pipeline = crm.pipelines().ensure_default(&ctx).await?;
     let open: Vec<_> = pipeline
         .stages
@@ -164,8 +196,14 @@ async fn main() -> Result<(), Error> {
     let mut live: Vec<(crmkit::DealId, usize, usize)> = vec![]; // (deal, rep, stage index)
     let mut tickets = vec![];
     let (mut deals_made, mut leads_made) = (0, 0);
+    let mut first_snapshot = None;
     let mut d = start;
     while d <= day(2026, 3, 31) {
+        if d == day(2026, 2, 16) {
+            // Mid-quarter, Monday morning: the manager snapshots the open pipeline.
+            clock.set(at(d, -60));
+            first_snapshot = Some(crm.analytics().take_snapshot(&ctx).await?);
+        }
         let weekday = d.format("%u").to_string();
         if weekday == "6" || weekday == "7" {
             d = d.succ_opt().expect("a day");
@@ -316,6 +354,19 @@ async fn main() -> Result<(), Error> {
                 tickets.push(t.id);
             }
         }
+        // The desk answers in the late morning and solves in the evening.
+        clock.set(at(d, 120));
+        for id in &tickets {
+            if rng.chance(50) {
+                let reply = NewComment {
+                    body: "Thanks, we are looking into it.".into(),
+                    public: true,
+                    by_requester: false,
+                    attachments: vec![],
+                };
+                crm.tickets().comment(&ctx, *id, reply).await?;
+            }
+        }
         clock.set(at(d, 600));
         let mut open_tickets = vec![];
         for id in tickets.drain(..) {
@@ -331,6 +382,9 @@ async fn main() -> Result<(), Error> {
         tickets = open_tickets;
         d = d.succ_opt().expect("a day");
     }
+    clock.set(at(day(2026, 4, 1), -60));
+    let earlier = first_snapshot.expect("a snapshot on 16 February");
+    let later = crm.analytics().take_snapshot(&ctx).await?;
     clock.set(at(day(2026, 4, 6), 0));
     println!(
         "seeded {deals_made} deals, {leads_made} leads and the activities and tickets of a \
@@ -491,6 +545,56 @@ async fn main() -> Result<(), Error> {
         );
     }
 
+    let waterfall = Waterfall {
+        earlier: earlier.id,
+        later: later.id,
+        pipeline: None,
+        period: None,
+    };
+    println!(
+        "\nPipeline waterfall, {} ({} open deals) to {} ({} open deals)",
+        earlier.taken_at.format("%d %b"),
+        earlier.deal_count,
+        later.taken_at.format("%d %b"),
+        later.deal_count
+    );
+    for r in a.pipeline_waterfall(&ctx, &waterfall).await? {
+        let line = format!("{:?}", r.change);
+        println!("{line:<10} {:>4} deals {:>14}", r.count, r.amount);
+    }
+    let accuracy = ForecastAccuracy {
+        snapshot: earlier.id,
+        period: Period::new(day(2026, 2, 16), day(2026, 3, 31))?,
+        pipeline: None,
+        by_owner: false,
+        rate_date: None,
+        best_case_at: 50,
+        commit_at: 80,
+    };
+    for r in a.forecast_accuracy(&ctx, &accuracy).await? {
+        println!(
+            "\nForecast accuracy: on 16 Feb the weighted forecast for the rest of Q1 was {}; \
+             won since: {} ({} deals){}",
+            r.weighted,
+            r.won.amount,
+            r.won.count,
+            r.accuracy.map_or(String::new(), |x| format!(
+                ", {:.0}% of it",
+                x * Decimal::ONE_HUNDRED
+            ))
+        );
+    }
+    let times = a.ticket_times(&ctx, &TicketTimes { period: q1 }).await?;
+    let minutes = |m: Option<i64>| m.map_or("-".into(), |m| format!("{m} min"));
+    println!(
+        "\nSupport, Q1: first response median {} (p90 {}), resolution median {} (p90 {}), \
+         in business minutes",
+        minutes(times.first_response.median_minutes),
+        minutes(times.first_response.p90_minutes),
+        minutes(times.resolution.median_minutes),
+        minutes(times.resolution.p90_minutes)
+    );
+
     // The dashboard: stored as JSON by the host, rendered as SVG charts.
     let dashboard = Dashboard::new("Sales Monday")
         .widget(Widget::new(
@@ -531,6 +635,27 @@ async fn main() -> Result<(), Error> {
             "Lost reasons, Q1",
             Report::LostReasons(lost_reasons),
             ChartKind::Bar,
+        ))
+        .widget(Widget::new(
+            "Pipeline waterfall, 16 Feb to 1 Apr",
+            Report::PipelineWaterfall(waterfall),
+            ChartKind::Bar,
+        ))
+        .widget(Widget::new(
+            "Activities done per week and rep",
+            Report::ActivitiesDone(ActivitiesDone {
+                period: q1,
+                bucket: Bucket::Week,
+            }),
+            ChartKind::StackedBar,
+        ))
+        .widget(Widget::new(
+            "Tickets created and solved per week",
+            Report::TicketVolume(TicketVolume {
+                period: q1,
+                bucket: Bucket::Week,
+            }),
+            ChartKind::Line,
         ));
     let stored = dashboard.to_json().to_string();
     let dashboard = Dashboard::from_json(&stored)?;
