@@ -153,6 +153,23 @@ pub fn row_fields(report: &str) -> Option<(&'static [&'static str], &'static [&'
         ),
         "lost_reasons" => (&["name", "kind", "reason"], &["count", "value"]),
         "slipped_deals" => (&["group"], &["slips", "deals", "days", "average_days"]),
+        "lead_funnel" => (
+            &["source", "group"],
+            &[
+                "created",
+                "new",
+                "contacted",
+                "nurturing",
+                "qualified",
+                "disqualified",
+                "converted",
+                "conversion_rate",
+            ],
+        ),
+        "campaign_roi" => (
+            &["name", "campaign"],
+            &["cost", "revenue", "roi", "leads", "deals", "won"],
+        ),
         _ => return None,
     })
 }
@@ -177,6 +194,8 @@ pub fn defaults(report: &str) -> Option<(Option<&'static str>, &'static [&'stati
         "time_in_stage" => (Some("stage_name"), &["median_seconds", "p90_seconds"]),
         "lost_reasons" => (Some("name"), &["count"]),
         "slipped_deals" => (Some("group"), &["slips"]),
+        "lead_funnel" => (Some("source"), &["created", "converted"]),
+        "campaign_roi" => (Some("name"), &["cost", "revenue"]),
         _ => return None,
     })
 }

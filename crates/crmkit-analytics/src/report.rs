@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::funnel::{LostReasons, SlipDim, SlippedDeals, StageFunnel, TimeInStage};
+use crate::leads::{CampaignRoi, LeadDim, LeadFunnel};
 use crate::period::{Bucket, Period};
 use crate::sales::{Dim, Forecast, PipelineByStage, SalesCycle, Velocity, WinRate};
 
@@ -37,6 +38,8 @@ pub const REPORT_NAMES: &[&str] = &[
     "time_in_stage",
     "lost_reasons",
     "slipped_deals",
+    "lead_funnel",
+    "campaign_roi",
 ];
 
 /// A report definition: which report, with its parameters.
@@ -61,6 +64,10 @@ pub enum Report {
     LostReasons(LostReasons),
     /// Slipped deals.
     SlippedDeals(SlippedDeals),
+    /// Lead funnel by source.
+    LeadFunnel(LeadFunnel),
+    /// Campaign ROI.
+    CampaignRoi(CampaignRoi),
 }
 
 /// The rows a report returned, as JSON (each row is the typed row serialised; decimals
@@ -88,6 +95,8 @@ impl Report {
             Report::TimeInStage(_) => "time_in_stage",
             Report::LostReasons(_) => "lost_reasons",
             Report::SlippedDeals(_) => "slipped_deals",
+            Report::LeadFunnel(_) => "lead_funnel",
+            Report::CampaignRoi(_) => "campaign_roi",
         }
     }
 
@@ -231,6 +240,23 @@ impl Report {
                     })
                 })
             }
+            "lead_funnel" => {
+                let period = f.period();
+                let by = f.opt_named("by", LeadDim::NAMES);
+                period.map(|period| Report::LeadFunnel(LeadFunnel { period, by }))
+            }
+            "campaign_roi" => {
+                let campaign = f.opt("campaign");
+                let period = f.opt_period();
+                let rate_date = f.opt("rate_date");
+                period.map(|period| {
+                    Report::CampaignRoi(CampaignRoi {
+                        campaign,
+                        period,
+                        rate_date,
+                    })
+                })
+            }
             "" => None,
             other => {
                 f.errs.push(
@@ -293,6 +319,7 @@ impl<'a> Fields<'a> {
             Some(v) => {
                 let what = match name {
                     "pipeline" => "a pipeline id or null",
+                    "campaign" => "a campaign id or null",
                     "rate_date" => "a date (YYYY-MM-DD) or null",
                     _ => "an integer from 0 to 100",
                 };
@@ -323,6 +350,17 @@ impl<'a> Fields<'a> {
                 let what = format!("one of {}", names.join(", "));
                 self.parse(name, v, &what)
             }
+        }
+    }
+
+    /// An optional `period`: `Some(None)` when absent or null, `None` when bad (named).
+    fn opt_period(&mut self) -> Option<Option<Period>> {
+        match self.m.get("period") {
+            None | Some(Value::Null) => {
+                self.seen("period");
+                Some(None)
+            }
+            Some(_) => self.period().map(Some),
         }
     }
 
