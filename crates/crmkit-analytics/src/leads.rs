@@ -298,8 +298,7 @@ impl LeadReports<'_> {
                 .as_text()
                 .and_then(LeadStatus::parse)
                 .ok_or_else(|| Error::storage("unknown lead status in the leads table"))?;
-            groups.entry((source, group)).or_default()[status as usize] +=
-                count_of(&row[n + 1])?;
+            groups.entry((source, group)).or_default()[status as usize] += count_of(&row[n + 1])?;
         }
         let mut out = groups
             .into_iter()
@@ -445,7 +444,10 @@ mod tests {
     fn definitions_round_trip() {
         let p = Period::new(d("2026-01-01"), d("2026-03-31")).expect("period");
         for r in [
-            Report::LeadFunnel(LeadFunnel { period: p, by: None }),
+            Report::LeadFunnel(LeadFunnel {
+                period: p,
+                by: None,
+            }),
             Report::LeadFunnel(LeadFunnel {
                 period: p,
                 by: Some(LeadDim::Campaign),

@@ -968,8 +968,7 @@ impl Campaigns {
                 measures: vec![Measure::Sum("amount".into()), Measure::Count],
             };
             // (campaign, open?) -> currency -> units.
-            let mut sums: BTreeMap<(CampaignId, bool), BTreeMap<Currency, i128>> =
-                BTreeMap::new();
+            let mut sums: BTreeMap<(CampaignId, bool), BTreeMap<Currency, i128>> = BTreeMap::new();
             for r in backend.aggregate(ctx.tenant(), &agg).await? {
                 let campaign = campaign_of(&r[0])?;
                 let status = r[2].as_text().ok_or_else(bad)?;

@@ -71,6 +71,7 @@ mod support;
 pub mod activities;
 pub mod analytics;
 pub mod analytics_funnel;
+pub mod analytics_leads;
 pub mod automation;
 pub mod automation_engine;
 pub mod automation_scoring;

@@ -107,6 +107,7 @@ macro_rules! store_property {
 mod activities;
 mod analytics;
 mod analytics_funnel;
+mod analytics_leads;
 mod automation;
 mod automation_engine;
 mod automation_scoring;
