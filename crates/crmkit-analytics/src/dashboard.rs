@@ -204,6 +204,23 @@ pub fn row_fields(report: &str) -> Option<(&'static [&'static str], &'static [&'
                 "resolution.p90_minutes",
             ],
         ),
+        "lead_funnel" => (
+            &["source", "group"],
+            &[
+                "created",
+                "new",
+                "contacted",
+                "nurturing",
+                "qualified",
+                "disqualified",
+                "converted",
+                "conversion_rate",
+            ],
+        ),
+        "campaign_roi" => (
+            &["name", "campaign"],
+            &["cost", "revenue", "roi", "leads", "deals", "won"],
+        ),
         _ => return None,
     })
 }
@@ -242,6 +259,8 @@ pub fn defaults(report: &str) -> Option<(Option<&'static str>, &'static [&'stati
             None,
             &["first_response.median_minutes", "resolution.median_minutes"],
         ),
+        "lead_funnel" => (Some("source"), &["created", "converted"]),
+        "campaign_roi" => (Some("name"), &["cost", "revenue"]),
         _ => return None,
     })
 }

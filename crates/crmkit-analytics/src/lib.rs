@@ -4,9 +4,11 @@
 //! [`Analytics::forecast`], [`Analytics::win_rate`], [`Analytics::sales_cycle`],
 //! [`Analytics::velocity`]; the deal progress reports of [`funnel`]:
 //! [`Analytics::stage_funnel`], [`Analytics::time_in_stage`], [`Analytics::lost_reasons`],
-//! [`Analytics::slipped_deals`]; from pipeline snapshots, [`Analytics::pipeline_waterfall`]
-//! and [`Analytics::forecast_accuracy`], see [`snapshot`]), and also data: a [`Report`] is
-//! stored as versioned JSON
+//! [`Analytics::slipped_deals`]; the lead and campaign reports of [`leads`]:
+//! [`Analytics::lead_funnel`], [`Analytics::campaign_roi`]; from pipeline snapshots,
+//! [`Analytics::pipeline_waterfall`] and [`Analytics::forecast_accuracy`], see
+//! [`snapshot`]; the activity and service reports of [`activity`] and [`service`]), and
+//! also data: a [`Report`] is stored as versioned JSON
 //! (`"format": 1`) and run with [`Analytics::run`], which returns its rows as JSON.
 //!
 //! The main design decision: **every count and sum is a grouped aggregate computed by the
@@ -65,6 +67,7 @@ pub mod activity;
 pub mod chart;
 pub mod dashboard;
 pub mod funnel;
+pub mod leads;
 pub mod period;
 pub mod report;
 pub mod sales;
@@ -82,6 +85,7 @@ pub use funnel::{
     FunnelRow, LostReasonRow, LostReasons, ReasonKind, SlipDim, SlipRow, SlippedDeals, StageFunnel,
     StageTimeRow, TimeInStage,
 };
+pub use leads::{CampaignRoi, LeadDim, LeadFunnel, LeadFunnelRow, RoiRow};
 pub use period::{Bucket, BucketKey, MAX_BUCKETS, Period};
 pub use report::{FORMAT, Report, ReportRows};
 pub use sales::{
@@ -344,6 +348,31 @@ impl Analytics {
         self.progress(ctx).await?.slipped_deals(ctx, r).await
     }
 
+    /// The lead funnel of the leads created in the period: per source (and owner, team or
+    /// campaign), their counts by status now and the conversion rate (see [`leads`]).
+    pub async fn lead_funnel(&self, ctx: &Ctx, r: &LeadFunnel) -> Result<Vec<LeadFunnelRow>> {
+        let tz = self.settings(ctx).await?.tz()?;
+        leads::LeadReports {
+            store: &self.store,
+            tz,
+        }
+        .lead_funnel(ctx, r)
+        .await
+    }
+
+    /// Campaign ROI: per campaign the actor sees, its cost and the revenue of the
+    /// attributed deals won in the period, in the base currency, the ROI and the
+    /// attributed leads and deals (see [`leads`]).
+    pub async fn campaign_roi(&self, ctx: &Ctx, r: &CampaignRoi) -> Result<Vec<RoiRow>> {
+        let sales = self.sales(ctx).await?;
+        leads::LeadReports {
+            store: &self.store,
+            tz: sales.tz,
+        }
+        .campaign_roi(ctx, r, &sales)
+        .await
+    }
+
     /// Runs a report definition; its rows as JSON, with the base currency.
     pub async fn run(&self, ctx: &Ctx, report: &Report) -> Result<ReportRows> {
         fn rows<T: Serialize>(rows: &[T]) -> Result<Vec<serde_json::Value>> {
@@ -372,6 +401,8 @@ impl Analytics {
             | Report::TicketSatisfaction(_)
             | Report::TicketVolume(_)
             | Report::TicketTimes(_) => self.run_service(ctx, report).await?,
+            Report::LeadFunnel(r) => rows(&self.lead_funnel(ctx, r).await?)?,
+            Report::CampaignRoi(r) => rows(&self.campaign_roi(ctx, r).await?)?,
         };
         let currency = crmkit_pipeline::currency::Currencies::new(&self.store)?
             .base_currency(ctx)

@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::activity::{ActivitiesDone, FollowUpHealth, OverdueTasks, TrackedKind};
 use crate::funnel::{LostReasons, SlipDim, SlippedDeals, StageFunnel, TimeInStage};
+use crate::leads::{CampaignRoi, LeadDim, LeadFunnel};
 use crate::period::{Bucket, Period};
 use crate::sales::{Dim, Forecast, PipelineByStage, SalesCycle, Velocity, WinRate};
 use crate::service::{
@@ -54,6 +55,8 @@ pub const REPORT_NAMES: &[&str] = &[
     "ticket_satisfaction",
     "ticket_volume",
     "ticket_times",
+    "lead_funnel",
+    "campaign_roi",
 ];
 
 /// A report definition: which report, with its parameters.
@@ -100,6 +103,10 @@ pub enum Report {
     TicketVolume(TicketVolume),
     /// Median and 90th percentile ticket response and resolution times.
     TicketTimes(TicketTimes),
+    /// Lead funnel by source.
+    LeadFunnel(LeadFunnel),
+    /// Campaign ROI.
+    CampaignRoi(CampaignRoi),
 }
 
 /// The rows a report returned, as JSON (each row is the typed row serialised; decimals
@@ -138,6 +145,8 @@ impl Report {
             Report::TicketSatisfaction(_) => "ticket_satisfaction",
             Report::TicketVolume(_) => "ticket_volume",
             Report::TicketTimes(_) => "ticket_times",
+            Report::LeadFunnel(_) => "lead_funnel",
+            Report::CampaignRoi(_) => "campaign_roi",
         }
     }
 
@@ -285,7 +294,8 @@ impl Report {
                 let earlier = f.member::<SnapshotId>("earlier", true, "a snapshot id");
                 let later = f.member::<SnapshotId>("later", true, "a snapshot id");
                 let pipeline = f.opt("pipeline");
-                let period = f.opt_period();
+                // A bad period is named in the errors and fails the definition.
+                let period = f.opt_period().flatten();
                 match (earlier, later) {
                     (Some(earlier), Some(later)) => Some(Report::PipelineWaterfall(Waterfall {
                         earlier,
@@ -361,6 +371,23 @@ impl Report {
             "ticket_times" => f
                 .period()
                 .map(|period| Report::TicketTimes(TicketTimes { period })),
+            "lead_funnel" => {
+                let period = f.period();
+                let by = f.opt_named("by", LeadDim::NAMES);
+                period.map(|period| Report::LeadFunnel(LeadFunnel { period, by }))
+            }
+            "campaign_roi" => {
+                let campaign = f.opt("campaign");
+                let period = f.opt_period();
+                let rate_date = f.opt("rate_date");
+                period.map(|period| {
+                    Report::CampaignRoi(CampaignRoi {
+                        campaign,
+                        period,
+                        rate_date,
+                    })
+                })
+            }
             "" => None,
             other => {
                 f.errs.push(
@@ -423,6 +450,7 @@ impl<'a> Fields<'a> {
             Some(v) => {
                 let what = match name {
                     "pipeline" => "a pipeline id or null",
+                    "campaign" => "a campaign id or null",
                     "rate_date" => "a date (YYYY-MM-DD) or null",
                     _ => "an integer from 0 to 100",
                 };
@@ -453,6 +481,17 @@ impl<'a> Fields<'a> {
                 let what = format!("one of {}", names.join(", "));
                 self.parse(name, v, &what)
             }
+        }
+    }
+
+    /// An optional `period`: `Some(None)` when absent or null, `None` when bad (named).
+    fn opt_period(&mut self) -> Option<Option<Period>> {
+        match self.m.get("period") {
+            None | Some(Value::Null) => {
+                self.seen("period");
+                Some(None)
+            }
+            Some(_) => self.period().map(Some),
         }
     }
 
@@ -519,17 +558,6 @@ impl<'a> Fields<'a> {
                 None
             }
             Some(v) => self.parse(name, v, what),
-        }
-    }
-
-    /// `period` when present and not null (read as [`Self::period`]).
-    fn opt_period(&mut self) -> Option<Period> {
-        match self.m.get("period") {
-            None | Some(Value::Null) => {
-                self.seen("period");
-                None
-            }
-            Some(_) => self.period(),
         }
     }
 

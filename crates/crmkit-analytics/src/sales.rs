@@ -276,7 +276,7 @@ pub fn ratio(num: i128, den: i128, dp: u32) -> Option<Decimal> {
 
 /// A decimal as an integer count of `10^-dp` units (exact; `None` if it has more places
 /// or does not fit).
-fn units(d: Decimal, dp: u32) -> Option<i128> {
+pub(crate) fn units(d: Decimal, dp: u32) -> Option<i128> {
     if d.scale() > dp {
         return None;
     }
@@ -675,7 +675,7 @@ impl Sales<'_> {
     }
 
     /// Won and lost sums per group and currency in the period.
-    async fn closed(
+    pub(crate) async fn closed(
         &self,
         ctx: &Ctx,
         period: &Period,

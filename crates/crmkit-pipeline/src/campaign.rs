@@ -33,13 +33,19 @@
 //!
 //! ## ROI inputs
 //!
-//! [`Campaigns::roi_inputs`] reads the campaign's cost and budget, and aggregates in the
-//! database (one grouped SUM/COUNT per table) the deals (`pipeline_deal`: columns
-//! `campaign_id`, `amount` in 10^-4 units, `currency`, `status` open/won/lost,
-//! `deleted_at`) and leads (`pipeline_lead`: `campaign_id`, `deleted_at`) attributed to it.
-//! Deleted deals and leads do not count; for a Rep or ReadOnly actor only the deals and
-//! leads they could see count (`owner_id` / `team_id`, when the table has them). While a
-//! table is not part of the composed schema, its part of the inputs is zero / empty.
+//! A deal or lead is **attributed** to a campaign when its `campaign` field is that
+//! campaign (a deal made by lead conversion inherits the lead's campaign).
+//! [`Campaigns::attribution`] aggregates, in the database and for many campaigns at once
+//! (one grouped SUM/COUNT per table, grouped by `campaign_id`), the deals
+//! (`pipeline_deal`: columns `campaign_id`, `amount` in 10^-4 units, `currency`, `status`
+//! open/won/lost, `deleted_at`) and leads (`pipeline_lead`: `campaign_id`, `deleted_at`)
+//! attributed to each. Deleted deals and leads do not count; for a Rep or ReadOnly actor
+//! only the deals and leads they could see count (`owner_id` / `team_id`, when the table
+//! has them). While a table is not part of the composed schema, its part is zero / empty.
+//! Amount totals are [`CurrencyTotal`]s: exact 128-bit sums of storage units, so a total
+//! of many amounts never overflows (a single [`Money`] holds at most 922337203685477.5807).
+//! [`Campaigns::roi_inputs`] is one visible campaign's cost, budget and expected revenue
+//! with its attribution and members.
 
 mod rows;
 
@@ -56,6 +62,7 @@ use crmkit_core::{
     CustomValues, Error, Money, NewEvent, Page, Query, RecordKind, RecordRef, Result, Store,
     TeamId, UserId, ValidationErrors, Visibility,
 };
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub use rows::{
@@ -401,6 +408,48 @@ pub struct AttributedDeals {
     pub lost: u64,
 }
 
+/// An exact total of amounts in one currency, in storage units (10^-4 of the currency):
+/// 128 bits wide, so the total of any number of stored amounts fits (one [`Money`] holds
+/// at most 2^63 - 1 units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrencyTotal {
+    /// The currency.
+    pub currency: Currency,
+    /// The total in 10^-4 units of the currency.
+    pub units: i128,
+}
+
+impl CurrencyTotal {
+    /// The total of one amount.
+    pub fn of(m: &Money) -> Result<CurrencyTotal> {
+        Ok(CurrencyTotal {
+            currency: m.currency(),
+            units: i128::from(m.to_storage_units()?),
+        })
+    }
+
+    /// The total as a decimal (`None` beyond the 28 digits a decimal holds).
+    pub fn amount(&self) -> Option<Decimal> {
+        Decimal::try_from_i128_with_scale(self.units, Money::STORAGE_SCALE)
+            .ok()
+            .map(|d| d.normalize())
+    }
+}
+
+/// The deals and leads attributed to one campaign, aggregated in the database (see the
+/// [module docs](self)).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Attribution {
+    /// Amounts of open attributed deals, one total per currency (by code).
+    pub pipeline: Vec<CurrencyTotal>,
+    /// Amounts of won attributed deals, one total per currency (by code).
+    pub won: Vec<CurrencyTotal>,
+    /// Attributed deals by state.
+    pub deals: AttributedDeals,
+    /// Attributed leads.
+    pub leads: u64,
+}
+
 /// What a campaign ROI report needs, computed in the database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoiInputs {
@@ -412,10 +461,10 @@ pub struct RoiInputs {
     pub budget: Option<Money>,
     /// Expected revenue (when set).
     pub expected_revenue: Option<Money>,
-    /// Sum of the amounts of open attributed deals, one entry per currency (by code).
-    pub attributed_pipeline: Vec<Money>,
-    /// Sum of the amounts of won attributed deals, one entry per currency (by code).
-    pub attributed_won: Vec<Money>,
+    /// Amounts of open attributed deals, one exact total per currency (by code).
+    pub attributed_pipeline: Vec<CurrencyTotal>,
+    /// Amounts of won attributed deals, one exact total per currency (by code).
+    pub attributed_won: Vec<CurrencyTotal>,
     /// Attributed deals by state.
     pub attributed_deals: AttributedDeals,
     /// Attributed leads.
@@ -865,88 +914,140 @@ impl Campaigns {
 
     // ----- ROI inputs -----
 
-    /// The inputs of a campaign's ROI report (see the module docs): the campaign's cost,
-    /// budget and expected revenue, and, aggregated in the database, the open and won
-    /// amounts per currency and the counts of attributed deals and leads, and the members
-    /// by status.
-    pub async fn roi_inputs(&self, ctx: &Ctx, id: CampaignId) -> Result<RoiInputs> {
-        let c = self.load(ctx, id, Some(false)).await?;
+    /// How many campaign ids one attribution aggregate names (`campaign_id IN (..)`).
+    pub const ATTRIBUTION_CHUNK: usize = 500;
+
+    /// The deals and leads attributed to campaigns (see the [module docs](self)),
+    /// aggregated in the database: `campaigns` only (in aggregates of at most
+    /// [`Self::ATTRIBUTION_CHUNK`] ids), or, when `None`, every campaign that has attributed
+    /// deals or leads the actor sees. Campaign visibility is not checked here: a caller
+    /// that reports on campaigns picks the ones the actor sees (as
+    /// [`Campaigns::roi_inputs`] does); the figures count only live deals and leads the
+    /// actor sees. A campaign without attributed deals or leads has no entry.
+    pub async fn attribution(
+        &self,
+        ctx: &Ctx,
+        campaigns: Option<&[CampaignId]>,
+    ) -> Result<BTreeMap<CampaignId, Attribution>> {
+        let mut out = BTreeMap::new();
+        match campaigns {
+            None => {
+                let any = Cond::Not(Box::new(Cond::IsNull("campaign_id".into())));
+                self.attribution_of(ctx, any, &mut out).await?;
+            }
+            Some(ids) => {
+                for chunk in ids.chunks(Self::ATTRIBUTION_CHUNK) {
+                    let these = Cond::In(
+                        "campaign_id".into(),
+                        chunk.iter().map(|c| Value::Uuid(c.as_uuid())).collect(),
+                    );
+                    self.attribution_of(ctx, these, &mut out).await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Campaigns::attribution`] of the campaigns `which` selects, added to `out`.
+    async fn attribution_of(
+        &self,
+        ctx: &Ctx,
+        which: Cond,
+        out: &mut BTreeMap<CampaignId, Attribution>,
+    ) -> Result<()> {
         let backend = self.store.backend();
         let schema = backend.schema();
-        let mut out = RoiInputs {
-            campaign: id,
-            cost: c.actual_cost,
-            budget: c.budget,
-            expected_revenue: c.expected_revenue,
-            attributed_pipeline: vec![],
-            attributed_won: vec![],
-            attributed_deals: AttributedDeals::default(),
-            attributed_leads: 0,
-            members: vec![],
-        };
-        let live = Cond::eq("campaign_id", id.as_uuid()).and(Cond::IsNull("deleted_at".into()));
+        let live = which.and(Cond::IsNull("deleted_at".into()));
+        let bad = || Error::storage("malformed attribution aggregate row");
+        let campaign_of = |v: &Value| v.as_uuid().map(CampaignId::from_uuid).ok_or_else(bad);
         if let Ok(deals) = schema.table(DEAL_TABLE) {
             let agg = Aggregate {
                 table: DEAL_TABLE,
                 cond: live.clone().and(Self::foreign_visibility(ctx, deals)),
-                group_by: vec!["currency".into(), "status".into()],
+                group_by: vec!["campaign_id".into(), "currency".into(), "status".into()],
                 measures: vec![Measure::Sum("amount".into()), Measure::Count],
             };
-            let mut open: BTreeMap<Currency, i64> = BTreeMap::new();
-            let mut won: BTreeMap<Currency, i64> = BTreeMap::new();
+            // (campaign, open?) -> currency -> units.
+            let mut sums: BTreeMap<(CampaignId, bool), BTreeMap<Currency, i128>> = BTreeMap::new();
             for r in backend.aggregate(ctx.tenant(), &agg).await? {
-                let bad = || Error::storage("malformed deal aggregate row");
-                let status = r[1].as_text().ok_or_else(bad)?;
-                let sum = i64::try_from(r[2].as_sum().ok_or_else(bad)?)
-                    .map_err(|_| Error::storage("attributed amount overflows"))?;
-                let n = r[3].as_int().ok_or_else(bad)? as u64;
-                let currency = match &r[0] {
+                let campaign = campaign_of(&r[0])?;
+                let status = r[2].as_text().ok_or_else(bad)?;
+                let sum = r[3].as_sum().ok_or_else(bad)?;
+                let n = r[4].as_int().ok_or_else(bad)? as u64;
+                let currency = match &r[1] {
                     Value::Text(code) => Some(Currency::parse(code).map_err(|_| {
                         Error::storage(format!("deal currency {code:?} is not ISO 4217"))
                     })?),
                     _ => None,
                 };
-                let target = match status {
+                let a = out.entry(campaign).or_default();
+                let open = match status {
                     "open" => {
-                        out.attributed_deals.open += n;
-                        Some(&mut open)
+                        a.deals.open += n;
+                        Some(true)
                     }
                     "won" => {
-                        out.attributed_deals.won += n;
-                        Some(&mut won)
+                        a.deals.won += n;
+                        Some(false)
                     }
                     "lost" => {
-                        out.attributed_deals.lost += n;
+                        a.deals.lost += n;
                         None
                     }
                     other => {
                         return Err(Error::storage(format!("unknown deal status {other:?}")));
                     }
                 };
-                if let (Some(t), Some(cur)) = (target, currency) {
-                    let e = t.entry(cur).or_insert(0);
+                if let (Some(open), Some(cur)) = (open, currency) {
+                    let e = sums
+                        .entry((campaign, open))
+                        .or_default()
+                        .entry(cur)
+                        .or_insert(0);
                     *e = e
                         .checked_add(sum)
-                        .ok_or_else(|| Error::storage("attributed amount overflows"))?;
+                        .ok_or_else(|| Error::storage("attributed amount overflows 128 bits"))?;
                 }
             }
-            let money = |m: BTreeMap<Currency, i64>| {
-                m.into_iter()
-                    .map(|(c, u)| Money::from_storage_units(u, c))
-                    .collect::<Vec<_>>()
-            };
-            out.attributed_pipeline = money(open);
-            out.attributed_won = money(won);
+            for ((campaign, open), by_currency) in sums {
+                let totals = by_currency
+                    .into_iter()
+                    .map(|(currency, units)| CurrencyTotal { currency, units })
+                    .collect();
+                let a = out.entry(campaign).or_default();
+                if open {
+                    a.pipeline = totals;
+                } else {
+                    a.won = totals;
+                }
+            }
         }
         if let Ok(leads) = schema.table(LEAD_TABLE) {
-            out.attributed_leads = backend
-                .count(
-                    ctx.tenant(),
-                    LEAD_TABLE,
-                    &live.clone().and(Self::foreign_visibility(ctx, leads)),
-                )
-                .await?;
+            let agg = Aggregate {
+                table: LEAD_TABLE,
+                cond: live.and(Self::foreign_visibility(ctx, leads)),
+                group_by: vec!["campaign_id".into()],
+                measures: vec![Measure::Count],
+            };
+            for r in backend.aggregate(ctx.tenant(), &agg).await? {
+                out.entry(campaign_of(&r[0])?).or_default().leads +=
+                    r[1].as_int().ok_or_else(bad)? as u64;
+            }
         }
+        Ok(())
+    }
+
+    /// The inputs of a campaign's ROI report (see the module docs): the campaign's cost,
+    /// budget and expected revenue, its [`Campaigns::attribution`] (open and won amounts
+    /// per currency, exact, and the counts of attributed deals and leads), and the members
+    /// by status. A campaign the actor does not see is NotFound.
+    pub async fn roi_inputs(&self, ctx: &Ctx, id: CampaignId) -> Result<RoiInputs> {
+        let c = self.load(ctx, id, Some(false)).await?;
+        let attributed = self
+            .attribution(ctx, Some(&[id]))
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
         let agg = Aggregate {
             table: MEMBER_TABLE,
             cond: Cond::eq("campaign_id", id.as_uuid()),
@@ -955,15 +1056,24 @@ impl Campaigns {
         };
         let mut by_status: BTreeMap<MemberStatus, u64> =
             MemberStatus::ALL.iter().map(|s| (*s, 0)).collect();
-        for r in backend.aggregate(ctx.tenant(), &agg).await? {
+        for r in self.store.backend().aggregate(ctx.tenant(), &agg).await? {
             let s = r[0]
                 .as_text()
                 .and_then(MemberStatus::parse)
                 .ok_or_else(|| Error::storage("malformed member aggregate row"))?;
             by_status.insert(s, r[1].as_int().unwrap_or(0) as u64);
         }
-        out.members = by_status.into_iter().collect();
-        Ok(out)
+        Ok(RoiInputs {
+            campaign: id,
+            cost: c.actual_cost,
+            budget: c.budget,
+            expected_revenue: c.expected_revenue,
+            attributed_pipeline: attributed.pipeline,
+            attributed_won: attributed.won,
+            attributed_deals: attributed.deals,
+            attributed_leads: attributed.leads,
+            members: by_status.into_iter().collect(),
+        })
     }
 }
 

@@ -71,6 +71,7 @@ mod support;
 pub mod activities;
 pub mod analytics;
 pub mod analytics_funnel;
+pub mod analytics_leads;
 pub mod analytics_service;
 pub mod analytics_snapshots;
 pub mod automation;

@@ -29,7 +29,7 @@ use crmkit_core::{
 };
 use crmkit_pipeline::campaign::{
     AttributedDeals, Campaign, CampaignKind, CampaignMember, CampaignPatch, CampaignStatus,
-    Campaigns, DEAL_TABLE, LEAD_TABLE, MemberStatus, NewCampaign,
+    Campaigns, CurrencyTotal, DEAL_TABLE, LEAD_TABLE, MemberStatus, NewCampaign,
 };
 use crmkit_pipeline::currency::{Currencies, convert_with};
 use crmkit_pipeline::lead::{Leads, NewLead};
@@ -1244,7 +1244,8 @@ async fn insert_rows(f: &Fixture, table: &TableDef, rows: Vec<Vec<(&str, Value)>
 }
 
 /// ROI inputs: cost and budget from the campaign; attributed open and won amounts per
-/// currency (exact, including sums beyond 2^53 units), deal counts by state and lead counts
+/// currency (exact, including sums beyond 2^53 units and beyond what one amount holds,
+/// 2^63 units), deal counts by state and lead counts
 /// aggregated in the database; deleted deals and leads and other campaigns' do not count;
 /// a Rep counts only what they may see.
 pub async fn roi_inputs(store: &Store) -> CheckResult {
@@ -1308,6 +1309,7 @@ pub async fn roi_inputs(store: &Store) -> CheckResult {
     };
     let cid = camp.id.as_uuid();
     let big = "922337203685.4775";
+    let max = "922337203685477.5807";
     let rows = vec![
         deal(cid, Some("100.10"), Some("EUR"), "open", rep, false)?,
         deal(cid, Some("0.0001"), Some("EUR"), "open", boss, false)?,
@@ -1316,6 +1318,8 @@ pub async fn roi_inputs(store: &Store) -> CheckResult {
         deal(cid, Some(big), Some("EUR"), "won", boss, false)?,
         deal(cid, Some(big), Some("EUR"), "won", boss, false)?,
         deal(cid, Some("1000"), Some("EUR"), "won", rep, false)?,
+        deal(cid, Some(max), Some("GBP"), "won", boss, false)?,
+        deal(cid, Some(max), Some("GBP"), "won", boss, false)?,
         deal(cid, Some("50"), Some("EUR"), "lost", rep, false)?,
         deal(cid, Some("999"), Some("EUR"), "open", rep, true)?,
         deal(
@@ -1359,15 +1363,30 @@ pub async fn roi_inputs(store: &Store) -> CheckResult {
         .at("sum")?;
     ensure_eq!(
         roi.attributed_pipeline,
-        vec![money("100.1001", "EUR")?, money("5", "USD")?],
+        totals(&[money("100.1001", "EUR")?, money("5", "USD")?])?,
         "open pipeline per currency"
     );
-    ensure_eq!(roi.attributed_won, vec![big_sum], "won per currency, exact");
+    let gbp_max = i128::from(i64::MAX);
+    let mut won = totals(&[big_sum])?;
+    won.push(CurrencyTotal {
+        currency: Currency::parse("GBP").at("GBP")?,
+        units: 2 * gbp_max,
+    });
+    ensure_eq!(
+        roi.attributed_won,
+        won,
+        "won per currency, exact (GBP beyond 64 bits)"
+    );
+    ensure_eq!(
+        roi.attributed_won[1].amount(),
+        Some(Decimal::new(i64::MAX, 4) * Decimal::TWO),
+        "the GBP total as a decimal"
+    );
     ensure_eq!(
         roi.attributed_deals,
         AttributedDeals {
             open: 4,
-            won: 3,
+            won: 5,
             lost: 1
         },
         "deal counts"
@@ -1383,12 +1402,12 @@ pub async fn roi_inputs(store: &Store) -> CheckResult {
     let mine = c.roi_inputs(&f.rep, camp.id).await.at("rep roi")?;
     ensure_eq!(
         mine.attributed_pipeline,
-        vec![money("100.10", "EUR")?, money("5", "USD")?],
+        totals(&[money("100.10", "EUR")?, money("5", "USD")?])?,
         "rep's open pipeline"
     );
     ensure_eq!(
         mine.attributed_won,
-        vec![money("1000", "EUR")?],
+        totals(&[money("1000", "EUR")?])?,
         "rep's won"
     );
     ensure_eq!(
@@ -1427,10 +1446,38 @@ pub async fn roi_inputs(store: &Store) -> CheckResult {
     .await?;
     ensure_eq!(
         c.roi_inputs(a, camp.id).await.at("roi")?.attributed_won,
-        vec![big_sum],
+        won,
         "isolation of attributed deals"
     );
+    // Many campaigns at once: the same figures as one by one; a campaign without
+    // attributed records has no entry.
+    let quiet = c
+        .create(a, NewCampaign::named("Quiet", CampaignKind::Other))
+        .await
+        .at("quiet")?;
+    let many = c
+        .attribution(a, Some(&[camp.id, other.id, quiet.id]))
+        .await
+        .at("attribution")?;
+    ensure_eq!(many.len(), 2, "two campaigns with attributed records");
+    ensure_eq!(many[&camp.id].won, won, "attribution of ROI");
+    ensure_eq!(many[&camp.id].leads, 3, "leads of ROI");
+    ensure_eq!(
+        (many[&other.id].deals.open, many[&other.id].leads),
+        (1, 1),
+        "attribution of Other"
+    );
+    ensure_eq!(
+        c.attribution(a, None).await.at("attribution of all")?,
+        many,
+        "every campaign"
+    );
     Ok(())
+}
+
+/// The exact totals of these amounts (one per currency, in order).
+fn totals(m: &[Money]) -> CheckResult<Vec<CurrencyTotal>> {
+    m.iter().map(|m| CurrencyTotal::of(m).at("total")).collect()
 }
 
 /// Runs `cmd` with a fault before its n-th write for n = 0, 1, ... until it succeeds;

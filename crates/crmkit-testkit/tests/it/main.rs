@@ -107,6 +107,7 @@ macro_rules! store_property {
 mod activities;
 mod analytics;
 mod analytics_funnel;
+mod analytics_leads;
 mod analytics_service;
 mod analytics_snapshots;
 mod automation;
