@@ -50,33 +50,37 @@ pub fn modules() -> crmkit_core::Result<Modules> {
 }
 
 /// The reporting zone of the scenarios (CET/CEST; summer time begins 2026-03-29).
-const ZONE: &str = "Europe/Berlin";
+pub(crate) const ZONE: &str = "Europe/Berlin";
 
-fn tz() -> Tz {
+pub(crate) fn tz() -> Tz {
     ZONE.parse().expect("zone")
 }
 
 /// `y-m-d h:mi:s` local time in [`ZONE`], as UTC.
-fn local(y: i32, m: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+pub(crate) fn local(y: i32, m: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
     tz().with_ymd_and_hms(y, m, d, h, mi, s)
         .single()
         .expect("unambiguous local time")
         .with_timezone(&Utc)
 }
 
-fn eur(s: &str) -> Money {
+pub(crate) fn eur(s: &str) -> Money {
     Money::parse(s, "EUR").expect("EUR")
 }
 
-fn usd(s: &str) -> Money {
+pub(crate) fn usd(s: &str) -> Money {
     Money::parse(s, "USD").expect("USD")
 }
 
-fn period(from: NaiveDate, to: NaiveDate) -> Period {
+pub(crate) fn period(from: NaiveDate, to: NaiveDate) -> Period {
     Period::new(from, to).expect("period")
 }
 
-fn year_2026() -> Period {
+pub(crate) fn q1() -> Period {
+    period(date(2026, 1, 1), date(2026, 3, 31))
+}
+
+pub(crate) fn year_2026() -> Period {
     period(date(2026, 1, 1), date(2026, 12, 31))
 }
 
@@ -142,7 +146,7 @@ async fn tenant(store: &Store, fiscal_start: u32) -> CheckResult<(DealFixture, A
     Ok((d, analytics))
 }
 
-fn actor<'a>(d: &'a DealFixture, name: &str) -> &'a Ctx {
+pub(crate) fn actor<'a>(d: &'a DealFixture, name: &str) -> &'a Ctx {
     match name {
         "manager" => &d.f.manager,
         "rep" => &d.f.rep,
@@ -153,7 +157,7 @@ fn actor<'a>(d: &'a DealFixture, name: &str) -> &'a Ctx {
     }
 }
 
-fn team(d: &DealFixture, name: Option<&str>) -> Option<TeamId> {
+pub(crate) fn team(d: &DealFixture, name: Option<&str>) -> Option<TeamId> {
     match name {
         Some("x") => Some(d.f.team_x),
         Some("y") => Some(d.f.team_y),

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::json;
@@ -21,61 +21,25 @@ use serde_json::json;
 use crmkit_analytics::funnel::sort_lost_reason_rows;
 use crmkit_analytics::period::{Period, local_date};
 use crmkit_analytics::{
-    Analytics, AnalyticsModule, FunnelRow, LostReasonRow, LostReasons, ReasonKind, Report, SlipDim,
-    SlipRow, SlippedDeals, StageFunnel, StageTimeRow, TimeInStage,
+    Analytics, FunnelRow, LostReasonRow, LostReasons, ReasonKind, Report, SlipDim, SlipRow,
+    SlippedDeals, StageFunnel, StageTimeRow, TimeInStage,
 };
-use crmkit_contacts::ContactsModule;
 use crmkit_core::{
-    Ctx, Currency, DealId, Error, LostReasonId, Modules, Money, PipelineId, Query, StageId, Store,
-    TeamId,
+    Ctx, Currency, DealId, Error, LostReasonId, Money, PipelineId, Query, StageId, Store,
 };
-use crmkit_pipeline::PipelineModule;
 use crmkit_pipeline::currency::Currencies;
 use crmkit_pipeline::deal::{
     CloseDateChange, Deal, DealPatch, LostReasonInput, NewDeal, NewPipeline, NewStage, Pipeline,
     StageChange, StageKind,
 };
 
+use crate::analytics::{ZONE, actor, local, period, q1, team, usd, year_2026};
 use crate::check::{At, expect_validation, validation_reasons};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 use crate::pipeline_deals::DealFixture;
 use crate::support::{all_pages, at_time, date};
 
-/// Core, contacts, pipeline and analytics.
-pub fn modules() -> crmkit_core::Result<Modules> {
-    Modules::builder()
-        .add(ContactsModule)
-        .add(PipelineModule)
-        .add(AnalyticsModule)
-        .build()
-}
-
-/// The reporting zone (CET/CEST; summer time begins 2026-03-29).
-const ZONE: &str = "Europe/Berlin";
-
-fn tz() -> Tz {
-    ZONE.parse().expect("zone")
-}
-
-/// `y-m-d h:mi:s` local time in [`ZONE`], as UTC.
-fn local(y: i32, m: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
-    tz().with_ymd_and_hms(y, m, d, h, mi, s)
-        .single()
-        .expect("unambiguous local time")
-        .with_timezone(&Utc)
-}
-
-fn period(from: NaiveDate, to: NaiveDate) -> Period {
-    Period::new(from, to).expect("period")
-}
-
-fn year_2026() -> Period {
-    period(date(2026, 1, 1), date(2026, 12, 31))
-}
-
-fn q1() -> Period {
-    period(date(2026, 1, 1), date(2026, 3, 31))
-}
+pub use crate::analytics::modules;
 
 /// The tenant of a check: base currency EUR, USD at 0.9 from 2026-01-01 and 0.95 from
 /// 2026-06-01, reporting in [`ZONE`], a second pipeline `Funnel` (open A, B, C; won W;
@@ -182,25 +146,6 @@ fn plan(owner: &'static str, created: DateTime<Utc>, ops: Vec<(DateTime<Utc>, Op
         created,
         ops,
         deleted: false,
-    }
-}
-
-fn actor<'a>(d: &'a DealFixture, name: &str) -> &'a Ctx {
-    match name {
-        "manager" => &d.f.manager,
-        "rep" => &d.f.rep,
-        "rep2" => &d.f.rep2,
-        "rep_y" => &d.f.rep_y,
-        "readonly" => &d.f.readonly,
-        _ => &d.f.admin,
-    }
-}
-
-fn team(d: &DealFixture, name: Option<&str>) -> Option<TeamId> {
-    match name {
-        Some("x") => Some(d.f.team_x),
-        Some("y") => Some(d.f.team_y),
-        _ => None,
     }
 }
 
@@ -679,10 +624,6 @@ async fn every_report_equals_oracle(
 // ---------------------------------------------------------------------------------------
 // The scenario
 // ---------------------------------------------------------------------------------------
-
-fn usd(s: &str) -> Money {
-    Money::parse(s, "USD").expect("USD")
-}
 
 /// Skips, backward moves, re-entries, wins, reopenings, losses for each kind of reason,
 /// ties, stays ending on both sides of the Q1/Q2 edge (2026-03-31 23:59:59 CEST and a

@@ -11,21 +11,17 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crmkit_analytics::leads::{sort_lead_rows, sort_roi_rows};
 use crmkit_analytics::period::{Period, local_date};
 use crmkit_analytics::{
-    Analytics, AnalyticsModule, CampaignRoi, LeadDim, LeadFunnel, LeadFunnelRow, Report, RoiRow,
+    Analytics, CampaignRoi, LeadDim, LeadFunnel, LeadFunnelRow, Report, RoiRow,
 };
-use crmkit_contacts::ContactsModule;
 use crmkit_core::store::{Value, Write};
-use crmkit_core::{
-    CampaignId, Changeset, Ctx, Currency, LeadId, Modules, Money, Query, RecordRef, Store, TeamId,
-};
-use crmkit_pipeline::PipelineModule;
+use crmkit_core::{CampaignId, Changeset, Ctx, Currency, LeadId, Money, Query, RecordRef, Store};
 use crmkit_pipeline::campaign::{
     Campaign, CampaignKind, Campaigns, CurrencyTotal, DEAL_TABLE, NewCampaign,
 };
@@ -33,57 +29,16 @@ use crmkit_pipeline::currency::Currencies;
 use crmkit_pipeline::deal::{Deal, NewDeal, Source, StageKind};
 use crmkit_pipeline::lead::{ConvertDeal, ConvertLead, Lead, LeadStatus, Leads, NewLead};
 
+use crate::analytics::{ZONE, actor, eur, local, period, q1, team, usd, year_2026};
 use crate::check::{At, expect_validation, validation_reasons};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 use crate::pipeline_deals::DealFixture;
 use crate::support::{all_pages, at_time, date};
 
-/// Core, contacts, pipeline and analytics.
-pub fn modules() -> crmkit_core::Result<Modules> {
-    Modules::builder()
-        .add(ContactsModule)
-        .add(PipelineModule)
-        .add(AnalyticsModule)
-        .build()
-}
-
-/// The reporting zone (CET/CEST; summer time begins 2026-03-29).
-const ZONE: &str = "Europe/Berlin";
-
-fn tz() -> Tz {
-    ZONE.parse().expect("zone")
-}
-
-/// `y-m-d h:mi:s` local time in [`ZONE`], as UTC.
-fn local(y: i32, m: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
-    tz().with_ymd_and_hms(y, m, d, h, mi, s)
-        .single()
-        .expect("unambiguous local time")
-        .with_timezone(&Utc)
-}
-
-fn period(from: NaiveDate, to: NaiveDate) -> Period {
-    Period::new(from, to).expect("period")
-}
-
-fn year_2026() -> Period {
-    period(date(2026, 1, 1), date(2026, 12, 31))
-}
-
-fn q1() -> Period {
-    period(date(2026, 1, 1), date(2026, 3, 31))
-}
+pub use crate::analytics::modules;
 
 fn q2() -> Period {
     period(date(2026, 4, 1), date(2026, 6, 30))
-}
-
-fn eur(s: &str) -> Money {
-    Money::parse(s, "EUR").expect("EUR")
-}
-
-fn usd(s: &str) -> Money {
-    Money::parse(s, "USD").expect("USD")
 }
 
 /// The tenant of a check: base currency EUR, USD at 0.9 from 2026-01-01 and 0.95 from
@@ -117,25 +72,6 @@ async fn tenant(store: &Store) -> CheckResult<Tenant> {
         d,
         a,
     })
-}
-
-fn actor<'a>(d: &'a DealFixture, name: &str) -> &'a Ctx {
-    match name {
-        "manager" => &d.f.manager,
-        "rep" => &d.f.rep,
-        "rep2" => &d.f.rep2,
-        "rep_y" => &d.f.rep_y,
-        "readonly" => &d.f.readonly,
-        _ => &d.f.admin,
-    }
-}
-
-fn team(d: &DealFixture, name: Option<&str>) -> Option<TeamId> {
-    match name {
-        Some("x") => Some(d.f.team_x),
-        Some("y") => Some(d.f.team_y),
-        _ => None,
-    }
 }
 
 // ---------------------------------------------------------------------------------------
