@@ -74,7 +74,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use crmkit_core::service::visibility_scope;
-use crmkit_core::store::{Aggregate, CmpOp, Cond, Measure, OrderKey, Row, Select, Value};
+use crmkit_core::store::{CmpOp, Cond, Measure, OrderKey, Select, Value};
 use crmkit_core::{Ctx, Currency, Error, LostReasonId, PipelineId, Result, StageId, Store};
 use crmkit_pipeline::deal::rows::{CLOSE_HISTORY_TABLE, DEAL_TABLE, HISTORY_TABLE};
 use crmkit_pipeline::deal::{Deals, Pipeline, StageKind};
@@ -289,23 +289,6 @@ impl Progress<'_> {
         }
     }
 
-    async fn aggregate(
-        &self,
-        ctx: &Ctx,
-        table: &'static str,
-        cond: Cond,
-        group_by: &[&str],
-        measures: Vec<Measure>,
-    ) -> Result<Vec<Row>> {
-        let agg = Aggregate {
-            table,
-            cond,
-            group_by: group_by.iter().map(|s| s.to_string()).collect(),
-            measures,
-        };
-        self.store.backend().aggregate(ctx.tenant(), &agg).await
-    }
-
     /// The ids of the deals in scope (visible, not deleted) matching `cond`, in chunks of
     /// [`DEAL_CHUNK`].
     async fn deal_chunks(&self, ctx: &Ctx, cond: Cond) -> Result<Vec<Vec<Value>>> {
@@ -363,6 +346,7 @@ impl Progress<'_> {
             let cond = Cond::In("deal_id".into(), chunk)
                 .and(Cond::In("to_stage".into(), stage_ids.clone()));
             let rows = self
+                .store
                 .aggregate(
                     ctx,
                     HISTORY_TABLE,
@@ -435,6 +419,7 @@ impl Progress<'_> {
         for chunk in self.deal_chunks(ctx, Cond::True).await? {
             let deals = Cond::In("deal_id".into(), chunk);
             for row in self
+                .store
                 .aggregate(
                     ctx,
                     HISTORY_TABLE,
@@ -455,6 +440,7 @@ impl Progress<'_> {
             }
             for (column, entered) in [("to_stage", true), ("from_stage", false)] {
                 for row in self
+                    .store
                     .aggregate(
                         ctx,
                         HISTORY_TABLE,
@@ -547,6 +533,7 @@ impl Progress<'_> {
             .clone()
             .and(Cond::Not(Box::new(Cond::IsNull("lost_reason_id".into()))));
         for row in self
+            .store
             .aggregate(
                 ctx,
                 DEAL_TABLE,
@@ -568,6 +555,7 @@ impl Progress<'_> {
             (ReasonKind::None, Cond::IsNull("lost_reason".into())),
         ] {
             for row in self
+                .store
                 .aggregate(
                     ctx,
                     DEAL_TABLE,
@@ -627,6 +615,7 @@ impl Progress<'_> {
         for chunk in self.deal_chunks(ctx, Cond::True).await? {
             let cond = Cond::In("deal_id".into(), chunk).and(slips.clone());
             let rows = self
+                .store
                 .aggregate(
                     ctx,
                     CLOSE_HISTORY_TABLE,

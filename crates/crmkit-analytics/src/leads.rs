@@ -54,7 +54,7 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 use crmkit_core::record::reference_reason;
 use crmkit_core::service::visibility_scope;
-use crmkit_core::store::{Aggregate, CmpOp, Cond, Measure, Row, Value};
+use crmkit_core::store::{CmpOp, Cond, Measure, Value};
 use crmkit_core::{CampaignId, Ctx, Currency, Error, Result, Store};
 use crmkit_pipeline::campaign::{CAMPAIGN_TABLE, Campaigns, CurrencyTotal};
 use crmkit_pipeline::deal::Source;
@@ -245,23 +245,6 @@ pub(crate) struct LeadReports<'a> {
 }
 
 impl LeadReports<'_> {
-    async fn aggregate(
-        &self,
-        ctx: &Ctx,
-        table: &'static str,
-        cond: Cond,
-        group_by: &[&str],
-        measures: Vec<Measure>,
-    ) -> Result<Vec<Row>> {
-        let agg = Aggregate {
-            table,
-            cond,
-            group_by: group_by.iter().map(|s| s.to_string()).collect(),
-            measures,
-        };
-        self.store.backend().aggregate(ctx.tenant(), &agg).await
-    }
-
     /// [`LeadFunnel`].
     pub async fn lead_funnel(&self, ctx: &Ctx, r: &LeadFunnel) -> Result<Vec<LeadFunnelRow>> {
         let (start, end) = r.period.instants(self.tz);
@@ -285,6 +268,7 @@ impl LeadReports<'_> {
         type Counts = [u64; LeadStatus::ALL.len()];
         let mut groups: BTreeMap<(String, Option<String>), Counts> = BTreeMap::new();
         for row in self
+            .store
             .aggregate(ctx, LEAD_TABLE, cond, &group_by, vec![Measure::Count])
             .await?
         {
@@ -326,6 +310,7 @@ impl LeadReports<'_> {
             cond = cond.and(Cond::eq("id", c.as_uuid()));
         }
         let campaigns = self
+            .store
             .aggregate(
                 ctx,
                 CAMPAIGN_TABLE,

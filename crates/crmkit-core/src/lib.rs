@@ -111,6 +111,25 @@ impl Store {
         &*self.backend
     }
 
+    /// A grouped aggregate over `table`'s rows in the context's tenant that match `cond`
+    /// ([`Backend::aggregate`]; the caller adds the actor's visibility scope to `cond`).
+    pub async fn aggregate(
+        &self,
+        ctx: &Ctx,
+        table: &'static str,
+        cond: store::Cond,
+        group_by: &[&str],
+        measures: Vec<store::Measure>,
+    ) -> Result<Vec<store::Row>> {
+        let agg = store::Aggregate {
+            table,
+            cond,
+            group_by: group_by.iter().map(|c| (*c).to_owned()).collect(),
+            measures,
+        };
+        self.backend.aggregate(ctx.tenant(), &agg).await
+    }
+
     /// The composed modules.
     pub fn modules(&self) -> &Modules {
         &self.modules

@@ -22,7 +22,7 @@
 
 use chrono::{DateTime, Utc};
 use crmkit_core::service::visibility_scope;
-use crmkit_core::store::{Aggregate, CmpOp, Cond, Measure, Row, Value};
+use crmkit_core::store::{CmpOp, Cond, Measure, Value};
 use crmkit_core::{Ctx, Error, Result, SlaPolicyId};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -133,23 +133,6 @@ fn not_null(column: &str) -> Cond {
 }
 
 impl Tickets {
-    async fn aggregate_rows(
-        &self,
-        ctx: &Ctx,
-        table: &'static str,
-        cond: Cond,
-        group_by: &[&str],
-        measures: Vec<Measure>,
-    ) -> Result<Vec<Row>> {
-        let agg = Aggregate {
-            table,
-            cond,
-            group_by: group_by.iter().map(|c| (*c).to_owned()).collect(),
-            measures,
-        };
-        self.store().backend().aggregate(ctx.tenant(), &agg).await
-    }
-
     /// Count and exact sum of `column` over the rows of `table` matching `cond`.
     async fn count_sum(
         &self,
@@ -159,7 +142,8 @@ impl Tickets {
         column: &str,
     ) -> Result<(u64, i64)> {
         let rows = self
-            .aggregate_rows(
+            .store()
+            .aggregate(
                 ctx,
                 table,
                 cond,
@@ -182,7 +166,8 @@ impl Tickets {
     /// left out; rows are in status order then priority order (low to urgent).
     pub async fn backlog(&self, ctx: &Ctx) -> Result<Vec<BacklogRow>> {
         let rows = self
-            .aggregate_rows(
+            .store()
+            .aggregate(
                 ctx,
                 TICKET_TABLE,
                 visibility_scope(ctx, false).and(open_tickets()),
@@ -272,7 +257,8 @@ impl Tickets {
                 (true, not_null(&breached)),
             ] {
                 let rows = self
-                    .aggregate_rows(
+                    .store()
+                    .aggregate(
                         ctx,
                         SLA_TABLE,
                         base.clone().and(cond),
