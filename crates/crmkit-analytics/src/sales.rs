@@ -288,8 +288,15 @@ fn too_large() -> Error {
     Error::validation("amount", "a report total is too large")
 }
 
+/// The decimal places figures in currency `c` are rounded to: its minor unit, at most
+/// the storage scale (4).
+pub(crate) fn minor_digits(c: Currency) -> u32 {
+    c.minor_digits().min(crmkit_core::Money::STORAGE_SCALE)
+}
+
 /// Converts per-currency sums into base-currency figures at one date's rates, caching
-/// the rates.
+/// the rates. The one converter of the crate: the sales reports and the pipeline
+/// snapshots (their per-deal base amounts and forecast accuracy's won deals) use it.
 pub(crate) struct Converter {
     currencies: Currencies,
     base: Currency,
@@ -298,12 +305,24 @@ pub(crate) struct Converter {
 }
 
 impl Converter {
+    /// A converter into the tenant's base currency (a Validation error on
+    /// `base_currency` when none is set) at `date`'s rates.
     pub(crate) async fn new(store: &Store, ctx: &Ctx, date: NaiveDate) -> Result<Converter> {
         let currencies = Currencies::new(store)?;
         let base = currencies
             .base_currency(ctx)
             .await?
             .ok_or_else(|| Error::validation("base_currency", "is not set"))?;
+        Converter::with_base(currencies, base, date)
+    }
+
+    /// A converter into `base` (read by the caller) at `date`'s rates; a date outside
+    /// years 1-9999 is a Validation error on `rate_date`.
+    pub(crate) fn with_base(
+        currencies: Currencies,
+        base: Currency,
+        date: NaiveDate,
+    ) -> Result<Converter> {
         if let Err(r) = crmkit_core::text::check_date(date) {
             return Err(Error::validation("rate_date", r));
         }
@@ -315,13 +334,14 @@ impl Converter {
         })
     }
 
+    /// The decimal places of converted figures (the base currency's minor unit).
     pub(crate) fn digits(&self) -> u32 {
-        self.base
-            .minor_digits()
-            .min(crmkit_core::Money::STORAGE_SCALE)
+        minor_digits(self.base)
     }
 
-    async fn rate(&mut self, ctx: &Ctx, c: Currency) -> Result<Decimal> {
+    /// The rate from `c` into the base currency at the date (1 for the base itself); no
+    /// rate on or before the date is a Validation error on `rate_date` naming both.
+    pub(crate) async fn rate(&mut self, ctx: &Ctx, c: Currency) -> Result<Decimal> {
         if c == self.base {
             return Ok(Decimal::ONE);
         }
@@ -329,7 +349,7 @@ impl Converter {
             return Ok(*r);
         }
         let r = match self.currencies.rate_at(ctx, c, self.date).await {
-            Ok(r) => r.rate,
+            Ok(r) => r.rate.normalize(),
             Err(Error::NotFound { .. }) => {
                 return Err(Error::validation(
                     "rate_date",
@@ -355,7 +375,7 @@ impl Converter {
     ) -> Result<Decimal> {
         let rate = self.rate(ctx, c).await?;
         let amount = Decimal::try_from_i128_with_scale(sum, scale).map_err(|_| too_large())?;
-        multiply_exact(amount, rate.normalize(), self.digits()).ok_or_else(too_large)
+        multiply_exact(amount, rate, self.digits()).ok_or_else(too_large)
     }
 }
 

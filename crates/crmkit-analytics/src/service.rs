@@ -6,9 +6,12 @@
 //! (`Tickets::backlog`, `response_times`, `sla_outcomes`, `satisfaction_stats`) and
 //! return its rows; this module only turns the report's [`Period`] into the half-open
 //! UTC range of its local dates in the tenant's reporting zone. Their rules are that
-//! module's: the backlog, response times and SLA outcomes count the tickets the actor
-//! sees; satisfaction is for Admins and Managers (PermissionDenied otherwise); response
-//! times are business minutes of the tickets' SLA calendars, averaged.
+//! module's: the backlog, response times, SLA outcomes and satisfaction count the
+//! tickets the actor sees (satisfaction: the ratings of those tickets, through the
+//! assignee, queue and deletion the rating rows mirror since tickets migration 4; ratings
+//! recorded before it count for Admins and Managers only until their ticket's assignee,
+//! queue or deletion changes); response times are business minutes of the tickets' SLA
+//! calendars, averaged.
 //!
 //! **Volume** ([`TicketVolume`]): per bucket, the tickets the actor sees (not deleted)
 //! created in it (by `created_at`'s local date) and solved in it (by `solved_at`'s
@@ -27,8 +30,9 @@
 //!
 //! **Access.** Ticket visibility is the condition ticket lists use (`visibility_scope`:
 //! Admin and Manager every ticket; a Rep and a ReadOnly user the tickets assigned to them
-//! or to their queues); the SLA rows mirror the assignee, the queue and the deletion so
-//! that it applies to them too.
+//! or to their queues); the SLA rows and the satisfaction ratings mirror the assignee,
+//! the queue and the deletion so that it applies to them too, in one aggregate. Deleted
+//! tickets (and their ratings) are left out of every report.
 
 use serde::{Deserialize, Serialize};
 
@@ -55,8 +59,8 @@ pub struct TicketSlaOutcomes {
     pub period: Period,
 }
 
-/// Satisfaction ratings recorded in the period (the row is
-/// `crmkit_tickets::SatisfactionStat`). Admin and Manager only.
+/// Satisfaction ratings recorded in the period, of the tickets the actor sees (the row
+/// is `crmkit_tickets::SatisfactionStat`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketSatisfaction {
     /// The period (local dates of the ratings).
@@ -203,8 +207,8 @@ mod run {
             t.sla_outcomes(ctx, from, to).await
         }
 
-        /// Satisfaction ratings recorded in the period (`Tickets::satisfaction_stats`;
-        /// Admin and Manager only).
+        /// Satisfaction ratings recorded in the period, of the tickets the actor sees
+        /// (`Tickets::satisfaction_stats`).
         pub async fn ticket_satisfaction(
             &self,
             ctx: &Ctx,

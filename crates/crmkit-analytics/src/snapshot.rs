@@ -105,7 +105,7 @@ use crmkit_core::{
     AuditChange, Changeset, Ctx, Currency, DealId, Error, Money, NewEvent, PipelineId, RecordKind,
     RecordRef, Result, StageId, TeamId, UserId, ValidationErrors,
 };
-use crmkit_pipeline::currency::{Currencies, multiply_exact};
+use crmkit_pipeline::currency::Currencies;
 use crmkit_pipeline::deal::Deals;
 use crmkit_pipeline::deal::rows::DEAL_TABLE;
 use rust_decimal::Decimal;
@@ -114,7 +114,7 @@ use uuid::Uuid;
 
 use crate::Analytics;
 use crate::period::{Period, local_date};
-use crate::sales::{Line, div_half_even, ratio};
+use crate::sales::{Converter, Line, div_half_even, minor_digits, ratio};
 use crate::settings::SETTINGS_TABLE;
 
 /// The snapshot headers.
@@ -537,10 +537,6 @@ fn to_units(d: Decimal) -> Result<i128> {
         .ok_or_else(too_large)
 }
 
-fn digits_of(c: Currency) -> u32 {
-    c.minor_digits().min(crmkit_core::Money::STORAGE_SCALE)
-}
-
 fn decode_header(r: &Row) -> Result<(Snapshot, bool)> {
     Ok((
         Snapshot {
@@ -572,59 +568,6 @@ fn decode_row(r: &Row, digits: u32) -> Result<SnapshotRow> {
         expected_close: crmkit_core::row::opt_date(&r[11])?,
         created_at: crmkit_core::row::timestamp(&r[12])?,
     })
-}
-
-/// Exchange rates of one date into the base currency, cached.
-struct Rates {
-    currencies: Currencies,
-    base: Currency,
-    date: NaiveDate,
-    cache: HashMap<Currency, Decimal>,
-}
-
-impl Rates {
-    fn new(currencies: Currencies, base: Currency, date: NaiveDate) -> Result<Rates> {
-        if let Err(r) = crmkit_core::text::check_date(date) {
-            return Err(Error::validation("rate_date", r));
-        }
-        Ok(Rates {
-            currencies,
-            base,
-            date,
-            cache: HashMap::new(),
-        })
-    }
-
-    async fn rate(&mut self, ctx: &Ctx, c: Currency) -> Result<Decimal> {
-        if c == self.base {
-            return Ok(Decimal::ONE);
-        }
-        if let Some(r) = self.cache.get(&c) {
-            return Ok(*r);
-        }
-        let r = match self.currencies.rate_at(ctx, c, self.date).await {
-            Ok(r) => r.rate.normalize(),
-            Err(Error::NotFound { .. }) => {
-                return Err(Error::validation(
-                    "rate_date",
-                    format!(
-                        "no exchange rate from {c} to {} on or before {}",
-                        self.base, self.date
-                    ),
-                ));
-            }
-            Err(e) => return Err(e),
-        };
-        self.cache.insert(c, r);
-        Ok(r)
-    }
-
-    /// `units` × 10^-4 of `c` in the base currency, rounded half to even to its minor unit.
-    async fn convert(&mut self, ctx: &Ctx, c: Currency, units: i128) -> Result<Decimal> {
-        let rate = self.rate(ctx, c).await?;
-        let amount = Decimal::try_from_i128_with_scale(units, 4).map_err(|_| too_large())?;
-        multiply_exact(amount, rate, digits_of(self.base)).ok_or_else(too_large)
-    }
 }
 
 /// A paged reader of one snapshot's visible rows in deal order.
@@ -829,7 +772,7 @@ impl Analytics {
             .base_currency(ctx)
             .await?
             .ok_or_else(|| Error::validation("base_currency", "is not set"))?;
-        let mut rates = Rates::new(currencies, base, rate_date)?;
+        let mut rates = Converter::with_base(currencies, base, rate_date)?;
         let open = Cond::IsNull("deleted_at".into()).and(Cond::eq("status", "open"));
         // Every currency of an open deal has a rate, before anything is written.
         for row in self
@@ -913,7 +856,13 @@ impl Analytics {
     }
 
     /// Writes the open deals into snapshot `id`, a chunk per changeset; their number.
-    async fn fill(&self, ctx: &Ctx, id: SnapshotId, open: Cond, rates: &mut Rates) -> Result<u64> {
+    async fn fill(
+        &self,
+        ctx: &Ctx,
+        id: SnapshotId,
+        open: Cond,
+        rates: &mut Converter,
+    ) -> Result<u64> {
         let table = self.store.backend().schema().table(DEAL_TABLE)?;
         let keep = [
             "id",
@@ -941,7 +890,7 @@ impl Analytics {
             .map(|c| c.name.to_string())
             .filter(|c| !keep.contains(&c.as_str()))
             .collect();
-        let base_digits = digits_of(rates.base);
+        let base_digits = rates.digits();
         let mut after: Option<Value> = None;
         let mut n = 0u64;
         loop {
@@ -960,7 +909,7 @@ impl Analytics {
                 let (base, weighted) = match (r[pos[5]].as_int(), r[pos[6]].as_text()) {
                     (Some(units), Some(c)) => {
                         let b = rates
-                            .convert(ctx, Currency::parse(c)?, i128::from(units))
+                            .convert(ctx, Currency::parse(c)?, i128::from(units), 4)
                             .await?;
                         let bu = i64::try_from(to_units(b)?).map_err(|_| too_large())?;
                         let w = bu.checked_mul(probability).ok_or_else(too_large)?;
@@ -1049,7 +998,7 @@ impl Analytics {
             ));
         }
         let h = self.header(ctx, id).await?;
-        let digits = digits_of(h.base_currency);
+        let digits = minor_digits(h.base_currency);
         let cond = Cond::eq("snapshot_id", id.0).and(visibility_scope(ctx, true));
         self.row_page(ctx, &cond, after.map(|d| d.as_uuid()), limit)
             .await?
@@ -1277,7 +1226,7 @@ impl Analytics {
             ));
         }
         self.check_pipeline(ctx, r.pipeline).await?;
-        let digits = digits_of(e.base_currency);
+        let digits = minor_digits(e.base_currency);
         let filter = Filter {
             pipeline: r.pipeline,
             period: r.period,
@@ -1475,8 +1424,8 @@ impl Analytics {
                 ),
             ));
         }
-        let digits = digits_of(base);
-        let mut rates = Rates::new(currencies, base, r.rate_date.unwrap_or(s.rate_date))?;
+        let digits = minor_digits(base);
+        let mut rates = Converter::with_base(currencies, base, r.rate_date.unwrap_or(s.rate_date))?;
         let tz = self.settings(ctx).await?.tz()?;
         let group: &[&str] = if r.by_owner { &["owner_id"] } else { &[] };
         let owner_of = |row: &Row| -> Result<Option<UserId>> {
@@ -1559,7 +1508,7 @@ impl Analytics {
             let amount = match row[n].as_text() {
                 Some(c) => {
                     let sum = row[n + 2].as_sum().ok_or_else(bad)?;
-                    let d = rates.convert(ctx, Currency::parse(c)?, sum).await?;
+                    let d = rates.convert(ctx, Currency::parse(c)?, sum, 4).await?;
                     to_units(d)?
                 }
                 None => 0,

@@ -34,14 +34,14 @@ use crmkit_analytics::{
     TicketVolumeRow, TimePercentiles, TrackedKind,
 };
 use crmkit_contacts::{ContactsModule, NewContact, NewOrganization};
-use crmkit_core::{Ctx, Error, Modules, Query, RecordRef, Store, UserId};
+use crmkit_core::{Ctx, Modules, Query, RecordRef, Store, UserId};
 use crmkit_pipeline::PipelineModule;
 use crmkit_pipeline::deal::{Deals, NewDeal, Pipeline, StageKind};
 use crmkit_pipeline::lead::{LeadStatus, Leads, NewLead};
 use crmkit_tickets::analytics::average;
 use crmkit_tickets::{
-    BacklogRow, MinutesStat, NewComment, NewTicket, ResponseTimes, Ticket, TicketStatus, Tickets,
-    TicketsModule,
+    BacklogRow, MinutesStat, NewComment, NewTicket, ResponseTimes, SatisfactionStat, Ticket,
+    TicketStatus, Tickets, TicketsModule,
 };
 
 use crate::check::{At, expect_validation};
@@ -1067,7 +1067,9 @@ async fn ticket_scenario(f: &Fixture) -> CheckResult {
                 status(f, &ctx, &t, TicketStatus::Open).await?;
             }
             Then::Deleted => {
+                // Rated, then deleted: its rating counts for nobody.
                 let t = status(f, &ctx, &t, TicketStatus::Solved).await?;
+                f.tickets.rate(&ctx, t.id, 5, None).await.at("rate")?;
                 f.tickets.delete(&ctx, t.id, t.version).await.at("delete")?;
             }
             Then::Open => {}
@@ -1286,23 +1288,42 @@ async fn ticket_reports_equal_oracle(f: &Fixture, ctx: &Ctx, who: &str) -> Check
         .analytics
         .ticket_satisfaction(ctx, &TicketSatisfaction { period: p })
         .await;
-    if ctx.actor().manages() {
-        let sat = sat.at("satisfaction")?;
-        ensure_eq!(
-            sat,
-            f.tickets
-                .satisfaction_stats(ctx, from, to)
-                .await
-                .at("tickets")?,
-            "{who}: the tickets module's satisfaction"
-        );
-        ensure!(sat.count > 0, "ratings in the scenario");
-    } else {
-        ensure!(
-            matches!(&sat, Err(Error::PermissionDenied(m)) if m.contains("admin or manager role")),
-            "{who}: satisfaction is for admins and managers: {sat:?}"
-        );
+    let sat = sat.at("satisfaction")?;
+    ensure_eq!(
+        sat,
+        f.tickets
+            .satisfaction_stats(ctx, from, to)
+            .await
+            .at("tickets")?,
+        "{who}: the tickets module's satisfaction"
+    );
+    // The oracle: the ratings, read through the public API, of the tickets listed.
+    let (mut count, mut sum) = (0u64, 0i64);
+    for t in &listed {
+        for r in f.tickets.satisfaction(ctx, t.id).await.at("ratings")? {
+            if in_period(&r.at) {
+                count += 1;
+                sum += i64::from(r.rating);
+            }
+        }
     }
+    ensure_eq!(
+        sat,
+        SatisfactionStat {
+            count,
+            sum,
+            average: average(sum, count),
+        },
+        "{who}: satisfaction over the tickets listed"
+    );
+    json_equals(
+        f,
+        ctx,
+        Report::TicketSatisfaction(TicketSatisfaction { period: p }),
+        &[sat],
+        who,
+    )
+    .await?;
     Ok(())
 }
 
@@ -1332,6 +1353,12 @@ pub async fn ticket_reports_scoped(store: &Store) -> CheckResult {
         .await
         .at("admin")?;
     let admin_backlog = f.tickets.backlog(&at_now(&f.admin)).await.at("admin")?;
+    let sr = TicketSatisfaction { period: h1() };
+    let admin_sat = f
+        .analytics
+        .ticket_satisfaction(&at_now(&f.admin), &sr)
+        .await
+        .at("admin")?;
     for (who, ctx) in [("rep", &f.rep), ("rep_y", &f.rep_y)] {
         let ctx = &at_now(ctx);
         let rep = created(f.analytics.ticket_volume(ctx, &r).await.at("rep")?);
@@ -1349,6 +1376,11 @@ pub async fn ticket_reports_scoped(store: &Store) -> CheckResult {
             b.iter().map(|r| r.count).sum::<u64>()
                 < admin_backlog.iter().map(|r| r.count).sum::<u64>(),
             "{who} has a smaller backlog: {b:?} vs {admin_backlog:?}"
+        );
+        let sat = f.analytics.ticket_satisfaction(ctx, &sr).await.at("rep")?;
+        ensure!(
+            sat.count > 0 && sat.count < admin_sat.count,
+            "{who} counts fewer ratings: {sat:?} vs {admin_sat:?}"
         );
     }
     Ok(())

@@ -926,7 +926,11 @@ pub async fn waterfall_equals_oracle(store: &Store) -> CheckResult {
 
 /// Empty and one-deal tenants, and the edges of the period filter: two empty snapshots
 /// give a waterfall of zeros; one deal closing on the period's last day is in it, the day
-/// after slips; a deal won exactly when the later snapshot is taken is won.
+/// after slips; a deal won exactly when the later snapshot is taken is won. A deal the
+/// earlier snapshot recorded as the Rep's, reassigned to another team and then won, is
+/// `won` for the admin but `removed` for the Rep (who sees its row in the earlier
+/// snapshot but not the deal now): fails when the current-access condition on the deals
+/// that left is removed.
 pub async fn waterfall_edges(store: &Store) -> CheckResult {
     let w = world(store).await?;
     w.at(local(2026, 2, 1, 12));
@@ -951,6 +955,8 @@ pub async fn waterfall_edges(store: &Store) -> CheckResult {
     )
     .await?;
     let two = make(&w, spec("rep", Some(eur("3")), Some(date(2026, 4, 1)), 50)).await?;
+    // No close date: outside the Q2 filters, so only the unfiltered waterfall has it.
+    let three = make(&w, spec("rep", Some(eur("7")), None, 50)).await?;
     w.at(local(2026, 2, 4, 12));
     let e = w.a.take_snapshot(w.admin()).await.at("E")?;
     w.at(local(2026, 2, 5, 9));
@@ -960,6 +966,16 @@ pub async fn waterfall_edges(store: &Store) -> CheckResult {
         DealPatch::default().expected_close(Some(date(2026, 7, 1))),
     )
     .await?;
+    // Given to rep_y (team Y) and won: hidden from rep now.
+    let three = patch(
+        &w,
+        &three,
+        DealPatch::default()
+            .owner(w.ctx("rep_y").actor().user)
+            .team(Some(w.d.f.team_y)),
+    )
+    .await?;
+    win(&w, &three).await?;
     let t = local(2026, 2, 6, 12);
     w.at(t);
     win(&w, &two).await?;
@@ -979,6 +995,43 @@ pub async fn waterfall_edges(store: &Store) -> CheckResult {
         "10.01 USD at 0.9 is 9.01 EUR, slipped"
     );
     ensure_eq!(line(Change::Won), Some((1, -Decimal::from(3))), "won");
+    // The unfiltered waterfall: the reassigned deal is won for the admin, removed for
+    // rep (its earlier row is rep's, the deal is not), and absent for rep_y (the earlier
+    // row was not theirs).
+    let unfiltered = |who: &str, c: Change| {
+        all[who][0]
+            .iter()
+            .find(|r| r.change == c)
+            .map_or((0, Decimal::ZERO), |r| (r.count, r.amount))
+    };
+    ensure_eq!(
+        unfiltered("admin", Change::Won),
+        (2, -Decimal::from(10)),
+        "admin: both won deals"
+    );
+    ensure_eq!(
+        unfiltered("admin", Change::Removed),
+        (0, Decimal::ZERO),
+        "admin: nothing removed"
+    );
+    ensure_eq!(
+        unfiltered("rep", Change::Won),
+        (1, -Decimal::from(3)),
+        "rep: only the deal rep still sees is won"
+    );
+    ensure_eq!(
+        unfiltered("rep", Change::Removed),
+        (1, -Decimal::from(7)),
+        "rep: the deal won by another team is removed"
+    );
+    ensure_eq!(
+        (
+            unfiltered("rep_y", Change::Won),
+            unfiltered("rep_y", Change::Removed)
+        ),
+        ((0, Decimal::ZERO), (0, Decimal::ZERO)),
+        "rep_y: the earlier row was rep's"
+    );
     // The empty earlier snapshot against the one with deals: both are new.
     let from_empty = waterfalls_equal_oracle(&w, &e0, &e, &["admin"], &[]).await?;
     ensure_eq!(
@@ -986,8 +1039,8 @@ pub async fn waterfall_edges(store: &Store) -> CheckResult {
             .iter()
             .find(|r| r.change == Change::New)
             .map(|r| r.count),
-        Some(2),
-        "two new deals"
+        Some(3),
+        "three new deals"
     );
     Ok(())
 }

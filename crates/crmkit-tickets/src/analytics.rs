@@ -7,9 +7,14 @@
 //! times and SLA outcomes carry ticket visibility (`visibility_scope`, the condition of
 //! ticket lists: Admin and Manager every ticket, others the tickets assigned to them or
 //! their queues; the SLA rows mirror the assignee, queue and deletion for it), so a
-//! ticket hidden from the actor never shows through a count. Satisfaction is for Admins
-//! and Managers only (PermissionDenied otherwise): it covers every rating of the tenant,
-//! also those of tickets deleted since, and the rating rows carry no assignee to scope by.
+//! ticket hidden from the actor never shows through a count. Satisfaction too, for every
+//! role: since migration 4 the rating rows mirror their ticket's assignee, queue and
+//! deletion (written with the rating, kept in step by every ticket write), so it is one
+//! aggregate with the same condition; ratings of deleted tickets are left out, as deleted
+//! tickets are from the other reports. Ratings recorded before migration 4 carry no copy
+//! until their ticket's assignee, queue or deletion next changes: they count for Admins
+//! and Managers only (also when their ticket was deleted before migration 4), never for a
+//! Rep or a ReadOnly user.
 //!
 //! Periods are half-open, `[from, to)`; `from` after `to` is a Validation error on `to`.
 //! Ticket periods select on the creation instant mirrored on the SLA row (migration 3):
@@ -302,9 +307,10 @@ impl Tickets {
         Ok(out)
     }
 
-    /// Satisfaction ratings recorded in `[from, to)`: count, exact sum and average (also
-    /// ratings of tickets deleted since). Admin and Manager only: the rating rows carry
-    /// no assignee or queue to scope a Rep's count by. (Named so beside
+    /// Satisfaction ratings recorded in `[from, to)` of the tickets the actor sees (not
+    /// deleted): count, exact sum and average, one aggregate over the rating rows with
+    /// the ticket condition on their mirrored assignee, queue and deletion (see the
+    /// [module docs](self) for ratings recorded before migration 4). (Named so beside
     /// [`satisfaction`](Self::satisfaction), one ticket's ratings.)
     pub async fn satisfaction_stats(
         &self,
@@ -312,10 +318,9 @@ impl Tickets {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<SatisfactionStat> {
-        ctx.actor()
-            .require_manage("ticket analytics (satisfaction)")?;
+        let cond = period("at", from, to)?.and(visibility_scope(ctx, false));
         let (count, sum) = self
-            .count_sum(ctx, SATISFACTION_TABLE, period("at", from, to)?, "rating")
+            .count_sum(ctx, SATISFACTION_TABLE, cond, "rating")
             .await?;
         Ok(SatisfactionStat {
             count,

@@ -200,6 +200,12 @@ impl Module for TicketsModule {
                               creation instant",
                 steps: sla_service::measure_steps(),
             },
+            Migration {
+                version: 4,
+                description: "satisfaction ratings mirror their ticket's assignee, queue and \
+                              deletion (older ratings: none, seen by admins and managers only)",
+                steps: rows::satisfaction_steps(),
+            },
         ]
     }
 

@@ -8,13 +8,22 @@
 //! - [`HISTORY_TABLE`]: the append-only status and priority history, keyed by (ticket,
 //!   ticket version after the change).
 //! - [`COMMENT_TABLE`]: comments, indexed by (ticket, time, id).
-//! - [`SATISFACTION_TABLE`]: ratings keyed by (ticket, solve): one per solve.
+//! - [`SATISFACTION_TABLE`]: ratings keyed by (ticket, solve): one per solve. Migration 4
+//!   adds `owner_id`, `team_id` and `deleted_at` (`satisfaction_steps`): copies of the
+//!   ticket's assignee, queue and deletion, written with the rating and kept in step by
+//!   every ticket write that changes them (the SLA hook, `Tickets::stage_sla`), so that
+//!   satisfaction statistics carry ticket visibility like the other ticket reports.
+//!   Ratings recorded before migration 4 have NULL there until their ticket's assignee,
+//!   queue or deletion next changes: no Rep or ReadOnly user sees them (no owner, no
+//!   queue), Admins and Managers do (also when their ticket was deleted before it).
 
 use crmkit_core::query::{FieldSpec, FieldType, RecordFields};
 use crmkit_core::row::{
     from_json, int, json, opt_timestamp, take_opt_text, take_text, timestamp, uuid,
 };
-use crmkit_core::store::{ColumnType, IndexDef, Row, TableDef, Value, columns};
+use crmkit_core::store::{
+    ColumnDef, ColumnType, IndexDef, Row, SchemaStep, TableDef, Value, columns,
+};
 use crmkit_core::text::fold;
 use crmkit_core::{
     CommentId, ContactId, Error, OrganizationId, RecordKind, Result, TeamId, TicketId, UserId,
@@ -185,6 +194,29 @@ pub(crate) fn tables() -> Vec<TableDef> {
             "tickets_satisfaction_at",
             ["at", "ticket_id"],
         )),
+    ]
+}
+
+/// Migration 4: the scope columns of [`SATISFACTION_TABLE`] (see the module docs), at the
+/// end of its rows, all nullable (ratings recorded before it have none).
+pub(crate) fn satisfaction_steps() -> Vec<SchemaStep> {
+    SchemaStep::add_columns(
+        SATISFACTION_TABLE,
+        [
+            ColumnDef::optional("owner_id", ColumnType::Uuid),
+            ColumnDef::optional("team_id", ColumnType::Uuid),
+            ColumnDef::optional("deleted_at", ColumnType::Timestamp),
+        ],
+    )
+}
+
+/// The scope columns of a rating row and their values for `t` (its assignee, queue and
+/// deletion): what a rating mirrors of its ticket.
+pub(crate) fn rating_scope(t: &Ticket) -> Vec<(&'static str, Value)> {
+    vec![
+        ("owner_id", Value::opt_uuid(t.assignee.map(|u| u.as_uuid()))),
+        ("team_id", Value::opt_uuid(t.queue.map(|q| q.as_uuid()))),
+        ("deleted_at", Value::opt_timestamp(t.deleted_at)),
     ]
 }
 
@@ -405,16 +437,18 @@ pub(crate) fn decode_comment(mut r: Row) -> Result<Comment> {
     })
 }
 
-/// The row of a satisfaction rating.
-pub(crate) fn satisfaction_row(s: &Satisfaction) -> Row {
-    vec![
+/// The row of a satisfaction rating of ticket `t` (whose scope it mirrors).
+pub(crate) fn satisfaction_row(s: &Satisfaction, t: &Ticket) -> Row {
+    let mut row = vec![
         Value::Uuid(s.ticket.as_uuid()),
         Value::Int(i64::from(s.solve)),
         Value::Int(i64::from(s.rating)),
         Value::opt_text(s.comment.clone()),
         Value::timestamp(s.at),
         Value::opt_uuid(s.recorded_by),
-    ]
+    ];
+    row.extend(rating_scope(t).into_iter().map(|(_, v)| v));
+    row
 }
 
 /// Decodes a satisfaction row.

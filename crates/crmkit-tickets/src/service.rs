@@ -53,6 +53,9 @@ pub const MAX_TAG_LEN: usize = 50;
 pub const MAX_ATTACHMENTS: usize = 20;
 /// Longest escalation reason.
 pub const MAX_REASON: usize = 1000;
+/// How many times a rating copies its ticket's scope again after a concurrent change.
+const SETTLE_ATTEMPTS: usize = 4;
+
 /// Longest satisfaction comment.
 pub const MAX_RATING_COMMENT: usize = 2000;
 /// Longest requester phone (raw text).
@@ -1037,7 +1040,7 @@ impl Tickets {
             recorded_by: Some(ctx.actor().user),
         };
         let mut cs = Changeset::new(ctx);
-        let row = rows::satisfaction_row(&s);
+        let row = rows::satisfaction_row(&s, &t);
         stage_side_insert(
             &mut cs,
             &record,
@@ -1053,12 +1056,49 @@ impl Tickets {
             to_json(&s),
         ));
         match self.store.commit(cs).await {
-            Ok(_) => Ok(s),
+            Ok(_) => {}
             Err(Error::Duplicate { kind, .. }) if kind.as_str() == SATISFACTION_TABLE => {
-                Err(duplicate())
+                return Err(duplicate());
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
         }
+        self.settle_rating_scope(ctx, &t, s.solve).await?;
+        Ok(s)
+    }
+
+    /// After a rating of `t` committed: when the ticket's assignee, queue or deletion
+    /// changed since `t` was read (a concurrent command whose update of the ticket's
+    /// ratings did not see this one yet), copies the current ones onto the rating, until
+    /// what it wrote is what the ticket has (a change committed after that read updates
+    /// the committed rating itself). At most [`SETTLE_ATTEMPTS`] rounds (the rating is
+    /// committed: a ticket reassigned that often meanwhile is not an error of the rating;
+    /// its next reassignment copies the scope again).
+    async fn settle_rating_scope(&self, ctx: &Ctx, t: &Ticket, solve: u32) -> Result<()> {
+        let mut written = rows::rating_scope(t);
+        for _ in 0..SETTLE_ATTEMPTS {
+            let Some(row) = self
+                .store
+                .backend()
+                .get(ctx.tenant(), TICKET_TABLE, &key(t.id))
+                .await?
+            else {
+                return Ok(());
+            };
+            let now = rows::rating_scope(&rows::decode_ticket(row)?);
+            if now == written {
+                return Ok(());
+            }
+            let mut cs = Changeset::new(ctx);
+            cs.writes.push(Write::UpdateWhere {
+                table: SATISFACTION_TABLE,
+                cond: Cond::eq("ticket_id", t.id.as_uuid())
+                    .and(Cond::eq("solve", i64::from(solve))),
+                set: now.clone(),
+            });
+            self.store.commit(cs).await?;
+            written = now;
+        }
+        Ok(())
     }
 
     async fn set_deleted(

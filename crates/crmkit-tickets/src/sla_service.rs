@@ -48,7 +48,7 @@ use uuid::Uuid;
 
 use crate::calendar::{BusinessCalendar, CalendarSpec, Interval};
 use crate::model::{Ticket, TicketStatus};
-use crate::rows::TICKET_TABLE;
+use crate::rows::{SATISFACTION_TABLE, TICKET_TABLE};
 use crate::service::Tickets;
 use crate::sla::{
     NewSlaPolicy, SlaEvent, SlaPolicy, SlaState, SlaTargetKind, SlaTargets, StoredCalendar,
@@ -830,6 +830,11 @@ impl Tickets {
     /// `ticket.sla_breached`. The per-ticket SLA row is written with a versioned update
     /// (a concurrent sweep makes the command fail with a Conflict, which `comment`
     /// retries).
+    ///
+    /// It also keeps the ticket's satisfaction ratings in step: when the assignee, the
+    /// queue or the deletion changes, every rating row of the ticket gets the new values
+    /// (one `UpdateWhere` on the ticket's ratings, keyed by ticket), so that the
+    /// satisfaction statistics are scoped like the ticket (see [`crate::rows`]).
     pub(crate) async fn stage_sla(
         &self,
         ctx: &Ctx,
@@ -838,6 +843,18 @@ impl Tickets {
         new: &Ticket,
         trigger: SlaTrigger,
     ) -> Result<()> {
+        if let Some(o) = old
+            && new.solve_count > 0
+            && (o.assignee != new.assignee
+                || o.queue != new.queue
+                || o.deleted_at != new.deleted_at)
+        {
+            cs.writes.push(Write::UpdateWhere {
+                table: SATISFACTION_TABLE,
+                cond: Cond::eq("ticket_id", new.id.as_uuid()),
+                set: crate::rows::rating_scope(new),
+            });
+        }
         let now = ctx.now();
         let b = self.store().backend();
         let existing = b
