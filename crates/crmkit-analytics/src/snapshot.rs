@@ -98,8 +98,8 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Timelike, Utc, 
 use chrono_tz::Tz;
 use crmkit_core::service::visibility_scope;
 use crmkit_core::store::{
-    Aggregate, CmpOp, ColumnType, Cond, IndexDef, Measure, OrderKey, Row, Select, TableDef, Value,
-    Write, columns,
+    CmpOp, ColumnType, Cond, IndexDef, Measure, OrderKey, Row, Select, TableDef, Value, Write,
+    columns,
 };
 use crmkit_core::{
     AuditChange, Changeset, Ctx, Currency, DealId, Error, Money, NewEvent, PipelineId, RecordKind,
@@ -673,23 +673,6 @@ fn close_in(p: &Period) -> Cond {
 // ---------------------------------------------------------------------------------------
 
 impl Analytics {
-    async fn aggregate_on(
-        &self,
-        ctx: &Ctx,
-        table: &'static str,
-        cond: Cond,
-        group_by: &[&str],
-        measures: Vec<Measure>,
-    ) -> Result<Vec<Row>> {
-        let agg = Aggregate {
-            table,
-            cond,
-            group_by: group_by.iter().map(|s| s.to_string()).collect(),
-            measures,
-        };
-        self.store.backend().aggregate(ctx.tenant(), &agg).await
-    }
-
     async fn row_page(
         &self,
         ctx: &Ctx,
@@ -776,7 +759,8 @@ impl Analytics {
         let open = Cond::IsNull("deleted_at".into()).and(Cond::eq("status", "open"));
         // Every currency of an open deal has a rate, before anything is written.
         for row in self
-            .aggregate_on(
+            .store
+            .aggregate(
                 ctx,
                 DEAL_TABLE,
                 open.clone(),
@@ -1238,7 +1222,8 @@ impl Analytics {
                 .and(visibility_scope(ctx, true))
                 .and(filter.cond());
             let rows = self
-                .aggregate_on(
+                .store
+                .aggregate(
                     ctx,
                     SNAPSHOT_DEAL_TABLE,
                     cond,
@@ -1460,7 +1445,8 @@ impl Analytics {
                 cond = cond.and(Cond::eq("pipeline_id", pl.as_uuid()));
             }
             for row in self
-                .aggregate_on(
+                .store
+                .aggregate(
                     ctx,
                     SNAPSHOT_DEAL_TABLE,
                     cond,
@@ -1496,7 +1482,8 @@ impl Analytics {
         let mut won_group: Vec<&str> = group.to_vec();
         won_group.push("currency");
         for row in self
-            .aggregate_on(
+            .store
+            .aggregate(
                 ctx,
                 DEAL_TABLE,
                 cond,

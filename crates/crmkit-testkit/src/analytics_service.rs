@@ -18,7 +18,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use chrono_tz::Tz;
 
 use crmkit_activities::{
     Activities, ActivitiesModule, Activity, ActivityDetails, Call, CallOutcome, Direction, Due,
@@ -44,6 +43,7 @@ use crmkit_tickets::{
     TicketStatus, Tickets, TicketsModule,
 };
 
+use crate::analytics::{ZONE, local, tz};
 use crate::check::{At, expect_validation};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 use crate::support::{all_pages, at_time, date};
@@ -57,21 +57,6 @@ pub fn modules() -> crmkit_core::Result<Modules> {
         .add(TicketsModule)
         .add(AnalyticsModule)
         .build()
-}
-
-/// The reporting zone (CET/CEST; summer time begins 2026-03-29).
-const ZONE: &str = "Europe/Berlin";
-
-fn tz() -> Tz {
-    ZONE.parse().expect("zone")
-}
-
-/// `y-m-d h:mi:s` local time in [`ZONE`], as UTC.
-fn local(y: i32, m: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
-    tz().with_ymd_and_hms(y, m, d, h, mi, s)
-        .single()
-        .expect("unambiguous local time")
-        .with_timezone(&Utc)
 }
 
 /// The reports' now: 2026-07-01 10:00 UTC (12:00 in Berlin).

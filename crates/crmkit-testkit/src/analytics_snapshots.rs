@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
-use chrono_tz::Tz;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crmkit_analytics::period::{Period, local_date};
@@ -33,6 +32,7 @@ use crmkit_pipeline::deal::{
     Deal, DealPatch, LostReasonInput, NewDeal, NewPipeline, NewStage, Pipeline, StageKind,
 };
 
+use crate::analytics::{ZONE, eur, period, tz, usd};
 use crate::check::{At, expect_denied, expect_not_found, expect_validation, validation_reasons};
 pub use crate::check::{CheckFn, CheckFuture, CheckResult, Failure};
 use crate::pipeline_deals::DealFixture;
@@ -47,31 +47,12 @@ pub fn modules() -> crmkit_core::Result<Modules> {
         .build()
 }
 
-/// The reporting zone (CET/CEST).
-const ZONE: &str = "Europe/Berlin";
-
-fn tz() -> Tz {
-    ZONE.parse().expect("zone")
-}
-
 /// `y-m-d h:00` local time in [`ZONE`], as UTC.
 fn local(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
     tz().with_ymd_and_hms(y, m, d, h, 0, 0)
         .single()
         .expect("unambiguous local time")
         .with_timezone(&Utc)
-}
-
-fn eur(s: &str) -> Money {
-    Money::parse(s, "EUR").expect("EUR")
-}
-
-fn usd(s: &str) -> Money {
-    Money::parse(s, "USD").expect("USD")
-}
-
-fn period(from: NaiveDate, to: NaiveDate) -> Period {
-    Period::new(from, to).expect("period")
 }
 
 /// A tenant whose actors share one manual clock.
