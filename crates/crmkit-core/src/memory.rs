@@ -28,6 +28,9 @@ struct UniqueIndex {
 
 struct MemTable {
     def: TableDef,
+    /// Column positions by name (conditions name columns; a scan looks each one up per
+    /// row, so not by a linear search of the definition).
+    positions: HashMap<&'static str, usize>,
     key_pos: Vec<usize>,
     version_pos: Option<usize>,
     rows: BTreeMap<Key, Row>,
@@ -37,6 +40,12 @@ struct MemTable {
 impl MemTable {
     fn new(def: &TableDef) -> Self {
         MemTable {
+            positions: def
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name, i))
+                .collect(),
             key_pos: def.key_positions(),
             version_pos: def.position("version"),
             uniques: def
@@ -56,6 +65,11 @@ impl MemTable {
             rows: BTreeMap::new(),
             def: def.clone(),
         }
+    }
+
+    /// The position of column `name`.
+    fn pos(&self, name: &str) -> Option<usize> {
+        self.positions.get(name).copied()
     }
 
     fn key_of(&self, row: &Row) -> Vec<Value> {
@@ -309,8 +323,7 @@ impl State {
 
     fn eval(&self, tenant: TenantId, t: &MemTable, cond: &Cond, row: &Row) -> Result<Option<bool>> {
         let col = |name: &str| -> Result<&Value> {
-            t.def
-                .position(name)
+            t.pos(name)
                 .map(|p| &row[p])
                 .ok_or_else(|| Error::Config(format!("unknown column {}.{name}", t.def.name)))
         };
@@ -528,12 +541,12 @@ impl State {
     fn sorted(&self, tenant: TenantId, s: &Select) -> Result<Vec<(Vec<Value>, Row)>> {
         let t = self.table(s.table)?;
         let cv = self.table(crate::custom::VALUES_TABLE)?;
-        let id_pos = t.def.position("id");
+        let id_pos = t.pos("id");
         let mut positions = vec![];
         for o in &s.order {
             let p = match &o.custom {
-                None => t.def.position(&o.column),
-                Some(_) => cv.def.position(&o.column).and(id_pos),
+                None => t.pos(&o.column),
+                Some(_) => cv.pos(&o.column).and(id_pos),
             };
             positions
                 .push(p.ok_or_else(|| Error::Config(format!("unknown sort column {}", o.column)))?);
@@ -553,7 +566,7 @@ impl State {
                                 row[p].clone(),
                                 Value::Int(0),
                             ];
-                            let vp = cv.def.position(&o.column).expect("checked above");
+                            let vp = cv.pos(&o.column).expect("checked above");
                             cv.rows
                                 .get(&(tenant, key))
                                 .map(|r| r[vp].clone())
@@ -585,7 +598,7 @@ impl State {
         if let Some(l) = s.limit {
             out.truncate(l as usize);
         }
-        let omitted: Vec<usize> = s.omit.iter().filter_map(|c| t.def.position(c)).collect();
+        let omitted: Vec<usize> = s.omit.iter().filter_map(|c| t.pos(c)).collect();
         if !omitted.is_empty() {
             for (_, row) in &mut out {
                 for &p in &omitted {
@@ -747,8 +760,7 @@ impl Backend for MemoryBackend {
             let st = self.lock();
             let t = st.table(agg.table)?;
             let pos = |c: &str| {
-                t.def
-                    .position(c)
+                t.pos(c)
                     .ok_or_else(|| Error::Config(format!("unknown column {c}")))
             };
             let group_pos = agg
@@ -756,25 +768,36 @@ impl Backend for MemoryBackend {
                 .iter()
                 .map(|c| pos(c))
                 .collect::<Result<Vec<_>>>()?;
-            for m in &agg.measures {
-                if let Measure::Sum(c) = m {
-                    pos(c)?;
-                }
-            }
+            // `None`: a count; `Some(p)`: the sum of column p.
+            let measure_pos = agg
+                .measures
+                .iter()
+                .map(|m| match m {
+                    Measure::Count => Ok(None),
+                    Measure::Sum(c) => pos(c).map(Some),
+                })
+                .collect::<Result<Vec<_>>>()?;
             st.check_cond(t, &agg.cond)?;
-            let mut groups: BTreeMap<Vec<Value>, Vec<i128>> = BTreeMap::new();
+            // Groups keyed by the rows' own cells (borrowed while the lock is held): a
+            // row's key is looked up without cloning its cells.
+            let mut groups: BTreeMap<Vec<&Value>, Vec<i128>> = BTreeMap::new();
+            let mut key: Vec<&Value> = Vec::with_capacity(group_pos.len());
             for row in t.candidates(tenant, &agg.cond) {
                 if st.eval(tenant, t, &agg.cond, row)? != Some(true) {
                     continue;
                 }
-                let g: Vec<Value> = group_pos.iter().map(|&p| row[p].clone()).collect();
-                let acc = groups
-                    .entry(g)
-                    .or_insert_with(|| vec![0; agg.measures.len()]);
-                for (i, m) in agg.measures.iter().enumerate() {
+                key.clear();
+                key.extend(group_pos.iter().map(|&p| &row[p]));
+                let acc = match groups.get_mut(key.as_slice()) {
+                    Some(acc) => acc,
+                    None => groups
+                        .entry(key.clone())
+                        .or_insert_with(|| vec![0; measure_pos.len()]),
+                };
+                for (a, m) in acc.iter_mut().zip(&measure_pos) {
                     match m {
-                        Measure::Count => acc[i] += 1,
-                        Measure::Sum(c) => acc[i] += i128::from(row[pos(c)?].as_int().unwrap_or(0)),
+                        None => *a += 1,
+                        Some(p) => *a += i128::from(row[*p].as_int().unwrap_or(0)),
                     }
                 }
             }
@@ -783,7 +806,8 @@ impl Backend for MemoryBackend {
             }
             groups
                 .into_iter()
-                .map(|(mut g, acc)| {
+                .map(|(g, acc)| {
+                    let mut g: Vec<Value> = g.into_iter().cloned().collect();
                     g.extend(acc.into_iter().map(Value::sum));
                     Ok(g)
                 })

@@ -19,6 +19,7 @@ pub mod deal;
 pub mod kinds;
 pub mod lead;
 
+use crmkit_core::store::SchemaStep;
 use crmkit_core::{Migration, Module};
 
 /// The sales module.
@@ -51,6 +52,19 @@ impl Module for PipelineModule {
                 "history of deals' expected close date changes (recorded from here on)",
                 [deal::rows::close_history_table()],
             ),
+            Migration {
+                version: 3,
+                description: "indexes of deals by status and won / lost instant (win rates, \
+                              forecasts and cycle lengths read a period's closed deals as a \
+                              range)",
+                steps: deal::rows::closed_indexes()
+                    .into_iter()
+                    .map(|index| SchemaStep::CreateIndex {
+                        table: deal::rows::DEAL_TABLE,
+                        index,
+                    })
+                    .collect(),
+            },
         ]
     }
 

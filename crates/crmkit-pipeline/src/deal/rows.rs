@@ -213,6 +213,15 @@ pub(crate) fn close_history_table() -> TableDef {
     )
 }
 
+/// The deals' indexes by status and closing instant (pipeline migration 3): a period's
+/// won or lost deals are one index range.
+pub fn closed_indexes() -> Vec<IndexDef> {
+    vec![
+        IndexDef::new("pipeline_deals_won", ["status", "won_at"]),
+        IndexDef::new("pipeline_deals_lost", ["status", "lost_at"]),
+    ]
+}
+
 /// Queryable deal fields (and `custom.<key>`). `status` is `open`, `won` or `lost`;
 /// `amount` compares the amount whatever its currency (filter on `currency` too).
 pub const DEAL_FIELDS: RecordFields = RecordFields {
