@@ -23,15 +23,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{Days, NaiveDate, TimeZone, Utc};
-use common::{Line, TempDb, block_on, record, rt, size, timed, timed_async};
+use common::{Line, TempDb, block_on, raw, record, rt, size, timed, timed_async};
 use crmkit::analytics::{
-    Bucket, ChartKind, Dashboard, Dim, Forecast, Period, PipelineByStage, Report, Widget, WinRate,
+    Bucket, ChartKind, Dashboard, Dim, Forecast, Period, PipelineByStage, Report, StageFunnel,
+    TimeInStage, Waterfall, Widget, WinRate,
 };
 use crmkit::contacts::{ContactPatch, NewContact};
 use crmkit::core::Changeset;
-use crmkit::pipeline::deal::{LostReasonInput, NewDeal, Pipeline, StageKind};
+use crmkit::pipeline::deal::{DealPatch, LostReasonInput, NewDeal, Pipeline, StageKind};
 use crmkit::{ContactId, Crm, Ctx, Currency, Decimal, ManualClock, Money, Query, UserId};
 use divan::Bencher;
+use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params};
 
 fn deals_n() -> usize {
@@ -497,6 +499,350 @@ mod mixed_load {
     }
 }
 
+// ---- funnel and time in stage over the stage history ------------------------------------
+
+fn history_deals_n() -> usize {
+    size("CRMKIT_BENCH_HISTORY_DEALS", 250_000, 500)
+}
+
+/// `history_deals_n()` deals created in Q1 2026 through crmkit, each then given three
+/// more stage-history rows (copied from a real move's row, rows written raw: the seeding
+/// is not measured): 4 rows a deal, 1M rows at the default size. One deal in four stops
+/// after the second stage, one in four after the third.
+struct History {
+    db: TempDb,
+    crm: Crm,
+    ctx: Ctx,
+    stages: Vec<String>,
+}
+
+static HISTORY: LazyLock<History> = LazyLock::new(|| {
+    let db = TempDb::new("history");
+    let crm = db.open();
+    let n = history_deals_n();
+    let (ctx, pipeline) = block_on(async {
+        let (ctx, clock, owners, pipeline) = setup(&crm).await;
+        let first = pipeline.stages[0].id;
+        let deals = crm.deals();
+        let jan1 = Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap();
+        let mut done = 0;
+        while done < n {
+            clock.set(jan1 + chrono::Duration::minutes((done / 10) as i64));
+            let mut cs = Changeset::new(&ctx);
+            for i in done..(done + 1000).min(n) {
+                let mut d = NewDeal::new(format!("Deal {i}"), pipeline.id);
+                d.stage = Some(first);
+                d.owner = Some(owners[i % owners.len()]);
+                d.amount = Some(Money::parse("1000", "EUR").unwrap());
+                deals.stage_create(&ctx, &d, &[], &mut cs).await.unwrap();
+            }
+            deals.store().commit(cs).await.unwrap();
+            done = (done + 1000).min(n);
+        }
+        // One real move, as the template of the raw history rows.
+        let page = deals.list(&ctx, &Query::new().limit(1)).await.unwrap();
+        let d = &page.items[0];
+        deals
+            .move_to_stage(&ctx, d.id, d.version, pipeline.stages[1].id, None)
+            .await
+            .unwrap();
+        (ctx, pipeline)
+    });
+    let conn = db.connect();
+    let tenant = ctx.tenant().to_string();
+    let (names, row) = raw::template_where(
+        &conn,
+        "pipeline_stage_history",
+        &tenant,
+        Some(("seq", SqlValue::Integer(2))),
+    );
+    let ids: Vec<String> = conn
+        .prepare("SELECT id FROM pipeline_deals WHERE tenant_id = ? ORDER BY id")
+        .unwrap()
+        .query_map(params![tenant], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let stage = |k: usize| SqlValue::Text(pipeline.stages[k].id.to_string());
+    // Steps 2, 3 and 4 (stages 1, 2, 3) for every deal but the template one.
+    let rows: Vec<(usize, usize)> = (1..ids.len())
+        .flat_map(|d| {
+            (1..=3usize)
+                .filter(move |s| *s <= 1 + d % 4)
+                .map(move |s| (d, s))
+        })
+        .collect();
+    raw::copy_rows(
+        &conn,
+        "pipeline_stage_history",
+        &row,
+        &names,
+        rows.len(),
+        |i| {
+            let (d, s) = rows[i];
+            let base = Utc
+                .with_ymd_and_hms(2026, 1, 1, 9, 0, 0)
+                .unwrap()
+                .timestamp_micros();
+            let at = base
+                + (d as i64 / 10) * 60_000_000
+                + (s as i64) * 86_400_000_000 * (1 + (d % 7) as i64);
+            vec![
+                ("deal_id", SqlValue::Text(ids[d].clone())),
+                ("seq", SqlValue::Integer(s as i64 + 1)),
+                ("from_stage", stage(s - 1)),
+                ("to_stage", stage(s)),
+                ("at", SqlValue::Integer(at)),
+            ]
+        },
+    );
+    let stages = pipeline.stages.iter().map(|s| s.id.to_string()).collect();
+    History {
+        db,
+        crm,
+        ctx,
+        stages,
+    }
+});
+
+fn q1() -> Period {
+    Period::new(day(2026, 1, 1), day(2026, 3, 31)).unwrap()
+}
+
+/// The micro-second bounds of Q1 2026 in UTC (the tenant reports in UTC).
+fn q1_bounds() -> (i64, i64) {
+    (
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .unwrap()
+            .timestamp_micros(),
+        Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0)
+            .unwrap()
+            .timestamp_micros(),
+    )
+}
+
+/// The stage funnel by hand: per deal created in the period, the furthest open stage
+/// (by position) its history reached, then deals per furthest stage.
+fn raw_funnel(conn: &Connection, tenant: &str) -> usize {
+    let (from, to) = q1_bounds();
+    conn.prepare_cached(
+        "SELECT furthest, COUNT(*) FROM ( \
+           SELECT h.deal_id, MAX(s.position) AS furthest \
+           FROM pipeline_stage_history h \
+           JOIN pipeline_deals d ON d.tenant_id = h.tenant_id AND d.id = h.deal_id \
+           JOIN pipeline_stages s ON s.tenant_id = h.tenant_id AND s.id = h.to_stage \
+           WHERE h.tenant_id = ?1 AND d.deleted_at IS NULL \
+             AND d.created_at >= ?2 AND d.created_at < ?3 AND s.kind = 'open' \
+           GROUP BY h.deal_id) GROUP BY furthest",
+    )
+    .unwrap()
+    .query_map(params![tenant, from, to], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .count()
+}
+
+/// Time in stage by hand: every stay (a history row and the next one of its deal, by
+/// `LEAD`) that ended in the period, read per stage; median and p90 by nearest rank.
+fn raw_time_in_stage(conn: &Connection, tenant: &str) -> usize {
+    let (from, to) = q1_bounds();
+    let mut per: std::collections::HashMap<String, Vec<i64>> = Default::default();
+    let mut st = conn
+        .prepare_cached(
+            "SELECT to_stage, next_at - at FROM ( \
+               SELECT h.to_stage, h.at, LEAD(h.at) OVER (PARTITION BY h.deal_id ORDER BY h.seq) AS next_at \
+               FROM pipeline_stage_history h \
+               JOIN pipeline_deals d ON d.tenant_id = h.tenant_id AND d.id = h.deal_id \
+               WHERE h.tenant_id = ?1 AND d.deleted_at IS NULL) \
+             WHERE next_at >= ?2 AND next_at < ?3",
+        )
+        .unwrap();
+    let rows = st
+        .query_map(params![tenant, from, to], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .unwrap();
+    for r in rows {
+        let (stage, len) = r.unwrap();
+        per.entry(stage).or_default().push(len);
+    }
+    let mut out = 0;
+    for v in per.values_mut() {
+        v.sort_unstable();
+        let rank = |p: usize| v[((v.len() * p).div_ceil(100)).clamp(1, v.len()) - 1];
+        out += divan::black_box(rank(50) + rank(90)) as usize % 2;
+    }
+    out + per.len()
+}
+
+/// The stage funnel over `history_deals_n()` deals' histories.
+mod stage_funnel {
+    use super::*;
+
+    #[divan::bench(sample_count = 3, sample_size = 1)]
+    fn crmkit(b: Bencher) {
+        let h = &*HISTORY;
+        let a = h.crm.analytics();
+        let r = StageFunnel {
+            period: q1(),
+            pipeline: None,
+        };
+        b.bench_local(|| {
+            timed_async("funnel/crmkit", 1, async {
+                divan::black_box(a.stage_funnel(&h.ctx, &r).await.unwrap())
+            })
+        });
+    }
+
+    #[divan::bench(sample_count = 3, sample_size = 1)]
+    fn raw(b: Bencher) {
+        let h = &*HISTORY;
+        let conn = h.db.connect();
+        let tenant = h.ctx.tenant().to_string();
+        assert!(!h.stages.is_empty());
+        b.bench_local(|| {
+            timed("funnel/raw", 1, || {
+                divan::black_box(raw_funnel(&conn, &tenant))
+            })
+        });
+    }
+}
+
+/// Time in stage over the same histories.
+mod time_in_stage {
+    use super::*;
+
+    #[divan::bench(sample_count = 3, sample_size = 1)]
+    fn crmkit(b: Bencher) {
+        let h = &*HISTORY;
+        let a = h.crm.analytics();
+        let r = TimeInStage {
+            period: q1(),
+            pipeline: None,
+        };
+        b.bench_local(|| {
+            timed_async("stagetime/crmkit", 1, async {
+                divan::black_box(a.time_in_stage(&h.ctx, &r).await.unwrap())
+            })
+        });
+    }
+
+    #[divan::bench(sample_count = 3, sample_size = 1)]
+    fn raw(b: Bencher) {
+        let h = &*HISTORY;
+        let conn = h.db.connect();
+        let tenant = h.ctx.tenant().to_string();
+        b.bench_local(|| {
+            timed("stagetime/raw", 1, || {
+                divan::black_box(raw_time_in_stage(&conn, &tenant))
+            })
+        });
+    }
+}
+
+// ---- snapshots and the waterfall -------------------------------------------------------
+
+fn snapshot_deals_n() -> usize {
+    size("CRMKIT_BENCH_SNAPSHOT_DEALS", 100_000, 300)
+}
+
+/// Snapshots of `n` open deals on a fresh file: the time of the first snapshot, then,
+/// after one deal in ten moved on, one in twenty re-priced, one in twenty won and
+/// `n / 20` new deals, the second snapshot and the waterfall between the two.
+async fn snapshots(n: usize, tag: &str) {
+    let db = TempDb::new(tag);
+    let crm = Crm::open(&db.url()).await.unwrap();
+    let (ctx, clock, owners, pipeline) = setup(&crm).await;
+    let deals = crm.deals();
+    let create = |from: usize, to: usize| {
+        let (ctx, deals, owners, pipeline) = (&ctx, &deals, &owners, &pipeline);
+        async move {
+            let mut done = from;
+            while done < to {
+                let mut cs = Changeset::new(ctx);
+                for i in done..(done + 1000).min(to) {
+                    let mut d = NewDeal::new(format!("Deal {i}"), pipeline.id);
+                    d.stage = Some(pipeline.stages[i % 3].id);
+                    d.owner = Some(owners[i % owners.len()]);
+                    d.amount = Some(Money::parse(&format!("{}", 1000 + i % 9000), "EUR").unwrap());
+                    d.expected_close =
+                        day(2026, 1, 1).checked_add_days(Days::new((i % 180) as u64));
+                    deals.stage_create(ctx, &d, &[], &mut cs).await.unwrap();
+                }
+                deals.store().commit(cs).await.unwrap();
+                done = (done + 1000).min(to);
+            }
+        }
+    };
+    create(0, n).await;
+    let a = crm.analytics();
+    let t = Instant::now();
+    let earlier = a.take_snapshot(&ctx).await.unwrap();
+    record(&format!("{tag}/snapshot"), t.elapsed());
+    clock.set(Utc.with_ymd_and_hms(2026, 1, 15, 9, 0, 0).unwrap());
+    let won = pipeline
+        .stages
+        .iter()
+        .find(|s| s.kind == StageKind::Won)
+        .unwrap()
+        .id;
+    let mut q = Query::new().limit(1000);
+    let mut k = 0usize;
+    loop {
+        let page = deals.list(&ctx, &q).await.unwrap();
+        for d in &page.items {
+            if k.is_multiple_of(10) && d.stage != pipeline.stages[2].id {
+                let next = pipeline.stages[(k / 10) % 2 + 1].id;
+                let _ = deals.move_to_stage(&ctx, d.id, d.version, next, None).await;
+            } else if k % 20 == 1 {
+                let amount = Money::parse("123456", "EUR").unwrap();
+                let patch = DealPatch::default().amount(Some(amount));
+                deals.update(&ctx, d.id, d.version, patch).await.unwrap();
+            } else if k % 20 == 3 {
+                deals
+                    .move_to_stage(&ctx, d.id, d.version, won, None)
+                    .await
+                    .unwrap();
+            }
+            k += 1;
+        }
+        match page.next_cursor {
+            Some(c) => q = q.after(c),
+            None => break,
+        }
+    }
+    create(n, n + n / 20).await;
+    let later = a.take_snapshot(&ctx).await.unwrap();
+    let w = Waterfall {
+        earlier: earlier.id,
+        later: later.id,
+        pipeline: None,
+        period: None,
+    };
+    let t = Instant::now();
+    divan::black_box(a.pipeline_waterfall(&ctx, &w).await.unwrap());
+    record(&format!("{tag}/waterfall"), t.elapsed());
+}
+
+/// A snapshot of `snapshot_deals_n()` open deals and the waterfall between two of them,
+/// and the same at half the size (the waterfall is a merge: about twice the time for
+/// twice the deals).
+mod snapshot_waterfall {
+    use super::*;
+
+    #[divan::bench(sample_count = 1, sample_size = 1)]
+    fn full(b: Bencher) {
+        b.bench_local(|| block_on(snapshots(snapshot_deals_n(), "snapfull")));
+    }
+
+    #[divan::bench(sample_count = 1, sample_size = 1)]
+    fn half(b: Bencher) {
+        b.bench_local(|| block_on(snapshots(snapshot_deals_n() / 2, "snaphalf")));
+    }
+}
+
 fn main() {
     common::main("analytics", || {
         vec![
@@ -527,6 +873,45 @@ fn main() {
                 "memwinrate/none",
                 "-",
                 "<= 200 ms",
+            ),
+            Line::new(
+                format!(
+                    "stage funnel, {} deals' histories (4 rows a deal at most)",
+                    history_deals_n()
+                ),
+                "funnel/crmkit",
+                "funnel/raw",
+                "hand-written SQL (JOIN, MAX, GROUP BY)",
+                "report",
+            ),
+            Line::new(
+                format!("time in stage, {} deals' histories", history_deals_n()),
+                "stagetime/crmkit",
+                "stagetime/raw",
+                "hand-written SQL (LEAD window)",
+                "report",
+            ),
+            Line::new(
+                format!(
+                    "snapshot of {} open deals vs {}",
+                    snapshot_deals_n(),
+                    snapshot_deals_n() / 2
+                ),
+                "snapfull/snapshot",
+                "snaphalf/snapshot",
+                "the same at half the deals",
+                "report (about 2: linear)",
+            ),
+            Line::new(
+                format!(
+                    "waterfall between two snapshots of {} deals vs {}",
+                    snapshot_deals_n(),
+                    snapshot_deals_n() / 2
+                ),
+                "snapfull/waterfall",
+                "snaphalf/waterfall",
+                "the same at half the deals",
+                "report (about 2: not quadratic)",
             ),
             Line::new(
                 "get-by-id p50, mixed load, dashboards rendering vs not",
