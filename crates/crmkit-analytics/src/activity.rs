@@ -250,6 +250,7 @@ mod run {
                 cond: visibility_scope(ctx, false).and(cond),
                 group_by,
                 measures: vec![Measure::Count],
+                buckets: None,
             };
             self.store.backend().aggregate(ctx.tenant(), &agg).await
         }

@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use crmkit_core::service::visibility_scope;
-use crmkit_core::store::{Aggregate, CmpOp, Cond, Measure, OrderKey, Row, Select, Value};
+use crmkit_core::store::{Aggregate, Buckets, CmpOp, Cond, Measure, OrderKey, Row, Select, Value};
 use crmkit_core::{Ctx, Currency, Error, PipelineId, Result, StageId, Store};
 use crmkit_pipeline::currency::{Currencies, multiply_exact};
 use crmkit_pipeline::deal::rows::DEAL_TABLE;
@@ -501,6 +501,7 @@ impl Sales<'_> {
             cond,
             group_by: group_by.into_iter().map(String::from).collect(),
             measures,
+            buckets: None,
         };
         self.store.backend().aggregate(ctx.tenant(), &agg).await
     }
@@ -642,26 +643,34 @@ impl Sales<'_> {
                 sum_of(&row[5])?,
             );
         }
+        // The won deals: one aggregate over `won_at`, bucketed by the local buckets'
+        // first instants (the first and last clipped to the period).
+        let mut bounds = Vec::with_capacity(buckets.len() + 1);
         for (i, b) in buckets.iter().enumerate() {
             let from = b.start.max(r.period.from());
             let to = b.end.min(r.period.to());
             let (start, end) = Period::new(from, to)?.instants(self.tz);
-            let cond = scope
-                .clone()
-                .and(Cond::eq("status", "won"))
-                .and(Cond::Cmp("won_at".into(), CmpOp::Gte, ts(start)))
-                .and(Cond::Cmp("won_at".into(), CmpOp::Lt, ts(end)));
-            for row in self
-                .aggregate(ctx, cond, vec!["currency"], measures())
-                .await?
-            {
-                cats[i][3].add(
-                    currency_of(&row[0])?,
-                    count_of(&row[1])?,
-                    sum_of(&row[2])?,
-                    sum_of(&row[3])?,
-                );
+            bounds.push(ts(start));
+            if i + 1 == buckets.len() {
+                bounds.push(ts(end));
             }
+        }
+        let cond = scope.clone().and(Cond::eq("status", "won"));
+        let agg = Aggregate {
+            table: DEAL_TABLE,
+            cond,
+            group_by: vec!["currency".into()],
+            measures: measures(),
+            buckets: Some(Buckets::new("won_at", bounds)),
+        };
+        for row in self.store.backend().aggregate(ctx.tenant(), &agg).await? {
+            let i = usize::try_from(row[0].as_int().ok_or_else(bad)?).map_err(|_| bad())?;
+            cats.get_mut(i).ok_or_else(bad)?[3].add(
+                currency_of(&row[1])?,
+                count_of(&row[2])?,
+                sum_of(&row[3])?,
+                sum_of(&row[4])?,
+            );
         }
         let mut out = vec![];
         for (i, c) in cats.iter().enumerate() {

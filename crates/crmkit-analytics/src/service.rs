@@ -160,6 +160,7 @@ mod run {
                 cond: visibility_scope(ctx, false).and(cond),
                 group_by: vec![],
                 measures: vec![Measure::Count],
+                buckets: None,
             };
             match self
                 .store

@@ -126,6 +126,7 @@ impl Store {
             cond,
             group_by: group_by.iter().map(|c| (*c).to_owned()).collect(),
             measures,
+            buckets: None,
         };
         self.backend.aggregate(ctx.tenant(), &agg).await
     }

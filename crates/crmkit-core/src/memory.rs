@@ -778,17 +778,30 @@ impl Backend for MemoryBackend {
                 })
                 .collect::<Result<Vec<_>>>()?;
             st.check_cond(t, &agg.cond)?;
+            let bucket_pos = match &agg.buckets {
+                None => None,
+                Some(b) => {
+                    b.check()?;
+                    Some((b, pos(&b.column)?))
+                }
+            };
             // Groups keyed by the rows' own cells (borrowed while the lock is held): a
             // row's key is looked up without cloning its cells.
-            let mut groups: BTreeMap<Vec<&Value>, Vec<i128>> = BTreeMap::new();
-            let mut key: Vec<&Value> = Vec::with_capacity(group_pos.len());
+            let mut groups: BTreeMap<(usize, Vec<&Value>), Vec<i128>> = BTreeMap::new();
+            let mut key: (usize, Vec<&Value>) = (0, Vec::with_capacity(group_pos.len()));
             for row in t.candidates(tenant, &agg.cond) {
                 if st.eval(tenant, t, &agg.cond, row)? != Some(true) {
                     continue;
                 }
-                key.clear();
-                key.extend(group_pos.iter().map(|&p| &row[p]));
-                let acc = match groups.get_mut(key.as_slice()) {
+                if let Some((b, p)) = bucket_pos {
+                    match b.index_of(&row[p]) {
+                        Some(i) => key.0 = i,
+                        None => continue,
+                    }
+                }
+                key.1.clear();
+                key.1.extend(group_pos.iter().map(|&p| &row[p]));
+                let acc = match groups.get_mut(&key) {
                     Some(acc) => acc,
                     None => groups
                         .entry(key.clone())
@@ -801,15 +814,19 @@ impl Backend for MemoryBackend {
                     }
                 }
             }
-            if agg.group_by.is_empty() && groups.is_empty() {
-                groups.insert(vec![], vec![0; agg.measures.len()]);
+            if agg.group_by.is_empty() && agg.buckets.is_none() && groups.is_empty() {
+                groups.insert((0, vec![]), vec![0; agg.measures.len()]);
             }
             groups
                 .into_iter()
-                .map(|(g, acc)| {
-                    let mut g: Vec<Value> = g.into_iter().cloned().collect();
-                    g.extend(acc.into_iter().map(Value::sum));
-                    Ok(g)
+                .map(|((i, g), acc)| {
+                    let mut out: Vec<Value> = Vec::with_capacity(g.len() + acc.len() + 1);
+                    if agg.buckets.is_some() {
+                        out.push(Value::Int(i as i64));
+                    }
+                    out.extend(g.into_iter().cloned());
+                    out.extend(acc.into_iter().map(Value::sum));
+                    Ok(out)
                 })
                 .collect()
         })();
@@ -909,6 +926,7 @@ mod tests {
             cond: Cond::True,
             group_by: vec![],
             measures: vec![Measure::Sum("nope".into())],
+            buckets: None,
         };
         assert!(matches!(run(b.aggregate(t, &agg)), Err(Error::Config(_))));
         let del = Write::DeleteWhere {
@@ -980,6 +998,7 @@ mod tests {
                 cond: Cond::True,
                 group_by: vec![],
                 measures: vec![Measure::Sum("n".into())],
+                buckets: None,
             };
             let total: i128 = ns.iter().map(|&n| i128::from(n)).sum();
             let got = run(b.aggregate(t, &agg)).unwrap();

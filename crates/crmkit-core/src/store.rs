@@ -851,6 +851,66 @@ pub struct Aggregate {
     pub group_by: Vec<String>,
     /// What to compute per group.
     pub measures: Vec<Measure>,
+    /// Also group by the range of a column each row falls in (time buckets of a report:
+    /// one aggregate instead of one per bucket).
+    pub buckets: Option<Buckets>,
+}
+
+/// Ranges of one column an [`Aggregate`] groups by: bucket `i` holds the rows with
+/// `bounds[i] <= column < bounds[i + 1]`. Rows below the first bound, from the last bound
+/// on, or NULL in the column are left out, and a bucket without rows has no result row
+/// (as a group without rows has none). A result row starts with the bucket's index
+/// (an `Int`), then the `group_by` columns, then the measures. At least two bounds,
+/// strictly increasing, of the column's stored variant (a Config error otherwise); the
+/// contract allows at most [`Buckets::MAX`] buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buckets {
+    /// The column (an `Int`, `Timestamp`, `Decimal` or `Date` column usually).
+    pub column: String,
+    /// The bounds, strictly increasing.
+    pub bounds: Vec<Value>,
+}
+
+impl Buckets {
+    /// Most buckets an aggregate may ask for.
+    pub const MAX: usize = 1000;
+
+    /// Buckets of `column` between consecutive `bounds`.
+    pub fn new(column: impl Into<String>, bounds: Vec<Value>) -> Buckets {
+        Buckets {
+            column: column.into(),
+            bounds,
+        }
+    }
+
+    /// The bucket of a value: `i` with `bounds[i] <= v < bounds[i + 1]`.
+    pub fn index_of(&self, v: &Value) -> Option<usize> {
+        if v.is_null() {
+            return None;
+        }
+        let above = self.bounds.partition_point(|b| b <= v);
+        (above >= 1 && above < self.bounds.len()).then(|| above - 1)
+    }
+
+    /// A Config error unless the bounds are at least two, strictly increasing, not NULL,
+    /// at most [`Self::MAX`] buckets.
+    pub fn check(&self) -> Result<()> {
+        let n = self.bounds.len();
+        if n < 2 || n - 1 > Self::MAX {
+            return Err(Error::Config(format!(
+                "buckets of {} need 2 to {} bounds, not {n}",
+                self.column,
+                Self::MAX + 1
+            )));
+        }
+        if self.bounds.iter().any(Value::is_null) || self.bounds.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::Config(format!(
+                "the bucket bounds of {} must be non-null and strictly increasing",
+                self.column
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// One aggregate measure.

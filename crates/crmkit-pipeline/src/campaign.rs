@@ -966,6 +966,7 @@ impl Campaigns {
                 cond: live.clone().and(Self::foreign_visibility(ctx, deals)),
                 group_by: vec!["campaign_id".into(), "currency".into(), "status".into()],
                 measures: vec![Measure::Sum("amount".into()), Measure::Count],
+                buckets: None,
             };
             // (campaign, open?) -> currency -> units.
             let mut sums: BTreeMap<(CampaignId, bool), BTreeMap<Currency, i128>> = BTreeMap::new();
@@ -1028,6 +1029,7 @@ impl Campaigns {
                 cond: live.and(Self::foreign_visibility(ctx, leads)),
                 group_by: vec!["campaign_id".into()],
                 measures: vec![Measure::Count],
+                buckets: None,
             };
             for r in backend.aggregate(ctx.tenant(), &agg).await? {
                 out.entry(campaign_of(&r[0])?).or_default().leads +=
@@ -1053,6 +1055,7 @@ impl Campaigns {
             cond: Cond::eq("campaign_id", id.as_uuid()),
             group_by: vec!["status".into()],
             measures: vec![Measure::Count],
+            buckets: None,
         };
         let mut by_status: BTreeMap<MemberStatus, u64> =
             MemberStatus::ALL.iter().map(|s| (*s, 0)).collect();

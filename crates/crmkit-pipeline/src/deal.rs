@@ -1505,6 +1505,7 @@ impl Deals {
                 crmkit_core::store::Measure::Sum("amount".into()),
                 crmkit_core::store::Measure::Sum("weighted_x100".into()),
             ],
+            buckets: None,
         };
         let rows = self.store.backend().aggregate(ctx.tenant(), &agg).await?;
         let mut lines = vec![];

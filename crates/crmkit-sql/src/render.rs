@@ -602,6 +602,27 @@ impl Renderer {
         crmkit_core::store::check_cond(&self.schema, t, &agg.cond)?;
         let mut q = Query::select();
         let mut kinds = vec![];
+        // Buckets: the index of a row's range comes first, as a CASE over the bounds; the
+        // rows outside every range are filtered out. It is grouped by position (`GROUP BY
+        // 1`): PostgreSQL would not match a repeated CASE whose bounds are new parameters.
+        let mut bucket_range = None;
+        if let Some(b) = &agg.buckets {
+            b.check()?;
+            let ty = self.column(t, &b.column)?;
+            let col = || Expr::col(Alias::new(b.column.as_str()));
+            let last = b.bounds.len() - 2;
+            let mut case = sea_query::CaseStatement::new();
+            for (i, bound) in b.bounds[1..].iter().enumerate() {
+                case = case.case(col().lt(val(Some(ty), bound)), Expr::val(i as i64));
+            }
+            q.expr(case);
+            kinds.push(Kind::Int);
+            bucket_range = Some(
+                col()
+                    .gte(val(Some(ty), &b.bounds[0]))
+                    .and(col().lt(val(Some(ty), &b.bounds[last + 1]))),
+            );
+        }
         for g in &agg.group_by {
             let ty = self.column(t, g)?;
             q.column(Alias::new(g.as_str()));
@@ -648,6 +669,10 @@ impl Renderer {
             }
         }
         q.from(t.name).and_where(self.scoped(tenant, t, &agg.cond)?);
+        if let Some(range) = bucket_range {
+            q.and_where(range);
+            q.add_group_by([Expr::cust("1")]);
+        }
         for g in &agg.group_by {
             q.add_group_by([Expr::col(Alias::new(g.as_str()))]);
         }
@@ -667,7 +692,8 @@ impl Renderer {
         rows.into_iter()
             .map(|r| {
                 let mut cells = r.into_iter();
-                let mut out: Row = cells.by_ref().take(agg.group_by.len()).collect();
+                let keys = agg.group_by.len() + usize::from(agg.buckets.is_some());
+                let mut out: Row = cells.by_ref().take(keys).collect();
                 for m in &agg.measures {
                     match m {
                         Measure::Count => out.push(cells.next().ok_or_else(bad)?),

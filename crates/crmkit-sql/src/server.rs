@@ -360,7 +360,10 @@ impl<D: Driver> ServerBackend<D> {
         let f = self.render.aggregate(tenant, agg)?;
         let rows = self.read(&f).await?;
         let mut rows = self.render.finish_aggregate(agg, rows)?;
-        sort_groups(&mut rows, agg.group_by.len());
+        sort_groups(
+            &mut rows,
+            agg.group_by.len() + usize::from(agg.buckets.is_some()),
+        );
         Ok(rows)
     }
 

@@ -684,7 +684,10 @@ impl Backend for SqliteBackend {
             let f = self.render.aggregate(tenant, agg)?;
             let rows = self.read(|c| off_worker(|| fetch(c, &f))).await?;
             let mut rows = self.render.finish_aggregate(agg, rows)?;
-            sort_groups(&mut rows, agg.group_by.len());
+            sort_groups(
+                &mut rows,
+                agg.group_by.len() + usize::from(agg.buckets.is_some()),
+            );
             Ok(rows)
         })
     }

@@ -547,6 +547,7 @@ pub async fn nul_bytes(store: &Store) -> CheckResult {
                     cond: cond.clone(),
                     group_by: vec![],
                     measures: vec![Measure::Count],
+                    buckets: None,
                 },
             )
             .await,
@@ -739,6 +740,7 @@ pub async fn wide_sums(store: &Store) -> CheckResult {
             Measure::Count,
             Measure::Sum("n".into()),
         ],
+        buckets: None,
     };
     let got = store
         .backend()
@@ -799,6 +801,7 @@ pub async fn wide_sums(store: &Store) -> CheckResult {
                 cond: Cond::True,
                 group_by: vec![],
                 measures: vec![Measure::Sum("n".into())],
+                buckets: None,
             },
         )
         .await
@@ -959,6 +962,7 @@ async fn wide_sum_case(store: &Store, groups: &[Vec<Option<i64>>]) -> CheckResul
                 cond: Cond::True,
                 group_by: vec!["grp".into()],
                 measures: vec![Measure::Count, Measure::Sum("n".into())],
+                buckets: None,
             },
         )
         .await

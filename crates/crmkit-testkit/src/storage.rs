@@ -34,8 +34,8 @@ use crmkit_core::custom::VALUES_TABLE;
 use crmkit_core::event::{AUDIT_TABLE, EVENTS_TABLE, SEQUENCES_TABLE};
 use crmkit_core::memory::MemoryBackend;
 use crmkit_core::store::{
-    Aggregate, CmpOp, ColumnDef, ColumnType, Cond, CustomRef, IndexDef, Measure, Migration,
-    OrderKey, Row, SchemaStep, Select, TableDef, Value, Write,
+    Aggregate, Buckets, CmpOp, ColumnDef, ColumnType, Cond, CustomRef, IndexDef, Measure,
+    Migration, OrderKey, Row, SchemaStep, Select, TableDef, Value, Write,
 };
 use crmkit_core::{
     Actor, AuditChange, Backend, Changeset, Commit, Ctx, Error, Fault, Module, Modules, NewEvent,
@@ -1779,6 +1779,7 @@ async fn fingerprint(b: &dyn Backend, t: TenantId, ids: &[Uuid]) -> Result<Vec<S
                 Measure::Sum("qty".into()),
                 Measure::Sum("amount".into()),
             ],
+            buckets: None,
         };
         let mut rows = b.aggregate(t, &agg).await?;
         rows.sort();
@@ -1861,6 +1862,7 @@ pub async fn tenant_isolation(backend: Arc<dyn Backend>) -> Result<()> {
                 cond: Cond::True,
                 group_by: vec![],
                 measures: vec![Measure::Count, Measure::Sum("qty".into())],
+                buckets: None,
             },
         )
         .await?;
@@ -2446,6 +2448,7 @@ pub async fn aggregates(backend: Arc<dyn Backend>) -> Result<()> {
         cond,
         group_by: group_by.iter().map(|s| (*s).to_owned()).collect(),
         measures: measures.clone(),
+        buckets: None,
     };
     let run = |a: Aggregate| async move {
         let mut rows = b.aggregate(t, &a).await?;
@@ -2514,6 +2517,89 @@ pub async fn aggregates(backend: Arc<dyn Backend>) -> Result<()> {
         b.aggregate(empty, &agg(&[], Cond::True)).await?,
         vec![vec![i(0), i(0), i(0)]],
         "aggregate in an empty tenant"
+    );
+    // Buckets: the range index first; NULLs, values below the first bound and from the
+    // last bound on are left out; a bucket without rows has no row (also without
+    // group-by); a condition still applies.
+    let bucketed = |group_by: &[&str], cond: Cond, column: &str, bounds: Vec<Value>| {
+        let mut a = agg(group_by, cond);
+        a.buckets = Some(Buckets::new(column, bounds));
+        a
+    };
+    assert_eq!(
+        run(bucketed(
+            &["name"],
+            Cond::True,
+            "qty",
+            vec![i(1), i(2), i(5)]
+        ))
+        .await?,
+        vec![
+            vec![i(0), s("a"), i(1), i(p60 + 1), i(1)],
+            vec![i(1), s("b"), i(1), i(-7), i(2)],
+        ],
+        "buckets of qty [1, 2) and [2, 5), grouped by name"
+    );
+    assert_eq!(
+        run(bucketed(&[], Cond::True, "qty", vec![i(2), i(6)])).await?,
+        vec![vec![i(0), i(2), i(-7), i(7)]],
+        "one bucket, no group-by"
+    );
+    assert_eq!(
+        run(bucketed(&[], Cond::True, "qty", vec![i(100), i(200)])).await?,
+        Vec::<Row>::new(),
+        "an empty bucket has no row, even without group-by"
+    );
+    assert_eq!(
+        run(bucketed(
+            &[],
+            Cond::True,
+            "amount",
+            vec![i(p53 + 1), i(p60 + 1), i(p60 + 3), i(p60 + 4)]
+        ))
+        .await?,
+        vec![
+            vec![i(0), i(2), i(2 * p53 + 2), i(0)],
+            vec![i(1), i(1), i(p60 + 1), i(1)],
+            vec![i(2), i(1), i(p60 + 3), i(0)],
+        ],
+        "buckets of a column beyond 2^53, bounds included on the left"
+    );
+    assert_eq!(
+        run(bucketed(
+            &["name_fold"],
+            cmp("amount", CmpOp::Lt, p60),
+            "amount",
+            vec![i(-10), i(0), i(p53 + 2)]
+        ))
+        .await?,
+        vec![
+            vec![i(0), s("g1"), i(1), i(-7), i(2)],
+            vec![i(1), s("g1"), i(2), i(2 * p53 + 2), i(0)],
+            vec![i(1), s("g2"), i(1), i(0), i(5)],
+        ],
+        "buckets with a condition and a group-by"
+    );
+    for bounds in [
+        vec![i(1)],
+        vec![i(2), i(2)],
+        vec![i(3), i(1)],
+        vec![i(1), Value::Null],
+    ] {
+        let e = b
+            .aggregate(t, &bucketed(&[], Cond::True, "qty", bounds.clone()))
+            .await;
+        assert!(
+            matches!(e, Err(Error::Config(_))),
+            "bad bounds {bounds:?} are a Config error: {e:?}"
+        );
+    }
+    let e = b
+        .aggregate(t, &bucketed(&[], Cond::True, "nope", vec![i(1), i(2)]))
+        .await;
+    assert!(
+        matches!(e, Err(Error::Config(_))),
+        "unknown bucket column: {e:?}"
     );
     Ok(())
 }
@@ -2588,6 +2674,7 @@ pub async fn unknown_names(backend: Arc<dyn Backend>) -> Result<()> {
                     cond: Cond::True,
                     group_by,
                     measures: vec![measure],
+                    buckets: None,
                 };
                 let r = b.aggregate(tenant, &a).await;
                 assert!(
@@ -3168,6 +3255,7 @@ async fn run_case(
             cond: q.cond.clone(),
             group_by: q.group_by.clone(),
             measures: vec![Measure::Count, Measure::Sum("amount".into())],
+            buckets: None,
         };
         let mut want = model.aggregate(t, &agg).await.map_err(fail)?;
         let mut got = backend.aggregate(t, &agg).await.map_err(fail)?;

@@ -237,6 +237,7 @@ fn aggregate_update_and_sequence_sql() {
         cond: Cond::True,
         group_by: vec!["name".into()],
         measures: vec![Measure::Count, Measure::Sum("n".into())],
+        buckets: None,
     };
     let want = [
         (

@@ -591,6 +591,7 @@ async fn tenants_are_isolated() {
             cond: Cond::True,
             group_by: vec![],
             measures: vec![Measure::Count, Measure::Sum("n".into())],
+            buckets: None,
         };
         assert_eq!(
             b.aggregate(ta, &agg).await.unwrap(),
@@ -883,6 +884,7 @@ async fn selects_match_the_memory_backend() {
                         Measure::Sum("n".into()),
                         Measure::Sum("flag".into()),
                     ],
+                    buckets: None,
                 };
                 assert_eq!(
                     b.aggregate(bt, &agg).await.unwrap(),
@@ -947,6 +949,7 @@ async fn sums_are_exact_and_never_overflow() {
             cond: Cond::True,
             group_by: vec!["name".into()],
             measures: vec![Measure::Sum("n".into()), Measure::Count],
+            buckets: None,
         };
         assert_eq!(
             b.aggregate(t, &agg).await.unwrap(),
