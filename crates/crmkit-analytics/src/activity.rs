@@ -181,7 +181,9 @@ mod run {
     use chrono::{DateTime, Days, Utc};
     use crmkit_activities::rows::{ACTIVITY_TABLE, FOLLOWUP_TABLE};
     use crmkit_core::service::visibility_scope;
-    use crmkit_core::store::{Aggregate, CmpOp, Cond, Measure, OrderKey, Row, Select, Value};
+    use crmkit_core::store::{
+        Aggregate, Buckets, CmpOp, Cond, Measure, OrderKey, Row, Select, Value,
+    };
     use crmkit_core::{Ctx, Error, Result, UserId};
 
     use super::*;
@@ -202,15 +204,6 @@ mod run {
 
     fn ts(t: DateTime<Utc>) -> Value {
         Value::timestamp(t)
-    }
-
-    /// `start <= column < end` and `column <= now`.
-    fn range(column: &str, start: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> Cond {
-        Cond::And(vec![
-            Cond::Cmp(column.into(), CmpOp::Gte, ts(start)),
-            Cond::Cmp(column.into(), CmpOp::Lt, ts(end)),
-            Cond::Cmp(column.into(), CmpOp::Lte, ts(now)),
-        ])
     }
 
     /// The record table of a tracked kind and its liveness condition.
@@ -265,41 +258,61 @@ mod run {
             let tz = settings.tz()?;
             let buckets = r.bucket.cover(&r.period, settings.fiscal_year_start)?;
             let now = ctx.now();
-            let mut out = vec![];
-            for b in buckets {
-                let from = b.start.max(r.period.from());
-                let to = b.end.min(r.period.to());
-                let (start, end) = Period::new(from, to)?.instants(tz);
-                let cond = Cond::Or(vec![
-                    Cond::eq("kind", "task")
-                        .and(Cond::eq("status", "done"))
-                        .and(range("completed_at", start, end, now)),
+            let bounds: Vec<Value> = r
+                .period
+                .bucket_bounds(&buckets, tz)
+                .into_iter()
+                .map(ts)
+                .collect();
+            // One bucketed aggregate per instant column: a task counts when completed, a
+            // call or meeting when it starts, an email when logged; none after now.
+            let parts = [
+                (
+                    "completed_at",
+                    Cond::eq("kind", "task").and(Cond::eq("status", "done")),
+                ),
+                (
+                    "starts_at",
                     Cond::In(
                         "kind".into(),
                         vec![Value::Text("call".into()), Value::Text("meeting".into())],
-                    )
-                    .and(range("starts_at", start, end, now)),
-                    Cond::eq("kind", "email").and(range("created_at", start, end, now)),
-                ]);
-                let mut rows: BTreeMap<String, ActivitiesDoneRow> = BTreeMap::new();
-                for row in self
-                    .count_by_owner(ctx, ACTIVITY_TABLE, cond, Some("kind"))
-                    .await?
-                {
-                    let owner = owner_of(&row[0])?;
-                    let n = count_of(&row[2])?;
-                    let e = rows
-                        .entry(owner.to_string())
-                        .or_insert_with(|| ActivitiesDoneRow {
-                            period: b.clone(),
-                            owner,
-                            tasks: 0,
-                            calls: 0,
-                            meetings: 0,
-                            emails: 0,
-                            total: 0,
-                        });
-                    match row[1].as_text().ok_or_else(bad)? {
+                    ),
+                ),
+                ("created_at", Cond::eq("kind", "email")),
+            ];
+            let mut rows: BTreeMap<(usize, String), ActivitiesDoneRow> = BTreeMap::new();
+            for (column, kinds) in parts {
+                let agg = Aggregate {
+                    table: ACTIVITY_TABLE,
+                    cond: visibility_scope(ctx, false).and(kinds).and(Cond::Cmp(
+                        column.into(),
+                        CmpOp::Lte,
+                        ts(now),
+                    )),
+                    group_by: vec!["owner_id".into(), "kind".into()],
+                    measures: vec![Measure::Count],
+                    buckets: Some(Buckets::new(column, bounds.clone())),
+                };
+                for row in self.store.backend().aggregate(ctx.tenant(), &agg).await? {
+                    let i = row[0]
+                        .as_int()
+                        .and_then(|i| usize::try_from(i).ok())
+                        .ok_or_else(bad)?;
+                    let period = buckets.get(i).cloned().ok_or_else(bad)?;
+                    let owner = owner_of(&row[1])?;
+                    let n = count_of(&row[3])?;
+                    let e =
+                        rows.entry((i, owner.to_string()))
+                            .or_insert_with(|| ActivitiesDoneRow {
+                                period,
+                                owner,
+                                tasks: 0,
+                                calls: 0,
+                                meetings: 0,
+                                emails: 0,
+                                total: 0,
+                            });
+                    match row[2].as_text().ok_or_else(bad)? {
                         "task" => e.tasks += n,
                         "call" => e.calls += n,
                         "meeting" => e.meetings += n,
@@ -308,9 +321,8 @@ mod run {
                     }
                     e.total += n;
                 }
-                out.extend(rows.into_values().filter(|r| r.total > 0));
             }
-            Ok(out)
+            Ok(rows.into_values().filter(|r| r.total > 0).collect())
         }
 
         pub(crate) async fn overdue_tasks_impl(

@@ -75,6 +75,21 @@ impl Period {
             day_start(tz, self.to + Days::new(1)),
         )
     }
+
+    /// The UTC bounds of `buckets` (consecutive, as [`Bucket::cover`] gives them) within
+    /// the period in `tz`: each bucket's first instant (the first clipped to the period's
+    /// start), then the instant after the last (clipped to the period's end). Bucket `i`
+    /// is `[bounds[i], bounds[i + 1])`, as the storage contract's `Buckets` reads them.
+    pub fn bucket_bounds(&self, buckets: &[BucketKey], tz: Tz) -> Vec<DateTime<Utc>> {
+        let mut bounds: Vec<DateTime<Utc>> = buckets
+            .iter()
+            .map(|b| day_start(tz, b.start.max(self.from)))
+            .collect();
+        if let Some(last) = buckets.last() {
+            bounds.push(day_start(tz, last.end.min(self.to) + Days::new(1)));
+        }
+        bounds
+    }
 }
 
 impl<'de> Deserialize<'de> for Period {

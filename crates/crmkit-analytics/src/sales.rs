@@ -645,16 +645,12 @@ impl Sales<'_> {
         }
         // The won deals: one aggregate over `won_at`, bucketed by the local buckets'
         // first instants (the first and last clipped to the period).
-        let mut bounds = Vec::with_capacity(buckets.len() + 1);
-        for (i, b) in buckets.iter().enumerate() {
-            let from = b.start.max(r.period.from());
-            let to = b.end.min(r.period.to());
-            let (start, end) = Period::new(from, to)?.instants(self.tz);
-            bounds.push(ts(start));
-            if i + 1 == buckets.len() {
-                bounds.push(ts(end));
-            }
-        }
+        let bounds = r
+            .period
+            .bucket_bounds(&buckets, self.tz)
+            .into_iter()
+            .map(ts)
+            .collect();
         let cond = scope.clone().and(Cond::eq("status", "won"));
         let agg = Aggregate {
             table: DEAL_TABLE,

@@ -17,7 +17,7 @@
 //! created in it (by `created_at`'s local date) and solved in it (by `solved_at`'s
 //! local date: a solved or closed ticket's last solve; a reopened ticket has none until
 //! it is solved again, so it counts where it was solved last). Every bucket of the period
-//! has a row. Two counting aggregates per bucket.
+//! has a row. Two bucketed counting aggregates (one per column).
 //!
 //! **Times** ([`TicketTimes`]): the median and 90th percentile (nearest rank: the
 //! `ceil(p × n)`-th smallest of the `n` values) of the business minutes to first response
@@ -119,7 +119,7 @@ pub struct TicketTimesRow {
 mod run {
     use chrono::{DateTime, Utc};
     use crmkit_core::service::visibility_scope;
-    use crmkit_core::store::{Aggregate, CmpOp, Cond, Measure, OrderKey, Select, Value};
+    use crmkit_core::store::{Aggregate, Buckets, CmpOp, Cond, Measure, OrderKey, Select, Value};
     use crmkit_core::{Ctx, Error, Result};
     use crmkit_tickets::rows::TICKET_TABLE;
     use crmkit_tickets::{
@@ -175,6 +175,35 @@ mod run {
             }
         }
 
+        /// Rows of `table` the actor sees (not deleted) per bucket of `column` between
+        /// consecutive `bounds` (one bucketed aggregate); index `i` is bucket `i`.
+        async fn count_by_bucket(
+            &self,
+            ctx: &Ctx,
+            table: &'static str,
+            column: &str,
+            bounds: &[Value],
+        ) -> Result<Vec<u64>> {
+            let mut counts = vec![0; bounds.len().saturating_sub(1)];
+            let agg = Aggregate {
+                table,
+                cond: visibility_scope(ctx, false),
+                group_by: vec![],
+                measures: vec![Measure::Count],
+                buckets: Some(Buckets::new(column, bounds.to_vec())),
+            };
+            for row in self.store.backend().aggregate(ctx.tenant(), &agg).await? {
+                let i = row.first().and_then(Value::as_int).ok_or_else(bad)?;
+                let n = row.get(1).and_then(Value::as_int).ok_or_else(bad)?;
+                let slot = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| counts.get_mut(i))
+                    .ok_or_else(bad)?;
+                *slot = u64::try_from(n).map_err(|_| bad())?;
+            }
+            Ok(counts)
+        }
+
         /// The ticket backlog (`Tickets::backlog`): unsolved tickets the actor sees per
         /// status and priority. A Config error when the tickets module is not composed.
         pub async fn ticket_backlog(
@@ -228,24 +257,28 @@ mod run {
             self.store.require_module("tickets")?;
             let settings = self.settings(ctx).await?;
             let tz = settings.tz()?;
-            let mut out = vec![];
-            for b in r.bucket.cover(&r.period, settings.fiscal_year_start)? {
-                let from = b.start.max(r.period.from());
-                let to = b.end.min(r.period.to());
-                let (start, end) = Period::new(from, to)?.instants(tz);
-                let created = self
-                    .count_visible(ctx, TICKET_TABLE, range("created_at", start, end))
-                    .await?;
-                let solved = self
-                    .count_visible(ctx, TICKET_TABLE, range("solved_at", start, end))
-                    .await?;
-                out.push(TicketVolumeRow {
-                    period: b,
-                    created,
-                    solved,
-                });
-            }
-            Ok(out)
+            let keys = r.bucket.cover(&r.period, settings.fiscal_year_start)?;
+            let bounds: Vec<Value> = r
+                .period
+                .bucket_bounds(&keys, tz)
+                .into_iter()
+                .map(Value::timestamp)
+                .collect();
+            let created = self
+                .count_by_bucket(ctx, TICKET_TABLE, "created_at", &bounds)
+                .await?;
+            let solved = self
+                .count_by_bucket(ctx, TICKET_TABLE, "solved_at", &bounds)
+                .await?;
+            Ok(keys
+                .into_iter()
+                .enumerate()
+                .map(|(i, period)| TicketVolumeRow {
+                    period,
+                    created: created.get(i).copied().unwrap_or(0),
+                    solved: solved.get(i).copied().unwrap_or(0),
+                })
+                .collect())
         }
 
         pub(crate) async fn ticket_times_impl(
