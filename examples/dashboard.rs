@@ -183,7 +183,11 @@ async fn main() -> Result<(), Error> {
         .find(|s| s.kind == StageKind::Lost)
         .expect("a lost stage")
         .id;
-    let reasons = ["price", "timing", "competitor", "no budget"];
+    // Managed lost reasons (a rep may also type one).
+    let mut reasons = vec![];
+    for name in ["Price", "Timing", "Went with a competitor", "No budget"] {
+        reasons.push(crm.deals().add_lost_reason(&ctx, name).await?.id);
+    }
     let sources = [
         Source::WebForm,
         Source::Referral,
@@ -264,15 +268,13 @@ async fn main() -> Result<(), Error> {
                     .move_to_stage(c, id, deal.version, won, None)
                     .await?;
             } else if roll < 17 {
-                let reason = reasons[rng.below(4) as usize];
+                let reason = if rng.chance(85) {
+                    LostReasonInput::Listed(reasons[rng.below(4) as usize])
+                } else {
+                    LostReasonInput::Text("Project cancelled".into())
+                };
                 crm.deals()
-                    .move_to_stage(
-                        c,
-                        id,
-                        deal.version,
-                        lost,
-                        Some(LostReasonInput::Text(reason.into())),
-                    )
+                    .move_to_stage(c, id, deal.version, lost, Some(reason))
                     .await?;
             } else if roll < 19 {
                 let later = deal
@@ -527,8 +529,11 @@ async fn main() -> Result<(), Error> {
     };
     println!("\nLost reasons, Q1");
     for r in a.lost_reasons(&ctx, &lost_reasons).await? {
-        let what = r.name.clone().unwrap_or_else(|| format!("{:?}", r.kind));
-        println!("{what:<14} {:>4} deals {:>14}", r.count, r.value);
+        let what = r
+            .name
+            .clone()
+            .unwrap_or_else(|| "(typed by the rep)".into());
+        println!("{what:<24} {:>4} deals {:>14}", r.count, r.value);
     }
 
     let slipped = SlippedDeals {
@@ -662,6 +667,10 @@ async fn main() -> Result<(), Error> {
     let rendered = a.render_dashboard(&ctx, &dashboard).await?;
     println!("\nDashboard \"{}\":", rendered.name);
     for (i, w) in rendered.widgets.iter().enumerate() {
+        // What a viewer gets: a well-formed SVG document.
+        let doc = roxmltree::Document::parse(&w.svg)
+            .map_err(|e| Error::storage(format!("chart {}: {e}", w.title)))?;
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
         let path = dir.join(format!("{:02}-{}.svg", i + 1, slug(&w.title)));
         std::fs::write(&path, &w.svg).map_err(|e| Error::storage_from("chart file", e))?;
         println!(
