@@ -26,6 +26,21 @@ struct UniqueIndex {
     entries: HashMap<Key, Vec<Value>>,
 }
 
+/// A condition planned over one table: columns resolved to positions (see
+/// the state's `plan`). `Other` keeps a condition that reads another table.
+enum Plan<'c> {
+    Const(Option<bool>),
+    Cmp(usize, CmpOp, &'c Value),
+    In(usize, &'c [Value]),
+    IsNull(usize),
+    Contains(usize, &'c str),
+    StartsWith(usize, &'c str),
+    /// All of them (`false`: AND) or any (`true`: OR), three-valued.
+    All(Vec<Plan<'c>>, bool),
+    Not(Box<Plan<'c>>),
+    Other(&'c Cond),
+}
+
 struct MemTable {
     def: TableDef,
     /// Column positions by name (conditions name columns; a scan looks each one up per
@@ -310,11 +325,99 @@ impl State {
         Ok(acc)
     }
 
+    /// `cond` over `t` with its columns resolved to positions (an unknown column is a
+    /// Config error, as in [`Self::eval`]).
+    fn plan<'c>(&self, t: &MemTable, cond: &'c Cond) -> Result<Plan<'c>> {
+        let pos = |name: &str| {
+            t.pos(name)
+                .ok_or_else(|| Error::Config(format!("unknown column {}.{name}", t.def.name)))
+        };
+        Ok(match cond {
+            Cond::True => Plan::Const(Some(true)),
+            Cond::False => Plan::Const(Some(false)),
+            Cond::Cmp(c, op, v) => Plan::Cmp(pos(c)?, *op, v),
+            Cond::In(c, vs) => Plan::In(pos(c)?, vs),
+            Cond::IsNull(c) => Plan::IsNull(pos(c)?),
+            Cond::Contains(c, needle) => Plan::Contains(pos(c)?, needle),
+            Cond::StartsWith(c, prefix) => Plan::StartsWith(pos(c)?, prefix),
+            Cond::And(cs) => Plan::All(
+                cs.iter().map(|c| self.plan(t, c)).collect::<Result<_>>()?,
+                false,
+            ),
+            Cond::Or(cs) => Plan::All(
+                cs.iter().map(|c| self.plan(t, c)).collect::<Result<_>>()?,
+                true,
+            ),
+            Cond::Not(c) => Plan::Not(Box::new(self.plan(t, c)?)),
+            Cond::Custom { .. } => Plan::Other(cond),
+        })
+    }
+
+    /// [`Self::eval`] of a planned condition: the same three-valued result.
+    fn eval_plan(
+        &self,
+        tenant: TenantId,
+        t: &MemTable,
+        plan: &Plan<'_>,
+        row: &Row,
+    ) -> Result<Option<bool>> {
+        Ok(match plan {
+            Plan::Const(v) => *v,
+            Plan::Cmp(p, op, v) => {
+                let a = &row[*p];
+                if a.is_null() || v.is_null() {
+                    None
+                } else {
+                    Some(op.holds(a.cmp(v)))
+                }
+            }
+            Plan::In(p, vs) => {
+                let a = &row[*p];
+                if vs.is_empty() {
+                    Some(false)
+                } else if a.is_null() {
+                    None
+                } else if vs.iter().any(|v| !v.is_null() && v.cmp(a).is_eq()) {
+                    Some(true)
+                } else if vs.iter().any(Value::is_null) {
+                    None
+                } else {
+                    Some(false)
+                }
+            }
+            Plan::IsNull(p) => Some(row[*p].is_null()),
+            Plan::Contains(p, needle) => match &row[*p] {
+                Value::Null => None,
+                Value::Text(s) => Some(s.contains(needle)),
+                other => Some(format_value(other).contains(needle)),
+            },
+            Plan::StartsWith(p, prefix) => match &row[*p] {
+                Value::Null => None,
+                Value::Text(s) => Some(s.starts_with(prefix)),
+                other => Some(format_value(other).starts_with(prefix)),
+            },
+            Plan::All(parts, decisive) => {
+                let mut acc = Some(!decisive);
+                for c in parts {
+                    match self.eval_plan(tenant, t, c, row)? {
+                        Some(v) if v == *decisive => return Ok(Some(*decisive)),
+                        None => acc = None,
+                        Some(_) => {}
+                    }
+                }
+                acc
+            }
+            Plan::Not(c) => self.eval_plan(tenant, t, c, row)?.map(|b| !b),
+            Plan::Other(c) => self.eval(tenant, t, c, row)?,
+        })
+    }
+
     /// The keys of the rows of `t` in `tenant` that match `cond`.
     fn matching_keys(&self, tenant: TenantId, t: &MemTable, cond: &Cond) -> Result<Vec<Key>> {
         let mut hit = vec![];
+        let plan = self.plan(t, cond)?;
         for row in t.candidates(tenant, cond) {
-            if self.eval(tenant, t, cond, row)? == Some(true) {
+            if self.eval_plan(tenant, t, &plan, row)? == Some(true) {
                 hit.push((tenant, t.key_of(row)));
             }
         }
@@ -553,8 +656,9 @@ impl State {
         }
         self.check_cond(t, &s.cond)?;
         let mut out = vec![];
+        let plan = self.plan(t, &s.cond)?;
         for row in t.candidates(tenant, &s.cond) {
-            if self.eval(tenant, t, &s.cond, row)? == Some(true) {
+            if self.eval_plan(tenant, t, &plan, row)? == Some(true) {
                 let mut sk = Vec::with_capacity(s.order.len());
                 for (o, &p) in s.order.iter().zip(&positions) {
                     let v = match &o.custom {
@@ -787,10 +891,11 @@ impl Backend for MemoryBackend {
             };
             // Groups keyed by the rows' own cells (borrowed while the lock is held): a
             // row's key is looked up without cloning its cells.
+            let plan = st.plan(t, &agg.cond)?;
             let mut groups: BTreeMap<(usize, Vec<&Value>), Vec<i128>> = BTreeMap::new();
             let mut key: (usize, Vec<&Value>) = (0, Vec::with_capacity(group_pos.len()));
             for row in t.candidates(tenant, &agg.cond) {
-                if st.eval(tenant, t, &agg.cond, row)? != Some(true) {
+                if st.eval_plan(tenant, t, &plan, row)? != Some(true) {
                     continue;
                 }
                 if let Some((b, p)) = bucket_pos {
