@@ -15,6 +15,13 @@
 //!   (forecast by month, win rate by owner, pipeline by stage) again and again. The
 //!   point reads' p50 and p99 with the dashboards running, next to the same load without
 //!   them. Target: p99 of get-by-id under 2 ms while dashboards render.
+//! - CRMKIT_BENCH_HISTORY_DEALS, default 250 000 deals created in Q1 2026, each with up to
+//!   three more stage-history rows (about 750 000 rows): the stage funnel and time in
+//!   stage, next to hand-written SQL (a JOIN with MAX per deal; a LEAD window).
+//! - CRMKIT_BENCH_SNAPSHOT_DEALS, default 100 000 open deals: a snapshot, then changes
+//!   (moves, re-pricing, wins, 5% new deals), a second snapshot and the waterfall between
+//!   the two; the same at half the size, so the waterfall's growth shows (linear, not
+//!   quadratic).
 
 mod common;
 
@@ -485,6 +492,12 @@ mod mixed_load {
             let lat = rt().block_on(mixed(&m.crm, &m.ctx, &m.ids, true));
             record("mixed-reports/p50", percentile(&lat, 50));
             record("mixed-reports/p99", percentile(&lat, 99));
+            eprintln!(
+                "mixed load with dashboards: get-by-id p50 {:?}, p99 {:?}, max {:?}",
+                percentile(&lat, 50),
+                percentile(&lat, 99),
+                lat.last()
+            );
         });
     }
 
@@ -495,6 +508,11 @@ mod mixed_load {
             let lat = rt().block_on(mixed(&m.crm, &m.ctx, &m.ids, false));
             record("mixed-plain/p50", percentile(&lat, 50));
             record("mixed-plain/p99", percentile(&lat, 99));
+            eprintln!(
+                "mixed load without reports: get-by-id p50 {:?}, p99 {:?}",
+                percentile(&lat, 50),
+                percentile(&lat, 99)
+            );
         });
     }
 }
@@ -785,6 +803,7 @@ async fn snapshots(n: usize, tag: &str) {
     let t = Instant::now();
     let earlier = a.take_snapshot(&ctx).await.unwrap();
     record(&format!("{tag}/snapshot"), t.elapsed());
+    eprintln!("{tag}: a snapshot of {n} open deals took {:?}", t.elapsed());
     clock.set(Utc.with_ymd_and_hms(2026, 1, 15, 9, 0, 0).unwrap());
     let won = pipeline
         .stages
@@ -828,6 +847,10 @@ async fn snapshots(n: usize, tag: &str) {
     let t = Instant::now();
     divan::black_box(a.pipeline_waterfall(&ctx, &w).await.unwrap());
     record(&format!("{tag}/waterfall"), t.elapsed());
+    eprintln!(
+        "{tag}: the waterfall between two snapshots took {:?}",
+        t.elapsed()
+    );
 }
 
 /// A snapshot of `snapshot_deals_n()` open deals and the waterfall between two of them,
