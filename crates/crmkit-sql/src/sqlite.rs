@@ -435,6 +435,11 @@ impl SqliteBackend {
     }
 
     async fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        // A read on a free connection completes without ever returning Pending, so a task
+        // looping on reads would never yield and could starve the tasks queued behind it
+        // on its worker (tokio's LIFO slot is not stolen): spend one unit of the task's
+        // cooperative budget, which yields once it is used up (every 128 operations).
+        tokio::task::coop::consume_budget().await;
         if self.readers.is_empty() {
             let conn = self.writer.lock().await;
             return f(&conn);

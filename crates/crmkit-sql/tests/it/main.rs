@@ -1098,3 +1098,57 @@ async fn sqlite_explains_the_selects_it_runs() {
     let bad = Select::new("tm_nosuch", Cond::True);
     assert!(b.explain_select(t, &bad).await.is_err());
 }
+
+/// A task that loops on SQLite reads lets the other tasks of its worker run: every read
+/// spends the task's cooperative budget, so it yields now and then. On a one-worker
+/// runtime the reader loops until a task spawned after it has set a flag; without the
+/// yield point (a read on a free connection never returns Pending) it would spin through
+/// all its reads first and never see the flag.
+#[test]
+fn a_reading_loop_lets_other_tasks_run() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let url = temp_sqlite_url();
+    let seen = rt.block_on(async {
+        let b = Arc::new(
+            crmkit_sql::SqliteBackend::open(&url, &modules(1))
+                .await
+                .expect("open"),
+        );
+        let t = TenantId::new();
+        let flag = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (b, flag) = (b.clone(), flag.clone());
+            tokio::spawn(async move {
+                for _ in 0..100_000 {
+                    if flag.load(Ordering::SeqCst) {
+                        return true;
+                    }
+                    b.get(t, ITEM, &[Value::Uuid(Uuid::nil())])
+                        .await
+                        .expect("get");
+                }
+                false
+            })
+        };
+        let other = {
+            let flag = flag.clone();
+            tokio::spawn(async move { flag.store(true, Ordering::SeqCst) })
+        };
+        other.await.expect("the other task");
+        reader.await.expect("the reader")
+    });
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+    }
+    assert!(
+        seen,
+        "the reader saw the other task's flag before its last read"
+    );
+}
