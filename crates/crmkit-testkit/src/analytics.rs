@@ -807,13 +807,14 @@ async fn every_report_equals_oracle(
     Ok(())
 }
 
-/// Running the definition (through its JSON) gives the typed rows.
-async fn json_equals_typed<T: serde::Serialize>(
+/// Running the definition through its JSON gives the typed rows (the other analytics
+/// suites share this); the rows as run.
+pub(crate) async fn json_rows_equal<T: serde::Serialize>(
     a: &Analytics,
     ctx: &Ctx,
     r: Report,
     typed: &[T],
-) -> CheckResult {
+) -> CheckResult<crmkit_analytics::ReportRows> {
     let parsed = Report::from_json(&r.to_json().to_string()).at("parse definition")?;
     ensure_eq!(parsed, r, "definition round trip");
     let rows = a.run(ctx, &parsed).await.at("run")?;
@@ -822,6 +823,17 @@ async fn json_equals_typed<T: serde::Serialize>(
         .map(|t| serde_json::to_value(t).expect("row"))
         .collect();
     ensure_eq!(rows.rows, want, "{} run from JSON", r.name());
+    Ok(rows)
+}
+
+/// Running the definition (through its JSON) gives the typed rows.
+async fn json_equals_typed<T: serde::Serialize>(
+    a: &Analytics,
+    ctx: &Ctx,
+    r: Report,
+    typed: &[T],
+) -> CheckResult {
+    let rows = json_rows_equal(a, ctx, r, typed).await?;
     ensure_eq!(
         rows.currency.as_deref(),
         Some("EUR"),
