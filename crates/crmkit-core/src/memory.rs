@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 use crate::event::{EVENT_SEQUENCE, SEQUENCES_TABLE};
 use crate::id::{RecordKind, TenantId};
 use crate::store::{
-    Aggregate, Backend, BackendKind, BoxFuture, Changeset, CmpOp, ColumnType, Commit, Cond, Fault,
-    Measure, Row, Schema, Select, TableDef, Value, Write,
+    Aggregate, Backend, BackendKind, BoxFuture, Changeset, CmpOp, ColumnType, Commit, Cond,
+    CustomRef, Fault, Measure, Row, Schema, Select, TableDef, Value, Write,
 };
 
 type Key = (TenantId, Vec<Value>);
@@ -27,7 +27,7 @@ struct UniqueIndex {
 }
 
 /// A condition planned over one table: columns resolved to positions (see
-/// the state's `plan`). `Other` keeps a condition that reads another table.
+/// the state's `plan`). `Custom` reads the custom values table.
 enum Plan<'c> {
     Const(Option<bool>),
     Cmp(usize, CmpOp, &'c Value),
@@ -38,7 +38,7 @@ enum Plan<'c> {
     /// All of them (`false`: AND) or any (`true`: OR), three-valued.
     All(Vec<Plan<'c>>, bool),
     Not(Box<Plan<'c>>),
-    Other(&'c Cond),
+    Custom(&'c CustomRef, Option<&'c Cond>),
 }
 
 struct MemTable {
@@ -303,28 +303,6 @@ impl State {
         }
     }
 
-    /// An AND (`decisive` false) or an OR (`decisive` true) of `cs` in SQL's three-valued
-    /// logic: the decisive value as soon as one condition has it; else unknown (`None`)
-    /// when one was unknown; else the other value (also for no conditions).
-    fn eval_all(
-        &self,
-        tenant: TenantId,
-        t: &MemTable,
-        cs: &[Cond],
-        row: &Row,
-        decisive: bool,
-    ) -> Result<Option<bool>> {
-        let mut acc = Some(!decisive);
-        for c in cs {
-            match self.eval(tenant, t, c, row)? {
-                Some(v) if v == decisive => return Ok(Some(decisive)),
-                None => acc = None,
-                Some(_) => {}
-            }
-        }
-        Ok(acc)
-    }
-
     /// `cond` over `t` with its columns resolved to positions (an unknown column is a
     /// Config error, as in [`Self::eval`]).
     fn plan<'c>(&self, t: &MemTable, cond: &'c Cond) -> Result<Plan<'c>> {
@@ -349,7 +327,7 @@ impl State {
                 true,
             ),
             Cond::Not(c) => Plan::Not(Box::new(self.plan(t, c)?)),
-            Cond::Custom { .. } => Plan::Other(cond),
+            Cond::Custom { field, cond } => Plan::Custom(field, cond.as_deref()),
         })
     }
 
@@ -408,7 +386,7 @@ impl State {
                 acc
             }
             Plan::Not(c) => self.eval_plan(tenant, t, c, row)?.map(|b| !b),
-            Plan::Other(c) => self.eval(tenant, t, c, row)?,
+            Plan::Custom(field, c) => self.eval_custom(tenant, t, field, *c, row)?,
         })
     }
 
@@ -424,79 +402,49 @@ impl State {
         Ok(hit)
     }
 
+    /// Whether `cond` holds for `row` of `t` (three-valued: `None` is SQL's unknown).
     fn eval(&self, tenant: TenantId, t: &MemTable, cond: &Cond, row: &Row) -> Result<Option<bool>> {
-        let col = |name: &str| -> Result<&Value> {
-            t.pos(name)
-                .map(|p| &row[p])
-                .ok_or_else(|| Error::Config(format!("unknown column {}.{name}", t.def.name)))
-        };
-        Ok(match cond {
-            Cond::True => Some(true),
-            Cond::False => Some(false),
-            Cond::Cmp(c, op, v) => {
-                let a = col(c)?;
-                if a.is_null() || v.is_null() {
-                    None
-                } else {
-                    Some(op.holds(a.cmp(v)))
-                }
+        self.eval_plan(tenant, t, &self.plan(t, cond)?, row)
+    }
+
+    /// A custom-field condition on `row`: whether the record has a value of the field
+    /// (matching `cond` when given) in the custom values table.
+    fn eval_custom(
+        &self,
+        tenant: TenantId,
+        t: &MemTable,
+        field: &CustomRef,
+        cond: Option<&Cond>,
+        row: &Row,
+    ) -> Result<Option<bool>> {
+        let id = t
+            .pos("id")
+            .map(|p| row[p].clone())
+            .ok_or_else(|| Error::Config(format!("unknown column {}.id", t.def.name)))?;
+        let cv = self.table(crate::custom::VALUES_TABLE)?;
+        let prefix = vec![
+            Value::Text(field.record_kind.clone()),
+            Value::Text(field.key.clone()),
+            id,
+        ];
+        let mut found = false;
+        for ((tt, k), r) in cv
+            .rows
+            .range((Bound::Included((tenant, prefix.clone())), Bound::Unbounded))
+        {
+            if *tt != tenant || k.len() < 3 || k[..3] != prefix[..] {
+                break;
             }
-            Cond::In(c, vs) => {
-                let a = col(c)?;
-                if vs.is_empty() {
-                    Some(false)
-                } else if a.is_null() {
-                    None
-                } else if vs.iter().any(|v| !v.is_null() && v.cmp(a).is_eq()) {
-                    Some(true)
-                } else if vs.iter().any(Value::is_null) {
-                    None
-                } else {
-                    Some(false)
-                }
+            let ok = match cond {
+                None => true,
+                Some(c) => self.eval(tenant, cv, c, r)? == Some(true),
+            };
+            if ok {
+                found = true;
+                break;
             }
-            Cond::IsNull(c) => Some(col(c)?.is_null()),
-            Cond::Contains(c, needle) => match col(c)? {
-                Value::Null => None,
-                Value::Text(s) => Some(s.contains(needle.as_str())),
-                other => Some(format_value(other).contains(needle.as_str())),
-            },
-            Cond::StartsWith(c, prefix) => match col(c)? {
-                Value::Null => None,
-                Value::Text(s) => Some(s.starts_with(prefix.as_str())),
-                other => Some(format_value(other).starts_with(prefix.as_str())),
-            },
-            Cond::And(cs) => self.eval_all(tenant, t, cs, row, false)?,
-            Cond::Or(cs) => self.eval_all(tenant, t, cs, row, true)?,
-            Cond::Not(c) => self.eval(tenant, t, c, row)?.map(|b| !b),
-            Cond::Custom { field, cond } => {
-                let id = col("id")?.clone();
-                let cv = self.table(crate::custom::VALUES_TABLE)?;
-                let prefix = vec![
-                    Value::Text(field.record_kind.clone()),
-                    Value::Text(field.key.clone()),
-                    id,
-                ];
-                let mut found = false;
-                for ((tt, k), r) in cv
-                    .rows
-                    .range((Bound::Included((tenant, prefix.clone())), Bound::Unbounded))
-                {
-                    if *tt != tenant || k.len() < 3 || k[..3] != prefix[..] {
-                        break;
-                    }
-                    let ok = match cond {
-                        None => true,
-                        Some(c) => self.eval(tenant, cv, c, r)? == Some(true),
-                    };
-                    if ok {
-                        found = true;
-                        break;
-                    }
-                }
-                Some(found)
-            }
-        })
+        }
+        Ok(Some(found))
     }
 
     fn apply(&mut self, tenant: TenantId, w: Write, undo: &mut Vec<Undo>) -> Result<()> {
